@@ -1,0 +1,39 @@
+# The two commands: `make demo` and `make test`. Everything else is set-up they do themselves.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck services clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/ems-agent demo --site agent/sites/demo.toml
+
+# Debian packages the integration tests talk to (real servers, loopback only).
+services:
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
+	command -v victoria-metrics >/dev/null 2>&1 || test -x /usr/bin/victoria-metrics || missing="$$missing victoria-metrics"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1 && [ "$${EMS_NO_APT:-0}" != "1" ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "not installed (tests needing them will skip):$$missing"; fi; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check agent drivers simulators tests bench
+	$(BIN)/mypy
+
+test: $(STAMP) services lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,247 @@
+"""Site configuration (TOML): devices, wiring of clusters behind PCS units, control targets.
+
+One file describes a site for the live agent, the simulators and the offline analysis.
+Every key is validated; an error names the file, the table and the key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from agent.tomlcheck import REQUIRED, ConfigError, Table, load_toml
+
+METER_ROLES = ("grid", "load", "pv", "rack")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceConfig:
+    """Where and how to reach one Modbus device, and which register map it speaks."""
+
+    id: str
+    kind: str  # "meter" | "pcs" | "cluster"
+    profile: str  # profile name (file stem under drivers/profiles/) or a path
+    host: str
+    port: int
+    unit: int  # Modbus device id
+    timeout_s: float
+    retries: int
+    role: str = ""  # meters: grid | load | pv | rack
+    rated_w: float = 0.0  # PCS: rating
+    capacity_wh: float = 0.0  # clusters: nameplate energy
+    clusters: tuple[str, ...] = ()  # PCS: the clusters wired behind it
+
+
+@dataclass(frozen=True, slots=True)
+class ControlConfig:
+    """Targets and limits for the control policy (SI units)."""
+
+    soc_min_pct: float = 10.0  # hard floor of the usable window
+    soc_max_pct: float = 95.0  # hard ceiling
+    reserve_load_w: float = 0.0  # critical load the reserve must carry ...
+    reserve_minutes: float = 0.0  # ... for this long during an outage
+    ramp_limit_w_per_s: float = 0.0  # grid import ramp limit, up and down; 0 = off
+    ramp_return_s: float = 300.0  # time constant to return to the planned trajectory
+    demand_target_w: float = 0.0  # fixed 15-min demand target; 0 = economic (automatic)
+    demand_interval_s: float = 900.0
+    tou_enabled: bool = True
+    charge_efficiency: float = 0.96  # one way, AC->stored
+    discharge_efficiency: float = 0.96  # one way, stored->AC
+    degradation_cost_per_kwh: float = 0.0  # currency per kWh discharged
+    soc_target_pct: float = 50.0  # where idle/balancing returns the battery
+
+
+@dataclass(frozen=True, slots=True)
+class SiteConfig:
+    path: Path
+    id: str
+    timezone: ZoneInfo
+    cycle_s: float
+    allow_export: bool
+    stale_after_s: float
+    tariff_path: Path | None
+    control: ControlConfig
+    meters: tuple[DeviceConfig, ...]
+    pcs: tuple[DeviceConfig, ...]
+    clusters: tuple[DeviceConfig, ...]
+    maintenance: frozenset[str] = frozenset()  # clusters isolated by the site file
+    simulation: dict[str, Any] = field(default_factory=dict)  # read by simulators only
+    sections: dict[str, Any] = field(default_factory=dict)  # other subsystems' tables
+
+    @property
+    def devices(self) -> tuple[DeviceConfig, ...]:
+        return self.meters + self.pcs + self.clusters
+
+    def meter(self, role: str) -> DeviceConfig | None:
+        for m in self.meters:
+            if m.role == role:
+                return m
+        return None
+
+    def with_clusters(self, n: int) -> SiteConfig:
+        """The same site with `n` clusters, spread round-robin over its PCS units."""
+        if not self.clusters:
+            raise ConfigError(f"{self.path}: no [[cluster]] to copy for a size of {n}")
+        proto = self.clusters[0]
+        clusters = tuple(replace(proto, id=f"c{i + 1:02d}", unit=proto.unit) for i in range(n))
+        per_pcs: dict[str, list[str]] = {p.id: [] for p in self.pcs}
+        for i, c in enumerate(clusters):
+            per_pcs[self.pcs[i % len(self.pcs)].id].append(c.id)
+        pcs = tuple(replace(p, clusters=tuple(per_pcs[p.id])) for p in self.pcs)
+        return replace(self, clusters=clusters, pcs=pcs, maintenance=frozenset())
+
+
+# Sections owned by other subsystems; each validates its own table.
+OTHER_SECTIONS = ("telemetry", "mqtt", "api", "economics", "ledger", "health")
+
+
+def _device(t: Table, kind: str, defaults: Table | None) -> DeviceConfig:
+    d = defaults.data if defaults is not None else {}
+    dev = DeviceConfig(
+        id=t.text("id"),
+        kind=kind,
+        profile=t.text("profile", d.get("profile", REQUIRED)),
+        host=t.text("host", d.get("host", "127.0.0.1")),
+        port=t.integer("port", lo=1, hi=65535),
+        unit=t.integer("unit", 1, lo=0, hi=247),
+        timeout_s=t.number("timeout_s", d.get("timeout_s", 0.3), lo=0.01, hi=30),
+        retries=t.integer("retries", d.get("retries", 1), lo=0, hi=10),
+        role=t.text("role", choices=METER_ROLES) if kind == "meter" else "",
+        rated_w=t.number("rated_w", lo=0, lo_open=True) if kind == "pcs" else 0.0,
+        capacity_wh=t.number("capacity_wh", lo=0, lo_open=True) if kind == "cluster" else 0.0,
+        clusters=t.texts("clusters") if kind == "pcs" else (),
+    )
+    if kind == "cluster":
+        t.flag("maintenance", False)
+    t.done()
+    return dev
+
+
+def _control(t: Table) -> ControlConfig:
+    c = ControlConfig(
+        soc_min_pct=t.number("soc_min_pct", 10.0, lo=0, hi=100),
+        soc_max_pct=t.number("soc_max_pct", 95.0, lo=0, hi=100),
+        reserve_load_w=t.number("reserve_load_w", 0.0, lo=0),
+        reserve_minutes=t.number("reserve_minutes", 0.0, lo=0, hi=24 * 60),
+        ramp_limit_w_per_s=t.number("ramp_limit_w_per_s", 0.0, lo=0),
+        ramp_return_s=t.number("ramp_return_s", 300.0, lo=1),
+        demand_target_w=t.number("demand_target_w", 0.0, lo=0),
+        demand_interval_s=t.number("demand_interval_s", 900.0, lo=60, hi=3600),
+        tou_enabled=t.flag("tou_enabled", True),
+        charge_efficiency=t.number("charge_efficiency", 0.96, lo=0.5, hi=1.0),
+        discharge_efficiency=t.number("discharge_efficiency", 0.96, lo=0.5, hi=1.0),
+        degradation_cost_per_kwh=t.number("degradation_cost_per_kwh", 0.0, lo=0),
+        soc_target_pct=t.number("soc_target_pct", 50.0, lo=0, hi=100),
+    )
+    t.done()
+    if c.soc_min_pct >= c.soc_max_pct:
+        t.fail("soc_min_pct", f"must be below soc_max_pct ({c.soc_max_pct:g}), got {c.soc_min_pct:g}")
+    if not c.soc_min_pct <= c.soc_target_pct <= c.soc_max_pct:
+        t.fail("soc_target_pct", f"must lie within [soc_min_pct, soc_max_pct], got {c.soc_target_pct:g}")
+    return c
+
+
+def parse_site(data: dict[str, Any], path: Path) -> SiteConfig:
+    """Validate a parsed site file. Raises ConfigError naming file, table and key."""
+    root = Table(data, str(path))
+    s = root.table("site", required=True)
+    site_id = s.text("id")
+    tz_name = s.text("timezone", "UTC")
+    try:
+        tz = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        s.fail("timezone", f"is not a known IANA time zone, got {tz_name!r}")
+    cycle_s = s.number("cycle_s", 1.0, lo=0.2, hi=60.0)
+    allow_export = s.flag("allow_export", False)
+    stale_after_s = s.number("stale_after_s", 3.0 * cycle_s, lo=cycle_s)
+    tariff = s.text("tariff", None)
+    s.done()
+    tariff_path = None
+    if tariff is not None:
+        tariff_path = (path.parent / tariff).resolve()
+        if not tariff_path.is_file():
+            s.fail("tariff", f"names a file that does not exist: {tariff_path}")
+
+    control = _control(root.table("control"))
+    defaults = root.table("defaults") if root.has("defaults") else None
+    if defaults is not None:
+        for k in ("profile", "host", "timeout_s", "retries"):
+            defaults.raw(k)
+        defaults.done()
+    meters = tuple(_device(t, "meter", defaults) for t in root.tables("meter"))
+    pcs = tuple(_device(t, "pcs", defaults) for t in root.tables("pcs"))
+    cluster_tables = root.tables("cluster")
+    clusters = tuple(_device(t, "cluster", defaults) for t in cluster_tables)
+    maintenance = frozenset(
+        c.id for c, t in zip(clusters, cluster_tables, strict=True) if t.data.get("maintenance", False)
+    )
+    simulation = root.raw("simulation", {})
+    if not isinstance(simulation, dict):
+        root.fail("simulation", "must be a table")
+    sections = {k: root.raw(k) for k in OTHER_SECTIONS if root.has(k)}
+    root.done()
+
+    _check_wiring(path, meters, pcs, clusters)
+    return SiteConfig(
+        path=path,
+        id=site_id,
+        timezone=tz,
+        cycle_s=cycle_s,
+        allow_export=allow_export,
+        stale_after_s=stale_after_s,
+        tariff_path=tariff_path,
+        control=control,
+        meters=meters,
+        pcs=pcs,
+        clusters=clusters,
+        maintenance=maintenance,
+        simulation=simulation,
+        sections=sections,
+    )
+
+
+def _check_wiring(
+    path: Path,
+    meters: tuple[DeviceConfig, ...],
+    pcs: tuple[DeviceConfig, ...],
+    clusters: tuple[DeviceConfig, ...],
+) -> None:
+    seen: set[str] = set()
+    for d in meters + pcs + clusters:
+        if d.id in seen:
+            raise ConfigError(f"{path}: device id {d.id!r} is used twice")
+        seen.add(d.id)
+    endpoints: dict[tuple[str, int, int], str] = {}
+    for d in meters + pcs + clusters:
+        key = (d.host, d.port, d.unit)
+        if key in endpoints:
+            raise ConfigError(
+                f"{path}: devices {endpoints[key]!r} and {d.id!r} share {d.host}:{d.port} unit {d.unit}"
+            )
+        endpoints[key] = d.id
+    if sum(1 for m in meters if m.role == "grid") > 1:
+        raise ConfigError(f'{path}: more than one [[meter]] has role = "grid"')
+    cluster_ids = {c.id for c in clusters}
+    owner: dict[str, str] = {}
+    for p in pcs:
+        for cid in p.clusters:
+            if cid not in cluster_ids:
+                raise ConfigError(f"{path}: [[pcs]] {p.id!r} key 'clusters' names unknown cluster {cid!r}")
+            if cid in owner:
+                raise ConfigError(f"{path}: cluster {cid!r} is wired behind both {owner[cid]!r} and {p.id!r}")
+            owner[cid] = p.id
+    for c in clusters:
+        if c.id not in owner:
+            raise ConfigError(f"{path}: cluster {c.id!r} is not listed in any [[pcs]] 'clusters'")
+
+
+def load_site(path: Path | str) -> SiteConfig:
+    p = Path(path)
+    return parse_site(load_toml(p), p)
+
+
+def pcs_of(site: SiteConfig) -> dict[str, str]:
+    """cluster id -> PCS id."""
+    return {cid: p.id for p in site.pcs for cid in p.clusters}
