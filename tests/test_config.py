@@ -1,0 +1,102 @@
+"""Site file validation: every error names the file, the table and the key; the CLI exits 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from agent.config import load_site, pcs_of
+from agent.tomlcheck import ConfigError
+
+DEMO = Path(__file__).resolve().parents[1] / "agent" / "sites" / "demo.toml"
+
+MINIMAL = """
+[site]
+id = "t"
+[[meter]]
+id = "grid"
+role = "grid"
+profile = "meter_sunspec_203"
+port = 1502
+[[pcs]]
+id = "p1"
+profile = "pcs_sunspec_70x"
+port = 1503
+rated_w = 100000
+clusters = ["c1"]
+[[cluster]]
+id = "c1"
+profile = "bms_sunspec_802"
+port = 1504
+capacity_wh = 418000
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "site.toml"
+    p.write_text(text)
+    return p
+
+
+def test_demo_site_loads() -> None:
+    site = load_site(DEMO)
+    assert len(site.clusters) == 12 and len(site.pcs) == 4
+    assert site.pcs[3].profile == "pcs_vendor_acme"
+    assert pcs_of(site)["c07"] == "pcs3"
+    assert site.control.reserve_load_w == 300_000.0
+    assert site.stale_after_s == 3.0
+    assert site.timezone.key == "Asia/Shanghai"
+
+
+def test_minimal_defaults(tmp_path: Path) -> None:
+    site = load_site(write(tmp_path, MINIMAL))
+    assert site.cycle_s == 1.0 and not site.allow_export
+    assert site.clusters[0].unit == 1 and site.clusters[0].timeout_s == 0.3
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda s: s.replace('id = "t"', 'id = "t"\ncycle_s = 0.1'), "[site]: key 'cycle_s' must be >= 0.2"),
+        (lambda s: s.replace("capacity_wh = 418000", "capacity_wh = -5"), "key 'capacity_wh' must be > 0"),
+        (lambda s: s.replace("port = 1504", 'port = "x"'), "[[cluster]] #1: key 'port' must be an integer"),
+        (lambda s: s.replace('role = "grid"', 'role = "sun"'), "key 'role' must be one of grid, load, pv, rack"),
+        (lambda s: s.replace('clusters = ["c1"]', 'clusters = ["c9"]'), "names unknown cluster 'c9'"),
+        (lambda s: s.replace("port = 1504", "port = 1503"), "share 127.0.0.1:1503 unit 1"),
+        (lambda s: s + "\n[control]\nsoc_min_pct = 96\n", "key 'soc_min_pct' must be below soc_max_pct"),
+        (lambda s: s + "\n[control]\nsoc_mni_pct = 5\n", "unknown key(s) 'soc_mni_pct'"),
+        (lambda s: s.replace('id = "t"', 'id = "t"\ntimezone = "Mars/Base"'), "key 'timezone' is not a known"),
+        (lambda s: s.replace('id = "t"', 'id = "t"\ntariff = "nope.toml"'), "key 'tariff' names a file"),
+        (lambda s: s.replace("[site]", "[site\n"), "not valid TOML"),
+    ],
+)
+def test_errors_name_file_and_key(tmp_path: Path, edit: object, message: str) -> None:
+    p = write(tmp_path, edit(MINIMAL))  # type: ignore[operator]
+    with pytest.raises(ConfigError) as e:
+        load_site(p)
+    assert str(p) in str(e.value)
+    assert message in str(e.value)
+
+
+def test_cluster_not_behind_any_pcs(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[[cluster]]\nid = "c2"\nprofile = "bms_sunspec_802"\nport = 1505\ncapacity_wh = 1\n'
+    with pytest.raises(ConfigError, match="cluster 'c2' is not listed in any"):
+        load_site(write(tmp_path, text))
+
+
+def test_with_clusters_spreads_round_robin() -> None:
+    site = load_site(DEMO).with_clusters(6)
+    assert [p.clusters for p in site.pcs] == [("c01", "c05"), ("c02", "c06"), ("c03",), ("c04",)]
+
+
+def test_cli_bad_site_exits_2_without_traceback(tmp_path: Path) -> None:
+    p = write(tmp_path, MINIMAL.replace("capacity_wh = 418000", "capacity_wh = 0"))
+    r = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "run", "--site", str(p)], capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert f"{p}" in r.stderr and "capacity_wh" in r.stderr

@@ -1,0 +1,91 @@
+"""Operator commands: parsed strictly, bounded by the site, refused commands change nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agent.audit import AuditLog
+from agent.config import load_site
+from agent.hub import Hub
+from agent.operator import (
+    ClearOverride,
+    CommandError,
+    OperatorState,
+    Override,
+    SetMaintenance,
+    SetMode,
+    SetReserve,
+    SiteLimits,
+    apply_command,
+    parse_command,
+)
+
+LIM = SiteLimits(max_power_w=1_000_000, cluster_ids=frozenset({"c1", "c2"}), max_reserve_load_w=1_000_000)
+DEMO = Path(__file__).resolve().parents[1] / "agent" / "sites" / "demo.toml"
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        ({"command": "set_mode", "mode": "idle"}, SetMode("idle")),
+        ({"command": "override", "setpoint_w": -5000, "duration_s": 60}, Override(-5000.0, 60.0)),
+        ({"command": "clear_override"}, ClearOverride()),
+        ({"command": "set_reserve", "reserve_load_w": 1e5, "reserve_minutes": 10}, SetReserve(1e5, 10.0)),
+        ({"command": "maintenance", "cluster_id": "c1", "on": True}, SetMaintenance("c1", True)),
+    ],
+)
+def test_parse(payload: dict[str, object], expected: object) -> None:
+    assert parse_command(payload) == expected
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ([], "command"),
+        ({"command": "reboot"}, "command"),
+        ({"command": "set_mode", "mode": "turbo"}, "mode"),
+        ({"command": "override", "setpoint_w": float("nan"), "duration_s": 1}, "setpoint_w"),
+        ({"command": "override", "setpoint_w": True, "duration_s": 1}, "setpoint_w"),
+        ({"command": "override", "setpoint_w": 1}, "duration_s"),
+        ({"command": "override", "setpoint_w": 1, "duration_s": 1, "x": 2}, "x"),
+        ({"command": "maintenance", "cluster_id": "c1", "on": "yes"}, "on"),
+    ],
+)
+def test_parse_rejects_naming_field(payload: object, field: str) -> None:
+    with pytest.raises(CommandError) as e:
+        parse_command(payload)
+    assert e.value.field == field
+
+
+def test_override_expires_and_is_bounded() -> None:
+    s = apply_command(OperatorState(), Override(250_000, 30), now_mono=100.0, limits=LIM)
+    assert s.override_active(129.9) and not s.override_active(130.0)
+    with pytest.raises(CommandError, match="exceeds the site's PCS rating"):
+        apply_command(s, Override(1_000_001, 30), 100.0, LIM)
+    with pytest.raises(CommandError, match="duration_s"):
+        apply_command(s, Override(1, 0), 100.0, LIM)
+
+
+def test_maintenance_on_off_and_unknown_cluster() -> None:
+    s = apply_command(OperatorState(), SetMaintenance("c2", True), 0, LIM)
+    assert s.maintenance == {"c2"}
+    assert apply_command(s, SetMaintenance("c2", False), 0, LIM).maintenance == frozenset()
+    with pytest.raises(CommandError, match="unknown cluster 'c9'"):
+        apply_command(s, SetMaintenance("c9", True), 0, LIM)
+
+
+def test_hub_submit_audits_accepted_and_refused(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    hub = Hub(load_site(DEMO), audit, clock=lambda: 10.0)
+    now = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    hub.submit(SetMaintenance("c03", True), "alice", "api", now)
+    with pytest.raises(CommandError):
+        hub.submit(Override(10e6, 60), "bob", "mqtt", now)
+    assert hub.operator.maintenance == {"c03"} and hub.operator.override_w is None
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    assert len(lines) == 2
+    assert '"actor":"alice"' in lines[0] and '"accepted":true' in lines[0]
+    assert '"actor":"bob"' in lines[1] and '"accepted":false' in lines[1] and "PCS rating" in lines[1]
