@@ -1,0 +1,150 @@
+"""The clusters the policy may command this cycle, with their limits (controllers 1 and 3).
+
+Device limits: a cluster contributes only if the snapshot trusts it (online, good SoC and
+limits), no operator holds it in maintenance, and its PCS is trusted with a usable rating.
+Per PCS the clusters' BMS limits are capped by the rating. The reserve window (SoC floor and
+ceiling) then zeroes discharge for clusters at or below the floor and charge for clusters at
+or above the ceiling, per cluster, so dispatch can never drain one cluster under the reserve
+while the fleet average looks fine.
+
+Plain parallel lists instead of one object per cluster: this runs every cycle, 2.6 M times in
+a month's replay.
+"""
+
+from __future__ import annotations
+
+import math
+
+from agent.snapshot import ClusterStatus, PcsStatus, SiteSnapshot
+from drivers.reading import Quality
+
+_GOOD = Quality.GOOD
+_ONLINE = ClusterStatus.ONLINE
+_PCS_ONLINE = PcsStatus.ONLINE
+_INF = math.inf
+
+
+class Fleet:
+    __slots__ = (
+        "cap",
+        "capacity_wh",
+        "chg",
+        "chg_w",
+        "dis",
+        "dis_w",
+        "energy_wh",
+        "ids",
+        "max_chg",
+        "max_chg_w",
+        "max_dis",
+        "max_dis_w",
+        "members",
+        "pcs_ids",
+        "pcs_rated",
+        "soc",
+    )
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []  # trusted clusters
+        self.soc: list[float] = []  # % (clamped to 0..100)
+        self.cap: list[float] = []  # Wh nameplate
+        self.max_dis: list[float] = []  # W, BMS limit (magnitude)
+        self.max_chg: list[float] = []
+        self.dis: list[float] = self.max_dis  # W after the reserve window (same list until applied)
+        self.chg: list[float] = self.max_chg
+        self.pcs_ids: list[str] = []  # trusted PCS with at least one trusted cluster
+        self.pcs_rated: list[float] = []
+        self.members: list[list[int]] = []  # per PCS: indices into the cluster lists
+        self.capacity_wh = 0.0
+        self.energy_wh = 0.0
+        self.max_dis_w = 0.0  # fleet totals, PCS-capped (device limits)
+        self.max_chg_w = 0.0
+        self.dis_w = 0.0  # fleet totals after the reserve window
+        self.chg_w = 0.0
+
+    @property
+    def soc_pct(self) -> float:
+        """Capacity-weighted fleet SoC (NaN without trusted clusters)."""
+        return 100.0 * self.energy_wh / self.capacity_wh if self.capacity_wh > 0 else math.nan
+
+    def apply_window(self, floor_pct: float, ceil_pct: float) -> None:
+        """No discharge at or below `floor_pct`, no charge at or above `ceil_pct` (per cluster)."""
+        soc, mdis, mchg = self.soc, self.max_dis, self.max_chg
+        if not soc or (min(soc) > floor_pct and max(soc) < ceil_pct):  # the usual case: nothing to cut
+            self.dis, self.chg, self.dis_w, self.chg_w = mdis, mchg, self.max_dis_w, self.max_chg_w
+            return
+        dis = [d if s > floor_pct else 0.0 for d, s in zip(mdis, soc, strict=True)]
+        chg = [c if s < ceil_pct else 0.0 for c, s in zip(mchg, soc, strict=True)]
+        dis_w = chg_w = 0.0
+        for idx, r in zip(self.members, self.pcs_rated, strict=True):
+            sd = sc = 0.0
+            for i in idx:
+                sd += dis[i]
+                sc += chg[i]
+            dis_w += sd if sd < r else r
+            chg_w += sc if sc < r else r
+        self.dis, self.chg, self.dis_w, self.chg_w = dis, chg, dis_w, chg_w
+
+
+def build_fleet(snap: SiteSnapshot, maintenance: frozenset[str]) -> Fleet:
+    f = Fleet()
+    pcs_index: dict[str, int] = {}
+    rated: dict[str, float] = {}
+    for p in snap.pcs:
+        r = p.rated_w
+        if p.status is _PCS_ONLINE and 0.0 < r < _INF and p.id not in pcs_index:
+            pcs_index[p.id] = -1  # known and trusted; gets a slot once a cluster joins it
+            rated[p.id] = r
+    ids, soc, cap, mdis, mchg = f.ids, f.soc, f.cap, f.max_dis, f.max_chg
+    members, pcs_ids, pcs_rated = f.members, f.pcs_ids, f.pcs_rated
+    energy = capacity = 0.0
+    n = 0
+    for c in snap.clusters:
+        if c.status is not _ONLINE or c.id in maintenance:
+            continue
+        slot = pcs_index.get(c.pcs_id)
+        if slot is None:
+            continue
+        s, mc, md, cw = c.soc_pct, c.max_charge_w, c.max_discharge_w, c.capacity_wh
+        sv, cv, dv = s.value, mc.value, md.value
+        # chained comparisons reject NaN and +-inf as well as out-of-range values
+        if not (
+            s.quality is _GOOD
+            and mc.quality is _GOOD
+            and md.quality is _GOOD
+            and -_INF < sv < _INF
+            and -_INF < cv < _INF
+            and -_INF < dv < _INF
+            and 0.0 < cw < _INF
+        ):
+            continue
+        if slot < 0:
+            slot = len(pcs_ids)
+            pcs_index[c.pcs_id] = slot
+            pcs_ids.append(c.pcs_id)
+            pcs_rated.append(rated[c.pcs_id])
+            members.append([n])
+        else:
+            members[slot].append(n)
+        n += 1
+        sv = 0.0 if sv < 0.0 else 100.0 if sv > 100.0 else sv
+        ids.append(c.id)
+        soc.append(sv)
+        cap.append(cw)
+        mdis.append(dv if dv > 0.0 else 0.0)
+        mchg.append(cv if cv > 0.0 else 0.0)
+        energy += cw * sv
+        capacity += cw
+    f.energy_wh = energy * 0.01
+    f.capacity_wh = capacity
+    dis_w = chg_w = 0.0
+    for idx, r in zip(members, pcs_rated, strict=True):
+        sd = sc = 0.0
+        for i in idx:
+            sd += mdis[i]
+            sc += mchg[i]
+        dis_w += sd if sd < r else r
+        chg_w += sc if sc < r else r
+    f.max_dis_w = f.dis_w = dis_w
+    f.max_chg_w = f.chg_w = chg_w
+    return f

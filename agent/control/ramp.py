@@ -1,0 +1,31 @@
+"""Power support / ramp limiting (controller 5): the grid import may change by at most
+`ramp_limit_w_per_s` x dt between cycles, in both directions, however fast the GPU load swings.
+
+The reference is the grid import the previous cycle planned (net load - battery setpoint then),
+so with a battery that can follow, the grid ramp is within the limit from the cycle after a load
+step. The battery takes the difference and gives it back as the grid catches up at the limit;
+lower-priority controllers choose where inside the window the grid goes, so the battery returns
+to their planned trajectory at the ramp limit itself and cannot drift to empty or full.
+
+`ControlConfig.ramp_return_s` (a slower, first-order return) is deliberately not used: returning
+at the ramp limit is the fastest return the limit allows, so it drifts least and costs the
+economic controllers nothing; a slower return would only hold the battery off their plan longer.
+"""
+
+from __future__ import annotations
+
+import math
+
+MAX_GAP_S = 10.0  # a longer gap between cycles (restart, stall) starts the ramp reference afresh
+
+
+def ramp_window(
+    net_w: float, prev_grid_w: float, dt: float, limit_w_per_s: float
+) -> tuple[float, float] | None:
+    """Battery window [lo, hi] keeping |grid - prev_grid| <= limit x dt, or None when not applicable."""
+    if limit_w_per_s <= 0 or not math.isfinite(prev_grid_w) or not 0.0 < dt <= MAX_GAP_S:
+        return None
+    step = limit_w_per_s * dt
+    # grid = net - battery  =>  battery in [net - prev - step, net - prev + step]
+    base = net_w - prev_grid_w
+    return base - step, base + step

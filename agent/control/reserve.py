@@ -1,0 +1,24 @@
+"""Backup reserve (controller 3): the SoC floor that keeps enough energy to carry the critical load.
+
+floor = soc_min_pct + the energy to carry `reserve_load_w` for `reserve_minutes` (through the
+discharge efficiency), as a percentage of the trusted fleet's nameplate energy. The operator's
+SetReserve overrides the site file's figures. When clusters drop out the same energy is a larger
+share of what is left, so the floor rises: the reserve is energy, not a percentage.
+"""
+
+from __future__ import annotations
+
+from agent.config import ControlConfig
+from agent.operator import OperatorState
+
+
+def reserve_floor_pct(cfg: ControlConfig, op: OperatorState, capacity_wh: float) -> float:
+    """SoC floor in % of the trusted fleet; may exceed soc_max_pct when the fleet is too small."""
+    load = cfg.reserve_load_w if op.reserve_load_w is None else op.reserve_load_w
+    minutes = cfg.reserve_minutes if op.reserve_minutes is None else op.reserve_minutes
+    need_wh = load * minutes / 60.0 / cfg.discharge_efficiency
+    if need_wh <= 0:
+        return cfg.soc_min_pct
+    if capacity_wh <= 0:
+        return 100.0
+    return cfg.soc_min_pct + 100.0 * need_wh / capacity_wh

@@ -1,0 +1,91 @@
+"""ControllerState: everything the policy remembers from one cycle to the next.
+
+An immutable NamedTuple (cheap to build once per cycle, unlike a frozen dataclass). The loop
+keeps the latest one; the offline replay threads it through 2.6 M cycles. `initial_state`
+accepts the month's billed peaks persisted elsewhere (the ledger) so a restart never forgets
+a peak the utility will bill anyway, which would make the shaving target too low.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+from agent.config import ControlConfig
+
+NAN = math.nan
+ROLE_NONE, ROLE_HOLD, ROLE_CHARGE, ROLE_DISCHARGE = -1, 0, 1, 2
+ROLE_NAMES = {ROLE_NONE: "none", ROLE_HOLD: "hold", ROLE_CHARGE: "charge", ROLE_DISCHARGE: "discharge"}
+
+
+def rate_key(rate: float) -> float:
+    """Demand windows are told apart by their summed rate (the Prices protocol names no windows)."""
+    return round(rate, 6)
+
+
+def month_peak(peaks: tuple[tuple[float, float], ...], rate: float) -> float:
+    """The month's billed peak (W) in the demand window with this rate; 0 if none yet."""
+    key = rate_key(rate)
+    for k, v in peaks:
+        if k == key:
+            return v
+    return 0.0
+
+
+class ControllerState(NamedTuple):
+    t_mono: float = NAN  # monotonic time of the previous cycle (NaN: none yet)
+    grid_w: float = NAN  # grid import the previous cycle planned (ramp reference; NaN: none)
+    # --- the running demand interval (aligned to the wall clock) ---
+    iv_key: int = -1  # day ordinal x slots per day + slot (-1: none)
+    iv_rate: float = 0.0  # demand rate (per kW-month) at the interval's start
+    iv_grid_ws: float = 0.0  # measured import energy so far (W s)
+    iv_net_ws: float = 0.0  # baseline (load - pv) energy so far (W s)
+    iv_covered_s: float = 0.0  # seconds of good measurements in it
+    # --- the billing month ---
+    month: int = -1  # year x 12 + month - 1 of the peaks below (-1: unknown)
+    peaks: tuple[tuple[float, float], ...] = ()  # (rate key, highest interval average import W)
+    profile: tuple[float, ...] = ()  # baseline average per slot of the day (last 24 h; NaN unknown)
+    shave_floor_w: float = NAN  # lowest import the fleet could have held over that profile
+    # --- time-of-use plan for the current slot ---
+    tou_key: int = -1
+    tou_role: int = ROLE_NONE
+    tou_end_mono: float = NAN  # when the current price run ends
+    tou_raise_w: float = 0.0  # charge power worth adding above the demand target here (0: none)
+    tou_price: float = NAN
+    spread: float = NAN  # best arbitrage value per kWh discharged over the price horizon
+    keep_wh: float = 0.0  # stored energy kept from arbitrage for the rest of the day's shaving
+
+    def month_peak(self, rate: float) -> float:
+        """The month's billed peak (W) in the demand window with this rate; 0 if none yet."""
+        return month_peak(self.peaks, rate)
+
+
+def initial_state(
+    cfg: ControlConfig,
+    month_peaks: Mapping[float, float] | None = None,
+    month: tuple[int, int] | None = None,
+    profile: Sequence[float] | None = None,
+) -> ControllerState:
+    """A fresh state; `month_peaks` maps demand rate -> peak W already billed in `month` (year, month).
+
+    Peaks are only kept for the month they belong to: the first cycle in another month drops them.
+    `profile` seeds the baseline (load - pv) average per demand interval of the day, from midnight
+    (e.g. yesterday's, from the ledger), so demand shaving knows what level the fleet can hold
+    from the first interval instead of learning it over a day.
+    """
+    if month_peaks and month is None:
+        raise ValueError("month_peaks: give the (year, month) they belong to")
+    peaks: list[tuple[float, float]] = []
+    for rate, w in (month_peaks or {}).items():
+        if not (math.isfinite(rate) and math.isfinite(w)) or w < 0:
+            raise ValueError(f"month_peaks: peak {w!r} W at rate {rate!r} must be finite and >= 0")
+        peaks.append((rate_key(rate), float(w)))
+    m = -1 if month is None else month[0] * 12 + month[1] - 1
+    prof = tuple(float(v) for v in profile) if profile is not None else ()
+    if prof and len(prof) != math.ceil(86400.0 / cfg.demand_interval_s):
+        raise ValueError(
+            f"profile: needs one value per {cfg.demand_interval_s:g} s interval of the day "
+            f"({math.ceil(86400.0 / cfg.demand_interval_s)}), got {len(prof)}"
+        )
+    return ControllerState(month=m, peaks=tuple(peaks), profile=prof)

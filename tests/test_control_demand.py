@@ -1,0 +1,133 @@
+"""Demand shaving: economic target, interval energy planning, windows, month roll-over, restarts."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import pytest
+
+from agent.control import ControllerState, decide, initial_state
+from agent.control.demand import MARGIN, allowed_grid_w, economic_floor_w, keep_wh, shave_floor_w, target_w
+from agent.operator import OperatorState
+from agent.plan import Plan
+from tests.test_control_support import CFG, TZ, TablePrices, snap
+
+NO_TOU = replace(CFG, tou_enabled=False)  # isolate shaving: SoC 50 % = target, balancing is idle
+RATED = TablePrices(((0, 24, 0.5),), rate=40.8)
+T0 = datetime(2026, 7, 15, 14, 0, tzinfo=TZ)
+OP = OperatorState()
+
+
+def at(st: ControllerState, load: float, k: float, prices: TablePrices = RATED, battery: float = 0.0) -> Plan:
+    s = snap(load, battery=battery, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k))
+    return decide(s, st, NO_TOU, OP, prices, False)[0]
+
+
+@pytest.mark.parametrize(
+    ("peaks", "floor", "rate", "fixed", "expected"),
+    [
+        ((), math.nan, 40.8, 0.0, math.inf),  # nothing billed, no history: nothing to defend
+        (((40.8, 4e6),), math.nan, 40.8, 0.0, 4e6),  # the month's billed peak
+        (((40.8, 4e6),), 4.5e6, 40.8, 0.0, 4.5e6),  # never aim below what the fleet can hold
+        (((40.8, 4e6),), 3e6, 40.8, 0.0, 4e6),  # ... nor below the billed peak
+        (((16.37, 4e6),), math.nan, 40.8, 0.0, math.inf),  # another window's peak does not count
+        (((40.8, 4e6),), math.nan, 40.8, 3e6, 3e6),  # a fixed target wins
+        (((40.8, 4e6),), math.nan, 0.0, 3e6, math.inf),  # no demand charge: no shaving
+    ],
+)
+def test_target(
+    peaks: tuple[tuple[float, float], ...], floor: float, rate: float, fixed: float, expected: float
+) -> None:
+    assert target_w(peaks, floor, rate, fixed) == expected
+
+
+@pytest.mark.parametrize(
+    ("grid_ws", "covered", "left", "expected"),
+    [
+        (0.0, 0.0, 900.0, 4e6),  # start of the interval: the target itself
+        (3e6 * 450, 450.0, 450.0, 5e6),  # 450 s at 3 MW saved 450 MJ: 1 MW more for the rest
+        (3e6 * 800, 800.0, 100.0, 4e6 + 800e6 / 450.0),  # credit spread over at least half an interval
+        (5e6 * 450, 450.0, 450.0, 3e6),  # a deficit must be recovered in the time left
+    ],
+)
+def test_allowed_grid_plans_the_rest_of_the_interval(
+    grid_ws: float, covered: float, left: float, expected: float
+) -> None:
+    assert allowed_grid_w(4e6, grid_ws, covered, left, 900.0) == pytest.approx(expected)
+
+
+def test_shave_floor_is_the_lowest_level_the_energy_can_hold() -> None:
+    profile = (4e6, 4e6, 2e6, 2e6)  # 15-min averages
+    # 500 kWh over two 15-min slots at 4 MW: (4 MW - L) x 0.5 h = 500 kWh -> L = 3 MW
+    assert shave_floor_w(profile, 900.0, 500e3, 2.5e6) == pytest.approx(3e6, rel=1e-9)
+    # power-limited: 100 kW of power can only take 100 kW off the top
+    assert shave_floor_w(profile, 900.0, 1e9, 100e3) == pytest.approx(3.9e6)
+    # less than half a day of data: no floor
+    assert math.isnan(shave_floor_w((4e6, math.nan, math.nan), 900.0, 500e3, 2.5e6))
+
+
+def test_billed_peak_survives_a_restart_and_sets_the_target() -> None:
+    st = initial_state(NO_TOU, month_peaks={40.8: 4.5e6}, month=(2026, 7))
+    p = at(st, 4.4e6, 0)
+    assert p.site_setpoint_w == 0.0  # under the billed peak: no energy spent
+    p = at(st, 5e6, 0)
+    assert p.site_setpoint_w == pytest.approx(5e6 - (1 - MARGIN) * 4.5e6)  # 590 kW
+    assert p.decided_by == "demand"
+
+
+def test_peaks_of_another_month_are_dropped() -> None:
+    st = initial_state(NO_TOU, month_peaks={40.8: 4.5e6}, month=(2026, 6))
+    p = at(st, 5e6, 0)
+    assert p.site_setpoint_w == 0.0  # nothing billed in July yet, no history: no shaving
+    assert p.decided_by == "balance"
+
+
+def test_no_shaving_where_the_demand_rate_is_zero() -> None:
+    st = initial_state(NO_TOU, month_peaks={40.8: 4.5e6}, month=(2026, 7))
+    p = at(st, 5e6, 0, prices=TablePrices(((0, 24, 0.5),), rate=0.0))
+    assert p.site_setpoint_w == 0.0
+
+
+def test_interval_close_records_the_peak_then_the_average_is_held() -> None:
+    st = initial_state(NO_TOU)
+    battery = 0.0
+    # interval 14:00-14:15 at 3 MW: nothing to defend yet, the battery stays idle
+    for k in range(900):
+        s = snap(3e6, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k))
+        plan, st = decide(s, st, NO_TOU, OP, RATED, False)
+        assert plan.site_setpoint_w == 0.0
+    s = snap(3e6, t_mono=1900.0, t_wall=T0 + timedelta(seconds=900))
+    plan, st = decide(s, st, NO_TOU, OP, RATED, False)
+    assert st.month_peak(40.8) == pytest.approx(3e6)
+    assert plan.site_setpoint_w == pytest.approx(MARGIN * 3e6)  # aim 2 % under the billed peak
+    battery = plan.site_setpoint_w
+    # next interval: 450 s at 2 MW banks credit, then 4 MW to the end: the battery gives only what
+    # keeps the interval's average at the target (3 MW less the margin), not the whole excess
+    grid_ws = 0.0
+    given_ws = 0.0
+    for k in range(901, 1801):
+        load = 2e6 if k < 1351 else 4e6
+        s = snap(load, battery=battery, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k))
+        plan, st = decide(s, st, NO_TOU, OP, RATED, False)
+        battery = plan.site_setpoint_w
+        assert battery >= 0.0
+        grid_ws += load - battery
+        given_ws += battery
+    avg = grid_ws / 900.0
+    # the forecast (this interval's mean load) lags the step; the margin absorbs that lag
+    assert avg <= (1 - MARGIN) * 3e6 + 0.1 * MARGIN * 3e6
+    assert avg >= (1 - MARGIN) * 3e6 - 5e3  # ... and not shaved deeper than the target
+    assert given_ws == pytest.approx((3e6 - (1 - MARGIN) * 3e6) * 900.0, rel=0.1)  # lag: 92 %
+
+
+def test_economic_floor_and_energy_kept_for_shaving() -> None:
+    profile = (1e6,) * 88 + (5e6, 4.5e6, 4e6, 3.5e6, 3e6, 2.5e6, 2e6, 1.5e6)
+    # shaving deeper pays while the load is above the level for at most 1 h a day: four slots
+    assert economic_floor_w(profile, 900.0, 1.0) == 3e6
+    assert math.isnan(economic_floor_w(profile, 900.0, math.nan))
+    # from slot 88 on, at a 4 MW target: (1 + 0.5) MW x 0.25 h / 0.96 of stored energy
+    assert keep_wh(profile, 88, 4e6, 900.0, 0.96) == pytest.approx(1.5e6 * 0.25 / 0.96)
+    assert keep_wh(profile, 90, 4e6, 900.0, 0.96) == 0.0
+    assert keep_wh(profile, 0, math.inf, 900.0, 0.96) == 0.0

@@ -1,0 +1,66 @@
+"""Ramp support: the grid import changes by at most ramp_limit x dt per cycle after a load step."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+
+from agent.control import ControllerState, decide, initial_state
+from agent.operator import OperatorState
+from agent.plan import Plan
+from tests.test_control_support import CFG, FLAT, NOON, snap
+
+RAMP_CFG = replace(CFG, ramp_limit_w_per_s=200_000.0)
+OP = OperatorState()
+
+
+def step(st: ControllerState, load: float, k: int, battery: float) -> tuple[Plan, ControllerState]:
+    s = snap(load, battery=battery, t_mono=1000.0 + k, t_wall=NOON + timedelta(seconds=k), seq=k)
+    return decide(s, st, RAMP_CFG, OP, FLAT, False)
+
+
+def test_load_step_up_is_carried_by_the_battery_and_released_at_the_ramp_limit() -> None:
+    st = initial_state(RAMP_CFG)
+    p, st = step(st, 3e6, 0, 0.0)
+    assert p.site_setpoint_w == 0.0  # flat tariff: hold
+    grids = []
+    battery = 0.0
+    for k in range(1, 14):
+        p, st = step(st, 5e6, k, battery)
+        battery = p.site_setpoint_w
+        grids.append(5e6 - battery)
+    # 3.0 MW -> +200 kW per second until the grid meets the load after 10 s
+    assert grids == pytest.approx([3.2e6 + 0.2e6 * i for i in range(10)] + [5e6] * 3)
+    assert p.decided_by == "tou_hold"
+
+
+def test_load_drop_charges_the_battery_within_its_limit() -> None:
+    st = initial_state(RAMP_CFG)
+    _, st = step(st, 5e6, 0, 0.0)
+    p, st = step(st, 1e6, 1, 0.0)  # the grid may only fall to 4.8 MW: 3.8 MW to absorb
+    assert p.site_setpoint_w == pytest.approx(-2_508_000.0)  # more than the fleet can take
+    assert p.decided_by == "device_limits"
+    p, st = step(st, 1e6, 2, p.site_setpoint_w)  # reference is the grid planned: 1 + 2.508 MW
+    assert p.site_setpoint_w == pytest.approx(-(3_508_000.0 - 200_000.0 - 1e6))
+    assert p.decided_by == "ramp"
+
+
+def test_first_cycle_and_long_gaps_have_no_ramp_reference() -> None:
+    st = initial_state(RAMP_CFG)
+    p, st = step(st, 5e6, 0, 0.0)
+    assert all(b.source != "ramp" for b in p.bounds)
+    s = snap(1e6, t_mono=1000.0 + 60.0, t_wall=NOON + timedelta(seconds=60))  # a stall of 60 s
+    p, _ = decide(s, st, RAMP_CFG, OP, FLAT, False)
+    assert p.site_setpoint_w == 0.0
+
+
+def test_ramp_sits_above_the_operator_override() -> None:
+    st = initial_state(RAMP_CFG)
+    _, st = step(st, 3e6, 0, 0.0)
+    op = OperatorState(override_w=1e6, override_until=1e9)
+    s = snap(3e6, t_mono=1001.0, t_wall=NOON + timedelta(seconds=1))
+    p, _ = decide(s, st, RAMP_CFG, op, FLAT, False)
+    assert p.site_setpoint_w == pytest.approx(200_000.0)
+    assert p.decided_by == "ramp"

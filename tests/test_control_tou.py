@@ -1,0 +1,122 @@
+"""Time-of-use: roles per price slot on the Shanghai tariff, energy spread over the price run,
+charging under the demand peak unless raising it pays, PV surplus, balancing."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+import pytest
+
+from agent.control import decide, initial_state
+from agent.control.state import ROLE_CHARGE, ROLE_DISCHARGE, ROLE_HOLD
+from agent.control.tou import plan_slot
+from agent.operator import OperatorState
+from agent.plan import Plan
+from tests.test_control_support import CFG, FLAT, SHANGHAI, TZ, TablePrices, fleet, snap
+
+OP = OperatorState()
+
+
+def at_hour(h: int, m: int = 0) -> datetime:
+    return datetime(2026, 7, 15, h, m, tzinfo=TZ)
+
+
+@pytest.mark.parametrize(
+    ("hour", "role", "end_s", "raise_ok"),
+    [
+        (2, ROLE_CHARGE, 6 * 3600.0, True),  # valley -> morning peak; worth a higher demand peak
+        (9, ROLE_DISCHARGE, 2 * 3600.0, False),
+        (12, ROLE_CHARGE, 6 * 3600.0, False),  # flat -> evening peak pays, but not a demand peak
+        (19, ROLE_DISCHARGE, 2 * 3600.0, False),
+        (22, ROLE_CHARGE, 10 * 3600.0, True),  # the valley runs past midnight to 08:00
+    ],
+)
+def test_two_cycles_a_day_on_the_shanghai_tariff(hour: int, role: int, end_s: float, raise_ok: bool) -> None:
+    sp = plan_slot(at_hour(hour), 0.0, 900.0, SHANGHAI, CFG, 40.8)
+    assert (sp.role, sp.end_s, sp.raise_ok) == (role, end_s, raise_ok)
+
+
+def test_raising_the_peak_stops_paying_late_in_the_month() -> None:
+    # valley value per kW: ((1.010784 - 0.15) x 0.9216 - 0.372036) x 11 h = 4.634 per day
+    late = datetime(2026, 7, 31, 2, 0, tzinfo=TZ)  # 1 day left: 4.6 < 40.8
+    assert plan_slot(late, 0.0, 900.0, SHANGHAI, CFG, 40.8).raise_ok is False
+
+
+def test_no_arbitrage_when_the_spread_does_not_beat_losses_and_wear() -> None:
+    narrow = TablePrices(((0, 12, 0.50), (12, 24, 0.60)), rate=0.0)
+    # (0.60 - 0.15) x 0.9216 = 0.415 < 0.50: hold everywhere
+    assert plan_slot(at_hour(3), 0.0, 900.0, narrow, CFG, 0.0).role == ROLE_HOLD
+    assert plan_slot(at_hour(15), 0.0, 900.0, narrow, CFG, 0.0).role == ROLE_HOLD
+    free = replace(CFG, degradation_cost_per_kwh=0.0, charge_efficiency=1.0, discharge_efficiency=1.0)
+    assert plan_slot(at_hour(3), 0.0, 900.0, narrow, free, 0.0).role == ROLE_CHARGE
+    assert plan_slot(at_hour(15), 0.0, 900.0, narrow, free, 0.0).role == ROLE_DISCHARGE
+
+
+def test_a_dearer_slot_ahead_holds_the_energy() -> None:
+    shoulder = TablePrices(((0, 8, 0.3), (8, 10, 1.0), (10, 12, 1.2), (12, 24, 0.3)), rate=0.0)
+    # 1.0 pays against 0.3 but 1.2 comes next (and does not pay for charging at 1.0): hold
+    assert plan_slot(at_hour(9), 0.0, 900.0, shoulder, CFG, 0.0).role == ROLE_HOLD
+    assert plan_slot(at_hour(11), 0.0, 900.0, shoulder, CFG, 0.0).role == ROLE_DISCHARGE
+    cheap_shoulder = TablePrices(((0, 8, 0.3), (8, 10, 0.8), (10, 12, 1.2), (12, 24, 0.3)), rate=0.0)
+    # (1.2 - 0.15) x 0.9216 = 0.968 > 0.8: topping up in the shoulder for the peak pays
+    assert plan_slot(at_hour(9), 0.0, 900.0, cheap_shoulder, CFG, 0.0).role == ROLE_CHARGE
+
+
+def run(t: datetime, load: float, soc: float = 50.0, peak: float | None = None, pv: float = 0.0) -> Plan:
+    cl, pcs = fleet(soc=soc)
+    st = initial_state(CFG, {40.8: peak} if peak else None, (2026, 7) if peak else None)
+    return decide(snap(load, pv=pv, t_wall=t, clusters=cl, pcs=pcs), st, CFG, OP, SHANGHAI, False)[0]
+
+
+def test_discharge_spreads_the_energy_over_the_rest_of_the_peak() -> None:
+    # 80 % -> 20 %: 60 % x 5016 kWh x 0.96 = 2889.216 kWh over the 2 h left
+    p = run(at_hour(9), 5e6, soc=80.0)
+    assert p.site_setpoint_w == pytest.approx(1_444_608.0)
+    assert p.decided_by == "tou_discharge"
+
+
+def test_charge_spreads_over_the_run_and_stays_under_the_billed_peak() -> None:
+    # 50 % -> 95 %: 45 % x 5016 kWh / 0.96 = 2351.25 kWh over 6 h = 391.875 kW
+    p = run(at_hour(12), 3e6, peak=5e6)
+    assert p.site_setpoint_w == pytest.approx(-391_875.0)
+    assert p.decided_by == "tou_charge"
+    p = run(at_hour(12), 3.8e6, peak=4e6)  # only 120 kW of headroom under 98 % of the billed 4 MW
+    assert p.site_setpoint_w == pytest.approx(-120_000.0)
+    assert p.decided_by == "demand"
+    p = run(at_hour(12), 3e6)  # nothing billed, no history: no charging above the load yet
+    assert p.site_setpoint_w == 0.0
+    assert p.decided_by == "demand"
+
+
+def test_valley_charge_may_raise_the_peak_when_it_pays() -> None:
+    # the raise is the even rate over the whole 11 h valley: 2351.25 kWh / 11 h = 213.75 kW
+    p = run(at_hour(2), 3.9e6, peak=4e6)
+    assert p.site_setpoint_w == pytest.approx(-213_750.0)
+    assert p.decided_by == "demand"
+    p = run(at_hour(2), 3e6, peak=4e6)  # under the billed peak anyway: the TOU rate (6 h left)
+    assert p.site_setpoint_w == pytest.approx(-391_875.0)
+    assert p.decided_by == "tou_charge"
+
+
+def test_pv_surplus_is_stored_first() -> None:
+    cl, pcs = fleet()
+    s = snap(1e6, pv=1.5e6, t_wall=at_hour(12), clusters=cl, pcs=pcs)
+    p, _ = decide(s, initial_state(CFG), CFG, OP, FLAT, True)  # export allowed, flat price: hold
+    assert p.site_setpoint_w == pytest.approx(-0.5e6)
+    assert p.decided_by == "pv_surplus"
+
+
+@pytest.mark.parametrize(("soc", "expected"), [(60.0, 501_600.0), (50.5, 0.0), (40.0, -501_600.0)])
+def test_balancing_drifts_to_the_soc_target_without_tou(soc: float, expected: float) -> None:
+    cfg = replace(CFG, tou_enabled=False)
+    cl, pcs = fleet(soc=soc)
+    p, _ = decide(snap(5e6, clusters=cl, pcs=pcs), initial_state(cfg), cfg, OP, FLAT, False)
+    assert p.site_setpoint_w == pytest.approx(expected)  # 10 % of 5016 kWh over one hour
+    assert p.decided_by == "balance"
+
+
+def test_no_prices_means_balancing_only() -> None:
+    cl, pcs = fleet(soc=60.0)
+    p, _ = decide(snap(5e6, clusters=cl, pcs=pcs), initial_state(CFG), CFG, OP, None, False)
+    assert p.site_setpoint_w == pytest.approx(501_600.0)
