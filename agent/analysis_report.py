@@ -1,0 +1,167 @@
+"""What the offline analysis prints: baseline vs battery grid series, compared under one tariff.
+
+Pure functions of numpy series (Unix s, W) plus one plotting edge. The `analyze` command only
+has to replay the trace and hand the two grid series here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.billing import Bill, bill, hold_durations, interval_import
+from agent.tariff import FloatArray, Tariff
+
+
+@dataclass(frozen=True, slots=True)
+class RampStats:
+    max_w_per_s: float  # largest |change| of grid import between consecutive samples, per second
+    p99_w_per_s: float
+    over_limit_s: float  # seconds whose ramp exceeded the limit (0 when no limit given)
+
+
+def ramp_stats(ts: FloatArray, grid_w: FloatArray, limit_w_per_s: float = 0.0) -> RampStats:
+    if len(ts) < 2:
+        return RampStats(0.0, 0.0, 0.0)
+    dt = np.diff(ts)
+    r = np.abs(np.diff(grid_w)) / dt
+    r = r[np.isfinite(r)]
+    if len(r) == 0:
+        return RampStats(0.0, 0.0, 0.0)
+    over = float(np.sum(dt[: len(r)][r > limit_w_per_s])) if limit_w_per_s > 0 else 0.0
+    return RampStats(float(r.max()), float(np.percentile(r, 99)), over)
+
+
+def peak_w(ts: FloatArray, grid_w: FloatArray, length_s: float) -> float:
+    """Highest interval-average import (W) of the whole series."""
+    dt = hold_durations(ts)
+    g = np.where(np.isfinite(grid_w), grid_w, 0.0)
+    dt = np.where(np.isfinite(grid_w), dt, 0.0)
+    iv = interval_import(ts, np.maximum(g, 0.0), dt, length_s)
+    return float(iv.avg_import_w.max()) if len(iv.avg_import_w) else 0.0
+
+
+def compare(
+    timestamps: npt.ArrayLike,
+    baseline_grid_w: npt.ArrayLike,
+    battery_grid_w: npt.ArrayLike,
+    tariff: Tariff,
+    battery_w: npt.ArrayLike | None = None,
+    capacity_wh: float = 0.0,
+    ramp_limit_w_per_s: float = 0.0,
+    degradation_cost_per_kwh: float = 0.0,
+) -> dict[str, Any]:
+    """Bills with breakdown, peaks, ramps and cycles of the site without and with the battery."""
+    ts = np.asarray(timestamps, dtype=np.float64)
+    base = np.asarray(baseline_grid_w, dtype=np.float64)
+    withb = np.asarray(battery_grid_w, dtype=np.float64)
+    b0, b1 = bill(ts, base, tariff), bill(ts, withb, tariff)
+    out: dict[str, Any] = {
+        "currency": tariff.currency,
+        "tariff": tariff.name,
+        "hours": float(np.sum(hold_durations(ts))) / 3600.0,
+        "baseline": _side(b0, ts, base, tariff, ramp_limit_w_per_s),
+        "battery": _side(b1, ts, withb, tariff, ramp_limit_w_per_s),
+    }
+    discharge_kwh = charge_kwh = 0.0
+    if battery_w is not None:
+        bw = np.asarray(battery_w, dtype=np.float64)
+        dt = hold_durations(ts)
+        ok = np.isfinite(bw)
+        discharge_kwh = float(np.sum(np.maximum(bw[ok], 0.0) * dt[ok])) / 3.6e6
+        charge_kwh = float(np.sum(np.maximum(-bw[ok], 0.0) * dt[ok])) / 3.6e6
+    degradation = discharge_kwh * degradation_cost_per_kwh
+    out["battery_use"] = {
+        "discharge_kwh": discharge_kwh,
+        "charge_kwh": charge_kwh,
+        "round_trip": discharge_kwh / charge_kwh if charge_kwh > 0 else None,
+        "equivalent_cycles": discharge_kwh * 1000.0 / capacity_wh if capacity_wh > 0 else None,
+        "degradation_cost": degradation,
+    }
+    out["savings"] = {
+        "energy": b0.energy_charge - b0.export_credit - (b1.energy_charge - b1.export_credit),
+        "demand": b0.demand_charge - b1.demand_charge,
+        "degradation": -degradation,
+        "net": b0.total - b1.total - degradation,
+    }
+    return out
+
+
+def _side(b: Bill, ts: FloatArray, g: FloatArray, tariff: Tariff, limit: float) -> dict[str, Any]:
+    r = ramp_stats(ts, g, limit)
+    return {
+        "bill": b.as_dict(),
+        "peak_kw": peak_w(ts, g, tariff.demand_interval_s) / 1000.0,
+        "ramp_max_kw_per_s": r.max_w_per_s / 1000.0,
+        "ramp_p99_kw_per_s": r.p99_w_per_s / 1000.0,
+        "ramp_over_limit_s": r.over_limit_s,
+    }
+
+
+def table(report: dict[str, Any]) -> str:
+    """A plain-text table of a compare() report."""
+    cur = report["currency"]
+    b, w = report["baseline"], report["battery"]
+    rows = [
+        ("energy charge", b["bill"]["energy_charge"] - b["bill"]["export_credit"],
+         w["bill"]["energy_charge"] - w["bill"]["export_credit"]),
+        ("demand charge", b["bill"]["demand_charge"], w["bill"]["demand_charge"]),
+        ("capacity + fixed", b["bill"]["capacity_charge"] + b["bill"]["fixed_charge"],
+         w["bill"]["capacity_charge"] + w["bill"]["fixed_charge"]),
+        ("bill total", b["bill"]["total"], w["bill"]["total"]),
+        ("peak demand (kW)", b["peak_kw"], w["peak_kw"]),
+        ("max ramp (kW/s)", b["ramp_max_kw_per_s"], w["ramp_max_kw_per_s"]),
+        ("p99 ramp (kW/s)", b["ramp_p99_kw_per_s"], w["ramp_p99_kw_per_s"]),
+        ("time over ramp limit (s)", b["ramp_over_limit_s"], w["ramp_over_limit_s"]),
+    ]  # fmt: skip
+    lines = [
+        f"{report['tariff']} ({cur}), {report['hours']:.1f} h",
+        f"{'':26}{'baseline':>16}{'battery':>16}",
+    ]
+    lines += [f"{name:26}{x:16,.2f}{y:16,.2f}" for name, x, y in rows]
+    s, u = report["savings"], report["battery_use"]
+    lines.append(
+        f"savings: energy {s['energy']:,.2f}, demand {s['demand']:,.2f}, degradation {s['degradation']:,.2f}"
+        f" -> net {s['net']:,.2f} {cur}"
+    )
+    cyc = u["equivalent_cycles"]
+    lines.append(
+        f"battery: {u['discharge_kwh']:,.1f} kWh out, {u['charge_kwh']:,.1f} kWh in"
+        + (f", {cyc:.2f} equivalent full cycles" if cyc is not None else "")
+    )
+    return "\n".join(lines)
+
+
+def plot(
+    timestamps: npt.ArrayLike,
+    baseline_grid_w: npt.ArrayLike,
+    battery_grid_w: npt.ArrayLike,
+    path: Path,
+    max_points: int = 20_000,
+) -> Path:
+    """PNG of grid import without and with the battery (decimated by block maxima to keep peaks)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ts = np.asarray(timestamps, dtype=np.float64)
+    series = [np.asarray(baseline_grid_w, dtype=np.float64), np.asarray(battery_grid_w, dtype=np.float64)]
+    k = max(1, len(ts) // max_points)
+    n = len(ts) // k * k
+    x = (ts[:n:k] - ts[0]) / 3600.0
+    fig, ax = plt.subplots(figsize=(12, 4))
+    for s, label in zip(series, ("without battery", "with battery"), strict=True):
+        y = s[:n].reshape(-1, k).max(axis=1) / 1e6 if k > 1 else s[:n] / 1e6
+        ax.plot(x, y, label=label, linewidth=0.7)
+    ax.set_xlabel("hours")
+    ax.set_ylabel("grid import (MW)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,158 @@
+"""Economics settings and return on investment: pure arithmetic over the realized savings.
+
+`EconomicsConfig` is the site file's `[economics]` table (read by the ledger and by this module).
+ROI takes what the ledger has measured (savings to date over the days it covers, and the
+trailing savings rate) and projects it flat over the project life: NPV at the configured
+discount rate and the IRR of the same cash flows (end-of-year, capex at year 0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.config import SiteConfig
+from agent.tomlcheck import Table
+
+DAYS_PER_YEAR = 365.0
+
+
+@dataclass(frozen=True, slots=True)
+class EconomicsConfig:
+    degradation_cost_per_kwh: float = 0.0  # currency per kWh discharged
+    outage_value_per_min: float = 0.0  # currency per minute the battery carried the load in an outage
+    capex_per_cluster: float = 0.0
+    capex_per_pcs: float = 0.0
+    capex_installation: float = 0.0
+    annual_opex: float = 0.0
+    discount_rate: float = 0.08
+    project_life_years: int = 15
+    db_path: Path | None = None  # None: the caller's state directory decides
+    min_coverage: float = 0.9  # share of an interval with good data for it to count
+    max_hold_s: float = 5.0  # longest a ledger sample stands for (a longer gap is missing data)
+    trailing_days: float = 30.0  # window of the savings rate ROI projects
+
+    def capex(self, clusters: int, pcs: int) -> float:
+        return self.capex_per_cluster * clusters + self.capex_per_pcs * pcs + self.capex_installation
+
+
+def economics_config(site: SiteConfig) -> EconomicsConfig:
+    """Validate `[economics]` of a site file; degradation cost defaults to [control]'s."""
+    t = Table(site.sections.get("economics", {}), f"{site.path} [economics]")
+    db = t.text("db_path", None)
+    cfg = EconomicsConfig(
+        degradation_cost_per_kwh=t.number(
+            "degradation_cost_per_kwh", site.control.degradation_cost_per_kwh, lo=0.0
+        ),
+        outage_value_per_min=t.number("outage_value_per_min", 0.0, lo=0.0),
+        capex_per_cluster=t.number("capex_per_cluster", 0.0, lo=0.0),
+        capex_per_pcs=t.number("capex_per_pcs", 0.0, lo=0.0),
+        capex_installation=t.number("capex_installation", 0.0, lo=0.0),
+        annual_opex=t.number("annual_opex", 0.0, lo=0.0),
+        discount_rate=t.number("discount_rate", 0.08, lo=0.0, hi=1.0),
+        project_life_years=t.integer("project_life_years", 15, lo=1, hi=50),
+        db_path=None if db is None else (site.path.parent / db),
+        min_coverage=t.number("min_coverage", 0.9, lo=0.0, hi=1.0, lo_open=True),
+        max_hold_s=t.number("max_hold_s", max(5.0, 3.0 * site.cycle_s), lo=site.cycle_s),
+        trailing_days=t.number("trailing_days", 30.0, lo=1.0, hi=366.0),
+    )
+    t.done()
+    return cfg
+
+
+def npv(rate: float, capex: float, annual_cash: float, years: int) -> float:
+    """-capex + sum over years 1..N of annual_cash / (1 + rate)^y (annuity form)."""
+    if rate == 0.0:
+        return -capex + annual_cash * years
+    return -capex + annual_cash * (1.0 - (1.0 + rate) ** -years) / rate
+
+
+def irr(capex: float, annual_cash: float, years: int) -> float | None:
+    """Rate with npv = 0, or None when the investment never returns anything (cash <= 0).
+
+    NPV of a level annuity falls strictly with the rate, from +inf near -100 % to -capex, so
+    the root is unique and bisection finds it.
+    """
+    if annual_cash <= 0.0 or capex <= 0.0:
+        return None
+    lo, hi = -0.999999, 1.0
+    while npv(hi, capex, annual_cash, years) > 0.0:
+        hi *= 2.0
+        if hi > 1e6:
+            return None
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if npv(mid, capex, annual_cash, years) > 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+@dataclass(frozen=True, slots=True)
+class Roi:
+    capex: float
+    realized_savings: float  # net of degradation, to date
+    days: float  # days the ledger covers
+    opex_to_date: float
+    recovered: float  # (realized - opex to date) / capex: payback to date, 1.0 = paid back
+    annual_savings: float  # trailing rate, annualised
+    simple_payback_years: float  # capex / (annual savings - opex); inf if never
+    remaining_payback_years: float  # from today at the trailing rate; 0 if already paid back
+    npv: float
+    irr: float | None
+
+    def as_dict(self) -> dict[str, float | None]:
+        def fin(x: float) -> float | None:
+            return x if math.isfinite(x) else None
+
+        return {
+            "capex": self.capex,
+            "realized_savings": self.realized_savings,
+            "days": self.days,
+            "opex_to_date": self.opex_to_date,
+            "recovered": self.recovered,
+            "annual_savings": self.annual_savings,
+            "simple_payback_years": fin(self.simple_payback_years),
+            "remaining_payback_years": fin(self.remaining_payback_years),
+            "npv": self.npv,
+            "irr": self.irr,
+        }
+
+
+def annualise(savings: float, days: float) -> float:
+    return savings * DAYS_PER_YEAR / days if days > 0 else 0.0
+
+
+def roi(
+    capex: float,
+    annual_opex: float,
+    discount_rate: float,
+    life_years: int,
+    realized_savings: float,
+    days: float,
+    trailing_savings: float,
+    trailing_days: float,
+) -> Roi:
+    """Return on investment from measured savings (`trailing_savings` over `trailing_days`)."""
+    opex_to_date = annual_opex * days / DAYS_PER_YEAR
+    annual = annualise(trailing_savings, trailing_days)
+    cash = annual - annual_opex
+    net_to_date = realized_savings - opex_to_date
+    recovered = net_to_date / capex if capex > 0 else math.inf
+    simple = capex / cash if cash > 0 else math.inf
+    left = capex - net_to_date
+    remaining = 0.0 if left <= 0 else (left / cash if cash > 0 else math.inf)
+    return Roi(
+        capex=capex,
+        realized_savings=realized_savings,
+        days=days,
+        opex_to_date=opex_to_date,
+        recovered=recovered,
+        annual_savings=annual,
+        simple_payback_years=simple,
+        remaining_payback_years=remaining,
+        npv=npv(discount_rate, capex, cash, life_years),
+        irr=irr(capex, cash, life_years),
+    )
