@@ -1,0 +1,246 @@
+"""The agent's MQTT connection: publishes every cycle, takes commands and rack load.
+
+aiomqtt has no automatic reconnect, so `run` is a retry loop with exponential back-off. The
+status topic is retained "online" while connected, and the broker publishes the retained
+"offline" will if the agent dies without saying goodbye (a clean stop publishes it itself).
+`submit` (the Hub sink) only queues: payloads are formatted by the sender task. While the
+broker is away, messages wait in a bounded buffer; when it is full the oldest are dropped
+and counted. A message is removed from the buffer only after its publish call returned, so a
+connection lost mid-send resends it (at least once). Command acks and alarm events go in a
+separate small queue that is sent first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+import aiomqtt
+
+from agent.alarms import Alarm
+from agent.hub import CycleRecord, Hub
+from agent.logs import kv
+from agent.mqtt.auth import Verifier
+from agent.mqtt.commands import CommandHandler
+from agent.mqtt.config import MqttConfig
+from agent.mqtt.rackload import RackLoad
+from agent.mqtt.topics import (
+    Topics,
+    alarm_payload,
+    cluster_payload,
+    dumps,
+    plan_payload,
+    state_payload,
+    status_payload,
+)
+
+log = logging.getLogger("ems.mqtt")
+
+STOP_FLUSH_S = 2.0  # a clean stop sends what is buffered for at most this long
+PRIORITY_MAX = 1000  # acks and alarm events waiting (they are few; a flood of commands drops oldest)
+
+
+@dataclass(slots=True)
+class Outgoing:
+    topic: str
+    payload: bytes | Callable[[], bytes]
+    qos: int
+    retain: bool
+
+
+class MqttLink:
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        hub: Hub,
+        wall: Callable[[], datetime] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cfg = cfg
+        self.hub = hub
+        self.topics = Topics(cfg.topic_prefix, hub.site.id)
+        self.wall = wall or (lambda: datetime.now(hub.site.timezone))
+        self.clock = clock
+        verifier = Verifier(cfg.secret, cfg.max_skew_s) if cfg.secret is not None else None
+        self.commands = CommandHandler(hub, verifier, self.wall)
+        self.rack = (
+            RackLoad(cfg.rack_load_topic, cfg.rack_stale_s, cfg.racks)
+            if cfg.rack_load_topic is not None
+            else None
+        )
+        self._out: deque[Outgoing] = deque()
+        self._prio: deque[Outgoing] = deque()
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._alarms: dict[str, Alarm] = {}
+        self.connected = False
+        self.connects = 0
+        self.sent = 0
+        self.dropped = 0
+
+    # --- the Hub sink --------------------------------------------------------------------------
+    def submit(self, rec: CycleRecord) -> None:
+        t = self.topics
+        s = rec.snapshot
+        self._put(Outgoing(t.state, partial(_enc, state_payload, rec), 0, True))
+        for c in s.clusters:
+            sp = rec.plan.cluster_setpoints_w.get(c.id)
+            self._put(Outgoing(t.cluster(c.id), partial(_enc, cluster_payload, c, sp, s.t_wall), 0, True))
+        self._put(Outgoing(t.plan, partial(_enc, plan_payload, rec.plan, s.t_wall), 0, True))
+        self._alarm_events()
+        self._wake.set()
+
+    def _alarm_events(self) -> None:
+        now = {a.id: a for a in self.hub.alarms.active()}
+        for aid, a in now.items():
+            old = self._alarms.get(aid)
+            if old is None or old.message != a.message or old.acked_by != a.acked_by:
+                self._put(Outgoing(self.topics.alarm, dumps(alarm_payload(a, True)), 1, False), prio=True)
+        cleared = {aid: a for aid, a in self._alarms.items() if aid not in now}
+        if cleared:
+            history = {a.id: a for a in self.hub.alarms.history(50) if a.id in cleared}
+            for aid, a in cleared.items():
+                self._put(
+                    Outgoing(self.topics.alarm, dumps(alarm_payload(history.get(aid, a), False)), 1, False),
+                    prio=True,
+                )
+        self._alarms = now
+
+    def _put(self, m: Outgoing, prio: bool = False) -> None:
+        q, cap = (self._prio, PRIORITY_MAX) if prio else (self._out, self.cfg.buffer_messages)
+        if len(q) >= cap:
+            q.popleft()
+            self.dropped += 1
+        q.append(m)
+
+    # --- connection ------------------------------------------------------------------------------
+    def _client(self) -> aiomqtt.Client:
+        will = aiomqtt.Will(
+            self.topics.status, dumps(status_payload("offline", self.cfg.client_id, None)), qos=1, retain=True
+        )
+        return aiomqtt.Client(
+            self.cfg.host,
+            self.cfg.port,
+            identifier=self.cfg.client_id,
+            will=will,
+            keepalive=self.cfg.keepalive_s,
+            timeout=5.0,
+        )
+
+    async def run(self) -> None:
+        backoff = self.cfg.reconnect_min_s
+        while not self._stop.is_set():
+            try:
+                async with self._client() as client:
+                    self.connected = True
+                    self.connects += 1
+                    backoff = self.cfg.reconnect_min_s
+                    log.info("mqtt connected", extra=kv(broker=f"{self.cfg.host}:{self.cfg.port}"))
+                    await client.subscribe(self.topics.cmd, qos=1)
+                    if self.rack is not None:
+                        await client.subscribe(self.rack.topic, qos=0)
+                    online = status_payload("online", self.cfg.client_id, self.wall())
+                    await client.publish(self.topics.status, dumps(online), qos=1, retain=True)
+                    await self._session(client)
+                    offline = status_payload("offline", self.cfg.client_id, self.wall())
+                    await client.publish(self.topics.status, dumps(offline), qos=1, retain=True)
+            except aiomqtt.MqttError as e:
+                log.warning(
+                    "mqtt connection lost; retrying",
+                    extra=kv(broker=f"{self.cfg.host}:{self.cfg.port}", error=str(e), retry_s=backoff),
+                )
+            finally:
+                self.connected = False
+            if self._stop.is_set():
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=backoff)
+            backoff = min(backoff * 2.0, self.cfg.reconnect_max_s)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        sender = asyncio.create_task(self._sender(client))
+        receiver = asyncio.create_task(self._receiver(client))
+        stopper = asyncio.create_task(self._stop.wait())
+        tasks = {sender, receiver, stopper}
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if stopper in done and not sender.done():
+                # A clean stop: let the sender finish its message and flush for a moment. Cancelling
+                # it inside publish() would leave the client unable to send the "offline" status.
+                self._wake.set()
+                await asyncio.wait({sender}, timeout=STOP_FLUSH_S + 1.0)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for t in (sender, receiver):
+            exc = t.exception() if t.done() and not t.cancelled() else None
+            if exc is not None:
+                raise exc
+
+    async def _sender(self, client: aiomqtt.Client) -> None:
+        deadline = None
+        while True:
+            while self._prio or self._out:
+                if self._stop.is_set():
+                    deadline = deadline or time.monotonic() + STOP_FLUSH_S
+                    if time.monotonic() > deadline:
+                        return
+                q = self._prio if self._prio else self._out
+                m = q[0]
+                payload = m.payload if isinstance(m.payload, bytes) else m.payload()
+                await client.publish(m.topic, payload, qos=m.qos, retain=m.retain)
+                if q and q[0] is m:  # not evicted meanwhile by a full buffer
+                    q.popleft()
+                self.sent += 1
+            if self._stop.is_set():
+                return
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _receiver(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            topic = message.topic.value
+            raw = message.payload
+            payload = (
+                raw
+                if isinstance(raw, bytes)
+                else bytes(raw)
+                if isinstance(raw, bytearray)
+                else str(raw).encode()
+            )
+            if topic == self.topics.cmd:
+                ack = self.commands.handle(payload)
+                self._put(Outgoing(self.topics.ack, dumps(ack), 1, False), prio=True)
+                self._wake.set()
+            elif self.rack is not None:
+                self.rack.on_message(topic, payload, self.clock())
+
+    # --- lifecycle -------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "connected": self.connected,
+            "broker": f"{self.cfg.host}:{self.cfg.port}",
+            "connects": self.connects,
+            "sent": self.sent,
+            "buffered": len(self._out) + len(self._prio),
+            "dropped": self.dropped,
+            "commands_accepted": self.commands.accepted,
+            "commands_rejected": self.commands.rejected,
+            "rack_bad_messages": self.rack.bad_messages if self.rack is not None else 0,
+        }
+
+
+def _enc(fn: Callable[..., dict[str, Any]], *args: Any) -> bytes:
+    return dumps(fn(*args))

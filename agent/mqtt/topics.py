@@ -1,0 +1,170 @@
+"""The MQTT topic tree and the JSON payloads the agent publishes (units in the key names).
+
+    <prefix>/<site>/status          retained  {"status": "online"|"offline", ...}; the will says offline
+    <prefix>/<site>/state           retained  site power flow, SoC, quality per value
+    <prefix>/<site>/cluster/<id>    retained  one cluster's state, limits and setpoint
+    <prefix>/<site>/plan            retained  the cycle's decision and its constraint window
+    <prefix>/<site>/alarm           events    an alarm raised or cleared
+    <prefix>/<site>/cmd             in        signed operator commands (see agent/mqtt/auth.py)
+    <prefix>/<site>/cmd/ack         out       {"id", "accepted", "reason", ...} per command
+
+Values are SI (W, Wh, V, A, s, %); battery power positive = discharge; grid positive = import.
+A value nobody measured is JSON null, with its quality next to it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from agent.alarms import Alarm
+from agent.hub import CycleRecord
+from agent.plan import Plan
+from agent.snapshot import ClusterSnapshot, Measured
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str
+    site: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}/{self.site}"
+
+    @property
+    def status(self) -> str:
+        return f"{self.base}/status"
+
+    @property
+    def state(self) -> str:
+        return f"{self.base}/state"
+
+    def cluster(self, cluster_id: str) -> str:
+        return f"{self.base}/cluster/{cluster_id}"
+
+    @property
+    def plan(self) -> str:
+        return f"{self.base}/plan"
+
+    @property
+    def alarm(self) -> str:
+        return f"{self.base}/alarm"
+
+    @property
+    def cmd(self) -> str:
+        return f"{self.base}/cmd"
+
+    @property
+    def ack(self) -> str:
+        return f"{self.base}/cmd/ack"
+
+
+def dumps(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _num(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _mv(m: Measured) -> float | None:
+    return _num(m.value)
+
+
+def state_payload(rec: CycleRecord) -> dict[str, Any]:
+    s, p = rec.snapshot, rec.plan
+    known = [c for c in s.clusters if c.soc_pct.ok]
+    cap = sum(c.capacity_wh for c in known)
+    energy = sum(c.energy_wh for c in known)
+    return {
+        "v": SCHEMA_VERSION,
+        "seq": s.seq,
+        "t": s.t_wall.isoformat(),
+        "grid_w": _mv(s.grid_w),
+        "load_w": _mv(s.load_w),
+        "pv_w": _mv(s.pv_w),
+        "battery_w": _num(s.battery_w),
+        "quality": {
+            "grid": s.grid_w.quality.value,
+            "load": s.load_w.quality.value,
+            "pv": s.pv_w.quality.value,
+        },
+        "grid_up": s.grid_up,
+        "soc_pct": _num(100.0 * energy / cap) if cap > 0 else None,
+        "energy_wh": energy if cap > 0 else None,
+        "capacity_wh": sum(c.capacity_wh for c in s.clusters),
+        "setpoint_w": p.site_setpoint_w,
+        "mode": p.mode,
+        "cycle_ms": rec.cycle_ms,
+    }
+
+
+def cluster_payload(c: ClusterSnapshot, setpoint_w: float | None, t: datetime) -> dict[str, Any]:
+    return {
+        "v": SCHEMA_VERSION,
+        "id": c.id,
+        "pcs": c.pcs_id,
+        "t": t.isoformat(),
+        "status": c.status.value,
+        "soc_pct": _mv(c.soc_pct),
+        "soc_quality": c.soc_pct.quality.value,
+        "soh_pct": _mv(c.soh_pct),
+        "power_w": _mv(c.power_w),
+        "voltage_v": _mv(c.voltage_v),
+        "current_a": _mv(c.current_a),
+        "max_charge_w": _mv(c.max_charge_w),
+        "max_discharge_w": _mv(c.max_discharge_w),
+        "temp_max_c": _mv(c.temp_max_c),
+        "cell_v_min": _mv(c.cell_v_min),
+        "cell_v_max": _mv(c.cell_v_max),
+        "alarms": c.alarms,
+        "setpoint_w": setpoint_w,
+        "capacity_wh": c.capacity_wh,
+    }
+
+
+def plan_payload(p: Plan, t: datetime) -> dict[str, Any]:
+    lo = max((b.lo_w for b in p.bounds), default=None)
+    hi = min((b.hi_w for b in p.bounds), default=None)
+    return {
+        "v": SCHEMA_VERSION,
+        "seq": p.seq,
+        "t": t.isoformat(),
+        "mode": p.mode,
+        "setpoint_w": p.site_setpoint_w,
+        "requested_w": p.requested_w,
+        "shortfall_w": p.shortfall_w,
+        "decided_by": p.decided_by,
+        "reason": p.reason,
+        "window_w": [lo, hi],
+        "bounds": [
+            {"source": b.source, "lo_w": b.lo_w, "hi_w": b.hi_w, "reason": b.reason} for b in p.bounds
+        ],
+        "pcs_setpoints_w": dict(p.pcs_setpoints_w),
+        "alarms": list(p.alarms),
+    }
+
+
+def alarm_payload(a: Alarm, active: bool) -> dict[str, Any]:
+    return {
+        "v": SCHEMA_VERSION,
+        "id": a.id,
+        "code": a.code,
+        "source": a.source,
+        "severity": a.severity.value,
+        "active": active,
+        "message": a.message,
+        "raised_at": a.raised_at.isoformat(),
+        "cleared_at": a.cleared_at.isoformat() if a.cleared_at is not None else None,
+        "acked_by": a.acked_by,
+    }
+
+
+def status_payload(status: str, client_id: str, t: datetime | None) -> dict[str, Any]:
+    return {"v": SCHEMA_VERSION, "status": status, "client_id": client_id, "t": t.isoformat() if t else None}

@@ -1,0 +1,320 @@
+"""The telemetry schema: one CycleRecord -> numeric points, and InfluxDB line protocol.
+
+Measurements (tags in brackets; every field numeric; states/modes/qualities/sources as integer
+codes from the tables below; timestamp = the snapshot's t_wall in ns, never the writer's clock):
+
+- site    [site]                  grid_w, load_w, pv_w, battery_w, grid_up, soc_pct, energy_wh,
+                                  capacity_wh, grid_q, load_q, pv_q, ramp_limit_w_per_s,
+                                  demand_target_w (when configured), seq
+- meter   [site, meter]           power_w, quality, age_s   (meter = grid | load | pv)
+- rack    [site, rack]            power_w, quality          (rack = "total" or a rack id from MQTT)
+- cluster [site, cluster, pcs]    soc_pct, soh_pct, power_w, voltage_v, current_a, cell_v_max,
+                                  cell_v_min, temp_max_c, temp_min_c, cycles, max_charge_w,
+                                  max_discharge_w, setpoint_w, status, alarms, soc_q, limits_q
+- pcs     [site, pcs]             power_w, setpoint_w (read back), command_w, rated_w, status, power_q
+- plan    [site]                  site_setpoint_w, requested_w, shortfall_w, lo_w, hi_w, mode,
+                                  decided_by, alarms
+- plan    [site, bound]           lo_w, hi_w   (one series per constraint source)
+- alarm   [site, code, source]    active (1/0), severity, acked
+- ledger  [site]                  every numeric leaf the savings ledger reports (nested keys
+                                  joined by "_"), written every `ledger_every_s`
+- agent   [site]                  cycle_ms, poll_ms, write_ms, overruns, alarms_active,
+                                  queue_depth, spool_points, spool_bytes, spool_dropped,
+                                  queue_dropped, rejected_points
+
+Non-finite values (NaN/inf: a value nobody measured) are left out of the point rather than
+written as a number, so a missing value is never charted as zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from agent.alarms import SEVERITY_CODE, Alarm
+from agent.hub import CycleRecord
+from agent.snapshot import CLUSTER_STATUS_CODE, PCS_STATUS_CODE, Measured
+from drivers.reading import Quality
+
+MEASUREMENTS = ("site", "meter", "rack", "cluster", "pcs", "plan", "alarm", "ledger", "agent")
+
+QUALITY_CODE: dict[Quality, int] = {
+    Quality.GOOD: 0,
+    Quality.STALE: 1,
+    Quality.OUT_OF_RANGE: 2,
+    Quality.INVALID: 3,
+    Quality.COMM_ERROR: 4,
+}
+MODE_CODE: dict[str, int] = {"auto": 0, "idle": 1, "conservative": 2, "manual": 3, "outage": 4}
+# Constraint sources and deciding controllers (Plan.decided_by, Bound.source). Codes are stable:
+# append new names, never renumber. A name missing here is written as UNKNOWN_CODE.
+SOURCE_CODE: dict[str, int] = {
+    "device_limits": 0,
+    "soc_max": 1,
+    "reserve": 2,
+    "no_export": 3,
+    "ramp": 4,
+    "outage": 5,
+    "failsafe": 6,
+    "override": 7,
+    "idle": 8,
+    "conservative": 9,
+    "demand": 10,
+    "tou_charge": 11,
+    "tou_discharge": 12,
+    "tou_hold": 13,
+    "pv_surplus": 14,
+    "balance": 15,
+}
+UNKNOWN_CODE = 99
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+# CLUSTER_STATUS_CODE, PCS_STATUS_CODE (agent.snapshot) and SEVERITY_CODE (agent.alarms) are
+# the other code tables; they are re-exported here so TELEMETRY.md has one place to point at.
+__all__ = [
+    "CLUSTER_STATUS_CODE",
+    "MEASUREMENTS",
+    "MODE_CODE",
+    "PCS_STATUS_CODE",
+    "QUALITY_CODE",
+    "SEVERITY_CODE",
+    "SOURCE_CODE",
+    "UNKNOWN_CODE",
+    "Point",
+    "encode",
+    "ledger_point",
+    "line",
+    "points_for",
+    "t_ns",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    measurement: str
+    tags: tuple[tuple[str, str], ...]  # sorted by key (the order InfluxDB prefers)
+    fields: dict[str, float]
+    t_ns: int
+
+
+def t_ns(t: datetime) -> int:
+    """Nanoseconds since the epoch of an aware datetime, exactly (integer arithmetic, no float)."""
+    if t.tzinfo is None:
+        raise ValueError("telemetry timestamps must be timezone-aware (the snapshot's t_wall)")
+    return (t - _EPOCH) // _US * 1000
+
+
+def _fields(**kv: float | None) -> dict[str, float]:
+    return {k: float(v) for k, v in kv.items() if v is not None and math.isfinite(v)}
+
+
+def _m(x: Measured) -> float:
+    return x.value
+
+
+def _q(x: Measured) -> int:
+    return QUALITY_CODE[x.quality]
+
+
+def _tags(**kv: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(kv.items()))
+
+
+def points_for(
+    rec: CycleRecord,
+    site_id: str,
+    alarms: Iterable[tuple[Alarm, bool]] = (),
+    agent_fields: Mapping[str, float] | None = None,
+    racks: Mapping[str, Measured] | None = None,
+    ramp_limit_w_per_s: float = 0.0,
+    demand_target_w: float = 0.0,
+) -> list[Point]:
+    """All points of one cycle. `alarms` yields (alarm, active) for alarms active now or just cleared."""
+    s, p = rec.snapshot, rec.plan
+    t = t_ns(s.t_wall)
+    site = _tags(site=site_id)
+    out: list[Point] = []
+
+    cap = sum(c.capacity_wh for c in s.clusters if c.soc_pct.ok)
+    energy = sum(c.energy_wh for c in s.clusters if c.soc_pct.ok)
+    out.append(
+        Point(
+            "site",
+            site,
+            _fields(
+                grid_w=s.grid_w.value,
+                load_w=s.load_w.value,
+                pv_w=s.pv_w.value,
+                battery_w=s.battery_w,
+                grid_up=1.0 if s.grid_up else 0.0,
+                soc_pct=100.0 * energy / cap if cap > 0 else None,
+                energy_wh=energy if cap > 0 else None,
+                capacity_wh=sum(c.capacity_wh for c in s.clusters),
+                grid_q=_q(s.grid_w),
+                load_q=_q(s.load_w),
+                pv_q=_q(s.pv_w),
+                ramp_limit_w_per_s=ramp_limit_w_per_s if ramp_limit_w_per_s > 0 else None,
+                demand_target_w=demand_target_w if demand_target_w > 0 else None,
+                seq=s.seq,
+            ),
+            t,
+        )
+    )
+    for role, m in (("grid", s.grid_w), ("load", s.load_w), ("pv", s.pv_w)):
+        out.append(
+            Point(
+                "meter",
+                _tags(site=site_id, meter=role),
+                _fields(power_w=m.value, quality=_q(m), age_s=m.age_s),
+                t,
+            )
+        )
+    out.append(
+        Point(
+            "rack", _tags(site=site_id, rack="total"), _fields(power_w=_m(s.load_w), quality=_q(s.load_w)), t
+        )
+    )
+    for rid, m in sorted((racks or {}).items()):
+        out.append(Point("rack", _tags(site=site_id, rack=rid), _fields(power_w=m.value, quality=_q(m)), t))
+
+    for c in s.clusters:
+        limits_q = max(_q(c.max_charge_w), _q(c.max_discharge_w))
+        out.append(
+            Point(
+                "cluster",
+                _tags(site=site_id, cluster=c.id, pcs=c.pcs_id),
+                _fields(
+                    soc_pct=c.soc_pct.value,
+                    soh_pct=c.soh_pct.value,
+                    power_w=c.power_w.value,
+                    voltage_v=c.voltage_v.value,
+                    current_a=c.current_a.value,
+                    cell_v_max=c.cell_v_max.value,
+                    cell_v_min=c.cell_v_min.value,
+                    temp_max_c=c.temp_max_c.value,
+                    temp_min_c=c.temp_min_c.value,
+                    cycles=c.cycles.value,
+                    max_charge_w=c.max_charge_w.value,
+                    max_discharge_w=c.max_discharge_w.value,
+                    setpoint_w=p.cluster_setpoints_w.get(c.id),
+                    status=CLUSTER_STATUS_CODE[c.status],
+                    alarms=c.alarms,
+                    soc_q=_q(c.soc_pct),
+                    limits_q=limits_q,
+                ),
+                t,
+            )
+        )
+    for pc in s.pcs:
+        out.append(
+            Point(
+                "pcs",
+                _tags(site=site_id, pcs=pc.id),
+                _fields(
+                    power_w=pc.power_w.value,
+                    setpoint_w=pc.setpoint_w.value,
+                    command_w=p.pcs_setpoints_w.get(pc.id),
+                    rated_w=pc.rated_w,
+                    status=PCS_STATUS_CODE[pc.status],
+                    power_q=_q(pc.power_w),
+                ),
+                t,
+            )
+        )
+
+    lo = max((b.lo_w for b in p.bounds), default=None)
+    hi = min((b.hi_w for b in p.bounds), default=None)
+    out.append(
+        Point(
+            "plan",
+            site,
+            _fields(
+                site_setpoint_w=p.site_setpoint_w,
+                requested_w=p.requested_w,
+                shortfall_w=p.shortfall_w,
+                lo_w=lo,
+                hi_w=hi,
+                mode=MODE_CODE.get(p.mode, UNKNOWN_CODE),
+                decided_by=SOURCE_CODE.get(p.decided_by, UNKNOWN_CODE),
+                alarms=len(p.alarms),
+            ),
+            t,
+        )
+    )
+    for b in p.bounds:
+        out.append(Point("plan", _tags(site=site_id, bound=b.source), _fields(lo_w=b.lo_w, hi_w=b.hi_w), t))
+
+    n_active = 0
+    for a, active in alarms:
+        n_active += active
+        out.append(
+            Point(
+                "alarm",
+                _tags(site=site_id, code=a.code, source=a.source),
+                _fields(
+                    active=1.0 if active else 0.0,
+                    severity=SEVERITY_CODE[a.severity],
+                    acked=a.acked_by is not None,
+                ),
+                t,
+            )
+        )
+    out.append(
+        Point(
+            "agent",
+            site,
+            _fields(
+                cycle_ms=rec.cycle_ms,
+                poll_ms=rec.poll_ms,
+                write_ms=rec.write_ms,
+                overruns=rec.overruns,
+                alarms_active=n_active,
+                **dict(agent_fields or {}),
+            ),
+            t,
+        )
+    )
+    return out
+
+
+def _flatten(prefix: str, v: Any, out: dict[str, float]) -> None:
+    if isinstance(v, bool):
+        out[prefix] = 1.0 if v else 0.0
+    elif isinstance(v, (int, float)):
+        if math.isfinite(v):
+            out[prefix] = float(v)
+    elif isinstance(v, Mapping):
+        for k, x in v.items():
+            _flatten(f"{prefix}_{k}" if prefix else str(k), x, out)
+
+
+def ledger_point(summary: Mapping[str, Any], site_id: str, t_wall: datetime) -> Point | None:
+    """The savings ledger's numeric read-out as one point (None when it has no numbers)."""
+    fields: dict[str, float] = {}
+    _flatten("", summary, fields)
+    if not fields:
+        return None
+    return Point("ledger", _tags(site=site_id), fields, t_ns(t_wall))
+
+
+# --- line protocol -----------------------------------------------------------------------------
+_KEY_ESC = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\n": "", "\r": ""})
+_MEAS_ESC = str.maketrans({",": r"\,", " ": r"\ ", "\n": "", "\r": ""})
+
+
+def line(pt: Point) -> str:
+    """One point in InfluxDB line protocol. Fields are floats (no `i` suffix: one type per field)."""
+    head = pt.measurement.translate(_MEAS_ESC)
+    for k, v in pt.tags:
+        if v:  # InfluxDB rejects empty tag values
+            head += f",{k.translate(_KEY_ESC)}={v.translate(_KEY_ESC)}"
+    body = ",".join(f"{k.translate(_KEY_ESC)}={v!r}" for k, v in pt.fields.items())
+    return f"{head} {body} {pt.t_ns}"
+
+
+def encode(points: Iterable[Point]) -> bytes:
+    """Points with at least one field, as newline-separated line protocol."""
+    return "\n".join(line(p) for p in points if p.fields).encode()

@@ -1,0 +1,245 @@
+"""Shared fixtures: real servers on free loopback ports, and real cycle records.
+
+`mosquitto` and `victoria_metrics` start the Debian binaries with small configs and stop them by
+PID. When a binary is missing the test is skipped, unless EMS_REQUIRE_SERVICES=1 (CI), where it
+fails instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.audit import AuditLog
+from agent.config import SiteConfig, load_site
+from agent.control import decide, initial_state
+from agent.hub import CycleRecord, Hub
+from agent.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_SITE = ROOT / "agent" / "sites" / "demo.toml"
+
+
+def _need(binary: str) -> str:
+    path = shutil.which(binary) or next(
+        (p for p in (f"/usr/sbin/{binary}", f"/usr/bin/{binary}") if os.access(p, os.X_OK)), None
+    )
+    if path is None:
+        if os.environ.get("EMS_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"{binary} is not installed and EMS_REQUIRE_SERVICES=1")
+        pytest.skip(f"{binary} is not installed")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"server did not open 127.0.0.1:{port} in {timeout_s} s")
+
+
+def _stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    os.kill(proc.pid, sig)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(5)
+
+
+# --- mosquitto ---------------------------------------------------------------------------------
+class Broker:
+    """A mosquitto broker that a test can stop and start again on the same port."""
+
+    def __init__(self, exe: str, tmp: Path) -> None:
+        self.exe = exe
+        self.host = "127.0.0.1"
+        self.port = free_port()
+        self.conf = tmp / "mosquitto.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        self.log = tmp / "mosquitto.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as lf:
+            self.proc = subprocess.Popen(
+                [self.exe, "-c", str(self.conf)], stdout=lf, stderr=subprocess.STDOUT
+            )
+        _wait_port(self.port, self.proc, 10.0, self.log)
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Broker]:
+    broker = Broker(_need("mosquitto"), tmp_path)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+# --- VictoriaMetrics ---------------------------------------------------------------------------
+class VictoriaMetrics:
+    """A VictoriaMetrics server that a test can stop and start again (same port, same data)."""
+
+    def __init__(self, exe: str, data: Path, log: Path) -> None:
+        self.exe = exe
+        self.data = data
+        self.log = log
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        with self.log.open("ab") as lf:
+            self.proc = subprocess.Popen(
+                [
+                    self.exe,
+                    f"-httpListenAddr=127.0.0.1:{self.port}",
+                    f"-storageDataPath={self.data}",
+                    "-retentionPeriod=100y",
+                    "-loggerLevel=WARN",
+                ],
+                stdout=lf,
+                stderr=subprocess.STDOUT,
+            )
+        _wait_port(self.port, self.proc, 20.0, self.log)
+
+    def stop(self) -> None:
+        _stop(self.proc)
+        self.proc = None
+
+    def export(self, match: str) -> list[dict[str, Any]]:
+        """Every stored series matching a PromQL selector: [{metric, values, timestamps}]."""
+        with urllib.request.urlopen(f"{self.url}/internal/force_flush", timeout=10):
+            pass
+        q = urllib.parse.urlencode({"match[]": match, "start": "0"})
+        with urllib.request.urlopen(f"{self.url}/api/v1/export?{q}", timeout=30) as r:
+            return [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]
+
+
+@pytest.fixture
+def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:
+    vm = VictoriaMetrics(_need("victoria-metrics"), tmp_path / "vmdata", tmp_path / "vm.log")
+    vm.start()
+    try:
+        yield vm
+    finally:
+        vm.stop()
+
+
+# --- real cycle records ------------------------------------------------------------------------
+def demo_site(sections: dict[str, Any] | None = None) -> SiteConfig:
+    site = load_site(DEMO_SITE)
+    if sections:
+        from dataclasses import replace
+
+        site = replace(site, sections={**site.sections, **sections})
+    return site
+
+
+def snapshot_for(
+    site: SiteConfig, seq: int, t_mono: float, t_wall: datetime, load_w: float = 2_000_000.0
+) -> SiteSnapshot:
+    """A healthy site: every cluster online at 60 % with 200 kW limits, grid importing the load."""
+    clusters = tuple(
+        ClusterSnapshot(
+            id=c.id,
+            pcs_id=next(p.id for p in site.pcs if c.id in p.clusters),
+            status=ClusterStatus.ONLINE,
+            capacity_wh=c.capacity_wh,
+            soc_pct=Measured(60.0),
+            max_charge_w=Measured(200_000.0),
+            max_discharge_w=Measured(200_000.0),
+            power_w=Measured(0.0),
+            soh_pct=Measured(98.5),
+            voltage_v=Measured(1331.0),
+            current_a=Measured(0.0),
+            cell_v_max=Measured(3.33),
+            cell_v_min=Measured(3.31),
+            temp_max_c=Measured(31.0),
+            temp_min_c=Measured(27.5),
+            cycles=Measured(120.0),
+        )
+        for c in site.clusters
+    )
+    pcs = tuple(
+        PcsSnapshot(p.id, p.clusters, PcsStatus.ONLINE, p.rated_w, Measured(0.0), Measured(0.0))
+        for p in site.pcs
+    )
+    return SiteSnapshot(
+        seq=seq,
+        t_mono=t_mono,
+        t_wall=t_wall,
+        grid_w=Measured(load_w),
+        load_w=Measured(load_w),
+        pv_w=Measured(0.0),
+        grid_up=True,
+        clusters=clusters,
+        pcs=pcs,
+    )
+
+
+class Cycles:
+    """Runs the real control policy over synthetic snapshots and publishes through a real Hub."""
+
+    def __init__(self, hub: Hub, start: datetime) -> None:
+        self.hub = hub
+        self.start = start
+        self.state = initial_state(hub.site.control)
+        self.seq = 0
+        # Snapshot monotonic times follow the hub's clock, so operator expiry times compare with them.
+        self.t0_mono = hub.clock()
+
+    def next(self, load_w: float = 2_000_000.0, publish: bool = True) -> CycleRecord:
+        self.seq += 1
+        t_wall = self.start + timedelta(seconds=self.seq)
+        snap = snapshot_for(self.hub.site, self.seq, self.t0_mono + self.seq, t_wall, load_w)
+        plan, self.state = decide(
+            snap, self.state, self.hub.site.control, self.hub.operator, None, self.hub.site.allow_export
+        )
+        rec = CycleRecord(snap, plan, cycle_ms=12.5, poll_ms=8.0, write_ms=3.0, overruns=0)
+        if publish:
+            self.hub.publish(rec)
+        return rec
+
+
+@pytest.fixture
+def make_hub(tmp_path: Path) -> Callable[..., Hub]:
+    def make(sections: dict[str, Any] | None = None, clock: Callable[[], float] = time.monotonic) -> Hub:
+        return Hub(demo_site(sections), AuditLog(tmp_path / "audit.jsonl"), clock=clock)
+
+    return make

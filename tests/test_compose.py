@@ -1,0 +1,163 @@
+"""The deployment set, statically: compose services, pinned images, ports, volumes, env, mounted
+files; Grafana dashboards valid and consistent with the provisioned datasource and the schema;
+the edge install files."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.alarms import Severity
+from agent.config import load_site
+from agent.mqtt import parse_mqtt
+from agent.snapshot import Measured
+from agent.telemetry import parse_telemetry
+from agent.telemetry.schema import MEASUREMENTS, points_for
+from tests.conftest import ROOT, Cycles
+
+COMPOSE = ROOT / "docker-compose.yml"
+DASHBOARDS = sorted((ROOT / "dashboards" / "grafana").glob("*.json"))
+PINNED = re.compile(r"^[\w./-]+:(\d+\.\d+(\.\d+)?)([-\w.]*)?$|@sha256:[0-9a-f]{64}$")
+
+
+def compose() -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())
+    return data
+
+
+def env_example() -> dict[str, str]:
+    out = {}
+    for line in (ROOT / "deploy" / "env.example").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            out[k] = v
+    return out
+
+
+def test_services_images_ports_and_volumes() -> None:
+    c = compose()
+    svc = c["services"]
+    assert set(svc) == {"influxdb", "grafana", "mosquitto", "simulators", "agent"}
+    assert svc["influxdb"]["image"] == "influxdb:2.7.10"
+    for name, s in svc.items():
+        assert "image" in s, name
+        assert PINNED.search(s["image"]), f"{name}: image {s['image']!r} is not pinned to a version"
+        assert "latest" not in s["image"]
+        for p in s.get("ports", []):
+            assert p.startswith("127.0.0.1:"), f"{name}: port {p} is published beyond loopback"
+    assert svc["simulators"]["build"] == "."
+    assert svc["agent"]["image"] == svc["simulators"]["image"]
+    assert svc["agent"]["network_mode"] == "service:simulators"
+    assert svc["agent"]["command"][:3] == ["run", "--site", "/etc/ems/site.toml"]
+    assert svc["simulators"]["command"][:3] == ["simulate", "--site", "/etc/ems/site.toml"]
+    assert {p.split(":")[-1] for s in svc.values() for p in s.get("ports", [])} == {
+        "8086",
+        "3000",
+        "1883",
+        "8080",
+    }
+    named = set(c["volumes"])
+    for name, s in svc.items():
+        for v in s.get("volumes", []):
+            src = v.split(":")[0]
+            if src.startswith("."):
+                assert (ROOT / src).exists(), f"{name}: mounts {src}, which does not exist"
+            else:
+                assert src in named, f"{name}: volume {src} is not declared"
+    assert (ROOT / "Dockerfile").read_text().splitlines()[1].startswith("FROM python:3.11.10-slim")
+
+
+def test_env_and_secrets_come_from_the_env_file() -> None:
+    c = compose()
+    env = env_example()
+    used = set(re.findall(r"\$\{(\w+)", COMPOSE.read_text()))
+    for var in used:
+        assert var in env, f"docker-compose.yml uses ${{{var}}}, which deploy/env.example does not define"
+    influx = c["services"]["influxdb"]["environment"]
+    for k in ("DOCKER_INFLUXDB_INIT_ORG", "DOCKER_INFLUXDB_INIT_BUCKET", "DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"):
+        assert influx[k].startswith("${"), k
+    assert c["secrets"] == {
+        "influx_token": {"environment": "INFLUX_TOKEN"},
+        "mqtt_secret": {"environment": "EMS_MQTT_SECRET"},
+    }
+    assert set(c["services"]["agent"]["secrets"]) == {"influx_token", "mqtt_secret"}
+
+
+def test_compose_site_points_at_the_services_and_secrets(tmp_path: Path) -> None:
+    site = load_site(ROOT / "deploy" / "compose-site.toml")
+    tel, mq = site.sections["telemetry"], site.sections["mqtt"]
+    assert tel["url"] == "http://influxdb:8086" and tel["token_file"] == "/run/secrets/influx_token"
+    assert mq["host"] == "mosquitto" and mq["secret_file"] == "/run/secrets/mqtt_secret"
+    env = env_example()
+    assert (tel["org"], tel["bucket"]) == (env["INFLUX_ORG"], env["INFLUX_BUCKET"])
+    assert len(site.clusters) == 12 and {d.host for d in site.devices} == {"127.0.0.1"}
+
+
+def test_edge_install_files(tmp_path: Path) -> None:
+    unit = (ROOT / "deploy" / "ems-agent.service").read_text()
+    assert "ExecStart=/opt/ems-agent/bin/ems-agent run --site /etc/ems-agent/site.toml" in unit
+    assert "Restart=always" in unit and "ExecReload=/bin/kill -HUP $MAINPID" in unit
+    for section in ("[Unit]", "[Service]", "[Install]"):
+        assert section in unit
+    # The example site validates completely once its secret files are in place.
+    shutil.copy(ROOT / "deploy" / "edge-site.toml", tmp_path / "site.toml")
+    (tmp_path / "influx.token").write_text("token-for-the-test\n")
+    (tmp_path / "mqtt.secret").write_text("0123456789abcdef0123\n")
+    site = load_site(tmp_path / "site.toml")
+    tel = parse_telemetry(site, tmp_path / "state")
+    mq = parse_mqtt(site)
+    assert tel.influx is not None and tel.influx.token == "token-for-the-test"
+    assert mq.rack_load_topic == "dc-east-1/pdu/+/power_w" and len(mq.racks) == 8
+    conf = (ROOT / "deploy" / "mosquitto.conf").read_text()
+    assert "listener 1883" in conf
+
+
+def _schema_fields(make_hub: Any) -> dict[str, set[str]]:
+    """Every (measurement, field) one fully populated cycle writes."""
+    hub = make_hub()
+    hub.site = replace(hub.site, control=replace(hub.site.control, demand_target_w=1e6))
+    t = datetime(2026, 7, 1, tzinfo=UTC)
+    hub.alarms.raise_("x", "y", Severity.INFO, "m", t)
+    rec = Cycles(hub, t).next()
+    fields: dict[str, set[str]] = {}
+    agent = {"queue_depth": 0.0, "queue_dropped": 0.0, "spool_points": 0.0, "spool_bytes": 0.0}
+    agent |= {"spool_dropped": 0.0, "rejected_points": 0.0}
+    pts = points_for(rec, "demo", [(hub.alarms.active()[0], True)], agent, {"r": Measured(1.0)}, 1.0, 1e6)
+    for p in pts:
+        fields.setdefault(p.measurement, set()).update(p.fields)
+    return fields
+
+
+def test_dashboards_use_the_datasource_and_the_schema(make_hub: Any) -> None:
+    ds = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/influxdb.yml").read_text())
+    uid = ds["datasources"][0]["uid"]
+    assert ds["datasources"][0]["jsonData"]["version"] == "Flux"
+    prov = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/ems.yml").read_text())
+    assert prov["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    schema = _schema_fields(make_hub)
+    assert DASHBOARDS
+    titles: list[str] = []
+    for path in DASHBOARDS:
+        dash = json.loads(path.read_text())
+        for panel in dash["panels"]:
+            titles.append(panel["title"])
+            assert panel["datasource"]["uid"] == uid, (path.name, panel["title"])
+            for t in panel["targets"]:
+                assert t["datasource"]["uid"] == uid
+                q = t["query"]
+                ms = re.findall(r'r\._measurement == "(\w+)"', q)
+                assert len(ms) == 1 and ms[0] in MEASUREMENTS, (panel["title"], ms)
+                for f in re.findall(r'r\._field == "(\w+)"', q):
+                    assert f in schema[ms[0]], (
+                        f"{path.name} '{panel['title']}': {ms[0]}.{f} is not in the schema"
+                    )
+    text = " ".join(titles).lower()
+    for need in ("power flow", "ramp", "15-minute demand", "soc", "limits", "state", "cycle time", "savings"):
+        assert need in text, need
