@@ -1,0 +1,174 @@
+"""The API application: `create_app(hub, tokens, ...)` -> FastAPI, and `ApiServer` to run it.
+
+Routes: /api/* reads (viewer), /api/control/* commands (operator), /api/stream (SSE),
+/metrics (viewer, like every read), /healthz (no auth: liveness only, no site data),
+and the dashboard at / (static files; it calls the API like any other client).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable, Generator
+from datetime import datetime
+from pathlib import Path
+
+import uvicorn
+from fastapi import Depends, FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from agent.hub import Hub
+
+from .auth import Role, TokenStore
+from .config import ApiConfig
+from .context import Ctx
+from .metrics import render
+from .observer import Observer
+from .routes_control import CONTROL_PREFIX, control_router
+from .routes_read import read_router
+from .stream import stream_router
+
+log = logging.getLogger("ems.api")
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+STALE_CYCLES = 5.0  # /healthz fails when the last cycle is older than this many periods
+SHUTDOWN_GRACE_S = 2  # open SSE streams would otherwise hold uvicorn's shutdown forever
+
+
+def create_app(
+    hub: Hub,
+    tokens: TokenStore | None,
+    *,
+    open_read: bool = False,
+    wall: Callable[[], datetime] | None = None,
+) -> FastAPI:
+    """The API for one Hub. `tokens=None` leaves control impossible (every command answers 401)."""
+    tz = hub.site.timezone
+    ctx = Ctx(
+        hub=hub,
+        obs=Observer(hub),
+        tokens=tokens,
+        open_read=open_read,
+        wall=wall or (lambda: datetime.now(tz)),
+    )
+    hub.sinks.append(ctx.obs)
+    app = FastAPI(
+        title="ems-agent API",
+        version="1",
+        description=(
+            "Energy management agent: live site state, operator control, alarms, savings. "
+            "SI units (W, Wh, V, A, s, %); battery power positive = discharge; grid positive = import. "
+            "Send `Authorization: Bearer <token>`; viewers read, operators also control."
+        ),
+    )
+    app.state.ctx = ctx
+    app.include_router(read_router(ctx), tags=["read"])
+    app.include_router(stream_router(ctx), tags=["live"])
+    app.include_router(control_router(ctx))
+
+    @app.exception_handler(RequestValidationError)
+    async def refused(request: Request, exc: RequestValidationError) -> Response:
+        # A malformed command is an action someone tried: audit it (the body, never a token).
+        actor = getattr(request.state, "actor", None)
+        if request.url.path.startswith(CONTROL_PREFIX) and actor is not None:
+            errs = exc.errors()
+            reason = "; ".join(f"{'.'.join(str(x) for x in e['loc'][1:])}: {e['msg']}" for e in errs)
+            action = {"path": request.url.path, "body": errs[0].get("input") if errs else None}
+            hub.audit.record(ctx.wall(), actor, "api", action, False, reason)
+        return await request_validation_exception_handler(request, exc)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: 200 while cycles are fresh, 503 otherwise")
+    def healthz() -> JSONResponse:
+        rec = hub.latest
+        if rec is None:
+            return JSONResponse({"status": "starting", "detail": "no control cycle yet"}, status_code=503)
+        age = max(0.0, hub.clock() - rec.snapshot.t_mono)
+        limit = STALE_CYCLES * hub.site.cycle_s
+        if age > limit:
+            return JSONResponse(
+                {
+                    "status": "stale",
+                    "detail": f"last cycle {age:.1f} s ago (limit {limit:g} s)",
+                    "age_s": age,
+                },
+                status_code=503,
+            )
+        return JSONResponse({"status": "ok", "seq": rec.snapshot.seq, "age_s": age})
+
+    @app.get(
+        "/metrics",
+        tags=["ops"],
+        response_class=PlainTextResponse,
+        summary="Prometheus exposition (viewer token as for any read; open with open_read)",
+        dependencies=[Depends(ctx.require(Role.VIEWER))],
+    )
+    def metrics() -> PlainTextResponse:
+        return PlainTextResponse(render(hub, ctx.obs, hub.clock()), media_type="text/plain; version=0.0.4")
+
+    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="dashboard")
+    return app
+
+
+def app_from_config(hub: Hub, cfg: ApiConfig) -> FastAPI:
+    tokens = TokenStore.load(cfg.tokens_file) if cfg.tokens_file is not None else None
+    if tokens is None and not cfg.open_read:
+        log.warning("api: no tokens_file and open_read = false: every request will be refused")
+    return create_app(hub, tokens, open_read=cfg.open_read)
+
+
+class _QuietServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield  # the agent owns SIGINT/SIGTERM/SIGHUP; uvicorn must not take them over
+
+
+class ApiServer:
+    """uvicorn on a socket bound at construction (port 0 = a free port, see `.port`).
+
+    `run()` serves until `stop()`; open SSE streams get SHUTDOWN_GRACE_S to finish.
+    """
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Accepted sockets inherit this. Without it, a response written as headers + body meets the
+        # client's delayed ACK and every keep-alive request takes ~44 ms (measured, bench/api_load.py).
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(128)
+        self.sock.setblocking(False)
+        self.host = host
+        self.port: int = self.sock.getsockname()[1]
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,  # nothing to learn per request; and it keeps URLs out of the logs
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
+            lifespan="off",
+        )
+        self.server = _QuietServer(config)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def run(self) -> None:
+        try:
+            await self.server.serve(sockets=[self.sock])
+        finally:
+            self.sock.close()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+    async def started(self, timeout_s: float = 10.0) -> None:
+        """Wait until the server accepts connections."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not self.server.started:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"API server on {self.url} did not start within {timeout_s:g} s")
+            await asyncio.sleep(0.01)

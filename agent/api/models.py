@@ -1,0 +1,220 @@
+"""Response and request bodies. Field descriptions carry the unit; they are the OpenAPI reference.
+
+Numbers are SI (W, Wh, V, A, s, %, degC). A value the agent does not trust right now is null,
+never a made-up number. Battery power positive = discharge; grid power positive = import.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+
+class BoundOut(BaseModel):
+    source: str = Field(description="controller that set this window, in priority order")
+    lo_w: float = Field(description="W, lowest site battery power allowed (negative = charge)")
+    hi_w: float = Field(description="W, highest site battery power allowed (positive = discharge)")
+    reason: str
+
+
+class SiteOut(BaseModel):
+    seq: int = Field(description="cycle sequence number")
+    t_wall: datetime = Field(description="site-local time of the snapshot")
+    grid_w: float | None = Field(description="W, grid power, positive = import")
+    load_w: float | None = Field(description="W, site load (GPU racks and the rest)")
+    pv_w: float | None = Field(description="W, PV output")
+    battery_w: float | None = Field(description="W, measured battery (PCS AC) power, positive = discharge")
+    grid_up: bool = Field(description="utility supply present")
+    soc_pct: float | None = Field(description="%, capacity-weighted SoC of clusters with a good SoC")
+    energy_wh: float | None = Field(description="Wh, energy stored in clusters with a good SoC")
+    capacity_wh: float = Field(description="Wh, nameplate energy of all clusters")
+    clusters_online: int = Field(description="clusters the controller may command")
+    clusters_total: int
+    mode: str = Field(description="plan mode: auto, conservative, outage, manual, idle")
+    operator_mode: str = Field(description="mode the operator asked for")
+    setpoint_w: float = Field(description="W, battery power commanded this cycle")
+    requested_w: float = Field(description="W, what the policy wanted before dispatch")
+    shortfall_w: float = Field(description="W, |requested - achievable|")
+    decided_by: str = Field(description="the active constraint: controller that set the final value")
+    reason: str = Field(description="why, in words")
+    bounds: list[BoundOut]
+    active_alarms: int
+    critical_alarms: int
+
+
+class ClusterOut(BaseModel):
+    id: str
+    pcs_id: str
+    status: str = Field(description="online, fault, offline or maintenance")
+    trusted: bool = Field(description="the controller may command it this cycle")
+    maintenance: bool = Field(description="isolated by an operator or the site file")
+    quality: str = Field(description="worst quality of SoC and limits: good, stale, comm_error, ...")
+    age_s: float | None = Field(description="s, age of the oldest of SoC and limits")
+    capacity_wh: float = Field(description="Wh, nameplate")
+    soc_pct: float | None = Field(description="%")
+    soh_pct: float | None = Field(description="%")
+    energy_wh: float | None = Field(description="Wh, capacity x SoC")
+    power_w: float | None = Field(description="W, positive = discharge")
+    setpoint_w: float = Field(description="W, this cycle's share of the site setpoint")
+    max_charge_w: float | None = Field(description="W, charge the BMS allows now (magnitude)")
+    max_discharge_w: float | None = Field(description="W, discharge the BMS allows now (magnitude)")
+    voltage_v: float | None = Field(description="V")
+    current_a: float | None = Field(description="A, positive = discharge")
+    cell_v_max: float | None = Field(description="V")
+    cell_v_min: float | None = Field(description="V")
+    cell_spread_v: float | None = Field(description="V, cell_v_max - cell_v_min")
+    temp_max_c: float | None = Field(description="degC")
+    temp_min_c: float | None = Field(description="degC")
+    cycles: float | None = Field(description="equivalent full cycles")
+    alarms: int = Field(description="BMS event bitfield (SunSpec 802 Evt1), 0 = none")
+
+
+class PcsOut(BaseModel):
+    id: str
+    status: str = Field(description="online, fault or offline")
+    cluster_ids: list[str]
+    rated_w: float = Field(description="W, rating")
+    power_w: float | None = Field(description="W, measured AC power, positive = discharge")
+    setpoint_w: float | None = Field(description="W, setpoint read back from the PCS")
+    commanded_w: float = Field(description="W, setpoint written this cycle")
+    quality: str
+    age_s: float | None = Field(description="s")
+
+
+class DeviceOut(BaseModel):
+    id: str
+    kind: str = Field(description="meter, pcs or cluster")
+    role: str = Field(description="meters: grid, load, pv or rack")
+    profile: str
+    endpoint: str = Field(description="host:port/unit")
+    health: dict[str, Any] | None = Field(
+        description="communication health from the driver (null: not polled yet)"
+    )
+
+
+class AlarmOut(BaseModel):
+    id: str = Field(description="code@source")
+    code: str
+    source: str
+    severity: str = Field(description="info, warning or critical")
+    message: str
+    raised_at: datetime
+    cleared_at: datetime | None
+    acked_by: str | None
+    active: bool
+
+
+class AlarmsOut(BaseModel):
+    active: list[AlarmOut]
+    history: list[AlarmOut] = Field(description="cleared alarms, newest first")
+
+
+class DemandOut(BaseModel):
+    source: str = Field(
+        description="'provider' (billing ledger) or 'observed' (seen by the API since it started)"
+    )
+    since: datetime | None = Field(description="observed: first cycle the API saw")
+    interval_s: float = Field(description="s, demand interval")
+    interval_start: datetime | None
+    interval_elapsed_s: float | None = Field(description="s")
+    interval_avg_w: float | None = Field(description="W, average grid import so far this interval")
+    month_peak_w: float | None = Field(description="W, highest interval average import this month")
+    month_peak_at: datetime | None = Field(description="start of that interval")
+    target_w: float | None = Field(description="W, demand target the shaving controller holds")
+    target_source: str | None = Field(description="config, plan or provider")
+    target_reason: str | None = Field(description="the shaving controller's reason this cycle")
+
+
+class RampOut(BaseModel):
+    window_s: float = Field(description="s, span of the cycles analysed")
+    samples: int
+    limit_w_per_s: float = Field(description="W/s, configured grid ramp limit (0 = off)")
+    load_max_w_per_s: float | None = Field(description="W/s, largest load step seen")
+    grid_max_w_per_s: float | None = Field(description="W/s, largest grid import step seen")
+    load_p99_w_per_s: float | None = Field(description="W/s")
+    grid_p99_w_per_s: float | None = Field(description="W/s")
+    smoothing_pct: float | None = Field(description="%, 100 x (1 - sum|grid steps| / sum|load steps|)")
+    grid_over_limit: int = Field(description="cycles whose grid step exceeded the limit")
+
+
+class CycleOut(BaseModel):
+    cycle_s: float = Field(description="s, configured period")
+    last_cycle_ms: float | None = Field(description="ms, wall time of the last cycle")
+    last_poll_ms: float | None = Field(description="ms")
+    last_write_ms: float | None = Field(description="ms")
+    p50_ms: float = Field(description="ms, over the last 600 cycles")
+    p99_ms: float = Field(description="ms")
+    max_ms: float = Field(description="ms")
+    cycles: int
+    overruns: int = Field(description="cycles skipped because one ran over its period")
+    last_cycle_age_s: float | None = Field(description="s since the last published cycle")
+
+
+class OperatorOut(BaseModel):
+    mode: str
+    override_w: float | None = Field(description="W, operator setpoint while active")
+    override_remaining_s: float | None = Field(description="s until the override expires (null: none)")
+    reserve_load_w: float = Field(description="W, effective backup reserve load")
+    reserve_minutes: float = Field(description="min, effective backup reserve duration")
+    reserve_from: str = Field(description="'site' (site file) or 'operator'")
+    maintenance: list[str] = Field(description="clusters isolated for maintenance")
+
+
+class HistoryOut(BaseModel):
+    t: list[float] = Field(description="s, Unix time of each cycle")
+    load_w: list[float | None] = Field(description="W")
+    grid_w: list[float | None] = Field(description="W")
+    battery_w: list[float | None] = Field(description="W")
+    pv_w: list[float | None] = Field(description="W")
+    soc_pct: list[float | None] = Field(description="%")
+
+
+class LiveOut(BaseModel):
+    """One cycle as streamed to the dashboard (and GET /api/live)."""
+
+    site: SiteOut
+    clusters: list[ClusterOut]
+    pcs: list[PcsOut]
+    demand: DemandOut
+    operator: OperatorOut
+    alarms: list[AlarmOut] = Field(description="active alarms")
+    cycle_ms: float = Field(description="ms, this cycle's wall time")
+
+
+class WhoAmI(BaseModel):
+    name: str
+    role: str = Field(description="viewer or operator")
+
+
+class Problem(BaseModel):
+    detail: str = Field(description="what was wrong, naming the field")
+
+
+# --- control requests: unknown fields and wrong types are refused (422) ----------------------
+class _Req(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ModeReq(_Req):
+    mode: str = Field(description="auto, idle or conservative")
+
+
+class OverrideReq(_Req):
+    setpoint_w: float = Field(description="W, site battery power to hold, positive = discharge")
+    duration_s: float = Field(description="s, expiry (at most 4 h)")
+
+
+class ReserveReq(_Req):
+    reserve_load_w: float = Field(description="W, critical load the reserve must carry")
+    reserve_minutes: float = Field(description="min, for how long")
+
+
+class MaintenanceReq(_Req):
+    on: StrictBool = Field(description="true: isolate for maintenance; false: return to service")
+
+
+class ControlOut(BaseModel):
+    accepted: bool
+    operator: OperatorOut

@@ -1,0 +1,220 @@
+"""What the API remembers between requests, fed by the Hub once per cycle as a Sink.
+
+`submit` only appends to bounded buffers (O(1)), so it never delays the loop. Read-outs that
+need more than the latest cycle live here: the rolling chart's history, demand this interval
+as seen since start-up (when no billing provider is registered), ramp statistics, the cycle
+time histogram for /metrics, and the per-cycle JSON the SSE stream sends (serialized once per
+cycle, not once per client).
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from agent.hub import CycleRecord, Hub
+
+from .models import DemandOut, HistoryOut, LiveOut, RampOut
+from .views import alarm_out, clusters_out, fin, operator_out, pcs_list_out, site_out, val
+
+HISTORY_LEN = 900  # cycles kept for the chart (15 min at 1 s)
+RAMP_LEN = 300  # cycles analysed for ramp statistics
+# Cycle-time histogram bounds, s (Prometheus `le` buckets).
+CYCLE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+SHAVING_SOURCES = ("peak", "demand")  # bound sources whose reason explains the demand target
+
+
+@dataclass
+class _Interval:
+    start: float  # Unix time
+    total: float = 0.0
+    n: int = 0
+
+    @property
+    def avg(self) -> float:
+        return self.total / self.n
+
+
+class DemandWindow:
+    """Average grid import per demand interval and the month's highest, from observed cycles.
+
+    Import only (export counts as 0 W), interval boundaries aligned to Unix time (tariff
+    intervals are aligned to the clock hour in every zone with whole-quarter-hour offsets).
+    """
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.since: datetime | None = None
+        self.cur: _Interval | None = None
+        self.month: tuple[int, int] | None = None
+        self.peak_w: float | None = None
+        self.peak_at: float | None = None
+
+    def add(self, t_wall: datetime, grid_w: float | None) -> None:
+        if self.since is None:
+            self.since = t_wall
+        ts = t_wall.timestamp()
+        start = math.floor(ts / self.interval_s) * self.interval_s
+        month = (t_wall.year, t_wall.month)
+        if self.cur is not None and self.cur.start != start:
+            self._close(self.cur)
+            self.cur = None
+        if month != self.month:
+            self.month, self.peak_w, self.peak_at = month, None, None
+        if self.cur is None:
+            self.cur = _Interval(start)
+        if grid_w is not None:
+            self.cur.total += max(0.0, grid_w)
+            self.cur.n += 1
+
+    def _close(self, iv: _Interval) -> None:
+        if iv.n and (self.peak_w is None or iv.avg > self.peak_w):
+            self.peak_w, self.peak_at = iv.avg, iv.start
+
+    def peak(self) -> tuple[float | None, float | None]:
+        """Month peak including the running interval (it counts once it is billed, so show it)."""
+        p, at = self.peak_w, self.peak_at
+        if self.cur is not None and self.cur.n and (p is None or self.cur.avg > p):
+            p, at = self.cur.avg, self.cur.start
+        return p, at
+
+
+class Observer:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.t: deque[float] = deque(maxlen=HISTORY_LEN)
+        self.rows: deque[tuple[float | None, ...]] = deque(maxlen=HISTORY_LEN)
+        self.ramp: deque[tuple[float, float | None, float | None]] = deque(maxlen=RAMP_LEN)
+        self.demand = DemandWindow(hub.site.control.demand_interval_s)
+        self.bucket_counts = [0] * (len(CYCLE_BUCKETS_S) + 1)
+        self.cycle_sum_s = 0.0
+        self.cycle_count = 0
+        self.sse_clients = 0
+        self.sse_dropped = 0
+        self._live: tuple[int, object, int, str] | None = None
+
+    # --- Sink --------------------------------------------------------------------------------
+    def submit(self, rec: CycleRecord) -> None:
+        s = rec.snapshot
+        grid, load = val(s.grid_w), val(s.load_w)
+        self.t.append(s.t_wall.timestamp())
+        good = [c for c in s.clusters if c.soc_pct.ok]
+        cap = sum(c.capacity_wh for c in good)
+        soc = 100.0 * sum(c.energy_wh for c in good) / cap if cap > 0 else None
+        self.rows.append((load, grid, fin(s.battery_w), val(s.pv_w), soc))
+        self.ramp.append((s.t_mono, load, grid))
+        self.demand.add(s.t_wall, grid)
+        sec = rec.cycle_ms / 1000.0
+        self.bucket_counts[bisect.bisect_left(CYCLE_BUCKETS_S, sec)] += 1
+        self.cycle_sum_s += sec
+        self.cycle_count += 1
+
+    # --- read-outs ---------------------------------------------------------------------------
+    def history(self, seconds: float) -> HistoryOut:
+        if not self.t:
+            return HistoryOut(t=[], load_w=[], grid_w=[], battery_w=[], pv_w=[], soc_pct=[])
+        cut = self.t[-1] - seconds
+        i = bisect.bisect_right(list(self.t), cut)
+        rows = list(self.rows)[i:]
+        cols = list(zip(*rows, strict=True)) if rows else [(), (), (), (), ()]
+        return HistoryOut(
+            t=list(self.t)[i:],
+            load_w=list(cols[0]),
+            grid_w=list(cols[1]),
+            battery_w=list(cols[2]),
+            pv_w=list(cols[3]),
+            soc_pct=list(cols[4]),
+        )
+
+    def demand_out(self) -> DemandOut:
+        site = self.hub.site
+        reason = None
+        if self.hub.latest is not None:
+            for b in self.hub.latest.plan.bounds:
+                if any(k in b.source for k in SHAVING_SOURCES):
+                    reason = b.reason
+        prov = self.hub.read("demand")
+        if prov is not None:
+            # The billing ledger owns the month's record; pass it through as it is.
+            return DemandOut(**{"source": "provider", "since": None, "target_reason": reason, **prov})
+        d = self.demand
+        peak, peak_at = d.peak()
+        tz = site.timezone
+        cur = d.cur
+        last_t = self.t[-1] if self.t else None
+        target = site.control.demand_target_w or None
+        return DemandOut(
+            source="observed",
+            since=d.since,
+            interval_s=d.interval_s,
+            interval_start=datetime.fromtimestamp(cur.start, tz) if cur is not None else None,
+            interval_elapsed_s=last_t - cur.start if cur is not None and last_t is not None else None,
+            interval_avg_w=cur.avg if cur is not None and cur.n else None,
+            month_peak_w=peak,
+            month_peak_at=datetime.fromtimestamp(peak_at, tz) if peak_at is not None else None,
+            target_w=target,
+            target_source="config" if target is not None else None,
+            target_reason=reason,
+        )
+
+    def ramp_out(self) -> RampOut:
+        pts = list(self.ramp)
+        load_steps: list[float] = []
+        grid_steps: list[float] = []
+        for (t0, l0, g0), (t1, l1, g1) in itertools.pairwise(pts):
+            dt = t1 - t0
+            if dt <= 0 or None in (l0, l1, g0, g1):
+                continue
+            load_steps.append(abs(l1 - l0) / dt)  # type: ignore[operator]
+            grid_steps.append(abs(g1 - g0) / dt)  # type: ignore[operator]
+        limit = self.hub.site.control.ramp_limit_w_per_s
+
+        def p99(xs: list[float]) -> float | None:
+            if not xs:
+                return None
+            s = sorted(xs)
+            return s[min(len(s) - 1, round(0.99 * (len(s) - 1)))]
+
+        total_load = sum(load_steps)
+        return RampOut(
+            window_s=pts[-1][0] - pts[0][0] if len(pts) > 1 else 0.0,
+            samples=len(load_steps),
+            limit_w_per_s=limit,
+            load_max_w_per_s=max(load_steps, default=None),
+            grid_max_w_per_s=max(grid_steps, default=None),
+            load_p99_w_per_s=p99(load_steps),
+            grid_p99_w_per_s=p99(grid_steps),
+            smoothing_pct=100.0 * (1.0 - sum(grid_steps) / total_load) if total_load > 0 else None,
+            # 1 % slack: a limit met exactly must not count as a violation through rounding.
+            grid_over_limit=sum(1 for g in grid_steps if g > limit * 1.01) if limit > 0 else 0,
+        )
+
+    def live(self, rec: CycleRecord) -> LiveOut:
+        hub = self.hub
+        active = hub.alarms.active()
+        return LiveOut(
+            site=site_out(rec, hub.operator, active),
+            clusters=clusters_out(rec, hub.operator),
+            pcs=pcs_list_out(rec),
+            demand=self.demand_out(),
+            operator=operator_out(hub.operator, hub.site, hub.clock()),
+            alarms=[alarm_out(a) for a in active],
+            cycle_ms=rec.cycle_ms,
+        )
+
+    def live_json(self, rec: CycleRecord) -> str:
+        """The cycle's JSON, built once per (cycle, operator state, active alarm set)."""
+        key = (rec.snapshot.seq, self.hub.operator, hash(tuple(a.id for a in self.hub.alarms.active())))
+        if self._live is not None and self._live[:3] == key:
+            return self._live[3]
+        text = self.live(rec).model_dump_json()
+        self._live = (*key, text)
+        return text
+
+    def stats(self) -> dict[str, Any]:
+        return {"sse_clients": self.sse_clients, "sse_dropped": self.sse_dropped}

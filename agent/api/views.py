@@ -1,0 +1,156 @@
+"""Pure read-outs: a cycle record, the operator state and alarms -> response models. No I/O."""
+
+from __future__ import annotations
+
+import math
+
+from agent.alarms import Alarm, Severity
+from agent.config import SiteConfig
+from agent.hub import CycleRecord
+from agent.operator import OperatorState
+from agent.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot
+from drivers.reading import Quality
+
+from .models import AlarmOut, BoundOut, ClusterOut, OperatorOut, PcsOut, SiteOut
+
+# Worst first: a cluster's quality is the worst of the values control depends on.
+_QUALITY_RANK = {
+    Quality.GOOD: 0,
+    Quality.STALE: 1,
+    Quality.OUT_OF_RANGE: 2,
+    Quality.INVALID: 3,
+    Quality.COMM_ERROR: 4,
+}
+
+
+def fin(x: float) -> float | None:
+    """A finite number or None: JSON has no NaN, and an untrusted value must not look real."""
+    return x if math.isfinite(x) else None
+
+
+def val(m: Measured) -> float | None:
+    """A measured value the UI may show: finite and not a comm error (stale shows, flagged by quality)."""
+    if m.quality is Quality.COMM_ERROR or m.quality is Quality.INVALID:
+        return None
+    return fin(m.value)
+
+
+def _worst(*ms: Measured) -> Measured:
+    return max(ms, key=lambda m: (_QUALITY_RANK[m.quality], m.age_s))
+
+
+def cluster_out(c: ClusterSnapshot, setpoint_w: float, maintenance: bool) -> ClusterOut:
+    w = _worst(c.soc_pct, c.max_charge_w, c.max_discharge_w)
+    vmax, vmin = val(c.cell_v_max), val(c.cell_v_min)
+    soc = val(c.soc_pct)
+    return ClusterOut(
+        id=c.id,
+        pcs_id=c.pcs_id,
+        status=c.status.value,
+        trusted=c.trusted,
+        maintenance=maintenance or c.status is ClusterStatus.MAINTENANCE,
+        quality=w.quality.value,
+        age_s=fin(w.age_s),
+        capacity_wh=c.capacity_wh,
+        soc_pct=soc,
+        soh_pct=val(c.soh_pct),
+        energy_wh=c.capacity_wh * soc / 100.0 if soc is not None else None,
+        power_w=val(c.power_w),
+        setpoint_w=setpoint_w,
+        max_charge_w=val(c.max_charge_w),
+        max_discharge_w=val(c.max_discharge_w),
+        voltage_v=val(c.voltage_v),
+        current_a=val(c.current_a),
+        cell_v_max=vmax,
+        cell_v_min=vmin,
+        cell_spread_v=vmax - vmin if vmax is not None and vmin is not None else None,
+        temp_max_c=val(c.temp_max_c),
+        temp_min_c=val(c.temp_min_c),
+        cycles=val(c.cycles),
+        alarms=c.alarms,
+    )
+
+
+def pcs_out(p: PcsSnapshot, commanded_w: float) -> PcsOut:
+    return PcsOut(
+        id=p.id,
+        status=p.status.value,
+        cluster_ids=list(p.cluster_ids),
+        rated_w=p.rated_w,
+        power_w=val(p.power_w),
+        setpoint_w=val(p.setpoint_w),
+        commanded_w=commanded_w,
+        quality=p.power_w.quality.value,
+        age_s=fin(p.power_w.age_s),
+    )
+
+
+def clusters_out(rec: CycleRecord, op: OperatorState) -> list[ClusterOut]:
+    sp = rec.plan.cluster_setpoints_w
+    return [cluster_out(c, sp.get(c.id, 0.0), c.id in op.maintenance) for c in rec.snapshot.clusters]
+
+
+def pcs_list_out(rec: CycleRecord) -> list[PcsOut]:
+    sp = rec.plan.pcs_setpoints_w
+    return [pcs_out(p, sp.get(p.id, 0.0)) for p in rec.snapshot.pcs]
+
+
+def site_out(rec: CycleRecord, op: OperatorState, alarms: list[Alarm]) -> SiteOut:
+    s, plan = rec.snapshot, rec.plan
+    good = [c for c in s.clusters if c.soc_pct.ok]
+    cap_good = sum(c.capacity_wh for c in good)
+    energy = sum(c.energy_wh for c in good)
+    return SiteOut(
+        seq=s.seq,
+        t_wall=s.t_wall,
+        grid_w=val(s.grid_w),
+        load_w=val(s.load_w),
+        pv_w=val(s.pv_w),
+        battery_w=fin(s.battery_w),
+        grid_up=s.grid_up,
+        soc_pct=100.0 * energy / cap_good if cap_good > 0 else None,
+        energy_wh=energy if good else None,
+        capacity_wh=sum(c.capacity_wh for c in s.clusters),
+        clusters_online=sum(1 for c in s.clusters if c.trusted),
+        clusters_total=len(s.clusters),
+        mode=plan.mode,
+        operator_mode=op.mode,
+        setpoint_w=plan.site_setpoint_w,
+        requested_w=plan.requested_w,
+        shortfall_w=plan.shortfall_w,
+        decided_by=plan.decided_by,
+        reason=plan.reason,
+        bounds=[BoundOut(source=b.source, lo_w=b.lo_w, hi_w=b.hi_w, reason=b.reason) for b in plan.bounds],
+        active_alarms=len(alarms),
+        critical_alarms=sum(1 for a in alarms if a.severity is Severity.CRITICAL),
+    )
+
+
+def alarm_out(a: Alarm) -> AlarmOut:
+    return AlarmOut(
+        id=a.id,
+        code=a.code,
+        source=a.source,
+        severity=a.severity.value,
+        message=a.message,
+        raised_at=a.raised_at,
+        cleared_at=a.cleared_at,
+        acked_by=a.acked_by,
+        active=a.active,
+    )
+
+
+def operator_out(op: OperatorState, site: SiteConfig, now_mono: float) -> OperatorOut:
+    active = op.override_active(now_mono)
+    from_operator = op.reserve_load_w is not None
+    return OperatorOut(
+        mode=op.mode,
+        override_w=op.override_w if active else None,
+        override_remaining_s=op.override_until - now_mono if active else None,
+        reserve_load_w=op.reserve_load_w if op.reserve_load_w is not None else site.control.reserve_load_w,
+        reserve_minutes=(
+            op.reserve_minutes if op.reserve_minutes is not None else site.control.reserve_minutes
+        ),
+        reserve_from="operator" if from_operator else "site",
+        maintenance=sorted(op.maintenance),
+    )

@@ -1,0 +1,61 @@
+// Interface strings in English and Simplified Chinese. Elements carry data-i18n="key";
+// code calls t(key). The choice is kept in localStorage.
+const STRINGS = {
+  en: {
+    connecting: "connecting…", live: "live", reconnecting: "reconnecting…", login: "Operator login",
+    logout: "Log out", power_flow: "Power flow", grid: "Grid", pv: "PV", battery: "Battery", gpu_load: "GPU load",
+    soc: "SoC", stored: "Stored", setpoint: "Setpoint", online: "Online", active_constraint: "Active constraint",
+    controller: "Controller", window: "Window", why: "Why", chart_title: "GPU load vs grid import vs battery",
+    last_5min: "(last 5 min)", grid_import: "Grid import", battery_dis: "Battery (+ discharge)",
+    demand_title: "15-minute demand", this_interval: "This interval", month_peak: "Month peak", target: "Target",
+    savings_title: "Savings & ROI", loading: "loading…", alarms: "Alarms", clusters: "Battery clusters",
+    click_details: "(click for details)", operator_actions: "Operator actions", mode: "Mode", apply: "Apply",
+    override: "Override", clear: "Clear", reserve: "Backup reserve", cycle: "Cycle", cancel: "Cancel",
+    sign_in: "Sign in", login_hint: "The token is kept for this browser tab only.",
+    st_online: "ONLINE", st_fault: "FAULT", st_offline: "OFFLINE", st_maintenance: "MAINT",
+    importing: "importing", exporting: "exporting", discharging: "discharging", charging: "charging", idle: "idle",
+    no_alarms: "No active alarms", ack: "Ack", acked_by: "acked by", not_available: "Not available",
+    savings: "Savings", roi: "ROI", elapsed: "elapsed", observed_since: "observed since", no_target: "no fixed target (economic)",
+    maint_on: "Put into maintenance", maint_off: "Return to service", confirm: "Confirm", done: "Done",
+    override_active: "Operator override", expires_in: "expires in", bad_token: "Token refused",
+    read_token_needed: "This dashboard needs a token to read: log in.", viewer_only: "viewer (read only)",
+    status: "Status", quality: "Quality", age: "Age", soh: "SoH", energy: "Energy", power: "Power", limits: "Limits",
+    charge: "charge", discharge: "discharge", voltage: "Voltage", current: "Current", cells: "Cell V max/min",
+    spread: "Cell spread", temps: "Temp max/min", cycles: "Cycles", bms_alarms: "BMS alarm bits", pcs: "PCS",
+    share: "Setpoint share", smoothing: "smoothing", max_step: "max step", limit: "limit", over: "over target",
+  },
+  zh: {
+    connecting: "连接中…", live: "实时", reconnecting: "重新连接中…", login: "运维登录", logout: "退出",
+    power_flow: "功率流向", grid: "电网", pv: "光伏", battery: "储能", gpu_load: "GPU 负荷", soc: "SoC",
+    stored: "储能量", setpoint: "设定值", online: "在线", active_constraint: "当前约束", controller: "控制器",
+    window: "允许范围", why: "原因", chart_title: "GPU 负荷 / 电网取电 / 储能", last_5min: "(最近 5 分钟)",
+    grid_import: "电网取电", battery_dis: "储能 (+ 放电)", demand_title: "15 分钟需量", this_interval: "本时段",
+    month_peak: "本月峰值", target: "目标", savings_title: "节省与投资回报", loading: "加载中…", alarms: "告警",
+    clusters: "电池簇", click_details: "(点击查看详情)", operator_actions: "运维操作", mode: "模式", apply: "执行",
+    override: "手动设定", clear: "清除", reserve: "备用容量", cycle: "周期", cancel: "取消", sign_in: "登录",
+    login_hint: "令牌仅保存在当前浏览器标签页。", st_online: "在线", st_fault: "故障", st_offline: "离线",
+    st_maintenance: "检修", importing: "取电", exporting: "送电", discharging: "放电", charging: "充电", idle: "待机",
+    no_alarms: "无活动告警", ack: "确认", acked_by: "确认人", not_available: "暂不可用", savings: "节省", roi: "投资回报",
+    elapsed: "已过", observed_since: "统计起始", no_target: "无固定目标 (经济优化)", maint_on: "转入检修",
+    maint_off: "恢复运行", confirm: "确认", done: "完成", override_active: "手动设定生效", expires_in: "剩余",
+    bad_token: "令牌无效", read_token_needed: "查看需要令牌：请登录。", viewer_only: "只读用户", status: "状态",
+    quality: "数据质量", age: "数据时效", soh: "SoH", energy: "能量", power: "功率", limits: "限值", charge: "充电",
+    discharge: "放电", voltage: "电压", current: "电流", cells: "单体电压 高/低", spread: "单体压差",
+    temps: "温度 高/低", cycles: "循环次数", bms_alarms: "BMS 告警位", pcs: "PCS", share: "分配功率",
+    smoothing: "平滑度", max_step: "最大阶跃", limit: "限值", over: "超过目标",
+  },
+};
+
+let lang = localStorage.getItem("ems-lang") === "zh" ? "zh" : "en";
+
+export function t(key) {
+  return STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
+}
+
+export function currentLang() { return lang; }
+
+export function applyLang(next) {
+  if (next) { lang = next; localStorage.setItem("ems-lang", lang); }
+  document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
+  for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+}
