@@ -1,0 +1,252 @@
+"""The control cycle: poll every device concurrently -> snapshot -> decide -> write -> publish.
+
+One cycle per period (default 1 s). A cycle that runs over its period makes the loop skip
+the missed slots (counted as overruns) instead of piling cycles up. Sinks are handed the
+cycle's record through the Hub and never make the loop wait.
+
+Safety at the edges: the PCS revert timer is written at start-up and whenever a PCS comes
+back, and every cycle's setpoint write restarts it, so if this process dies the plant
+returns to 0 W by itself. A setpoint is only ever written from a Plan, and a Plan never
+commands an untrusted unit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from agent.alarms import Severity
+from agent.assemble import StateNamer, build_snapshot
+from agent.config import DeviceConfig, SiteConfig, load_site
+from agent.control import ControllerState, Prices, decide, initial_state
+from agent.hub import CycleRecord, Hub
+from agent.logs import kv
+from agent.plan import Plan
+from agent.snapshot import ClusterStatus, Measured, PcsStatus, SiteSnapshot
+from drivers import keys as k
+from drivers.device import ModbusDevice
+from drivers.profile import Profile, load_profile
+from drivers.reading import Reading
+
+log = logging.getLogger("ems.loop")
+
+REVERT_FACTOR = 5.0  # PCS revert timer = this many cycles (at least 2 s): survives one missed write
+
+
+class LoadSource(Protocol):
+    def reading(self, now_mono: float) -> Measured: ...
+
+
+@dataclass
+class DeviceSet:
+    """The devices the loop polls, rebuilt when the site file is reloaded."""
+
+    devices: dict[str, ModbusDevice]
+    profiles: dict[str, Profile]
+
+    def namer(self) -> StateNamer:
+        profiles = self.profiles
+
+        def name(dev_id: str, code: int) -> str | None:
+            p = profiles.get(dev_id)
+            return p.state_name(code) if p is not None else None
+
+        return name
+
+
+def open_device(cfg: DeviceConfig, site: SiteConfig, clock: Callable[[], float]) -> tuple[ModbusDevice, Profile]:
+    profile = load_profile(cfg.profile)
+    return ModbusDevice(cfg, profile, stale_after_s=site.stale_after_s, clock=clock), profile
+
+
+class AgentLoop:
+    def __init__(
+        self,
+        site: SiteConfig,
+        hub: Hub,
+        prices: Prices | None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], datetime] | None = None,
+        load_source: LoadSource | None = None,
+        initial: ControllerState | None = None,
+    ) -> None:
+        self.site = site
+        self.hub = hub
+        self.prices = prices
+        self.clock = clock
+        self.wall = wall or (lambda: datetime.now(site.timezone))
+        self.load_source = load_source
+        self.devs = DeviceSet({}, {})
+        self.cstate: ControllerState = initial if initial is not None else initial_state(site.control)
+        self.seq = 0
+        self._revert_ok: set[str] = set()
+        self._stop = asyncio.Event()
+        self._apply_site(site)
+        self.on_cycle: list[Callable[[CycleRecord], Awaitable[None] | None]] = []
+
+    # --- configuration ---------------------------------------------------------------------
+    def _apply_site(self, site: SiteConfig) -> None:
+        """Open devices that are new, keep those unchanged, close the ones gone."""
+        old = self.devs.devices
+        new: dict[str, ModbusDevice] = {}
+        profiles: dict[str, Profile] = {}
+        prev_cfg = {d.id: d for d in self.site.devices} if self.devs.devices else {}
+        for cfg in site.devices:
+            if cfg.id in old and prev_cfg.get(cfg.id) == cfg:
+                new[cfg.id] = old[cfg.id]
+                profiles[cfg.id] = self.devs.profiles[cfg.id]
+            else:
+                new[cfg.id], profiles[cfg.id] = open_device(cfg, site, self.clock)
+                self._revert_ok.discard(cfg.id)
+        self._closing = [d for i, d in old.items() if new.get(i) is not d]
+        self.devs = DeviceSet(new, profiles)
+        self.site = site
+        self.hub.site = site
+
+    def reload(self) -> None:
+        """Re-read the site file: clusters added, removed or rewired take effect next cycle."""
+        site = load_site(self.site.path)
+        added = {c.id for c in site.clusters} - {c.id for c in self.site.clusters}
+        removed = {c.id for c in self.site.clusters} - {c.id for c in site.clusters}
+        self._apply_site(site)
+        log.info("site reloaded", extra=kv(added=sorted(added), removed=sorted(removed)))
+
+    # --- one cycle -------------------------------------------------------------------------
+    async def _poll(self) -> dict[str, dict[str, Reading]]:
+        ids = list(self.devs.devices)
+        results = await asyncio.gather(*(self.devs.devices[i].poll() for i in ids))
+        return dict(zip(ids, results, strict=True))
+
+    def snapshot(self, readings: dict[str, dict[str, Reading]], now: float) -> SiteSnapshot:
+        self.seq += 1
+        load = self.load_source.reading(now) if self.load_source is not None else None
+        return build_snapshot(
+            self.site,
+            readings,
+            self.seq,
+            now,
+            self.wall(),
+            self.devs.namer(),
+            self.hub.operator.maintenance,
+            load_override=load,
+        )
+
+    async def _write(self, snap: SiteSnapshot, plan: Plan) -> None:
+        writes = []
+        revert_s = max(2.0, REVERT_FACTOR * self.site.cycle_s)
+        for p in snap.pcs:
+            dev = self.devs.devices.get(p.id)
+            if dev is None or p.status is PcsStatus.OFFLINE:
+                self._revert_ok.discard(p.id)
+                continue
+            w = plan.pcs_setpoints_w.get(p.id, 0.0)
+            if not math.isfinite(w):  # a plan never holds one; refuse to pass it on regardless
+                w = 0.0
+            values: dict[str, float] = {k.SETPOINT_W: w}
+            if p.id not in self._revert_ok:
+                values = {k.REVERT_S: revert_s, k.SETPOINT_ENABLE: 1.0, **values}
+            writes.append(self._write_one(p.id, dev, values))
+        await asyncio.gather(*writes)
+
+    async def _write_one(self, pid: str, dev: ModbusDevice, values: dict[str, float]) -> None:
+        writable = self.devs.profiles[pid].writable_keys()
+        values = {key: v for key, v in values.items() if key in writable}
+        try:
+            await dev.write(values)
+        except Exception as e:
+            self._revert_ok.discard(pid)
+            self.hub.alarms.raise_("write_failed", pid, Severity.WARNING, str(e), self.wall())
+            return
+        self._revert_ok.add(pid)
+        self.hub.alarms.clear("write_failed", pid, self.wall())
+
+    def _alarms(self, snap: SiteSnapshot, plan: Plan) -> None:
+        now = snap.t_wall
+        book = self.hub.alarms
+        wanted: dict[str, tuple[str, str, Severity, str]] = {}
+        for c in snap.clusters:
+            if c.status is ClusterStatus.FAULT:
+                wanted[f"cluster_fault@{c.id}"] = ("cluster_fault", c.id, Severity.CRITICAL, "BMS reports a fault")
+            elif c.status is ClusterStatus.OFFLINE:
+                q = c.soc_pct.quality.value
+                wanted[f"device_comm@{c.id}"] = ("device_comm", c.id, Severity.WARNING, f"no usable data ({q})")
+        for p in snap.pcs:
+            if p.status is PcsStatus.FAULT:
+                wanted[f"pcs_fault@{p.id}"] = ("pcs_fault", p.id, Severity.CRITICAL, "PCS tripped or faulted")
+            elif p.status is PcsStatus.OFFLINE:
+                q = p.power_w.quality.value
+                wanted[f"device_comm@{p.id}"] = ("device_comm", p.id, Severity.WARNING, f"no usable data ({q})")
+        if not snap.grid_up:
+            wanted["grid_outage@grid"] = ("grid_outage", "grid", Severity.CRITICAL, "utility supply lost")
+        for code in plan.alarms:
+            wanted[f"{code}@control"] = (code, "control", Severity.WARNING, code.replace("_", " "))
+        book.sync(wanted, {"cluster_fault", "device_comm", "pcs_fault", "grid_outage"} | set(plan.alarms), now)
+        for a in book.active():
+            if a.source == "control" and f"{a.code}@control" not in wanted:
+                book.clear(a.code, "control", now)
+
+    async def cycle(self) -> CycleRecord:
+        t0 = self.clock()
+        readings = await self._poll()
+        t1 = self.clock()
+        snap = self.snapshot(readings, t1)
+        plan, self.cstate = decide(
+            snap, self.cstate, self.site.control, self.hub.operator, self.prices, self.site.allow_export
+        )
+        await self._write(snap, plan)
+        t2 = self.clock()
+        self._alarms(snap, plan)
+        self.hub.device_health = {i: d.health_dict() for i, d in self.devs.devices.items()}
+        rec = CycleRecord(
+            snapshot=snap,
+            plan=plan,
+            cycle_ms=(t2 - t0) * 1000,
+            poll_ms=(t1 - t0) * 1000,
+            write_ms=(t2 - t1) * 1000,
+            overruns=self.hub.stats.overruns,
+        )
+        self.hub.publish(rec)
+        return rec
+
+    async def run(self) -> None:
+        period = self.site.cycle_s
+        next_t = self.clock()
+        log.info("control loop started", extra=kv(site=self.site.id, cycle_s=period, devices=len(self.devs.devices)))
+        while not self._stop.is_set():
+            if self._closing:
+                closing, self._closing = self._closing, []
+                await asyncio.gather(*(d.close() for d in closing))
+            try:
+                rec = await self.cycle()
+                for cb in self.on_cycle:
+                    r = cb(rec)
+                    if r is not None:
+                        await r
+            except Exception:  # pragma: no cover - last line of defence; the revert timer covers the plant
+                log.exception("cycle failed")
+            period = self.site.cycle_s
+            next_t += period
+            now = self.clock()
+            if now > next_t:
+                missed = int((now - next_t) // period) + 1
+                self.hub.stats.overruns += missed
+                next_t += missed * period
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, next_t - self.clock()))
+        await self.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(d.close() for d in self.devs.devices.values()), return_exceptions=True)
+
+    def status(self) -> dict[str, Any]:
+        return {"seq": self.seq, "devices": len(self.devs.devices)}

@@ -1,0 +1,156 @@
+"""Everything a running agent is made of, wired together: hub, control loop, sinks, API.
+
+The wiring lives here (not in the loop) so the loop stays a loop and each subsystem stays
+testable on its own. Every section of the site file is validated in the constructor, before
+anything starts, so a bad key ends `ems-agent run` with exit code 2 and nothing half-running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import secrets
+import time
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from agent.api import ApiServer, Role, TokenStore, api_config, create_app
+from agent.api.auth import digest
+from agent.audit import AuditLog
+from agent.config import SiteConfig
+from agent.control import ControllerState, initial_state
+from agent.hub import CycleRecord, Hub
+from agent.ledger import Ledger, LedgerSink
+from agent.logs import kv
+from agent.loop import AgentLoop
+from agent.mqtt import MqttLink, parse_mqtt, start_mqtt, stop_mqtt
+from agent.roi import economics_config
+from agent.tariff import Tariff, load_tariff
+from agent.telemetry import InfluxSink, LocalStoreSink, parse_telemetry, start_telemetry
+
+log = logging.getLogger("ems.runtime")
+
+REPORT_EVERY_S = 10.0
+
+
+def _seed_state(site: SiteConfig, tariff: Tariff | None, ledger: Ledger | None, now: datetime) -> ControllerState:
+    """Controller state seeded with the demand peaks this billing month has already set.
+
+    Without it a restarted agent would shave down to a peak the utility bills anyway and spend
+    energy for nothing (or, worse, think the month's peak is lower than it is).
+    """
+    if tariff is None or ledger is None:
+        return initial_state(site.control)
+    start = tariff.billing_month(now.date())
+    return initial_state(site.control, ledger.month_peaks(start), (start.year, start.month))
+
+
+class Runtime:
+    def __init__(
+        self,
+        site: SiteConfig,
+        state_dir: Path,
+        api_port: int | None = None,
+        demo: bool = False,
+    ) -> None:
+        self.site = site
+        self.state_dir = state_dir
+        self.demo = demo
+        # Validate every section up front (each raises ConfigError naming the key).
+        self.api_cfg = api_config(site)
+        if api_port is not None:
+            self.api_cfg = replace(self.api_cfg, port=api_port)
+        if demo:
+            self.api_cfg = replace(self.api_cfg, open_read=True)
+        parse_telemetry(site, state_dir)
+        if "mqtt" in site.sections:
+            parse_mqtt(site)
+        econ = economics_config(site)
+        self.tariff = load_tariff(site.tariff_path) if site.tariff_path is not None else None
+
+        self.hub = Hub(site, AuditLog(state_dir / "audit.jsonl"), clock=time.monotonic)
+        self.ledger: Ledger | None = None
+        if self.tariff is not None:
+            self.ledger = Ledger(econ.db_path or state_dir / "ledger.db", self.tariff, econ)
+            self.hub.sinks.append(LedgerSink(self.ledger))
+            self.hub.providers["ledger"] = lambda: self._report
+            self.hub.providers["roi"] = lambda: self._report.get("roi", {})
+        seeded = _seed_state(site, self.tariff, self.ledger, datetime.now(site.timezone))
+        self.loop = AgentLoop(site, self.hub, self.tariff, initial=seeded)
+        # The ledger's report is computed in the loop's thread (its SQLite connection lives there)
+        # at most every REPORT_EVERY_S, and API threads read the cached dict.
+        self._report: dict[str, Any] = {}
+        self._report_t = -math.inf
+        self.loop.on_cycle.append(self._refresh_report)
+        self.telemetry: InfluxSink | LocalStoreSink | None = None
+        # The demo has no tokens file: one operator token for this run, shown once on the terminal.
+        self.demo_token = secrets.token_urlsafe(24) if demo and self.api_cfg.tokens_file is None else None
+        self.api: ApiServer | None = None
+        self.mqtt: MqttLink | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    def _refresh_report(self, rec: CycleRecord) -> None:
+        now = time.monotonic()
+        if self.ledger is None or now - self._report_t < REPORT_EVERY_S:
+            return
+        self._report_t = now
+        self._report = self.ledger.report(len(self.site.clusters), len(self.site.pcs))
+
+    def _tokens(self) -> TokenStore | None:
+        if self.api_cfg.tokens_file is not None:
+            return TokenStore.load(self.api_cfg.tokens_file)
+        if self.demo_token is not None:
+            return TokenStore([("demo-operator", Role.OPERATOR, digest(self.demo_token))])
+        return None
+
+    def reload(self) -> None:
+        try:
+            self.loop.reload()
+        except Exception as e:  # a bad reload keeps the running config
+            log.error("site reload refused", extra=kv(error=str(e)))
+
+    async def start(self) -> None:
+        """Start sinks, MQTT and the API (all need the running event loop); not the control loop."""
+        self.mqtt = start_mqtt(self.site, self.hub)
+        rack = self.mqtt.rack if self.mqtt is not None else None
+        if rack is not None:
+            self.loop.load_source = rack
+        self.telemetry = start_telemetry(self.site, self.hub, self.state_dir, racks=rack.per_rack if rack else None)
+        if self.api_cfg.port:
+            app = create_app(self.hub, self._tokens(), open_read=self.api_cfg.open_read)
+            self.api = ApiServer(app, self.api_cfg.host, self.api_cfg.port)
+            self._tasks.append(asyncio.create_task(self.api.run(), name="api"))
+            log.info("api listening", extra=kv(url=f"http://{self.api.host}:{self.api.port}/"))
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            await self.loop.run()
+        finally:
+            await self.aclose()
+
+    def stop(self) -> None:
+        self.loop.stop()
+
+    async def aclose(self) -> None:
+        if self._stopping:
+            return
+        self._stopping = True
+        self.loop.stop()
+        if self.api is not None:
+            self.api.stop()
+        if self.mqtt is not None:
+            await stop_mqtt(self.mqtt)
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(t, 5.0)
+        if self.telemetry is not None:
+            await asyncio.to_thread(self.telemetry.close)
+        if self.ledger is not None:
+            self.ledger.close()
+        log.info("agent stopped", extra=kv(site=self.site.id, cycles=self.loop.seq))
