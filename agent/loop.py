@@ -33,7 +33,7 @@ from agent.snapshot import ClusterStatus, Measured, PcsStatus, SiteSnapshot
 from drivers import keys as k
 from drivers.device import ModbusDevice
 from drivers.profile import Profile, load_profile
-from drivers.reading import Reading
+from drivers.reading import Quality, Reading
 
 log = logging.getLogger("ems.loop")
 
@@ -183,6 +183,11 @@ class AgentLoop:
             elif p.status is PcsStatus.OFFLINE:
                 q = p.power_w.quality.value
                 wanted[f"device_comm@{p.id}"] = ("device_comm", p.id, Severity.WARNING, f"no usable data ({q})")
+        meter_values = {"grid": snap.grid_w, "load": snap.load_w, "pv": snap.pv_w}
+        for m in self.site.meters:
+            v = meter_values.get(m.role)
+            if v is not None and v.quality in (Quality.COMM_ERROR, Quality.STALE):
+                wanted[f"device_comm@{m.id}"] = ("device_comm", m.id, Severity.WARNING, f"no usable data ({v.quality})")
         if not snap.grid_up:
             wanted["grid_outage@grid"] = ("grid_outage", "grid", Severity.CRITICAL, "utility supply lost")
         for code in plan.alarms:
