@@ -3,6 +3,7 @@ again only refreshes it, so a persistent condition gives one alarm, not one per 
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -38,8 +39,10 @@ class AlarmBook:
     def __init__(self, history: int = 1000) -> None:
         self._active: dict[str, Alarm] = {}
         self._history: deque[Alarm] = deque(maxlen=history)
+        # The control loop raises and clears; API threads read and acknowledge.
+        self._lock = threading.RLock()
 
-    def raise_(self, code: str, source: str, severity: Severity, message: str, now: datetime) -> bool:
+    def _raise(self, code: str, source: str, severity: Severity, message: str, now: datetime) -> bool:
         """Raise (or keep) an alarm. True if it is new."""
         aid = f"{code}@{source}"
         cur = self._active.get(aid)
@@ -50,7 +53,7 @@ class AlarmBook:
         self._active[aid] = Alarm(aid, code, source, severity, message, now)
         return True
 
-    def clear(self, code: str, source: str, now: datetime) -> bool:
+    def _clear(self, code: str, source: str, now: datetime) -> bool:
         aid = f"{code}@{source}"
         cur = self._active.pop(aid, None)
         if cur is None:
@@ -58,17 +61,17 @@ class AlarmBook:
         self._history.append(replace(cur, cleared_at=now))
         return True
 
-    def sync(
+    def _sync(
         self, wanted: dict[str, tuple[str, str, Severity, str]], prefix_sources: set[str], now: datetime
     ) -> None:
         """Make the active alarms owned by `prefix_sources` codes equal to `wanted` (id -> fields)."""
         for code, source, sev, msg in wanted.values():
-            self.raise_(code, source, sev, msg, now)
+            self._raise(code, source, sev, msg, now)
         for aid, a in list(self._active.items()):
             if a.code in prefix_sources and aid not in wanted:
-                self.clear(a.code, a.source, now)
+                self._clear(a.code, a.source, now)
 
-    def ack(self, alarm_id: str, who: str) -> bool:
+    def _ack(self, alarm_id: str, who: str) -> bool:
         cur = self._active.get(alarm_id)
         if cur is None:
             return False
@@ -76,7 +79,29 @@ class AlarmBook:
         return True
 
     def active(self) -> list[Alarm]:
-        return sorted(self._active.values(), key=lambda a: a.raised_at)
+        with self._lock:
+            return sorted(self._active.values(), key=lambda a: a.raised_at)
 
     def history(self, limit: int = 100) -> list[Alarm]:
-        return list(self._history)[-limit:][::-1]
+        with self._lock:
+            return list(self._history)[-limit:][::-1]
+
+    def raise_(self, code: str, source: str, severity: Severity, message: str, now: datetime) -> bool:
+        """Raise (or keep) an alarm. True if it is new."""
+        with self._lock:
+            return self._raise(code, source, severity, message, now)
+
+    def clear(self, code: str, source: str, now: datetime) -> bool:
+        with self._lock:
+            return self._clear(code, source, now)
+
+    def sync(
+        self, wanted: dict[str, tuple[str, str, Severity, str]], prefix_sources: set[str], now: datetime
+    ) -> None:
+        """Make the active alarms owned by `prefix_sources` codes equal to `wanted` (id -> fields)."""
+        with self._lock:
+            self._sync(wanted, prefix_sources, now)
+
+    def ack(self, alarm_id: str, who: str) -> bool:
+        with self._lock:
+            return self._ack(alarm_id, who)

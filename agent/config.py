@@ -93,6 +93,8 @@ class SiteConfig:
         return replace(self, clusters=clusters, pcs=pcs, maintenance=frozenset())
 
 
+BUNDLED_TARIFFS = Path(__file__).resolve().parent / "tariffs"
+
 # Sections owned by other subsystems; each validates its own table.
 OTHER_SECTIONS = ("telemetry", "mqtt", "api", "economics", "ledger", "health")
 
@@ -160,15 +162,23 @@ def parse_site(data: dict[str, Any], path: Path) -> SiteConfig:
     s.done()
     tariff_path = None
     if tariff is not None:
-        tariff_path = (path.parent / tariff).resolve()
+        # A bare name is one of the tariffs shipped in agent/tariffs/; anything else is a file
+        # relative to the site file.
+        bundled = "/" not in tariff and not tariff.endswith(".toml")
+        tariff_path = (BUNDLED_TARIFFS / f"{tariff}.toml" if bundled else path.parent / tariff).resolve()
         if not tariff_path.is_file():
-            s.fail("tariff", f"names a file that does not exist: {tariff_path}")
+            shipped = ", ".join(sorted(p.stem for p in BUNDLED_TARIFFS.glob("*.toml")))
+            s.fail("tariff", f"names a file that does not exist: {tariff_path} (shipped: {shipped})")
 
     control = _control(root.table("control"))
     defaults = root.table("defaults") if root.has("defaults") else None
     if defaults is not None:
-        for k in ("profile", "host", "timeout_s", "retries"):
-            defaults.raw(k)
+        # Checked here, with the bounds of the device keys they stand in for: a device that takes
+        # a default gets it unchecked (Table returns a default as is).
+        defaults.text("profile", None)
+        defaults.text("host", None)
+        defaults.number("timeout_s", None, lo=0.01, hi=30)
+        defaults.integer("retries", None, lo=0, hi=10)
         defaults.done()
     meters = tuple(_device(t, "meter", defaults) for t in root.tables("meter"))
     pcs = tuple(_device(t, "pcs", defaults) for t in root.tables("pcs"))

@@ -66,11 +66,30 @@ class CycleStats:
 
 
 class Subscription:
+    """A bounded queue of cycles for one consumer (an SSE client). The consumer's event loop may
+    run in another thread (the API's): offers from the control loop then cross over safely."""
+
     def __init__(self, maxsize: int) -> None:
         self.queue: asyncio.Queue[CycleRecord] = asyncio.Queue(maxsize=maxsize)
         self.dropped = 0
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
 
     def offer(self, rec: CycleRecord) -> None:
+        if self._loop is not None:
+            try:
+                here = asyncio.get_running_loop()
+            except RuntimeError:
+                here = None
+            if here is not self._loop:
+                with contextlib.suppress(RuntimeError):  # the consumer's loop has closed: nobody to tell
+                    self._loop.call_soon_threadsafe(self._offer, rec)
+                return
+        self._offer(rec)
+
+    def _offer(self, rec: CycleRecord) -> None:
         if self.queue.full():
             with contextlib.suppress(asyncio.QueueEmpty):
                 self.queue.get_nowait()

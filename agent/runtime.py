@@ -8,10 +8,11 @@ anything starts, so a bad key ends `ems-agent run` with exit code 2 and nothing 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import json
 import logging
 import math
 import secrets
+import sys
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -28,6 +29,7 @@ from agent.ledger import Ledger, LedgerSink
 from agent.logs import kv
 from agent.loop import AgentLoop
 from agent.mqtt import MqttLink, parse_mqtt, start_mqtt, stop_mqtt
+from agent.operator import CommandError, OperatorState, SiteLimits, apply_command, parse_command
 from agent.roi import economics_config
 from agent.tariff import Tariff, load_tariff
 from agent.telemetry import InfluxSink, LocalStoreSink, parse_telemetry, start_telemetry
@@ -35,6 +37,38 @@ from agent.telemetry import InfluxSink, LocalStoreSink, parse_telemetry, start_t
 log = logging.getLogger("ems.runtime")
 
 REPORT_EVERY_S = 10.0
+GIL_SWITCH_S = 0.0005
+ANY_PORT = -1  # api_port: serve the API on a free loopback port (tests, benchmarks); see `rt.api.port`
+
+
+# Audit-log action names of the operator's standing decisions -> parse_command names. Overrides are
+# not restored: they are time-limited, and one ending at a restart is the safe direction.
+_STANDING = {"SetMaintenance": "maintenance", "SetMode": "set_mode", "SetReserve": "set_reserve"}
+
+
+def restore_operator(state: OperatorState, audit_path: Path, limits: SiteLimits) -> OperatorState:
+    """`state` with the accepted maintenance, mode and reserve commands of the audit log replayed.
+
+    Operator state lives in memory; without this a restarted agent (kill -9, power cut, upgrade)
+    would forget that an operator isolated a cluster and command it again, or drop a raised
+    reserve. The audit log already holds every accepted command, fsynced before it took effect.
+    Lines that do not parse (a line torn by a power cut) or no longer apply are skipped.
+    """
+    if not audit_path.exists():
+        return state
+    with audit_path.open(encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                entry = json.loads(line)
+                action = entry["action"]
+                name = _STANDING.get(action["command"]) if entry["accepted"] is True else None
+                if name is None:
+                    continue
+                fields = {k: v for k, v in action.items() if k != "command"}
+                state = apply_command(state, parse_command({"command": name, **fields}), 0.0, limits)
+            except (ValueError, KeyError, TypeError, CommandError):
+                continue
+    return state
 
 
 def _seed_state(site: SiteConfig, tariff: Tariff | None, ledger: Ledger | None, now: datetime) -> ControllerState:
@@ -73,6 +107,13 @@ class Runtime:
         self.tariff = load_tariff(site.tariff_path) if site.tariff_path is not None else None
 
         self.hub = Hub(site, AuditLog(state_dir / "audit.jsonl"), clock=time.monotonic)
+        self.hub.operator = restore_operator(self.hub.operator, state_dir / "audit.jsonl", self.hub.limits())
+        if self.hub.operator != OperatorState(maintenance=site.maintenance):
+            op = self.hub.operator
+            log.info(
+                "operator state restored from the audit log",
+                extra=kv(mode=op.mode, maintenance=sorted(op.maintenance), reserve_load_w=op.reserve_load_w),
+            )
         self.ledger: Ledger | None = None
         if self.tariff is not None:
             self.ledger = Ledger(econ.db_path or state_dir / "ledger.db", self.tariff, econ)
@@ -91,7 +132,6 @@ class Runtime:
         self.demo_token = secrets.token_urlsafe(24) if demo and self.api_cfg.tokens_file is None else None
         self.api: ApiServer | None = None
         self.mqtt: MqttLink | None = None
-        self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
     def _refresh_report(self, rec: CycleRecord) -> None:
@@ -123,8 +163,12 @@ class Runtime:
         self.telemetry = start_telemetry(self.site, self.hub, self.state_dir, racks=rack.per_rack if rack else None)
         if self.api_cfg.port:
             app = create_app(self.hub, self._tokens(), open_read=self.api_cfg.open_read)
-            self.api = ApiServer(app, self.api_cfg.host, self.api_cfg.port)
-            self._tasks.append(asyncio.create_task(self.api.run(), name="api"))
+            port = 0 if self.api_cfg.port == ANY_PORT else self.api_cfg.port
+            self.api = ApiServer(app, self.api_cfg.host, port)
+            # The API thread and the control loop share the GIL: a shorter switch interval (5 ms by
+            # default) lets the loop take it back sooner when a Modbus reply arrives mid-request.
+            sys.setswitchinterval(GIL_SWITCH_S)
+            self.api.serve_in_thread()
             log.info("api listening", extra=kv(url=f"http://{self.api.host}:{self.api.port}/"))
 
     async def run(self) -> None:
@@ -146,9 +190,8 @@ class Runtime:
             self.api.stop()
         if self.mqtt is not None:
             await stop_mqtt(self.mqtt)
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(t, 5.0)
+        if self.api is not None:
+            await self.api.join()
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.close)
         if self.ledger is not None:

@@ -43,7 +43,6 @@ def site_text(ports: dict[int, int] | None = None, soc: float = 50.0, drop: tupl
               cycle_s: float = 1.0, extra: str = "") -> str:
     """The demo site, moved to `ports` (configured port -> served port), clusters in `drop` left out."""
     text = DEMO.read_text()
-    text = text.replace('tariff = "../tariffs/', f'tariff = "{ROOT}/agent/tariffs/')
     text = text.replace("cycle_s = 1.0", f"cycle_s = {cycle_s}")
     if ports:
         text = re.sub(r"^port = (\d+)$", lambda m: f"port = {ports[int(m.group(1))]}", text, flags=re.M)

@@ -100,3 +100,14 @@ def test_cli_bad_site_exits_2_without_traceback(tmp_path: Path) -> None:
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
     assert f"{p}" in r.stderr and "capacity_wh" in r.stderr
+
+
+def test_a_bare_tariff_name_is_a_shipped_tariff(tmp_path: Path) -> None:
+    p = write(tmp_path, MINIMAL.replace('id = "t"', 'id = "t"\ntariff = "pge_e20_secondary_2014"'))
+    site = load_site(p)
+    assert site.tariff_path is not None and site.tariff_path.name == "pge_e20_secondary_2014.toml"
+    assert site.tariff_path.is_file()
+    bad = write(tmp_path, MINIMAL.replace('id = "t"', 'id = "t"\ntariff = "pge_e99"'))
+    shipped = r"key 'tariff' names a file .*pge_e99.toml \(shipped: .*shanghai_ci_two_part"
+    with pytest.raises(ConfigError, match=shipped):
+        load_site(bad)

@@ -1,9 +1,11 @@
-"""The dashboard in a real browser: headless Debian chromium driven over the DevTools protocol.
+"""The dashboard in a real browser against the real agent running on the simulated site.
 
-The CDP client talks to chromium through `--remote-debugging-pipe` (fds 3/4, NUL-separated
-JSON), so no websocket library or browser download is needed. The API runs on a real uvicorn
-on a free loopback port, fed one cycle at a time by the test's publisher (real SiteSnapshot and
-Plan objects). Screenshots go to artifacts/ (git-ignored).
+Headless Debian chromium is driven over the DevTools protocol through `--remote-debugging-pipe`
+(fds 3/4, NUL-separated JSON), so no websocket library or browser download is needed. The
+agent is the real Runtime (control loop, ledger, telemetry spool, API on uvicorn) polling the
+simulators over loopback Modbus TCP (tests/agent_harness.py), with a short cycle for speed.
+Faults are injected in the simulator, never in the agent. Screenshots go to artifacts/
+(git-ignored).
 """
 
 from __future__ import annotations
@@ -18,23 +20,21 @@ import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.api import ApiServer, TokenStore, create_app
-from agent.audit import AuditLog
-from agent.config import load_site
-from agent.hub import Hub
-
+from .agent_harness import SIMULATION as SIMULATION_DEFAULTS
+from .agent_harness import AgentOnSim, agent_on_simulators, sim_site
 from .test_api import OPERATOR, VIEWER, write_tokens
-from .test_api_feed import DEMO, ROOT, FakeClock, SiteFeed
 
 CHROME = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
-PERIOD_S = 0.25  # real seconds per published cycle (each is one 1 s site cycle)
+CYCLE_S = 0.25  # the agent's control period here (the demo site's is 1 s)
+# The measured H100 training trace, looped: the GPU load moves by MW within seconds.
+SIMULATION = {**SIMULATION_DEFAULTS, "load": "trace"}
 
 pytestmark = pytest.mark.services
 if not os.path.exists(CHROME):
@@ -112,9 +112,7 @@ class Cdp:
                         self.events.append(msg)
                     self._cond.notify_all()
 
-    def send(
-        self, method: str, params: dict[str, Any] | None = None, browser: bool = False
-    ) -> dict[str, Any]:
+    def send(self, method: str, params: dict[str, Any] | None = None, browser: bool = False) -> dict[str, Any]:
         with self._lock:
             self._id += 1
             mid = self._id
@@ -139,9 +137,9 @@ class Cdp:
 
     def open(self, url: str, width: int = 1680, height: int = 1050) -> None:
         target = self.send("Target.createTarget", {"url": "about:blank"}, browser=True)["targetId"]
-        self.session = self.send(
-            "Target.attachToTarget", {"targetId": target, "flatten": True}, browser=True
-        )["sessionId"]
+        self.session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True}, browser=True)[
+            "sessionId"
+        ]
         self.send(
             "Emulation.setDeviceMetricsOverride",
             {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
@@ -164,9 +162,7 @@ class Cdp:
     def requested_urls(self) -> list[str]:
         with self._cond:
             return [
-                e["params"]["request"]["url"]
-                for e in self.events
-                if e.get("method") == "Network.requestWillBeSent"
+                e["params"]["request"]["url"] for e in self.events if e.get("method") == "Network.requestWillBeSent"
             ]
 
     def close(self) -> None:
@@ -180,38 +176,19 @@ class Cdp:
         os.close(self._w)
 
 
-class Site:
-    def __init__(self, tmp: Path, open_read: bool = True) -> None:
-        self.site = load_site(DEMO)
-        self.clock = FakeClock()
-        self.hub = Hub(self.site, AuditLog(tmp / "audit.jsonl"), clock=self.clock)
-        # A slower grid ramp than the demo site's, so the smoothing is plain to see on the chart.
-        self.feed = SiteFeed(
-            self.hub, datetime(2026, 11, 24, 14, 0, 0, tzinfo=self.site.timezone), ramp_w_per_s=40_000.0
-        )
-        tokens = TokenStore.load(write_tokens(tmp / "tokens.toml"))
-        self.app = create_app(self.hub, tokens, open_read=open_read)
-        self.srv = ApiServer(self.app, "127.0.0.1", 0)
-
-
 @pytest.fixture(params=[True], ids=["open_read"])
-async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[Site, Cdp]]:
-    s = Site(tmp_path, open_read=request.param)
-    for _ in range(90):  # 90 s of history for the chart before the page opens
-        s.clock.t += 1
-        s.feed.publish()
-    server = asyncio.create_task(s.srv.run())
-    await s.srv.started()
-    feeder = asyncio.create_task(s.feed.run(PERIOD_S, advance=s.clock))
-    cdp = await asyncio.to_thread(Cdp, tmp_path / "chromium")
-    try:
-        yield s, cdp
-    finally:
-        await asyncio.to_thread(cdp.close)
-        feeder.cancel()
-        s.srv.stop()
-        await asyncio.wait_for(server, 10)
-        shutil.rmtree(tmp_path / "chromium", ignore_errors=True)
+async def running(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[tuple[AgentOnSim, Cdp]]:
+    """`True`: as `ems-agent demo` (open reads, one operator token); `False`: a tokens file."""
+    demo = bool(request.param)
+    sections = {} if demo else {"api": {"tokens_file": str(write_tokens(tmp_path / "tokens.toml"))}}
+    site = sim_site(cycle_s=CYCLE_S, simulation=SIMULATION, sections=sections)
+    async with agent_on_simulators(tmp_path / "state", site, demo=demo) as h:
+        cdp = await asyncio.to_thread(Cdp, tmp_path / "chromium")
+        try:
+            yield h, cdp
+        finally:
+            await asyncio.to_thread(cdp.close)
+            shutil.rmtree(tmp_path / "chromium", ignore_errors=True)
 
 
 async def wait_for(cdp: Cdp, expr: str, timeout_s: float = 10.0) -> Any:
@@ -236,94 +213,150 @@ ORANGE_PIXELS = """(() => { const c = document.getElementById('chart'); const d 
   return n; })()"""
 
 
-async def test_dashboard_live_fault_and_maintenance(running: tuple[Site, Cdp]) -> None:
-    s, cdp = running
-    call = asyncio.to_thread
-    await call(cdp.open, s.srv.url + "/")
-    await wait_for(cdp, "document.getElementById('conn-text').textContent === 'live'")
-    await wait_for(cdp, "document.querySelectorAll('#tiles .tile').length === 12")
+def text(id_: str) -> str:
+    return f"document.getElementById('{id_}').textContent"
 
-    # Live values change from cycle to cycle.
+
+def tile(cid: str) -> str:
+    return f"document.querySelector('.tile[data-id={cid}]')"
+
+
+# Records, as the page renders it, the cycle number on screen when a tile first shows a state
+# (a MutationObserver runs right after the render that replaced the tiles, before any repaint).
+WATCH_TILE = (
+    "((cid, cls) => { window.__first = null; new MutationObserver(() => {"
+    " const t = document.querySelector(`.tile[data-id=${cid}]`);"
+    f" if (window.__first === null && t && t.classList.contains(cls)) window.__first = {SEQ};"
+    " }).observe(document.getElementById('tiles'), { childList: true }); return true; })"
+)
+
+
+def watts_shown(v: str) -> float:
+    """'5.12 MW' / '863 kW' / '12 W' as the page formats power -> watts."""
+    number, unit = v.split()
+    return float(number) * {"MW": 1e6, "kW": 1e3, "W": 1.0}[unit]
+
+
+async def login(cdp: Cdp, token: str) -> None:
+    call = asyncio.to_thread
+    await call(cdp.js, "document.getElementById('token').focus()")
+    await call(cdp.send, "Input.insertText", {"text": token})
+    await call(cdp.js, "document.getElementById('login-ok').click()")
+
+
+async def test_dashboard_live_fault_and_maintenance(running: tuple[AgentOnSim, Cdp]) -> None:
+    h, cdp = running
+    hub = h.rt.hub
+    call = asyncio.to_thread
+    await call(cdp.open, h.url + "/")
+    await wait_for(cdp, f"{text('conn-text')} === 'live'")
+    await wait_for(cdp, "document.querySelectorAll('#tiles .tile').length === 12")
+    assert await call(cdp.js, text("v-online")) == "12 / 12"
+    assert [await call(cdp.js, f"{tile(f'c{i:02d}')}.className") for i in (1, 12)] == ["tile st-online"] * 2
+
+    # Live values change from cycle to cycle, and the page shows what the agent measured.
     seq0 = await call(cdp.js, SEQ)
-    load0 = await call(cdp.js, "document.getElementById('v-load').textContent")
-    await wait_for(cdp, f"{SEQ} >= {seq0 + 3}")
-    load1 = await call(cdp.js, "document.getElementById('v-load').textContent")
-    assert load0.endswith("MW") and load1.endswith("MW")
-    seen = {load0, load1}
-    for _ in range(6):
-        await asyncio.sleep(PERIOD_S)
-        seen.add(await call(cdp.js, "document.getElementById('v-load').textContent"))
-    assert len(seen) > 1, seen
-    assert await wait_for(cdp, "document.getElementById('v-soc').textContent.endsWith(' %')")
-    assert await call(cdp.js, ORANGE_PIXELS) > 200  # the GPU load line is drawn
-    assert await call(cdp.js, "document.getElementById('decided').textContent") == "ramp"
-    assert "not available" in await wait_for(cdp, "document.getElementById('savings').textContent")
+    assert seq0 > 0
+    loads = {await call(cdp.js, text("v-load"))}
+    socs = {await call(cdp.js, text("v-soc"))}
+    for _ in range(12):  # 3 s: the simulated training job swings the GPU load by MW
+        await h.cycles(1)
+        await asyncio.sleep(0.05)
+        loads.add(await call(cdp.js, text("v-load")))
+        socs.add(await call(cdp.js, text("v-soc")))
+    assert await call(cdp.js, SEQ) >= seq0 + 10
+    assert len(loads) > 2, loads
+    assert all(v.endswith(" %") for v in socs), socs
+    load_w = [watts_shown(v) for v in loads]
+    assert min(load_w) > 300e3 and max(load_w) < 10e6, loads  # the simulated hall: 0.7 to ~6 MW
+    shown = await call(cdp.js, text("v-soc"))  # the site SoC, as the simulated BMSs report it
+    clusters = h.sim.model.plant.clusters.values()
+    assert abs(float(shown.split()[0]) - sum(c.soc_pct for c in clusters) / len(clusters)) < 0.5, shown
+    decided = await call(cdp.js, text("decided"))
+    sources = await call(cdp.js, "[...document.querySelectorAll('#bounds tbody tr')].map(r => r.cells[0].textContent)")
+    assert decided and decided in sources, (decided, sources)
+    await wait_for(cdp, f"{ORANGE_PIXELS} > 200")  # the GPU load line is drawn
+    # The ledger's read-out as rows with units (it once printed nested JSON, wider than the screen).
+    savings = await wait_for(cdp, f"{text('savings')}.includes('tariff') && {text('savings')}")
+    assert "Shanghai general C&I two-part" in savings and "{" not in savings, savings
+    assert "net savings0 CNY" in savings, savings
+    assert await call(cdp.js, "document.documentElement.scrollWidth") <= 1680
+    assert await call(cdp.js, "document.getElementById('ops').classList.contains('hidden')")
     await call(cdp.screenshot, ARTIFACTS / "dashboard.png")
 
-    # A cluster that faults shows on its tile within two cycles.
-    published = s.feed.seq
-    s.feed.faulted.add("c07")
+    # A cluster fault injected in the simulator shows on its tile within two cycles.
+    assert await call(cdp.js, f"{WATCH_TILE}('c07', 'st-fault')")
+    injected_at = h.rt.loop.seq  # cycles whose snapshot the agent has built so far
     t0 = time.monotonic()
-    await wait_for(cdp, "document.querySelector('.tile[data-id=c07]').classList.contains('st-fault')")
+    h.sim.cluster_fault("c07")
+    await wait_for(cdp, "window.__first !== null")
     shown_after_s = time.monotonic() - t0
-    assert await call(cdp.js, SEQ) <= published + 2
-    assert shown_after_s < 2 * PERIOD_S + 0.5, shown_after_s
-    assert "FAULT" in await call(cdp.js, "document.querySelector('.tile[data-id=c07] .state').textContent")
-    await wait_for(cdp, "document.getElementById('alarm-list').textContent.includes('c07')")
+    first = await call(cdp.js, "window.__first")
+    assert injected_at < first <= injected_at + 2, (injected_at, first)
+    assert shown_after_s < 2 * CYCLE_S + 1.0, shown_after_s
+    assert await call(cdp.js, f"{tile('c07')}.querySelector('.state').textContent") == "✕ FAULT"
+    await wait_for(cdp, f"{text('v-online')} === '11 / 12'")
+    await wait_for(cdp, f"{text('alarm-list')}.includes('CRITICAL · c07: BMS reports a fault')")
+    assert hub.latest is not None and hub.latest.plan.cluster_setpoints_w.get("c07", 0.0) == 0.0
     await call(cdp.screenshot, ARTIFACTS / "dashboard_fault.png")
 
-    # An operator logs in through the page and puts c04 into maintenance.
-    assert await call(cdp.js, "document.getElementById('ops').classList.contains('hidden')")
+    # An operator logs in through the page and puts c04 into maintenance (two clicks).
+    assert h.rt.demo_token is not None
     await call(cdp.js, "document.getElementById('login-btn').click()")
-    await call(cdp.js, "document.getElementById('token').focus()")
-    await call(cdp.send, "Input.insertText", {"text": OPERATOR})
-    await call(cdp.js, "document.getElementById('login-ok').click()")
+    await login(cdp, h.rt.demo_token)
     await wait_for(cdp, "!document.getElementById('ops').classList.contains('hidden')")
-    assert "olga" in await call(cdp.js, "document.getElementById('user').textContent")
-    assert await call(cdp.js, f"sessionStorage.getItem('ems-token') === {json.dumps(OPERATOR)}")
-    await call(cdp.js, "document.querySelector('.tile[data-id=c04]').click()")
-    await wait_for(
-        cdp, "document.getElementById('cluster-dlg').open && !!document.getElementById('cd-maint')"
-    )
+    assert await call(cdp.js, text("user")) == "demo-operator · operator"
+    await call(cdp.js, f"{tile('c04')}.click()")
+    await wait_for(cdp, "document.getElementById('cluster-dlg').open && !!document.getElementById('cd-maint')")
+    assert await call(cdp.js, text("cd-maint")) == "Put into maintenance"
     await call(cdp.js, "document.getElementById('cd-maint').click()")  # arm
-    assert s.hub.operator.maintenance == frozenset()  # one click never isolates a cluster
-    await wait_for(cdp, "document.getElementById('cd-maint').textContent.includes('c04')")
+    await wait_for(cdp, f"{text('cd-maint')} === 'Confirm: Put into maintenance (c04)'")
+    await h.cycles(2)
+    assert hub.operator.maintenance == frozenset()  # one click never isolates a cluster
     await call(cdp.screenshot, ARTIFACTS / "dashboard_cluster_dialog.png")
     await call(cdp.js, "document.getElementById('cd-maint').click()")  # confirm
-    deadline = time.monotonic() + 5
-    while s.hub.operator.maintenance != frozenset({"c04"}) and time.monotonic() < deadline:
-        await asyncio.sleep(0.05)
-    assert s.hub.operator.maintenance == frozenset({"c04"})
-    assert s.hub.audit.recent(1)[0]["actor"] == "olga"
+    await h.until(lambda: hub.operator.maintenance == frozenset({"c04"}), 5.0, "c04 in maintenance")
+    assert hub.audit.recent(1)[0]["actor"] == "demo-operator"
+    await wait_for(cdp, f"{text('cd-maint')} === 'Return to service'")
     await call(cdp.js, "document.getElementById('cd-close').click()")
-    await wait_for(cdp, "document.querySelector('.tile[data-id=c04]').classList.contains('st-maintenance')")
+    await wait_for(cdp, f"{tile('c04')}.classList.contains('st-maintenance')")
+    assert await call(cdp.js, f"{tile('c04')}.querySelector('.state').textContent") == "⚒ MAINT"
+    await wait_for(cdp, f"{text('v-online')} === '10 / 12'")
+    rec = await h.cycles(2)  # the control loop itself leaves the cluster alone now
+    c04 = next(c for c in rec.snapshot.clusters if c.id == "c04")
+    assert not c04.trusted and rec.plan.cluster_setpoints_w.get("c04", 0.0) == 0.0
+    await call(cdp.screenshot, ARTIFACTS / "dashboard_maintenance.png")
 
     # Language switch, and the page never asked anything of another origin (works offline).
     await call(cdp.js, "document.getElementById('lang').click()")
     await wait_for(cdp, "document.querySelector('.flow h2').textContent === '功率流向'")
+    await wait_for(cdp, f"{tile('c04')}.querySelector('.state').textContent === '⚒ 检修'")
     await call(cdp.screenshot, ARTIFACTS / "dashboard_zh.png")
     await call(cdp.js, "document.getElementById('lang').click()")
     urls = await call(cdp.requested_urls)
-    assert urls and all(u.startswith(s.srv.url) or u.startswith("data:") for u in urls), urls
+    assert urls and all(u.startswith(h.url) or u.startswith("data:") for u in urls), urls
 
 
 @pytest.mark.parametrize("running", [False], ids=["token_read"], indirect=True)
-async def test_dashboard_asks_for_a_token_and_a_viewer_cannot_control(running: tuple[Site, Cdp]) -> None:
-    s, cdp = running
+async def test_dashboard_asks_for_a_token_and_a_viewer_cannot_control(running: tuple[AgentOnSim, Cdp]) -> None:
+    h, cdp = running
     call = asyncio.to_thread
-    await call(cdp.open, s.srv.url + "/")
+    await call(cdp.open, h.url + "/")
     await wait_for(cdp, "document.getElementById('login-dlg').open")  # reads need a token here
     assert await call(cdp.js, "document.querySelectorAll('#tiles .tile').length") == 0
-    await call(cdp.js, "document.getElementById('token').focus()")
-    await call(cdp.send, "Input.insertText", {"text": VIEWER})
-    await call(cdp.js, "document.getElementById('login-ok').click()")
-    await wait_for(cdp, "document.getElementById('conn-text').textContent === 'live'")
+    await login(cdp, "not-a-token")
+    await wait_for(cdp, f"{text('login-err')} === 'Token refused'")
+    await call(cdp.js, "document.getElementById('token').value = ''")
+    await login(cdp, VIEWER)
+    await wait_for(cdp, f"{text('conn-text')} === 'live'")
     await wait_for(cdp, "document.querySelectorAll('#tiles .tile').length === 12")
-    assert "viewer" in await call(cdp.js, "document.getElementById('user').textContent")
+    assert await call(cdp.js, text("user")) == "wall · viewer (read only)"
     assert await call(cdp.js, "document.getElementById('ops').classList.contains('hidden')")
-    await call(cdp.js, "document.querySelector('.tile[data-id=c01]').click()")
+    await call(cdp.js, f"{tile('c01')}.click()")
     await wait_for(cdp, "document.getElementById('cluster-dlg').open")
     assert await call(cdp.js, "document.getElementById('cd-maint')") is None  # no control for a viewer
-    s.feed.faulted.add("c03")
-    await wait_for(cdp, "document.getElementById('alarm-list').textContent.includes('c03')")
+    h.sim.pcs_trip("pcs2")
+    await wait_for(cdp, f"{text('alarm-list')}.includes('pcs2')")
     assert await call(cdp.js, "document.querySelectorAll('#alarm-list button').length") == 0  # no Ack
+    assert h.rt.hub.operator.maintenance == frozenset()
+    assert OPERATOR not in await call(cdp.js, "document.documentElement.outerHTML")

@@ -10,17 +10,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
+import threading
 from collections.abc import Callable, Generator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import uvicorn
-from fastapi import Depends, FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.hub import Hub
 
@@ -37,6 +41,73 @@ log = logging.getLogger("ems.api")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 STALE_CYCLES = 5.0  # /healthz fails when the last cycle is older than this many periods
 SHUTDOWN_GRACE_S = 2  # open SSE streams would otherwise hold uvicorn's shutdown forever
+MAX_BODY_BYTES = 16 * 1024  # the largest command is ~100 bytes; larger bodies answer 413 unread
+
+
+def _finite(x: Any) -> Any:
+    """`x` with non-finite floats as strings ("nan", "inf") and bytes as text: JSON responses
+    refuse NaN, and jsonable_encoder raises on bytes that are not UTF-8 (both were a 500)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    if isinstance(x, bytes):
+        return x.decode("utf-8", "replace")
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+class _Guard:
+    """Pure ASGI, in front of every route: a control request is authenticated (401/403) before
+    its body is read, and no request body may exceed MAX_BODY_BYTES (413), announced or streamed.
+    The routes still check the role themselves; this only refuses earlier and cheaper."""
+
+    def __init__(self, app: ASGIApp, ctx: Ctx) -> None:
+        self.app = app
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"].startswith(CONTROL_PREFIX):
+            try:
+                self.ctx.require(Role.OPERATOR)(Request(scope))
+            except HTTPException as e:
+                await JSONResponse({"detail": e.detail}, e.status_code, headers=e.headers)(scope, receive, send)
+                return
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        too_large = JSONResponse({"detail": f"request body larger than {MAX_BODY_BYTES} bytes"}, 413)
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            await too_large(scope, receive, send)
+            return
+        if length is None and b"transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body
+            return
+        # Read the body here, bounded, then hand it to the app in one message.
+        body = b""
+        while True:
+            msg = await receive()
+            if msg["type"] != "http.request":
+                return  # the client went away
+            body += msg.get("body", b"")
+            if len(body) > MAX_BODY_BYTES:
+                await too_large(scope, receive, send)
+                return
+            if not msg.get("more_body", False):
+                break
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 def create_app(
@@ -66,6 +137,7 @@ def create_app(
         ),
     )
     app.state.ctx = ctx
+    app.add_middleware(_Guard, ctx=ctx)
     app.include_router(read_router(ctx), tags=["read"])
     app.include_router(stream_router(ctx), tags=["live"])
     app.include_router(control_router(ctx))
@@ -74,12 +146,12 @@ def create_app(
     async def refused(request: Request, exc: RequestValidationError) -> Response:
         # A malformed command is an action someone tried: audit it (the body, never a token).
         actor = getattr(request.state, "actor", None)
+        errs = jsonable_encoder(_finite(exc.errors()))  # a NaN or non-UTF-8 body must not become a 500
         if request.url.path.startswith(CONTROL_PREFIX) and actor is not None:
-            errs = exc.errors()
             reason = "; ".join(f"{'.'.join(str(x) for x in e['loc'][1:])}: {e['msg']}" for e in errs)
             action = {"path": request.url.path, "body": errs[0].get("input") if errs else None}
             hub.audit.record(ctx.wall(), actor, "api", action, False, reason)
-        return await request_validation_exception_handler(request, exc)
+        return JSONResponse({"detail": errs}, status_code=422)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: 200 while cycles are fresh, 503 otherwise")
     def healthz() -> JSONResponse:
@@ -151,6 +223,7 @@ class ApiServer:
             lifespan="off",
         )
         self.server = _QuietServer(config)
+        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -161,6 +234,17 @@ class ApiServer:
             await self.server.serve(sockets=[self.sock])
         finally:
             self.sock.close()
+
+    def serve_in_thread(self) -> None:
+        """Serve from a thread with its own event loop, so request handling never queues ahead of
+        the control loop's Modbus replies on one loop (measured: bench/api_load.py)."""
+        self._thread = threading.Thread(target=lambda: asyncio.run(self.run()), name="api", daemon=True)
+        self._thread.start()
+
+    async def join(self, timeout_s: float = SHUTDOWN_GRACE_S + 3.0) -> None:
+        """After stop(): wait for the server thread to finish (open streams get their grace)."""
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, timeout_s)
 
     def stop(self) -> None:
         self.server.should_exit = True

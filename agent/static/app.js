@@ -308,22 +308,45 @@ function wireLogin() {
 }
 
 // --- slow read-outs (not per cycle) ---------------------------------------------------------
-function kvList(el, obj, title) {
-  const items = [];
-  const h = document.createElement("div"); h.className = "na"; h.style.color = "var(--text)"; h.textContent = title; items.push(h);
+// Money read-outs (ledger, ROI): scalar fields as rows, a nested summary (e.g. "to date") as a
+// sub-heading with its own rows; lists and fields shown elsewhere are left out, amounts carry the
+// currency. (Printing nested JSON here once pushed the whole page wider than the screen.)
+const MONEY = /savings|cost|value|capex|opex|recovered|npv|trailing/;
+const SKIP = new Set(["label", "roi", "currency"]);
+
+function kvRows(obj, currency, items) {
   for (const [k, v] of Object.entries(obj)) {
-    const [label, value] = field(k, v);
+    if (SKIP.has(k) || Array.isArray(v)) continue;
+    if (v !== null && typeof v === "object") {
+      const h = document.createElement("div"); h.className = "na sub"; h.textContent = k.replaceAll("_", " ");
+      items.push(h);
+      kvRows(v, currency, items);
+      continue;
+    }
+    let [label, value] = field(k, v);
+    if (typeof v === "number" && currency && MONEY.test(k)) value = `${value} ${currency}`;
     const a = document.createElement("span"); a.className = "k"; a.textContent = label;
     const b = document.createElement("span"); b.className = "v"; b.textContent = value;
     items.push(a, b);
   }
+}
+
+function kvList(el, obj, title, currency) {
+  const h = document.createElement("div"); h.className = "na"; h.style.color = "var(--text)"; h.textContent = title;
+  const items = [h];
+  kvRows(obj, currency ?? obj.currency, items);
   el.replaceChildren(...items);
 }
 
 async function refreshMoney() {
+  let currency;
   for (const [path, id, title] of [["/api/savings", "savings", "savings"], ["/api/roi", "roi", "roi"]]) {
     const el = $(id);
-    try { kvList(el, await api(path), t(title)); }
+    try {
+      const body = await api(path);
+      currency ??= body.currency;
+      kvList(el, body, t(title), currency);
+    }
     catch (e) {
       const d = document.createElement("div"); d.className = "na unavail";
       d.textContent = `${t(title)}: ${t("not_available")}`;
