@@ -24,6 +24,7 @@ from agent.api.auth import digest
 from agent.audit import AuditLog
 from agent.config import SiteConfig
 from agent.control import ControllerState, initial_state
+from agent.health.sink import HealthSink, start_health
 from agent.hub import CycleRecord, Hub
 from agent.ledger import Ledger, LedgerSink
 from agent.logs import kv
@@ -128,6 +129,7 @@ class Runtime:
         self._report_t = -math.inf
         self.loop.on_cycle.append(self._refresh_report)
         self.telemetry: InfluxSink | LocalStoreSink | None = None
+        self.health: HealthSink | None = None
         # The demo has no tokens file: one operator token for this run, shown once on the terminal.
         self.demo_token = secrets.token_urlsafe(24) if demo and self.api_cfg.tokens_file is None else None
         self.api: ApiServer | None = None
@@ -161,6 +163,7 @@ class Runtime:
         if rack is not None:
             self.loop.load_source = rack
         self.telemetry = start_telemetry(self.site, self.hub, self.state_dir, racks=rack.per_rack if rack else None)
+        self.health = start_health(self.site, self.hub, self.state_dir)
         if self.api_cfg.port:
             app = create_app(self.hub, self._tokens(), open_read=self.api_cfg.open_read)
             port = 0 if self.api_cfg.port == ANY_PORT else self.api_cfg.port
@@ -194,6 +197,8 @@ class Runtime:
             await self.api.join()
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.close)
+        if self.health is not None:
+            await asyncio.to_thread(self.health.stop)
         if self.ledger is not None:
             self.ledger.close()
         log.info("agent stopped", extra=kv(site=self.site.id, cycles=self.loop.seq))

@@ -82,6 +82,7 @@ class Cluster:
 
     __slots__ = (
         "_cap_cycles",
+        "_cool_eff",
         "_cooling",
         "_i_max",
         "_inv_heat_cap",
@@ -125,6 +126,7 @@ class Cluster:
         self.spread_v = params.cell_spread_v * r.uniform(0.8, 1.25)
         self.noise = noise
         self.effects = Effects()
+        self._cool_eff = self._cooling  # cooling conductance after degradation effects (W/K)
         self.capacity_wh = params.capacity_wh
         self._i_max = params.c_rate * params.capacity_wh / params.nominal_v
         self.stored_wh = params.capacity_wh * soc_pct / 100.0
@@ -158,6 +160,7 @@ class Cluster:
     def set_effects(self, e: Effects) -> None:
         """Apply slow degradation (simulators.degradation); stored energy is kept, capped by capacity."""
         self.effects = e
+        self._cool_eff = self._cooling * e.cooling_factor
         self._update_capacity()
         self._update_limits()
 
@@ -179,7 +182,7 @@ class Cluster:
             self.voltage_v = ocv
             return
         t0, t1, t2, t3 = p.temp_derate
-        t = self.temp_c + self.effects.extra_temp_rise_c
+        t = self.temp_c
         if t <= t0 or t >= t3:
             tf = 0.0
         elif t < t1:
@@ -232,18 +235,20 @@ class Cluster:
         self.loss_wh += loss
         # Lumped thermal model: losses heat the modules, liquid cooling pulls them to coolant.
         heat_w = loss / h if h > 0.0 else 0.0
-        self.temp_c += (heat_w - (self.temp_c - p.coolant_c) * self._cooling) * dt * self._inv_heat_cap
+        self.temp_c += (heat_w - (self.temp_c - p.coolant_c) * self._cool_eff) * dt * self._inv_heat_cap
         self.power_w = power_w
-        # Terminal voltage with IR drop; one fixed-point pass is plenty (drop is ~1 %).
+        if p.fade_pct_per_cycle and self.cycles - self._cap_cycles > 0.01:
+            self._update_capacity()  # fade is slow: refresh every 1/100 cycle, not every step
+        self._update_limits()
+        # Terminal voltage with IR drop at the end-of-step OCV (with coarse steps, the OCV of the
+        # step's start would put the whole step's SoC change into the next load step's dV/dI);
+        # one fixed-point pass is plenty (drop is ~1 %).
         ocv = self.ocv_v
         r = self.resistance_ohm * self.effects.resistance_factor
         i = power_w / ocv if ocv > 0.0 else 0.0
         v = ocv - i * r
         self.current_a = power_w / v if v > 0.0 else 0.0
         self.voltage_v = ocv - self.current_a * r
-        if p.fade_pct_per_cycle and self.cycles - self._cap_cycles > 0.01:
-            self._update_capacity()  # fade is slow: refresh every 1/100 cycle, not every step
-        self._update_limits()
         return power_w
 
     # --- what the BMS reports ---------------------------------------------------------------
@@ -256,7 +261,7 @@ class Cluster:
 
     def alarms(self) -> int:
         a = 0
-        t = self.temp_c + self.effects.extra_temp_rise_c
+        t = self.temp_c
         if t >= 55.0:
             a |= ALARM_OVER_TEMP
         elif t >= 45.0:
@@ -276,6 +281,11 @@ class Cluster:
             a |= ALARM_OTHER | ALARM_CONTACTOR
         return a
 
+    @property
+    def pack_resistance_ohm(self) -> float:
+        """True pack resistance including degradation (what a BMS resistance limit is about)."""
+        return self.resistance_ohm * self.effects.resistance_factor
+
     def _cell_spread(self) -> float:
         soc = self.stored_wh / self.capacity_wh
         edge = max(0.0, 0.1 - soc, soc - 0.9) * 10.0  # cells diverge on the steep ends of the curve
@@ -287,7 +297,6 @@ class Cluster:
         cells = self.p.cells_series
         avg = self.voltage_v / cells
         spread = self._cell_spread()
-        hot = self.temp_c + self.effects.extra_temp_rise_c
         return {
             K.SOC_PCT: self.soc_pct,
             K.SOH_PCT: 100.0 * self.capacity_wh / self.p.capacity_wh,
@@ -296,7 +305,7 @@ class Cluster:
             K.POWER_W: self.power_w,
             K.CELL_V_MAX: n(avg + 0.4 * spread, 0.0005),
             K.CELL_V_MIN: n(avg - 0.6 * spread, 0.0005),
-            K.TEMP_MAX_C: n(hot + 1.5 + 0.2 * (self.temp_c - self.p.coolant_c), 0.05),
+            K.TEMP_MAX_C: n(self.temp_c + 1.5 + 0.2 * (self.temp_c - self.p.coolant_c), 0.05),
             K.TEMP_MIN_C: n(self.temp_c - 1.0, 0.05),
             K.MAX_CHARGE_A: self.max_charge_a,
             K.MAX_DISCHARGE_A: self.max_discharge_a,

@@ -47,9 +47,12 @@ def sign(secret: bytes, msg: dict[str, Any]) -> dict[str, Any]:
 
 
 class Verifier:
-    def __init__(self, secret: bytes, max_skew_s: float) -> None:
+    def __init__(self, secret: bytes, max_skew_s: float, not_before: float = -math.inf) -> None:
+        """`not_before`: refuse messages whose `ts` is earlier (Unix s). The agent passes its start
+        time: the nonces an earlier process saw are gone, so an older message may be a replay."""
         self._secret = secret
         self.max_skew_s = max_skew_s
+        self.not_before = not_before
         self._nonces: OrderedDict[str, float] = OrderedDict()  # nonce -> time first seen
 
     def __repr__(self) -> str:  # never show the secret
@@ -60,9 +63,11 @@ class Verifier:
         sig = msg.get("sig")
         if not isinstance(sig, str) or not sig:
             raise AuthError("unauthenticated", "no signature ('sig')")
+        if not sig.isascii():  # hmac.compare_digest raises TypeError on non-ASCII str
+            raise AuthError("unauthenticated", "signature does not match")
         try:
             body = canonical(msg)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             raise AuthError("malformed", "message cannot be canonicalised (non-finite number?)") from None
         want = hmac.new(self._secret, body, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(want, sig.lower()):
@@ -75,6 +80,8 @@ class Verifier:
             raise AuthError(
                 "stale", f"timestamp is {skew:+.1f} s from the agent's clock (limit {self.max_skew_s:g} s)"
             )
+        if ts < self.not_before:
+            raise AuthError("stale", "signed before the agent started (its replay memory is new); sign it again")
         nonce = msg.get("nonce")
         if not isinstance(nonce, str) or not NONCE_MIN <= len(nonce) <= NONCE_MAX:
             raise AuthError("malformed", f"'nonce' must be a string of {NONCE_MIN}-{NONCE_MAX} characters")

@@ -26,6 +26,12 @@ MAX_COMMAND_BYTES = 4096
 VIA = "mqtt"
 
 
+def json_int(s: str) -> int | float:
+    """JSON integers past any float (300+ digits) parse as float (inf), so every later finite-number
+    check refuses them instead of raising OverflowError (math.isfinite(10**400) raises)."""
+    return int(s) if len(s.lstrip("-")) <= 300 else float(s)
+
+
 class CommandHandler:
     def __init__(
         self,
@@ -48,8 +54,8 @@ class CommandHandler:
             if len(payload) > MAX_COMMAND_BYTES:
                 raise AuthError("malformed", f"message larger than {MAX_COMMAND_BYTES} bytes")
             try:
-                msg = json.loads(payload)
-            except (ValueError, UnicodeDecodeError):
+                msg = json.loads(payload, parse_int=json_int)
+            except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
                 raise AuthError("malformed", "not valid JSON") from None
             if not isinstance(msg, dict):
                 raise AuthError("malformed", "message must be a JSON object")

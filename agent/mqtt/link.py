@@ -37,6 +37,7 @@ from agent.mqtt.topics import (
     alarm_payload,
     cluster_payload,
     dumps,
+    health_payload,
     plan_payload,
     state_payload,
     status_payload,
@@ -69,7 +70,9 @@ class MqttLink:
         self.topics = Topics(cfg.topic_prefix, hub.site.id)
         self.wall = wall or (lambda: datetime.now(hub.site.timezone))
         self.clock = clock
-        verifier = Verifier(cfg.secret, cfg.max_skew_s) if cfg.secret is not None else None
+        # commands signed before this process started are refused: a restart forgets the nonces seen
+        started = self.wall().timestamp()
+        verifier = Verifier(cfg.secret, cfg.max_skew_s, not_before=started) if cfg.secret is not None else None
         self.commands = CommandHandler(hub, verifier, self.wall)
         self.rack = (
             RackLoad(cfg.rack_load_topic, cfg.rack_stale_s, cfg.racks)
@@ -81,10 +84,12 @@ class MqttLink:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._alarms: dict[str, Alarm] = {}
+        self._health_version: object = None
         self.connected = False
         self.connects = 0
         self.sent = 0
         self.dropped = 0
+        self.bad_messages = 0  # messages whose handling raised (a bug; logged with its traceback)
 
     # --- the Hub sink --------------------------------------------------------------------------
     def submit(self, rec: CycleRecord) -> None:
@@ -95,8 +100,16 @@ class MqttLink:
             sp = rec.plan.cluster_setpoints_w.get(c.id)
             self._put(Outgoing(t.cluster(c.id), partial(_enc, cluster_payload, c, sp, s.t_wall), 0, True))
         self._put(Outgoing(t.plan, partial(_enc, plan_payload, rec.plan, s.t_wall), 0, True))
+        self._health()
         self._alarm_events()
         self._wake.set()
+
+    def _health(self) -> None:
+        """Publish the (prebuilt, daily) health read-out when its version moves."""
+        h = self.hub.read("health")
+        if h is not None and h.get("version") != self._health_version:
+            self._health_version = h.get("version")
+            self._put(Outgoing(self.topics.health, partial(_enc, health_payload, h), 1, True))
 
     def _alarm_events(self) -> None:
         now = {a.id: a for a in self.hub.alarms.active()}
@@ -217,12 +230,16 @@ class MqttLink:
                 if isinstance(raw, bytearray)
                 else str(raw).encode()
             )
-            if topic == self.topics.cmd:
-                ack = self.commands.handle(payload)
-                self._put(Outgoing(self.topics.ack, dumps(ack), 1, False), prio=True)
-                self._wake.set()
-            elif self.rack is not None:
-                self.rack.on_message(topic, payload, self.clock())
+            try:
+                if topic == self.topics.cmd:
+                    ack = self.commands.handle(payload)
+                    self._put(Outgoing(self.topics.ack, dumps(ack), 1, False), prio=True)
+                    self._wake.set()
+                elif self.rack is not None:
+                    self.rack.on_message(topic, payload, self.clock())
+            except Exception:  # one hostile message must never end the session (a bug: log it)
+                self.bad_messages += 1
+                log.exception("mqtt message could not be handled", extra=kv(topic=topic, size=len(payload)))
 
     # --- lifecycle -------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -239,6 +256,7 @@ class MqttLink:
             "commands_accepted": self.commands.accepted,
             "commands_rejected": self.commands.rejected,
             "rack_bad_messages": self.rack.bad_messages if self.rack is not None else 0,
+            "unhandled_messages": self.bad_messages,
         }
 
 

@@ -13,6 +13,7 @@ import json
 import math
 from dataclasses import dataclass
 
+from agent.mqtt.commands import json_int
 from agent.snapshot import Measured
 from drivers.reading import Quality
 
@@ -74,8 +75,8 @@ class RackLoad:
 
 def _watts(payload: bytes) -> float | None:
     try:
-        v = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        v = json.loads(payload, parse_int=json_int)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         return None
     if isinstance(v, dict):
         v = v.get("power_w", v.get("w"))

@@ -5,6 +5,7 @@
     <prefix>/<site>/cluster/<id>    retained  one cluster's state, limits and setpoint
     <prefix>/<site>/plan            retained  the cycle's decision and its constraint window
     <prefix>/<site>/alarm           events    an alarm raised or cleared
+    <prefix>/<site>/health          retained  cluster health: indicators, trends, recommendations (daily)
     <prefix>/<site>/cmd             in        signed operator commands (see agent/mqtt/auth.py)
     <prefix>/<site>/cmd/ack         out       {"id", "accepted", "reason", ...} per command
 
@@ -55,6 +56,10 @@ class Topics:
     @property
     def alarm(self) -> str:
         return f"{self.base}/alarm"
+
+    @property
+    def health(self) -> str:
+        return f"{self.base}/health"
 
     @property
     def cmd(self) -> str:
@@ -168,3 +173,8 @@ def alarm_payload(a: Alarm, active: bool) -> dict[str, Any]:
 
 def status_payload(status: str, client_id: str, t: datetime | None) -> dict[str, Any]:
     return {"v": SCHEMA_VERSION, "status": status, "client_id": client_id, "t": t.isoformat() if t else None}
+
+
+def health_payload(readout: dict[str, Any]) -> dict[str, Any]:
+    """The health read-out (agent/health/sink.py, already strict JSON) with the schema version."""
+    return {"v": SCHEMA_VERSION, **readout}

@@ -17,7 +17,7 @@ from typing import Any
 from agent.alarms import Alarm, Severity
 from agent.hub import CycleRecord, Hub
 from agent.snapshot import Measured
-from agent.telemetry.schema import Point, ledger_point, points_for
+from agent.telemetry.schema import Point, health_points, ledger_point, points_for
 
 RackProvider = Callable[[float], Mapping[str, Measured]]  # now_mono -> per-rack power
 
@@ -28,6 +28,7 @@ class Captured:
     alarms: tuple[tuple[Alarm, bool], ...]
     ledger: Mapping[str, Any] | None
     racks: Mapping[str, Measured] | None
+    health: Mapping[str, Any] | None = None  # the health read-out, only when a day just closed
 
 
 class Feed:
@@ -37,6 +38,7 @@ class Feed:
         self.racks = racks
         self._active: dict[str, Alarm] = {}
         self._ledger_at = -float("inf")
+        self._health_version: object = None
         self._loop: asyncio.AbstractEventLoop | None = None
         with contextlib.suppress(RuntimeError):
             self._loop = asyncio.get_running_loop()
@@ -52,7 +54,13 @@ class Feed:
             self._ledger_at = t
             ledger = self.hub.read("ledger")
         racks = self.racks(t) if self.racks is not None else None
-        return Captured(rec, alarms, ledger, racks)
+        # The health read-out is prebuilt and changes once a day: write it when its version moves.
+        health = self.hub.read("health")
+        if health is not None and health.get("version") != self._health_version:
+            self._health_version = health.get("version")
+        else:
+            health = None
+        return Captured(rec, alarms, ledger, racks, health)
 
     def points(self, c: Captured, agent_fields: Mapping[str, float]) -> list[Point]:
         site = self.hub.site
@@ -69,6 +77,8 @@ class Feed:
             lp = ledger_point(c.ledger, site.id, c.rec.snapshot.t_wall)
             if lp is not None:
                 pts.append(lp)
+        if c.health:
+            pts += health_points(c.health, site.id, c.rec.snapshot.t_wall)
         return pts
 
     # --- alarms from the writer thread: applied on the event loop's thread (AlarmBook is not

@@ -39,7 +39,7 @@ from agent.hub import CycleRecord
 from agent.snapshot import CLUSTER_STATUS_CODE, PCS_STATUS_CODE, Measured
 from drivers.reading import Quality
 
-MEASUREMENTS = ("site", "meter", "rack", "cluster", "pcs", "plan", "alarm", "ledger", "agent")
+MEASUREMENTS = ("site", "meter", "rack", "cluster", "pcs", "plan", "alarm", "ledger", "agent", "health")
 
 QUALITY_CODE: dict[Quality, int] = {
     Quality.GOOD: 0,
@@ -298,6 +298,23 @@ def ledger_point(summary: Mapping[str, Any], site_id: str, t_wall: datetime) -> 
     if not fields:
         return None
     return Point("ledger", _tags(site=site_id), fields, t_ns(t_wall))
+
+
+def health_points(readout: Mapping[str, Any], site_id: str, t_wall: datetime) -> list[Point]:
+    """One `health` point per cluster from the health read-out (agent/health/sink.py): the last
+    closed day's indicators, their trends per day, and how many recommendations are open."""
+    pts = []
+    for cid, c in sorted(readout.get("clusters", {}).items()):
+        fields: dict[str, float] = {}
+        latest = {k: v for k, v in c.get("latest", {}).items() if k not in ("day", "samples")}
+        _flatten("", latest, fields)
+        _flatten("trend", c.get("trend_per_day", {}), fields)
+        for k in ("efc_total", "throughput_kwh_total"):
+            if isinstance(c.get(k), (int, float)):
+                fields[k] = float(c[k])
+        fields["recommendations"] = float(len(c.get("flagged", ())))
+        pts.append(Point("health", _tags(site=site_id, cluster=cid), fields, t_ns(t_wall)))
+    return pts
 
 
 # --- line protocol -----------------------------------------------------------------------------
