@@ -94,9 +94,15 @@ def _num(d: dict[str, Any], key: str) -> float:
     if key not in d:
         raise CommandError(key, "is required")
     v = d[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise CommandError(key, f"must be a finite number, got {v!r}")
-    return float(v)
+    try:
+        f = float(v)  # an int of hundreds of digits overflows here
+    except OverflowError:
+        raise CommandError(key, "must be a finite number, got an integer too large for one") from None
+    if not math.isfinite(f):
+        raise CommandError(key, f"must be a finite number, got {v!r}")
+    return f
 
 
 def _str(d: dict[str, Any], key: str) -> str:

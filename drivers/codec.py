@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import struct
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -121,6 +122,7 @@ def decode_sf(word: int) -> int | None:
 Decoder = Callable[[Sequence[int], int, "int | None"], "tuple[Value, Quality]"]
 _INVALID: Final = (None, Quality.INVALID)
 _POW10: Final = tuple(float(10**e) for e in range(11))
+_FLOAT_MAX: Final = sys.float_info.max
 
 
 def decode(point: Point, words: Sequence[int], sf: int | None = None) -> tuple[Value, Quality]:
@@ -151,7 +153,9 @@ def decoder(point: Point) -> Decoder:
     use_sf = point.scale_sf is not None
     divisor = point.divisor
     scale = point.scale
-    lo, hi = point.range if point.range is not None else (-math.inf, math.inf)
+    # No range: still refuse a value scaled past the largest float (a huge profile scale times
+    # a huge f32), so an infinity can never read as GOOD.
+    lo, hi = point.range if point.range is not None else (-_FLOAT_MAX, _FLOAT_MAX)
     good, oor = Quality.GOOD, Quality.OUT_OF_RANGE
     unpack_f32, pack_u32 = _F32.unpack, _U32.pack
     isfinite = math.isfinite

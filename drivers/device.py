@@ -158,6 +158,18 @@ class ModbusDevice:
             raise _Answered(f"{self.cfg.id}: {what}: Modbus exception response (code {code})")
         return rr
 
+    def _registers(self, rr: Any, fc: int, count: int, what: str) -> list[int]:
+        """The registers of a read response, refused (as an answer) unless it is the response to
+        the function code asked and holds exactly `count` registers: an FC4 answer to an FC3
+        read, or a short one, must never be decoded as the registers asked for."""
+        got_fc = getattr(rr, "function_code", None)
+        if got_fc != fc:
+            raise _Answered(f"{self.cfg.id}: {what}: answered with function code {got_fc}, expected {fc}")
+        regs: list[int] = list(getattr(rr, "registers", None) or ())
+        if len(regs) != count:
+            raise _Answered(f"{self.cfg.id}: {what}: got {len(regs)} registers, expected {count}")
+        return regs
+
     async def _read_block(self, client: AsyncModbusTcpClient, b: Block) -> Sequence[int]:
         unit = self.cfg.unit
         if b.table == "holding":
@@ -165,10 +177,7 @@ class ModbusDevice:
         else:
             call = client.read_input_registers(b.start, count=b.count, device_id=unit)
         rr = await self._request(f"read {b.table} {b.start}+{b.count} (block {b.name!r})", call, guard=False)
-        regs: list[int] = rr.registers
-        if len(regs) != b.count:
-            raise _Answered(f"{self.cfg.id}: block {b.name!r}: got {len(regs)} registers, expected {b.count}")
-        return regs
+        return self._registers(rr, 3 if b.table == "holding" else 4, b.count, f"block {b.name!r}")
 
     # --- polling ---------------------------------------------------------------------------
     async def poll(self) -> dict[str, Reading]:
@@ -286,11 +295,12 @@ class ModbusDevice:
                 f"read scale factor {sfp.key} at register {sfp.addr}",
                 client.read_holding_registers(sfp.addr, count=1, device_id=self.cfg.unit),
             )
-            sf = decode_sf(rr.registers[0])
+            (word,) = self._registers(rr, 3, 1, f"scale factor {sfp.key} at register {sfp.addr}")
+            sf = decode_sf(word)
             if sf is None:
                 raise WriteError(
                     f"device {self.cfg.id}: point {p.key!r} (register {p.addr}): scale factor "
-                    f"{sfp.key} at register {sfp.addr} is not implemented (0x{rr.registers[0]:04X})"
+                    f"{sfp.key} at register {sfp.addr} is not implemented (0x{word:04X})"
                 )
             self._sf[p.scale_sf] = sf
 
@@ -319,7 +329,7 @@ class ModbusDevice:
             f"read back {', '.join(names)} at register {start}",
             client.read_holding_registers(start, count=len(words), device_id=unit),
         )
-        back = list(rr.registers)
+        back = self._registers(rr, 3, len(words), f"read back {', '.join(names)} at register {start}")
         if back != words:
             self.health.total_errors += 1
             self.health.last_error = f"{self.cfg.id}: read-back mismatch at register {start}"

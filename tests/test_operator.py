@@ -89,3 +89,8 @@ def test_hub_submit_audits_accepted_and_refused(tmp_path: Path) -> None:
     assert len(lines) == 2
     assert '"actor":"alice"' in lines[0] and '"accepted":true' in lines[0]
     assert '"actor":"bob"' in lines[1] and '"accepted":false' in lines[1] and "PCS rating" in lines[1]
+
+
+def test_a_huge_integer_is_refused_with_the_field_named() -> None:
+    with pytest.raises(CommandError, match="setpoint_w.*too large"):
+        parse_command({"command": "override", "setpoint_w": 10**400, "duration_s": 60})
