@@ -92,5 +92,5 @@ def test_hub_submit_audits_accepted_and_refused(tmp_path: Path) -> None:
 
 
 def test_a_huge_integer_is_refused_with_the_field_named() -> None:
-    with pytest.raises(CommandError, match="setpoint_w.*too large"):
+    with pytest.raises(CommandError, match=r"setpoint_w.*too large"):
         parse_command({"command": "override", "setpoint_w": 10**400, "duration_s": 60})
