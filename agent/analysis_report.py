@@ -165,3 +165,112 @@ def plot(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def ramp_shares(report: dict[str, Any]) -> None:
+    """Add the share of time over the ramp limit to both sides of a compare() report (in place)."""
+    secs = report["hours"] * 3600.0
+    for side in ("baseline", "battery"):
+        s = report[side]
+        s["ramp_over_limit_share"] = s["ramp_over_limit_s"] / secs if secs > 0 else 0.0
+
+
+def representative_day(ts: FloatArray, baseline_grid_w: FloatArray, tz: Any, length_s: float) -> tuple[int, int]:
+    """Index range [a, b) of the local day holding the baseline's highest interval average."""
+    from datetime import datetime, timedelta
+
+    if len(ts) == 0:
+        return 0, 0
+    dt = hold_durations(ts)
+    iv = interval_import(ts, np.maximum(np.nan_to_num(baseline_grid_w), 0.0), dt, length_s)
+    t_peak = float(iv.start[int(np.argmax(iv.avg_import_w))]) if len(iv.start) else float(ts[0])
+    day = datetime.fromtimestamp(t_peak, tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    start, end = day.timestamp(), (day + timedelta(days=1)).timestamp()  # wall arithmetic: DST days too
+    return int(np.searchsorted(ts, start)), int(np.searchsorted(ts, end))
+
+
+def plot_report(
+    report: dict[str, Any],
+    timestamps: npt.ArrayLike,
+    baseline_grid_w: npt.ArrayLike,
+    battery_grid_w: npt.ArrayLike,
+    soc_pct: npt.ArrayLike,
+    tz: Any,
+    path: Path,
+    sweep: list[dict[str, Any]] | None = None,
+) -> Path:
+    """PNG (or HTML embedding it, by suffix): a representative day, the monthly bills, the sweep curve."""
+    import base64
+    import io
+    from datetime import datetime
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ts = np.asarray(timestamps, dtype=np.float64)
+    base = np.asarray(baseline_grid_w, dtype=np.float64)
+    withb = np.asarray(battery_grid_w, dtype=np.float64)
+    soc = np.asarray(soc_pct, dtype=np.float64)
+    panels = 3 if sweep else 2
+    fig, axes = plt.subplots(panels, 1, figsize=(12, 3.6 * panels))
+    ax = axes[0]
+    a, b = representative_day(ts, base, tz, 900.0)
+    if b > a:
+        k = max(1, (b - a) // 2000)  # block maxima: keep the swings visible at any step
+        n = (b - a) // k * k
+        x = (ts[a : a + n : k] - ts[a]) / 3600.0
+        for s, label in ((base, "without battery"), (withb, "with battery")):
+            y = s[a : a + n].reshape(-1, k).max(axis=1) if k > 1 else s[a : a + n]
+            ax.plot(x, y / 1e6, label=label, linewidth=0.7)
+        ax.set_title(f"highest-peak day {datetime.fromtimestamp(ts[a], tz):%Y-%m-%d} (local time)")
+        ax.set_xlabel("hours after local midnight")
+        ax.set_ylabel("grid import (MW)")
+        ax.legend(loc="upper left")
+        if np.any(np.isfinite(soc[a:b])):
+            ax2 = ax.twinx()
+            ax2.plot(x, soc[a : a + n : k], color="tab:green", linewidth=0.8, label="SoC")
+            ax2.set_ylabel("fleet SoC (%)")
+            ax2.set_ylim(0, 100)
+    ax = axes[1]
+    months = [m["start"][:7] for m in report["baseline"]["bill"]["months"]]
+    xs = np.arange(len(months))
+    for off, side, label in ((-0.2, "baseline", "without battery"), (0.2, "battery", "with battery")):
+        ms = report[side]["bill"]["months"]
+        energy = np.array([sum(e["charge"] for e in m["energy"].values()) for m in ms])
+        demand = np.array([sum(d["charge"] for d in m["demand"].values()) for m in ms])
+        other = np.array([m["capacity_charge"] + m["fixed_charge"] for m in ms])
+        ax.bar(xs + off, energy, 0.4, label=f"{label}: energy")
+        ax.bar(xs + off, demand, 0.4, bottom=energy, label=f"{label}: demand")
+        ax.bar(xs + off, other, 0.4, bottom=energy + demand, label=f"{label}: capacity + fixed")
+    ax.set_xticks(xs, months)
+    ax.set_ylabel(f"monthly bill ({report['currency']})")
+    ax.legend(fontsize=7, ncol=2)
+    if sweep:
+        ax = axes[2]
+        n_cl = [r["clusters"] for r in sweep]
+        ax.plot(n_cl, [r["annual_savings"] for r in sweep], marker="o", label="annual net savings")
+        ax.plot(n_cl, [r["npv"] for r in sweep], marker="s", label="NPV")
+        ax.set_xlabel("clusters")
+        ax.set_ylabel(report["currency"])
+        ax.axhline(0.0, color="grey", linewidth=0.5)
+        ax.legend()
+    fig.tight_layout()
+    if path.suffix.lower() == ".html":
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        img = base64.b64encode(buf.getvalue()).decode("ascii")
+        path.write_text(
+            f"<!doctype html><meta charset='utf-8'><title>ems-agent analyze: {report['tariff']}</title>"
+            f"<pre>{_html_escape(table(report))}</pre><img alt='analysis plots' src='data:image/png;base64,{img}'>\n",
+            encoding="utf-8",
+        )
+    else:
+        fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _html_escape(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -87,6 +87,14 @@ def cluster_snapshot(
         status = ClusterStatus.ONLINE
     alarms_r = rd.get(k.ALARMS)
     alarms = int(alarms_r.value) if alarms_r is not None and alarms_r.ok else 0  # type: ignore[arg-type]
+    contactor = rd.get(k.CONNECT_CMD)  # present only when the profile can open the contactor
+    isolating = (
+        maintenance
+        and contactor is not None
+        and soc.ok
+        and state is not None
+        and state not in (k.STATE_OFF, k.STATE_FAULT)
+    )
     return ClusterSnapshot(
         id=cid,
         pcs_id=pcs_id,
@@ -105,6 +113,7 @@ def cluster_snapshot(
         temp_min_c=m(k.TEMP_MIN_C),
         cycles=m(k.CYCLES),
         alarms=alarms,
+        isolating=isolating,
     )
 
 

@@ -38,6 +38,7 @@ from drivers.reading import Quality, Reading
 log = logging.getLogger("ems.loop")
 
 REVERT_FACTOR = 5.0  # PCS revert timer = this many cycles (at least 2 s): survives one missed write
+OPEN_BELOW_W = 2_000.0  # a contactor is opened only once its cluster carries (almost) no current
 
 
 class LoadSource(Protocol):
@@ -87,6 +88,7 @@ class AgentLoop:
         self.cstate: ControllerState = initial if initial is not None else initial_state(site.control)
         self.seq = 0
         self._revert_ok: set[str] = set()
+        self._opened: set[str] = set()  # clusters whose contactor this agent opened (maintenance)
         self._stop = asyncio.Event()
         self._apply_site(site)
         self.on_cycle: list[Callable[[CycleRecord], Awaitable[None] | None]] = []
@@ -167,6 +169,40 @@ class AgentLoop:
         self._revert_ok.add(pid)
         self.hub.alarms.clear("write_failed", pid, self.wall())
 
+    async def _contactors(self, snap: SiteSnapshot) -> None:
+        """Open the contactor of a cluster in maintenance, close it when it returns to service.
+
+        The plan already gives an isolated cluster no share; its contactor makes that physical
+        (a PCS drives all its clusters on one DC bus). It is opened only once the cluster's
+        current has died away, never under load.
+        """
+        wanted = self.hub.operator.maintenance
+        writes = []
+        for c in snap.clusters:
+            dev = self.devs.devices.get(c.id)
+            if dev is None or k.CONNECT_CMD not in self.devs.profiles[c.id].writable_keys():
+                continue
+            if c.id in wanted and c.id not in self._opened:
+                if c.power_w.ok and abs(c.power_w.value) < OPEN_BELOW_W:
+                    writes.append(self._connect(c.id, dev, False))
+            elif c.id not in wanted and c.id in self._opened:
+                writes.append(self._connect(c.id, dev, True))
+        if writes:
+            await asyncio.gather(*writes)
+
+    async def _connect(self, cid: str, dev: ModbusDevice, on: bool) -> None:
+        try:
+            await dev.write({k.CONNECT_CMD: float(k.CONNECT if on else k.DISCONNECT)})
+        except Exception as e:  # a failed write leaves the cluster as it was; retried next cycle
+            self.hub.alarms.raise_("write_failed", cid, Severity.WARNING, str(e), self.wall())
+            return
+        self.hub.alarms.clear("write_failed", cid, self.wall())
+        if on:
+            self._opened.discard(cid)
+        else:
+            self._opened.add(cid)
+        log.info("cluster contactor " + ("closed" if on else "opened"), extra=kv(cluster=cid))
+
     def _alarms(self, snap: SiteSnapshot, plan: Plan) -> None:
         now = snap.t_wall
         book = self.hub.alarms
@@ -174,6 +210,9 @@ class AgentLoop:
         for c in snap.clusters:
             if c.status is ClusterStatus.FAULT:
                 wanted[f"cluster_fault@{c.id}"] = ("cluster_fault", c.id, Severity.CRITICAL, "BMS reports a fault")
+            elif c.status is ClusterStatus.OFFLINE and c.soc_pct.ok:
+                msg = "BMS reports the cluster disconnected (contactor open)"
+                wanted[f"cluster_disconnected@{c.id}"] = ("cluster_disconnected", c.id, Severity.WARNING, msg)
             elif c.status is ClusterStatus.OFFLINE:
                 q = c.soc_pct.quality.value
                 wanted[f"device_comm@{c.id}"] = ("device_comm", c.id, Severity.WARNING, f"no usable data ({q})")
@@ -192,7 +231,8 @@ class AgentLoop:
             wanted["grid_outage@grid"] = ("grid_outage", "grid", Severity.CRITICAL, "utility supply lost")
         for code in plan.alarms:
             wanted[f"{code}@control"] = (code, "control", Severity.WARNING, code.replace("_", " "))
-        book.sync(wanted, {"cluster_fault", "device_comm", "pcs_fault", "grid_outage"} | set(plan.alarms), now)
+        owned = {"cluster_fault", "cluster_disconnected", "device_comm", "pcs_fault", "grid_outage"}
+        book.sync(wanted, owned | set(plan.alarms), now)
         for a in book.active():
             if a.source == "control" and f"{a.code}@control" not in wanted:
                 book.clear(a.code, "control", now)
@@ -206,6 +246,7 @@ class AgentLoop:
             snap, self.cstate, self.site.control, self.hub.operator, self.prices, self.site.allow_export
         )
         await self._write(snap, plan)
+        await self._contactors(snap)
         t2 = self.clock()
         self._alarms(snap, plan)
         self.hub.device_health = {i: d.health_dict() for i, d in self.devs.devices.items()}

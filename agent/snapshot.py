@@ -78,6 +78,9 @@ class ClusterSnapshot:
     temp_min_c: Measured = field(default_factory=Measured.missing)
     cycles: Measured = field(default_factory=Measured.missing)
     alarms: int = 0  # BMS event bitfield (SunSpec 802 Evt1)
+    # In maintenance, but its BMS still reports the contactor closed and the agent can open it:
+    # its PCS is held at 0 W until it is open (a PCS drives all its clusters on one DC bus).
+    isolating: bool = False
 
     @property
     def trusted(self) -> bool:

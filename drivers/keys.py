@@ -26,6 +26,9 @@ STATE: Final = "state"  # device state code; the profile maps codes to STATE_* n
 ALARMS: Final = "alarms"  # bitfield of events/alarms (0 = none)
 CYCLES: Final = "cycles"  # equivalent full cycles reported by the BMS
 CAPACITY_WH: Final = "capacity_wh"  # nameplate energy, Wh
+CONNECT_CMD: Final = "connect_cmd"  # writable: CONNECT (close the contactor) or DISCONNECT (open it)
+CONNECT: Final = 1  # SunSpec 802 SetOp values
+DISCONNECT: Final = 2
 
 # --- PCS (SunSpec 1 + 701 + 702 + 704 or vendor) -------------------------------------------
 SETPOINT_W: Final = "setpoint_w"  # writable active-power setpoint, W, positive = discharge

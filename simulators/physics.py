@@ -92,6 +92,7 @@ class Cluster:
         "current_a",
         "cycles",
         "discharged_ac_wh",
+        "disconnected",
         "effects",
         "faulted",
         "id",
@@ -140,6 +141,7 @@ class Cluster:
         self.current_a = 0.0
         self.faulted = False
         self.removed = False
+        self.disconnected = False  # contactor opened by the controller (SetOp DISCONNECT)
         self.ocv_v = 0.0
         self.voltage_v = 0.0
         self.max_charge_a = self.max_discharge_a = 0.0
@@ -154,8 +156,8 @@ class Cluster:
 
     @property
     def usable(self) -> bool:
-        """May a PCS draw on it? (not faulted, not pulled out)"""
-        return not (self.faulted or self.removed)
+        """May a PCS draw on it? (not faulted, not pulled out, contactor closed)"""
+        return not (self.faulted or self.removed or self.disconnected)
 
     def set_effects(self, e: Effects) -> None:
         """Apply slow degradation (simulators.degradation); stored energy is kept, capped by capacity."""
@@ -206,7 +208,7 @@ class Cluster:
     def step(self, power_w: float, dt: float) -> float:
         """Deliver `power_w` (AC, + = discharge) for `dt` s within the BMS limits; returns actual W."""
         p = self.p
-        if not (self.faulted or self.removed):
+        if self.usable:
             if power_w > self.max_discharge_w:
                 power_w = self.max_discharge_w
             elif power_w < -self.max_charge_w:
@@ -253,7 +255,7 @@ class Cluster:
 
     # --- what the BMS reports ---------------------------------------------------------------
     def state(self) -> str:
-        if self.removed:
+        if self.removed or (self.disconnected and not self.faulted):
             return K.STATE_OFF
         if self.faulted:
             return K.STATE_FAULT
@@ -318,11 +320,12 @@ class Cluster:
             "rated_charge_w": self._i_max * self.p.nominal_v,
             "rated_discharge_w": self._i_max * self.p.nominal_v,
             "charge_status": self.charge_status(),
+            K.CONNECT_CMD: K.DISCONNECT if self.disconnected else K.CONNECT,
         }
 
     def charge_status(self) -> int:
         """SunSpec 802 ChaSt: 2 EMPTY, 3 DISCHARGING, 4 CHARGING, 5 FULL, 6 HOLDING (1 OFF)."""
-        if self.removed or self.faulted:
+        if not self.usable:
             return 1
         if self.power_w > 1.0:
             return 3
@@ -339,6 +342,11 @@ class Cluster:
 
     def clear_fault(self) -> None:
         self.faulted = False
+        self._update_limits()
+
+    def set_connected(self, on: bool) -> None:
+        """SunSpec 802 SetOp from the controller: open or close the cluster's contactor."""
+        self.disconnected = not on
         self._update_limits()
 
     def remove(self) -> None:
@@ -411,7 +419,7 @@ class Pcs:
         """(max charge W, max discharge W) as magnitudes: rating and healthy clusters' BMS limits."""
         chg = dis = 0.0
         for c in self.clusters:
-            if not (c.faulted or c.removed):
+            if c.usable:
                 chg += c.max_charge_w
                 dis += c.max_discharge_w
         r = self.params.rated_w
@@ -454,7 +462,7 @@ class Pcs:
         k = p / lim if lim > 0.0 else 0.0
         total = 0.0
         for c in self.clusters:
-            if c.faulted or c.removed:
+            if not c.usable:
                 total += c.step(0.0, dt)
             else:
                 total += c.step(k * (c.max_discharge_w if discharge else c.max_charge_w), dt)
@@ -507,7 +515,7 @@ class Pcs:
 def _sum_lim(clusters: list[Cluster], discharge: bool) -> float:
     s = 0.0
     for c in clusters:
-        if not (c.faulted or c.removed):
+        if c.usable:
             s += c.max_discharge_w if discharge else c.max_charge_w
     return s
 

@@ -115,8 +115,15 @@ class SimulatedSite:
 
     def _on_write(self, dev: DeviceConfig) -> Callable[[dict[str, float]], None]:
         def write(decoded: dict[str, float]) -> None:
+            if dev.kind == "cluster" and K.CONNECT_CMD in decoded:
+                cmd = decoded[K.CONNECT_CMD]
+                if cmd not in (K.CONNECT, K.DISCONNECT):
+                    raise ValueError(f"{dev.id}: connect_cmd must be 1 (connect) or 2 (disconnect), got {cmd!r}")
+                self.model.plant.clusters[dev.id].set_connected(cmd == K.CONNECT)
+                self.images[dev.id].refresh(self.values(dev), self.faults[dev.id].corrupt)
+                return
             if dev.kind != "pcs":
-                return  # BMS and meters have nothing writable in the physics
+                return  # meters have nothing writable in the physics
             pcs = self.model.plant.pcs[dev.id]
             if K.REVERT_S in decoded:
                 r = decoded[K.REVERT_S]

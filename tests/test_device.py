@@ -18,6 +18,7 @@ from drivers.reading import Quality, Reading
 SAMPLES: dict[str, dict[str, float | int | str]] = {
     "bms_sunspec_802": {
         "capacity_ah": 314.0,
+        "connect_cmd": 1.0,
         "capacity_wh": 418000.0,
         "rated_charge_w": 209000.0,
         "rated_discharge_w": 209000.0,

@@ -89,6 +89,36 @@ async def test_a_cluster_fault_is_isolated_and_its_share_moves_to_the_others_in_
         await rig.close()
 
 
+async def test_maintenance_opens_the_cluster_contactor_and_returning_to_service_closes_it(tmp_path: Path) -> None:
+    rig = await Rig.open(tmp_path)
+    try:
+        override(rig, 900_000.0)
+        await rig.run(2)
+        plant = rig.sim.model.plant
+        assert plant.clusters["c04"].power_w == pytest.approx(75_000.0, rel=0.05)
+        rig.hub.submit(parse_command({"command": "maintenance", "cluster_id": "c04", "on": True}), "t", "test", NOON)
+        rec = await rig.step()  # this cycle gives c04 no share; its current dies away with the PCS
+        assert rec.plan.cluster_setpoints_w["c04"] == 0.0 and not plant.clusters["c04"].disconnected
+        rec = await rig.step()  # ... and now, with no current through it, the contactor opens
+        assert plant.clusters["c04"].disconnected
+        await rig.step()
+        assert plant.clusters["c04"].power_w == 0.0  # nothing flows, whatever pcs2 does
+        assert rig.sim.model.battery_w == pytest.approx(900_000.0, rel=0.01)  # the other 11 carry it
+        status = {c.id: c.status.value for c in (await rig.step()).snapshot.clusters}
+        assert status["c04"] == "maintenance"
+        assert not [a for a in rig.hub.alarms.active() if a.source == "c04"]
+
+        rig.hub.submit(parse_command({"command": "maintenance", "cluster_id": "c04", "on": False}), "t", "test", NOON)
+        await rig.step()
+        assert not plant.clusters["c04"].disconnected  # closed on the first cycle back
+        recs = await rig.run(3)
+        assert recs[-1].plan.cluster_setpoints_w["c04"] == pytest.approx(75_000.0, rel=0.05)
+        assert plant.clusters["c04"].power_w == pytest.approx(75_000.0, rel=0.05)
+        assert not [a for a in rig.hub.alarms.active() if a.source == "c04"]
+    finally:
+        await rig.close()
+
+
 async def test_a_cluster_added_at_run_time_takes_load_within_two_cycles(tmp_path: Path) -> None:
     rig = await Rig.open(tmp_path, drop=("c12",))
     try:

@@ -1,0 +1,297 @@
+"""`ems-agent analyze`: replay a load trace through the control policy and report what the battery saves.
+
+    ems-agent analyze LOAD.csv [--site SITE.toml] [--tariff FILE_OR_NAME] [--pv PV.csv]
+                      [--clusters N | --sweep-clusters 0,4,8] [--ramp-limit KW_PER_S]
+                      [--json] [--plot OUT.png|OUT.html] [--no-optimum] [--start-soc PCT] [--quiet]
+
+CSV: `timestamp,power_w` (a header line is optional); timestamps are Unix seconds or ISO 8601
+(without an offset they are site-local time); one regular step from 0.1 s to 15 min. A PV trace
+in the same format is interpolated onto the load's timestamps. Errors name the file and line
+and end the command with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from agent.analysis_report import plot_report, table
+from agent.analyze import Trace, evaluate, replay, site_for
+from agent.config import SiteConfig, load_site
+from agent.roi import economics_config
+from agent.tariff import FloatArray, Tariff, bundled, load_tariff
+from agent.tomlcheck import ConfigError
+
+DEMO_SITE = Path(__file__).resolve().parent / "sites" / "demo.toml"
+
+
+# --- input ---------------------------------------------------------------------------------------
+
+
+def _timestamp(text: str, tz: ZoneInfo) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    t = datetime.fromisoformat(text)  # ValueError names the text
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=tz)
+    return t.timestamp()
+
+
+def read_csv(path: Path, tz: ZoneInfo) -> tuple[FloatArray, FloatArray]:
+    """(Unix timestamps, W) from a `timestamp,power_w` file; ConfigError names the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    ts: list[float] = []
+    ws: list[float] = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(",")
+        if len(parts) != 2:
+            raise ConfigError(f"{path}: line {n}: expected 2 fields 'timestamp,power_w', got {len(parts)}")
+        a, b = parts[0].strip(), parts[1].strip()
+        if not ts and a.lower() == "timestamp" and b.lower() == "power_w":
+            continue  # header
+        try:
+            t = _timestamp(a, tz)
+        except ValueError:
+            raise ConfigError(f"{path}: line {n}: timestamp {a!r} is neither Unix seconds nor ISO 8601") from None
+        try:
+            w = float(b)
+        except ValueError:
+            raise ConfigError(f"{path}: line {n}: power_w {b!r} is not a number") from None
+        if not (math.isfinite(t) and math.isfinite(w)):
+            raise ConfigError(f"{path}: line {n}: timestamp and power_w must be finite numbers")
+        if ts and t <= ts[-1]:
+            raise ConfigError(f"{path}: line {n}: timestamp {a!r} does not come after the previous line's")
+        ts.append(t)
+        ws.append(w)
+    if len(ts) < 2:
+        raise ConfigError(f"{path}: needs at least 2 samples, got {len(ts)}")
+    return np.asarray(ts), np.asarray(ws)
+
+
+def load_trace(load_path: Path, pv_path: Path | None, tz: ZoneInfo) -> Trace:
+    ts, load = read_csv(load_path, tz)
+    pv = None
+    if pv_path is not None:
+        pts, pw = read_csv(pv_path, tz)
+        if pts[0] > ts[0] or pts[-1] < ts[-1]:
+            raise ConfigError(
+                f"{pv_path}: covers {pts[0]:.0f}..{pts[-1]:.0f} s, not all of the load trace"
+                f" ({ts[0]:.0f}..{ts[-1]:.0f} s)"
+            )
+        if np.any(pw < 0):
+            i = int(np.flatnonzero(pw < 0)[0])
+            raise ConfigError(f"{pv_path}: sample {i + 1}: power_w must be >= 0 for PV, got {pw[i]:g}")
+        pv = np.interp(ts, pts, pw)
+    try:
+        return Trace(ts, load, pv, str(load_path))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def load_tariff_arg(arg: str | None, site: SiteConfig) -> Tariff:
+    if arg is None:
+        if site.tariff_path is None:
+            raise ConfigError(f"{site.path}: [site] has no 'tariff'; give one with --tariff")
+        return load_tariff(site.tariff_path)
+    p = Path(arg)
+    if p.suffix == ".toml" or p.exists():
+        return load_tariff(p)
+    try:
+        return bundled(arg)
+    except (FileNotFoundError, ConfigError):
+        raise ConfigError(f"--tariff: {arg!r} is neither a tariff file nor a bundled tariff name") from None
+
+
+def parse_counts(text: str) -> list[int]:
+    try:
+        counts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--sweep-clusters: expected a list like 0,4,8, got {text!r}") from None
+    if not counts or any(c < 0 or c > 1000 for c in counts):
+        raise ConfigError(f"--sweep-clusters: counts must be 0..1000, got {text!r}")
+    return sorted(set(counts))
+
+
+# --- output --------------------------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn at most a few times a second."""
+
+    def __init__(self, label: str, quiet: bool) -> None:
+        self.label = label
+        self.quiet = quiet
+        self.t0 = time.perf_counter()
+        self.last = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        now = time.perf_counter()
+        if done < total and now - self.last < 0.25:
+            return
+        self.last = now
+        frac = done / total if total else 1.0
+        bar = "#" * int(30 * frac)
+        eta = (now - self.t0) * (1 - frac) / frac if frac > 0 else math.inf
+        end = "\n" if done >= total else ""
+        print(
+            f"\r{self.label} [{bar:<30}] {frac:6.1%} {done:,}/{total:,} steps, {eta:5.0f} s left",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def sweep_table(rows: list[dict[str, Any]], currency: str) -> str:
+    lines = [
+        f"{'clusters':>8}{'kWh':>10}{'peak kW':>10}{'net/month':>14}{'capex':>14}{'NPV':>14}{'IRR':>8}{'payback y':>10}"
+    ]
+    for r in rows:
+        irr = f"{r['irr']:.1%}" if r["irr"] is not None else "-"
+        pb = f"{r['payback_years']:.1f}" if r["payback_years"] is not None else "-"
+        lines.append(
+            f"{r['clusters']:>8}{r['capacity_kwh']:>10,.0f}{r['peak_kw']:>10,.0f}{r['net_per_month']:>14,.0f}"
+            f"{r['capex']:>14,.0f}{r['npv']:>14,.0f}{irr:>8}{pb:>10}"
+        )
+    return f"ROI over battery size ({currency})\n" + "\n".join(lines)
+
+
+def summary_lines(rep: dict[str, Any]) -> list[str]:
+    out = []
+    se = rep["stored_energy"]
+    out.append(
+        f"stored energy {se['start_kwh']:,.0f} -> {se['end_kwh']:,.0f} kWh"
+        f" (worth {se['value']:,.2f} {rep['currency']}); adjusted net savings {se['adjusted_net_savings']:,.2f}"
+    )
+    lim = rep["ramp_limit_kw_per_s"]
+    if lim > 0:
+        out.append(
+            f"time over the {lim:g} kW/s ramp limit: {rep['baseline']['ramp_over_limit_share']:.2%} without,"
+            f" {rep['battery']['ramp_over_limit_share']:.2%} with the battery"
+        )
+    r = rep["roi"]
+    pb = r["simple_payback_years"]
+    irr = r["irr"]
+    out.append(
+        f"ROI: capex {r['capex']:,.0f}, annual savings {r['annual_savings']:,.0f}, NPV {r['npv']:,.0f}, "
+        + (f"IRR {irr:.1%}, " if irr is not None else "IRR -, ")
+        + (f"payback {pb:.1f} years" if pb is not None else "no payback")
+    )
+    o = rep["optimum"]
+    if o is not None and "skipped" in o:
+        out.append(f"optimum: skipped ({o['skipped']})")
+    elif o is not None:
+        share = o["controller_share"]
+        out.append(
+            f"perfect-foresight optimum (same end SoC {o['end_soc_pct']:.1f} %): savings {o['savings']:,.2f}"
+            + (f"; the controller reaches {share:.1%} of it" if share is not None else "")
+        )
+    rp = rep["replay"]
+    out.append(f"replay: {rp['steps']:,} steps of {rp['step_s']:g} s in {rp['wall_s']:.1f} s")
+    return out
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    site = load_site(args.site)
+    trace = load_trace(Path(args.load), Path(args.pv) if args.pv else None, site.timezone)
+    tariff = load_tariff_arg(args.tariff, site)
+    ramp = args.ramp_limit * 1000.0 if args.ramp_limit is not None else None
+    if ramp is not None and not (math.isfinite(ramp) and ramp >= 0):
+        raise ConfigError(f"--ramp-limit: must be a number >= 0 kW/s, got {args.ramp_limit!r}")
+    if args.clusters is not None and args.clusters < 0:
+        raise ConfigError(f"--clusters: must be >= 0, got {args.clusters}")
+    if not 0.0 <= args.start_soc <= 100.0:
+        raise ConfigError(f"--start-soc: must be within 0..100 %, got {args.start_soc:g}")
+    econ = economics_config(site)
+    counts = parse_counts(args.sweep_clusters) if args.sweep_clusters else None
+    main_site = site_for(site, args.clusters, ramp)
+    limit = main_site.control.ramp_limit_w_per_s
+
+    def one(s: SiteConfig, label: str, opt: bool) -> tuple[dict[str, Any], Any]:
+        res = replay(s, tariff, trace, start_soc_pct=args.start_soc, progress=Progress(label, args.quiet))
+        return evaluate(s, tariff, res, econ, limit, with_optimum=opt), res
+
+    rep, res = one(main_site, f"analyze {len(main_site.clusters)} clusters", not args.no_optimum)
+    sweep: list[dict[str, Any]] | None = None
+    if counts is not None:
+        sweep = []
+        for c in counts:
+            r = rep if c == len(main_site.clusters) else one(site_for(main_site, c), f"sweep {c} clusters", False)[0]
+            days = r["hours"] / 24.0
+            sweep.append(
+                {
+                    "clusters": c,
+                    "capacity_kwh": r["site"]["capacity_kwh"],
+                    "peak_kw": r["battery"]["peak_kw"],
+                    "net_savings": r["stored_energy"]["adjusted_net_savings"],
+                    "net_per_month": r["stored_energy"]["adjusted_net_savings"] / days * 30.4 if days else 0.0,
+                    "annual_savings": r["roi"]["annual_savings"],
+                    "capex": r["roi"]["capex"],
+                    "npv": r["roi"]["npv"],
+                    "irr": r["roi"]["irr"],
+                    "payback_years": r["roi"]["simple_payback_years"],
+                }
+            )
+        rep["sweep"] = sweep
+    if args.plot:
+        path = Path(args.plot)
+        if path.suffix.lower() not in (".png", ".html"):
+            raise ConfigError(f"--plot: {path} must end in .png or .html")
+        plot_report(rep, trace.timestamps, trace.net_w, res.grid_w, res.soc_pct, site.timezone, path, sweep)
+        rep["plot"] = str(path)
+    if args.json:
+        print(json.dumps(rep, indent=2, allow_nan=False, default=_json_default))
+    else:
+        print(table(rep))
+        print("\n".join(summary_lines(rep)))
+        if sweep:
+            print(sweep_table(sweep, rep["currency"]))
+        if args.plot:
+            print(f"plot: {args.plot}")
+    return 0
+
+
+def _json_default(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"not JSON serialisable: {type(x).__name__}")
+
+
+def add_subcommands(sub: Any) -> None:
+    p = sub.add_parser("analyze", help="offline analysis: replay a load trace, bills and savings with a battery")
+    p.add_argument("load", help="load trace CSV: timestamp,power_w")
+    p.add_argument("--site", default=str(DEMO_SITE), help="site file (clusters, PCS, control) [demo site]")
+    p.add_argument("--tariff", help="tariff file or bundled name [the site's tariff]")
+    p.add_argument("--pv", help="PV trace CSV: timestamp,power_w")
+    p.add_argument("--clusters", type=int, help="cluster count instead of the site file's")
+    p.add_argument("--sweep-clusters", metavar="N,N,...", help="also replay these cluster counts: ROI table")
+    p.add_argument("--ramp-limit", type=float, metavar="KW_PER_S", help="grid ramp limit (control and report)")
+    p.add_argument("--start-soc", type=float, default=50.0, help="initial SoC of every cluster, %% [50]")
+    p.add_argument("--no-optimum", action="store_true", help="skip the perfect-foresight optimum")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--plot", help="write a plot: a representative day and the monthly bills (.png or .html)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
