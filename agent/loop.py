@@ -138,6 +138,7 @@ class AgentLoop:
             self.devs.namer(),
             self.hub.operator.maintenance,
             load_override=load,
+            derate=self.hub.operator.derate_factor if self.hub.operator.derate else None,
         )
 
     async def _write(self, snap: SiteSnapshot, plan: Plan) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 MODES = ("auto", "idle", "conservative")
 MAX_OVERRIDE_S = 4 * 3600.0
+MIN_DERATE_PCT = 10.0  # below this, isolate the cluster instead (maintenance)
 
 
 class CommandError(ValueError):
@@ -62,7 +63,15 @@ class AckAlarm:
     alarm: str
 
 
-Command = SetMode | Override | ClearOverride | SetReserve | SetMaintenance | AckAlarm
+@dataclass(frozen=True, slots=True)
+class Derate:
+    """Cap a cluster at a share of its BMS limits (100 = lift the cap), e.g. on a health proposal."""
+
+    cluster_id: str
+    max_power_pct: float
+
+
+Command = SetMode | Override | ClearOverride | SetReserve | SetMaintenance | AckAlarm | Derate
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +85,13 @@ class OperatorState:
     reserve_minutes: float | None = None
     maintenance: frozenset[str] = field(default_factory=frozenset)
     acked: frozenset[str] = field(default_factory=frozenset)
+    derate: tuple[tuple[str, float], ...] = ()  # (cluster id, max power %), sorted; absent = 100 %
+
+    def derate_factor(self, cluster_id: str) -> float:
+        for cid, pct in self.derate:
+            if cid == cluster_id:
+                return pct / 100.0
+        return 1.0
 
     def override_active(self, now_mono: float) -> bool:
         return self.override_w is not None and now_mono < self.override_until
@@ -119,6 +135,7 @@ _FIELDS: dict[str, frozenset[str]] = {
     "set_reserve": frozenset({"reserve_load_w", "reserve_minutes"}),
     "maintenance": frozenset({"cluster_id", "on"}),
     "ack_alarm": frozenset({"alarm"}),
+    "derate": frozenset({"cluster_id", "max_power_pct"}),
 }
 
 
@@ -148,6 +165,8 @@ def parse_command(payload: Any) -> Command:
         if not isinstance(on, bool):
             raise CommandError("on", f"must be true or false, got {on!r}")
         return SetMaintenance(_str(payload, "cluster_id"), on)
+    if name == "derate":
+        return Derate(_str(payload, "cluster_id"), _num(payload, "max_power_pct"))
     return AckAlarm(_str(payload, "alarm"))
 
 
@@ -181,4 +200,13 @@ def apply_command(state: OperatorState, cmd: Command, now_mono: float, limits: S
             return replace(state, maintenance=frozenset(m))
         case AckAlarm(alarm):
             return replace(state, acked=state.acked | {alarm})
+        case Derate(cid, pct):
+            if cid not in limits.cluster_ids:
+                raise CommandError("cluster_id", f"unknown cluster {cid!r}")
+            if not MIN_DERATE_PCT <= pct <= 100.0:
+                raise CommandError(
+                    "max_power_pct", f"must be between {MIN_DERATE_PCT:g} and 100 (100 lifts it), got {pct:g}"
+                )
+            kept = tuple(d for d in state.derate if d[0] != cid)
+            return replace(state, derate=tuple(sorted(kept + (((cid, pct),) if pct < 100.0 else ()))))
     raise CommandError("command", f"unsupported command {cmd!r}")  # pragma: no cover

@@ -319,6 +319,21 @@ async def test_cluster_maintenance_and_return_to_service(env: Env) -> None:
     assert r.status_code == 200 and env.hub.operator.maintenance == frozenset()
 
 
+async def test_cluster_derate_caps_its_pcs_and_is_operator_only(env: Env) -> None:
+    env.cycles(1)
+    c = env.client
+    before = (await c.get("/api/clusters/c05", headers=V)).json()["max_discharge_w"]
+    r = await c.post("/api/control/clusters/c05/derate", json={"max_power_pct": 70}, headers=V)
+    assert r.status_code == 403 and env.hub.operator.derate == ()
+    r = await c.post("/api/control/clusters/c05/derate", json={"max_power_pct": 5}, headers=OP)
+    assert r.status_code == 422 and env.hub.operator.derate == ()
+    r = await c.post("/api/control/clusters/c05/derate", json={"max_power_pct": 70}, headers=OP)
+    assert r.status_code == 200 and r.json()["operator"]["derate"] == {"c05": 70.0}
+    assert env.hub.operator.derate == (("c05", 70.0),)
+    r = await c.post("/api/control/clusters/c05/derate", json={"max_power_pct": 100}, headers=OP)
+    assert r.json()["operator"]["derate"] == {} and before > 0
+
+
 async def test_alarm_list_and_acknowledge(env: Env) -> None:
     env.feed.faulted.add("c05")
     env.cycles(1)

@@ -119,6 +119,29 @@ async def test_maintenance_opens_the_cluster_contactor_and_returning_to_service_
         await rig.close()
 
 
+async def test_a_derated_cluster_caps_its_pcs_so_no_cluster_behind_it_exceeds_the_cap(tmp_path: Path) -> None:
+    rig = await Rig.open(tmp_path)
+    try:
+        override(rig, -2_520_000.0)  # charge as hard as the four PCS allow
+        rec = (await rig.run(2))[-1]
+        plant = rig.sim.model.plant
+        full = rec.plan.pcs_setpoints_w["pcs2"]
+        bms = sum(plant.clusters[c].max_charge_w for c in ("c04", "c05", "c06"))  # ~645 kW
+        assert full == pytest.approx(-630_000.0, rel=0.001)  # the PCS rating binds first
+        cmd = parse_command({"command": "derate", "cluster_id": "c05", "max_power_pct": 70})
+        rig.hub.submit(cmd, "t", "test", NOON)
+        rec = (await rig.run(2))[-1]
+        assert rec.plan.pcs_setpoints_w["pcs2"] == pytest.approx(-0.7 * bms, rel=0.02)
+        assert rec.plan.pcs_setpoints_w["pcs1"] == pytest.approx(full, rel=0.02)  # other PCS untouched
+        c05 = plant.clusters["c05"]
+        assert abs(c05.power_w) <= 0.7 * c05.max_charge_w * 1.01  # physically held to the cap
+        rig.hub.submit(parse_command({"command": "derate", "cluster_id": "c05", "max_power_pct": 100}), "t", "t", NOON)
+        rec = (await rig.run(2))[-1]
+        assert rec.plan.pcs_setpoints_w["pcs2"] == pytest.approx(full, rel=0.02)
+    finally:
+        await rig.close()
+
+
 async def test_a_cluster_added_at_run_time_takes_load_within_two_cycles(tmp_path: Path) -> None:
     rig = await Rig.open(tmp_path, drop=("c12",))
     try:

@@ -12,6 +12,7 @@ from agent.config import load_site
 from agent.hub import Hub
 from agent.operator import (
     ClearOverride,
+    Command,
     CommandError,
     OperatorState,
     Override,
@@ -75,6 +76,22 @@ def test_maintenance_on_off_and_unknown_cluster() -> None:
     assert apply_command(s, SetMaintenance("c2", False), 0, LIM).maintenance == frozenset()
     with pytest.raises(CommandError, match="unknown cluster 'c9'"):
         apply_command(s, SetMaintenance("c9", True), 0, LIM)
+
+
+def test_derate_caps_lifts_and_is_bounded() -> None:
+    def derate(cid: str, pct: float) -> Command:
+        return parse_command({"command": "derate", "cluster_id": cid, "max_power_pct": pct})
+
+    s = apply_command(OperatorState(), derate("c2", 70), 0, LIM)
+    assert s.derate == (("c2", 70.0),) and s.derate_factor("c2") == 0.7 and s.derate_factor("c1") == 1.0
+    s = apply_command(s, derate("c1", 50), 0, LIM)
+    assert s.derate == (("c1", 50.0), ("c2", 70.0))
+    s = apply_command(s, derate("c2", 100), 0, LIM)
+    assert s.derate == (("c1", 50.0),)  # 100 % lifts the cap
+    with pytest.raises(CommandError, match=r"max_power_pct: must be between 10 and 100"):
+        apply_command(s, derate("c2", 5), 0, LIM)
+    with pytest.raises(CommandError, match="unknown cluster 'c9'"):
+        apply_command(s, derate("c9", 50), 0, LIM)
 
 
 def test_hub_submit_audits_accepted_and_refused(tmp_path: Path) -> None:

@@ -160,6 +160,7 @@ class OperatorOut(BaseModel):
     reserve_minutes: float = Field(description="min, effective backup reserve duration")
     reserve_from: str = Field(description="'site' (site file) or 'operator'")
     maintenance: list[str] = Field(description="clusters isolated for maintenance")
+    derate: dict[str, float] = Field(default_factory=dict, description="%, operator caps by cluster id")
 
 
 class HistoryOut(BaseModel):
@@ -213,6 +214,12 @@ class ReserveReq(_Req):
 
 class MaintenanceReq(_Req):
     on: StrictBool = Field(description="true: isolate for maintenance; false: return to service")
+
+
+class DerateReq(_Req):
+    max_power_pct: float = Field(
+        ge=10.0, le=100.0, description="%, cap on the cluster's (and so its PCS's) BMS limits; 100 lifts it"
+    )
 
 
 class ControlOut(BaseModel):

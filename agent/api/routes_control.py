@@ -12,7 +12,7 @@ from agent.operator import CommandError, parse_command
 
 from .auth import Principal, Role
 from .context import Ctx
-from .models import ControlOut, MaintenanceReq, ModeReq, OverrideReq, Problem, ReserveReq
+from .models import ControlOut, DerateReq, MaintenanceReq, ModeReq, OverrideReq, Problem, ReserveReq
 from .views import operator_out
 
 # Fields that name a path resource: refusing them is "not found", not "bad request".
@@ -73,6 +73,14 @@ def control_router(ctx: Ctx) -> APIRouter:
     )
     def maintenance(cluster_id: str, body: MaintenanceReq, who: Principal = operator) -> ControlOut:
         return submit(who, {"command": "maintenance", "cluster_id": cluster_id, "on": body.on})
+
+    @r.post(
+        "/clusters/{cluster_id}/derate",
+        response_model=ControlOut,
+        summary="Cap a cluster (and its PCS, which drives it) at a share of its BMS limits; 100 lifts it",
+    )
+    def derate(cluster_id: str, body: DerateReq, who: Principal = operator) -> ControlOut:
+        return submit(who, {"command": "derate", "cluster_id": cluster_id, "max_power_pct": body.max_power_pct})
 
     @r.post("/alarms/{alarm_id}/ack", response_model=ControlOut, summary="Acknowledge an active alarm")
     def ack(alarm_id: str, who: Principal = operator) -> ControlOut:

@@ -153,4 +153,5 @@ def operator_out(op: OperatorState, site: SiteConfig, now_mono: float) -> Operat
         ),
         reserve_from="operator" if from_operator else "site",
         maintenance=sorted(op.maintenance),
+        derate=dict(op.derate),
     )

@@ -189,7 +189,8 @@ def _recommend(cid: str, rule: IndicatorRule, f: _Flag) -> Recommendation:
     if rule.isolate and days <= ISOLATE_DAYS:
         proposal = {"kind": "isolate", "command": {"command": "maintenance", "cluster_id": cid, "on": True}}
     elif rule.derate_pct is not None:
-        proposal = {"kind": "derate", "max_power_pct": rule.derate_pct, "command": None}
+        cmd = {"command": "derate", "cluster_id": cid, "max_power_pct": rule.derate_pct}
+        proposal = {"kind": "derate", "max_power_pct": rule.derate_pct, "command": cmd}
     else:
         proposal = {"kind": "inspect", "command": None}
     fleet = abs(f.fleet_slope)

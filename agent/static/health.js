@@ -1,5 +1,6 @@
 // Cluster health view: the daily read-out of GET /api/health (agent/health), refreshed every minute.
-// Display only: an isolation proposal is confirmed through the cluster's details (maintenance).
+// A proposal (derate or isolate) is applied only when a logged-in operator confirms it; the
+// server checks the role and audits the command like any other.
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const f = (x, d = 1) => (x === null || x === undefined ? "—" : Number(x).toFixed(d));
@@ -19,8 +20,15 @@ async function refresh() {
   const recs = h.recommendations || [];
   $("health-note").textContent = h.days ? `${h.days} days of history` : "no full day yet";
   $("health-recs").innerHTML = recs.length
-    ? recs.map((r) => `<li class="sev-warning"><b>${esc(r.proposal?.kind ?? "")}</b> ${esc(r.text)}</li>`).join("")
+    ? recs.map((r, i) => {
+        const cmd = r.proposal?.command;
+        const btn = token && cmd ? ` <button type="button" class="apply" data-i="${i}">apply ${esc(r.proposal.kind)}</button>` : "";
+        return `<li class="sev-warning"><b>${esc(r.proposal?.kind ?? "")}</b> ${esc(r.text)}${btn}</li>`;
+      }).join("")
     : "<li class=\"muted\">every cluster tracks its peers</li>";
+  for (const b of $("health-recs").querySelectorAll("button.apply")) {
+    b.addEventListener("click", () => apply(recs[Number(b.dataset.i)].proposal.command, token));
+  }
   const head = "<tr><th>cluster</th>" + COLS.map((c) => `<th>${c[1]}</th>`).join("") + "<th>EFC total</th></tr>";
   const rows = Object.entries(h.clusters || {}).map(([id, c]) => {
     const flagged = new Set(c.flagged || []);
@@ -28,6 +36,27 @@ async function refresh() {
     return `<tr><td>${esc(id)}</td>${cells}<td>${f(c.efc_total, 1)}</td></tr>`;
   });
   $("health-table").innerHTML = head + rows.join("");
+}
+
+// The proposal's command -> the control endpoint that carries it.
+function request(cmd) {
+  const c = encodeURIComponent(cmd.cluster_id);
+  if (cmd.command === "derate") return [`/api/control/clusters/${c}/derate`, { max_power_pct: cmd.max_power_pct }];
+  if (cmd.command === "maintenance") return [`/api/control/clusters/${c}/maintenance`, { on: cmd.on }];
+  return null;
+}
+
+async function apply(cmd, token) {
+  const req = request(cmd);
+  if (!req) return;
+  const what = cmd.command === "derate" ? `cap ${cmd.cluster_id} (and its PCS) at ${cmd.max_power_pct} %` : `isolate ${cmd.cluster_id}`;
+  if (!window.confirm(`Apply: ${what}?`)) return;
+  const r = await fetch(req[0], {
+    method: "POST",
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: JSON.stringify(req[1]),
+  });
+  $("health-note").textContent = r.ok ? `applied: ${what}` : `refused (HTTP ${r.status})`;
 }
 
 refresh();
