@@ -25,8 +25,12 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("pymodbus", "uvicorn.access", "asyncio"):
+    for noisy in ("uvicorn.access", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # pymodbus logs every timeout and late reply at ERROR with a hex dump of its last frames; the
+    # driver already turns those into value qualities, device health and one structured line per
+    # state change (drivers/device.py), so pymodbus' own lines are only noise on a busy site.
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 def kv(**fields: Any) -> dict[str, Any]:

@@ -232,11 +232,20 @@ class AgentLoop:
             wanted["grid_outage@grid"] = ("grid_outage", "grid", Severity.CRITICAL, "utility supply lost")
         for code in plan.alarms:
             wanted[f"{code}@control"] = (code, "control", Severity.WARNING, code.replace("_", " "))
+        before = {a.id: a for a in book.active()}
         owned = {"cluster_fault", "cluster_disconnected", "device_comm", "pcs_fault", "grid_outage"}
         book.sync(wanted, owned | set(plan.alarms), now)
         for a in book.active():
             if a.source == "control" and f"{a.code}@control" not in wanted:
                 book.clear(a.code, "control", now)
+        # One log line per alarm transition: the log stays quiet while nothing changes.
+        after = {a.id: a for a in book.active()}
+        for aid in after.keys() - before.keys():
+            a = after[aid]
+            log.warning("alarm raised", extra=kv(code=a.code, source=a.source, severity=a.severity, message=a.message))
+        for aid in before.keys() - after.keys():
+            a = before[aid]
+            log.info("alarm cleared", extra=kv(code=a.code, source=a.source))
 
     async def cycle(self) -> CycleRecord:
         t0 = self.clock()

@@ -184,7 +184,7 @@ async def test_a_grid_outage_is_carried_from_the_reserve_and_raises_an_alarm(tmp
 
 
 async def test_losing_the_grid_meter_falls_back_to_conservative_and_a_tripped_pcs_is_isolated(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     rig = await Rig.open(tmp_path)
     try:
@@ -198,6 +198,9 @@ async def test_losing_the_grid_meter_falls_back_to_conservative_and_a_tripped_pc
         assert rec.plan.site_setpoint_w == pytest.approx(900_000.0)  # three PCS carry it now
         assert rec.plan.pcs_setpoints_w["pcs1"] == pytest.approx(300_000.0, rel=0.02)
         assert any(a.code == "pcs_fault" and a.source == "pcs3" for a in rig.hub.alarms.active())
+        await rig.run(3)  # the fault persists: one log line when it was raised, none after
+        raised = [r for r in caplog.records if r.getMessage() == "alarm raised"]
+        assert [r.__dict__["fields"]["source"] for r in raised] == ["pcs3"]
 
         rig.sim.silent("grid")  # the grid meter stops answering
         recs = await rig.run(int(rig.site.stale_after_s / rig.site.cycle_s) + 2)
