@@ -218,22 +218,27 @@ def pct(xs: list[float], q: float) -> float:
 async def sizes(clusters: list[int], seconds: float, runs: int, work: Path) -> list[dict[str, Any]]:
     rows = []
     for n in clusters:
-        p50s, p99s, rss, over = [], [], [], []
+        p50s, p99s, rss, over, cpu = [], [], [], [], []
         for r in range(runs):
             async with Bench(n, 1.0, work / f"{n}-{r}") as b:
                 await asyncio.sleep(5.0)  # connections open, caches warm: not what a site runs on
                 c0 = b.cycle()
+                assert b.agent is not None
+                proc = psutil.Process(b.agent.pid)
+                cpu0 = sum(proc.cpu_times()[:2])
                 t0 = datetime.now(UTC)
                 await asyncio.sleep(seconds)
                 t1 = datetime.now(UTC)
                 c = b.cycle()
+                # CPU the agent itself burnt per cycle: what the cycle costs on an idle machine
+                cpu.append((sum(proc.cpu_times()[:2]) - cpu0) * 1000.0 / max(1.0, c["cycles"] - c0["cycles"]))
                 over.append(c["overruns"] - c0["overruns"])
                 rss.append(b.rss_mb())
             ms = cycle_times_ms(work / f"{n}-{r}" / "state", t0, t1)
             p50s.append(pct(ms, 0.5))
             p99s.append(pct(ms, 0.99))
             print(f"  {n} clusters run {r + 1}/{runs}: p50 {p50s[-1]:.1f} ms p99 {p99s[-1]:.1f} ms "
-                  f"RSS {rss[-1]:.0f} MB", file=sys.stderr)
+                  f"RSS {rss[-1]:.0f} MB, agent CPU {cpu[-1]:.0f} ms/cycle", file=sys.stderr)
         rows.append({
             "clusters": n,
             "cycles_measured": len(ms),
@@ -241,6 +246,7 @@ async def sizes(clusters: list[int], seconds: float, runs: int, work: Path) -> l
             "p50_ms": statistics.median(p50s),
             "p99_ms": statistics.median(p99s),
             "rss_mb": statistics.median(rss),
+            "agent_cpu_ms_per_cycle": statistics.median(cpu),
             "overruns": max(over),
             "runs": runs,
             "seconds": seconds,
