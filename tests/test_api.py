@@ -510,7 +510,7 @@ async def test_sse_streams_cycles_and_a_slow_client_never_slows_publishing(env: 
                     env.clock.t += 1
                     env.feed.publish()
                 per_cycle_ms = (time.perf_counter() - t0) / 300 * 1000
-                assert per_cycle_ms < 5.0, per_cycle_ms
+                assert per_cycle_ms < 25.0, per_cycle_ms  # waiting on the stuck client would take seconds
                 await asyncio.sleep(0.2)
             deadline = time.monotonic() + 3
             while env.hub.subscribers and time.monotonic() < deadline:

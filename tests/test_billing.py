@@ -146,7 +146,9 @@ def test_a_month_at_one_second_bills_fast() -> None:
     start = time.perf_counter()
     b = bill(ts, g, t)
     elapsed = time.perf_counter() - start
-    assert elapsed < 0.8  # ~0.25 s on this machine
+    # Not a performance target (bench/savings_bench.py measures that): a guard against billing
+    # falling back to a per-sample Python loop, which takes about a minute for 2.6 M samples.
+    assert elapsed < 5.0
     assert b.months[0].import_kwh == pytest.approx(float(np.sum(g)) / 3.6e6)
 
 

@@ -9,7 +9,16 @@ from datetime import datetime, timedelta
 import pytest
 
 from agent.control import ControllerState, decide, initial_state
-from agent.control.demand import MARGIN, allowed_grid_w, economic_floor_w, keep_wh, shave_floor_w, target_w
+from agent.control.compose import FORECAST_PRIOR_S
+from agent.control.demand import (
+    MARGIN,
+    allowed_grid_w,
+    economic_floor_w,
+    headroom_wh,
+    keep_wh,
+    shave_floor_w,
+    target_w,
+)
 from agent.operator import OperatorState
 from agent.plan import Plan
 from tests.test_control_support import CFG, TZ, TablePrices, snap
@@ -101,7 +110,7 @@ def test_interval_close_records_the_peak_then_the_average_is_held() -> None:
     s = snap(3e6, t_mono=1900.0, t_wall=T0 + timedelta(seconds=900))
     plan, st = decide(s, st, NO_TOU, OP, RATED, False)
     assert st.month_peak(40.8) == pytest.approx(3e6)
-    assert plan.site_setpoint_w == pytest.approx(MARGIN * 3e6)  # aim 2 % under the billed peak
+    assert plan.site_setpoint_w == pytest.approx(MARGIN * 3e6)  # aim 1 % under the billed peak
     battery = plan.site_setpoint_w
     # next interval: 450 s at 2 MW banks credit, then 4 MW to the end: the battery gives only what
     # keeps the interval's average at the target (3 MW less the margin), not the whole excess
@@ -116,10 +125,13 @@ def test_interval_close_records_the_peak_then_the_average_is_held() -> None:
         grid_ws += load - battery
         given_ws += battery
     avg = grid_ws / 900.0
-    # the forecast (this interval's mean load) lags the step; the margin absorbs that lag
-    assert avg <= (1 - MARGIN) * 3e6 + 0.1 * MARGIN * 3e6
+    # the forecast (this interval's mean load, steadied by the last interval's) lags the step; the
+    # margin absorbs that lag: the interval ends within a fifth of the margin of the target, well
+    # under the billed peak (the margin went from 2 % to 1 %, so the old tenth became a fifth)
+    assert avg <= (1 - MARGIN) * 3e6 + 0.2 * MARGIN * 3e6
     assert avg >= (1 - MARGIN) * 3e6 - 5e3  # ... and not shaved deeper than the target
-    assert given_ws == pytest.approx((3e6 - (1 - MARGIN) * 3e6) * 900.0, rel=0.1)  # lag: 92 %
+    # lag: 90 % (the steadied forecast expects the last interval's 3 MW at first, not the 2 MW seen)
+    assert given_ws == pytest.approx((3e6 - (1 - MARGIN) * 3e6) * 900.0, rel=0.12)
 
 
 def test_economic_floor_and_energy_kept_for_shaving() -> None:
@@ -131,3 +143,41 @@ def test_economic_floor_and_energy_kept_for_shaving() -> None:
     assert keep_wh(profile, 88, 4e6, 900.0, 0.96) == pytest.approx(1.5e6 * 0.25 / 0.96)
     assert keep_wh(profile, 90, 4e6, 900.0, 0.96) == 0.0
     assert keep_wh(profile, 0, math.inf, 900.0, 0.96) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("profile", "slot", "n_slots", "level", "max_w", "expected_wh"),
+    [
+        ((3e6, 3.5e6, 4e6, 5e6), 0, 4, 4e6, 2e6, (1e6 + 0.5e6) * 0.25),  # above the level: no room
+        ((3e6, 3.5e6, 4e6, 5e6), 0, 4, 4e6, 0.6e6, (0.6e6 + 0.5e6) * 0.25),  # capped by charge power
+        ((3e6, 3.5e6, 4e6, 5e6), 3, 2, 4e6, 2e6, 1e6 * 0.25),  # wraps past midnight to slot 0
+        ((3e6, math.nan, 4e6, 5e6), 0, 4, 4e6, 2e6, 1e6 * 0.25),  # an unknown slot counts as no room
+        ((3e6, 3.5e6, 4e6, 5e6), 0, 9, 4e6, 2e6, (1e6 + 0.5e6) * 0.25),  # at most one day
+        ((3e6, 3.5e6, 4e6, 5e6), 0, 4, math.inf, 2e6, math.inf),  # nothing to defend: no limit
+        ((), 0, 4, 4e6, 2e6, 0.0),  # no profile: no room known
+    ],
+)
+def test_headroom_under_the_target(
+    profile: tuple[float, ...], slot: int, n_slots: int, level: float, max_w: float, expected_wh: float
+) -> None:
+    assert headroom_wh(profile, slot, n_slots, level, max_w, 900.0) == pytest.approx(expected_wh)
+
+
+@pytest.mark.parametrize(
+    ("dt", "expected_w"),
+    [
+        # 1 s into a new interval one low reading (a swing of the GPU load) is 1 s of evidence against
+        # 299 s of the last interval's 5 MW: forecast (3e6 + 299 x 5e6) / 300, minus 99 % of 4 MW
+        (1.0, (3e6 * 1.0 + 5e6 * (FORECAST_PRIOR_S - 1.0)) / FORECAST_PRIOR_S - (1 - MARGIN) * 4e6),
+        # a slow replay (one reading per interval) has the reading stand for the whole interval:
+        # 3 MW is under the target, nothing to shave
+        (900.0, 0.0),
+    ],
+)
+def test_forecast_is_steadied_by_the_last_interval(dt: float, expected_w: float) -> None:
+    profile = [4e6] * 96
+    profile[55] = 5e6  # 13:45-14:00, the interval just closed
+    st = initial_state(NO_TOU, month_peaks={40.8: 4e6}, month=(2026, 7), profile=profile)
+    st = st._replace(t_mono=1000.0 - dt)
+    p = decide(snap(3e6, t_mono=1000.0, t_wall=T0), st, NO_TOU, OP, RATED, False)[0]
+    assert p.site_setpoint_w == pytest.approx(expected_w)

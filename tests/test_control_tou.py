@@ -81,8 +81,8 @@ def test_charge_spreads_over_the_run_and_stays_under_the_billed_peak() -> None:
     p = run(at_hour(12), 3e6, peak=5e6)
     assert p.site_setpoint_w == pytest.approx(-391_875.0)
     assert p.decided_by == "tou_charge"
-    p = run(at_hour(12), 3.8e6, peak=4e6)  # only 120 kW of headroom under 98 % of the billed 4 MW
-    assert p.site_setpoint_w == pytest.approx(-120_000.0)
+    p = run(at_hour(12), 3.8e6, peak=4e6)  # only 160 kW of headroom under 99 % of the billed 4 MW
+    assert p.site_setpoint_w == pytest.approx(-160_000.0)
     assert p.decided_by == "demand"
     p = run(at_hour(12), 3e6)  # nothing billed, no history: no charging above the load yet
     assert p.site_setpoint_w == 0.0
@@ -90,13 +90,41 @@ def test_charge_spreads_over_the_run_and_stays_under_the_billed_peak() -> None:
 
 
 def test_valley_charge_may_raise_the_peak_when_it_pays() -> None:
-    # the raise is the even rate over the whole 11 h valley: 2351.25 kWh / 11 h = 213.75 kW
+    # With no load profile the headroom under the peak is unknown (none): the raise is what is
+    # needed, capped at the even rate over the whole 11 h valley: 2351.25 kWh / 11 h = 213.75 kW
     p = run(at_hour(2), 3.9e6, peak=4e6)
     assert p.site_setpoint_w == pytest.approx(-213_750.0)
     assert p.decided_by == "demand"
     p = run(at_hour(2), 3e6, peak=4e6)  # under the billed peak anyway: the TOU rate (6 h left)
     assert p.site_setpoint_w == pytest.approx(-391_875.0)
     assert p.decided_by == "tou_charge"
+
+
+def valley(profile: list[float], load: float) -> Plan:
+    cl, pcs = fleet(soc=50.0)
+    st = initial_state(CFG, {40.8: 4e6}, (2026, 7), profile=profile)
+    return decide(snap(load, t_wall=at_hour(2), clusters=cl, pcs=pcs), st, CFG, OP, SHANGHAI, False)[0]
+
+
+def test_valley_charge_raises_the_peak_only_by_what_the_headroom_cannot_fill() -> None:
+    # 02:00-08:00 is slots 8-31; slot 7 (01:45) is the last interval's average, the forecast here.
+    # (The raise used to be the even rate over the whole valley whether or not the fleet would fill
+    # under the peak anyway: on a real month that set new peaks at the valley's start for nothing.)
+    # Yesterday at 3.71 MW: 250 kW of headroom under 99 % of 4 MW x 6 h = 1500 kWh of the 2351.25 kWh
+    # needed; the rest, 851.25 kWh over 6 h = 141.875 kW, is worth raising the peak for.
+    p = valley([3.71e6] * 7 + [3.9e6] + [3.71e6] * 88, 3.9e6)
+    assert p.site_setpoint_w == pytest.approx(-141_875.0)
+    assert p.decided_by == "demand"
+    # Yesterday at 3 MW: 960 kW x 6 h = 5760 kWh of headroom fills the fleet under the peak, so no
+    # raise: at 3.9 MW now the charge stops 60 kW under the target.
+    p = valley([3.0e6] * 7 + [3.9e6] + [3.0e6] * 88, 3.9e6)
+    assert p.site_setpoint_w == pytest.approx(-60_000.0)
+    assert p.decided_by == "demand"
+    # Yesterday at 3.9 MW (360 kWh of headroom): short by more than the even rate over the whole
+    # run, so the raise is capped at that rate, 213.75 kW, not steeper
+    p = valley([3.9e6] * 96, 3.9e6)
+    assert p.site_setpoint_w == pytest.approx(-213_750.0)
+    assert p.decided_by == "demand"
 
 
 def test_pv_surplus_is_stored_first() -> None:

@@ -22,7 +22,15 @@ import math
 
 from agent.config import ControlConfig
 from agent.control.balance import balance_target_w
-from agent.control.demand import DAY_S, allowed_grid_w, close_interval, keep_wh, slots_per_day, target_w
+from agent.control.demand import (
+    DAY_S,
+    allowed_grid_w,
+    close_interval,
+    headroom_wh,
+    keep_wh,
+    slots_per_day,
+    target_w,
+)
 from agent.control.demand import MARGIN as DEMAND_MARGIN
 from agent.control.dispatch import dispatch_fleet
 from agent.control.fleet import build_fleet
@@ -41,6 +49,12 @@ NAN = math.nan
 DAYS_PER_MONTH = 30.4
 _GOOD = Quality.GOOD
 _isfinite = math.isfinite
+# The interval's running mean is a noisy forecast of its rest while the GPU load swings by megawatts
+# within seconds: early in the interval a few swings move it by hundreds of kW, and the demand bound
+# (which scales the forecast's changes by length / time left) then flips the battery between charge
+# and discharge, paying wear and losses for nothing. Blending in the previous interval's average as
+# if it were this many seconds of data steadies the forecast until the interval has its own.
+FORECAST_PRIOR_S = 300.0
 
 REASONS = {
     "device_limits": "at the limit of what the trusted clusters and PCS can do",
@@ -137,10 +151,15 @@ def decide(
             sp = plan_slot(t, into, length, prices, cfg, rate)
             role, tou_end, tou_price = sp.role, now + sp.end_s, sp.price
             if sp.raise_ok and f.capacity_wh > 0.0:
-                # the even rate that fills the fleet over the whole run: a fixed raise for the run,
-                # not one that grows as the run's end nears
+                # Raise only by what the headroom under the target (on the last day's profile) cannot
+                # fill over the rest of the run: where the fleet fills anyway, a higher peak buys nothing.
+                # At most the even rate that fills the fleet over the whole run (what raise_ok priced),
+                # so a fleet still short near the run's end does not buy a steep peak in the last slots.
                 need = max(0.0, ceil * 0.01 * f.capacity_wh - f.energy_wh) / cfg.charge_efficiency
-                raise_w = need * 3600.0 / sp.run_s
+                tgt0 = target_w(peaks, shave, rate, cfg.demand_target_w) * (1.0 - DEMAND_MARGIN)
+                room = headroom_wh(profile, slot, math.ceil(sp.end_s / length), tgt0, f.max_chg_w, length)
+                if need > room:
+                    raise_w = min((need - room) * 3600.0 / max(sp.end_s, length), need * 3600.0 / sp.run_s)
             spread = sp.spread
         keep = keep_wh(
             profile, slot, target_w(peaks, shave, rate, cfg.demand_target_w), length, cfg.discharge_efficiency
@@ -242,10 +261,17 @@ def decide(
             if target != target:  # no trusted cluster: soc is NaN
                 target = 0.0
             # --- 6 demand shaving: a lower bound on discharge ---
-            # Only the interval's average is billed: the load seen so far this interval is the
-            # forecast for the rest of it, so swings inside the interval are not chased (that would
-            # cycle the battery for nothing); deficits still show up in the energy accounting.
-            net_fc = iv_net / cov if cov > 0.0 else net
+            # Only the interval's average is billed: the load seen so far this interval (steadied by
+            # the last interval's average) is the forecast for the rest of it, so swings inside the
+            # interval are not chased (that would cycle the battery for nothing); deficits still show
+            # up in the energy accounting.
+            # The reading now counts for the cycle it stands for, the last interval's average for the
+            # rest of FORECAST_PRIOR_S (so a slow replay, one reading per interval, uses the reading).
+            now_s = dt if 0.0 < dt < FORECAST_PRIOR_S else (FORECAST_PRIOR_S if dt >= FORECAST_PRIOR_S else 0.0)
+            prior = profile[slot - 1] if 0 < slot <= len(profile) else (profile[-1] if profile else NAN)
+            prior_s = FORECAST_PRIOR_S - now_s if prior == prior else 0.0  # NaN: no prior
+            wsum = cov + now_s + prior_s
+            net_fc = (iv_net + net * now_s + (prior * prior_s if prior_s > 0.0 else 0.0)) / wsum if wsum > 0.0 else net
             tgt = target_w(peaks, shave, rate, cfg.demand_target_w)
             if tgt < INF:
                 tgt -= DEMAND_MARGIN * tgt
