@@ -30,7 +30,7 @@ from agent.ledger import Ledger, LedgerSink
 from agent.logs import kv
 from agent.loop import AgentLoop
 from agent.mqtt import MqttLink, parse_mqtt, start_mqtt, stop_mqtt
-from agent.operator import CommandError, OperatorState, SiteLimits, apply_command, parse_command
+from agent.operator import CommandError, OperatorState, SetMaintenance, SiteLimits, apply_command, parse_command
 from agent.roi import economics_config
 from agent.tariff import Tariff, load_tariff
 from agent.telemetry import InfluxSink, LocalStoreSink, parse_telemetry, start_telemetry
@@ -44,11 +44,16 @@ ANY_PORT = -1  # api_port: serve the API on a free loopback port (tests, benchma
 
 # Audit-log action names of the operator's standing decisions -> parse_command names. Overrides are
 # not restored: they are time-limited, and one ending at a restart is the safe direction.
-_STANDING = {"SetMaintenance": "maintenance", "SetMode": "set_mode", "SetReserve": "set_reserve"}
+_STANDING = {
+    "SetMaintenance": "maintenance",
+    "SetMode": "set_mode",
+    "SetReserve": "set_reserve",
+    "Derate": "derate",
+}
 
 
 def restore_operator(state: OperatorState, audit_path: Path, limits: SiteLimits) -> OperatorState:
-    """`state` with the accepted maintenance, mode and reserve commands of the audit log replayed.
+    """`state` with the accepted maintenance, mode, reserve and derate commands of the audit log replayed.
 
     Operator state lives in memory; without this a restarted agent (kill -9, power cut, upgrade)
     would forget that an operator isolated a cluster and command it again, or drop a raised
@@ -66,7 +71,12 @@ def restore_operator(state: OperatorState, audit_path: Path, limits: SiteLimits)
                 if name is None:
                     continue
                 fields = {k: v for k, v in action.items() if k != "command"}
-                state = apply_command(state, parse_command({"command": name, **fields}), 0.0, limits)
+                cmd = parse_command({"command": name, **fields})
+                if isinstance(cmd, SetMaintenance):  # kept for a cluster the site file left out for now
+                    m = state.maintenance | {cmd.cluster_id} if cmd.on else state.maintenance - {cmd.cluster_id}
+                    state = replace(state, maintenance=frozenset(m))
+                else:
+                    state = apply_command(state, cmd, 0.0, limits)
             except (ValueError, KeyError, TypeError, CommandError):
                 continue
     return state

@@ -111,3 +111,18 @@ def test_hub_submit_audits_accepted_and_refused(tmp_path: Path) -> None:
 def test_a_huge_integer_is_refused_with_the_field_named() -> None:
     with pytest.raises(CommandError, match=r"setpoint_w.*too large"):
         parse_command({"command": "override", "setpoint_w": 10**400, "duration_s": 60})
+
+
+def test_standing_decisions_are_restored_from_the_audit_log(tmp_path: Path) -> None:
+    from agent.runtime import restore_operator
+
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    t = datetime(2026, 7, 1, tzinfo=UTC)
+    audit.record(t, "ops", "api", {"command": "SetMaintenance", "cluster_id": "c2", "on": True}, True)
+    audit.record(t, "ops", "api", {"command": "Derate", "cluster_id": "c1", "max_power_pct": 60.0}, True)
+    audit.record(t, "ops", "api", {"command": "SetMode", "mode": "idle"}, False, "refused")  # not applied
+    audit.record(t, "ops", "api", {"command": "Override", "setpoint_w": 1000.0, "duration_s": 60.0}, True)
+    with (tmp_path / "audit.jsonl").open("a") as f:
+        f.write('{"t": "2026-07-01", "action": {"comm')  # torn by a power cut
+    s = restore_operator(OperatorState(), tmp_path / "audit.jsonl", LIM)
+    assert (s.maintenance, s.derate, s.mode, s.override_w) == (frozenset({"c2"}), (("c1", 60.0),), "auto", None)
