@@ -1338,7 +1338,7 @@ class Checks:
             self.observed["measured_export_longest_run_cycles"] = max(
                 self.observed["measured_export_longest_run_cycles"], self._export_run
             )
-        elif src == "telemetry":
+        elif src != "mqtt":  # (MQTT-only cycles come out of order: they neither extend nor end a run)
             self._export_run = 0
         self.observed[f"cycles_{src}"] += 1
         if c.grid_up is False:
