@@ -36,6 +36,10 @@ def _times(start_s: float, n: int, dt: float) -> Array:
     return start_s + dt * np.arange(n, dtype=np.float64)
 
 
+PRUNE_AT = 20_000  # breakpoints kept before old ones are forgotten (~1 simulated day)
+KEEP_S = 3600.0  # history kept behind the latest query
+
+
 class SyntheticTraining:
     """Large synchronized training jobs on `nodes` 8-GPU nodes (seeded, piecewise linear).
 
@@ -129,9 +133,26 @@ class SyntheticTraining:
             self._wn = np.array(self._w)
             self._dirty = False
 
+    def _prune(self, t: float) -> None:
+        """Forget breakpoints more than KEEP_S before `t`: a simulator runs for months and asks
+        for ever later times, and an append-only schedule grew ~1.5 MB per simulated day."""
+        if len(self._t) < PRUNE_AT:
+            return
+        i = bisect.bisect_left(self._t, t - KEEP_S) - 1  # keep the breakpoint before the window
+        if i > 0:
+            del self._t[:i]
+            del self._w[:i]
+            self._dirty = True
+
+    def _check(self, t: float) -> None:
+        if t < self._t[0] and self._t[0] > 0.0:
+            raise ValueError(f"t = {t:g} s is before the kept schedule (from {self._t[0]:g} s; KEEP_S = {KEEP_S:g})")
+
     # --- queries ------------------------------------------------------------------------------
     def at(self, t: float) -> float:
+        self._check(t)
         self._extend(t)
+        self._prune(t)
         ts, ws = self._t, self._w
         i = bisect.bisect_right(ts, t)
         if i <= 0:
@@ -143,7 +164,12 @@ class SyntheticTraining:
 
     def series(self, start_s: float, n: int, dt: float) -> Array:
         ts = _times(start_s, n, dt)
+        self._check(start_s)
         self._extend(float(ts[-1]) if n else start_s)
+        if self._dirty:
+            self._tn = np.array(self._t)
+            self._wn = np.array(self._w)
+            self._dirty = False
         return np.asarray(self.base_w + self.n * np.interp(ts, self._tn, self._wn), dtype=np.float64)
 
 

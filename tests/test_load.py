@@ -107,3 +107,16 @@ def test_clear_sky_pv_is_zero_at_night_and_peaks_at_solar_noon() -> None:
     assert int(np.argmax(day)) == 12 * 60 and day.max() == pytest.approx(800_000.0)
     assert pv.at(9 * 3600.0) == pytest.approx(800_000.0 * math.sin(math.pi * 0.25) ** 1.5)
     assert ClearSkyPv(800_000.0, day_offset_s=12 * 3600.0).at(0.0) == pytest.approx(800_000.0)
+
+
+def test_a_long_running_schedule_stays_bounded_and_unchanged() -> None:
+    from simulators.load import PRUNE_AT, SyntheticTraining
+
+    pruned = SyntheticTraining(nodes=10, seed=3)
+    reference = SyntheticTraining(nodes=10, seed=3)
+    ts = np.arange(0.0, 5 * 86400.0, 7.3)
+    got = [pruned.at(float(t)) for t in ts]
+    assert len(pruned._t) <= PRUNE_AT + 2000  # a month of simulator uptime no longer grows memory
+    assert got == pytest.approx(reference.series(0.0, len(ts), 7.3).tolist(), rel=1e-12)  # same load
+    with pytest.raises(ValueError, match="before the kept schedule"):
+        pruned.at(0.0)
