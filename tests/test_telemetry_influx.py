@@ -171,7 +171,9 @@ def test_unreachable_database_never_blocks_submit(make_hub: Callable[..., Hub], 
         sink.submit(rec)
         worst = max(worst, time.perf_counter() - t)
     sink.close()
-    assert worst < 0.005
+    # A guard, not a performance figure (bench/telemetry_bench.py measures ~6 us): a write attempt
+    # on the caller's side would add an HTTP round trip and a retry back-off per cycle.
+    assert worst < 0.05
     assert sink.spool.stats().points == sink.spooled_points
     assert sink.spooled_points + sink.sent_points == sink.points_out > 0
 
