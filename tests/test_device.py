@@ -284,14 +284,14 @@ async def test_dead_device_costs_the_live_one_nothing() -> None:
         assert live_r["soc_pct"].quality is Quality.GOOD
         assert dead_r["soc_pct"].quality is Quality.COMM_ERROR
         # the live device finishes as fast as alone (loose bound for a shared 2-core machine)
-        assert done["live"] < max(alone) + 0.05
-        assert done["live"] < 0.1
+        assert done["live"] < max(alone) + 0.2
+        assert done["live"] < 0.3  # never waits for the dead one's 0.6 s
         # the dead one is bounded by timeout x (1 + retries) = 0.6 s, plus margin
         assert 0.55 < done["dead"] < 0.9
         # next cycle: the dead device is backing off and answers at once
         t0 = time.perf_counter()
         await asyncio.gather(timed("live", live), timed("dead", dead))
-        assert done["dead"] < 0.02
+        assert done["dead"] < 0.2  # no request, so not even one 0.3 s timeout
     finally:
         await live.close()
         await dead.close()
