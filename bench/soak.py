@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -85,6 +86,11 @@ def main() -> int:
     print(json.dumps(result["ok"], indent=1))
     print(f"violations {result['violation_count']}, cycles {result['cycles_total']}, "
           f"wall {time.monotonic() - t0:.0f} s; reports: {jp} {mp}", flush=True)
+    return finish(result, work, args)
+
+
+def finish(result: dict[str, Any], work: Path, args: argparse.Namespace) -> int:
+    """Exit code from the checks; the work directory is kept when one failed or was asked for."""
     passed = all(result["ok"].values())
     if passed and not args.keep and args.work is None:
         shutil.rmtree(work, ignore_errors=True)
@@ -107,12 +113,7 @@ def month(args: argparse.Namespace) -> int:
     print(json.dumps(result["ok"], indent=1))
     print(f"violations {result['violation_count']}, cycles {result['cycles']}, real {result['real_s']:.0f} s; "
           f"reports: {jp} {mp}", flush=True)
-    passed = all(result["ok"].values())
-    if passed and not args.keep and args.work is None:
-        shutil.rmtree(work, ignore_errors=True)
-    else:
-        print(f"work files kept in {work}")
-    return 0 if passed else 1
+    return finish(result, work, args)
 
 
 if __name__ == "__main__":

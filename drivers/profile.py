@@ -9,6 +9,7 @@ simulators and the tests. Adding a vendor is a new file under drivers/profiles/,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -105,8 +106,13 @@ class Profile:
         except KeyError:
             raise KeyError(f"profile {self.name!r} has no point {key!r}") from None
 
-    def writable_keys(self) -> frozenset[str]:
+    @functools.cached_property
+    def _writable(self) -> frozenset[str]:
         return frozenset(k for k, p in self.points.items() if p.writable)
+
+    def writable_keys(self) -> frozenset[str]:
+        # Asked for every PCS and cluster on every cycle: built once per (immutable) profile.
+        return self._writable
 
     def state_name(self, code: int) -> str | None:
         """Canonical state name (drivers.keys.STATE_*) for a raw state code, None if unmapped."""
