@@ -1,0 +1,42 @@
+"""Optional compiled build of the control hot path with mypyc (as black ships its wheels).
+
+    EMS_MYPYC=1 pip install --no-build-isolation .     # needs mypy and a C compiler; `make fast`
+
+Without EMS_MYPYC this is the plain pure-Python package that `pip install` always builds. The
+compiled modules are the same source, already `mypy --strict` clean, turned into C extensions:
+the offline replay runs about 2.5x faster, with bit-identical results
+(tests/test_compiled_build.py replays a trace both ways and compares every step).
+"""
+
+from __future__ import annotations
+
+import os
+
+from setuptools import setup
+
+# The replay's per-step path: decide() and what it builds, and the battery physics it drives.
+COMPILED = [
+    "agent/snapshot.py",
+    "agent/plan.py",
+    "agent/analyze.py",
+    "agent/control/__init__.py",
+    "agent/control/balance.py",
+    "agent/control/compose.py",
+    "agent/control/demand.py",
+    "agent/control/dispatch.py",
+    "agent/control/fleet.py",
+    "agent/control/prices.py",
+    "agent/control/ramp.py",
+    "agent/control/reserve.py",
+    "agent/control/state.py",
+    "agent/control/tou.py",
+    "simulators/physics.py",
+]
+
+ext_modules = []
+if os.environ.get("EMS_MYPYC") == "1":
+    from mypyc.build import mypycify
+
+    ext_modules = mypycify(COMPILED, opt_level="3")
+
+setup(ext_modules=ext_modules)
