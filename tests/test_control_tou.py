@@ -1,5 +1,6 @@
-"""Time-of-use: roles per price slot on the Shanghai tariff, energy spread over the price run,
-charging under the demand peak unless raising it pays, PV surplus, balancing."""
+"""Time-of-use: roles per price slot on the Shanghai tariff, discharge spread over the price run,
+charge filling the headroom under the demand peak (spread when raising the peak pays), PV surplus,
+balancing."""
 
 from __future__ import annotations
 
@@ -76,14 +77,19 @@ def test_discharge_spreads_the_energy_over_the_rest_of_the_peak() -> None:
     assert p.decided_by == "tou_discharge"
 
 
-def test_charge_spreads_over_the_run_and_stays_under_the_billed_peak() -> None:
-    # 50 % -> 95 %: 45 % x 5016 kWh / 0.96 = 2351.25 kWh over 6 h = 391.875 kW
+def test_charge_fills_the_headroom_under_the_billed_peak() -> None:
+    # 50 % -> 95 %: 45 % x 5016 kWh / 0.96 = 2351.25 kWh, wanted within one interval (9.405 MW); the
+    # headroom now is 98 % of the shaving target (99 % of the billed 5 MW) - 3 MW = 1.851 MW
     p = run(at_hour(12), 3e6, peak=5e6)
-    assert p.site_setpoint_w == pytest.approx(-391_875.0)
-    assert p.decided_by == "tou_charge"
-    p = run(at_hour(12), 3.8e6, peak=4e6)  # only 160 kW of headroom under 99 % of the billed 4 MW
-    assert p.site_setpoint_w == pytest.approx(-160_000.0)
+    assert p.site_setpoint_w == pytest.approx(-1_851_000.0)
     assert p.decided_by == "demand"
+    p = run(at_hour(12), 3.8e6, peak=4e6)  # only 80.8 kW of headroom under 98 % x 99 % of 4 MW
+    assert p.site_setpoint_w == pytest.approx(-80_800.0)
+    assert p.decided_by == "demand"
+    # 94.9 % -> 95 %: 0.1 % x 5016 kWh / 0.96 = 5.225 kWh within one interval = 20.9 kW
+    p = run(at_hour(12), 3e6, soc=94.9, peak=5e6)
+    assert p.site_setpoint_w == pytest.approx(-20_900.0)
+    assert p.decided_by == "tou_charge"
     p = run(at_hour(12), 3e6)  # nothing billed, no history: no charging above the load yet
     assert p.site_setpoint_w == 0.0
     assert p.decided_by == "demand"
@@ -116,9 +122,13 @@ def test_valley_charge_raises_the_peak_only_by_what_the_headroom_cannot_fill() -
     assert p.site_setpoint_w == pytest.approx(-141_875.0)
     assert p.decided_by == "demand"
     # Yesterday at 3 MW: 960 kW x 6 h = 5760 kWh of headroom fills the fleet under the peak, so no
-    # raise: at 3.9 MW now the charge stops 60 kW under the target.
+    # raise: charging keeps 2 % under the 3.96 MW target (3.8808 MW), so at 3.9 MW now it stops...
     p = valley([3.0e6] * 7 + [3.9e6] + [3.0e6] * 88, 3.9e6)
-    assert p.site_setpoint_w == pytest.approx(-60_000.0)
+    assert p.site_setpoint_w == 0.0
+    assert p.decided_by == "demand"
+    # ... and at 3.8 MW it fills the 80.8 kW left under that.
+    p = valley([3.0e6] * 7 + [3.8e6] + [3.0e6] * 88, 3.8e6)
+    assert p.site_setpoint_w == pytest.approx(-80_800.0)
     assert p.decided_by == "demand"
     # Yesterday at 3.9 MW (360 kWh of headroom): short by more than the even rate over the whole
     # run, so the raise is capped at that rate, 213.75 kW, not steeper

@@ -55,6 +55,10 @@ _isfinite = math.isfinite
 # and discharge, paying wear and losses for nothing. Blending in the previous interval's average as
 # if it were this many seconds of data steadies the forecast until the interval has its own.
 FORECAST_PRIOR_S = 300.0
+# Charging fills the headroom under the demand target greedily (see "tou_charge" below); what it takes
+# cannot be given back if the load then steps up late in the interval, so it keeps this much further
+# below the target than shaving does (DEMAND_MARGIN).
+CHARGE_MARGIN = 0.02
 
 REASONS = {
     "device_limits": "at the limit of what the trusted clusters and PCS can do",
@@ -246,8 +250,13 @@ def decide(
             rem = tou_end - now
             rem = rem if rem > 1.0 else 1.0
             if role == ROLE_CHARGE:
+                # As fast as the bounds allow (what is still missing within one demand interval): the
+                # price is the same over the whole run, and the demand bound below keeps the charge
+                # under the target, so a dip in the load (a job restart) is headroom to fill now
+                # rather than a chance lost; spreading it evenly left the fleet short at the run's end.
                 need_wh = max(0.0, ceil - soc) * 0.01 * cap / cfg.charge_efficiency
-                target, src = -need_wh * 3600.0 / rem, "tou_charge"
+                fill_s = rem if raise_w > 0.0 else min(rem, length)
+                target, src = -need_wh * 3600.0 / fill_s, "tou_charge"
             elif role == ROLE_DISCHARGE:
                 # what is left once the rest of the day's demand shaving is provided for
                 avail_wh = max(0.0, (soc - floor) * 0.01 * cap - keep) * cfg.discharge_efficiency
@@ -282,6 +291,15 @@ def decide(
                     tgt = max(tgt, net_fc + raise_w)
                 allow = allowed_grid_w(tgt, iv_grid, cov, iv_len - into, iv_len)
                 a = net_fc - allow
+                if a < 0.0:
+                    # Charging: only into the headroom there is now. The forecast is steady on purpose
+                    # (no discharge chasing swings), but a load stepping up (a job restarting) would
+                    # otherwise keep a greedy charge running until the interval's peak is set.
+                    # Charging is discretionary, shaving is not: it stays CHARGE_MARGIN further below
+                    # the target, unless the target was raised for it (that peak is priced in).
+                    if raise_w <= 0.0:
+                        allow = allowed_grid_w(tgt - CHARGE_MARGIN * tgt, iv_grid, cov, iv_len - into, iv_len)
+                    a = min(0.0, (net if net > net_fc else net_fc) - allow)
                 if a > lo:
                     if a > hi:
                         lo, lo_src = hi, hi_src
