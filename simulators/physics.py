@@ -366,11 +366,19 @@ class PcsParams:
     # Grid-power (PCC) control, the vendor option of pcs_vendor_acme_pcc: the local loop samples the
     # site meter at most every `pcc_sample_s` (a CT/meter update of 20 ms), acts on the reading of
     # the sample before (one sample of meter latency), and asks for its own output plus its share
-    # of the grid error times `pcc_gain`. Gain 1 is "take my share of what the meter says is
-    # missing" and does not overdrive the inverter: the output still follows through the same
-    # first-order lag (tau_s), so the loop answers with roughly tau_s + 1.5 samples, no overshoot.
+    # of the grid error times a gain. The output still follows through the same first-order lag
+    # (tau_s). Per sample the fleet then moves by g x the error one sample old, g = gain x
+    # (1 - exp(-T / tau)): the closed loop z^2 - z + g = 0 is critically damped (fastest without
+    # overshoot) at g = 1/4, which is the default gain (`pcc_gain` None): 1.38 at T 20 ms, tau 0.1 s.
     pcc_sample_s: float = 0.02
-    pcc_gain: float = 1.0
+    pcc_gain: float | None = None
+
+    def pcc_loop_gain(self, sample_s: float) -> float:
+        """The local loop's gain at this sample period (see above)."""
+        if self.pcc_gain is not None:
+            return self.pcc_gain
+        a = 1.0 - math.exp(-sample_s / self.tau_s) if self.tau_s > 0.0 else 1.0
+        return 0.25 / a
 
 
 @dataclass(frozen=True, slots=True)
@@ -399,6 +407,8 @@ class Pcs:
         "_alpha",
         "_alpha_dt",
         "_pcc_cmd",
+        "_pcc_gain",
+        "_pcc_gain_dt",
         "_pcc_last",
         "clusters",
         "enabled",
@@ -445,6 +455,8 @@ class Pcs:
         self.pcc_grid_w = math.nan  # the meter reading the loop acts on
         self._pcc_last = math.nan  # the previous sample's meter reading (one sample of latency)
         self._pcc_cmd = 0.0  # output the loop asks for, held between samples
+        self._pcc_gain = 1.0
+        self._pcc_gain_dt = -1.0
 
     def write_pcc(self, cmd: PccCommand | None, t: float) -> None:
         """A controller wrote the grid-power commands at plant time `t` (None: back to setpoint mode).
@@ -494,7 +506,10 @@ class Pcs:
         if ref < c.grid_min_w:
             ref = c.grid_min_w
         self.pcc_ref_w = ref
-        cmd = self.power_w + self.params.pcc_gain * c.share * (prev - ref)
+        if dt != self._pcc_gain_dt:
+            self._pcc_gain_dt = dt
+            self._pcc_gain = self.params.pcc_loop_gain(dt)
+        cmd = self.power_w + self._pcc_gain * c.share * (prev - ref)
         if cmd > c.max_discharge_w:
             cmd = c.max_discharge_w
         elif cmd < -c.max_charge_w:
