@@ -99,6 +99,23 @@ async def test_losing_the_grid_meter_takes_the_pcs_out_of_grid_control(tmp_path:
         await rig.close()
 
 
+async def test_a_pcs_that_does_not_report_the_mode_raises_an_alarm(tmp_path: Path) -> None:
+    rig = await Rig.open(tmp_path, pcc=True)
+    try:
+        await rig.run(3)
+        assert not [a for a in rig.hub.alarms.active() if a.code == "pcc_inactive"]
+        rig.sim.corrupt("pcs2", k.PCC_ACTIVE, 0.0)  # its read-back says setpoint mode
+        await rig.run(1)
+        active = {(a.code, a.source) for a in rig.hub.alarms.active()}
+        assert ("pcc_inactive", "pcs2") in active
+        assert ("pcc_inactive", "pcs1") not in active
+        rig.sim.corrupt("pcs2", k.PCC_ACTIVE, None)
+        await rig.run(1)
+        assert not [a for a in rig.hub.alarms.active() if a.code == "pcc_inactive"]
+    finally:
+        await rig.close()
+
+
 async def test_a_pcc_site_needs_a_profile_with_the_mode(tmp_path: Path) -> None:
     text = site_text(pcc=True).replace('profile = "pcs_vendor_acme_pcc"', 'profile = "pcs_sunspec_70x"', 1)
     (tmp_path / "site.toml").write_text(text)
