@@ -99,6 +99,35 @@ async def test_losing_the_grid_meter_takes_the_pcs_out_of_grid_control(tmp_path:
         await rig.close()
 
 
+async def test_a_tripped_pcs_is_isolated_and_the_others_keep_holding_the_grid(tmp_path: Path) -> None:
+    rig = await Rig.open(tmp_path, pcc=True)
+    try:
+        await rig.run(3)
+        e0 = _meter_wh(rig)
+        await rig.run(1)
+        e = _meter_wh(rig)
+        avg = [(e - e0) * 3600.0 / rig.site.cycle_s]
+        rig.sim.load_offset(600_000.0)
+        rig.sim.pcs_trip("pcs1")
+        recs = []
+        for _ in range(3):
+            recs.append(await rig.step())
+            e1 = _meter_wh(rig)
+            avg.append((e1 - e) * 3600.0 / rig.site.cycle_s)
+            e = e1
+        last = recs[-1]
+        assert last.plan.grid_control is not None
+        assert set(last.plan.grid_control.pcs) == {"pcs2", "pcs3", "pcs4"}
+        assert sum(lim.share for lim in last.plan.grid_control.pcs.values()) == pytest.approx(1.0)
+        assert last.plan.pcs_setpoints_w["pcs1"] == 0.0
+        assert rig.sim.model.plant.pcs["pcs1"].power_w == 0.0
+        # the step came in with pcs1 tripped: the other three took it, the grid moved at the ramp
+        assert max(abs(b - a) for a, b in itertools.pairwise(avg)) <= RAMP_W_PER_S, avg
+        assert sum(p.power_w for p in rig.sim.model.plant.pcs.values()) > 200_000.0  # still carrying most of it
+    finally:
+        await rig.close()
+
+
 async def test_a_pcs_that_does_not_report_the_mode_raises_an_alarm(tmp_path: Path) -> None:
     rig = await Rig.open(tmp_path, pcc=True)
     try:
