@@ -146,6 +146,16 @@ def test_no_export_is_a_grid_floor_and_the_target_never_below_it() -> None:
     assert p.grid_control is not None and p.grid_control.grid_min_w == PCC_NO_FLOOR_W
 
 
+def test_unavoidable_export_keeps_the_target_at_the_floor_and_the_pcs_charge_fully() -> None:
+    cl, pcs = pcc_fleet()
+    p, _ = run(snap(1e6, pv=5e6, clusters=cl, pcs=pcs))  # 4 MW surplus, 2.5 MW of charge
+    assert "export_unavoidable" in p.alarms
+    assert p.site_setpoint_w == pytest.approx(-4 * 627e3)
+    gc = p.grid_control
+    assert gc is not None and gc.target_w == 0.0 and gc.grid_min_w == 0.0
+    assert all(lim.max_charge_w == pytest.approx(627e3) for lim in gc.pcs.values())
+
+
 def test_the_operator_override_becomes_a_grid_target() -> None:
     cl, pcs = pcc_fleet()
     op = OperatorState(override_w=-800e3, override_until=1e9)

@@ -177,6 +177,7 @@ def decide(
     lo_src = hi_src = "device_limits"
     soc = f.soc_pct
     cap = f.capacity_wh
+    pcc: set[str] | None = None  # PCS the ramp support is delegated to (grid-power control)
 
     if not snap.grid_up:
         # --- 2 outage: the battery is the UPS; the reserve is there to be used ---
@@ -329,7 +330,10 @@ def decide(
                 sd = sum(f.dis[i] for i in idx)
                 sc = sum(f.chg[i] for i in idx)
                 lim[pid] = PccLimits(shares[pid], sd if sd < r else r, sc if sc < r else r)
-        gc = GridControl(new_grid, pcc_ramp, 0.0 if not allow_export else PCC_NO_FLOOR_W, lim)
+        # (When even full charge cannot absorb the PV surplus, "export_unavoidable", the target
+        # stays at the floor: the PCS then charge to their windows, which is the plan's full charge.)
+        floor_w = 0.0 if not allow_export else PCC_NO_FLOOR_W
+        gc = GridControl(new_grid if new_grid > floor_w else floor_w, pcc_ramp, floor_w, lim)
         new_grid = gv  # the ramp reference should the agent take the ramp back: where the grid is
     plan = Plan(
         seq=snap.seq,
