@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -39,10 +39,11 @@ from agent.config import SiteConfig
 from agent.control import Prices, decide, initial_state, reserve_floor_pct
 from agent.operator import OperatorState
 from agent.optimum import BatterySpec, OptimumResult, optimum, resample_mean
+from agent.plan import Plan
 from agent.roi import EconomicsConfig, roi
 from agent.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
 from agent.tariff import FloatArray, Tariff
-from simulators.physics import BatteryPlant, ClusterParams
+from simulators.physics import BatteryPlant, ClusterParams, PccCommand
 
 SOC_RESOLUTION_PCT = 0.1  # what a BMS SoC register resolves
 LIMIT_RESOLUTION_W = 1000.0  # what the BMS charge/discharge limits resolve (after A x V)
@@ -220,14 +221,21 @@ def replay(
     op: OperatorState | None = None,
     progress: ProgressFn | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    decide_every: int = 1,
 ) -> ReplayResult:
     """Replay `trace` through decide() and the battery physics of `site` (see the module doc).
 
     `seed_profile`: start the controller with the trace's first day as "yesterday's" load profile
     (`day_profile`), as the live agent starts with its ledger's; otherwise it learns it on day one.
+    `decide_every`: the agent's cycle in trace steps (a 0.1 s trace and 10 replay a 1 s cycle):
+    decide() runs on the first step of each cycle and the PCS hold what it wrote in between.
+    PCS the site runs in grid-power (PCC) control get the plan's grid target, ramp, share and limits
+    and run their local loop on the plant's meter (load - pv - battery) inside each physics step.
     """
     if not 0.0 <= start_soc_pct <= 100.0:
         raise ValueError(f"start_soc_pct must be within [0, 100], got {start_soc_pct!r}")
+    if decide_every < 1:
+        raise ValueError(f"decide_every must be >= 1 trace step, got {decide_every!r}")
     op = op or OperatorState()
     cfg = site.control
     allow_export = site.allow_export
@@ -245,7 +253,11 @@ def replay(
     capacity = sum(c.capacity_wh for c in cells)
     start_wh = plant.stored_wh()
     view = _ClusterView(site, plant)
-    pcs = tuple(PcsSnapshot(p.id, p.clusters, PcsStatus.ONLINE, p.rated_w) for p in site.pcs)
+    pcs = tuple(
+        PcsSnapshot(p.id, p.clusters, PcsStatus.ONLINE, p.rated_w, grid_control=p.grid_control == "pcc")
+        for p in site.pcs
+    )
+    pcc_ids = [p.id for p in pcs if p.grid_control]
     grid_out = [0.0] * n
     bat_out = [0.0] * n
     soc_out = [math.nan] * n
@@ -270,24 +282,30 @@ def replay(
                 quarter = q
             ld = load[k]
             p = pv[k]
-            snap = SiteSnapshot(
-                k,
-                t,
-                wall,
-                Measured(ld - p - bat),
-                Measured(ld),
-                Measured(p) if p else zero,
-                True,
-                view.now(),
-                pcs,
-            )
-            plan, st = decide(snap, st, cfg, op, prices, allow_export)
-            bat = plant_step(plan.pcs_setpoints_w, dt)
+            if decide_every == 1 or k % decide_every == 0:
+                snap = SiteSnapshot(
+                    k,
+                    t,
+                    wall,
+                    Measured(ld - p - bat),
+                    Measured(ld),
+                    Measured(p) if p else zero,
+                    True,
+                    view.now(),
+                    pcs,
+                )
+                plan, st = decide(snap, st, cfg, op, prices, allow_export)
+                if pcc_ids:
+                    write_grid_control(plant, plan, pcc_ids)
+                setpoints: Mapping[str, float] | None = plan.pcs_setpoints_w
+                by[plan.decided_by] += 1
+                if plan.alarms:
+                    alarm_count.update(plan.alarms)
+            else:
+                setpoints = None  # written once per cycle; the PCS hold it in between
+            bat = plant_step(setpoints, dt, None, ld - p) if pcc_ids else plant_step(setpoints, dt)
             grid_out[k] = ld - p - bat
             bat_out[k] = bat
-            by[plan.decided_by] += 1
-            if plan.alarms:
-                alarm_count.update(plan.alarms)
             soc_out[k] = view.soc_pct  # as of the step's start (register resolution): cheap
             wall = wall + timedelta(seconds=dt)
         if progress is not None:
@@ -305,6 +323,20 @@ def replay(
         decided_by=dict(by),
         alarms=dict(alarm_count),
     )
+
+
+def write_grid_control(plant: BatteryPlant, plan: Plan, pcc_ids: list[str]) -> None:
+    """What the live loop writes to PCS in grid-power (PCC) control, into the simulator physics."""
+    gc = plan.grid_control
+    for pid in pcc_ids:
+        lim = gc.pcs.get(pid) if gc is not None else None
+        if gc is None or lim is None:
+            plant.write_pcc(pid, None)
+        else:
+            cmd = PccCommand(
+                gc.target_w, gc.ramp_w_per_s, lim.share, lim.max_discharge_w, lim.max_charge_w, gc.grid_min_w
+            )
+            plant.write_pcc(pid, cmd)
 
 
 def site_for(site: SiteConfig, clusters: int | None = None, ramp_limit_w_per_s: float | None = None) -> SiteConfig:

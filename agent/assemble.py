@@ -126,6 +126,7 @@ def pcs_snapshot(
     rd: Readings,
     now: float,
     namer: StateNamer,
+    grid_control: bool = False,
 ) -> PcsSnapshot:
     power = measured(rd.get(k.POWER_W), now, site.stale_after_s)
     state = _state(pid, rd, namer)
@@ -145,6 +146,8 @@ def pcs_snapshot(
         rated_w=rated_w,
         power_w=power,
         setpoint_w=measured(rd.get(k.SETPOINT_W), now, site.stale_after_s),
+        grid_control=grid_control,
+        pcc_active=measured(rd.get(k.PCC_ACTIVE), now, site.stale_after_s) if grid_control else Measured.missing(),
     )
 
 
@@ -210,7 +213,9 @@ def build_snapshot(
         for c in site.clusters
     )
     pcs = tuple(
-        pcs_snapshot(site, p.id, p.clusters, p.rated_w, readings.get(p.id, _NO_READINGS), now, namer)
+        pcs_snapshot(
+            site, p.id, p.clusters, p.rated_w, readings.get(p.id, _NO_READINGS), now, namer, p.grid_control == "pcc"
+        )
         for p in site.pcs
     )
 

@@ -14,6 +14,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agent.tomlcheck import REQUIRED, ConfigError, Table, load_toml
 
 METER_ROLES = ("grid", "load", "pv", "rack")
+# [[pcs]] grid_control: "setpoint" = the PCS follows the agent's active-power setpoint (SunSpec 704
+# WSet or a vendor register); "pcc" = the PCS regulates the grid import at the point of common
+# coupling itself, on its own meter, toward a target and ramp the agent sets (a vendor option; the
+# profile must have the pcc_* points, see drivers/profiles/pcs_vendor_acme_pcc.toml).
+GRID_CONTROL_MODES = ("setpoint", "pcc")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,7 @@ class DeviceConfig:
     rated_w: float = 0.0  # PCS: rating
     capacity_wh: float = 0.0  # clusters: nameplate energy
     clusters: tuple[str, ...] = ()  # PCS: the clusters wired behind it
+    grid_control: str = "setpoint"  # PCS: "setpoint" | "pcc" (GRID_CONTROL_MODES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,11 +120,35 @@ def _device(t: Table, kind: str, defaults: Table | None) -> DeviceConfig:
         rated_w=t.number("rated_w", lo=0, lo_open=True) if kind == "pcs" else 0.0,
         capacity_wh=t.number("capacity_wh", lo=0, lo_open=True) if kind == "cluster" else 0.0,
         clusters=t.texts("clusters") if kind == "pcs" else (),
+        grid_control=t.text("grid_control", "setpoint", choices=GRID_CONTROL_MODES) if kind == "pcs" else "setpoint",
     )
+    if dev.grid_control == "pcc":
+        _check_pcc_profile(t, dev)
     if kind == "cluster":
         t.flag("maintenance", False)
     t.done()
     return dev
+
+
+def _check_pcc_profile(t: Table, dev: DeviceConfig) -> None:
+    """grid_control = "pcc" needs a profile that can be commanded in that mode."""
+    from drivers import keys
+    from drivers.profile import load_profile
+
+    try:
+        prof = load_profile(dev.profile)
+    except (ConfigError, OSError) as e:
+        t.fail("profile", f"cannot be loaded to check grid_control = \"pcc\": {e}")
+    missing = [k for k in keys.PCC_COMMAND_KEYS if k not in prof.writable_keys()]
+    if keys.PCC_ACTIVE not in prof.points:
+        missing.append(keys.PCC_ACTIVE)
+    if missing:
+        t.fail(
+            "grid_control",
+            f'is "pcc" but profile {dev.profile!r} has no grid-power control points '
+            f"({', '.join(missing)}); use a profile with them (e.g. pcs_vendor_acme_pcc)"
+            ' or grid_control = "setpoint"',
+        )
 
 
 def _control(t: Table) -> ControlConfig:
@@ -194,6 +224,17 @@ def parse_site(data: dict[str, Any], path: Path) -> SiteConfig:
     root.done()
 
     _check_wiring(path, meters, pcs, clusters)
+    pcc = [p.id for p in pcs if p.grid_control == "pcc"]
+    if pcc and not any(m.role == "grid" for m in meters):
+        raise ConfigError(
+            f'{path}: [[pcs]] {pcc[0]!r} key \'grid_control\' is "pcc" but the site has no [[meter]] with'
+            ' role = "grid": the agent checks the grid import the PCS regulates on that meter'
+        )
+    if pcc and control.ramp_limit_w_per_s <= 0:
+        raise ConfigError(
+            f'{path}: [[pcs]] {pcc[0]!r} key \'grid_control\' is "pcc" but [control] ramp_limit_w_per_s is 0:'
+            " grid-power control exists to hold the grid ramp; set the limit (W/s) or use \"setpoint\""
+        )
     return SiteConfig(
         path=path,
         id=site_id,

@@ -89,6 +89,8 @@ class AgentLoop:
         self.seq = 0
         self._revert_ok: set[str] = set()
         self._opened: set[str] = set()  # clusters whose contactor this agent opened (maintenance)
+        self._pcc_on: set[str] = set()  # PCS told to regulate the grid (PCC mode) by the last good write
+        self._pcc_pending: frozenset[str] = frozenset()
         self._stop = asyncio.Event()
         self._apply_site(site)
         self.on_cycle: list[Callable[[CycleRecord], Awaitable[None] | None]] = []
@@ -144,30 +146,59 @@ class AgentLoop:
     async def _write(self, snap: SiteSnapshot, plan: Plan) -> None:
         writes = []
         revert_s = max(2.0, REVERT_FACTOR * self.site.cycle_s)
+        gc = plan.grid_control
         for p in snap.pcs:
             dev = self.devs.devices.get(p.id)
             if dev is None or p.status is PcsStatus.OFFLINE:
                 self._revert_ok.discard(p.id)
+                self._pcc_on.discard(p.id)
                 continue
             w = plan.pcs_setpoints_w.get(p.id, 0.0)
             if not math.isfinite(w):  # a plan never holds one; refuse to pass it on regardless
                 w = 0.0
-            values: dict[str, float] = {k.SETPOINT_W: w}
+            values: dict[str, float] = {}
+            pcc: bool | None = None  # None: not a grid-power (PCC) PCS
+            if p.grid_control:
+                # Mode commands first (one request, register order), then the setpoint: a PCS leaving
+                # the mode holds its output and then follows the setpoint; in the mode the setpoint
+                # write only restarts the revert timer. The same timer covers both modes.
+                lim = gc.pcs.get(p.id) if gc is not None else None
+                pcc = lim is not None and gc is not None and all(
+                    math.isfinite(v) for v in (gc.target_w, gc.ramp_w_per_s, gc.grid_min_w)
+                )
+                if pcc and gc is not None and lim is not None:
+                    values = {
+                        k.PCC_ENABLE: 1.0,
+                        k.PCC_TARGET_W: gc.target_w,
+                        k.PCC_RAMP_W_PER_S: gc.ramp_w_per_s,
+                        k.PCC_SHARE: lim.share,
+                        k.PCC_MAX_DISCHARGE_W: lim.max_discharge_w,
+                        k.PCC_MAX_CHARGE_W: lim.max_charge_w,
+                        k.PCC_GRID_MIN_W: gc.grid_min_w,
+                    }
+                else:
+                    values = {k.PCC_ENABLE: 0.0}
             if p.id not in self._revert_ok:
-                values = {k.REVERT_S: revert_s, k.SETPOINT_ENABLE: 1.0, **values}
-            writes.append(self._write_one(p.id, dev, values))
+                values |= {k.REVERT_S: revert_s, k.SETPOINT_ENABLE: 1.0}
+            values[k.SETPOINT_W] = w
+            writes.append(self._write_one(p.id, dev, values, pcc))
         await asyncio.gather(*writes)
 
-    async def _write_one(self, pid: str, dev: ModbusDevice, values: dict[str, float]) -> None:
+    async def _write_one(self, pid: str, dev: ModbusDevice, values: dict[str, float], pcc: bool | None = None) -> None:
         writable = self.devs.profiles[pid].writable_keys()
         values = {key: v for key, v in values.items() if key in writable}
         try:
             await dev.write(values)
         except Exception as e:
             self._revert_ok.discard(pid)
+            self._pcc_on.discard(pid)
             self.hub.alarms.raise_("write_failed", pid, Severity.WARNING, str(e), self.wall())
             return
         self._revert_ok.add(pid)
+        if pcc:
+            self._pcc_on.add(pid)
+        else:
+            self._pcc_on.discard(pid)
         self.hub.alarms.clear("write_failed", pid, self.wall())
 
     async def _contactors(self, snap: SiteSnapshot) -> None:
@@ -223,6 +254,10 @@ class AgentLoop:
             elif p.status is PcsStatus.OFFLINE:
                 q = p.power_w.quality.value
                 wanted[f"device_comm@{p.id}"] = ("device_comm", p.id, Severity.WARNING, f"no usable data ({q})")
+            elif p.id in self._pcc_pending and not (p.pcc_active.ok and p.pcc_active.value == 1.0):
+                # commanded into grid-power control a cycle ago, yet it does not report the mode
+                msg = "commanded into grid-power (PCC) control but pcc_active does not read 1"
+                wanted[f"pcc_inactive@{p.id}"] = ("pcc_inactive", p.id, Severity.WARNING, msg)
         meter_values = {"grid": snap.grid_w, "load": snap.load_w, "pv": snap.pv_w}
         for m in self.site.meters:
             v = meter_values.get(m.role)
@@ -233,7 +268,7 @@ class AgentLoop:
         for code in plan.alarms:
             wanted[f"{code}@control"] = (code, "control", Severity.WARNING, code.replace("_", " "))
         before = {a.id: a for a in book.active()}
-        owned = {"cluster_fault", "cluster_disconnected", "device_comm", "pcs_fault", "grid_outage"}
+        owned = {"cluster_fault", "cluster_disconnected", "device_comm", "pcs_fault", "grid_outage", "pcc_inactive"}
         book.sync(wanted, owned | set(plan.alarms), now)
         for a in book.active():
             if a.source == "control" and f"{a.code}@control" not in wanted:
@@ -252,6 +287,7 @@ class AgentLoop:
         readings = await self._poll()
         t1 = self.clock()
         snap = self.snapshot(readings, t1)
+        self._pcc_pending = frozenset(self._pcc_on)  # what this cycle's read-back should show
         plan, self.cstate = decide(
             snap, self.cstate, self.site.control, self.hub.operator, self.prices, self.site.allow_export
         )

@@ -108,6 +108,10 @@ class PcsSnapshot:
     rated_w: float  # apparent/active power rating, magnitude
     power_w: Measured = field(default_factory=Measured.missing)
     setpoint_w: Measured = field(default_factory=Measured.missing)  # read back
+    # The site file runs this PCS in grid-power (PCC) control ([[pcs]] grid_control = "pcc"): it
+    # regulates the grid import on its own meter toward the target the plan gives it.
+    grid_control: bool = False
+    pcc_active: Measured = field(default_factory=Measured.missing)  # read back: 1 while in the mode
 
     @property
     def trusted(self) -> bool:
@@ -139,6 +143,11 @@ class SiteSnapshot:
                 return math.nan
             total += p.power_w.value
         return total
+
+    @property
+    def has_grid_control(self) -> bool:
+        """Is any PCS configured for grid-power (PCC) control?"""
+        return any(p.grid_control for p in self.pcs)
 
     def cluster(self, cluster_id: str) -> ClusterSnapshot | None:
         for c in self.clusters:

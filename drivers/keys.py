@@ -36,6 +36,21 @@ SETPOINT_ENABLE: Final = "setpoint_enable"  # writable: 1 = follow setpoint_w
 REVERT_S: Final = "revert_s"  # writable: revert timer; PCS goes to 0 W if not rewritten
 RATED_W: Final = "rated_w"  # W, magnitude
 FREQUENCY_HZ: Final = "frequency_hz"
+# grid-power (PCC / external-meter) control, a vendor option (drivers/profiles/pcs_vendor_acme_pcc.toml)
+PCC_ENABLE: Final = "pcc_enable"  # writable: 1 = regulate the grid import at the PCC, 0 = follow setpoint_w
+PCC_TARGET_W: Final = "pcc_target_w"  # writable: grid import target, W (import positive)
+PCC_RAMP_W_PER_S: Final = "pcc_ramp_w_per_s"  # writable: how fast the PCS moves its grid reference
+PCC_SHARE: Final = "pcc_share"  # writable: this PCS's fraction (0..1) of the grid correction
+PCC_MAX_DISCHARGE_W: Final = "pcc_max_discharge_w"  # writable: output limits in the mode (magnitudes)
+PCC_MAX_CHARGE_W: Final = "pcc_max_charge_w"
+PCC_GRID_MIN_W: Final = "pcc_grid_min_w"  # writable: never drive the import below this (0 = no export)
+PCC_ACTIVE: Final = "pcc_active"  # read: 1 while the PCS regulates the grid
+PCC_GRID_W: Final = "pcc_grid_w"  # read: what the PCS's own meter reads (import positive)
+PCC_REF_W: Final = "pcc_ref_w"  # read: the PCS's ramp-limited grid reference now
+PCC_SAMPLE_MS: Final = "pcc_sample_ms"  # read: the local loop's sample period
+PCC_COMMAND_KEYS: Final = (
+    PCC_ENABLE, PCC_TARGET_W, PCC_RAMP_W_PER_S, PCC_SHARE, PCC_MAX_DISCHARGE_W, PCC_MAX_CHARGE_W, PCC_GRID_MIN_W,
+)
 
 # --- meters (grid, GPU rack load, PV) -------------------------------------------------------
 ENERGY_IMPORT_WH: Final = "energy_import_wh"

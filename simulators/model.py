@@ -58,7 +58,7 @@ class SiteModel:
         load = self.load.at(t)
         pv = self.pv.at(t) if self.pv is not None else 0.0
         if self.grid_up:
-            batt = self.plant.step(None, dt)
+            batt = self.plant.step(None, dt, net_w=load - pv)
             grid = load - pv - batt
             self.unserved_w = self.curtailed_w = 0.0
         else:

@@ -363,19 +363,62 @@ class PcsParams:
     rated_w: float
     tau_s: float = 0.1  # first-order response time constant
     revert_s: float = 30.0  # default revert timer (0 = off) until the controller writes one
+    # Grid-power (PCC) control, the vendor option of pcs_vendor_acme_pcc: the local loop samples the
+    # site meter at most every `pcc_sample_s` (a CT/meter update of 20 ms), acts on the reading of
+    # the sample before (one sample of meter latency), and asks for its own output plus its share
+    # of the grid error times a gain. The output still follows through the same first-order lag
+    # (tau_s). Per sample the fleet then moves by g x the error one sample old, g = gain x
+    # (1 - exp(-T / tau)): the closed loop z^2 - z + g = 0 is critically damped (fastest without
+    # overshoot) at g = 1/4, which is the default gain (`pcc_gain` None): 1.38 at T 20 ms, tau 0.1 s.
+    pcc_sample_s: float = 0.02
+    pcc_gain: float | None = None
+
+    def pcc_loop_gain(self, sample_s: float) -> float:
+        """The local loop's gain at this sample period (see above)."""
+        if self.pcc_gain is not None:
+            return self.pcc_gain
+        a = 1.0 - math.exp(-sample_s / self.tau_s) if self.tau_s > 0.0 else 1.0
+        return 0.25 / a
+
+
+@dataclass(frozen=True, slots=True)
+class PccCommand:
+    """What a controller writes to a PCS for grid-power control (see PcsParams and Pcs.write_pcc)."""
+
+    target_w: float  # grid import target (import positive)
+    ramp_w_per_s: float  # the reference moves toward the target by at most this per second
+    share: float  # this PCS's fraction of the correction (0..1)
+    max_discharge_w: float  # output limits in the mode (magnitudes)
+    max_charge_w: float
+    grid_min_w: float = 0.0  # the reference never goes below this (0: no export)
 
 
 class Pcs:
-    """A PCS: follows its setpoint (first order), clamps to rating and healthy cluster limits."""
+    """A PCS: follows its setpoint (first order), clamps to rating and healthy cluster limits.
+
+    In grid-power (PCC) mode (`write_pcc`) it ignores the setpoint and runs its own loop on the
+    site meter (`sample`, called by BatteryPlant.step at most every `pcc_sample_s`): a grid
+    reference moves toward the target at the ramp rate (never below grid_min_w), and the PCS
+    asks for its output plus share x gain x (meter - reference), within the mode's limits. The
+    revert timer covers the mode too: quiet for revert_s -> mode off, setpoint WSetRvrt (0 W).
+    """
 
     __slots__ = (
         "_alpha",
         "_alpha_dt",
+        "_pcc_cmd",
+        "_pcc_gain",
+        "_pcc_gain_dt",
+        "_pcc_last",
         "clusters",
         "enabled",
         "id",
         "last_write_t",
         "params",
+        "pcc",
+        "pcc_grid_w",
+        "pcc_on",
+        "pcc_ref_w",
         "power_w",
         "revert_enabled",
         "revert_s",
@@ -406,6 +449,72 @@ class Pcs:
         self.tripped = False
         self._alpha = 1.0
         self._alpha_dt = -1.0
+        self.pcc_on = False  # in grid-power (PCC) control
+        self.pcc: PccCommand | None = None
+        self.pcc_ref_w = math.nan  # ramp-limited grid reference (NaN until the first sample)
+        self.pcc_grid_w = math.nan  # the meter reading the loop acts on
+        self._pcc_last = math.nan  # the previous sample's meter reading (one sample of latency)
+        self._pcc_cmd = 0.0  # output the loop asks for, held between samples
+        self._pcc_gain = 1.0
+        self._pcc_gain_dt = -1.0
+
+    def write_pcc(self, cmd: PccCommand | None, t: float) -> None:
+        """A controller wrote the grid-power commands at plant time `t` (None: back to setpoint mode).
+
+        Also the revert-timer heartbeat. Entering the mode starts the reference at the meter reading.
+        """
+        if cmd is not None:
+            for name in ("target_w", "ramp_w_per_s", "share", "max_discharge_w", "max_charge_w", "grid_min_w"):
+                v = getattr(cmd, name)
+                if not math.isfinite(v):
+                    raise ValueError(f"pcs {self.id}: pcc {name} must be finite, got {v!r}")
+            if cmd.ramp_w_per_s < 0 or not 0.0 <= cmd.share <= 1.0 or cmd.max_discharge_w < 0 or cmd.max_charge_w < 0:
+                raise ValueError(f"pcs {self.id}: pcc ramp and limits must be >= 0 and share within [0, 1]: {cmd}")
+            if not self.pcc_on:
+                self.pcc_ref_w = self._pcc_last = math.nan
+                self._pcc_cmd = self.power_w
+            self.pcc_on = True
+        else:
+            if self.pcc_on:
+                self.setpoint_w = self.power_w  # bumpless: hold until a setpoint is written
+            self.pcc_on = False
+        self.pcc = cmd
+        self.last_write_t = t
+        self.reverted = False
+
+    def sample(self, meter_w: float, dt: float) -> None:
+        """One step of the local loop: the meter reads `meter_w` now; `dt` s since the last sample."""
+        c = self.pcc
+        if not self.pcc_on or c is None or self.tripped:
+            return
+        prev = self._pcc_last
+        self._pcc_last = meter_w
+        if prev != prev:  # first sample in the mode: the reference starts where the grid is
+            self.pcc_ref_w = prev = meter_w
+            if prev < c.grid_min_w:
+                self.pcc_ref_w = c.grid_min_w
+        self.pcc_grid_w = prev
+        ref = self.pcc_ref_w
+        step = c.ramp_w_per_s * dt
+        tgt = c.target_w if c.target_w > c.grid_min_w else c.grid_min_w
+        if tgt > ref + step:
+            ref += step
+        elif tgt < ref - step:
+            ref -= step
+        else:
+            ref = tgt
+        if ref < c.grid_min_w:
+            ref = c.grid_min_w
+        self.pcc_ref_w = ref
+        if dt != self._pcc_gain_dt:
+            self._pcc_gain_dt = dt
+            self._pcc_gain = self.params.pcc_loop_gain(dt)
+        cmd = self.power_w + self._pcc_gain * c.share * (prev - ref)
+        if cmd > c.max_discharge_w:
+            cmd = c.max_discharge_w
+        elif cmd < -c.max_charge_w:
+            cmd = -c.max_charge_w
+        self._pcc_cmd = cmd
 
     def write_setpoint(self, w: float, t: float) -> None:
         """A controller wrote the setpoint at plant time `t` (also the revert-timer heartbeat)."""
@@ -438,7 +547,11 @@ class Pcs:
             if quiet and self.revert_enabled and self.revert_s > 0.0 and not self.reverted:
                 self.reverted = True  # the controller went quiet: fall back (0 W: safe state)
                 self.setpoint_w = self.revert_to_w
-            target = self.setpoint_w if self.enabled else 0.0
+                self.pcc_on = False  # and leave grid-power control
+            if self.pcc_on:
+                target = self._pcc_cmd if self.enabled else 0.0
+            else:
+                target = self.setpoint_w if self.enabled else 0.0
         if target > dis:
             target = dis
         elif target < -chg:
@@ -502,6 +615,11 @@ class Pcs:
             "revert_enable": 1 if self.revert_enabled else 0,
             "revert_remaining_s": self.revert_remaining_s(t),
             "heartbeat": int(t) & 0xFFFF,  # vendor maps: a counter that proves the PCS is alive
+            K.PCC_ACTIVE: 1 if self.pcc_on and not self.tripped else 0,
+            K.PCC_GRID_W: self.pcc_grid_w if self.pcc_grid_w == self.pcc_grid_w else 0.0,
+            K.PCC_REF_W: self.pcc_ref_w if self.pcc_on and self.pcc_ref_w == self.pcc_ref_w else 0.0,
+            K.PCC_SAMPLE_MS: round(self.params.pcc_sample_s * 1000.0),
+            K.PCC_ENABLE: 1 if self.pcc_on else 0,
         }
 
     def trip(self) -> None:
@@ -541,8 +659,11 @@ class BatteryPlant:
         revert_s: float = 30.0,
         seed: int = 0,
         noise: bool = True,
+        pcc_sample_s: float = 0.02,
     ) -> BatteryPlant:
         """wiring: pcs id -> (rated W, [cluster ids]). Per-cluster params/SoC may be mappings."""
+        if not 0.0 < pcc_sample_s <= 1.0:
+            raise ValueError(f"pcc_sample_s must be within (0, 1] s, got {pcc_sample_s!r}")
         clusters: dict[str, Cluster] = {}
         pcs: dict[str, Pcs] = {}
         for pid, (rated, cids) in wiring.items():
@@ -552,11 +673,15 @@ class BatteryPlant:
                 s = soc_pct if isinstance(soc_pct, (int, float)) else soc_pct[cid]
                 clusters[cid] = Cluster(cid, cp, float(s), seed, noise)
                 members.append(clusters[cid])
-            pcs[pid] = Pcs(pid, PcsParams(rated, tau_s, revert_s), members)
+            pcs[pid] = Pcs(pid, PcsParams(rated, tau_s, revert_s, pcc_sample_s), members)
         return BatteryPlant(pcs, clusters)
 
     def write(self, pcs_id: str, setpoint_w: float) -> None:
         self.pcs[pcs_id].write_setpoint(setpoint_w, self.t)
+
+    def write_pcc(self, pcs_id: str, cmd: PccCommand | None) -> None:
+        """Grid-power (PCC) commands for one PCS now (None: back to setpoint mode)."""
+        self.pcs[pcs_id].write_pcc(cmd, self.t)
 
     def limits(self) -> tuple[float, float]:
         """Site (max charge W, max discharge W) over PCS units that are not tripped."""
@@ -569,16 +694,37 @@ class BatteryPlant:
         return chg, dis
 
     def step(
-        self, setpoints_w: Mapping[str, float] | None, dt: float, island_w: float | None = None
+        self,
+        setpoints_w: Mapping[str, float] | None,
+        dt: float,
+        island_w: float | None = None,
+        net_w: float | None = None,
     ) -> float:
         """Write `setpoints_w` (if given) now, advance `dt` s; returns total battery AC power (W).
 
         island_w: grid is down; the PCS units carry this net demand (load - pv) together, each in
         proportion to its available limit, instead of following setpoints.
+        net_w: the site's load - pv over the step (grid up). PCS units in grid-power (PCC) mode need
+        it: their meter reads net_w - battery. The step is then cut into sub-steps no longer than
+        the shortest PCC sample period, each PCS in the mode samples the meter at every sub-step,
+        and the return value is the battery's mean power over the step (what a meter integrates).
+        A setpoint written here takes a PCS out of PCC mode only through write_pcc(None).
         """
         if setpoints_w:
             for pid, w in setpoints_w.items():
-                self.pcs[pid].write_setpoint(w, self.t)
+                p = self.pcs[pid]
+                if p.pcc_on:
+                    p.last_write_t = self.t  # the heartbeat; the PCS keeps regulating the grid
+                    p.setpoint_w = w
+                else:
+                    p.write_setpoint(w, self.t)
+        if island_w is None and net_w is not None:
+            sample = math.inf
+            for p in self._pcs_list:
+                if p.pcc_on and p.params.pcc_sample_s < sample:
+                    sample = p.params.pcc_sample_s
+            if sample < math.inf:
+                return self._step_pcc(dt, net_w, sample)
         self.t += dt
         t = self.t
         total = 0.0
@@ -595,6 +741,27 @@ class BatteryPlant:
             c, d = p.limits()
             total += p.step(t, dt, island_w * ((d if island_w >= 0.0 else c) / lim))
         return total
+
+    def _step_pcc(self, dt: float, net_w: float, sample_s: float) -> float:
+        n = max(1, math.ceil(dt / sample_s - 1e-9))
+        h = dt / n
+        pcs = self._pcs_list
+        energy = 0.0
+        for _ in range(n):
+            bat = 0.0
+            for p in pcs:
+                bat += p.power_w
+            meter = net_w - bat
+            for p in pcs:
+                if p.pcc_on:
+                    p.sample(meter, h)
+            self.t += h
+            t = self.t
+            total = 0.0
+            for p in pcs:
+                total += p.step(t, h)
+            energy += total * h
+        return energy / dt if dt > 0.0 else 0.0
 
     def stored_wh(self) -> float:
         return sum(c.stored_wh for c in self.clusters.values())

@@ -18,6 +18,7 @@ running synthetic training jobs (about 5-6 MW with cooling, swinging by MW) and 
     pv_peak_w = 500000      # clear-sky PV (only if the site has a pv meter); 0 = none
     tau_s = 0.1             # PCS first-order response
     revert_s = 30           # PCS revert timer until the controller writes one
+    pcc_sample_s = 0.02     # PCS grid-power (PCC) mode: the local loop's meter sample period
     tick_s = 0.05           # physics step and register refresh period (simulated seconds)
     speed = 1.0             # simulated seconds per real second (CLI --speed overrides)
     control_port = 0        # JSON-lines control socket on 127.0.0.1 (0 = any free port)
@@ -53,6 +54,7 @@ class SimulationConfig:
     pv_peak_w: float = 500_000.0
     tau_s: float = 0.1
     revert_s: float = 30.0
+    pcc_sample_s: float = 0.02
     tick_s: float = 0.05
     speed: float = 1.0
     control_port: int = 0
@@ -89,6 +91,7 @@ def parse_simulation(site: SiteConfig) -> SimulationConfig:
         pv_peak_w=t.number("pv_peak_w", d.pv_peak_w, lo=0),
         tau_s=t.number("tau_s", d.tau_s, lo=0, hi=60),
         revert_s=t.number("revert_s", d.revert_s, lo=0, hi=86400),
+        pcc_sample_s=t.number("pcc_sample_s", d.pcc_sample_s, lo=0.001, hi=1.0),
         tick_s=t.number("tick_s", d.tick_s, lo=0.001, hi=10, lo_open=True),
         speed=t.number("speed", d.speed, lo=0, hi=10_000, lo_open=True),
         control_port=t.integer("control_port", d.control_port, lo=0, hi=65535),

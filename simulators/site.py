@@ -24,11 +24,12 @@ from typing import Any
 
 from agent.config import DeviceConfig, SiteConfig
 from drivers import keys as K
+from drivers.profile import load_profile
 from simulators.faults import EXCEPTION_CODES, CommFaults, parse_value
 from simulators.image import DeviceImage, image_for
 from simulators.load import Inference, LoadModel, Offset, SyntheticTraining, TraceReplay, WithCooling
 from simulators.model import SiteModel
-from simulators.physics import BatteryPlant, ClusterParams
+from simulators.physics import BatteryPlant, ClusterParams, PccCommand
 from simulators.pv import ClearSkyPv
 from simulators.server import PortServer, ServedUnit
 from simulators.simconfig import SimulationConfig, parse_simulation
@@ -45,7 +46,7 @@ def build_model(site: SiteConfig, sim: SimulationConfig, day_offset_s: float) ->
     }
     soc = {c.id: sim.soc.get(c.id, sim.soc_pct) for c in site.clusters}
     wiring = {p.id: (p.rated_w, list(p.clusters)) for p in site.pcs}
-    plant = BatteryPlant.build(wiring, params, soc, sim.tau_s, sim.revert_s, sim.seed, sim.noise)
+    plant = BatteryPlant.build(wiring, params, soc, sim.tau_s, sim.revert_s, sim.seed, sim.noise, sim.pcc_sample_s)
     it: LoadModel
     if sim.load == "synthetic":
         it = SyntheticTraining(nodes=sim.nodes, seed=sim.seed)
@@ -87,6 +88,12 @@ class SimulatedSite:
         self._devices = {d.id: d for d in site.devices}
         racks = [m for m in site.meters if m.role == "rack"]
         self._rack_share = 1.0 / len(racks) if racks else 1.0
+        # grid-power (PCC) command registers as last written, per PCS whose profile has them
+        self._pcc_regs: dict[str, dict[str, float]] = {
+            d.id: {key: 0.0 for key in K.PCC_COMMAND_KEYS}
+            for d in site.pcs
+            if set(K.PCC_COMMAND_KEYS) <= load_profile(d.profile).writable_keys()
+        }
         self.servers: list[PortServer] = []
         self.ports: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
@@ -102,7 +109,11 @@ class SimulatedSite:
             return m.plant.clusters[dev.id].measure()
         if dev.kind == "pcs":
             up = m.grid_up
-            return m.plant.pcs[dev.id].measure(m.t, m.voltage_v, m.frequency_hz if up else 0.0)
+            vals = m.plant.pcs[dev.id].measure(m.t, m.voltage_v, m.frequency_hz if up else 0.0)
+            regs = self._pcc_regs.get(dev.id)
+            if regs is not None:  # the command registers hold what was written; the mode is the PCS's
+                vals |= {key: v for key, v in regs.items() if key != K.PCC_ENABLE}
+            return vals
         vals = m.meter_values(dev.role)
         if dev.role == "rack":  # several rack meters share the IT load equally
             for k in (K.POWER_W, K.CURRENT_A, K.ENERGY_IMPORT_WH, K.ENERGY_EXPORT_WH):
@@ -138,8 +149,27 @@ class SimulatedSite:
                 raise ValueError(f"{dev.id}: only setpoint_mode 1 (watts) is simulated")
             if K.SETPOINT_ENABLE in decoded:
                 pcs.enabled = bool(decoded[K.SETPOINT_ENABLE])
+            regs = self._pcc_regs.get(dev.id)
+            pcc = [key for key in K.PCC_COMMAND_KEYS if key in decoded]
+            if pcc and regs is not None:
+                regs.update({key: decoded[key] for key in pcc})
+                if regs[K.PCC_ENABLE] not in (0.0, 1.0):
+                    raise ValueError(f"{dev.id}: pcc_enable must be 0 or 1, got {regs[K.PCC_ENABLE]!r}")
+                pcc_cmd = (
+                    PccCommand(
+                        regs[K.PCC_TARGET_W], regs[K.PCC_RAMP_W_PER_S], regs[K.PCC_SHARE],
+                        regs[K.PCC_MAX_DISCHARGE_W], regs[K.PCC_MAX_CHARGE_W], regs[K.PCC_GRID_MIN_W],
+                    )
+                    if regs[K.PCC_ENABLE] == 1.0
+                    else None
+                )  # fmt: skip
+                pcs.write_pcc(pcc_cmd, self.model.t)
             if K.SETPOINT_W in decoded:
-                pcs.write_setpoint(decoded[K.SETPOINT_W], self.model.t)
+                if pcs.pcc_on:  # in grid-power mode the setpoint is only held (and is the heartbeat)
+                    pcs.setpoint_w = decoded[K.SETPOINT_W]
+                    pcs.last_write_t = self.model.t
+                else:
+                    pcs.write_setpoint(decoded[K.SETPOINT_W], self.model.t)
             self.images[dev.id].refresh(self.values(dev), self.faults[dev.id].corrupt)
 
         return write

@@ -40,9 +40,15 @@ soc_pct = {soc}
 
 
 def site_text(ports: dict[int, int] | None = None, soc: float = 50.0, drop: tuple[str, ...] = (),
-              cycle_s: float = 1.0, extra: str = "") -> str:
-    """The demo site, moved to `ports` (configured port -> served port), clusters in `drop` left out."""
+              cycle_s: float = 1.0, extra: str = "", pcc: bool = False) -> str:
+    """The demo site, moved to `ports` (configured port -> served port), clusters in `drop` left out.
+
+    `pcc`: every PCS speaks the ACME map with grid-power control and runs in that mode.
+    """
     text = DEMO.read_text()
+    if pcc:
+        text = re.sub(r'^profile = "pcs_[a-z0-9_]+"$', 'profile = "pcs_vendor_acme_pcc"\ngrid_control = "pcc"', text,
+                      flags=re.M)
     text = text.replace("cycle_s = 1.0", f"cycle_s = {cycle_s}")
     if ports:
         text = re.sub(r"^port = (\d+)$", lambda m: f"port = {ports[int(m.group(1))]}", text, flags=re.M)
@@ -63,10 +69,12 @@ class FakeClock:
 class Rig:
     """`await Rig.open(tmp_path)`; `await rig.step()` per cycle; `await rig.close()`."""
 
-    def __init__(self, sim: SimulatedSite, site_file: Path, soc: float, drop: tuple[str, ...]) -> None:
+    def __init__(self, sim: SimulatedSite, site_file: Path, soc: float, drop: tuple[str, ...],
+                 pcc: bool = False) -> None:
         self.sim = sim
         self.site_file = site_file
         self.soc = soc
+        self.pcc = pcc
         self.clock = FakeClock()
         self.site = load_site(site_file)
         self.hub = Hub(self.site, AuditLog(site_file.parent / "audit.jsonl"), clock=self.clock)
@@ -80,15 +88,15 @@ class Rig:
         )
 
     @staticmethod
-    async def open(tmp_path: Path, soc: float = 50.0, drop: tuple[str, ...] = ()) -> Rig:
+    async def open(tmp_path: Path, soc: float = 50.0, drop: tuple[str, ...] = (), pcc: bool = False) -> Rig:
         full = tmp_path / "sim.toml"
-        full.write_text(site_text(soc=soc))
+        full.write_text(site_text(soc=soc, pcc=pcc))
         sim = SimulatedSite(load_site(full), any_port=True, control_port=0)
         await sim.start(ticking=False)
         site_file = tmp_path / "site.toml"
         ports = {d.port: sim.ports[d.id] for d in sim.site.devices}
-        site_file.write_text(site_text(ports, soc, drop))
-        return Rig(sim, site_file, soc, drop)
+        site_file.write_text(site_text(ports, soc, drop, pcc=pcc))
+        return Rig(sim, site_file, soc, drop, pcc)
 
     def port_map(self) -> dict[int, int]:
         return {d.port: self.sim.ports[d.id] for d in self.sim.site.devices}
@@ -103,7 +111,7 @@ class Rig:
         return [await self.step() for _ in range(n)]
 
     def rewrite(self, drop: tuple[str, ...] = ()) -> SiteConfig:
-        self.site_file.write_text(site_text(self.port_map(), self.soc, drop))
+        self.site_file.write_text(site_text(self.port_map(), self.soc, drop, pcc=self.pcc))
         return load_site(self.site_file)
 
     async def close(self) -> None:

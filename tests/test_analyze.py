@@ -209,3 +209,29 @@ def test_cli_bad_csv_exits_2_naming_file_and_line(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert f"{csv}: line 3: power_w 'oops' is not a number" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def _per_second(x: np.ndarray) -> np.ndarray:
+    return x[: len(x) // 10 * 10].reshape(-1, 10).mean(axis=1)
+
+
+def test_a_1_s_agent_over_a_0_1_s_trace_and_pcs_in_grid_control() -> None:
+    # A 0.1 s trace with a 1.2 MW load step inside a second, the agent deciding every 10 steps (1 s).
+    # Setpoint-mode PCS answer only at the next cycle, so the second's average jumps by most of the
+    # step; PCS in grid-power control take it on their own meter within tenths of a second.
+    n = 600
+    ts = MIDNIGHT + 12 * 3600.0 + np.arange(n, dtype=np.float64) * 0.1
+    load = np.where(np.arange(n) < 203, 2e6, 3.2e6)
+    site = demo(12, ramp_limit_w_per_s=200e3, tou_enabled=False)
+    fixed = replay(site, flat_tariff(), Trace(ts, load), seed_profile=False, decide_every=10)
+    assert sum(fixed.decided_by.values()) == n // 10  # one decision per cycle
+    pcc_site = replace(site, pcs=tuple(replace(p, grid_control="pcc") for p in site.pcs))
+    pcc = replay(pcc_site, flat_tariff(), Trace(ts, load), seed_profile=False, decide_every=10)
+    jump_fixed = np.abs(np.diff(_per_second(fixed.grid_w))).max()
+    jump_pcc = np.abs(np.diff(_per_second(pcc.grid_w))).max()
+    assert jump_fixed > 500e3
+    assert jump_pcc <= 200e3  # the PCS's reference moves at 150 kW/s; the step adds a small blip
+    assert pcc.grid_w[-1] == pytest.approx(3.2e6, abs=5_000.0)  # the load handed back to the grid
+    assert abs(pcc.battery_w[-1]) < 5_000.0
+    with pytest.raises(ValueError, match="decide_every"):
+        replay(site, flat_tariff(), Trace(ts, load), decide_every=0)

@@ -111,3 +111,35 @@ def test_a_bare_tariff_name_is_a_shipped_tariff(tmp_path: Path) -> None:
     shipped = r"key 'tariff' names a file .*pge_e99.toml \(shipped: .*shanghai_ci_two_part"
     with pytest.raises(ConfigError, match=shipped):
         load_site(bad)
+
+
+PCC_PCS = MINIMAL.replace('profile = "pcs_sunspec_70x"', 'profile = "pcs_vendor_acme_pcc"\ngrid_control = "pcc"')
+
+
+def test_grid_control_pcc_loads_with_a_profile_a_grid_meter_and_a_ramp_limit(tmp_path: Path) -> None:
+    site = load_site(write(tmp_path, PCC_PCS + "[control]\nramp_limit_w_per_s = 200000\n"))
+    assert [p.grid_control for p in site.pcs] == ["pcc"]
+    assert load_site(write(tmp_path, MINIMAL)).pcs[0].grid_control == "setpoint"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            PCC_PCS.replace('grid_control = "pcc"', 'grid_control = "meter"') + "[control]\nramp_limit_w_per_s = 1\n",
+            r"\[\[pcs\]\].*'grid_control'.*one of setpoint, pcc, got 'meter'",
+        ),
+        (
+            PCC_PCS.replace("pcs_vendor_acme_pcc", "pcs_sunspec_70x") + "[control]\nramp_limit_w_per_s = 1\n",
+            r"'grid_control'.*profile 'pcs_sunspec_70x' has no grid-power control points \(pcc_enable, ",
+        ),
+        (PCC_PCS, r"\[\[pcs\]\] 'p1' key 'grid_control' is \"pcc\" but \[control\] ramp_limit_w_per_s is 0"),
+        (
+            PCC_PCS.replace('role = "grid"', 'role = "load"') + "[control]\nramp_limit_w_per_s = 1\n",
+            r"\[\[pcs\]\] 'p1' key 'grid_control' is \"pcc\" but the site has no \[\[meter\]\] with role = \"grid\"",
+        ),
+    ],
+)
+def test_grid_control_errors_name_the_pcs_and_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_site(write(tmp_path, text))

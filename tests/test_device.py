@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from agent.config import DeviceConfig
+from drivers import keys as k
 from drivers.device import ModbusDevice, WriteError
 from drivers.imageserver import ImageServer
 from drivers.profile import Profile, RegisterImage, load_profile
@@ -68,6 +69,29 @@ SAMPLES: dict[str, dict[str, float | int | str]] = {
         "setpoint_w": -123400.0,
         "setpoint_enable": 1.0,
         "revert_s": 5.0,
+    },
+    "pcs_vendor_acme_pcc": {
+        "state": 3,
+        "power_w": -123400.0,
+        "frequency_hz": 50.02,
+        "voltage_v": 690.0,
+        "rated_w": 630000.0,
+        "alarms": 0,
+        "heartbeat": 77.0,
+        "setpoint_w": -123400.0,
+        "setpoint_enable": 1.0,
+        "revert_s": 5.0,
+        "pcc_enable": 1.0,
+        "pcc_target_w": 1234500.0,
+        "pcc_ramp_w_per_s": 150000.0,
+        "pcc_share": 0.25,
+        "pcc_max_discharge_w": 627000.0,
+        "pcc_max_charge_w": 418000.0,
+        "pcc_grid_min_w": -50000.0,
+        "pcc_active": 1.0,
+        "pcc_grid_w": 1250000.0,
+        "pcc_ref_w": 1234500.0,
+        "pcc_sample_ms": 20.0,
     },
     "meter_sunspec_203": {
         "current_a": 7215.0,
@@ -384,6 +408,31 @@ async def test_vendor_write_flips_sign_and_word_order(pcs_servers: ImageServer) 
     assert dev.health.requests == before + 2
     assert await pcs_servers.get_values(2, "holding", 100, 4) == [0xFC18, 0xFFFF, 1, 4]
     await dev.close()
+
+
+async def test_grid_power_block_goes_out_in_one_request_and_reads_back() -> None:
+    prof, img = image("pcs_vendor_acme_pcc")
+    srv = ImageServer({1: img})
+    port = await srv.start()
+    dev = ModbusDevice(cfg(port, 1, "pcs_vendor_acme_pcc"), prof, 3.0)
+    try:
+        values = {
+            k.PCC_ENABLE: 1.0, k.PCC_TARGET_W: -20000.0, k.PCC_RAMP_W_PER_S: 100000.0, k.PCC_SHARE: 0.333,
+            k.PCC_MAX_DISCHARGE_W: 209000.0, k.PCC_MAX_CHARGE_W: 0.0, k.PCC_GRID_MIN_W: 0.0,
+        }  # fmt: skip
+        before = dev.health.requests
+        await dev.write(values)
+        assert dev.health.requests == before + 2  # registers 110-121 in one FC16, then the read-back
+        # grid target in kW x10, import positive, low word first: -200 -> 0xFF38, 0xFFFF
+        assert await srv.get_values(1, "holding", 111, 2) == [0xFF38, 0xFFFF]
+        assert await srv.get_values(1, "holding", 115, 1) == [333]
+        got = await dev.poll()
+        assert got[k.PCC_SHARE].value == 0.333 and got[k.PCC_TARGET_W].value == -20000.0
+        with pytest.raises(WriteError, match=r"pcc_share.*register 115.*outside range"):
+            await dev.write({k.PCC_SHARE: 1.5})
+    finally:
+        await dev.close()
+        await srv.stop()
 
 
 async def test_write_not_taken_by_device_fails_verification(pcs_servers: ImageServer) -> None:

@@ -5,7 +5,12 @@ Every Plan decide() returns, whatever it is fed, must satisfy:
 - nothing to a cluster or PCS the snapshot does not trust (or the operator holds in maintenance);
 - no discharge from a cluster at or below the reserve floor while the grid is up, no charge above soc_max;
 - no export unless allowed (given measured load and PV), or an alarm saying it cannot be avoided;
-- every number finite.
+- every number finite;
+- grid-power (PCC) control, when the plan delegates the ramp to PCS: only to trusted PCS configured
+  for it, with the grid measurements good and the grid up; shares that add up to 1; each PCS's
+  window within its rating and the BMS limits of its trusted clusters, with no discharge from
+  clusters at or below the reserve floor and no charge above soc_max; the ramp no more than the
+  limit; no export: a grid floor of at least 0 W and a target not below it.
 """
 
 from __future__ import annotations
@@ -68,6 +73,7 @@ def sites(draw: st.DrawFn) -> tuple[tuple[ClusterSnapshot, ...], tuple[PcsSnapsh
             tuple(c.id for c in clusters if c.pcs_id == pid),
             draw(st.sampled_from([PcsStatus.ONLINE] * 12 + list(PcsStatus))),
             draw(st.one_of(span(0, 1e6, 630e3, 630e3, 300e3), st.just(math.nan))),
+            grid_control=draw(st.booleans()),
         )
         for pid in pcs_ids
     )
@@ -141,6 +147,24 @@ def check(plan: Plan, snap: SiteSnapshot, cfg: ControlConfig, op: OperatorState,
         assert abs(w - behind) <= TOL
         total += w
     assert abs(total - plan.site_setpoint_w) <= TOL
+    gc = plan.grid_control
+    if gc is not None:
+        assert snap.grid_up and snap.grid_w.ok and snap.load_w.ok and snap.pv_w.ok
+        assert 0.0 < gc.ramp_w_per_s <= cfg.ramp_limit_w_per_s
+        assert gc.pcs, "grid control without a PCS to do it"
+        assert abs(sum(lim.share for lim in gc.pcs.values()) - 1.0) <= 1e-9
+        assert math.isfinite(gc.target_w) and math.isfinite(gc.grid_min_w)
+        if not allow_export:
+            assert gc.grid_min_w >= 0.0 and gc.target_w >= gc.grid_min_w - TOL, gc
+        for pid, lim in gc.pcs.items():
+            p = next(p for p in snap.pcs if p.id == pid)
+            assert p.grid_control and p.trusted and math.isfinite(p.rated_w) and p.rated_w > 0
+            assert 0.0 <= lim.share <= 1.0
+            behind = [c for c in ok if c.pcs_id == pid]
+            dis = sum(max(c.max_discharge_w.value, 0.0) for c in behind if c.soc_pct.value > floor)
+            chg = sum(max(c.max_charge_w.value, 0.0) for c in behind if c.soc_pct.value < cfg.soc_max_pct)
+            assert 0.0 <= lim.max_discharge_w <= min(dis, p.rated_w) + TOL, (lim, dis)
+            assert 0.0 <= lim.max_charge_w <= min(chg, p.rated_w) + TOL, (lim, chg)
     if snap.grid_up and not allow_export:
         if snap.load_w.ok and snap.pv_w.ok:
             net = snap.load_w.value - snap.pv_w.value

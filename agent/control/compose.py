@@ -9,6 +9,12 @@ sits below them and above the economic controllers 6-9, which run only in mode "
 final setpoint is the deciding controller's target clamped into the window; `decided_by`
 names the controller whose target, or whose bound, set it. Plan.bounds holds the device
 limits and then every bound that narrowed the window this cycle, in priority order.
+Ramp support in grid-power (PCC) control: when trusted PCS are configured for it (PcsSnapshot.
+grid_control), bound 5 is not applied here; the plan's final battery power becomes a grid import
+target (Plan.grid_control) that those PCS approach at the ramp limit on their own meter, each with
+its share of the correction and its own window (device limits and reserve), and a grid floor of 0 W
+when the site may not export. Bounds 1-4 and 6-9 are computed as always, so the target carries the
+same priorities. A bad measurement or an outage hands every PCS back its setpoint.
 Failsafe: a grid, load or PV measurement that is not good puts the policy in conservative
 mode (hold, no arbitrage, no shaving) with the alarm "measurement_invalid"; untrusted
 clusters and PCS are simply absent from the fleet (see fleet.py).
@@ -32,15 +38,15 @@ from agent.control.demand import (
     target_w,
 )
 from agent.control.demand import MARGIN as DEMAND_MARGIN
-from agent.control.dispatch import dispatch_fleet
+from agent.control.dispatch import dispatch_fleet, pcs_shares
 from agent.control.fleet import build_fleet
 from agent.control.prices import Prices
-from agent.control.ramp import ramp_window
+from agent.control.ramp import PCC_NO_FLOOR_W, PCC_RAMP_FRACTION, ramp_window
 from agent.control.reserve import reserve_floor_pct
 from agent.control.state import ROLE_CHARGE, ROLE_DISCHARGE, ROLE_HOLD, ROLE_NONE, ControllerState
 from agent.control.tou import plan_slot
 from agent.operator import OperatorState
-from agent.plan import Bound, Plan
+from agent.plan import Bound, GridControl, PccLimits, Plan
 from agent.snapshot import SiteSnapshot
 from drivers.reading import Quality
 
@@ -175,6 +181,7 @@ def decide(
     lo_src = hi_src = "device_limits"
     soc = f.soc_pct
     cap = f.capacity_wh
+    pcc: set[str] | None = None  # PCS the ramp support is delegated to (grid-power control)
 
     if not snap.grid_up:
         # --- 2 outage: the battery is the UPS; the reserve is there to be used ---
@@ -206,6 +213,14 @@ def decide(
             bounds.append(Bound("reserve", lo, hi, f"SoC floor {floor:.2f} %, ceiling {ceil:.2f} %"))
         if floor > ceil:
             alarms.append("reserve_exceeds_fleet")
+        # Ramp support is delegated to PCS in grid-power (PCC) control when any trusted one is
+        # configured for it and the measurements it is checked against are good; otherwise (and in
+        # an outage) every PCS follows its setpoint and bound 5 below holds the ramp.
+        pcc = (
+            {p.id for p in snap.pcs if p.grid_control}.intersection(f.pcs_ids)
+            if meas_ok and cfg.ramp_limit_w_per_s > 0.0 and snap.has_grid_control
+            else None
+        )
         # --- 4 no export ---
         if not allow_export:
             cap_w = net if net_ok else 0.0
@@ -218,7 +233,10 @@ def decide(
                 reason = "discharge <= load - pv" if net_ok else "load or PV unknown: no discharge"
                 bounds.append(Bound("no_export", lo, hi, reason))
         # --- 5 ramp support ---
-        if net_ok:
+        if pcc:
+            pcc_ramp = cfg.ramp_limit_w_per_s * PCC_RAMP_FRACTION
+            bounds.append(Bound("ramp", lo, hi, f"delegated: PCS in grid-power control hold {pcc_ramp:.0f} W/s"))
+        elif net_ok:
             w = ramp_window(net, st.grid_w, dt, cfg.ramp_limit_w_per_s)
             if w is not None and (w[0] > lo or w[1] < hi):
                 a, b = w
@@ -316,6 +334,25 @@ def decide(
         final, by = lo, lo_src
     d = dispatch_fleet(final, snap, f, weight_floor, ceil)
     new_grid = net - d.achieved_w if net_ok and snap.grid_up else NAN
+    gc = None
+    if snap.grid_up and pcc:
+        # The planned battery power becomes a grid import target; each PCS's window is its own
+        # device limits within the reserve window (f.dis / f.chg, per cluster, capped by its rating);
+        # no export is the grid floor (the target is >= 0 then, as final <= net).
+        shares = pcs_shares(f, weight_floor, ceil, pcc)
+        lim: dict[str, PccLimits] = {}
+        for j, idx in enumerate(f.members):
+            pid = f.pcs_ids[j]
+            if pid in shares:
+                r = f.pcs_rated[j]
+                sd = sum(f.dis[i] for i in idx)
+                sc = sum(f.chg[i] for i in idx)
+                lim[pid] = PccLimits(shares[pid], sd if sd < r else r, sc if sc < r else r)
+        # (When even full charge cannot absorb the PV surplus, "export_unavoidable", the target
+        # stays at the floor: the PCS then charge to their windows, which is the plan's full charge.)
+        floor_w = 0.0 if not allow_export else PCC_NO_FLOOR_W
+        gc = GridControl(new_grid if new_grid > floor_w else floor_w, pcc_ramp, floor_w, lim)
+        new_grid = gv  # the ramp reference should the agent take the ramp back: where the grid is
     plan = Plan(
         seq=snap.seq,
         mode=mode,
@@ -328,6 +365,7 @@ def decide(
         cluster_setpoints_w=d.cluster_w,
         shortfall_w=d.shortfall_w,
         alarms=tuple(alarms),
+        grid_control=gc,
     )
     new = ControllerState(
         now if _isfinite(now) else NAN,

@@ -176,3 +176,38 @@ def dispatch(
     f = build_fleet(snap, maintenance)
     f.apply_window(floor_pct, ceil_pct)
     return dispatch_fleet(site_w, snap, f, floor_pct, ceil_pct)
+
+
+def pcs_shares(f: Fleet, floor_pct: float, ceil_pct: float, among: set[str]) -> dict[str, float]:
+    """Each PCS in `among` (and in the fleet): its fraction of a grid correction, summing to 1.
+
+    The dispatch weights of its clusters (energy above the floor to give, below the ceiling to
+    take, as in dispatch_fleet), as a fraction of those of all PCS in `among`, averaged over the
+    two directions: a correction can go either way within one cycle. A direction in which none of
+    them has any weight does not count. {} when no PCS in `among` is in the fleet.
+    """
+    dis: list[float] = []
+    chg: list[float] = []
+    ids: list[str] = []
+    for g, idx in enumerate(f.members):
+        pid = f.pcs_ids[g]
+        if pid not in among:
+            continue
+        d = c = 0.0
+        for i in idx:
+            s, cap = f.soc[i], f.cap[i]
+            if f.dis[i] > 0.0:
+                d += (h if (h := s - floor_pct) > _TINY_PCT else _TINY_PCT) * cap
+            if f.chg[i] > 0.0:
+                c += (h if (h := ceil_pct - s) > _TINY_PCT else _TINY_PCT) * cap
+        ids.append(pid)
+        dis.append(d)
+        chg.append(c)
+    if not ids:
+        return {}
+    sd, sc = sum(dis), sum(chg)
+    parts = [x for x, tot in ((dis, sd), (chg, sc)) if tot > 0.0]
+    if not parts:
+        return dict.fromkeys(ids, 1.0 / len(ids))
+    tots = [sum(x) for x in parts]
+    return {pid: sum(x[j] / t for x, t in zip(parts, tots, strict=True)) / len(parts) for j, pid in enumerate(ids)}

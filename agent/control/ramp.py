@@ -18,6 +18,16 @@ import math
 
 MAX_GAP_S = 10.0  # a longer gap between cycles (restart, stall) starts the ramp reference afresh
 
+# Grid-power (PCC) control: the PCS move their grid reference at this fraction of the limit. The
+# utility sees 1 s averages; the reference's own slope adds up to the ramp setting to one second's
+# change, and the local loop's tracking error (the inverter's lag, ~0.1 s, times the load's own
+# slope: ~140 kW at 1.4 MW/s, mostly cancelled between neighbouring seconds) adds the rest. A 25 %
+# margin (50 kW/s at 200 kW/s) covers that error without tuning it to any particular trace.
+PCC_RAMP_FRACTION = 0.75
+# When the site may export, the PCS's grid floor is this far below anything a site exports
+# (the floor of the vendor register): effectively none.
+PCC_NO_FLOOR_W = -10_000_000.0
+
 
 def ramp_window(
     net_w: float, prev_grid_w: float, dt: float, limit_w_per_s: float

@@ -1,0 +1,212 @@
+"""PCS in grid-power (PCC) control, over real Modbus TCP: the agent sets target and ramp, the PCS
+hold the grid ramp on their own meter (simulated local loop, 20 ms samples, inside the physics).
+
+The deterministic rig (tests/loop_rig.py) runs one agent cycle, then advances the physics by one
+cycle; the grid as a utility sees it is taken from the simulated meter's energy counters (the
+average over each second). The kill test runs `ems-agent run` against a real-time simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.api.auth import digest
+from agent.config import load_site
+from agent.control.ramp import PCC_RAMP_FRACTION
+from drivers import keys as k
+from simulators.site import SimulatedSite
+from tests.loop_rig import ROOT, Rig, site_text
+from tests.test_loop_integration import _free_port, _post
+
+RAMP_W_PER_S = 200_000.0  # demo.toml [control] ramp_limit_w_per_s
+
+
+def _meter_wh(rig: Rig) -> float:
+    g = rig.sim.model.grid
+    return g.import_wh - g.export_wh
+
+
+async def test_a_load_step_is_absorbed_by_the_pcs_in_grid_control_within_the_ramp_limit(tmp_path: Path) -> None:
+    rig = await Rig.open(tmp_path, pcc=True)
+    try:
+        before = await rig.run(3)
+        e0 = _meter_wh(rig)
+        before += await rig.run(1)
+        plant = rig.sim.model.plant
+        # The agent put every PCS into the mode, with shares that add up, and reads the mode back.
+        gc = before[-1].plan.grid_control
+        assert gc is not None and set(gc.pcs) == {p.id for p in rig.site.pcs}
+        assert sum(lim.share for lim in gc.pcs.values()) == pytest.approx(1.0)
+        assert gc.ramp_w_per_s == pytest.approx(RAMP_W_PER_S * PCC_RAMP_FRACTION)
+        assert gc.grid_min_w == 0.0  # demo.toml: no export
+        assert all(p.pcc_on for p in plant.pcs.values())
+        assert all(p.pcc_active.value == 1.0 for p in before[-1].snapshot.pcs)
+        assert not [a for a in rig.hub.alarms.active() if a.code in ("pcc_inactive", "write_failed")]
+
+        battery_w = sum(p.rated_w for p in rig.site.pcs)  # 4 x 630 kW
+        step_w = 0.5 * battery_w
+        e = _meter_wh(rig)
+        pre = (e - e0) * 3600.0 / rig.site.cycle_s  # the second before the step
+        avg = []  # grid import averaged over each second, as a utility meter sees it
+        rig.sim.load_offset(step_w)  # +1.26 MW from the next physics tick on
+        first_battery = None
+        for i in range(20):
+            await rig.step()
+            e1 = _meter_wh(rig)
+            avg.append((e1 - e) * 3600.0 / rig.site.cycle_s)
+            e = e1
+            if i == 0:
+                first_battery = rig.sim.model.battery_w
+        assert first_battery is not None
+        # The PCS took the step within the second it came in (the agent had not even seen it) ...
+        assert first_battery > 0.8 * step_w
+        steps = [b - a for a, b in itertools.pairwise([pre, *avg])]
+        # ... so no second's average moved by more than the limit, the step's own second included.
+        assert max(abs(s) for s in steps) <= RAMP_W_PER_S, [round(s) for s in steps]
+        assert steps[0] < 0.5 * RAMP_W_PER_S  # the step itself shows as a small blip
+        # The battery hands the load back to the grid at the PCS's ramp, and ends idle.
+        assert avg[-1] == pytest.approx(pre + step_w, rel=0.02)
+        assert abs(rig.sim.model.battery_w) < 20_000.0
+        assert min(avg) >= 0.0
+    finally:
+        await rig.close()
+
+
+async def test_losing_the_grid_meter_takes_the_pcs_out_of_grid_control(tmp_path: Path) -> None:
+    rig = await Rig.open(tmp_path, pcc=True)
+    try:
+        await rig.run(3)
+        assert all(p.pcc_on for p in rig.sim.model.plant.pcs.values())
+        rig.sim.silent("grid")
+        recs = await rig.run(6)  # the meter's readings go stale after 3 cycles
+        last = recs[-1]
+        assert last.plan.grid_control is None
+        assert last.plan.mode == "conservative"
+        assert not any(p.pcc_on for p in rig.sim.model.plant.pcs.values())
+        for p in last.snapshot.pcs:
+            assert p.pcc_active.value == 0.0
+    finally:
+        await rig.close()
+
+
+async def test_a_tripped_pcs_is_isolated_and_the_others_keep_holding_the_grid(tmp_path: Path) -> None:
+    rig = await Rig.open(tmp_path, pcc=True)
+    try:
+        await rig.run(3)
+        e0 = _meter_wh(rig)
+        await rig.run(1)
+        e = _meter_wh(rig)
+        avg = [(e - e0) * 3600.0 / rig.site.cycle_s]
+        rig.sim.load_offset(600_000.0)
+        rig.sim.pcs_trip("pcs1")
+        recs = []
+        for _ in range(3):
+            recs.append(await rig.step())
+            e1 = _meter_wh(rig)
+            avg.append((e1 - e) * 3600.0 / rig.site.cycle_s)
+            e = e1
+        last = recs[-1]
+        assert last.plan.grid_control is not None
+        assert set(last.plan.grid_control.pcs) == {"pcs2", "pcs3", "pcs4"}
+        assert sum(lim.share for lim in last.plan.grid_control.pcs.values()) == pytest.approx(1.0)
+        assert last.plan.pcs_setpoints_w["pcs1"] == 0.0
+        assert rig.sim.model.plant.pcs["pcs1"].power_w == 0.0
+        # the step came in with pcs1 tripped: the other three took it, the grid moved at the ramp
+        assert max(abs(b - a) for a, b in itertools.pairwise(avg)) <= RAMP_W_PER_S, avg
+        assert sum(p.power_w for p in rig.sim.model.plant.pcs.values()) > 200_000.0  # still carrying most of it
+    finally:
+        await rig.close()
+
+
+async def test_a_pcs_that_does_not_report_the_mode_raises_an_alarm(tmp_path: Path) -> None:
+    rig = await Rig.open(tmp_path, pcc=True)
+    try:
+        await rig.run(3)
+        assert not [a for a in rig.hub.alarms.active() if a.code == "pcc_inactive"]
+        rig.sim.corrupt("pcs2", k.PCC_ACTIVE, 0.0)  # its read-back says setpoint mode
+        await rig.run(1)
+        active = {(a.code, a.source) for a in rig.hub.alarms.active()}
+        assert ("pcc_inactive", "pcs2") in active
+        assert ("pcc_inactive", "pcs1") not in active
+        rig.sim.corrupt("pcs2", k.PCC_ACTIVE, None)
+        await rig.run(1)
+        assert not [a for a in rig.hub.alarms.active() if a.code == "pcc_inactive"]
+    finally:
+        await rig.close()
+
+
+async def test_a_pcc_site_needs_a_profile_with_the_mode(tmp_path: Path) -> None:
+    text = site_text(pcc=True).replace('profile = "pcs_vendor_acme_pcc"', 'profile = "pcs_sunspec_70x"', 1)
+    (tmp_path / "site.toml").write_text(text)
+    from agent.tomlcheck import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\[\[pcs\]\].*grid_control.*pcs_sunspec_70x.*pcc_enable"):
+        load_site(tmp_path / "site.toml")
+
+
+async def test_killing_the_agent_takes_the_pcs_out_of_grid_control_and_to_zero_within_the_revert_time(
+    tmp_path: Path,
+) -> None:
+    cycle_s = 0.5
+    revert_s = max(2.0, 5 * cycle_s)  # agent.loop.REVERT_FACTOR cycles
+    full = tmp_path / "sim.toml"
+    full.write_text(site_text(cycle_s=cycle_s, pcc=True))
+    sim = SimulatedSite(load_site(full), any_port=True, control_port=0)
+    await sim.start(ticking=True)
+    token = "kill-test-operator-token"
+    (tmp_path / "tokens.toml").write_text(f'[[token]]\nname = "t"\nrole = "operator"\nsha256 = "{digest(token)}"\n')
+    api_port = _free_port()
+    ports = {d.port: sim.ports[d.id] for d in sim.site.devices}
+    site = tmp_path / "site.toml"
+    site.write_text(
+        site_text(ports, cycle_s=cycle_s, pcc=True, extra=f'\n[api]\nport = {api_port}\ntokens_file = "tokens.toml"\n')
+        + "\n[telemetry]\nenabled = false\n"
+    )
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--site", str(site), "--state-dir", str(tmp_path / "state")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    pcs = sim.model.plant.pcs
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            with contextlib.suppress(OSError):
+                _post(f"http://127.0.0.1:{api_port}/api/control/override", token,
+                      {"setpoint_w": -600_000.0, "duration_s": 600})  # fmt: skip
+                break
+            assert time.monotonic() < deadline, "the agent's API never came up"
+            await asyncio.sleep(0.2)
+        # In grid control the PCS bring the battery to the override at their ramp (150 kW/s).
+        while not (all(p.pcc_on for p in pcs.values()) and sum(p.power_w for p in pcs.values()) < -590_000.0):
+            assert time.monotonic() < deadline, ([p.pcc_on for p in pcs.values()], [p.power_w for p in pcs.values()])
+            await asyncio.sleep(0.05)
+        agent.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        agent.wait(5)
+        while any(p.pcc_on or abs(p.power_w) > 1_000.0 for p in pcs.values()):
+            assert time.monotonic() - killed < revert_s + 2.0, [(p.pcc_on, p.power_w) for p in pcs.values()]
+            await asyncio.sleep(0.05)
+        back_to_zero_s = time.monotonic() - killed
+        assert back_to_zero_s > revert_s - 2 * cycle_s  # one missed write does not drop the plant
+        assert back_to_zero_s < revert_s + 1.0
+        assert all(p.reverted and not p.pcc_on for p in pcs.values())
+        values = sim.values(sim.site.pcs[0])
+        assert values[k.PCC_ACTIVE] == 0  # and the PCS says so on its registers
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait(5)
+        await sim.stop()
