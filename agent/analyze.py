@@ -16,9 +16,9 @@ reported through a callback between chunks of steps.
 Speed (a month at 1 s is 2.6 M steps): cluster snapshots are rebuilt only when what a BMS
 register would show changes. The BMS reports SoC in 0.1 % and its limits in whole kW (SunSpec
 802 registers carry scale factors of that order), so between changes the replay hands decide()
-the same immutable tuple of cluster snapshots, and the fleet built from it is reused (see
-agent.control.fleet). The local wall time advances by adding the step and is re-derived from the
-Unix time at every quarter hour, where every real zone changes its UTC offset.
+the same immutable tuple of cluster snapshots, and the fleet built from it is reused (the
+replay's FleetMemo, agent.control.fleet). The local wall time advances by adding the step and is
+re-derived from the Unix time at every quarter hour, where every real zone changes its UTC offset.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ import numpy as np
 from agent.analysis_report import compare, ramp_shares
 from agent.config import SiteConfig
 from agent.control import Prices, decide, initial_state, reserve_floor_pct
+from agent.control.fleet import FleetMemo
 from agent.operator import OperatorState
 from agent.optimum import BatterySpec, OptimumResult, optimum, resample_mean
 from agent.plan import Plan
@@ -253,6 +254,7 @@ def replay(
     capacity = sum(c.capacity_wh for c in cells)
     start_wh = plant.stored_wh()
     view = _ClusterView(site, plant)
+    memo = FleetMemo()
     pcs = tuple(
         PcsSnapshot(p.id, p.clusters, PcsStatus.ONLINE, p.rated_w, grid_control=p.grid_control == "pcc")
         for p in site.pcs
@@ -294,7 +296,7 @@ def replay(
                     view.now(),
                     pcs,
                 )
-                plan, st = decide(snap, st, cfg, op, prices, allow_export)
+                plan, st = decide(snap, st, cfg, op, prices, allow_export, memo)
                 if pcc_ids:
                     write_grid_control(plant, plan, pcc_ids)
                 setpoints: Mapping[str, float] | None = plan.pcs_setpoints_w

@@ -19,7 +19,7 @@ from agent.analyze import Trace, day_profile, evaluate, replay, site_for
 from agent.analyze_cli import read_csv
 from agent.billing import bill
 from agent.config import ControlConfig, SiteConfig, load_site
-from agent.control.fleet import build_fleet
+from agent.control.fleet import FleetMemo, build_fleet
 from agent.roi import EconomicsConfig
 from agent.tariff import Tariff, bundled, parse_tariff
 from agent.tomlcheck import ConfigError
@@ -130,13 +130,17 @@ def test_site_for_overrides_clusters_and_ramp_limit() -> None:
 
 def test_the_reused_fleet_starts_from_the_device_limits() -> None:
     sn = snap(1e6)
-    f = build_fleet(sn, frozenset())
+    memo = FleetMemo()
+    f = build_fleet(sn, frozenset(), memo)
     f.apply_window(90.0, 95.0)  # every cluster is at 50 %: below the floor, nothing may discharge
     assert f.dis_w == 0.0
-    g = build_fleet(sn, frozenset())
+    g = build_fleet(sn, frozenset(), memo)
     assert g is f  # same snapshot objects: the memo
     assert g.dis_w == g.max_dis_w > 0.0
-    assert build_fleet(sn, frozenset({"c01"})) is not f  # other maintenance: rebuilt
+    assert build_fleet(sn, frozenset({"c01"}), memo) is not f  # other maintenance: rebuilt
+    # without a memo (the live loop) nothing is kept between calls
+    h = build_fleet(sn, frozenset())
+    assert h is not build_fleet(sn, frozenset()) and h is not f
 
 
 def test_trace_must_be_regular() -> None:

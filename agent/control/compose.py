@@ -39,7 +39,7 @@ from agent.control.demand import (
 )
 from agent.control.demand import MARGIN as DEMAND_MARGIN
 from agent.control.dispatch import dispatch_fleet, pcs_shares
-from agent.control.fleet import build_fleet
+from agent.control.fleet import FleetMemo, build_fleet
 from agent.control.prices import Prices
 from agent.control.ramp import PCC_NO_FLOOR_W, PCC_RAMP_FRACTION, ramp_window
 from agent.control.reserve import reserve_floor_pct
@@ -93,10 +93,12 @@ def decide(
     op: OperatorState,
     prices: Prices | None,
     allow_export: bool,
+    fleet_memo: FleetMemo | None = None,
 ) -> tuple[Plan, ControllerState]:
+    """One cycle's plan and the state for the next. `fleet_memo`: see FleetMemo (the replay's)."""
     now = snap.t_mono
     dt = now - st.t_mono if _isfinite(now) else NAN
-    f = build_fleet(snap, op.maintenance)
+    f = build_fleet(snap, op.maintenance, fleet_memo)
     alarms: list[str] = []
     if not f.ids:
         alarms.append("no_battery_available")

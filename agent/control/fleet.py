@@ -9,8 +9,9 @@ while the fleet average looks fine.
 
 Plain parallel lists instead of one object per cluster: this runs every cycle, 2.6 M times in
 a month's replay. The offline replay hands in the same tuple of cluster snapshots for as long as
-no BMS register changes, so the last fleet is kept and reused for the same (clusters, PCS,
-maintenance) objects. Snapshots are immutable, and the memo holds them, so identity means equal.
+no BMS register changes, so it keeps the last fleet in a FleetMemo and gets it back for the same
+(clusters, PCS, maintenance) objects. Snapshots are immutable, and the memo holds them, so
+identity means equal.
 Callers only ever narrow a fleet through `apply_window`, which recomputes from the device limits.
 """
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from agent.snapshot import ClusterStatus, PcsStatus, SiteSnapshot
+from agent.snapshot import ClusterSnapshot, ClusterStatus, PcsSnapshot, PcsStatus, SiteSnapshot
 from drivers.reading import Quality
 
 _GOOD = Quality.GOOD
@@ -89,18 +90,34 @@ class Fleet:
         self.dis, self.chg, self.dis_w, self.chg_w = dis, chg, dis_w, chg_w
 
 
-# (clusters, pcs, maintenance, fleet) of the last build; one tuple so a reader sees one consistent entry
-_memo: tuple[object, object, object, Fleet | None] = ((), (), frozenset(), None)
+class FleetMemo:
+    """The last fleet built and what it was built from, for a caller that hands decide() the same
+    snapshot objects again and again (the offline replay; the live loop has a new snapshot every
+    cycle and passes none). Owned by that caller, so decide() itself keeps no hidden state."""
+
+    __slots__ = ("clusters", "fleet", "maintenance", "pcs")
+
+    def __init__(self) -> None:
+        self.clusters: tuple[ClusterSnapshot, ...] = ()
+        self.pcs: tuple[PcsSnapshot, ...] = ()
+        self.maintenance: frozenset[str] = frozenset()
+        self.fleet: Fleet | None = None
 
 
-def build_fleet(snap: SiteSnapshot, maintenance: frozenset[str]) -> Fleet:
-    global _memo
-    mc, mp, mm, mf = _memo
-    if mf is not None and snap.clusters is mc and snap.pcs is mp and (maintenance is mm or maintenance == mm):
+def build_fleet(snap: SiteSnapshot, maintenance: frozenset[str], memo: FleetMemo | None = None) -> Fleet:
+    if memo is None:
+        return _build(snap, maintenance)
+    mf = memo.fleet
+    if (
+        mf is not None
+        and snap.clusters is memo.clusters
+        and snap.pcs is memo.pcs
+        and (maintenance is memo.maintenance or maintenance == memo.maintenance)
+    ):
         mf.dis, mf.chg, mf.dis_w, mf.chg_w = mf.max_dis, mf.max_chg, mf.max_dis_w, mf.max_chg_w
         return mf
     f = _build(snap, maintenance)
-    _memo = (snap.clusters, snap.pcs, maintenance, f)
+    memo.clusters, memo.pcs, memo.maintenance, memo.fleet = snap.clusters, snap.pcs, maintenance, f
     return f
 
 
