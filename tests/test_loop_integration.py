@@ -7,27 +7,17 @@ kill test, which runs `ems-agent run` as a process against a real-time simulator
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from agent.api.auth import digest
 from agent.control.reserve import reserve_floor_pct
 from agent.operator import parse_command
 from agent.snapshot import ClusterStatus
-from simulators.site import SimulatedSite
-from tests.loop_rig import NOON, ROOT, Rig, site_text
+from simulators.physics import Pcs
+from tests.agent_process import kill_and_time, overridden_agent
+from tests.loop_rig import NOON, Rig
 
 RAMP_W_PER_S = 200_000.0  # demo.toml [control] ramp_limit_w_per_s
 
@@ -226,72 +216,20 @@ async def test_losing_the_grid_meter_falls_back_to_conservative_and_a_tripped_pc
         await rig.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _post(url: str, token: str, body: dict[str, float]) -> dict[str, object]:
-    req = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return dict(json.loads(r.read()))
-
-
 async def test_killing_the_agent_returns_the_pcs_to_zero_within_the_revert_time(tmp_path: Path) -> None:
     cycle_s = 0.5
     revert_s = max(2.0, 5 * cycle_s)  # agent.loop.REVERT_FACTOR cycles
-    full = tmp_path / "sim.toml"
-    full.write_text(site_text(cycle_s=cycle_s))
-    from agent.config import load_site
 
-    sim = SimulatedSite(load_site(full), any_port=True, control_port=0)
-    await sim.start(ticking=True)
-    token = "kill-test-operator-token"
-    (tmp_path / "tokens.toml").write_text(f'[[token]]\nname = "t"\nrole = "operator"\nsha256 = "{digest(token)}"\n')
-    api_port = _free_port()
-    ports = {d.port: sim.ports[d.id] for d in sim.site.devices}
-    site = tmp_path / "site.toml"
-    site.write_text(
-        site_text(ports, cycle_s=cycle_s, extra=f'\n[api]\nport = {api_port}\ntokens_file = "tokens.toml"\n')
-        + '\n[telemetry]\nenabled = false\n'
-    )
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "run", "--site", str(site), "--state-dir", str(tmp_path / "state")],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    pcs = sim.model.plant.pcs
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError):
-                _post(f"http://127.0.0.1:{api_port}/api/control/override", token,
-                      {"setpoint_w": -800_000.0, "duration_s": 600})
-                break
-            assert time.monotonic() < deadline, "the agent's API never came up"
-            await asyncio.sleep(0.2)
-        while sum(p.power_w for p in pcs.values()) > -790_000.0:
-            assert time.monotonic() < deadline, "the override never reached the plant"
-            await asyncio.sleep(0.05)
-        agent.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
-        agent.wait(5)
-        while any(abs(p.power_w) > 1_000.0 for p in pcs.values()):
-            assert time.monotonic() - killed < revert_s + 2.0, [p.power_w for p in pcs.values()]
-            await asyncio.sleep(0.05)
-        back_to_zero_s = time.monotonic() - killed
+    def charging(pcs: dict[str, Pcs]) -> bool:
+        return sum(p.power_w for p in pcs.values()) <= -790_000.0
+
+    def at_zero(pcs: dict[str, Pcs]) -> bool:
+        return all(abs(p.power_w) <= 1_000.0 for p in pcs.values())
+
+    async with overridden_agent(tmp_path, cycle_s, -800_000.0, charging) as (sim, agent):
+        back_to_zero_s = await kill_and_time(agent, sim, at_zero, revert_s + 2.0)
         # Not before the revert time (one missed write must not drop the plant) ...
         assert back_to_zero_s > revert_s - 2 * cycle_s
         # ... and within it plus the PCS's ramp-down and the simulator's tick.
         assert back_to_zero_s < revert_s + 1.0
-        assert all(p.reverted for p in pcs.values())
-    finally:
-        if agent.poll() is None:
-            agent.kill()
-            agent.wait(5)
-        await sim.stop()
+        assert all(p.reverted for p in sim.model.plant.pcs.values())

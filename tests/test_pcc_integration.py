@@ -8,25 +8,17 @@ average over each second). The kill test runs `ems-agent run` against a real-tim
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import itertools
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from agent.api.auth import digest
 from agent.config import load_site
 from agent.control.ramp import PCC_RAMP_FRACTION
 from drivers import keys as k
-from simulators.site import SimulatedSite
-from tests.loop_rig import ROOT, Rig, site_text
-from tests.test_loop_integration import _free_port, _post
+from simulators.physics import Pcs
+from tests.agent_process import kill_and_time, overridden_agent
+from tests.loop_rig import Rig, site_text
 
 RAMP_W_PER_S = 200_000.0  # demo.toml [control] ramp_limit_w_per_s
 
@@ -159,54 +151,18 @@ async def test_killing_the_agent_takes_the_pcs_out_of_grid_control_and_to_zero_w
 ) -> None:
     cycle_s = 0.5
     revert_s = max(2.0, 5 * cycle_s)  # agent.loop.REVERT_FACTOR cycles
-    full = tmp_path / "sim.toml"
-    full.write_text(site_text(cycle_s=cycle_s, pcc=True))
-    sim = SimulatedSite(load_site(full), any_port=True, control_port=0)
-    await sim.start(ticking=True)
-    token = "kill-test-operator-token"
-    (tmp_path / "tokens.toml").write_text(f'[[token]]\nname = "t"\nrole = "operator"\nsha256 = "{digest(token)}"\n')
-    api_port = _free_port()
-    ports = {d.port: sim.ports[d.id] for d in sim.site.devices}
-    site = tmp_path / "site.toml"
-    site.write_text(
-        site_text(ports, cycle_s=cycle_s, pcc=True, extra=f'\n[api]\nport = {api_port}\ntokens_file = "tokens.toml"\n')
-        + "\n[telemetry]\nenabled = false\n"
-    )
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "agent.cli", "run", "--site", str(site), "--state-dir", str(tmp_path / "state")],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    pcs = sim.model.plant.pcs
-    try:
-        deadline = time.monotonic() + 40
-        while True:
-            with contextlib.suppress(OSError):
-                _post(f"http://127.0.0.1:{api_port}/api/control/override", token,
-                      {"setpoint_w": -600_000.0, "duration_s": 600})  # fmt: skip
-                break
-            assert time.monotonic() < deadline, "the agent's API never came up"
-            await asyncio.sleep(0.2)
-        # In grid control the PCS bring the battery to the override at their ramp (150 kW/s).
-        while not (all(p.pcc_on for p in pcs.values()) and sum(p.power_w for p in pcs.values()) < -590_000.0):
-            assert time.monotonic() < deadline, ([p.pcc_on for p in pcs.values()], [p.power_w for p in pcs.values()])
-            await asyncio.sleep(0.05)
-        agent.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
-        agent.wait(5)
-        while any(p.pcc_on or abs(p.power_w) > 1_000.0 for p in pcs.values()):
-            assert time.monotonic() - killed < revert_s + 2.0, [(p.pcc_on, p.power_w) for p in pcs.values()]
-            await asyncio.sleep(0.05)
-        back_to_zero_s = time.monotonic() - killed
+
+    # In grid control the PCS bring the battery to the override at their ramp (150 kW/s).
+    def charging(pcs: dict[str, Pcs]) -> bool:
+        return all(p.pcc_on for p in pcs.values()) and sum(p.power_w for p in pcs.values()) < -590_000.0
+
+    def out_and_at_zero(pcs: dict[str, Pcs]) -> bool:
+        return not any(p.pcc_on or abs(p.power_w) > 1_000.0 for p in pcs.values())
+
+    async with overridden_agent(tmp_path, cycle_s, -600_000.0, charging, pcc=True) as (sim, agent):
+        back_to_zero_s = await kill_and_time(agent, sim, out_and_at_zero, revert_s + 2.0)
         assert back_to_zero_s > revert_s - 2 * cycle_s  # one missed write does not drop the plant
         assert back_to_zero_s < revert_s + 1.0
-        assert all(p.reverted and not p.pcc_on for p in pcs.values())
+        assert all(p.reverted and not p.pcc_on for p in sim.model.plant.pcs.values())
         values = sim.values(sim.site.pcs[0])
         assert values[k.PCC_ACTIVE] == 0  # and the PCS says so on its registers
-    finally:
-        if agent.poll() is None:
-            agent.kill()
-            agent.wait(5)
-        await sim.stop()
