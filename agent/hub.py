@@ -20,6 +20,7 @@ from agent.alarms import AlarmBook
 from agent.audit import AuditLog
 from agent.config import SiteConfig
 from agent.operator import Command, CommandError, OperatorState, SiteLimits, apply_command
+from agent.pickling import fast_pickle
 from agent.plan import Plan
 from agent.snapshot import SiteSnapshot
 
@@ -27,6 +28,7 @@ from agent.snapshot import SiteSnapshot
 CYCLE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class CycleRecord:
     snapshot: SiteSnapshot

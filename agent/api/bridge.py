@@ -104,6 +104,11 @@ class ApiBridge:
         return self._n
 
     @property
+    def queued_cycles(self) -> int:
+        """Cycles waiting for the channel (at most BACKLOG_CYCLES)."""
+        return len(self._backlog)
+
+    @property
     def pending(self) -> bool:
         """A state change not yet written to the channel."""
         return self._dirty

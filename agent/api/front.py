@@ -3,7 +3,9 @@
 Reads the Init from the channel, serves the API (uvicorn) on the listening socket it inherited,
 mirrors the control process's frames and forwards commands to it, until the channel ends: when
 the control process stops, or dies (the kernel closes its end), this process exits by itself.
-Terminal signals are the control process's: SIGINT and SIGHUP are ignored here.
+Terminal signals are the control process's: SIGINT and SIGHUP are ignored here. It runs at a
+lower CPU priority (API_NICE): on a saturated controller the control loop and the plant's
+Modbus traffic get the cores first, and operators wait a little longer for a page.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import pickle
 import signal
 import socket
@@ -24,6 +27,7 @@ from .mirror import Mirror
 
 log = logging.getLogger("ems.api")
 INIT_TIMEOUT_S = 30.0
+API_NICE = 10  # added to the control process's nice value (which is unchanged)
 
 
 async def serve(channel_fd: int, listen_fd: int) -> int:
@@ -64,6 +68,8 @@ def main(argv: list[str]) -> int:
         return 2
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with contextlib.suppress(OSError):
+        os.nice(API_NICE)
     return asyncio.run(serve(int(argv[0]), int(argv[1])))
 
 
