@@ -3,7 +3,9 @@
 Reads the Init from the channel, serves the API (uvicorn) on the listening socket it inherited,
 mirrors the control process's frames and forwards commands to it, until the channel ends: when
 the control process stops, or dies (the kernel closes its end), this process exits by itself.
-Terminal signals are the control process's: SIGINT and SIGHUP are ignored here. It runs at a
+Signals are the control process's: SIGINT (a terminal's Ctrl-C), SIGHUP and SIGTERM (systemd
+sends it to the whole service) are ignored here; the agent stops this process by closing the
+channel, after its own shutdown, and a crash of this process is never mistaken for a stop. It runs at a
 lower CPU priority (API_NICE): on a saturated controller the control loop and the plant's
 Modbus traffic get the cores first, and operators wait a little longer for a page.
 """
@@ -66,8 +68,8 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2 or not all(a.isdigit() for a in argv):
         print("usage: python -m agent.api.front CHANNEL_FD LISTEN_FD (started by the agent)", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(API_NICE)
     return asyncio.run(serve(int(argv[0]), int(argv[1])))
