@@ -130,44 +130,41 @@ class ApiBridge:
 
     # --- frames --------------------------------------------------------------------------------
     def _frame(self) -> bytes:
+        """The next frame, pickled. What it carries counts as sent only once it pickled."""
         hub = self.hub
-        self._n += 1
+        alarms_v, audit_v = hub.alarms.version, hub.audit.version
         alarms = None
-        if hub.alarms.version != self._sent_alarms:
-            self._sent_alarms = hub.alarms.version
+        if alarms_v != self._sent_alarms:
             alarms = (hub.alarms.active(), hub.alarms.history(ALARM_HISTORY))
-        audit = None
-        if hub.audit.version != self._sent_audit:
-            self._sent_audit = hub.audit.version
-            audit = hub.audit.recent(RECENT)
+        audit = hub.audit.recent(RECENT) if audit_v != self._sent_audit else None
         providers = None
         now = time.monotonic()
         if now - self._providers_t >= PROVIDERS_EVERY_S:
-            self._providers_t = now
             providers = {}
             for name, fn in list(hub.providers.items()):
                 try:
                     providers[name] = fn()
                 except Exception:  # one broken read-out must not take the API's others with it
                     log.exception("api: provider %r failed", name)
-        site = hub.site if hub.site is not self._sent_site else None
-        self._sent_site = hub.site
-        rec = hub.latest
-        recs = list(self._backlog)
-        self._backlog.clear()
         f = Frame(
-            n=self._n,
-            rec=rec,
-            recs=recs,
+            n=self._n + 1,
+            rec=hub.latest,
+            recs=list(self._backlog),
             operator=hub.operator,
             stats=hub.stats,
             device_health=hub.device_health,
-            site=site,
+            site=hub.site if hub.site is not self._sent_site else None,
             alarms=alarms,
             audit=audit,
             providers=providers,
         )
-        return pickle.dumps(f, pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(f, pickle.HIGHEST_PROTOCOL)
+        self._n = f.n
+        self._backlog.clear()
+        self._sent_alarms, self._sent_audit, self._sent_site = alarms_v, audit_v, hub.site
+        if providers is not None:
+            self._providers_t = now
+        return data
 
     # --- the channel ---------------------------------------------------------------------------
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -190,18 +187,27 @@ class ApiBridge:
         except (ChannelError, ConnectionError) as e:
             log.error("api channel refused", extra=kv(error=str(e)))
         finally:
+            writer.close()
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError, ConnectionError):
                 await pump
-            writer.close()
 
     async def _pump(self, writer: asyncio.StreamWriter) -> None:
+        failing = False
         while True:
             await self._wake.wait()
             self._wake.clear()
             if self._dirty:
                 self._dirty = False
-                writer.write(pack(FRAME, self._frame()))
+                try:
+                    data = self._frame()
+                except Exception:  # e.g. a provider's read-out that does not pickle: log once, keep on
+                    if not failing:
+                        log.exception("api: state not mirrored")
+                    failing = True
+                else:
+                    failing = False
+                    writer.write(pack(FRAME, data))
             while self._replies:
                 rep = self._replies.popleft()
                 writer.write(pack(REPLY, pickle.dumps(rep, pickle.HIGHEST_PROTOCOL)))
