@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import pickle
 import time
@@ -79,12 +78,10 @@ class ApiBridge:
         self.wall = wall or (lambda: datetime.now(tz))  # site-local: audit timestamps
         self.cycles_dropped = 0  # cycles the mirror never saw because the channel was busy
         self.started = asyncio.Event()  # the API process said it serves (set per channel)
-        self.api_pid: int | None = None
         self._wake = asyncio.Event()
         self._dirty = False
         self._replies: deque[Reply] = deque()
         self._backlog: deque[CycleRecord] = deque()
-        self._exec_lock = asyncio.Lock()
         self._reset()
         hub.sinks.append(self)
 
@@ -179,8 +176,6 @@ class ApiBridge:
                 if kind == REQUEST:
                     await self._request(body)
                 elif kind == STARTED:
-                    with contextlib.suppress(ValueError, TypeError, AttributeError):
-                        self.api_pid = int(json.loads(body).get("pid"))
                     self.started.set()
                 else:
                     raise ChannelError(f"unexpected message kind {kind!r}")
@@ -219,13 +214,13 @@ class ApiBridge:
         except ChannelError as e:
             log.warning("api request refused", extra=kv(error=str(e)))
             return
-        async with self._exec_lock:
-            wall = self.wall()
-            if op == "command":
-                status, detail, state = await asyncio.to_thread(execute, self.hub, actor, payload, wall)
-            else:
-                await asyncio.to_thread(self.hub.audit.record, wall, actor, "api", payload, False, reason)
-                status, detail, state = 422, reason, self.hub.operator
+        # One at a time: the next request is read only after this one is done.
+        wall = self.wall()
+        if op == "command":
+            status, detail, state = await asyncio.to_thread(execute, self.hub, actor, payload, wall)
+        else:
+            await asyncio.to_thread(self.hub.audit.record, wall, actor, "api", payload, False, reason)
+            status, detail, state = 422, reason, self.hub.operator
         if len(self._replies) >= MAX_QUEUED_REPLIES:
             log.warning("api replies not read; dropping the oldest", extra=kv(queued=len(self._replies)))
             self._replies.popleft()
