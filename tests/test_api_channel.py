@@ -248,3 +248,13 @@ def test_the_mirror_starts_empty_with_the_site_maintenance() -> None:
     m = Mirror(site)
     assert m.latest is None and m.read("ledger") is None and m.alarms.active() == [] and m.audit.recent() == []
     assert m.operator == OperatorState(maintenance=site.maintenance)
+
+
+def test_the_control_process_does_not_load_the_web_stack() -> None:
+    """FastAPI, uvicorn and pydantic live in the API process only (memory, import time, GC work)."""
+    import subprocess
+    import sys
+
+    code = "import sys, agent.cli, agent.runtime; print(sorted({'fastapi', 'uvicorn', 'pydantic'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
