@@ -145,14 +145,15 @@ async def test_a_stuck_api_process_never_stalls_the_loop(tmp_path: Path) -> None
                 os.kill(pid, signal.SIGSTOP)
                 try:
                     seq0, over0, t0 = h.rt.loop.seq, h.rt.hub.stats.overruns, time.monotonic()
-                    # 8 s at 0.25 s: ~32 cycles of ~12 KB, more than the socket buffer takes.
-                    await asyncio.sleep(8.0)
+                    # Until the channel is full (~12 KB a cycle; the socket buffer takes some
+                    # hundreds of KB), then on: cycles the stopped process cannot take wait, bounded.
+                    await h.until(lambda: bridge.queued_cycles >= 3, 90, "the channel to fill up")
+                    await asyncio.sleep(2.0)
                     cycles = h.rt.loop.seq - seq0
                     expected = (time.monotonic() - t0) / h.site.cycle_s
                     assert cycles >= expected / 2, (cycles, expected)
                     assert h.rt.hub.stats.overruns - over0 <= expected / 4
-                    assert bridge.pending  # the state it could not send yet waits, bounded:
-                    assert 0 < bridge.queued_cycles <= BACKLOG_CYCLES
+                    assert bridge.pending and 3 <= bridge.queued_cycles <= BACKLOG_CYCLES
                 finally:
                     os.kill(pid, signal.SIGCONT)
             # Resumed: it catches up with the loop and serves the current cycle.
