@@ -41,6 +41,7 @@ class AlarmBook:
         self._history: deque[Alarm] = deque(maxlen=history)
         # The control loop raises and clears; API threads read and acknowledge.
         self._lock = threading.RLock()
+        self.version = 0  # +1 on every change: readers copy the lists only when it moved
 
     def _raise(self, code: str, source: str, severity: Severity, message: str, now: datetime) -> bool:
         """Raise (or keep) an alarm. True if it is new."""
@@ -49,8 +50,10 @@ class AlarmBook:
         if cur is not None:
             if cur.message != message:
                 self._active[aid] = replace(cur, message=message)
+                self.version += 1
             return False
         self._active[aid] = Alarm(aid, code, source, severity, message, now)
+        self.version += 1
         return True
 
     def _clear(self, code: str, source: str, now: datetime) -> bool:
@@ -59,6 +62,7 @@ class AlarmBook:
         if cur is None:
             return False
         self._history.append(replace(cur, cleared_at=now))
+        self.version += 1
         return True
 
     def _sync(
@@ -76,6 +80,7 @@ class AlarmBook:
         if cur is None:
             return False
         self._active[alarm_id] = replace(cur, acked_by=who)
+        self.version += 1
         return True
 
     def active(self) -> list[Alarm]:

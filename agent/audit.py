@@ -13,12 +13,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+RECENT = 500  # entries kept in memory for GET /api/audit
+
 
 class AuditLog:
     def __init__(self, path: Path | None) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._recent: list[dict[str, Any]] = []
+        self.version = 0  # +1 per record: readers copy `recent` only when it moved
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -47,7 +50,8 @@ class AuditLog:
                     f.flush()
                     os.fsync(f.fileno())
             self._recent.append(entry)
-            del self._recent[:-500]
+            del self._recent[:-RECENT]
+            self.version += 1
         return entry
 
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:

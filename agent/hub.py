@@ -1,15 +1,14 @@
-"""The agent's in-process meeting point: the latest cycle, operator state, alarms, subscribers.
+"""The agent's in-process meeting point: the latest cycle, operator state, alarms, sinks.
 
-The control loop publishes one CycleRecord per cycle; sinks (telemetry, MQTT, ledger) and the
-API read from here. Publishing never waits: every subscriber has a bounded queue and a slow
-one loses its oldest records, never the loop's time. Operator commands from every channel
+The control loop publishes one CycleRecord per cycle; sinks (telemetry, MQTT, ledger, the API
+process's feed) read from here. Publishing never waits: every sink queues and works elsewhere,
+and a slow one loses records, never the loop's time. Operator commands from every channel
 (API, MQTT) go through `submit`, which validates, bounds, audits and applies them.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import bisect
 import statistics
 from collections import deque
 from collections.abc import Callable
@@ -21,10 +20,15 @@ from agent.alarms import AlarmBook
 from agent.audit import AuditLog
 from agent.config import SiteConfig
 from agent.operator import Command, CommandError, OperatorState, SiteLimits, apply_command
+from agent.pickling import fast_pickle
 from agent.plan import Plan
 from agent.snapshot import SiteSnapshot
 
+# Cycle-time histogram bounds, s (Prometheus `le` buckets of ems_cycle_duration_seconds).
+CYCLE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
+
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class CycleRecord:
     snapshot: SiteSnapshot
@@ -43,13 +47,19 @@ class Sink(Protocol):
 
 @dataclass
 class CycleStats:
+    """Cycle times: a window for percentiles and a histogram since start (for /metrics)."""
+
     window: deque[float] = field(default_factory=lambda: deque(maxlen=600))
     overruns: int = 0
     cycles: int = 0
+    bucket_counts: list[int] = field(default_factory=lambda: [0] * (len(CYCLE_BUCKETS_S) + 1))
+    sum_s: float = 0.0
 
     def add(self, ms: float) -> None:
         self.window.append(ms)
         self.cycles += 1
+        self.bucket_counts[bisect.bisect_left(CYCLE_BUCKETS_S, ms / 1000.0)] += 1
+        self.sum_s += ms / 1000.0
 
     def summary(self) -> dict[str, float]:
         if not self.window:
@@ -65,38 +75,6 @@ class CycleStats:
         }
 
 
-class Subscription:
-    """A bounded queue of cycles for one consumer (an SSE client). The consumer's event loop may
-    run in another thread (the API's): offers from the control loop then cross over safely."""
-
-    def __init__(self, maxsize: int) -> None:
-        self.queue: asyncio.Queue[CycleRecord] = asyncio.Queue(maxsize=maxsize)
-        self.dropped = 0
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            self._loop = None
-
-    def offer(self, rec: CycleRecord) -> None:
-        if self._loop is not None:
-            try:
-                here = asyncio.get_running_loop()
-            except RuntimeError:
-                here = None
-            if here is not self._loop:
-                with contextlib.suppress(RuntimeError):  # the consumer's loop has closed: nobody to tell
-                    self._loop.call_soon_threadsafe(self._offer, rec)
-                return
-        self._offer(rec)
-
-    def _offer(self, rec: CycleRecord) -> None:
-        if self.queue.full():
-            with contextlib.suppress(asyncio.QueueEmpty):
-                self.queue.get_nowait()
-            self.dropped += 1
-        self.queue.put_nowait(rec)
-
-
 class Hub:
     def __init__(self, site: SiteConfig, audit: AuditLog, clock: Callable[[], float]) -> None:
         self.site = site
@@ -108,7 +86,6 @@ class Hub:
         self.stats = CycleStats()
         self.device_health: dict[str, dict[str, Any]] = {}
         self.sinks: list[Sink] = []
-        self._subs: set[Subscription] = set()
         # Other subsystems register read-outs here (ledger summary, ROI, health, spool depth...).
         self.providers: dict[str, Callable[[], dict[str, Any]]] = {}
 
@@ -116,22 +93,8 @@ class Hub:
     def publish(self, rec: CycleRecord) -> None:
         self.latest = rec
         self.stats.add(rec.cycle_ms)
-        for s in list(self._subs):
-            s.offer(rec)
         for sink in self.sinks:
             sink.submit(rec)
-
-    def subscribe(self, maxsize: int = 8) -> Subscription:
-        sub = Subscription(maxsize)
-        self._subs.add(sub)
-        return sub
-
-    def unsubscribe(self, sub: Subscription) -> None:
-        self._subs.discard(sub)
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._subs)
 
     # --- operator commands -----------------------------------------------------------------
     def limits(self) -> SiteLimits:

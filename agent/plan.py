@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from agent.pickling import fast_pickle
 
+
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class Bound:
     """The window [lo_w, hi_w] of site battery power one controller allowed, and why.
@@ -19,6 +22,7 @@ class Bound:
     reason: str
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class PccLimits:
     """One PCS in grid-power (PCC) control: its share of the grid correction and its output window."""

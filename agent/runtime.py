@@ -1,4 +1,4 @@
-"""Everything a running agent is made of, wired together: hub, control loop, sinks, API.
+"""Everything a running agent is made of, wired together: hub, control loop, sinks, API process.
 
 The wiring lives here (not in the loop) so the loop stays a loop and each subsystem stays
 testable on its own. Every section of the site file is validated in the constructor, before
@@ -12,15 +12,17 @@ import json
 import logging
 import math
 import secrets
-import sys
 import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from agent.api import ApiServer, Role, TokenStore, api_config, create_app
+from agent.api import Role, TokenStore, api_config
 from agent.api.auth import digest
+from agent.api.bridge import ApiBridge
+from agent.api.channel import Init
+from agent.api.process import ApiProcess
 from agent.audit import AuditLog
 from agent.config import SiteConfig
 from agent.control import ControllerState, initial_state
@@ -38,7 +40,6 @@ from agent.telemetry import InfluxSink, LocalStoreSink, parse_telemetry, start_t
 log = logging.getLogger("ems.runtime")
 
 REPORT_EVERY_S = 10.0
-GIL_SWITCH_S = 0.0005
 ANY_PORT = -1  # api_port: serve the API on a free loopback port (tests, benchmarks); see `rt.api.port`
 
 
@@ -142,7 +143,7 @@ class Runtime:
         self.health: HealthSink | None = None
         # The demo has no tokens file: one operator token for this run, shown once on the terminal.
         self.demo_token = secrets.token_urlsafe(24) if demo and self.api_cfg.tokens_file is None else None
-        self.api: ApiServer | None = None
+        self.api: ApiProcess | None = None
         self.mqtt: MqttLink | None = None
         self._stopping = False
 
@@ -175,14 +176,17 @@ class Runtime:
         self.telemetry = start_telemetry(self.site, self.hub, self.state_dir, racks=rack.per_rack if rack else None)
         self.health = start_health(self.site, self.hub, self.state_dir)
         if self.api_cfg.port:
-            app = create_app(self.hub, self._tokens(), open_read=self.api_cfg.open_read)
+            # The API runs in its own process (its own GIL): serving requests and SSE streams
+            # never takes the interpreter from the control loop; the bridge feeds it per cycle.
+            tokens = self._tokens()
+            if tokens is None and not self.api_cfg.open_read:
+                log.warning("api: no tokens_file and open_read = false: every request will be refused")
+            level = logging.getLevelName(logging.getLogger().level or logging.WARNING)  # the API logs as we do
+            init = Init(self.site, tokens, self.api_cfg.open_read, level)
             port = 0 if self.api_cfg.port == ANY_PORT else self.api_cfg.port
-            self.api = ApiServer(app, self.api_cfg.host, port)
-            # The API thread and the control loop share the GIL: a shorter switch interval (5 ms by
-            # default) lets the loop take it back sooner when a Modbus reply arrives mid-request.
-            sys.setswitchinterval(GIL_SWITCH_S)
-            self.api.serve_in_thread()
-            log.info("api listening", extra=kv(url=f"http://{self.api.host}:{self.api.port}/"))
+            self.api = ApiProcess(ApiBridge(self.hub), init, self.api_cfg.host, port)
+            self.api.start()
+            log.info("api listening", extra=kv(url=f"{self.api.url}/"))
 
     async def run(self) -> None:
         await self.start()
@@ -199,12 +203,10 @@ class Runtime:
             return
         self._stopping = True
         self.loop.stop()
-        if self.api is not None:
-            self.api.stop()
         if self.mqtt is not None:
             await stop_mqtt(self.mqtt)
         if self.api is not None:
-            await self.api.join()
+            await self.api.stop()
         if self.telemetry is not None:
             await asyncio.to_thread(self.telemetry.close)
         if self.health is not None:

@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from agent.pickling import fast_pickle
 from drivers.reading import Quality
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class Measured:
     """A measured quantity in SI units with its quality and age (s) at snapshot time."""
@@ -57,6 +59,7 @@ CLUSTER_STATUS_CODE: dict[ClusterStatus, int] = {
 PCS_STATUS_CODE: dict[PcsStatus, int] = {PcsStatus.ONLINE: 0, PcsStatus.FAULT: 1, PcsStatus.OFFLINE: 2}
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class ClusterSnapshot:
     """One battery cluster (rack string + BMS). Limits are magnitudes in W (>= 0)."""
@@ -98,6 +101,7 @@ class ClusterSnapshot:
         return self.capacity_wh * self.soc_pct.value / 100.0
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class PcsSnapshot:
     """One power conversion system and the clusters wired behind it."""
@@ -118,6 +122,7 @@ class PcsSnapshot:
         return self.status is PcsStatus.ONLINE
 
 
+@fast_pickle
 @dataclass(frozen=True, slots=True)
 class SiteSnapshot:
     """Everything one control cycle knows. `t_wall` is timezone-aware site-local time."""

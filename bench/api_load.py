@@ -4,8 +4,9 @@
 
 Three processes on loopback, as in a deployment where the plant is elsewhere:
 - the simulated demo site (12 clusters, 4 PCS, 3 meters over Modbus TCP on free ports), a child;
-- the agent: the real Runtime (control loop, ledger, telemetry spool, API on uvicorn), this process,
-  with `demo=True` (open reads, as `ems-agent demo`) and its devices rewired to the simulator's ports;
+- the agent: the real Runtime (control loop, ledger, telemetry spool), this process, with
+  `demo=True` (open reads, as `ems-agent demo`) and its devices rewired to the simulator's ports,
+  and its API process (uvicorn, a child of this one: agent/api/process.py);
 - the load, a child: an open-loop schedule of GETs over the read endpoints at --rate (latency counted
   from the scheduled send time, so a stall cannot hide itself) plus --sse clients on /api/stream
   counting the cycles they receive.
@@ -13,8 +14,10 @@ Three processes on loopback, as in a deployment where the plant is elsewhere:
 Each run measures a baseline window (no load, --seconds) and then a loaded window (--seconds), in the
 same agent, back to back; the cycle time is the loop's own `cycle_ms` (poll + decide + write) of
 every cycle that started inside the window. Reported: per-run p50/p99 and the loaded/baseline ratio,
-and the median over runs (the issue's target: p99 unchanged within 10 %). Bounded: every child has a
-deadline and the simulator exits when this process's pipe to it closes.
+and the median over runs (the issue's target: p99 unchanged within 10 %), and the CPU each process
+used per window (% of one core: agent, API process, simulator, load client; 2 cores on the
+reference machine, so the client and the simulator compete with the agent here, unlike on a site).
+Bounded: every child has a deadline and the simulator exits when this process's pipe to it closes.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -146,6 +150,7 @@ async def load(url: str, rate: float, n_sse: int, seconds: float, conns: int = 3
     if queue.qsize():
         errors[f"unsent after +{DRAIN_S:g} s"] = queue.qsize()
     drained = time.monotonic()
+    cpu_s = time.process_time()
     for t in workers + sse:
         t.cancel()
     await asyncio.gather(*workers, *sse, return_exceptions=True)
@@ -162,10 +167,22 @@ async def load(url: str, rate: float, n_sse: int, seconds: float, conns: int = 3
         "sse_events_min": min(sse_events, default=0),
         "sse_events_max": max(sse_events, default=0),
         "sse_events_total": sum(sse_events),
+        "client_cpu_s": cpu_s,
     }
 
 
 # --- this process: the agent -----------------------------------------------------------------
+def cpu_s(pid: int | None) -> float:
+    """CPU time (user + system) of a process so far, s; 0 if it is gone."""
+    if pid is None:
+        return 0.0
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Cycles:
     """Every cycle's start (monotonic) and cycle_ms, from the loop's own callback."""
 
@@ -215,11 +232,15 @@ async def agent_side(args: argparse.Namespace) -> dict[str, Any]:
                 assert rt.api is not None and rt.hub.latest is not None, "the agent did not start"
                 runs: list[dict[str, Any]] = []
                 for i in range(args.runs):
+                    api_pid = rt.api.pid
                     over0, cpu0, b0 = rt.hub.stats.overruns, time.process_time(), time.monotonic()
+                    others0 = (cpu_s(api_pid), cpu_s(sim.pid))
                     await asyncio.sleep(args.seconds)
                     b1, cpu1, over1 = time.monotonic(), time.process_time(), rt.hub.stats.overruns
+                    others1 = (cpu_s(api_pid), cpu_s(sim.pid))
                     res = await run_load(rt.api.url, args)
-                    cpu2, over2 = time.process_time(), rt.hub.stats.overruns
+                    cpu2, over2, b2 = time.process_time(), rt.hub.stats.overruns, time.monotonic()
+                    others2 = (cpu_s(api_pid), cpu_s(sim.pid))
                     base = summary(cycles.window(b0, b1))
                     loaded = summary(cycles.window(res["t_start"], res["t_end"]))
                     res["cycles_in_window"] = loaded["n"]
@@ -232,17 +253,28 @@ async def agent_side(args: argparse.Namespace) -> dict[str, Any]:
                             "overruns": {"baseline": over1 - over0, "loaded": over2 - over1},
                             "agent_cpu_pct_of_one_core": {
                                 "baseline": round(100 * (cpu1 - cpu0) / (b1 - b0), 1),
-                                "loaded": round(100 * (cpu2 - cpu1) / (time.monotonic() - b1), 1),
+                                "loaded": round(100 * (cpu2 - cpu1) / (b2 - b1), 1),
                             },
+                            "cpu_pct_of_one_core_loaded": {
+                                "agent": round(100 * (cpu2 - cpu1) / (b2 - b1), 1),
+                                "api_process": round(100 * (others2[0] - others1[0]) / (b2 - b1), 1),
+                                "simulator": round(100 * (others2[1] - others1[1]) / (b2 - b1), 1),
+                                "load_client": round(100 * res["client_cpu_s"] / (b2 - b1), 1),
+                            },
+                            "api_process_cpu_pct_baseline": round(100 * (others1[0] - others0[0]) / (b1 - b0), 1),
+                            "api_process_restarts": rt.api.restarts,
                             "load": res,
                         }
                     )
                     r = runs[-1]
+                    cpu = r["cpu_pct_of_one_core_loaded"]
                     print(
                         f"run {i + 1}: cycle p50/p99 {base['p50']:.1f}/{base['p99']:.1f} ms -> "
                         f"{loaded['p50']:.1f}/{loaded['p99']:.1f} ms under load (p99 x{r['p99_ratio']:.2f}); "
                         f"API p50/p99 {res['latency_ms']['p50']:.1f}/{res['latency_ms']['p99']:.1f} ms at "
-                        f"{res['achieved_rps']} req/s, SSE events {res['sse_events_total']}",
+                        f"{res['achieved_rps']} req/s, SSE events {res['sse_events_total']}; CPU % agent "
+                        f"{cpu['agent']}, api {cpu['api_process']}, sim {cpu['simulator']}, "
+                        f"client {cpu['load_client']}",
                         file=sys.stderr,
                         flush=True,
                     )

@@ -1,4 +1,8 @@
-"""Operator API: every endpoint against a Hub fed real SiteSnapshot/Plan objects (demo site)."""
+"""Operator API: every endpoint against a Hub fed real SiteSnapshot/Plan objects (demo site).
+
+The app reads a Mirror fed over the API channel by the Hub's ApiBridge and sends commands back
+over it (test_api_feed.ApiPair: the two processes' ends in one event loop); the Hub is what the
+control process holds. tests/test_api_process.py covers the same path across real processes."""
 
 from __future__ import annotations
 
@@ -15,7 +19,8 @@ from typing import Any
 import httpx
 import pytest
 
-from agent.api import ApiServer, TokenStore, api_config, create_app
+from agent.api import TokenStore, api_config
+from agent.api.app import ApiServer, create_app
 from agent.api.auth import digest
 from agent.audit import AuditLog
 from agent.config import load_site
@@ -23,7 +28,7 @@ from agent.hub import Hub
 from agent.operator import OperatorState
 from agent.tomlcheck import ConfigError
 
-from .test_api_feed import DEMO, FakeClock, SiteFeed, expected_soc
+from .test_api_feed import DEMO, ApiPair, FakeClock, SiteFeed, expected_soc
 
 VIEWER, OPERATOR = "view-token-123", "op-token-456"
 V = {"Authorization": f"Bearer {VIEWER}"}
@@ -48,25 +53,44 @@ class Env:
         self.start = datetime(2026, 11, 24, 10, 0, 0, tzinfo=self.site.timezone)
         self.feed = SiteFeed(self.hub, self.start)
         self.tokens = TokenStore.load(write_tokens(tmp / "tokens.toml"))
-        self.app = create_app(self.hub, self.tokens, open_read=open_read, wall=lambda: self.start)
+        self.pair = ApiPair(self.hub, wall=lambda: self.start)
+        self.mirror = self.pair.mirror
+        self.app = create_app(self.mirror, self.tokens, open_read=open_read)
         self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://ems")
 
-    def cycles(self, n: int) -> None:
+    async def attach(self) -> None:
+        """Join the app to the Hub (in the running event loop)."""
+        await self.pair.attach()
+
+    async def sync(self) -> None:
+        """After changing the Hub directly (not a cycle, not a command): wait until the app sees it."""
+        await self.pair.sync()
+
+    def publish(self, n: int) -> None:
         for _ in range(n):
             self.clock.t += self.site.cycle_s
             self.feed.publish()
+
+    async def cycles(self, n: int) -> None:
+        self.publish(n)
+        await self.sync()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        await self.pair.close()
 
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     e = Env(tmp_path)
+    await e.attach()
     yield e
-    await e.client.aclose()
+    await e.close()
 
 
 # --- auth ------------------------------------------------------------------------------------
 async def test_reads_need_a_token_and_bad_tokens_are_refused(env: Env) -> None:
-    env.cycles(1)
+    await env.cycles(1)
     r = await env.client.get("/api/site")
     assert r.status_code == 401
     assert r.json()["detail"] == "a bearer token is required"
@@ -81,7 +105,8 @@ async def test_reads_need_a_token_and_bad_tokens_are_refused(env: Env) -> None:
 
 async def test_open_read_serves_reads_but_never_control(tmp_path: Path) -> None:
     e = Env(tmp_path, open_read=True)
-    e.cycles(1)
+    await e.attach()
+    await e.cycles(1)
     async with e.client as c:
         assert (await c.get("/api/site")).status_code == 200
         assert (await c.get("/api/whoami")).json() == {"name": "anonymous", "role": "viewer"}
@@ -91,6 +116,7 @@ async def test_open_read_serves_reads_but_never_control(tmp_path: Path) -> None:
         assert r.status_code == 403
         assert r.json()["detail"] == "'wall' is a viewer; this needs operator"
     assert e.hub.operator.mode == "auto"
+    await e.close()
 
 
 # --- reads -----------------------------------------------------------------------------------
@@ -102,7 +128,7 @@ async def test_before_the_first_cycle_reads_answer_503_with_a_reason(env: Env) -
 
 
 async def test_site_summary_reports_the_cycle_exactly(env: Env) -> None:
-    env.cycles(3)
+    await env.cycles(3)
     rec = env.hub.latest
     assert rec is not None
     s = (await env.client.get("/api/site", headers=V)).json()
@@ -124,7 +150,7 @@ async def test_site_summary_reports_the_cycle_exactly(env: Env) -> None:
 
 
 async def test_clusters_pcs_and_devices(env: Env) -> None:
-    env.cycles(2)
+    await env.cycles(2)
     cl = (await env.client.get("/api/clusters", headers=V)).json()
     assert [c["id"] for c in cl] == [f"c{i:02d}" for i in range(1, 13)]
     c3 = (await env.client.get("/api/clusters/c03", headers=V)).json()
@@ -155,12 +181,13 @@ async def test_clusters_pcs_and_devices(env: Env) -> None:
         "health": None,
     }
     env.hub.device_health["grid"] = {"ok": True, "comm_errors": 3, "last_ok_age_s": 0.4}
+    await env.sync()
     devs = (await env.client.get("/api/devices", headers=V)).json()
     assert devs[0]["health"] == {"ok": True, "comm_errors": 3, "last_ok_age_s": 0.4}
 
 
 async def test_cycle_timing_history_demand_and_ramp(env: Env) -> None:
-    env.cycles(30)
+    await env.cycles(30)
     cyc = (await env.client.get("/api/cycle", headers=V)).json()
     summ = env.hub.stats.summary()
     assert (cyc["p50_ms"], cyc["p99_ms"], cyc["max_ms"]) == (summ["p50_ms"], summ["p99_ms"], summ["max_ms"])
@@ -196,7 +223,7 @@ async def test_cycle_timing_history_demand_and_ramp(env: Env) -> None:
 
 
 async def test_demand_prefers_the_billing_provider(env: Env) -> None:
-    env.cycles(1)
+    await env.cycles(1)
     env.hub.providers["demand"] = lambda: {
         "interval_s": 900.0,
         "interval_start": env.start,
@@ -207,6 +234,7 @@ async def test_demand_prefers_the_billing_provider(env: Env) -> None:
         "target_w": 2.0e6,
         "target_source": "provider",
     }
+    await env.sync()
     d = (await env.client.get("/api/demand", headers=V)).json()
     assert (d["source"], d["month_peak_w"], d["target_w"]) == ("provider", 2.1e6, 2.0e6)
 
@@ -217,13 +245,14 @@ async def test_savings_roi_and_health_say_why_they_are_missing(env: Env) -> None
         assert r.status_code == 503
         assert f"no {name!r} provider is registered" in r.json()["detail"]
     env.hub.providers["ledger"] = lambda: {"currency": "CNY", "savings_to_date": 1234.5}
+    await env.sync()
     r = await env.client.get("/api/savings", headers=V)
     assert r.json() == {"currency": "CNY", "savings_to_date": 1234.5}
 
 
 # --- control ---------------------------------------------------------------------------------
 async def test_mode_change_roles_and_validation(env: Env) -> None:
-    env.cycles(1)
+    await env.cycles(1)
     c = env.client
     assert (await c.post("/api/control/mode", json={"mode": "idle"})).status_code == 401
     assert (await c.post("/api/control/mode", json={"mode": "idle"}, headers=V)).status_code == 403
@@ -238,7 +267,7 @@ async def test_mode_change_roles_and_validation(env: Env) -> None:
     assert r.status_code == 200
     assert r.json()["operator"]["mode"] == "idle"
     assert env.hub.operator.mode == "idle"
-    env.cycles(1)
+    await env.cycles(1)
     assert (await c.get("/api/site", headers=V)).json()["mode"] == "idle"
     # Every attempt is audited, refused ones too; a malformed body records the actor and the reason.
     audit = (await c.get("/api/audit", headers=V)).json()
@@ -248,7 +277,7 @@ async def test_mode_change_roles_and_validation(env: Env) -> None:
 
 
 async def test_override_is_bounded_and_expires(env: Env) -> None:
-    env.cycles(1)
+    await env.cycles(1)
     c = env.client
     r = await c.post("/api/control/override", json={"setpoint_w": 9e6, "duration_s": 60}, headers=OP)
     assert r.status_code == 400
@@ -297,7 +326,7 @@ async def test_reserve_change(env: Env) -> None:
 
 
 async def test_cluster_maintenance_and_return_to_service(env: Env) -> None:
-    env.cycles(1)
+    await env.cycles(1)
     c = env.client
     r = await c.post("/api/control/clusters/c99/maintenance", json={"on": True}, headers=OP)
     assert (r.status_code, r.json()["detail"]) == (404, "cluster_id: unknown cluster 'c99'")
@@ -306,7 +335,7 @@ async def test_cluster_maintenance_and_return_to_service(env: Env) -> None:
     assert env.hub.operator.maintenance == frozenset()
     r = await c.post("/api/control/clusters/c02/maintenance", json={"on": True}, headers=OP)
     assert r.status_code == 200 and r.json()["operator"]["maintenance"] == ["c02"]
-    env.cycles(1)
+    await env.cycles(1)
     c2 = (await c.get("/api/clusters/c02", headers=V)).json()
     assert (c2["status"], c2["maintenance"], c2["trusted"], c2["setpoint_w"]) == (
         "maintenance",
@@ -320,7 +349,7 @@ async def test_cluster_maintenance_and_return_to_service(env: Env) -> None:
 
 
 async def test_cluster_derate_caps_its_pcs_and_is_operator_only(env: Env) -> None:
-    env.cycles(1)
+    await env.cycles(1)
     c = env.client
     before = (await c.get("/api/clusters/c05", headers=V)).json()["max_discharge_w"]
     r = await c.post("/api/control/clusters/c05/derate", json={"max_power_pct": 70}, headers=V)
@@ -336,7 +365,7 @@ async def test_cluster_derate_caps_its_pcs_and_is_operator_only(env: Env) -> Non
 
 async def test_alarm_list_and_acknowledge(env: Env) -> None:
     env.feed.faulted.add("c05")
-    env.cycles(1)
+    await env.cycles(1)
     c = env.client
     a = (await c.get("/api/alarms", headers=V)).json()
     assert [x["id"] for x in a["active"]] == ["cluster_fault@c05"]
@@ -350,7 +379,7 @@ async def test_alarm_list_and_acknowledge(env: Env) -> None:
     a = (await c.get("/api/alarms", headers=V)).json()
     assert a["active"][0]["acked_by"] == "olga"
     env.feed.faulted.clear()
-    env.cycles(1)
+    await env.cycles(1)
     a = (await c.get("/api/alarms", headers=V)).json()
     assert a["active"] == []
     assert [x["id"] for x in a["history"]] == ["cluster_fault@c05"]
@@ -358,7 +387,7 @@ async def test_alarm_list_and_acknowledge(env: Env) -> None:
 
 
 async def test_audit_file_never_holds_a_token(env: Env) -> None:
-    env.cycles(1)
+    await env.cycles(1)
     await env.client.post("/api/control/mode", json={"mode": "idle"}, headers=OP)
     await env.client.post("/api/control/mode", json={"mode": 7}, headers=OP)
     await env.client.post("/api/control/mode", json={"mode": "x"}, headers={"Authorization": "Bearer guess"})
@@ -370,8 +399,9 @@ async def test_audit_file_never_holds_a_token(env: Env) -> None:
 
 # --- ops -------------------------------------------------------------------------------------
 async def test_healthz_and_metrics(env: Env) -> None:
-    env.cycles(5)
+    await env.cycles(5)
     env.hub.device_health = {"grid": {"ok": True, "comm_errors": 2}, "c01": {"ok": False, "comm_errors": 7}}
+    await env.sync()
     r = await env.client.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["seq"] == 5
     assert (await env.client.get("/metrics")).status_code == 401  # site data: a read like any other
@@ -400,6 +430,7 @@ async def test_healthz_and_metrics(env: Env) -> None:
         "queue_depth": 3,
         "queue_dropped": 1,
     }
+    await env.sync()
     m = (await env.client.get("/metrics", headers=V)).text
     for line in (
         "ems_telemetry_spool_depth 42",
@@ -480,7 +511,7 @@ async def _events(lines: AsyncIterator[str], n: int) -> list[dict[str, Any]]:
 
 
 async def test_sse_streams_cycles_and_a_slow_client_never_slows_publishing(env: Env) -> None:
-    env.cycles(1)
+    await env.cycles(1)
     srv = ApiServer(env.app, "127.0.0.1", 0)
     task = asyncio.create_task(srv.run())
     await srv.started()
@@ -508,14 +539,14 @@ async def test_sse_streams_cycles_and_a_slow_client_never_slows_publishing(env: 
                 t0 = time.perf_counter()
                 for _ in range(300):
                     env.clock.t += 1
-                    env.feed.publish()
+                    env.feed.publish()  # the Hub's side: the bridge only marks the mirror dirty
                 per_cycle_ms = (time.perf_counter() - t0) / 300 * 1000
                 assert per_cycle_ms < 25.0, per_cycle_ms  # waiting on the stuck client would take seconds
                 await asyncio.sleep(0.2)
             deadline = time.monotonic() + 3
-            while env.hub.subscribers and time.monotonic() < deadline:
+            while env.mirror.subscribers and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
-            assert env.hub.subscribers == 0  # released on disconnect
+            assert env.mirror.subscribers == 0  # released on disconnect
             assert "ems_sse_clients 0" in (await c.get("/metrics", headers=V)).text
     finally:
         feeder.cancel()

@@ -31,8 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 
-from agent.api import ApiServer
-from agent.api.app import MAX_BODY_BYTES
+from agent.api.app import MAX_BODY_BYTES, ApiServer
 from agent.api.auth import digest
 
 from .test_api import OP, OPERATOR, VIEWER, Env
@@ -111,10 +110,19 @@ class Judge:
 
 @contextlib.contextmanager
 def serving(env: Env) -> Iterator[httpx.Client]:
-    """The app on a real loopback socket, served from a thread (hypothesis drives sync code)."""
+    """The app on a real loopback socket, served from a thread (hypothesis drives sync code); its
+    channel to the Hub runs in that thread's event loop too."""
     srv = ApiServer(env.app, "127.0.0.1", 0)
     loop = asyncio.new_event_loop()
-    th = threading.Thread(target=loop.run_until_complete, args=(srv.run(),), daemon=True)
+
+    async def run() -> None:
+        await env.attach()
+        try:
+            await srv.run()
+        finally:
+            await env.pair.close()
+
+    th = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
     th.start()
     deadline = time.monotonic() + 10
     while not srv.server.started:
@@ -132,11 +140,19 @@ def serving(env: Env) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
+def env_sync(tmp_path: Path) -> Iterator[Env]:
+    """Not yet joined to the Hub: `serving()` does that in its own event loop."""
     e = Env(tmp_path)
-    e.cycles(2)
+    e.publish(2)
     e.hub.alarms.raise_("device_comm", "c03", _severity(), "no usable data (stale)", e.start)
     yield e
+
+
+@pytest.fixture
+async def env(env_sync: Env) -> AsyncIterator[Env]:
+    await env_sync.attach()
+    yield env_sync
+    await env_sync.close()
 
 
 def _severity() -> Any:
@@ -146,7 +162,8 @@ def _severity() -> Any:
 
 
 # --- schemathesis over the OpenAPI document ----------------------------------------------------
-def test_schemathesis_every_operation_every_role(env: Env, caplog: pytest.LogCaptureFixture) -> None:
+def test_schemathesis_every_operation_every_role(env_sync: Env, caplog: pytest.LogCaptureFixture) -> None:
+    env = env_sync
     caplog.set_level(logging.DEBUG)
     schema = schemathesis.openapi.from_asgi("/openapi.json", env.app)
     ops = [r.ok() for r in schema.get_all_operations()]

@@ -12,7 +12,8 @@ import httpx
 import numpy as np
 import pytest
 
-from agent.api import TokenStore, create_app
+from agent.api import TokenStore
+from agent.api.app import create_app
 from agent.health.assess import CONFIRM_DAYS, assess, theil_sen
 from agent.health.indicators import DailyIndicators, DayAccumulator
 from agent.health.report import write_report
@@ -27,6 +28,7 @@ from simulators.degradation import Degradation, effects
 from simulators.physics import Cluster, ClusterParams
 
 from .conftest import demo_site, snapshot_for
+from .test_api_feed import ApiPair
 
 
 # --- simulator side ------------------------------------------------------------------------------
@@ -283,9 +285,14 @@ async def test_start_health_registers_sink_and_provider_served_by_the_api(make_h
         assert (tmp_path / "health.db").exists() and h["report"].endswith("health-2026-11-24.html")
         tokens = tmp_path / "tokens.toml"
         tokens.write_text(f'[[token]]\nname = "v"\nrole = "viewer"\nsha256 = "{"0" * 64}"\n')
-        app = create_app(hub, TokenStore.load(tokens), open_read=True, wall=lambda: t0)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ems") as cl:
-            r = await cl.get("/api/health")
+        pair = ApiPair(hub, wall=lambda: t0)
+        app = create_app(pair.mirror, TokenStore.load(tokens), open_read=True)
+        await pair.attach()
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ems") as cl:
+                r = await cl.get("/api/health")
+        finally:
+            await pair.close()
         assert r.status_code == 200 and r.json()["version"] == 1
     finally:
         sink.stop()

@@ -1,4 +1,7 @@
-"""The API application: `create_app(hub, tokens, ...)` -> FastAPI, and `ApiServer` to run it.
+"""The API application: `create_app(mirror, tokens, ...)` -> FastAPI, and `ApiServer` to run it.
+
+It runs in the API process (agent/api/front.py), reading a Mirror of the control process's
+state and sending commands over the channel (agent/api/bridge.py executes them).
 
 Routes: /api/* reads (viewer), /api/control/* commands (operator), /api/stream (SSE),
 /metrics (viewer, like every read), /healthz (no auth: liveness only, no site data),
@@ -12,9 +15,7 @@ import contextlib
 import logging
 import math
 import socket
-import threading
-from collections.abc import Callable, Generator
-from datetime import datetime
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,12 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from agent.hub import Hub
-
 from .auth import Role, TokenStore
-from .config import ApiConfig
 from .context import Ctx
 from .metrics import render
+from .mirror import ControlUnavailable, Mirror
 from .observer import Observer
+from .process import listen_socket
 from .routes_control import CONTROL_PREFIX, control_router
 from .routes_read import read_router
 from .stream import stream_router
@@ -110,22 +110,9 @@ class _Guard:
         await self.app(scope, replay, send)
 
 
-def create_app(
-    hub: Hub,
-    tokens: TokenStore | None,
-    *,
-    open_read: bool = False,
-    wall: Callable[[], datetime] | None = None,
-) -> FastAPI:
-    """The API for one Hub. `tokens=None` leaves control impossible (every command answers 401)."""
-    tz = hub.site.timezone
-    ctx = Ctx(
-        hub=hub,
-        obs=Observer(hub),
-        tokens=tokens,
-        open_read=open_read,
-        wall=wall or (lambda: datetime.now(tz)),
-    )
+def create_app(hub: Mirror, tokens: TokenStore | None, *, open_read: bool = False) -> FastAPI:
+    """The API over one Mirror. `tokens=None` leaves control impossible (every command answers 401)."""
+    ctx = Ctx(hub=hub, obs=Observer(hub), tokens=tokens, open_read=open_read)
     hub.sinks.append(ctx.obs)
     app = FastAPI(
         title="ems-agent API",
@@ -150,8 +137,13 @@ def create_app(
         if request.url.path.startswith(CONTROL_PREFIX) and actor is not None:
             reason = "; ".join(f"{'.'.join(str(x) for x in e['loc'][1:])}: {e['msg']}" for e in errs)
             action = {"path": request.url.path, "body": errs[0].get("input") if errs else None}
-            hub.audit.record(ctx.wall(), actor, "api", action, False, reason)
+            with contextlib.suppress(ControlUnavailable):  # the 422 stands; the log says why no audit
+                await hub.refused(actor, action, reason)
         return JSONResponse({"detail": errs}, status_code=422)
+
+    @app.exception_handler(ControlUnavailable)
+    async def unavailable(request: Request, exc: ControlUnavailable) -> Response:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
     @app.get("/healthz", tags=["ops"], summary="Liveness: 200 while cycles are fresh, 503 otherwise")
     def healthz() -> JSONResponse:
@@ -185,13 +177,6 @@ def create_app(
     return app
 
 
-def app_from_config(hub: Hub, cfg: ApiConfig) -> FastAPI:
-    tokens = TokenStore.load(cfg.tokens_file) if cfg.tokens_file is not None else None
-    if tokens is None and not cfg.open_read:
-        log.warning("api: no tokens_file and open_read = false: every request will be refused")
-    return create_app(hub, tokens, open_read=cfg.open_read)
-
-
 class _QuietServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -199,22 +184,16 @@ class _QuietServer(uvicorn.Server):
 
 
 class ApiServer:
-    """uvicorn on a socket bound at construction (port 0 = a free port, see `.port`).
+    """uvicorn on a listening socket: given (the API process gets it from the control process), or
+    bound at construction (port 0 = a free port, see `.port`).
 
     `run()` serves until `stop()`; open SSE streams get SHUTDOWN_GRACE_S to finish.
     """
 
-    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # Accepted sockets inherit this. Without it, a response written as headers + body meets the
-        # client's delayed ACK and every keep-alive request takes ~44 ms (measured, bench/api_load.py).
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sock.bind((host, port))
-        self.sock.listen(128)
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0, sock: socket.socket | None = None) -> None:
+        self.sock = sock if sock is not None else listen_socket(host, port)
         self.sock.setblocking(False)
-        self.host = host
-        self.port: int = self.sock.getsockname()[1]
+        self.host, self.port = self.sock.getsockname()[:2]
         config = uvicorn.Config(
             app,
             log_level="warning",
@@ -223,7 +202,6 @@ class ApiServer:
             lifespan="off",
         )
         self.server = _QuietServer(config)
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -234,17 +212,6 @@ class ApiServer:
             await self.server.serve(sockets=[self.sock])
         finally:
             self.sock.close()
-
-    def serve_in_thread(self) -> None:
-        """Serve from a thread with its own event loop, so request handling never queues ahead of
-        the control loop's Modbus replies on one loop (measured: bench/api_load.py)."""
-        self._thread = threading.Thread(target=lambda: asyncio.run(self.run()), name="api", daemon=True)
-        self._thread.start()
-
-    async def join(self, timeout_s: float = SHUTDOWN_GRACE_S + 3.0) -> None:
-        """After stop(): wait for the server thread to finish (open streams get their grace)."""
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join, timeout_s)
 
     def stop(self) -> None:
         self.server.should_exit = True

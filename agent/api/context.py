@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 
 from fastapi import HTTPException, Request
 
-from agent.hub import Hub
-
 from .auth import ANONYMOUS_VIEWER, Principal, Role, TokenStore
+from .mirror import Mirror
 from .observer import Observer
 
 
 @dataclass
 class Ctx:
-    hub: Hub
+    hub: Mirror  # the control process's state, as mirrored into this (the API) process
     obs: Observer
     tokens: TokenStore | None  # None: no token file, so control is impossible
     open_read: bool
-    wall: Callable[[], datetime]  # site-local, timezone-aware: audit timestamps
 
     def principal(self, request: Request) -> Principal | None:
         """Who presents this request's bearer token (None: no token). 401 for a bad token."""
@@ -44,9 +41,7 @@ class Ctx:
                 else:
                     raise _unauthorized("a bearer token is required")
             if who.role < role:
-                raise HTTPException(
-                    403, f"{who.name!r} is a {who.role.name.lower()}; this needs {role.name.lower()}"
-                )
+                raise HTTPException(403, f"{who.name!r} is a {who.role.name.lower()}; this needs {role.name.lower()}")
             request.state.actor = who.name  # for auditing refused request bodies
             return who
 

@@ -12,9 +12,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from agent.alarms import SEVERITY_CODE, Severity
-from agent.hub import Hub
+from agent.hub import CYCLE_BUCKETS_S
 
-from .observer import CYCLE_BUCKETS_S, Observer
+from .mirror import Mirror
+from .observer import Observer
 from .views import val
 
 # device_health keys (from the driver) counted as communication errors, first one present wins.
@@ -89,19 +90,18 @@ def _number(d: dict[str, Any], keys: Iterable[str]) -> float | None:
     return None
 
 
-def render(hub: Hub, obs: Observer, now_mono: float) -> str:
+def render(hub: Mirror, obs: Observer, now_mono: float) -> str:
     o = _Out()
-    # Cycle time: histogram since the API started (the Hub keeps only a window).
-    o.family(
-        "ems_cycle_duration_seconds", "histogram", "Wall time of one control cycle (poll, decide, write)."
-    )
+    # Cycle time: the control process's histogram since it started (mirrored).
+    o.family("ems_cycle_duration_seconds", "histogram", "Wall time of one control cycle (poll, decide, write).")
     cum = 0
-    for le, n in zip(CYCLE_BUCKETS_S, obs.bucket_counts, strict=False):
+    st = hub.stats
+    for le, n in zip(CYCLE_BUCKETS_S, st.bucket_counts, strict=False):
         cum += n
         o.sample("ems_cycle_duration_seconds_bucket", cum, {"le": _num(le)})
-    o.sample("ems_cycle_duration_seconds_bucket", obs.cycle_count, {"le": "+Inf"})
-    o.sample("ems_cycle_duration_seconds_sum", obs.cycle_sum_s)
-    o.sample("ems_cycle_duration_seconds_count", obs.cycle_count)
+    o.sample("ems_cycle_duration_seconds_bucket", st.cycles, {"le": "+Inf"})
+    o.sample("ems_cycle_duration_seconds_sum", st.sum_s)
+    o.sample("ems_cycle_duration_seconds_count", st.cycles)
     o.one("ems_cycles_total", "counter", "Control cycles run.", hub.stats.cycles)
     o.one(
         "ems_cycle_overruns_total",

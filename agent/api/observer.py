@@ -1,10 +1,11 @@
-"""What the API remembers between requests, fed by the Hub once per cycle as a Sink.
+"""What the API remembers between requests, fed by the Mirror once per new cycle.
 
 `submit` only appends to bounded buffers (O(1)), so it never delays the loop. Read-outs that
 need more than the latest cycle live here: the rolling chart's history, demand this interval
-as seen since start-up (when no billing provider is registered), ramp statistics, the cycle
-time histogram for /metrics, and the per-cycle JSON the SSE stream sends (serialized once per
-cycle, not once per client).
+as seen since start-up (when no billing provider is registered), ramp statistics, and the
+per-cycle JSON the SSE stream sends (serialized once per cycle, not once per client). If the
+API process falls behind, the mirror skips cycles and these read-outs have gaps: the control
+loop never waits for them.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent.hub import CycleRecord, Hub
+from agent.hub import CycleRecord
 
+from .mirror import Mirror
 from .models import DemandOut, HistoryOut, LiveOut, RampOut
 from .views import alarm_out, clusters_out, fin, operator_out, pcs_list_out, site_out, val
 
 HISTORY_LEN = 900  # cycles kept for the chart (15 min at 1 s)
 RAMP_LEN = 300  # cycles analysed for ramp statistics
-# Cycle-time histogram bounds, s (Prometheus `le` buckets).
-CYCLE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 SHAVING_SOURCES = ("peak", "demand")  # bound sources whose reason explains the demand target
 
 
@@ -85,20 +85,17 @@ class DemandWindow:
 
 
 class Observer:
-    def __init__(self, hub: Hub) -> None:
+    def __init__(self, hub: Mirror) -> None:
         self.hub = hub
         self.t: deque[float] = deque(maxlen=HISTORY_LEN)
         self.rows: deque[tuple[float | None, ...]] = deque(maxlen=HISTORY_LEN)
         self.ramp: deque[tuple[float, float | None, float | None]] = deque(maxlen=RAMP_LEN)
         self.demand = DemandWindow(hub.site.control.demand_interval_s)
-        self.bucket_counts = [0] * (len(CYCLE_BUCKETS_S) + 1)
-        self.cycle_sum_s = 0.0
-        self.cycle_count = 0
         self.sse_clients = 0
         self.sse_dropped = 0
         self._live: tuple[int, object, int, str] | None = None
 
-    # --- Sink --------------------------------------------------------------------------------
+    # --- sink of the Mirror --------------------------------------------------------------------------------
     def submit(self, rec: CycleRecord) -> None:
         s = rec.snapshot
         grid, load = val(s.grid_w), val(s.load_w)
@@ -109,10 +106,6 @@ class Observer:
         self.rows.append((load, grid, fin(s.battery_w), val(s.pv_w), soc))
         self.ramp.append((s.t_mono, load, grid))
         self.demand.add(s.t_wall, grid)
-        sec = rec.cycle_ms / 1000.0
-        self.bucket_counts[bisect.bisect_left(CYCLE_BUCKETS_S, sec)] += 1
-        self.cycle_sum_s += sec
-        self.cycle_count += 1
 
     # --- read-outs ---------------------------------------------------------------------------
     def history(self, seconds: float) -> HistoryOut:

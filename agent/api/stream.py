@@ -1,6 +1,6 @@
 """Server-Sent Events: one `cycle` event per control cycle (the LiveOut JSON).
 
-Each client gets its own bounded Hub subscription: when a client reads slower than the loop
+Each client gets its own bounded Mirror subscription: when a client reads slower than the loop
 publishes, its oldest cycles are dropped (counted in ems_sse_dropped_total); the loop never
 waits. The subscription is released when the client disconnects (the generator is closed).
 """
