@@ -29,8 +29,8 @@ import pytest
 from agent.api.bridge import BACKLOG_CYCLES
 
 from .agent_harness import AgentOnSim, agent_on_simulators
+from .agent_process import free_port as _free_port
 from .loop_rig import site_text
-from .test_loop_integration import _free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
