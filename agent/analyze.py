@@ -126,7 +126,17 @@ class ReplayResult:
         return self.wall_s / self.steps * 1e6 if self.steps else 0.0
 
 
-def build_plant(site: SiteConfig, soc_pct: float, tau_s: float = 0.1) -> BatteryPlant:
+@dataclass(frozen=True, slots=True)
+class PcsModel:
+    """How the replay's PCS respond (simulators.physics.PcsParams): first-order lag, and in grid-power
+    (PCC) control the local loop's meter sample period and gain (None: critically damped)."""
+
+    tau_s: float = 0.1
+    pcc_sample_s: float = 0.02
+    pcc_gain: float | None = None
+
+
+def build_plant(site: SiteConfig, soc_pct: float, pcs: PcsModel = PcsModel()) -> BatteryPlant:
     """The site's PCS units and clusters as simulator physics (efficiencies from [control])."""
     c = site.control
     params = {
@@ -137,7 +147,16 @@ def build_plant(site: SiteConfig, soc_pct: float, tau_s: float = 0.1) -> Battery
     }
     wiring = {p.id: (p.rated_w, list(p.clusters)) for p in site.pcs}
     # revert timer off: the replay writes every step, and a 15-min step must not trip it
-    return BatteryPlant.build(wiring, params, soc_pct, tau_s=tau_s, revert_s=0.0, noise=False)
+    return BatteryPlant.build(
+        wiring,
+        params,
+        soc_pct,
+        tau_s=pcs.tau_s,
+        revert_s=0.0,
+        noise=False,
+        pcc_sample_s=pcs.pcc_sample_s,
+        pcc_gain=pcs.pcc_gain,
+    )
 
 
 class _ClusterView:
@@ -223,6 +242,7 @@ def replay(
     progress: ProgressFn | None = None,
     clock: Callable[[], float] = time.perf_counter,
     decide_every: int = 1,
+    pcs_model: PcsModel = PcsModel(),
 ) -> ReplayResult:
     """Replay `trace` through decide() and the battery physics of `site` (see the module doc).
 
@@ -232,6 +252,7 @@ def replay(
     decide() runs on the first step of each cycle and the PCS hold what it wrote in between.
     PCS the site runs in grid-power (PCC) control get the plan's grid target, ramp, share and limits
     and run their local loop on the plant's meter (load - pv - battery) inside each physics step.
+    `pcs_model`: the PCS's response and local loop (PcsModel; the defaults are the simulator's).
     """
     if not 0.0 <= start_soc_pct <= 100.0:
         raise ValueError(f"start_soc_pct must be within [0, 100], got {start_soc_pct!r}")
@@ -249,7 +270,7 @@ def replay(
     step = trace.step_s
     dts = np.append(np.diff(ts_arr), step).tolist()
 
-    plant = build_plant(site, start_soc_pct)
+    plant = build_plant(site, start_soc_pct, pcs_model)
     cells = list(plant.clusters.values())
     capacity = sum(c.capacity_wh for c in cells)
     start_wh = plant.stored_wh()

@@ -18,6 +18,7 @@ The grid as a utility meter sees it is the 1 s average; its ramp is the change b
 seconds. Reported: share of seconds over the limit with and without the battery, p99/max ramp, SoC band.
 
     .venv/bin/python bench/ramp_bench.py [--minutes 60] [--cycle-s 1.0 0.2] [--pcc-cycle-s 1.0]
+        [--pcc-sample-s 0.02] [--pcc-gain G] [--tau-s 0.1]      # the PCS model, for sensitivity runs
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.analyze import Trace, replay  # noqa: E402
+from agent.analyze import PcsModel, Trace, replay  # noqa: E402
 from agent.config import SiteConfig, load_site  # noqa: E402
 from agent.tariff import bundled  # noqa: E402
 
@@ -57,6 +58,9 @@ def load_trace(minutes: float) -> np.ndarray:
     return np.tile(one, reps)[: int(minutes * 60.0 / DT)]
 
 
+DEFAULT_PCS = PcsModel()  # the simulator's PCS
+
+
 def ramp_share(grid_w: np.ndarray) -> tuple[float, float, float]:
     """(share of seconds whose 1 s-average grid power moved by more than the limit, p99 and max ramp W/s)."""
     per_s = round(1.0 / DT)
@@ -66,14 +70,14 @@ def ramp_share(grid_w: np.ndarray) -> tuple[float, float, float]:
     return float(np.mean(ramps > LIMIT_W_PER_S * 1.0001)), float(np.percentile(ramps, 99)), float(ramps.max())
 
 
-def run(site: SiteConfig, load: np.ndarray, cycle_s: float, mode: str) -> dict[str, Any]:
+def run(site: SiteConfig, load: np.ndarray, cycle_s: float, mode: str, pcs: PcsModel) -> dict[str, Any]:
     """One replay of `load` (W at DT) with the agent every `cycle_s`; mode "setpoint" or "pcc"."""
     if mode == "pcc":
         site = replace(site, pcs=tuple(replace(p, grid_control="pcc") for p in site.pcs))
     ts = np.asarray(START.timestamp() + np.arange(len(load)) * DT, dtype=np.float64)
     trace = Trace(ts, load, None, f"{TRACE.name} x {NODES}")
     every = max(1, round(cycle_s / DT))
-    res = replay(site, bundled("shanghai_ci_two_part"), trace, seed_profile=False, decide_every=every)
+    res = replay(site, bundled("shanghai_ci_two_part"), trace, seed_profile=False, decide_every=every, pcs_model=pcs)
     share, p99, worst = ramp_share(res.grid_w)
     return {
         "mode": mode,
@@ -93,7 +97,11 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--cycle-s", type=float, nargs="*", default=[1.0, 0.2], help="setpoint-mode agent cycles")
     ap.add_argument("--pcc-cycle-s", type=float, nargs="*", default=[1.0], help="grid-power (PCC) mode agent cycles")
+    ap.add_argument("--pcc-sample-s", type=float, default=DEFAULT_PCS.pcc_sample_s, help="PCS meter sample period")
+    ap.add_argument("--pcc-gain", type=float, default=None, help="PCS local loop gain (default: critically damped)")
+    ap.add_argument("--tau-s", type=float, default=DEFAULT_PCS.tau_s, help="PCS first-order response time constant")
     args = ap.parse_args()
+    pcs = PcsModel(args.tau_s, args.pcc_sample_s, args.pcc_gain)
     site = load_site(ROOT / "agent" / "sites" / "demo.toml")
     load = load_trace(args.minutes)
     share, p99, worst = ramp_share(load)
@@ -104,13 +112,14 @@ def main() -> int:
         "load_max_w": float(load.max()),
         "largest_0.1s_step_w": float(swings.max()),
         "limit_w_per_s": LIMIT_W_PER_S,
+        "pcs_model": {"tau_s": pcs.tau_s, "pcc_sample_s": pcs.pcc_sample_s, "pcc_gain": pcs.pcc_gain},
         "without_battery": {"over_limit_share": share, "p99_ramp_w_per_s": p99, "max_ramp_w_per_s": worst},
         "with_battery": [],
     }
     soc_window = (site.control.soc_min_pct, site.control.soc_max_pct)
     runs = [("setpoint", c) for c in args.cycle_s] + [("pcc", c) for c in args.pcc_cycle_s]
     for mode, c in runs:
-        r = run(site, load, c, mode)
+        r = run(site, load, c, mode, pcs)
         r["soc_within_window"] = soc_window[0] <= r["soc_min_pct"] and r["soc_max_pct"] <= soc_window[1]
         out["with_battery"].append(r)
         print(

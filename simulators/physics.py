@@ -660,6 +660,7 @@ class BatteryPlant:
         seed: int = 0,
         noise: bool = True,
         pcc_sample_s: float = 0.02,
+        pcc_gain: float | None = None,
     ) -> BatteryPlant:
         """wiring: pcs id -> (rated W, [cluster ids]). Per-cluster params/SoC may be mappings."""
         if not 0.0 < pcc_sample_s <= 1.0:
@@ -673,7 +674,7 @@ class BatteryPlant:
                 s = soc_pct if isinstance(soc_pct, (int, float)) else soc_pct[cid]
                 clusters[cid] = Cluster(cid, cp, float(s), seed, noise)
                 members.append(clusters[cid])
-            pcs[pid] = Pcs(pid, PcsParams(rated, tau_s, revert_s, pcc_sample_s), members)
+            pcs[pid] = Pcs(pid, PcsParams(rated, tau_s, revert_s, pcc_sample_s, pcc_gain), members)
         return BatteryPlant(pcs, clusters)
 
     def write(self, pcs_id: str, setpoint_w: float) -> None:
