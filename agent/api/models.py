@@ -40,6 +40,14 @@ class SiteOut(BaseModel):
     decided_by: str = Field(description="the active constraint: controller that set the final value")
     reason: str = Field(description="why, in words")
     bounds: list[BoundOut]
+    grid_target_w: float | None = Field(
+        None,
+        description="W, grid import target written to the PCS in grid-power (PCC) control, which regulate"
+        " the grid toward it on their own meter; null when every PCS follows its setpoint",
+    )
+    grid_ramp_w_per_s: float | None = Field(
+        None, description="W/s, the ramp those PCS move their grid reference at; null as above"
+    )
     active_alarms: int
     critical_alarms: int
 

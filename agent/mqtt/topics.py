@@ -23,7 +23,7 @@ from typing import Any
 
 from agent.alarms import Alarm
 from agent.hub import CycleRecord
-from agent.plan import Plan
+from agent.plan import GridControl, Plan
 from agent.snapshot import ClusterSnapshot, Measured
 
 SCHEMA_VERSION = 1
@@ -152,7 +152,23 @@ def plan_payload(p: Plan, t: datetime) -> dict[str, Any]:
             {"source": b.source, "lo_w": b.lo_w, "hi_w": b.hi_w, "reason": b.reason} for b in p.bounds
         ],
         "pcs_setpoints_w": dict(p.pcs_setpoints_w),
+        "grid_control": grid_control_payload(p.grid_control),
         "alarms": list(p.alarms),
+    }
+
+
+def grid_control_payload(gc: GridControl | None) -> dict[str, Any] | None:
+    """What the PCS in grid-power (PCC) control were told (None: every PCS follows its setpoint)."""
+    if gc is None:
+        return None
+    return {
+        "target_w": gc.target_w,
+        "ramp_w_per_s": gc.ramp_w_per_s,
+        "grid_min_w": gc.grid_min_w,
+        "pcs": {
+            pid: {"share": lim.share, "max_discharge_w": lim.max_discharge_w, "max_charge_w": lim.max_charge_w}
+            for pid, lim in gc.pcs.items()
+        },
     }
 
 

@@ -69,6 +69,9 @@ function renderSite(s) {
   $("clock").textContent = time(s.t_wall);
   $("decided").textContent = s.decided_by;
   $("reason").textContent = s.reason;
+  const gt = $("grid-target");  // PCS in grid-power (PCC) control regulate the grid to this themselves
+  gt.classList.toggle("hidden", s.grid_target_w == null);
+  if (s.grid_target_w != null) gt.textContent = `${t("grid_target")} ${watts(s.grid_target_w)} (${t("at")} ${watts(s.grid_ramp_w_per_s)}/s)`;
   const tb = $("bounds").tBodies[0];
   tb.replaceChildren(...s.bounds.map((bd) => {
     const tr = document.createElement("tr");

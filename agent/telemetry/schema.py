@@ -240,6 +240,9 @@ def points_for(
                 mode=MODE_CODE.get(p.mode, UNKNOWN_CODE),
                 decided_by=SOURCE_CODE.get(p.decided_by, UNKNOWN_CODE),
                 alarms=len(p.alarms),
+                # grid-power (PCC) control: the grid import target and ramp written to the PCS
+                grid_target_w=p.grid_control.target_w if p.grid_control is not None else None,
+                grid_ramp_w_per_s=p.grid_control.ramp_w_per_s if p.grid_control is not None else None,
             ),
             t,
         )
