@@ -543,7 +543,7 @@ async def test_sse_streams_cycles_and_a_slow_client_never_slows_publishing(env: 
                 per_cycle_ms = (time.perf_counter() - t0) / 300 * 1000
                 assert per_cycle_ms < 25.0, per_cycle_ms  # waiting on the stuck client would take seconds
                 await asyncio.sleep(0.2)
-            deadline = time.monotonic() + 3
+            deadline = time.monotonic() + 10  # generous: a busy CI machine
             while env.mirror.subscribers and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             assert env.mirror.subscribers == 0  # released on disconnect
