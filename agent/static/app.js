@@ -1,34 +1,19 @@
 // The wall-screen dashboard: renders each cycle from the SSE stream; operator actions behind login.
-import { applyLang, currentLang, t } from "./i18n.js";
+import { applyLang, currentLang, fieldLabel, t } from "./i18n.js";
 import { DASH, field, num, pct, secs, time, watts, wh } from "./format.js";
 import { RollingChart } from "./chart.js";
+import { api, authHeaders, session } from "./http.js";
 import { openStream } from "./stream.js";
 
 const $ = (id) => document.getElementById(id);
 const STATE_ICON = { online: "✓", fault: "✕", offline: "?", maintenance: "⚒" };
 const SEV_ICON = { critical: "✕", warning: "!", info: "i" };
-const TOKEN_KEY = "ems-token";
 
-let token = sessionStorage.getItem(TOKEN_KEY);
 let role = null; // "viewer" | "operator" | null
 let last = null; // last LiveOut
 let openCluster = null;
 let armed = null; // the cluster action waiting for its confirming click
 const chart = new RollingChart($("chart"));
-
-const authHeaders = () => (token ? { Authorization: `Bearer ${token}` } : {});
-
-async function api(path, opts = {}) {
-  const r = await fetch(path, { ...opts, headers: { ...authHeaders(), ...(opts.body ? { "Content-Type": "application/json" } : {}), ...(opts.headers || {}) } });
-  let body = null;
-  try { body = await r.json(); } catch { /* empty or not JSON */ }
-  if (!r.ok) {
-    let detail = body?.detail ?? `HTTP ${r.status}`;
-    if (Array.isArray(detail)) detail = detail.map((d) => `${d.loc.slice(1).join(".")}: ${d.msg}`).join("; ");
-    throw Object.assign(new Error(detail), { status: r.status });
-  }
-  return body;
-}
 
 function toast(msg, good) {
   const el = $("toast");
@@ -279,20 +264,20 @@ async function whoami() {
     u.classList.toggle("hidden", me.name === "anonymous");
   } catch (e) {
     role = null;
-    if (e.status === 401 && token) { token = null; sessionStorage.removeItem(TOKEN_KEY); }
+    if (e.status === 401 && session.token) session.token = null;
     if (e.status === 401) { // reads are not open here: ask for a token straight away
       toast(t("read_token_needed"), false);
       if (!$("login-dlg").open) { $("login-err").textContent = ""; $("token").value = ""; $("login-dlg").showModal(); }
     }
   }
   $("ops").classList.toggle("hidden", role !== "operator");
-  $("login-btn").textContent = token ? t("logout") : t("login");
+  $("login-btn").textContent = session.token ? t("logout") : t("login");
   if (last) renderAlarms(last.alarms);
 }
 
 function wireLogin() {
   $("login-btn").onclick = () => {
-    if (token) { token = null; sessionStorage.removeItem(TOKEN_KEY); whoami(); stream.restart(); return; }
+    if (session.token) { session.token = null; whoami(); stream.restart(); return; }
     $("login-err").textContent = ""; $("token").value = "";
     $("login-dlg").showModal();
   };
@@ -302,8 +287,7 @@ function wireLogin() {
     const candidate = $("token").value.trim();
     const r = await fetch("/api/whoami", { headers: { Authorization: `Bearer ${candidate}` } });
     if (!r.ok) { $("login-err").textContent = t("bad_token"); return; }
-    token = candidate;
-    sessionStorage.setItem(TOKEN_KEY, token);
+    session.token = candidate;
     $("login-dlg").close();
     await whoami();
     stream.restart();
@@ -321,7 +305,7 @@ function kvRows(obj, currency, items) {
   for (const [k, v] of Object.entries(obj)) {
     if (SKIP.has(k) || Array.isArray(v)) continue;
     if (v !== null && typeof v === "object") {
-      const h = document.createElement("div"); h.className = "na sub"; h.textContent = k.replaceAll("_", " ");
+      const h = document.createElement("div"); h.className = "na sub"; h.textContent = fieldLabel(k, k.replaceAll("_", " "));
       items.push(h);
       kvRows(v, currency, items);
       continue;

@@ -1,4 +1,5 @@
 // Numbers for people: every value carries its unit; unknown values show as "—", never 0.
+import { fieldLabel } from "./i18n.js";
 export const DASH = "—";
 
 export function watts(w, digits) {
@@ -39,13 +40,13 @@ export function time(iso) {
   return m ? m[1] : iso;
 }
 
-// Labels for provider read-outs whose fields we do not know in advance: "savings_to_date_cny" ->
-// "savings to date cny"; a unit is taken from the key's suffix when it has one.
+// Labels for provider read-outs whose fields we do not know in advance: "discharge_kwh" ->
+// "discharge" (or its translation, i18n.js) with the unit taken from the key's suffix.
 const SUFFIX = [["_pct", " %"], ["_kwh", " kWh"], ["_wh", " Wh"], ["_kw", " kW"], ["_w", " W"], ["_years", " years"], ["_s", " s"]];
 export function field(key, value) {
   let label = key, unit = "";
   for (const [suf, u] of SUFFIX) if (key.endsWith(suf)) { label = key.slice(0, -suf.length); unit = u; break; }
-  label = label.replaceAll("_", " ");
+  label = fieldLabel(label, label.replaceAll("_", " "));
   let v;
   if (typeof value === "number") {
     if (unit === " W") return [label, watts(value)];

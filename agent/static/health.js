@@ -1,35 +1,53 @@
-// Cluster health view: the daily read-out of GET /api/health (agent/health), refreshed every minute.
-// A proposal (derate or isolate) is applied only when a logged-in operator confirms it; the
-// server checks the role and audits the command like any other.
+// Cluster health view: the daily read-out of GET /api/health (agent/health), refreshed every minute
+// and redrawn when the language changes. A proposal (derate or isolate) is applied only when a
+// logged-in operator confirms it; the server checks the role and audits the command like any other.
+import { api, session } from "./http.js";
+import { t } from "./i18n.js";
+
 const $ = (id) => document.getElementById(id);
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 const f = (x, d = 1) => (x === null || x === undefined ? "—" : Number(x).toFixed(d));
-const COLS = [
-  ["cell_spread_mv", "spread mV", 1], ["resistance_mohm", "R mΩ", 1], ["capacity_pct", "capacity %", 1],
-  ["soh_pct", "SoH %", 1], ["temp_max_c", "Tmax °C", 1], ["efc", "EFC/day", 2],
+const COLS = [ // [read-out key, string key, decimals]
+  ["cell_spread_mv", "h_spread", 1], ["resistance_mohm", "h_resistance", 1], ["capacity_pct", "h_capacity", 1],
+  ["soh_pct", "h_soh", 1], ["temp_max_c", "h_tmax", 1], ["efc", "h_efc_day", 2],
 ];
+let last = null; // the last read-out, or the error that stood for it: redrawn on a language change
 
 async function refresh() {
-  const token = sessionStorage.getItem("ems-token");
-  let h;
   try {
-    const r = await fetch("/api/health", { headers: token ? { Authorization: `Bearer ${token}` } : {} });
-    if (!r.ok) { $("health-note").textContent = r.status === 503 ? "health tracking not running" : `HTTP ${r.status}`; return; }
-    h = await r.json();
-  } catch { return; }
+    last = await api("/api/health");
+  } catch (e) {
+    last = e;
+  }
+  render(last);
+}
+
+function what(cmd) {
+  return cmd.command === "derate"
+    ? t("h_cap").replace("{c}", cmd.cluster_id).replace("{p}", cmd.max_power_pct)
+    : t("h_isolate").replace("{c}", cmd.cluster_id);
+}
+
+function render(h) {
+  if (h instanceof Error) {
+    $("health-note").textContent = h.status === 503 ? t("h_not_running") : h.message;
+    return;
+  }
   const recs = h.recommendations || [];
-  $("health-note").textContent = h.days ? `${h.days} days of history` : "no full day yet";
+  const operator = Boolean(session.token);
+  $("health-note").textContent = h.days ? t("h_days").replace("{n}", h.days) : t("h_no_day");
   $("health-recs").innerHTML = recs.length
     ? recs.map((r, i) => {
         const cmd = r.proposal?.command;
-        const btn = token && cmd ? ` <button type="button" class="apply" data-i="${i}">apply ${esc(r.proposal.kind)}</button>` : "";
+        const btn = operator && cmd ? ` <button type="button" class="apply" data-i="${i}">${esc(t("apply"))}: ${esc(what(cmd))}</button>` : "";
         return `<li class="sev-warning"><b>${esc(r.proposal?.kind ?? "")}</b> ${esc(r.text)}${btn}</li>`;
       }).join("")
-    : "<li class=\"muted\">every cluster tracks its peers</li>";
+    : `<li class="muted">${esc(t("h_all_track"))}</li>`;
   for (const b of $("health-recs").querySelectorAll("button.apply")) {
-    b.addEventListener("click", () => apply(recs[Number(b.dataset.i)].proposal.command, token));
+    b.addEventListener("click", () => apply(recs[Number(b.dataset.i)].proposal.command));
   }
-  const head = "<tr><th>cluster</th>" + COLS.map((c) => `<th>${c[1]}</th>`).join("") + "<th>EFC total</th></tr>";
+  const head = `<tr><th>${esc(t("h_cluster"))}</th>` + COLS.map((c) => `<th>${esc(t(c[1]))}</th>`).join("")
+    + `<th>${esc(t("h_efc_total"))}</th></tr>`;
   const rows = Object.entries(h.clusters || {}).map(([id, c]) => {
     const flagged = new Set(c.flagged || []);
     const cells = COLS.map(([k, , d]) => `<td class="${flagged.has(k) ? "err" : ""}">${f(c.latest?.[k], d)}</td>`).join("");
@@ -46,18 +64,18 @@ function request(cmd) {
   return null;
 }
 
-async function apply(cmd, token) {
+async function apply(cmd) {
   const req = request(cmd);
   if (!req) return;
-  const what = cmd.command === "derate" ? `cap ${cmd.cluster_id} (and its PCS) at ${cmd.max_power_pct} %` : `isolate ${cmd.cluster_id}`;
-  if (!window.confirm(`Apply: ${what}?`)) return;
-  const r = await fetch(req[0], {
-    method: "POST",
-    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
-    body: JSON.stringify(req[1]),
-  });
-  $("health-note").textContent = r.ok ? `applied: ${what}` : `refused (HTTP ${r.status})`;
+  if (!window.confirm(`${t("apply")}: ${what(cmd)}?`)) return;
+  try {
+    await api(req[0], { method: "POST", body: JSON.stringify(req[1]) });
+    $("health-note").textContent = `${t("h_applied")}: ${what(cmd)}`;
+  } catch (e) {
+    $("health-note").textContent = `${t("h_refused")}: ${e.message}`;
+  }
 }
 
+document.addEventListener("ems-lang", () => { if (last) render(last); });
 refresh();
 setInterval(refresh, 60_000);

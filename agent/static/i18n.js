@@ -15,6 +15,11 @@ const STRINGS = {
     st_online: "ONLINE", st_fault: "FAULT", st_offline: "OFFLINE", st_maintenance: "MAINT",
     importing: "importing", exporting: "exporting", discharging: "discharging", charging: "charging", idle: "idle",
     grid_target: "PCS grid-power control: grid target", at: "at",
+    health_title: "Cluster health", h_not_running: "health tracking not running", h_days: "{n} days of history",
+    h_no_day: "no full day yet", h_all_track: "every cluster tracks its peers", h_cluster: "cluster",
+    h_spread: "spread mV", h_resistance: "R mΩ", h_capacity: "capacity %", h_soh: "SoH %", h_tmax: "Tmax °C",
+    h_efc_day: "EFC/day", h_efc_total: "EFC total", h_cap: "cap {c} (and its PCS) at {p} %", h_isolate: "isolate {c}",
+    h_applied: "applied", h_refused: "refused",
     no_alarms: "No active alarms", ack: "Ack", acked_by: "acked by", not_available: "Not available",
     savings: "Savings", roi: "ROI", elapsed: "elapsed", observed_since: "observed since", no_target: "no fixed target (economic)",
     maint_on: "Put into maintenance", maint_off: "Return to service", confirm: "Confirm", done: "Done",
@@ -37,6 +42,10 @@ const STRINGS = {
     login_hint: "令牌仅保存在当前浏览器标签页。", st_online: "在线", st_fault: "故障", st_offline: "离线",
     st_maintenance: "检修", importing: "取电", exporting: "送电", discharging: "放电", charging: "充电", idle: "待机",
     grid_target: "PCS 并网点功率控制：电网目标", at: "爬坡",
+    health_title: "电池簇健康", h_not_running: "健康跟踪未运行", h_days: "{n} 天历史", h_no_day: "尚无完整一天",
+    h_all_track: "各簇与同组一致", h_cluster: "电池簇", h_spread: "压差 mV", h_resistance: "内阻 mΩ",
+    h_capacity: "容量 %", h_soh: "SoH %", h_tmax: "最高温度 °C", h_efc_day: "等效循环/天", h_efc_total: "等效循环累计",
+    h_cap: "将 {c}（及其 PCS）限制在 {p} %", h_isolate: "隔离 {c}", h_applied: "已执行", h_refused: "被拒绝",
     no_alarms: "无活动告警", ack: "确认", acked_by: "确认人", not_available: "暂不可用", savings: "节省", roi: "投资回报",
     elapsed: "已过", observed_since: "统计起始", no_target: "无固定目标 (经济优化)", maint_on: "转入检修",
     maint_off: "恢复运行", confirm: "确认", done: "完成", override_active: "手动设定生效", expires_in: "剩余",
@@ -48,7 +57,26 @@ const STRINGS = {
   },
 };
 
+// Labels of provider read-outs (savings ledger, ROI) by field key, without the unit suffix. English
+// labels are the keys in words (format.js `field`); only other languages need a table.
+const FIELDS = {
+  zh: {
+    tariff: "电价", savings_to_date: "累计节省", to_date: "累计", label: "期间", net_savings: "净节省",
+    energy_savings: "电量电费节省", demand_savings: "需量电费节省", degradation_cost: "电池损耗成本",
+    outage_value: "停电保障价值", discharge: "放电量", charge: "充电量", counted: "计入时长", excluded: "排除时长",
+    intervals: "需量区间数", excluded_intervals: "排除区间数", annualised_trailing: "近期年化节省", roi: "投资回报",
+    capex: "投资", realized_savings: "已实现节省", days: "天数", opex_to_date: "累计运维费用", recovered: "已回收",
+    annual_savings: "年节省", simple_payback: "静态回收期", remaining_payback: "剩余回收期", npv: "净现值",
+    irr: "内部收益率", trailing_days: "统计天数", currency: "货币",
+  },
+};
+
 let lang = localStorage.getItem("ems-lang") === "zh" ? "zh" : "en";
+
+// A read-out field's label: the table's in this language, else `fallback` (the key in words).
+export function fieldLabel(key, fallback) {
+  return FIELDS[lang]?.[key] ?? fallback;
+}
 
 export function t(key) {
   return STRINGS[lang][key] ?? STRINGS.en[key] ?? key;
@@ -60,4 +88,5 @@ export function applyLang(next) {
   if (next) { lang = next; localStorage.setItem("ems-lang", lang); }
   document.documentElement.lang = lang === "zh" ? "zh-CN" : "en";
   for (const el of document.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
+  document.dispatchEvent(new Event("ems-lang")); // views drawn from data redraw themselves
 }
