@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -160,9 +161,16 @@ class Bench:
     def cycle(self) -> dict[str, Any]:
         return dict(get_json(f"http://127.0.0.1:{self.api_port}/api/cycle"))
 
-    def rss_mb(self) -> float:
+    def rss_mb(self) -> tuple[float, float]:
+        """(control process, control + API process) resident MB: the agent is both processes."""
         assert self.agent is not None
-        return float(psutil.Process(self.agent.pid).memory_info().rss) / 2**20
+        proc = psutil.Process(self.agent.pid)
+        own = float(proc.memory_info().rss) / 2**20
+        children = 0.0
+        for c in proc.children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                children += float(c.memory_info().rss) / 2**20
+        return own, own + children
 
 
 async def latency(steps: int, cycle_s: float, work: Path, seed: int) -> dict[str, Any]:
@@ -218,7 +226,7 @@ def pct(xs: list[float], q: float) -> float:
 async def sizes(clusters: list[int], seconds: float, runs: int, work: Path) -> list[dict[str, Any]]:
     rows = []
     for n in clusters:
-        p50s, p99s, rss, over, cpu = [], [], [], [], []
+        p50s, p99s, rss, rss_all, over, cpu = [], [], [], [], [], []
         for r in range(runs):
             async with Bench(n, 1.0, work / f"{n}-{r}") as b:
                 await asyncio.sleep(5.0)  # connections open, caches warm: not what a site runs on
@@ -233,19 +241,23 @@ async def sizes(clusters: list[int], seconds: float, runs: int, work: Path) -> l
                 # CPU the agent itself burnt per cycle: what the cycle costs on an idle machine
                 cpu.append((sum(proc.cpu_times()[:2]) - cpu0) * 1000.0 / max(1.0, c["cycles"] - c0["cycles"]))
                 over.append(c["overruns"] - c0["overruns"])
-                rss.append(b.rss_mb())
+                own, total = b.rss_mb()
+                rss.append(own)
+                rss_all.append(total)
             ms = cycle_times_ms(work / f"{n}-{r}" / "state", t0, t1)
             p50s.append(pct(ms, 0.5))
             p99s.append(pct(ms, 0.99))
             print(f"  {n} clusters run {r + 1}/{runs}: p50 {p50s[-1]:.1f} ms p99 {p99s[-1]:.1f} ms "
-                  f"RSS {rss[-1]:.0f} MB, agent CPU {cpu[-1]:.0f} ms/cycle", file=sys.stderr)
+                  f"RSS {rss[-1]:.0f} MB (with the API process {rss_all[-1]:.0f} MB), "
+                  f"agent CPU {cpu[-1]:.0f} ms/cycle", file=sys.stderr)
         rows.append({
             "clusters": n,
             "cycles_measured": len(ms),
             "pcs": (n + CLUSTERS_PER_PCS - 1) // CLUSTERS_PER_PCS,
             "p50_ms": statistics.median(p50s),
             "p99_ms": statistics.median(p99s),
-            "rss_mb": statistics.median(rss),
+            "rss_mb": statistics.median(rss),  # the control process
+            "rss_with_api_mb": statistics.median(rss_all),  # + the API process it supervises
             "agent_cpu_ms_per_cycle": statistics.median(cpu),
             "overruns": max(over),
             "runs": runs,
