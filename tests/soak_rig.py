@@ -2079,10 +2079,10 @@ def month_markdown(r: dict[str, Any]) -> str:
         "",
         f"RSS of the process (MB) by simulated day: {r['rss_mb_by_day']}",
         "",
-        "(The process also holds the simulator and this rig. The simulator's synthetic load keeps its whole "
-        "schedule of breakpoints (simulators/load.py SyntheticTraining._t/_w, append-only): measured alone, "
-        "about 1.5 MB per simulated day. The agent's loop stepped alone, with and without device faults, stayed "
-        "flat over 2,000 cycles.)",
+        "(The process also holds the simulator, the never-restarted reference ledger and this rig's checks. The "
+        "simulator's synthetic load forgets breakpoints more than an hour old (simulators/load.py "
+        "SyntheticTraining; append-only before 2026-12-01, ~1.5 MB per simulated day). The agent's loop stepped "
+        "alone, with and without device faults, stayed flat over 2,000 cycles.)",
     ]
     if r["rig_errors"]:
         L += ["", f"Rig errors: {r['rig_errors'][:10]}"]
