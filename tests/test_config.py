@@ -143,3 +143,11 @@ def test_grid_control_pcc_loads_with_a_profile_a_grid_meter_and_a_ramp_limit(tmp
 def test_grid_control_errors_name_the_pcs_and_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_site(write(tmp_path, text))
+
+
+def test_ramp_headroom_is_read_and_must_not_be_negative(tmp_path: Path) -> None:
+    site = load_site(write(tmp_path, MINIMAL + "[control]\nramp_limit_w_per_s = 200000\nramp_headroom_w = 400000\n"))
+    assert site.control.ramp_headroom_w == 400_000.0
+    assert load_site(write(tmp_path, MINIMAL)).control.ramp_headroom_w == 0.0
+    with pytest.raises(ConfigError, match=r"\[control\].*ramp_headroom_w"):
+        load_site(write(tmp_path, MINIMAL + "[control]\nramp_headroom_w = -1\n"))

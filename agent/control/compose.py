@@ -285,6 +285,14 @@ def decide(
                 target, src = 0.0, "tou_hold"
             else:
                 target, src = balance_target_w(soc, cfg.soc_target_pct, cap), "balance"
+            h = cfg.ramp_headroom_w
+            if h > 0.0 and cfg.ramp_limit_w_per_s > 0.0 and role in (ROLE_CHARGE, ROLE_DISCHARGE):
+                # Arbitrage is discretionary, ramp support is not: at full discharge in a peak-price
+                # hour a load rise would find nothing left to answer it (and full charge a fall).
+                if target > f.dis_w - h:
+                    target = max(0.0, f.dis_w - h)
+                elif target < h - f.chg_w:
+                    target = min(0.0, h - f.chg_w)
             if net < 0.0 and target > net:  # PV surplus first: it is free energy
                 target, src = net, "pv_surplus"
             if target != target:  # no trusted cluster: soc is NaN
