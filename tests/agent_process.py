@@ -13,7 +13,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,15 +24,10 @@ from agent.api.auth import digest
 from agent.config import load_site
 from simulators.physics import Pcs
 from simulators.site import SimulatedSite
+from tests.conftest import free_port
 from tests.loop_rig import ROOT, site_text
 
 PlantCheck = Callable[[dict[str, Pcs]], bool]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def post(url: str, token: str, body: dict[str, float]) -> dict[str, object]:

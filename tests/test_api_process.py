@@ -29,7 +29,7 @@ import pytest
 from agent.api.bridge import BACKLOG_CYCLES
 
 from .agent_harness import AgentOnSim, agent_on_simulators
-from .agent_process import free_port as _free_port
+from .conftest import free_port
 from .loop_rig import site_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -171,7 +171,7 @@ async def test_a_stuck_api_process_never_stalls_the_loop(tmp_path: Path) -> None
 
 
 def test_the_api_process_exits_when_the_agent_is_killed(tmp_path: Path) -> None:
-    api_port = _free_port()
+    api_port = free_port()
     site = tmp_path / "site.toml"
     # No simulator: the loop cycles on comm errors, which is all this needs.
     site.write_text(

@@ -58,19 +58,19 @@ def _compiler() -> str | None:
     return shutil.which(cc)
 
 
+def _python(args: list[str], cwd: Path, env: dict[str, str], timeout_s: float) -> str:
+    """Run this interpreter in `cwd`; its stdout, asserting it exited 0 (the output's tail otherwise)."""
+    done = subprocess.run(
+        [sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    return done.stdout
+
+
 def _replay(root: Path, out: Path) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "-c", REPLAY, str(root), str(out)],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    info: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    stdout = _python(["-c", REPLAY, str(root), str(out)], root, env, 600)
+    info: dict[str, object] = json.loads(stdout.strip().splitlines()[-1])
     return info
 
 
@@ -86,17 +86,7 @@ def test_mypyc_build_replays_identically(tmp_path: Path) -> None:
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
     for name in ("setup.py", "pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)
-    env = dict(os.environ, EMS_MYPYC="1")
-    built = subprocess.run(
-        [sys.executable, "setup.py", "build_ext", "--inplace"],
-        cwd=src,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=840,
-        check=False,
-    )
-    assert built.returncode == 0, (built.stdout[-3000:], built.stderr[-3000:])
+    _python(["setup.py", "build_ext", "--inplace"], src, dict(os.environ, EMS_MYPYC="1"), 840)
     compiled = sorted(p.relative_to(src).as_posix() for p in src.rglob("*.so"))
     assert any(p.startswith("agent/control/compose.") for p in compiled), compiled
     assert any(p.startswith("simulators/physics.") for p in compiled), compiled

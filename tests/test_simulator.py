@@ -6,7 +6,6 @@ import asyncio
 import math
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -26,6 +25,7 @@ from drivers.reading import Quality
 from simulators.cli import build_command
 from simulators.control import send_command
 from simulators.site import SimulatedSite
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "agent" / "sites" / "demo.toml"
@@ -254,16 +254,10 @@ def test_cli_rejects_a_bad_site_file_with_a_clear_message(
     assert "file not found" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_simulate_command_serves_until_interrupted(tmp_path: Path) -> None:
     text = DEMO.read_text()
     for old in sorted({d.port for d in load_site(DEMO).devices}):
-        text = text.replace(f"port = {old}\n", f"port = {_free_port()}\n")
+        text = text.replace(f"port = {old}\n", f"port = {free_port()}\n")
     site = tmp_path / "site.toml"
     site.write_text(text + SIM_TABLE)
     env = dict(os.environ, PYTHONPATH=str(ROOT))

@@ -351,13 +351,10 @@ def decide(
         # no export is the grid floor (the target is >= 0 then, as final <= net).
         shares = pcs_shares(f, weight_floor, ceil, pcc)
         lim: dict[str, PccLimits] = {}
-        for j, idx in enumerate(f.members):
-            pid = f.pcs_ids[j]
+        for j, pid in enumerate(f.pcs_ids):
             if pid in shares:
-                r = f.pcs_rated[j]
-                sd = sum(f.dis[i] for i in idx)
-                sc = sum(f.chg[i] for i in idx)
-                lim[pid] = PccLimits(shares[pid], sd if sd < r else r, sc if sc < r else r)
+                sd, sc = f.pcs_window_w(j)
+                lim[pid] = PccLimits(shares[pid], sd, sc)
         # (When even full charge cannot absorb the PV surplus, "export_unavoidable", the target
         # stays at the floor: the PCS then charge to their windows, which is the plan's full charge.)
         floor_w = 0.0 if not allow_export else PCC_NO_FLOOR_W

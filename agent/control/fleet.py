@@ -77,17 +77,23 @@ class Fleet:
         if not soc or (min(soc) > floor_pct and max(soc) < ceil_pct):  # the usual case: nothing to cut
             self.dis, self.chg, self.dis_w, self.chg_w = mdis, mchg, self.max_dis_w, self.max_chg_w
             return
-        dis = [d if s > floor_pct else 0.0 for d, s in zip(mdis, soc, strict=True)]
-        chg = [c if s < ceil_pct else 0.0 for c, s in zip(mchg, soc, strict=True)]
+        self.dis = [d if s > floor_pct else 0.0 for d, s in zip(mdis, soc, strict=True)]
+        self.chg = [c if s < ceil_pct else 0.0 for c, s in zip(mchg, soc, strict=True)]
         dis_w = chg_w = 0.0
-        for idx, r in zip(self.members, self.pcs_rated, strict=True):
-            sd = sc = 0.0
-            for i in idx:
-                sd += dis[i]
-                sc += chg[i]
-            dis_w += sd if sd < r else r
-            chg_w += sc if sc < r else r
-        self.dis, self.chg, self.dis_w, self.chg_w = dis, chg, dis_w, chg_w
+        for j in range(len(self.members)):
+            sd, sc = self.pcs_window_w(j)
+            dis_w += sd
+            chg_w += sc
+        self.dis_w, self.chg_w = dis_w, chg_w
+
+    def pcs_window_w(self, j: int) -> tuple[float, float]:
+        """(discharge, charge) W that PCS j may do in the current window: its clusters, capped by its rating."""
+        r = self.pcs_rated[j]
+        sd = sc = 0.0
+        for i in self.members[j]:
+            sd += self.dis[i]
+            sc += self.chg[i]
+        return (sd if sd < r else r), (sc if sc < r else r)
 
 
 class FleetMemo:
