@@ -713,12 +713,8 @@ class BatteryPlant:
         """
         if setpoints_w:
             for pid, w in setpoints_w.items():
-                p = self.pcs[pid]
-                if p.pcc_on:
-                    p.last_write_t = self.t  # the heartbeat; the PCS keeps regulating the grid
-                    p.setpoint_w = w
-                else:
-                    p.write_setpoint(w, self.t)
+                # in grid-power control this is only the revert-timer heartbeat: Pcs.step follows the loop
+                self.pcs[pid].write_setpoint(w, self.t)
         if island_w is None and net_w is not None:
             sample = math.inf
             for p in self._pcs_list:
