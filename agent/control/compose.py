@@ -343,6 +343,9 @@ def decide(
     elif final < lo:
         final, by = lo, lo_src
     d = dispatch_fleet(final, snap, f, weight_floor, ceil)
+    short_of_surplus = not allow_export and net_ok and snap.grid_up and d.achieved_w > net + 1e-6
+    if short_of_surplus and "export_unavoidable" not in alarms:
+        alarms.append("export_unavoidable")  # what the clusters can take in falls short of the PV surplus
     new_grid = net - d.achieved_w if net_ok and snap.grid_up else NAN
     gc = None
     if snap.grid_up and pcc:
