@@ -272,7 +272,9 @@ def test_simulate_command_serves_until_interrupted(tmp_path: Path) -> None:
             lines.append(line)
             if "control" in line:
                 break
-        assert any("c12" in ln for ln in lines), lines
+        if not any("c12" in ln for ln in lines):
+            proc.kill()
+            pytest.fail(f"simulate printed {lines!r}; stderr: {proc.communicate(timeout=15)[1]}")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=15)
     finally:
