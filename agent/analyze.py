@@ -171,7 +171,10 @@ class _ClusterView:
         self.devs = [(d.id, pcs_of[d.id], d.capacity_wh) for d in site.clusters]
         self.cells = [plant.clusters[d.id] for d in site.clusters]
         self.cache: list[dict[tuple[int, int, int], ClusterSnapshot]] = [{} for _ in self.devs]
-        self.keys: list[tuple[int, int, int]] = []
+        # what the registers show now, per cluster: SoC, charge and discharge limit in their resolutions
+        self.ksoc = [-1] * len(self.devs)
+        self.kchg = [-1] * len(self.devs)
+        self.kdis = [-1] * len(self.devs)
         self.snaps: tuple[ClusterSnapshot, ...] = ()
         self.capacity_wh = sum(cap for _, _, cap in self.devs)
         self.soc_pct = math.nan  # fleet SoC as the registers show it, updated with the snapshots
@@ -180,18 +183,21 @@ class _ClusterView:
         """The current tuple; the same object as last time when no register changed."""
         ks = 100.0 / SOC_RESOLUTION_PCT
         kl = 1.0 / LIMIT_RESOLUTION_W
-        keys = [
-            (
-                int(c.stored_wh / c.capacity_wh * ks + 0.5),
-                int(c.max_charge_w * kl + 0.5),
-                int(c.max_discharge_w * kl + 0.5),
-            )
-            for c in self.cells
-        ]
-        if keys == self.keys:
+        cells, ksoc, kchg, kdis = self.cells, self.ksoc, self.kchg, self.kdis
+        changed = False
+        for i in range(len(cells)):  # no allocation when nothing changed: most steps
+            c = cells[i]
+            a = int(c.stored_wh / c.capacity_wh * ks + 0.5)
+            b = int(c.max_charge_w * kl + 0.5)
+            d = int(c.max_discharge_w * kl + 0.5)
+            if a != ksoc[i] or b != kchg[i] or d != kdis[i]:
+                ksoc[i], kchg[i], kdis[i] = a, b, d
+                changed = True
+        if not changed:
             return self.snaps
         out = []
-        for i, k in enumerate(keys):
+        for i in range(len(cells)):
+            k = (ksoc[i], kchg[i], kdis[i])
             s = self.cache[i].get(k)
             if s is None:
                 cid, pid, cap = self.devs[i]
@@ -206,7 +212,6 @@ class _ClusterView:
                 )
                 self.cache[i][k] = s
             out.append(s)
-        self.keys = keys
         self.snaps = tuple(out)
         if self.capacity_wh > 0.0:
             self.soc_pct = sum(s.capacity_wh * s.soc_pct.value for s in out) / self.capacity_wh
@@ -294,6 +299,7 @@ def replay(
     bat = 0.0
     wall: datetime | None = None
     quarter = -1
+    td_s, td = 0.0, timedelta(0)  # the last step's length, as a timedelta (the same on a regular trace)
     for lo in range(0, n, PROGRESS_EVERY):
         hi = min(n, lo + PROGRESS_EVERY)
         for k in range(lo, hi):
@@ -330,7 +336,9 @@ def replay(
             grid_out[k] = ld - p - bat
             bat_out[k] = bat
             soc_out[k] = view.soc_pct  # as of the step's start (register resolution): cheap
-            wall = wall + timedelta(seconds=dt)
+            if dt != td_s:
+                td_s, td = dt, timedelta(seconds=dt)
+            wall = wall + td
         if progress is not None:
             progress(hi, n)
     wall_s = clock() - t0

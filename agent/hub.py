@@ -28,7 +28,6 @@ from agent.snapshot import SiteSnapshot
 CYCLE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-@fast_pickle
 @dataclass(frozen=True, slots=True)
 class CycleRecord:
     snapshot: SiteSnapshot
@@ -124,3 +123,6 @@ class Hub:
     def read(self, name: str) -> dict[str, Any] | None:
         fn = self.providers.get(name)
         return fn() if fn is not None else None
+
+
+fast_pickle(CycleRecord)

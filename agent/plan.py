@@ -1,14 +1,16 @@
-"""What the control policy decided in one cycle, and why. Immutable; read by every sink."""
+"""What the control policy decided in one cycle, and why. Immutable; read by every sink.
+
+Frozen dataclasses with a hand-written `__init__`, as in agent/snapshot.py (why: its docstring).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agent.pickling import fast_pickle
 
 
-@fast_pickle
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Bound:
     """The window [lo_w, hi_w] of site battery power one controller allowed, and why.
 
@@ -21,9 +23,14 @@ class Bound:
     hi_w: float
     reason: str
 
+    def __init__(self, source: str, lo_w: float, hi_w: float, reason: str) -> None:
+        object.__setattr__(self, "source", source)
+        object.__setattr__(self, "lo_w", lo_w)
+        object.__setattr__(self, "hi_w", hi_w)
+        object.__setattr__(self, "reason", reason)
 
-@fast_pickle
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class PccLimits:
     """One PCS in grid-power (PCC) control: its share of the grid correction and its output window."""
 
@@ -31,8 +38,13 @@ class PccLimits:
     max_discharge_w: float  # magnitudes, >= 0: device limits and the reserve window for this PCS
     max_charge_w: float
 
+    def __init__(self, share: float, max_discharge_w: float, max_charge_w: float) -> None:
+        object.__setattr__(self, "share", share)
+        object.__setattr__(self, "max_discharge_w", max_discharge_w)
+        object.__setattr__(self, "max_charge_w", max_charge_w)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class GridControl:
     """Ramp support delegated to the PCS: they regulate the grid import on their own meter.
 
@@ -45,8 +57,14 @@ class GridControl:
     grid_min_w: float
     pcs: dict[str, PccLimits]
 
+    def __init__(self, target_w: float, ramp_w_per_s: float, grid_min_w: float, pcs: dict[str, PccLimits]) -> None:
+        object.__setattr__(self, "target_w", target_w)
+        object.__setattr__(self, "ramp_w_per_s", ramp_w_per_s)
+        object.__setattr__(self, "grid_min_w", grid_min_w)
+        object.__setattr__(self, "pcs", pcs)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class Plan:
     seq: int  # the snapshot's sequence number
     mode: str  # "auto", "conservative", "outage", "manual", "idle"
@@ -57,9 +75,42 @@ class Plan:
     bounds: tuple[Bound, ...]
     pcs_setpoints_w: dict[str, float]  # per PCS, what gets written
     cluster_setpoints_w: dict[str, float]  # per cluster share (0 for untrusted ones)
-    shortfall_w: float = 0.0  # |requested - achievable| when dispatch could not meet it
-    alarms: tuple[str, ...] = field(default_factory=tuple)  # alarm codes raised this cycle
+    shortfall_w: float  # |requested - achievable| when dispatch could not meet it
+    alarms: tuple[str, ...]  # alarm codes raised this cycle
     # Set when PCS in grid-power (PCC) control hold the ramp: what to write to them. The PCS named
     # here regulate the grid; pcs_setpoints_w is still the planned split (and the setpoint of
     # every other PCS). None: every PCS follows its setpoint (and any PCC-capable one leaves the mode).
-    grid_control: GridControl | None = None
+    grid_control: GridControl | None
+
+    def __init__(
+        self,
+        seq: int,
+        mode: str,
+        site_setpoint_w: float,
+        requested_w: float,
+        decided_by: str,
+        reason: str,
+        bounds: tuple[Bound, ...],
+        pcs_setpoints_w: dict[str, float],
+        cluster_setpoints_w: dict[str, float],
+        shortfall_w: float = 0.0,
+        alarms: tuple[str, ...] = (),
+        grid_control: GridControl | None = None,
+    ) -> None:
+        object.__setattr__(self, "seq", seq)
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "site_setpoint_w", site_setpoint_w)
+        object.__setattr__(self, "requested_w", requested_w)
+        object.__setattr__(self, "decided_by", decided_by)
+        object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "bounds", bounds)
+        object.__setattr__(self, "pcs_setpoints_w", pcs_setpoints_w)
+        object.__setattr__(self, "cluster_setpoints_w", cluster_setpoints_w)
+        object.__setattr__(self, "shortfall_w", shortfall_w)
+        object.__setattr__(self, "alarms", alarms)
+        object.__setattr__(self, "grid_control", grid_control)
+
+
+# the plan goes to the API process every cycle (agent/pickling.py)
+for _cls in (Bound, PccLimits, GridControl, Plan):
+    fast_pickle(_cls)

@@ -178,6 +178,6 @@ def test_forecast_is_steadied_by_the_last_interval(dt: float, expected_w: float)
     profile = [4e6] * 96
     profile[55] = 5e6  # 13:45-14:00, the interval just closed
     st = initial_state(NO_TOU, month_peaks={40.8: 4e6}, month=(2026, 7), profile=profile)
-    st = st._replace(t_mono=1000.0 - dt)
+    st = replace(st, t_mono=1000.0 - dt)
     p = decide(snap(3e6, t_mono=1000.0, t_wall=T0), st, NO_TOU, OP, RATED, False)[0]
     assert p.site_setpoint_w == pytest.approx(expected_w)

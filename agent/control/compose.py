@@ -25,6 +25,7 @@ Pure: a function of (snapshot, state, config, operator state, prices); no I/O, n
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from agent.config import ControlConfig
 from agent.control.balance import balance_target_w
@@ -140,7 +141,8 @@ def decide(
         new_part = into if sample and dt > into else (dt if sample else 0.0)
         if sample and st.iv_key >= 0:
             old_part = dt - new_part
-            closing = st._replace(
+            closing = replace(
+                st,
                 iv_grid_ws=st.iv_grid_ws + imp * old_part,
                 iv_net_ws=st.iv_net_ws + net * old_part,
                 iv_covered_s=st.iv_covered_s + old_part,

@@ -20,12 +20,22 @@ _TINY_PCT = 0.01  # weight floor (% of capacity): a cluster with a limit but no 
 _EPS_W = 1e-6
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Dispatch:
+    """One dispatch's result (a hand-written __init__ for the compiled build: see agent/snapshot.py)."""
+
     achieved_w: float  # sum of what was dispatched
     shortfall_w: float  # |asked - achieved|
     pcs_w: dict[str, float]  # every PCS in the snapshot (0 for untrusted ones)
     cluster_w: dict[str, float]  # every cluster in the snapshot (0 for untrusted ones)
+
+    def __init__(
+        self, achieved_w: float, shortfall_w: float, pcs_w: dict[str, float], cluster_w: dict[str, float]
+    ) -> None:
+        object.__setattr__(self, "achieved_w", achieved_w)
+        object.__setattr__(self, "shortfall_w", shortfall_w)
+        object.__setattr__(self, "pcs_w", pcs_w)
+        object.__setattr__(self, "cluster_w", cluster_w)
 
 
 def _fill(total: float, caps: list[float], weights: list[float], f: Fleet) -> list[float]:
@@ -40,7 +50,11 @@ def _fill(total: float, caps: list[float], weights: list[float], f: Fleet) -> li
     if wsum <= 0.0:
         return [0.0] * len(caps)
     step = total / wsum
-    x = [step * w if c > 0.0 else 0.0 for w, c in zip(weights, caps, strict=True)]
+    n = len(caps)
+    x = [0.0] * n
+    for i in range(n):
+        if caps[i] > 0.0:
+            x[i] = step * weights[i]
     fits = True
     for g, idx in enumerate(members):
         s = 0.0
@@ -127,25 +141,26 @@ def dispatch_fleet(
     """Dispatch within the fleet's current windows (f.dis / f.chg). Weights use floor/ceiling in %."""
     n = len(f.ids)
     soc, cap = f.soc, f.cap
+    weights = [0.0] * n  # index loops, not zip(): mypyc compiles them to plain C loops
     if site_w > 0.0:
         caps = f.dis
-        weights = [
-            (h if (h := s - floor_pct) > _TINY_PCT else _TINY_PCT) * c for s, c in zip(soc, cap, strict=True)
-        ]
+        for i in range(n):
+            h = soc[i] - floor_pct
+            weights[i] = (h if h > _TINY_PCT else _TINY_PCT) * cap[i]
         mags = _fill(site_w, caps, weights, f)
         sign = 1.0
     elif site_w < 0.0:
         caps = f.chg
-        weights = [
-            (h if (h := ceil_pct - s) > _TINY_PCT else _TINY_PCT) * c for s, c in zip(soc, cap, strict=True)
-        ]
+        for i in range(n):
+            h = ceil_pct - soc[i]
+            weights[i] = (h if h > _TINY_PCT else _TINY_PCT) * cap[i]
         mags = _fill(-site_w, caps, weights, f)
         sign = -1.0
     else:
-        mags = [0.0] * n
+        mags = weights
         sign = 1.0
-    cluster_w = dict.fromkeys([c.id for c in snap.clusters], 0.0)
-    pcs_w = dict.fromkeys([p.id for p in snap.pcs], 0.0)
+    cluster_w = dict.fromkeys(f.snap_cluster_ids, 0.0)
+    pcs_w = dict.fromkeys(f.snap_pcs_ids, 0.0)
     achieved = 0.0
     ids = f.ids
     for g, idx in enumerate(f.members):

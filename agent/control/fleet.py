@@ -45,6 +45,8 @@ class Fleet:
         "members",
         "pcs_ids",
         "pcs_rated",
+        "snap_cluster_ids",
+        "snap_pcs_ids",
         "soc",
     )
 
@@ -59,6 +61,8 @@ class Fleet:
         self.pcs_ids: list[str] = []  # trusted PCS with at least one trusted cluster
         self.pcs_rated: list[float] = []
         self.members: list[list[int]] = []  # per PCS: indices into the cluster lists
+        self.snap_cluster_ids: tuple[str, ...] = ()  # every cluster and PCS of the snapshot, trusted or not
+        self.snap_pcs_ids: tuple[str, ...] = ()
         self.capacity_wh = 0.0
         self.energy_wh = 0.0
         self.max_dis_w = 0.0  # fleet totals, PCS-capped (device limits)
@@ -129,6 +133,8 @@ def build_fleet(snap: SiteSnapshot, maintenance: frozenset[str], memo: FleetMemo
 
 def _build(snap: SiteSnapshot, maintenance: frozenset[str]) -> Fleet:
     f = Fleet()
+    f.snap_cluster_ids = tuple([c.id for c in snap.clusters])
+    f.snap_pcs_ids = tuple([p.id for p in snap.pcs])
     pcs_index: dict[str, int] = {}
     rated: dict[str, float] = {}
     # A PCS drives all its clusters on one DC bus: while one of them is being isolated (its

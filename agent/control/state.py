@@ -1,6 +1,7 @@
 """ControllerState: everything the policy remembers from one cycle to the next.
 
-An immutable NamedTuple (cheap to build once per cycle, unlike a frozen dataclass). The loop
+A frozen dataclass with a hand-written __init__ (cheap to build once per cycle in the compiled
+build: see agent/snapshot.py). The loop
 keeps the latest one; the offline replay threads it through 2.6 M cycles. `initial_state`
 accepts the month's billed peaks persisted elsewhere (the ledger) so a restart never forgets
 a peak the utility will bill anyway, which would make the shaving target too low.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from dataclasses import dataclass
 
 from agent.config import ControlConfig
 
@@ -26,35 +27,80 @@ def rate_key(rate: float) -> float:
 
 def month_peak(peaks: tuple[tuple[float, float], ...], rate: float) -> float:
     """The month's billed peak (W) in the demand window with this rate; 0 if none yet."""
-    key = rate_key(rate)
     for k, v in peaks:
-        if k == key:
+        if k == rate:  # the usual case: a tariff's rate is its own key (and round() costs ~1 µs)
             return v
+    if peaks:
+        key = rate_key(rate)
+        for k, v in peaks:
+            if k == key:
+                return v
     return 0.0
 
 
-class ControllerState(NamedTuple):
-    t_mono: float = NAN  # monotonic time of the previous cycle (NaN: none yet)
-    grid_w: float = NAN  # grid import the previous cycle planned (ramp reference; NaN: none)
+@dataclass(frozen=True, slots=True, init=False)
+class ControllerState:
+    t_mono: float  # monotonic time of the previous cycle (NaN: none yet)
+    grid_w: float  # grid import the previous cycle planned (ramp reference; NaN: none)
     # --- the running demand interval (aligned to the wall clock) ---
-    iv_key: int = -1  # day ordinal x slots per day + slot (-1: none)
-    iv_rate: float = 0.0  # demand rate (per kW-month) at the interval's start
-    iv_grid_ws: float = 0.0  # measured import energy so far (W s)
-    iv_net_ws: float = 0.0  # baseline (load - pv) energy so far (W s)
-    iv_covered_s: float = 0.0  # seconds of good measurements in it
+    iv_key: int  # day ordinal x slots per day + slot (-1: none)
+    iv_rate: float  # demand rate (per kW-month) at the interval's start
+    iv_grid_ws: float  # measured import energy so far (W s)
+    iv_net_ws: float  # baseline (load - pv) energy so far (W s)
+    iv_covered_s: float  # seconds of good measurements in it
     # --- the billing month ---
-    month: int = -1  # year x 12 + month - 1 of the peaks below (-1: unknown)
-    peaks: tuple[tuple[float, float], ...] = ()  # (rate key, highest interval average import W)
-    profile: tuple[float, ...] = ()  # baseline average per slot of the day (last 24 h; NaN unknown)
-    shave_floor_w: float = NAN  # lowest import the fleet could have held over that profile
+    month: int  # year x 12 + month - 1 of the peaks below (-1: unknown)
+    peaks: tuple[tuple[float, float], ...]  # (rate key, highest interval average import W)
+    profile: tuple[float, ...]  # baseline average per slot of the day (last 24 h; NaN unknown)
+    shave_floor_w: float  # lowest import the fleet could have held over that profile
     # --- time-of-use plan for the current slot ---
-    tou_key: int = -1
-    tou_role: int = ROLE_NONE
-    tou_end_mono: float = NAN  # when the current price run ends
-    tou_raise_w: float = 0.0  # charge power worth adding above the demand target here (0: none)
-    tou_price: float = NAN
-    spread: float = NAN  # best arbitrage value per kWh discharged over the price horizon
-    keep_wh: float = 0.0  # stored energy kept from arbitrage for the rest of the day's shaving
+    tou_key: int
+    tou_role: int
+    tou_end_mono: float  # when the current price run ends
+    tou_raise_w: float  # charge power worth adding above the demand target here (0: none)
+    tou_price: float
+    spread: float  # best arbitrage value per kWh discharged over the price horizon
+    keep_wh: float  # stored energy kept from arbitrage for the rest of the day's shaving
+
+    def __init__(
+        self,
+        t_mono: float = NAN,
+        grid_w: float = NAN,
+        iv_key: int = -1,
+        iv_rate: float = 0.0,
+        iv_grid_ws: float = 0.0,
+        iv_net_ws: float = 0.0,
+        iv_covered_s: float = 0.0,
+        month: int = -1,
+        peaks: tuple[tuple[float, float], ...] = (),
+        profile: tuple[float, ...] = (),
+        shave_floor_w: float = NAN,
+        tou_key: int = -1,
+        tou_role: int = ROLE_NONE,
+        tou_end_mono: float = NAN,
+        tou_raise_w: float = 0.0,
+        tou_price: float = NAN,
+        spread: float = NAN,
+        keep_wh: float = 0.0,
+    ) -> None:
+        object.__setattr__(self, "t_mono", t_mono)
+        object.__setattr__(self, "grid_w", grid_w)
+        object.__setattr__(self, "iv_key", iv_key)
+        object.__setattr__(self, "iv_rate", iv_rate)
+        object.__setattr__(self, "iv_grid_ws", iv_grid_ws)
+        object.__setattr__(self, "iv_net_ws", iv_net_ws)
+        object.__setattr__(self, "iv_covered_s", iv_covered_s)
+        object.__setattr__(self, "month", month)
+        object.__setattr__(self, "peaks", peaks)
+        object.__setattr__(self, "profile", profile)
+        object.__setattr__(self, "shave_floor_w", shave_floor_w)
+        object.__setattr__(self, "tou_key", tou_key)
+        object.__setattr__(self, "tou_role", tou_role)
+        object.__setattr__(self, "tou_end_mono", tou_end_mono)
+        object.__setattr__(self, "tou_raise_w", tou_raise_w)
+        object.__setattr__(self, "tou_price", tou_price)
+        object.__setattr__(self, "spread", spread)
+        object.__setattr__(self, "keep_wh", keep_wh)
 
     def month_peak(self, rate: float) -> float:
         """The month's billed peak (W) in the demand window with this rate; 0 if none yet."""
