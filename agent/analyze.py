@@ -51,6 +51,8 @@ LIMIT_RESOLUTION_W = 1000.0  # what the BMS charge/discharge limits resolve (aft
 MIN_STEP_S = 0.1
 MAX_STEP_S = 900.0
 PROGRESS_EVERY = 65_536  # steps between progress callbacks
+# "mypyc" when this module runs compiled (`make fast`: ~7x faster per step), else "python"
+BUILD = "python" if __file__.endswith(".py") else "mypyc"
 
 ProgressFn = Callable[[int, int], None]
 
@@ -480,6 +482,7 @@ def evaluate(
         "step_s": tr.step_s,
         "wall_s": result.wall_s,
         "us_per_step": result.us_per_step,
+        "build": BUILD,
         "decided_by": dict(sorted(result.decided_by.items(), key=lambda kv: -kv[1])),
         "alarms": result.alarms,
     }

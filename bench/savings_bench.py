@@ -40,16 +40,13 @@ import numpy as np
 # Appended, not prepended: an installed ems-agent wins (the compiled one in .venv-fast: `make fast`).
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-from agent.analyze import Trace, battery_spec, evaluate, optimum_for, replay
+from agent.analyze import BUILD, Trace, battery_spec, evaluate, optimum_for, replay
 from agent.billing import bill
 from agent.config import load_site
-from agent.control import compose
 from agent.optimum import BatterySpec, OptimumResult, resample_mean
 from agent.roi import EconomicsConfig
 from agent.tariff import FloatArray, Tariff, bundled
 from simulators.load import TRACE_H100, Inference, TraceReplay, WithCooling
-
-BUILD = "python" if (compose.__file__ or "").endswith(".py") else "mypyc"
 
 SITE = Path(__file__).resolve().parents[1] / "agent" / "sites" / "demo.toml"
 START = "2026-07-01T00:00:00+08:00"

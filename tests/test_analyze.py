@@ -205,6 +205,7 @@ def test_cli_json_sweep_and_plot(tmp_path: Path) -> None:
     assert rep["sweep"][0]["net_savings"] == 0.0
     assert rep["sweep"][1]["net_savings"] == rep["stored_energy"]["adjusted_net_savings"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert rep["replay"]["build"] == "python"  # the tests run the pure package (`make fast` is mypyc)
 
 
 def test_cli_bad_csv_exits_2_naming_file_and_line(tmp_path: Path) -> None:

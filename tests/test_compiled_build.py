@@ -32,7 +32,7 @@ from dataclasses import replace
 from datetime import datetime
 import numpy as np
 import agent.control.compose as compose
-from agent.analyze import Trace, replay
+from agent.analyze import BUILD, Trace, replay
 from agent.config import load_site
 from agent.tariff import bundled
 
@@ -49,7 +49,27 @@ site = load_site(root + "/agent/sites/demo.toml").with_clusters(12)
 site = replace(site, control=replace(site.control, ramp_limit_w_per_s=200e3))
 r = replay(site, bundled("shanghai_ci_two_part"), Trace(t0 + k.astype(float), load))
 np.savez(out, grid=r.grid_w, battery=r.battery_w, soc=r.soc_pct)
-print(json.dumps({"module": compose.__file__, "decided_by": r.decided_by, "alarms": r.alarms}))
+
+# the records with hand-written __init__s behave as dataclasses in the compiled build too
+import dataclasses, pickle
+from agent.plan import Bound, Plan
+from agent.snapshot import Measured
+b = Bound("reserve", -1.0, 2.0, "why")
+p = Plan(3, "auto", 1.0, 2.0, "reserve", "r", (b,), {"p1": 1.0}, {"c1": 1.0})
+try:
+    p.seq = 4
+    frozen = False
+except dataclasses.FrozenInstanceError:
+    frozen = True
+records = {
+    "pickled": pickle.loads(pickle.dumps(p)) == p,
+    "replaced": dataclasses.replace(b, lo_w=-3.0) == Bound("reserve", -3.0, 2.0, "why"),
+    "defaults": Measured(1.0) == Measured(1.0, Measured(1.0).quality, 0.0) and p.shortfall_w == 0.0,
+    "frozen": frozen,
+}
+print(json.dumps({
+    "module": compose.__file__, "build": BUILD, "decided_by": r.decided_by, "alarms": r.alarms, "records": records
+}))
 """
 
 
@@ -95,6 +115,8 @@ def test_mypyc_build_replays_identically(tmp_path: Path) -> None:
     pure = _replay(ROOT, tmp_path / "pure.npz")
     assert str(fast["module"]).endswith(".so") and str(fast["module"]).startswith(str(src))
     assert str(pure["module"]).endswith(".py")
+    assert (fast["build"], pure["build"]) == ("mypyc", "python")  # what `ems-agent analyze` reports
+    assert fast["records"] == pure["records"] == {"pickled": True, "replaced": True, "defaults": True, "frozen": True}
 
     assert fast["decided_by"] == pure["decided_by"]
     # the trace is built to exercise the ramp, demand and time-of-use controllers

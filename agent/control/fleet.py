@@ -78,7 +78,12 @@ class Fleet:
     def apply_window(self, floor_pct: float, ceil_pct: float) -> None:
         """No discharge at or below `floor_pct`, no charge at or above `ceil_pct` (per cluster)."""
         soc, mdis, mchg = self.soc, self.max_dis, self.max_chg
-        if not soc or (min(soc) > floor_pct and max(soc) < ceil_pct):  # the usual case: nothing to cut
+        inside = True  # the usual case: every cluster strictly inside the window, nothing to cut
+        for s in soc:
+            if not (s > floor_pct and s < ceil_pct):  # (a NaN bound cuts, as before)
+                inside = False
+                break
+        if inside:
             self.dis, self.chg, self.dis_w, self.chg_w = mdis, mchg, self.max_dis_w, self.max_chg_w
             return
         self.dis = [d if s > floor_pct else 0.0 for d, s in zip(mdis, soc, strict=True)]
