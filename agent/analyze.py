@@ -116,8 +116,9 @@ class ReplayResult:
     start_wh: float  # stored energy at the start / end of the replay
     end_wh: float
     wall_s: float
-    decided_by: dict[str, int] = field(default_factory=dict)  # steps per deciding controller
-    alarms: dict[str, int] = field(default_factory=dict)  # steps per alarm code
+    decided_by: dict[str, int] = field(default_factory=dict)  # cycles per deciding controller
+    alarms: dict[str, int] = field(default_factory=dict)  # cycles per alarm code
+    decide_every: int = 1  # trace steps per agent cycle
 
     @property
     def steps(self) -> int:
@@ -136,6 +137,14 @@ class PcsModel:
     tau_s: float = 0.1
     pcc_sample_s: float = 0.02
     pcc_gain: float | None = None
+
+
+def decide_every_for(cycle_s: float, step_s: float) -> int:
+    """Trace steps per agent cycle: the agent decides every `cycle_s` (rounded to whole steps; at
+    least every step, so a 15-min trace is decided every step). Raises naming `cycle_s`."""
+    if not (math.isfinite(cycle_s) and cycle_s > 0.0):
+        raise ValueError(f"cycle_s: must be a number of seconds > 0, got {cycle_s!r}")
+    return max(1, round(cycle_s / step_s))
 
 
 def build_plant(site: SiteConfig, soc_pct: float, pcs: PcsModel = PcsModel()) -> BatteryPlant:
@@ -355,6 +364,7 @@ def replay(
         wall_s=wall_s,
         decided_by=dict(by),
         alarms=dict(alarm_count),
+        decide_every=decide_every,
     )
 
 
@@ -482,6 +492,7 @@ def evaluate(
         "step_s": tr.step_s,
         "wall_s": result.wall_s,
         "us_per_step": result.us_per_step,
+        "cycle_s": tr.step_s * result.decide_every,  # the agent's cycle: it decides once per cycle
         "build": BUILD,
         "decided_by": dict(sorted(result.decided_by.items(), key=lambda kv: -kv[1])),
         "alarms": result.alarms,

@@ -216,6 +216,24 @@ def test_cli_bad_csv_exits_2_naming_file_and_line(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
 
 
+def test_cli_decides_once_per_agent_cycle_on_a_finer_trace(tmp_path: Path) -> None:
+    # 10 min at 0.1 s: the agent decides once per site cycle_s (1 s in the demo site), not every
+    # sample; --cycle overrides it, and a bad value is refused naming the option.
+    n = 6000
+    rows = ["timestamp,power_w"] + [f"{MIDNIGHT + 0.1 * k:.1f},{3e6 + 1e6 * ((k // 37) % 2):.1f}" for k in range(n)]
+    csv = write(tmp_path / "fine.csv", rows)
+    for extra, cycle in (((), 1.0), (("--cycle", "0.5"), 0.5), (("--cycle", "0.04"), 0.1)):
+        r = cli(str(csv), "--json", "--quiet", "--no-optimum", *extra)
+        assert r.returncode == 0, r.stderr
+        rep = json.loads(r.stdout)["replay"]
+        assert rep["step_s"] == pytest.approx(0.1) and rep["cycle_s"] == pytest.approx(cycle)
+        assert sum(rep["decided_by"].values()) == round(n * 0.1 / cycle)
+    r = cli(str(csv), "--quiet", "--no-optimum", "--cycle", "1")
+    assert r.returncode == 0 and "steps of 0.1 s, deciding every 1 s in" in r.stdout, r.stderr
+    r = cli(str(csv), "--quiet", "--cycle", "-1")
+    assert r.returncode == 2 and "--cycle" in r.stderr and "-1" in r.stderr and "Traceback" not in r.stderr
+
+
 def _per_second(x: np.ndarray) -> np.ndarray:
     return x[: len(x) // 10 * 10].reshape(-1, 10).mean(axis=1)
 
