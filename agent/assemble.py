@@ -148,6 +148,7 @@ def pcs_snapshot(
         setpoint_w=measured(rd.get(k.SETPOINT_W), now, site.stale_after_s),
         grid_control=grid_control,
         pcc_active=measured(rd.get(k.PCC_ACTIVE), now, site.stale_after_s) if grid_control else Measured.missing(),
+        pcc_grid_w=measured(rd.get(k.PCC_GRID_W), now, site.stale_after_s) if grid_control else Measured.missing(),
     )
 
 

@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -28,6 +28,7 @@ from agent.config import DeviceConfig, SiteConfig, load_site
 from agent.control import ControllerState, Prices, decide, initial_state
 from agent.hub import CycleRecord, Hub
 from agent.logs import kv
+from agent.pcc_watch import PccMeterWatch
 from agent.plan import Plan
 from agent.snapshot import ClusterStatus, Measured, PcsStatus, SiteSnapshot
 from drivers import keys as k
@@ -91,6 +92,7 @@ class AgentLoop:
         self._opened: set[str] = set()  # clusters whose contactor this agent opened (maintenance)
         self._pcc_on: set[str] = set()  # PCS told to regulate the grid (PCC mode) by the last good write
         self._pcc_pending: frozenset[str] = frozenset()
+        self._pcc_watch = PccMeterWatch()  # PCS whose own grid meter disagrees with the site's
         self._stop = asyncio.Event()
         self._apply_site(site)
         self.on_cycle: list[Callable[[CycleRecord], Awaitable[None] | None]] = []
@@ -131,7 +133,7 @@ class AgentLoop:
     def snapshot(self, readings: dict[str, dict[str, Reading]], now: float) -> SiteSnapshot:
         self.seq += 1
         load = self.load_source.reading(now) if self.load_source is not None else None
-        return build_snapshot(
+        snap = build_snapshot(
             self.site,
             readings,
             self.seq,
@@ -142,6 +144,11 @@ class AgentLoop:
             load_override=load,
             derate=self.hub.operator.derate_factor if self.hub.operator.derate else None,
         )
+        latched = self._pcc_watch.update(snap)
+        if latched:  # a PCS regulating on a meter that disagrees with the site's follows setpoints instead
+            pcs = tuple(replace(p, grid_control=False) if p.id in latched else p for p in snap.pcs)
+            snap = replace(snap, pcs=pcs)
+        return snap
 
     async def _write(self, snap: SiteSnapshot, plan: Plan) -> None:
         writes = []
@@ -158,7 +165,7 @@ class AgentLoop:
                 w = 0.0
             values: dict[str, float] = {}
             pcc: bool | None = None  # None: not a grid-power (PCC) PCS
-            if p.grid_control:
+            if p.grid_control or p.id in self._pcc_watch.latched:  # (a latched one is told to leave the mode)
                 # Mode commands first (one request, register order), then the setpoint: a PCS leaving
                 # the mode holds its output and then follows the setpoint; in the mode the setpoint
                 # write only restarts the revert timer. The same timer covers both modes.
@@ -258,6 +265,12 @@ class AgentLoop:
                 # commanded into grid-power control a cycle ago, yet it does not report the mode
                 msg = "commanded into grid-power (PCC) control but pcc_active does not read 1"
                 wanted[f"pcc_inactive@{p.id}"] = ("pcc_inactive", p.id, Severity.WARNING, msg)
+        acked = {a.source for a in book.active() if a.code == "pcc_meter_mismatch" and a.acked_by is not None}
+        for pid, msg in self._pcc_watch.latched.copy().items():
+            if pid in acked:  # an operator has seen it: back into grid-power control, watched afresh
+                self._pcc_watch.release(pid)
+            else:
+                wanted[f"pcc_meter_mismatch@{pid}"] = ("pcc_meter_mismatch", pid, Severity.WARNING, msg)
         meter_values = {"grid": snap.grid_w, "load": snap.load_w, "pv": snap.pv_w}
         for m in self.site.meters:
             v = meter_values.get(m.role)
@@ -268,7 +281,10 @@ class AgentLoop:
         for code in plan.alarms:
             wanted[f"{code}@control"] = (code, "control", Severity.WARNING, code.replace("_", " "))
         before = {a.id: a for a in book.active()}
-        owned = {"cluster_fault", "cluster_disconnected", "device_comm", "pcs_fault", "grid_outage", "pcc_inactive"}
+        owned = {
+            "cluster_fault", "cluster_disconnected", "device_comm", "pcs_fault", "grid_outage", "pcc_inactive",
+            "pcc_meter_mismatch",
+        }  # fmt: skip
         book.sync(wanted, owned | set(plan.alarms), now)
         for a in book.active():
             if a.source == "control" and f"{a.code}@control" not in wanted:

@@ -168,6 +168,7 @@ class PcsSnapshot:
     # regulates the grid import on its own meter toward the target the plan gives it.
     grid_control: bool
     pcc_active: Measured  # read back: 1 while in the mode
+    pcc_grid_w: Measured  # read back: what the PCS's own grid meter reads (import positive)
 
     def __init__(
         self,
@@ -179,6 +180,7 @@ class PcsSnapshot:
         setpoint_w: Measured = MISSING,
         grid_control: bool = False,
         pcc_active: Measured = MISSING,
+        pcc_grid_w: Measured = MISSING,
     ) -> None:
         object.__setattr__(self, "id", id)
         object.__setattr__(self, "cluster_ids", cluster_ids)
@@ -188,6 +190,7 @@ class PcsSnapshot:
         object.__setattr__(self, "setpoint_w", setpoint_w)
         object.__setattr__(self, "grid_control", grid_control)
         object.__setattr__(self, "pcc_active", pcc_active)
+        object.__setattr__(self, "pcc_grid_w", pcc_grid_w)
 
     @property
     def trusted(self) -> bool:

@@ -6,7 +6,8 @@ One JSON object per line in, one per line out:
     {"cmd": "cluster_fault", "id": "c03", "on": false} (clear)
     {"cmd": "nonsense"}                                -> {"ok": false, "error": "unknown command ..."}
 
-Commands: cluster_fault, cluster_remove, pcs_trip, silent, exception (code), corrupt (key,
+Commands: cluster_fault, cluster_remove, pcs_trip, pcs_ct (gain: what its grid meter reads x the
+grid, -1 by default: CT reversed; on=false restores), silent, exception (code), corrupt (key,
 value: number or "nan"; on=false restores), grid (up: bool), load_offset (w), clear, status.
 See SimulatedSite.command.
 """

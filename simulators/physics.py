@@ -411,6 +411,7 @@ class Pcs:
         "_pcc_gain_dt",
         "_pcc_last",
         "clusters",
+        "ct_gain",
         "enabled",
         "id",
         "last_write_t",
@@ -457,6 +458,7 @@ class Pcs:
         self._pcc_cmd = 0.0  # output the loop asks for, held between samples
         self._pcc_gain = 1.0
         self._pcc_gain_dt = -1.0
+        self.ct_gain = 1.0  # its meter reads this x the grid (fault injection: -1 = CT reversed)
 
     def write_pcc(self, cmd: PccCommand | None, t: float) -> None:
         """A controller wrote the grid-power commands at plant time `t` (None: back to setpoint mode).
@@ -487,6 +489,7 @@ class Pcs:
         c = self.pcc
         if not self.pcc_on or c is None or self.tripped:
             return
+        meter_w *= self.ct_gain
         prev = self._pcc_last
         self._pcc_last = meter_w
         if prev != prev:  # first sample in the mode: the reference starts where the grid is

@@ -267,6 +267,12 @@ class SimulatedSite:
         p = self.model.plant.pcs[self._dev(pcs_id, "pcs").id]
         p.trip() if on else p.reset()
 
+    def pcs_ct(self, pcs_id: str, gain: float) -> None:
+        """The PCS's grid meter reads `gain` x the grid (-1: CT reversed; 1: as wired correctly)."""
+        if not math.isfinite(gain):
+            raise ValueError(f"'gain' must be a finite number, got {gain!r}")
+        self.model.plant.pcs[self._dev(pcs_id, "pcs").id].ct_gain = gain
+
     def silent(self, device_id: str, on: bool = True) -> None:
         self.faults[self._dev(device_id).id].silent = on
 
@@ -302,6 +308,7 @@ class SimulatedSite:
             c.re_add()
         for p in self.model.plant.pcs.values():
             p.reset()
+            p.ct_gain = 1.0
         self.model.grid_up = True
         self.model.load.offset_w = 0.0
 
@@ -334,6 +341,11 @@ class SimulatedSite:
             self.cluster_remove(dev, on)
         elif name == "pcs_trip":
             self.pcs_trip(dev, on)
+        elif name == "pcs_ct":
+            gain = cmd.get("gain", -1.0) if on else 1.0
+            if isinstance(gain, bool) or not isinstance(gain, (int, float)):
+                raise ValueError(f"'gain' must be a number, got {gain!r}")
+            self.pcs_ct(dev, float(gain))
         elif name == "silent":
             self.silent(dev, on)
         elif name == "exception":

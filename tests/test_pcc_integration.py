@@ -15,6 +15,7 @@ import pytest
 
 from agent.config import load_site
 from agent.control.ramp import PCC_RAMP_FRACTION
+from agent.pcc_watch import WINDOW_CYCLES
 from drivers import keys as k
 from simulators.physics import Pcs
 from tests.agent_process import kill_and_time, overridden_agent
@@ -133,6 +134,37 @@ async def test_a_pcs_that_does_not_report_the_mode_raises_an_alarm(tmp_path: Pat
         rig.sim.corrupt("pcs2", k.PCC_ACTIVE, None)
         await rig.run(1)
         assert not [a for a in rig.hub.alarms.active() if a.code == "pcc_inactive"]
+    finally:
+        await rig.close()
+
+
+async def test_a_pcs_whose_ct_is_reversed_leaves_grid_control_until_an_operator_acknowledges(tmp_path: Path) -> None:
+    rig = await Rig.open(tmp_path, pcc=True)
+    try:
+        await rig.run(3)
+        rig.sim.pcs_ct("pcs2", -1.0)  # its meter now reads minus the grid: its loop pushes the wrong way
+        recs = await rig.run(WINDOW_CYCLES + 2)
+        active = {a.id: a for a in rig.hub.alarms.active()}
+        assert "pcc_meter_mismatch@pcs2" in active, sorted(active)
+        assert "CT wiring" in active["pcc_meter_mismatch@pcs2"].message
+        assert not [a for a in active if a.startswith("pcc_meter_mismatch@") and a != "pcc_meter_mismatch@pcs2"]
+        gc = recs[-1].plan.grid_control
+        assert gc is not None and set(gc.pcs) == {"pcs1", "pcs3", "pcs4"}  # the others hold the grid
+        assert not rig.sim.model.plant.pcs["pcs2"].pcc_on  # back on its setpoint
+        planned = recs[-1].plan.pcs_setpoints_w["pcs2"]
+        assert rig.sim.model.plant.pcs["pcs2"].setpoint_w == pytest.approx(planned, abs=1000.0)  # register resolution
+        # still out after more cycles: latched, not retried behind the operator's back
+        await rig.run(3)
+        assert not rig.sim.model.plant.pcs["pcs2"].pcc_on
+        # the CT is fixed and the alarm acknowledged: back into grid-power control, alarm cleared
+        rig.sim.pcs_ct("pcs2", 1.0)
+        assert rig.hub.alarms.ack("pcc_meter_mismatch@pcs2", "operator")
+        recs = await rig.run(2)
+        gc = recs[-1].plan.grid_control
+        assert gc is not None and "pcs2" in gc.pcs and rig.sim.model.plant.pcs["pcs2"].pcc_on
+        assert not [a for a in rig.hub.alarms.active() if a.code == "pcc_meter_mismatch"]
+        await rig.run(WINDOW_CYCLES + 2)  # and its meter now agrees: nothing found
+        assert not [a for a in rig.hub.alarms.active() if a.code == "pcc_meter_mismatch"]
     finally:
         await rig.close()
 
