@@ -7,7 +7,10 @@ kill test, which runs `ems-agent run` as a process against a real-time simulator
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -233,3 +236,42 @@ async def test_killing_the_agent_returns_the_pcs_to_zero_within_the_revert_time(
         # ... and within it plus the PCS's ramp-down and the simulator's tick.
         assert back_to_zero_s < revert_s + 1.0
         assert all(p.reverted for p in sim.model.plant.pcs.values())
+
+
+
+async def test_a_frozen_agent_is_covered_by_the_revert_timer_and_takes_control_again_when_it_thaws(
+    tmp_path: Path,
+) -> None:
+    # SIGSTOP: the process hangs (swapped out, a debugger, a stuck disk) without dying. The PCS must
+    # not hold the last setpoint; when it runs again it resumes its cycles without a restart.
+    cycle_s = 0.5
+    revert_s = max(2.0, 5 * cycle_s)
+
+    def charging(pcs: dict[str, Pcs]) -> bool:
+        return sum(p.power_w for p in pcs.values()) <= -790_000.0
+
+    def at_zero(pcs: dict[str, Pcs]) -> bool:
+        return all(abs(p.power_w) <= 1_000.0 for p in pcs.values())
+
+    async with overridden_agent(tmp_path, cycle_s, -800_000.0, charging) as (sim, agent):
+        pcs = sim.model.plant.pcs
+        agent.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        try:
+            while not at_zero(pcs):
+                assert time.monotonic() - frozen < revert_s + 2.0, {p.id: p.power_w for p in pcs.values()}
+                await asyncio.sleep(0.05)
+            assert all(p.reverted for p in pcs.values())
+            await asyncio.sleep(2 * cycle_s)
+            assert at_zero(pcs)  # and it stays there while the agent is frozen
+        finally:
+            agent.send_signal(signal.SIGCONT)
+        thawed = time.monotonic()
+        while not charging(pcs):  # the override (10 min) is still on: the agent writes it again
+            assert time.monotonic() - thawed < 5.0, {p.id: p.power_w for p in pcs.values()}
+            await asyncio.sleep(0.05)
+        assert agent.poll() is None and not any(p.reverted for p in pcs.values())
+        agent.send_signal(signal.SIGTERM)
+        _, err = agent.communicate(timeout=15)
+        assert agent.returncode == 0, err.decode()[-2000:]
+        assert b"Traceback" not in err
