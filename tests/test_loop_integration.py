@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.control.ramp import SETPOINT_RAMP_FRACTION
 from agent.control.reserve import reserve_floor_pct
 from agent.operator import parse_command
 from agent.snapshot import ClusterStatus
@@ -43,10 +44,11 @@ async def test_load_step_of_half_the_battery_power_is_absorbed_within_the_ramp_l
         # The cycle that first sees the step reads the spike (the battery has not answered yet) ...
         assert grid[1] - grid[0] == pytest.approx(0.5 * battery_w, rel=0.02)
         assert after[0].plan.decided_by == "ramp"
-        # ... and from the next cycle on the grid moves by at most the limit per cycle.
-        assert grid[2] - grid[0] == pytest.approx(RAMP_W_PER_S, abs=5_000)
+        # ... and from the next cycle on the grid moves at the planned 75 % of the limit per cycle, so
+        # the PCS's lag (a few % of each setpoint change shows in the next reading) stays inside it.
+        assert grid[2] - grid[0] == pytest.approx(RAMP_W_PER_S * SETPOINT_RAMP_FRACTION, abs=5_000)
         steps = [b - a for a, b in itertools.pairwise(grid[2:])]
-        assert max(abs(s) for s in steps) <= RAMP_W_PER_S * 1.03
+        assert max(abs(s) for s in steps) <= RAMP_W_PER_S
         # The battery hands the load back to the grid gradually and ends idle, not drained.
         assert grid[-1] == pytest.approx(grid[0] + 0.5 * battery_w, rel=0.01)
         assert abs(after[-1].plan.site_setpoint_w) < 10_000
@@ -199,11 +201,11 @@ async def test_losing_the_grid_meter_falls_back_to_conservative_and_a_tripped_pc
         recs = await rig.run(int(rig.site.stale_after_s / rig.site.cycle_s) + 2)
         first = next(i for i, r in enumerate(recs) if r.plan.mode == "conservative")
         assert recs[first].snapshot.grid_w.quality.value != "good"
-        # The operator's override does not outrank the failsafe; the battery backs off at the ramp
-        # limit (900 kW in 200 kW steps) rather than dropping 900 kW onto the grid at once.
-        recs += await rig.run(5)
+        # The operator's override does not outrank the failsafe; the battery backs off at the planned
+        # ramp (900 kW in 150 kW steps) rather than dropping 900 kW onto the grid at once.
+        recs += await rig.run(7)
         backing_off = [r.plan.site_setpoint_w for r in recs[first:]]
-        assert backing_off[:5] == pytest.approx([700_000.0, 500_000.0, 300_000.0, 100_000.0, 0.0], abs=20_000)
+        assert backing_off[:7] == pytest.approx([750e3, 600e3, 450e3, 300e3, 150e3, 0.0, 0.0], abs=20_000)
         last = recs[-1]
         assert (last.plan.mode, last.plan.decided_by, last.plan.site_setpoint_w) == ("conservative", "failsafe", 0.0)
         assert {a.code for a in rig.hub.alarms.active() if a.source in ("control", "grid")} >= {

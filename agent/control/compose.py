@@ -42,7 +42,7 @@ from agent.control.demand import MARGIN as DEMAND_MARGIN
 from agent.control.dispatch import dispatch_fleet, pcs_shares
 from agent.control.fleet import FleetMemo, build_fleet
 from agent.control.prices import Prices
-from agent.control.ramp import PCC_NO_FLOOR_W, PCC_RAMP_FRACTION, ramp_window
+from agent.control.ramp import PCC_NO_FLOOR_W, PCC_RAMP_FRACTION, SETPOINT_RAMP_FRACTION, ramp_window
 from agent.control.reserve import reserve_floor_pct
 from agent.control.state import ROLE_CHARGE, ROLE_DISCHARGE, ROLE_HOLD, ROLE_NONE, ControllerState
 from agent.control.tou import plan_slot
@@ -241,7 +241,7 @@ def decide(
             pcc_ramp = cfg.ramp_limit_w_per_s * PCC_RAMP_FRACTION
             bounds.append(Bound("ramp", lo, hi, f"delegated: PCS in grid-power control hold {pcc_ramp:.0f} W/s"))
         elif net_ok:
-            w = ramp_window(net, st.grid_w, dt, cfg.ramp_limit_w_per_s)
+            w = ramp_window(net, st.grid_w, dt, cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION)
             if w is not None and (w[0] > lo or w[1] < hi):
                 a, b = w
                 if a > hi:
