@@ -99,6 +99,21 @@ def test_no_shaving_where_the_demand_rate_is_zero() -> None:
     assert p.site_setpoint_w == 0.0
 
 
+def test_a_wall_clock_step_back_neither_forgets_the_billed_peak_nor_counts_time_twice() -> None:
+    # NTP steps the wall clock back an hour in the middle of an interval: the policy runs on the
+    # monotonic clock for time and on the wall clock only for which interval and price it is in.
+    st = initial_state(NO_TOU, month_peaks={40.8: 4.5e6}, month=(2026, 7))
+    for k in range(300):
+        plan, st = decide(snap(3e6, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k)), st, NO_TOU, OP, RATED, False)
+    covered = st.iv_covered_s
+    s = snap(5e6, t_mono=1300.0, t_wall=T0 - timedelta(hours=1) + timedelta(seconds=300))
+    plan, st = decide(s, st, NO_TOU, OP, RATED, False)
+    assert st.month_peak(40.8) == 4.5e6  # the billed peak stays (300 s at 3 MW is under half an interval)
+    assert st.iv_covered_s == 1.0 and covered == 299.0  # the new interval counts this second once
+    assert plan.site_setpoint_w > 0.0 and plan.decided_by == "demand"  # and still defends the peak
+    assert not plan.alarms
+
+
 def test_interval_close_records_the_peak_then_the_average_is_held() -> None:
     st = initial_state(NO_TOU)
     battery = 0.0
