@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
-from agent.api.views import site_out
+from agent.api.views import pcs_list_out, site_out
 from agent.control.ramp import PCC_RAMP_FRACTION
 from agent.hub import CycleRecord
 from agent.mqtt.topics import plan_payload
 from agent.operator import OperatorState
+from agent.snapshot import Measured
 from agent.telemetry.schema import points_for
 from tests.test_control_pcc import pcc_fleet, run
 from tests.test_control_support import fleet, snap
@@ -54,3 +57,19 @@ def test_with_setpoints_only_there_is_no_grid_target() -> None:
     assert plan_payload(rec.plan, rec.snapshot.t_wall)["grid_control"] is None
     fields = main_plan_fields(rec)
     assert "grid_target_w" not in fields and "grid_ramp_w_per_s" not in fields
+
+
+def test_the_pcs_view_shows_which_pcs_regulate_the_grid_and_what_their_meters_read() -> None:
+    rec = record(grid_control=True)
+    pcs = tuple(
+        replace(p, pcc_active=Measured(1.0), pcc_grid_w=Measured(2.9e6)) if p.id != "pcs4" else p
+        for p in rec.snapshot.pcs
+    )
+    rec = replace(rec, snapshot=replace(rec.snapshot, pcs=pcs))
+    out = {p.id: p for p in pcs_list_out(rec)}
+    assert all(p.grid_control for p in out.values())  # the plan put all four in the mode
+    assert (out["pcs1"].pcc_active, out["pcs1"].pcc_grid_w) == (True, 2.9e6)
+    assert (out["pcs4"].pcc_active, out["pcs4"].pcc_grid_w) == (None, None)  # its read-back is missing
+    plain = {p.id: p for p in pcs_list_out(record(grid_control=False))}
+    assert not any(p.grid_control for p in plain.values())
+    assert all(p.pcc_active is None and p.pcc_grid_w is None for p in plain.values())

@@ -89,6 +89,13 @@ class PcsOut(BaseModel):
     commanded_w: float = Field(description="W, setpoint written this cycle")
     quality: str
     age_s: float | None = Field(description="s")
+    grid_control: bool = Field(
+        description="regulating the grid import on its own meter this cycle (grid-power/PCC control)"
+    )
+    pcc_active: bool | None = Field(
+        description="read back: the PCS reports grid-power control (null: not a PCC PCS, or not read)"
+    )
+    pcc_grid_w: float | None = Field(description="W, what the PCS's own grid meter reads (PCC PCS only)")
 
 
 class DeviceOut(BaseModel):

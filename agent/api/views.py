@@ -71,7 +71,9 @@ def cluster_out(c: ClusterSnapshot, setpoint_w: float, maintenance: bool) -> Clu
     )
 
 
-def pcs_out(p: PcsSnapshot, commanded_w: float) -> PcsOut:
+def pcs_out(p: PcsSnapshot, commanded_w: float, regulating: bool = False) -> PcsOut:
+    """`regulating`: the plan put it in grid-power control this cycle."""
+    active = val(p.pcc_active)
     return PcsOut(
         id=p.id,
         status=p.status.value,
@@ -82,6 +84,9 @@ def pcs_out(p: PcsSnapshot, commanded_w: float) -> PcsOut:
         commanded_w=commanded_w,
         quality=p.power_w.quality.value,
         age_s=fin(p.power_w.age_s),
+        grid_control=regulating,
+        pcc_active=active == 1.0 if active is not None else None,
+        pcc_grid_w=val(p.pcc_grid_w),
     )
 
 
@@ -92,7 +97,8 @@ def clusters_out(rec: CycleRecord, op: OperatorState) -> list[ClusterOut]:
 
 def pcs_list_out(rec: CycleRecord) -> list[PcsOut]:
     sp = rec.plan.pcs_setpoints_w
-    return [pcs_out(p, sp.get(p.id, 0.0)) for p in rec.snapshot.pcs]
+    gc = rec.plan.grid_control
+    return [pcs_out(p, sp.get(p.id, 0.0), gc is not None and p.id in gc.pcs) for p in rec.snapshot.pcs]
 
 
 def site_out(rec: CycleRecord, op: OperatorState, alarms: list[Alarm]) -> SiteOut:
