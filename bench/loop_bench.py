@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent.config import DeviceConfig, load_site  # noqa: E402
+from agent.logs import setup_logging  # noqa: E402
 from agent.telemetry import LocalStore  # noqa: E402
 from drivers import keys as K  # noqa: E402
 from simulators.site import SimulatedSite  # noqa: E402
@@ -280,6 +281,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args()
+    setup_logging("WARNING")  # the in-process simulator's pymodbus would dump frames on every late reply
     os.makedirs(ROOT / "artifacts", exist_ok=True)
     result: dict[str, Any] = {"machine": f"{os.cpu_count()} cpu, {psutil.virtual_memory().total / 2**30:.0f} GiB"}
     with tempfile.TemporaryDirectory() as d:
