@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade pip setuptools  # >= 77: pyproject.toml; setup.py build_ext in the tests
 	$(BIN)/pip install -q -e '.[test]'
 	touch $(STAMP)
 
