@@ -15,6 +15,7 @@ from datetime import datetime
 
 from agent.config import SiteConfig
 from agent.snapshot import (
+    MISSING,
     ClusterSnapshot,
     ClusterStatus,
     Measured,
@@ -147,8 +148,8 @@ def pcs_snapshot(
         power_w=power,
         setpoint_w=measured(rd.get(k.SETPOINT_W), now, site.stale_after_s),
         grid_control=grid_control,
-        pcc_active=measured(rd.get(k.PCC_ACTIVE), now, site.stale_after_s) if grid_control else Measured.missing(),
-        pcc_grid_w=measured(rd.get(k.PCC_GRID_W), now, site.stale_after_s) if grid_control else Measured.missing(),
+        pcc_active=measured(rd.get(k.PCC_ACTIVE), now, site.stale_after_s) if grid_control else MISSING,
+        pcc_grid_w=measured(rd.get(k.PCC_GRID_W), now, site.stale_after_s) if grid_control else MISSING,
     )
 
 

@@ -114,6 +114,9 @@ class AgentLoop:
         self._closing = [d for i, d in old.items() if new.get(i) is not d]
         self.devs = DeviceSet(new, profiles)
         self.site = site
+        # PCS the site file runs in grid-power (PCC) control: they get the mode's registers written
+        # every cycle, in the mode or out of it (the snapshot says whether this cycle may use them).
+        self._pcc_capable = frozenset(p.id for p in site.pcs if p.grid_control == "pcc")
         self.hub.site = site
 
     def reload(self) -> None:
@@ -165,7 +168,7 @@ class AgentLoop:
                 w = 0.0
             values: dict[str, float] = {}
             pcc: bool | None = None  # None: not a grid-power (PCC) PCS
-            if p.grid_control or p.id in self._pcc_watch.latched:  # (a latched one is told to leave the mode)
+            if p.id in self._pcc_capable:  # (one the watch took out of the mode is told to leave it)
                 # Mode commands first (one request, register order), then the setpoint: a PCS leaving
                 # the mode holds its output and then follows the setpoint; in the mode the setpoint
                 # write only restarts the revert timer. The same timer covers both modes.
@@ -265,7 +268,8 @@ class AgentLoop:
                 # commanded into grid-power control a cycle ago, yet it does not report the mode
                 msg = "commanded into grid-power (PCC) control but pcc_active does not read 1"
                 wanted[f"pcc_inactive@{p.id}"] = ("pcc_inactive", p.id, Severity.WARNING, msg)
-        acked = {a.source for a in book.active() if a.code == "pcc_meter_mismatch" and a.acked_by is not None}
+        before = {a.id: a for a in book.active()}
+        acked = {a.source for a in before.values() if a.code == "pcc_meter_mismatch" and a.acked_by is not None}
         for pid, msg in self._pcc_watch.latched.copy().items():
             if pid in acked:  # an operator has seen it: back into grid-power control, watched afresh
                 self._pcc_watch.release(pid)
@@ -280,7 +284,6 @@ class AgentLoop:
             wanted["grid_outage@grid"] = ("grid_outage", "grid", Severity.CRITICAL, "utility supply lost")
         for code in plan.alarms:
             wanted[f"{code}@control"] = (code, "control", Severity.WARNING, code.replace("_", " "))
-        before = {a.id: a for a in book.active()}
         owned = {
             "cluster_fault", "cluster_disconnected", "device_comm", "pcs_fault", "grid_outage", "pcc_inactive",
             "pcc_meter_mismatch",

@@ -165,7 +165,8 @@ class PcsSnapshot:
     power_w: Measured
     setpoint_w: Measured  # read back
     # The site file runs this PCS in grid-power (PCC) control ([[pcs]] grid_control = "pcc"): it
-    # regulates the grid import on its own meter toward the target the plan gives it.
+    # regulates the grid import on its own meter toward the target the plan gives it. False for one
+    # the agent took out of the mode (its meter disagrees with the site's: agent/pcc_watch.py).
     grid_control: bool
     pcc_active: Measured  # read back: 1 while in the mode
     pcc_grid_w: Measured  # read back: what the PCS's own grid meter reads (import positive)

@@ -95,7 +95,7 @@ class Observer:
         self.sse_dropped = 0
         self._live: tuple[int, object, int, str] | None = None
 
-    # --- sink of the Mirror --------------------------------------------------------------------------------
+    # --- sink of the Mirror ------------------------------------------------------------------
     def submit(self, rec: CycleRecord) -> None:
         s = rec.snapshot
         grid, load = val(s.grid_w), val(s.load_w)
