@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 # Optional: the same package with its control hot path compiled by mypyc (setup.py), in its own
 # virtualenv, for long offline analyses: `.venv-fast/bin/ems-agent analyze ...`. Needs a C compiler.
 FAST := .venv-fast
-FAST_SRC := setup.py $(wildcard agent/*.py agent/control/*.py simulators/*.py)
+FAST_SRC := setup.py $(wildcard agent/*.py agent/*/*.py simulators/*.py)
 $(FAST)/.installed: pyproject.toml $(FAST_SRC)
 	test -d $(FAST) || $(PY) -m venv $(FAST)
 	$(FAST)/bin/pip install -q --upgrade pip setuptools 'mypy>=1.10'

@@ -16,9 +16,9 @@ from setuptools import setup
 
 # The replay's per-step path: decide() and what it builds, and the battery physics it drives.
 COMPILED = [
-    "agent/snapshot.py",
-    "agent/plan.py",
-    "agent/analyze.py",
+    "agent/model/snapshot.py",
+    "agent/model/plan.py",
+    "agent/offline/replay.py",
     "agent/control/__init__.py",
     "agent/control/balance.py",
     "agent/control/compose.py",

@@ -212,7 +212,7 @@ async def run_load(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def agent_side(args: argparse.Namespace) -> dict[str, Any]:
-    from agent.runtime import ANY_PORT, Runtime
+    from agent.live.runtime import ANY_PORT, Runtime
     from tests.agent_harness import sim_site, wired
 
     sim = await asyncio.create_subprocess_exec(

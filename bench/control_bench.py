@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.config import ControlConfig
 from agent.control import decide, initial_state
-from agent.operator import OperatorState
-from agent.snapshot import (
+from agent.model.config import ControlConfig
+from agent.model.operator import OperatorState
+from agent.model.snapshot import (
     ClusterSnapshot,
     ClusterStatus,
     Measured,

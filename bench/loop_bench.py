@@ -38,8 +38,8 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.config import DeviceConfig, load_site  # noqa: E402
 from agent.logs import setup_logging  # noqa: E402
+from agent.model.config import DeviceConfig, load_site  # noqa: E402
 from agent.telemetry import LocalStore  # noqa: E402
 from drivers import keys as K  # noqa: E402
 from simulators.site import SimulatedSite  # noqa: E402
@@ -55,7 +55,7 @@ def site_toml(clusters: int, cycle_s: float, api_port: int, base_port: int) -> s
         'id = "bench"',
         'timezone = "Asia/Shanghai"',
         f"cycle_s = {cycle_s}",
-        f'tariff = "{ROOT}/agent/tariffs/shanghai_ci_two_part.toml"',
+        f'tariff = "{ROOT}/agent/economics/tariffs/shanghai_ci_two_part.toml"',
         "[control]",
         "soc_min_pct = 20",
         "soc_max_pct = 95",

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from agent.config import DeviceConfig
+from agent.model.config import DeviceConfig
 from drivers.device import ModbusDevice
 from drivers.imageserver import ImageServer
 from drivers.profile import Profile, load_profile

@@ -5,7 +5,7 @@ idle, then compute plateaus of ~4.4 kW and communication dips of ~1 kW) is scale
 (swings of ~2 MW) and repeated back to back (a job restarting every ~12 minutes). The site is the
 demo site: 12 clusters of 418 kWh / 209 kW behind 4 x 630 kW PCS (~2.5 MW), ramp limit 200 kW/s.
 
-The replay is `agent.analyze.replay` (the same `decide` as the live agent) at the trace's 0.1 s
+The replay is `agent.offline.replay.replay` (the same `decide` as the live agent) at the trace's 0.1 s
 resolution with the agent deciding every cycle_s (`decide_every`): on what the meters show at that
 instant; the PCS follow with the simulator's first-order response (tau 0.1 s). Two PCS modes:
 
@@ -37,9 +37,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.analyze import PcsModel, Trace, replay  # noqa: E402
-from agent.config import SiteConfig, load_site  # noqa: E402
-from agent.tariff import bundled  # noqa: E402
+from agent.economics.tariff import bundled  # noqa: E402
+from agent.model.config import SiteConfig, load_site  # noqa: E402
+from agent.offline.replay import PcsModel, Trace, replay  # noqa: E402
 
 TRACE = ROOT.parent / "shared" / "data" / "h100-node-training-100stepsync.csv"
 NODES = 600

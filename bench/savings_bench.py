@@ -43,12 +43,12 @@ import numpy as np
 # Appended, not prepended: an installed ems-agent wins (the compiled one in .venv-fast: `make fast`).
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-from agent.analyze import BUILD, Trace, battery_spec, evaluate, optimum_for, replay
-from agent.billing import bill
-from agent.config import load_site
-from agent.optimum import BatterySpec, OptimumResult, resample_mean
-from agent.roi import EconomicsConfig
-from agent.tariff import FloatArray, Tariff, bundled
+from agent.economics.billing import bill
+from agent.economics.optimum import BatterySpec, OptimumResult, resample_mean
+from agent.economics.roi import EconomicsConfig
+from agent.economics.tariff import FloatArray, Tariff, bundled
+from agent.model.config import load_site
+from agent.offline.replay import BUILD, Trace, battery_spec, evaluate, optimum_for, replay
 from simulators.load import TRACE_H100, Inference, TraceReplay, WithCooling
 
 SITE = Path(__file__).resolve().parents[1] / "agent" / "sites" / "demo.toml"

@@ -24,8 +24,8 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agent.audit import AuditLog
-from agent.hub import CycleRecord, Hub
+from agent.live.audit import AuditLog
+from agent.live.hub import CycleRecord, Hub
 from agent.telemetry import InfluxSink, start_telemetry
 from tests.conftest import Cycles, VictoriaMetrics, demo_site
 

@@ -33,7 +33,7 @@ from typing import Any
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from agent.config import DeviceConfig
+from agent.model.config import DeviceConfig
 from drivers.codec import EncodeError, Point, decode_sf, encode
 from drivers.profile import Block, Profile
 from drivers.reading import Quality, Reading

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from agent.health.tracker import HealthTracker
-from agent.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
+from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
 from drivers import keys as K
 from simulators.degradation import Degradation, effects
 from simulators.physics import ALARM_OVER_TEMP_WARN, ALARM_VOLT_IMBALANCE_WARN, BatteryPlant, Cluster

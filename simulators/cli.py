@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent.config import load_site
-from agent.tomlcheck import ConfigError
+from agent.model.config import load_site
+from agent.model.tomlcheck import ConfigError
 from simulators.faults import EXCEPTION_CODES
 
 # sim-fault KIND -> (control command, what the target is)

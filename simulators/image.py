@@ -15,7 +15,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 
-from agent.config import DeviceConfig
+from agent.model.config import DeviceConfig
 from drivers import keys as K
 from drivers.codec import INT_RANGE, SENTINEL_RAW, EncodeError, Point, encode, sentinel_words
 from drivers.profile import Profile, RegisterImage, load_profile

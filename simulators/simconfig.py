@@ -33,8 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent.config import SiteConfig
-from agent.tomlcheck import Table
+from agent.model.config import SiteConfig
+from agent.model.tomlcheck import Table
 
 LOAD_MODELS = ("synthetic", "trace", "inference")
 

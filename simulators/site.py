@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agent.config import DeviceConfig, SiteConfig
+from agent.model.config import DeviceConfig, SiteConfig
 from drivers import keys as K
 from drivers.profile import load_profile
 from simulators.faults import EXCEPTION_CODES, CommFaults, parse_value

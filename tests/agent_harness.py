@@ -22,9 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from agent.config import SiteConfig, load_site
-from agent.hub import CycleRecord
-from agent.runtime import ANY_PORT, Runtime
+from agent.live.hub import CycleRecord
+from agent.live.runtime import ANY_PORT, Runtime
+from agent.model.config import SiteConfig, load_site
 from simulators.site import SimulatedSite
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from agent.api.auth import digest
-from agent.config import load_site
+from agent.model.config import load_site
 from simulators.physics import Pcs
 from simulators.site import SimulatedSite
 from tests.conftest import free_port

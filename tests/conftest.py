@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from agent.audit import AuditLog
-from agent.config import SiteConfig, load_site
 from agent.control import decide, initial_state
-from agent.hub import CycleRecord, Hub
-from agent.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
+from agent.live.audit import AuditLog
+from agent.live.hub import CycleRecord, Hub
+from agent.model.config import SiteConfig, load_site
+from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_SITE = ROOT / "agent" / "sites" / "demo.toml"

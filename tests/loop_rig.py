@@ -13,11 +13,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from agent.audit import AuditLog
-from agent.config import SiteConfig, load_site
-from agent.hub import CycleRecord, Hub
-from agent.loop import AgentLoop
-from agent.tariff import load_tariff
+from agent.economics.tariff import load_tariff
+from agent.live.audit import AuditLog
+from agent.live.hub import CycleRecord, Hub
+from agent.live.loop import AgentLoop
+from agent.model.config import SiteConfig, load_site
 from simulators.site import SimulatedSite
 
 ROOT = Path(__file__).resolve().parent.parent

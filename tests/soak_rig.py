@@ -77,12 +77,12 @@ from typing import Any
 
 import psutil
 
-from agent.config import SiteConfig, load_site
 from agent.control.reserve import reserve_floor_pct
-from agent.ledger import Ledger, LedgerSample
-from agent.operator import OperatorState
-from agent.roi import economics_config
-from agent.tariff import load_tariff
+from agent.economics.ledger import Ledger, LedgerSample
+from agent.economics.roi import economics_config
+from agent.economics.tariff import load_tariff
+from agent.model.config import SiteConfig, load_site
+from agent.model.operator import OperatorState
 from drivers.profile import load_profile
 from tests.conftest import Broker, VictoriaMetrics
 from tests.loop_rig import site_text
@@ -624,7 +624,7 @@ class Soak:
         *ports, self.control_port, self.api_port = free_ports(len(demo.devices) + 2)
         self.ports = {d.port: p for d, p in zip(demo.devices, ports, strict=True)}
         self.api_url = f"http://127.0.0.1:{self.api_port}"
-        tariff_src = (ROOT / "agent" / "tariffs" / "shanghai_ci_two_part.toml").read_text()
+        tariff_src = (ROOT / "agent" / "economics" / "tariffs" / "shanghai_ci_two_part.toml").read_text()
         self.tariff_file = self.work / "tariff.toml"
         self.tariff_file.write_text(
             re.sub(r"^demand_interval_min = .*$", f"demand_interval_min = {cfg.interval_min}", tariff_src,
@@ -1823,11 +1823,11 @@ async def run_month(cfg: MonthConfig, work: Path) -> dict[str, Any]:
     """Run the compressed month; the result dict has the same verdict style as Soak.run."""
     import logging
 
-    from agent.audit import AuditLog
-    from agent.hub import Hub
-    from agent.ledger import LedgerSink, sample_from_snapshot
-    from agent.loop import AgentLoop
-    from agent.runtime import _seed_state
+    from agent.economics.ledger import LedgerSink, sample_from_snapshot
+    from agent.live.audit import AuditLog
+    from agent.live.hub import Hub
+    from agent.live.loop import AgentLoop
+    from agent.live.runtime import _seed_state
     from simulators.site import SimulatedSite
 
     # late answers after the short time-out below are dropped by pymodbus, which says so at length
@@ -1838,7 +1838,7 @@ async def run_month(cfg: MonthConfig, work: Path) -> dict[str, Any]:
     rng = random.Random(cfg.seed)
     scfg = SoakConfig(seed=cfg.seed, duration_s=0, cycle_s=cfg.cycle_s, interval_min=15)
     tariff_file = work / "tariff.toml"
-    tariff_file.write_text((ROOT / "agent" / "tariffs" / "shanghai_ci_two_part.toml").read_text())
+    tariff_file.write_text((ROOT / "agent" / "economics" / "tariffs" / "shanghai_ci_two_part.toml").read_text())
     demo = load_site(ROOT / "agent" / "sites" / "demo.toml")
     socs = ", ".join(f"{c.id} = {rng.uniform(21.0, 90.0):.1f}" for c in demo.clusters)
     start = datetime.fromisoformat(cfg.start)

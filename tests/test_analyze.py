@@ -15,14 +15,14 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from agent.analyze import Trace, day_profile, evaluate, replay, site_for
-from agent.analyze_cli import read_csv
-from agent.billing import bill
-from agent.config import ControlConfig, SiteConfig, load_site
+from agent.cli.analyze import read_csv
 from agent.control.fleet import FleetMemo, build_fleet
-from agent.roi import EconomicsConfig
-from agent.tariff import Tariff, bundled, parse_tariff
-from agent.tomlcheck import ConfigError
+from agent.economics.billing import bill
+from agent.economics.roi import EconomicsConfig
+from agent.economics.tariff import Tariff, bundled, parse_tariff
+from agent.model.config import ControlConfig, SiteConfig, load_site
+from agent.model.tomlcheck import ConfigError
+from agent.offline.replay import Trace, day_profile, evaluate, replay, site_for
 from tests.test_control_support import snap
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -22,11 +22,11 @@ import pytest
 from agent.api import TokenStore, api_config
 from agent.api.app import ApiServer, create_app
 from agent.api.auth import digest
-from agent.audit import AuditLog
-from agent.config import load_site
-from agent.hub import Hub
-from agent.operator import OperatorState
-from agent.tomlcheck import ConfigError
+from agent.live.audit import AuditLog
+from agent.live.hub import Hub
+from agent.model.config import load_site
+from agent.model.operator import OperatorState
+from agent.model.tomlcheck import ConfigError
 
 from .test_api_feed import DEMO, ApiPair, FakeClock, SiteFeed, expected_soc
 

@@ -25,11 +25,11 @@ from agent.api.channel import (
     read_msg,
 )
 from agent.api.mirror import Mirror
-from agent.audit import AuditLog
-from agent.config import load_site
-from agent.hub import Hub
-from agent.operator import OperatorState
-from agent.pickling import fast_pickle
+from agent.live.audit import AuditLog
+from agent.live.hub import Hub
+from agent.model.config import load_site
+from agent.model.operator import OperatorState
+from agent.model.pickling import fast_pickle
 
 from .test_api_feed import DEMO, ApiPair, FakeClock, SiteFeed
 
@@ -258,6 +258,9 @@ def test_the_control_process_does_not_load_the_web_stack() -> None:
     import subprocess
     import sys
 
-    code = "import sys, agent.cli, agent.runtime; print(sorted({'fastapi', 'uvicorn', 'pydantic'} & set(sys.modules)))"
+    code = (
+        "import sys, agent.cli, agent.live.runtime; "
+        "print(sorted({'fastapi', 'uvicorn', 'pydantic'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"

@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from agent.alarms import Severity
 from agent.api.bridge import ApiBridge
 from agent.api.mirror import Mirror
-from agent.hub import CycleRecord, Hub
-from agent.plan import Bound, Plan
-from agent.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
+from agent.live.hub import CycleRecord, Hub
+from agent.model.alarms import Severity
+from agent.model.plan import Bound, Plan
+from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "agent" / "sites" / "demo.toml"

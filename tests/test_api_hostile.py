@@ -156,7 +156,7 @@ async def env(env_sync: Env) -> AsyncIterator[Env]:
 
 
 def _severity() -> Any:
-    from agent.alarms import Severity
+    from agent.model.alarms import Severity
 
     return Severity.WARNING
 

@@ -6,9 +6,9 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
-from agent.assemble import build_snapshot
-from agent.config import load_site
-from agent.snapshot import ClusterStatus, PcsStatus
+from agent.live.assemble import build_snapshot
+from agent.model.config import load_site
+from agent.model.snapshot import ClusterStatus, PcsStatus
 from drivers import keys as k
 from drivers.reading import Quality, Reading
 

@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from agent.analysis_report import compare, plot, table
-from agent.billing import bill, hold_durations, interval_import
-from agent.tariff import bundled, parse_tariff
+from agent.economics.billing import bill, hold_durations, interval_import
+from agent.economics.tariff import bundled, parse_tariff
+from agent.offline.report import compare, plot, table
 
 SH = ZoneInfo("Asia/Shanghai")
 LA = ZoneInfo("America/Los_Angeles")

@@ -1,7 +1,7 @@
 """The optional mypyc build (setup.py, `make fast`) is the same control code: identical replays.
 
 Builds the compiled modules from a copy of this source tree exactly as `make fast` does (setup.py
-with EMS_MYPYC=1), then replays the same trace through `agent.analyze.replay` in the pure-Python
+with EMS_MYPYC=1), then replays the same trace through `agent.offline.replay.replay` in the pure-Python
 package and in the compiled one and compares every step's grid import, battery power and SoC, and
 the count of steps each controller decided. A module that mypyc cannot compile, or compiles into
 different behaviour, fails here rather than on a planner's machine. Takes about a minute of CPU
@@ -32,9 +32,9 @@ from dataclasses import replace
 from datetime import datetime
 import numpy as np
 import agent.control.compose as compose
-from agent.analyze import BUILD, Trace, replay
-from agent.config import load_site
-from agent.tariff import bundled
+from agent.offline.replay import BUILD, Trace, replay
+from agent.model.config import load_site
+from agent.economics.tariff import bundled
 
 # 3 h at 1 s across the 21:00 peak -> flat and 22:00 flat -> valley boundaries (Asia/Shanghai), a
 # GPU-like load with synchronous swings, job restarts and a slow drift: every controller acts.
@@ -52,8 +52,8 @@ np.savez(out, grid=r.grid_w, battery=r.battery_w, soc=r.soc_pct)
 
 # the records with hand-written __init__s behave as dataclasses in the compiled build too
 import dataclasses, pickle
-from agent.plan import Bound, Plan
-from agent.snapshot import Measured
+from agent.model.plan import Bound, Plan
+from agent.model.snapshot import Measured
 b = Bound("reserve", -1.0, 2.0, "why")
 p = Plan(3, "auto", 1.0, 2.0, "reserve", "r", (b,), {"p1": 1.0}, {"c1": 1.0})
 try:

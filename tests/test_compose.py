@@ -14,10 +14,10 @@ from typing import Any
 
 import yaml
 
-from agent.alarms import Severity
-from agent.config import load_site
+from agent.model.alarms import Severity
+from agent.model.config import load_site
+from agent.model.snapshot import Measured
 from agent.mqtt import parse_mqtt
-from agent.snapshot import Measured
 from agent.telemetry import parse_telemetry
 from agent.telemetry.schema import MEASUREMENTS, points_for
 from tests.conftest import ROOT, Cycles

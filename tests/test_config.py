@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_site, pcs_of
-from agent.tomlcheck import ConfigError
+from agent.model.config import load_site, pcs_of
+from agent.model.tomlcheck import ConfigError
 
 DEMO = Path(__file__).resolve().parents[1] / "agent" / "sites" / "demo.toml"
 

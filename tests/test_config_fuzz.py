@@ -1,8 +1,8 @@
 """Config fuzzing: every documented site-file key given a wrong type or an out-of-range value.
 
 Documented keys: README (site, control, defaults, devices), API.md ([api]), TELEMETRY.md
-([telemetry], [mqtt]) and agent/roi.py's [economics]. `validate` runs the same checks
-`ems-agent run` runs before starting anything (agent/runtime.py: load_site, then every section);
+([telemetry], [mqtt]) and agent/economics/roi.py's [economics]. `validate` runs the same checks
+`ems-agent run` runs before starting anything (agent/live/runtime.py: load_site, then every section);
 each bad value must raise ConfigError naming the file, the table and the key. The last tests run
 the real command line and expect exit code 2 with that message and no traceback.
 """
@@ -23,16 +23,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from agent.api import api_config
-from agent.config import load_site
+from agent.economics.roi import economics_config
+from agent.economics.tariff import load_tariff
+from agent.model.config import load_site
+from agent.model.tomlcheck import ConfigError
 from agent.mqtt import parse_mqtt
-from agent.roi import economics_config
-from agent.tariff import load_tariff
 from agent.telemetry import parse_telemetry
-from agent.tomlcheck import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "agent" / "sites" / "demo.toml"
-TARIFF = (DEMO.parent / "../tariffs/shanghai_ci_two_part.toml").resolve()
+TARIFF = (DEMO.parent / "../economics/tariffs/shanghai_ci_two_part.toml").resolve()
 
 # (table, key, kind, lo, hi): kind is number | positive (a number > lo) | integer | flag | text | texts |
 # choice:<a,b>.
@@ -177,7 +177,7 @@ def table_of(data: dict[str, Any], table: str) -> dict[str, Any]:
 
 
 def validate(path: Path, state_dir: Path) -> None:
-    """What `ems-agent run` checks before it starts anything (agent/runtime.py Runtime.__init__)."""
+    """What `ems-agent run` checks before it starts anything (agent/live/runtime.py Runtime.__init__)."""
     site = load_site(path)
     api_config(site)
     parse_telemetry(site, state_dir)

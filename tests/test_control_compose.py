@@ -8,7 +8,7 @@ from datetime import datetime
 import pytest
 
 from agent.control import decide, initial_state
-from agent.operator import OperatorState
+from agent.model.operator import OperatorState
 from tests.test_control_support import CFG, SHANGHAI, TZ, fleet, snap
 
 PEAK_HOUR = datetime(2026, 7, 15, 9, 0, tzinfo=TZ)
@@ -94,7 +94,7 @@ def test_initial_state_validates_persisted_peaks() -> None:
 
 def test_conservative_failsafe_still_keeps_safety_bounds() -> None:
     # grid meter lost while PV exceeds the load: still no export, by charging
-    from agent.snapshot import Measured
+    from agent.model.snapshot import Measured
 
     p, _ = decide(
         snap(1e6, pv=1.3e6, grid=Measured.missing()),

@@ -19,8 +19,8 @@ from agent.control.demand import (
     shave_floor_w,
     target_w,
 )
-from agent.operator import OperatorState
-from agent.plan import Plan
+from agent.model.operator import OperatorState
+from agent.model.plan import Plan
 from tests.test_control_support import CFG, TZ, TablePrices, snap
 
 NO_TOU = replace(CFG, tou_enabled=False)  # isolate shaving: SoC 50 % = target, balancing is idle

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from agent.control import dispatch
-from agent.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus
+from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus
 from drivers.reading import Quality
 from tests.test_control_support import cluster, fleet, snap
 

@@ -7,11 +7,11 @@ from dataclasses import replace
 
 import pytest
 
-from agent.config import ControlConfig
 from agent.control import decide, initial_state, reserve_floor_pct
-from agent.operator import OperatorState
-from agent.plan import Plan
-from agent.snapshot import Measured
+from agent.model.config import ControlConfig
+from agent.model.operator import OperatorState
+from agent.model.plan import Plan
+from agent.model.snapshot import Measured
 from drivers.reading import Quality
 from tests.test_control_support import CFG, FLAT, fleet, snap
 

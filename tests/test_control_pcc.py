@@ -7,12 +7,12 @@ from datetime import timedelta
 
 import pytest
 
-from agent.config import ControlConfig
 from agent.control import ControllerState, decide, initial_state
 from agent.control.ramp import PCC_NO_FLOOR_W, PCC_RAMP_FRACTION
-from agent.operator import OperatorState
-from agent.plan import Plan
-from agent.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
+from agent.model.config import ControlConfig
+from agent.model.operator import OperatorState
+from agent.model.plan import Plan
+from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
 from drivers.reading import Quality
 from tests.test_control_support import CFG, FLAT, NOON, cluster, fleet, snap
 

@@ -11,8 +11,8 @@ from datetime import timedelta
 import pytest
 
 from agent.control import ControllerState, decide, initial_state
-from agent.operator import OperatorState
-from agent.plan import Plan
+from agent.model.operator import OperatorState
+from agent.model.plan import Plan
 from tests.test_control_support import CFG, FLAT, NOON, snap
 
 RAMP_CFG = replace(CFG, ramp_limit_w_per_s=200_000.0)

@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from agent.config import ControlConfig
-from agent.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
+from agent.model.config import ControlConfig
+from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOON = datetime(2026, 7, 15, 12, 0, 0, tzinfo=TZ)  # a flat-price hour on the Shanghai tariff

@@ -12,8 +12,8 @@ import pytest
 from agent.control import decide, initial_state
 from agent.control.state import ROLE_CHARGE, ROLE_DISCHARGE, ROLE_HOLD
 from agent.control.tou import plan_slot
-from agent.operator import OperatorState
-from agent.plan import Plan
+from agent.model.operator import OperatorState
+from agent.model.plan import Plan
 from tests.test_control_support import CFG, FLAT, SHANGHAI, TZ, TablePrices, fleet, snap
 
 OP = OperatorState()

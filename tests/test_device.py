@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from agent.config import DeviceConfig
+from agent.model.config import DeviceConfig
 from drivers import keys as k
 from drivers.device import ModbusDevice, WriteError
 from drivers.imageserver import ImageServer

@@ -29,7 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.config import DeviceConfig
+from agent.model.config import DeviceConfig
 from drivers.codec import INT_RANGE, SENTINEL_RAW, TYPE_WORDS, Point, decode, decode_sf, exact_divisor
 from drivers.device import ModbusDevice, WriteError
 from drivers.profile import Block, Profile, load_profile, profile_names

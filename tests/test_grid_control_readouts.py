@@ -8,10 +8,10 @@ import pytest
 
 from agent.api.views import pcs_list_out, site_out
 from agent.control.ramp import PCC_RAMP_FRACTION
-from agent.hub import CycleRecord
+from agent.live.hub import CycleRecord
+from agent.model.operator import OperatorState
+from agent.model.snapshot import Measured
 from agent.mqtt.topics import plan_payload
-from agent.operator import OperatorState
-from agent.snapshot import Measured
 from agent.telemetry.schema import points_for
 from tests.test_control_pcc import pcc_fleet, run
 from tests.test_control_support import fleet, snap

@@ -6,10 +6,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-from agent.hub import CycleRecord, Hub
+from agent.live.hub import CycleRecord, Hub
+from agent.model.plan import Plan
 from agent.mqtt import parse_mqtt
 from agent.mqtt.link import MqttLink
-from agent.plan import Plan
 from agent.telemetry.feed import Feed
 from agent.telemetry.schema import MEASUREMENTS, line
 

@@ -20,9 +20,9 @@ from agent.health.report import write_report
 from agent.health.sink import HealthSink, start_health
 from agent.health.store import HealthStore
 from agent.health.tracker import HealthTracker
-from agent.hub import CycleRecord, Hub
-from agent.plan import Plan
-from agent.snapshot import ClusterSnapshot, ClusterStatus, Measured
+from agent.live.hub import CycleRecord, Hub
+from agent.model.plan import Plan
+from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured
 from simulators.aging import AgingRun
 from simulators.degradation import Degradation, effects
 from simulators.physics import Cluster, ClusterParams

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.ledger import Ledger, LedgerSample, LedgerSink, sample_from_snapshot
-from agent.roi import EconomicsConfig
-from agent.snapshot import Measured, PcsSnapshot, PcsStatus, SiteSnapshot
-from agent.tariff import Tariff, parse_tariff
+from agent.economics.ledger import Ledger, LedgerSample, LedgerSink, sample_from_snapshot
+from agent.economics.roi import EconomicsConfig
+from agent.economics.tariff import Tariff, parse_tariff
+from agent.model.snapshot import Measured, PcsSnapshot, PcsStatus, SiteSnapshot
 
 TARIFF = """
 name = "ledger test"

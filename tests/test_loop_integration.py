@@ -17,8 +17,8 @@ import pytest
 
 from agent.control.ramp import SETPOINT_RAMP_FRACTION
 from agent.control.reserve import reserve_floor_pct
-from agent.operator import parse_command
-from agent.snapshot import ClusterStatus
+from agent.model.operator import parse_command
+from agent.model.snapshot import ClusterStatus
 from simulators.physics import Pcs
 from tests.agent_process import kill_and_time, overridden_agent
 from tests.loop_rig import NOON, Rig
@@ -223,7 +223,7 @@ async def test_losing_the_grid_meter_falls_back_to_conservative_and_a_tripped_pc
 
 async def test_killing_the_agent_returns_the_pcs_to_zero_within_the_revert_time(tmp_path: Path) -> None:
     cycle_s = 0.5
-    revert_s = max(2.0, 5 * cycle_s)  # agent.loop.REVERT_FACTOR cycles
+    revert_s = max(2.0, 5 * cycle_s)  # agent.live.loop.REVERT_FACTOR cycles
 
     def charging(pcs: dict[str, Pcs]) -> bool:
         return sum(p.power_w for p in pcs.values()) <= -790_000.0

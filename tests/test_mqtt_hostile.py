@@ -26,13 +26,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.hub import Hub
+from agent.live.hub import Hub
+from agent.model.operator import OperatorState
 from agent.mqtt import sign, stop_mqtt
 from agent.mqtt.auth import Verifier
 from agent.mqtt.commands import MAX_COMMAND_BYTES, CommandHandler
 from agent.mqtt.rackload import RackLoad
 from agent.mqtt.topics import dumps
-from agent.operator import OperatorState
 from tests.conftest import Broker
 
 from .test_mqtt_link import SECRET, mqtt_table, next_msg, started, wait_for

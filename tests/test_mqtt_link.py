@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 
 import aiomqtt
 
-from agent.alarms import Severity
-from agent.hub import Hub
+from agent.live.hub import Hub
+from agent.model.alarms import Severity
 from agent.mqtt import MqttLink, sign, start_mqtt, stop_mqtt
 from tests.conftest import DEMO_SITE, ROOT, Broker, Cycles
 

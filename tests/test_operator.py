@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.audit import AuditLog
-from agent.config import load_site
-from agent.hub import Hub
-from agent.operator import (
+from agent.live.audit import AuditLog
+from agent.live.hub import Hub
+from agent.model.config import load_site
+from agent.model.operator import (
     ClearOverride,
     Command,
     CommandError,
@@ -114,7 +114,7 @@ def test_a_huge_integer_is_refused_with_the_field_named() -> None:
 
 
 def test_standing_decisions_are_restored_from_the_audit_log(tmp_path: Path) -> None:
-    from agent.runtime import restore_operator
+    from agent.live.runtime import restore_operator
 
     audit = AuditLog(tmp_path / "audit.jsonl")
     t = datetime(2026, 7, 1, tzinfo=UTC)

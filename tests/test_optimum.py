@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from agent.optimum import BatterySpec, optimum, resample_mean
-from agent.tariff import Tariff, bundled, parse_tariff
+from agent.economics.optimum import BatterySpec, optimum, resample_mean
+from agent.economics.tariff import Tariff, bundled, parse_tariff
 
 T0 = datetime(2026, 1, 5, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC
 

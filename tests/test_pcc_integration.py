@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import load_site
 from agent.control.ramp import PCC_RAMP_FRACTION
-from agent.pcc_watch import WINDOW_CYCLES
+from agent.live.pcc_watch import WINDOW_CYCLES
+from agent.model.config import load_site
 from drivers import keys as k
 from simulators.physics import Pcs
 from tests.agent_process import kill_and_time, overridden_agent
@@ -172,7 +172,7 @@ async def test_a_pcs_whose_ct_is_reversed_leaves_grid_control_until_an_operator_
 async def test_a_pcc_site_needs_a_profile_with_the_mode(tmp_path: Path) -> None:
     text = site_text(pcc=True).replace('profile = "pcs_vendor_acme_pcc"', 'profile = "pcs_sunspec_70x"', 1)
     (tmp_path / "site.toml").write_text(text)
-    from agent.tomlcheck import ConfigError
+    from agent.model.tomlcheck import ConfigError
 
     with pytest.raises(ConfigError, match=r"\[\[pcs\]\].*grid_control.*pcs_sunspec_70x.*pcc_enable"):
         load_site(tmp_path / "site.toml")
@@ -182,7 +182,7 @@ async def test_killing_the_agent_takes_the_pcs_out_of_grid_control_and_to_zero_w
     tmp_path: Path,
 ) -> None:
     cycle_s = 0.5
-    revert_s = max(2.0, 5 * cycle_s)  # agent.loop.REVERT_FACTOR cycles
+    revert_s = max(2.0, 5 * cycle_s)  # agent.live.loop.REVERT_FACTOR cycles
 
     # In grid control the PCS bring the battery to the override at their ramp (150 kW/s).
     def charging(pcs: dict[str, Pcs]) -> bool:

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.pcc_watch import PccMeterWatch
-from agent.snapshot import Measured, PcsSnapshot, PcsStatus, SiteSnapshot
+from agent.live.pcc_watch import PccMeterWatch
+from agent.model.snapshot import Measured, PcsSnapshot, PcsStatus, SiteSnapshot
 from drivers.reading import Quality
 
 WALL = datetime(2026, 7, 1, 12, tzinfo=ZoneInfo("Asia/Shanghai"))

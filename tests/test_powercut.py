@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.ledger import Ledger, LedgerSample
-from agent.roi import EconomicsConfig
-from agent.tariff import parse_tariff
+from agent.economics.ledger import Ledger, LedgerSample
+from agent.economics.roi import EconomicsConfig
+from agent.economics.tariff import parse_tariff
 from agent.telemetry.spool import Spool
 
 KILLS = 40

@@ -1,5 +1,5 @@
 """The per-cycle records (snapshot, plan, dispatch, controller state) have hand-written __init__s
-(fast in the mypyc build; see agent/snapshot.py). Each must set every field from the parameter of
+(fast in the mypyc build; see agent/model/snapshot.py). Each must set every field from the parameter of
 the same name, in field order, stay frozen, and keep replace() and pickling working."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 
 from agent.control.dispatch import Dispatch
 from agent.control.state import ROLE_NONE, ControllerState
-from agent.hub import CycleRecord
-from agent.plan import Bound, GridControl, PccLimits, Plan
-from agent.snapshot import MISSING, ClusterSnapshot, Measured, PcsSnapshot, SiteSnapshot
+from agent.live.hub import CycleRecord
+from agent.model.plan import Bound, GridControl, PccLimits, Plan
+from agent.model.snapshot import MISSING, ClusterSnapshot, Measured, PcsSnapshot, SiteSnapshot
 from drivers.reading import Quality
 
 RECORDS = [

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from agent.config import load_site
-from agent.roi import economics_config, irr, npv, roi
-from agent.tomlcheck import ConfigError
+from agent.economics.roi import economics_config, irr, npv, roi
+from agent.model.config import load_site
+from agent.model.tomlcheck import ConfigError
 
 DEMO = Path(__file__).resolve().parent.parent / "agent" / "sites" / "demo.toml"
 

@@ -21,11 +21,11 @@ from datetime import datetime, timedelta
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.config import ControlConfig
 from agent.control import ControllerState, decide, initial_state, reserve_floor_pct
-from agent.operator import OperatorState
-from agent.plan import Plan
-from agent.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
+from agent.model.config import ControlConfig
+from agent.model.operator import OperatorState
+from agent.model.plan import Plan
+from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
 from drivers.reading import Quality
 from tests.test_control_support import SHANGHAI, TZ
 

@@ -17,7 +17,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
 from agent.cli import main as cli_main
-from agent.config import DeviceConfig, load_site
+from agent.model.config import DeviceConfig, load_site
 from drivers import keys as K
 from drivers.codec import encode
 from drivers.profile import load_profile

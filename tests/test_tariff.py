@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from agent.tariff import TARIFF_DIR, Tariff, bundled, parse_tariff
-from agent.tomlcheck import ConfigError
+from agent.economics.tariff import TARIFF_DIR, Tariff, bundled, parse_tariff
+from agent.model.tomlcheck import ConfigError
 
 SH = ZoneInfo("Asia/Shanghai")
 LA = ZoneInfo("America/Los_Angeles")

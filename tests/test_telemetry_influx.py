@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agent.hub import Hub
+from agent.live.hub import Hub
 from agent.telemetry import InfluxSink, start_telemetry
 from agent.telemetry.spool import Spool
 from tests.conftest import Cycles, VictoriaMetrics, free_port

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.hub import Hub
+from agent.live.hub import Hub
 from agent.telemetry import LocalStore, LocalStoreSink, start_telemetry
 from agent.telemetry.schema import Point, t_ns
 from tests.conftest import Cycles

@@ -12,10 +12,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from agent.alarms import Severity
 from agent.control.compose import REASONS
-from agent.hub import Hub
-from agent.snapshot import ClusterStatus, Measured
+from agent.live.hub import Hub
+from agent.model.alarms import Severity
+from agent.model.snapshot import ClusterStatus, Measured
+from agent.model.tomlcheck import ConfigError
 from agent.telemetry.config import parse_telemetry
 from agent.telemetry.schema import (
     MODE_CODE,
@@ -28,7 +29,6 @@ from agent.telemetry.schema import (
     points_for,
     t_ns,
 )
-from agent.tomlcheck import ConfigError
 from drivers.reading import Quality
 from tests.conftest import Cycles, demo_site
 

@@ -25,11 +25,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from agent.audit import RECENT
-from agent.config import SiteConfig
-from agent.hub import CycleRecord, Hub
+from agent.live.audit import RECENT
+from agent.live.hub import CycleRecord, Hub
 from agent.logs import kv
-from agent.operator import CommandError, OperatorState, parse_command
+from agent.model.config import SiteConfig
+from agent.model.operator import CommandError, OperatorState, parse_command
 
 from .channel import (
     FRAME,

@@ -17,10 +17,10 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from agent.alarms import Alarm
-from agent.config import SiteConfig
-from agent.hub import CycleRecord, CycleStats
-from agent.operator import OperatorState
+from agent.live.hub import CycleRecord, CycleStats
+from agent.model.alarms import Alarm
+from agent.model.config import SiteConfig
+from agent.model.operator import OperatorState
 
 from .auth import TokenStore
 

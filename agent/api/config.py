@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config import SiteConfig
-from agent.tomlcheck import Table
+from agent.model.config import SiteConfig
+from agent.model.tomlcheck import Table
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,8 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from agent.alarms import SEVERITY_CODE, Severity
-from agent.hub import CYCLE_BUCKETS_S
+from agent.live.hub import CYCLE_BUCKETS_S
+from agent.model.alarms import SEVERITY_CODE, Severity
 
 from .mirror import Mirror
 from .observer import Observer

@@ -21,11 +21,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from agent.alarms import Alarm
-from agent.config import SiteConfig
-from agent.hub import CycleRecord, CycleStats
+from agent.live.hub import CycleRecord, CycleStats
 from agent.logs import kv
-from agent.operator import OperatorState
+from agent.model.alarms import Alarm
+from agent.model.config import SiteConfig
+from agent.model.operator import OperatorState
 
 from .channel import (
     FRAME,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent.hub import CycleRecord
+from agent.live.hub import CycleRecord
 
 from .mirror import Mirror
 from .models import DemandOut, HistoryOut, LiveOut, RampOut

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from agent.hub import CycleRecord
+from agent.live.hub import CycleRecord
 
 from .auth import Principal, Role
 from .context import Ctx

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-from agent.alarms import Alarm, Severity
-from agent.config import SiteConfig
-from agent.hub import CycleRecord
-from agent.operator import OperatorState
-from agent.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot
+from agent.live.hub import CycleRecord
+from agent.model.alarms import Alarm, Severity
+from agent.model.config import SiteConfig
+from agent.model.operator import OperatorState
+from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot
 from drivers.reading import Quality
 
 from .models import AlarmOut, BoundOut, ClusterOut, OperatorOut, PcsOut, SiteOut

@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from agent.config import ControlConfig
 from agent.control.balance import balance_target_w
 from agent.control.demand import (
     DAY_S,
@@ -46,9 +45,10 @@ from agent.control.ramp import PCC_NO_FLOOR_W, PCC_RAMP_FRACTION, SETPOINT_RAMP_
 from agent.control.reserve import reserve_floor_pct
 from agent.control.state import ROLE_CHARGE, ROLE_DISCHARGE, ROLE_HOLD, ROLE_NONE, ControllerState
 from agent.control.tou import plan_slot
-from agent.operator import OperatorState
-from agent.plan import Bound, GridControl, PccLimits, Plan
-from agent.snapshot import SiteSnapshot
+from agent.model.config import ControlConfig
+from agent.model.operator import OperatorState
+from agent.model.plan import Bound, GridControl, PccLimits, Plan
+from agent.model.snapshot import SiteSnapshot
 from drivers.reading import Quality
 
 INF = math.inf

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 
 from agent.control.fleet import Fleet, build_fleet
-from agent.snapshot import SiteSnapshot
+from agent.model.snapshot import SiteSnapshot
 
 _TINY_PCT = 0.01  # weight floor (% of capacity): a cluster with a limit but no headroom still shares
 _EPS_W = 1e-6
@@ -22,7 +22,7 @@ _EPS_W = 1e-6
 
 @dataclass(frozen=True, slots=True, init=False)
 class Dispatch:
-    """One dispatch's result (a hand-written __init__ for the compiled build: see agent/snapshot.py)."""
+    """One dispatch's result (a hand-written __init__ for the compiled build: see agent/model/snapshot.py)."""
 
     achieved_w: float  # sum of what was dispatched
     shortfall_w: float  # |asked - achieved|

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 
-from agent.snapshot import ClusterSnapshot, ClusterStatus, PcsSnapshot, PcsStatus, SiteSnapshot
+from agent.model.snapshot import ClusterSnapshot, ClusterStatus, PcsSnapshot, PcsStatus, SiteSnapshot
 from drivers.reading import Quality
 
 _GOOD = Quality.GOOD

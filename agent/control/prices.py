@@ -1,6 +1,6 @@
 """What the control policy needs to know about the tariff: two point look-ups.
 
-agent/tariff.py implements this Protocol; the policy never parses a tariff itself. Both calls
+agent/economics/tariff.py implements this Protocol; the policy never parses a tariff itself. Both calls
 take timezone-aware site-local time, because tariff windows are local.
 """
 

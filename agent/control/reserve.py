@@ -8,8 +8,8 @@ share of what is left, so the floor rises: the reserve is energy, not a percenta
 
 from __future__ import annotations
 
-from agent.config import ControlConfig
-from agent.operator import OperatorState
+from agent.model.config import ControlConfig
+from agent.model.operator import OperatorState
 
 
 def reserve_floor_pct(cfg: ControlConfig, op: OperatorState, capacity_wh: float) -> float:

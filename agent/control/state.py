@@ -1,7 +1,7 @@
 """ControllerState: everything the policy remembers from one cycle to the next.
 
 A frozen dataclass with a hand-written __init__ (cheap to build once per cycle in the compiled
-build: see agent/snapshot.py). The loop
+build: see agent/model/snapshot.py). The loop
 keeps the latest one; the offline replay threads it through 2.6 M cycles. `initial_state`
 accepts the month's billed peaks persisted elsewhere (the ledger) so a restart never forgets
 a peak the utility will bill anyway, which would make the shaving target too low.
@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from agent.config import ControlConfig
+from agent.model.config import ControlConfig
 
 NAN = math.nan
 ROLE_NONE, ROLE_HOLD, ROLE_CHARGE, ROLE_DISCHARGE = -1, 0, 1, 2

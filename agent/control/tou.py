@@ -22,9 +22,9 @@ import calendar
 import math
 from datetime import datetime, timedelta
 
-from agent.config import ControlConfig
 from agent.control.prices import Prices
 from agent.control.state import ROLE_CHARGE, ROLE_DISCHARGE, ROLE_HOLD
+from agent.model.config import ControlConfig
 
 DAY_S = 86400.0
 

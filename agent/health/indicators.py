@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from agent.snapshot import ClusterSnapshot, ClusterStatus
+from agent.model.snapshot import ClusterSnapshot, ClusterStatus
 
 REST_CURRENT_A = 15.0  # |I| below this counts as rest for the spread indicator
 REST_SOC = (30.0, 80.0)  # SoC band where cell spread is comparable (flat part of the LFP curve)

@@ -22,14 +22,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from agent.config import SiteConfig
 from agent.health.assess import Recommendation
 from agent.health.indicators import DailyIndicators
 from agent.health.report import write_report
 from agent.health.store import HealthStore
 from agent.health.tracker import HealthTracker
-from agent.hub import CycleRecord, Hub
-from agent.snapshot import SiteSnapshot
+from agent.live.hub import CycleRecord, Hub
+from agent.model.config import SiteConfig
+from agent.model.snapshot import SiteSnapshot
 
 log = logging.getLogger("ems.health")
 

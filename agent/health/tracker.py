@@ -20,7 +20,7 @@ import numpy as np
 
 from agent.health.assess import RULES, WINDOW_DAYS, Recommendation, assess, theil_sen
 from agent.health.indicators import DailyIndicators, DayAccumulator
-from agent.snapshot import SiteSnapshot
+from agent.model.snapshot import SiteSnapshot
 
 DayOf = Callable[[SiteSnapshot], int]
 INDICATORS = tuple(f.name for f in fields(DailyIndicators) if f.name not in ("cluster_id", "day", "samples"))

@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from agent.config import SiteConfig
-from agent.hub import Hub
+from agent.live.hub import Hub
+from agent.model.config import SiteConfig
 from agent.mqtt.auth import AuthError, Verifier, canonical, sign
 from agent.mqtt.config import MqttConfig, parse_mqtt
 from agent.mqtt.link import MqttLink

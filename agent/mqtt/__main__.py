@@ -13,9 +13,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from agent.audit import AuditLog
-from agent.config import load_site
-from agent.hub import Hub
+from agent.live.audit import AuditLog
+from agent.live.hub import Hub
+from agent.model.config import load_site
 from agent.mqtt import start_mqtt, stop_mqtt
 
 

@@ -1,7 +1,7 @@
 """Operator commands arriving over MQTT: authenticate, validate, apply through the Hub, answer.
 
 Order of checks: JSON object -> signature -> timestamp -> nonce -> command fields
-(agent.operator.parse_command) -> bounds and audit (Hub.submit). The first failure answers
+(agent.model.operator.parse_command) -> bounds and audit (Hub.submit). The first failure answers
 `accepted: false` with its reason and changes nothing. Refusals before Hub.submit are audited
 here (Hub.submit audits its own); no signature or secret is ever logged or audited.
 """
@@ -15,10 +15,10 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from agent.hub import Hub
+from agent.live.hub import Hub
 from agent.logs import kv
+from agent.model.operator import CommandError, parse_command
 from agent.mqtt.auth import AuthError, Verifier
-from agent.operator import CommandError, parse_command
 
 log = logging.getLogger("ems.mqtt")
 

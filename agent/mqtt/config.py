@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.config import SiteConfig
-from agent.tomlcheck import Table
+from agent.model.config import SiteConfig
+from agent.model.tomlcheck import Table
 
 MIN_SECRET_BYTES = 16
 

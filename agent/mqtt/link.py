@@ -25,9 +25,9 @@ from typing import Any
 
 import aiomqtt
 
-from agent.alarms import Alarm
-from agent.hub import CycleRecord, Hub
+from agent.live.hub import CycleRecord, Hub
 from agent.logs import kv
+from agent.model.alarms import Alarm
 from agent.mqtt.auth import Verifier
 from agent.mqtt.commands import CommandHandler
 from agent.mqtt.config import MqttConfig

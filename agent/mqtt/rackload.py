@@ -13,8 +13,8 @@ import json
 import math
 from dataclasses import dataclass
 
+from agent.model.snapshot import Measured
 from agent.mqtt.commands import json_int
-from agent.snapshot import Measured
 from drivers.reading import Quality
 
 

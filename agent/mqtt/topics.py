@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent.alarms import Alarm
-from agent.hub import CycleRecord
-from agent.plan import GridControl, Plan
-from agent.snapshot import ClusterSnapshot, Measured
+from agent.live.hub import CycleRecord
+from agent.model.alarms import Alarm
+from agent.model.plan import GridControl, Plan
+from agent.model.snapshot import ClusterSnapshot, Measured
 
 SCHEMA_VERSION = 1
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.config import SiteConfig
-from agent.hub import Hub
+from agent.live.hub import Hub
+from agent.model.config import SiteConfig
 from agent.telemetry.background import BackgroundSink
 from agent.telemetry.config import TelemetryConfig, parse_telemetry
 from agent.telemetry.feed import Feed, RackProvider

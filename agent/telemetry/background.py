@@ -15,9 +15,9 @@ import threading
 import time
 from collections import deque
 
-from agent.alarms import Severity
-from agent.hub import CycleRecord
+from agent.live.hub import CycleRecord
 from agent.logs import kv
+from agent.model.alarms import Severity
 from agent.telemetry.feed import Captured, Feed
 from agent.telemetry.schema import Point
 

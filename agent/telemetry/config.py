@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config import SiteConfig
-from agent.tomlcheck import ConfigError, Table
+from agent.model.config import SiteConfig
+from agent.model.tomlcheck import ConfigError, Table
 
 
 @dataclass(frozen=True, slots=True)

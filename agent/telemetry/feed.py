@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from agent.alarms import Alarm, Severity
-from agent.hub import CycleRecord, Hub
-from agent.snapshot import Measured
+from agent.live.hub import CycleRecord, Hub
+from agent.model.alarms import Alarm, Severity
+from agent.model.snapshot import Measured
 from agent.telemetry.schema import Point, health_points, ledger_point, points_for
 
 RackProvider = Callable[[float], Mapping[str, Measured]]  # now_mono -> per-rack power

@@ -23,8 +23,8 @@ from influxdb_client.client.influxdb_client import InfluxDBClient
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
-from agent.alarms import Severity
 from agent.logs import kv
+from agent.model.alarms import Severity
 from agent.telemetry.background import BackgroundSink
 from agent.telemetry.config import InfluxConfig, TelemetryConfig
 from agent.telemetry.feed import Feed

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.hub import CycleRecord
+from agent.live.hub import CycleRecord
 from agent.telemetry.background import BackgroundSink
 from agent.telemetry.config import TelemetryConfig
 from agent.telemetry.feed import Feed

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agent.alarms import SEVERITY_CODE, Alarm
-from agent.hub import CycleRecord
-from agent.snapshot import CLUSTER_STATUS_CODE, PCS_STATUS_CODE, Measured
+from agent.live.hub import CycleRecord
+from agent.model.alarms import SEVERITY_CODE, Alarm
+from agent.model.snapshot import CLUSTER_STATUS_CODE, PCS_STATUS_CODE, Measured
 from drivers.reading import Quality
 
 MEASUREMENTS = ("site", "meter", "rack", "cluster", "pcs", "plan", "alarm", "ledger", "agent", "health")
@@ -72,7 +72,7 @@ SOURCE_CODE: dict[str, int] = {
 UNKNOWN_CODE = 99
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-# CLUSTER_STATUS_CODE, PCS_STATUS_CODE (agent.snapshot) and SEVERITY_CODE (agent.alarms) are
+# CLUSTER_STATUS_CODE, PCS_STATUS_CODE (agent.model.snapshot) and SEVERITY_CODE (agent.model.alarms) are
 # the other code tables; they are re-exported here so TELEMETRY.md has one place to point at.
 __all__ = [
     "CLUSTER_STATUS_CODE",

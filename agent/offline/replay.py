@@ -34,16 +34,16 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from agent.analysis_report import compare, ramp_shares
-from agent.config import SiteConfig
 from agent.control import Prices, decide, initial_state, reserve_floor_pct
 from agent.control.fleet import FleetMemo
-from agent.operator import OperatorState
-from agent.optimum import BatterySpec, OptimumResult, optimum, resample_mean
-from agent.plan import Plan
-from agent.roi import EconomicsConfig, roi
-from agent.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
-from agent.tariff import FloatArray, Tariff
+from agent.economics.optimum import BatterySpec, OptimumResult, optimum, resample_mean
+from agent.economics.roi import EconomicsConfig, roi
+from agent.economics.tariff import FloatArray, Tariff
+from agent.model.config import SiteConfig
+from agent.model.operator import OperatorState
+from agent.model.plan import Plan
+from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
+from agent.offline.report import compare, ramp_shares
 from simulators.physics import BatteryPlant, ClusterParams, PccCommand
 
 SOC_RESOLUTION_PCT = 0.1  # what a BMS SoC register resolves

@@ -30,8 +30,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from agent.roi import EconomicsConfig, annualise, roi
-from agent.tariff import Tariff
+from agent.economics.roi import EconomicsConfig, annualise, roi
+from agent.economics.tariff import Tariff
 
 WH_PER_WS = 1.0 / 3600.0
 
@@ -50,7 +50,7 @@ class LedgerSample(NamedTuple):
 
 
 def sample_from_snapshot(snap: Any) -> LedgerSample:
-    """A LedgerSample from an agent.snapshot.SiteSnapshot (duck-typed to keep this module light)."""
+    """A LedgerSample from an agent.model.snapshot.SiteSnapshot (duck-typed to keep this module light)."""
     bat = snap.battery_w
     return LedgerSample(
         t=snap.t_wall.timestamp(),
@@ -430,7 +430,7 @@ class Ledger:
 
 
 class LedgerSink:
-    """Feeds a Ledger from the hub (agent.hub.Sink): one dict update per cycle, a SQLite write
+    """Feeds a Ledger from the hub (agent.live.hub.Sink): one dict update per cycle, a SQLite write
     per closed interval (a few ms every 15 min), so `submit` returns at once."""
 
     def __init__(self, ledger: Ledger) -> None:

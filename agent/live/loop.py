@@ -22,15 +22,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
-from agent.alarms import Severity
-from agent.assemble import StateNamer, build_snapshot
-from agent.config import DeviceConfig, SiteConfig, load_site
 from agent.control import ControllerState, Prices, decide, initial_state
-from agent.hub import CycleRecord, Hub
+from agent.live.assemble import StateNamer, build_snapshot
+from agent.live.hub import CycleRecord, Hub
+from agent.live.pcc_watch import PccMeterWatch
 from agent.logs import kv
-from agent.pcc_watch import PccMeterWatch
-from agent.plan import Plan
-from agent.snapshot import ClusterStatus, Measured, PcsStatus, SiteSnapshot
+from agent.model.alarms import Severity
+from agent.model.config import DeviceConfig, SiteConfig, load_site
+from agent.model.plan import Plan
+from agent.model.snapshot import ClusterStatus, Measured, PcsStatus, SiteSnapshot
 from drivers import keys as k
 from drivers.device import ModbusDevice
 from drivers.profile import Profile, load_profile

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from agent.snapshot import PcsSnapshot, SiteSnapshot
+from agent.model.snapshot import PcsSnapshot, SiteSnapshot
 
 WINDOW_CYCLES = 30
 MIN_W = 100_000.0

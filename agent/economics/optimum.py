@@ -27,8 +27,8 @@ import numpy.typing as npt
 from scipy import sparse
 from scipy.optimize import linprog
 
-from agent.billing import Bill, bill, month_index
-from agent.tariff import FloatArray, Tariff, factorize
+from agent.economics.billing import Bill, bill, month_index
+from agent.economics.tariff import FloatArray, Tariff, factorize
 
 
 @dataclass(frozen=True, slots=True)

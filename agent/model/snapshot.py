@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from agent.pickling import fast_pickle
+from agent.model.pickling import fast_pickle
 from drivers.reading import Quality
 
 
@@ -166,7 +166,7 @@ class PcsSnapshot:
     setpoint_w: Measured  # read back
     # The site file runs this PCS in grid-power (PCC) control ([[pcs]] grid_control = "pcc"): it
     # regulates the grid import on its own meter toward the target the plan gives it. False for one
-    # the agent took out of the mode (its meter disagrees with the site's: agent/pcc_watch.py).
+    # the agent took out of the mode (its meter disagrees with the site's: agent/live/pcc_watch.py).
     grid_control: bool
     pcc_active: Measured  # read back: 1 while in the mode
     pcc_grid_w: Measured  # read back: what the PCS's own grid meter reads (import positive)

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from agent.billing import Bill, bill, hold_durations, interval_import
-from agent.tariff import FloatArray, Tariff
+from agent.economics.billing import Bill, bill, hold_durations, interval_import
+from agent.economics.tariff import FloatArray, Tariff
 
 
 @dataclass(frozen=True, slots=True)

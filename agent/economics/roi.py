@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.config import SiteConfig
-from agent.tomlcheck import Table
+from agent.model.config import SiteConfig
+from agent.model.tomlcheck import Table
 
 DAYS_PER_YEAR = 365.0
 

@@ -24,14 +24,14 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from agent.analysis_report import plot_report, table
-from agent.analyze import Trace, decide_every_for, evaluate, replay, site_for
-from agent.config import SiteConfig, load_site
-from agent.roi import economics_config
-from agent.tariff import FloatArray, Tariff, bundled, load_tariff
-from agent.tomlcheck import ConfigError
+from agent.economics.roi import economics_config
+from agent.economics.tariff import FloatArray, Tariff, bundled, load_tariff
+from agent.model.config import SiteConfig, load_site
+from agent.model.tomlcheck import ConfigError
+from agent.offline.replay import Trace, decide_every_for, evaluate, replay, site_for
+from agent.offline.report import plot_report, table
 
-DEMO_SITE = Path(__file__).resolve().parent / "sites" / "demo.toml"
+DEMO_SITE = Path(__file__).resolve().parent.parent / "sites" / "demo.toml"
 
 
 # --- input ---------------------------------------------------------------------------------------

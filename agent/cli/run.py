@@ -15,9 +15,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.config import SiteConfig, load_site
+from agent.live.runtime import Runtime
 from agent.logs import kv
-from agent.runtime import Runtime
+from agent.model.config import SiteConfig, load_site
 
 log = logging.getLogger("ems.cli")
 
@@ -30,7 +30,7 @@ def add_subcommands(sub: Any) -> None:
     p.set_defaults(func=cmd_run)
 
     d = sub.add_parser("demo", help="start the simulated site and the agent with its dashboard")
-    d.add_argument("--site", type=Path, default=Path(__file__).parent / "sites" / "demo.toml")
+    d.add_argument("--site", type=Path, default=Path(__file__).resolve().parent.parent / "sites" / "demo.toml")
     d.add_argument("--state-dir", type=Path, default=Path("var/demo"))
     d.add_argument("--api-port", type=int, default=8080)
     d.add_argument("--speed", type=float, default=1.0, help="simulation speed factor")

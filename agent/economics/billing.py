@@ -20,7 +20,7 @@ from datetime import date
 import numpy as np
 import numpy.typing as npt
 
-from agent.tariff import EPOCH_ORDINAL, FloatArray, IntArray, Tariff, factorize
+from agent.economics.tariff import EPOCH_ORDINAL, FloatArray, IntArray, Tariff, factorize
 
 WH_PER_WS = 1.0 / 3600.0
 

@@ -23,18 +23,18 @@ from agent.api.auth import digest
 from agent.api.bridge import ApiBridge
 from agent.api.channel import Init
 from agent.api.process import ApiProcess
-from agent.audit import AuditLog
-from agent.config import SiteConfig
 from agent.control import ControllerState, initial_state
+from agent.economics.ledger import Ledger, LedgerSink
+from agent.economics.roi import economics_config
+from agent.economics.tariff import Tariff, load_tariff
 from agent.health.sink import HealthSink, start_health
-from agent.hub import CycleRecord, Hub
-from agent.ledger import Ledger, LedgerSink
+from agent.live.audit import AuditLog
+from agent.live.hub import CycleRecord, Hub
+from agent.live.loop import AgentLoop
 from agent.logs import kv
-from agent.loop import AgentLoop
+from agent.model.config import SiteConfig
+from agent.model.operator import CommandError, OperatorState, SetMaintenance, SiteLimits, apply_command, parse_command
 from agent.mqtt import MqttLink, parse_mqtt, start_mqtt, stop_mqtt
-from agent.operator import CommandError, OperatorState, SetMaintenance, SiteLimits, apply_command, parse_command
-from agent.roi import economics_config
-from agent.tariff import Tariff, load_tariff
 from agent.telemetry import InfluxSink, LocalStoreSink, parse_telemetry, start_telemetry
 
 log = logging.getLogger("ems.runtime")

@@ -1,13 +1,13 @@
 """What the control policy decided in one cycle, and why. Immutable; read by every sink.
 
-Frozen dataclasses with a hand-written `__init__`, as in agent/snapshot.py (why: its docstring).
+Frozen dataclasses with a hand-written `__init__`, as in agent/model/snapshot.py (why: its docstring).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from agent.pickling import fast_pickle
+from agent.model.pickling import fast_pickle
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -111,6 +111,6 @@ class Plan:
         object.__setattr__(self, "grid_control", grid_control)
 
 
-# the plan goes to the API process every cycle (agent/pickling.py)
+# the plan goes to the API process every cycle (agent/model/pickling.py)
 for _cls in (Bound, PccLimits, GridControl, Plan):
     fast_pickle(_cls)

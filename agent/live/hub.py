@@ -16,13 +16,13 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from agent.alarms import AlarmBook
-from agent.audit import AuditLog
-from agent.config import SiteConfig
-from agent.operator import Command, CommandError, OperatorState, SiteLimits, apply_command
-from agent.pickling import fast_pickle
-from agent.plan import Plan
-from agent.snapshot import SiteSnapshot
+from agent.live.audit import AuditLog
+from agent.model.alarms import AlarmBook
+from agent.model.config import SiteConfig
+from agent.model.operator import Command, CommandError, OperatorState, SiteLimits, apply_command
+from agent.model.pickling import fast_pickle
+from agent.model.plan import Plan
+from agent.model.snapshot import SiteSnapshot
 
 # Cycle-time histogram bounds, s (Prometheus `le` buckets of ems_cycle_duration_seconds).
 CYCLE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)

@@ -13,8 +13,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 
-from agent.config import SiteConfig
-from agent.snapshot import (
+from agent.model.config import SiteConfig
+from agent.model.snapshot import (
     MISSING,
     ClusterSnapshot,
     ClusterStatus,

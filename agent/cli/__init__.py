@@ -12,13 +12,13 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from agent.tomlcheck import ConfigError
+from agent.model.tomlcheck import ConfigError
 
 # Modules providing `add_subcommands(subparsers)`; each sets `func` on its parsers.
 SUBCOMMAND_MODULES = (
     "simulators.cli",
-    "agent.run_cli",
-    "agent.analyze_cli",
+    "agent.cli.run",
+    "agent.cli.analyze",
 )
 
 

@@ -1,6 +1,6 @@
 """Utility tariffs: a strict TOML format, validation, and fast price look-ups.
 
-A tariff file (see agent/tariffs/*.toml) has:
+A tariff file (see agent/economics/tariffs/*.toml) has:
 
 - top level: `name`, `source`, `currency`, `timezone`, `billing_day` (the month rolls over on
   it, 1-28), `demand_interval_min` (averaging interval of demand charges, default 15),
@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import numpy.typing as npt
 
-from agent.tomlcheck import ConfigError, Table, load_toml
+from agent.model.tomlcheck import ConfigError, Table, load_toml
 
 DAY_TYPES = ("weekday", "weekend", "holiday")
 MINUTES_PER_DAY = 1440
@@ -494,5 +494,5 @@ TARIFF_DIR = Path(__file__).parent / "tariffs"
 
 
 def bundled(name: str) -> Tariff:
-    """A tariff shipped in agent/tariffs/ by file stem, e.g. bundled('shanghai_ci_two_part')."""
+    """A tariff shipped in agent/economics/tariffs/ by file stem, e.g. bundled('shanghai_ci_two_part')."""
     return load_tariff(TARIFF_DIR / f"{name}.toml")

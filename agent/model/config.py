@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agent.tomlcheck import REQUIRED, ConfigError, Table, load_toml
+from agent.model.tomlcheck import REQUIRED, ConfigError, Table, load_toml
 
 METER_ROLES = ("grid", "load", "pv", "rack")
 # [[pcs]] grid_control: "setpoint" = the PCS follows the agent's active-power setpoint (SunSpec 704
@@ -102,7 +102,7 @@ class SiteConfig:
         return replace(self, clusters=clusters, pcs=pcs, maintenance=frozenset())
 
 
-BUNDLED_TARIFFS = Path(__file__).resolve().parent / "tariffs"
+BUNDLED_TARIFFS = Path(__file__).resolve().parent.parent / "economics" / "tariffs"
 
 # Sections owned by other subsystems; each validates its own table.
 OTHER_SECTIONS = ("telemetry", "mqtt", "api", "economics", "ledger", "health")
@@ -196,7 +196,7 @@ def parse_site(data: dict[str, Any], path: Path) -> SiteConfig:
     s.done()
     tariff_path = None
     if tariff is not None:
-        # A bare name is one of the tariffs shipped in agent/tariffs/; anything else is a file
+        # A bare name is one of the tariffs shipped in agent/economics/tariffs/; anything else is a file
         # relative to the site file.
         bundled = "/" not in tariff and not tariff.endswith(".toml")
         tariff_path = (BUNDLED_TARIFFS / f"{tariff}.toml" if bundled else path.parent / tariff).resolve()
