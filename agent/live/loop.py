@@ -119,9 +119,13 @@ class AgentLoop:
         self._pcc_capable = frozenset(p.id for p in site.pcs if p.grid_control == "pcc")
         self.hub.site = site
 
-    def reload(self) -> None:
-        """Re-read the site file: clusters added, removed or rewired take effect next cycle."""
-        site = load_site(self.site.path)
+    def reload(self, site: SiteConfig | None = None) -> None:
+        """Take the re-read site file: clusters added, removed or rewired take effect next cycle.
+
+        `site` is the file already parsed off the event loop (Runtime.reload does it in a worker
+        thread); without it the file is read here, on the caller's thread.
+        """
+        site = site if site is not None else load_site(self.site.path)
         added = {c.id for c in site.clusters} - {c.id for c in self.site.clusters}
         removed = {c.id for c in self.site.clusters} - {c.id for c in site.clusters}
         self._apply_site(site)

@@ -1,12 +1,19 @@
 """Typed, strict reading of TOML tables with errors that name the file, the key and the problem.
 
-Used by every config-like file (site, profiles, tariffs): each reader takes what it knows
-and then calls `done()`, which rejects unknown keys so a typo never passes silently.
+Used by every config-like file (site, profiles, tariffs, API tokens): each reader takes what it
+knows and then calls `done()`, which rejects unknown keys so a typo never passes silently.
+
+`load_toml` is the one way such a file is read. Before tomllib sees the text it checks a byte
+limit and a cheap lexical pre-scan (nesting depth, dotted-key length, key count): tomllib recurses
+once per nested array and rebuilds nested tables once per key part, so `a = [[[[...` 100,000 deep
+raised RecursionError and a 40 KB dotted key `a.a.a...` took 3.7 s and 1.6 GB. Those are refused
+before any parsing, in time linear in the file size.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -19,15 +26,81 @@ class ConfigError(ValueError):
     """A config file is wrong. The message names the file, the key and the problem."""
 
 
+# Limits on every TOML file the agent reads. The largest shipped file is ~5 KB with nesting 2 and
+# 3-part keys; a site of 128 clusters is ~20 KB and ~1,000 keys. tomllib takes ~0.5 s for 256 KB
+# of the worst kind (a long array), ~2 s for 1 MB, so the byte limit also bounds a (re)load.
+MAX_BYTES = 256 << 10
+MAX_DEPTH = 32  # arrays, inline tables and header brackets open at once
+MAX_KEY_PARTS = 32  # parts of one dotted key (`a.b.c` = 3), in a header or before `=`
+MAX_KEYS = 20_000  # `key = value` assignments, inline tables included
+
+# What the pre-scan looks at: strings and comments (skipped whole: they may hold anything), the
+# brackets, and the characters that end a key. A string's end is found with one regex match, so
+# the scan is linear; an unterminated string ends it (tomllib then reports where).
+_TOKENS = re.compile(r'"""|' + r"'''" + r'|["\'#\[\]{}=,.\n]')
+_STRING_END = {
+    '"""': re.compile(r'(?:[^"\\]|\\[\s\S]|"(?!""))*""""{0,2}'),
+    "'''": re.compile(r"[\s\S]*?'''(?:'{0,2})"),
+    '"': re.compile(r'(?:[^"\\\n]|\\.)*"'),
+    "'": re.compile(r"[^'\n]*'"),
+}
+
+
+def prescan(text: str, where: str) -> None:
+    """Refuse nesting deeper than MAX_DEPTH, a key of more than MAX_KEY_PARTS parts and more than
+    MAX_KEYS keys, before a parser builds anything. Valid TOML within the limits always passes.
+
+    Outside strings and comments a dot is a dotted-key separator or the one dot of a float or a
+    time, so the dots between two structural characters bound the parts of a key.
+    """
+    depth = keys = dots = 0
+    pos, n = 0, len(text)
+    while pos < n:
+        m = _TOKENS.search(text, pos)
+        if m is None:
+            return
+        tok, pos = m.group(), m.end()
+        if tok in _STRING_END:
+            end = _STRING_END[tok].match(text, pos)
+            if end is None:
+                return  # unterminated: tomllib says where
+            pos = end.end()
+        elif tok == "#":
+            nl = text.find("\n", pos)
+            pos = n if nl < 0 else nl
+        elif tok == ".":
+            dots += 1
+            if dots >= MAX_KEY_PARTS:
+                raise ConfigError(f"{where}: a dotted key has more than {MAX_KEY_PARTS} parts (limit)")
+        else:
+            dots = 0
+            if tok in "[{":
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise ConfigError(f"{where}: nesting deeper than {MAX_DEPTH} levels (limit)")
+            elif tok in "]}":
+                depth = max(0, depth - 1)
+            elif tok == "=":
+                keys += 1
+                if keys > MAX_KEYS:
+                    raise ConfigError(f"{where}: more than {MAX_KEYS} keys (limit)")
+
+
 def load_toml(path: Path) -> dict[str, Any]:
+    """Read and parse one TOML file within the limits above; ConfigError names the file."""
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
+            raw = f.read(MAX_BYTES + 1)
+        if len(raw) > MAX_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_BYTES} bytes (limit)")
+        text = raw.decode("utf-8")
+        prescan(text, str(path))
+        return tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    except UnicodeDecodeError as e:  # tomllib decodes the whole file first
+    except UnicodeDecodeError as e:  # decoded whole before parsing
         raise ConfigError(f"{path}: not valid TOML: not UTF-8 text (byte {e.start})") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
