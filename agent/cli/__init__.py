@@ -12,6 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from agent.live.statedir import StateDirError
 from agent.model.tomlcheck import ConfigError
 
 # Modules providing `add_subcommands(subparsers)`; each sets `func` on its parsers.
@@ -47,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         rc = args.func(args)
     except ConfigError as e:
         print(f"ems-agent: config error: {e}", file=sys.stderr)
+        return 2
+    except StateDirError as e:
+        print(f"ems-agent: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

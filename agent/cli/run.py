@@ -38,9 +38,8 @@ def add_subcommands(sub: Any) -> None:
 
 
 def _state_dir(site: SiteConfig, arg: Path | None) -> Path:
-    d = arg or Path(os.environ.get("EMS_STATE_DIR", "var")) / site.id
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    """Where the state lives; Runtime creates and checks it (agent/live/statedir.py)."""
+    return arg or Path(os.environ.get("EMS_STATE_DIR", "var")) / site.id
 
 
 async def _serve(rt: Runtime) -> None:

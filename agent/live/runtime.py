@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import secrets
+import sqlite3
 import time
 from dataclasses import replace
 from datetime import datetime
@@ -31,7 +32,9 @@ from agent.health.sink import HealthSink, start_health
 from agent.live.audit import AuditLog
 from agent.live.hub import CycleRecord, Hub
 from agent.live.loop import AgentLoop
+from agent.live.statedir import DbFileWatch, prepare_state_dir, rescue_db
 from agent.logs import kv
+from agent.model.alarms import Severity
 from agent.model.config import SiteConfig, load_site
 from agent.model.operator import CommandError, OperatorState, SetMaintenance, SiteLimits, apply_command, parse_command
 from agent.mqtt import MqttLink, parse_mqtt, start_mqtt, stop_mqtt
@@ -104,7 +107,7 @@ class Runtime:
         demo: bool = False,
     ) -> None:
         self.site = site
-        self.state_dir = state_dir
+        self.state_dir = prepare_state_dir(state_dir)  # StateDirError (exit 2) before any file is opened
         self.demo = demo
         # Validate every section up front (each raises ConfigError naming the key).
         self.api_cfg = api_config(site)
@@ -127,8 +130,11 @@ class Runtime:
                 extra=kv(mode=op.mode, maintenance=sorted(op.maintenance), reserve_load_w=op.reserve_load_w),
             )
         self.ledger: Ledger | None = None
+        self._econ = econ
+        self._ledger_watch = DbFileWatch(econ.db_path or state_dir / "ledger.db")
         if self.tariff is not None:
-            self.ledger = Ledger(econ.db_path or state_dir / "ledger.db", self.tariff, econ)
+            self.ledger = Ledger(self._ledger_watch.path, self.tariff, econ)
+            self._ledger_watch.reset()
             self.hub.sinks.append(LedgerSink(self.ledger))
             self.hub.providers["ledger"] = lambda: self._report
             self.hub.providers["roi"] = lambda: self._report.get("roi", {})
@@ -139,6 +145,7 @@ class Runtime:
         self._report: dict[str, Any] = {}
         self._report_t = -math.inf
         self.loop.on_cycle.append(self._refresh_report)
+        self.loop.on_cycle.append(self._watch_ledger)
         self.telemetry: InfluxSink | LocalStoreSink | None = None
         self.health: HealthSink | None = None
         # The demo has no tokens file: one operator token for this run, shown once on the terminal.
@@ -155,6 +162,26 @@ class Runtime:
             return
         self._report_t = now
         self._report = self.ledger.report(len(self.site.clusters), len(self.site.pcs))
+
+    def _watch_ledger(self, rec: CycleRecord) -> None:
+        """A ledger database deleted while running is copied back from the open connection and
+        reopened, with an alarm (`state_file_lost`): silent, the next restart lost everything the
+        agent had recorded since. It runs in the loop's thread, where the ledger's connection lives."""
+        ledger, path = self.ledger, self._ledger_watch.path
+        if ledger is None or self.tariff is None or not self._ledger_watch.lost():
+            return
+        if path.exists():  # replaced by someone: theirs is not overwritten; this run keeps its own
+            msg = f"{path} was replaced while running: this run keeps writing the file it opened"
+        else:
+            try:
+                rescue_db(ledger.db, path)
+                ledger.db = Ledger(path, self.tariff, self._econ).db  # a connection set up as the ledger's own
+                msg = f"{path} was deleted while running: recreated from the open database, nothing lost"
+            except (sqlite3.Error, OSError) as e:
+                msg = f"{path} was deleted while running and could not be recreated ({e}): its content ends with this run"
+            self._ledger_watch.reset()
+        if self.hub.alarms.raise_("state_file_lost", "ledger", Severity.WARNING, msg, rec.snapshot.t_wall):
+            log.warning("alarm raised", extra=kv(code="state_file_lost", source="ledger", message=msg))
 
     def _tokens(self) -> TokenStore | None:
         if self.api_cfg.tokens_file is not None:
