@@ -60,7 +60,8 @@ def test_a_state_dir_below_a_plain_file_exits_2_naming_it(tmp_path: Path) -> Non
     (tmp_path / "file").write_text("x")
     d = tmp_path / "file" / "state"
     r = run(d)
-    assert (r.returncode, r.stderr.strip()) == (2, f"ems-agent: state directory {d}: cannot be created: Not a directory")
+    expected = f"ems-agent: state directory {d}: cannot be created: Not a directory"
+    assert (r.returncode, r.stderr.strip()) == (2, expected)
 
 
 def test_an_immutable_state_dir_exits_2_naming_it(tmp_path: Path, immutable: list[Path]) -> None:

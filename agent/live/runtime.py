@@ -178,7 +178,7 @@ class Runtime:
                 ledger.db = Ledger(path, self.tariff, self._econ).db  # a connection set up as the ledger's own
                 msg = f"{path} was deleted while running: recreated from the open database, nothing lost"
             except (sqlite3.Error, OSError) as e:
-                msg = f"{path} was deleted while running and could not be recreated ({e}): its content ends with this run"
+                msg = f"{path} was deleted while running and could not be recreated ({e}): lost at a restart"
             self._ledger_watch.reset()
         if self.hub.alarms.raise_("state_file_lost", "ledger", Severity.WARNING, msg, rec.snapshot.t_wall):
             log.warning("alarm raised", extra=kv(code="state_file_lost", source="ledger", message=msg))
