@@ -6,6 +6,7 @@ Every key is validated; an error names the file, the table and the key.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from agent.model.tomlcheck import REQUIRED, ConfigError, Table, load_toml
 
 METER_ROLES = ("grid", "load", "pv", "rack")
+# Site and device ids name MQTT topics (`ems/<site>/cluster/<id>`: a `#`, `+` or `/` there makes
+# every publish fail and the MQTT link loop on "connection lost"), telemetry tags and the state
+# directory (`var/<site id>`), so they are kept to a safe alphabet and length.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+ID_RULE = "1-64 characters from A-Z a-z 0-9 _ . - starting with a letter or digit"
 # [[pcs]] grid_control: "setpoint" = the PCS follows the agent's active-power setpoint (SunSpec 704
 # WSet or a vendor register); "pcc" = the PCS regulates the grid import at the point of common
 # coupling itself, on its own meter, toward a target and ramp the agent sets (a vendor option; the
@@ -106,12 +112,24 @@ BUNDLED_TARIFFS = Path(__file__).resolve().parent.parent / "economics" / "tariff
 
 # Sections owned by other subsystems; each validates its own table.
 OTHER_SECTIONS = ("telemetry", "mqtt", "api", "economics", "ledger", "health")
+# Of those, the ones no subsystem reads a key from yet: any key there is a typo or a setting the
+# agent would silently not apply, so it is refused here. (A subsystem that starts reading its
+# table takes it off this list and calls Table.done() itself.)
+NO_KEYS_YET = ("ledger", "health")
+
+
+def _id(t: Table) -> str:
+    v: str = t.text("id")
+    if not ID_PATTERN.fullmatch(v):
+        shown = repr(v) if len(v) <= 70 else f"{v[:60]!r}... ({len(v)} characters)"
+        t.fail("id", f"must be {ID_RULE}, got {shown}")
+    return v
 
 
 def _device(t: Table, kind: str, defaults: Table | None) -> DeviceConfig:
     d = defaults.data if defaults is not None else {}
     dev = DeviceConfig(
-        id=t.text("id"),
+        id=_id(t),
         kind=kind,
         profile=t.text("profile", d.get("profile", REQUIRED)),
         host=t.text("host", d.get("host", "127.0.0.1")),
@@ -125,23 +143,28 @@ def _device(t: Table, kind: str, defaults: Table | None) -> DeviceConfig:
         clusters=t.texts("clusters") if kind == "pcs" else (),
         grid_control=t.text("grid_control", "setpoint", choices=GRID_CONTROL_MODES) if kind == "pcs" else "setpoint",
     )
-    if dev.grid_control == "pcc":
-        _check_pcc_profile(t, dev)
+    _check_profile(t, dev)
     if kind == "cluster":
         t.flag("maintenance", False)
     t.done()
     return dev
 
 
-def _check_pcc_profile(t: Table, dev: DeviceConfig) -> None:
-    """grid_control = "pcc" needs a profile that can be commanded in that mode."""
+def _check_profile(t: Table, dev: DeviceConfig) -> None:
+    """The profile loads, is one for this kind of device (a PCS driven through a BMS register map
+    would write setpoints to BMS registers), and with grid_control = "pcc" can be commanded in
+    that mode. Profiles are cached (drivers.profile), so 64 clusters cost one read."""
     from drivers import keys
     from drivers.profile import load_profile
 
     try:
         prof = load_profile(dev.profile)
     except (ConfigError, OSError) as e:
-        t.fail("profile", f"cannot be loaded to check grid_control = \"pcc\": {e}")
+        t.fail("profile", f"cannot be loaded: {e}")
+    if prof.kind != dev.kind:
+        t.fail("profile", f"{dev.profile!r} is a {prof.kind} profile; a [[{dev.kind}]] needs a {dev.kind} profile")
+    if dev.grid_control != "pcc":
+        return
     missing = [k for k in keys.PCC_COMMAND_KEYS if k not in prof.writable_keys()]
     if keys.PCC_ACTIVE not in prof.points:
         missing.append(keys.PCC_ACTIVE)
@@ -183,7 +206,7 @@ def parse_site(data: dict[str, Any], path: Path) -> SiteConfig:
     """Validate a parsed site file. Raises ConfigError naming file, table and key."""
     root = Table(data, str(path))
     s = root.table("site", required=True)
-    site_id = s.text("id")
+    site_id = _id(s)
     tz_name = s.text("timezone", "UTC")
     try:
         tz = ZoneInfo(tz_name)
@@ -225,6 +248,9 @@ def parse_site(data: dict[str, Any], path: Path) -> SiteConfig:
     if not isinstance(simulation, dict):
         root.fail("simulation", "must be a table")
     sections = {k: root.raw(k) for k in OTHER_SECTIONS if root.has(k)}
+    for k in NO_KEYS_YET:
+        if root.has(k):
+            root.table(k).done()
     root.done()
 
     _check_wiring(path, meters, pcs, clusters)

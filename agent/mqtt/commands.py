@@ -3,7 +3,8 @@
 Order of checks: JSON object -> signature -> timestamp -> nonce -> command fields
 (agent.model.operator.parse_command) -> bounds and audit (Hub.submit). The first failure answers
 `accepted: false` with its reason and changes nothing. Refusals before Hub.submit are audited
-here (Hub.submit audits its own); no signature or secret is ever logged or audited.
+here (Hub.submit audits its own); unauthenticated ones within a per-minute budget, the rest as
+one summary line a minute (agent/mqtt/refusals.py). No signature or secret is ever logged or audited.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from agent.live.hub import Hub
 from agent.logs import kv
 from agent.model.operator import CommandError, parse_command
 from agent.mqtt.auth import AuthError, Verifier
+from agent.mqtt.refusals import RefusalBudget
 
 log = logging.getLogger("ems.mqtt")
 
@@ -45,6 +47,19 @@ class CommandHandler:
         self.wall = wall  # aware datetime; its timestamp() checks the command's `ts`
         self.accepted = 0
         self.rejected = 0
+        self.budget = RefusalBudget()
+
+    def summarise(self, now: datetime | None = None) -> None:
+        """Write the summary line of a minute of unauthenticated refusals once it is over (called
+        per cycle by the link and before each refusal)."""
+        now = now if now is not None else self.wall()
+        counted = self.budget.ended(now.timestamp())
+        if counted is None:
+            return
+        n = sum(counted.values())
+        reason = f"{n} more unauthenticated messages refused within {self.budget.window_s:g} s (summarised)"
+        self.hub.audit.record(now, f"{VIA}:unknown", VIA, {"command": None, "refused": counted}, False, reason)
+        log.warning("commands refused (summary)", extra=kv(via=VIA, refused=n, kinds=counted))
 
     def handle(self, payload: bytes) -> dict[str, Any]:
         """One command message -> the acknowledgement to publish."""
@@ -63,7 +78,11 @@ class CommandHandler:
                 raise AuthError("unauthenticated", "commands are disabled: [mqtt] secret_file is not set")
             self.verifier.verify(msg, now.timestamp())
         except AuthError as e:
-            return self._refuse(msg, now, str(e), None)
+            self.summarise(now)
+            if self.budget.admit(now.timestamp(), e.kind):
+                return self._refuse(msg, now, str(e), None)
+            self.rejected += 1  # counted into the minute's summary line, not audited one by one
+            return self._ack(msg, now, False, str(e), None)
         actor = msg.get("actor")
         actor = actor if isinstance(actor, str) and 0 < len(actor) <= 64 else "unknown"
         try:

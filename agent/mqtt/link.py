@@ -102,6 +102,7 @@ class MqttLink:
         self._put(Outgoing(t.plan, partial(_enc, plan_payload, rec.plan, s.t_wall), 0, True))
         self._health()
         self._alarm_events()
+        self.commands.summarise()
         self._wake.set()
 
     def _health(self) -> None:
