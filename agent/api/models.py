@@ -38,6 +38,12 @@ class SiteOut(BaseModel):
     requested_w: float = Field(description="W, what the policy wanted before dispatch")
     shortfall_w: float = Field(description="W, |requested - achievable|")
     decided_by: str = Field(description="the active constraint: controller that set the final value")
+    mode_bound: str | None = Field(
+        None,
+        description="the bound (device_limits, soc_max, reserve, no_export, ramp) that set the battery power"
+        " instead of the mode's own controller, e.g. 'ramp' when mode conservative (a bad grid meter) still"
+        " discharges for ramp support; null when the mode's controller set it",
+    )
     reason: str = Field(description="why, in words")
     bounds: list[BoundOut]
     grid_target_w: float | None = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from agent.live.hub import CycleRecord
+from agent.model.acting import mode_bound
 from agent.model.alarms import Alarm, Severity
 from agent.model.config import SiteConfig
 from agent.model.operator import OperatorState
@@ -125,6 +126,7 @@ def site_out(rec: CycleRecord, op: OperatorState, alarms: list[Alarm]) -> SiteOu
         requested_w=plan.requested_w,
         shortfall_w=plan.shortfall_w,
         decided_by=plan.decided_by,
+        mode_bound=mode_bound(plan),
         reason=plan.reason,
         bounds=[BoundOut(source=b.source, lo_w=b.lo_w, hi_w=b.hi_w, reason=b.reason) for b in plan.bounds],
         grid_target_w=plan.grid_control.target_w if plan.grid_control is not None else None,

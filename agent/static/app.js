@@ -49,8 +49,11 @@ function renderSite(s) {
   $("v-sp").textContent = watts(s.setpoint_w);
   $("v-online").textContent = `${s.clusters_online} / ${s.clusters_total}`;
   const mode = $("mode");
-  mode.textContent = `${t("mode")}: ${s.mode}${s.grid_up ? "" : " ⚠"}`;
-  mode.title = `operator: ${s.operator_mode}`;
+  // A bound above the mode (ramp support, reserve, ...) may set the power instead of the mode's own
+  // controller: say so next to the mode, so "conservative" never reads as holding while it discharges.
+  const acting = s.mode_bound ? ` · ${t("bound_acting")}: ${s.mode_bound}` : "";
+  mode.textContent = `${t("mode")}: ${s.mode}${acting}${s.grid_up ? "" : " ⚠"}`;
+  mode.title = `operator: ${s.operator_mode}${s.mode_bound ? ` · ${s.reason}` : ""}`;
   $("clock").textContent = time(s.t_wall);
   $("decided").textContent = s.decided_by;
   $("reason").textContent = s.reason;
