@@ -11,15 +11,23 @@ JavaScript's JSON.stringify of a key-sorted object gives the same bytes). `ts` i
 seconds; a message more than `max_skew_s` away from the agent's clock is stale. Every nonce is
 remembered for twice that window, so a captured message cannot be replayed. Signatures and the
 secret never appear in errors or logs.
+
+The wall clock can step (NTP), forwards and back. A nonce is forgotten by its message's `ts`, and
+forgetting it raises a floor: a message with `ts` at or below the newest forgotten one is refused
+as stale. Forgotten by the time it was seen instead, a clock stepped forwards dropped every nonce
+and, stepped back again, let a message captured just before be replayed (the freshness check
+passed again). A fresh command after a forward step is above the floor and accepted; after a back
+step of more than twice the window, fresh commands are refused until the clock passes the floor
+again (the safe direction: a replay cannot be told from them).
 """
 
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import json
 import math
-from collections import OrderedDict
 from typing import Any
 
 NONCE_MIN, NONCE_MAX = 8, 64
@@ -53,7 +61,9 @@ class Verifier:
         self._secret = secret
         self.max_skew_s = max_skew_s
         self.not_before = not_before
-        self._nonces: OrderedDict[str, float] = OrderedDict()  # nonce -> time first seen
+        self._nonces: set[str] = set()
+        self._by_ts: list[tuple[float, str]] = []  # heap of (message ts, nonce): the oldest first
+        self.floor = -math.inf  # the newest ts whose nonce was forgotten: at or below it is refused
 
     def __repr__(self) -> str:  # never show the secret
         return f"Verifier(max_skew_s={self.max_skew_s})"
@@ -86,16 +96,18 @@ class Verifier:
         if not isinstance(nonce, str) or not NONCE_MIN <= len(nonce) <= NONCE_MAX:
             raise AuthError("malformed", f"'nonce' must be a string of {NONCE_MIN}-{NONCE_MAX} characters")
         self._expire(now_epoch)
+        if ts <= self.floor:
+            raise AuthError("stale", "older than the agent's replay memory (its clock stepped?); sign it again")
         if nonce in self._nonces:
             raise AuthError("replayed", "this nonce was already used")
         if len(self._nonces) >= MAX_NONCES:
             raise AuthError("stale", "too many commands in the replay window; try again shortly")
-        self._nonces[nonce] = now_epoch
+        self._nonces.add(nonce)
+        heapq.heappush(self._by_ts, (float(ts), nonce))
 
     def _expire(self, now_epoch: float) -> None:
         keep = 2.0 * self.max_skew_s  # beyond this, the timestamp check refuses the message anyway
-        while self._nonces:
-            _, seen = next(iter(self._nonces.items()))
-            if now_epoch - seen <= keep:
-                break
-            self._nonces.popitem(last=False)
+        while self._by_ts and self._by_ts[0][0] < now_epoch - keep:
+            ts, nonce = heapq.heappop(self._by_ts)
+            self._nonces.discard(nonce)
+            self.floor = max(self.floor, ts)
