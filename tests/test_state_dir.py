@@ -126,3 +126,6 @@ async def test_ledger_db_deleted_while_running_is_recreated_with_its_content_and
         assert f"{db} (deleted)" not in fds  # ... and holds the deleted one no more
         await h.cycles(2)
         assert [a.code for a in h.rt.hub.alarms.active()].count("state_file_lost") == 1  # raised once
+        assert h.rt.hub.alarms.ack(alarm.id, "ops")
+        await h.cycles(2)
+        assert "state_file_lost" not in [a.code for a in h.rt.hub.alarms.active()]  # seen, so cleared

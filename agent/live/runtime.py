@@ -132,6 +132,7 @@ class Runtime:
         self.ledger: Ledger | None = None
         self._econ = econ
         self._ledger_watch = DbFileWatch(econ.db_path or state_dir / "ledger.db")
+        self._ledger_alarm = False  # state_file_lost raised: cleared once acknowledged
         if self.tariff is not None:
             self.ledger = Ledger(self._ledger_watch.path, self.tariff, econ)
             self._ledger_watch.reset()
@@ -165,9 +166,14 @@ class Runtime:
 
     def _watch_ledger(self, rec: CycleRecord) -> None:
         """A ledger database deleted while running is copied back from the open connection and
-        reopened, with an alarm (`state_file_lost`): silent, the next restart lost everything the
-        agent had recorded since. It runs in the loop's thread, where the ledger's connection lives."""
+        reopened, with an alarm (`state_file_lost`, until acknowledged): silent, the next restart
+        lost everything recorded since. Runs in the loop's thread, where the ledger's connection lives."""
         ledger, path = self.ledger, self._ledger_watch.path
+        if self._ledger_alarm and any(
+            a.code == "state_file_lost" and a.acked_by is not None for a in self.hub.alarms.active()
+        ):  # an operator has seen it: it was handled when raised, so it clears
+            self.hub.alarms.clear("state_file_lost", "ledger", rec.snapshot.t_wall)
+            self._ledger_alarm = False
         if ledger is None or self.tariff is None or not self._ledger_watch.lost():
             return
         if path.exists():  # replaced by someone: theirs is not overwritten; this run keeps its own
@@ -180,6 +186,7 @@ class Runtime:
             except (sqlite3.Error, OSError) as e:
                 msg = f"{path} was deleted while running and could not be recreated ({e}): lost at a restart"
             self._ledger_watch.reset()
+        self._ledger_alarm = True
         if self.hub.alarms.raise_("state_file_lost", "ledger", Severity.WARNING, msg, rec.snapshot.t_wall):
             log.warning("alarm raised", extra=kv(code="state_file_lost", source="ledger", message=msg))
 
