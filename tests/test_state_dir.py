@@ -64,23 +64,23 @@ def test_a_state_dir_below_a_plain_file_exits_2_naming_it(tmp_path: Path) -> Non
     assert (r.returncode, r.stderr.strip()) == (2, expected)
 
 
-def test_an_immutable_state_dir_exits_2_naming_it(tmp_path: Path, immutable: list[Path]) -> None:
-    d = tmp_path / "state"
-    d.mkdir()
-    make_immutable(immutable, d)
-    r = run(d)
-    expected = f"ems-agent: state directory {d}: cannot write a file in it: Operation not permitted"
-    assert (r.returncode, r.stderr.strip()) == (2, expected)
+IMMUTABLE = {  # what is made immutable -> the problem named
+    "": "cannot write a file in it: Operation not permitted",
+    "ledger.db": "file 'ledger.db' is read-only or immutable",
+}
 
 
-def test_an_immutable_ledger_file_exits_2_naming_it(tmp_path: Path, immutable: list[Path]) -> None:
+@pytest.mark.parametrize("name", sorted(IMMUTABLE))
+def test_an_immutable_state_dir_or_state_file_exits_2_naming_it(
+    tmp_path: Path, immutable: list[Path], name: str
+) -> None:
     d = tmp_path / "state"
     d.mkdir()
-    (d / "ledger.db").write_bytes(b"")
-    make_immutable(immutable, d / "ledger.db")
+    if name:
+        (d / name).write_bytes(b"")
+    make_immutable(immutable, d / name if name else d)
     r = run(d)
-    expected = f"ems-agent: state directory {d}: file 'ledger.db' is read-only or immutable"
-    assert (r.returncode, r.stderr.strip()) == (2, expected)
+    assert (r.returncode, r.stderr.strip()) == (2, f"ems-agent: state directory {d}: {IMMUTABLE[name]}")
     assert "Traceback" not in r.stderr
 
 
