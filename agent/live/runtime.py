@@ -201,7 +201,7 @@ class Runtime:
         """SIGHUP: re-read the site file off the control loop, then apply it between two awaits.
 
         The file is read and parsed in a worker thread: a slow disk, a FIFO or a large file (tomllib
-        is pure Python: ~0.5 s for the largest file tomlcheck accepts) never holds a cycle; parsed on
+        is pure Python: some 100 ms for the largest file tomlcheck accepts) never holds a cycle; parsed on
         the loop, a hostile 40 KB file once stalled it 4.5 s, close to the 5 s PCS revert. A
         SIGHUP during a reload asks for one more read after it, so the last edit always lands.
         """
