@@ -32,6 +32,7 @@ from agent.live.audit import AuditLog
 from agent.live.hub import CycleRecord, Hub
 from agent.live.loop import AgentLoop
 from agent.logs import kv
+from agent.model.clock import SiteClock, accelerate
 from agent.model.config import SiteConfig
 from agent.model.operator import CommandError, OperatorState, SetMaintenance, SiteLimits, apply_command, parse_command
 from agent.mqtt import MqttLink, parse_mqtt, start_mqtt, stop_mqtt
@@ -102,7 +103,12 @@ class Runtime:
         state_dir: Path,
         api_port: int | None = None,
         demo: bool = False,
+        clock: SiteClock | None = None,
     ) -> None:
+        # One clock for everything timed (cycle, revert timers, demand intervals, ledger, health
+        # days, telemetry): the real one, or an accelerated simulation's (agent.model.clock).
+        self.clock = clock or SiteClock()
+        site = accelerate(site, self.clock.speed)
         self.site = site
         self.state_dir = state_dir
         self.demo = demo
@@ -118,7 +124,7 @@ class Runtime:
         econ = economics_config(site)
         self.tariff = load_tariff(site.tariff_path) if site.tariff_path is not None else None
 
-        self.hub = Hub(site, AuditLog(state_dir / "audit.jsonl"), clock=time.monotonic)
+        self.hub = Hub(site, AuditLog(state_dir / "audit.jsonl"), clock=self.clock.monotonic)
         self.hub.operator = restore_operator(self.hub.operator, state_dir / "audit.jsonl", self.hub.limits())
         if self.hub.operator != OperatorState(maintenance=site.maintenance):
             op = self.hub.operator
@@ -132,8 +138,17 @@ class Runtime:
             self.hub.sinks.append(LedgerSink(self.ledger))
             self.hub.providers["ledger"] = lambda: self._report
             self.hub.providers["roi"] = lambda: self._report.get("roi", {})
-        seeded = _seed_state(site, self.tariff, self.ledger, datetime.now(site.timezone))
-        self.loop = AgentLoop(site, self.hub, self.tariff, initial=seeded)
+        tz = site.timezone
+        seeded = _seed_state(site, self.tariff, self.ledger, self.clock.wall(tz))
+        self.loop = AgentLoop(
+            site,
+            self.hub,
+            self.tariff,
+            clock=self.clock.monotonic,
+            wall=lambda: self.clock.wall(tz),
+            initial=seeded,
+            speed=self.clock.speed,
+        )
         # The ledger's report is computed in the loop's thread (its SQLite connection lives there)
         # at most every REPORT_EVERY_S, and API threads read the cached dict.
         self._report: dict[str, Any] = {}
