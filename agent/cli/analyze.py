@@ -192,11 +192,17 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
     r = rep["roi"]
     pb = r["simple_payback_years"]
     irr = r["irr"]
-    out.append(
-        f"ROI: capex {r['capex']:,.0f}, annual savings {r['annual_savings']:,.0f}, NPV {r['npv']:,.0f}, "
-        + (f"IRR {irr:.1%}, " if irr is not None else "IRR -, ")
-        + (f"payback {pb:.1f} years" if pb is not None else "no payback")
-    )
+    est = rep["annual_estimate"]
+    if r["annual_savings"] is None:
+        out.append(f"ROI: capex {r['capex']:,.0f}; {est['note']}")
+    else:
+        out.append(
+            f"ROI: capex {r['capex']:,.0f}, annual savings {r['annual_savings']:,.0f}"
+            f" (range {est['low']:,.0f} to {est['high']:,.0f}), NPV {r['npv']:,.0f}, "
+            + (f"IRR {irr:.1%}, " if irr is not None else "IRR -, ")
+            + (f"payback {pb:.1f} years" if pb is not None else "no payback")
+        )
+        out.append(f"  annual estimate: {est['note']}")
     o = rep["optimum"]
     if o is not None and "skipped" in o:
         out.append(f"optimum: skipped ({o['skipped']})")

@@ -167,7 +167,8 @@ class Runtime:
         if self.ledger is None or now - self._report_t < REPORT_EVERY_S:
             return
         self._report_t = now
-        self._report = self.ledger.report(len(self.site.clusters), len(self.site.pcs))
+        rated_w = sum(p.rated_w for p in self.site.pcs)
+        self._report = self.ledger.report(len(self.site.clusters), len(self.site.pcs), rated_w)
 
     def _tokens(self) -> TokenStore | None:
         if self.api_cfg.tokens_file is not None:
