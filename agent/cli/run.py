@@ -48,8 +48,13 @@ def add_subcommands(sub: Any) -> None:
     d.set_defaults(func=cmd_demo)
 
 
+def state_dir_for(site: SiteConfig, arg: Path | None) -> Path:
+    """The agent's state directory: `--state-dir`, else $EMS_STATE_DIR (default var) / site id."""
+    return arg or Path(os.environ.get("EMS_STATE_DIR", "var")) / site.id
+
+
 def _state_dir(site: SiteConfig, arg: Path | None) -> Path:
-    d = arg or Path(os.environ.get("EMS_STATE_DIR", "var")) / site.id
+    d = state_dir_for(site, arg)
     d.mkdir(parents=True, exist_ok=True)
     return d
 
