@@ -474,6 +474,17 @@ class Ledger:
         ).fetchall()
         return {float(r): float(w) for r, w in rows}
 
+    def booked(self) -> Sums:
+        """Everything booked so far, the interval in progress included (every interval, counted or
+        not: what the ledger measured, before the coverage rules decide what counts)."""
+        sums = ", ".join(f"COALESCE(SUM({c}), 0)" for c in _COLUMNS)
+        row = self.db.execute(f"SELECT {sums} FROM intervals").fetchone()
+        out = Sums(**dict(zip(_COLUMNS, map(float, row), strict=True)))
+        if self._acc is not None:
+            for c in _COLUMNS:
+                setattr(out, c, getattr(out, c) + getattr(self._acc, c))
+        return out
+
     def month_figures(self, rated_w: float) -> list[MonthFigures]:
         """Each billing month as the annual estimate needs it (`rated_w`: the battery's rated power,
         the most a month's peak can drop)."""
