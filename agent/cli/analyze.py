@@ -169,9 +169,10 @@ def sweep_table(rows: list[dict[str, Any]], currency: str) -> str:
     for r in rows:
         irr = f"{r['irr']:.1%}" if r["irr"] is not None else "-"
         pb = f"{r['payback_years']:.1f}" if r["payback_years"] is not None else "-"
+        npv = f"{r['npv']:,.0f}" if r["npv"] is not None else "-"  # none under a day of trace
         lines.append(
             f"{r['clusters']:>8}{r['capacity_kwh']:>10,.0f}{r['peak_kw']:>10,.0f}{r['net_per_month']:>14,.0f}"
-            f"{r['capex']:>14,.0f}{r['npv']:>14,.0f}{irr:>8}{pb:>10}"
+            f"{r['capex']:>14,.0f}{npv:>14}{irr:>8}{pb:>10}"
         )
     return f"ROI over battery size ({currency})\n" + "\n".join(lines)
 
