@@ -198,7 +198,7 @@ class Runtime:
             if tokens is None and not self.api_cfg.open_read:
                 log.warning("api: no tokens_file and open_read = false: every request will be refused")
             level = logging.getLevelName(logging.getLogger().level or logging.WARNING)  # the API logs as we do
-            init = Init(self.site, tokens, self.api_cfg.open_read, level)
+            init = Init(self.site, tokens, self.api_cfg.open_read, level, self.clock.speed)
             port = 0 if self.api_cfg.port == ANY_PORT else self.api_cfg.port
             self.api = ApiProcess(ApiBridge(self.hub), init, self.api_cfg.host, port)
             self.api.start()
