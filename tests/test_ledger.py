@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import tomllib
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -261,4 +262,21 @@ def test_month_rolls_over_on_the_billing_day(tmp_path: Path) -> None:
     assert jan.demand_savings == pytest.approx(10.0 * 20.0)
     assert led.to_date().demand_savings == pytest.approx(300.0)
     assert [d.label for d in led.days()] == ["2026-01-01", "2026-01-02"]
+    led.close()
+
+
+def test_an_unreadable_pending_interval_is_dropped_not_fatal(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.db", tariff(), CFG)
+    for s in series()[:100]:
+        led.feed(s)
+    led.close()
+    db = sqlite3.connect(tmp_path / "l.db")
+    db.execute("UPDATE pending SET acc = '{\"start\": \"x\"'")
+    db.commit()
+    db.close()
+    led = Ledger(tmp_path / "l.db", tariff(), CFG)  # opens; the interval in progress is gone
+    for s in series()[100:1000]:
+        led.feed(s)
+    (row,) = led.db.execute("SELECT covered_s FROM intervals").fetchall()
+    assert row == (800.0,)  # 00:01:40-00:15:00 (the first 100 s went with the pending row)
     led.close()

@@ -29,6 +29,7 @@ auditor needs to re-bill it (agent.economics.ledger_export, LEDGER.md).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sqlite3
 from dataclasses import asdict, dataclass, field
@@ -41,6 +42,8 @@ from agent.economics.roi import EconomicsConfig, roi
 from agent.economics.tariff import Tariff
 
 WH_PER_WS = 1.0 / 3600.0
+
+log = logging.getLogger("ems.ledger")
 
 
 class LedgerSample(NamedTuple):
@@ -260,8 +263,13 @@ class Ledger:
         self._acc: Accumulator | None = None
         row = self.db.execute("SELECT acc FROM pending WHERE id = 1").fetchone()
         if row is not None:  # the interval in progress at the last clean stop: resumed by feed()
-            self._acc = Accumulator.from_json(row[0])
             self.db.execute("DELETE FROM pending")
+            try:
+                acc = Accumulator.from_json(row[0])
+            except (ValueError, TypeError, KeyError, AttributeError) as e:  # a hand-edited or foreign row
+                log.warning("ledger: %s table 'pending' unreadable, interval in progress dropped: %s", db_path, e)
+            else:  # (a tariff with another interval length since: its alignment no longer holds)
+                self._acc = acc if acc.start % self.length_s == 0.0 else None
         self.duplicates = 0  # closed intervals already in the database (replays)
 
     def close(self) -> None:
