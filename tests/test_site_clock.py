@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from agent.cli import main
 from agent.live.runtime import ANY_PORT, Runtime
 from agent.model.clock import SiteClock
 from agent.model.operator import Override
@@ -95,3 +96,11 @@ async def test_the_agent_books_the_simulated_energy_at_any_speed(tmp_path: Path,
         rt.stop()
         await asyncio.wait_for(task, 20.0)
         await sim.stop()
+
+
+def test_run_refuses_a_speed_without_the_simulators_epoch(capsys: pytest.CaptureFixture[str]) -> None:
+    demo = Path(__file__).resolve().parent.parent / "agent" / "sites" / "demo.toml"
+    assert main(["run", "--site", str(demo), "--speed", "10"]) == 2
+    assert "give the simulator's --epoch too" in capsys.readouterr().err
+    assert main(["run", "--site", str(demo), "--speed", "0", "--epoch", "0"]) == 2
+    assert "--speed: must be a number > 0, got 0.0" in capsys.readouterr().err
