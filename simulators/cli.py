@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,10 @@ def add_subcommands(sub: Any) -> None:
     p = sub.add_parser("simulate", help="serve a simulated site (every device in the site file) on loopback")
     p.add_argument("--site", required=True, type=Path, help="site file (TOML)")
     p.add_argument("--speed", type=float, default=None, help="simulated seconds per real second")
+    p.add_argument(
+        "--epoch", type=float, default=None,
+        help="Unix time at which the simulated clock equals the real one (give the agent the same) [now]",
+    )  # fmt: skip
     p.add_argument("--control-port", type=int, default=None, help="fault-injection socket port (0 = any)")
     p.set_defaults(func=cmd_simulate)
 
@@ -57,26 +62,29 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.site import SimulatedSite
 
     site = load_site(args.site)
+    epoch = time.time() if args.epoch is None else args.epoch
     try:
-        sim = SimulatedSite(site, speed=args.speed, control_port=args.control_port)
+        sim = SimulatedSite(site, speed=args.speed, control_port=args.control_port, epoch=epoch)
     except ConfigError:
         raise
     except ValueError as e:  # model construction (e.g. a load trace that cannot be read)
         raise ConfigError(f"{args.site}: {e}") from None
     try:
-        return asyncio.run(_simulate(sim))
+        return asyncio.run(_simulate(sim, epoch))
     except OSError as e:
         print(f"ems-agent simulate: {e}", file=sys.stderr)
         return 1
 
 
-async def _simulate(sim: Any) -> int:
+async def _simulate(sim: Any, epoch: float) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await sim.start()
     print(f"simulating site {sim.site.id!r} at speed x{sim.speed:g} (Ctrl-C to stop)")
+    if sim.speed != 1.0:
+        print(f"  agent on the same clock: ems-agent run --site ... --speed {sim.speed:g} --epoch {epoch:.3f}")
     for dev in sim.site.devices:
         print(f"  {dev.kind:8s} {dev.id:10s} 127.0.0.1:{sim.ports[dev.id]} unit {dev.unit} ({dev.profile})")
     print(

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
 import math
 import time
 from collections.abc import Callable
 from typing import Any
 
+from agent.model.clock import SiteClock
 from agent.model.config import DeviceConfig, SiteConfig
 from drivers import keys as K
 from drivers.profile import load_profile
@@ -35,6 +35,8 @@ from simulators.server import PortServer, ServedUnit
 from simulators.simconfig import SimulationConfig, parse_simulation
 
 log = logging.getLogger("ems.sim")
+
+MAX_CATCHUP_TICKS = 200  # ticks stepped per wake-up at most; more due are stepped as one long tick
 
 
 def build_model(site: SiteConfig, sim: SimulationConfig, day_offset_s: float) -> SiteModel:
@@ -67,8 +69,12 @@ class SimulatedSite:
         any_port: bool = False,
         control_port: int | None = None,
         clock: Callable[[], float] = time.monotonic,
+        epoch: float | None = None,
     ):
-        """`any_port`: listen on free ports instead of the configured ones (tests); see `ports`."""
+        """`any_port`: listen on free ports instead of the configured ones (tests); see `ports`.
+
+        `epoch` (Unix s) with `speed` is the site clock the agent is given too (agent.model.clock):
+        the simulated time of day starts at the epoch's (unless [simulation] start_hour says)."""
         self.site = site
         self.sim = parse_simulation(site)
         self.speed = self.sim.speed if speed is None else speed
@@ -80,7 +86,7 @@ class SimulatedSite:
         if self.sim.start_hour is not None:
             day_offset = self.sim.start_hour * 3600.0
         else:
-            now = dt.datetime.now(site.timezone)
+            now = SiteClock(self.speed, time.time() if epoch is None else epoch).wall(site.timezone)
             day_offset = now.hour * 3600.0 + now.minute * 60.0 + now.second
         self.model = build_model(site, self.sim, day_offset)
         self.faults: dict[str, CommFaults] = {d.id: CommFaults() for d in site.devices}
@@ -216,14 +222,17 @@ class SimulatedSite:
         return lambda: True
 
     async def _run(self) -> None:
-        """Follow the wall clock x speed in whole ticks; if the host stalls, skip ahead (<= 10 s)."""
+        """Follow the real clock x speed in whole ticks. Behind by more than MAX_CATCHUP_TICKS (a
+        host stall, or more ticks a second than the host can step) it steps longer ticks rather
+        than skipping: the physics never falls behind the site clock the agent runs on."""
         tick = self.sim.tick_s
         start = self._clock()
         done = 0  # ticks stepped
         while True:
             due = int((self._clock() - start) * self.speed / tick)
-            if due - done > 10.0 / tick:
-                done = due - int(10.0 / tick)  # do not spend minutes catching up after a stall
+            if due - done > MAX_CATCHUP_TICKS:
+                self.model.step((due - done - MAX_CATCHUP_TICKS) * tick)  # first-order physics: stable
+                done = due - MAX_CATCHUP_TICKS
             while done < due:
                 self.model.step(tick)
                 done += 1

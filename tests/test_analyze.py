@@ -82,6 +82,9 @@ def test_a_demand_peak_shaved_by_hand() -> None:
     assert rep["battery"]["peak_kw"] == pytest.approx(792.0, abs=1e-6)
     assert rep["battery_use"]["discharge_kwh"] == pytest.approx(27.0, abs=1e-6)
     assert rep["savings"]["net"] == pytest.approx(9337.5 - 8244.0 - 27.0 * 0.15, abs=1e-6)
+    # an hour of trace is no year's evidence: the report says so instead of an NPV
+    assert rep["annual_estimate"]["basis"] == "not_enough_data"
+    assert (rep["roi"]["annual_savings"], rep["roi"]["npv"], rep["roi"]["irr"]) == (None, None, None)
     # the optimum ending at the same stored energy can shave to 750 kW (average of 900 and 600
     # would need more energy than is allowed out); it is at least as good as the controller
     assert rep["optimum"]["savings"] >= rep["savings"]["net"] - 1e-6
@@ -204,6 +207,15 @@ def test_cli_json_sweep_and_plot(tmp_path: Path) -> None:
     assert [s["clusters"] for s in rep["sweep"]] == [0, 6]
     assert rep["sweep"][0]["net_savings"] == 0.0
     assert rep["sweep"][1]["net_savings"] == rep["stored_energy"]["adjusted_net_savings"]
+    # two July days, no whole billing month: the energy part per day x 365, the month's demand
+    # saving once a month x 12 (not x 182.5 as a per-day scaling would count it)
+    est = rep["annual_estimate"]
+    demand = rep["baseline"]["bill"]["demand_charge"] - rep["battery"]["bill"]["demand_charge"]
+    per_day = (rep["stored_energy"]["adjusted_net_savings"] - demand) / 2.0
+    assert (est["basis"], est["months"]) == ("running_month", ["2026-07-01"])
+    assert est["annual_savings"] == pytest.approx(per_day * 365.0 + demand * 12.0, rel=1e-9)
+    assert rep["roi"]["annual_savings"] == est["annual_savings"]
+    assert est["low"] <= est["annual_savings"] <= est["high"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert rep["replay"]["build"] == "python"  # the tests run the pure package (`make fast` is mypyc)
 

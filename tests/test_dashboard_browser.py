@@ -287,6 +287,9 @@ async def test_dashboard_live_fault_and_maintenance(running: tuple[AgentOnSim, C
     savings = await wait_for(cdp, f"{text('savings')}.includes('tariff') && {text('savings')}")
     assert "Shanghai general C&I two-part" in savings and "{" not in savings, savings
     assert "net savings0 CNY" in savings, savings
+    # Seconds into a run the ROI card says it cannot annualise yet: no NPV of minus the capex.
+    roi = await wait_for(cdp, f"{text('roi')}.includes('capex') && {text('roi')}")
+    assert "Not enough data yet to annualise" in roi and "npv—" in roi, roi
     assert await call(cdp.js, "document.documentElement.scrollWidth") <= 1680
     assert await call(cdp.js, "document.getElementById('ops').classList.contains('hidden')")
     await call(cdp.screenshot, ARTIFACTS / "dashboard.png")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import tomllib
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -104,12 +105,12 @@ def test_restart_and_replay_neither_loses_nor_double_counts(tmp_path: Path) -> N
     led.close()
 
 
-def test_restart_without_replay_loses_only_the_interval_in_progress(tmp_path: Path) -> None:
+def test_a_crash_loses_only_the_interval_in_progress(tmp_path: Path) -> None:
     samples = series()
     led = Ledger(tmp_path / "l.db", tariff(), CFG)
     for s in samples[:2000]:
         led.feed(s)
-    led.close()
+    led.db.close()  # killed: Ledger.close() never ran
     led = Ledger(tmp_path / "l.db", tariff(), CFG)
     for s in samples[2000:]:  # resumes at 00:33:20: the third interval has 700 s of data
         led.feed(s)
@@ -117,6 +118,43 @@ def test_restart_without_replay_loses_only_the_interval_in_progress(tmp_path: Pa
     assert (m.intervals, m.excluded_intervals, m.counted_s) == (4, 2, 1800.0)
     assert m.energy_savings == pytest.approx(-0.25)
     assert m.outage_value == pytest.approx(45.0)
+    led.close()
+
+
+def test_a_clean_stop_mid_interval_resumes_it(tmp_path: Path) -> None:
+    samples = series()
+    led = Ledger(tmp_path / "l.db", tariff(), CFG)
+    for s in samples[:2000]:  # stop at 00:33:19 (the last sample fed), mid third interval
+        led.feed(s)
+    led.close()
+    led = Ledger(tmp_path / "l.db", tariff(), CFG)
+    for s in samples[2000:]:
+        led.feed(s)
+    m = led.to_date()
+    # the third interval: 00:30:00-00:33:19 before the stop (the last sample's second is not held:
+    # no sample followed it), 00:33:20-00:45:00 after: 899 s covered of 900 -> counted
+    (cov,) = led.db.execute("SELECT covered_s FROM intervals WHERE start = ?", (T0 + 1800,)).fetchone()
+    assert cov == 899.0
+    assert (m.intervals, m.excluded_intervals, m.counted_s) == (4, 1, 2700.0)
+    assert m.energy_savings == pytest.approx(-0.25 + 40.0 * 899 / 3600 * 0.5)
+    assert m.lost_s == 0.0
+    led.close()
+
+
+def test_a_stop_across_intervals_closes_the_resumed_one_and_reports_the_time_lost(tmp_path: Path) -> None:
+    samples = series()
+    led = Ledger(tmp_path / "l.db", tariff(), CFG)
+    for s in samples[:1890]:  # stop at 00:31:29: 89 s of the third interval recorded
+        led.feed(s)
+    led.close()
+    led = Ledger(tmp_path / "l.db", tariff(), CFG)
+    for k in range(901):  # back at 01:00:00 after the fourth interval passed unseen; 15 min more
+        led.feed(LedgerSample(T0 + 3600 + k, 60_000.0, 40_000.0, 100_000.0, True, True, True))
+    m = led.to_date()
+    # the third interval is closed with its 89 s (excluded); the fourth was never recorded: lost
+    assert (m.intervals, m.excluded_intervals, m.counted_s, m.excluded_s) == (4, 2, 1800.0, 1800.0)
+    assert m.lost_s == 900.0
+    assert led.report(2, 1)["roi"]["lost_h"] == 0.25
     led.close()
 
 
@@ -195,10 +233,14 @@ def test_report_has_roi(tmp_path: Path) -> None:
         led.feed(s)
     rep = led.report(clusters=2, pcs=1)
     assert rep["savings_to_date"] == pytest.approx(149.3)
-    assert rep["roi"]["capex"] == 2000.0
-    # one hour measured: 149.3 per hour annualised
-    assert rep["annualised_trailing"] == pytest.approx(149.3 * 24 * 365)
-    assert rep["roi"]["realized_savings"] == pytest.approx(149.3)
+    r = rep["roi"]
+    assert r["capex"] == 2000.0
+    assert r["realized_savings"] == pytest.approx(149.3)
+    # one hour is not a year's evidence: no annual figure, no NPV of minus the capex
+    assert r["status"] == "not_enough_data"
+    assert (r["annual_savings"], r["npv"], r["irr"], r["simple_payback_years"]) == (None, None, None, None)
+    assert r["estimate"]["note"] == "not enough data yet: 0.8 h of the 24 h needed counted"
+    assert (r["excluded_h"], r["lost_h"], r["uncovered_h"]) == (0.25, 0.0, 0.0)
     led.close()
 
 
@@ -220,4 +262,21 @@ def test_month_rolls_over_on_the_billing_day(tmp_path: Path) -> None:
     assert jan.demand_savings == pytest.approx(10.0 * 20.0)
     assert led.to_date().demand_savings == pytest.approx(300.0)
     assert [d.label for d in led.days()] == ["2026-01-01", "2026-01-02"]
+    led.close()
+
+
+def test_an_unreadable_pending_interval_is_dropped_not_fatal(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.db", tariff(), CFG)
+    for s in series()[:100]:
+        led.feed(s)
+    led.close()
+    db = sqlite3.connect(tmp_path / "l.db")
+    db.execute("UPDATE pending SET acc = '{\"start\": \"x\"'")
+    db.commit()
+    db.close()
+    led = Ledger(tmp_path / "l.db", tariff(), CFG)  # opens; the interval in progress is gone
+    for s in series()[100:1000]:
+        led.feed(s)
+    (row,) = led.db.execute("SELECT covered_s FROM intervals").fetchall()
+    assert row == (800.0,)  # 00:01:40-00:15:00 (the first 100 s went with the pending row)
     led.close()

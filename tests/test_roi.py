@@ -45,7 +45,7 @@ def test_irr_matches_polynomial_roots() -> None:
 
 
 def test_roi_from_measured_savings() -> None:
-    # 60 days measured, 100k saved in total; the last 30 days saved 60k -> 730k a year
+    # 60 days measured, 100k saved in total; an annual estimate of 730k
     r = roi(
         capex=2_000_000.0,
         annual_opex=36_500.0,
@@ -53,8 +53,7 @@ def test_roi_from_measured_savings() -> None:
         life_years=10,
         realized_savings=100_000.0,
         days=60.0,
-        trailing_savings=60_000.0,
-        trailing_days=30.0,
+        annual_savings=730_000.0,
     )
     assert r.opex_to_date == pytest.approx(6_000.0)
     assert r.recovered == pytest.approx(94_000.0 / 2_000_000.0)
@@ -63,7 +62,7 @@ def test_roi_from_measured_savings() -> None:
     assert r.remaining_payback_years == pytest.approx(1_906_000.0 / 693_500.0)
     assert r.npv == pytest.approx(npv_by_sum(0.08, [-2e6] + [693_500.0] * 10), rel=1e-12)
     assert r.irr == pytest.approx(irr_by_roots([-2e6] + [693_500.0] * 10), abs=1e-9)
-    never = roi(1e6, 50_000.0, 0.08, 10, 1_000.0, 30.0, 1_000.0, 30.0)
+    never = roi(1e6, 50_000.0, 0.08, 10, 1_000.0, 30.0, 1_000.0 * 365 / 30)
     assert math.isinf(never.simple_payback_years)
     assert never.irr is None
     assert never.as_dict()["simple_payback_years"] is None

@@ -41,6 +41,7 @@ class Init:
     tokens: TokenStore | None
     open_read: bool
     log_level: str
+    speed: float = 1.0  # the site clock's speed (agent.model.clock): cycle ages, override expiry
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ import socket
 import sys
 
 from agent.logs import kv, setup_logging
+from agent.model.clock import SiteClock
 
 from .app import SHUTDOWN_GRACE_S, ApiServer, create_app
 from .channel import INIT, MAX_FRAME_BYTES, ChannelError, Init, read_msg
@@ -45,7 +46,7 @@ async def serve(channel_fd: int, listen_fd: int) -> int:
         return 0 if msg is None else 2  # the control process went away before it began
     init: Init = pickle.loads(msg[1])
     setup_logging(init.log_level)
-    mirror = Mirror(init.site)
+    mirror = Mirror(init.site, clock=SiteClock(init.speed).monotonic)  # the control process's clock
     server = ApiServer(create_app(mirror, init.tokens, open_read=init.open_read), sock=listener)
     serving = asyncio.create_task(server.run(), name="uvicorn")
     await server.started()

@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES = (
     "simulators.cli",
     "agent.cli.run",
     "agent.cli.analyze",
+    "agent.cli.ledger",
 )
 
 

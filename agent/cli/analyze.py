@@ -169,9 +169,10 @@ def sweep_table(rows: list[dict[str, Any]], currency: str) -> str:
     for r in rows:
         irr = f"{r['irr']:.1%}" if r["irr"] is not None else "-"
         pb = f"{r['payback_years']:.1f}" if r["payback_years"] is not None else "-"
+        npv = f"{r['npv']:,.0f}" if r["npv"] is not None else "-"  # none under a day of trace
         lines.append(
             f"{r['clusters']:>8}{r['capacity_kwh']:>10,.0f}{r['peak_kw']:>10,.0f}{r['net_per_month']:>14,.0f}"
-            f"{r['capex']:>14,.0f}{r['npv']:>14,.0f}{irr:>8}{pb:>10}"
+            f"{r['capex']:>14,.0f}{npv:>14}{irr:>8}{pb:>10}"
         )
     return f"ROI over battery size ({currency})\n" + "\n".join(lines)
 
@@ -192,11 +193,17 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
     r = rep["roi"]
     pb = r["simple_payback_years"]
     irr = r["irr"]
-    out.append(
-        f"ROI: capex {r['capex']:,.0f}, annual savings {r['annual_savings']:,.0f}, NPV {r['npv']:,.0f}, "
-        + (f"IRR {irr:.1%}, " if irr is not None else "IRR -, ")
-        + (f"payback {pb:.1f} years" if pb is not None else "no payback")
-    )
+    est = rep["annual_estimate"]
+    if r["annual_savings"] is None:
+        out.append(f"ROI: capex {r['capex']:,.0f}; {est['note']}")
+    else:
+        out.append(
+            f"ROI: capex {r['capex']:,.0f}, annual savings {r['annual_savings']:,.0f}"
+            f" (range {est['low']:,.0f} to {est['high']:,.0f}), NPV {r['npv']:,.0f}, "
+            + (f"IRR {irr:.1%}, " if irr is not None else "IRR -, ")
+            + (f"payback {pb:.1f} years" if pb is not None else "no payback")
+        )
+        out.append(f"  annual estimate: {est['note']}")
     o = rep["optimum"]
     if o is not None and "skipped" in o:
         out.append(f"optimum: skipped ({o['skipped']})")

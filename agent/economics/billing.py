@@ -121,6 +121,7 @@ class Bill:
                 {
                     "start": m.start.isoformat(),
                     "end": m.end.isoformat(),
+                    "covered_s": m.covered_s,
                     "total": m.total,
                     "import_kwh": m.import_kwh,
                     "export_kwh": m.export_kwh,

@@ -12,28 +12,38 @@ Per demand interval of the tariff (aligned to Unix time, like billing.py):
   actual month peak) over the month's counted intervals in its window;
 - an interval with good data (grid and battery both GOOD) for less than `min_coverage` of its
   length is stored but marked excluded: it never counts as zero savings, and summaries report
-  the time excluded. Counted intervals are not extrapolated to their missing seconds.
+  the time excluded (and the time lost between recorded intervals) apart. Counted intervals are
+  not extrapolated to their missing seconds in the realized savings; the annual estimate
+  (agent.economics.annual) takes its rate over the seconds with data.
 
 A sample holds until the next one, for at most `max_hold_s`; an interval closes when a sample
 arrives at or after its end. Closed intervals are written at once (SQLite WAL, synchronous
 FULL) keyed by their start with INSERT OR IGNORE: a restart, or a replay of cycles already
 seen, neither loses nor double counts a closed interval. The interval in progress when the
-process stops is lost (its part after the restart is recorded, usually as excluded).
+process stops cleanly is kept (`pending`) and resumed by the next start if it falls in the same
+interval (the seconds in between are uncovered), else closed with the coverage it had; a crash
+loses it. Each interval also keeps its energies per price period (`interval_periods`): what an
+auditor needs to re-bill it (agent.economics.ledger_export, LEDGER.md).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import sqlite3
-from dataclasses import dataclass, field
-from datetime import date, datetime
+from dataclasses import asdict, dataclass, field
+from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from agent.economics.roi import EconomicsConfig, annualise, roi
+from agent.economics.annual import MonthFigures, estimate
+from agent.economics.roi import EconomicsConfig, roi
 from agent.economics.tariff import Tariff
 
 WH_PER_WS = 1.0 / 3600.0
+
+log = logging.getLogger("ems.ledger")
 
 
 class LedgerSample(NamedTuple):
@@ -65,10 +75,9 @@ def sample_from_snapshot(snap: Any) -> LedgerSample:
 
 
 @dataclass
-class Accumulator:
-    """Sums of one interval in progress (energies in Wh, costs in currency, times in s)."""
+class Sums:
+    """Energies (Wh), costs (currency) and times (s) of good data, of an interval or a price period."""
 
-    start: float
     covered_s: float = 0.0
     actual_import_wh: float = 0.0
     actual_export_wh: float = 0.0
@@ -82,8 +91,7 @@ class Accumulator:
     protected_s: float = 0.0
 
     def add(self, s: LedgerSample, seconds: float, price: float, export_factor: float) -> None:
-        if not (s.grid_ok and s.battery_ok) or seconds <= 0.0:
-            return
+        """Account `s` held for `seconds` (the caller checked the data is good)."""
         h = seconds * WH_PER_WS
         self.covered_s += seconds
         grid = s.grid_w
@@ -103,6 +111,33 @@ class Accumulator:
             self.outage_s += seconds
             if s.battery_w > 0.0:
                 self.protected_s += seconds
+
+
+@dataclass
+class Accumulator(Sums):
+    """One interval in progress: its sums, and the same per price period (name -> (price, sums))."""
+
+    start: float = 0.0
+    periods: dict[str, tuple[float, Sums]] = field(default_factory=dict)
+
+    def account(self, s: LedgerSample, seconds: float, period: str, price: float, export_factor: float) -> None:
+        if not (s.grid_ok and s.battery_ok) or seconds <= 0.0:
+            return
+        self.add(s, seconds, price, export_factor)
+        if period not in self.periods:
+            self.periods[period] = (price, Sums())
+        self.periods[period][1].add(s, seconds, price, export_factor)
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        d["periods"] = {k: [p, asdict(x)] for k, (p, x) in self.periods.items()}
+        return json.dumps(d)
+
+    @classmethod
+    def from_json(cls, text: str) -> Accumulator:
+        d = json.loads(text)
+        periods = {k: (float(p), Sums(**x)) for k, (p, x) in d.pop("periods").items()}
+        return cls(**d, periods=periods)
 
 
 _COLUMNS = (
@@ -134,7 +169,18 @@ CREATE TABLE IF NOT EXISTS intervals (
 );
 CREATE INDEX IF NOT EXISTS intervals_month ON intervals (month);
 CREATE INDEX IF NOT EXISTS intervals_day ON intervals (day);
+CREATE TABLE IF NOT EXISTS interval_periods (
+    start REAL NOT NULL,
+    period TEXT NOT NULL,
+    price REAL NOT NULL,
+    {", ".join(f"{c} REAL NOT NULL" for c in _COLUMNS)},
+    PRIMARY KEY (start, period)
+);
+CREATE TABLE IF NOT EXISTS pending (id INTEGER PRIMARY KEY CHECK (id = 1), acc TEXT NOT NULL);
 """
+# user_version 1: the first ledger (intervals only); 2: + interval_periods, pending. Opening an
+# older database adds the tables; its old intervals stay, without a per-period breakdown.
+SCHEMA_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +211,8 @@ class Summary:
     intervals: int
     excluded_intervals: int
     demand: tuple[DemandSaving, ...] = field(default=())
+    covered_s: float = 0.0  # seconds with good data inside the counted intervals
+    lost_s: float = 0.0  # time within the ledger's span with no interval recorded (agent down)
 
     @property
     def net_savings(self) -> float:
@@ -181,7 +229,9 @@ class Summary:
             "discharge_kwh": self.discharge_kwh,
             "charge_kwh": self.charge_kwh,
             "counted_h": self.counted_s / 3600.0,
+            "uncovered_h": (self.counted_s - self.covered_s) / 3600.0,
             "excluded_h": self.excluded_s / 3600.0,
+            "lost_h": self.lost_s / 3600.0,
             "intervals": self.intervals,
             "excluded_intervals": self.excluded_intervals,
             "demand": [
@@ -208,12 +258,24 @@ class Ledger:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(_SCHEMA)
+        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._prev: LedgerSample | None = None
         self._acc: Accumulator | None = None
+        row = self.db.execute("SELECT acc FROM pending WHERE id = 1").fetchone()
+        if row is not None:  # the interval in progress at the last clean stop: resumed by feed()
+            self.db.execute("DELETE FROM pending")
+            try:
+                acc = Accumulator.from_json(row[0])
+            except (ValueError, TypeError, KeyError, AttributeError) as e:  # a hand-edited or foreign row
+                log.warning("ledger: %s table 'pending' unreadable, interval in progress dropped: %s", db_path, e)
+            else:  # (a tariff with another interval length since: its alignment no longer holds)
+                self._acc = acc if acc.start % self.length_s == 0.0 else None
         self.duplicates = 0  # closed intervals already in the database (replays)
 
     def close(self) -> None:
-        """Close the database. The interval in progress is dropped (it never closed)."""
+        """Keep the interval in progress for the next start (see the module's docstring), close."""
+        if self._acc is not None:
+            self.db.execute("INSERT OR REPLACE INTO pending (id, acc) VALUES (1, ?)", (self._acc.to_json(),))
         self.db.close()
 
     # --- feeding ---------------------------------------------------------------------------
@@ -229,6 +291,8 @@ class Ledger:
             self._acc = None
             self._prev = s
             return closed
+        if prev is None and self._acc is not None and s.t < self._acc.start:
+            self._acc = None  # the interval resumed from the last stop lies ahead: a replay recounts it
         if prev is not None:
             closed += self._account(prev, prev.t, min(s.t, prev.t + self.cfg.max_hold_s))
         # close every interval that ended at or before now
@@ -251,10 +315,11 @@ class Ledger:
                     closed.append(self._acc.start)
                 self._acc = None
             if self._acc is None:
-                self._acc = Accumulator(start)
+                self._acc = Accumulator(start=start)
             piece_end = min(t1, start + L)
             when = datetime.fromtimestamp(t, self.tariff.timezone)
-            self._acc.add(s, piece_end - t, self.tariff.energy_price(when), self.tariff.export_price_factor)
+            tf = self.tariff
+            self._acc.account(s, piece_end - t, tf.period_at(when), tf.energy_price(when), tf.export_price_factor)
             t = piece_end
         return closed
 
@@ -268,6 +333,7 @@ class Ledger:
         actual_avg = acc.actual_import_wh * 3600.0 / cov if cov > 0 else 0.0
         baseline_avg = acc.baseline_import_wh * 3600.0 / cov if cov > 0 else 0.0
         values = [getattr(acc, c) for c in _COLUMNS]
+        self.db.execute("BEGIN")  # the interval and its periods together, or neither
         cur = self.db.execute(
             f"INSERT OR IGNORE INTO intervals (start, length_s, month, day, valid, {', '.join(_COLUMNS)}, "
             "actual_avg_w, baseline_avg_w, demand_mask, demand_rate) "
@@ -286,8 +352,18 @@ class Ledger:
             ),
         )
         if cur.rowcount == 0:
+            self.db.execute("COMMIT")
             self.duplicates += 1
             return False
+        self.db.executemany(
+            f"INSERT OR IGNORE INTO interval_periods (start, period, price, {', '.join(_COLUMNS)})"
+            f" VALUES ({', '.join('?' * (3 + len(_COLUMNS)))})",
+            [
+                (acc.start, name, price, *(getattr(sums, c) for c in _COLUMNS))
+                for name, (price, sums) in sorted(acc.periods.items())
+            ],
+        )
+        self.db.execute("COMMIT")
         return True
 
     # --- read-outs -------------------------------------------------------------------------
@@ -300,7 +376,8 @@ class Ledger:
             " COALESCE(SUM(CASE WHEN valid THEN protected_s END), 0),"
             " COALESCE(SUM(CASE WHEN valid THEN length_s END), 0),"
             " COALESCE(SUM(CASE WHEN valid THEN 0 ELSE length_s END), 0),"
-            " COUNT(*), COALESCE(SUM(1 - valid), 0)"
+            " COUNT(*), COALESCE(SUM(1 - valid), 0),"
+            " COALESCE(SUM(CASE WHEN valid THEN covered_s END), 0)"
             f" FROM intervals WHERE {where}",
             args,
         ).fetchone()
@@ -320,7 +397,26 @@ class Ledger:
             intervals=row[6],
             excluded_intervals=row[7],
             demand=demand,
+            covered_s=row[8],
+            lost_s=self._lost_s(label) if month else 0.0,
         )
+
+    def _month_bounds(self, start: date) -> tuple[float, float]:
+        """Unix [start, end) of the billing month starting on `start`."""
+        tz = self.tariff.timezone
+        end = self.tariff.next_billing_month(start)
+        return datetime.combine(start, time(), tz).timestamp(), datetime.combine(end, time(), tz).timestamp()
+
+    def _lost_s(self, month: str) -> float:
+        """Time of this month inside the ledger's span that no recorded interval covers."""
+        sp = self.span()
+        if sp is None:
+            return 0.0
+        a, b = self._month_bounds(date.fromisoformat(month))
+        inside = max(0.0, min(b, sp[1]) - max(a, sp[0]))
+        q = "SELECT COALESCE(SUM(length_s), 0) FROM intervals WHERE month = ?"
+        (recorded,) = self.db.execute(q, (month,)).fetchone()
+        return max(0.0, inside - float(recorded))
 
     def _demand(self, month: str, j: int) -> DemandSaving:
         ch = self.tariff.demand[j]
@@ -364,6 +460,8 @@ class Ledger:
             intervals=sum(m.intervals for m in ms),
             excluded_intervals=sum(m.excluded_intervals for m in ms),
             demand=tuple(ds) if len(ms) == 1 else (),
+            covered_s=sum(m.covered_s for m in ms),
+            lost_s=sum(m.lost_s for m in ms),
         )
 
     def span(self) -> tuple[float, float] | None:
@@ -384,30 +482,46 @@ class Ledger:
         ).fetchall()
         return {float(r): float(w) for r, w in rows}
 
-    def trailing(self, days: float) -> tuple[float, float]:
-        """(net savings, days covered) over the trailing window ending at the last interval.
+    def booked(self) -> Sums:
+        """Everything booked so far, the interval in progress included (every interval, counted or
+        not: what the ledger measured, before the coverage rules decide what counts)."""
+        sums = ", ".join(f"COALESCE(SUM({c}), 0)" for c in _COLUMNS)
+        row = self.db.execute(f"SELECT {sums} FROM intervals").fetchone()
+        out = Sums(**dict(zip(_COLUMNS, map(float, row), strict=True)))
+        if self._acc is not None:
+            for c in _COLUMNS:
+                setattr(out, c, getattr(out, c) + getattr(self._acc, c))
+        return out
 
-        Energy, outage and degradation come from the window's intervals; the demand savings of
-        each billing month are spread evenly over that month's counted time.
-        """
+    def month_figures(self, rated_w: float) -> list[MonthFigures]:
+        """Each billing month as the annual estimate needs it (`rated_w`: the battery's rated power,
+        the most a month's peak can drop)."""
         sp = self.span()
-        if sp is None:
-            return 0.0, 0.0
-        lo = max(sp[0], sp[1] - days * 86400.0)
-        total = 0.0
+        out = []
         for m in self.months():
-            if m.counted_s <= 0:
-                continue
-            inside = self._summary(m.label, "month = ? AND start >= ?", (m.label, lo), month=False)
-            total += inside.net_savings + m.demand_savings * inside.counted_s / m.counted_s
-        return total, (sp[1] - lo) / 86400.0
+            start = date.fromisoformat(m.label)
+            a, b = self._month_bounds(start)
+            out.append(
+                MonthFigures(
+                    start=start,
+                    end=self.tariff.next_billing_month(start),
+                    time_net=m.net_savings - m.demand_savings,
+                    covered_s=m.covered_s,
+                    counted_s=m.counted_s,
+                    demand_savings=m.demand_savings,
+                    demand_max=sum(ch.rate for ch in self.tariff.demand) * rated_w / 1000.0,
+                    whole=sp is not None and sp[0] <= a and sp[1] >= b,
+                )
+            )
+        return out
 
-    def report(self, clusters: int, pcs: int) -> dict[str, Any]:
-        """Everything the API shows: to date, per month, ROI (hub provider 'ledger')."""
+    def report(self, clusters: int, pcs: int, rated_w: float = 0.0) -> dict[str, Any]:
+        """Everything the API shows: to date, per month, the annual estimate and ROI (hub provider
+        'ledger'; its "roi" is provider 'roi'). `rated_w`: the battery's rated power (W)."""
         td = self.to_date()
         sp = self.span()
         days = (sp[1] - sp[0]) / 86400.0 if sp else 0.0
-        trail, trail_days = self.trailing(self.cfg.trailing_days)
+        est = estimate(self.month_figures(rated_w), self.cfg.trailing_days)
         r = roi(
             capex=self.cfg.capex(clusters, pcs),
             annual_opex=self.cfg.annual_opex,
@@ -415,8 +529,7 @@ class Ledger:
             life_years=self.cfg.project_life_years,
             realized_savings=td.net_savings,
             days=days,
-            trailing_savings=trail,
-            trailing_days=trail_days,
+            annual_savings=est.annual,
         )
         return {
             "currency": self.tariff.currency,
@@ -424,8 +537,16 @@ class Ledger:
             "savings_to_date": td.net_savings,
             "to_date": td.as_dict(),
             "months": [m.as_dict() for m in self.months()],
-            "annualised_trailing": annualise(trail, trail_days),
-            "roi": r.as_dict(),
+            "roi": {
+                "currency": self.tariff.currency,
+                "status": "not_enough_data" if est.annual is None else "estimated",
+                **r.as_dict(),
+                "estimate": est.as_dict(),
+                # apart, never counted as zero savings (see agent.economics.annual)
+                "excluded_h": td.excluded_s / 3600.0,
+                "lost_h": td.lost_s / 3600.0,
+                "uncovered_h": (td.counted_s - td.covered_s) / 3600.0,
+            },
         }
 
 

@@ -1,9 +1,10 @@
 """Economics settings and return on investment: pure arithmetic over the realized savings.
 
 `EconomicsConfig` is the site file's `[economics]` table (read by the ledger and by this module).
-ROI takes what the ledger has measured (savings to date over the days it covers, and the
-trailing savings rate) and projects it flat over the project life: NPV at the configured
-discount rate and the IRR of the same cash flows (end-of-year, capex at year 0).
+ROI takes what the ledger has measured (savings to date over the days it covers) and the annual
+estimate built by billing month (agent.economics.annual), and projects the estimate flat over the
+project life: NPV at the configured discount rate and the IRR of the same cash flows (end-of-year,
+capex at year 0). Without an estimate (less than a day counted) there is no NPV, IRR or payback.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class EconomicsConfig:
     db_path: Path | None = None  # None: the caller's state directory decides
     min_coverage: float = 0.9  # share of an interval with good data for it to count
     max_hold_s: float = 5.0  # longest a ledger sample stands for (a longer gap is missing data)
-    trailing_days: float = 30.0  # window of the savings rate ROI projects
+    trailing_days: float = 365.0  # window of whole billing months the annual estimate uses
 
     def capex(self, clusters: int, pcs: int) -> float:
         return self.capex_per_cluster * clusters + self.capex_per_pcs * pcs + self.capex_installation
@@ -55,7 +56,7 @@ def economics_config(site: SiteConfig) -> EconomicsConfig:
         db_path=None if db is None else (site.path.parent / db),
         min_coverage=t.number("min_coverage", 0.9, lo=0.0, hi=1.0, lo_open=True),
         max_hold_s=t.number("max_hold_s", max(5.0, 3.0 * site.cycle_s), lo=site.cycle_s),
-        trailing_days=t.number("trailing_days", 30.0, lo=1.0, hi=366.0),
+        trailing_days=t.number("trailing_days", 365.0, lo=1.0, hi=366.0),
     )
     t.done()
     return cfg
@@ -97,15 +98,15 @@ class Roi:
     days: float  # days the ledger covers
     opex_to_date: float
     recovered: float  # (realized - opex to date) / capex: payback to date, 1.0 = paid back
-    annual_savings: float  # trailing rate, annualised
-    simple_payback_years: float  # capex / (annual savings - opex); inf if never
-    remaining_payback_years: float  # from today at the trailing rate; 0 if already paid back
-    npv: float
+    annual_savings: float | None  # the annual estimate (None: not enough data to annualise)
+    simple_payback_years: float | None  # capex / (annual savings - opex); inf if never
+    remaining_payback_years: float | None  # from today at the annual estimate; 0 if already paid back
+    npv: float | None
     irr: float | None
 
     def as_dict(self) -> dict[str, float | None]:
-        def fin(x: float) -> float | None:
-            return x if math.isfinite(x) else None
+        def fin(x: float | None) -> float | None:
+            return x if x is not None and math.isfinite(x) else None
 
         return {
             "capex": self.capex,
@@ -121,10 +122,6 @@ class Roi:
         }
 
 
-def annualise(savings: float, days: float) -> float:
-    return savings * DAYS_PER_YEAR / days if days > 0 else 0.0
-
-
 def roi(
     capex: float,
     annual_opex: float,
@@ -132,15 +129,16 @@ def roi(
     life_years: int,
     realized_savings: float,
     days: float,
-    trailing_savings: float,
-    trailing_days: float,
+    annual_savings: float | None,
 ) -> Roi:
-    """Return on investment from measured savings (`trailing_savings` over `trailing_days`)."""
+    """Return on investment from measured savings to date (over `days`) and the annual estimate
+    (agent.economics.annual); with no estimate (too little counted) no payback, NPV or IRR."""
     opex_to_date = annual_opex * days / DAYS_PER_YEAR
-    annual = annualise(trailing_savings, trailing_days)
-    cash = annual - annual_opex
     net_to_date = realized_savings - opex_to_date
     recovered = net_to_date / capex if capex > 0 else math.inf
+    if annual_savings is None:
+        return Roi(capex, realized_savings, days, opex_to_date, recovered, None, None, None, None, None)
+    cash = annual_savings - annual_opex
     simple = capex / cash if cash > 0 else math.inf
     left = capex - net_to_date
     remaining = 0.0 if left <= 0 else (left / cash if cash > 0 else math.inf)
@@ -150,7 +148,7 @@ def roi(
         days=days,
         opex_to_date=opex_to_date,
         recovered=recovered,
-        annual_savings=annual,
+        annual_savings=annual_savings,
         simple_payback_years=simple,
         remaining_payback_years=remaining,
         npv=npv(discount_rate, capex, cash, life_years),

@@ -28,6 +28,7 @@ from agent.live.hub import CycleRecord, Hub
 from agent.live.pcc_watch import PccMeterWatch
 from agent.logs import kv
 from agent.model.alarms import Severity
+from agent.model.clock import accelerate, revert_s
 from agent.model.config import DeviceConfig, SiteConfig, load_site
 from agent.model.plan import Plan
 from agent.model.snapshot import ClusterStatus, Measured, PcsStatus, SiteSnapshot
@@ -38,7 +39,6 @@ from drivers.reading import Quality, Reading
 
 log = logging.getLogger("ems.loop")
 
-REVERT_FACTOR = 5.0  # PCS revert timer = this many cycles (at least 2 s): survives one missed write
 OPEN_BELOW_W = 2_000.0  # a contactor is opened only once its cluster carries (almost) no current
 
 
@@ -78,7 +78,11 @@ class AgentLoop:
         wall: Callable[[], datetime] | None = None,
         load_source: LoadSource | None = None,
         initial: ControllerState | None = None,
+        speed: float = 1.0,
     ) -> None:
+        """`clock` and `wall` are the site's clocks (agent.model.clock.SiteClock on an accelerated
+        site: then `speed` is its speed, and the loop sleeps speed times less real time)."""
+        self.speed = speed
         self.site = site
         self.hub = hub
         self.prices = prices
@@ -100,6 +104,7 @@ class AgentLoop:
     # --- configuration ---------------------------------------------------------------------
     def _apply_site(self, site: SiteConfig) -> None:
         """Open devices that are new, keep those unchanged, close the ones gone."""
+        site = accelerate(site, self.speed)
         old = self.devs.devices
         new: dict[str, ModbusDevice] = {}
         profiles: dict[str, Profile] = {}
@@ -159,7 +164,7 @@ class AgentLoop:
 
     async def _write(self, snap: SiteSnapshot, plan: Plan) -> None:
         writes = []
-        revert_s = max(2.0, REVERT_FACTOR * self.site.cycle_s)
+        revert = revert_s(self.site.cycle_s, self.speed)  # in the PCS's (the site's) seconds
         gc = plan.grid_control
         for p in snap.pcs:
             dev = self.devs.devices.get(p.id)
@@ -193,7 +198,7 @@ class AgentLoop:
                 else:
                     values = {k.PCC_ENABLE: 0.0}
             if p.id not in self._revert_ok:
-                values |= {k.REVERT_S: revert_s, k.SETPOINT_ENABLE: 1.0}
+                values |= {k.REVERT_S: revert, k.SETPOINT_ENABLE: 1.0}
             values[k.SETPOINT_W] = w
             writes.append(self._write_one(p.id, dev, values, pcc))
         await asyncio.gather(*writes)
@@ -319,12 +324,13 @@ class AgentLoop:
         t2 = self.clock()
         self._alarms(snap, plan)
         self.hub.device_health = {i: d.health_dict() for i, d in self.devs.devices.items()}
+        ms = 1000.0 / self.speed  # site seconds -> real milliseconds (what the host spent)
         rec = CycleRecord(
             snapshot=snap,
             plan=plan,
-            cycle_ms=(t2 - t0) * 1000,
-            poll_ms=(t1 - t0) * 1000,
-            write_ms=(t2 - t1) * 1000,
+            cycle_ms=(t2 - t0) * ms,
+            poll_ms=(t1 - t0) * ms,
+            write_ms=(t2 - t1) * ms,
             overruns=self.hub.stats.overruns,
         )
         self.hub.publish(rec)
@@ -354,7 +360,7 @@ class AgentLoop:
                 self.hub.stats.overruns += missed
                 next_t += missed * period
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, next_t - self.clock()))
+                await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, next_t - self.clock()) / self.speed)
         await self.close()
 
     def stop(self) -> None:

@@ -35,6 +35,7 @@ from agent.live.loop import AgentLoop
 from agent.live.statedir import DbFileWatch, prepare_state_dir, rescue_db
 from agent.logs import kv
 from agent.model.alarms import Severity
+from agent.model.clock import SiteClock, accelerate
 from agent.model.config import SiteConfig, load_site
 from agent.model.operator import CommandError, OperatorState, SetMaintenance, SiteLimits, apply_command, parse_command
 from agent.mqtt import MqttLink, parse_mqtt, start_mqtt, stop_mqtt
@@ -105,7 +106,12 @@ class Runtime:
         state_dir: Path,
         api_port: int | None = None,
         demo: bool = False,
+        clock: SiteClock | None = None,
     ) -> None:
+        # One clock for everything timed (cycle, revert timers, demand intervals, ledger, health
+        # days, telemetry): the real one, or an accelerated simulation's (agent.model.clock).
+        self.clock = clock or SiteClock()
+        site = accelerate(site, self.clock.speed)
         self.site = site
         self.state_dir = prepare_state_dir(state_dir)  # StateDirError (exit 2) before any file is opened
         self.demo = demo
@@ -121,7 +127,7 @@ class Runtime:
         econ = economics_config(site)
         self.tariff = load_tariff(site.tariff_path) if site.tariff_path is not None else None
 
-        self.hub = Hub(site, AuditLog(state_dir / "audit.jsonl"), clock=time.monotonic)
+        self.hub = Hub(site, AuditLog(state_dir / "audit.jsonl"), clock=self.clock.monotonic)
         self.hub.operator = restore_operator(self.hub.operator, state_dir / "audit.jsonl", self.hub.limits())
         if self.hub.operator != OperatorState(maintenance=site.maintenance):
             op = self.hub.operator
@@ -139,8 +145,17 @@ class Runtime:
             self.hub.sinks.append(LedgerSink(self.ledger))
             self.hub.providers["ledger"] = lambda: self._report
             self.hub.providers["roi"] = lambda: self._report.get("roi", {})
-        seeded = _seed_state(site, self.tariff, self.ledger, datetime.now(site.timezone))
-        self.loop = AgentLoop(site, self.hub, self.tariff, initial=seeded)
+        tz = site.timezone
+        seeded = _seed_state(site, self.tariff, self.ledger, self.clock.wall(tz))
+        self.loop = AgentLoop(
+            site,
+            self.hub,
+            self.tariff,
+            clock=self.clock.monotonic,
+            wall=lambda: self.clock.wall(tz),
+            initial=seeded,
+            speed=self.clock.speed,
+        )
         # The ledger's report is computed in the loop's thread (its SQLite connection lives there)
         # at most every REPORT_EVERY_S, and API threads read the cached dict.
         self._report: dict[str, Any] = {}
@@ -162,7 +177,8 @@ class Runtime:
         if self.ledger is None or now - self._report_t < REPORT_EVERY_S:
             return
         self._report_t = now
-        self._report = self.ledger.report(len(self.site.clusters), len(self.site.pcs))
+        rated_w = sum(p.rated_w for p in self.site.pcs)
+        self._report = self.ledger.report(len(self.site.clusters), len(self.site.pcs), rated_w)
 
     def _watch_ledger(self, rec: CycleRecord) -> None:
         """A ledger database deleted while running is copied back from the open connection and
@@ -236,7 +252,7 @@ class Runtime:
             if tokens is None and not self.api_cfg.open_read:
                 log.warning("api: no tokens_file and open_read = false: every request will be refused")
             level = logging.getLevelName(logging.getLogger().level or logging.WARNING)  # the API logs as we do
-            init = Init(self.site, tokens, self.api_cfg.open_read, level)
+            init = Init(self.site, tokens, self.api_cfg.open_read, level, self.clock.speed)
             port = 0 if self.api_cfg.port == ANY_PORT else self.api_cfg.port
             self.api = ApiProcess(ApiBridge(self.hub), init, self.api_cfg.host, port)
             self.api.start()

@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,6 +36,7 @@ import numpy as np
 
 from agent.control import Prices, decide, initial_state, reserve_floor_pct
 from agent.control.fleet import FleetMemo
+from agent.economics.annual import MonthFigures, estimate
 from agent.economics.optimum import BatterySpec, OptimumResult, optimum, resample_mean
 from agent.economics.roi import EconomicsConfig, roi
 from agent.economics.tariff import FloatArray, Tariff
@@ -428,6 +429,33 @@ def optimum_for(
     return optimum(ts, np.maximum(net, 0.0), tariff, bat)
 
 
+def replay_months(rep: dict[str, Any], tariff: Tariff, stored_value: float, rated_w: float) -> list[MonthFigures]:
+    """The replay's billing months for the annual estimate (agent.economics.annual): each month's
+    bill difference less its demand part, with the degradation and the stored-energy value shared
+    out by the time billed; whole when the trace covers the month (99 % of its seconds)."""
+    m0, m1 = rep["baseline"]["bill"]["months"], rep["battery"]["bill"]["months"]
+    total_s = sum(m["covered_s"] for m in m0)
+    other = rep["savings"]["degradation"] + stored_value  # degradation is negative here
+    out = []
+    for a, b in zip(m0, m1, strict=True):
+        start, end = date.fromisoformat(a["start"]), date.fromisoformat(a["end"])
+        demand = sum(x["charge"] for x in a["demand"].values()) - sum(x["charge"] for x in b["demand"].values())
+        share = a["covered_s"] / total_s if total_s > 0 else 0.0
+        out.append(
+            MonthFigures(
+                start=start,
+                end=end,
+                time_net=a["total"] - b["total"] - demand + other * share,
+                covered_s=a["covered_s"],
+                counted_s=a["covered_s"],
+                demand_savings=demand,
+                demand_max=sum(ch.rate for ch in tariff.demand) * rated_w / 1000.0,
+                whole=a["covered_s"] >= 0.99 * (end - start).days * 86_400.0,
+            )
+        )
+    return out
+
+
 def evaluate(
     site: SiteConfig,
     tariff: Tariff,
@@ -484,8 +512,10 @@ def evaluate(
     }
     days = rep["hours"] / 24.0
     capex = econ.capex(n_clusters, n_pcs)
+    est = estimate(replay_months(rep, tariff, value, battery_spec(site).power_w), econ.trailing_days)
+    rep["annual_estimate"] = est.as_dict()
     rep["roi"] = roi(
-        capex, econ.annual_opex, econ.discount_rate, econ.project_life_years, adjusted, days, adjusted, days
+        capex, econ.annual_opex, econ.discount_rate, econ.project_life_years, adjusted, days, est.annual
     ).as_dict()
     rep["replay"] = {
         "steps": result.steps,

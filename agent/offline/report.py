@@ -250,8 +250,10 @@ def plot_report(
     if sweep:
         ax = axes[2]
         n_cl = [r["clusters"] for r in sweep]
-        ax.plot(n_cl, [r["annual_savings"] for r in sweep], marker="o", label="annual net savings")
-        ax.plot(n_cl, [r["npv"] for r in sweep], marker="s", label="NPV")
+        # (None, a gap: a trace under a day gives no annual estimate)
+        ax.plot(n_cl, [np.nan if r["annual_savings"] is None else r["annual_savings"] for r in sweep],
+                marker="o", label="annual net savings")
+        ax.plot(n_cl, [np.nan if r["npv"] is None else r["npv"] for r in sweep], marker="s", label="NPV")
         ax.set_xlabel("clusters")
         ax.set_ylabel(report["currency"])
         ax.axhline(0.0, color="grey", linewidth=0.5)

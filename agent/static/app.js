@@ -301,8 +301,8 @@ function wireLogin() {
 // Money read-outs (ledger, ROI): scalar fields as rows, a nested summary (e.g. "to date") as a
 // sub-heading with its own rows; lists and fields shown elsewhere are left out, amounts carry the
 // currency. (Printing nested JSON here once pushed the whole page wider than the screen.)
-const MONEY = /savings|cost|value|capex|opex|recovered|npv|trailing/;
-const SKIP = new Set(["label", "roi", "currency"]);
+const MONEY = /savings|cost|value|capex|opex|npv|^low$|^high$|per_day|per_month|so_far/;
+const SKIP = new Set(["label", "roi", "currency", "note", "status"]);
 
 function kvRows(obj, currency, items) {
   for (const [k, v] of Object.entries(obj)) {
@@ -324,6 +324,17 @@ function kvRows(obj, currency, items) {
 function kvList(el, obj, title, currency) {
   const h = document.createElement("div"); h.className = "na"; h.style.color = "var(--text)"; h.textContent = title;
   const items = [h];
+  // The ROI says how it annualised (basis, range) and, until a day is counted, that it cannot yet:
+  // its NPV / IRR / payback then read "—", never minus the whole capex.
+  const est = obj.estimate;
+  if (est && est.note) {
+    const n = document.createElement("div");
+    n.className = obj.status === "not_enough_data" ? "na unavail" : "na small";
+    n.textContent = obj.status === "not_enough_data"
+      ? `${t("roi_not_enough")} (${est.counted_h.toFixed(1)} h / 24 h)`
+      : `${t("basis_" + est.basis)}: ${est.note}`;
+    items.push(n);
+  }
   kvRows(obj, currency ?? obj.currency, items);
   el.replaceChildren(...items);
 }
