@@ -20,7 +20,6 @@ from pathlib import Path
 from agent.api.bridge import ApiBridge
 from agent.api.mirror import Mirror
 from agent.live.hub import CycleRecord, Hub
-from agent.model.alarms import Severity
 from agent.model.plan import Bound, Plan
 from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
 
@@ -164,9 +163,7 @@ class SiteFeed:
         # The loop raises these alarms from the snapshot; the feed does the same minimal thing.
         for cs in clusters:
             if cs.status is ClusterStatus.FAULT:
-                self.hub.alarms.raise_(
-                    "cluster_fault", cs.id, Severity.CRITICAL, "BMS reports a fault", t_wall
-                )
+                self.hub.alarms.raise_("cluster_fault", cs.id, "BMS reports a fault", t_wall)
             else:
                 self.hub.alarms.clear("cluster_fault", cs.id, t_wall)
         return CycleRecord(

@@ -50,7 +50,6 @@ SPEC: list[tuple[str, str, str, float | None, float | None]] = [
     ("control", "reserve_load_w", "number", 0, None),
     ("control", "reserve_minutes", "number", 0, 1440),
     ("control", "ramp_limit_w_per_s", "number", 0, None),
-    ("control", "ramp_return_s", "number", 1, None),
     ("control", "demand_target_w", "number", 0, None),
     ("control", "demand_interval_s", "number", 60, 3600),
     ("control", "tou_enabled", "flag", None, None),

@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 
 from agent.live.hub import Hub
-from agent.model.alarms import Severity
 from agent.mqtt import MqttLink, sign, start_mqtt, stop_mqtt
 from tests.conftest import DEMO_SITE, ROOT, Broker, Cycles
 
@@ -104,7 +103,7 @@ async def test_state_plan_clusters_and_alarms_arrive_with_the_documented_schema(
         status = await next_msg(sub, "ems/demo/status")
         assert status["status"] == "online" and status["client_id"] == "ems-test"
 
-        hub.alarms.raise_("device_comm", "c03", Severity.WARNING, "no usable data (stale)", T0)
+        hub.alarms.raise_("device_comm", "c03", "no usable data (stale)", T0)
         cyc = Cycles(hub, T0)
         rec = cyc.next(load_w=2_500_000.0)
         topics = {"ems/demo/state", "ems/demo/plan", "ems/demo/alarm"} | {

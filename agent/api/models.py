@@ -114,7 +114,8 @@ class AlarmOut(BaseModel):
     code: str
     source: str
     severity: str = Field(description="info, warning or critical")
-    message: str
+    title: dict[str, str] = Field(description="what the code means, by language: en, zh (the alarm catalogue)")
+    message: str = Field(description="this occurrence's detail (the device's error, the quality seen)")
     raised_at: datetime
     cleared_at: datetime | None
     acked_by: str | None

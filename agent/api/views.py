@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from agent.live.hub import CycleRecord
-from agent.model.alarms import Alarm, Severity
+from agent.model.alarms import Alarm, Severity, kind
 from agent.model.config import SiteConfig
 from agent.model.operator import OperatorState
 from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot
@@ -140,6 +140,7 @@ def alarm_out(a: Alarm) -> AlarmOut:
         code=a.code,
         source=a.source,
         severity=a.severity.value,
+        title=kind(a.code).text(),
         message=a.message,
         raised_at=a.raised_at,
         cleared_at=a.cleared_at,

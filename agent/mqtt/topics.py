@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 from agent.live.hub import CycleRecord
-from agent.model.alarms import Alarm
+from agent.model.alarms import Alarm, kind
 from agent.model.plan import GridControl, Plan
 from agent.model.snapshot import ClusterSnapshot, Measured
 
@@ -180,6 +180,7 @@ def alarm_payload(a: Alarm, active: bool) -> dict[str, Any]:
         "source": a.source,
         "severity": a.severity.value,
         "active": active,
+        "title": kind(a.code).text(),
         "message": a.message,
         "raised_at": a.raised_at.isoformat(),
         "cleared_at": a.cleared_at.isoformat() if a.cleared_at is not None else None,
