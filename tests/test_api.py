@@ -26,7 +26,7 @@ from agent.live.audit import AuditLog
 from agent.live.hub import Hub
 from agent.model.config import load_site
 from agent.model.operator import OperatorState
-from agent.model.tomlcheck import ConfigError
+from common.tomlcheck import ConfigError
 
 from .test_api_feed import DEMO, ApiPair, FakeClock, SiteFeed, expected_soc
 

@@ -26,9 +26,9 @@ from agent.api import api_config
 from agent.economics.roi import economics_config
 from agent.economics.tariff import load_tariff
 from agent.model.config import load_site
-from agent.model.tomlcheck import ConfigError
 from agent.mqtt import parse_mqtt
 from agent.telemetry import parse_telemetry
+from common.tomlcheck import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "agent" / "sites" / "demo.toml"

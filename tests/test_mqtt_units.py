@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from agent.model.tomlcheck import ConfigError
 from agent.mqtt import AuthError, RackLoad, Verifier, canonical, parse_mqtt, sign
+from common.tomlcheck import ConfigError
 from drivers.reading import Quality
 from tests.conftest import demo_site
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.model.config import load_site
-from agent.model.tomlcheck import ConfigError
+from common.tomlcheck import ConfigError
 
 from .conftest import DEMO_SITE
 

@@ -15,7 +15,6 @@ import pytest
 from agent.control.compose import REASONS
 from agent.live.hub import Hub
 from agent.model.snapshot import ClusterStatus, Measured
-from agent.model.tomlcheck import ConfigError
 from agent.telemetry.config import parse_telemetry
 from agent.telemetry.schema import (
     MODE_CODE,
@@ -28,6 +27,7 @@ from agent.telemetry.schema import (
     points_for,
     t_ns,
 )
+from common.tomlcheck import ConfigError
 from drivers.reading import Quality
 from tests.conftest import Cycles, demo_site
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agent.model.tomlcheck import REQUIRED, ConfigError, Table, load_toml
+from common.tomlcheck import REQUIRED, ConfigError, Table, load_toml
 
 METER_ROLES = ("grid", "load", "pv", "rack")
 # [[pcs]] grid_control: "setpoint" = the PCS follows the agent's active-power setpoint (SunSpec 704
