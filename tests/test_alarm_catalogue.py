@@ -16,7 +16,7 @@ from agent.model.plan import Plan
 from agent.model.snapshot import ClusterStatus, Measured, PcsStatus
 from drivers.reading import Quality
 
-from .conftest import demo_site, snapshot_for
+from .fakes import demo_site, snapshot_for
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 7, 1, 12, tzinfo=UTC)

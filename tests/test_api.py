@@ -28,7 +28,8 @@ from agent.model.config import load_site
 from agent.model.operator import OperatorState
 from common.tomlcheck import ConfigError
 
-from .test_api_feed import DEMO, ApiPair, FakeClock, SiteFeed, expected_soc
+from .fakes import DEMO_SITE, FakeClock, SiteFeed, expected_soc
+from .test_api_feed import ApiPair
 
 VIEWER, OPERATOR = "view-token-123", "op-token-456"
 V = {"Authorization": f"Bearer {VIEWER}"}
@@ -46,7 +47,7 @@ def write_tokens(path: Path) -> Path:
 
 class Env:
     def __init__(self, tmp: Path, open_read: bool = False) -> None:
-        self.site = load_site(DEMO)
+        self.site = load_site(DEMO_SITE)
         self.clock = FakeClock()
         self.audit_path = tmp / "audit.jsonl"
         self.hub = Hub(self.site, AuditLog(self.audit_path), clock=self.clock)
@@ -465,7 +466,7 @@ async def test_dashboard_is_served(env: Env) -> None:
 
 # --- config ----------------------------------------------------------------------------------
 def test_api_config_validation(tmp_path: Path) -> None:
-    site = load_site(DEMO)
+    site = load_site(DEMO_SITE)
     assert api_config(site).port == 8080 and api_config(site).host == "127.0.0.1"
     tok = write_tokens(tmp_path / "t.toml")
     cfg = api_config(

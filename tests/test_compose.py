@@ -19,7 +19,7 @@ from agent.model.snapshot import Measured
 from agent.mqtt import parse_mqtt
 from agent.telemetry import parse_telemetry
 from agent.telemetry.schema import MEASUREMENTS, points_for
-from tests.conftest import ROOT, Cycles
+from tests.fakes import ROOT, Cycles
 
 COMPOSE = ROOT / "docker-compose.yml"
 DASHBOARDS = sorted((ROOT / "dashboards" / "grafana").glob("*.json"))

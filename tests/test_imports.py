@@ -168,3 +168,8 @@ def test_every_subcommand_is_registered_where_the_command_line_looks_for_it() ->
         assert command in sub.choices, (command, module)  # type: ignore[operator]
     every = next(a for a in build_parser()._actions if a.dest == "command")
     assert set(every.choices or ()) == set(SUBCOMMANDS)
+
+
+def test_benches_import_the_installed_package_without_editing_sys_path() -> None:
+    edits = [p.name for p in sorted((ROOT / "bench").glob("*.py")) if "sys.path" in p.read_text()]
+    assert edits == []

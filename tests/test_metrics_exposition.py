@@ -12,7 +12,7 @@ from agent.api.metrics import render
 from agent.api.observer import Observer
 from agent.live.hub import Hub
 
-from .conftest import Cycles
+from .fakes import Cycles
 
 T0 = datetime(2026, 7, 1, 12, tzinfo=UTC)
 

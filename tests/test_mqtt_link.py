@@ -22,7 +22,8 @@ import aiomqtt
 
 from agent.live.hub import Hub
 from agent.mqtt import MqttLink, sign, start_mqtt, stop_mqtt
-from tests.conftest import DEMO_SITE, ROOT, Broker, Cycles
+from tests.conftest import Broker
+from tests.fakes import DEMO_SITE, ROOT, Cycles
 
 SECRET = b"0123456789abcdef-test-secret"
 TZ = ZoneInfo("Asia/Shanghai")

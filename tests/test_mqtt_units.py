@@ -11,7 +11,7 @@ import pytest
 from agent.mqtt import AuthError, RackLoad, Verifier, canonical, parse_mqtt, sign
 from common.tomlcheck import ConfigError
 from drivers.reading import Quality
-from tests.conftest import demo_site
+from tests.fakes import demo_site
 
 KEY = b"k" * 32
 

@@ -22,7 +22,7 @@ from agent.model.snapshot import ClusterSnapshot, Measured, PcsSnapshot, SiteSna
 from agent.mqtt.topics import cluster_payload, pcs_payload, state_payload
 from agent.telemetry.schema import points_for
 
-from .conftest import demo_site, snapshot_for
+from .fakes import demo_site, snapshot_for
 
 T0 = datetime(2026, 7, 1, 12, tzinfo=UTC)
 

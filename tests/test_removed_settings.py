@@ -10,7 +10,7 @@ import pytest
 from agent.model.config import load_site
 from common.tomlcheck import ConfigError
 
-from .conftest import DEMO_SITE
+from .fakes import DEMO_SITE
 
 
 def test_ramp_return_s_is_refused_naming_the_key(tmp_path: Path) -> None:

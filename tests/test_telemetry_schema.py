@@ -29,7 +29,7 @@ from agent.telemetry.schema import (
 )
 from common.tomlcheck import ConfigError
 from drivers.reading import Quality
-from tests.conftest import Cycles, demo_site
+from tests.fakes import Cycles, demo_site
 
 T0 = datetime(2026, 7, 1, 14, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
