@@ -7,6 +7,7 @@ COPY pyproject.toml README.md ./
 COPY agent ./agent
 COPY drivers ./drivers
 COPY simulators ./simulators
+COPY common ./common
 RUN pip install --no-cache-dir . \
     && useradd --system --home-dir /var/lib/ems --create-home ems
 USER ems

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 # Optional: the same package with its control hot path compiled by mypyc (setup.py), in its own
 # virtualenv, for long offline analyses: `.venv-fast/bin/ems-agent analyze ...`. Needs a C compiler.
 FAST := .venv-fast
-FAST_SRC := setup.py $(wildcard agent/*.py agent/*/*.py simulators/*.py)
+FAST_SRC := setup.py $(wildcard agent/*.py agent/*/*.py simulators/*.py common/*.py)
 $(FAST)/.installed: pyproject.toml $(FAST_SRC)
 	test -d $(FAST) || $(PY) -m venv $(FAST)
 	$(FAST)/bin/pip install -q --upgrade pip setuptools 'mypy>=1.10'
@@ -43,7 +43,7 @@ services:
 	fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check agent drivers simulators tests bench
+	$(BIN)/ruff check agent drivers simulators common tests bench
 	$(BIN)/mypy
 
 test: $(STAMP) services lint

@@ -1,6 +1,6 @@
 """Does API load slow the control loop? The real agent on the simulators, loaded from another process.
 
-    .venv/bin/python bench/api_load.py [--rate 200] [--sse 20] [--seconds 15] [--runs 3] [--cycle-s 0.25]
+    .venv/bin/python -m bench.api_load [--rate 200] [--sse 20] [--seconds 15] [--runs 3] [--cycle-s 0.25]
 
 Three processes on loopback, as in a deployment where the plant is elsewhere:
 - the simulated demo site (12 clusters, 4 PCS, 3 meters over Modbus TCP on free ports), a child;
@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 PATHS = ["/api/site", "/api/live", "/api/clusters", "/api/demand", "/api/alarms", "/metrics", "/healthz"]
 DRAIN_S = 10.0  # after the last scheduled request, wait at most this long for the stragglers
@@ -198,8 +197,8 @@ class Cycles:
 
 async def run_load(url: str, args: argparse.Namespace) -> dict[str, Any]:
     child = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--client", url, "--rate", str(args.rate), "--sse", str(args.sse),
-        "--seconds", str(args.seconds), stdout=subprocess.PIPE,
+        sys.executable, "-m", "bench.api_load", "--client", url, "--rate", str(args.rate), "--sse", str(args.sse),
+        "--seconds", str(args.seconds), stdout=subprocess.PIPE, cwd=ROOT,
     )  # fmt: skip
     try:
         out, _ = await asyncio.wait_for(child.communicate(), args.seconds + CLIENT_SLACK_S + 30)
@@ -216,8 +215,8 @@ async def agent_side(args: argparse.Namespace) -> dict[str, Any]:
     from tests.agent_harness import sim_site, wired
 
     sim = await asyncio.create_subprocess_exec(
-        sys.executable, __file__, "--simulate", "--cycle-s", str(args.cycle_s),
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        sys.executable, "-m", "bench.api_load", "--simulate", "--cycle-s", str(args.cycle_s),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT,
     )  # fmt: skip
     assert sim.stdin is not None and sim.stdout is not None
     try:

@@ -10,13 +10,9 @@ including one interval roll-over every 900 cycles.
 from __future__ import annotations
 
 import statistics
-import sys
 import time
 from datetime import datetime, timedelta
-from pathlib import Path
 from zoneinfo import ZoneInfo
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agent.control import decide, initial_state
 from agent.model.config import ControlConfig

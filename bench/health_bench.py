@@ -24,9 +24,6 @@ import random
 import statistics
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.health.tracker import HealthTracker
 from simulators.aging import AgingRun, run_tracker

@@ -35,14 +35,13 @@ from typing import Any
 
 import psutil
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from agent.logs import setup_logging
+from agent.model.config import DeviceConfig, load_site
+from agent.telemetry import LocalStore
+from drivers import keys as K
+from simulators.site import SimulatedSite
 
-from agent.logs import setup_logging  # noqa: E402
-from agent.model.config import DeviceConfig, load_site  # noqa: E402
-from agent.telemetry import LocalStore  # noqa: E402
-from drivers import keys as K  # noqa: E402
-from simulators.site import SimulatedSite  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CLUSTERS_PER_PCS = 4
 

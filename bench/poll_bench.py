@@ -1,6 +1,6 @@
 """Poll a whole simulated site through ModbusDevice and through bare pymodbus clients.
 
-    .venv/bin/python bench/poll_bench.py [--clusters 64] [--pcs 8] [--rounds 15] [--json]
+    .venv/bin/python -m bench.poll_bench [--clusters 64] [--pcs 8] [--rounds 15] [--json]
 
 Site: N clusters (bms_sunspec_802), K PCS (half pcs_sunspec_70x, half pcs_vendor_acme) and three
 meters (meter_sunspec_203, rack_load_vendor, pv_sunspec_103), each served from a static register
@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from pymodbus.client import AsyncModbusTcpClient
 
 from agent.model.config import DeviceConfig
@@ -35,6 +33,8 @@ from drivers.device import ModbusDevice
 from drivers.imageserver import ImageServer
 from drivers.profile import Profile, load_profile
 from tests.test_device import SAMPLES as SAMPLE  # engineering values for every point of every profile
+
+ROOT = Path(__file__).resolve().parent.parent  # the child server runs as `-m bench.poll_bench` from here
 
 
 def site(clusters: int, pcs: int) -> list[tuple[str, str]]:
@@ -76,7 +76,8 @@ async def bench(clusters: int, pcs: int, rounds: int) -> dict[str, Any]:
     devs = site(clusters, pcs)
     child = await asyncio.create_subprocess_exec(
         sys.executable,
-        __file__,
+        "-m",
+        "bench.poll_bench",
         "--serve",
         "--clusters",
         str(clusters),
@@ -85,6 +86,7 @@ async def bench(clusters: int, pcs: int, rounds: int) -> dict[str, Any]:
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
+        cwd=ROOT,
     )
     assert child.stdout is not None and child.stdin is not None
     try:

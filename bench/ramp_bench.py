@@ -34,12 +34,11 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from agent.economics.tariff import bundled
+from agent.model.config import SiteConfig, load_site
+from agent.offline.replay import PcsModel, Trace, replay
 
-from agent.economics.tariff import bundled  # noqa: E402
-from agent.model.config import SiteConfig, load_site  # noqa: E402
-from agent.offline.replay import PcsModel, Trace, replay  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 TRACE = ROOT.parent / "shared" / "data" / "h100-node-training-100stepsync.csv"
 NODES = 600

@@ -41,8 +41,6 @@ from typing import Any
 import numpy as np
 
 # Appended, not prepended: an installed ems-agent wins (the compiled one in .venv-fast: `make fast`).
-sys.path.append(str(Path(__file__).resolve().parents[1]))
-
 from agent.economics.billing import bill
 from agent.economics.optimum import BatterySpec, OptimumResult, resample_mean
 from agent.economics.roi import EconomicsConfig

@@ -1,10 +1,10 @@
 """Issue 7 soak: the real agent against the full simulated site for a long time, every fault injected
 on a seeded random schedule, then every cycle checked (tests/soak_rig.py says what and how).
 
-    .venv/bin/python bench/soak.py --minutes 60 --seed 1          # the long soak (~62 min wall)
-    .venv/bin/python bench/soak.py --minutes 5 --seed 2           # a quick one
-    .venv/bin/python bench/soak.py --minutes 30 --no-restarts     # one agent run: memory/socket trend
-    .venv/bin/python bench/soak.py --month --seed 3               # a compressed month (~20-40 min)
+    .venv/bin/python -m bench.soak --minutes 60 --seed 1          # the long soak (~62 min wall)
+    .venv/bin/python -m bench.soak --minutes 5 --seed 2           # a quick one
+    .venv/bin/python -m bench.soak --minutes 30 --no-restarts     # one agent run: memory/socket trend
+    .venv/bin/python -m bench.soak --month --seed 3               # a compressed month (~20-40 min)
 
 Writes artifacts/soak-<seed>.json and .md (per-fault counts and reactions, violations, losses,
 RSS / socket samples per agent run, ledger and authentication checks) and prints progress; the
@@ -42,10 +42,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from tests.soak_rig import MonthConfig, Soak, SoakConfig, month_markdown, run_month, write_reports
 
-from tests.soak_rig import MonthConfig, Soak, SoakConfig, month_markdown, run_month, write_reports  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> int:

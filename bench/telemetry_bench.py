@@ -1,6 +1,6 @@
 """Telemetry throughput on this machine, against a real VictoriaMetrics (InfluxDB v2 write API).
 
-    .venv/bin/python bench/telemetry_bench.py [--cycles 600] [--clusters 128]
+    .venv/bin/python -m bench.telemetry_bench [--cycles 600] [--clusters 128]
 
 Measures, for a site of `--clusters` clusters with the full schema:
 1. the caller's cost of `submit()` (what a control cycle pays), p50/p99/max;
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import replace
@@ -22,12 +21,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from agent.live.audit import AuditLog
 from agent.live.hub import CycleRecord, Hub
 from agent.telemetry import InfluxSink, start_telemetry
-from tests.conftest import Cycles, VictoriaMetrics, demo_site
+from tests.conftest import VictoriaMetrics
+from tests.fakes import Cycles, demo_site
 
 
 def wait(cond: object, timeout_s: float) -> float:

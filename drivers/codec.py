@@ -107,7 +107,10 @@ def exact_divisor(scale: float) -> int:
     """The integer d with scale == 1/d, if there is one (0 otherwise)."""
     if scale == 0 or abs(scale) >= 1:
         return 0
-    d = round(1 / scale)
+    inverse = 1 / scale
+    if not math.isfinite(inverse):  # a subnormal scale: 1/scale overflows, no integer divides by it
+        return 0
+    d = round(inverse)
     return d if d != 0 and 1 / d == scale else 0
 
 

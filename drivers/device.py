@@ -28,12 +28,11 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from agent.model.config import DeviceConfig
 from drivers.codec import EncodeError, Point, decode_sf, encode
 from drivers.profile import Block, Profile
 from drivers.reading import Quality, Reading
@@ -64,10 +63,28 @@ class DeviceHealth:
     last_poll_s: float = 0.0  # duration of the last poll
 
 
+class Endpoint(Protocol):
+    """Where one device answers (the site file's device entry has these, among others). The driver
+    needs only this, so it depends on nothing of the agent."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def unit(self) -> int: ...  # Modbus device id
+    @property
+    def timeout_s(self) -> float: ...  # per attempt
+    @property
+    def retries(self) -> int: ...
+
+
 class ModbusDevice:
     def __init__(
         self,
-        cfg: DeviceConfig,
+        cfg: Endpoint,
         profile: Profile,
         stale_after_s: float,
         clock: Callable[[], float] = time.monotonic,

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
-from agent.model.tomlcheck import ConfigError, Table, load_toml
+from common.tomlcheck import ConfigError, Table, load_toml
 from drivers import keys
 from drivers.codec import (
     TYPE_WORDS,

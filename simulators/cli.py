@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.model.config import load_site
-from agent.model.tomlcheck import ConfigError
+from common.tomlcheck import ConfigError
 from simulators.faults import EXCEPTION_CODES
 
 # sim-fault KIND -> (control command, what the target is)

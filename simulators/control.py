@@ -9,7 +9,8 @@ One JSON object per line in, one per line out:
 Commands: cluster_fault, cluster_remove, pcs_trip, pcs_ct (gain: what its grid meter reads x the
 grid, -1 by default: CT reversed; on=false restores), silent, exception (code), corrupt (key,
 value: number or "nan"; on=false restores), grid (up: bool), load_offset (w), clear, status.
-See SimulatedSite.command.
+See SimulatedSite.command. The server knows only that handler (a function of the command), not
+the site: the site imports this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -17,17 +18,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from simulators.site import SimulatedSite
+from collections.abc import Callable
+from typing import Any
 
 MAX_LINE = 64 * 1024
 
+Handler = Callable[[dict[str, Any]], dict[str, Any]]  # a command -> the site's status after it
+
 
 class ControlServer:
-    def __init__(self, site: SimulatedSite, port: int = 0):
-        self.site = site
+    def __init__(self, command: Handler, port: int = 0):
+        self.command = command
         self.port = port
         self._srv: asyncio.Server | None = None
         self._conns: set[asyncio.Task[None]] = set()
@@ -53,7 +54,7 @@ class ControlServer:
             cmd = json.loads(line)
             if not isinstance(cmd, dict):
                 raise ValueError("a command must be a JSON object")
-            return {"ok": True, "status": self.site.command(cmd)}
+            return {"ok": True, "status": self.command(cmd)}
         except (ValueError, KeyError) as e:
             msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
             return {"ok": False, "error": str(msg)}

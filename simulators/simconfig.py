@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.model.config import SiteConfig
-from agent.model.tomlcheck import Table
+from common.tomlcheck import Table
 
 LOAD_MODELS = ("synthetic", "trace", "inference")
 

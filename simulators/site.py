@@ -25,6 +25,7 @@ from agent.model.clock import SiteClock
 from agent.model.config import DeviceConfig, SiteConfig
 from drivers import keys as K
 from drivers.profile import load_profile
+from simulators.control import ControlServer
 from simulators.faults import EXCEPTION_CODES, CommFaults, parse_value
 from simulators.image import DeviceImage, image_for
 from simulators.load import Inference, LoadModel, Offset, SyntheticTraining, TraceReplay, WithCooling
@@ -204,9 +205,7 @@ class SimulatedSite:
                 self.servers.append(srv)
                 for u in units.values():
                     self.ports[u.device_id] = srv.port
-            from simulators.control import ControlServer
-
-            self._control = ControlServer(self, self.control_port)
+            self._control = ControlServer(self.command, self.control_port)
             await self._control.start()
             self.control_port = self._control.port
         except BaseException:

@@ -25,7 +25,8 @@ from agent.model.config import load_site
 from simulators.physics import Pcs
 from simulators.site import SimulatedSite
 from tests.conftest import free_port
-from tests.loop_rig import ROOT, site_text
+from tests.fakes import ROOT
+from tests.loop_rig import site_text
 
 PlantCheck = Callable[[dict[str, Pcs]], bool]
 

@@ -18,20 +18,15 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from agent.control import decide, initial_state
 from agent.live.audit import AuditLog
-from agent.live.hub import CycleRecord, Hub
-from agent.model.config import SiteConfig, load_site
-from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
+from agent.live.hub import Hub
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_SITE = ROOT / "agent" / "sites" / "demo.toml"
+from .fakes import demo_site
 
 
 def _need(binary: str) -> str:
@@ -171,82 +166,6 @@ def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:
         yield vm
     finally:
         vm.stop()
-
-
-# --- real cycle records ------------------------------------------------------------------------
-def demo_site(sections: dict[str, Any] | None = None) -> SiteConfig:
-    site = load_site(DEMO_SITE)
-    if sections:
-        from dataclasses import replace
-
-        site = replace(site, sections={**site.sections, **sections})
-    return site
-
-
-def snapshot_for(
-    site: SiteConfig, seq: int, t_mono: float, t_wall: datetime, load_w: float = 2_000_000.0
-) -> SiteSnapshot:
-    """A healthy site: every cluster online at 60 % with 200 kW limits, grid importing the load."""
-    clusters = tuple(
-        ClusterSnapshot(
-            id=c.id,
-            pcs_id=next(p.id for p in site.pcs if c.id in p.clusters),
-            status=ClusterStatus.ONLINE,
-            capacity_wh=c.capacity_wh,
-            soc_pct=Measured(60.0),
-            max_charge_w=Measured(200_000.0),
-            max_discharge_w=Measured(200_000.0),
-            power_w=Measured(0.0),
-            soh_pct=Measured(98.5),
-            voltage_v=Measured(1331.0),
-            current_a=Measured(0.0),
-            cell_v_max=Measured(3.33),
-            cell_v_min=Measured(3.31),
-            temp_max_c=Measured(31.0),
-            temp_min_c=Measured(27.5),
-            cycles=Measured(120.0),
-        )
-        for c in site.clusters
-    )
-    pcs = tuple(
-        PcsSnapshot(p.id, p.clusters, PcsStatus.ONLINE, p.rated_w, Measured(0.0), Measured(0.0))
-        for p in site.pcs
-    )
-    return SiteSnapshot(
-        seq=seq,
-        t_mono=t_mono,
-        t_wall=t_wall,
-        grid_w=Measured(load_w),
-        load_w=Measured(load_w),
-        pv_w=Measured(0.0),
-        grid_up=True,
-        clusters=clusters,
-        pcs=pcs,
-    )
-
-
-class Cycles:
-    """Runs the real control policy over synthetic snapshots and publishes through a real Hub."""
-
-    def __init__(self, hub: Hub, start: datetime) -> None:
-        self.hub = hub
-        self.start = start
-        self.state = initial_state(hub.site.control)
-        self.seq = 0
-        # Snapshot monotonic times follow the hub's clock, so operator expiry times compare with them.
-        self.t0_mono = hub.clock()
-
-    def next(self, load_w: float = 2_000_000.0, publish: bool = True) -> CycleRecord:
-        self.seq += 1
-        t_wall = self.start + timedelta(seconds=self.seq)
-        snap = snapshot_for(self.hub.site, self.seq, self.t0_mono + self.seq, t_wall, load_w)
-        plan, self.state = decide(
-            snap, self.state, self.hub.site.control, self.hub.operator, None, self.hub.site.allow_export
-        )
-        rec = CycleRecord(snap, plan, cycle_ms=12.5, poll_ms=8.0, write_ms=3.0, overruns=0)
-        if publish:
-            self.hub.publish(rec)
-        return rec
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from agent.live.loop import AgentLoop
 from agent.model.config import SiteConfig, load_site
 from simulators.site import SimulatedSite
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO = ROOT / "agent" / "sites" / "demo.toml"
+from .fakes import DEMO_SITE, FakeClock
+
 TZ = ZoneInfo("Asia/Shanghai")
 NOON = datetime(2026, 7, 15, 12, 0, 0, tzinfo=TZ)  # a flat-price hour on the Shanghai tariff
 
@@ -45,7 +45,7 @@ def site_text(ports: dict[int, int] | None = None, soc: float = 50.0, drop: tupl
 
     `pcc`: every PCS speaks the ACME map with grid-power control and runs in that mode.
     """
-    text = DEMO.read_text()
+    text = DEMO_SITE.read_text()
     if pcc:
         text = re.sub(r'^profile = "pcs_[a-z0-9_]+"$', 'profile = "pcs_vendor_acme_pcc"\ngrid_control = "pcc"', text,
                       flags=re.M)
@@ -56,14 +56,6 @@ def site_text(ports: dict[int, int] | None = None, soc: float = 50.0, drop: tupl
         text = re.sub(rf'\[\[cluster\]\]\nid = "{cid}"\n(?:[^\[\n][^\n]*\n)*', "", text)
         text = text.replace(f', "{cid}"]', "]").replace(f'"{cid}", ', "")
     return text + QUIET_SIMULATION.format(soc=soc) + extra
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 class Rig:

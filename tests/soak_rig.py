@@ -85,6 +85,7 @@ from agent.model.config import SiteConfig, load_site
 from agent.model.operator import OperatorState
 from drivers.profile import load_profile
 from tests.conftest import Broker, VictoriaMetrics
+from tests.fakes import FakeClock
 from tests.loop_rig import site_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -1862,13 +1863,7 @@ async def run_month(cfg: MonthConfig, work: Path) -> dict[str, Any]:
     tariff = load_tariff(tariff_file)
     econ = economics_config(site)
 
-    class Clock:
-        t = 1000.0
-
-        def __call__(self) -> float:
-            return self.t
-
-    clock = Clock()
+    clock = FakeClock()
 
     def wall() -> datetime:
         return start + timedelta(seconds=clock.t - 1000.0)

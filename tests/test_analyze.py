@@ -21,8 +21,8 @@ from agent.economics.billing import bill
 from agent.economics.roi import EconomicsConfig
 from agent.economics.tariff import Tariff, bundled, parse_tariff
 from agent.model.config import ControlConfig, SiteConfig, load_site
-from agent.model.tomlcheck import ConfigError
 from agent.offline.replay import Trace, day_profile, evaluate, replay, site_for
+from common.tomlcheck import ConfigError
 from tests.test_control_support import snap
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,9 +26,10 @@ from agent.live.audit import AuditLog
 from agent.live.hub import Hub
 from agent.model.config import load_site
 from agent.model.operator import OperatorState
-from agent.model.tomlcheck import ConfigError
+from common.tomlcheck import ConfigError
 
-from .test_api_feed import DEMO, ApiPair, FakeClock, SiteFeed, expected_soc
+from .fakes import DEMO_SITE, FakeClock, SiteFeed, expected_soc
+from .test_api_feed import ApiPair
 
 VIEWER, OPERATOR = "view-token-123", "op-token-456"
 V = {"Authorization": f"Bearer {VIEWER}"}
@@ -46,7 +47,7 @@ def write_tokens(path: Path) -> Path:
 
 class Env:
     def __init__(self, tmp: Path, open_read: bool = False) -> None:
-        self.site = load_site(DEMO)
+        self.site = load_site(DEMO_SITE)
         self.clock = FakeClock()
         self.audit_path = tmp / "audit.jsonl"
         self.hub = Hub(self.site, AuditLog(self.audit_path), clock=self.clock)
@@ -406,17 +407,17 @@ async def test_healthz_and_metrics(env: Env) -> None:
     assert r.status_code == 200 and r.json()["status"] == "ok" and r.json()["seq"] == 5
     assert (await env.client.get("/metrics")).status_code == 401  # site data: a read like any other
     m = (await env.client.get("/metrics", headers=V)).text
-    assert 'ems_cycle_duration_seconds_bucket{le="0.025"} 5' in m
-    assert 'ems_cycle_duration_seconds_bucket{le="0.01"} 0' in m
-    assert 'ems_cycle_duration_seconds_bucket{le="+Inf"} 5' in m
-    assert "ems_cycle_duration_seconds_count 5" in m
+    assert 'ems_cycle_duration_seconds_bucket{le="0.025"} 5.0' in m
+    assert 'ems_cycle_duration_seconds_bucket{le="0.01"} 0.0' in m
+    assert 'ems_cycle_duration_seconds_bucket{le="+Inf"} 5.0' in m
+    assert "ems_cycle_duration_seconds_count 5.0" in m
     # the feed's cycle times: 12 + n % 7 ms for n = 1..5
     assert re.search(r"^ems_cycle_duration_seconds_sum 0\.07\d*$", m, re.M)
-    assert "ems_cycles_total 5" in m
-    assert 'ems_device_comm_errors_total{device="c01"} 7' in m
-    assert 'ems_device_up{device="c01"} 0' in m
-    assert 'ems_alarms_active{severity="critical"} 0' in m
-    assert "ems_sse_clients 0" in m
+    assert "ems_cycles_total 5.0" in m
+    assert 'ems_device_comm_errors_total{device="c01"} 7.0' in m
+    assert 'ems_device_up{device="c01"} 0.0' in m
+    assert 'ems_alarms_active{severity="critical"} 0.0' in m
+    assert "ems_sse_clients 0.0" in m
     assert "# TYPE ems_cycle_overruns_total counter" in m
     assert "ems_telemetry_spool_depth" not in m  # no telemetry provider: no made-up series
     # The shape of agent/telemetry's InfluxSink.status().
@@ -433,11 +434,11 @@ async def test_healthz_and_metrics(env: Env) -> None:
     await env.sync()
     m = (await env.client.get("/metrics", headers=V)).text
     for line in (
-        "ems_telemetry_spool_depth 42",
-        "ems_telemetry_points_written_total 1000",
-        "ems_telemetry_spool_bytes 4096",
-        "ems_telemetry_queue_dropped_total 1",
-        "ems_telemetry_connected 0",
+        "ems_telemetry_spool_depth 42.0",
+        "ems_telemetry_points_written_total 1000.0",
+        "ems_telemetry_spool_bytes 4096.0",
+        "ems_telemetry_queue_dropped_total 1.0",
+        "ems_telemetry_connected 0.0",
     ):
         assert f"\n{line}\n" in m, line
     for line in m.splitlines():  # every sample line is `name{labels} value`
@@ -465,7 +466,7 @@ async def test_dashboard_is_served(env: Env) -> None:
 
 # --- config ----------------------------------------------------------------------------------
 def test_api_config_validation(tmp_path: Path) -> None:
-    site = load_site(DEMO)
+    site = load_site(DEMO_SITE)
     assert api_config(site).port == 8080 and api_config(site).host == "127.0.0.1"
     tok = write_tokens(tmp_path / "t.toml")
     cfg = api_config(
@@ -524,7 +525,7 @@ async def test_sse_streams_cycles_and_a_slow_client_never_slows_publishing(env: 
                 lines = resp.aiter_lines()
                 evs = await asyncio.wait_for(_events(lines, 4), 5)
                 m = (await c.get("/metrics", headers=V)).text
-                assert "ems_sse_clients 1" in m
+                assert "ems_sse_clients 1.0" in m
             assert all(e["event"] == "cycle" for e in evs)
             seqs = [int(e["id"]) for e in evs]
             assert seqs == sorted(seqs) and len(set(seqs)) == 4
@@ -547,7 +548,7 @@ async def test_sse_streams_cycles_and_a_slow_client_never_slows_publishing(env: 
             while env.mirror.subscribers and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             assert env.mirror.subscribers == 0  # released on disconnect
-            assert "ems_sse_clients 0" in (await c.get("/metrics", headers=V)).text
+            assert "ems_sse_clients 0.0" in (await c.get("/metrics", headers=V)).text
     finally:
         feeder.cancel()
         srv.stop()

@@ -31,13 +31,14 @@ from agent.model.config import load_site
 from agent.model.operator import OperatorState
 from agent.model.pickling import fast_pickle
 
-from .test_api_feed import DEMO, ApiPair, FakeClock, SiteFeed
+from .fakes import DEMO_SITE, FakeClock, SiteFeed
+from .test_api_feed import ApiPair
 
 START = datetime(2026, 11, 24, 10, 0, 0)
 
 
 def make(tmp: Path) -> tuple[Hub, SiteFeed, FakeClock]:
-    site = load_site(DEMO)
+    site = load_site(DEMO_SITE)
     clock = FakeClock()
     hub = Hub(site, AuditLog(tmp / "audit.jsonl"), clock=clock)
     return hub, SiteFeed(hub, START.replace(tzinfo=site.timezone)), clock
@@ -247,7 +248,7 @@ async def test_a_request_that_breaks_the_rules_closes_the_channel(tmp_path: Path
 
 
 def test_the_mirror_starts_empty_with_the_site_maintenance() -> None:
-    site = load_site(DEMO)
+    site = load_site(DEMO_SITE)
     m = Mirror(site)
     assert m.latest is None and m.read("ledger") is None and m.alarms.active() == [] and m.audit.recent() == []
     assert m.operator == OperatorState(maintenance=site.maintenance)

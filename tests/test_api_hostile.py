@@ -144,7 +144,7 @@ def env_sync(tmp_path: Path) -> Iterator[Env]:
     """Not yet joined to the Hub: `serving()` does that in its own event loop."""
     e = Env(tmp_path)
     e.publish(2)
-    e.hub.alarms.raise_("device_comm", "c03", _severity(), "no usable data (stale)", e.start)
+    e.hub.alarms.raise_("device_comm", "c03", "no usable data (stale)", e.start)
     yield e
 
 
@@ -153,12 +153,6 @@ async def env(env_sync: Env) -> AsyncIterator[Env]:
     await env_sync.attach()
     yield env_sync
     await env_sync.close()
-
-
-def _severity() -> Any:
-    from agent.model.alarms import Severity
-
-    return Severity.WARNING
 
 
 # --- schemathesis over the OpenAPI document ----------------------------------------------------

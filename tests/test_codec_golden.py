@@ -107,6 +107,14 @@ def test_fixed_scale_decodes_exactly() -> None:
     assert exact_divisor(0.1) == 10 and exact_divisor(-0.01) == -100 and exact_divisor(0.3) == 0
 
 
+def test_a_subnormal_scale_has_no_divisor_and_still_decodes() -> None:
+    # 1 / 2.2e-309 overflows to inf: found by test_fuzz_modbus, it used to raise OverflowError
+    # (a profile with such a scale crashed load_profile with a traceback)
+    tiny = 2.225073858507203e-309
+    assert exact_divisor(tiny) == 0 and exact_divisor(-tiny) == 0
+    assert decode(pt("u16", scale=tiny), [2])[0] == 2 * tiny
+
+
 @pytest.mark.parametrize(
     ("point", "words"),
     [

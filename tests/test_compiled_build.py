@@ -102,7 +102,7 @@ def test_mypyc_build_replays_identically(tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()
     ignore = shutil.ignore_patterns("__pycache__", "*.so", "*.pyc")
-    for name in ("agent", "drivers", "simulators"):
+    for name in ("agent", "drivers", "simulators", "common"):
         shutil.copytree(ROOT / name, src / name, ignore=ignore)
     for name in ("setup.py", "pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, src / name)

@@ -14,13 +14,12 @@ from typing import Any
 
 import yaml
 
-from agent.model.alarms import Severity
 from agent.model.config import load_site
 from agent.model.snapshot import Measured
 from agent.mqtt import parse_mqtt
 from agent.telemetry import parse_telemetry
 from agent.telemetry.schema import MEASUREMENTS, points_for
-from tests.conftest import ROOT, Cycles
+from tests.fakes import ROOT, Cycles
 
 COMPOSE = ROOT / "docker-compose.yml"
 DASHBOARDS = sorted((ROOT / "dashboards" / "grafana").glob("*.json"))
@@ -124,7 +123,7 @@ def _schema_fields(make_hub: Any) -> dict[str, set[str]]:
     hub = make_hub()
     hub.site = replace(hub.site, control=replace(hub.site.control, demand_target_w=1e6))
     t = datetime(2026, 7, 1, tzinfo=UTC)
-    hub.alarms.raise_("x", "y", Severity.INFO, "m", t)
+    hub.alarms.raise_("device_comm", "y", "m", t)
     rec = Cycles(hub, t).next()
     fields: dict[str, set[str]] = {}
     agent = {"queue_depth": 0.0, "queue_dropped": 0.0, "spool_points": 0.0, "spool_bytes": 0.0}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agent.model.config import load_site, pcs_of
-from agent.model.tomlcheck import ConfigError
+from common.tomlcheck import ConfigError
 
 DEMO = Path(__file__).resolve().parents[1] / "agent" / "sites" / "demo.toml"
 

@@ -26,9 +26,9 @@ from agent.api import api_config
 from agent.economics.roi import economics_config
 from agent.economics.tariff import load_tariff
 from agent.model.config import load_site
-from agent.model.tomlcheck import ConfigError
 from agent.mqtt import parse_mqtt
 from agent.telemetry import parse_telemetry
+from common.tomlcheck import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "agent" / "sites" / "demo.toml"
@@ -50,7 +50,6 @@ SPEC: list[tuple[str, str, str, float | None, float | None]] = [
     ("control", "reserve_load_w", "number", 0, None),
     ("control", "reserve_minutes", "number", 0, 1440),
     ("control", "ramp_limit_w_per_s", "number", 0, None),
-    ("control", "ramp_return_s", "number", 1, None),
     ("control", "demand_target_w", "number", 0, None),
     ("control", "demand_interval_s", "number", 60, 3600),
     ("control", "tou_enabled", "flag", None, None),

@@ -15,6 +15,8 @@ from drivers.imageserver import ImageServer
 from drivers.profile import Profile, RegisterImage, load_profile
 from drivers.reading import Quality, Reading
 
+from .fakes import FakeClock
+
 # Engineering values for every point of every shipped profile (all exactly representable).
 SAMPLES: dict[str, dict[str, float | int | str]] = {
     "bms_sunspec_802": {
@@ -124,14 +126,6 @@ SAMPLES: dict[str, dict[str, float | int | str]] = {
         "model_name": "ACME-RLM-8",
     },
 }
-
-
-class FakeClock:
-    def __init__(self, t: float = 1000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def cfg(

@@ -13,7 +13,7 @@ from agent.mqtt.link import MqttLink
 from agent.telemetry.feed import Feed
 from agent.telemetry.schema import MEASUREMENTS, line
 
-from .conftest import snapshot_for
+from .fakes import snapshot_for
 
 READOUT: dict[str, Any] = {
     "version": 3,

@@ -27,7 +27,7 @@ from simulators.aging import AgingRun
 from simulators.degradation import Degradation, effects
 from simulators.physics import Cluster, ClusterParams
 
-from .conftest import demo_site, snapshot_for
+from .fakes import demo_site, snapshot_for
 from .test_api_feed import ApiPair
 
 

@@ -18,11 +18,11 @@ import pytest
 
 from agent.live.hub import Hub
 from agent.model.config import load_site
-from agent.model.tomlcheck import ConfigError
 from agent.mqtt import stop_mqtt
 from agent.mqtt.auth import Verifier
 from agent.mqtt.commands import CommandHandler
 from agent.mqtt.refusals import BURST
+from common.tomlcheck import ConfigError
 from tests.conftest import Broker
 from tests.test_config import MINIMAL
 from tests.test_mqtt_hostile import Wall

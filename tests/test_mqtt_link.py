@@ -21,9 +21,9 @@ from zoneinfo import ZoneInfo
 import aiomqtt
 
 from agent.live.hub import Hub
-from agent.model.alarms import Severity
 from agent.mqtt import MqttLink, sign, start_mqtt, stop_mqtt
-from tests.conftest import DEMO_SITE, ROOT, Broker, Cycles
+from tests.conftest import Broker
+from tests.fakes import DEMO_SITE, ROOT, Cycles
 
 SECRET = b"0123456789abcdef-test-secret"
 TZ = ZoneInfo("Asia/Shanghai")
@@ -104,12 +104,12 @@ async def test_state_plan_clusters_and_alarms_arrive_with_the_documented_schema(
         status = await next_msg(sub, "ems/demo/status")
         assert status["status"] == "online" and status["client_id"] == "ems-test"
 
-        hub.alarms.raise_("device_comm", "c03", Severity.WARNING, "no usable data (stale)", T0)
+        hub.alarms.raise_("device_comm", "c03", "no usable data (stale)", T0)
         cyc = Cycles(hub, T0)
         rec = cyc.next(load_w=2_500_000.0)
         topics = {"ems/demo/state", "ems/demo/plan", "ems/demo/alarm"} | {
             f"ems/demo/cluster/{c.id}" for c in hub.site.clusters
-        }
+        } | {f"ems/demo/pcs/{p.id}" for p in hub.site.pcs}
         got = await collect(sub, topics)
         state = got["ems/demo/state"]
         assert state == {
@@ -134,6 +134,21 @@ async def test_state_plan_clusters_and_alarms_arrive_with_the_documented_schema(
         assert c3["id"] == "c03" and c3["pcs"] == "pcs1" and c3["status"] == "online"
         assert c3["soc_pct"] == 60.0 and c3["max_discharge_w"] == 200_000.0 and c3["voltage_v"] == 1331.0
         assert c3["setpoint_w"] == rec.plan.cluster_setpoints_w["c03"]
+        assert c3["temp_min_c"] == 27.5 and c3["cycles"] == 120.0  # once dropped by MQTT
+        assert got["ems/demo/pcs/pcs1"] == {
+            "v": 1,
+            "id": "pcs1",
+            "clusters": ["c01", "c02", "c03"],
+            "t": "2026-07-01T14:00:01+08:00",
+            "status": "online",
+            "power_w": 0.0,
+            "setpoint_w": 0.0,
+            "pcc_active": None,
+            "pcc_grid_w": None,
+            "quality": "good",
+            "command_w": rec.plan.pcs_setpoints_w["pcs1"],
+            "rated_w": hub.site.pcs[0].rated_w,
+        }
         plan = got["ems/demo/plan"]
         assert plan["mode"] == rec.plan.mode and plan["decided_by"] == rec.plan.decided_by
         assert plan["bounds"][0] == {
@@ -145,6 +160,7 @@ async def test_state_plan_clusters_and_alarms_arrive_with_the_documented_schema(
         alarm = got["ems/demo/alarm"]
         assert alarm["id"] == "device_comm@c03" and alarm["active"] is True and alarm["severity"] == "warning"
         assert alarm["message"] == "no usable data (stale)" and alarm["cleared_at"] is None
+        assert alarm["title"] == {"en": "No usable data from the device", "zh": "设备无可用数据"}
 
         hub.alarms.clear("device_comm", "c03", T0 + timedelta(seconds=5))
         cyc.next()
@@ -306,9 +322,9 @@ async def test_reconnects_and_buffers_with_a_bounded_drop_oldest_queue(
         mosquitto.stop()
         await wait_for(lambda: not link.connected)
         cyc = Cycles(hub, T0)
-        for _ in range(5):  # 5 cycles x 14 messages (state, 12 clusters, plan) into a buffer of 20
+        for _ in range(5):  # 5 cycles x 18 messages (state, 12 clusters, 4 PCS, plan) into a buffer of 20
             cyc.next()
-        assert link.status()["buffered"] == 20 and link.dropped == 50
+        assert link.status()["buffered"] == 20 and link.dropped == 70
         mosquitto.start()
         await wait_for(lambda: link.connected and link.status()["buffered"] == 0, 10.0)
         assert link.connects == 2

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from agent.model.tomlcheck import ConfigError
 from agent.mqtt import AuthError, RackLoad, Verifier, canonical, parse_mqtt, sign
+from common.tomlcheck import ConfigError
 from drivers.reading import Quality
-from tests.conftest import demo_site
+from tests.fakes import demo_site
 
 KEY = b"k" * 32
 

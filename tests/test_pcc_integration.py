@@ -172,7 +172,7 @@ async def test_a_pcs_whose_ct_is_reversed_leaves_grid_control_until_an_operator_
 async def test_a_pcc_site_needs_a_profile_with_the_mode(tmp_path: Path) -> None:
     text = site_text(pcc=True).replace('profile = "pcs_vendor_acme_pcc"', 'profile = "pcs_sunspec_70x"', 1)
     (tmp_path / "site.toml").write_text(text)
-    from agent.model.tomlcheck import ConfigError
+    from common.tomlcheck import ConfigError
 
     with pytest.raises(ConfigError, match=r"\[\[pcs\]\].*grid_control.*pcs_sunspec_70x.*pcc_enable"):
         load_site(tmp_path / "site.toml")

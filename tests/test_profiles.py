@@ -12,7 +12,7 @@ import pytest
 import sunspec2  # type: ignore[import-untyped]
 import sunspec2.modbus.client as ss_client  # type: ignore[import-untyped]
 
-from agent.model.tomlcheck import ConfigError
+from common.tomlcheck import ConfigError
 from drivers import keys as k
 from drivers.imageserver import ImageServer
 from drivers.profile import load_profile, profile_names

@@ -11,7 +11,7 @@ import pytest
 
 from agent.economics.roi import economics_config, irr, npv, roi
 from agent.model.config import load_site
-from agent.model.tomlcheck import ConfigError
+from common.tomlcheck import ConfigError
 
 DEMO = Path(__file__).resolve().parent.parent / "agent" / "sites" / "demo.toml"
 

@@ -78,7 +78,7 @@ def test_operator_decisions_survive_a_restart(tmp_path: Path) -> None:
     from agent.live.runtime import Runtime
     from agent.model.config import load_site
     from agent.model.operator import Override, SetMaintenance, SetMode, SetReserve
-    from tests.conftest import DEMO_SITE
+    from tests.fakes import DEMO_SITE
 
     site = load_site(DEMO_SITE)
     now = datetime.now(site.timezone)
@@ -134,7 +134,7 @@ def test_a_command_signed_before_the_agent_started_is_refused() -> None:
 def test_the_invariant_checker_flags_each_violation() -> None:
     """The soak's checker is only worth its zero if it can count: one bad cycle per rule."""
     from agent.model.config import load_site
-    from tests.conftest import DEMO_SITE
+    from tests.fakes import DEMO_SITE
     from tests.soak_rig import Checks, Cycle
 
     site = load_site(DEMO_SITE)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from agent.economics.tariff import TARIFF_DIR, Tariff, bundled, parse_tariff
-from agent.model.tomlcheck import ConfigError
+from common.tomlcheck import ConfigError
 
 SH = ZoneInfo("Asia/Shanghai")
 LA = ZoneInfo("America/Los_Angeles")

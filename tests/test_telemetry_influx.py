@@ -12,7 +12,8 @@ from typing import Any
 from agent.live.hub import Hub
 from agent.telemetry import InfluxSink, start_telemetry
 from agent.telemetry.spool import Spool
-from tests.conftest import Cycles, VictoriaMetrics, free_port
+from tests.conftest import VictoriaMetrics, free_port
+from tests.fakes import Cycles
 
 
 def wait_until(cond: Callable[[], bool], timeout_s: float = 10.0) -> None:

@@ -12,7 +12,7 @@ import pytest
 from agent.live.hub import Hub
 from agent.telemetry import LocalStore, LocalStoreSink, start_telemetry
 from agent.telemetry.schema import Point, t_ns
-from tests.conftest import Cycles
+from tests.fakes import Cycles
 
 T0 = datetime(2026, 7, 1, 6, 0, 0, tzinfo=UTC)
 

@@ -14,9 +14,7 @@ import pytest
 
 from agent.control.compose import REASONS
 from agent.live.hub import Hub
-from agent.model.alarms import Severity
 from agent.model.snapshot import ClusterStatus, Measured
-from agent.model.tomlcheck import ConfigError
 from agent.telemetry.config import parse_telemetry
 from agent.telemetry.schema import (
     MODE_CODE,
@@ -29,8 +27,9 @@ from agent.telemetry.schema import (
     points_for,
     t_ns,
 )
+from common.tomlcheck import ConfigError
 from drivers.reading import Quality
-from tests.conftest import Cycles, demo_site
+from tests.fakes import Cycles, demo_site
 
 T0 = datetime(2026, 7, 1, 14, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
@@ -45,7 +44,7 @@ def test_one_cycle_has_every_measurement_with_exact_values(make_hub: Callable[..
     hub = make_hub()
     rec = Cycles(hub, T0).next(load_w=2_500_000.0)
     now = T0
-    hub.alarms.raise_("device_comm", "c03", Severity.WARNING, "no usable data", now)
+    hub.alarms.raise_("device_comm", "c03", "no usable data", now)
     alarm = hub.alarms.active()[0]
     pts = points_for(
         rec, "demo", [(alarm, True)], {"spool_points": 7.0}, {"r1": Measured(12_000.0)}, 200_000.0

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from agent.api.auth import TokenStore
 from agent.economics.tariff import load_tariff
 from agent.model.config import load_site
-from agent.model.tomlcheck import MAX_BYTES, MAX_DEPTH, MAX_KEY_PARTS, MAX_KEYS, ConfigError, load_toml, prescan
+from common.tomlcheck import MAX_BYTES, MAX_DEPTH, MAX_KEY_PARTS, MAX_KEYS, ConfigError, load_toml, prescan
 from drivers.profile import load_profile
 
 ROOT = Path(__file__).resolve().parents[1]

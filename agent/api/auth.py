@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
-from agent.model.tomlcheck import ConfigError, Table, load_toml
+from common.tomlcheck import ConfigError, Table, load_toml
 
 
 class Role(IntEnum):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.model.config import SiteConfig
-from agent.model.tomlcheck import Table
+from common.tomlcheck import Table
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,23 @@
-"""Prometheus text exposition (format 0.0.4) of the agent's health, hand-written: no client library.
+"""Prometheus text exposition of the agent's health, written by `prometheus_client`.
 
 Names follow the Prometheus conventions: `ems_` prefix, base units (`_seconds`, `_watts`),
 `_total` for counters. Series from optional subsystems (telemetry spool) appear only when that
-subsystem has registered a provider with the Hub.
+subsystem has registered a provider with the Hub. Every scrape reads the mirrored state afresh
+(a custom collector over the Mirror): the API process keeps no metric state of its own.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from agent.live.hub import CYCLE_BUCKETS_S
 from agent.model.alarms import SEVERITY_CODE, Severity
+from agent.model.points import SITE_POINTS
 
 from .mirror import Mirror
 from .observer import Observer
@@ -51,37 +56,6 @@ TELEMETRY_SERIES = (
 )
 
 
-def _esc(v: str) -> str:
-    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _num(x: float) -> str:
-    if math.isnan(x):
-        return "NaN"
-    if math.isinf(x):
-        return "+Inf" if x > 0 else "-Inf"
-    return repr(float(x)) if not float(x).is_integer() else str(int(x))
-
-
-class _Out:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def family(self, name: str, kind: str, help_: str) -> None:
-        self.lines.append(f"# HELP {name} {help_}")
-        self.lines.append(f"# TYPE {name} {kind}")
-
-    def sample(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
-        lab = ""
-        if labels:
-            lab = "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in labels.items()) + "}"
-        self.lines.append(f"{name}{lab} {_num(value)}")
-
-    def one(self, name: str, kind: str, help_: str, value: float) -> None:
-        self.family(name, kind, help_)
-        self.sample(name, value)
-
-
 def _number(d: dict[str, Any], keys: Iterable[str]) -> float | None:
     for k in keys:
         v = d.get(k)
@@ -90,86 +64,112 @@ def _number(d: dict[str, Any], keys: Iterable[str]) -> float | None:
     return None
 
 
-def render(hub: Mirror, obs: Observer, now_mono: float) -> str:
-    o = _Out()
+def _le(x: float) -> str:
+    """A bucket bound as the `le` label has always read ("0.025", "1", never "1.0")."""
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def _family(name: str, kind: str, help_: str, value: float | None = None) -> Metric:
+    if kind == "counter":  # the client names the family without `_total` and adds it to the sample
+        return CounterMetricFamily(name.removesuffix("_total"), help_, value=value)
+    return GaugeMetricFamily(name, help_, value=value)
+
+
+def collect(hub: Mirror, obs: Observer, now_mono: float) -> Iterator[Metric]:
     # Cycle time: the control process's histogram since it started (mirrored).
-    o.family("ems_cycle_duration_seconds", "histogram", "Wall time of one control cycle (poll, decide, write).")
-    cum = 0
     st = hub.stats
+    buckets: list[tuple[str, float]] = []
+    cum = 0
     for le, n in zip(CYCLE_BUCKETS_S, st.bucket_counts, strict=False):
         cum += n
-        o.sample("ems_cycle_duration_seconds_bucket", cum, {"le": _num(le)})
-    o.sample("ems_cycle_duration_seconds_bucket", st.cycles, {"le": "+Inf"})
-    o.sample("ems_cycle_duration_seconds_sum", st.sum_s)
-    o.sample("ems_cycle_duration_seconds_count", st.cycles)
-    o.one("ems_cycles_total", "counter", "Control cycles run.", hub.stats.cycles)
-    o.one(
-        "ems_cycle_overruns_total",
-        "counter",
-        "Cycles skipped because one ran over its period.",
-        hub.stats.overruns,
+        buckets.append((_le(le), cum))
+    buckets.append(("+Inf", st.cycles))
+    yield HistogramMetricFamily(
+        "ems_cycle_duration_seconds",
+        "Wall time of one control cycle (poll, decide, write).",
+        buckets=buckets,
+        sum_value=st.sum_s,
     )
+    yield _family("ems_cycles_total", "counter", "Control cycles run.", st.cycles)
+    yield _family("ems_cycle_overruns_total", "counter", "Cycles skipped because one ran over its period.", st.overruns)
     latest = hub.latest
     if latest is not None:
-        o.one(
+        s = latest.snapshot
+        yield _family(
             "ems_last_cycle_age_seconds",
             "gauge",
             "Seconds since the last published cycle.",
-            max(0.0, now_mono - latest.snapshot.t_mono),
+            max(0.0, now_mono - s.t_mono),
         )
-        s = latest.snapshot
-        o.family("ems_power_watts", "gauge", "Site power flows, W (battery + = discharge, grid + = import).")
-        for name, v in (
-            ("grid", val(s.grid_w)),
-            ("load", val(s.load_w)),
-            ("pv", val(s.pv_w)),
+        power = GaugeMetricFamily(
+            "ems_power_watts", "Site power flows, W (battery + = discharge, grid + = import).", labels=["flow"]
+        )
+        flows: list[tuple[str, float | None]] = [(p.role, val(p.of(s))) for p in SITE_POINTS]
+        flows += [
             ("battery", s.battery_w if math.isfinite(s.battery_w) else None),
             ("battery_setpoint", latest.plan.site_setpoint_w),
-        ):
+        ]
+        for flow, v in flows:
             if v is not None:
-                o.sample("ems_power_watts", v, {"flow": name})
-        o.family("ems_cluster_soc_percent", "gauge", "Cluster state of charge, %.")
+                power.add_metric([flow], v)
+        yield power
+        soc = GaugeMetricFamily("ems_cluster_soc_percent", "Cluster state of charge, %.", labels=["cluster"])
+        status = GaugeMetricFamily(
+            "ems_cluster_status", "1 for the cluster's current status.", labels=["cluster", "status"]
+        )
         for c in s.clusters:
-            soc = val(c.soc_pct)
-            if soc is not None:
-                o.sample("ems_cluster_soc_percent", soc, {"cluster": c.id})
-        o.family("ems_cluster_status", "gauge", "1 for the cluster's current status.")
-        for c in s.clusters:
-            o.sample("ems_cluster_status", 1, {"cluster": c.id, "status": c.status.value})
+            pct = val(c.soc_pct)
+            if pct is not None:
+                soc.add_metric([c.id], pct)
+            status.add_metric([c.id, c.status.value], 1)
+        yield soc
+        yield status
 
-    o.family("ems_device_comm_errors_total", "counter", "Failed device reads/writes, per device.")
-    up_lines: list[tuple[str, float]] = []
+    errors = CounterMetricFamily("ems_device_comm_errors", "Failed device reads/writes, per device.", labels=["device"])
+    up = GaugeMetricFamily("ems_device_up", "1 if the device answered its last poll.", labels=["device"])
     for dev_id, h in sorted(hub.device_health.items()):
-        errors = _number(h, COMM_ERROR_KEYS)
-        if errors is not None:
-            o.sample("ems_device_comm_errors_total", errors, {"device": dev_id})
+        count = _number(h, COMM_ERROR_KEYS)
+        if count is not None:
+            errors.add_metric([dev_id], count)
         ok = h.get("ok", h.get("online"))
         if isinstance(ok, bool):
-            up_lines.append((dev_id, 1.0 if ok else 0.0))
-    if up_lines:
-        o.family("ems_device_up", "gauge", "1 if the device answered its last poll.")
-        for dev_id, v in up_lines:
-            o.sample("ems_device_up", v, {"device": dev_id})
+            up.add_metric([dev_id], 1.0 if ok else 0.0)
+    yield errors
+    if up.samples:
+        yield up
 
     active = hub.alarms.active()
-    o.family("ems_alarms_active", "gauge", "Active alarms by severity.")
+    alarms = GaugeMetricFamily("ems_alarms_active", "Active alarms by severity.", labels=["severity"])
     for sev in sorted(Severity, key=lambda x: SEVERITY_CODE[x]):
-        o.sample("ems_alarms_active", sum(1 for a in active if a.severity is sev), {"severity": sev.value})
+        alarms.add_metric([sev.value], sum(1 for a in active if a.severity is sev))
+    yield alarms
 
-    o.one("ems_sse_clients", "gauge", "Connected Server-Sent Events clients.", obs.sse_clients)
-    o.one("ems_sse_dropped_total", "counter", "Cycles dropped for slow SSE clients.", obs.sse_dropped)
+    yield _family("ems_sse_clients", "gauge", "Connected Server-Sent Events clients.", obs.sse_clients)
+    yield _family("ems_sse_dropped_total", "counter", "Cycles dropped for slow SSE clients.", obs.sse_dropped)
 
     tel = hub.read("telemetry")
     if tel is not None:
         for name, kind, help_, keys in TELEMETRY_SERIES:
             v = _number(tel, keys)
             if v is not None:
-                o.one(name, kind, help_, v)
+                yield _family(name, kind, help_, v)
         if isinstance(tel.get("connected"), bool):
-            o.one(
-                "ems_telemetry_connected",
-                "gauge",
-                "1 while the time-series store accepts writes.",
-                tel["connected"],
+            yield _family(
+                "ems_telemetry_connected", "gauge", "1 while the time-series store accepts writes.", tel["connected"]
             )
-    return "\n".join(o.lines) + "\n"
+
+
+class _Scrape:
+    """One scrape's collector: the families `collect` yields for this moment."""
+
+    def __init__(self, hub: Mirror, obs: Observer, now_mono: float) -> None:
+        self.args = (hub, obs, now_mono)
+
+    def collect(self) -> Iterator[Metric]:
+        return collect(*self.args)
+
+
+def render(hub: Mirror, obs: Observer, now_mono: float) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Scrape(hub, obs, now_mono))
+    return generate_latest(registry).decode()

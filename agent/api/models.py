@@ -7,9 +7,19 @@ never a made-up number. Battery power positive = discharge; grid power positive 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, create_model
+
+from agent.model.points import CLUSTER_POINTS, PCS_POINTS, SITE_POINTS, PointDef
+
+
+def _with_points(name: str, head: type[BaseModel], points: tuple[PointDef, ...]) -> type[BaseModel]:
+    """`head` with one nullable field per catalogue point (agent/model/points.py), after its own."""
+    fields: dict[str, Any] = {
+        p.name: (bool | None if p.flag else float | None, Field(description=p.doc)) for p in points
+    }
+    return create_model(name, __base__=head, __module__=__name__, __doc__=head.__doc__, **fields)
 
 
 class BoundOut(BaseModel):
@@ -19,12 +29,11 @@ class BoundOut(BaseModel):
     reason: str
 
 
-class SiteOut(BaseModel):
+class _SiteHead(BaseModel):
+    """The site: power flows, SoC, mode and the active constraint (+ the site points)."""
+
     seq: int = Field(description="cycle sequence number")
     t_wall: datetime = Field(description="site-local time of the snapshot")
-    grid_w: float | None = Field(description="W, grid power, positive = import")
-    load_w: float | None = Field(description="W, site load (GPU racks and the rest)")
-    pv_w: float | None = Field(description="W, PV output")
     battery_w: float | None = Field(description="W, measured battery (PCS AC) power, positive = discharge")
     grid_up: bool = Field(description="utility supply present")
     soc_pct: float | None = Field(description="%, capacity-weighted SoC of clusters with a good SoC")
@@ -58,7 +67,15 @@ class SiteOut(BaseModel):
     critical_alarms: int
 
 
-class ClusterOut(BaseModel):
+if TYPE_CHECKING:  # the point fields are added at import; to mypy the model is its head
+    SiteOut = _SiteHead
+else:
+    SiteOut = _with_points("SiteOut", _SiteHead, SITE_POINTS)
+
+
+class _ClusterHead(BaseModel):
+    """One battery cluster: its frame and derived values (+ the cluster points)."""
+
     id: str
     pcs_id: str
     status: str = Field(description="online, fault, offline or maintenance")
@@ -67,41 +84,33 @@ class ClusterOut(BaseModel):
     quality: str = Field(description="worst quality of SoC and limits: good, stale, comm_error, ...")
     age_s: float | None = Field(description="s, age of the oldest of SoC and limits")
     capacity_wh: float = Field(description="Wh, nameplate")
-    soc_pct: float | None = Field(description="%")
-    soh_pct: float | None = Field(description="%")
     energy_wh: float | None = Field(description="Wh, capacity x SoC")
-    power_w: float | None = Field(description="W, positive = discharge")
     setpoint_w: float = Field(description="W, this cycle's share of the site setpoint")
-    max_charge_w: float | None = Field(description="W, charge the BMS allows now (magnitude)")
-    max_discharge_w: float | None = Field(description="W, discharge the BMS allows now (magnitude)")
-    voltage_v: float | None = Field(description="V")
-    current_a: float | None = Field(description="A, positive = discharge")
-    cell_v_max: float | None = Field(description="V")
-    cell_v_min: float | None = Field(description="V")
     cell_spread_v: float | None = Field(description="V, cell_v_max - cell_v_min")
-    temp_max_c: float | None = Field(description="degC")
-    temp_min_c: float | None = Field(description="degC")
-    cycles: float | None = Field(description="equivalent full cycles")
     alarms: int = Field(description="BMS event bitfield (SunSpec 802 Evt1), 0 = none")
 
 
-class PcsOut(BaseModel):
+class _PcsHead(BaseModel):
+    """One PCS: its frame and this cycle's command (+ the PCS points)."""
+
     id: str
     status: str = Field(description="online, fault or offline")
     cluster_ids: list[str]
     rated_w: float = Field(description="W, rating")
-    power_w: float | None = Field(description="W, measured AC power, positive = discharge")
-    setpoint_w: float | None = Field(description="W, setpoint read back from the PCS")
     commanded_w: float = Field(description="W, setpoint written this cycle")
     quality: str
     age_s: float | None = Field(description="s")
     grid_control: bool = Field(
         description="regulating the grid import on its own meter this cycle (grid-power/PCC control)"
     )
-    pcc_active: bool | None = Field(
-        description="read back: the PCS reports grid-power control (null: not a PCC PCS, or not read)"
-    )
-    pcc_grid_w: float | None = Field(description="W, what the PCS's own grid meter reads (PCC PCS only)")
+
+
+if TYPE_CHECKING:
+    ClusterOut = _ClusterHead
+    PcsOut = _PcsHead
+else:
+    ClusterOut = _with_points("ClusterOut", _ClusterHead, CLUSTER_POINTS)
+    PcsOut = _with_points("PcsOut", _PcsHead, PCS_POINTS)
 
 
 class DeviceOut(BaseModel):
@@ -120,7 +129,8 @@ class AlarmOut(BaseModel):
     code: str
     source: str
     severity: str = Field(description="info, warning or critical")
-    message: str
+    title: dict[str, str] = Field(description="what the code means, by language: en, zh (the alarm catalogue)")
+    message: str = Field(description="this occurrence's detail (the device's error, the quality seen)")
     raised_at: datetime
     cleared_at: datetime | None
     acked_by: str | None

@@ -6,9 +6,10 @@ import math
 
 from agent.live.hub import CycleRecord
 from agent.model.acting import mode_bound
-from agent.model.alarms import Alarm, Severity
+from agent.model.alarms import Alarm, Severity, kind
 from agent.model.config import SiteConfig
 from agent.model.operator import OperatorState
+from agent.model.points import CLUSTER_POINTS, PCS_POINTS, SITE_POINTS, PointDef
 from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot
 from drivers.reading import Quality
 
@@ -36,6 +37,12 @@ def val(m: Measured) -> float | None:
     return fin(m.value)
 
 
+def point_val(p: PointDef, m: Measured) -> float | bool | None:
+    """A catalogue point as the API and the dashboard show it (a flag as a boolean)."""
+    v = val(m)
+    return v == 1.0 if p.flag and v is not None else v
+
+
 def _worst(*ms: Measured) -> Measured:
     return max(ms, key=lambda m: (_QUALITY_RANK[m.quality], m.age_s))
 
@@ -53,41 +60,26 @@ def cluster_out(c: ClusterSnapshot, setpoint_w: float, maintenance: bool) -> Clu
         quality=w.quality.value,
         age_s=fin(w.age_s),
         capacity_wh=c.capacity_wh,
-        soc_pct=soc,
-        soh_pct=val(c.soh_pct),
         energy_wh=c.capacity_wh * soc / 100.0 if soc is not None else None,
-        power_w=val(c.power_w),
         setpoint_w=setpoint_w,
-        max_charge_w=val(c.max_charge_w),
-        max_discharge_w=val(c.max_discharge_w),
-        voltage_v=val(c.voltage_v),
-        current_a=val(c.current_a),
-        cell_v_max=vmax,
-        cell_v_min=vmin,
         cell_spread_v=vmax - vmin if vmax is not None and vmin is not None else None,
-        temp_max_c=val(c.temp_max_c),
-        temp_min_c=val(c.temp_min_c),
-        cycles=val(c.cycles),
         alarms=c.alarms,
+        **{p.name: point_val(p, p.of(c)) for p in CLUSTER_POINTS},
     )
 
 
 def pcs_out(p: PcsSnapshot, commanded_w: float, regulating: bool = False) -> PcsOut:
     """`regulating`: the plan put it in grid-power control this cycle."""
-    active = val(p.pcc_active)
     return PcsOut(
         id=p.id,
         status=p.status.value,
         cluster_ids=list(p.cluster_ids),
         rated_w=p.rated_w,
-        power_w=val(p.power_w),
-        setpoint_w=val(p.setpoint_w),
         commanded_w=commanded_w,
         quality=p.power_w.quality.value,
         age_s=fin(p.power_w.age_s),
         grid_control=regulating,
-        pcc_active=active == 1.0 if active is not None else None,
-        pcc_grid_w=val(p.pcc_grid_w),
+        **{pt.name: point_val(pt, pt.of(p)) for pt in PCS_POINTS},
     )
 
 
@@ -110,9 +102,6 @@ def site_out(rec: CycleRecord, op: OperatorState, alarms: list[Alarm]) -> SiteOu
     return SiteOut(
         seq=s.seq,
         t_wall=s.t_wall,
-        grid_w=val(s.grid_w),
-        load_w=val(s.load_w),
-        pv_w=val(s.pv_w),
         battery_w=fin(s.battery_w),
         grid_up=s.grid_up,
         soc_pct=100.0 * energy / cap_good if cap_good > 0 else None,
@@ -133,6 +122,7 @@ def site_out(rec: CycleRecord, op: OperatorState, alarms: list[Alarm]) -> SiteOu
         grid_ramp_w_per_s=plan.grid_control.ramp_w_per_s if plan.grid_control is not None else None,
         active_alarms=len(alarms),
         critical_alarms=sum(1 for a in alarms if a.severity is Severity.CRITICAL),
+        **{p.name: point_val(p, p.of(s)) for p in SITE_POINTS},
     )
 
 
@@ -142,6 +132,7 @@ def alarm_out(a: Alarm) -> AlarmOut:
         code=a.code,
         source=a.source,
         severity=a.severity.value,
+        title=kind(a.code).text(),
         message=a.message,
         raised_at=a.raised_at,
         cleared_at=a.cleared_at,

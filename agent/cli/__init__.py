@@ -13,22 +13,39 @@ import sys
 from collections.abc import Sequence
 
 from agent.live.statedir import StateDirError
-from agent.model.tomlcheck import ConfigError
+from common.tomlcheck import ConfigError
 
-# Modules providing `add_subcommands(subparsers)`; each sets `func` on its parsers.
-SUBCOMMAND_MODULES = (
-    "simulators.cli",
-    "agent.cli.run",
-    "agent.cli.analyze",
-    "agent.cli.ledger",
-)
+# Subcommand -> the module that adds it (`add_subcommands(subparsers)`, which sets `func` on its
+# parsers). Only the named command's module is imported, so `ems-agent run` never loads the
+# simulators or the offline analysis (scipy, highspy, matplotlib); help and a mistyped command load
+# every module, so the usage lists them all.
+SUBCOMMANDS = {
+    "run": "agent.cli.run",
+    "demo": "agent.cli.run",
+    "analyze": "agent.cli.analyze",
+    "simulate": "simulators.cli",
+    "sim-fault": "simulators.cli",
+    "ledger": "agent.cli.ledger",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command(argv: Sequence[str] | None) -> str | None:
+    """The subcommand named on the command line, if any (before the full parse)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--log-level")
+    pre.add_argument("command", nargs="?")
+    known, _ = pre.parse_known_args(argv)
+    cmd = known.command
+    return cmd if isinstance(cmd, str) else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser with `command`'s subcommands (every subcommand when None or unknown)."""
     parser = argparse.ArgumentParser(prog="ems-agent", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
+    names = [SUBCOMMANDS[command]] if command in SUBCOMMANDS else list(dict.fromkeys(SUBCOMMANDS.values()))
+    for name in names:
         try:
             mod = importlib.import_module(name)
         except ModuleNotFoundError as e:
@@ -40,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(_command(argv))
     args = parser.parse_args(argv)
     from agent.logs import setup_logging
 

@@ -27,9 +27,9 @@ import numpy as np
 from agent.economics.roi import economics_config
 from agent.economics.tariff import FloatArray, Tariff, bundled, load_tariff
 from agent.model.config import SiteConfig, load_site
-from agent.model.tomlcheck import ConfigError
 from agent.offline.replay import Trace, decide_every_for, evaluate, replay, site_for
 from agent.offline.report import plot_report, table
+from common.tomlcheck import ConfigError
 
 DEMO_SITE = Path(__file__).resolve().parent.parent / "sites" / "demo.toml"
 

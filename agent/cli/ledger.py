@@ -13,7 +13,7 @@ from agent.economics.ledger_export import write_csv
 from agent.economics.roi import economics_config
 from agent.economics.tariff import load_tariff
 from agent.model.config import load_site
-from agent.model.tomlcheck import ConfigError
+from common.tomlcheck import ConfigError
 
 
 def add_subcommands(sub: Any) -> None:

@@ -20,7 +20,7 @@ from agent.live.runtime import Runtime
 from agent.logs import kv
 from agent.model.clock import SiteClock
 from agent.model.config import SiteConfig, load_site
-from agent.model.tomlcheck import ConfigError
+from common.tomlcheck import ConfigError
 
 log = logging.getLogger("ems.cli")
 

@@ -7,9 +7,9 @@ step. The battery takes the difference and gives it back as the grid catches up 
 lower-priority controllers choose where inside the window the grid goes, so the battery returns
 to their planned trajectory at the ramp limit itself and cannot drift to empty or full.
 
-`ControlConfig.ramp_return_s` (a slower, first-order return) is deliberately not used: returning
-at the ramp limit is the fastest return the limit allows, so it drifts least and costs the
-economic controllers nothing; a slower return would only hold the battery off their plan longer.
+There is no slower, first-order return (a `ramp_return_s` setting existed unused and was removed):
+returning at the ramp limit is the fastest return the limit allows, so it drifts least and costs
+the economic controllers nothing; a slower return would only hold the battery off their plan longer.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.model.config import SiteConfig
-from agent.model.tomlcheck import Table
+from common.tomlcheck import Table
 
 DAYS_PER_YEAR = 365.0
 

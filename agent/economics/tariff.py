@@ -36,7 +36,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import numpy.typing as npt
 
-from agent.model.tomlcheck import ConfigError, Table, load_toml
+from common.tomlcheck import ConfigError, Table, load_toml
 
 DAY_TYPES = ("weekday", "weekend", "holiday")
 MINUTES_PER_DAY = 1440

@@ -24,7 +24,6 @@ from typing import Any
 
 from agent.health.assess import Recommendation
 from agent.health.indicators import DailyIndicators
-from agent.health.report import write_report
 from agent.health.store import HealthStore
 from agent.health.tracker import HealthTracker
 from agent.live.hub import CycleRecord, Hub
@@ -118,6 +117,9 @@ class HealthSink:
         if self.report_dir is not None and day is not None:
             stem = f"health-{_label(day)}"
             try:
+                # imported when a report is due (matplotlib), not when the live agent starts
+                from agent.health.report import write_report
+
                 _, html_path = write_report(
                     self.report_dir, f"Cluster health {_label(day)}", stem, self.tracker.history, recs
                 )

@@ -34,7 +34,6 @@ from agent.live.hub import CycleRecord, Hub
 from agent.live.loop import AgentLoop
 from agent.live.statedir import DbFileWatch, prepare_state_dir, rescue_db
 from agent.logs import kv
-from agent.model.alarms import Severity
 from agent.model.clock import SiteClock, accelerate
 from agent.model.config import SiteConfig, load_site
 from agent.model.operator import CommandError, OperatorState, SetMaintenance, SiteLimits, apply_command, parse_command
@@ -203,7 +202,7 @@ class Runtime:
                 msg = f"{path} was deleted while running and could not be recreated ({e}): lost at a restart"
             self._ledger_watch.reset()
         self._ledger_alarm = True
-        if self.hub.alarms.raise_("state_file_lost", "ledger", Severity.WARNING, msg, rec.snapshot.t_wall):
+        if self.hub.alarms.raise_("state_file_lost", "ledger", msg, rec.snapshot.t_wall):
             log.warning("alarm raised", extra=kv(code="state_file_lost", source="ledger", message=msg))
 
     def _tokens(self) -> TokenStore | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from agent.model.tomlcheck import REQUIRED, ConfigError, Table, load_toml
+from common.tomlcheck import REQUIRED, ConfigError, Table, load_toml
 
 METER_ROLES = ("grid", "load", "pv", "rack")
 # Site and device ids name MQTT topics (`ems/<site>/cluster/<id>`: a `#`, `+` or `/` there makes
@@ -58,7 +58,6 @@ class ControlConfig:
     # battery power time-of-use arbitrage leaves free, each way, for ramp support to answer a load
     # swing with (W; only with a ramp limit; demand shaving may still use it all); 0 = none
     ramp_headroom_w: float = 0.0
-    ramp_return_s: float = 300.0  # time constant to return to the planned trajectory
     demand_target_w: float = 0.0  # fixed 15-min demand target; 0 = economic (automatic)
     demand_interval_s: float = 900.0
     tou_enabled: bool = True
@@ -185,7 +184,6 @@ def _control(t: Table) -> ControlConfig:
         reserve_minutes=t.number("reserve_minutes", 0.0, lo=0, hi=24 * 60),
         ramp_limit_w_per_s=t.number("ramp_limit_w_per_s", 0.0, lo=0),
         ramp_headroom_w=t.number("ramp_headroom_w", 0.0, lo=0),
-        ramp_return_s=t.number("ramp_return_s", 300.0, lo=1),
         demand_target_w=t.number("demand_target_w", 0.0, lo=0),
         demand_interval_s=t.number("demand_interval_s", 900.0, lo=60, hi=3600),
         tou_enabled=t.flag("tou_enabled", True),

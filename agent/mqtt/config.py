@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from agent.model.config import SiteConfig
-from agent.model.tomlcheck import Table
+from common.tomlcheck import Table
 
 MIN_SECRET_BYTES = 16
 

@@ -38,6 +38,7 @@ from agent.mqtt.topics import (
     cluster_payload,
     dumps,
     health_payload,
+    pcs_payload,
     plan_payload,
     state_payload,
     status_payload,
@@ -99,6 +100,9 @@ class MqttLink:
         for c in s.clusters:
             sp = rec.plan.cluster_setpoints_w.get(c.id)
             self._put(Outgoing(t.cluster(c.id), partial(_enc, cluster_payload, c, sp, s.t_wall), 0, True))
+        for p in s.pcs:
+            cmd = rec.plan.pcs_setpoints_w.get(p.id)
+            self._put(Outgoing(t.pcs(p.id), partial(_enc, pcs_payload, p, cmd, s.t_wall), 0, True))
         self._put(Outgoing(t.plan, partial(_enc, plan_payload, rec.plan, s.t_wall), 0, True))
         self._health()
         self._alarm_events()

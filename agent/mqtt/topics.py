@@ -3,6 +3,7 @@
     <prefix>/<site>/status          retained  {"status": "online"|"offline", ...}; the will says offline
     <prefix>/<site>/state           retained  site power flow, SoC, quality per value
     <prefix>/<site>/cluster/<id>    retained  one cluster's state, limits and setpoint
+    <prefix>/<site>/pcs/<id>        retained  one PCS's state, read-backs and command
     <prefix>/<site>/plan            retained  the cycle's decision and its constraint window
     <prefix>/<site>/alarm           events    an alarm raised or cleared
     <prefix>/<site>/health          retained  cluster health: indicators, trends, recommendations (daily)
@@ -22,9 +23,10 @@ from datetime import datetime
 from typing import Any
 
 from agent.live.hub import CycleRecord
-from agent.model.alarms import Alarm
+from agent.model.alarms import Alarm, kind
 from agent.model.plan import GridControl, Plan
-from agent.model.snapshot import ClusterSnapshot, Measured
+from agent.model.points import CLUSTER_POINTS, PCS_POINTS, SITE_POINTS, PointDef
+from agent.model.snapshot import ClusterSnapshot, Measured, PcsSnapshot
 
 SCHEMA_VERSION = 1
 
@@ -48,6 +50,9 @@ class Topics:
 
     def cluster(self, cluster_id: str) -> str:
         return f"{self.base}/cluster/{cluster_id}"
+
+    def pcs(self, pcs_id: str) -> str:
+        return f"{self.base}/pcs/{pcs_id}"
 
     @property
     def plan(self) -> str:
@@ -82,6 +87,12 @@ def _mv(m: Measured) -> float | None:
     return _num(m.value)
 
 
+def _point(p: PointDef, m: Measured) -> float | bool | None:
+    """A catalogue point's value as published: null when nobody measured it, a flag as a boolean."""
+    v = _num(m.value)
+    return v == 1.0 if p.flag and v is not None else v
+
+
 def state_payload(rec: CycleRecord) -> dict[str, Any]:
     s, p = rec.snapshot, rec.plan
     known = [c for c in s.clusters if c.soc_pct.ok]
@@ -91,15 +102,9 @@ def state_payload(rec: CycleRecord) -> dict[str, Any]:
         "v": SCHEMA_VERSION,
         "seq": s.seq,
         "t": s.t_wall.isoformat(),
-        "grid_w": _mv(s.grid_w),
-        "load_w": _mv(s.load_w),
-        "pv_w": _mv(s.pv_w),
+        **{pt.name: _point(pt, pt.of(s)) for pt in SITE_POINTS},
         "battery_w": _num(s.battery_w),
-        "quality": {
-            "grid": s.grid_w.quality.value,
-            "load": s.load_w.quality.value,
-            "pv": s.pv_w.quality.value,
-        },
+        "quality": {pt.role: pt.of(s).quality.value for pt in SITE_POINTS},
         "grid_up": s.grid_up,
         "soc_pct": _num(100.0 * energy / cap) if cap > 0 else None,
         "energy_wh": energy if cap > 0 else None,
@@ -117,20 +122,25 @@ def cluster_payload(c: ClusterSnapshot, setpoint_w: float | None, t: datetime) -
         "pcs": c.pcs_id,
         "t": t.isoformat(),
         "status": c.status.value,
-        "soc_pct": _mv(c.soc_pct),
+        **{p.name: _point(p, p.of(c)) for p in CLUSTER_POINTS},
         "soc_quality": c.soc_pct.quality.value,
-        "soh_pct": _mv(c.soh_pct),
-        "power_w": _mv(c.power_w),
-        "voltage_v": _mv(c.voltage_v),
-        "current_a": _mv(c.current_a),
-        "max_charge_w": _mv(c.max_charge_w),
-        "max_discharge_w": _mv(c.max_discharge_w),
-        "temp_max_c": _mv(c.temp_max_c),
-        "cell_v_min": _mv(c.cell_v_min),
-        "cell_v_max": _mv(c.cell_v_max),
         "alarms": c.alarms,
         "setpoint_w": setpoint_w,
         "capacity_wh": c.capacity_wh,
+    }
+
+
+def pcs_payload(p: PcsSnapshot, command_w: float | None, t: datetime) -> dict[str, Any]:
+    return {
+        "v": SCHEMA_VERSION,
+        "id": p.id,
+        "clusters": list(p.cluster_ids),
+        "t": t.isoformat(),
+        "status": p.status.value,
+        **{pt.name: _point(pt, pt.of(p)) for pt in PCS_POINTS},
+        "quality": p.power_w.quality.value,
+        "command_w": command_w,
+        "rated_w": p.rated_w,
     }
 
 
@@ -180,6 +190,7 @@ def alarm_payload(a: Alarm, active: bool) -> dict[str, Any]:
         "source": a.source,
         "severity": a.severity.value,
         "active": active,
+        "title": kind(a.code).text(),
         "message": a.message,
         "raised_at": a.raised_at.isoformat(),
         "cleared_at": a.cleared_at.isoformat() if a.cleared_at is not None else None,

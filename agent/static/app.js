@@ -157,9 +157,9 @@ function renderAlarms(list) {
     const li = document.createElement("li");
     const icon = document.createElement("span"); icon.className = `sev sev-${a.severity}`; icon.textContent = SEV_ICON[a.severity] ?? "!";
     const body = document.createElement("div");
-    const msg = document.createElement("div"); msg.className = "msg"; msg.textContent = `${a.severity.toUpperCase()} · ${a.source}: ${a.message}`;
+    const msg = document.createElement("div"); msg.className = "msg"; msg.textContent = `${a.severity.toUpperCase()} · ${a.source}: ${a.title?.[currentLang()] ?? a.message}`;
     const meta = document.createElement("div"); meta.className = "meta";
-    meta.textContent = `${a.code} · ${time(a.raised_at)}${a.acked_by ? ` · ${t("acked_by")} ${a.acked_by}` : ""}`;
+    meta.textContent = `${a.title && a.message !== a.title.en ? `${a.message} · ` : ""}${a.code} · ${time(a.raised_at)}${a.acked_by ? ` · ${t("acked_by")} ${a.acked_by}` : ""}`;
     body.append(msg, meta);
     const act = document.createElement("span");
     if (role === "operator" && !a.acked_by) {

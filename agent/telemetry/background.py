@@ -17,7 +17,6 @@ from collections import deque
 
 from agent.live.hub import CycleRecord
 from agent.logs import kv
-from agent.model.alarms import Severity
 from agent.telemetry.feed import Captured, Feed
 from agent.telemetry.schema import Point
 
@@ -56,7 +55,6 @@ class BackgroundSink:
         if dropped:
             self.feed.alarm(
                 "telemetry_queue_full",
-                Severity.WARNING,
                 f"telemetry writer fell behind: {dropped} cycles dropped from memory",
             )
 

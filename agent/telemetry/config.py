@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.model.config import SiteConfig
-from agent.model.tomlcheck import ConfigError, Table
+from common.tomlcheck import ConfigError, Table
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from agent.live.hub import CycleRecord, Hub
-from agent.model.alarms import Alarm, Severity
+from agent.model.alarms import Alarm
 from agent.model.snapshot import Measured
 from agent.telemetry.schema import Point, health_points, ledger_point, points_for
 
@@ -83,11 +83,11 @@ class Feed:
 
     # --- alarms from the writer thread: applied on the event loop's thread (AlarmBook is not
     # thread-safe and the loop iterates it every cycle) ---------------------------------------
-    def alarm(self, code: str, severity: Severity, message: str, on: bool = True) -> None:
+    def alarm(self, code: str, message: str, on: bool = True) -> None:
         def apply() -> None:
             now = datetime.now(self.hub.site.timezone)
             if on:
-                self.hub.alarms.raise_(code, "telemetry", severity, message, now)
+                self.hub.alarms.raise_(code, "telemetry", message, now)
             else:
                 self.hub.alarms.clear(code, "telemetry", now)
 

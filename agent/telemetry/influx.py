@@ -24,7 +24,6 @@ from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
 
 from agent.logs import kv
-from agent.model.alarms import Severity
 from agent.telemetry.background import BackgroundSink
 from agent.telemetry.config import InfluxConfig, TelemetryConfig
 from agent.telemetry.feed import Feed
@@ -97,14 +96,13 @@ class InfluxSink(BackgroundSink):
         log.warning("telemetry spool full: oldest points dropped", extra=kv(dropped=now, dropped_total=total))
         self.feed.alarm(
             "spool_dropped",
-            Severity.WARNING,
             f"telemetry spool full ({self.cfg.spool_max_bytes / 1e6:g} MB): {total} oldest points dropped",
         )
 
     def _failed(self, why: str) -> None:
         if not self._down:
             log.warning("telemetry database unavailable: spooling", extra=kv(error=why))
-            self.feed.alarm("telemetry_down", Severity.WARNING, f"telemetry database unavailable: {why}")
+            self.feed.alarm("telemetry_down", f"telemetry database unavailable: {why}")
         self._down = True
         self._retry_at = time.monotonic() + self._backoff
         self._backoff = min(self._backoff * 2.0, self.cfg.retry_max_s)
@@ -114,7 +112,7 @@ class InfluxSink(BackgroundSink):
         if self._down and self.spool.empty:
             self._down = False
             log.info("telemetry database back: spool replayed", extra=kv(replayed=self.replayed_points))
-            self.feed.alarm("telemetry_down", Severity.WARNING, "", on=False)
+            self.feed.alarm("telemetry_down", "", on=False)
 
     def _park(self, body: bytes, n: int, why: str) -> None:
         self.parked.put(body, n)
@@ -122,7 +120,6 @@ class InfluxSink(BackgroundSink):
         log.error("telemetry batch rejected by the database: parked", extra=kv(points=n, error=why))
         self.feed.alarm(
             "telemetry_rejected",
-            Severity.WARNING,
             f"{self.rejected_points} points rejected by the database, kept in {self.parked.path}: {why}",
         )
 

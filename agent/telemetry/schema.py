@@ -3,15 +3,19 @@
 Measurements (tags in brackets; every field numeric; states/modes/qualities/sources as integer
 codes from the tables below; timestamp = the snapshot's t_wall in ns, never the writer's clock):
 
-- site    [site]                  grid_w, load_w, pv_w, battery_w, grid_up, soc_pct, energy_wh,
-                                  capacity_wh, grid_q, load_q, pv_q, ramp_limit_w_per_s,
+- site    [site]                  the site points (grid_w, load_w, pv_w), battery_w, grid_up, soc_pct,
+                                  energy_wh, capacity_wh, grid_q, load_q, pv_q, ramp_limit_w_per_s,
                                   demand_target_w (when configured), seq
 - meter   [site, meter]           power_w, quality, age_s   (meter = grid | load | pv)
 - rack    [site, rack]            power_w, quality          (rack = "total" or a rack id from MQTT)
-- cluster [site, cluster, pcs]    soc_pct, soh_pct, power_w, voltage_v, current_a, cell_v_max,
-                                  cell_v_min, temp_max_c, temp_min_c, cycles, max_charge_w,
-                                  max_discharge_w, setpoint_w, status, alarms, soc_q, limits_q
-- pcs     [site, pcs]             power_w, setpoint_w (read back), command_w, rated_w, status, power_q
+- cluster [site, cluster, pcs]    the cluster points (soc_pct, soh_pct, power_w, max_charge_w,
+                                  max_discharge_w, voltage_v, current_a, cell_v_max, cell_v_min,
+                                  temp_max_c, temp_min_c, cycles), setpoint_w, status, alarms, soc_q,
+                                  limits_q
+- pcs     [site, pcs]             the PCS points (power_w, setpoint_w read back, pcc_active 1/0,
+                                  pcc_grid_w), command_w, rated_w, status, power_q
+
+The points are the catalogue's (agent/model/points.py): a point added there is written here.
 - plan    [site]                  site_setpoint_w, requested_w, shortfall_w, lo_w, hi_w, mode,
                                   decided_by, alarms
 - plan    [site, bound]           lo_w, hi_w   (one series per constraint source)
@@ -36,6 +40,7 @@ from typing import Any
 
 from agent.live.hub import CycleRecord
 from agent.model.alarms import SEVERITY_CODE, Alarm
+from agent.model.points import CLUSTER_POINTS, PCS_POINTS, SITE_POINTS
 from agent.model.snapshot import CLUSTER_STATUS_CODE, PCS_STATUS_CODE, Measured
 from drivers.reading import Quality
 
@@ -145,17 +150,13 @@ def points_for(
             "site",
             site,
             _fields(
-                grid_w=s.grid_w.value,
-                load_w=s.load_w.value,
-                pv_w=s.pv_w.value,
+                **{pt.name: pt.of(s).value for pt in SITE_POINTS},
                 battery_w=s.battery_w,
                 grid_up=1.0 if s.grid_up else 0.0,
                 soc_pct=100.0 * energy / cap if cap > 0 else None,
                 energy_wh=energy if cap > 0 else None,
                 capacity_wh=sum(c.capacity_wh for c in s.clusters),
-                grid_q=_q(s.grid_w),
-                load_q=_q(s.load_w),
-                pv_q=_q(s.pv_w),
+                **{f"{pt.role}_q": _q(pt.of(s)) for pt in SITE_POINTS},
                 ramp_limit_w_per_s=ramp_limit_w_per_s if ramp_limit_w_per_s > 0 else None,
                 demand_target_w=demand_target_w if demand_target_w > 0 else None,
                 seq=s.seq,
@@ -163,11 +164,12 @@ def points_for(
             t,
         )
     )
-    for role, m in (("grid", s.grid_w), ("load", s.load_w), ("pv", s.pv_w)):
+    for pt in SITE_POINTS:
+        m = pt.of(s)
         out.append(
             Point(
                 "meter",
-                _tags(site=site_id, meter=role),
+                _tags(site=site_id, meter=pt.role),
                 _fields(power_w=m.value, quality=_q(m), age_s=m.age_s),
                 t,
             )
@@ -187,18 +189,7 @@ def points_for(
                 "cluster",
                 _tags(site=site_id, cluster=c.id, pcs=c.pcs_id),
                 _fields(
-                    soc_pct=c.soc_pct.value,
-                    soh_pct=c.soh_pct.value,
-                    power_w=c.power_w.value,
-                    voltage_v=c.voltage_v.value,
-                    current_a=c.current_a.value,
-                    cell_v_max=c.cell_v_max.value,
-                    cell_v_min=c.cell_v_min.value,
-                    temp_max_c=c.temp_max_c.value,
-                    temp_min_c=c.temp_min_c.value,
-                    cycles=c.cycles.value,
-                    max_charge_w=c.max_charge_w.value,
-                    max_discharge_w=c.max_discharge_w.value,
+                    **{pt.name: pt.of(c).value for pt in CLUSTER_POINTS},
                     setpoint_w=p.cluster_setpoints_w.get(c.id),
                     status=CLUSTER_STATUS_CODE[c.status],
                     alarms=c.alarms,
@@ -214,8 +205,7 @@ def points_for(
                 "pcs",
                 _tags(site=site_id, pcs=pc.id),
                 _fields(
-                    power_w=pc.power_w.value,
-                    setpoint_w=pc.setpoint_w.value,
+                    **{pt.name: pt.of(pc).value for pt in PCS_POINTS},
                     command_w=p.pcs_setpoints_w.get(pc.id),
                     rated_w=pc.rated_w,
                     status=PCS_STATUS_CODE[pc.status],
