@@ -35,7 +35,7 @@ from .observer import Observer
 from .process import listen_socket
 from .routes_control import CONTROL_PREFIX, control_router
 from .routes_read import read_router
-from .stream import stream_router
+from .stream import QuietDisconnect, stream_router
 
 log = logging.getLogger("ems.api")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
@@ -125,6 +125,7 @@ def create_app(hub: Mirror, tokens: TokenStore | None, *, open_read: bool = Fals
     )
     app.state.ctx = ctx
     app.add_middleware(_Guard, ctx=ctx)
+    app.add_middleware(QuietDisconnect)  # outermost: SSE teardown noise never reaches uvicorn
     app.include_router(read_router(ctx), tags=["read"])
     app.include_router(stream_router(ctx), tags=["live"])
     app.include_router(control_router(ctx))

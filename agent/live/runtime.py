@@ -13,6 +13,7 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -198,19 +199,37 @@ class Runtime:
     def stop(self) -> None:
         self.loop.stop()
 
+    def _closers(self) -> list[tuple[str, Callable[[], Awaitable[object]]]]:
+        """What aclose() stops, in order: inputs first, then the API, then the sinks that flush."""
+        out: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+        if (mqtt := self.mqtt) is not None:
+            out.append(("mqtt", lambda: stop_mqtt(mqtt)))
+        if self.api is not None:
+            out.append(("api", self.api.stop))
+        if (tel := self.telemetry) is not None:
+            out.append(("telemetry", lambda: asyncio.to_thread(tel.close)))
+        if (health := self.health) is not None:
+            out.append(("health", lambda: asyncio.to_thread(health.stop)))
+        if (ledger := self.ledger) is not None:
+
+            async def close_ledger() -> None:
+                ledger.close()  # on this thread: its SQLite connection belongs to it
+
+            out.append(("ledger", close_ledger))
+        return out
+
     async def aclose(self) -> None:
         if self._stopping:
             return
         self._stopping = True
         self.loop.stop()
-        if self.mqtt is not None:
-            await stop_mqtt(self.mqtt)
-        if self.api is not None:
-            await self.api.stop()
-        if self.telemetry is not None:
-            await asyncio.to_thread(self.telemetry.close)
-        if self.health is not None:
-            await asyncio.to_thread(self.health.stop)
-        if self.ledger is not None:
-            self.ledger.close()
-        log.info("agent stopped", extra=kv(site=self.site.id, cycles=self.loop.seq))
+        # Each part is closed even if one before it fails: a failed API stop must not leave
+        # telemetry unflushed or the ledger open.
+        failed: list[str] = []
+        for name, close in self._closers():
+            try:
+                await close()
+            except Exception:
+                failed.append(name)
+                log.exception("could not stop cleanly", extra=kv(part=name))
+        log.info("agent stopped", extra=kv(site=self.site.id, cycles=self.loop.seq, failed=",".join(failed)))
