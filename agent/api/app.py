@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import Role, TokenStore
 from .context import Ctx
+from .guard import GuardedH11Protocol
 from .metrics import render
 from .mirror import ControlUnavailable, Mirror
 from .observer import Observer
@@ -42,6 +43,8 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 STALE_CYCLES = 5.0  # /healthz fails when the last cycle is older than this many periods
 SHUTDOWN_GRACE_S = 2  # open SSE streams would otherwise hold uvicorn's shutdown forever
 MAX_BODY_BYTES = 16 * 1024  # the largest command is ~100 bytes; larger bodies answer 413 unread
+MAX_HEAD_BYTES = 16 * 1024  # request line + headers (h11's own default, made explicit)
+BODY_TIMEOUT_S = 10.0  # a body must arrive within this (a stalled body would hold a request forever)
 
 
 def _finite(x: Any) -> Any:
@@ -88,16 +91,22 @@ class _Guard:
             return
         # Read the body here, bounded, then hand it to the app in one message.
         body = b""
-        while True:
-            msg = await receive()
-            if msg["type"] != "http.request":
-                return  # the client went away
-            body += msg.get("body", b"")
-            if len(body) > MAX_BODY_BYTES:
-                await too_large(scope, receive, send)
-                return
-            if not msg.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                while True:
+                    msg = await receive()
+                    if msg["type"] != "http.request":
+                        return  # the client went away
+                    body += msg.get("body", b"")
+                    if len(body) > MAX_BODY_BYTES:
+                        await too_large(scope, receive, send)
+                        return
+                    if not msg.get("more_body", False):
+                        break
+        except TimeoutError:
+            detail = f"request body not received within {BODY_TIMEOUT_S:g} s"
+            await JSONResponse({"detail": detail}, 408, headers={"Connection": "close"})(scope, receive, send)
+            return
         sent = False
 
         async def replay() -> Message:
@@ -201,6 +210,8 @@ class ApiServer:
             access_log=False,  # nothing to learn per request; and it keeps URLs out of the logs
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             lifespan="off",
+            http=GuardedH11Protocol,  # bounded connections and a request-head timeout (guard.py)
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         )
         self.server = _QuietServer(config)
 
