@@ -10,13 +10,17 @@ a real full filesystem (a 64 KiB tmpfs); they are skipped with the reason otherw
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -24,14 +28,18 @@ from pathlib import Path
 import httpx
 import pytest
 
+from agent.api.auth import digest
 from agent.live import audit as audit_mod
 from agent.live.audit import AuditLog, AuditUnavailable
 from agent.live.hub import Hub
 from agent.live.runtime import restore_operator
 from agent.model.config import load_site
 from agent.model.operator import OperatorState
+from simulators.site import SimulatedSite
 
-from .agent_harness import DEMO, agent_on_simulators
+from .agent_harness import DEMO, ROOT, agent_on_simulators
+from .conftest import free_port
+from .loop_rig import site_text
 
 WHEN = datetime(2026, 12, 5, 12, 0, 0)
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chattr +i, mount -t tmpfs)")
@@ -199,3 +207,63 @@ def test_a_torn_last_line_is_cut_on_open_with_one_warning(tmp_path: Path, caplog
     hub = Hub(site, AuditLog(None), clock=lambda: 0.0)
     restored = restore_operator(OperatorState(maintenance=site.maintenance), p, hub.limits())
     assert restored.mode == "conservative"  # both complete records read; the second not glued to a torn one
+
+
+async def test_the_real_agent_survives_an_immutable_audit_log_and_sigterm_closes_everything(tmp_path: Path) -> None:
+    """`ems-agent run` as a site runs it (API process, local telemetry, ledger, health), the audit
+    log made unwritable while it runs: commands refused with 503, reads served, then SIGTERM:
+    exit 0, no traceback, every part closed. (Before: the API died for good, and SIGTERM ended in
+    a PermissionError traceback with telemetry, health and ledger left open.)"""
+    sim_file = tmp_path / "sim.toml"
+    sim_file.write_text(site_text(cycle_s=0.5))
+    sim = SimulatedSite(load_site(sim_file), any_port=True, control_port=0)
+    await sim.start(ticking=True)
+    token = "audit-test-operator-token"
+    (tmp_path / "tokens.toml").write_text(f'[[token]]\nname = "t"\nrole = "operator"\nsha256 = "{digest(token)}"\n')
+    port = free_port()
+    ports = {d.port: sim.ports[d.id] for d in sim.site.devices}
+    site = tmp_path / "site.toml"
+    site.write_text(site_text(ports, cycle_s=0.5, extra=f'\n[api]\nport = {port}\ntokens_file = "tokens.toml"\n'))
+    state = tmp_path / "state"
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "agent.cli", "run", "--site", str(site), "--state-dir", str(state)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    op = {"Authorization": f"Bearer {token}"}
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as c:
+            deadline = time.monotonic() + 60
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await c.get("/healthz", headers=op)).status_code == 200:
+                        break
+                assert agent.poll() is None and time.monotonic() < deadline, "the agent never served"
+                await asyncio.sleep(0.2)
+            assert (await c.post("/api/control/mode", json={"mode": "idle"}, headers=op)).status_code == 200
+            while (await c.get("/api/site", headers=op)).json()["mode"] != "idle":  # the next cycle shows it
+                assert time.monotonic() < deadline, "the mode never reached the cycle"
+                await asyncio.sleep(0.2)
+            audit = state / "audit.jsonl"
+            audit.rename(tmp_path / "audit.saved")
+            audit.mkdir()
+            r = await c.post("/api/control/mode", json={"mode": "conservative"}, headers=op)
+            assert r.status_code == 503 and "cannot be written" in r.json()["detail"]
+            for _ in range(3):
+                assert (await c.get("/healthz", headers=op)).status_code == 200
+                assert (await c.get("/api/site", headers=op)).json()["mode"] == "idle"
+                await asyncio.sleep(0.5)
+        agent.send_signal(signal.SIGTERM)
+        _, err_b = agent.communicate(timeout=60)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait(10)
+        await sim.stop()
+    err = err_b.decode()
+    assert agent.returncode == 0, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    stopped = [line for line in err.splitlines() if "agent stopped" in line]
+    assert len(stopped) == 1 and "failed= " in stopped[0] + " ", stopped
