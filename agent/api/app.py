@@ -44,6 +44,7 @@ STALE_CYCLES = 5.0  # /healthz fails when the last cycle is older than this many
 SHUTDOWN_GRACE_S = 2  # open SSE streams would otherwise hold uvicorn's shutdown forever
 MAX_BODY_BYTES = 16 * 1024  # the largest command is ~100 bytes; larger bodies answer 413 unread
 MAX_HEAD_BYTES = 16 * 1024  # request line + headers (h11's own default, made explicit)
+ACCEPT_BATCH = 128  # as listen_socket's backlog
 BODY_TIMEOUT_S = 10.0  # a body must arrive within this (a stalled body would hold a request forever)
 
 
@@ -211,6 +212,9 @@ class ApiServer:
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             lifespan="off",
             http=GuardedH11Protocol,  # bounded connections and a request-head timeout (guard.py)
+            # asyncio's accept queue (listen()) and the most connections accepted per event-loop
+            # turn: uvicorn's 2048 let a flood open thousands of descriptors before the guard ran.
+            backlog=ACCEPT_BATCH,
             h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         )
         self.server = _QuietServer(config)

@@ -20,7 +20,6 @@ API process, /healthz stopped answering and asyncio logged ~12,000 tracebacks a 
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import resource
 import time
@@ -73,27 +72,42 @@ TIMED_OUT = _Counter("api: connections closed for not sending a request head in 
 
 class GuardedH11Protocol(H11Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.opened_at = time.monotonic()
         self._head_timer: asyncio.TimerHandle | None = None
         super().connection_made(transport)  # type: ignore[arg-type]
+        # Open connections, oldest first, without the ones already closed here but not yet gone
+        # (abort() frees them on the next turn of the loop): one per server.
+        registry: dict[GuardedH11Protocol, None] = self.server_state.__dict__.setdefault("ems_open", {})
+        self._registry = registry
+        registry[self] = None
         limit = connection_limit()
-        if len(self.connections) > limit:
+        if len(registry) > limit:
             self._make_room(limit)
             if self.transport.is_closing():
                 return
         self._arm_head_timer()
 
     def _make_room(self, limit: int) -> None:
-        idle = [c for c in self.connections if c is not self and _idle(c) and not c.transport.is_closing()]
-        n = max(len(self.connections) - limit, int(limit * EVICT_SHARE))
-        victims = heapq.nsmallest(n, idle, key=lambda c: getattr(c, "opened_at", 0.0))
+        """Close the oldest idle connections: enough to be EVICT_SHARE under the limit, so a
+        flood costs one scan per many connections; or this one, if every other one is busy."""
+        want = len(self._registry) - limit + int(limit * EVICT_SHARE)
+        victims: list[GuardedH11Protocol] = []
+        for c in self._registry:
+            if len(victims) >= want:
+                break
+            if c is not self and _idle(c):
+                victims.append(c)
         for c in victims:
-            c.transport.abort()  # the descriptor is freed now, not after a FIN handshake
+            c._close_now()
         if victims:
             EVICTED.add(len(victims), limit=limit)
-        if len(self.connections) - len(victims) > limit:
+        if len(self._registry) > limit:
             REFUSED.add(limit=limit)
-            self.transport.abort()
+            self._close_now()
+
+    def _close_now(self) -> None:
+        self._registry.pop(self, None)
+        self._disarm_head_timer()
+        self.transport.abort()  # the descriptor is freed on the next turn, not after a FIN handshake
 
     def _arm_head_timer(self) -> None:
         self._disarm_head_timer()
@@ -108,7 +122,7 @@ class GuardedH11Protocol(H11Protocol):
         self._head_timer = None
         if _idle(self) and not self.transport.is_closing():
             TIMED_OUT.add(timeout_s=HEAD_TIMEOUT_S)
-            self.transport.abort()
+            self._close_now()
 
     def handle_events(self) -> None:
         super().handle_events()
@@ -121,6 +135,7 @@ class GuardedH11Protocol(H11Protocol):
             self._arm_head_timer()  # the next request's head, on a kept-alive connection
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._registry.pop(self, None)
         self._disarm_head_timer()
         super().connection_lost(exc)
 
