@@ -16,6 +16,7 @@ import os
 import resource
 import socket
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -133,22 +134,31 @@ async def _closed_by_server(s: socket.socket, drip: bool, timeout_s: float = 20.
     return False
 
 
-async def test_a_request_head_that_never_ends_is_cut_off(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(guard, "HEAD_TIMEOUT_S", 0.5)
+@contextlib.asynccontextmanager
+async def _serving(env: Env) -> AsyncIterator[ApiServer]:
     srv = ApiServer(env.app, "127.0.0.1", 0)
     task = asyncio.create_task(srv.run())
     await srv.started()
-    loop = asyncio.get_running_loop()
-    socks: list[socket.socket] = []
     try:
-        silent = _connect(srv.port)  # connects and says nothing
-        slow = _connect(srv.port, b"GET /healthz HTTP/1.1\r\nHost: ems\r\nX-Drip: ")
-        socks += [silent, slow]
+        yield srv
+    finally:
+        srv.stop()
+        await asyncio.wait_for(task, 10)
+        await env.close()
+
+
+async def test_a_request_head_that_never_ends_is_cut_off(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guard, "HEAD_TIMEOUT_S", 0.5)
+    loop = asyncio.get_running_loop()
+    async with _serving(env) as srv, contextlib.AsyncExitStack() as socks:
+        silent = socks.enter_context(contextlib.closing(_connect(srv.port)))  # connects, says nothing
+        slow = socks.enter_context(
+            contextlib.closing(_connect(srv.port, b"GET /healthz HTTP/1.1\r\nHost: ems\r\nX-Drip: "))
+        )
         assert await _closed_by_server(silent, drip=False)
         assert await _closed_by_server(slow, drip=True)  # every byte received did not keep it open
         # A kept-alive connection must send its next head in time too.
-        kept = _connect(srv.port)
-        socks.append(kept)
+        kept = socks.enter_context(contextlib.closing(_connect(srv.port)))
         await loop.sock_sendall(kept, b"GET /healthz HTTP/1.1\r\nHost: ems\r\n\r\n")
         first = await asyncio.wait_for(loop.sock_recv(kept, 4096), 10)
         assert first.startswith(b"HTTP/1.1 200")
@@ -157,36 +167,21 @@ async def test_a_request_head_that_never_ends_is_cut_off(env: Env, monkeypatch: 
         # A client that sends its request at once is served as before.
         async with httpx.AsyncClient(base_url=srv.url, timeout=10) as c:
             assert (await c.get("/healthz")).status_code == 200
-    finally:
-        for s in socks:
-            s.close()
-        srv.stop()
-        await asyncio.wait_for(task, 10)
-        await env.close()
 
 
 async def test_a_stalled_request_body_answers_408(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(app_mod, "BODY_TIMEOUT_S", 0.5)
-    srv = ApiServer(env.app, "127.0.0.1", 0)
-    task = asyncio.create_task(srv.run())
-    await srv.started()
     loop = asyncio.get_running_loop()
-    s = _connect(srv.port)
-    try:
+    async with _serving(env) as srv:
+        s = _connect(srv.port)
         auth = OP["Authorization"]
         head = (
             "POST /api/control/mode HTTP/1.1\r\nHost: ems\r\nContent-Type: application/json\r\n"
             f"Authorization: {auth}\r\nContent-Length: 40\r\n\r\n"
         )
-        with contextlib.suppress(BlockingIOError):
-            await asyncio.sleep(0.1)
         await loop.sock_sendall(s, head.encode() + b'{"mode": ')  # and the rest never comes
         reply = await asyncio.wait_for(loop.sock_recv(s, 4096), 20)
         assert reply.startswith(b"HTTP/1.1 408")
         assert b'"detail":"request body not received within 0.5 s"' in reply
-        assert env.hub.operator.mode == "auto"
-    finally:
         s.close()
-        srv.stop()
-        await asyncio.wait_for(task, 10)
-        await env.close()
+        assert env.hub.operator.mode == "auto"

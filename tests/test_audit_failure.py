@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -40,9 +39,9 @@ from simulators.site import SimulatedSite
 from .agent_harness import DEMO, ROOT, agent_on_simulators
 from .conftest import free_port
 from .loop_rig import site_text
+from .tinyfs import ROOT_ONLY, tiny_tmpfs
 
 WHEN = datetime(2026, 12, 5, 12, 0, 0)
-ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chattr +i, mount -t tmpfs)")
 
 
 def _lines(p: Path) -> list[dict[str, object]]:
@@ -129,20 +128,9 @@ def test_an_immutable_audit_log_raises_the_alarm_and_recovers(tmp_path: Path) ->
     assert hub.alarms.active() == [] and len(_lines(p)) == 2
 
 
-@contextlib.contextmanager
-def _tiny_tmpfs(where: Path, size: str = "64k") -> Iterator[Path]:
-    where.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)]).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=True)
-
-
 @ROOT_ONLY
 def test_a_full_disk_refuses_the_record_and_leaves_no_torn_line(tmp_path: Path) -> None:
-    with _tiny_tmpfs(tmp_path / "fs") as fs:
+    with tiny_tmpfs(tmp_path / "fs", "64k") as fs:
         p = fs / "audit.jsonl"
         hub = _hub(p)
         big = {"command": "SetMode", "note": "x" * 3000}  # about one page per line

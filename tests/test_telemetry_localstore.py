@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
 import sqlite3
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from agent.telemetry import LocalStore, LocalStoreSink, start_telemetry
 from agent.telemetry import localstore as localstore_mod
 from agent.telemetry.schema import Point, t_ns
 from tests.conftest import Cycles
+from tests.tinyfs import ROOT_ONLY, fill, tiny_tmpfs
 
 T0 = datetime(2026, 7, 1, 6, 0, 0, tzinfo=UTC)
 
@@ -140,32 +139,12 @@ def _telemetry_log(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in recs]
 
 
-@contextlib.contextmanager
-def _tiny_tmpfs(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)]).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=True)
-
-
-def _fill(fs: Path) -> Path:
-    filler = fs / "filler"
-    with contextlib.suppress(OSError), filler.open("wb") as f:
-        while True:
-            f.write(b"\0" * 4096)
-            f.flush()
-    return filler
-
-
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs")
+@ROOT_ONLY
 def test_a_real_full_disk_raises_one_alarm_logs_once_and_loses_nothing(
     make_hub: Callable[..., Hub], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="ems.telemetry")
-    with _tiny_tmpfs(tmp_path / "fs", "1m") as fs:
+    with tiny_tmpfs(tmp_path / "fs", "1m") as fs:
         hub = make_hub(FAST)
         sink = start_telemetry(hub.site, hub, fs)
         assert isinstance(sink, LocalStoreSink)
@@ -175,7 +154,7 @@ def test_a_real_full_disk_raises_one_alarm_logs_once_and_loses_nothing(
             for w in loads[:5]:
                 cyc.next(load_w=w)
             _until(lambda: sink.stored_values > 0 and sink.queue_depth == 0, "the first writes")
-            filler = _fill(fs)
+            filler = fill(fs)
             for w in loads[5:40]:
                 cyc.next(load_w=w)
                 time.sleep(0.02)  # several flushes fail, not one
