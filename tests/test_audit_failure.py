@@ -34,6 +34,9 @@ from agent.live.hub import Hub
 from agent.live.runtime import restore_operator
 from agent.model.config import load_site
 from agent.model.operator import OperatorState
+from agent.mqtt import sign
+from agent.mqtt.auth import Verifier
+from agent.mqtt.commands import CommandHandler
 from simulators.site import SimulatedSite
 
 from .agent_harness import DEMO, ROOT, agent_on_simulators
@@ -255,3 +258,22 @@ async def test_the_real_agent_survives_an_immutable_audit_log_and_sigterm_closes
     assert "Traceback" not in err, err[-3000:]
     stopped = [line for line in err.splitlines() if "agent stopped" in line]
     assert len(stopped) == 1 and "failed= " in stopped[0] + " ", stopped
+
+
+def test_a_signed_mqtt_command_is_refused_with_a_reason_when_the_audit_log_cannot_be_written(tmp_path: Path) -> None:
+    p = tmp_path / "audit.jsonl"
+    hub = _hub(p)
+    p.mkdir()
+    secret = b"0123456789abcdef-test-secret"
+    now = datetime.now(hub.site.timezone)
+    handler = CommandHandler(hub, Verifier(secret, 30.0), lambda: now)
+    msg = {"id": "m1", "actor": "ops-anna", "ts": now.timestamp(), "nonce": "n" * 32,
+           "command": {"command": "set_mode", "mode": "idle"}}  # fmt: skip
+    ack = handler.handle(json.dumps(sign(secret, msg)).encode())
+    assert (ack["id"], ack["accepted"]) == ("m1", False)
+    assert ack["reason"] == f"audit log {p} cannot be written: Is a directory; the command was not applied"
+    assert hub.operator.mode == "auto" and handler.rejected == 1
+    assert [a.id for a in hub.alarms.active()] == ["audit_write_failed@audit"]
+    # Refused before it reached the hub (bad signature): still answered, the refusal just not audited.
+    bad = handler.handle(json.dumps({**sign(secret, {**msg, "nonce": "m" * 32}), "sig": "0" * 64}).encode())
+    assert bad["accepted"] is False and bad["reason"].startswith("unauthenticated")
