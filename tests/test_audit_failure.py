@@ -89,9 +89,13 @@ async def test_an_unwritable_audit_log_refuses_commands_keeps_the_api_and_recove
             assert (await c.get("/api/site")).json()["mode"] == "idle"
             assert h.rt.api.pid == api_pid and h.rt.api.restarts == 0
             assert h.rt.api._task is not None and not h.rt.api._task.done()
-            # The disk comes back: the next command works and the alarm clears.
+            # The disk comes back: the alarm clears by itself (the runtime probes), commands work.
             audit.rmdir()
             (tmp_path / "audit.saved").rename(audit)
+            await h.until(lambda: h.rt.hub.audit.failure is None, 30.0, "the probe to see the log writable")
+            await h.cycles(2)
+            alarms = (await c.get("/api/alarms")).json()
+            assert "audit_write_failed@audit" not in [a["id"] for a in alarms["active"]]
             r = await c.post("/api/control/mode", json={"mode": "conservative"}, headers=op)
             assert r.status_code == 200 and h.rt.hub.operator.mode == "conservative"
             await h.cycles(2)
@@ -146,8 +150,11 @@ def test_a_full_disk_refuses_the_record_and_leaves_no_torn_line(tmp_path: Path) 
         assert p.read_bytes().endswith(b"\n") and len(_lines(p)) == written  # nothing torn
         assert [a.id for a in hub.alarms.active()] == ["audit_write_failed@audit"]
         shutil.rmtree(fs / "lost+found", ignore_errors=True)
+        assert hub.audit.probe() is False  # still full
         lines = p.read_text().splitlines(keepends=True)
         p.write_text("".join(lines[: written // 2]))  # space freed (the operator rotated the log)
+        assert hub.audit.probe() is True and hub.alarms.active() == []
+        assert not (fs / "audit.jsonl.probe").exists() and len(_lines(p)) == written // 2
         hub.audit.record(WHEN, "olga", "api", big, True)
         assert hub.alarms.active() == [] and len(_lines(p)) == written // 2 + 1
 

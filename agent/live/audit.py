@@ -8,11 +8,14 @@ and the action must not take effect: an unaudited command is refused, never appl
 written line is cut off again, so the file never holds a torn record that the next line would
 be glued to; a torn last line left by a crash (power cut mid-write) is cut off when the log is
 opened, with one warning. `on_failure` is told when writing starts failing (the reason) and
-when it works again (None): the hub turns that into the `audit_write_failed` alarm.
+when it works again (None): the hub turns that into the `audit_write_failed` alarm. `probe()`
+(the runtime calls it every few seconds while writes fail) finds out when the disk is back
+without waiting for the next command.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +29,7 @@ from agent.logs import kv
 
 log = logging.getLogger("ems.audit")
 RECENT = 500  # entries kept in memory for GET /api/audit
+PROBE_BYTES = 4096  # what probe() writes next to the log: room for a few records
 
 
 class AuditUnavailable(Exception):
@@ -127,6 +131,31 @@ class AuditLog:
             log.warning("audit log writable again", extra=kv(path=str(self.path)))
         if self.on_failure is not None:
             self.on_failure(why)
+
+    def probe(self) -> bool:
+        """While writes fail: would one succeed now? The log opens for appending, and a page can
+        be written and synced next to it (a probe file, removed again; nothing is added to the log
+        itself). If so the failure is over (the alarm clears). True when writes work."""
+        if self.path is None or self.failure is None:
+            return True
+        probe = self.path.with_name(self.path.name + ".probe")
+        try:
+            os.close(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644))
+            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, b"\0" * PROBE_BYTES)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+        with self._lock:
+            if self.failure is not None:
+                self._set_failure(None)
+        return True
 
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._lock:

@@ -41,6 +41,7 @@ from agent.telemetry import InfluxSink, LocalStoreSink, parse_telemetry, start_t
 log = logging.getLogger("ems.runtime")
 
 REPORT_EVERY_S = 10.0
+AUDIT_PROBE_S = 5.0  # while the audit log cannot be written, look this often whether it can again
 ANY_PORT = -1  # api_port: serve the API on a free loopback port (tests, benchmarks); see `rt.api.port`
 
 
@@ -146,6 +147,7 @@ class Runtime:
         self.demo_token = secrets.token_urlsafe(24) if demo and self.api_cfg.tokens_file is None else None
         self.api: ApiProcess | None = None
         self.mqtt: MqttLink | None = None
+        self._audit_watch: asyncio.Task[None] | None = None
         self._stopping = False
 
     def _refresh_report(self, rec: CycleRecord) -> None:
@@ -168,8 +170,17 @@ class Runtime:
         except Exception as e:  # a bad reload keeps the running config
             log.error("site reload refused", extra=kv(error=str(e)))
 
+    async def _watch_audit(self) -> None:
+        """Clear `audit_write_failed` when the disk is back, not only at the next command."""
+        audit = self.hub.audit
+        while True:
+            await asyncio.sleep(AUDIT_PROBE_S)
+            if audit.failure is not None:
+                await asyncio.to_thread(audit.probe)  # it writes and fsyncs: not on the loop's thread
+
     async def start(self) -> None:
         """Start sinks, MQTT and the API (all need the running event loop); not the control loop."""
+        self._audit_watch = asyncio.create_task(self._watch_audit(), name="audit-watch")
         self.mqtt = start_mqtt(self.site, self.hub)
         rack = self.mqtt.rack if self.mqtt is not None else None
         if rack is not None:
@@ -223,6 +234,8 @@ class Runtime:
             return
         self._stopping = True
         self.loop.stop()
+        if self._audit_watch is not None:
+            self._audit_watch.cancel()
         # Each part is closed even if one before it fails: a failed API stop must not leave
         # telemetry unflushed or the ledger open.
         failed: list[str] = []
