@@ -29,19 +29,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .auth import Role, TokenStore
 from .context import Ctx
+from .guard import GuardedH11Protocol
 from .metrics import render
 from .mirror import ControlUnavailable, Mirror
 from .observer import Observer
 from .process import listen_socket
 from .routes_control import CONTROL_PREFIX, control_router
 from .routes_read import read_router
-from .stream import stream_router
+from .stream import QuietDisconnect, stream_router
 
 log = logging.getLogger("ems.api")
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 STALE_CYCLES = 5.0  # /healthz fails when the last cycle is older than this many periods
 SHUTDOWN_GRACE_S = 2  # open SSE streams would otherwise hold uvicorn's shutdown forever
 MAX_BODY_BYTES = 16 * 1024  # the largest command is ~100 bytes; larger bodies answer 413 unread
+MAX_HEAD_BYTES = 16 * 1024  # request line + headers (h11's own default, made explicit)
+ACCEPT_BATCH = 128  # as listen_socket's backlog
+BODY_TIMEOUT_S = 10.0  # a body must arrive within this (a stalled body would hold a request forever)
 
 
 def _finite(x: Any) -> Any:
@@ -88,16 +92,22 @@ class _Guard:
             return
         # Read the body here, bounded, then hand it to the app in one message.
         body = b""
-        while True:
-            msg = await receive()
-            if msg["type"] != "http.request":
-                return  # the client went away
-            body += msg.get("body", b"")
-            if len(body) > MAX_BODY_BYTES:
-                await too_large(scope, receive, send)
-                return
-            if not msg.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT_S):
+                while True:
+                    msg = await receive()
+                    if msg["type"] != "http.request":
+                        return  # the client went away
+                    body += msg.get("body", b"")
+                    if len(body) > MAX_BODY_BYTES:
+                        await too_large(scope, receive, send)
+                        return
+                    if not msg.get("more_body", False):
+                        break
+        except TimeoutError:
+            detail = f"request body not received within {BODY_TIMEOUT_S:g} s"
+            await JSONResponse({"detail": detail}, 408, headers={"Connection": "close"})(scope, receive, send)
+            return
         sent = False
 
         async def replay() -> Message:
@@ -125,6 +135,7 @@ def create_app(hub: Mirror, tokens: TokenStore | None, *, open_read: bool = Fals
     )
     app.state.ctx = ctx
     app.add_middleware(_Guard, ctx=ctx)
+    app.add_middleware(QuietDisconnect)  # outermost: SSE teardown noise never reaches uvicorn
     app.include_router(read_router(ctx), tags=["read"])
     app.include_router(stream_router(ctx), tags=["live"])
     app.include_router(control_router(ctx))
@@ -200,6 +211,11 @@ class ApiServer:
             access_log=False,  # nothing to learn per request; and it keeps URLs out of the logs
             timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
             lifespan="off",
+            http=GuardedH11Protocol,  # bounded connections and a request-head timeout (guard.py)
+            # asyncio's accept queue (listen()) and the most connections accepted per event-loop
+            # turn: uvicorn's 2048 let a flood open thousands of descriptors before the guard ran.
+            backlog=ACCEPT_BATCH,
+            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         )
         self.server = _QuietServer(config)
 

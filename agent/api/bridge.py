@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import pickle
 import time
@@ -25,7 +26,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from agent.live.audit import RECENT
+from agent.live.audit import RECENT, AuditUnavailable
 from agent.live.hub import CycleRecord, Hub
 from agent.logs import kv
 from agent.model.config import SiteConfig
@@ -57,18 +58,31 @@ _PATH_FIELDS = ("cluster_id", "alarm")
 def execute(hub: Hub, actor: str, payload: dict[str, Any], wall: datetime) -> tuple[int, str, OperatorState]:
     """Run one operator command from the API: (HTTP status, reason, operator state after).
 
-    Refused commands change nothing and are audited, like accepted ones."""
+    Refused commands change nothing and are audited, like accepted ones. A command that cannot
+    be audited (the log cannot be written) is not applied: 503, the reason names the file."""
     try:
-        cmd = parse_command(payload)
-    except CommandError as e:
-        # Refused before it became a command: still an action someone tried, so audit it.
-        hub.audit.record(wall, actor, "api", payload, False, str(e))
-        return 400, str(e), hub.operator
-    try:
-        state = hub.submit(cmd, actor, "api", wall)
-    except CommandError as e:
-        return (404 if e.field in _PATH_FIELDS else 400), str(e), hub.operator
+        try:
+            cmd = parse_command(payload)
+        except CommandError as e:
+            # Refused before it became a command: still an action someone tried, so audit it.
+            hub.audit.record(wall, actor, "api", payload, False, str(e))
+            return 400, str(e), hub.operator
+        try:
+            state = hub.submit(cmd, actor, "api", wall)
+        except CommandError as e:
+            return (404 if e.field in _PATH_FIELDS else 400), str(e), hub.operator
+    except AuditUnavailable as e:
+        return 503, f"{e}; the command was not applied", hub.operator
     return 200, "", state
+
+
+def refuse(
+    hub: Hub, actor: str, payload: dict[str, Any], reason: str, wall: datetime
+) -> tuple[int, str, OperatorState]:
+    """Audit a request the API process refused (a malformed body): 422 with its reason, audited or not."""
+    with contextlib.suppress(AuditUnavailable):  # the 422 stands; the alarm says the log is not written
+        hub.audit.record(wall, actor, "api", payload, False, reason)
+    return 422, reason, hub.operator
 
 
 class ApiBridge:
@@ -216,11 +230,12 @@ class ApiBridge:
             return
         # One at a time: the next request is read only after this one is done.
         wall = self.wall()
-        if op == "command":
-            status, detail, state = await asyncio.to_thread(execute, self.hub, actor, payload, wall)
-        else:
-            await asyncio.to_thread(self.hub.audit.record, wall, actor, "api", payload, False, reason)
-            status, detail, state = 422, reason, self.hub.operator
+        run = execute if op == "command" else functools.partial(refuse, reason=reason)
+        try:
+            status, detail, state = await asyncio.to_thread(run, self.hub, actor, payload, wall=wall)
+        except Exception:  # a bug in one command must not end the channel (and with it the API)
+            log.exception("api request failed", extra=kv(op=op))
+            status, detail, state = 500, "internal error in the control process", self.hub.operator
         if len(self._replies) >= MAX_QUEUED_REPLIES:
             log.warning("api replies not read; dropping the oldest", extra=kv(queued=len(self._replies)))
             self._replies.popleft()

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import pickle
+import resource
 import signal
 import socket
 import sys
@@ -26,6 +27,7 @@ from agent.model.clock import SiteClock
 
 from .app import SHUTDOWN_GRACE_S, ApiServer, create_app
 from .channel import INIT, MAX_FRAME_BYTES, ChannelError, Init, read_msg
+from .guard import quiet_floods
 from .mirror import Mirror
 
 log = logging.getLogger("ems.api")
@@ -46,6 +48,7 @@ async def serve(channel_fd: int, listen_fd: int) -> int:
         return 0 if msg is None else 2  # the control process went away before it began
     init: Init = pickle.loads(msg[1])
     setup_logging(init.log_level)
+    quiet_floods()  # a connection flood is one log line per 10 s, not one per connection
     mirror = Mirror(init.site, clock=SiteClock(init.speed).monotonic)  # the control process's clock
     server = ApiServer(create_app(mirror, init.tokens, open_read=init.open_read), sock=listener)
     serving = asyncio.create_task(server.run(), name="uvicorn")
@@ -73,6 +76,9 @@ def main(argv: list[str]) -> int:
         signal.signal(sig, signal.SIG_IGN)
     with contextlib.suppress(OSError):
         os.nice(API_NICE)
+    with contextlib.suppress(ValueError, OSError):  # room for the connection limit (guard.py)
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     return asyncio.run(serve(int(argv[0]), int(argv[1])))
 
 

@@ -121,8 +121,12 @@ class ApiProcess:
                 serve = asyncio.create_task(self.bridge.serve(reader, writer), name="api-channel")
                 rc = await self.proc.wait()
                 serve.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
+                try:
                     await serve
+                except asyncio.CancelledError:
+                    pass
+                except Exception:  # the supervisor outlives any failure of one channel
+                    log.exception("api channel failed", extra=kv(pid=self.proc.pid))
                 if self._stop.is_set():
                     break
                 if time.monotonic() - t0 > HEALTHY_AFTER_S:

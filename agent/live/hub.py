@@ -87,6 +87,16 @@ class Hub:
         self.sinks: list[Sink] = []
         # Other subsystems register read-outs here (ledger summary, ROI, health, spool depth...).
         self.providers: dict[str, Callable[[], dict[str, Any]]] = {}
+        audit.on_failure = self._audit_failure
+
+    def _audit_failure(self, why: str | None) -> None:
+        """The audit log stopped (or resumed) taking writes: commands are refused meanwhile."""
+        now = datetime.now(self.site.timezone)
+        if why is None:
+            self.alarms.clear("audit_write_failed", "audit", now)
+        else:
+            msg = f"{why}; operator commands are refused until it can be written"
+            self.alarms.raise_("audit_write_failed", "audit", msg, now)
 
     # --- cycle fan-out ---------------------------------------------------------------------
     def publish(self, rec: CycleRecord) -> None:
@@ -105,18 +115,22 @@ class Hub:
         )
 
     def submit(self, cmd: Command, actor: str, via: str, now_wall: datetime) -> OperatorState:
-        """Validate, bound, audit and apply a command. Raises CommandError (audited too)."""
+        """Validate, bound, audit and apply a command. Raises CommandError (audited too), or
+        AuditUnavailable when the audit log cannot be written (then nothing is applied)."""
         action = {"command": type(cmd).__name__, **asdict(cmd)}
         try:
             new = apply_command(self.operator, cmd, self.clock(), self.limits())
         except CommandError as e:
             self.audit.record(now_wall, actor, via, action, False, str(e))
             raise
-        if type(cmd).__name__ == "AckAlarm" and not self.alarms.ack(action["alarm"], actor):
-            err = CommandError("alarm", f"no active alarm {action['alarm']!r}")
+        ack = action["alarm"] if type(cmd).__name__ == "AckAlarm" else None
+        if ack is not None and not any(a.id == ack for a in self.alarms.active()):
+            err = CommandError("alarm", f"no active alarm {ack!r}")
             self.audit.record(now_wall, actor, via, action, False, str(err))
             raise err
-        self.audit.record(now_wall, actor, via, action, True)
+        self.audit.record(now_wall, actor, via, action, True)  # audited before it takes effect
+        if ack is not None:
+            self.alarms.ack(ack, actor)
         self.operator = new
         return new
 

@@ -14,6 +14,7 @@ import math
 import secrets
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -43,6 +44,7 @@ from agent.telemetry import InfluxSink, LocalStoreSink, parse_telemetry, start_t
 log = logging.getLogger("ems.runtime")
 
 REPORT_EVERY_S = 10.0
+AUDIT_PROBE_S = 5.0  # while the audit log cannot be written, look this often whether it can again
 ANY_PORT = -1  # api_port: serve the API on a free loopback port (tests, benchmarks); see `rt.api.port`
 
 
@@ -167,6 +169,7 @@ class Runtime:
         self.demo_token = secrets.token_urlsafe(24) if demo and self.api_cfg.tokens_file is None else None
         self.api: ApiProcess | None = None
         self.mqtt: MqttLink | None = None
+        self._audit_watch: asyncio.Task[None] | None = None
         self._stopping = False
         self._reloading: asyncio.Task[None] | None = None
         self._reload_again = False
@@ -236,8 +239,17 @@ class Runtime:
                 log.error("site reload refused", extra=kv(error=str(e)))
             again = self._reload_again
 
+    async def _watch_audit(self) -> None:
+        """Clear `audit_write_failed` when the disk is back, not only at the next command."""
+        audit = self.hub.audit
+        while True:
+            await asyncio.sleep(AUDIT_PROBE_S)
+            if audit.failure is not None:
+                await asyncio.to_thread(audit.probe)  # it writes and fsyncs: not on the loop's thread
+
     async def start(self) -> None:
         """Start sinks, MQTT and the API (all need the running event loop); not the control loop."""
+        self._audit_watch = asyncio.create_task(self._watch_audit(), name="audit-watch")
         self.mqtt = start_mqtt(self.site, self.hub)
         rack = self.mqtt.rack if self.mqtt is not None else None
         if rack is not None:
@@ -267,21 +279,41 @@ class Runtime:
     def stop(self) -> None:
         self.loop.stop()
 
+    def _closers(self) -> list[tuple[str, Callable[[], Awaitable[object]]]]:
+        """What aclose() stops, in order: inputs first, then the API, then the sinks that flush."""
+        out: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+        if (mqtt := self.mqtt) is not None:
+            out.append(("mqtt", lambda: stop_mqtt(mqtt)))
+        if self.api is not None:
+            out.append(("api", self.api.stop))
+        if (tel := self.telemetry) is not None:
+            out.append(("telemetry", lambda: asyncio.to_thread(tel.close)))
+        if (health := self.health) is not None:
+            out.append(("health", lambda: asyncio.to_thread(health.stop)))
+        if (ledger := self.ledger) is not None:
+
+            async def close_ledger() -> None:
+                ledger.close()  # on this thread: its SQLite connection belongs to it
+
+            out.append(("ledger", close_ledger))
+        return out
+
     async def aclose(self) -> None:
         if self._stopping:
             return
         self._stopping = True
         self.loop.stop()
+        if self._audit_watch is not None:
+            self._audit_watch.cancel()
         if self._reloading is not None:  # its thread finishes its read; the result is not applied
             self._reloading.cancel()
-        if self.mqtt is not None:
-            await stop_mqtt(self.mqtt)
-        if self.api is not None:
-            await self.api.stop()
-        if self.telemetry is not None:
-            await asyncio.to_thread(self.telemetry.close)
-        if self.health is not None:
-            await asyncio.to_thread(self.health.stop)
-        if self.ledger is not None:
-            self.ledger.close()
-        log.info("agent stopped", extra=kv(site=self.site.id, cycles=self.loop.seq))
+        # Each part is closed even if one before it fails: a failed API stop must not leave
+        # telemetry unflushed or the ledger open.
+        failed: list[str] = []
+        for name, close in self._closers():
+            try:
+                await close()
+            except Exception:
+                failed.append(name)
+                log.exception("could not stop cleanly", extra=kv(part=name))
+        log.info("agent stopped", extra=kv(site=self.site.id, cycles=self.loop.seq, failed=",".join(failed)))

@@ -69,6 +69,11 @@ CATALOGUE: dict[str, AlarmKind] = {
         AlarmKind("export_unavoidable", _W, "Export to the grid unavoidable", "无法避免向电网反送电"),
         # the state directory (agent/live/runtime.py, agent/live/statedir.py)
         AlarmKind(
+            "audit_write_failed", _C, "Audit log cannot be written: commands refused", "审计日志无法写入：拒绝执行指令"
+        ),
+        AlarmKind("state_disk_full", _C, "State disk full: history held in memory", "状态磁盘已满：历史数据暂存内存"),
+        AlarmKind("telemetry_store_failed", _W, "Local history store cannot be written", "本地历史数据库无法写入"),
+        AlarmKind(
             "state_file_lost", _W, "A state file was deleted or replaced while running", "运行中状态文件被删除或替换"
         ),
         # telemetry (agent/telemetry)

@@ -9,6 +9,7 @@ one summary line a minute (agent/mqtt/refusals.py). No signature or secret is ev
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
+from agent.live.audit import AuditUnavailable
 from agent.live.hub import Hub
 from agent.logs import kv
 from agent.model.operator import CommandError, parse_command
@@ -94,6 +96,9 @@ class CommandHandler:
         except CommandError as e:  # out of bounds: Hub.submit audited it
             self.rejected += 1
             return self._ack(msg, now, False, str(e), e.field)
+        except AuditUnavailable as e:  # not audited, so not applied (the hub raised the alarm)
+            self.rejected += 1
+            return self._ack(msg, now, False, f"{e}; the command was not applied", None)
         self.accepted += 1
         log.info("command accepted", extra=kv(via=VIA, actor=actor, command=type(cmd).__name__))
         ack = self._ack(msg, now, True, "applied", None)
@@ -115,7 +120,8 @@ class CommandHandler:
         if isinstance(msg, dict) and isinstance(msg.get("command"), dict):
             c = msg["command"].get("command")
             name = c if isinstance(c, str) else None
-        self.hub.audit.record(now, f"{VIA}:{actor}", VIA, {"command": name}, False, reason)
+        with contextlib.suppress(AuditUnavailable):  # refused either way; the alarm says why unaudited
+            self.hub.audit.record(now, f"{VIA}:{actor}", VIA, {"command": name}, False, reason)
         log.warning("command refused", extra=kv(via=VIA, actor=actor, reason=reason))
         return self._ack(msg, now, False, reason, field)
 

@@ -9,7 +9,10 @@ range, averaged into `step_s` buckets, for the API and dashboard.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -20,13 +23,23 @@ from pathlib import Path
 from typing import Any
 
 from agent.live.hub import CycleRecord
+from agent.logs import kv
 from agent.telemetry.background import BackgroundSink
 from agent.telemetry.config import TelemetryConfig
 from agent.telemetry.feed import Feed
 from agent.telemetry.schema import Point, t_ns
 
+log = logging.getLogger("ems.telemetry")
 PRUNE_EVERY_S = 60.0
 MAX_BUCKETS = 10_000
+HOLD_VALUES = 50_000  # values kept in memory while the store cannot be written (~ minutes of a big site)
+
+
+def disk_full(e: BaseException) -> bool:
+    """SQLite's "database or disk is full", or ENOSPC / EDQUOT from the file system."""
+    if isinstance(e, sqlite3.Error):
+        return getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +82,12 @@ class LocalStore:
         return sid
 
     def write(self, points: list[Point]) -> int:
-        """Store points (idempotent per series and timestamp). Returns the number of values."""
+        """Store points (idempotent per series and timestamp). Returns the number of values.
+
+        All or nothing: on an error (e.g. SQLITE_FULL) nothing of the batch is stored and the error
+        raised is the cause, not a failed ROLLBACK (SQLite has often rolled back by itself)."""
         rows: list[tuple[int, int, float]] = []
+        known = set(self._ids)
         with self._lock:
             self._db.execute("BEGIN")
             try:
@@ -81,7 +98,13 @@ class LocalStore:
                 self._db.executemany("INSERT OR REPLACE INTO sample (series, t, v) VALUES (?, ?, ?)", rows)
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                # Series rows inserted in the failed transaction are gone: forget their ids, or a
+                # later series would be given the same id and these samples filed under it.
+                for key in set(self._ids) - known:
+                    del self._ids[key]
                 raise
         return len(rows)
 
@@ -153,6 +176,12 @@ class LocalStore:
 
 
 class LocalStoreSink(BackgroundSink):
+    """The writer thread's side. A store that cannot be written (disk full, read-only, I/O
+    error) raises one alarm (`state_disk_full`, or `telemetry_store_failed` for other causes)
+    and logs one line when the cause starts or changes, never a traceback per flush; the points
+    are held in memory (up to HOLD_VALUES values, oldest dropped and counted) and written with
+    the next flush once the store takes writes again, and the alarm clears."""
+
     name = "localstore"
 
     def __init__(self, cfg: TelemetryConfig, feed: Feed) -> None:
@@ -162,6 +191,10 @@ class LocalStoreSink(BackgroundSink):
         self._last_kept = -float("inf")
         self._pruned_at = 0.0
         self.stored_values = 0
+        self.dropped_values = 0  # held values dropped while the store could not be written
+        self.failure: str | None = None  # why the store cannot be written now (None: it can)
+        self._alarm: str | None = None  # the alarm code raised for it
+        self._held: list[Point] = []
 
     def submit(self, rec: CycleRecord) -> None:
         # Downsampling on write: keep one cycle per interval (cheap check on the caller's side).
@@ -172,15 +205,65 @@ class LocalStoreSink(BackgroundSink):
         super().submit(rec)
 
     def flush(self, points: list[Point]) -> None:
-        self.stored_values += self.store.write(points)
+        batch = self._held + points
+        try:
+            n = self.store.write(batch)
+        except (sqlite3.Error, OSError) as e:
+            self._held = _newest(batch, HOLD_VALUES)
+            self.dropped_values += sum(len(p.fields) for p in batch) - sum(len(p.fields) for p in self._held)
+            self._failed(e)
+            return
+        self._held = []
+        self.stored_values += n
+        self._recovered()
 
     def idle(self) -> None:
         now = time.monotonic()
         if now - self._pruned_at >= PRUNE_EVERY_S:
             self._pruned_at = now
-            self.store.prune(datetime.now(UTC))
+            try:
+                self.store.prune(datetime.now(UTC))
+            except (sqlite3.Error, OSError) as e:
+                self._failed(e)
+
+    def _failed(self, e: BaseException) -> None:
+        full = disk_full(e)
+        why = f"local history store {self.store.path}: {e}"
+        if why == self.failure:
+            return
+        self.failure = why
+        code = "state_disk_full" if full else "telemetry_store_failed"
+        if self._alarm is not None and self._alarm != code:
+            self.feed.alarm(self._alarm, "", on=False)
+        self._alarm = code
+        detail = "disk full" if full else "cannot be written"
+        log.warning(
+            f"local history store {detail}; holding points in memory",
+            extra=kv(path=str(self.store.path), error=str(e), hold_values=HOLD_VALUES),
+        )
+        self.feed.alarm(
+            code,  # severity from the alarm catalogue (agent/model/alarms.py)
+            f"{why}; history held in memory (up to {HOLD_VALUES} values) until it can be written",
+        )
+
+    def _recovered(self) -> None:
+        if self.failure is None:
+            return
+        log.warning(
+            "local history store writable again",
+            extra=kv(path=str(self.store.path), dropped_values=self.dropped_values),
+        )
+        self.failure = None
+        if self._alarm is not None:
+            self.feed.alarm(self._alarm, "", on=False)
+            self._alarm = None
 
     def closed(self) -> None:
+        if self._held:
+            log.warning(
+                "local history store: held points not written at shutdown",
+                extra=kv(path=str(self.store.path), values=sum(len(p.fields) for p in self._held)),
+            )
         self.store.close()
 
     def status(self) -> dict[str, Any]:
@@ -190,4 +273,17 @@ class LocalStoreSink(BackgroundSink):
             "stored_values": self.stored_values,
             "queue_depth": self.queue_depth,
             "queue_dropped": self.queue_dropped,
+            "held_values": sum(len(p.fields) for p in self._held),
+            "dropped_values": self.dropped_values,
+            "error": self.failure,
         }
+
+
+def _newest(points: list[Point], max_values: int) -> list[Point]:
+    """The newest points of `points` holding at most `max_values` values in all."""
+    kept = 0
+    for i in range(len(points) - 1, -1, -1):
+        kept += len(points[i].fields)
+        if kept > max_values:
+            return points[i + 1 :]
+    return points
