@@ -16,6 +16,10 @@ from __future__ import annotations
 
 import math
 
+from agent.control.cycle import Cycle
+from agent.control.window import Window
+from agent.model.plan import Bound
+
 MAX_GAP_S = 10.0  # a longer gap between cycles (restart, stall) starts the ramp reference afresh
 
 # Grid-power (PCC) control: the PCS move their grid reference at this fraction of the limit. The
@@ -45,3 +49,34 @@ def ramp_window(
     # grid = net - battery  =>  battery in [net - prev - step, net - prev + step]
     base = net_w - prev_grid_w
     return base - step, base + step
+
+
+def ramp(w: Window, c: Cycle) -> Window:
+    """Controller 5: keep the grid import's change within the limit (or record that the PCS in
+    grid-power control hold it: agent.control.pcc)."""
+    if not c.snap.grid_up:
+        return w
+    lo, hi = w.lo, w.hi
+    if c.pcc:
+        pcc_ramp = c.cfg.ramp_limit_w_per_s * PCC_RAMP_FRACTION
+        why = f"delegated: PCS in grid-power control hold {pcc_ramp:.0f} W/s"
+        return w.bound(lo, hi, w.lo_src, w.hi_src, Bound("ramp", lo, hi, why))
+    if not c.net_ok:
+        return w
+    win = ramp_window(c.net, c.prev_grid_w, c.dt, c.cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION)
+    if win is None or not (win[0] > lo or win[1] < hi):
+        return w
+    a, b = win
+    lo_src, hi_src = w.lo_src, w.hi_src
+    if a > hi:
+        lo_src = hi_src
+        lo = hi
+    elif b < lo:
+        hi_src = lo_src
+        hi = lo
+    else:
+        if a > lo:
+            lo, lo_src = a, "ramp"
+        if b < hi:
+            hi, hi_src = b, "ramp"
+    return w.bound(lo, hi, lo_src, hi_src, Bound("ramp", lo, hi, "grid import change within ramp_limit_w_per_s x dt"))

@@ -1,0 +1,24 @@
+"""Device limits (controller 1): the window every cycle starts from.
+
+What the trusted clusters' BMS allow, each PCS's clusters capped by its rating (fleet.py). Operator
+derating and maintenance are already in the fleet: a cluster in maintenance is not in it.
+"""
+
+from __future__ import annotations
+
+from agent.control.cycle import Cycle
+from agent.control.window import Window
+from agent.model.plan import Bound
+
+
+def device_limits(c: Cycle) -> Window:
+    f = c.fleet
+    lo, hi = -f.max_chg_w, f.max_dis_w
+    return Window(
+        lo=lo,
+        hi=hi,
+        lo_src="device_limits",
+        hi_src="device_limits",
+        bounds=(Bound("device_limits", lo, hi, "trusted clusters' BMS limits, capped by PCS ratings"),),
+        alarms=() if f.ids else ("no_battery_available",),
+    )
