@@ -19,6 +19,7 @@ COMPILED = [
     "agent/model/snapshot.py",
     "agent/model/plan.py",
     "agent/model/interval.py",
+    "agent/model/soc.py",
     "agent/offline/replay.py",
     "agent/control/__init__.py",
     "agent/control/balance.py",

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from agent.live.hub import CycleRecord
+from agent.model.soc import site_soc
 
 from .mirror import Mirror
 from .models import DemandOut, HistoryOut, LiveOut, RampOut
@@ -100,10 +101,7 @@ class Observer:
         s = rec.snapshot
         grid, load = val(s.grid_w), val(s.load_w)
         self.t.append(s.t_wall.timestamp())
-        good = [c for c in s.clusters if c.soc_pct.ok]
-        cap = sum(c.capacity_wh for c in good)
-        soc = 100.0 * sum(c.energy_wh for c in good) / cap if cap > 0 else None
-        self.rows.append((load, grid, fin(s.battery_w), val(s.pv_w), soc))
+        self.rows.append((load, grid, fin(s.battery_w), val(s.pv_w), site_soc(s.clusters).soc_pct))
         self.ramp.append((s.t_mono, load, grid))
         self.demand.add(s.t_wall, grid)
 

@@ -25,6 +25,7 @@ from agent.live.hub import CycleRecord
 from agent.model.alarms import Alarm
 from agent.model.plan import GridControl, Plan
 from agent.model.snapshot import ClusterSnapshot, Measured
+from agent.model.soc import site_soc
 
 SCHEMA_VERSION = 1
 
@@ -84,9 +85,7 @@ def _mv(m: Measured) -> float | None:
 
 def state_payload(rec: CycleRecord) -> dict[str, Any]:
     s, p = rec.snapshot, rec.plan
-    known = [c for c in s.clusters if c.soc_pct.ok]
-    cap = sum(c.capacity_wh for c in known)
-    energy = sum(c.energy_wh for c in known)
+    soc = site_soc(s.clusters)
     return {
         "v": SCHEMA_VERSION,
         "seq": s.seq,
@@ -101,8 +100,8 @@ def state_payload(rec: CycleRecord) -> dict[str, Any]:
             "pv": s.pv_w.quality.value,
         },
         "grid_up": s.grid_up,
-        "soc_pct": _num(100.0 * energy / cap) if cap > 0 else None,
-        "energy_wh": energy if cap > 0 else None,
+        "soc_pct": soc.soc_pct,
+        "energy_wh": soc.energy_wh,
         "capacity_wh": sum(c.capacity_wh for c in s.clusters),
         "setpoint_w": p.site_setpoint_w,
         "mode": p.mode,

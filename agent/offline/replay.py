@@ -43,6 +43,7 @@ from agent.model.config import SiteConfig
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
 from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
+from agent.model.soc import site_soc
 from agent.offline.report import compare, ramp_shares
 from simulators.physics import BatteryPlant, ClusterParams, PccCommand
 
@@ -187,7 +188,6 @@ class _ClusterView:
         self.kchg = [-1] * len(self.devs)
         self.kdis = [-1] * len(self.devs)
         self.snaps: tuple[ClusterSnapshot, ...] = ()
-        self.capacity_wh = sum(cap for _, _, cap in self.devs)
         self.soc_pct = math.nan  # fleet SoC as the registers show it, updated with the snapshots
 
     def now(self) -> tuple[ClusterSnapshot, ...]:
@@ -224,8 +224,8 @@ class _ClusterView:
                 self.cache[i][k] = s
             out.append(s)
         self.snaps = tuple(out)
-        if self.capacity_wh > 0.0:
-            self.soc_pct = sum(s.capacity_wh * s.soc_pct.value for s in out) / self.capacity_wh
+        soc = site_soc(out).soc_pct
+        self.soc_pct = soc if soc is not None else math.nan
         return self.snaps
 
 

@@ -37,6 +37,7 @@ from typing import Any
 from agent.live.hub import CycleRecord
 from agent.model.alarms import SEVERITY_CODE, Alarm
 from agent.model.snapshot import CLUSTER_STATUS_CODE, PCS_STATUS_CODE, Measured
+from agent.model.soc import site_soc
 from drivers.reading import Quality
 
 MEASUREMENTS = ("site", "meter", "rack", "cluster", "pcs", "plan", "alarm", "ledger", "agent", "health")
@@ -138,8 +139,7 @@ def points_for(
     site = _tags(site=site_id)
     out: list[Point] = []
 
-    cap = sum(c.capacity_wh for c in s.clusters if c.soc_pct.ok)
-    energy = sum(c.energy_wh for c in s.clusters if c.soc_pct.ok)
+    soc = site_soc(s.clusters)
     out.append(
         Point(
             "site",
@@ -150,8 +150,8 @@ def points_for(
                 pv_w=s.pv_w.value,
                 battery_w=s.battery_w,
                 grid_up=1.0 if s.grid_up else 0.0,
-                soc_pct=100.0 * energy / cap if cap > 0 else None,
-                energy_wh=energy if cap > 0 else None,
+                soc_pct=soc.soc_pct,
+                energy_wh=soc.energy_wh,
                 capacity_wh=sum(c.capacity_wh for c in s.clusters),
                 grid_q=_q(s.grid_w),
                 load_q=_q(s.load_w),
