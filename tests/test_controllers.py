@@ -14,7 +14,7 @@ import pytest
 
 from agent.control.balance import balance
 from agent.control.begin import begin_cycle
-from agent.control.cycle import AUTO, Cycle
+from agent.control.cycle import Cycle
 from agent.control.demand import demand
 from agent.control.limits import device_limits
 from agent.control.no_export import no_export
@@ -34,7 +34,7 @@ from agent.control.state import (
     TouState,
 )
 from agent.control.tou import tou
-from agent.control.window import UNDECIDED, Window
+from agent.control.window import AUTO, UNDECIDED, Window
 from agent.model.config import ControlConfig
 from agent.model.interval import local_slot
 from agent.model.operator import OperatorState
@@ -89,7 +89,7 @@ def edges(w: Window) -> tuple[float, float, str, str]:
 def test_device_limits_are_the_trusted_fleet_capped_per_pcs() -> None:
     w = device_limits(cycle(Case()))
     assert edges(w) == (-FULL_W, FULL_W, "device_limits", "device_limits")
-    assert [b.source for b in w.bounds] == ["device_limits"] and w.alarms == () and w.mode == UNDECIDED
+    assert [b.source for b in w.bounds] == ["device_limits"] and w.alarms == () and w.mode == AUTO
     none = device_limits(cycle(Case(clusters_offline=True)))
     assert edges(none)[:2] == (-0.0, 0.0) and none.alarms == ("no_battery_available",)
 

@@ -11,14 +11,16 @@ loop never waits for them.
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+
 from agent.live.hub import CycleRecord
+from agent.model.ramp_metrics import grid_ramps, ramp_stats
 from agent.model.soc import site_soc
 
 from .mirror import Mirror
@@ -155,34 +157,23 @@ class Observer:
 
     def ramp_out(self) -> RampOut:
         pts = list(self.ramp)
-        load_steps: list[float] = []
-        grid_steps: list[float] = []
-        for (t0, l0, g0), (t1, l1, g1) in itertools.pairwise(pts):
-            dt = t1 - t0
-            if dt <= 0 or None in (l0, l1, g0, g1):
-                continue
-            load_steps.append(abs(l1 - l0) / dt)  # type: ignore[operator]
-            grid_steps.append(abs(g1 - g0) / dt)  # type: ignore[operator]
+        t = np.array([p[0] for p in pts], dtype=np.float64)
+        load = np.array([np.nan if p[1] is None else p[1] for p in pts], dtype=np.float64)
+        grid = np.array([np.nan if p[2] is None else p[2] for p in pts], dtype=np.float64)
         limit = self.hub.site.control.ramp_limit_w_per_s
-
-        def p99(xs: list[float]) -> float | None:
-            if not xs:
-                return None
-            s = sorted(xs)
-            return s[min(len(s) - 1, round(0.99 * (len(s) - 1)))]
-
-        total_load = sum(load_steps)
+        lr, gr = grid_ramps(t, load)[0], grid_ramps(t, grid)[0]
+        g = ramp_stats(t, grid, limit)
+        total_load = float(np.sum(lr))
         return RampOut(
             window_s=pts[-1][0] - pts[0][0] if len(pts) > 1 else 0.0,
-            samples=len(load_steps),
+            samples=g.samples,
             limit_w_per_s=limit,
-            load_max_w_per_s=max(load_steps, default=None),
-            grid_max_w_per_s=max(grid_steps, default=None),
-            load_p99_w_per_s=p99(load_steps),
-            grid_p99_w_per_s=p99(grid_steps),
-            smoothing_pct=100.0 * (1.0 - sum(grid_steps) / total_load) if total_load > 0 else None,
-            # 1 % slack: a limit met exactly must not count as a violation through rounding.
-            grid_over_limit=sum(1 for g in grid_steps if g > limit * 1.01) if limit > 0 else 0,
+            load_max_w_per_s=float(lr.max()) if len(lr) else None,
+            grid_max_w_per_s=g.max_w_per_s if g.samples else None,
+            load_p99_w_per_s=float(np.percentile(lr, 99)) if len(lr) else None,
+            grid_p99_w_per_s=g.p99_w_per_s if g.samples else None,
+            smoothing_pct=100.0 * (1.0 - float(np.sum(gr)) / total_load) if total_load > 0 else None,
+            grid_over_limit=g.over_limit_n,
         )
 
     def live(self, rec: CycleRecord) -> LiveOut:

@@ -6,11 +6,13 @@ battery does not cycle for nothing. Balancing between clusters happens in dispat
 
 from __future__ import annotations
 
-from agent.control.cycle import AUTO, Cycle
-from agent.control.window import UNDECIDED, Window
+from typing import Final
 
-BALANCE_TIME_S = 3600.0
-DEADBAND_PCT = 1.0
+from agent.control.cycle import Cycle
+from agent.control.window import AUTO, UNDECIDED, Window
+
+BALANCE_TIME_S: Final = 3600.0
+DEADBAND_PCT: Final = 1.0
 
 
 def balance_target_w(soc_pct: float, target_pct: float, capacity_wh: float) -> float:

@@ -6,10 +6,11 @@ Everything the controllers share is worked out here once and handed to them as a
 from __future__ import annotations
 
 import math
+from typing import Final
 
-from agent.control import interval
 from agent.control.cycle import Cycle
 from agent.control.fleet import FleetMemo, build_fleet
+from agent.control.interval import accumulate, roll
 from agent.control.prices import Prices
 from agent.control.reserve import reserve_floor_pct
 from agent.control.state import ControllerState
@@ -20,8 +21,8 @@ from agent.model.operator import OperatorState
 from agent.model.snapshot import SiteSnapshot
 from drivers.reading import Quality
 
-NAN = math.nan
-DAYS_PER_MONTH = 30.4
+NAN: Final = math.nan
+DAYS_PER_MONTH: Final = 30.4
 _GOOD = Quality.GOOD
 _isfinite = math.isfinite
 
@@ -59,7 +60,7 @@ def begin_cycle(
     iv = st.interval
     tou = st.tou
     if key == iv.key:
-        iv = interval.accumulate(iv, sample, imp, net, dt)
+        iv = accumulate(iv, sample, imp, net, dt)
     else:
         if prices is not None:
             rate = prices.demand_rate(t)
@@ -67,7 +68,7 @@ def begin_cycle(
         else:
             rate = 1.0 if cfg.demand_target_w > 0.0 else 0.0
         spread = tou.spread  # from the previous slot's price plan (NaN on the first)
-        iv = interval.roll(
+        iv = roll(
             iv,
             key=key,
             into=into,

@@ -25,6 +25,7 @@ Pure: a function of (snapshot, state, config, operator state, prices); no I/O, n
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from agent.control.balance import balance
 from agent.control.begin import begin_cycle
@@ -49,7 +50,7 @@ from agent.model.operator import OperatorState
 from agent.model.plan import Plan
 from agent.model.snapshot import SiteSnapshot
 
-NAN = math.nan
+NAN: Final = math.nan
 
 REASONS = {
     "device_limits": "at the limit of what the trusted clusters and PCS can do",

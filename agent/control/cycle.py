@@ -14,8 +14,6 @@ from agent.model.config import ControlConfig
 from agent.model.operator import OperatorState
 from agent.model.snapshot import SiteSnapshot
 
-AUTO = "auto"  # the mode in which the economic controllers (6, 7, 9) run
-
 
 class Cycle:
     __slots__ = (

@@ -16,13 +16,14 @@ the battery; a deficit must be recovered in the time left.
 from __future__ import annotations
 
 import math
+from typing import Final
 
-from agent.control.cycle import AUTO, Cycle
+from agent.control.cycle import Cycle
 from agent.control.state import ROLE_CHARGE, IntervalState, month_peak, rate_key
-from agent.control.window import Window
+from agent.control.window import AUTO, Window
 from agent.model.plan import Bound
 
-INF = math.inf
+INF: Final = math.inf
 # Aim this fraction under the target: the load moves between a reading and the next setpoint, so an
 # interval held exactly at the target ends above it half the time, and every such overshoot would
 # ratchet the month's billed peak (and with it the next day's charging headroom) upward. Not more:
@@ -30,18 +31,18 @@ INF = math.inf
 # period of every day. 1 % covers most of the tracking error at 1 s on a swinging GPU load (a month's
 # flat-period intervals: 99 % end within ~0.6 % above the aim, the worst ~1.2 %); 2 % gave away
 # ~600 kWh a day of charge on the savings bench.
-MARGIN = 0.01
+MARGIN: Final = 0.01
 # The interval's running mean is a noisy forecast of its rest while the GPU load swings by megawatts
 # within seconds: early in the interval a few swings move it by hundreds of kW, and the demand bound
 # (which scales the forecast's changes by length / time left) then flips the battery between charge
 # and discharge, paying wear and losses for nothing. Blending in the previous interval's average as
 # if it were this many seconds of data steadies the forecast until the interval has its own.
-FORECAST_PRIOR_S = 300.0
+FORECAST_PRIOR_S: Final = 300.0
 # Charging fills the headroom under the demand target greedily (tou.py); what it takes cannot be
 # given back if the load then steps up late in the interval, so it keeps this much further below
 # the target than shaving does (MARGIN).
-CHARGE_MARGIN = 0.02
-MIN_COVERAGE = 0.5  # an interval with less good data than this does not set a peak or profile
+CHARGE_MARGIN: Final = 0.02
+MIN_COVERAGE: Final = 0.5  # an interval with less good data than this does not set a peak or profile
 _BISECT_STEPS = 40
 
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 
-from agent.control.cycle import AUTO, Cycle
+from agent.control.cycle import Cycle
 from agent.control.window import UNDECIDED, Window
 
 
 def operator(w: Window, c: Cycle) -> Window:
-    if w.mode != UNDECIDED:
+    if w.src != UNDECIDED:  # claimed already (an outage)
         return w
     op = c.op
     if not c.meas_ok:
@@ -27,4 +27,4 @@ def operator(w: Window, c: Cycle) -> Window:
         return w.decided("idle", 0.0, "idle")
     if op.mode == "conservative":
         return w.decided("conservative", 0.0, "conservative")
-    return w.decided(AUTO, math.nan, UNDECIDED)
+    return w  # auto: the economic controllers choose

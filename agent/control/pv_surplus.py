@@ -7,8 +7,8 @@ the battery holds.
 
 from __future__ import annotations
 
-from agent.control.cycle import AUTO, Cycle
-from agent.control.window import Window
+from agent.control.cycle import Cycle
+from agent.control.window import AUTO, Window
 
 
 def pv_surplus(w: Window, c: Cycle) -> Window:

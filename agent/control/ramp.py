@@ -15,28 +15,29 @@ economic controllers nothing; a slower return would only hold the battery off th
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from agent.control.cycle import Cycle
 from agent.control.window import Window
 from agent.model.plan import Bound
 
-MAX_GAP_S = 10.0  # a longer gap between cycles (restart, stall) starts the ramp reference afresh
+MAX_GAP_S: Final = 10.0  # a longer gap between cycles (restart, stall) starts the ramp reference afresh
 
 # Grid-power (PCC) control: the PCS move their grid reference at this fraction of the limit. The
 # utility sees 1 s averages; the reference's own slope adds up to the ramp setting to one second's
 # change, and the local loop's tracking error (the inverter's lag, ~0.1 s, times the load's own
 # slope: ~140 kW at 1.4 MW/s, mostly cancelled between neighbouring seconds) adds the rest. A 25 %
 # margin (50 kW/s at 200 kW/s) covers that error without tuning it to any particular trace.
-PCC_RAMP_FRACTION = 0.75
+PCC_RAMP_FRACTION: Final = 0.75
 # Setpoint mode: the plan moves the grid by at most this fraction of the limit per cycle. A PCS
 # follows a new setpoint with a first-order lag (~0.1 s), so about tau/cycle of every setpoint change
 # leaks into that second's grid average: planned at exactly the limit, every second in which the grid
 # catches up after a swing ends just over it. On the month's savings bench (1 s, 200 kW/s) planning at
 # the limit put 15.5 % of seconds over it, more than the 6.4 % without a battery; at 0.9 x, 1.9 %.
-SETPOINT_RAMP_FRACTION = 0.75
+SETPOINT_RAMP_FRACTION: Final = 0.75
 # When the site may export, the PCS's grid floor is this far below anything a site exports
 # (the floor of the vendor register): effectively none.
-PCC_NO_FLOOR_W = -10_000_000.0
+PCC_NO_FLOOR_W: Final = -10_000_000.0
 
 
 def ramp_window(

@@ -17,11 +17,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from agent.model.config import ControlConfig
 
-NAN = math.nan
-ROLE_NONE, ROLE_HOLD, ROLE_CHARGE, ROLE_DISCHARGE = -1, 0, 1, 2
+NAN: Final = math.nan
+ROLE_NONE: Final = -1
+ROLE_HOLD: Final = 0
+ROLE_CHARGE: Final = 1
+ROLE_DISCHARGE: Final = 2
 ROLE_NAMES = {ROLE_NONE: "none", ROLE_HOLD: "hold", ROLE_CHARGE: "charge", ROLE_DISCHARGE: "discharge"}
 
 

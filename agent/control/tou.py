@@ -21,18 +21,19 @@ from __future__ import annotations
 import calendar
 import math
 from datetime import datetime, timedelta
+from typing import Final
 
-from agent.control.cycle import AUTO, Cycle
+from agent.control.cycle import Cycle
 from agent.control.demand import MARGIN as DEMAND_MARGIN
 from agent.control.demand import headroom_wh, keep_wh, target_w
 from agent.control.fleet import Fleet
 from agent.control.prices import Prices
 from agent.control.state import ROLE_CHARGE, ROLE_DISCHARGE, ROLE_HOLD, ROLE_NONE, IntervalState, TouState
-from agent.control.window import Window
+from agent.control.window import AUTO, Window
 from agent.model.config import ControlConfig
 from agent.model.interval import DAY_S
 
-NAN = math.nan
+NAN: Final = math.nan
 
 
 class SlotPlan:

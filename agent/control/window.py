@@ -1,8 +1,9 @@
 """Window: the cycle's decision as it passes down the controllers, in priority order.
 
 The window [lo, hi] of site battery power (W, positive = discharge) and which controller set
-each edge; the bounds that narrowed it (Plan.bounds); the alarms raised on the way; and, once a
-controller claims the cycle, the mode and the target with the controller that set it. Immutable:
+each edge; the bounds that narrowed it (Plan.bounds); the alarms raised on the way; the mode
+(AUTO unless the outage, the failsafe or the operator claims the cycle); and the target with the
+controller that set it. Immutable:
 a controller that changes nothing hands back the window it got (most cycles, most controllers),
 one that narrows or decides hands back a new one.
 """
@@ -11,10 +12,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Final
 
 from agent.model.plan import Bound
 
-UNDECIDED = ""  # mode and source before any controller claimed the cycle
+AUTO: Final = "auto"  # the mode unless a controller claims the cycle: the economic controllers run
+UNDECIDED: Final = ""  # the source of the target before any controller set one
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -25,7 +28,7 @@ class Window:
     hi_src: str
     bounds: tuple[Bound, ...]
     alarms: tuple[str, ...]
-    mode: str  # Plan.mode once claimed (UNDECIDED before)
+    mode: str  # Plan.mode: AUTO unless a controller claimed the cycle
     target: float  # W the deciding controller wants (NaN while undecided)
     src: str  # the controller that set the target (UNDECIDED before)
 
@@ -38,7 +41,7 @@ class Window:
         hi_src: str,
         bounds: tuple[Bound, ...],
         alarms: tuple[str, ...] = (),
-        mode: str = UNDECIDED,
+        mode: str = AUTO,
         target: float = math.nan,
         src: str = UNDECIDED,
     ) -> None:

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta
+from typing import Final
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
-DAY_S = 86400.0
+DAY_S: Final = 86400.0
 
 
 def slots_per_day(length_s: float) -> int:

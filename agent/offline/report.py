@@ -6,7 +6,6 @@ has to replay the trace and hand the two grid series here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,25 +15,7 @@ import numpy.typing as npt
 
 from agent.economics.billing import Bill, bill, hold_durations, interval_import
 from agent.economics.tariff import FloatArray, Tariff
-
-
-@dataclass(frozen=True, slots=True)
-class RampStats:
-    max_w_per_s: float  # largest |change| of grid import between consecutive samples, per second
-    p99_w_per_s: float
-    over_limit_s: float  # seconds whose ramp exceeded the limit (0 when no limit given)
-
-
-def ramp_stats(ts: FloatArray, grid_w: FloatArray, limit_w_per_s: float = 0.0) -> RampStats:
-    if len(ts) < 2:
-        return RampStats(0.0, 0.0, 0.0)
-    dt = np.diff(ts)
-    r = np.abs(np.diff(grid_w)) / dt
-    r = r[np.isfinite(r)]
-    if len(r) == 0:
-        return RampStats(0.0, 0.0, 0.0)
-    over = float(np.sum(dt[: len(r)][r > limit_w_per_s])) if limit_w_per_s > 0 else 0.0
-    return RampStats(float(r.max()), float(np.percentile(r, 99)), over)
+from agent.model.ramp_metrics import ramp_stats
 
 
 def peak_w(ts: FloatArray, grid_w: FloatArray, length_s: float, tz: ZoneInfo) -> float:
