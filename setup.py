@@ -23,6 +23,7 @@ COMPILED = [
     "agent/offline/replay.py",
     "agent/control/__init__.py",
     "agent/control/balance.py",
+    "agent/control/commands.py",
     "agent/control/begin.py",
     "agent/control/compose.py",
     "agent/control/cycle.py",

@@ -23,8 +23,12 @@ from drivers.reading import Quality
 
 NAN: Final = math.nan
 DAYS_PER_MONTH: Final = 30.4
-_GOOD = Quality.GOOD
-_isfinite = math.isfinite
+_GOOD: Final = Quality.GOOD
+
+
+def finite(x: float) -> bool:
+    """math.isfinite as a native call in the compiled build (inf - inf and NaN - NaN are NaN)."""
+    return x - x == 0.0
 
 
 def begin_cycle(
@@ -37,13 +41,13 @@ def begin_cycle(
     fleet_memo: FleetMemo | None,
 ) -> Cycle:
     now = snap.t_mono
-    dt = now - st.ramp.t_mono if _isfinite(now) else NAN
+    dt = now - st.ramp.t_mono if finite(now) else NAN
     f = build_fleet(snap, op.maintenance, fleet_memo)
 
     g, ld, pv = snap.grid_w, snap.load_w, snap.pv_w
     gv, lv, pvv = g.value, ld.value, pv.value
-    grid_ok = g.quality is _GOOD and _isfinite(gv)
-    net_ok = ld.quality is _GOOD and pv.quality is _GOOD and _isfinite(lv) and _isfinite(pvv)
+    grid_ok = g.quality is _GOOD and finite(gv)
+    net_ok = ld.quality is _GOOD and pv.quality is _GOOD and finite(lv) and finite(pvv)
     net = lv - pvv if net_ok else NAN
     meas_ok = grid_ok and net_ok
 
@@ -64,7 +68,7 @@ def begin_cycle(
     else:
         if prices is not None:
             rate = prices.demand_rate(t)
-            rate = rate if _isfinite(rate) and rate > 0.0 else 0.0
+            rate = rate if finite(rate) and rate > 0.0 else 0.0
         else:
             rate = 1.0 if cfg.demand_target_w > 0.0 else 0.0
         spread = tou.spread  # from the previous slot's price plan (NaN on the first)

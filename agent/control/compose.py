@@ -28,7 +28,7 @@ import math
 from typing import Final
 
 from agent.control.balance import balance
-from agent.control.begin import begin_cycle
+from agent.control.begin import begin_cycle, finite
 from agent.control.cycle import Cycle
 from agent.control.demand import demand
 from agent.control.dispatch import dispatch_fleet
@@ -131,5 +131,5 @@ def decide(
     )
     now = snap.t_mono
     return plan, ControllerState(
-        ramp=RampState(t_mono=now if math.isfinite(now) else NAN, grid_w=new_grid), interval=c.iv, tou=c.tou
+        ramp=RampState(t_mono=now if finite(now) else NAN, grid_w=new_grid), interval=c.iv, tou=c.tou
     )

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -23,6 +22,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from agent.control import ControllerState, Prices, decide, initial_state
+from agent.control.commands import pcc_command, setpoint_w
 from agent.live.assemble import StateNamer, build_snapshot
 from agent.live.hub import CycleRecord, Hub
 from agent.live.pcc_watch import PccMeterWatch
@@ -156,35 +156,30 @@ class AgentLoop:
     async def _write(self, snap: SiteSnapshot, plan: Plan) -> None:
         writes = []
         revert_s = max(2.0, REVERT_FACTOR * self.site.cycle_s)
-        gc = plan.grid_control
         for p in snap.pcs:
             dev = self.devs.devices.get(p.id)
             if dev is None or p.status is PcsStatus.OFFLINE:
                 self._revert_ok.discard(p.id)
                 self._pcc_on.discard(p.id)
                 continue
-            w = plan.pcs_setpoints_w.get(p.id, 0.0)
-            if not math.isfinite(w):  # a plan never holds one; refuse to pass it on regardless
-                w = 0.0
+            w = setpoint_w(plan, p.id)
             values: dict[str, float] = {}
             pcc: bool | None = None  # None: not a grid-power (PCC) PCS
             if p.id in self._pcc_capable:  # (one the watch took out of the mode is told to leave it)
                 # Mode commands first (one request, register order), then the setpoint: a PCS leaving
                 # the mode holds its output and then follows the setpoint; in the mode the setpoint
                 # write only restarts the revert timer. The same timer covers both modes.
-                lim = gc.pcs.get(p.id) if gc is not None else None
-                pcc = lim is not None and gc is not None and all(
-                    math.isfinite(v) for v in (gc.target_w, gc.ramp_w_per_s, gc.grid_min_w)
-                )
-                if pcc and gc is not None and lim is not None:
+                cmd = pcc_command(plan, p.id)
+                pcc = cmd is not None
+                if cmd is not None:
                     values = {
                         k.PCC_ENABLE: 1.0,
-                        k.PCC_TARGET_W: gc.target_w,
-                        k.PCC_RAMP_W_PER_S: gc.ramp_w_per_s,
-                        k.PCC_SHARE: lim.share,
-                        k.PCC_MAX_DISCHARGE_W: lim.max_discharge_w,
-                        k.PCC_MAX_CHARGE_W: lim.max_charge_w,
-                        k.PCC_GRID_MIN_W: gc.grid_min_w,
+                        k.PCC_TARGET_W: cmd.target_w,
+                        k.PCC_RAMP_W_PER_S: cmd.ramp_w_per_s,
+                        k.PCC_SHARE: cmd.share,
+                        k.PCC_MAX_DISCHARGE_W: cmd.max_discharge_w,
+                        k.PCC_MAX_CHARGE_W: cmd.max_charge_w,
+                        k.PCC_GRID_MIN_W: cmd.grid_min_w,
                     }
                 else:
                     values = {k.PCC_ENABLE: 0.0}

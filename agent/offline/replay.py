@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from agent.control import Prices, decide, initial_state, reserve_floor_pct
+from agent.control.commands import pcc_command
 from agent.control.fleet import FleetMemo
 from agent.economics.optimum import BatterySpec, OptimumResult, optimum, resample_mean
 from agent.economics.roi import EconomicsConfig, roi
@@ -370,16 +371,14 @@ def replay(
 
 def write_grid_control(plant: BatteryPlant, plan: Plan, pcc_ids: list[str]) -> None:
     """What the live loop writes to PCS in grid-power (PCC) control, into the simulator physics."""
-    gc = plan.grid_control
     for pid in pcc_ids:
-        lim = gc.pcs.get(pid) if gc is not None else None
-        if gc is None or lim is None:
-            plant.write_pcc(pid, None)
-        else:
-            cmd = PccCommand(
-                gc.target_w, gc.ramp_w_per_s, lim.share, lim.max_discharge_w, lim.max_charge_w, gc.grid_min_w
-            )
-            plant.write_pcc(pid, cmd)
+        c = pcc_command(plan, pid)
+        plant.write_pcc(
+            pid,
+            None
+            if c is None
+            else PccCommand(c.target_w, c.ramp_w_per_s, c.share, c.max_discharge_w, c.max_charge_w, c.grid_min_w),
+        )
 
 
 def site_for(site: SiteConfig, clusters: int | None = None, ramp_limit_w_per_s: float | None = None) -> SiteConfig:
