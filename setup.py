@@ -28,6 +28,7 @@ COMPILED = [
     "agent/control/compose.py",
     "agent/control/cycle.py",
     "agent/control/demand.py",
+    "agent/control/derate.py",
     "agent/control/dispatch.py",
     "agent/control/fleet.py",
     "agent/control/interval.py",

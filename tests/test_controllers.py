@@ -70,7 +70,7 @@ def cycle(c: Case) -> Cycle:
     st = ControllerState(ramp=c.prev, interval=c.interval or IntervalState(), tou=c.tou)
     s = snap(c.load, c.pv, clusters=cl, pcs=pcs, grid_up=c.grid_up, load_m=c.load_m)
     prices = RATED if c.interval is not None else FLAT
-    return begin_cycle(s, st, c.cfg, c.op, prices, c.allow_export, None)
+    return begin_cycle(s, st, c.cfg, c.op, prices, c.allow_export, None, frozenset())
 
 
 def window(c: Cycle) -> Window:
@@ -351,5 +351,7 @@ def test_demand_without_a_demand_charge_or_outside_auto_does_nothing() -> None:
 def test_shanghai_prices_plan_the_role_once_per_interval() -> None:
     # noon on the Shanghai tariff: the evening peak pays for charging now (a new interval is planned)
     cl, pcs = fleet()
-    c = begin_cycle(snap(3e6, clusters=cl, pcs=pcs), ControllerState(), CFG, OperatorState(), SHANGHAI, False, None)
+    c = begin_cycle(
+        snap(3e6, clusters=cl, pcs=pcs), ControllerState(), CFG, OperatorState(), SHANGHAI, False, None, frozenset()
+    )
     assert (c.tou.key, c.tou.role, c.iv.key) == (KEY, ROLE_CHARGE, KEY)

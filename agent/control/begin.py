@@ -39,10 +39,11 @@ def begin_cycle(
     prices: Prices | None,
     allow_export: bool,
     fleet_memo: FleetMemo | None,
+    pcc_off: frozenset[str],
 ) -> Cycle:
     now = snap.t_mono
     dt = now - st.ramp.t_mono if finite(now) else NAN
-    f = build_fleet(snap, op.maintenance, fleet_memo)
+    f = build_fleet(snap, op.maintenance, fleet_memo, op.derate)
 
     g, ld, pv = snap.grid_w, snap.load_w, snap.pv_w
     gv, lv, pvv = g.value, ld.value, pv.value
@@ -101,7 +102,7 @@ def begin_cycle(
         # configured for it and the measurements it is checked against are good; otherwise (and in
         # an outage) every PCS follows its setpoint and the ramp controller holds the ramp.
         if meas_ok and cfg.ramp_limit_w_per_s > 0.0 and snap.has_grid_control:
-            pcc = {p.id for p in snap.pcs if p.grid_control}.intersection(f.pcs_ids)
+            pcc = {p.id for p in snap.pcs if p.grid_control and p.id not in pcc_off}.intersection(f.pcs_ids)
     else:
         # an outage: the battery is the UPS, the reserve is there to be used
         f.apply_window(-1.0, ceil)
@@ -122,6 +123,7 @@ def begin_cycle(
         ceil=ceil,
         weight_floor=weight_floor,
         pcc=pcc,
+        pcc_off=pcc_off,
         prev_grid_w=st.ramp.grid_w,
         iv=iv,
         tou=tou,

@@ -1,6 +1,6 @@
 """decide(): one control cycle. Controllers narrow the window of site battery power by priority.
 
-  1 device limits   2 grid-outage backup   3 backup reserve / SoC window   4 no export
+  1 device limits (1b operator derate)   2 grid-outage backup   3 backup reserve / SoC window   4 no export
   5 ramp support    8 operator (override, idle, conservative)   7 time-of-use   9 balancing
   PV surplus        6 demand shaving
 
@@ -31,6 +31,7 @@ from agent.control.balance import balance
 from agent.control.begin import begin_cycle, finite
 from agent.control.cycle import Cycle
 from agent.control.demand import demand
+from agent.control.derate import allowed_limits_w, derate
 from agent.control.dispatch import dispatch_fleet
 from agent.control.fleet import FleetMemo
 from agent.control.limits import device_limits
@@ -54,6 +55,7 @@ NAN: Final = math.nan
 
 REASONS = {
     "device_limits": "at the limit of what the trusted clusters and PCS can do",
+    "derate": "at the limit an operator derated a cluster (and with it its PCS) to",
     "soc_max": "clusters are full (soc_max_pct)",
     "reserve": "held by the backup reserve (SoC floor) or the SoC ceiling",
     "no_export": "limited so the site does not export to the grid",
@@ -75,6 +77,7 @@ REASONS = {
 def _controllers(w: Window, c: Cycle) -> Window:
     """The controllers in priority order, one line each (direct calls: in the compiled build a call
     through a list of functions costs more than the controller)."""
+    w = derate(w, c)  # 1b
     w = outage(w, c)  # 2
     w = reserve(w, c)  # 3
     w = no_export(w, c)  # 4
@@ -95,9 +98,15 @@ def decide(
     prices: Prices | None,
     allow_export: bool,
     fleet_memo: FleetMemo | None = None,
+    pcc_off: frozenset[str] = frozenset(),
 ) -> tuple[Plan, ControllerState]:
-    """One cycle's plan and the state for the next. `fleet_memo`: see FleetMemo (the replay's)."""
-    c = begin_cycle(snap, st, cfg, op, prices, allow_export, fleet_memo)
+    """One cycle's plan and the state for the next. `fleet_memo`: see FleetMemo (the replay's).
+
+    Policy inputs besides the measurements: the operator's (`op`: mode, override, reserve,
+    maintenance, derate) and `pcc_off`, PCS configured for grid-power (PCC) control that follow
+    setpoints instead (agent/live/pcc_watch.py latched them: their meter disagrees with the site's).
+    """
+    c = begin_cycle(snap, st, cfg, op, prices, allow_export, fleet_memo, pcc_off)
     w = _controllers(device_limits(c), c)
 
     final, by = w.target, w.src
@@ -128,6 +137,7 @@ def decide(
         shortfall_w=d.shortfall_w,
         alarms=alarms,
         grid_control=gc,
+        allowed_limits_w=allowed_limits_w(c),
     )
     now = snap.t_mono
     return plan, ControllerState(

@@ -34,6 +34,7 @@ class Cycle:
         "now",
         "op",
         "pcc",
+        "pcc_off",
         "prev_grid_w",
         "slot",
         "snap",
@@ -59,6 +60,7 @@ class Cycle:
         ceil: float,
         weight_floor: float,
         pcc: set[str] | None,
+        pcc_off: frozenset[str],
         prev_grid_w: float,
         iv: IntervalState,
         tou: TouState,
@@ -82,6 +84,7 @@ class Cycle:
         self.ceil = ceil  # SoC ceiling, %
         self.weight_floor = weight_floor  # the floor dispatch weights count from (outage: soc_min_pct)
         self.pcc = pcc  # PCS the ramp support is delegated to (grid-power control); None: none
+        self.pcc_off = pcc_off  # PCS configured for grid-power control but held to setpoints (latched)
         self.prev_grid_w = prev_grid_w  # grid import the previous cycle planned (ramp reference)
         self.iv = iv  # the demand interval, advanced to this cycle
         self.tou = tou  # the time-of-use plan for this interval

@@ -1,7 +1,7 @@
 """Device limits (controller 1): the window every cycle starts from.
 
-What the trusted clusters' BMS allow, each PCS's clusters capped by its rating (fleet.py). Operator
-derating and maintenance are already in the fleet: a cluster in maintenance is not in it.
+What the trusted clusters' BMS allow, each PCS's clusters capped by its rating (fleet.py), before
+any operator derate (derate.py narrows to that). A cluster in maintenance is not in the fleet.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from agent.model.plan import Bound
 
 def device_limits(c: Cycle) -> Window:
     f = c.fleet
-    lo, hi = -f.max_chg_w, f.max_dis_w
+    lo, hi = -f.bms_chg_w, f.bms_dis_w
     return Window(
         lo=lo,
         hi=hi,

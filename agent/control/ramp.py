@@ -58,6 +58,10 @@ def ramp(w: Window, c: Cycle) -> Window:
     if not c.snap.grid_up:
         return w
     lo, hi = w.lo, w.hi
+    if c.pcc_off:  # the PCS watch took these out of grid-power control: they follow setpoints
+        off = ", ".join(sorted(c.pcc_off))
+        why = f"{off}: out of grid-power control (its grid meter disagrees with the site's), following setpoints"
+        w = w.bound(lo, hi, w.lo_src, w.hi_src, Bound("pcc_latch", lo, hi, why))
     if c.pcc:
         pcc_ramp = c.cfg.ramp_limit_w_per_s * PCC_RAMP_FRACTION
         why = f"delegated: PCS in grid-power control hold {pcc_ramp:.0f} W/s"

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -93,6 +93,7 @@ class AgentLoop:
         self._pcc_on: set[str] = set()  # PCS told to regulate the grid (PCC mode) by the last good write
         self._pcc_pending: frozenset[str] = frozenset()
         self._pcc_watch = PccMeterWatch()  # PCS whose own grid meter disagrees with the site's
+        self._pcc_off: frozenset[str] = frozenset()  # ... latched by it this cycle (decide's pcc_off)
         self._stop = asyncio.Event()
         self._apply_site(site)
         self.on_cycle: list[Callable[[CycleRecord], Awaitable[None] | None]] = []
@@ -145,12 +146,10 @@ class AgentLoop:
             self.devs.namer(),
             self.hub.operator.maintenance,
             load_override=load,
-            derate=self.hub.operator.derate_factor if self.hub.operator.derate else None,
         )
-        latched = self._pcc_watch.update(snap)
-        if latched:  # a PCS regulating on a meter that disagrees with the site's follows setpoints instead
-            pcs = tuple(replace(p, grid_control=False) if p.id in latched else p for p in snap.pcs)
-            snap = replace(snap, pcs=pcs)
+        # a PCS regulating on a meter that disagrees with the site's follows setpoints instead
+        # (decide() is told: pcc_off; the snapshot keeps what the devices reported)
+        self._pcc_off = frozenset(self._pcc_watch.update(snap))
         return snap
 
     async def _write(self, snap: SiteSnapshot, plan: Plan) -> None:
@@ -303,7 +302,13 @@ class AgentLoop:
         snap = self.snapshot(readings, t1)
         self._pcc_pending = frozenset(self._pcc_on)  # what this cycle's read-back should show
         plan, self.cstate = decide(
-            snap, self.cstate, self.site.control, self.hub.operator, self.prices, self.site.allow_export
+            snap,
+            self.cstate,
+            self.site.control,
+            self.hub.operator,
+            self.prices,
+            self.site.allow_export,
+            pcc_off=self._pcc_off,
         )
         await self._write(snap, plan)
         await self._contactors(snap)
