@@ -33,6 +33,7 @@ COMPILED = [
     "agent/control/fleet.py",
     "agent/control/interval.py",
     "agent/control/limits.py",
+    "agent/control/maintenance.py",
     "agent/control/no_export.py",
     "agent/control/operator.py",
     "agent/control/outage.py",

@@ -80,3 +80,13 @@ def test_the_replay_honours_a_derate() -> None:
     assert float(np.max(free.battery_w)) == pytest.approx(4 * 630e3)
     # pcs1 gives half its clusters' BMS limits (> 630 kW in all at this SoC) instead of 630 kW
     assert 3 * 630e3 + 0.5 * 630e3 < float(np.max(capped.battery_w)) < 3 * 630e3 + 0.5 * 3 * 250e3
+
+
+def test_clusters_in_maintenance_are_named_in_the_plan() -> None:
+    cl, pcs = fleet(soc=80.0)
+    op = replace(DISCHARGE, maintenance=frozenset({"c05", "c01", "c99"}))
+    p, _ = decide(snap(5e6, clusters=cl, pcs=pcs), initial_state(CFG), CFG, op, FLAT, True)
+    held = [b for b in p.bounds if b.source == "maintenance"]
+    assert [b.reason for b in held] == ["c01, c05 held in maintenance: never commanded"]
+    assert p.cluster_setpoints_w["c01"] == p.cluster_setpoints_w["c05"] == 0.0
+    assert p.site_setpoint_w == pytest.approx(10 * 209e3)  # pcs1 and pcs2: two clusters each

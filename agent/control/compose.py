@@ -1,8 +1,9 @@
 """decide(): one control cycle. Controllers narrow the window of site battery power by priority.
 
-  1 device limits (1b operator derate)   2 grid-outage backup   3 backup reserve / SoC window   4 no export
-  5 ramp support    8 operator (override, idle, conservative)   7 time-of-use   9 balancing
-  PV surplus        6 demand shaving
+  1 device limits (1b operator derate, 1c maintenance)   2 grid-outage backup
+  3 backup reserve / SoC window   4 no export   5 ramp support (and the PCC latch)
+  8 operator (override, idle, conservative) and the measurement failsafe
+  7 time-of-use   9 balancing   PV surplus   6 demand shaving
 
 Each controller is a pure function in its own module: (Window, Cycle) -> Window (window.py,
 cycle.py). It hands back the window it got when it has nothing to do, or a narrower one with the
@@ -35,6 +36,7 @@ from agent.control.derate import allowed_limits_w, derate
 from agent.control.dispatch import dispatch_fleet
 from agent.control.fleet import FleetMemo
 from agent.control.limits import device_limits
+from agent.control.maintenance import maintenance
 from agent.control.no_export import no_export
 from agent.control.operator import operator
 from agent.control.outage import outage
@@ -78,6 +80,7 @@ def _controllers(w: Window, c: Cycle) -> Window:
     """The controllers in priority order, one line each (direct calls: in the compiled build a call
     through a list of functions costs more than the controller)."""
     w = derate(w, c)  # 1b
+    w = maintenance(w, c)  # 1c
     w = outage(w, c)  # 2
     w = reserve(w, c)  # 3
     w = no_export(w, c)  # 4
