@@ -101,3 +101,22 @@ def test_a_site_whose_interval_disagrees_with_its_tariff_is_refused(tmp_path: Pa
         load_site(write(tmp_path, text))
     ok = text.replace("demand_interval_s = 1800", "demand_interval_s = 900")
     assert load_site(write(tmp_path, ok)).control.demand_interval_s == 900.0
+
+
+def test_every_instant_of_an_interval_gives_the_same_bounds() -> None:
+    # cycles at arbitrary fractions of a second (the live loop's wall clock): one start, exactly
+    rng = np.random.default_rng(1)
+    t0 = datetime(2026, 7, 15, 10, 0, tzinfo=BERLIN).timestamp()
+    starts = {interval_bounds(float(t), BERLIN, 900.0) for t in t0 + rng.uniform(0.0, 899.9999, 20_000)}
+    assert starts == {(t0, t0 + 900.0)}
+
+
+def test_the_ledger_closes_each_interval_once_at_fractional_cycle_times(tmp_path: Path) -> None:
+    tariff = parse_tariff(tomllib.loads(TARIFF), "hourly.toml")
+    led = Ledger(tmp_path / "l.db", tariff, EconomicsConfig())
+    t0 = datetime(2026, 7, 15, 9, 0, tzinfo=KOLKATA).timestamp()
+    closed: list[float] = []
+    for t in t0 + np.cumsum(np.full(11_000, 0.987654321)):
+        closed += led.feed(LedgerSample(float(t), 1e6, 0.0, 1e6, True, True, True))
+    led.close()
+    assert closed == [t0, t0 + 3600.0, t0 + 7200.0]

@@ -11,15 +11,15 @@ loop never waits for them.
 from __future__ import annotations
 
 import bisect
-import math
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
 from agent.live.hub import CycleRecord
+from agent.model.interval import interval_bounds
 from agent.model.ramp_metrics import grid_ramps, ramp_stats
 from agent.model.soc import site_soc
 
@@ -46,8 +46,8 @@ class _Interval:
 class DemandWindow:
     """Average grid import per demand interval and the month's highest, from observed cycles.
 
-    Import only (export counts as 0 W), interval boundaries aligned to Unix time (tariff
-    intervals are aligned to the clock hour in every zone with whole-quarter-hour offsets).
+    Import only (export counts as 0 W), intervals aligned as billing and control align them
+    (agent.model.interval).
     """
 
     def __init__(self, interval_s: float) -> None:
@@ -62,7 +62,7 @@ class DemandWindow:
         if self.since is None:
             self.since = t_wall
         ts = t_wall.timestamp()
-        start = math.floor(ts / self.interval_s) * self.interval_s
+        start = interval_bounds(ts, t_wall.tzinfo or UTC, self.interval_s)[0]
         month = (t_wall.year, t_wall.month)
         if self.cur is not None and self.cur.start != start:
             self._close(self.cur)

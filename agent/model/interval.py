@@ -15,7 +15,7 @@ Three forms of the same rule:
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -43,10 +43,15 @@ def local_slot(t: datetime, length_s: float) -> tuple[int, int, float, float]:
     return key, slot, into, min(length_s, DAY_S - slot * length_s)
 
 
-def interval_bounds(t: float, tz: ZoneInfo, length_s: float) -> tuple[float, float]:
-    """(start, end) Unix seconds of the interval holding Unix time `t` in zone `tz`."""
+def interval_bounds(t: float, tz: tzinfo, length_s: float) -> tuple[float, float]:
+    """(start, end) Unix seconds of the interval holding Unix time `t` in zone `tz`.
+
+    The same start for every `t` in the interval (a running accumulator compares them): `t - into`
+    is off by up to a microsecond (the local time's rounding, the float's last bit), so it is
+    rounded to the millisecond; starts lie on whole seconds (zone offsets, interval lengths).
+    """
     _, _, into, length = local_slot(datetime.fromtimestamp(t, tz), length_s)
-    start = t - into
+    start = round(t - into, 3)
     return start, start + length
 
 
