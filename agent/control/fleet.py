@@ -243,26 +243,26 @@ def _build(snap: SiteSnapshot, maintenance: frozenset[str], derate: tuple[tuple[
         capacity += cw
     f.energy_wh = energy * 0.01
     f.capacity_wh = capacity
-    dis_w = chg_w = 0.0
-    for idx, r in zip(members, pcs_rated, strict=True):
-        sd = sc = 0.0
-        for i in idx:
-            sd += mdis[i]
-            sc += mchg[i]
-        dis_w += sd if sd < r else r
-        chg_w += sc if sc < r else r
+    dis_w, chg_w = _capped_totals(members, pcs_rated, mdis, mchg)
     f.max_dis_w = f.dis_w = dis_w
     f.max_chg_w = f.chg_w = chg_w
     f.bms_dis_w, f.bms_chg_w = dis_w, chg_w
     if factor:
         f.derated = sorted((pid, fc) for pid, fc in factor.items() if pid in pcs_ids)
-        bms_dis = bms_chg = 0.0
-        for idx, r in zip(members, pcs_rated, strict=True):
-            sd = sc = 0.0
-            for i in idx:
-                sd += raw_dis[i]
-                sc += raw_chg[i]
-            bms_dis += sd if sd < r else r
-            bms_chg += sc if sc < r else r
-        f.bms_dis_w, f.bms_chg_w = bms_dis, bms_chg
+        f.bms_dis_w, f.bms_chg_w = _capped_totals(members, pcs_rated, raw_dis, raw_chg)
     return f
+
+
+def _capped_totals(
+    members: list[list[int]], rated: list[float], dis: list[float], chg: list[float]
+) -> tuple[float, float]:
+    """(discharge, charge) W of the fleet: per PCS its clusters' limits, capped by its rating."""
+    dis_w = chg_w = 0.0
+    for idx, r in zip(members, rated, strict=True):
+        sd = sc = 0.0
+        for i in idx:
+            sd += dis[i]
+            sc += chg[i]
+        dis_w += sd if sd < r else r
+        chg_w += sc if sc < r else r
+    return dis_w, chg_w
