@@ -69,6 +69,9 @@ SOURCE_CODE: dict[str, int] = {
     "tou_hold": 13,
     "pv_surplus": 14,
     "balance": 15,
+    "derate": 16,
+    "maintenance": 17,
+    "pcc_latch": 18,
 }
 UNKNOWN_CODE = 99
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
