@@ -77,8 +77,9 @@ REASONS = {
 
 
 def _controllers(w: Window, c: Cycle) -> Window:
-    """The controllers in priority order, one line each (direct calls: in the compiled build a call
-    through a list of functions costs more than the controller)."""
+    """The controllers in priority order, one line each. Direct calls rather than a loop over a
+    list of functions: the compiled build makes these native C calls, where a call through a list
+    goes through Python's calling convention, 2.6 M times a month's replay, for every controller."""
     w = derate(w, c)  # 1b
     w = maintenance(w, c)  # 1c
     w = outage(w, c)  # 2
