@@ -15,7 +15,6 @@ import pytest
 
 from agent.control.dispatch import Dispatch
 from agent.control.state import ROLE_NONE, ControllerState, IntervalState, RampState, TouState
-from agent.control.window import Window
 from agent.live.hub import CycleRecord
 from agent.model.plan import Bound, GridControl, PccLimits, Plan
 from agent.model.snapshot import MISSING, ClusterSnapshot, Measured, PcsSnapshot, SiteSnapshot
@@ -23,7 +22,7 @@ from drivers.reading import Quality
 
 RECORDS = [
     Measured, ClusterSnapshot, PcsSnapshot, SiteSnapshot, Bound, PccLimits, GridControl, Plan, Dispatch,
-    ControllerState, RampState, IntervalState, TouState, Window,
+    ControllerState, RampState, IntervalState, TouState,
 ]  # fmt: skip
 
 

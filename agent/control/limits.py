@@ -14,11 +14,6 @@ from agent.model.plan import Bound
 def device_limits(c: Cycle) -> Window:
     f = c.fleet
     lo, hi = -f.bms_chg_w, f.bms_dis_w
-    return Window(
-        lo=lo,
-        hi=hi,
-        lo_src="device_limits",
-        hi_src="device_limits",
-        bounds=(Bound("device_limits", lo, hi, "trusted clusters' BMS limits, capped by PCS ratings"),),
-        alarms=() if f.ids else ("no_battery_available",),
-    )
+    why = "trusted clusters' BMS limits, capped by PCS ratings"
+    alarms = () if f.ids else ("no_battery_available",)
+    return Window(lo, hi, "device_limits", "device_limits", (Bound("device_limits", lo, hi, why),), alarms)

@@ -3,7 +3,7 @@
 The window [lo, hi] of site battery power (W, positive = discharge) and which controller set
 each edge; the bounds that narrowed it (Plan.bounds); the alarms raised on the way; the mode
 (AUTO unless the outage, the failsafe or the operator claims the cycle); and the target with the
-controller that set it. Immutable:
+controller that set it. Never changed once built:
 a controller that changes nothing hands back the window it got (most cycles, most controllers),
 one that narrows or decides hands back a new one.
 """
@@ -11,7 +11,6 @@ one that narrows or decides hands back a new one.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Final
 
 from agent.model.plan import Bound
@@ -20,21 +19,15 @@ AUTO: Final = "auto"  # the mode unless a controller claims the cycle: the econo
 UNDECIDED: Final = ""  # the source of the target before any controller set one
 
 
-@dataclass(frozen=True, slots=True, init=False)
 class Window:
-    lo: float
-    hi: float
-    lo_src: str  # the controller whose bound is the lower edge
-    hi_src: str
-    bounds: tuple[Bound, ...]
-    alarms: tuple[str, ...]
-    mode: str  # Plan.mode: AUTO unless a controller claimed the cycle
-    target: float  # W the deciding controller wants (NaN while undecided)
-    src: str  # the controller that set the target (UNDECIDED before)
+    """A plain record, not a frozen dataclass, built positionally: several are built per cycle, and
+    in plain Python a frozen dataclass's object.__setattr__ and keywords cost five times as much.
+    Never assigned to after __init__."""
+
+    __slots__ = ("alarms", "bounds", "hi", "hi_src", "lo", "lo_src", "mode", "src", "target")
 
     def __init__(
         self,
-        *,
         lo: float,
         hi: float,
         lo_src: str,
@@ -45,42 +38,49 @@ class Window:
         target: float = math.nan,
         src: str = UNDECIDED,
     ) -> None:
-        object.__setattr__(self, "lo", lo)
-        object.__setattr__(self, "hi", hi)
-        object.__setattr__(self, "lo_src", lo_src)
-        object.__setattr__(self, "hi_src", hi_src)
-        object.__setattr__(self, "bounds", bounds)
-        object.__setattr__(self, "alarms", alarms)
-        object.__setattr__(self, "mode", mode)
-        object.__setattr__(self, "target", target)
-        object.__setattr__(self, "src", src)
+        self.lo = lo
+        self.hi = hi
+        self.lo_src = lo_src  # the controller whose bound is the lower edge
+        self.hi_src = hi_src
+        self.bounds = bounds  # Plan.bounds so far
+        self.alarms = alarms  # raised so far
+        self.mode = mode  # Plan.mode: AUTO unless a controller claimed the cycle
+        self.target = target  # W the deciding controller wants (NaN while undecided)
+        self.src = src  # the controller that set the target (UNDECIDED before)
+
+    def __repr__(self) -> str:
+        return (
+            f"Window([{self.lo:g}, {self.hi:g}] by {self.lo_src}/{self.hi_src}, mode {self.mode},"
+            f" target {self.target:g} by {self.src or '-'}, bounds {[b.source for b in self.bounds]},"
+            f" alarms {list(self.alarms)})"
+        )
 
     def bound(self, lo: float, hi: float, lo_src: str, hi_src: str, b: Bound | None, alarm: str = "") -> Window:
         """The window narrowed to [lo, hi], recording bound `b` (if any) and raising `alarm` (if any)."""
         return Window(
-            lo=lo,
-            hi=hi,
-            lo_src=lo_src,
-            hi_src=hi_src,
-            bounds=(*self.bounds, b) if b is not None else self.bounds,
-            alarms=(*self.alarms, alarm) if alarm else self.alarms,
-            mode=self.mode,
-            target=self.target,
-            src=self.src,
+            lo,
+            hi,
+            lo_src,
+            hi_src,
+            (*self.bounds, b) if b is not None else self.bounds,
+            (*self.alarms, alarm) if alarm else self.alarms,
+            self.mode,
+            self.target,
+            self.src,
         )
 
     def decided(self, mode: str, target: float, src: str, alarms: tuple[str, ...] = ()) -> Window:
         """The window with the cycle claimed: `mode`, `target` W set by `src`, and more alarms."""
         return Window(
-            lo=self.lo,
-            hi=self.hi,
-            lo_src=self.lo_src,
-            hi_src=self.hi_src,
-            bounds=self.bounds,
-            alarms=(*self.alarms, *alarms) if alarms else self.alarms,
-            mode=mode,
-            target=target,
-            src=src,
+            self.lo,
+            self.hi,
+            self.lo_src,
+            self.hi_src,
+            self.bounds,
+            (*self.alarms, *alarms) if alarms else self.alarms,
+            mode,
+            target,
+            src,
         )
 
     def with_alarm(self, alarm: str) -> Window:
