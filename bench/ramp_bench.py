@@ -36,6 +36,7 @@ import numpy as np
 
 from agent.economics.tariff import bundled
 from agent.model.config import SiteConfig, load_site
+from agent.model.ramp_metrics import ramp_stats
 from agent.offline.replay import PcsModel, Trace, replay
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,11 +63,8 @@ DEFAULT_PCS = PcsModel()  # the simulator's PCS
 
 def ramp_share(grid_w: np.ndarray) -> tuple[float, float, float]:
     """(share of seconds whose 1 s-average grid power moved by more than the limit, p99 and max ramp W/s)."""
-    per_s = round(1.0 / DT)
-    n = len(grid_w) // per_s
-    avg = grid_w[: n * per_s].reshape(n, per_s).mean(axis=1)
-    ramps = np.abs(np.diff(avg))
-    return float(np.mean(ramps > LIMIT_W_PER_S * 1.0001)), float(np.percentile(ramps, 99)), float(ramps.max())
+    r = ramp_stats(np.arange(len(grid_w)) * DT, grid_w, LIMIT_W_PER_S)
+    return r.over_limit_s / r.samples, r.p99_w_per_s, r.max_w_per_s
 
 
 def run(site: SiteConfig, load: np.ndarray, cycle_s: float, mode: str, pcs: PcsModel) -> dict[str, Any]:

@@ -127,7 +127,7 @@ def test_interval_average_uses_covered_time_only() -> None:
     ts = np.array([0.0, 60.0, 120.0, 900.0])
     dt = hold_durations(ts, max_hold_s=60.0)
     assert dt.tolist() == [60.0, 60.0, 60.0, 60.0]  # the 780 s gap is not held
-    iv = interval_import(ts, np.array([100.0, 200.0, 300.0, 50.0]), dt, 900.0)
+    iv = interval_import(ts, np.array([100.0, 200.0, 300.0, 50.0]), dt, 900.0, ZoneInfo("UTC"))
     assert iv.start.tolist() == [0.0, 900.0]
     assert iv.avg_import_w.tolist() == [200.0, 50.0]
     assert iv.covered_s.tolist() == [180.0, 60.0]

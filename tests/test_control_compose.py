@@ -35,8 +35,8 @@ def test_auto_plan_records_bounds_mode_and_who_decided() -> None:
     assert demand.lo_w == pytest.approx(5e6 - 0.99 * 4e6)
     assert p.reason
     assert sum(p.pcs_setpoints_w.values()) == pytest.approx(p.site_setpoint_w)
-    assert st.t_mono == 1000.0
-    assert st.grid_w == pytest.approx(5e6 - 1_444_608.0)
+    assert st.ramp.t_mono == 1000.0
+    assert st.ramp.grid_w == pytest.approx(5e6 - 1_444_608.0)
 
 
 def test_demand_outranks_tou_when_the_peak_needs_more() -> None:
@@ -78,10 +78,10 @@ def test_operator_maintenance_excludes_a_cluster_and_the_others_cover() -> None:
 def test_state_is_immutable_and_threaded() -> None:
     st0 = initial_state(CFG)
     _, st1 = decide(snap(5e6), st0, CFG, OperatorState(), SHANGHAI, False)
-    assert st0.t_mono != st0.t_mono  # NaN: untouched
-    assert st1.iv_key >= 0 and st1.tou_key == st1.iv_key
+    assert st0.ramp.t_mono != st0.ramp.t_mono  # NaN: untouched
+    assert st1.interval.key >= 0 and st1.tou.key == st1.interval.key
     with pytest.raises(AttributeError):
-        st1.t_mono = 3.0  # type: ignore[misc]
+        st1.ramp = 3.0  # type: ignore[misc]
 
 
 def test_initial_state_validates_persisted_peaks() -> None:

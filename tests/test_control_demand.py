@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from agent.control import ControllerState, decide, initial_state
-from agent.control.compose import FORECAST_PRIOR_S
 from agent.control.demand import (
+    FORECAST_PRIOR_S,
     MARGIN,
     allowed_grid_w,
     economic_floor_w,
@@ -19,6 +19,7 @@ from agent.control.demand import (
     shave_floor_w,
     target_w,
 )
+from agent.control.state import RampState
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
 from tests.test_control_support import CFG, TZ, TablePrices, snap
@@ -105,11 +106,11 @@ def test_a_wall_clock_step_back_neither_forgets_the_billed_peak_nor_counts_time_
     st = initial_state(NO_TOU, month_peaks={40.8: 4.5e6}, month=(2026, 7))
     for k in range(300):
         plan, st = decide(snap(3e6, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k)), st, NO_TOU, OP, RATED, False)
-    covered = st.iv_covered_s
+    covered = st.interval.covered_s
     s = snap(5e6, t_mono=1300.0, t_wall=T0 - timedelta(hours=1) + timedelta(seconds=300))
     plan, st = decide(s, st, NO_TOU, OP, RATED, False)
     assert st.month_peak(40.8) == 4.5e6  # the billed peak stays (300 s at 3 MW is under half an interval)
-    assert st.iv_covered_s == 1.0 and covered == 299.0  # the new interval counts this second once
+    assert st.interval.covered_s == 1.0 and covered == 299.0  # the new interval counts this second once
     assert plan.site_setpoint_w > 0.0 and plan.decided_by == "demand"  # and still defends the peak
     assert not plan.alarms
 
@@ -193,6 +194,6 @@ def test_forecast_is_steadied_by_the_last_interval(dt: float, expected_w: float)
     profile = [4e6] * 96
     profile[55] = 5e6  # 13:45-14:00, the interval just closed
     st = initial_state(NO_TOU, month_peaks={40.8: 4e6}, month=(2026, 7), profile=profile)
-    st = replace(st, t_mono=1000.0 - dt)
+    st = replace(st, ramp=RampState(t_mono=1000.0 - dt))
     p = decide(snap(3e6, t_mono=1000.0, t_wall=T0), st, NO_TOU, OP, RATED, False)[0]
     assert p.site_setpoint_w == pytest.approx(expected_w)

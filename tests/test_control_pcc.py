@@ -51,7 +51,7 @@ def test_trusted_pcs_configured_for_it_get_target_ramp_shares_and_windows() -> N
         assert lim.max_discharge_w == pytest.approx(627e3)
         assert lim.max_charge_w == pytest.approx(627e3)
     assert any(b.source == "ramp" and "delegated" in b.reason for b in p.bounds)
-    assert st.grid_w == 3e6  # the ramp reference, should the agent take the ramp back: the meter
+    assert st.ramp.grid_w == 3e6  # the ramp reference, should the agent take the ramp back: the meter
 
 
 def test_a_load_step_is_not_bounded_by_the_agent_the_pcs_hold_the_ramp() -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from agent.live.pcs_writer import pcc_values
 from agent.model.clock import revert_s
-from agent.model.plan import GridControl, PccLimits
+from agent.model.plan import GridControl, PccLimits, Plan
 from drivers import keys as k
 
 GC = GridControl(
@@ -21,8 +21,12 @@ GC = GridControl(
 )
 
 
+def plan_with(gc: GridControl | None) -> Plan:
+    return Plan(1, "auto", 0.0, 0.0, "test", "", (), {"pcs1": 0.0}, {}, grid_control=gc)
+
+
 def test_a_pcs_in_the_plans_grid_control_gets_every_mode_register() -> None:
-    assert pcc_values(GC, "pcs1") == (
+    assert pcc_values(plan_with(GC), "pcs1") == (
         True,
         {
             k.PCC_ENABLE: 1.0,
@@ -47,7 +51,7 @@ def test_a_pcs_in_the_plans_grid_control_gets_every_mode_register() -> None:
     ],
 )
 def test_otherwise_it_is_told_to_leave_the_mode(gc: GridControl | None) -> None:
-    assert pcc_values(gc, "pcs1") == (False, {k.PCC_ENABLE: 0.0})
+    assert pcc_values(plan_with(gc), "pcs1") == (False, {k.PCC_ENABLE: 0.0})
 
 
 @pytest.mark.parametrize(("cycle_s", "expected"), [(0.1, 2.0), (0.25, 2.0), (1.0, 5.0), (2.0, 10.0)])

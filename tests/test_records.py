@@ -14,14 +14,15 @@ from typing import Any
 import pytest
 
 from agent.control.dispatch import Dispatch
-from agent.control.state import ROLE_NONE, ControllerState
+from agent.control.state import ROLE_NONE, ControllerState, IntervalState, RampState, TouState
 from agent.live.hub import CycleRecord
 from agent.model.plan import Bound, GridControl, PccLimits, Plan
 from agent.model.snapshot import MISSING, ClusterSnapshot, Measured, PcsSnapshot, SiteSnapshot
 from drivers.reading import Quality
 
 RECORDS = [
-    Measured, ClusterSnapshot, PcsSnapshot, SiteSnapshot, Bound, PccLimits, GridControl, Plan, Dispatch, ControllerState
+    Measured, ClusterSnapshot, PcsSnapshot, SiteSnapshot, Bound, PccLimits, GridControl, Plan, Dispatch,
+    ControllerState, RampState, IntervalState, TouState,
 ]  # fmt: skip
 
 
@@ -60,7 +61,8 @@ def test_defaults_are_what_a_caller_leaving_them_out_means() -> None:
     plan = Plan(1, "auto", 0.0, 0.0, "balance", "r", (), {}, {})
     assert plan.shortfall_w == 0.0 and plan.alarms == () and plan.grid_control is None
     st = ControllerState()
-    assert st.iv_key == -1 and st.month == -1 and st.tou_role == ROLE_NONE and math.isnan(st.t_mono)
+    assert st.interval.key == -1 and st.interval.month == -1 and st.tou.role == ROLE_NONE
+    assert math.isnan(st.ramp.t_mono) and math.isnan(st.ramp.grid_w)
 
 
 def test_records_pickle_to_equal_records_through_the_fast_reducer() -> None:

@@ -11,14 +11,17 @@ loop never waits for them.
 from __future__ import annotations
 
 import bisect
-import itertools
-import math
 from collections import deque
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from agent.live.hub import CycleRecord
+from agent.model.interval import interval_bounds
+from agent.model.ramp_metrics import grid_ramps, ramp_stats
+from agent.model.soc import site_soc
 
 from .mirror import Mirror
 from .models import DemandOut, HistoryOut, LiveOut, RampOut
@@ -43,8 +46,8 @@ class _Interval:
 class DemandWindow:
     """Average grid import per demand interval and the month's highest, from observed cycles.
 
-    Import only (export counts as 0 W), interval boundaries aligned to Unix time (tariff
-    intervals are aligned to the clock hour in every zone with whole-quarter-hour offsets).
+    Import only (export counts as 0 W), intervals aligned as billing and control align them
+    (agent.model.interval).
     """
 
     def __init__(self, interval_s: float) -> None:
@@ -59,7 +62,7 @@ class DemandWindow:
         if self.since is None:
             self.since = t_wall
         ts = t_wall.timestamp()
-        start = math.floor(ts / self.interval_s) * self.interval_s
+        start = interval_bounds(ts, t_wall.tzinfo or UTC, self.interval_s)[0]
         month = (t_wall.year, t_wall.month)
         if self.cur is not None and self.cur.start != start:
             self._close(self.cur)
@@ -100,10 +103,7 @@ class Observer:
         s = rec.snapshot
         grid, load = val(s.grid_w), val(s.load_w)
         self.t.append(s.t_wall.timestamp())
-        good = [c for c in s.clusters if c.soc_pct.ok]
-        cap = sum(c.capacity_wh for c in good)
-        soc = 100.0 * sum(c.energy_wh for c in good) / cap if cap > 0 else None
-        self.rows.append((load, grid, fin(s.battery_w), val(s.pv_w), soc))
+        self.rows.append((load, grid, fin(s.battery_w), val(s.pv_w), site_soc(s.clusters).soc_pct))
         self.ramp.append((s.t_mono, load, grid))
         self.demand.add(s.t_wall, grid)
 
@@ -157,34 +157,23 @@ class Observer:
 
     def ramp_out(self) -> RampOut:
         pts = list(self.ramp)
-        load_steps: list[float] = []
-        grid_steps: list[float] = []
-        for (t0, l0, g0), (t1, l1, g1) in itertools.pairwise(pts):
-            dt = t1 - t0
-            if dt <= 0 or None in (l0, l1, g0, g1):
-                continue
-            load_steps.append(abs(l1 - l0) / dt)  # type: ignore[operator]
-            grid_steps.append(abs(g1 - g0) / dt)  # type: ignore[operator]
+        t = np.array([p[0] for p in pts], dtype=np.float64)
+        load = np.array([np.nan if p[1] is None else p[1] for p in pts], dtype=np.float64)
+        grid = np.array([np.nan if p[2] is None else p[2] for p in pts], dtype=np.float64)
         limit = self.hub.site.control.ramp_limit_w_per_s
-
-        def p99(xs: list[float]) -> float | None:
-            if not xs:
-                return None
-            s = sorted(xs)
-            return s[min(len(s) - 1, round(0.99 * (len(s) - 1)))]
-
-        total_load = sum(load_steps)
+        lr, gr = grid_ramps(t, load)[0], grid_ramps(t, grid)[0]
+        g = ramp_stats(t, grid, limit)
+        total_load = float(np.sum(lr))
         return RampOut(
             window_s=pts[-1][0] - pts[0][0] if len(pts) > 1 else 0.0,
-            samples=len(load_steps),
+            samples=g.samples,
             limit_w_per_s=limit,
-            load_max_w_per_s=max(load_steps, default=None),
-            grid_max_w_per_s=max(grid_steps, default=None),
-            load_p99_w_per_s=p99(load_steps),
-            grid_p99_w_per_s=p99(grid_steps),
-            smoothing_pct=100.0 * (1.0 - sum(grid_steps) / total_load) if total_load > 0 else None,
-            # 1 % slack: a limit met exactly must not count as a violation through rounding.
-            grid_over_limit=sum(1 for g in grid_steps if g > limit * 1.01) if limit > 0 else 0,
+            load_max_w_per_s=float(lr.max()) if len(lr) else None,
+            grid_max_w_per_s=g.max_w_per_s if g.samples else None,
+            load_p99_w_per_s=float(np.percentile(lr, 99)) if len(lr) else None,
+            grid_p99_w_per_s=g.p99_w_per_s if g.samples else None,
+            smoothing_pct=100.0 * (1.0 - float(np.sum(gr)) / total_load) if total_load > 0 else None,
+            grid_over_limit=g.over_limit_n,
         )
 
     def live(self, rec: CycleRecord) -> LiveOut:

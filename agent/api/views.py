@@ -11,6 +11,7 @@ from agent.model.config import SiteConfig
 from agent.model.operator import OperatorState
 from agent.model.points import CLUSTER_POINTS, PCS_POINTS, SITE_POINTS, PointDef
 from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot
+from agent.model.soc import site_soc
 from drivers.reading import Quality
 
 from .models import AlarmOut, BoundOut, ClusterOut, OperatorOut, PcsOut, SiteOut
@@ -96,16 +97,14 @@ def pcs_list_out(rec: CycleRecord) -> list[PcsOut]:
 
 def site_out(rec: CycleRecord, op: OperatorState, alarms: list[Alarm]) -> SiteOut:
     s, plan = rec.snapshot, rec.plan
-    good = [c for c in s.clusters if c.soc_pct.ok]
-    cap_good = sum(c.capacity_wh for c in good)
-    energy = sum(c.energy_wh for c in good)
+    soc = site_soc(s.clusters)
     return SiteOut(
         seq=s.seq,
         t_wall=s.t_wall,
         battery_w=fin(s.battery_w),
         grid_up=s.grid_up,
-        soc_pct=100.0 * energy / cap_good if cap_good > 0 else None,
-        energy_wh=energy if good else None,
+        soc_pct=soc.soc_pct,
+        energy_wh=soc.energy_wh,
         capacity_wh=sum(c.capacity_wh for c in s.clusters),
         clusters_online=sum(1 for c in s.clusters if c.trusted),
         clusters_total=len(s.clusters),

@@ -26,7 +26,7 @@ import numpy as np
 
 from agent.economics.roi import economics_config
 from agent.economics.tariff import FloatArray, Tariff, bundled, load_tariff
-from agent.model.config import SiteConfig, load_site
+from agent.model.config import SiteConfig, check_demand_interval, load_site
 from agent.offline.replay import Trace, decide_every_for, evaluate, replay, site_for
 from agent.offline.report import plot_report, table
 from common.tomlcheck import ConfigError
@@ -231,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
     site = load_site(args.site)
     trace = load_trace(Path(args.load), Path(args.pv) if args.pv else None, site.timezone)
     tariff = load_tariff_arg(args.tariff, site)
+    where = args.tariff or str(site.tariff_path)
+    check_demand_interval(site.path, site.control.demand_interval_s, tariff.demand_interval_s, where)
     ramp = args.ramp_limit * 1000.0 if args.ramp_limit is not None else None
     if ramp is not None and not (math.isfinite(ramp) and ramp >= 0):
         raise ConfigError(f"--ramp-limit: must be a number >= 0 kW/s, got {args.ramp_limit!r}")

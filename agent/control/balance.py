@@ -6,8 +6,13 @@ battery does not cycle for nothing. Balancing between clusters happens in dispat
 
 from __future__ import annotations
 
-BALANCE_TIME_S = 3600.0
-DEADBAND_PCT = 1.0
+from typing import Final
+
+from agent.control.cycle import Cycle
+from agent.control.window import AUTO, UNDECIDED, Window
+
+BALANCE_TIME_S: Final = 3600.0
+DEADBAND_PCT: Final = 1.0
 
 
 def balance_target_w(soc_pct: float, target_pct: float, capacity_wh: float) -> float:
@@ -15,3 +20,11 @@ def balance_target_w(soc_pct: float, target_pct: float, capacity_wh: float) -> f
     if -DEADBAND_PCT <= gap <= DEADBAND_PCT or gap != gap:
         return 0.0
     return gap * 0.01 * capacity_wh * 3600.0 / BALANCE_TIME_S
+
+
+def balance(w: Window, c: Cycle) -> Window:
+    """Controller 9: in auto mode with no time-of-use role, drift toward the SoC target."""
+    if w.mode != AUTO or w.src != UNDECIDED:
+        return w
+    f = c.fleet
+    return w.decided(AUTO, balance_target_w(f.soc_pct, c.cfg.soc_target_pct, f.capacity_wh), "balance")

@@ -16,11 +16,14 @@ the battery; a deficit must be recovered in the time left.
 from __future__ import annotations
 
 import math
+from typing import Final
 
-from agent.control.state import ControllerState, month_peak, rate_key
+from agent.control.cycle import Cycle
+from agent.control.state import ROLE_CHARGE, IntervalState, month_peak, rate_key
+from agent.control.window import AUTO, Window
+from agent.model.plan import Bound
 
-INF = math.inf
-DAY_S = 86400.0
+INF: Final = math.inf
 # Aim this fraction under the target: the load moves between a reading and the next setpoint, so an
 # interval held exactly at the target ends above it half the time, and every such overshoot would
 # ratchet the month's billed peak (and with it the next day's charging headroom) upward. Not more:
@@ -28,13 +31,19 @@ DAY_S = 86400.0
 # period of every day. 1 % covers most of the tracking error at 1 s on a swinging GPU load (a month's
 # flat-period intervals: 99 % end within ~0.6 % above the aim, the worst ~1.2 %); 2 % gave away
 # ~600 kWh a day of charge on the savings bench.
-MARGIN = 0.01
-MIN_COVERAGE = 0.5  # an interval with less good data than this does not set a peak or profile
+MARGIN: Final = 0.01
+# The interval's running mean is a noisy forecast of its rest while the GPU load swings by megawatts
+# within seconds: early in the interval a few swings move it by hundreds of kW, and the demand bound
+# (which scales the forecast's changes by length / time left) then flips the battery between charge
+# and discharge, paying wear and losses for nothing. Blending in the previous interval's average as
+# if it were this many seconds of data steadies the forecast until the interval has its own.
+FORECAST_PRIOR_S: Final = 300.0
+# Charging fills the headroom under the demand target greedily (tou.py); what it takes cannot be
+# given back if the load then steps up late in the interval, so it keeps this much further below
+# the target than shaving does (MARGIN).
+CHARGE_MARGIN: Final = 0.02
+MIN_COVERAGE: Final = 0.5  # an interval with less good data than this does not set a peak or profile
 _BISECT_STEPS = 40
-
-
-def slots_per_day(length_s: float) -> int:
-    return math.ceil(DAY_S / length_s)
 
 
 def target_w(peaks: tuple[tuple[float, float], ...], floor: float, rate: float, fixed_w: float) -> float:
@@ -135,7 +144,7 @@ def headroom_wh(
 
 
 def close_interval(
-    st: ControllerState,
+    st: IntervalState,
     length_s: float,
     spd: int,
     month: int,
@@ -150,11 +159,11 @@ def close_interval(
     """
     peaks = st.peaks  # they belong to st.month, the month of the interval being closed
     profile = st.profile if len(st.profile) == spd else (math.nan,) * spd
-    covered = st.iv_covered_s
-    if st.iv_key >= 0 and covered >= MIN_COVERAGE * length_s:
-        avg = st.iv_grid_ws / covered
-        if st.iv_rate > 0.0:
-            key = rate_key(st.iv_rate)
+    covered = st.covered_s
+    if st.key >= 0 and covered >= MIN_COVERAGE * length_s:
+        avg = st.grid_ws / covered
+        if st.rate > 0.0:
+            key = rate_key(st.rate)
             found = False
             out: list[tuple[float, float]] = []
             for k, v in peaks:
@@ -166,7 +175,7 @@ def close_interval(
                 out.append((key, avg))
             peaks = tuple(out)
         prof = list(profile)
-        prof[st.iv_key % spd] = st.iv_net_ws / covered
+        prof[st.key % spd] = st.net_ws / covered
         profile = tuple(prof)
     if st.month != month:  # a new billing month starts with nothing billed
         peaks = ()
@@ -180,3 +189,55 @@ def close_interval(
         seen = [v for v in profile if v == v]
         floor = max(seen) if seen else math.nan
     return peaks, profile, floor
+
+
+def demand(w: Window, c: Cycle) -> Window:
+    """Controller 6, demand shaving: a lower bound on discharge (auto mode).
+
+    Only the interval's average is billed: the load seen so far this interval (steadied by the last
+    interval's average) is the forecast for the rest of it, so swings inside the interval are not
+    chased (that would cycle the battery for nothing); deficits still show up in the energy
+    accounting. The reading now counts for the cycle it stands for, the last interval's average
+    for the rest of FORECAST_PRIOR_S (so a slow replay, one reading per interval, uses the reading).
+    """
+    if w.mode != AUTO:
+        return w
+    iv, tp = c.iv, c.tou
+    dt, net, slot, profile = c.dt, c.net, c.slot, iv.profile
+    cov, rate = iv.covered_s, iv.rate
+    now_s = dt if 0.0 < dt < FORECAST_PRIOR_S else (FORECAST_PRIOR_S if dt >= FORECAST_PRIOR_S else 0.0)
+    prior = profile[slot - 1] if 0 < slot <= len(profile) else (profile[-1] if profile else math.nan)
+    prior_s = FORECAST_PRIOR_S - now_s if prior == prior else 0.0  # NaN: no prior
+    wsum = cov + now_s + prior_s
+    net_fc = (iv.net_ws + net * now_s + (prior * prior_s if prior_s > 0.0 else 0.0)) / wsum if wsum > 0.0 else net
+    tgt = target_w(iv.peaks, iv.shave_floor_w, rate, c.cfg.demand_target_w)
+    if tgt < INF:
+        tgt -= MARGIN * tgt
+    elif rate > 0.0:
+        tgt = net_fc  # nothing known yet: no shaving, and no charging above the load
+    if not tgt < INF:
+        return w
+    raise_w = tp.raise_w
+    if tp.role == ROLE_CHARGE and raise_w > 0.0:  # charging here is worth a higher peak
+        tgt = max(tgt, net_fc + raise_w)
+    iv_len, left = c.iv_len, c.iv_len - c.into
+    allow = allowed_grid_w(tgt, iv.grid_ws, cov, left, iv_len)
+    a = net_fc - allow
+    if a < 0.0:
+        # Charging: only into the headroom there is now. The forecast is steady on purpose
+        # (no discharge chasing swings), but a load stepping up (a job restarting) would
+        # otherwise keep a greedy charge running until the interval's peak is set.
+        # Charging is discretionary, shaving is not: it stays CHARGE_MARGIN further below
+        # the target, unless the target was raised for it (that peak is priced in).
+        if raise_w <= 0.0:
+            allow = allowed_grid_w(tgt - CHARGE_MARGIN * tgt, iv.grid_ws, cov, left, iv_len)
+        a = min(0.0, (net if net > net_fc else net_fc) - allow)
+    lo, hi = w.lo, w.hi
+    if not a > lo:
+        return w
+    if a > hi:
+        lo, lo_src = hi, w.hi_src
+    else:
+        lo, lo_src = a, "demand"
+    why = f"demand target {tgt:.0f} W, allowed now {allow:.0f} W"
+    return w.bound(lo, hi, lo_src, w.hi_src, Bound("demand", lo, hi, why))

@@ -10,8 +10,11 @@ while the fleet average looks fine.
 Plain parallel lists instead of one object per cluster: this runs every cycle, 2.6 M times in
 a month's replay. The offline replay hands in the same tuple of cluster snapshots for as long as
 no BMS register changes, so it keeps the last fleet in a FleetMemo and gets it back for the same
-(clusters, PCS, maintenance) objects. Snapshots are immutable, and the memo holds them, so
+(clusters, PCS, maintenance, derate) objects. Snapshots are immutable, and the memo holds them, so
 identity means equal.
+Operator derating is applied here, not to the snapshot (which keeps what the BMS reported): the
+fleet's limits are the BMS limits times the derate of each cluster's PCS (pcs_factors), and it
+keeps the totals before the derate (bms_*_w) so the plan shows both.
 Callers only ever narrow a fleet through `apply_window`, which recomputes from the device limits.
 """
 
@@ -30,10 +33,13 @@ _INF = math.inf
 
 class Fleet:
     __slots__ = (
+        "bms_chg_w",
+        "bms_dis_w",
         "cap",
         "capacity_wh",
         "chg",
         "chg_w",
+        "derated",
         "dis",
         "dis_w",
         "energy_wh",
@@ -54,7 +60,7 @@ class Fleet:
         self.ids: list[str] = []  # trusted clusters
         self.soc: list[float] = []  # % (clamped to 0..100)
         self.cap: list[float] = []  # Wh nameplate
-        self.max_dis: list[float] = []  # W, BMS limit (magnitude)
+        self.max_dis: list[float] = []  # W, the BMS limit (magnitude) as the operator's derate allows
         self.max_chg: list[float] = []
         self.dis: list[float] = self.max_dis  # W after the reserve window (same list until applied)
         self.chg: list[float] = self.max_chg
@@ -65,8 +71,11 @@ class Fleet:
         self.snap_pcs_ids: tuple[str, ...] = ()
         self.capacity_wh = 0.0
         self.energy_wh = 0.0
-        self.max_dis_w = 0.0  # fleet totals, PCS-capped (device limits)
+        self.max_dis_w = 0.0  # fleet totals, PCS-capped (device limits, derated)
         self.max_chg_w = 0.0
+        self.bms_dis_w = 0.0  # the same before the operator's derate (what the BMS allow)
+        self.bms_chg_w = 0.0
+        self.derated: list[tuple[str, float]] = []  # (PCS id, factor < 1) its clusters' limits are scaled by
         self.dis_w = 0.0  # fleet totals after the reserve window
         self.chg_w = 0.0
 
@@ -110,33 +119,66 @@ class FleetMemo:
     snapshot objects again and again (the offline replay; the live loop has a new snapshot every
     cycle and passes none). Owned by that caller, so decide() itself keeps no hidden state."""
 
-    __slots__ = ("clusters", "fleet", "maintenance", "pcs")
+    __slots__ = ("clusters", "derate", "fleet", "maintenance", "pcs")
 
     def __init__(self) -> None:
         self.clusters: tuple[ClusterSnapshot, ...] = ()
         self.pcs: tuple[PcsSnapshot, ...] = ()
         self.maintenance: frozenset[str] = frozenset()
+        self.derate: tuple[tuple[str, float], ...] = ()
         self.fleet: Fleet | None = None
 
 
-def build_fleet(snap: SiteSnapshot, maintenance: frozenset[str], memo: FleetMemo | None = None) -> Fleet:
+def build_fleet(
+    snap: SiteSnapshot,
+    maintenance: frozenset[str],
+    memo: FleetMemo | None = None,
+    derate: tuple[tuple[str, float], ...] = (),
+) -> Fleet:
+    """The fleet of `snap` without the clusters in `maintenance`, their limits scaled by `derate`
+    ((cluster id, max power %): OperatorState.derate; see pcs_factors)."""
     if memo is None:
-        return _build(snap, maintenance)
+        return _build(snap, maintenance, derate)
     mf = memo.fleet
     if (
         mf is not None
         and snap.clusters is memo.clusters
         and snap.pcs is memo.pcs
         and (maintenance is memo.maintenance or maintenance == memo.maintenance)
+        and (derate is memo.derate or derate == memo.derate)
     ):
         mf.dis, mf.chg, mf.dis_w, mf.chg_w = mf.max_dis, mf.max_chg, mf.max_dis_w, mf.max_chg_w
         return mf
-    f = _build(snap, maintenance)
-    memo.clusters, memo.pcs, memo.maintenance, memo.fleet = snap.clusters, snap.pcs, maintenance, f
+    f = _build(snap, maintenance, derate)
+    memo.clusters, memo.pcs, memo.maintenance, memo.derate, memo.fleet = (
+        snap.clusters,
+        snap.pcs,
+        maintenance,
+        derate,
+        f,
+    )
     return f
 
 
-def _build(snap: SiteSnapshot, maintenance: frozenset[str]) -> Fleet:
+def pcs_factors(snap: SiteSnapshot, derate: tuple[tuple[str, float], ...]) -> dict[str, float]:
+    """PCS id -> the lowest derate factor (max power % / 100) of the clusters behind it, where < 1.
+
+    A PCS drives its clusters on one DC bus and shares its power among them by their BMS limits,
+    so capping one cluster means capping its PCS: every cluster behind it gets that factor.
+    """
+    out: dict[str, float] = {}
+    for p in snap.pcs:
+        low = 1.0
+        for cid in p.cluster_ids:
+            for dc, pct in derate:
+                if dc == cid and pct / 100.0 < low:
+                    low = pct / 100.0
+        if low < 1.0:
+            out[p.id] = low
+    return out
+
+
+def _build(snap: SiteSnapshot, maintenance: frozenset[str], derate: tuple[tuple[str, float], ...]) -> Fleet:
     f = Fleet()
     f.snap_cluster_ids = tuple([c.id for c in snap.clusters])
     f.snap_pcs_ids = tuple([p.id for p in snap.pcs])
@@ -145,6 +187,9 @@ def _build(snap: SiteSnapshot, maintenance: frozenset[str]) -> Fleet:
     # A PCS drives all its clusters on one DC bus: while one of them is being isolated (its
     # contactor still closed), the whole PCS is held at 0 W so the contactor opens without load.
     held = {c.pcs_id for c in snap.clusters if c.isolating}
+    factor = pcs_factors(snap, derate) if derate else {}
+    raw_dis: list[float] = []  # per trusted cluster, the BMS limits before the derate (only while one applies)
+    raw_chg: list[float] = []
     for p in snap.pcs:
         r = p.rated_w
         if p.status is _PCS_ONLINE and 0.0 < r < _INF and p.id not in pcs_index and p.id not in held:
@@ -182,6 +227,12 @@ def _build(snap: SiteSnapshot, maintenance: frozenset[str]) -> Fleet:
         else:
             members[slot].append(n)
         n += 1
+        if factor:
+            raw_dis.append(dv if dv > 0.0 else 0.0)
+            raw_chg.append(cv if cv > 0.0 else 0.0)
+            fc = factor.get(c.pcs_id, 1.0)
+            if fc < 1.0:
+                dv, cv = dv * fc, cv * fc
         sv = 0.0 if sv < 0.0 else 100.0 if sv > 100.0 else sv
         ids.append(c.id)
         soc.append(sv)
@@ -192,14 +243,26 @@ def _build(snap: SiteSnapshot, maintenance: frozenset[str]) -> Fleet:
         capacity += cw
     f.energy_wh = energy * 0.01
     f.capacity_wh = capacity
-    dis_w = chg_w = 0.0
-    for idx, r in zip(members, pcs_rated, strict=True):
-        sd = sc = 0.0
-        for i in idx:
-            sd += mdis[i]
-            sc += mchg[i]
-        dis_w += sd if sd < r else r
-        chg_w += sc if sc < r else r
+    dis_w, chg_w = _capped_totals(members, pcs_rated, mdis, mchg)
     f.max_dis_w = f.dis_w = dis_w
     f.max_chg_w = f.chg_w = chg_w
+    f.bms_dis_w, f.bms_chg_w = dis_w, chg_w
+    if factor:
+        f.derated = sorted((pid, fc) for pid, fc in factor.items() if pid in pcs_ids)
+        f.bms_dis_w, f.bms_chg_w = _capped_totals(members, pcs_rated, raw_dis, raw_chg)
     return f
+
+
+def _capped_totals(
+    members: list[list[int]], rated: list[float], dis: list[float], chg: list[float]
+) -> tuple[float, float]:
+    """(discharge, charge) W of the fleet: per PCS its clusters' limits, capped by its rating."""
+    dis_w = chg_w = 0.0
+    for idx, r in zip(members, rated, strict=True):
+        sd = sc = 0.0
+        for i in idx:
+            sd += dis[i]
+            sc += chg[i]
+        dis_w += sd if sd < r else r
+        chg_w += sc if sc < r else r
+    return dis_w, chg_w

@@ -8,8 +8,11 @@ share of what is left, so the floor rises: the reserve is energy, not a percenta
 
 from __future__ import annotations
 
+from agent.control.cycle import Cycle
+from agent.control.window import Window
 from agent.model.config import ControlConfig
 from agent.model.operator import OperatorState
+from agent.model.plan import Bound
 
 
 def reserve_floor_pct(cfg: ControlConfig, op: OperatorState, capacity_wh: float) -> float:
@@ -22,3 +25,24 @@ def reserve_floor_pct(cfg: ControlConfig, op: OperatorState, capacity_wh: float)
     if capacity_wh <= 0:
         return 100.0
     return cfg.soc_min_pct + 100.0 * need_wh / capacity_wh
+
+
+def reserve(w: Window, c: Cycle) -> Window:
+    """Controller 3: the reserve floor and SoC ceiling, per cluster (applied to the fleet by
+    begin_cycle; this records the bound where it cut the device limits)."""
+    if not c.snap.grid_up:
+        return w
+    a, b = -c.fleet.chg_w, c.fleet.dis_w
+    lo, hi = w.lo, w.hi
+    floor, ceil = c.floor, c.ceil
+    if a != lo or b != hi:
+        w = w.bound(
+            a,
+            b,
+            "reserve" if a != lo else w.lo_src,
+            "reserve" if b != hi else w.hi_src,
+            Bound("reserve", a, b, f"SoC floor {floor:.2f} %, ceiling {ceil:.2f} %"),
+        )
+    if floor > ceil:
+        w = w.with_alarm("reserve_exceeds_fleet")
+    return w

@@ -1,10 +1,15 @@
-"""ControllerState: everything the policy remembers from one cycle to the next.
+"""ControllerState: what the policy remembers from one cycle to the next, split by concern.
 
-A frozen dataclass with a hand-written __init__ (cheap to build once per cycle in the compiled
-build: see agent/model/snapshot.py). The loop
-keeps the latest one; the offline replay threads it through 2.6 M cycles. `initial_state`
-accepts the month's billed peaks persisted elsewhere (the ledger) so a restart never forgets
-a peak the utility will bill anyway, which would make the shaving target too low.
+- RampState: the previous cycle (its time and the grid import it planned: the ramp reference);
+- IntervalState: the running demand interval, the billing month's peaks and the day's profile;
+- TouState: the time-of-use plan for the current price slot.
+
+Frozen dataclasses with hand-written keyword-only __init__s (cheap to build once per cycle in the
+compiled build: see agent/model/snapshot.py; keywords, so no caller lines up 18 positions). A cycle
+that stays in the same interval hands the TouState on untouched. The loop keeps the latest state;
+the offline replay threads it through 2.6 M cycles. `initial_state` accepts the month's billed
+peaks persisted elsewhere (the ledger) so a restart never forgets a peak the utility will bill
+anyway, which would make the shaving target too low.
 """
 
 from __future__ import annotations
@@ -12,11 +17,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from agent.model.config import ControlConfig
 
-NAN = math.nan
-ROLE_NONE, ROLE_HOLD, ROLE_CHARGE, ROLE_DISCHARGE = -1, 0, 1, 2
+NAN: Final = math.nan
+ROLE_NONE: Final = -1
+ROLE_HOLD: Final = 0
+ROLE_CHARGE: Final = 1
+ROLE_DISCHARGE: Final = 2
 ROLE_NAMES = {ROLE_NONE: "none", ROLE_HOLD: "hold", ROLE_CHARGE: "charge", ROLE_DISCHARGE: "discharge"}
 
 
@@ -39,72 +48,104 @@ def month_peak(peaks: tuple[tuple[float, float], ...], rate: float) -> float:
 
 
 @dataclass(frozen=True, slots=True, init=False)
-class ControllerState:
+class RampState:
     t_mono: float  # monotonic time of the previous cycle (NaN: none yet)
     grid_w: float  # grid import the previous cycle planned (ramp reference; NaN: none)
-    # --- the running demand interval (aligned to the wall clock) ---
-    iv_key: int  # day ordinal x slots per day + slot (-1: none)
-    iv_rate: float  # demand rate (per kW-month) at the interval's start
-    iv_grid_ws: float  # measured import energy so far (W s)
-    iv_net_ws: float  # baseline (load - pv) energy so far (W s)
-    iv_covered_s: float  # seconds of good measurements in it
+
+    def __init__(self, *, t_mono: float = NAN, grid_w: float = NAN) -> None:
+        object.__setattr__(self, "t_mono", t_mono)
+        object.__setattr__(self, "grid_w", grid_w)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class IntervalState:
+    # --- the running demand interval (aligned by agent.model.interval) ---
+    key: int  # interval index (agent.model.interval.interval_key; -1: none)
+    rate: float  # demand rate (per kW-month) at the interval's start
+    grid_ws: float  # measured import energy so far (W s)
+    net_ws: float  # baseline (load - pv) energy so far (W s)
+    covered_s: float  # seconds of good measurements in it
     # --- the billing month ---
     month: int  # year x 12 + month - 1 of the peaks below (-1: unknown)
     peaks: tuple[tuple[float, float], ...]  # (rate key, highest interval average import W)
     profile: tuple[float, ...]  # baseline average per slot of the day (last 24 h; NaN unknown)
     shave_floor_w: float  # lowest import the fleet could have held over that profile
-    # --- time-of-use plan for the current slot ---
-    tou_key: int
-    tou_role: int
-    tou_end_mono: float  # when the current price run ends
-    tou_raise_w: float  # charge power worth adding above the demand target here (0: none)
-    tou_price: float
+
+    def __init__(
+        self,
+        *,
+        key: int = -1,
+        rate: float = 0.0,
+        grid_ws: float = 0.0,
+        net_ws: float = 0.0,
+        covered_s: float = 0.0,
+        month: int = -1,
+        peaks: tuple[tuple[float, float], ...] = (),
+        profile: tuple[float, ...] = (),
+        shave_floor_w: float = NAN,
+    ) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "rate", rate)
+        object.__setattr__(self, "grid_ws", grid_ws)
+        object.__setattr__(self, "net_ws", net_ws)
+        object.__setattr__(self, "covered_s", covered_s)
+        object.__setattr__(self, "month", month)
+        object.__setattr__(self, "peaks", peaks)
+        object.__setattr__(self, "profile", profile)
+        object.__setattr__(self, "shave_floor_w", shave_floor_w)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class TouState:
+    key: int  # the interval this plan was made for (-1: none)
+    role: int  # ROLE_*
+    end_mono: float  # when the current price run ends
+    raise_w: float  # charge power worth adding above the demand target here (0: none)
+    price: float
     spread: float  # best arbitrage value per kWh discharged over the price horizon
     keep_wh: float  # stored energy kept from arbitrage for the rest of the day's shaving
 
     def __init__(
         self,
-        t_mono: float = NAN,
-        grid_w: float = NAN,
-        iv_key: int = -1,
-        iv_rate: float = 0.0,
-        iv_grid_ws: float = 0.0,
-        iv_net_ws: float = 0.0,
-        iv_covered_s: float = 0.0,
-        month: int = -1,
-        peaks: tuple[tuple[float, float], ...] = (),
-        profile: tuple[float, ...] = (),
-        shave_floor_w: float = NAN,
-        tou_key: int = -1,
-        tou_role: int = ROLE_NONE,
-        tou_end_mono: float = NAN,
-        tou_raise_w: float = 0.0,
-        tou_price: float = NAN,
+        *,
+        key: int = -1,
+        role: int = ROLE_NONE,
+        end_mono: float = NAN,
+        raise_w: float = 0.0,
+        price: float = NAN,
         spread: float = NAN,
         keep_wh: float = 0.0,
     ) -> None:
-        object.__setattr__(self, "t_mono", t_mono)
-        object.__setattr__(self, "grid_w", grid_w)
-        object.__setattr__(self, "iv_key", iv_key)
-        object.__setattr__(self, "iv_rate", iv_rate)
-        object.__setattr__(self, "iv_grid_ws", iv_grid_ws)
-        object.__setattr__(self, "iv_net_ws", iv_net_ws)
-        object.__setattr__(self, "iv_covered_s", iv_covered_s)
-        object.__setattr__(self, "month", month)
-        object.__setattr__(self, "peaks", peaks)
-        object.__setattr__(self, "profile", profile)
-        object.__setattr__(self, "shave_floor_w", shave_floor_w)
-        object.__setattr__(self, "tou_key", tou_key)
-        object.__setattr__(self, "tou_role", tou_role)
-        object.__setattr__(self, "tou_end_mono", tou_end_mono)
-        object.__setattr__(self, "tou_raise_w", tou_raise_w)
-        object.__setattr__(self, "tou_price", tou_price)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "role", role)
+        object.__setattr__(self, "end_mono", end_mono)
+        object.__setattr__(self, "raise_w", raise_w)
+        object.__setattr__(self, "price", price)
         object.__setattr__(self, "spread", spread)
         object.__setattr__(self, "keep_wh", keep_wh)
 
+
+_RAMP0 = RampState()
+_INTERVAL0 = IntervalState()
+_TOU0 = TouState()
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class ControllerState:
+    ramp: RampState
+    interval: IntervalState
+    tou: TouState
+
+    def __init__(
+        self, *, ramp: RampState = _RAMP0, interval: IntervalState = _INTERVAL0, tou: TouState = _TOU0
+    ) -> None:
+        object.__setattr__(self, "ramp", ramp)
+        object.__setattr__(self, "interval", interval)
+        object.__setattr__(self, "tou", tou)
+
     def month_peak(self, rate: float) -> float:
         """The month's billed peak (W) in the demand window with this rate; 0 if none yet."""
-        return month_peak(self.peaks, rate)
+        return month_peak(self.interval.peaks, rate)
 
 
 def initial_state(
@@ -134,4 +175,4 @@ def initial_state(
             f"profile: needs one value per {cfg.demand_interval_s:g} s interval of the day "
             f"({math.ceil(86400.0 / cfg.demand_interval_s)}), got {len(prof)}"
         )
-    return ControllerState(month=m, peaks=tuple(peaks), profile=prof)
+    return ControllerState(interval=IntervalState(month=m, peaks=tuple(peaks), profile=prof))

@@ -21,12 +21,19 @@ from __future__ import annotations
 import calendar
 import math
 from datetime import datetime, timedelta
+from typing import Final
 
+from agent.control.cycle import Cycle
+from agent.control.demand import MARGIN as DEMAND_MARGIN
+from agent.control.demand import headroom_wh, keep_wh, target_w
+from agent.control.fleet import Fleet
 from agent.control.prices import Prices
-from agent.control.state import ROLE_CHARGE, ROLE_DISCHARGE, ROLE_HOLD
+from agent.control.state import ROLE_CHARGE, ROLE_DISCHARGE, ROLE_HOLD, ROLE_NONE, IntervalState, TouState
+from agent.control.window import AUTO, Window
 from agent.model.config import ControlConfig
+from agent.model.interval import DAY_S
 
-DAY_S = 86400.0
+NAN: Final = math.nan
 
 
 class SlotPlan:
@@ -83,3 +90,85 @@ def plan_slot(
                 break
         return SlotPlan(ROLE_DISCHARGE, end_s, False, p, spread)
     return SlotPlan(ROLE_HOLD, end_s, False, p, spread)
+
+
+def plan_interval(
+    prev: TouState,
+    iv: IntervalState,
+    *,
+    t: datetime,
+    now: float,
+    slot: int,
+    into: float,
+    length_s: float,
+    prices: Prices | None,
+    cfg: ControlConfig,
+    f: Fleet,
+    ceil: float,
+) -> TouState:
+    """The time-of-use plan for the interval `iv` just opened (once per interval, at its first cycle).
+
+    The slot's role and when its price run ends; the charge power worth raising the demand peak
+    for; and the energy kept back from discharging for the rest of the day's demand shaving.
+    """
+    peaks, shave, rate, profile = iv.peaks, iv.shave_floor_w, iv.rate, iv.profile
+    role, tou_end, raise_w, tou_price = ROLE_NONE, NAN, 0.0, NAN
+    spread = prev.spread  # from the previous slot's price plan (NaN on the first)
+    if prices is not None and cfg.tou_enabled:
+        sp = plan_slot(t, into, length_s, prices, cfg, rate)
+        role, tou_end, tou_price = sp.role, now + sp.end_s, sp.price
+        if sp.raise_ok and f.capacity_wh > 0.0:
+            # Raise only by what the headroom under the target (on the last day's profile) cannot
+            # fill over the rest of the run: where the fleet fills anyway, a higher peak buys nothing.
+            # At most the even rate that fills the fleet over the whole run (what raise_ok priced),
+            # so a fleet still short near the run's end does not buy a steep peak in the last slots.
+            need = max(0.0, ceil * 0.01 * f.capacity_wh - f.energy_wh) / cfg.charge_efficiency
+            tgt0 = target_w(peaks, shave, rate, cfg.demand_target_w) * (1.0 - DEMAND_MARGIN)
+            room = headroom_wh(profile, slot, math.ceil(sp.end_s / length_s), tgt0, f.max_chg_w, length_s)
+            if need > room:
+                raise_w = min((need - room) * 3600.0 / max(sp.end_s, length_s), need * 3600.0 / sp.run_s)
+        spread = sp.spread
+    keep = keep_wh(
+        profile, slot, target_w(peaks, shave, rate, cfg.demand_target_w), length_s, cfg.discharge_efficiency
+    )
+    return TouState(
+        key=iv.key, role=role, end_mono=tou_end, raise_w=raise_w, price=tou_price, spread=spread, keep_wh=keep
+    )
+
+
+def tou(w: Window, c: Cycle) -> Window:
+    """Controller 7: charge, discharge or hold by the slot's role (auto mode; the role was planned
+    once for the interval by plan_interval)."""
+    if w.mode != AUTO:
+        return w
+    tp = c.tou
+    role = tp.role
+    if role == ROLE_NONE:
+        return w
+    f = c.fleet
+    soc, cap = f.soc_pct, f.capacity_wh
+    rem = tp.end_mono - c.now
+    rem = rem if rem > 1.0 else 1.0
+    if role == ROLE_CHARGE:
+        # As fast as the bounds allow (what is still missing within one demand interval): the
+        # price is the same over the whole run, and the demand bound keeps the charge under the
+        # target, so a dip in the load (a job restart) is headroom to fill now rather than a
+        # chance lost; spreading it evenly left the fleet short at the run's end.
+        need_wh = max(0.0, c.ceil - soc) * 0.01 * cap / c.cfg.charge_efficiency
+        fill_s = rem if tp.raise_w > 0.0 else min(rem, c.length_s)
+        target, src = -need_wh * 3600.0 / fill_s, "tou_charge"
+    elif role == ROLE_DISCHARGE:
+        # what is left once the rest of the day's demand shaving is provided for
+        avail_wh = max(0.0, (soc - c.floor) * 0.01 * cap - tp.keep_wh) * c.cfg.discharge_efficiency
+        target, src = min(avail_wh * 3600.0 / rem, max(c.net, 0.0)), "tou_discharge"
+    else:
+        return w.decided(AUTO, 0.0, "tou_hold")
+    h = c.cfg.ramp_headroom_w
+    if h > 0.0 and c.cfg.ramp_limit_w_per_s > 0.0:
+        # Arbitrage is discretionary, ramp support is not: at full discharge in a peak-price
+        # hour a load rise would find nothing left to answer it (and full charge a fall).
+        if target > f.dis_w - h:
+            target = max(0.0, f.dis_w - h)
+        elif target < h - f.chg_w:
+            target = min(0.0, h - f.chg_w)
+    return w.decided(AUTO, target, src)

@@ -5,8 +5,8 @@ median step): a gap in the data is a gap in the bill, never a guess. NaN samples
 Import (grid > 0) pays the time-of-use price; export earns `export_price_factor` x that price.
 
 Demand charges bill, per billing month, the highest average import over the tariff's demand
-interval (aligned to Unix time, i.e. to the wall clock in every zone offset by whole quarter
-hours), among the intervals whose start lies in the charge's window; the average is taken over
+interval (aligned to local midnight by agent.model.interval, as the controller and the ledger
+align it), among the intervals whose start lies in the charge's window; the average is taken over
 the interval's covered time. Capacity and fixed charges are billed in full for every billing
 month the series touches (no proration of partial months).
 """
@@ -16,11 +16,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
 from agent.economics.tariff import EPOCH_ORDINAL, FloatArray, IntArray, Tariff, factorize
+from agent.model.interval import interval_starts
 
 WH_PER_WS = 1.0 / 3600.0
 
@@ -162,16 +164,18 @@ class Intervals:
     covered_s: FloatArray
 
 
-def interval_import(ts: FloatArray, import_w: FloatArray, dt: FloatArray, length_s: float) -> Intervals:
-    """Average import per clock-aligned interval over its covered time (samples with dt > 0)."""
-    idx = np.floor(ts / length_s).astype(np.int64)
-    keys, inv = factorize(idx)
+def interval_import(
+    ts: FloatArray, import_w: FloatArray, dt: FloatArray, length_s: float, tz: ZoneInfo
+) -> Intervals:
+    """Average import per demand interval (local-midnight aligned in `tz`) over its covered time
+    (samples with dt > 0)."""
+    keys, inv = factorize(interval_starts(ts, tz, length_s).astype(np.int64))
     cov: FloatArray = np.bincount(inv, weights=dt, minlength=len(keys)).astype(np.float64)
     e = np.bincount(inv, weights=import_w * dt, minlength=len(keys))
     ok = cov > 0
     avg = np.zeros(len(keys))
     avg[ok] = e[ok] / cov[ok]
-    return Intervals(start=(keys * length_s).astype(np.float64)[ok], avg_import_w=avg[ok], covered_s=cov[ok])
+    return Intervals(start=keys.astype(np.float64)[ok], avg_import_w=avg[ok], covered_s=cov[ok])
 
 
 def month_index(tariff: Tariff, local_day: IntArray) -> tuple[list[date], IntArray]:
@@ -248,7 +252,7 @@ def demand_lines(
     """Per billing month, one DemandLine per demand charge of the tariff."""
     if not tariff.demand:
         return [() for _ in months]
-    iv = interval_import(ts, imp, dt, tariff.demand_interval_s)
+    iv = interval_import(ts, imp, dt, tariff.demand_interval_s, tariff.timezone)
     lp = tariff.local_parts(iv.start)
     mask = tariff.demand_mask_table[lp.row, lp.minute]
     pos = {m: i for i, m in enumerate(months)}

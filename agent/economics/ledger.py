@@ -1,6 +1,6 @@
 """Realized-savings ledger: measured baseline vs actual, interval by interval, persisted in SQLite.
 
-Per demand interval of the tariff (aligned to Unix time, like billing.py):
+Per demand interval of the tariff (aligned by agent.model.interval, like billing.py and control):
 
 - actual = the grid meter; baseline = grid + battery output (what the meter would have read
   without the battery; IPMVP Option B style, nothing modelled). While the grid is down the
@@ -40,6 +40,7 @@ from typing import Any, NamedTuple
 from agent.economics.annual import MonthFigures, estimate
 from agent.economics.roi import EconomicsConfig, roi
 from agent.economics.tariff import Tariff
+from agent.model.interval import interval_bounds
 
 WH_PER_WS = 1.0 / 3600.0
 
@@ -296,7 +297,7 @@ class Ledger:
         if prev is not None:
             closed += self._account(prev, prev.t, min(s.t, prev.t + self.cfg.max_hold_s))
         # close every interval that ended at or before now
-        if self._acc is not None and s.t >= self._acc.start + self.length_s:
+        if self._acc is not None and s.t >= interval_bounds(self._acc.start, self.tariff.timezone, self.length_s)[1]:
             if self._store(self._acc):
                 closed.append(self._acc.start)
             self._acc = None
@@ -309,14 +310,14 @@ class Ledger:
         closed: list[float] = []
         t = t0
         while t < t1:
-            start = math.floor(t / L) * L
+            start, end = interval_bounds(t, self.tariff.timezone, L)
             if self._acc is not None and self._acc.start != start:
                 if self._store(self._acc):
                     closed.append(self._acc.start)
                 self._acc = None
             if self._acc is None:
                 self._acc = Accumulator(start=start)
-            piece_end = min(t1, start + L)
+            piece_end = min(t1, end)
             when = datetime.fromtimestamp(t, self.tariff.timezone)
             tf = self.tariff
             self._acc.account(s, piece_end - t, tf.period_at(when), tf.energy_price(when), tf.export_price_factor)

@@ -29,6 +29,7 @@ from scipy.optimize import linprog
 
 from agent.economics.billing import Bill, bill, month_index
 from agent.economics.tariff import FloatArray, Tariff, factorize
+from agent.model.interval import interval_starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +93,8 @@ def optimum(
     price = tariff.energy_prices(ts)
 
     # demand intervals, their billing month and the charges whose window covers their start
-    iv_idx, iv_of = factorize(np.floor(ts / length).astype(np.int64))
-    iv_start = iv_idx.astype(np.float64) * length
+    iv_idx, iv_of = factorize(interval_starts(ts, tariff.timezone, length).astype(np.int64))
+    iv_start = iv_idx.astype(np.float64)
     lp = tariff.local_parts(iv_start)
     masks = tariff.demand_mask_table[lp.row, lp.minute]
     _, month_of_iv = month_index(tariff, lp.day)

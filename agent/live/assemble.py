@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import datetime
 
 from agent.model.config import SiteConfig
@@ -162,17 +161,6 @@ def _sum(ms: list[Measured]) -> Measured:
     return Measured(sum(x.value for x in ms), Quality.GOOD, max(x.age_s for x in ms))
 
 
-def _derated(c: ClusterSnapshot, f: float) -> ClusterSnapshot:
-    if f >= 1.0:
-        return c
-    mc, md = c.max_charge_w, c.max_discharge_w
-    return replace(
-        c,
-        max_charge_w=Measured(mc.value * f, mc.quality, mc.age_s),
-        max_discharge_w=Measured(md.value * f, md.quality, md.age_s),
-    )
-
-
 def build_snapshot(
     site: SiteConfig,
     readings: Mapping[str, Readings],
@@ -182,35 +170,23 @@ def build_snapshot(
     namer: StateNamer,
     maintenance: frozenset[str],
     load_override: Measured | None = None,
-    derate: Callable[[str], float] | None = None,
 ) -> SiteSnapshot:
     """One immutable snapshot. `load_override` is a load measured elsewhere (e.g. MQTT rack PDUs).
 
-    `derate(cluster id)` is the operator's cap (1.0 = none). A PCS drives its clusters on one DC
-    bus and shares its power among them by their BMS limits, so capping one cluster means capping
-    its PCS: every cluster behind that PCS gets its lowest factor, and the limits in the snapshot
-    are those the agent allows, not the BMS's alone.
+    The limits are what the BMS report: an operator's derate is a policy input of decide()
+    (OperatorState.derate), applied by agent.control.fleet and shown in the plan.
     """
     pcs_owner = {cid: p.id for p in site.pcs for cid in p.clusters}
-    pcs_factor: dict[str, float] = {}
-    if derate is not None:
-        for p in site.pcs:
-            f = min((derate(cid) for cid in p.clusters), default=1.0)
-            if f < 1.0:
-                pcs_factor[p.id] = f
     clusters = tuple(
-        _derated(
-            cluster_snapshot(
-                site,
-                c.id,
-                pcs_owner[c.id],
-                c.capacity_wh,
-                readings.get(c.id, _NO_READINGS),
-                now,
-                namer,
-                c.id in maintenance,
-            ),
-            pcs_factor.get(pcs_owner[c.id], 1.0),
+        cluster_snapshot(
+            site,
+            c.id,
+            pcs_owner[c.id],
+            c.capacity_wh,
+            readings.get(c.id, _NO_READINGS),
+            now,
+            namer,
+            c.id in maintenance,
         )
         for c in site.clusters
     )

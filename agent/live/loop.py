@@ -17,7 +17,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -73,6 +72,7 @@ class AgentLoop:
         self.alarm_sync = AlarmSync(hub.alarms)
         self._pcc_pending: frozenset[str] = frozenset()
         self._pcc_watch = PccMeterWatch()  # PCS whose own grid meter disagrees with the site's
+        self._pcc_off: frozenset[str] = frozenset()  # ... latched by it this cycle (decide's pcc_off)
         self._stop = asyncio.Event()
         self._apply_site(site)
         self.on_cycle: list[Callable[[CycleRecord], Awaitable[None] | None]] = []
@@ -129,12 +129,10 @@ class AgentLoop:
             self.devs.namer(),
             self.hub.operator.maintenance,
             load_override=load,
-            derate=self.hub.operator.derate_factor if self.hub.operator.derate else None,
         )
-        latched = self._pcc_watch.update(snap)
-        if latched:  # a PCS regulating on a meter that disagrees with the site's follows setpoints instead
-            pcs = tuple(replace(p, grid_control=False) if p.id in latched else p for p in snap.pcs)
-            snap = replace(snap, pcs=pcs)
+        # a PCS regulating on a meter that disagrees with the site's follows setpoints instead
+        # (decide() is told: pcc_off; the snapshot keeps what the devices reported)
+        self._pcc_off = frozenset(self._pcc_watch.update(snap))
         return snap
 
     async def cycle(self) -> CycleRecord:
@@ -144,7 +142,13 @@ class AgentLoop:
         snap = self.snapshot(readings, t1)
         self._pcc_pending = frozenset(self.writer.pcc_on)  # what this cycle's read-back should show
         plan, self.cstate = decide(
-            snap, self.cstate, self.site.control, self.hub.operator, self.prices, self.site.allow_export
+            snap,
+            self.cstate,
+            self.site.control,
+            self.hub.operator,
+            self.prices,
+            self.site.allow_export,
+            pcc_off=self._pcc_off,
         )
         # the revert timer in the PCS's (the site's) seconds
         await self.writer.write(snap, plan, self.devs, revert_s(self.site.cycle_s, self.speed))

@@ -8,34 +8,35 @@ returns to 0 W by itself. Only a Plan's setpoint is ever written, and a non-fini
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable
 from datetime import datetime
 
+from agent.control.commands import pcc_command, setpoint_w
 from agent.live.devices import DeviceSet
 from agent.model.alarms import AlarmBook
 from agent.model.config import SiteConfig
-from agent.model.plan import GridControl, Plan
+from agent.model.plan import Plan
 from agent.model.snapshot import PcsStatus, SiteSnapshot
 from drivers import keys as k
 from drivers.device import ModbusDevice
 
 
-def pcc_values(gc: GridControl | None, pcs_id: str) -> tuple[bool, dict[str, float]]:
+def pcc_values(plan: Plan, pcs_id: str) -> tuple[bool, dict[str, float]]:
     """The mode registers of a PCS the site runs in grid-power control: (in the mode, values).
 
-    In the mode only with a complete, finite command; otherwise it is told to leave it."""
-    lim = gc.pcs.get(pcs_id) if gc is not None else None
-    if gc is None or lim is None or not all(math.isfinite(v) for v in (gc.target_w, gc.ramp_w_per_s, gc.grid_min_w)):
+    In the mode only with a complete, finite command (agent.control.commands); otherwise it is
+    told to leave it."""
+    cmd = pcc_command(plan, pcs_id)
+    if cmd is None:
         return False, {k.PCC_ENABLE: 0.0}
     return True, {
         k.PCC_ENABLE: 1.0,
-        k.PCC_TARGET_W: gc.target_w,
-        k.PCC_RAMP_W_PER_S: gc.ramp_w_per_s,
-        k.PCC_SHARE: lim.share,
-        k.PCC_MAX_DISCHARGE_W: lim.max_discharge_w,
-        k.PCC_MAX_CHARGE_W: lim.max_charge_w,
-        k.PCC_GRID_MIN_W: gc.grid_min_w,
+        k.PCC_TARGET_W: cmd.target_w,
+        k.PCC_RAMP_W_PER_S: cmd.ramp_w_per_s,
+        k.PCC_SHARE: cmd.share,
+        k.PCC_MAX_DISCHARGE_W: cmd.max_discharge_w,
+        k.PCC_MAX_CHARGE_W: cmd.max_charge_w,
+        k.PCC_GRID_MIN_W: cmd.grid_min_w,
     }
 
 
@@ -65,16 +66,14 @@ class PcsWriter:
                 self.revert_ok.discard(p.id)
                 self.pcc_on.discard(p.id)
                 continue
-            w = plan.pcs_setpoints_w.get(p.id, 0.0)
-            if not math.isfinite(w):  # a plan never holds one; refuse to pass it on regardless
-                w = 0.0
+            w = setpoint_w(plan, p.id)  # never a non-finite one
             values: dict[str, float] = {}
             pcc = False
             if p.id in self.pcc_capable:  # (one the PCC watch took out of the mode is told to leave it)
                 # Mode commands first (one request, register order), then the setpoint: a PCS leaving
                 # the mode holds its output and then follows the setpoint; in the mode the setpoint
                 # write only restarts the revert timer. The same timer covers both modes.
-                pcc, values = pcc_values(plan.grid_control, p.id)
+                pcc, values = pcc_values(plan, p.id)
             if p.id not in self.revert_ok:
                 values |= {k.REVERT_S: revert_s, k.SETPOINT_ENABLE: 1.0}
             values[k.SETPOINT_W] = w

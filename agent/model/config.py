@@ -200,6 +200,21 @@ def _control(t: Table) -> ControlConfig:
     return c
 
 
+def check_demand_interval(path: Path | str, interval_s: float, billed_s: float, tariff: Path | str) -> None:
+    """The controller's demand interval must be the one the tariff bills: raise ConfigError naming both keys.
+
+    The controller shaves the interval averages it counts over `[control] demand_interval_s`; the
+    utility bills those over the `demand_interval_min` of the `tariff` file. Two lengths would
+    defend the wrong average.
+    """
+    if billed_s != interval_s:
+        raise ConfigError(
+            f"{path}: [control] demand_interval_s = {interval_s:g} s disagrees with the tariff's"
+            f" demand_interval_min = {billed_s / 60.0:g} min ({tariff}): set demand_interval_s ="
+            f" {billed_s:g} (or leave it out when the tariff bills 15 min)"
+        )
+
+
 def parse_site(data: dict[str, Any], path: Path) -> SiteConfig:
     """Validate a parsed site file. Raises ConfigError naming file, table and key."""
     root = Table(data, str(path))
@@ -226,6 +241,12 @@ def parse_site(data: dict[str, Any], path: Path) -> SiteConfig:
             s.fail("tariff", f"names a file that does not exist: {tariff_path} (shipped: {shipped})")
 
     control = _control(root.table("control"))
+    if tariff_path is not None:
+        # Imported here: the data model does not depend on the economics package but to cross-check.
+        from agent.economics.tariff import load_tariff
+
+        billed_s = load_tariff(tariff_path).demand_interval_s
+        check_demand_interval(path, control.demand_interval_s, billed_s, tariff_path)
     defaults = root.table("defaults") if root.has("defaults") else None
     if defaults is not None:
         # Checked here, with the bounds of the device keys they stand in for: a device that takes

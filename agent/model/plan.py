@@ -81,6 +81,10 @@ class Plan:
     # here regulate the grid; pcs_setpoints_w is still the planned split (and the setpoint of
     # every other PCS). None: every PCS follows its setpoint (and any PCC-capable one leaves the mode).
     grid_control: GridControl | None
+    # The limits the agent allows per cluster where they are below what its BMS reports (the
+    # snapshot's max_charge_w / max_discharge_w): (max charge W, max discharge W), magnitudes, for
+    # every trusted cluster behind a PCS the operator derated. None: the agent allows the BMS limits.
+    allowed_limits_w: dict[str, tuple[float, float]] | None
 
     def __init__(
         self,
@@ -96,6 +100,7 @@ class Plan:
         shortfall_w: float = 0.0,
         alarms: tuple[str, ...] = (),
         grid_control: GridControl | None = None,
+        allowed_limits_w: dict[str, tuple[float, float]] | None = None,
     ) -> None:
         object.__setattr__(self, "seq", seq)
         object.__setattr__(self, "mode", mode)
@@ -109,6 +114,7 @@ class Plan:
         object.__setattr__(self, "shortfall_w", shortfall_w)
         object.__setattr__(self, "alarms", alarms)
         object.__setattr__(self, "grid_control", grid_control)
+        object.__setattr__(self, "allowed_limits_w", allowed_limits_w)
 
 
 # the plan goes to the API process every cycle (agent/model/pickling.py)

@@ -165,8 +165,9 @@ class PcsSnapshot:
     power_w: Measured
     setpoint_w: Measured  # read back
     # The site file runs this PCS in grid-power (PCC) control ([[pcs]] grid_control = "pcc"): it
-    # regulates the grid import on its own meter toward the target the plan gives it. False for one
-    # the agent took out of the mode (its meter disagrees with the site's: agent/live/pcc_watch.py).
+    # regulates the grid import on its own meter toward the target the plan gives it. (One the agent
+    # took out of the mode, its meter disagreeing with the site's, stays True here: decide()'s
+    # pcc_off says so, agent/live/pcc_watch.py; Plan.grid_control names the PCS in the mode.)
     grid_control: bool
     pcc_active: Measured  # read back: 1 while in the mode
     pcc_grid_w: Measured  # read back: what the PCS's own grid meter reads (import positive)

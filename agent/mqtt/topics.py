@@ -27,6 +27,7 @@ from agent.model.alarms import Alarm, kind
 from agent.model.plan import GridControl, Plan
 from agent.model.points import CLUSTER_POINTS, PCS_POINTS, SITE_POINTS, PointDef
 from agent.model.snapshot import ClusterSnapshot, Measured, PcsSnapshot
+from agent.model.soc import site_soc
 
 SCHEMA_VERSION = 1
 
@@ -95,9 +96,7 @@ def _point(p: PointDef, m: Measured) -> float | bool | None:
 
 def state_payload(rec: CycleRecord) -> dict[str, Any]:
     s, p = rec.snapshot, rec.plan
-    known = [c for c in s.clusters if c.soc_pct.ok]
-    cap = sum(c.capacity_wh for c in known)
-    energy = sum(c.energy_wh for c in known)
+    soc = site_soc(s.clusters)
     return {
         "v": SCHEMA_VERSION,
         "seq": s.seq,
@@ -106,8 +105,8 @@ def state_payload(rec: CycleRecord) -> dict[str, Any]:
         "battery_w": _num(s.battery_w),
         "quality": {pt.role: pt.of(s).quality.value for pt in SITE_POINTS},
         "grid_up": s.grid_up,
-        "soc_pct": _num(100.0 * energy / cap) if cap > 0 else None,
-        "energy_wh": energy if cap > 0 else None,
+        "soc_pct": soc.soc_pct,
+        "energy_wh": soc.energy_wh,
         "capacity_wh": sum(c.capacity_wh for c in s.clusters),
         "setpoint_w": p.site_setpoint_w,
         "mode": p.mode,

@@ -35,6 +35,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from agent.control import Prices, decide, initial_state, reserve_floor_pct
+from agent.control.commands import pcc_command
 from agent.control.fleet import FleetMemo
 from agent.economics.annual import MonthFigures, estimate
 from agent.economics.optimum import BatterySpec, OptimumResult, optimum, resample_mean
@@ -44,6 +45,7 @@ from agent.model.config import SiteConfig
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
 from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
+from agent.model.soc import site_soc
 from agent.offline.report import compare, ramp_shares
 from simulators.physics import BatteryPlant, ClusterParams, PccCommand
 
@@ -188,7 +190,6 @@ class _ClusterView:
         self.kchg = [-1] * len(self.devs)
         self.kdis = [-1] * len(self.devs)
         self.snaps: tuple[ClusterSnapshot, ...] = ()
-        self.capacity_wh = sum(cap for _, _, cap in self.devs)
         self.soc_pct = math.nan  # fleet SoC as the registers show it, updated with the snapshots
 
     def now(self) -> tuple[ClusterSnapshot, ...]:
@@ -225,8 +226,8 @@ class _ClusterView:
                 self.cache[i][k] = s
             out.append(s)
         self.snaps = tuple(out)
-        if self.capacity_wh > 0.0:
-            self.soc_pct = sum(s.capacity_wh * s.soc_pct.value for s in out) / self.capacity_wh
+        soc = site_soc(out).soc_pct
+        self.soc_pct = soc if soc is not None else math.nan
         return self.snaps
 
 
@@ -371,16 +372,14 @@ def replay(
 
 def write_grid_control(plant: BatteryPlant, plan: Plan, pcc_ids: list[str]) -> None:
     """What the live loop writes to PCS in grid-power (PCC) control, into the simulator physics."""
-    gc = plan.grid_control
     for pid in pcc_ids:
-        lim = gc.pcs.get(pid) if gc is not None else None
-        if gc is None or lim is None:
-            plant.write_pcc(pid, None)
-        else:
-            cmd = PccCommand(
-                gc.target_w, gc.ramp_w_per_s, lim.share, lim.max_discharge_w, lim.max_charge_w, gc.grid_min_w
-            )
-            plant.write_pcc(pid, cmd)
+        c = pcc_command(plan, pid)
+        plant.write_pcc(
+            pid,
+            None
+            if c is None
+            else PccCommand(c.target_w, c.ramp_w_per_s, c.share, c.max_discharge_w, c.max_charge_w, c.grid_min_w),
+        )
 
 
 def site_for(site: SiteConfig, clusters: int | None = None, ramp_limit_w_per_s: float | None = None) -> SiteConfig:

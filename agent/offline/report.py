@@ -6,42 +6,24 @@ has to replay the trace and hand the two grid series here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
 from agent.economics.billing import Bill, bill, hold_durations, interval_import
 from agent.economics.tariff import FloatArray, Tariff
+from agent.model.ramp_metrics import ramp_stats
 
 
-@dataclass(frozen=True, slots=True)
-class RampStats:
-    max_w_per_s: float  # largest |change| of grid import between consecutive samples, per second
-    p99_w_per_s: float
-    over_limit_s: float  # seconds whose ramp exceeded the limit (0 when no limit given)
-
-
-def ramp_stats(ts: FloatArray, grid_w: FloatArray, limit_w_per_s: float = 0.0) -> RampStats:
-    if len(ts) < 2:
-        return RampStats(0.0, 0.0, 0.0)
-    dt = np.diff(ts)
-    r = np.abs(np.diff(grid_w)) / dt
-    r = r[np.isfinite(r)]
-    if len(r) == 0:
-        return RampStats(0.0, 0.0, 0.0)
-    over = float(np.sum(dt[: len(r)][r > limit_w_per_s])) if limit_w_per_s > 0 else 0.0
-    return RampStats(float(r.max()), float(np.percentile(r, 99)), over)
-
-
-def peak_w(ts: FloatArray, grid_w: FloatArray, length_s: float) -> float:
+def peak_w(ts: FloatArray, grid_w: FloatArray, length_s: float, tz: ZoneInfo) -> float:
     """Highest interval-average import (W) of the whole series."""
     dt = hold_durations(ts)
     g = np.where(np.isfinite(grid_w), grid_w, 0.0)
     dt = np.where(np.isfinite(grid_w), dt, 0.0)
-    iv = interval_import(ts, np.maximum(g, 0.0), dt, length_s)
+    iv = interval_import(ts, np.maximum(g, 0.0), dt, length_s, tz)
     return float(iv.avg_import_w.max()) if len(iv.avg_import_w) else 0.0
 
 
@@ -95,7 +77,7 @@ def _side(b: Bill, ts: FloatArray, g: FloatArray, tariff: Tariff, limit: float) 
     r = ramp_stats(ts, g, limit)
     return {
         "bill": b.as_dict(),
-        "peak_kw": peak_w(ts, g, tariff.demand_interval_s) / 1000.0,
+        "peak_kw": peak_w(ts, g, tariff.demand_interval_s, tariff.timezone) / 1000.0,
         "ramp_max_kw_per_s": r.max_w_per_s / 1000.0,
         "ramp_p99_kw_per_s": r.p99_w_per_s / 1000.0,
         "ramp_over_limit_s": r.over_limit_s,
@@ -182,7 +164,7 @@ def representative_day(ts: FloatArray, baseline_grid_w: FloatArray, tz: Any, len
     if len(ts) == 0:
         return 0, 0
     dt = hold_durations(ts)
-    iv = interval_import(ts, np.maximum(np.nan_to_num(baseline_grid_w), 0.0), dt, length_s)
+    iv = interval_import(ts, np.maximum(np.nan_to_num(baseline_grid_w), 0.0), dt, length_s, tz)
     t_peak = float(iv.start[int(np.argmax(iv.avg_import_w))]) if len(iv.start) else float(ts[0])
     day = datetime.fromtimestamp(t_peak, tz).replace(hour=0, minute=0, second=0, microsecond=0)
     start, end = day.timestamp(), (day + timedelta(days=1)).timestamp()  # wall arithmetic: DST days too

@@ -42,6 +42,7 @@ from agent.live.hub import CycleRecord
 from agent.model.alarms import SEVERITY_CODE, Alarm
 from agent.model.points import CLUSTER_POINTS, PCS_POINTS, SITE_POINTS
 from agent.model.snapshot import CLUSTER_STATUS_CODE, PCS_STATUS_CODE, Measured
+from agent.model.soc import site_soc
 from drivers.reading import Quality
 
 MEASUREMENTS = ("site", "meter", "rack", "cluster", "pcs", "plan", "alarm", "ledger", "agent", "health")
@@ -73,6 +74,9 @@ SOURCE_CODE: dict[str, int] = {
     "tou_hold": 13,
     "pv_surplus": 14,
     "balance": 15,
+    "derate": 16,
+    "maintenance": 17,
+    "pcc_latch": 18,
 }
 UNKNOWN_CODE = 99
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -143,8 +147,7 @@ def points_for(
     site = _tags(site=site_id)
     out: list[Point] = []
 
-    cap = sum(c.capacity_wh for c in s.clusters if c.soc_pct.ok)
-    energy = sum(c.energy_wh for c in s.clusters if c.soc_pct.ok)
+    soc = site_soc(s.clusters)
     out.append(
         Point(
             "site",
@@ -153,8 +156,8 @@ def points_for(
                 **{pt.name: pt.of(s).value for pt in SITE_POINTS},
                 battery_w=s.battery_w,
                 grid_up=1.0 if s.grid_up else 0.0,
-                soc_pct=100.0 * energy / cap if cap > 0 else None,
-                energy_wh=energy if cap > 0 else None,
+                soc_pct=soc.soc_pct,
+                energy_wh=soc.energy_wh,
                 capacity_wh=sum(c.capacity_wh for c in s.clusters),
                 **{f"{pt.role}_q": _q(pt.of(s)) for pt in SITE_POINTS},
                 ramp_limit_w_per_s=ramp_limit_w_per_s if ramp_limit_w_per_s > 0 else None,

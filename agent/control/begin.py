@@ -1,0 +1,134 @@
+"""The start of a cycle: trust the measurements, build the fleet, advance interval and ToU state.
+
+Everything the controllers share is worked out here once and handed to them as a Cycle.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+from agent.control.cycle import Cycle
+from agent.control.fleet import FleetMemo, build_fleet
+from agent.control.interval import accumulate, roll
+from agent.control.prices import Prices
+from agent.control.reserve import reserve_floor_pct
+from agent.control.state import ControllerState
+from agent.control.tou import plan_interval
+from agent.model.config import ControlConfig
+from agent.model.interval import local_slot, slots_per_day
+from agent.model.operator import OperatorState
+from agent.model.snapshot import SiteSnapshot
+from drivers.reading import Quality
+
+NAN: Final = math.nan
+DAYS_PER_MONTH: Final = 30.4
+_GOOD: Final = Quality.GOOD
+
+
+def finite(x: float) -> bool:
+    """math.isfinite as a native call in the compiled build (inf - inf and NaN - NaN are NaN)."""
+    return x - x == 0.0
+
+
+def begin_cycle(
+    snap: SiteSnapshot,
+    st: ControllerState,
+    cfg: ControlConfig,
+    op: OperatorState,
+    prices: Prices | None,
+    allow_export: bool,
+    fleet_memo: FleetMemo | None,
+    pcc_off: frozenset[str],
+) -> Cycle:
+    now = snap.t_mono
+    dt = now - st.ramp.t_mono if finite(now) else NAN
+    f = build_fleet(snap, op.maintenance, fleet_memo, op.derate)
+
+    g, ld, pv = snap.grid_w, snap.load_w, snap.pv_w
+    gv, lv, pvv = g.value, ld.value, pv.value
+    grid_ok = g.quality is _GOOD and finite(gv)
+    net_ok = ld.quality is _GOOD and pv.quality is _GOOD and finite(lv) and finite(pvv)
+    net = lv - pvv if net_ok else NAN
+    meas_ok = grid_ok and net_ok
+
+    floor = reserve_floor_pct(cfg, op, f.capacity_wh)
+    ceil = cfg.soc_max_pct
+
+    # --- the demand interval and the price slot (agent.model.interval aligns both) ---
+    length = cfg.demand_interval_s
+    t = snap.t_wall
+    key, slot, into, iv_len = local_slot(t, length)
+    # a reading stands for the time since the previous one, up to one interval (slow replays too)
+    sample = meas_ok and snap.grid_up and 0.0 < dt <= length  # False for NaN
+    imp = gv if gv > 0.0 else 0.0
+    iv = st.interval
+    tou = st.tou
+    if key == iv.key:
+        iv = accumulate(iv, sample, imp, net, dt)
+    else:
+        if prices is not None:
+            rate = prices.demand_rate(t)
+            rate = rate if finite(rate) and rate > 0.0 else 0.0
+        else:
+            rate = 1.0 if cfg.demand_target_w > 0.0 else 0.0
+        spread = tou.spread  # from the previous slot's price plan (NaN on the first)
+        iv = roll(
+            iv,
+            key=key,
+            into=into,
+            month=t.year * 12 + t.month - 1,
+            rate=rate,
+            sample=sample,
+            imp=imp,
+            net=net,
+            dt=dt,
+            length_s=length,
+            spd=slots_per_day(length),
+            budget_wh=max(0.0, ceil - floor) * 0.01 * f.capacity_wh * cfg.discharge_efficiency,
+            power_w=f.max_dis_w,
+            hours_above=rate / (DAYS_PER_MONTH * spread) if rate > 0.0 and spread > 0.0 else NAN,
+        )
+        tou = plan_interval(
+            tou, iv, t=t, now=now, slot=slot, into=into, length_s=length, prices=prices, cfg=cfg, f=f, ceil=ceil
+        )
+
+    pcc: set[str] | None = None
+    if snap.grid_up:
+        # the reserve floor and SoC ceiling, per cluster (controller 3 reports what it cut)
+        f.apply_window(floor, ceil)
+        weight_floor = floor
+        # Ramp support is delegated to PCS in grid-power (PCC) control when any trusted one is
+        # configured for it and the measurements it is checked against are good; otherwise (and in
+        # an outage) every PCS follows its setpoint and the ramp controller holds the ramp.
+        if meas_ok and cfg.ramp_limit_w_per_s > 0.0 and snap.has_grid_control:
+            pcc = {p.id for p in snap.pcs if p.grid_control and p.id not in pcc_off}.intersection(f.pcs_ids)
+    else:
+        # an outage: the battery is the UPS, the reserve is there to be used
+        f.apply_window(-1.0, ceil)
+        weight_floor = cfg.soc_min_pct
+    return Cycle(
+        snap=snap,
+        cfg=cfg,
+        op=op,
+        allow_export=allow_export,
+        fleet=f,
+        now=now,
+        dt=dt,
+        grid_w=gv,
+        net=net,
+        net_ok=net_ok,
+        meas_ok=meas_ok,
+        floor=floor,
+        ceil=ceil,
+        weight_floor=weight_floor,
+        pcc=pcc,
+        pcc_off=pcc_off,
+        prev_grid_w=st.ramp.grid_w,
+        iv=iv,
+        tou=tou,
+        slot=slot,
+        into=into,
+        iv_len=iv_len,
+        length_s=length,
+    )

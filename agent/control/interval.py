@@ -1,0 +1,77 @@
+"""Demand-interval bookkeeping: the running interval's sums, and what closing it leaves behind.
+
+The interval is the one agent.model.interval aligns (local midnight + k x length). A reading
+stands for the time since the previous one, up to one interval (slow replays too); readings that
+are not good, or taken during an outage, add nothing but the interval still runs. When the
+interval changes, the part of the last reading that fell before the boundary is booked to the old
+one, which then closes into the month's peaks, the day profile and the shave floor (demand.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from agent.control.demand import close_interval
+from agent.control.state import IntervalState
+
+
+def accumulate(iv: IntervalState, sample: bool, imp: float, net: float, dt: float) -> IntervalState:
+    """The same interval, `dt` s later: import `imp` and baseline `net` W added if `sample` is good."""
+    if not sample:
+        return iv
+    return IntervalState(
+        key=iv.key,
+        rate=iv.rate,
+        grid_ws=iv.grid_ws + imp * dt,
+        net_ws=iv.net_ws + net * dt,
+        covered_s=iv.covered_s + dt,
+        month=iv.month,
+        peaks=iv.peaks,
+        profile=iv.profile,
+        shave_floor_w=iv.shave_floor_w,
+    )
+
+
+def roll(
+    iv: IntervalState,
+    *,
+    key: int,
+    into: float,
+    month: int,
+    rate: float,
+    sample: bool,
+    imp: float,
+    net: float,
+    dt: float,
+    length_s: float,
+    spd: int,
+    budget_wh: float,
+    power_w: float,
+    hours_above: float,
+) -> IntervalState:
+    """A new interval `key` (`into` s old) in `month` at demand `rate`, after closing `iv`.
+
+    `budget_wh`, `power_w`: what the fleet can give, `hours_above`: see demand.close_interval.
+    """
+    closing = iv
+    new_part = into if sample and dt > into else (dt if sample else 0.0)
+    if sample and iv.key >= 0:
+        old_part = dt - new_part
+        closing = replace(
+            iv,
+            grid_ws=iv.grid_ws + imp * old_part,
+            net_ws=iv.net_ws + net * old_part,
+            covered_s=iv.covered_s + old_part,
+        )
+    peaks, profile, shave = close_interval(closing, length_s, spd, month, budget_wh, power_w, hours_above)
+    return IntervalState(
+        key=key,
+        rate=rate,
+        grid_ws=imp * new_part,
+        net_ws=net * new_part if sample else 0.0,
+        covered_s=new_part,
+        month=month,
+        peaks=peaks,
+        profile=profile,
+        shave_floor_w=shave,
+    )
