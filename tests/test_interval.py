@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
-from agent.model.tomlcheck import ConfigError
 
 from agent.economics.billing import bill
 from agent.economics.ledger import Ledger, LedgerSample
@@ -18,6 +17,7 @@ from agent.economics.roi import EconomicsConfig
 from agent.economics.tariff import parse_tariff
 from agent.model.config import load_site
 from agent.model.interval import interval_bounds, interval_starts, local_slot
+from common.tomlcheck import ConfigError
 from tests.test_config import MINIMAL, write
 
 KOLKATA = ZoneInfo("Asia/Kolkata")  # UTC+5:30: hourly intervals from local midnight are not Unix-aligned
