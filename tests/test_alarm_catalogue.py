@@ -25,10 +25,29 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 
 def _raised_codes() -> dict[str, str]:
     """Every alarm code written as a literal where the agent raises one: the book's raise_, the
-    telemetry feed's alarm(), the reconciler's _want() and the controllers' alarms.append()."""
+    telemetry feed's alarm(), the reconciler's _want() and the controllers' alarms (appended,
+    added as a tuple, or raised with a window's bound())."""
     found: dict[str, str] = {}
     for path in sorted((ROOT / "agent").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            where = f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}"
+            # the controllers: `alarms += ("code",)` and a window's `w.bound(..., "code")`
+            if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name) and node.target.id == "alarms":
+                if isinstance(node.value, ast.Tuple):
+                    for e in node.value.elts:
+                        if isinstance(e, ast.Constant) and isinstance(e.value, str):
+                            found[e.value] = where
+                continue
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "bound"
+                and len(node.args) == 6
+                and isinstance(node.args[5], ast.Constant)
+                and isinstance(node.args[5].value, str)
+            ):
+                found[node.args[5].value] = where
+                continue
             if not isinstance(node, ast.Call) or not isinstance(node.func, (ast.Attribute, ast.Name)):
                 continue
             name = node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id

@@ -95,9 +95,9 @@ async def test_ledger_and_demand_interval_through_wall_steps_on_the_real_loop(tm
         st = rig.loop.cstate
         # the demand accumulator runs on monotonic time: the interval in progress (13:00) holds the
         # 5 cycles since the last step, never a negative or a jumped span
-        assert 0.0 <= st.iv_covered_s <= 5.0
-        assert math.isfinite(st.iv_grid_ws) and st.iv_grid_ws >= 0.0
-        assert all(math.isfinite(v) and v >= 0.0 for _, v in st.peaks)
+        assert 0.0 <= st.interval.covered_s <= 5.0
+        assert math.isfinite(st.interval.grid_ws) and st.interval.grid_ws >= 0.0
+        assert all(math.isfinite(v) and v >= 0.0 for _, v in st.interval.peaks)
     finally:
         ledger.close()
         await rig.close()

@@ -16,7 +16,6 @@ from typing import Any
 import aiomqtt
 
 from agent.live.hub import Hub
-from agent.model.alarms import Severity
 from agent.mqtt import stop_mqtt
 from tests.conftest import Broker, VictoriaMetrics
 from tests.fakes import Cycles
@@ -46,7 +45,7 @@ async def test_a_broker_that_vanishes_without_fin_is_noticed_and_nothing_that_ma
                 await wait_for(lambda: link.status()["buffered"] == 0)
                 proxy.freeze()
                 frozen_at = time.monotonic()
-                hub.alarms.raise_("grid_outage", "site", Severity.CRITICAL, "grid lost", T0)
+                hub.alarms.raise_("grid_outage", "site", "grid lost", T0)
                 while link.connected:  # cycles keep coming while the link has not noticed
                     cyc.next()
                     await asyncio.sleep(0.1)
