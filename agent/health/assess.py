@@ -10,6 +10,17 @@ must hold on `CONFIRM_DAYS` consecutive days, so one odd day never raises a reco
 A recommendation says which indicator, how fast it moves compared with the fleet, how many
 days remain until the limit at that pace, and proposes an action the operator confirms:
 derating, or isolation (the existing `maintenance` command) when the limit is close.
+
+Wear indicators with an end-of-life limit (capacity, SoH, resistance) also get a forecast
+(agent/health/forecast.py) that sees knees and gives an interval: a replacement is recommended
+once even the interval's late end (the acceleration stopping today) falls inside the owner's
+planning horizon `PLAN_MAX_DAYS`, so, when the interval holds, never earlier than that horizon.
+This needs no peer: a fleet that ages together reaches its end together.
+
+Peer comparison is robust to what real fleets do: outlier days are replaced by their
+neighbourhood's median before slopes and levels are taken (Hampel), and a cluster whose record
+stopped (replaced, removed, data lost) leaves the peer group instead of pinning the median to
+its last, stale value.
 """
 
 from __future__ import annotations
@@ -21,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.health.forecast import FIT_DAYS, HAMPEL_HALF, EolForecast, forecast, hampel
 from agent.health.indicators import DailyIndicators
 
 
@@ -79,6 +91,13 @@ CONFIRM_DAYS = 2  # consecutive days a verdict must hold
 ISOLATE_DAYS = 3.0  # propose isolation when the limit is this close (or crossed)
 WINDOW_DAYS = 14  # trailing window for trends
 RECENT_DAYS = 7  # shorter window used, when steeper, for the days-to-limit estimate
+STALE_DAYS = 2  # a cluster without a row this many days before the group's newest is no peer
+# The owner's replacement horizon: a replacement planned earlier than this wastes service life.
+# The forecast's late end must be inside it, so the recommendation is early enough for the
+# order, delivery and installation (weeks) without being so early that good cells are scrapped.
+PLAN_MAX_DAYS = 100.0
+FORECAST_ROWS = FIT_DAYS + HAMPEL_HALF  # rows a forecast looks at (peer trends need fewer)
+EOL_INDICATORS = ("capacity_pct", "soh_pct", "resistance_mohm")  # wear with an end-of-life limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +115,10 @@ class Recommendation:
     action: str
     proposal: dict[str, Any]  # {"kind": "derate"|"isolate"|"inspect", ...}; the operator confirms
     text: str
+    basis: str = "peers"  # "peers": drifting from the fleet; "forecast": end of life within the horizon
+    days_early: float = math.nan  # forecast only: the interval (days to the limit), early end ...
+    days_late: float = math.nan  # ... and late end
+    accelerating: bool = False  # forecast only: knee onset (the indicator accelerates)
 
 
 def theil_sen(days: np.ndarray, values: np.ndarray) -> float:
@@ -121,18 +144,38 @@ class _Flag:
     recent_slope: float  # over the last RECENT_DAYS: an accelerating fault shows here first
 
 
-def _flags(history: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule, end: int) -> dict[str, _Flag]:
-    """Clusters flagged for `rule`, looking only at each cluster's rows before index `end` (<= 0: from the back)."""
+def _peer_rows(
+    history: Mapping[str, Sequence[DailyIndicators]], back: int, keep: int
+) -> dict[str, Sequence[DailyIndicators]]:
+    """Each current peer's last `keep` rows up to `back` days before the group's newest day.
+
+    A cluster with no row in the last STALE_DAYS before that day has stopped reporting
+    (replaced, removed, records lost): it is not a peer any more, whatever it said last."""
+    newest = max((rows[-1].day for rows in history.values() if rows), default=None)
+    if newest is None:
+        return {}
+    upto = newest - back
+    out: dict[str, Sequence[DailyIndicators]] = {}
+    for cid, rows in history.items():
+        end = len(rows)
+        while end and rows[end - 1].day > upto:  # rows are oldest first: only the newest few go
+            end -= 1
+        if end and rows[end - 1].day >= upto - STALE_DAYS:
+            out[cid] = rows[max(0, end - keep) : end]
+    return out
+
+
+def _flags(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule) -> dict[str, _Flag]:
+    """Clusters flagged for `rule` among `peers` (each one's rows up to the day assessed)."""
     slopes: dict[str, float] = {}
     recent_slopes: dict[str, float] = {}
     latest: dict[str, float] = {}
-    for cid, rows in history.items():
-        tail = rows[: len(rows) + end] if end < 0 else rows
-        if len(tail) < MIN_DAYS:
+    for cid, rows in peers.items():
+        if len(rows) < MIN_DAYS:
             continue
-        tail = tail[-WINDOW_DAYS:]
+        tail = rows[-WINDOW_DAYS:]
         d = np.array([r.day for r in tail], dtype=float)
-        v = np.array([getattr(r, rule.name) for r in tail], dtype=float)
+        v = hampel(np.array([getattr(r, rule.name) for r in tail], dtype=float))
         s = theil_sen(d, v)
         recent = v[np.isfinite(v)][-3:]
         if len(recent) and math.isfinite(s):
@@ -159,6 +202,18 @@ def _flags(history: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule
     return out
 
 
+def _eol(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule) -> dict[str, EolForecast]:
+    """End-of-life forecasts whose late end is within PLAN_MAX_DAYS."""
+    out: dict[str, EolForecast] = {}
+    for cid, rows in peers.items():
+        d = np.array([r.day for r in rows], dtype=float)
+        v = np.array([getattr(r, rule.name) for r in rows], dtype=float)
+        f = forecast(d, v, rule.limit, rule.worse)
+        if f is not None and f.late_days <= PLAN_MAX_DAYS:
+            out[cid] = f
+    return out
+
+
 def assess(
     history: Mapping[str, Sequence[DailyIndicators]], rules: Sequence[IndicatorRule] = RULES
 ) -> list[Recommendation]:
@@ -166,11 +221,21 @@ def assess(
 
     Most urgent first (fewest days to the limit)."""
     recs: list[Recommendation] = []
+    # the group as it was today and on the CONFIRM_DAYS - 1 days before
+    peers = [_peer_rows(history, back, FORECAST_ROWS) for back in range(CONFIRM_DAYS)]
     for rule in rules:
-        now = _flags(history, rule, 0)
+        now = _flags(peers[0], rule)
         confirmed = set(now)
-        for back in range(1, CONFIRM_DAYS):
-            confirmed &= set(_flags(history, rule, -back))
+        for past in peers[1:]:
+            confirmed &= set(_flags(past, rule))
+        if rule.name in EOL_INDICATORS:
+            eol_now = _eol(peers[0], rule)
+            eol_confirmed = set(eol_now)
+            for past in peers[1:]:
+                eol_confirmed &= set(_eol(past, rule))
+            for cid in sorted(eol_confirmed):
+                recs.append(_recommend_eol(cid, rule, eol_now[cid], now.get(cid)))
+            confirmed -= eol_confirmed  # one recommendation per cluster and indicator: the forecast's
         for cid in sorted(confirmed):
             recs.append(_recommend(cid, rule, now[cid]))
     recs.sort(key=lambda r: (r.days_to_limit, r.cluster_id, r.indicator))
@@ -185,14 +250,7 @@ def _recommend(cid: str, rule: IndicatorRule, f: _Flag) -> Recommendation:
         bad_slope = max(bad_slope, rule.worse * f.recent_slope)
     remaining = rule.worse * (rule.limit - f.value)
     days = remaining / bad_slope if remaining > 0 else 0.0
-    proposal: dict[str, Any]
-    if rule.isolate and days <= ISOLATE_DAYS:
-        proposal = {"kind": "isolate", "command": {"command": "maintenance", "cluster_id": cid, "on": True}}
-    elif rule.derate_pct is not None:
-        cmd = {"command": "derate", "cluster_id": cid, "max_power_pct": rule.derate_pct}
-        proposal = {"kind": "derate", "max_power_pct": rule.derate_pct, "command": cmd}
-    else:
-        proposal = {"kind": "inspect", "command": None}
+    proposal = _proposal(cid, rule, rule.isolate and days <= ISOLATE_DAYS)
     fleet = abs(f.fleet_slope)
     ratio = f"{abs(f.slope) / fleet:.0f}x fleet median" if fleet > 1e-9 else "fleet median is flat"
     direction = "rising" if f.slope > 0 else "falling"
@@ -207,4 +265,38 @@ def _recommend(cid: str, rule: IndicatorRule, f: _Flag) -> Recommendation:
     return Recommendation(
         cid, rule.name, rule.label, rule.unit, f.value, f.median, f.slope, f.fleet_slope, days, rule.limit,
         rule.action, proposal, text,
+    )  # fmt: skip
+
+
+def _proposal(cid: str, rule: IndicatorRule, isolate: bool) -> dict[str, Any]:
+    if isolate:
+        return {"kind": "isolate", "command": {"command": "maintenance", "cluster_id": cid, "on": True}}
+    if rule.derate_pct is not None:
+        cmd = {"command": "derate", "cluster_id": cid, "max_power_pct": rule.derate_pct}
+        return {"kind": "derate", "max_power_pct": rule.derate_pct, "command": cmd}
+    return {"kind": "inspect", "command": None}
+
+
+def _recommend_eol(cid: str, rule: IndicatorRule, f: EolForecast, peer: _Flag | None) -> Recommendation:
+    """A replacement plan: the end of life is inside the planning horizon even at the late end."""
+    proposal = _proposal(cid, rule, False)  # wear, not a safety matter: plan, do not isolate
+    direction = "rising" if f.slope_per_day > 0 else "falling"
+    knee = ", accelerating (knee)" if f.accelerating else ""
+    if f.mid_days > 0:
+        when = (
+            f"end of life ({rule.limit:g} {rule.unit}) in {f.early_days:.0f}-{f.late_days:.0f} days "
+            f"(central {f.mid_days:.0f})"
+        )
+    else:
+        when = f"at or past end of life ({rule.limit:g} {rule.unit})"
+    vs = f" vs fleet {peer.median:.4g}" if peer is not None else ""
+    text = (
+        f"cluster {cid}: {rule.label} {direction} {abs(f.slope_per_day):.2g} {rule.unit}/day{knee}; "
+        f"now {f.value:.4g} {rule.unit}{vs}; {when}: {rule.action}"
+    )
+    return Recommendation(
+        cid, rule.name, rule.label, rule.unit, f.value, peer.median if peer is not None else math.nan,
+        f.slope_per_day, peer.fleet_slope if peer is not None else math.nan, f.mid_days, rule.limit,
+        rule.action, proposal, text, basis="forecast", days_early=f.early_days, days_late=f.late_days,
+        accelerating=f.accelerating,
     )  # fmt: skip
