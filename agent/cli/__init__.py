@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "simulators.cli",
     "agent.cli.run",
     "agent.cli.analyze",
+    "agent.cli.health_replay",
 )
 
 
