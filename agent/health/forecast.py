@@ -7,10 +7,11 @@ around today: level a, local slope b (today's pace, not the window's average) an
 
 - knee onset: the curvature is in the bad direction and significant (t-statistic of c >=
   `KNEE_T`, from the fit's own residual scatter), i.e. the indicator accelerates;
-- the interval: the early end assumes the acceleration goes on (the quadratic, at the local
-  slope's upper confidence bound); the late end assumes it stops today (a straight line at the
-  local slope's lower confidence bound). The truth lies between unless the curve bends the
-  other way;
+- the interval: the early end assumes the acceleration goes on (the quadratic, with today's
+  level, slope and curvature at their confidence bounds toward the limit: a knee is sharper
+  than a parabola fitted across it); the late end assumes it stops today (a straight line
+  from the level's and slope's bounds away from the limit). The truth lies between unless
+  the curve bends the other way;
 - the central figure: the quadratic when a knee is seen, today's straight-line pace otherwise.
 
 Outlier cycles (a capacity test gone wrong, a sensor glitch) are replaced by the median of
@@ -30,10 +31,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 FIT_DAYS = 100  # recent window the curve is fitted on (long enough to see curvature through noise)
 MIN_FIT_POINTS = 60  # fewer finite days: no forecast (early life and short records fit noise)
 KNEE_T = 3.0  # curvature t-statistic that counts as acceleration (3 sigma: rare by chance)
-SLOPE_Z = 2.0  # the interval uses the local slope +- this many standard errors (~95 %)
+SLOPE_Z = 2.0  # the interval uses level, slope and curvature +- this many standard errors (~95 %)
 HAMPEL_HALF = 7  # Hampel window: this many days either side
 HAMPEL_K = 3.0  # replace a day further than this many scaled MADs from its window median
 MAD_SCALE = 1.4826  # MAD -> standard deviation for normal noise
+CURVATURE_EPS = 1e-12  # per day^2: below this a noise-free fit is a straight line (rounding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +113,13 @@ def forecast(days: np.ndarray, values: np.ndarray, limit: float, worse: int) -> 
         return None
     sb = math.sqrt(max(float(cov[1, 1]), 0.0))
     sc = math.sqrt(max(float(cov[2, 2]), 0.0))
-    accelerating = c > 0 and (sc == 0 or c / sc >= KNEE_T)
+    accelerating = c > KNEE_T * sc and c > CURVATURE_EPS  # an exact fit has sc = 0: demand real curvature
     remaining = worse * limit - a
     if remaining <= 0:
         return EolForecast(today, worse * a, worse * b, accelerating, 0.0, 0.0, 0.0)
-    late = _reach(remaining, b - SLOPE_Z * sb, 0.0)
-    early = _reach(remaining, b + SLOPE_Z * sb, max(c, 0.0))
+    sa = math.sqrt(max(float(cov[0, 0]), 0.0))
+    late = _reach(remaining + SLOPE_Z * sa, b - SLOPE_Z * sb, 0.0)
+    early = _reach(max(remaining - SLOPE_Z * sa, 0.0), b + SLOPE_Z * sb, max(c + SLOPE_Z * sc, 0.0))
     mid = _reach(remaining, b, c) if accelerating else _reach(remaining, b, 0.0)
     # keep the order whatever the fit did (a negative slope bound can only make `late` larger)
     early = min(early, mid)
