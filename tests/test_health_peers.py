@@ -70,3 +70,19 @@ def test_a_fleet_ageing_alike_gets_end_of_life_plans_not_peer_alarms() -> None:
         assert "end of life (80 %)" in r.text
     # thirty days earlier the late end is beyond the horizon: nothing yet
     assert assess({c: rows[:100] for c, rows in h.items()}) == []
+
+
+def test_resistance_knee_is_named_on_the_capacity_plan() -> None:
+    # capacity fades alike everywhere (71 days left); c2's resistance bends up (a knee), c1's not
+    rng = np.random.default_rng(4)
+    days = np.arange(130)
+    h: dict[str, list[DailyIndicators]] = {}
+    for i in range(1, 5):
+        bend = 0.004 * np.maximum(0, days - 60) ** 2 if i == 2 else 0.0 * days
+        cap = 100.0 - 0.1 * days + rng.normal(0, 0.3, len(days))
+        res = 90.0 + 0.02 * days + bend + rng.normal(0, 0.3, len(days))
+        h[f"c{i}"] = [row(f"c{i}", int(d), float(c), float(r)) for d, c, r in zip(days, cap, res, strict=True)]
+    texts = {r.cluster_id: r.text for r in assess(h) if r.indicator == "capacity_pct"}
+    assert set(texts) == {"c1", "c2", "c3", "c4"}
+    assert "resistance accelerating (knee onset)" in texts["c2"]
+    assert "resistance accelerating" not in texts["c1"]

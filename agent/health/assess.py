@@ -206,16 +206,21 @@ def _flags(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule) 
     return out
 
 
-def _eol(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule) -> dict[str, EolForecast]:
-    """End-of-life forecasts whose late end is within PLAN_MAX_DAYS."""
+def _forecasts(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule) -> dict[str, EolForecast]:
+    """End-of-life forecast of `rule`'s indicator for every peer with enough days."""
     out: dict[str, EolForecast] = {}
     for cid, rows in peers.items():
         d = np.array([r.day for r in rows], dtype=float)
         v = np.array([getattr(r, rule.name) for r in rows], dtype=float)
         f = forecast(d, v, rule.limit, rule.worse)
-        if f is not None and f.late_days <= PLAN_MAX_DAYS:
+        if f is not None:
             out[cid] = f
     return out
+
+
+def _due(fcs: Mapping[str, EolForecast]) -> set[str]:
+    """Clusters whose end of life is inside the horizon even at the interval's late end."""
+    return {cid for cid, f in fcs.items() if f.late_days <= PLAN_MAX_DAYS}
 
 
 def assess(
@@ -227,19 +232,23 @@ def assess(
     recs: list[Recommendation] = []
     # the group as it was today and on the CONFIRM_DAYS - 1 days before
     peers = [_peer_rows(history, back, FORECAST_ROWS) for back in range(CONFIRM_DAYS)]
+    eol_rules = [r for r in rules if r.name in EOL_INDICATORS]
+    today = {r.name: _forecasts(peers[0], r) for r in eol_rules}
+    # resistance usually bends up before capacity bends down: its knee is said on capacity plans
+    r_knee = {cid for cid, f in today.get("resistance_mohm", {}).items() if f.accelerating}
     for rule in rules:
         now = _flags(peers[0], rule)
         confirmed = set(now)
         for past in peers[1:]:
             confirmed &= set(_flags(past, rule))
-        if rule.name in EOL_INDICATORS:
-            eol_now = _eol(peers[0], rule)
-            eol_confirmed = set(eol_now)
+        if rule.name in today:
+            due = _due(today[rule.name])
             for past in peers[1:]:
-                eol_confirmed &= set(_eol(past, rule))
-            for cid in sorted(eol_confirmed):
-                recs.append(_recommend_eol(cid, rule, eol_now[cid], now.get(cid)))
-            confirmed -= eol_confirmed  # one recommendation per cluster and indicator: the forecast's
+                due &= _due(_forecasts(past, rule))
+            for cid in sorted(due):
+                knee = rule.name != "resistance_mohm" and cid in r_knee
+                recs.append(_recommend_eol(cid, rule, today[rule.name][cid], now.get(cid), knee))
+            confirmed -= due  # one recommendation per cluster and indicator: the forecast's
         for cid in sorted(confirmed):
             recs.append(_recommend(cid, rule, now[cid]))
     recs.sort(key=lambda r: (r.days_to_limit, r.cluster_id, r.indicator))
@@ -281,11 +290,15 @@ def _proposal(cid: str, rule: IndicatorRule, isolate: bool) -> dict[str, Any]:
     return {"kind": "inspect", "command": None}
 
 
-def _recommend_eol(cid: str, rule: IndicatorRule, f: EolForecast, peer: _Flag | None) -> Recommendation:
+def _recommend_eol(
+    cid: str, rule: IndicatorRule, f: EolForecast, peer: _Flag | None, resistance_knee: bool
+) -> Recommendation:
     """A replacement plan: the end of life is inside the planning horizon even at the late end."""
     proposal = _proposal(cid, rule, False)  # wear, not a safety matter: plan, do not isolate
     direction = "rising" if f.slope_per_day > 0 else "falling"
     knee = ", accelerating (knee)" if f.accelerating else ""
+    if resistance_knee:
+        knee += ", resistance accelerating (knee onset)"
     if f.mid_days > 0:
         when = (
             f"end of life ({rule.limit:g} {rule.unit}) in {f.early_days:.0f}-{f.late_days:.0f} days "
