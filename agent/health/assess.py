@@ -100,6 +100,7 @@ STALE_DAYS = 2  # a cluster without a row this many days before the group's newe
 # The forecast's late end must be inside it, so the recommendation is early enough for the
 # order, delivery and installation (weeks) without being so early that good cells are scrapped.
 PLAN_MAX_DAYS = 100.0
+PLAN_MIN_DAYS = 30.0  # the replacement's lead time (order, deliver, fit)
 FORECAST_ROWS = FIT_DAYS + HAMPEL_HALF  # rows a forecast looks at (peer trends need fewer)
 EOL_INDICATORS = ("capacity_pct", "soh_pct", "resistance_mohm")  # wear with an end-of-life limit
 
@@ -219,8 +220,9 @@ def _forecasts(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRu
 
 
 def _due(fcs: Mapping[str, EolForecast]) -> set[str]:
-    """Clusters whose end of life is inside the horizon even at the interval's late end."""
-    return {cid for cid, f in fcs.items() if f.late_days <= PLAN_MAX_DAYS}
+    """Clusters whose end of life is inside the horizon even at the interval's late end, or
+    whose central figure is already inside the replacement lead time (no later chance)."""
+    return {cid for cid, f in fcs.items() if f.late_days <= PLAN_MAX_DAYS or f.mid_days <= PLAN_MIN_DAYS}
 
 
 def assess(

@@ -118,7 +118,7 @@ def forecast(days: np.ndarray, values: np.ndarray, limit: float, worse: int) -> 
     if remaining <= 0:
         return EolForecast(today, worse * a, worse * b, accelerating, 0.0, 0.0, 0.0)
     sa = math.sqrt(max(float(cov[0, 0]), 0.0))
-    late = _reach(remaining + SLOPE_Z * sa, b - SLOPE_Z * sb, 0.0)
+    late = _reach(remaining + SLOPE_Z * sa, b - SLOPE_Z * sb, min(c - SLOPE_Z * sc, 0.0))
     early = _reach(max(remaining - SLOPE_Z * sa, 0.0), b + SLOPE_Z * sb, max(c + SLOPE_Z * sc, 0.0))
     mid = _reach(remaining, b, c) if accelerating else _reach(remaining, b, 0.0)
     # keep the order whatever the fit did (a negative slope bound can only make `late` larger)
@@ -143,6 +143,10 @@ def _ar1_inflation(resid: np.ndarray) -> float:
 
 def _reach(remaining: float, slope: float, curv: float) -> float:
     """Smallest t > 0 with slope*t + curv*t^2 = remaining (> 0); inf if never."""
-    if curv > 0:
-        return (-slope + math.sqrt(slope * slope + 4.0 * curv * remaining)) / (2.0 * curv)
-    return remaining / slope if slope > 0 else math.inf
+    if curv == 0:
+        return remaining / slope if slope > 0 else math.inf
+    disc = slope * slope + 4.0 * curv * remaining
+    if disc < 0:  # decelerating: levels off before the limit
+        return math.inf
+    t = (-slope + math.sqrt(disc)) / (2.0 * curv)
+    return t if t > 0 else math.inf
