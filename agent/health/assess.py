@@ -13,9 +13,10 @@ derating, or isolation (the existing `maintenance` command) when the limit is cl
 
 Wear indicators with an end-of-life limit (capacity, SoH, resistance) also get a forecast
 (agent/health/forecast.py) that sees knees and gives an interval: a replacement is recommended
-once even the interval's late end (the acceleration stopping today) falls inside the owner's
-planning horizon `PLAN_MAX_DAYS`, so, when the interval holds, never earlier than that horizon.
-This needs no peer: a fleet that ages together reaches its end together.
+once even the interval's late end falls inside the owner's planning horizon `PLAN_MAX_DAYS`
+(so, when the interval holds, never earlier than that), or once the central figure is inside
+the replacement's lead time `PLAN_MIN_DAYS` (a wide interval must not wait past the last
+chance). This needs no peer: a fleet that ages together reaches its end together.
 
 Peer comparison is robust to what real fleets do. Outlier days: slopes are Theil-Sen (a
 median of pairwise slopes, unmoved by up to ~29 % bad days), levels a 3-day median, fleet

@@ -6,12 +6,12 @@ The forecast fits, on the last `FIT_DAYS` days of the outlier-cleaned series, a 
 around today: level a, local slope b (today's pace, not the window's average) and curvature c.
 
 - knee onset: the curvature is in the bad direction and significant (t-statistic of c >=
-  `KNEE_T`, from the fit's own residual scatter), i.e. the indicator accelerates;
-- the interval: the early end assumes the acceleration goes on (the quadratic, with today's
-  level, slope and curvature at their confidence bounds toward the limit: a knee is sharper
-  than a parabola fitted across it); the late end assumes it stops today (a straight line
-  from the level's and slope's bounds away from the limit). The truth lies between unless
-  the curve bends the other way;
+  `KNEE_T`, from the fit's own residual scatter, widened for autocorrelated residuals), i.e.
+  the indicator accelerates;
+- the interval: level, slope and curvature each at `SLOPE_Z` standard errors toward the limit
+  (early end: the acceleration goes on, and a knee is sharper than a parabola fitted across
+  it) and away from it (late end: the curve may straighten or level off, as a cell whose fade
+  slows does; never later than the limit is reached at all: inf);
 - the central figure: the quadratic when a knee is seen, today's straight-line pace otherwise.
 
 Outlier cycles (a capacity test gone wrong, a sensor glitch) are replaced by the median of
