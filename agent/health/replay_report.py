@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,7 +20,7 @@ from matplotlib.figure import Figure
 from agent.health.assess import RULES
 from agent.health.indicators import DailyIndicators
 from agent.health.replay import ClusterSeries
-from agent.health.report import page_head, plot_png
+from agent.health.report import finish_png, page_head, plot_png
 from agent.health.score import MAX_LEAD, MIN_LEAD, FleetScore
 
 HEADS = (
@@ -62,14 +61,8 @@ def eol_png(sc: FleetScore) -> bytes:
     ax.plot([], [], "x", color="tab:red", ms=6, label="true end of life")
     ax.plot([], [], ">", color="0.5", ms=5, label="record ends (censored)")
     ax.set_yticks(range(len(order)), [c.cluster_id for c in order], fontsize=6)
-    ax.set_xlabel("day", fontsize=8)
-    ax.set_title("end of life: predicted at the first recommendation vs true", fontsize=9)
-    ax.tick_params(labelsize=7)
-    ax.legend(fontsize=6, loc="lower right")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    title = "end of life: predicted at the first recommendation vs true"
+    return finish_png(fig, ax, title, legend_size=6, legend_loc="lower right")
 
 
 def _cells(sc: FleetScore) -> list[list[str]]:

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -55,10 +56,15 @@ def plot_png(
         days = sorted(by_day)
         ax.plot(days, [float(np.median(by_day[d])) for d in days], "k--", lw=1.0, label="fleet median", zorder=2)
     ax.axhline(rule.limit, color="tab:red", lw=0.8, ls=":", label=f"limit {rule.limit:g}")
-    ax.set_title(f"{rule.label} ({rule.unit})", fontsize=9)
+    return finish_png(fig, ax, f"{rule.label} ({rule.unit})", legend_size=7, legend_loc="best")
+
+
+def finish_png(fig: Figure, ax: Axes, title: str, legend_size: int, legend_loc: str) -> bytes:
+    """Title, day axis and legend in the report's style; the figure as PNG bytes."""
+    ax.set_title(title, fontsize=9)
     ax.set_xlabel("day", fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=legend_size, loc=legend_loc)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
