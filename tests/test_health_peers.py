@@ -73,9 +73,9 @@ def test_a_fleet_ageing_alike_gets_end_of_life_plans_not_peer_alarms() -> None:
 
 
 def test_resistance_knee_is_named_on_the_capacity_plan() -> None:
-    # capacity fades alike everywhere (61 days left); c2's resistance bends up (a knee), c1's not
+    # capacity fades alike everywhere (51 days left); c2's resistance bends up (a knee), c1's not
     rng = np.random.default_rng(4)
-    days = np.arange(140)
+    days = np.arange(150)
     h: dict[str, list[DailyIndicators]] = {}
     for i in range(1, 5):
         bend = 0.004 * np.maximum(0, days - 60) ** 2 if i == 2 else 0.0 * days

@@ -176,6 +176,7 @@ def summary_lines(sc: FleetScore) -> list[str]:
         f"{len(censored)}",
         "lead of the first recommendation: " + (f"{min(leads)}-{max(leads)} days" if leads else "-"),
         f"Spearman rank correlation, predicted vs true end of life: {sc.spearman:.3f}",
+        "true end of life inside the interval given at the first recommendation: {} of {}".format(*sc.covered),
         f"first {sc.n_first} to fail flagged before any other: {'yes' if sc.first_flagged_first else 'no'}",
         f"false alarms: {len(sc.false_alarms)}",
         *(f"  {x}" for x in sc.false_alarms),

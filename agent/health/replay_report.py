@@ -87,6 +87,7 @@ def _fleet(sc: FleetScore) -> list[str]:
     leads = sc.leads
     return [
         f"Spearman rank correlation, predicted vs true end of life: {sc.spearman:.3f}",
+        "True end of life inside the interval given at the first recommendation: {} of {}".format(*sc.covered),
         f"First {sc.n_first} to fail flagged before any other: {'yes' if sc.first_flagged_first else 'no'}",
         f"Lead of the first recommendation (target {MIN_LEAD}-{MAX_LEAD} days): "
         + (f"{min(leads)}-{max(leads)} days" if leads else "-"),

@@ -64,6 +64,13 @@ class FleetScore:
     def leads(self) -> list[int]:
         return [c.lead for c in self.clusters if c.scored and c.lead is not None]
 
+    @property
+    def covered(self) -> tuple[int, int]:
+        """(true end of life inside the interval given at the first recommendation, intervals given)."""
+        given = [c for c in self.clusters if c.scored and math.isfinite(c.interval[0])]
+        inside = [c for c in given if c.true_eol is not None and c.interval[0] <= c.true_eol <= c.interval[1]]
+        return len(inside), len(given)
+
 
 def true_eol(s: ClusterSeries) -> int | None:
     n = len(s.day)
