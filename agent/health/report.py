@@ -14,6 +14,7 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -59,7 +60,9 @@ def plot_png(
     return finish_png(fig, ax, f"{rule.label} ({rule.unit})", legend_size=7, legend_loc="best")
 
 
-def finish_png(fig: Figure, ax: Axes, title: str, legend_size: int, legend_loc: str) -> bytes:
+def finish_png(
+    fig: Figure, ax: Axes, title: str, legend_size: int, legend_loc: Literal["best", "lower right"]
+) -> bytes:
     """Title, day axis and legend in the report's style; the figure as PNG bytes."""
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("day", fontsize=8)
