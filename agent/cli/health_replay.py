@@ -162,9 +162,9 @@ def _pred(mid: float, interval: tuple[float, float]) -> str:
     if not math.isfinite(mid):
         return "-"
     lo, hi = interval
-    if math.isfinite(lo) and math.isfinite(hi):
-        return f"{mid:.0f} ({lo:.0f}-{hi:.0f})"
-    return f"{mid:.0f}"
+    if math.isnan(lo):
+        return f"{mid:.0f}"
+    return f"{mid:.0f} ({lo:.0f}-{hi:.0f})"  # hi may be inf: the curve may level off first
 
 
 def summary_lines(sc: FleetScore) -> list[str]:

@@ -44,10 +44,11 @@ def eol_png(sc: FleetScore) -> bytes:
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     order = sorted(sc.clusters, key=lambda c: (c.true_eol is None, c.true_eol or c.last_day))
+    ax_end = 1.1 * max(c.last_day for c in order)  # an open-ended interval is drawn to here
     for y, c in enumerate(order):
         lo, hi = c.interval
-        if math.isfinite(lo) and math.isfinite(hi):
-            ax.plot([lo, hi], [y, y], color="tab:blue", lw=3, alpha=0.5, label="predicted interval" if y == 0 else None)
+        if not math.isnan(lo):
+            ax.plot([lo, min(hi, ax_end)], [y, y], color="tab:blue", lw=3, alpha=0.5)
         if math.isfinite(c.predicted_eol):
             ax.plot([c.predicted_eol], [y], "o", color="tab:blue", ms=4)
         if c.first_rec_day is not None:
@@ -56,6 +57,7 @@ def eol_png(sc: FleetScore) -> bytes:
             ax.plot([c.true_eol], [y], "x", color="tab:red", ms=6)
         else:
             ax.plot([c.last_day], [y], ">", color="0.5", ms=5)
+    ax.plot([], [], color="tab:blue", lw=3, alpha=0.5, label="predicted interval")
     ax.plot([], [], "o", color="tab:blue", ms=4, label="predicted (central)")
     ax.plot([], [], "|", color="tab:orange", ms=9, mew=2, label="first recommendation")
     ax.plot([], [], "x", color="tab:red", ms=6, label="true end of life")
@@ -73,7 +75,7 @@ def _cells(sc: FleetScore) -> list[list[str]]:
             [
                 c.cluster_id, c.source_id, str(c.last_day), _int(c.true_eol), _int(c.first_rec_day),
                 c.indicator or "-", c.basis or "-", f"{c.predicted_eol:.0f}" if math.isfinite(c.predicted_eol) else "-",
-                f"{lo:.0f}-{hi:.0f}" if math.isfinite(lo) and math.isfinite(hi) else "-", _int(c.lead),
+                f"{lo:.0f}-{hi:.0f}" if not math.isnan(lo) else "-", _int(c.lead),
             ]
         )  # fmt: skip
     return rows
