@@ -39,12 +39,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agent.cli.health_replay import clusters_for, read_records, summary_lines
 from agent.cli.health_replay import table as replay_table
+from agent.health.forecast import forecast
 from agent.health.replay import ReplayConfig, map_records, replay
-from agent.health.score import MAX_LEAD, MIN_LEAD, score
+from agent.health.score import MAX_LEAD, MIN_LEAD, score, true_eol
 from agent.health.tracker import HealthTracker
 from simulators.aging import AgingRun, run_tracker
 from simulators.degradation import KINDS, Degradation
@@ -110,13 +113,44 @@ def real(data: Path, seeds: int) -> int:
     return 0 if not fails else 1
 
 
+def windows(data: Path, sizes: list[int]) -> int:
+    """Forecast error of the central figure 100, 60 and 30 days before end of life, per fit
+    window, on the 28-cell set split in two halves (even / odd records) and on the 4 CALCE cells."""
+    print(f"{'set':<12} {'window':>6} {'n':>3} {'median err':>10} {'median |err|':>12} {'p90 |err|':>9}")
+    for name in (TJU, CALCE):
+        records = read_records(data / name)
+        series = map_records(records, clusters_for(len(records), None), ReplayConfig(seed=0))
+        halves = {"even": series[1::2], "odd": series[0::2]} if name == TJU else {"all": series}
+        for size in sizes:
+            for half, ss in halves.items():
+                errs = []
+                for s in ss:
+                    eol = true_eol(s)
+                    if eol is None:
+                        continue
+                    for lead in (100, 60, 30):
+                        k = int(np.searchsorted(s.day, eol - lead))
+                        f = forecast(s.day[: k + 1], s.seen_capacity_pct[: k + 1], 80.0, -1, window=size)
+                        if f is not None:
+                            errs.append(min(f.mid_days, 999.0) - lead)
+                e = np.array(errs)
+                print(
+                    f"{name.split('-')[0] + ' ' + half:<12} {size:>6} {len(e):>3} {np.median(e):>10.1f} "
+                    f"{np.median(np.abs(e)):>12.1f} {np.percentile(np.abs(e), 90):>9.1f}"
+                )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=6)
     ap.add_argument("--days", type=int, default=90)
     ap.add_argument("--clusters", type=int, default=12)
     ap.add_argument("--real", type=Path, metavar="DATA_DIR", help="replay the real aging datasets in this directory")
+    ap.add_argument("--windows", metavar="N,N,...", help="with --real: forecast error per fit window instead")
     a = ap.parse_args(argv)
+    if a.real is not None and a.windows:
+        return windows(a.real, [int(x) for x in a.windows.split(",")])
     if a.real is not None:
         return real(a.real, a.seeds)
     leads: dict[str, list[int]] = {k: [] for k in KINDS}

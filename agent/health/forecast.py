@@ -82,21 +82,24 @@ def _row_nanmedian(m: np.ndarray) -> np.ndarray:
     return np.where(n > 0, med, np.nan)
 
 
-def forecast(days: np.ndarray, values: np.ndarray, limit: float, worse: int) -> EolForecast | None:
+def forecast(
+    days: np.ndarray, values: np.ndarray, limit: float, worse: int, window: int = FIT_DAYS
+) -> EolForecast | None:
     """Days until `values` reaches `limit` (`worse` = +1: rising is bad, -1: falling is bad).
 
-    None when there are fewer than MIN_FIT_POINTS finite days in the window."""
+    None when there are fewer than MIN_FIT_POINTS (at most `window`) finite days in the window."""
     d = np.asarray(days, dtype=float)
     if len(d) == 0:
         return None
-    near = d > d[-1] - FIT_DAYS - HAMPEL_HALF  # the filter needs a few days beyond the window
+    need = min(MIN_FIT_POINTS, window)
+    near = d > d[-1] - window - HAMPEL_HALF  # the filter needs a few days beyond the window
     d = d[near]
     raw = np.asarray(values, dtype=float)[near]
-    if int(np.isfinite(raw).sum()) < MIN_FIT_POINTS:  # cheap exit for indicators a site lacks
+    if int(np.isfinite(raw).sum()) < need:  # cheap exit for indicators a site lacks
         return None
     v = hampel(raw)
-    ok = np.isfinite(v) & (d > d[-1] - FIT_DAYS)
-    if int(ok.sum()) < MIN_FIT_POINTS:
+    ok = np.isfinite(v) & (d > d[-1] - window)
+    if int(ok.sum()) < need:
         return None
     today = float(d[-1])
     x = d[ok] - today
