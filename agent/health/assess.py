@@ -22,7 +22,7 @@ Peer comparison is robust to what real fleets do. Outlier days: slopes are Theil
 median of pairwise slopes, unmoved by up to ~29 % bad days), levels a 3-day median, fleet
 figures median and MAD, and a verdict must hold CONFIRM_DAYS days running. (A Hampel filter on
 the 14-day window was tried: at the window's end it takes the first days of a fast fault for
-outliers; the cooling fault's lead in bench/health_bench.py fell from 16 to 14 days. The
+outliers; the cooling fault's lead on bench/health_bench.py seed 1 fell from 17 to 14 days. The
 end-of-life forecast, on 100-day windows, does filter.) Shrinking groups: a cluster whose record
 stopped (replaced, removed, data lost) leaves the peer group instead of pinning the median to
 its last, stale value, or being recommended for ever on it.
@@ -97,9 +97,8 @@ ISOLATE_DAYS = 3.0  # propose isolation when the limit is this close (or crossed
 WINDOW_DAYS = 14  # trailing window for trends
 RECENT_DAYS = 7  # shorter window used, when steeper, for the days-to-limit estimate
 STALE_DAYS = 2  # a cluster without a row this many days before the group's newest is no peer
-# The owner's replacement horizon: a replacement planned earlier than this wastes service life.
-# The forecast's late end must be inside it, so the recommendation is early enough for the
-# order, delivery and installation (weeks) without being so early that good cells are scrapped.
+# The owner's replacement window: early enough for the order, delivery and installation
+# (PLAN_MIN_DAYS), not so early that good cells are scrapped (PLAN_MAX_DAYS).
 PLAN_MAX_DAYS = 100.0
 PLAN_MIN_DAYS = 30.0  # the replacement's lead time (order, deliver, fit)
 # Aim at the middle of that window: a forecast off by up to half its width (35 days) either way
