@@ -26,6 +26,7 @@ SUBCOMMANDS = {
     "simulate": "simulators.cli",
     "sim-fault": "simulators.cli",
     "ledger": "agent.cli.ledger",
+    "health-replay": "agent.cli.health_replay",
 }
 
 

@@ -10,6 +10,22 @@ must hold on `CONFIRM_DAYS` consecutive days, so one odd day never raises a reco
 A recommendation says which indicator, how fast it moves compared with the fleet, how many
 days remain until the limit at that pace, and proposes an action the operator confirms:
 derating, or isolation (the existing `maintenance` command) when the limit is close.
+
+Wear indicators with an end-of-life limit (capacity, SoH, resistance) also get a forecast
+(agent/health/forecast.py) that sees knees and gives an interval (said in the text). A
+replacement is recommended when the central figure reaches the middle of the owner's window:
+no later than the replacement's lead time `PLAN_MIN_DAYS`, no earlier than `PLAN_MAX_DAYS`
+(beyond which good cells are scrapped). This needs no peer: a fleet that ages together
+reaches its end together.
+
+Peer comparison is robust to what real fleets do. Outlier days: slopes are Theil-Sen (a
+median of pairwise slopes, unmoved by up to ~29 % bad days), levels a 3-day median, fleet
+figures median and MAD, and a verdict must hold CONFIRM_DAYS days running. (A Hampel filter on
+the 14-day window was tried: at the window's end it takes the first days of a fast fault for
+outliers; the cooling fault's lead on bench/health_bench.py seed 1 fell from 17 to 14 days. The
+end-of-life forecast, on 100-day windows, does filter.) Shrinking groups: a cluster whose record
+stopped (replaced, removed, data lost) leaves the peer group instead of pinning the median to
+its last, stale value, or being recommended for ever on it.
 """
 
 from __future__ import annotations
@@ -21,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.health.forecast import FIT_DAYS, HAMPEL_HALF, EolForecast, forecast
 from agent.health.indicators import DailyIndicators
 
 
@@ -79,6 +96,17 @@ CONFIRM_DAYS = 2  # consecutive days a verdict must hold
 ISOLATE_DAYS = 3.0  # propose isolation when the limit is this close (or crossed)
 WINDOW_DAYS = 14  # trailing window for trends
 RECENT_DAYS = 7  # shorter window used, when steeper, for the days-to-limit estimate
+STALE_DAYS = 2  # a cluster without a row this many days before the group's newest is no peer
+# The owner's replacement window: early enough for the order, delivery and installation
+# (PLAN_MIN_DAYS), not so early that good cells are scrapped (PLAN_MAX_DAYS).
+PLAN_MAX_DAYS = 100.0
+PLAN_MIN_DAYS = 30.0  # the replacement's lead time (order, deliver, fit)
+# Aim at the middle of that window: a forecast off by up to half its width (35 days) either way
+# still lands in it. (Deciding on the interval's late end instead was measured on the 28-cell
+# set: with the curvature bound in the late end, 1-5 cells per noise seed came under 30 days.)
+PLAN_AIM_DAYS = (PLAN_MIN_DAYS + PLAN_MAX_DAYS) / 2.0
+FORECAST_ROWS = FIT_DAYS + HAMPEL_HALF  # rows a forecast looks at (peer trends need fewer)
+EOL_INDICATORS = ("capacity_pct", "soh_pct", "resistance_mohm")  # wear with an end-of-life limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +124,10 @@ class Recommendation:
     action: str
     proposal: dict[str, Any]  # {"kind": "derate"|"isolate"|"inspect", ...}; the operator confirms
     text: str
+    basis: str = "peers"  # "peers": drifting from the fleet; "forecast": end of life within the horizon
+    days_early: float = math.nan  # forecast only: the interval (days to the limit), early end ...
+    days_late: float = math.nan  # ... and late end
+    accelerating: bool = False  # forecast only: knee onset (the indicator accelerates)
 
 
 def theil_sen(days: np.ndarray, values: np.ndarray) -> float:
@@ -121,16 +153,36 @@ class _Flag:
     recent_slope: float  # over the last RECENT_DAYS: an accelerating fault shows here first
 
 
-def _flags(history: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule, end: int) -> dict[str, _Flag]:
-    """Clusters flagged for `rule`, looking only at each cluster's rows before index `end` (<= 0: from the back)."""
+def _peer_rows(
+    history: Mapping[str, Sequence[DailyIndicators]], back: int, keep: int
+) -> dict[str, Sequence[DailyIndicators]]:
+    """Each current peer's last `keep` rows up to `back` days before the group's newest day.
+
+    A cluster with no row in the last STALE_DAYS before that day has stopped reporting
+    (replaced, removed, records lost): it is not a peer any more, whatever it said last."""
+    newest = max((rows[-1].day for rows in history.values() if rows), default=None)
+    if newest is None:
+        return {}
+    upto = newest - back
+    out: dict[str, Sequence[DailyIndicators]] = {}
+    for cid, rows in history.items():
+        end = len(rows)
+        while end and rows[end - 1].day > upto:  # rows are oldest first: only the newest few go
+            end -= 1
+        if end and rows[end - 1].day >= upto - STALE_DAYS:
+            out[cid] = rows[max(0, end - keep) : end]
+    return out
+
+
+def _flags(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule) -> dict[str, _Flag]:
+    """Clusters flagged for `rule` among `peers` (each one's rows up to the day assessed)."""
     slopes: dict[str, float] = {}
     recent_slopes: dict[str, float] = {}
     latest: dict[str, float] = {}
-    for cid, rows in history.items():
-        tail = rows[: len(rows) + end] if end < 0 else rows
-        if len(tail) < MIN_DAYS:
+    for cid, rows in peers.items():
+        if len(rows) < MIN_DAYS:
             continue
-        tail = tail[-WINDOW_DAYS:]
+        tail = rows[-WINDOW_DAYS:]
         d = np.array([r.day for r in tail], dtype=float)
         v = np.array([getattr(r, rule.name) for r in tail], dtype=float)
         s = theil_sen(d, v)
@@ -159,6 +211,23 @@ def _flags(history: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule
     return out
 
 
+def _forecasts(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule) -> dict[str, EolForecast]:
+    """End-of-life forecast of `rule`'s indicator for every peer with enough days."""
+    out: dict[str, EolForecast] = {}
+    for cid, rows in peers.items():
+        d = np.array([r.day for r in rows], dtype=float)
+        v = np.array([getattr(r, rule.name) for r in rows], dtype=float)
+        f = forecast(d, v, rule.limit, rule.worse)
+        if f is not None:
+            out[cid] = f
+    return out
+
+
+def _due(fcs: Mapping[str, EolForecast]) -> set[str]:
+    """Clusters whose central end-of-life figure has reached the middle of the owner's window."""
+    return {cid for cid, f in fcs.items() if f.mid_days <= PLAN_AIM_DAYS}
+
+
 def assess(
     history: Mapping[str, Sequence[DailyIndicators]], rules: Sequence[IndicatorRule] = RULES
 ) -> list[Recommendation]:
@@ -166,11 +235,25 @@ def assess(
 
     Most urgent first (fewest days to the limit)."""
     recs: list[Recommendation] = []
+    # the group as it was today and on the CONFIRM_DAYS - 1 days before
+    peers = [_peer_rows(history, back, FORECAST_ROWS) for back in range(CONFIRM_DAYS)]
+    eol_rules = [r for r in rules if r.name in EOL_INDICATORS]
+    today = {r.name: _forecasts(peers[0], r) for r in eol_rules}
+    # resistance usually bends up before capacity bends down: its knee is said on capacity plans
+    r_knee = {cid for cid, f in today.get("resistance_mohm", {}).items() if f.accelerating}
     for rule in rules:
-        now = _flags(history, rule, 0)
+        now = _flags(peers[0], rule)
         confirmed = set(now)
-        for back in range(1, CONFIRM_DAYS):
-            confirmed &= set(_flags(history, rule, -back))
+        for past in peers[1:]:
+            confirmed &= set(_flags(past, rule))
+        if rule.name in today:
+            due = _due(today[rule.name])
+            for past in peers[1:]:
+                due &= _due(_forecasts(past, rule))
+            for cid in sorted(due):
+                knee = rule.name != "resistance_mohm" and cid in r_knee
+                recs.append(_recommend_eol(cid, rule, today[rule.name][cid], now.get(cid), knee))
+            confirmed -= due  # one recommendation per cluster and indicator: the forecast's
         for cid in sorted(confirmed):
             recs.append(_recommend(cid, rule, now[cid]))
     recs.sort(key=lambda r: (r.days_to_limit, r.cluster_id, r.indicator))
@@ -185,14 +268,7 @@ def _recommend(cid: str, rule: IndicatorRule, f: _Flag) -> Recommendation:
         bad_slope = max(bad_slope, rule.worse * f.recent_slope)
     remaining = rule.worse * (rule.limit - f.value)
     days = remaining / bad_slope if remaining > 0 else 0.0
-    proposal: dict[str, Any]
-    if rule.isolate and days <= ISOLATE_DAYS:
-        proposal = {"kind": "isolate", "command": {"command": "maintenance", "cluster_id": cid, "on": True}}
-    elif rule.derate_pct is not None:
-        cmd = {"command": "derate", "cluster_id": cid, "max_power_pct": rule.derate_pct}
-        proposal = {"kind": "derate", "max_power_pct": rule.derate_pct, "command": cmd}
-    else:
-        proposal = {"kind": "inspect", "command": None}
+    proposal = _proposal(cid, rule, rule.isolate and days <= ISOLATE_DAYS)
     fleet = abs(f.fleet_slope)
     ratio = f"{abs(f.slope) / fleet:.0f}x fleet median" if fleet > 1e-9 else "fleet median is flat"
     direction = "rising" if f.slope > 0 else "falling"
@@ -207,4 +283,42 @@ def _recommend(cid: str, rule: IndicatorRule, f: _Flag) -> Recommendation:
     return Recommendation(
         cid, rule.name, rule.label, rule.unit, f.value, f.median, f.slope, f.fleet_slope, days, rule.limit,
         rule.action, proposal, text,
+    )  # fmt: skip
+
+
+def _proposal(cid: str, rule: IndicatorRule, isolate: bool) -> dict[str, Any]:
+    if isolate:
+        return {"kind": "isolate", "command": {"command": "maintenance", "cluster_id": cid, "on": True}}
+    if rule.derate_pct is not None:
+        cmd = {"command": "derate", "cluster_id": cid, "max_power_pct": rule.derate_pct}
+        return {"kind": "derate", "max_power_pct": rule.derate_pct, "command": cmd}
+    return {"kind": "inspect", "command": None}
+
+
+def _recommend_eol(
+    cid: str, rule: IndicatorRule, f: EolForecast, peer: _Flag | None, resistance_knee: bool
+) -> Recommendation:
+    """A replacement plan: the end of life is inside the planning horizon even at the late end."""
+    proposal = _proposal(cid, rule, False)  # wear, not a safety matter: plan, do not isolate
+    direction = "rising" if f.slope_per_day > 0 else "falling"
+    knee = ", accelerating (knee)" if f.accelerating else ""
+    if resistance_knee:
+        knee += ", resistance accelerating (knee onset)"
+    if f.mid_days > 0:
+        when = (
+            f"end of life ({rule.limit:g} {rule.unit}) in {f.early_days:.0f}-{f.late_days:.0f} days "
+            f"(central {f.mid_days:.0f})"
+        )
+    else:
+        when = f"at or past end of life ({rule.limit:g} {rule.unit})"
+    vs = f" vs fleet {peer.median:.4g}" if peer is not None else ""
+    text = (
+        f"cluster {cid}: {rule.label} {direction} {abs(f.slope_per_day):.2g} {rule.unit}/day{knee}; "
+        f"now {f.value:.4g} {rule.unit}{vs}; {when}: {rule.action}"
+    )
+    return Recommendation(
+        cid, rule.name, rule.label, rule.unit, f.value, peer.median if peer is not None else math.nan,
+        f.slope_per_day, peer.fleet_slope if peer is not None else math.nan, f.mid_days, rule.limit,
+        rule.action, proposal, text, basis="forecast", days_early=f.early_days, days_late=f.late_days,
+        accelerating=f.accelerating,
     )  # fmt: skip

@@ -14,8 +14,10 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -24,32 +26,48 @@ from agent.health.indicators import DailyIndicators
 
 PLOTTED = ("cell_spread_mv", "resistance_mohm", "capacity_pct", "soh_pct", "temp_max_c")
 PLOT_DAYS = 90
+MAX_LABELS = 8  # more flagged clusters than this are drawn in colour but not named in the legend
 
 
-def plot_png(rule: IndicatorRule, history: Mapping[str, Sequence[DailyIndicators]], flagged: set[str]) -> bytes:
+def plot_png(
+    rule: IndicatorRule,
+    history: Mapping[str, Sequence[DailyIndicators]],
+    flagged: set[str],
+    plot_days: int | None = PLOT_DAYS,
+) -> bytes:
+    """One indicator's trends over the last `plot_days` days (None: all of them)."""
     fig = Figure(figsize=(7.0, 2.6), dpi=90)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     by_day: dict[int, list[float]] = {}
     for cid, rows in sorted(history.items()):
-        tail = list(rows)[-PLOT_DAYS:]
+        tail = list(rows)[-plot_days:] if plot_days is not None else list(rows)
         x = [r.day for r in tail]
         y = [getattr(r, rule.name) for r in tail]
         for d, v in zip(x, y, strict=True):
             if math.isfinite(v):
                 by_day.setdefault(d, []).append(v)
-        if cid in flagged:
+        if cid in flagged and len(flagged) <= MAX_LABELS:
             ax.plot(x, y, lw=1.8, label=cid, zorder=3)
+        elif cid in flagged:  # a whole fleet at end of life: colour without a legend entry each
+            ax.plot(x, y, lw=1.0, zorder=3)
         else:
             ax.plot(x, y, lw=0.8, color="0.7", zorder=1)
     if by_day:
         days = sorted(by_day)
         ax.plot(days, [float(np.median(by_day[d])) for d in days], "k--", lw=1.0, label="fleet median", zorder=2)
     ax.axhline(rule.limit, color="tab:red", lw=0.8, ls=":", label=f"limit {rule.limit:g}")
-    ax.set_title(f"{rule.label} ({rule.unit})", fontsize=9)
+    return finish_png(fig, ax, f"{rule.label} ({rule.unit})", legend_size=7, legend_loc="best")
+
+
+def finish_png(
+    fig: Figure, ax: Axes, title: str, legend_size: int, legend_loc: Literal["best", "lower right"]
+) -> bytes:
+    """Title, day axis and legend in the report's style; the figure as PNG bytes."""
+    ax.set_title(title, fontsize=9)
     ax.set_xlabel("day", fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=legend_size, loc=legend_loc)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -89,13 +107,7 @@ def write_report(
     md_path.write_text("\n".join(md) + "\n", encoding="utf-8")
 
     e = html.escape
-    h = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{e(title)}</title><style>body{{font-family:sans-serif;max-width:60em;margin:1em auto}}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
-        ".flag{color:#b00}</style></head><body>",
-        f"<h1>{e(title)}</h1><h2>Recommendations</h2>",
-    ]
+    h = [page_head(title), "<h2>Recommendations</h2>"]
     if recs:
         h.append("<ul>" + "".join(f"<li class='flag'><b>{e(r.proposal['kind'])}</b>: {e(r.text)}</li>" for r in recs))
         h.append("</ul>")
@@ -112,6 +124,17 @@ def write_report(
     html_path = out_dir / f"{stem}.html"
     html_path.write_text("\n".join(h), encoding="utf-8")
     return md_path, html_path
+
+
+def page_head(title: str) -> str:
+    """Start of a self-contained report page (the daily report's look), up to its <h1>."""
+    e = html.escape(title)
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>\n"
+        f"<title>{e}</title><style>body{{font-family:sans-serif;max-width:60em;margin:1em auto}}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+        f".flag{{color:#b00}}</style></head><body>\n<h1>{e}</h1>"
+    )
 
 
 def _fmt(x: float) -> str:

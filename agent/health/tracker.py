@@ -73,12 +73,16 @@ class HealthTracker:
     def close_day(self) -> list[Recommendation]:
         if self._day is None:
             return self.recommendations
-        rows = self.acc.close(self._day)
+        return self.add_day(self.acc.close(self._day), self._day)
+
+    def add_day(self, rows: list[DailyIndicators], day: int) -> list[Recommendation]:
+        """Append one closed day's rows (from the accumulator, or replayed from a record) and
+        assess: what the module knows then depends on this day and the ones before only."""
         for row in rows:
             self.history.setdefault(row.cluster_id, deque(maxlen=self.keep_days)).append(row)
         self.recommendations = self._assess()
         for r in self.recommendations:
-            self.since.setdefault((r.cluster_id, r.indicator), self._day)
+            self.since.setdefault((r.cluster_id, r.indicator), day)
         for fn in self.on_close:
             fn(rows, self.recommendations)
         return self.recommendations

@@ -1,0 +1,88 @@
+"""Peer comparison on the fleets real sites have: outlier days and a group that shrinks as
+clusters are replaced or their records stop; end-of-life recommendations from the forecast."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from agent.health.assess import MIN_PEERS, PLAN_MAX_DAYS, assess
+from agent.health.indicators import DailyIndicators
+
+
+def row(cid: str, day: int, capacity: float = 99.0, resistance: float = 90.0) -> DailyIndicators:
+    return DailyIndicators(
+        cid, day, 4.0, 32.0, 2.0, math.nan, capacity, resistance, 0.0, 0.0, 800.0, 1.0, 1
+    )  # fmt: skip
+
+
+def fleet(n: int, days: int, seed: int = 0) -> dict[str, list[DailyIndicators]]:
+    rng = np.random.default_rng(seed)
+    return {
+        f"c{i:02d}": [row(f"c{i:02d}", d, 99.0 - 0.002 * d + rng.normal(0, 0.15)) for d in range(days)]
+        for i in range(1, n + 1)
+    }
+
+
+def test_outlier_days_raise_nothing() -> None:
+    h = fleet(8, 40)
+    # c03's capacity test failed on three of its last five days (-12 points each time)
+    for d in (35, 37, 39):
+        r = h["c03"][d]
+        h["c03"][d] = row("c03", d, r.capacity_pct - 12.0)
+    assert assess(h) == []
+
+
+def test_a_drifting_cluster_is_recommended_while_it_reports_and_forgotten_once_replaced() -> None:
+    h = fleet(6, 40)
+    h["c05"] = [row("c05", d, 99.0 - (0.4 * (d - 20) if d > 20 else 0.0)) for d in range(40)]
+    recs = assess(h)
+    assert [(r.cluster_id, r.indicator, r.basis) for r in recs] == [("c05", "capacity_pct", "peers")]
+    # c05 is replaced: its record stops on day 40 while the others go on
+    rng = np.random.default_rng(1)
+    for cid, rows in h.items():
+        if cid != "c05":
+            rows += [row(cid, d, 99.0 - 0.002 * d + rng.normal(0, 0.15)) for d in range(40, 45)]
+    assert assess(h) == []
+
+
+def test_a_group_shrinking_below_min_peers_gives_no_peer_verdict() -> None:
+    h = fleet(MIN_PEERS + 1, 40)
+    h["c01"] = [row("c01", d, 99.0 - (0.4 * (d - 20) if d > 20 else 0.0)) for d in range(40)]
+    assert [r.cluster_id for r in assess(h)] == ["c01"]
+    # two peers' records stop (data lost): the drift cannot be told from the fleet any more
+    for cid in ("c02", "c03"):
+        h[cid] = h[cid][:30]
+    assert assess(h) == []
+
+
+def test_a_fleet_ageing_alike_gets_end_of_life_plans_not_peer_alarms() -> None:
+    # every cluster fades the same 0.1 %/day: on day 149 at 85.1 %, 51 days from 80 %
+    days = 150
+    rng = np.random.default_rng(3)
+    h = {f"c{i}": [row(f"c{i}", d, 100.0 - 0.1 * d + rng.normal(0, 0.3)) for d in range(days)] for i in range(1, 7)}
+    recs = assess(h)
+    assert {r.cluster_id for r in recs} == {f"c{i}" for i in range(1, 7)}
+    for r in recs:
+        assert (r.indicator, r.basis, r.proposal["kind"]) == ("capacity_pct", "forecast", "derate")
+        assert r.days_early <= 51.0 <= r.days_late <= PLAN_MAX_DAYS
+        assert "end of life (80 %)" in r.text
+    # forty days earlier (91 days left) the late end is beyond the horizon: nothing yet
+    assert assess({c: rows[:110] for c, rows in h.items()}) == []
+
+
+def test_resistance_knee_is_named_on_the_capacity_plan() -> None:
+    # capacity fades alike everywhere (51 days left); c2's resistance bends up (a knee), c1's not
+    rng = np.random.default_rng(4)
+    days = np.arange(150)
+    h: dict[str, list[DailyIndicators]] = {}
+    for i in range(1, 5):
+        bend = 0.004 * np.maximum(0, days - 60) ** 2 if i == 2 else 0.0 * days
+        cap = 100.0 - 0.1 * days + rng.normal(0, 0.3, len(days))
+        res = 90.0 + 0.02 * days + bend + rng.normal(0, 0.3, len(days))
+        h[f"c{i}"] = [row(f"c{i}", int(d), float(c), float(r)) for d, c, r in zip(days, cap, res, strict=True)]
+    texts = {r.cluster_id: r.text for r in assess(h) if r.indicator == "capacity_pct"}
+    assert set(texts) == {"c1", "c2", "c3", "c4"}
+    assert "resistance accelerating (knee onset)" in texts["c2"]
+    assert "resistance accelerating" not in texts["c1"]
