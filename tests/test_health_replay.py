@@ -13,7 +13,7 @@ from agent.cli import main
 from agent.health.replay import AgingRecord, ReplayConfig, map_records, replay
 from agent.health.score import score, true_eol
 
-from .conftest import DEMO_SITE
+from .fakes import DEMO_SITE
 
 
 def synthetic(n: int = 6, cycles: int = 380) -> list[AgingRecord]:
