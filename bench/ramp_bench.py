@@ -19,6 +19,10 @@ seconds. Reported: share of seconds over the limit with and without the battery,
 
     .venv/bin/python bench/ramp_bench.py [--minutes 60] [--cycle-s 1.0 0.2] [--pcc-cycle-s 1.0]
         [--pcc-sample-s 0.02] [--pcc-gain G] [--tau-s 0.1]      # the PCS model, for sensitivity runs
+        [--band-hz 0.1 2]     # the oscillation band: the grid's energy in it against the load's
+
+The oscillation figure (agent.model.spectrum) is the share of the load's swing energy in the band
+that the battery keeps off the grid (negative: it adds to it).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import numpy as np
 from agent.economics.tariff import bundled
 from agent.model.config import SiteConfig, load_site
 from agent.model.ramp_metrics import ramp_stats
+from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
 from agent.offline.replay import PcsModel, Trace, replay
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,7 +72,9 @@ def ramp_share(grid_w: np.ndarray) -> tuple[float, float, float]:
     return r.over_limit_s / r.samples, r.p99_w_per_s, r.max_w_per_s
 
 
-def run(site: SiteConfig, load: np.ndarray, cycle_s: float, mode: str, pcs: PcsModel) -> dict[str, Any]:
+def run(
+    site: SiteConfig, load: np.ndarray, cycle_s: float, mode: str, pcs: PcsModel, band: tuple[float, float]
+) -> dict[str, Any]:
     """One replay of `load` (W at DT) with the agent every `cycle_s`; mode "setpoint" or "pcc"."""
     if mode == "pcc":
         site = replace(site, pcs=tuple(replace(p, grid_control="pcc") for p in site.pcs))
@@ -84,9 +91,16 @@ def run(site: SiteConfig, load: np.ndarray, cycle_s: float, mode: str, pcs: PcsM
         "max_ramp_w_per_s": worst,
         "soc_min_pct": float(np.nanmin(res.soc_pct)),
         "soc_max_pct": float(np.nanmax(res.soc_pct)),
+        "oscillation": band_energy(DT, load, res.grid_w, band).as_dict(),
         "decided_by": res.decided_by,
         "wall_s": res.wall_s,
     }
+
+
+def band_text(osc: dict[str, Any]) -> str:
+    lo, hi = osc["analysed_hz"] or osc["band_hz"]
+    rm = osc["removed_share"]
+    return f"{lo:g}-{hi:g} Hz energy removed {'-' if rm is None else f'{100 * rm:.0f} %'}"
 
 
 def main() -> int:
@@ -96,6 +110,7 @@ def main() -> int:
     ap.add_argument("--pcc-cycle-s", type=float, nargs="*", default=[1.0], help="grid-power (PCC) mode agent cycles")
     ap.add_argument("--pcc-sample-s", type=float, default=DEFAULT_PCS.pcc_sample_s, help="PCS meter sample period")
     ap.add_argument("--pcc-gain", type=float, default=None, help="PCS local loop gain (default: critically damped)")
+    ap.add_argument("--band-hz", type=float, nargs=2, default=list(DEFAULT_BAND_HZ), help="oscillation band, Hz")
     ap.add_argument("--tau-s", type=float, default=DEFAULT_PCS.tau_s, help="PCS first-order response time constant")
     args = ap.parse_args()
     pcs = PcsModel(args.tau_s, args.pcc_sample_s, args.pcc_gain)
@@ -116,13 +131,14 @@ def main() -> int:
     soc_window = (site.control.soc_min_pct, site.control.soc_max_pct)
     runs = [("setpoint", c) for c in args.cycle_s] + [("pcc", c) for c in args.pcc_cycle_s]
     for mode, c in runs:
-        r = run(site, load, c, mode, pcs)
+        r = run(site, load, c, mode, pcs, (args.band_hz[0], args.band_hz[1]))
         r["soc_within_window"] = soc_window[0] <= r["soc_min_pct"] and r["soc_max_pct"] <= soc_window[1]
         out["with_battery"].append(r)
         print(
             f"  {mode} mode, cycle {c:g} s: {100 * r['over_limit_share']:.3f} % of seconds over the limit "
             f"(without battery {100 * share:.2f} %), p99 ramp {r['p99_ramp_w_per_s'] / 1e3:.0f} kW/s "
-            f"(without {p99 / 1e3:.0f}), SoC {r['soc_min_pct']:.1f}-{r['soc_max_pct']:.1f} %",
+            f"(without {p99 / 1e3:.0f}), {band_text(r['oscillation'])}, "
+            f"SoC {r['soc_min_pct']:.1f}-{r['soc_max_pct']:.1f} %",
             file=sys.stderr,
         )
     print(json.dumps(out, indent=2))
