@@ -41,6 +41,7 @@ COMPILED = [
     "agent/control/prices.py",
     "agent/control/pv_surplus.py",
     "agent/control/ramp.py",
+    "agent/control/ramp_reference.py",
     "agent/control/reserve.py",
     "agent/control/state.py",
     "agent/control/tou.py",

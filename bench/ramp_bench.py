@@ -19,6 +19,15 @@ seconds. Reported: share of seconds over the limit with and without the battery,
 
     .venv/bin/python bench/ramp_bench.py [--minutes 60] [--cycle-s 1.0 0.2] [--pcc-cycle-s 1.0]
         [--pcc-sample-s 0.02] [--pcc-gain G] [--tau-s 0.1]      # the PCS model, for sensitivity runs
+        [--band-hz 0.1 2]     # the oscillation band: the grid's energy in it against the load's
+        [--trace 100stepsync 200stepsync] [--nodes 300 600 1000] [--restart-seeds 1]  # variations
+
+Variations: either node trace, scaled to other node counts, and each also with the job restarting
+at random points (--restart-seeds). The last line says in how many runs the battery made the
+grid's swings worse than without it (more seconds over the limit, or a larger p99 ramp).
+
+The oscillation figure (agent.model.spectrum) is the share of the load's swing energy in the band
+that the battery keeps off the grid (negative: it adds to it).
 """
 
 from __future__ import annotations
@@ -37,25 +46,55 @@ import numpy as np
 from agent.economics.tariff import bundled
 from agent.model.config import SiteConfig, load_site
 from agent.model.ramp_metrics import ramp_stats
+from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
 from agent.offline.replay import PcsModel, Trace, replay
 
 ROOT = Path(__file__).resolve().parent.parent
 
-TRACE = ROOT.parent / "shared" / "data" / "h100-node-training-100stepsync.csv"
+DATA = ROOT.parent / "shared" / "data"
+# the two measured 8x H100 node traces (shared/data/README.md: GitHub grantwilkins/training_profile)
+TRACES = {
+    "100stepsync": DATA / "h100-node-training-100stepsync.csv",
+    "200stepsync": DATA / "h100-node-training-200stepsync.csv",
+}
+TRACE = TRACES["100stepsync"]
 NODES = 600
 DT = 0.1  # load and physics resolution, s
 LIMIT_W_PER_S = 200_000.0
 START = datetime(2026, 7, 15, 12, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # flat price: ramp support only
 
 
-def load_trace(minutes: float) -> np.ndarray:
-    """Site load at DT resolution: the node trace resampled, x NODES, repeated to `minutes`."""
-    raw = np.genfromtxt(TRACE, delimiter=",", skip_header=1, usecols=(1, 2))
-    t, w = raw[:, 1], raw[:, 0]
-    grid = np.arange(0.0, t[-1], DT)
-    one = np.interp(grid, t, w) * NODES
-    reps = int(np.ceil(minutes * 60.0 / (len(one) * DT)))
-    return np.tile(one, reps)[: int(minutes * 60.0 / DT)]
+def node_trace(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(seconds from the first sample, W) of one node trace; the 200stepsync file has no seconds
+    column, so they come from its timestamps."""
+    head = path.read_text(encoding="utf-8").split("\n", 1)[0]
+    if "time_seconds" in head:
+        raw = np.genfromtxt(path, delimiter=",", skip_header=1, usecols=(1, 2))
+        return raw[:, 1] - raw[0, 1], raw[:, 0]
+    stamps = np.genfromtxt(path, delimiter=",", skip_header=1, usecols=(0,), dtype="datetime64[ms]")
+    w = np.genfromtxt(path, delimiter=",", skip_header=1, usecols=(1,))
+    return (stamps - stamps[0]).astype(np.float64) / 1000.0, w
+
+
+def load_trace(
+    minutes: float, trace: str = "100stepsync", nodes: int = NODES, restarts: int | None = None
+) -> np.ndarray:
+    """Site load at DT resolution: the node trace resampled, x `nodes`, repeated to `minutes`.
+
+    `restarts` (a seed): the job restarts at random points instead of running the trace out: each
+    run is the trace's first 25-100 % (its idle start and ramp-up again after every restart)."""
+    t, w = node_trace(TRACES[trace])
+    one = np.interp(np.arange(0.0, t[-1], DT), t, w) * nodes
+    n = int(minutes * 60.0 / DT)
+    if restarts is None:
+        runs = [one] * int(np.ceil(n / len(one)))
+    else:
+        rng = np.random.default_rng(restarts)
+        runs, total = [], 0
+        while total < n:
+            runs.append(one[: int(rng.integers(len(one) // 4, len(one) + 1))])
+            total += len(runs[-1])
+    return np.concatenate(runs)[:n]
 
 
 DEFAULT_PCS = PcsModel()  # the simulator's PCS
@@ -67,12 +106,20 @@ def ramp_share(grid_w: np.ndarray) -> tuple[float, float, float]:
     return r.over_limit_s / r.samples, r.p99_w_per_s, r.max_w_per_s
 
 
-def run(site: SiteConfig, load: np.ndarray, cycle_s: float, mode: str, pcs: PcsModel) -> dict[str, Any]:
+def run(
+    site: SiteConfig,
+    load: np.ndarray,
+    cycle_s: float,
+    mode: str,
+    pcs: PcsModel,
+    band: tuple[float, float],
+    label: str = f"{TRACE.name} x {NODES} nodes",
+) -> dict[str, Any]:
     """One replay of `load` (W at DT) with the agent every `cycle_s`; mode "setpoint" or "pcc"."""
     if mode == "pcc":
         site = replace(site, pcs=tuple(replace(p, grid_control="pcc") for p in site.pcs))
     ts = np.asarray(START.timestamp() + np.arange(len(load)) * DT, dtype=np.float64)
-    trace = Trace(ts, load, None, f"{TRACE.name} x {NODES}")
+    trace = Trace(ts, load, None, label)
     every = max(1, round(cycle_s / DT))
     res = replay(site, bundled("shanghai_ci_two_part"), trace, seed_profile=False, decide_every=every, pcs_model=pcs)
     share, p99, worst = ramp_share(res.grid_w)
@@ -84,9 +131,56 @@ def run(site: SiteConfig, load: np.ndarray, cycle_s: float, mode: str, pcs: PcsM
         "max_ramp_w_per_s": worst,
         "soc_min_pct": float(np.nanmin(res.soc_pct)),
         "soc_max_pct": float(np.nanmax(res.soc_pct)),
+        "oscillation": band_energy(DT, load, res.grid_w, band).as_dict(),
         "decided_by": res.decided_by,
         "wall_s": res.wall_s,
     }
+
+
+def band_text(osc: dict[str, Any]) -> str:
+    lo, hi = osc["analysed_hz"] or osc["band_hz"]
+    rm = osc["removed_share"]
+    return f"{lo:g}-{hi:g} Hz energy removed {'-' if rm is None else f'{100 * rm:.0f} %'}"
+
+
+def variation(
+    site: SiteConfig,
+    minutes: float,
+    name: str,
+    nodes: int,
+    seed: int | None,
+    runs: list[tuple[str, float]],
+    pcs: PcsModel,
+    band: tuple[float, float],
+) -> dict[str, Any]:
+    """One load trace (a node trace x nodes, restarting with `seed`) replayed in every (mode, cycle)."""
+    load = load_trace(minutes, name, nodes, seed)
+    label = f"{TRACES[name].name} x {nodes} nodes" + (f", restarting (seed {seed})" if seed is not None else "")
+    share, p99, worst = ramp_share(load)
+    out: dict[str, Any] = {
+        "trace": f"{label}, {minutes:g} min at {DT} s",
+        "load_min_w": float(load.min()),
+        "load_max_w": float(load.max()),
+        "largest_0.1s_step_w": float(np.abs(np.diff(load)).max()),
+        "limit_w_per_s": LIMIT_W_PER_S,
+        "pcs_model": {"tau_s": pcs.tau_s, "pcc_sample_s": pcs.pcc_sample_s, "pcc_gain": pcs.pcc_gain},
+        "without_battery": {"over_limit_share": share, "p99_ramp_w_per_s": p99, "max_ramp_w_per_s": worst},
+        "with_battery": [],
+    }
+    print(f"{out['trace']}:", file=sys.stderr)
+    soc_window = (site.control.soc_min_pct, site.control.soc_max_pct)
+    for mode, c in runs:
+        r = run(site, load, c, mode, pcs, band, label)
+        r["soc_within_window"] = soc_window[0] <= r["soc_min_pct"] and r["soc_max_pct"] <= soc_window[1]
+        out["with_battery"].append(r)
+        print(
+            f"  {mode} mode, cycle {c:g} s: {100 * r['over_limit_share']:.3f} % of seconds over the limit "
+            f"(without battery {100 * share:.2f} %), p99 ramp {r['p99_ramp_w_per_s'] / 1e3:.0f} kW/s "
+            f"(without {p99 / 1e3:.0f}), {band_text(r['oscillation'])}, "
+            f"SoC {r['soc_min_pct']:.1f}-{r['soc_max_pct']:.1f} %",
+            file=sys.stderr,
+        )
+    return out
 
 
 def main() -> int:
@@ -96,35 +190,39 @@ def main() -> int:
     ap.add_argument("--pcc-cycle-s", type=float, nargs="*", default=[1.0], help="grid-power (PCC) mode agent cycles")
     ap.add_argument("--pcc-sample-s", type=float, default=DEFAULT_PCS.pcc_sample_s, help="PCS meter sample period")
     ap.add_argument("--pcc-gain", type=float, default=None, help="PCS local loop gain (default: critically damped)")
+    ap.add_argument("--band-hz", type=float, nargs=2, default=list(DEFAULT_BAND_HZ), help="oscillation band, Hz")
     ap.add_argument("--tau-s", type=float, default=DEFAULT_PCS.tau_s, help="PCS first-order response time constant")
+    ap.add_argument("--trace", nargs="*", choices=sorted(TRACES), default=["100stepsync"], help="node traces")
+    ap.add_argument("--nodes", type=int, nargs="*", default=[NODES], help="nodes running the job (the load's scale)")
+    ap.add_argument(
+        "--restart-seeds", type=int, nargs="*", default=[], help="also each trace with the job restarting at random"
+    )
     args = ap.parse_args()
     pcs = PcsModel(args.tau_s, args.pcc_sample_s, args.pcc_gain)
     site = load_site(ROOT / "agent" / "sites" / "demo.toml")
-    load = load_trace(args.minutes)
-    share, p99, worst = ramp_share(load)
-    swings = np.abs(np.diff(load))
-    out: dict[str, Any] = {
-        "trace": f"{TRACE.name} x {NODES} nodes, {args.minutes:g} min at {DT} s",
-        "load_min_w": float(load.min()),
-        "load_max_w": float(load.max()),
-        "largest_0.1s_step_w": float(swings.max()),
-        "limit_w_per_s": LIMIT_W_PER_S,
-        "pcs_model": {"tau_s": pcs.tau_s, "pcc_sample_s": pcs.pcc_sample_s, "pcc_gain": pcs.pcc_gain},
-        "without_battery": {"over_limit_share": share, "p99_ramp_w_per_s": p99, "max_ramp_w_per_s": worst},
-        "with_battery": [],
-    }
-    soc_window = (site.control.soc_min_pct, site.control.soc_max_pct)
+    band = (args.band_hz[0], args.band_hz[1])
     runs = [("setpoint", c) for c in args.cycle_s] + [("pcc", c) for c in args.pcc_cycle_s]
-    for mode, c in runs:
-        r = run(site, load, c, mode, pcs)
-        r["soc_within_window"] = soc_window[0] <= r["soc_min_pct"] and r["soc_max_pct"] <= soc_window[1]
-        out["with_battery"].append(r)
-        print(
-            f"  {mode} mode, cycle {c:g} s: {100 * r['over_limit_share']:.3f} % of seconds over the limit "
-            f"(without battery {100 * share:.2f} %), p99 ramp {r['p99_ramp_w_per_s'] / 1e3:.0f} kW/s "
-            f"(without {p99 / 1e3:.0f}), SoC {r['soc_min_pct']:.1f}-{r['soc_max_pct']:.1f} %",
-            file=sys.stderr,
-        )
+    variations = [
+        variation(site, args.minutes, name, nodes, seed, runs, pcs, band)
+        for name in args.trace
+        for nodes in args.nodes
+        for seed in [None, *args.restart_seeds]
+    ]
+    # do no harm (issue 14 item 1): with the battery, never more seconds over the limit nor a
+    # larger p99 ramp than without it
+    harm = [
+        f"{v['trace']}: {r['mode']} {r['cycle_s']:g} s"
+        for v in variations
+        for r in v["with_battery"]
+        if r["over_limit_share"] > v["without_battery"]["over_limit_share"]
+        or r["p99_ramp_w_per_s"] > v["without_battery"]["p99_ramp_w_per_s"]
+    ]
+    n_runs = sum(len(v["with_battery"]) for v in variations)
+    print(f"worse with the battery than without: {len(harm)} of {n_runs} runs", file=sys.stderr)
+    for h in harm:
+        print(f"  {h}", file=sys.stderr)
+    out = variations[0] if len(variations) == 1 else {"variations": variations}
+    out["worse_than_without_battery"] = harm
     print(json.dumps(out, indent=2))
     return 0
 

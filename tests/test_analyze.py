@@ -217,6 +217,10 @@ def test_cli_json_sweep_and_plot(tmp_path: Path) -> None:
     assert rep["roi"]["annual_savings"] == est["annual_savings"]
     assert est["low"] <= est["annual_savings"] <= est["high"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a 1 min trace shows nothing of a 0.1-2 Hz band: no figures, and the reason
+    osc = rep["oscillation"]
+    assert osc["band_hz"] == [0.1, 2.0] and osc["analysed_hz"] is None and osc["removed_share"] is None
+    assert "beyond the Nyquist frequency of a trace sampled every 60 s" in osc["note"]
     assert rep["replay"]["build"] == "python"  # the tests run the pure package (`make fast` is mypyc)
 
 
@@ -244,6 +248,25 @@ def test_cli_decides_once_per_agent_cycle_on_a_finer_trace(tmp_path: Path) -> No
     assert r.returncode == 0 and "steps of 0.1 s, deciding every 1 s in" in r.stdout, r.stderr
     r = cli(str(csv), "--quiet", "--cycle", "-1")
     assert r.returncode == 2 and "--cycle" in r.stderr and "-1" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_reports_the_oscillation_in_a_band(tmp_path: Path) -> None:
+    # 10 min at 0.1 s of a +-500 kW square wave with a 7.4 s period: its odd harmonics 1..13
+    # (0.135..1.76 Hz) fall in 0.1-2 Hz, 8/pi^2 x sum(1/k^2) = 97.1 % of its energy: RMS ~493 kW
+    n = 6000
+    rows = ["timestamp,power_w"] + [f"{MIDNIGHT + 0.1 * k:.1f},{3e6 + 1e6 * ((k // 37) % 2):.1f}" for k in range(n)]
+    csv = write(tmp_path / "fine.csv", rows)
+    r = cli(str(csv), "--json", "--quiet", "--no-optimum", "--ramp-limit", "200")
+    assert r.returncode == 0, r.stderr
+    osc = json.loads(r.stdout)["oscillation"]
+    assert osc["analysed_hz"] == [0.1, 2.0] and osc["nyquist_hz"] == pytest.approx(5.0) and osc["note"] == ""
+    assert osc["load_rms_kw"] == pytest.approx(500.0 * math.sqrt(0.971), rel=0.02)
+    assert osc["removed_share"] == pytest.approx(1.0 - (osc["grid_rms_kw"] / osc["load_rms_kw"]) ** 2, rel=1e-9)
+    r = cli(str(csv), "--quiet", "--no-optimum", "--band-hz", "4", "9")
+    assert r.returncode == 0, r.stderr
+    assert "oscillation 4-9 Hz: RMS" in r.stdout and "(analysed 4-5 Hz: the band above 5 Hz is beyond" in r.stdout
+    r = cli(str(csv), "--quiet", "--band-hz", "2", "1")
+    assert r.returncode == 2 and "--band-hz" in r.stderr and "Traceback" not in r.stderr
 
 
 def _per_second(x: np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Ramp support: the grid import changes by at most ramp_limit x dt per cycle after a load step.
 
-The plan moves it at SETPOINT_RAMP_FRACTION (75 %) of the limit, 150 kW/s at 200 kW/s: the rest is
-the margin for the PCS's lag (agent/control/ramp.py)."""
+The plan moves it from the grid's estimated average over the meter's last second (at a 1 s cycle
+halfway between the last plan and the grid measured now, where a load step at an unknown instant
+of that second left it) at half the limit, 100 kW/s at 200 kW/s: the rest is the margin for the
+load's own change inside the next second and the PCS's lag (agent/control/ramp_reference.py)."""
 
 from __future__ import annotations
 
@@ -34,19 +36,21 @@ def test_load_step_up_is_carried_by_the_battery_and_released_at_the_ramp_limit()
         p, st = step(st, 5e6, k, battery)
         battery = p.site_setpoint_w
         grids.append(5e6 - battery)
-    # 3.0 MW -> +150 kW per second until the grid meets the load after 14 s (13 x 150 kW + 50 kW)
-    assert grids == pytest.approx([3.15e6 + 0.15e6 * i for i in range(13)] + [5e6] * 3)
+    # 3.0 MW -> the meter's second with the step averaged ~4.0 MW; from there +100 kW per second
+    # until the grid meets the load after 10 s
+    assert grids == pytest.approx([4.1e6 + 0.1e6 * i for i in range(9)] + [5e6] * 7)
     assert p.decided_by == "tou_hold"
 
 
 def test_load_drop_charges_the_battery_within_its_limit() -> None:
     st = initial_state(RAMP_CFG)
-    _, st = step(st, 5e6, 0, 0.0)
-    p, st = step(st, 1e6, 1, 0.0)  # the grid may only fall to 4.85 MW: 3.85 MW to absorb
+    _, st = step(st, 6e6, 0, 0.0)
+    # the meter's second with the drop averaged ~3.25 MW: the grid may fall to 3.15 MW, 2.65 MW to absorb
+    p, st = step(st, 0.5e6, 1, 0.0)
     assert p.site_setpoint_w == pytest.approx(-2_508_000.0)  # more than the fleet can take
     assert p.decided_by == "device_limits"
-    p, st = step(st, 1e6, 2, p.site_setpoint_w)  # reference is the grid planned: 1 + 2.508 MW
-    assert p.site_setpoint_w == pytest.approx(-(3_508_000.0 - 150_000.0 - 1e6))
+    p, st = step(st, 0.5e6, 2, p.site_setpoint_w)  # the grid held where planned: 0.5 + 2.508 MW
+    assert p.site_setpoint_w == pytest.approx(-(3_008_000.0 - 100_000.0 - 0.5e6))
     assert p.decided_by == "ramp"
 
 
@@ -65,5 +69,5 @@ def test_ramp_sits_above_the_operator_override() -> None:
     op = OperatorState(override_w=1e6, override_until=1e9)
     s = snap(3e6, t_mono=1001.0, t_wall=NOON + timedelta(seconds=1))
     p, _ = decide(s, st, RAMP_CFG, op, FLAT, False)
-    assert p.site_setpoint_w == pytest.approx(150_000.0)
+    assert p.site_setpoint_w == pytest.approx(100_000.0)
     assert p.decided_by == "ramp"

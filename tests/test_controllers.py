@@ -171,19 +171,25 @@ def test_no_export(case: Case, hi: float, hi_src: str, alarms: tuple[str, ...]) 
 
 
 # --- 5 ramp ----------------------------------------------------------------------------------------
-LIMITED = replace(CFG, ramp_limit_w_per_s=200e3)  # the plan moves the grid by 150 kW/s (0.75 x)
+# the plan moves the grid by 100 kW/s (0.5 x) when the load changes between readings (live), by
+# 150 kW/s (0.75 x) in a replay of a trace sampled at the cycle (agent/control/ramp_reference.py)
+LIMITED = replace(CFG, ramp_limit_w_per_s=200e3)
+ALIGNED = replace(LIMITED, load_changes_at_readings=True)
 
 
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        # the grid planned 3 MW a second ago, the net load is 4 MW: the battery takes 1 MW +- 150 kW
-        (Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=3e6)), (850e3, 1150e3, "ramp", "ramp")),
-        # two seconds: +- 300 kW
-        (Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=998.0, grid_w=3e6)), (700e3, 1300e3, "ramp", "ramp")),
-        # the window lies beyond full discharge: held at full discharge
+        # the grid planned 3 MW a second ago and reads 4 MW now (the net load): the load rose at an
+        # unknown instant of that second, so the meter averaged ~3.5 MW; the battery takes 0.5 MW +- 100 kW
+        (Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=3e6)), (400e3, 600e3, "ramp", "ramp")),
+        # in a replay of a trace sampled at the cycle the load changed just now: 1 MW +- 150 kW
+        (Case(load=4e6, cfg=ALIGNED, prev=RampState(t_mono=999.0, grid_w=3e6)), (850e3, 1150e3, "ramp", "ramp")),
+        # two seconds: the meter's last second saw 3/4 of the rise on average, 3.75 MW; +- 200 kW
+        (Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=998.0, grid_w=3e6)), (50e3, 450e3, "ramp", "ramp")),
+        # the window lies beyond full discharge (from ~4 MW, 2.9-3.1 MW): held at full discharge
         (
-            Case(load=6e6, cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=1e6)),
+            Case(load=7e6, cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=1e6)),
             (FULL_W, FULL_W, "device_limits", "device_limits"),
         ),
         (Case(load=4e6, prev=RampState(t_mono=999.0, grid_w=3e6)), None),  # no limit

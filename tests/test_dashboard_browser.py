@@ -337,6 +337,9 @@ async def test_dashboard_live_fault_and_maintenance(running: tuple[AgentOnSim, C
     assert not c04.trusted and rec.plan.cluster_setpoints_w.get("c04", 0.0) == 0.0
     await call(cdp.screenshot, ARTIFACTS / "dashboard_maintenance.png")
 
+    # the chart says what its smoothing figure means (issue 14 item 6)
+    assert "second-to-second steps are than the GPU load" in await call(cdp.js, text("smoothing-means"))
+
     # Language switch, and the page never asked anything of another origin (works offline).
     await call(cdp.js, "document.getElementById('lang').click()")
     await wait_for(cdp, "document.querySelector('.flow h2').textContent === '功率流向'")
@@ -345,6 +348,7 @@ async def test_dashboard_live_fault_and_maintenance(running: tuple[AgentOnSim, C
     await wait_for(cdp, "document.querySelector('.health h2 span').textContent === '电池簇健康'")
     await wait_for(cdp, f"/[\u4e00-\u9fff]/.test({text('health-note')})")
     await wait_for(cdp, f"{text('savings')}.includes('累计节省') && {text('roi')}.includes('净现值')")
+    await wait_for(cdp, f"{text('smoothing-means')}.includes('逐秒变化')")
     await call(cdp.screenshot, ARTIFACTS / "dashboard_zh.png")
     await call(cdp.js, "document.getElementById('lang').click()")
     urls = await call(cdp.requested_urls)

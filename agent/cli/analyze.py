@@ -3,6 +3,7 @@
     ems-agent analyze LOAD.csv [--site SITE.toml] [--tariff FILE_OR_NAME] [--pv PV.csv]
                       [--clusters N | --sweep-clusters 0,4,8] [--ramp-limit KW_PER_S]
                       [--json] [--plot OUT.png|OUT.html] [--no-optimum] [--start-soc PCT] [--quiet]
+                      [--band-hz LOW HIGH]
 
 CSV: `timestamp,power_w` (a header line is optional); timestamps are Unix seconds or ISO 8601
 (without an offset they are site-local time); one regular step from 0.1 s to 15 min. A PV trace
@@ -27,6 +28,7 @@ import numpy as np
 from agent.economics.roi import economics_config
 from agent.economics.tariff import FloatArray, Tariff, bundled, load_tariff
 from agent.model.config import SiteConfig, check_demand_interval, load_site
+from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
 from agent.offline.replay import Trace, decide_every_for, evaluate, replay, site_for
 from agent.offline.report import plot_report, table
 from common.tomlcheck import ConfigError
@@ -213,6 +215,9 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
             f"perfect-foresight optimum (same end SoC {o['end_soc_pct']:.1f} %): savings {o['savings']:,.2f}"
             + (f"; the controller reaches {share:.1%} of it" if share is not None else "")
         )
+    osc = rep.get("oscillation")
+    if osc is not None:
+        out.append(oscillation_line(osc))
     rp = rep["replay"]
     # (a step read from Unix timestamps carries float noise: 0.0999999 s)
     every = f", deciding every {rp['cycle_s']:.3g} s" if rp["cycle_s"] != rp["step_s"] else ""
@@ -222,6 +227,21 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
     if rp["build"] == "python" and rp["wall_s"] > 60.0:
         out.append("  (`make fast` installs the compiled build in .venv-fast: the same results, ~7x faster)")
     return out
+
+
+def oscillation_line(osc: dict[str, Any]) -> str:
+    """One line on the grid's oscillation in the band against the load's (agent.model.spectrum)."""
+    lo, hi = osc["band_hz"]
+    head = f"oscillation {lo:g}-{hi:g} Hz: "
+    if osc["analysed_hz"] is None:
+        return head + f"not measurable ({osc['note']})"
+    a, b = osc["analysed_hz"]
+    where = f" (analysed {a:.3g}-{b:.3g} Hz: {osc['note']})" if osc["note"] else ""
+    rm = osc["removed_share"]
+    removed = f", the battery removes {rm:.1%} of its energy" if rm is not None else ""
+    return (
+        head + f"RMS {osc['load_rms_kw']:,.1f} kW in the load, {osc['grid_rms_kw']:,.1f} kW at the grid{removed}{where}"
+    )
 
 
 # --- the command -------------------------------------------------------------------------------
@@ -240,6 +260,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--clusters: must be >= 0, got {args.clusters}")
     if not 0.0 <= args.start_soc <= 100.0:
         raise ConfigError(f"--start-soc: must be within 0..100 %, got {args.start_soc:g}")
+    band = (args.band_hz[0], args.band_hz[1])
+    if not (math.isfinite(band[0]) and math.isfinite(band[1]) and 0.0 <= band[0] < band[1]):
+        raise ConfigError(f"--band-hz: expected 0 <= LOW < HIGH Hz, got {band[0]:g} {band[1]:g}")
     econ = economics_config(site)
     counts = parse_counts(args.sweep_clusters) if args.sweep_clusters else None
     main_site = site_for(site, args.clusters, ramp)
@@ -257,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
         return evaluate(s, tariff, res, econ, limit, with_optimum=opt), res
 
     rep, res = one(main_site, f"analyze {len(main_site.clusters)} clusters", not args.no_optimum)
+    rep["oscillation"] = band_energy(trace.step_s, trace.net_w, res.grid_w, band).as_dict()
     sweep: list[dict[str, Any]] | None = None
     if counts is not None:
         sweep = []
@@ -319,4 +343,12 @@ def add_subcommands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", help="write a plot: a representative day and the monthly bills (.png or .html)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--band-hz",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        default=list(DEFAULT_BAND_HZ),
+        help="frequency band for the oscillation report, Hz (cut to what the trace's sampling shows) [0.1 2]",
+    )
     p.set_defaults(func=run)

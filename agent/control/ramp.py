@@ -18,6 +18,7 @@ import math
 from typing import Final
 
 from agent.control.cycle import Cycle
+from agent.control.ramp_reference import BETWEEN_READINGS_RAMP_FRACTION, meter_average_grid
 from agent.control.window import Window
 from agent.model.plan import Bound
 
@@ -68,7 +69,10 @@ def ramp(w: Window, c: Cycle) -> Window:
         return w.bound(lo, hi, w.lo_src, w.hi_src, Bound("ramp", lo, hi, why))
     if not c.net_ok:
         return w
-    win = ramp_window(c.net, c.prev_grid_w, c.dt, c.cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION)
+    grid_now = c.grid_w if c.meas_ok else math.nan  # a stale or bad grid reading says nothing of the meter
+    ref = meter_average_grid(c.prev_grid_w, grid_now, c.dt, c.cfg.load_changes_at_readings)
+    frac = SETPOINT_RAMP_FRACTION if c.cfg.load_changes_at_readings else BETWEEN_READINGS_RAMP_FRACTION
+    win = ramp_window(c.net, ref, c.dt, c.cfg.ramp_limit_w_per_s * frac)
     if win is None or not (win[0] > lo or win[1] < hi):
         return w
     a, b = win

@@ -65,6 +65,9 @@ class ControlConfig:
     discharge_efficiency: float = 0.96  # one way, stored->AC
     degradation_cost_per_kwh: float = 0.0  # currency per kWh discharged
     soc_target_pct: float = 50.0  # where idle/balancing returns the battery
+    # Not a site-file key: True only in an offline replay of a trace sampled at the agent's cycle,
+    # where the load changes exactly when the agent reads it (agent.control.ramp_reference)
+    load_changes_at_readings: bool = False
 
 
 @dataclass(frozen=True, slots=True)

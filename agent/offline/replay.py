@@ -277,7 +277,8 @@ def replay(
     if decide_every < 1:
         raise ValueError(f"decide_every must be >= 1 trace step, got {decide_every!r}")
     op = op or OperatorState()
-    cfg = site.control
+    # a trace decided every step changes only when the agent reads it; a finer one, in between
+    cfg = replace(site.control, load_changes_at_readings=decide_every == 1)
     allow_export = site.allow_export
     tz = site.timezone
     ts_arr = trace.timestamps

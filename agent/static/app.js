@@ -361,7 +361,7 @@ async function refreshRamp() {
   try {
     const r = await api("/api/ramp");
     $("ramp").textContent = r.samples
-      ? `${t("smoothing")} ${pct(r.smoothing_pct, 0)} · ${t("max_step")}: ${t("gpu_load")} ${watts(r.load_max_w_per_s)}/s, ${t("grid")} ${watts(r.grid_max_w_per_s)}/s · ${t("limit")} ${watts(r.limit_w_per_s)}/s`
+      ? `${t("smoothing")} ${pct(r.smoothing_pct, 0)} (${Math.round(r.window_s / 60)} min) · ${t("max_step")}: ${t("gpu_load")} ${watts(r.load_max_w_per_s)}/s, ${t("grid")} ${watts(r.grid_max_w_per_s)}/s · ${t("limit")} ${watts(r.limit_w_per_s)}/s`
       : "";
   } catch { /* shown next time */ }
 }

@@ -32,6 +32,8 @@ const STRINGS = {
     charge: "charge", discharge: "discharge", voltage: "Voltage", current: "Current", cells: "Cell V max/min",
     spread: "Cell spread", temps: "Temp max/min", cycles: "Cycles", bms_alarms: "BMS alarm bits", pcs: "PCS",
     share: "Setpoint share", smoothing: "smoothing", max_step: "max step", limit: "limit", over: "over target",
+    smoothing_means: "how much smaller the grid import's second-to-second steps are than the GPU load's, summed"
+      + " (100 % a flat grid, 0 % no better than the load, below 0 the battery adds swings)",
   },
   zh: {
     connecting: "连接中…", live: "实时", reconnecting: "重新连接中…", login: "运维登录", logout: "退出",
@@ -59,6 +61,7 @@ const STRINGS = {
     discharge: "放电", voltage: "电压", current: "电流", cells: "单体电压 高/低", spread: "单体压差",
     temps: "温度 高/低", cycles: "循环次数", bms_alarms: "BMS 告警位", pcs: "PCS", share: "分配功率",
     smoothing: "平滑度", max_step: "最大阶跃", limit: "限值", over: "超过目标",
+    smoothing_means: "电网取电逐秒变化量之和比 GPU 负荷的小多少 (100 % 电网平稳，0 % 与负荷相同，低于 0 储能加剧波动)",
   },
 };
 
