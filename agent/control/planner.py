@@ -142,6 +142,7 @@ def plan(
         battery_w=b,
         grid_w=grid,
         grid_cap_w=np.maximum(cap, grid),
+        soc0_pct=e0 / e,
         soc_pct=sol.energy_wh / e,
         price=price,
         objective=sol.objective,

@@ -23,6 +23,7 @@ class DispatchPlan:
     battery_w: FloatArray  # planned site battery power per slot, + = discharge
     grid_w: FloatArray  # planned import on the median forecast
     grid_cap_w: FloatArray  # the interval-average import not to exceed (inf: no demand charge there)
+    soc0_pct: float  # at the start of the first slot (the state of charge it was solved from)
     soc_pct: FloatArray  # at the end of each slot
     price: FloatArray  # energy price per slot
     objective: float
@@ -32,6 +33,11 @@ class DispatchPlan:
         """The slot holding `t_s`, or -1 outside the plan."""
         k = math.floor((t_s - self.start_s) / self.step_s)
         return k if 0 <= k < len(self.battery_w) else -1
+
+    def soc_at(self, k: int, share: float) -> float:
+        """The planned state of charge `share` (0..1) of the way through slot `k` (linear)."""
+        before = float(self.soc_pct[k - 1]) if k > 0 else self.soc0_pct
+        return before + (float(self.soc_pct[k]) - before) * share
 
 
 def usable(last: DispatchPlan | None, now_s: float, max_age_s: float = MAX_AGE_S) -> DispatchPlan | None:
