@@ -39,10 +39,19 @@ def schedule(battery_w: float, cap_w: float = math.inf, soc0: float = 50.0, star
     )
 
 
-def at(p: DispatchPlan | None, load: float = 3e6, k: float = 0.0, soc: float = 50.0, op: OperatorState = OP) -> Plan:
+def at(
+    p: DispatchPlan | None,
+    load: float = 3e6,
+    k: float = 0.0,
+    soc: float = 50.0,
+    op: OperatorState = OP,
+    billed: float | None = None,
+) -> Plan:
+    """One cycle `k` s into the plan's first slot; `billed`: the month's peak so far (W)."""
     clusters, pcs = fleet(soc=soc)
     s = snap(load, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k), clusters=clusters, pcs=pcs)
-    return decide(s, initial_state(CFG), CFG, op, SHANGHAI, False, schedule=p)[0]
+    st = initial_state(CFG, {SHANGHAI.rate: billed}, (2026, 7)) if billed is not None else initial_state(CFG)
+    return decide(s, st, CFG, op, SHANGHAI, False, schedule=p)[0]
 
 
 def test_the_planned_power_is_the_target_when_the_soc_is_on_plan() -> None:
@@ -66,18 +75,28 @@ def test_halfway_through_the_slot_the_planned_soc_has_moved_on() -> None:
 
 
 def test_the_cap_shaves_a_load_above_the_forecast() -> None:
-    # the plan holds 0 W but caps the import at 2.5 MW: a 3 MW load gets 500 kW from the battery
-    out = at(schedule(0.0, cap_w=2.5e6))
+    # the plan holds 0 W but caps the import at 2.5 MW, aimed 1 % under (demand.MARGIN): a 3 MW
+    # load gets 3 - 2.475 = 525 kW from the battery
+    out = at(schedule(0.0, cap_w=2.5e6), billed=2.5e6)
     assert out.decided_by == "plan_cap"
-    assert out.site_setpoint_w == pytest.approx(500e3)
+    assert out.site_setpoint_w == pytest.approx(525e3)
     assert [b.source for b in out.bounds][-1] == "plan_cap"
 
 
-def test_charging_under_the_cap_stops_at_it() -> None:
-    # the plan charges 1 MW, but the cap is 3.2 MW on a 3 MW load: only 200 kW fits
-    out = at(schedule(-1e6, cap_w=3.2e6))
+@pytest.mark.parametrize(
+    ("billed", "cap", "expected"),
+    [
+        (3.1e6, 3.2e6, -38e3),  # under the billed peak less 2 % (demand.CHARGE_MARGIN): 3.038 MW
+        (3.5e6, 3.2e6, -136e3),  # the plan's cap is lower: 3.2 MW less 2 %
+        (None, 3.2e6, 0.0),  # nothing billed yet this month: no charging above it
+        (4e6, math.inf, -920e3),  # no plan cap: the billed peak still bounds the charge (3.92 MW)
+    ],
+)
+def test_charging_stops_under_the_billed_peak_and_the_cap(billed: float | None, cap: float, expected: float) -> None:
+    # the plan charges 1 MW on a 3 MW load
+    out = at(schedule(-1e6, cap_w=cap), billed=billed)
+    assert out.site_setpoint_w == pytest.approx(expected)
     assert out.decided_by == "plan_cap"
-    assert out.site_setpoint_w == pytest.approx(-200e3)
 
 
 def test_the_reserve_keeps_its_priority_over_the_plan() -> None:

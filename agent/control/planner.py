@@ -127,21 +127,19 @@ def plan(
     if sol.status != 0:
         return PlanFailure(sol.status, sol.message, solve_s)
     b = sol.discharge_w - sol.charge_w
-    # the cap on each interval: the lowest peak variable over the demand windows that cover it;
-    # the plan's own import where it is higher (charging on purpose above a billed level)
+    # the cap on each interval: the lowest peak level over the demand windows that cover it
     cap = np.full(n, math.inf)
     iv_of = layout.iv_of
     for g, p in zip(layout.groups, sol.peaks_w, strict=True):
         in_g = np.isin(iv_of, g.intervals)
         cap[in_g] = np.minimum(cap[in_g], p)
-    grid = load - b
     return DispatchPlan(
         made_s=made_s,
         start_s=fc.start_s,
         step_s=fc.step_s,
         battery_w=b,
-        grid_w=grid,
-        grid_cap_w=np.maximum(cap, grid),
+        grid_w=load - b,
+        grid_cap_w=cap,
         soc0_pct=e0 / e,
         soc_pct=sol.energy_wh / e,
         price=price,

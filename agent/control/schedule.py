@@ -22,7 +22,7 @@ class DispatchPlan:
     step_s: float
     battery_w: FloatArray  # planned site battery power per slot, + = discharge
     grid_w: FloatArray  # planned import on the median forecast
-    grid_cap_w: FloatArray  # the interval-average import not to exceed (inf: no demand charge there)
+    grid_cap_w: FloatArray  # the plan's peak level on the interval average (inf: no demand charge there)
     soc0_pct: float  # at the start of the first slot (the state of charge it was solved from)
     soc_pct: FloatArray  # at the end of each slot
     price: FloatArray  # energy price per slot

@@ -6,8 +6,9 @@ replaces the heuristic economic controllers (time-of-use, balancing, demand shav
   state of charge at this point of the interval (the gap closed over one interval), so the
   battery ends the interval where the plan has it even when the load differs from the forecast;
 - a bound, the plan's grid-import cap on the interval's average, held with the demand
-  controller's interval accounting (credit and deficit over the time left), so a load above the
-  forecast is shaved down to the cap and charging never lifts the interval above it.
+  controller's interval accounting (credit and deficit over the time left) and its margins, so a
+  load above the forecast is shaved down to the cap, and charging never lifts the interval above
+  the cap nor above the peak already billed this month (see track).
 The safety and grid-support bounds above it (device limits, outage, reserve, export, ramp) keep
 their priority: it only narrows the window they leave, and its target is clamped into it.
 """
@@ -15,7 +16,8 @@ their priority: it only narrows the window they leave, and its target is clamped
 from __future__ import annotations
 
 from agent.control.cycle import Cycle
-from agent.control.demand import allowed_grid_w, interval_net_forecast_w
+from agent.control.demand import CHARGE_MARGIN, INF, MARGIN, allowed_grid_w, interval_net_forecast_w
+from agent.control.state import month_peak
 from agent.control.window import AUTO, Window
 from agent.model.plan import Bound
 
@@ -32,18 +34,29 @@ def track(w: Window, c: Cycle) -> Window:
     if gap_pct == gap_pct:  # NaN: no trusted cluster (pv_surplus then holds)
         target += gap_pct * 0.01 * f.capacity_wh * 3600.0 / c.length_s
     w = w.decided(AUTO, target, "plan")
-    cap = float(p.grid_cap_w[k])
-    if not cap < float("inf") or not c.net_ok:
+    if not c.net_ok:
         return w
     iv = c.iv
-    allow = allowed_grid_w(cap, iv.grid_ws, iv.covered_s, c.iv_len - c.into, c.iv_len)
+    cap = float(p.grid_cap_w[k])
+    # Charging never lifts the interval above the peak already billed in its window (less the
+    # demand controller's charge margin): the plan's peak level allows for the forecast's spread,
+    # a risk it accepts, not headroom to fill; and a battery that never charges above the billed
+    # peak never bills a peak above the no-battery one.
+    billed = month_peak(iv.peaks, iv.rate) if iv.rate > 0.0 else INF
+    charge_cap = (billed if billed < cap else cap) * (1.0 - CHARGE_MARGIN)
+    shave_cap = cap * (1.0 - MARGIN)
+    if not charge_cap < INF:
+        return w
+    left = c.iv_len - c.into
     fc = interval_net_forecast_w(c)
-    a = fc - allow  # the least discharge that keeps the interval under the cap
-    if a < 0.0 and c.net > fc:
-        a = c.net - allow  # charging is discretionary: only into the headroom there is now (demand.py)
+    a = fc - allowed_grid_w(shave_cap, iv.grid_ws, iv.covered_s, left, c.iv_len) if shave_cap < INF else -INF
+    src, level = "plan_cap", shave_cap
+    if a < 0.0:  # no shaving needed: charging only into the headroom there is now (demand.py)
+        a = min(
+            0.0, (c.net if c.net > fc else fc) - allowed_grid_w(charge_cap, iv.grid_ws, iv.covered_s, left, c.iv_len)
+        )
+        level = charge_cap
     if not a > w.lo:
         return w
-    lo, lo_src = (w.hi, w.hi_src) if a > w.hi else (a, "plan_cap")
-    return w.bound(
-        lo, w.hi, lo_src, w.hi_src, Bound("plan_cap", lo, w.hi, f"plan cap {cap:.0f} W, allowed now {allow:.0f} W")
-    )
+    lo, lo_src = (w.hi, w.hi_src) if a > w.hi else (a, src)
+    return w.bound(lo, w.hi, lo_src, w.hi_src, Bound(src, lo, w.hi, f"plan cap {level:.0f} W on the interval average"))
