@@ -40,8 +40,7 @@ def track(w: Window, c: Cycle) -> Window:
     cap = float(p.grid_cap_w[k])
     # Charging never lifts the interval above the peak already billed in its window (less the
     # demand controller's charge margin): the plan's peak level allows for the forecast's spread,
-    # a risk it accepts, not headroom to fill; and a battery that never charges above the billed
-    # peak never bills a peak above the no-battery one.
+    # a risk it accepts, not headroom to fill.
     billed = month_peak(iv.peaks, iv.rate) if iv.rate > 0.0 else INF
     charge_cap = (billed if billed < cap else cap) * (1.0 - CHARGE_MARGIN)
     shave_cap = cap * (1.0 - MARGIN)
@@ -49,12 +48,15 @@ def track(w: Window, c: Cycle) -> Window:
         return w
     left = c.iv_len - c.into
     fc = interval_net_forecast_w(c)
-    a = fc - allowed_grid_w(shave_cap, iv.grid_ws, iv.covered_s, left, c.iv_len) if shave_cap < INF else -INF
+    # The higher of the interval's steady forecast and the load now, for shaving as for charging:
+    # unlike demand.py, which lets swings inside the interval ride on the steady forecast, the plan
+    # keeps its cap against a load that rises late in the interval (the swing costs some wear, a
+    # new billed peak costs the month).
+    hi_fc = c.net if c.net > fc else fc
+    a = hi_fc - allowed_grid_w(shave_cap, iv.grid_ws, iv.covered_s, left, c.iv_len) if shave_cap < INF else -INF
     src, level = "plan_cap", shave_cap
-    if a < 0.0:  # no shaving needed: charging only into the headroom there is now (demand.py)
-        a = min(
-            0.0, (c.net if c.net > fc else fc) - allowed_grid_w(charge_cap, iv.grid_ws, iv.covered_s, left, c.iv_len)
-        )
+    if a < 0.0:  # no shaving needed: charging only into the headroom there is now
+        a = min(0.0, hi_fc - allowed_grid_w(charge_cap, iv.grid_ws, iv.covered_s, left, c.iv_len))
         level = charge_cap
     if not a > w.lo:
         return w
