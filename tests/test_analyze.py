@@ -293,3 +293,25 @@ def test_a_1_s_agent_over_a_0_1_s_trace_and_pcs_in_grid_control() -> None:
     assert abs(pcc.battery_w[-1]) < 5_000.0
     with pytest.raises(ValueError, match="decide_every"):
         replay(site, flat_tariff(), Trace(ts, load), decide_every=0)
+
+
+def test_cli_planner_reports_solves_and_forecast_accuracy(tmp_path: Path) -> None:
+    # 2 days at 5 min, the same day twice: day one has no history (no plan), day two is planned
+    # every 15 min (96 solves) against a forecast of the first day
+    t = np.arange(2 * 288)
+    hour = (t % 288) / 12.0
+    load = 3e6 + 1.5e6 * np.exp(-(((hour - 14.0) / 2.0) ** 2))
+    rows = ["timestamp,power_w"] + [f"{MIDNIGHT + 300 * k:.0f},{w:.1f}" for k, w in enumerate(load)]
+    csv = write(tmp_path / "load.csv", rows)
+    r = cli(str(csv), "--json", "--quiet", "--planner")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    pl = rep["planner"]
+    assert (pl["solves"], pl["failures"], pl["intervals_without_forecast"]) == (96, 0, 96)
+    assert pl["forecast"]["mape"] < 1e-6  # the second day is the first again
+    assert pl["solve_ms"]["p99"] >= pl["solve_ms"]["p50"] > 0.0
+    assert rep["replay"]["decided_by"].get("plan", 0) > 0
+    assert rep["battery"]["peak_kw"] <= rep["baseline"]["peak_kw"]
+    r = cli(str(csv), "--quiet", "--planner")
+    assert r.returncode == 0, r.stderr
+    assert "planner: 96 solves (0 failed, 96 intervals before a day of history)" in r.stdout

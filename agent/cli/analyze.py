@@ -4,6 +4,11 @@
                       [--clusters N | --sweep-clusters 0,4,8] [--ramp-limit KW_PER_S]
                       [--json] [--plot OUT.png|OUT.html] [--no-optimum] [--start-soc PCT] [--quiet]
                       [--band-hz LOW HIGH]
+                      [--planner]
+
+`--planner`: predictive dispatch (agent/control/replan.py) in the replay: the same forecaster, fed
+only the past, and planner at every demand interval; the report adds its solves, their time and
+the forecast's accuracy.
 
 CSV: `timestamp,power_w` (a header line is optional); timestamps are Unix seconds or ISO 8601
 (without an offset they are site-local time); one regular step from 0.1 s to 15 min. A PV trace
@@ -25,11 +30,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from agent.control.replan import Replanner, ReplanSettings
 from agent.economics.roi import economics_config
 from agent.economics.tariff import FloatArray, Tariff, bundled, load_tariff
 from agent.model.config import SiteConfig, check_demand_interval, load_site
 from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
-from agent.offline.replay import Trace, decide_every_for, evaluate, replay, site_for
+from agent.offline.replay import Trace, decide_every_for, evaluate, plan_battery, planner_report, replay, site_for
 from agent.offline.report import plot_report, table
 from common.tomlcheck import ConfigError
 
@@ -218,6 +224,14 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
     osc = rep.get("oscillation")
     if osc is not None:
         out.append(oscillation_line(osc))
+    pl = rep.get("planner")
+    if pl is not None:
+        f, ms = pl["forecast"], pl["solve_ms"]
+        out.append(
+            f"planner: {pl['solves']} solves ({pl['failures']} failed, {pl['intervals_without_forecast']} intervals"
+            f" before a day of history), solve p50 {ms['p50'] or 0:.0f} ms, p99 {ms['p99'] or 0:.0f} ms;"
+            f" forecast MAPE {f['mape']:.1%}, error at the daily peak {f['daily_peak_abs_error']:.1%}"
+        )
     rp = rep["replay"]
     # (a step read from Unix timestamps carries float noise: 0.0999999 s)
     every = f", deciding every {rp['cycle_s']:.3g} s" if rp["cycle_s"] != rp["step_s"] else ""
@@ -276,8 +290,12 @@ def run(args: argparse.Namespace) -> int:
 
     def one(s: SiteConfig, label: str, opt: bool) -> tuple[dict[str, Any], Any]:
         prog = Progress(label, args.quiet)
-        res = replay(s, tariff, trace, start_soc_pct=args.start_soc, progress=prog, decide_every=every)
-        return evaluate(s, tariff, res, econ, limit, with_optimum=opt), res
+        settings = ReplanSettings()
+        rp = Replanner(tariff, plan_battery(s), settings) if args.planner else None
+        res = replay(s, tariff, trace, start_soc_pct=args.start_soc, progress=prog, decide_every=every, replanner=rp)
+        r = evaluate(s, tariff, res, econ, limit, with_optimum=opt)
+        r["planner"] = planner_report(res, tariff, settings)
+        return r, res
 
     rep, res = one(main_site, f"analyze {len(main_site.clusters)} clusters", not args.no_optimum)
     rep["oscillation"] = band_energy(trace.step_s, trace.net_w, res.grid_w, band).as_dict()
@@ -351,4 +369,5 @@ def add_subcommands(sub: Any) -> None:
         default=list(DEFAULT_BAND_HZ),
         help="frequency band for the oscillation report, Hz (cut to what the trace's sampling shows) [0.1 2]",
     )
+    p.add_argument("--planner", action="store_true", help="predictive dispatch: forecast and plan every interval")
     p.set_defaults(func=run)

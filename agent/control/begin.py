@@ -13,6 +13,7 @@ from agent.control.fleet import FleetMemo, build_fleet
 from agent.control.interval import accumulate, roll
 from agent.control.prices import Prices
 from agent.control.reserve import reserve_floor_pct
+from agent.control.schedule import DispatchPlan
 from agent.control.state import ControllerState
 from agent.control.tou import plan_interval
 from agent.model.config import ControlConfig
@@ -40,6 +41,7 @@ def begin_cycle(
     allow_export: bool,
     fleet_memo: FleetMemo | None,
     pcc_off: frozenset[str],
+    schedule: DispatchPlan | None = None,
 ) -> Cycle:
     now = snap.t_mono
     dt = now - st.ramp.t_mono if finite(now) else NAN
@@ -131,4 +133,6 @@ def begin_cycle(
         into=into,
         iv_len=iv_len,
         length_s=length,
+        schedule=schedule,
+        plan_slot=schedule.slot_at(t.timestamp()) if schedule is not None else -1,
     )

@@ -4,6 +4,7 @@
   3 backup reserve / SoC window   4 no export   5 ramp support (and the PCC latch)
   8 operator (override, idle, conservative) and the measurement failsafe
   7 time-of-use   9 balancing   PV surplus   6 demand shaving
+  or, while a dispatch plan covers the cycle (`schedule`): 6p plan tracking (track.py), PV surplus
 
 Each controller is a pure function in its own module: (Window, Cycle) -> Window (window.py,
 cycle.py). It hands back the window it got when it has nothing to do, or a narrower one with the
@@ -45,8 +46,10 @@ from agent.control.prices import Prices
 from agent.control.pv_surplus import pv_surplus
 from agent.control.ramp import ramp
 from agent.control.reserve import reserve
+from agent.control.schedule import DispatchPlan
 from agent.control.state import ControllerState, RampState
 from agent.control.tou import tou
+from agent.control.track import track
 from agent.control.window import Window
 from agent.model.config import ControlConfig
 from agent.model.operator import OperatorState
@@ -73,6 +76,8 @@ REASONS = {
     "tou_hold": "holding the charge for a dearer price period",
     "pv_surplus": "storing PV surplus",
     "balance": "drifting toward the SoC target",
+    "plan": "following the dispatch plan",
+    "plan_cap": "holding the demand-interval import at or below the dispatch plan's cap",
 }
 
 
@@ -87,6 +92,9 @@ def _controllers(w: Window, c: Cycle) -> Window:
     w = no_export(w, c)  # 4
     w = ramp(w, c)  # 5
     w = operator(w, c)  # 8 and the failsafe
+    if c.plan_slot >= 0:  # a dispatch plan covers now: it replaces the heuristic economics
+        w = track(w, c)  # 6p
+        return pv_surplus(w, c)
     w = tou(w, c)  # 7
     w = balance(w, c)  # 9
     w = pv_surplus(w, c)
@@ -103,14 +111,17 @@ def decide(
     allow_export: bool,
     fleet_memo: FleetMemo | None = None,
     pcc_off: frozenset[str] = frozenset(),
+    schedule: DispatchPlan | None = None,
 ) -> tuple[Plan, ControllerState]:
     """One cycle's plan and the state for the next. `fleet_memo`: see FleetMemo (the replay's).
 
     Policy inputs besides the measurements: the operator's (`op`: mode, override, reserve,
     maintenance, derate) and `pcc_off`, PCS configured for grid-power (PCC) control that follow
     setpoints instead (agent/live/pcc_watch.py latched them: their meter disagrees with the site's).
+    `schedule`: a usable dispatch plan (planner.py, schedule.usable) or None; while it covers the
+    cycle, plan tracking replaces time-of-use, balancing and demand shaving.
     """
-    c = begin_cycle(snap, st, cfg, op, prices, allow_export, fleet_memo, pcc_off)
+    c = begin_cycle(snap, st, cfg, op, prices, allow_export, fleet_memo, pcc_off, schedule)
     w = _controllers(device_limits(c), c)
 
     final, by = w.target, w.src

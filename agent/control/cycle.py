@@ -9,6 +9,7 @@ a Window (window.py), never change this.
 from __future__ import annotations
 
 from agent.control.fleet import Fleet
+from agent.control.schedule import DispatchPlan
 from agent.control.state import IntervalState, TouState
 from agent.model.config import ControlConfig
 from agent.model.operator import OperatorState
@@ -35,7 +36,9 @@ class Cycle:
         "op",
         "pcc",
         "pcc_off",
+        "plan_slot",
         "prev_grid_w",
+        "schedule",
         "slot",
         "snap",
         "tou",
@@ -68,6 +71,8 @@ class Cycle:
         into: float,
         iv_len: float,
         length_s: float,
+        schedule: DispatchPlan | None = None,
+        plan_slot: int = -1,
     ) -> None:
         self.snap = snap
         self.cfg = cfg
@@ -92,3 +97,5 @@ class Cycle:
         self.into = into  # s into the interval
         self.iv_len = iv_len  # its length (the last of the day may be short)
         self.length_s = length_s  # [control] demand_interval_s
+        self.schedule = schedule  # the dispatch plan to track (None: the heuristic controllers decide)
+        self.plan_slot = plan_slot  # its slot holding this cycle (-1: none, the plan does not cover now)

@@ -191,6 +191,19 @@ def close_interval(
     return peaks, profile, floor
 
 
+def interval_net_forecast_w(c: Cycle) -> float:
+    """The running interval's average net load as forecast now: the load seen so far this interval,
+    the reading now for the cycle it stands for, and the last interval's average for the rest of
+    FORECAST_PRIOR_S (see there). Shared with the plan tracker (track.py)."""
+    iv, dt, net, slot = c.iv, c.dt, c.net, c.slot
+    profile = iv.profile
+    now_s = dt if 0.0 < dt < FORECAST_PRIOR_S else (FORECAST_PRIOR_S if dt >= FORECAST_PRIOR_S else 0.0)
+    prior = profile[slot - 1] if 0 < slot <= len(profile) else (profile[-1] if profile else math.nan)
+    prior_s = FORECAST_PRIOR_S - now_s if prior == prior else 0.0  # NaN: no prior
+    wsum = iv.covered_s + now_s + prior_s
+    return (iv.net_ws + net * now_s + (prior * prior_s if prior_s > 0.0 else 0.0)) / wsum if wsum > 0.0 else net
+
+
 def demand(w: Window, c: Cycle) -> Window:
     """Controller 6, demand shaving: a lower bound on discharge (auto mode).
 
@@ -203,13 +216,9 @@ def demand(w: Window, c: Cycle) -> Window:
     if w.mode != AUTO:
         return w
     iv, tp = c.iv, c.tou
-    dt, net, slot, profile = c.dt, c.net, c.slot, iv.profile
+    net = c.net
     cov, rate = iv.covered_s, iv.rate
-    now_s = dt if 0.0 < dt < FORECAST_PRIOR_S else (FORECAST_PRIOR_S if dt >= FORECAST_PRIOR_S else 0.0)
-    prior = profile[slot - 1] if 0 < slot <= len(profile) else (profile[-1] if profile else math.nan)
-    prior_s = FORECAST_PRIOR_S - now_s if prior == prior else 0.0  # NaN: no prior
-    wsum = cov + now_s + prior_s
-    net_fc = (iv.net_ws + net * now_s + (prior * prior_s if prior_s > 0.0 else 0.0)) / wsum if wsum > 0.0 else net
+    net_fc = interval_net_forecast_w(c)
     tgt = target_w(iv.peaks, iv.shave_floor_w, rate, c.cfg.demand_target_w)
     if tgt < INF:
         tgt -= MARGIN * tgt

@@ -12,8 +12,9 @@ P per (billing month, demand charge). Grid import g_k = load_k - d_k + c_k.
               soc_min <= e_k <= soc_max,  c_k, d_k <= power
               P_mj >= mean of g over each demand interval of month m in charge j's window
 
-Solved with HiGHS (scipy.optimize.linprog). Capacity and fixed charges do not depend on the
-schedule; they are in the returned bill, not in the objective. The load must be >= 0 (net of
+Built and solved by battery_lp.py (HiGHS through scipy.optimize.linprog), shared with the
+planner. Capacity and fixed charges do not depend on the schedule; they are in the returned bill,
+not in the objective. The load must be >= 0 (net of
 any PV): with export forbidden, surplus PV has nowhere to go in this model.
 """
 
@@ -24,12 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import sparse
-from scipy.optimize import linprog
 
-from agent.economics.billing import Bill, bill, month_index
+from agent.economics.battery_lp import Storage, demand_layout, solve_battery_lp
+from agent.economics.billing import Bill, bill
 from agent.economics.tariff import FloatArray, Tariff, factorize
-from agent.model.interval import interval_starts
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,95 +90,28 @@ def optimum(
     e_min, e_max = bat.soc_min_pct / 100 * bat.energy_wh, bat.soc_max_pct / 100 * bat.energy_wh
     e0, e_end = bat.start_soc_pct / 100 * bat.energy_wh, bat.end_soc_pct / 100 * bat.energy_wh
     price = tariff.energy_prices(ts)
-
-    # demand intervals, their billing month and the charges whose window covers their start
-    iv_idx, iv_of = factorize(interval_starts(ts, tariff.timezone, length).astype(np.int64))
-    iv_start = iv_idx.astype(np.float64)
-    lp = tariff.local_parts(iv_start)
-    masks = tariff.demand_mask_table[lp.row, lp.minute]
-    _, month_of_iv = month_index(tariff, lp.day)
-    groups: list[tuple[float, npt.NDArray[np.int64]]] = []  # (rate, intervals) per peak variable
-    for m in np.unique(month_of_iv):
-        for j, ch in enumerate(tariff.demand):
-            if ch.rate <= 0:
-                continue
-            ivs = np.flatnonzero((month_of_iv == m) & ((masks >> j) & 1 == 1))
-            if len(ivs):
-                groups.append((ch.rate, ivs))
-    n_p = len(groups)
-    # variable layout: c[0:n], d[n:2n], e[2n:3n], P[3n:3n+n_p]
-    ic, id_, ie, ip = 0, n, 2 * n, 3 * n
-    nv = 3 * n + n_p
-    cost = np.zeros(nv)
-    cost[ic:id_] = price * h / 1000.0
-    cost[id_:ie] = -price * h / 1000.0 + bat.degradation_cost_per_kwh * h / 1000.0
-    cost[ip:] = [rate / 1000.0 for rate, _ in groups]
-    const = float(np.sum(price * load)) * h / 1000.0
-
-    k = np.arange(n)
-    # no export: d_k - c_k <= load_k
-    a_ub = [
-        sparse.coo_matrix((np.r_[np.ones(n), -np.ones(n)], (np.r_[k, k], np.r_[id_ + k, ic + k])), (n, nv))
-    ]
-    b_ub = [load]
-    # peaks: mean over the interval of (c - d) - P <= -mean(load)
-    counts = np.bincount(iv_of).astype(np.float64)
-    rows_, cols_, vals_, rhs = [], [], [], []
-    r = 0
-    for g_i, (_, ivs) in enumerate(groups):
-        sel = np.flatnonzero(np.isin(iv_of, ivs))
-        row_of_step = np.searchsorted(ivs, iv_of[sel]) + r
-        w = 1.0 / counts[iv_of[sel]]
-        rows_ += [row_of_step, row_of_step, np.arange(r, r + len(ivs))]
-        cols_ += [ic + sel, id_ + sel, np.full(len(ivs), ip + g_i)]
-        vals_ += [w, -w, -np.ones(len(ivs))]
-        mean_load = np.bincount(iv_of[sel], weights=load[sel], minlength=len(counts))[ivs] / counts[ivs]
-        rhs.append(-mean_load)
-        r += len(ivs)
-    if r:
-        a_ub.append(
-            sparse.coo_matrix(
-                (np.concatenate(vals_), (np.concatenate(rows_), np.concatenate(cols_))), (r, nv)
-            )
-        )
-        b_ub += rhs
-    # energy: e_k - e_(k-1) - h eta_c c_k + h / eta_d d_k = 0  (e_(-1) = e0 moves to the right side)
-    rows = np.r_[k, k[1:], k, k]
-    cols = np.r_[ie + k, ie + k[1:] - 1, ic + k, id_ + k]
-    vals = np.r_[
-        np.ones(n),
-        -np.ones(n - 1),
-        np.full(n, -h * bat.charge_efficiency),
-        np.full(n, h / bat.discharge_efficiency),
-    ]
-    a_eq = sparse.coo_matrix((vals, (rows, cols)), (n, nv)).tocsr()
-    b_eq = np.zeros(n)
-    b_eq[0] = e0
-    lb = np.zeros(nv)
-    ub = np.full(nv, np.inf)
-    ub[ic:ie] = bat.power_w
-    lb[ie:ip], ub[ie:ip] = e_min, e_max
-    lb[ip - 1] = ub[ip - 1] = e_end
-
-    t0 = time.perf_counter()
-    res = linprog(
-        cost,
-        A_ub=sparse.vstack(a_ub).tocsr(),
-        b_ub=np.concatenate(b_ub),
-        A_eq=a_eq,
-        b_eq=b_eq,
-        bounds=np.column_stack([lb, ub]),
-        method="highs",
+    layout = demand_layout(ts, tariff)
+    storage = Storage(
+        power_w=bat.power_w,
+        eta_c=bat.charge_efficiency,
+        eta_d=bat.discharge_efficiency,
+        e0_wh=e0,
+        e_min_wh=e_min,
+        e_max_wh=e_max,
+        e_end_wh=e_end,
+        degradation_per_kwh=bat.degradation_cost_per_kwh,
     )
+    const = float(np.sum(price * load)) * h / 1000.0
+    t0 = time.perf_counter()
+    sol = solve_battery_lp(load, load, price, h, layout, storage)
     solve_s = time.perf_counter() - t0
-    if res.status != 0:
-        raise OptimumError(f"optimum: HiGHS status {res.status}: {res.message}")
-    x = res.x
-    c, d, e = x[ic:id_], x[id_:ie], x[ie:ip]
+    if sol.status != 0:
+        raise OptimumError(f"optimum: HiGHS status {sol.status}: {sol.message}")
+    c, d, e = sol.charge_w, sol.discharge_w, sol.energy_wh
     grid = np.maximum(load - d + c, 0.0)  # clip solver round-off below zero
     deg = float(np.sum(d)) * h / 1000.0 * bat.degradation_cost_per_kwh
     return OptimumResult(
-        objective=float(res.fun) + const,
+        objective=sol.objective + const,
         bill=bill(ts, grid, tariff, max_hold_s=step),
         baseline_bill=bill(ts, load, tariff, max_hold_s=step),
         degradation_cost=deg,

@@ -14,7 +14,7 @@ from agent.model.plan import Plan
 
 # The controllers whose target is the mode's own wish, per Plan.mode (compose.py REASONS keys).
 MODE_SOURCES: dict[str, frozenset[str]] = {
-    "auto": frozenset({"demand", "tou_charge", "tou_discharge", "tou_hold", "pv_surplus", "balance"}),
+    "auto": frozenset({"demand", "tou_charge", "tou_discharge", "tou_hold", "pv_surplus", "balance", "plan"}),
     "conservative": frozenset({"failsafe", "conservative"}),
     "idle": frozenset({"idle"}),
     "manual": frozenset({"override"}),

@@ -52,6 +52,12 @@ CATALOGUE: dict[str, AlarmKind] = {
         # commands (agent/live/pcs_writer.py, agent/live/contactors.py)
         AlarmKind("write_failed", _W, "Command write to the device failed", "向设备写入指令失败"),
         # controllers (Plan.alarms, agent/control)
+        AlarmKind(
+            "plan_solve_failed",
+            _W,
+            "Planner solve failed or timed out: last plan kept, then the heuristic",
+            "调度计划求解失败或超时：沿用上一计划，随后回退到启发式控制",
+        ),
         AlarmKind("no_battery_available", _W, "No battery cluster can be commanded", "没有可调度的电池簇"),
         AlarmKind("grid_outage_backup", _W, "Grid outage: the battery carries the site", "电网停电：电池为站点供电"),
         AlarmKind(

@@ -37,11 +37,16 @@ import numpy as np
 from agent.control import Prices, decide, initial_state, reserve_floor_pct
 from agent.control.commands import pcc_command
 from agent.control.fleet import FleetMemo
+from agent.control.planner import ALARM as PLAN_ALARM
+from agent.control.planner import PlanBattery
+from agent.control.replan import Replanner, ReplanSettings, ReplanStats, forecast_accuracy
+from agent.control.schedule import DispatchPlan
 from agent.economics.annual import MonthFigures, estimate
 from agent.economics.optimum import BatterySpec, OptimumResult, optimum, resample_mean
 from agent.economics.roi import EconomicsConfig, roi
 from agent.economics.tariff import FloatArray, Tariff
 from agent.model.config import SiteConfig
+from agent.model.interval import interval_starts
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
 from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
@@ -122,6 +127,7 @@ class ReplayResult:
     decided_by: dict[str, int] = field(default_factory=dict)  # cycles per deciding controller
     alarms: dict[str, int] = field(default_factory=dict)  # cycles per alarm code
     decide_every: int = 1  # trace steps per agent cycle
+    planner: ReplanStats | None = None  # the planner's solves and forecasts, when it ran
 
     @property
     def steps(self) -> int:
@@ -261,6 +267,7 @@ def replay(
     clock: Callable[[], float] = time.perf_counter,
     decide_every: int = 1,
     pcs_model: PcsModel = PcsModel(),
+    replanner: Replanner | None = None,
 ) -> ReplayResult:
     """Replay `trace` through decide() and the battery physics of `site` (see the module doc).
 
@@ -271,6 +278,9 @@ def replay(
     PCS the site runs in grid-power (PCC) control get the plan's grid target, ramp, share and limits
     and run their local loop on the plant's meter (load - pv - battery) inside each physics step.
     `pcs_model`: the PCS's response and local loop (PcsModel; the defaults are the simulator's).
+    `replanner`: predictive dispatch (agent.control.replan): at the first cycle of every demand
+    interval it is handed the interval just completed (fed only the past) and returns the plan
+    decide() tracks; None: the heuristic controllers alone.
     """
     if not 0.0 <= start_soc_pct <= 100.0:
         raise ValueError(f"start_soc_pct must be within [0, 100], got {start_soc_pct!r}")
@@ -309,6 +319,12 @@ def replay(
     plant_step = plant.step
     zero = Measured(0.0)
 
+    # predictive dispatch: the demand interval of every step, and the one running
+    iv_of = interval_starts(ts_arr, tz, cfg.demand_interval_s).tolist() if replanner is not None else []
+    net_all = trace.net_w.tolist() if replanner is not None else []
+    iv_now, iv_first = math.nan, 0
+    sched: DispatchPlan | None = None
+
     t0 = clock()
     bat = 0.0
     wall: datetime | None = None
@@ -337,7 +353,17 @@ def replay(
                     view.now(),
                     pcs,
                 )
-                plan, st = decide(snap, st, cfg, op, prices, allow_export, memo)
+                if replanner is not None and iv_of[k] != iv_now:
+                    if k > iv_first and iv_now == iv_now:
+                        m = k - iv_first
+                        replanner.completed(
+                            iv_now, sum(net_all[iv_first:k]) / m, max(0.0, sum(grid_out[iv_first:k]) / m)
+                        )
+                    iv_now, iv_first = iv_of[k], k
+                    sched, failed = replanner.plan_at(t, view.soc_pct)
+                    if failed:
+                        alarm_count[PLAN_ALARM] += 1
+                plan, st = decide(snap, st, cfg, op, prices, allow_export, memo, schedule=sched)
                 if pcc_ids:
                     write_grid_control(plant, plan, pcc_ids)
                 setpoints: Mapping[str, float] | None = plan.pcs_setpoints_w
@@ -368,7 +394,49 @@ def replay(
         decided_by=dict(by),
         alarms=dict(alarm_count),
         decide_every=decide_every,
+        planner=replanner.stats if replanner is not None else None,
     )
+
+
+def plan_battery(site: SiteConfig, op: OperatorState | None = None) -> PlanBattery:
+    """The site's battery as the planner sees it: the optimum's model plus the backup reserve."""
+    spec = battery_spec(site)
+    cfg = site.control
+    return PlanBattery(
+        energy_wh=spec.energy_wh,
+        power_w=spec.power_w,
+        charge_efficiency=spec.charge_efficiency,
+        discharge_efficiency=spec.discharge_efficiency,
+        soc_min_pct=spec.soc_min_pct,
+        soc_max_pct=spec.soc_max_pct,
+        reserve_pct=reserve_floor_pct(cfg, op or OperatorState(), spec.energy_wh),
+        degradation_cost_per_kwh=spec.degradation_cost_per_kwh,
+    )
+
+
+def planner_report(result: ReplayResult, tariff: Tariff, settings: ReplanSettings) -> dict[str, Any] | None:
+    """Solves, their time and the forecast's accuracy against the trace's interval averages."""
+    p = result.planner
+    if p is None:
+        return None
+    times = np.asarray(p.solve_s, dtype=np.float64)
+    tr = result.trace
+    its, inet = resample_mean(tr.timestamps, tr.net_w, tariff.demand_interval_s)
+    acc = forecast_accuracy(p.forecasts, its, inet, min(settings.horizon_s, 86400.0), tariff.timezone)
+    return {
+        "solves": p.solves,
+        "failures": p.failures,
+        "intervals_without_forecast": p.cold,
+        "solve_ms": {
+            "p50": float(np.percentile(times, 50)) * 1e3 if len(times) else None,
+            "p99": float(np.percentile(times, 99)) * 1e3 if len(times) else None,
+            "max": float(times.max()) * 1e3 if len(times) else None,
+            "total_s": float(times.sum()),
+        },
+        "horizon_h": settings.horizon_s / 3600.0,
+        "forecast_warnings": dict(p.warnings),
+        "forecast": acc,
+    }
 
 
 def write_grid_control(plant: BatteryPlant, plan: Plan, pcc_ids: list[str]) -> None:

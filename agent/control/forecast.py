@@ -1,0 +1,157 @@
+"""Net-load forecast for the planner: the next 24-48 h at the demand interval, with a spread.
+
+Causal by construction: only demand intervals that ended at or before `now_s` are read, so
+changing the future of a trace cannot change a forecast made before it.
+
+The model (simple on purpose, and measured against the perfect-foresight optimum in bench/):
+- a seasonal profile, the median of the last `days` days at the same local slot of the day, taken
+  over the same day type (weekday / weekend) when it has at least two days there, else over all days;
+- a level correction, the mean error of that profile over the last `level_s`, decaying with the
+  lead time (time constant `level_tau_s`): a load that runs above its usual shape today stays
+  above it for a few hours, not for two days;
+- quantiles from the profile's errors over the history (the spread the planner keeps as a margin
+  on the peak).
+
+Bad history never reaches the solver as NaN: non-finite readings are dropped, samples that step
+back in time (a clock step) are dropped and missing intervals leave their profile slot to the
+other days; each gives a named warning. Too little history (less than a day) gives None: the
+heuristic controllers stay in charge (cold start).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+
+from agent.model.interval import DAY_S, interval_starts, utc_offsets
+
+FloatArray = npt.NDArray[np.float64]
+
+# warnings (Forecast.warnings): what was wrong with the history and how it was handled
+W_NAN: Final = "forecast_history_nan"  # non-finite readings dropped
+W_CLOCK: Final = "forecast_history_clock_step"  # samples out of time order or in the future dropped
+W_GAP: Final = "forecast_history_gap"  # intervals missing in the window read
+W_PROFILE: Final = "forecast_profile_gap"  # a slot of the day had no data on any day: recent mean used
+
+QUANTILES: Final = (0.1, 0.5, 0.9)
+MIN_SAME_TYPE_DAYS: Final = 2
+GAP_SHARE: Final = 0.02  # more than this share of the window missing is worth a warning
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    start_s: float  # start of the first slot: the demand interval holding `now_s` (Unix s)
+    step_s: float  # the demand interval
+    p10_w: FloatArray  # net load (load - PV), W, per slot
+    p50_w: FloatArray
+    p90_w: FloatArray
+    warnings: tuple[str, ...]
+
+    @property
+    def timestamps(self) -> FloatArray:
+        out: FloatArray = self.start_s + self.step_s * np.arange(len(self.p50_w), dtype=np.float64)
+        return out
+
+
+def _clean(
+    ts: FloatArray, v: FloatArray, now_s: float, step_s: float, tz: ZoneInfo
+) -> tuple[FloatArray, FloatArray, list[str]]:
+    """Finite, complete intervals before `now_s`, one per interval start, in time order."""
+    warns: list[str] = []
+    ok = np.isfinite(v) & np.isfinite(ts)
+    if not ok.all():
+        warns.append(W_NAN)
+    ts, v = ts[ok], v[ok]
+    # a clock step back shows as a timestamp at or before one already seen: keep the first, in
+    # arrival order, of each run that goes forward (what was recorded before the step stands)
+    forward = ts > np.concatenate(([-math.inf], np.maximum.accumulate(ts)[:-1]))
+    done = ts + step_s <= now_s + 1e-6  # complete intervals only: causality
+    if not forward.all() or (ts > now_s).any():
+        warns.append(W_CLOCK)
+    keep = forward & done
+    ts, v = ts[keep], v[keep]
+    if len(ts):
+        ts = interval_starts(ts, tz, step_s)
+        # two readings in one interval (a short step): the later wins
+        last = np.concatenate((ts[1:] != ts[:-1], [True]))
+        ts, v = ts[last], v[last]
+    return ts, v, warns
+
+
+def forecast(
+    timestamps: npt.ArrayLike,
+    net_w: npt.ArrayLike,
+    now_s: float,
+    tz: ZoneInfo,
+    step_s: float,
+    horizon_s: float = 2 * DAY_S,
+    *,
+    days: int = 14,
+    level_s: float = 7200.0,
+    level_tau_s: float = 3 * 3600.0,
+) -> Forecast | None:
+    """Forecast of the net load for `horizon_s` from the interval holding `now_s` (None: cold start).
+
+    `timestamps`/`net_w`: the history, one average per demand interval (interval starts, Unix s).
+    """
+    if step_s <= 0 or DAY_S % step_s:
+        raise ValueError(f"forecast: step_s {step_s:g} s must divide a day")
+    spd = int(DAY_S // step_s)
+    ts_all = np.asarray(timestamps, dtype=np.float64)
+    v_all = np.asarray(net_w, dtype=np.float64)
+    if ts_all.shape != v_all.shape:
+        raise ValueError(f"forecast: timestamps {ts_all.shape} and net_w {v_all.shape} differ")
+    start = float(interval_starts(np.array([now_s]), tz, step_s)[0])
+    ts, v, warns = _clean(ts_all, v_all, now_s, step_s, tz)
+    sel = ts >= start - days * DAY_S
+    ts, v = ts[sel], v[sel]
+    if len(ts) < spd:
+        return None
+    expected = (start - max(ts[0], start - days * DAY_S)) / step_s
+    if expected - len(ts) > GAP_SHARE * expected:
+        warns.append(W_GAP)
+
+    local = ts + utc_offsets(ts, tz)
+    slot = ((local % DAY_S) // step_s).astype(np.int64)
+    weekend = ((np.floor(local / DAY_S).astype(np.int64) + 3) % 7) >= 5  # 1970-01-01 was a Thursday
+    n = math.ceil(horizon_s / step_s)
+    fts = start + step_s * np.arange(n, dtype=np.float64)
+    flocal = fts + utc_offsets(fts, tz)
+    fslot = ((flocal % DAY_S) // step_s).astype(np.int64)
+    fweekend = ((np.floor(flocal / DAY_S).astype(np.int64) + 3) % 7) >= 5
+
+    # profile[type, slot]: type 0 weekday, 1 weekend; NaN where a slot has no data at all
+    prof = np.full((2, spd), math.nan)
+    for wk in (False, True):
+        same = weekend == wk
+        for s in range(spd):
+            vals = v[same & (slot == s)]
+            if len(vals) < MIN_SAME_TYPE_DAYS:
+                vals = v[slot == s]
+            if len(vals):
+                prof[int(wk), s] = float(np.median(vals))
+    if np.isnan(prof).any():
+        warns.append(W_PROFILE)
+        recent = float(np.mean(v[-spd:]))
+        prof = np.where(np.isnan(prof), recent, prof)
+
+    fitted = prof[weekend.astype(np.int64), slot]
+    resid = v - fitted
+    recent_err = resid[ts >= start - level_s]
+    level = float(np.mean(recent_err)) if len(recent_err) else 0.0
+    lead = fts - start
+    base = prof[fweekend.astype(np.int64), fslot] + level * np.exp(-lead / level_tau_s)
+    q = np.quantile(resid, QUANTILES)
+    return Forecast(
+        start_s=start,
+        step_s=step_s,
+        p10_w=base + q[0] - q[1],
+        p50_w=base,
+        p90_w=base + q[2] - q[1],
+        warnings=tuple(warns),
+    )

@@ -1,0 +1,148 @@
+"""Planner: the cheapest battery schedule over the forecast's horizon (a linear programme, HiGHS).
+
+The programme is the perfect-foresight optimum's (agent/economics/battery_lp.py) on the forecast,
+with what a plan made mid-month needs on top:
+- the demand charge counts only the increase above the peak already billed this month (per
+  demand window): each peak variable of the running billing month is bounded below by it, so
+  reaching it again costs nothing; the next month's (a horizon across the month boundary)
+  starts from nothing billed;
+- the peak rows see the forecast's high quantile (p50 + margin x (p90 - p50)), the margin for the
+  risk of a new peak; energy is priced on the median;
+- the SoC window is the reserve floor (or soc_min, whichever is higher) to soc_max; from a state
+  of charge outside it the bound opens (see _window), so a plan always exists;
+- energy left at the end is worth the cheapest price in the horizon divided by the charging
+  efficiency: what it would cost to put it back; the end is otherwise free.
+
+Bounded solve time (HiGHS's time limit). A failed or timed-out solve gives a PlanFailure: the caller
+keeps the last plan while schedule.usable says it still covers the time and is young enough, then falls
+back to the heuristic controllers, raising the alarm ALARM.
+
+Pure: a function of (forecast, tariff, battery, state of charge, billed peaks); no I/O, no clock
+(the solve time is measured and reported, never used to decide).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+
+from agent.control.forecast import Forecast
+from agent.control.schedule import DispatchPlan
+from agent.economics.battery_lp import Storage, demand_layout, solve_battery_lp
+from agent.economics.tariff import FloatArray, Tariff
+
+ALARM: Final = "plan_solve_failed"
+TIME_LIMIT_S: Final = 0.25  # the issue's p99 target for a 48 h horizon
+
+
+@dataclass(frozen=True, slots=True)
+class PlanBattery:
+    energy_wh: float  # nameplate of the trusted fleet
+    power_w: float
+    charge_efficiency: float
+    discharge_efficiency: float
+    soc_min_pct: float
+    soc_max_pct: float
+    reserve_pct: float  # backup reserve floor
+    degradation_cost_per_kwh: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PlanFailure:
+    status: int  # HiGHS (linprog) status: 1 time or iteration limit, 2 infeasible, 4 numerical ...
+    message: str
+    solve_s: float
+
+
+def _window(e0: float, lo: float, hi: float, n: int, step_wh_in: float) -> tuple[FloatArray, FloatArray]:
+    """Per-step energy bounds [lo, hi], opened so that a plan exists from any state of charge.
+
+    Below the floor the bound rises from e0 at full charging power (charging is always possible:
+    nothing limits import here). Above the ceiling it stays at e0: discharging down to it may be
+    impossible (no export with little load), so the plan may hold there but never charge further.
+    """
+    k = np.arange(1, n + 1, dtype=np.float64)
+    e_lo = np.minimum(lo, e0 + k * step_wh_in)
+    e_hi = np.full(n, max(hi, e0))
+    return e_lo, e_hi
+
+
+def plan(
+    fc: Forecast,
+    tariff: Tariff,
+    bat: PlanBattery,
+    soc_pct: float,
+    billed_w: tuple[float, ...],
+    made_s: float,
+    *,
+    margin: float = 1.0,
+    time_limit_s: float = TIME_LIMIT_S,
+) -> DispatchPlan | PlanFailure:
+    """Solve the plan from the forecast's first slot at state of charge `soc_pct`.
+
+    `billed_w[j]`: the peak already billed this month for tariff.demand[j] (W; missing or NaN: 0).
+    """
+    if fc.step_s != tariff.demand_interval_s:
+        raise ValueError(f"planner: forecast step {fc.step_s:g} s is not the tariff's demand interval")
+    ts = fc.timestamps
+    n = len(ts)
+    h = fc.step_s / 3600.0
+    load = np.maximum(fc.p50_w, 0.0)  # surplus PV is the PV controller's, not the plan's
+    peak_load = np.maximum(fc.p50_w + margin * (fc.p90_w - fc.p50_w), load)
+    price = tariff.energy_prices(ts)
+    layout = demand_layout(ts, tariff)
+    e = bat.energy_wh / 100.0
+    e0 = min(max(soc_pct, 0.0), 100.0) * e
+    e_lo, e_hi = _window(
+        e0,
+        max(bat.soc_min_pct, bat.reserve_pct) * e,
+        bat.soc_max_pct * e,
+        n,
+        h * bat.power_w * bat.charge_efficiency,
+    )
+    floors = np.array(
+        [
+            billed_w[g.charge] if g.month == 0 and g.charge < len(billed_w) and billed_w[g.charge] > 0 else 0.0
+            for g in layout.groups
+        ]
+    )
+    st = Storage(
+        power_w=bat.power_w,
+        eta_c=bat.charge_efficiency,
+        eta_d=bat.discharge_efficiency,
+        e0_wh=e0,
+        e_min_wh=e_lo,
+        e_max_wh=e_hi,
+        e_end_wh=None,
+        end_value_per_wh=float(np.min(price)) / bat.charge_efficiency / 1000.0,
+        degradation_per_kwh=bat.degradation_cost_per_kwh,
+    )
+    t0 = time.perf_counter()
+    sol = solve_battery_lp(load, peak_load, price, h, layout, st, floors, time_limit_s)
+    solve_s = time.perf_counter() - t0
+    if sol.status != 0:
+        return PlanFailure(sol.status, sol.message, solve_s)
+    b = sol.discharge_w - sol.charge_w
+    # the cap on each interval: the lowest peak level over the demand windows that cover it
+    cap = np.full(n, math.inf)
+    iv_of = layout.iv_of
+    for g, p in zip(layout.groups, sol.peaks_w, strict=True):
+        in_g = np.isin(iv_of, g.intervals)
+        cap[in_g] = np.minimum(cap[in_g], p)
+    return DispatchPlan(
+        made_s=made_s,
+        start_s=fc.start_s,
+        step_s=fc.step_s,
+        battery_w=b,
+        grid_w=load - b,
+        grid_cap_w=cap,
+        soc0_pct=e0 / e,
+        soc_pct=sol.energy_wh / e,
+        price=price,
+        objective=sol.objective,
+        solve_s=solve_s,
+    )

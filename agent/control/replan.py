@@ -1,0 +1,140 @@
+"""Re-planning: when to forecast and solve, the month's billed peaks, and the fallback on failure.
+
+One implementation for the offline replay (agent/offline/replay.py) and, later, the live agent:
+both hand it the demand intervals as they complete (the net load for the forecast, the grid
+import for the billed peaks) and ask it for the plan to track at the start of every interval.
+No I/O and no clock: times are the caller's (Unix s); only the solve's own duration is measured
+(for the report), never used to decide.
+
+At the start of each demand interval: forecast the net load from the completed intervals
+(forecast.py; None while there is less than a day of them: no plan, the heuristic decides), then
+solve (planner.py). A failed or timed-out solve keeps the last plan while it still covers the time
+and is young enough (schedule.usable), else no plan; either way it counts a failure, raised as the
+alarm planner.ALARM by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from agent.control.forecast import Forecast, forecast
+from agent.control.planner import PlanBattery, PlanFailure, plan
+from agent.control.schedule import DispatchPlan, usable
+from agent.economics.tariff import FloatArray, Tariff
+
+
+@dataclass(frozen=True, slots=True)
+class ReplanSettings:
+    horizon_s: float = 86400.0
+    margin: float = 1.0  # of (p90 - p50) kept under the peak (planner.plan)
+    history_days: int = 14
+    time_limit_s: float = 0.25
+
+
+@dataclass(slots=True)
+class ReplanStats:
+    solves: int = 0
+    failures: int = 0
+    cold: int = 0  # intervals without a forecast (less than a day of history)
+    solve_s: list[float] = field(default_factory=list)
+    warnings: dict[str, int] = field(default_factory=dict)
+    forecasts: list[Forecast] = field(default_factory=list)  # kept for the accuracy figures
+
+
+class Replanner:
+    """The plan to track, re-solved at every demand interval from the intervals completed so far."""
+
+    def __init__(self, tariff: Tariff, bat: PlanBattery, settings: ReplanSettings = ReplanSettings()) -> None:
+        self.tariff = tariff
+        self.bat = bat
+        self.settings = settings
+        self.tz: ZoneInfo = tariff.timezone
+        self.length_s = tariff.demand_interval_s
+        self.hist_ts: list[float] = []
+        self.hist_net: list[float] = []
+        self.month: object = None  # billing month of `billed`
+        self.billed = [0.0] * len(tariff.demand)
+        self.last: DispatchPlan | None = None
+        self.stats = ReplanStats()
+
+    def completed(self, start_s: float, net_w: float, grid_w: float) -> None:
+        """A demand interval (starting at `start_s`) ended with these average net load and grid import."""
+        self.hist_ts.append(start_s)
+        self.hist_net.append(net_w)
+        local = datetime.fromtimestamp(start_s, self.tz)
+        month = self.tariff.billing_month(local.date())
+        if month != self.month:
+            self.month, self.billed = month, [0.0] * len(self.tariff.demand)
+        mask = self.tariff.demand_mask(local)
+        for j in range(len(self.billed)):
+            if (mask >> j) & 1 and grid_w > self.billed[j]:
+                self.billed[j] = grid_w
+
+    def plan_at(self, now_s: float, soc_pct: float) -> tuple[DispatchPlan | None, bool]:
+        """(the plan to track from `now_s`, whether this solve failed)."""
+        s = self.settings
+        keep = int(s.history_days * 86400.0 / self.length_s) + 1
+        fc = forecast(
+            np.asarray(self.hist_ts[-keep:], dtype=np.float64),
+            np.asarray(self.hist_net[-keep:], dtype=np.float64),
+            now_s,
+            self.tz,
+            self.length_s,
+            s.horizon_s,
+            days=s.history_days,
+        )
+        if fc is None or soc_pct != soc_pct:  # cold start, or no trusted cluster (SoC NaN)
+            self.stats.cold += 1
+            self.last = None
+            return None, False
+        for w in fc.warnings:
+            self.stats.warnings[w] = self.stats.warnings.get(w, 0) + 1
+        self.stats.forecasts.append(fc)
+        now_month = self.tariff.billing_month(datetime.fromtimestamp(now_s, self.tz).date())
+        billed = tuple(self.billed) if now_month == self.month else ()
+        r = plan(fc, self.tariff, self.bat, soc_pct, billed, now_s, margin=s.margin, time_limit_s=s.time_limit_s)
+        self.stats.solves += 1
+        self.stats.solve_s.append(r.solve_s)
+        if isinstance(r, PlanFailure):
+            self.stats.failures += 1
+            self.last = usable(self.last, now_s)
+            return self.last, True
+        self.last = r
+        return r, False
+
+
+def forecast_accuracy(
+    forecasts: list[Forecast], ts: FloatArray, actual_w: FloatArray, lead_s: float, tz: ZoneInfo
+) -> dict[str, float]:
+    """MAPE of the median forecasts against the actual interval averages (leads up to `lead_s`), and
+    the error at each day's peak: the day-ahead forecast (made at the day's first interval) of the
+    day's highest interval against the actual highest, as a mean absolute and a mean signed share."""
+    where = {float(t): i for i, t in enumerate(ts)}
+    errs: list[float] = []
+    peak_abs: list[float] = []
+    peak_signed: list[float] = []
+    day = 86400.0
+    for f in forecasts:
+        n = min(len(f.p50_w), int(lead_s / f.step_s))
+        idx = [where.get(f.start_s + k * f.step_s, -1) for k in range(n)]
+        pairs = [(float(f.p50_w[k]), float(actual_w[i])) for k, i in enumerate(idx) if i >= 0]
+        errs += [abs(p - a) / a for p, a in pairs if a > 0]
+        local = datetime.fromtimestamp(f.start_s, tz)
+        if len(pairs) == n and n * f.step_s >= day and local.hour == 0 and local.minute == 0:
+            m = int(day / f.step_s)
+            fp = max(p for p, _ in pairs[:m])
+            ap = max(a for _, a in pairs[:m])
+            if ap > 0:
+                peak_abs.append(abs(fp - ap) / ap)
+                peak_signed.append((fp - ap) / ap)
+    return {
+        "mape": float(np.mean(errs)) if errs else float("nan"),
+        "pairs": float(len(errs)),
+        "daily_peak_abs_error": float(np.mean(peak_abs)) if peak_abs else float("nan"),
+        "daily_peak_signed_error": float(np.mean(peak_signed)) if peak_signed else float("nan"),
+        "days": float(len(peak_abs)),
+    }

@@ -1,0 +1,47 @@
+"""DispatchPlan: the planner's answer, as the tracking controller and the API read it.
+
+Apart from the planner (planner.py) so the live loop can hold and track a plan without loading
+the solver (scipy / HiGHS are the offline and planning side's).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final
+
+from agent.economics.tariff import FloatArray
+
+MAX_AGE_S: Final = 3600.0  # a plan older than this is not tracked (the load has moved on since)
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchPlan:
+    made_s: float  # when it was solved (Unix s; the caller's clock)
+    start_s: float  # first slot (the demand interval holding made_s)
+    step_s: float
+    battery_w: FloatArray  # planned site battery power per slot, + = discharge
+    grid_w: FloatArray  # planned import on the median forecast
+    grid_cap_w: FloatArray  # the plan's peak level on the interval average (inf: no demand charge there)
+    soc0_pct: float  # at the start of the first slot (the state of charge it was solved from)
+    soc_pct: FloatArray  # at the end of each slot
+    price: FloatArray  # energy price per slot
+    objective: float
+    solve_s: float
+
+    def slot_at(self, t_s: float) -> int:
+        """The slot holding `t_s`, or -1 outside the plan."""
+        k = math.floor((t_s - self.start_s) / self.step_s)
+        return k if 0 <= k < len(self.battery_w) else -1
+
+    def soc_at(self, k: int, share: float) -> float:
+        """The planned state of charge `share` (0..1) of the way through slot `k` (linear)."""
+        before = float(self.soc_pct[k - 1]) if k > 0 else self.soc0_pct
+        return before + (float(self.soc_pct[k]) - before) * share
+
+
+def usable(last: DispatchPlan | None, now_s: float, max_age_s: float = MAX_AGE_S) -> DispatchPlan | None:
+    """The last plan while it covers `now_s` and is at most `max_age_s` old; else None (heuristic)."""
+    if last is None or last.slot_at(now_s) < 0 or not now_s - last.made_s <= max_age_s:
+        return None
+    return last

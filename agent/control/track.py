@@ -1,0 +1,64 @@
+"""Plan tracking (controller 6p): the running interval of a dispatch plan, held in real time.
+
+While a plan covers the cycle's time (the caller passes only a usable one: schedule.usable), it
+replaces the heuristic economic controllers (time-of-use, balancing, demand shaving; compose.py):
+- a target, the planned battery power of the running interval, corrected towards the planned
+  state of charge at this point of the interval (the gap closed over one interval), so the
+  battery ends the interval where the plan has it even when the load differs from the forecast;
+- a bound, the plan's grid-import cap on the interval's average, held with the demand
+  controller's interval accounting (credit and deficit over the time left) and its margins, so a
+  load above the forecast is shaved down to the cap, and charging never lifts the interval above
+  the cap nor above the peak already billed this month (see track).
+The safety and grid-support bounds above it (device limits, outage, reserve, export, ramp) keep
+their priority: it only narrows the window they leave, and its target is clamped into it.
+"""
+
+from __future__ import annotations
+
+from agent.control.cycle import Cycle
+from agent.control.demand import CHARGE_MARGIN, INF, MARGIN, allowed_grid_w, interval_net_forecast_w
+from agent.control.state import month_peak
+from agent.control.window import AUTO, Window
+from agent.model.plan import Bound
+
+
+def track(w: Window, c: Cycle) -> Window:
+    """The plan's target and grid cap for this cycle (auto mode, a plan slot covering now)."""
+    p, k = c.schedule, c.plan_slot
+    if w.mode != AUTO or p is None or k < 0:
+        return w
+    f = c.fleet
+    share = c.into / c.iv_len if c.iv_len > 0.0 else 0.0
+    gap_pct = f.soc_pct - p.soc_at(k, share)  # positive: above the plan -> discharge more
+    target = float(p.battery_w[k])
+    if gap_pct == gap_pct:  # NaN: no trusted cluster (pv_surplus then holds)
+        target += gap_pct * 0.01 * f.capacity_wh * 3600.0 / c.length_s
+    w = w.decided(AUTO, target, "plan")
+    if not c.net_ok:
+        return w
+    iv = c.iv
+    cap = float(p.grid_cap_w[k])
+    # Charging never lifts the interval above the peak already billed in its window (less the
+    # demand controller's charge margin): the plan's peak level allows for the forecast's spread,
+    # a risk it accepts, not headroom to fill.
+    billed = month_peak(iv.peaks, iv.rate) if iv.rate > 0.0 else INF
+    charge_cap = (billed if billed < cap else cap) * (1.0 - CHARGE_MARGIN)
+    shave_cap = cap * (1.0 - MARGIN)
+    if not charge_cap < INF:
+        return w
+    left = c.iv_len - c.into
+    fc = interval_net_forecast_w(c)
+    # The higher of the interval's steady forecast and the load now, for shaving as for charging:
+    # unlike demand.py, which lets swings inside the interval ride on the steady forecast, the plan
+    # keeps its cap against a load that rises late in the interval (the swing costs some wear, a
+    # new billed peak costs the month).
+    hi_fc = c.net if c.net > fc else fc
+    a = hi_fc - allowed_grid_w(shave_cap, iv.grid_ws, iv.covered_s, left, c.iv_len) if shave_cap < INF else -INF
+    src, level = "plan_cap", shave_cap
+    if a < 0.0:  # no shaving needed: charging only into the headroom there is now
+        a = min(0.0, hi_fc - allowed_grid_w(charge_cap, iv.grid_ws, iv.covered_s, left, c.iv_len))
+        level = charge_cap
+    if not a > w.lo:
+        return w
+    lo, lo_src = (w.hi, w.hi_src) if a > w.hi else (a, src)
+    return w.bound(lo, w.hi, lo_src, w.hi_src, Bound(src, lo, w.hi, f"plan cap {level:.0f} W on the interval average"))

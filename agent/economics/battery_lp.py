@@ -1,0 +1,163 @@
+"""The battery linear programme shared by the perfect-foresight optimum and the planner.
+
+Per step k (length h): charge c_k >= 0 and discharge d_k >= 0 (AC side, W), stored energy e_k
+(Wh, end of step), and one peak variable P per (billing month, demand charge) group.
+Grid import g_k = load_k - d_k + c_k.
+
+    minimise  sum_k price_k h g_k / 1000                      energy
+            + sum_g rate_g P_g / 1000                          demand (per kW-month)
+            + deg h sum_k d_k / 1000                           degradation
+            - end_value e_(N-1)                                energy left at the end (planner)
+    s.t.      d_k - c_k <= load_k                              no export
+              e_k = e_(k-1) + h (eta_c c_k - d_k / eta_d)      e_(-1) = start
+              e_min_k <= e_k <= e_max_k,  c_k, d_k <= power    (e_(N-1) = end when fixed)
+              P_g >= mean of (peak_load - d + c) over each demand interval of group g
+              P_g >= floor_g                                   (a peak already billed this month)
+
+`peak_load` is the load the peak rows see: the load itself for the optimum, a high quantile of
+the forecast for the planner (its margin for the forecast's spread).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import linprog
+
+from agent.economics.billing import month_index
+from agent.economics.tariff import FloatArray, IntArray, Tariff, factorize
+from agent.model.interval import interval_starts
+
+
+@dataclass(frozen=True, slots=True)
+class PeakGroup:
+    rate: float  # currency per kW
+    charge: int  # index into tariff.demand
+    month: int  # billing month index within the series (0 = the first step's month)
+    intervals: IntArray  # demand intervals (indices into the series' distinct intervals)
+
+
+@dataclass(frozen=True, slots=True)
+class DemandLayout:
+    iv_of: IntArray  # per step: its demand interval
+    counts: FloatArray  # steps per demand interval
+    groups: tuple[PeakGroup, ...]
+
+
+def demand_layout(ts: FloatArray, tariff: Tariff) -> DemandLayout:
+    """Demand intervals of a uniform series, their billing months and the charges covering them."""
+    length = tariff.demand_interval_s
+    iv_idx, iv_of = factorize(interval_starts(ts, tariff.timezone, length).astype(np.int64))
+    lp = tariff.local_parts(iv_idx.astype(np.float64))
+    masks = tariff.demand_mask_table[lp.row, lp.minute]
+    _, month_of_iv = month_index(tariff, lp.day)
+    groups: list[PeakGroup] = []
+    for m in np.unique(month_of_iv):
+        for j, ch in enumerate(tariff.demand):
+            if ch.rate <= 0:
+                continue
+            ivs = np.flatnonzero((month_of_iv == m) & ((masks >> j) & 1 == 1))
+            if len(ivs):
+                groups.append(PeakGroup(ch.rate, j, int(m), ivs))
+    return DemandLayout(iv_of, np.bincount(iv_of).astype(np.float64), tuple(groups))
+
+
+@dataclass(frozen=True, slots=True)
+class Storage:
+    power_w: float
+    eta_c: float
+    eta_d: float
+    e0_wh: float
+    e_min_wh: FloatArray | float  # per step or one value
+    e_max_wh: FloatArray | float
+    e_end_wh: float | None  # fixed end energy, or None (then valued at end_value_per_wh)
+    end_value_per_wh: float = 0.0
+    degradation_per_kwh: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LpSolution:
+    charge_w: FloatArray
+    discharge_w: FloatArray
+    energy_wh: FloatArray
+    peaks_w: FloatArray  # per group
+    objective: float  # excluding the constant energy cost of the load itself
+    status: int  # HiGHS status via linprog: 0 solved, 1 iteration or time limit, 2 infeasible, ...
+    message: str
+
+
+def solve_battery_lp(
+    load: FloatArray,
+    peak_load: FloatArray,
+    price: FloatArray,
+    h: float,
+    layout: DemandLayout,
+    st: Storage,
+    peak_floors_w: FloatArray | None = None,
+    time_limit_s: float | None = None,
+) -> LpSolution:
+    """Build and solve the programme. A status other than 0 (no optimal solution) comes with empty arrays."""
+    n = len(load)
+    groups = layout.groups
+    n_p = len(groups)
+    iv_of, counts = layout.iv_of, layout.counts
+    ic, id_, ie, ip = 0, n, 2 * n, 3 * n
+    nv = 3 * n + n_p
+    cost = np.zeros(nv)
+    cost[ic:id_] = price * h / 1000.0
+    cost[id_:ie] = -price * h / 1000.0 + st.degradation_per_kwh * h / 1000.0
+    cost[ip:] = [g.rate / 1000.0 for g in groups]
+    cost[ie + n - 1] -= st.end_value_per_wh
+
+    k = np.arange(n)
+    a_ub = [sparse.coo_matrix((np.r_[np.ones(n), -np.ones(n)], (np.r_[k, k], np.r_[id_ + k, ic + k])), (n, nv))]
+    b_ub = [load]
+    rows_, cols_, vals_, rhs = [], [], [], []
+    r = 0
+    for g_i, g in enumerate(groups):
+        ivs = g.intervals
+        sel = np.flatnonzero(np.isin(iv_of, ivs))
+        row_of_step = np.searchsorted(ivs, iv_of[sel]) + r
+        w = 1.0 / counts[iv_of[sel]]
+        rows_ += [row_of_step, row_of_step, np.arange(r, r + len(ivs))]
+        cols_ += [ic + sel, id_ + sel, np.full(len(ivs), ip + g_i)]
+        vals_ += [w, -w, -np.ones(len(ivs))]
+        mean_load = np.bincount(iv_of[sel], weights=peak_load[sel], minlength=len(counts))[ivs] / counts[ivs]
+        rhs.append(-mean_load)
+        r += len(ivs)
+    if r:
+        a_ub.append(sparse.coo_matrix((np.concatenate(vals_), (np.concatenate(rows_), np.concatenate(cols_))), (r, nv)))
+        b_ub += rhs
+    rows = np.r_[k, k[1:], k, k]
+    cols = np.r_[ie + k, ie + k[1:] - 1, ic + k, id_ + k]
+    vals = np.r_[np.ones(n), -np.ones(n - 1), np.full(n, -h * st.eta_c), np.full(n, h / st.eta_d)]
+    a_eq = sparse.coo_matrix((vals, (rows, cols)), (n, nv)).tocsr()
+    b_eq = np.zeros(n)
+    b_eq[0] = st.e0_wh
+    lb = np.zeros(nv)
+    ub = np.full(nv, np.inf)
+    ub[ic:ie] = st.power_w
+    lb[ie:ip], ub[ie:ip] = st.e_min_wh, st.e_max_wh
+    if st.e_end_wh is not None:
+        lb[ip - 1] = ub[ip - 1] = st.e_end_wh
+    if peak_floors_w is not None:
+        lb[ip:] = peak_floors_w
+    options = {"time_limit": time_limit_s} if time_limit_s is not None else None
+    res = linprog(
+        cost,
+        A_ub=sparse.vstack(a_ub).tocsr(),
+        b_ub=np.concatenate(b_ub),
+        A_eq=a_eq,
+        b_eq=b_eq,
+        bounds=np.column_stack([lb, ub]),
+        method="highs",
+        options=options,
+    )
+    x = res.x
+    if res.status != 0 or x is None:
+        return LpSolution(
+            np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), float("nan"), int(res.status), str(res.message)
+        )
+    return LpSolution(x[ic:id_], x[id_:ie], x[ie:ip], x[ip:], float(res.fun), 0, str(res.message))

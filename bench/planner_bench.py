@@ -1,0 +1,127 @@
+"""Planner benchmark: predictive dispatch against today's heuristic, as shares of the optimum.
+
+Run: .venv/bin/python bench/planner_bench.py [--days 30] [--step 60] [--loads bench,flat]
+         [--tariffs shanghai_ci_two_part,pge_e20_secondary_2014] [--horizon-h 24] [--json]
+
+For every (load, tariff): the same trace through the offline replay twice, once with the
+heuristic controllers alone and once with the planner (agent.control.replan: forecast from the
+completed intervals only, a HiGHS plan at every demand interval, tracked by decide()). Each is
+scored as a share of the perfect-foresight optimum ending at the same SoC (agent.offline.replay
+.evaluate), with the month's billed peak against the no-battery peak.
+
+The site: savings_bench.py's (12 clusters, 5,016 kWh, 2,508 kW, 96 % each way, 20-95 %, 0.15 per
+kWh of wear, no reserve), in the tariff's time zone. Loads (step `--step` s, means of 1 s data):
+- bench: savings_bench.py's month (1,000 8xH100 nodes training with restarts, inference, cooling);
+- flat: the Frontier HPL run (/work/shared/data/frontier-hpl-system-15s.csv, ORNL OLCF DOI 437,
+  CC BY 4.0) repeated end to end, scaled to a 4 MW mean: an HPC load with no daily shape.
+The step is coarser than savings_bench.py's 1 s to keep a run within minutes on a busy machine;
+both controllers see the same trace, so the comparison is like for like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from savings_bench import SITE, START, site_load
+
+from agent.control.replan import Replanner, ReplanSettings
+from agent.economics.optimum import resample_mean
+from agent.economics.roi import EconomicsConfig
+from agent.economics.tariff import FloatArray, bundled
+from agent.model.config import SiteConfig, load_site
+from agent.offline.replay import Trace, evaluate, plan_battery, planner_report, replay
+
+FRONTIER = Path("/work/shared/data/frontier-hpl-system-15s.csv")
+FLAT_MEAN_W = 4e6
+
+
+def flat_load(days: int) -> tuple[FloatArray, FloatArray]:
+    """The Frontier HPL run at 1 s (each 15 s sample held), repeated end to end, 4 MW mean."""
+    with FRONTIER.open() as f:
+        rows = [float(r["sum vals"]) for r in csv.DictReader(f)]
+    run = np.repeat(np.asarray(rows, dtype=np.float64), 15)
+    run *= FLAT_MEAN_W / float(run.mean())
+    n = days * 86400
+    load = np.resize(run, n)
+    ts = datetime.fromisoformat(START).timestamp() + np.arange(n, dtype=np.float64)
+    return ts, load
+
+
+def one(site: SiteConfig, tariff_name: str, trace: Trace, settings: ReplanSettings) -> dict[str, Any]:
+    tariff = bundled(tariff_name)
+    s = replace(site, timezone=tariff.timezone)
+    econ = EconomicsConfig(degradation_cost_per_kwh=s.control.degradation_cost_per_kwh)
+    out: dict[str, Any] = {}
+    for name in ("heuristic", "planner"):
+        rp = Replanner(tariff, plan_battery(s), settings) if name == "planner" else None
+        t0 = time.perf_counter()
+        res = replay(s, tariff, trace, start_soc_pct=50.0, replanner=rp)
+        wall = time.perf_counter() - t0
+        rep = evaluate(s, tariff, res, econ, 0.0)
+        o = rep["optimum"]
+        out[name] = {
+            "share": o["controller_share"],
+            "savings": rep["savings"]["net"],
+            "optimum_same_end": o["savings"],
+            "end_soc_pct": o["end_soc_pct"],
+            "peak_kw": {"baseline": rep["baseline"]["peak_kw"], "battery": rep["battery"]["peak_kw"]},
+            "wall_s": wall,
+            "decided_by": rep["replay"]["decided_by"],
+            "planner": planner_report(res, tariff, settings),
+        }
+        print(
+            f"  {name:9s}: {o['controller_share']:6.1%} of the optimum ending at {o['end_soc_pct']:.1f} %"
+            f" ({rep['savings']['net']:,.0f} of {o['savings']:,.0f} {tariff.currency}); peak"
+            f" {rep['baseline']['peak_kw']:,.1f} -> {rep['battery']['peak_kw']:,.1f} kW; {wall:.0f} s",
+            flush=True,
+        )
+        pr = out[name]["planner"]
+        if pr is not None:
+            f = pr["forecast"]
+            print(
+                f"             {pr['solves']} solves ({pr['failures']} failed),"
+                f" solve p50 {pr['solve_ms']['p50']:.0f} ms p99 {pr['solve_ms']['p99']:.0f} ms"
+                f" max {pr['solve_ms']['max']:.0f} ms;"
+                f" forecast MAPE {f['mape']:.1%}, daily-peak error {f['daily_peak_abs_error']:.1%}"
+                f" (signed {f['daily_peak_signed_error']:+.1%}, {f['days']:.0f} days)",
+                flush=True,
+            )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--step", type=float, default=60.0, help="trace step, s [60]")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--loads", default="bench,flat")
+    ap.add_argument("--tariffs", default="shanghai_ci_two_part,pge_e20_secondary_2014")
+    ap.add_argument("--horizon-h", type=float, default=24.0)
+    ap.add_argument("--margin", type=float, default=1.0, help="of (p90 - p50) kept under the peak [1]")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    site = load_site(SITE).with_clusters(12)
+    site = replace(site, control=replace(site.control, reserve_load_w=0.0))
+    settings = ReplanSettings(horizon_s=args.horizon_h * 3600.0, margin=args.margin)
+    results: dict[str, Any] = {}
+    for load_name in args.loads.split(","):
+        ts, load = site_load(args.days, args.seed) if load_name == "bench" else flat_load(args.days)
+        t, x = resample_mean(ts, load, args.step)
+        trace = Trace(t, x, source=load_name)
+        for tariff_name in args.tariffs.split(","):
+            print(f"{load_name} / {tariff_name} ({args.days} days at {args.step:g} s):", flush=True)
+            results[f"{load_name}/{tariff_name}"] = one(site, tariff_name, trace, settings)
+    if args.json:
+        print(json.dumps(results, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()

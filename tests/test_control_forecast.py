@@ -1,0 +1,151 @@
+"""The planner's net-load forecast (agent/control/forecast.py): tables on hourly days small enough
+to check by hand, cold start, bad history (NaN, gaps, clock steps) and causality."""
+
+from __future__ import annotations
+
+import math
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from agent.control.forecast import W_CLOCK, W_GAP, W_NAN, W_PROFILE, forecast
+
+UTC = ZoneInfo("UTC")
+H = 3600.0
+DAY = 86400.0
+MON = 1_700_438_400.0  # 2023-11-20 00:00 UTC, a Monday
+
+
+def shape(hour: np.ndarray) -> np.ndarray:
+    return 1000.0 + 10.0 * hour
+
+
+def history(days: int, end: float = MON + 14 * DAY) -> tuple[np.ndarray, np.ndarray]:
+    ts = end - H * np.arange(days * 24, 0, -1, dtype=np.float64)
+    return ts, shape((ts % DAY) // H)
+
+
+def test_repeating_day_is_forecast_exactly_with_no_spread() -> None:
+    ts, v = history(7)
+    f = forecast(ts, v, MON + 14 * DAY, UTC, H, 2 * DAY)
+    assert f is not None
+    assert f.start_s == MON + 14 * DAY
+    assert len(f.p50_w) == 48
+    np.testing.assert_allclose(f.p50_w, shape(np.arange(48) % 24))
+    np.testing.assert_allclose(f.p10_w, f.p50_w)
+    np.testing.assert_allclose(f.p90_w, f.p50_w)
+    assert f.warnings == ()
+
+
+def test_forecast_starts_at_the_running_interval() -> None:
+    ts, v = history(7)
+    f = forecast(ts, v, MON + 14 * DAY + 1800.0, UTC, H, DAY)
+    assert f is not None
+    assert f.start_s == MON + 14 * DAY
+    assert f.timestamps[1] == MON + 14 * DAY + H
+
+
+def test_cold_start_gives_none() -> None:
+    ts, v = history(1)
+    assert forecast(ts[1:], v[1:], MON + 14 * DAY, UTC, H) is None
+    assert forecast(ts, v, MON + 14 * DAY, UTC, H) is not None
+
+
+def test_level_correction_decays_with_lead_time() -> None:
+    ts, v = history(7, end=MON + 11 * DAY)  # ends on a Thursday night: four weekdays before
+    v[-2:] += 500.0  # the last two hours ran 500 W above the usual shape (one day of four: median unmoved)
+    f = forecast(ts, v, MON + 11 * DAY, UTC, H, DAY, level_s=7200.0, level_tau_s=3 * H)
+    assert f is not None
+    assert f.p50_w[0] == pytest.approx(shape(np.array([0.0]))[0] + 500.0)
+    assert f.p50_w[3] == pytest.approx(1030.0 + 500.0 * math.exp(-1.0))
+
+
+def test_weekend_profile_is_used_for_a_weekend_day() -> None:
+    ts = MON + H * np.arange(14 * 24, dtype=np.float64)
+    weekend = ((ts - MON) // DAY) % 7 >= 5
+    v = np.where(weekend, 500.0, 1000.0)
+    f = forecast(ts, v, MON + 19 * DAY, UTC, H, DAY)  # a Saturday
+    assert f is not None
+    np.testing.assert_allclose(f.p50_w, 500.0)
+    f = forecast(ts, v, MON + 14 * DAY, UTC, H, DAY)  # a Monday
+    assert f is not None
+    np.testing.assert_allclose(f.p50_w, 1000.0)
+
+
+def test_spread_comes_from_the_profile_errors() -> None:
+    ts, v = history(10)
+    v += 100.0 * np.random.default_rng(3).random(len(v))  # noise of 0..100 W around the shape
+    f = forecast(ts, v, MON + 14 * DAY, UTC, H, DAY, level_s=0.0)
+    assert f is not None
+    spread = f.p90_w - f.p10_w
+    assert np.all(f.p90_w > f.p50_w) and np.all(f.p10_w < f.p50_w)
+    assert np.all((spread > 50.0) & (spread < 100.0))  # 80 W for uniform noise of 100 W
+
+
+def test_nan_readings_warn_and_never_reach_the_forecast() -> None:
+    ts, v = history(7)
+    v[5] = math.nan
+    v[-1] = math.inf
+    f = forecast(ts, v, MON + 14 * DAY, UTC, H)
+    assert f is not None
+    assert W_NAN in f.warnings
+    assert np.all(np.isfinite(f.p10_w)) and np.all(np.isfinite(f.p50_w)) and np.all(np.isfinite(f.p90_w))
+
+
+def test_clock_step_back_warns_and_keeps_a_usable_forecast() -> None:
+    ts, v = history(7)
+    ts = np.concatenate((ts, ts[-3:] - 3 * H))  # the clock stepped back three hours and recorded again
+    v = np.concatenate((v, [9e9, 9e9, 9e9]))
+    f = forecast(ts, v, MON + 14 * DAY, UTC, H)
+    assert f is not None
+    assert W_CLOCK in f.warnings
+    np.testing.assert_allclose(f.p50_w, shape(np.arange(48) % 24))
+
+
+def test_readings_from_the_future_are_ignored_with_a_warning() -> None:
+    ts, v = history(7)
+    f = forecast(np.r_[ts, MON + 15 * DAY], np.r_[v, 9e9], MON + 14 * DAY, UTC, H)
+    assert f is not None
+    assert W_CLOCK in f.warnings
+    np.testing.assert_allclose(f.p50_w, shape(np.arange(48) % 24))
+
+
+def test_a_missing_day_warns_and_the_other_days_fill_it() -> None:
+    ts, v = history(7)
+    keep = np.ones(len(ts), bool)
+    keep[48:72] = False
+    f = forecast(ts[keep], v[keep], MON + 14 * DAY, UTC, H)
+    assert f is not None
+    assert f.warnings == (W_GAP,)
+    np.testing.assert_allclose(f.p50_w, shape(np.arange(48) % 24))
+
+
+def test_a_slot_never_seen_uses_the_recent_mean() -> None:
+    ts, v = history(7)
+    keep = (ts % DAY) // H != 3
+    f = forecast(ts[keep], v[keep], MON + 14 * DAY, UTC, H, DAY)
+    assert f is not None
+    assert W_PROFILE in f.warnings
+    assert f.p50_w[3] == pytest.approx(float(np.mean(v[keep][-24:])))
+
+
+def test_causal_changing_the_future_changes_no_forecast_before_it() -> None:
+    rng = np.random.default_rng(7)
+    ts = MON + H * np.arange(20 * 24, dtype=np.float64)
+    v = 1000.0 + 300.0 * rng.random(len(ts))
+    other = v.copy()
+    cut = 15 * 24
+    other[cut:] = 5000.0 * rng.random(len(ts) - cut)
+    for now in (ts[cut], ts[cut] - 1800.0, ts[cut - 30]):
+        a = forecast(ts, v, float(now), UTC, H)
+        b = forecast(ts, other, float(now), UTC, H)
+        assert a is not None and b is not None
+        np.testing.assert_array_equal(a.p50_w, b.p50_w)
+        np.testing.assert_array_equal(a.p90_w, b.p90_w)
+        assert a.warnings == b.warnings
+
+
+def test_step_must_divide_a_day() -> None:
+    with pytest.raises(ValueError, match="step_s 7000 s must divide a day"):
+        forecast([], [], MON, UTC, 7000.0)

@@ -1,0 +1,175 @@
+"""The planner (agent/control/planner.py): plans over a few quarter hours, checked by hand.
+
+Battery unless said otherwise: 100 kWh, 50 kW, lossless, window 0-100 %, no reserve. One quarter
+hour at 50 kW moves 12.5 kWh = 12.5 % of the battery.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.control.forecast import Forecast
+from agent.control.planner import ALARM, PlanBattery, PlanFailure, plan
+from agent.control.schedule import DispatchPlan, usable
+from agent.economics.tariff import Tariff, parse_tariff
+from agent.model.alarms import CATALOGUE
+
+T0 = datetime(2026, 1, 5, tzinfo=UTC).timestamp()  # a Monday, 00:00 UTC
+Q = 900.0
+BAT = PlanBattery(
+    energy_wh=100_000.0,
+    power_w=50_000.0,
+    charge_efficiency=1.0,
+    discharge_efficiency=1.0,
+    soc_min_pct=0.0,
+    soc_max_pct=100.0,
+    reserve_pct=0.0,
+)
+
+
+def tariff(prices: str, demand_rate: float) -> Tariff:
+    demand = f'[[demand]]\nname = "max"\nrate = {demand_rate}\n' if demand_rate else ""
+    return parse_tariff(tomllib.loads(f'name = "t"\ncurrency = "XXX"\ntimezone = "UTC"\n{prices}\n{demand}'), "t.toml")
+
+
+VALLEY = tariff(
+    '[prices]\ncheap = 0.1\ndear = 0.5\n[[energy]]\nhours = { "00:00-01:00" = "cheap", "01:00-24:00" = "dear" }', 0
+)
+FLAT = tariff('[prices]\np = 0.2\n[[energy]]\nhours = { "00:00-24:00" = "p" }', 10.0)
+
+
+def fc(start: float, p50: list[float], spread: float = 0.0) -> Forecast:
+    a = np.array(p50, dtype=np.float64)
+    return Forecast(start, Q, a - spread, a, a + spread, ())
+
+
+def solved(r: DispatchPlan | PlanFailure) -> DispatchPlan:
+    assert isinstance(r, DispatchPlan), r
+    return r
+
+
+def test_price_valley_charges_at_full_power_then_discharges_in_the_dear_hours() -> None:
+    # 0.1 for the first hour, 0.5 after; flat 100 kW; empty battery. Charge 50 kW for four quarter
+    # hours (50 kWh at 0.1), discharge 50 kW for the next four (saves 0.5): ends empty, since what
+    # is left at the end is worth only its cost to recharge (0.1).
+    p = solved(plan(fc(T0, [100e3] * 8), VALLEY, BAT, 0.0, (), T0))
+    assert p.battery_w.tolist() == pytest.approx([-50e3] * 4 + [50e3] * 4, abs=1e-3)
+    assert p.soc_pct.tolist() == pytest.approx([12.5, 25, 37.5, 50, 37.5, 25, 12.5, 0], abs=1e-6)
+    assert p.grid_w.tolist() == pytest.approx([150e3] * 4 + [50e3] * 4, abs=1e-3)
+    assert p.price.tolist() == [0.1] * 4 + [0.5] * 4
+    assert np.all(np.isinf(p.grid_cap_w))  # no demand charge: nothing to cap
+    assert p.start_s == T0 and p.made_s == T0
+
+
+def test_a_known_peak_is_cut_by_the_battery_power() -> None:
+    # 100 kW with one quarter hour at 200 kW, 10 per kW of peak: discharging the full 50 kW there
+    # brings the month's peak to 150 kW; the cap holds every quarter hour at 150 kW.
+    load = [100e3] * 3 + [200e3] + [100e3] * 4
+    p = solved(plan(fc(T0, load), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (), T0))
+    assert p.battery_w[3] == pytest.approx(50e3, abs=1e-3)
+    assert p.grid_cap_w.tolist() == pytest.approx([150e3] * 8, abs=1e-3)
+    assert float(np.max(p.grid_w)) == pytest.approx(150e3, abs=1e-3)
+
+
+def test_the_peak_already_billed_this_month_costs_nothing_to_reach_again() -> None:
+    # 180 kW already billed: only the 20 kW above it is worth discharging (wear costs 0.01 a kWh)
+    load = [100e3] * 3 + [200e3] + [100e3] * 4
+    p = solved(plan(fc(T0, load), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (180e3,), T0))
+    assert p.battery_w.tolist() == pytest.approx([0, 0, 0, 20e3, 0, 0, 0, 0], abs=1e-3)
+    assert p.grid_cap_w.tolist() == pytest.approx([180e3] * 8, abs=1e-3)
+
+
+def test_the_margin_keeps_the_peak_below_the_forecast_spread() -> None:
+    # p90 20 kW above the median: the plan caps at the level its high quantile can be held to
+    load = [100e3] * 3 + [200e3] + [100e3] * 4
+    bat = replace(BAT, degradation_cost_per_kwh=0.01)
+    p = solved(plan(fc(T0, load, spread=20e3), FLAT, bat, 50.0, (), T0))
+    assert p.battery_w[3] == pytest.approx(50e3, abs=1e-3)
+    assert p.grid_cap_w.tolist() == pytest.approx([170e3] * 8, abs=1e-3)
+    p = solved(plan(fc(T0, load, spread=20e3), FLAT, bat, 50.0, (), T0, margin=0.0))
+    assert p.grid_cap_w.tolist() == pytest.approx([150e3] * 8, abs=1e-3)
+
+
+MONTH_END = datetime(2026, 1, 31, 23, 0, tzinfo=UTC).timestamp()
+
+
+def test_month_boundary_the_billed_peak_resets() -> None:
+    # 200 kW throughout, 200 kW already billed in January: nothing to gain before midnight; in
+    # February nothing is billed yet, so the 50 kWh the battery holds cut its first hour to 150 kW.
+    bat = replace(BAT, degradation_cost_per_kwh=0.01)
+    p = solved(plan(fc(MONTH_END, [200e3] * 8), FLAT, bat, 50.0, (200e3,), MONTH_END))
+    assert p.battery_w.tolist() == pytest.approx([0] * 4 + [50e3] * 4, abs=1e-3)
+    assert p.grid_cap_w.tolist() == pytest.approx([200e3] * 4 + [150e3] * 4, abs=1e-3)
+
+
+def test_reserve_is_honoured() -> None:
+    # as above with a 30 % backup reserve: only 20 kWh to give, 20 kW over February's first hour
+    bat = replace(BAT, degradation_cost_per_kwh=0.01, reserve_pct=30.0)
+    p = solved(plan(fc(MONTH_END, [200e3] * 8), FLAT, bat, 50.0, (200e3,), MONTH_END))
+    assert p.battery_w.tolist() == pytest.approx([0] * 4 + [20e3] * 4, abs=1e-3)
+    assert float(np.min(p.soc_pct)) == pytest.approx(30.0, abs=1e-6)
+    assert p.grid_cap_w.tolist() == pytest.approx([200e3] * 4 + [180e3] * 4, abs=1e-3)
+
+
+def test_below_the_reserve_the_plan_climbs_back_and_never_goes_lower() -> None:
+    bat = replace(BAT, reserve_pct=30.0, soc_max_pct=90.0)
+    load = [100e3] * 3 + [200e3] + [100e3] * 4
+    p = solved(plan(fc(T0, load), FLAT, bat, 10.0, (), T0))
+    k = np.arange(1, 9)
+    assert np.all(p.soc_pct >= np.minimum(30.0, 10.0 + 12.5 * k) - 1e-6)
+    assert np.all(p.soc_pct <= 90.0 + 1e-6)
+
+
+def test_a_timed_out_solve_is_a_failure_and_the_last_plan_is_kept_then_dropped() -> None:
+    # a 48 h day of noisy load (presolve alone cannot finish it) given no time at all
+    noisy = list(100e3 + 100e3 * np.random.default_rng(1).random(192))
+    r = plan(fc(T0, noisy, 10e3), FLAT, BAT, 50.0, (), T0, time_limit_s=0.0)
+    assert isinstance(r, PlanFailure)
+    assert r.status == 1  # HiGHS: time limit reached
+    assert "Time limit reached" in r.message
+    load = [100e3] * 3 + [200e3] + [100e3] * 4
+    assert ALARM in CATALOGUE
+    last = solved(plan(fc(T0, load), FLAT, BAT, 50.0, (), T0))
+    assert usable(last, T0 + 1000.0) is last
+    assert usable(last, T0 + 8 * Q) is None  # past its horizon: the heuristic takes over
+    assert usable(last, T0 + 1000.0, max_age_s=900.0) is None  # too old
+    assert usable(None, T0) is None
+
+
+def test_the_forecast_step_must_be_the_demand_interval() -> None:
+    f = Forecast(T0, 3600.0, np.zeros(2), np.zeros(2), np.zeros(2), ())
+    with pytest.raises(ValueError, match="forecast step 3600 s is not the tariff's demand interval"):
+        plan(f, FLAT, BAT, 50.0, (), T0)
+
+
+def test_a_negative_net_load_never_reaches_the_plan_as_export() -> None:
+    p = solved(plan(fc(T0, [-20e3] * 4 + [100e3] * 4), FLAT, BAT, 50.0, (), T0))
+    assert np.all(p.grid_w >= -1e-6)
+    assert not math.isnan(p.objective)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    load=st.lists(st.floats(0.0, 300e3), min_size=8, max_size=8),
+    soc=st.floats(0.0, 100.0),
+    reserve=st.floats(0.0, 60.0),
+    billed=st.floats(0.0, 300e3),
+)
+def test_every_plan_stays_in_the_soc_window_and_above_the_reserve(
+    load: list[float], soc: float, reserve: float, billed: float
+) -> None:
+    bat = replace(BAT, reserve_pct=reserve, soc_min_pct=5.0, soc_max_pct=95.0)
+    p = solved(plan(fc(T0, load, 5e3), FLAT, bat, soc, (billed,), T0))
+    k = np.arange(1, 9)
+    assert np.all(p.soc_pct >= np.minimum(max(reserve, 5.0), soc + 12.5 * k) - 1e-6)
+    assert np.all(p.soc_pct <= max(95.0, soc) + 1e-6)
+    assert np.all(np.abs(p.battery_w) <= 50e3 + 1e-3)
+    assert np.all(np.isfinite(p.battery_w)) and np.all(p.grid_cap_w >= p.grid_w - 1e-3)

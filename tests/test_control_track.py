@@ -1,0 +1,119 @@
+"""Plan tracking (agent/control/track.py) through decide(): the running slot of a dispatch plan
+becomes the battery target and a grid-import cap, below the safety bounds, in place of the
+heuristic economics. Fleet: 12 clusters x 418 kWh (5,016 kWh) at 50 %, 2.508 MW each way."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from agent.control import decide, initial_state
+from agent.control.schedule import DispatchPlan
+from agent.model.operator import OperatorState
+from agent.model.plan import Plan
+from tests.test_control_demand import T0
+from tests.test_control_support import CFG, SHANGHAI, fleet, snap
+
+CAP_WH = 12 * 418e3
+OP = OperatorState()
+
+
+def schedule(battery_w: float, cap_w: float = math.inf, soc0: float = 50.0, start: float | None = None) -> DispatchPlan:
+    b = np.full(4, battery_w)
+    soc = soc0 - np.cumsum(b) * 0.25 / CAP_WH * 100.0
+    return DispatchPlan(
+        made_s=T0.timestamp(),
+        start_s=T0.timestamp() if start is None else start,
+        step_s=900.0,
+        battery_w=b,
+        grid_w=3e6 - b,
+        grid_cap_w=np.full(4, cap_w),
+        soc0_pct=soc0,
+        soc_pct=soc,
+        price=np.full(4, 0.66),
+        objective=0.0,
+        solve_s=0.0,
+    )
+
+
+def at(
+    p: DispatchPlan | None,
+    load: float = 3e6,
+    k: float = 0.0,
+    soc: float = 50.0,
+    op: OperatorState = OP,
+    billed: float | None = None,
+) -> Plan:
+    """One cycle `k` s into the plan's first slot; `billed`: the month's peak so far (W)."""
+    clusters, pcs = fleet(soc=soc)
+    s = snap(load, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k), clusters=clusters, pcs=pcs)
+    st = initial_state(CFG, {SHANGHAI.rate: billed}, (2026, 7)) if billed is not None else initial_state(CFG)
+    return decide(s, st, CFG, op, SHANGHAI, False, schedule=p)[0]
+
+
+def test_the_planned_power_is_the_target_when_the_soc_is_on_plan() -> None:
+    out = at(schedule(500e3))
+    assert (out.decided_by, out.mode) == ("plan", "auto")
+    assert out.site_setpoint_w == pytest.approx(500e3)
+    assert out.reason == "following the dispatch plan"
+
+
+def test_a_soc_above_the_plan_is_given_back_over_one_interval() -> None:
+    # 2 points above plan = 100.32 kWh, over 900 s: 401.28 kW more than planned
+    out = at(schedule(500e3), soc=52.0)
+    assert out.site_setpoint_w == pytest.approx(500e3 + 401_280.0)
+
+
+def test_halfway_through_the_slot_the_planned_soc_has_moved_on() -> None:
+    # 450 s into a 1 MW slot the plan is 125 kWh lower (2.492 points): a fleet still at 50 % is
+    # above it and discharges 2.492 % x 5,016 kWh / 0.25 h = 500 kW more
+    out = at(schedule(1e6), k=450.0)
+    assert out.site_setpoint_w == pytest.approx(1.5e6)
+
+
+def test_the_cap_shaves_a_load_above_the_forecast() -> None:
+    # the plan holds 0 W but caps the import at 2.5 MW, aimed 1 % under (demand.MARGIN): a 3 MW
+    # load gets 3 - 2.475 = 525 kW from the battery
+    out = at(schedule(0.0, cap_w=2.5e6), billed=2.5e6)
+    assert out.decided_by == "plan_cap"
+    assert out.site_setpoint_w == pytest.approx(525e3)
+    assert [b.source for b in out.bounds][-1] == "plan_cap"
+
+
+@pytest.mark.parametrize(
+    ("billed", "cap", "expected"),
+    [
+        (3.1e6, 3.2e6, -38e3),  # under the billed peak less 2 % (demand.CHARGE_MARGIN): 3.038 MW
+        (3.5e6, 3.2e6, -136e3),  # the plan's cap is lower: 3.2 MW less 2 %
+        (None, 3.2e6, 0.0),  # nothing billed yet this month: no charging above it
+        (4e6, math.inf, -920e3),  # no plan cap: the billed peak still bounds the charge (3.92 MW)
+    ],
+)
+def test_charging_stops_under_the_billed_peak_and_the_cap(billed: float | None, cap: float, expected: float) -> None:
+    # the plan charges 1 MW on a 3 MW load
+    out = at(schedule(-1e6, cap_w=cap), billed=billed)
+    assert out.site_setpoint_w == pytest.approx(expected)
+    assert out.decided_by == "plan_cap"
+
+
+def test_the_reserve_keeps_its_priority_over_the_plan() -> None:
+    # at the 20 % SoC floor the plan's discharge is cut to nothing by the reserve bound
+    clusters, pcs = fleet(soc=20.0)
+    s = snap(3e6, t_wall=T0, clusters=clusters, pcs=pcs)
+    out = decide(s, initial_state(CFG), CFG, OP, SHANGHAI, False, schedule=schedule(1e6, soc0=20.0))[0]
+    assert out.site_setpoint_w == pytest.approx(0.0)
+    assert out.decided_by != "plan"
+
+
+def test_without_a_plan_slot_for_now_the_heuristic_decides() -> None:
+    later = schedule(500e3, start=T0.timestamp() + 3600.0)
+    assert at(later).decided_by not in ("plan", "plan_cap")
+    assert at(None).decided_by not in ("plan", "plan_cap")
+
+
+def test_an_operator_mode_is_not_overridden_by_the_plan() -> None:
+    out = at(schedule(500e3), op=OperatorState(mode="idle"))
+    assert (out.mode, out.site_setpoint_w) == ("idle", 0.0)
