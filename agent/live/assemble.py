@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from datetime import datetime
 
 from agent.model.build import cluster_record, pcs_record
 from agent.model.config import SiteConfig
-from agent.model.snapshot import MISSING, ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, SiteSnapshot
+from agent.model.snapshot import MISSING, ClusterSnapshot, Measured, PcsSnapshot, SiteSnapshot
 from drivers import keys as k
 from drivers.reading import Quality, Reading
 
@@ -82,7 +81,7 @@ def cluster_snapshot(
         and state is not None
         and state not in (k.STATE_OFF, k.STATE_FAULT)
     )
-    rec = cluster_record(
+    return cluster_record(
         cid,
         pcs_id,
         capacity_wh,
@@ -102,8 +101,6 @@ def cluster_snapshot(
         alarms=alarms,
         isolating=isolating,
     )
-    # An operator's hold still shows as the cluster's status (the API and telemetry read it there).
-    return replace(rec, status=ClusterStatus.MAINTENANCE) if maintenance else rec
 
 
 def pcs_snapshot(

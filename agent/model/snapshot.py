@@ -54,7 +54,9 @@ class ClusterStatus(StrEnum):
     ONLINE = "online"  # BMS reports a usable state and the agent trusts its data
     FAULT = "fault"  # the BMS reports a fault or alarm that forbids operation
     OFFLINE = "offline"  # no trustworthy data (comm loss, stale, removed)
-    MAINTENANCE = "maintenance"  # isolated by an operator; never commanded
+    # Not a device status: what the API, MQTT and telemetry show for a cluster an operator holds
+    # out of service (decide()'s OperatorState.maintenance input; `shown_status`). Snapshots never carry it.
+    MAINTENANCE = "maintenance"
 
 
 class PcsStatus(StrEnum):
@@ -257,6 +259,12 @@ class SiteSnapshot:
             if c.id == cluster_id:
                 return c
         return None
+
+
+def shown_status(c: ClusterSnapshot, maintenance: frozenset[str]) -> ClusterStatus:
+    """The status the sinks show: MAINTENANCE for a cluster in the operator's hold (`maintenance`:
+    the set the cycle's decide() was given, CycleRecord.maintenance), else what its BMS reported."""
+    return ClusterStatus.MAINTENANCE if c.id in maintenance else c.status
 
 
 fast_pickle(Measured)

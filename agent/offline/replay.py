@@ -45,7 +45,7 @@ from agent.model.build import cluster_record, pcs_record
 from agent.model.config import SiteConfig
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
-from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, SiteSnapshot
+from agent.model.snapshot import ClusterSnapshot, Measured, SiteSnapshot
 from agent.model.soc import site_soc
 from agent.offline.report import compare, ramp_shares
 from drivers.keys import STATE_ONLINE
@@ -184,8 +184,6 @@ class _ClusterView:
 
     def __init__(self, site: SiteConfig, plant: BatteryPlant) -> None:
         pcs_of = {cid: p.id for p in site.pcs for cid in p.clusters}
-        # clusters the site file isolates stay in maintenance for the whole replay (never commanded)
-        self.held = [d.id in site.maintenance for d in site.clusters]
         self.devs = [(d.id, pcs_of[d.id], d.capacity_wh) for d in site.clusters]
         self.cells = [plant.clusters[d.id] for d in site.clusters]
         self.cache: list[dict[tuple[int, int, int], ClusterSnapshot]] = [{} for _ in self.devs]
@@ -233,8 +231,6 @@ class _ClusterView:
                     Measured(k[1] * LIMIT_RESOLUTION_W),
                     Measured(k[2] * LIMIT_RESOLUTION_W),
                 )
-                if self.held[i]:
-                    s = replace(s, status=ClusterStatus.MAINTENANCE)
                 self.cache[i][k] = s
             out.append(s)
         self.snaps = tuple(out)
@@ -289,6 +285,10 @@ def replay(
     if decide_every < 1:
         raise ValueError(f"decide_every must be >= 1 trace step, got {decide_every!r}")
     op = op or OperatorState()
+    if not site.maintenance <= op.maintenance:
+        # clusters the site file isolates stay in maintenance for the whole replay (never commanded),
+        # as the live agent starts with them held
+        op = replace(op, maintenance=op.maintenance | site.maintenance)
     cfg = site.control
     allow_export = site.allow_export
     tz = site.timezone
