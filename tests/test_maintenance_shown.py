@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from agent.api.views import clusters_out, site_out
+from agent.control.fleet import build_fleet
 from agent.live.alarm_sync import wanted_alarms
 from agent.live.hub import Hub
 from agent.model.operator import OperatorState
@@ -63,3 +64,19 @@ def test_the_replay_never_commands_a_cluster_the_site_file_holds() -> None:
     held = replay(replace(site, maintenance=frozenset({"c01"})), flat_tariff(), Trace(ts, load))
     assert held.battery_w.tolist() == [0.0] * 4
     assert held.end_wh == held.start_wh
+
+
+def test_a_held_cluster_still_closed_holds_its_pcs_at_zero() -> None:
+    """A PCS drives its clusters on one DC bus: while a held cluster's contactor is still closed (it
+    reports itself online) and the agent can open it, its whole PCS is out of the fleet."""
+    snap = snapshot_for(demo_site(), 1, 1.0, T0)
+    c = list(snap.clusters)
+    c[0] = replace(c[0], switchable=True)  # c01, behind pcs1
+    snap = replace(snap, clusters=tuple(c))
+    pcs_of = {x.id: x.pcs_id for x in snap.clusters}
+    assert "pcs1" in build_fleet(snap, frozenset()).pcs_ids  # not held: commanded as usual
+    assert "pcs1" not in build_fleet(snap, frozenset({"c01"})).pcs_ids
+    assert "pcs2" in build_fleet(snap, frozenset({"c01"})).pcs_ids
+    c[0] = replace(c[0], status=ClusterStatus.OFFLINE)  # its contactor is open now: the rest carry on
+    after = build_fleet(replace(snap, clusters=tuple(c)), frozenset({"c01"}))
+    assert "pcs1" in after.pcs_ids and "c01" not in after.ids and pcs_of["c02"] == "pcs1" and "c02" in after.ids

@@ -67,9 +67,9 @@ def test_pcs_rating(device: Measured, want: float) -> None:
 
 def test_cluster_record_keeps_every_value() -> None:
     vals = [Measured(float(i)) for i in range(12)]
-    c = cluster_record("c1", "p1", 1e6, k.STATE_ONLINE, *vals, alarms=5, isolating=True)
+    c = cluster_record("c1", "p1", 1e6, k.STATE_ONLINE, *vals, alarms=5, switchable=True)
     assert c.status is ClusterStatus.ONLINE
-    assert (c.id, c.pcs_id, c.capacity_wh, c.alarms, c.isolating) == ("c1", "p1", 1e6, 5, True)
+    assert (c.id, c.pcs_id, c.capacity_wh, c.alarms, c.switchable) == ("c1", "p1", 1e6, 5, True)
     got = [
         c.soc_pct, c.max_charge_w, c.max_discharge_w, c.power_w, c.soh_pct, c.voltage_v, c.current_a,
         c.cell_v_max, c.cell_v_min, c.temp_max_c, c.temp_min_c, c.cycles,

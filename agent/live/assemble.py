@@ -63,7 +63,6 @@ def cluster_snapshot(
     rd: Readings,
     now: float,
     namer: StateNamer,
-    maintenance: bool,
 ) -> ClusterSnapshot:
     def m(key: str) -> Measured:
         return measured(rd.get(key), now, site.stale_after_s)
@@ -73,14 +72,6 @@ def cluster_snapshot(
     state = _state(cid, rd, namer)
     alarms_r = rd.get(k.ALARMS)
     alarms = int(alarms_r.value) if alarms_r is not None and alarms_r.ok else 0  # type: ignore[arg-type]
-    contactor = rd.get(k.CONNECT_CMD)  # present only when the profile can open the contactor
-    isolating = (
-        maintenance
-        and contactor is not None
-        and soc.ok
-        and state is not None
-        and state not in (k.STATE_OFF, k.STATE_FAULT)
-    )
     return cluster_record(
         cid,
         pcs_id,
@@ -99,7 +90,7 @@ def cluster_snapshot(
         temp_min_c=m(k.TEMP_MIN_C),
         cycles=m(k.CYCLES),
         alarms=alarms,
-        isolating=isolating,
+        switchable=k.CONNECT_CMD in rd,  # present only when the profile can open the contactor
     )
 
 
@@ -149,13 +140,12 @@ def build_snapshot(
     now: float,
     now_wall: datetime,
     namer: StateNamer,
-    maintenance: frozenset[str],
     load_override: Measured | None = None,
 ) -> SiteSnapshot:
     """One immutable snapshot. `load_override` is a load measured elsewhere (e.g. MQTT rack PDUs).
 
-    The limits are what the BMS report: an operator's derate is a policy input of decide()
-    (OperatorState.derate), applied by agent.control.fleet and shown in the plan.
+    What the devices report, nothing else: an operator's derate and maintenance hold are policy
+    inputs of decide() (OperatorState), applied by agent.control.fleet and shown in the plan.
     """
     pcs_owner = {cid: p.id for p in site.pcs for cid in p.clusters}
     clusters = tuple(
@@ -167,7 +157,6 @@ def build_snapshot(
             readings.get(c.id, _NO_READINGS),
             now,
             namer,
-            c.id in maintenance,
         )
         for c in site.clusters
     )

@@ -127,7 +127,6 @@ class AgentLoop:
             now,
             self.wall(),
             self.devs.namer(),
-            self.hub.operator.maintenance,
             load_override=load,
         )
         # a PCS regulating on a meter that disagrees with the site's follows setpoints instead

@@ -63,7 +63,7 @@ def cluster_record(
     temp_min_c: Measured = MISSING,
     cycles: Measured = MISSING,
     alarms: int = 0,
-    isolating: bool = False,
+    switchable: bool = False,
 ) -> ClusterSnapshot:
     """One cluster as its BMS reports it; `capacity_wh` is the nameplate (site file)."""
     return ClusterSnapshot(
@@ -84,7 +84,7 @@ def cluster_record(
         temp_min_c,
         cycles,
         alarms,
-        isolating,
+        switchable,
     )
 
 
