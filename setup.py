@@ -17,6 +17,7 @@ from setuptools import setup
 # The replay's per-step path: decide() and what it builds, and the battery physics it drives.
 COMPILED = [
     "agent/model/snapshot.py",
+    "agent/model/build.py",
     "agent/model/plan.py",
     "agent/model/interval.py",
     "agent/model/soc.py",

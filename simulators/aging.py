@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from agent.health.tracker import HealthTracker
-from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
+from agent.model.build import cluster_record, pcs_record
+from agent.model.snapshot import Measured, SiteSnapshot
 from drivers import keys as K
 from simulators.degradation import Degradation, effects
 from simulators.physics import ALARM_OVER_TEMP_WARN, ALARM_VOLT_IMBALANCE_WARN, BatteryPlant, Cluster
@@ -162,16 +163,16 @@ class AgingRun:
         for c in self.plant.clusters.values():
             m = c.measure()
             soc = float(m[K.SOC_PCT])
-            status = ClusterStatus.OFFLINE if c.removed else ClusterStatus.FAULT if c.faulted else ClusterStatus.ONLINE
+            state = K.STATE_OFF if c.removed else K.STATE_FAULT if c.faulted else K.STATE_ONLINE
             clusters.append(
-                ClusterSnapshot(
-                    id=c.id,
-                    pcs_id=self._pcs_of[c.id],
-                    status=status,
-                    capacity_wh=c.p.capacity_wh,
-                    soc_pct=Measured(round(soc / q) * q if q > 0 else soc),
-                    max_charge_w=Measured(c.max_charge_w),
-                    max_discharge_w=Measured(c.max_discharge_w),
+                cluster_record(
+                    c.id,
+                    self._pcs_of[c.id],
+                    c.p.capacity_wh,
+                    state,
+                    Measured(round(soc / q) * q if q > 0 else soc),
+                    Measured(c.max_charge_w),
+                    Measured(c.max_discharge_w),
                     power_w=Measured(c.power_w),
                     soh_pct=Measured(round(float(m[K.SOH_PCT]), 1)),
                     voltage_v=Measured(float(m[K.VOLTAGE_V])),
@@ -185,7 +186,7 @@ class AgingRun:
                 )
             )
         pcs = tuple(
-            PcsSnapshot(p.id, tuple(c.id for c in p.clusters), PcsStatus.ONLINE, p.params.rated_w, Measured(p.power_w))
+            pcs_record(p.id, tuple(c.id for c in p.clusters), p.params.rated_w, K.STATE_ONLINE, Measured(p.power_w))
             for p in self.plant.pcs.values()
         )
         zero = Measured(0.0)

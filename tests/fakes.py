@@ -100,10 +100,9 @@ class Cycles:
         self.seq += 1
         t_wall = self.start + timedelta(seconds=self.seq)
         snap = snapshot_for(self.hub.site, self.seq, self.t0_mono + self.seq, t_wall, load_w)
-        plan, self.state = decide(
-            snap, self.state, self.hub.site.control, self.hub.operator, None, self.hub.site.allow_export
-        )
-        rec = CycleRecord(snap, plan, cycle_ms=12.5, poll_ms=8.0, write_ms=3.0, overruns=0)
+        op = self.hub.operator
+        plan, self.state = decide(snap, self.state, self.hub.site.control, op, None, self.hub.site.allow_export)
+        rec = CycleRecord(snap, plan, 12.5, 8.0, 3.0, 0, op.maintenance)
         if publish:
             self.hub.publish(rec)
         return rec
@@ -157,15 +156,11 @@ class SiteFeed:
         op = self.hub.operator
         clusters: list[ClusterSnapshot] = []
         statuses: dict[str, ClusterStatus] = {}
-        for c in site.clusters:
-            if c.id in op.maintenance:
-                st = ClusterStatus.MAINTENANCE
-            elif c.id in self.faulted:
-                st = ClusterStatus.FAULT
-            else:
-                st = ClusterStatus.ONLINE
-            statuses[c.id] = st
-        trusted = [c.id for c in site.clusters if statuses[c.id] is ClusterStatus.ONLINE]
+        for c in site.clusters:  # what the BMS report; the operator's hold is the record's
+            statuses[c.id] = ClusterStatus.FAULT if c.id in self.faulted else ClusterStatus.ONLINE
+        trusted = [
+            c.id for c in site.clusters if statuses[c.id] is ClusterStatus.ONLINE and c.id not in op.maintenance
+        ]
         share = battery / len(trusted) if trusted else 0.0
         for i, c in enumerate(site.clusters):
             soc = self.soc.setdefault(c.id, 60.0 + 2.0 * i)
@@ -242,7 +237,13 @@ class SiteFeed:
             else:
                 self.hub.alarms.clear("cluster_fault", cs.id, t_wall)
         return CycleRecord(
-            snapshot=snap, plan=plan, cycle_ms=12.0 + (n % 7), poll_ms=9.0, write_ms=2.0, overruns=0
+            snapshot=snap,
+            plan=plan,
+            cycle_ms=12.0 + (n % 7),
+            poll_ms=9.0,
+            write_ms=2.0,
+            overruns=0,
+            maintenance=op.maintenance,
         )
 
     def publish(self) -> CycleRecord:

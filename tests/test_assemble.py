@@ -51,8 +51,8 @@ def readings(**over: dict[str, Reading]) -> dict[str, dict[str, Reading]]:
     return r
 
 
-def snap(r: dict[str, dict[str, Reading]], maintenance: frozenset[str] = frozenset()):  # type: ignore[no-untyped-def]
-    return build_snapshot(SITE, r, 7, NOW, WALL, namer, maintenance)
+def snap(r: dict[str, dict[str, Reading]]):  # type: ignore[no-untyped-def]
+    return build_snapshot(SITE, r, 7, NOW, WALL, namer)
 
 
 def test_healthy_site() -> None:
@@ -67,23 +67,23 @@ def test_healthy_site() -> None:
     assert s.battery_w == 400_000.0
 
 
-def test_fault_stale_comm_and_maintenance() -> None:
+def test_fault_stale_and_comm() -> None:
     r = readings(
         c01=bms(state=3),
         c02=bms(t=NOW - 10.0),  # last good read 10 s ago, stale after 3 s
         c03={key: Reading(None, Quality.COMM_ERROR, NOW) for key in bms()},
         c05=bms(state=4),
     )
-    s = snap(r, maintenance=frozenset({"c04"}))
+    s = snap(r)
     status = {c.id: c.status for c in s.clusters}
     assert status["c01"] is ClusterStatus.FAULT
     assert status["c02"] is ClusterStatus.OFFLINE
     c02 = s.cluster("c02")
     assert c02 is not None and c02.soc_pct.quality is Quality.STALE and c02.soc_pct.age_s == 10.0
     assert status["c03"] is ClusterStatus.OFFLINE
-    assert status["c04"] is ClusterStatus.MAINTENANCE
+    assert status["c04"] is ClusterStatus.ONLINE
     assert status["c05"] is ClusterStatus.OFFLINE
-    assert [c.id for c in s.clusters if c.trusted] == [f"c{i:02d}" for i in range(6, 13)]
+    assert [c.id for c in s.clusters if c.trusted] == ["c04"] + [f"c{i:02d}" for i in range(6, 13)]
 
 
 def test_bad_limit_makes_cluster_untrusted() -> None:
@@ -111,8 +111,15 @@ def test_load_from_energy_balance_without_load_meter() -> None:
     from dataclasses import replace
 
     site = replace(SITE, meters=tuple(m for m in SITE.meters if m.role != "load"))
-    s = build_snapshot(site, readings(), 1, NOW, WALL, namer, frozenset())
+    s = build_snapshot(site, readings(), 1, NOW, WALL, namer)
     assert s.load_w.value == 4_000_000.0 + 100_000.0 + 400_000.0
     r = readings(pcs1={k.POWER_W: good(math.nan)})
-    s2 = build_snapshot(site, r, 1, NOW, WALL, namer, frozenset())
+    s2 = build_snapshot(site, r, 1, NOW, WALL, namer)
     assert not s2.load_w.ok and s2.pcs[0].power_w.quality is Quality.INVALID
+
+
+def test_switchable_when_the_profile_can_open_the_contactor() -> None:
+    """The snapshot says whether the agent can open a cluster's contactor; an operator's maintenance
+    hold is no part of it (decide()'s OperatorState.maintenance input)."""
+    s = snap(readings(c02={**bms(), k.CONNECT_CMD: good(float(k.CONNECT))}))
+    assert [c.id for c in s.clusters if c.switchable] == ["c02"]

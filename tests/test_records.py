@@ -55,7 +55,7 @@ def test_defaults_are_what_a_caller_leaving_them_out_means() -> None:
     assert (m.value, m.quality, m.age_s) == (5.0, Quality.GOOD, 0.0)
     assert MISSING.quality is Quality.COMM_ERROR and math.isnan(MISSING.value) and MISSING.age_s == math.inf
     c = ClusterSnapshot("c1", "p1", "online", 1.0, m, m, m)  # type: ignore[arg-type]
-    assert c.power_w is MISSING and c.cycles is MISSING and c.alarms == 0 and c.isolating is False
+    assert c.power_w is MISSING and c.cycles is MISSING and c.alarms == 0 and c.switchable is False
     p = PcsSnapshot("p1", ("c1",), "online", 1.0)  # type: ignore[arg-type]
     assert p.power_w is MISSING and p.pcc_active is MISSING and p.grid_control is False
     plan = Plan(1, "auto", 0.0, 0.0, "balance", "r", (), {}, {})

@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from agent.live.hub import CYCLE_BUCKETS_S
 from agent.model.alarms import SEVERITY_CODE, Severity
 from agent.model.points import SITE_POINTS
+from agent.model.snapshot import shown_status
 
 from .mirror import Mirror
 from .observer import Observer
@@ -121,7 +122,7 @@ def collect(hub: Mirror, obs: Observer, now_mono: float) -> Iterator[Metric]:
             pct = val(c.soc_pct)
             if pct is not None:
                 soc.add_metric([c.id], pct)
-            status.add_metric([c.id, c.status.value], 1)
+            status.add_metric([c.id, shown_status(c, latest.maintenance).value], 1)
         yield soc
         yield status
 

@@ -78,7 +78,7 @@ class _ClusterHead(BaseModel):
 
     id: str
     pcs_id: str
-    status: str = Field(description="online, fault, offline or maintenance")
+    status: str = Field(description="online, fault or offline from its BMS; maintenance while held")
     trusted: bool = Field(description="the controller may command it this cycle")
     maintenance: bool = Field(description="isolated by an operator or the site file")
     quality: str = Field(description="worst quality of SoC and limits: good, stale, comm_error, ...")

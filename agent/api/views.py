@@ -10,7 +10,7 @@ from agent.model.alarms import Alarm, Severity, kind
 from agent.model.config import SiteConfig
 from agent.model.operator import OperatorState
 from agent.model.points import CLUSTER_POINTS, PCS_POINTS, SITE_POINTS, PointDef
-from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot
+from agent.model.snapshot import ClusterSnapshot, Measured, PcsSnapshot, shown_status
 from agent.model.soc import site_soc
 from drivers.reading import Quality
 
@@ -48,16 +48,24 @@ def _worst(*ms: Measured) -> Measured:
     return max(ms, key=lambda m: (_QUALITY_RANK[m.quality], m.age_s))
 
 
-def cluster_out(c: ClusterSnapshot, setpoint_w: float, maintenance: bool) -> ClusterOut:
+def commandable(c: ClusterSnapshot, held: frozenset[str]) -> bool:
+    """May the controller command it this cycle? Trusted, and not in the operator's hold."""
+    return c.trusted and c.id not in held
+
+
+def cluster_out(
+    c: ClusterSnapshot, setpoint_w: float, maintenance: bool, held: frozenset[str] = frozenset()
+) -> ClusterOut:
+    """`maintenance`: the operator holds it now; `held`: the clusters held in the cycle `c` is from."""
     w = _worst(c.soc_pct, c.max_charge_w, c.max_discharge_w)
     vmax, vmin = val(c.cell_v_max), val(c.cell_v_min)
     soc = val(c.soc_pct)
     return ClusterOut(
         id=c.id,
         pcs_id=c.pcs_id,
-        status=c.status.value,
-        trusted=c.trusted,
-        maintenance=maintenance or c.status is ClusterStatus.MAINTENANCE,
+        status=shown_status(c, held).value,
+        trusted=commandable(c, held),
+        maintenance=maintenance or c.id in held,
         quality=w.quality.value,
         age_s=fin(w.age_s),
         capacity_wh=c.capacity_wh,
@@ -86,7 +94,8 @@ def pcs_out(p: PcsSnapshot, commanded_w: float, regulating: bool = False) -> Pcs
 
 def clusters_out(rec: CycleRecord, op: OperatorState) -> list[ClusterOut]:
     sp = rec.plan.cluster_setpoints_w
-    return [cluster_out(c, sp.get(c.id, 0.0), c.id in op.maintenance) for c in rec.snapshot.clusters]
+    held = rec.maintenance
+    return [cluster_out(c, sp.get(c.id, 0.0), c.id in op.maintenance, held) for c in rec.snapshot.clusters]
 
 
 def pcs_list_out(rec: CycleRecord) -> list[PcsOut]:
@@ -106,7 +115,7 @@ def site_out(rec: CycleRecord, op: OperatorState, alarms: list[Alarm]) -> SiteOu
         soc_pct=soc.soc_pct,
         energy_wh=soc.energy_wh,
         capacity_wh=sum(c.capacity_wh for c in s.clusters),
-        clusters_online=sum(1 for c in s.clusters if c.trusted),
+        clusters_online=sum(1 for c in s.clusters if commandable(c, rec.maintenance)),
         clusters_total=len(s.clusters),
         mode=plan.mode,
         operator_mode=op.mode,

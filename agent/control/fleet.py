@@ -184,9 +184,10 @@ def _build(snap: SiteSnapshot, maintenance: frozenset[str], derate: tuple[tuple[
     f.snap_pcs_ids = tuple([p.id for p in snap.pcs])
     pcs_index: dict[str, int] = {}
     rated: dict[str, float] = {}
-    # A PCS drives all its clusters on one DC bus: while one of them is being isolated (its
-    # contactor still closed), the whole PCS is held at 0 W so the contactor opens without load.
-    held = {c.pcs_id for c in snap.clusters if c.isolating}
+    # A PCS drives all its clusters on one DC bus: while one of them is being isolated (held in
+    # maintenance, its contactor still closed: it reports itself online, and the agent can open it),
+    # the whole PCS is held at 0 W so the contactor opens without load.
+    held = {c.pcs_id for c in snap.clusters if c.switchable and c.id in maintenance and c.status is _ONLINE}
     factor = pcs_factors(snap, derate) if derate else {}
     raw_dis: list[float] = []  # per trusted cluster, the BMS limits before the derate (only while one applies)
     raw_chg: list[float] = []

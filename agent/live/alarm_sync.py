@@ -39,11 +39,15 @@ def wanted_alarms(
     meters: Iterable[DeviceConfig],
     pcc_pending: frozenset[str],
     pcc_latched: Mapping[str, str],
+    maintenance: frozenset[str] = frozenset(),
 ) -> Wanted:
     """The alarms one cycle calls for. `pcc_pending`: PCS the previous cycle's write put in grid-power
-    control (this cycle's read-back should show it); `pcc_latched`: PCS the meter watch took out of it."""
+    control (this cycle's read-back should show it); `pcc_latched`: PCS the meter watch took out of it;
+    `maintenance`: clusters the operator holds out of service (isolated on purpose: no alarm)."""
     w: Wanted = {}
     for c in snap.clusters:
+        if c.id in maintenance:
+            continue
         if c.status is ClusterStatus.FAULT:
             _want(w, "cluster_fault", c.id, "BMS reports a fault")
         elif c.status is ClusterStatus.OFFLINE and c.soc_pct.ok:
@@ -83,6 +87,7 @@ class AlarmSync:
         meters: Iterable[DeviceConfig],
         pcc_pending: frozenset[str],
         watch: PccMeterWatch,
+        maintenance: frozenset[str] = frozenset(),
     ) -> None:
         book, now = self.book, snap.t_wall
         before = {a.id: a for a in book.active()}
@@ -91,7 +96,7 @@ class AlarmSync:
         for a in before.values():
             if a.code == "pcc_meter_mismatch" and a.acked_by is not None and a.source in watch.latched:
                 watch.release(a.source)
-        wanted = wanted_alarms(snap, plan, meters, pcc_pending, watch.latched)
+        wanted = wanted_alarms(snap, plan, meters, pcc_pending, watch.latched, maintenance)
         book.sync(wanted, set(OWNED) | set(plan.alarms), now)
         for a in book.active():  # a controller alarm the plan no longer reports
             if a.source == PLAN_SOURCE and a.id not in wanted:

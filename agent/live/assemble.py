@@ -12,16 +12,9 @@ import math
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
+from agent.model.build import cluster_record, pcs_record
 from agent.model.config import SiteConfig
-from agent.model.snapshot import (
-    MISSING,
-    ClusterSnapshot,
-    ClusterStatus,
-    Measured,
-    PcsSnapshot,
-    PcsStatus,
-    SiteSnapshot,
-)
+from agent.model.snapshot import MISSING, ClusterSnapshot, Measured, PcsSnapshot, SiteSnapshot
 from drivers import keys as k
 from drivers.reading import Quality, Reading
 
@@ -70,7 +63,6 @@ def cluster_snapshot(
     rd: Readings,
     now: float,
     namer: StateNamer,
-    maintenance: bool,
 ) -> ClusterSnapshot:
     def m(key: str) -> Measured:
         return measured(rd.get(key), now, site.stale_after_s)
@@ -78,32 +70,16 @@ def cluster_snapshot(
     soc = m(k.SOC_PCT)
     volts = m(k.VOLTAGE_V)
     state = _state(cid, rd, namer)
-    if maintenance:
-        status = ClusterStatus.MAINTENANCE
-    elif not soc.ok or state is None or state == k.STATE_OFF:
-        status = ClusterStatus.OFFLINE
-    elif state == k.STATE_FAULT:
-        status = ClusterStatus.FAULT
-    else:
-        status = ClusterStatus.ONLINE
     alarms_r = rd.get(k.ALARMS)
     alarms = int(alarms_r.value) if alarms_r is not None and alarms_r.ok else 0  # type: ignore[arg-type]
-    contactor = rd.get(k.CONNECT_CMD)  # present only when the profile can open the contactor
-    isolating = (
-        maintenance
-        and contactor is not None
-        and soc.ok
-        and state is not None
-        and state not in (k.STATE_OFF, k.STATE_FAULT)
-    )
-    return ClusterSnapshot(
-        id=cid,
-        pcs_id=pcs_id,
-        status=status,
-        capacity_wh=capacity_wh,
-        soc_pct=soc,
-        max_charge_w=_limit_w(m(k.MAX_CHARGE_A), volts),
-        max_discharge_w=_limit_w(m(k.MAX_DISCHARGE_A), volts),
+    return cluster_record(
+        cid,
+        pcs_id,
+        capacity_wh,
+        state,
+        soc,
+        _limit_w(m(k.MAX_CHARGE_A), volts),
+        _limit_w(m(k.MAX_DISCHARGE_A), volts),
         power_w=m(k.POWER_W),
         soh_pct=m(k.SOH_PCT),
         voltage_v=volts,
@@ -114,7 +90,7 @@ def cluster_snapshot(
         temp_min_c=m(k.TEMP_MIN_C),
         cycles=m(k.CYCLES),
         alarms=alarms,
-        isolating=isolating,
+        switchable=k.CONNECT_CMD in rd,  # present only when the profile can open the contactor
     )
 
 
@@ -128,27 +104,23 @@ def pcs_snapshot(
     namer: StateNamer,
     grid_control: bool = False,
 ) -> PcsSnapshot:
-    power = measured(rd.get(k.POWER_W), now, site.stale_after_s)
-    state = _state(pid, rd, namer)
-    if not power.ok or state is None or state == k.STATE_OFF:
-        status = PcsStatus.OFFLINE
-    elif state == k.STATE_FAULT:
-        status = PcsStatus.FAULT
-    else:
-        status = PcsStatus.ONLINE
-    rated = measured(rd.get(k.RATED_W), now, site.stale_after_s)
-    # The device's own rating can only lower the configured one, never raise it.
-    rated_w = min(rated_cfg_w, rated.value) if rated.ok and rated.value > 0 else rated_cfg_w
-    return PcsSnapshot(
-        id=pid,
-        cluster_ids=clusters,
-        status=status,
-        rated_w=rated_w,
+    def m(key: str) -> Measured:
+        return measured(rd.get(key), now, site.stale_after_s)
+
+    power = m(k.POWER_W)
+    # A PCS whose power cannot be read is as good as one whose state cannot: offline.
+    state = _state(pid, rd, namer) if power.ok else None
+    return pcs_record(
+        pid,
+        clusters,
+        rated_cfg_w,
+        state,
         power_w=power,
-        setpoint_w=measured(rd.get(k.SETPOINT_W), now, site.stale_after_s),
+        rated_w=m(k.RATED_W),
+        setpoint_w=m(k.SETPOINT_W),
         grid_control=grid_control,
-        pcc_active=measured(rd.get(k.PCC_ACTIVE), now, site.stale_after_s) if grid_control else MISSING,
-        pcc_grid_w=measured(rd.get(k.PCC_GRID_W), now, site.stale_after_s) if grid_control else MISSING,
+        pcc_active=m(k.PCC_ACTIVE) if grid_control else MISSING,
+        pcc_grid_w=m(k.PCC_GRID_W) if grid_control else MISSING,
     )
 
 
@@ -168,13 +140,12 @@ def build_snapshot(
     now: float,
     now_wall: datetime,
     namer: StateNamer,
-    maintenance: frozenset[str],
     load_override: Measured | None = None,
 ) -> SiteSnapshot:
     """One immutable snapshot. `load_override` is a load measured elsewhere (e.g. MQTT rack PDUs).
 
-    The limits are what the BMS report: an operator's derate is a policy input of decide()
-    (OperatorState.derate), applied by agent.control.fleet and shown in the plan.
+    What the devices report, nothing else: an operator's derate and maintenance hold are policy
+    inputs of decide() (OperatorState), applied by agent.control.fleet and shown in the plan.
     """
     pcs_owner = {cid: p.id for p in site.pcs for cid in p.clusters}
     clusters = tuple(
@@ -186,7 +157,6 @@ def build_snapshot(
             readings.get(c.id, _NO_READINGS),
             now,
             namer,
-            c.id in maintenance,
         )
         for c in site.clusters
     )

@@ -36,6 +36,9 @@ class CycleRecord:
     poll_ms: float
     write_ms: float
     overruns: int  # cycles skipped so far because one ran over its period
+    # the clusters the operator held out of service this cycle (decide()'s OperatorState.maintenance):
+    # the sinks show them as in maintenance (agent.model.snapshot.shown_status)
+    maintenance: frozenset[str] = frozenset()
 
 
 class Sink(Protocol):

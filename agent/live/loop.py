@@ -127,7 +127,6 @@ class AgentLoop:
             now,
             self.wall(),
             self.devs.namer(),
-            self.hub.operator.maintenance,
             load_override=load,
         )
         # a PCS regulating on a meter that disagrees with the site's follows setpoints instead
@@ -141,11 +140,12 @@ class AgentLoop:
         t1 = self.clock()
         snap = self.snapshot(readings, t1)
         self._pcc_pending = frozenset(self.writer.pcc_on)  # what this cycle's read-back should show
+        op = self.hub.operator  # what this cycle decides with (a command may arrive during the write)
         plan, self.cstate = decide(
             snap,
             self.cstate,
             self.site.control,
-            self.hub.operator,
+            op,
             self.prices,
             self.site.allow_export,
             pcc_off=self._pcc_off,
@@ -154,7 +154,7 @@ class AgentLoop:
         await self.writer.write(snap, plan, self.devs, revert_s(self.site.cycle_s, self.speed))
         await self.contactors.step(snap, self.hub.operator.maintenance, self.devs)
         t2 = self.clock()
-        self.alarm_sync.reconcile(snap, plan, self.site.meters, self._pcc_pending, self._pcc_watch)
+        self.alarm_sync.reconcile(snap, plan, self.site.meters, self._pcc_pending, self._pcc_watch, op.maintenance)
         self.hub.device_health = {i: d.health_dict() for i, d in self.devs.devices.items()}
         ms = 1000.0 / self.speed  # site seconds -> real milliseconds (what the host spent)
         rec = CycleRecord(
@@ -164,6 +164,7 @@ class AgentLoop:
             poll_ms=(t1 - t0) * ms,
             write_ms=(t2 - t1) * ms,
             overruns=self.hub.stats.overruns,
+            maintenance=op.maintenance,
         )
         self.hub.publish(rec)
         return rec

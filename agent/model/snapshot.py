@@ -54,7 +54,9 @@ class ClusterStatus(StrEnum):
     ONLINE = "online"  # BMS reports a usable state and the agent trusts its data
     FAULT = "fault"  # the BMS reports a fault or alarm that forbids operation
     OFFLINE = "offline"  # no trustworthy data (comm loss, stale, removed)
-    MAINTENANCE = "maintenance"  # isolated by an operator; never commanded
+    # Not a device status: what the API, MQTT and telemetry show for a cluster an operator holds
+    # out of service (decide()'s OperatorState.maintenance input; `shown_status`). Snapshots never carry it.
+    MAINTENANCE = "maintenance"
 
 
 class PcsStatus(StrEnum):
@@ -94,9 +96,10 @@ class ClusterSnapshot:
     temp_min_c: Measured
     cycles: Measured
     alarms: int  # BMS event bitfield (SunSpec 802 Evt1)
-    # In maintenance, but its BMS still reports the contactor closed and the agent can open it:
-    # its PCS is held at 0 W until it is open (a PCS drives all its clusters on one DC bus).
-    isolating: bool
+    # The agent can open and close its contactor (its profile maps connect_cmd): one the operator
+    # holds in maintenance that still reports itself online has its PCS held at 0 W until it is
+    # open (agent.control.fleet; a PCS drives all its clusters on one DC bus).
+    switchable: bool
 
     def __init__(
         self,
@@ -117,7 +120,7 @@ class ClusterSnapshot:
         temp_min_c: Measured = MISSING,
         cycles: Measured = MISSING,
         alarms: int = 0,
-        isolating: bool = False,
+        switchable: bool = False,
     ) -> None:
         object.__setattr__(self, "id", id)
         object.__setattr__(self, "pcs_id", pcs_id)
@@ -136,7 +139,7 @@ class ClusterSnapshot:
         object.__setattr__(self, "temp_min_c", temp_min_c)
         object.__setattr__(self, "cycles", cycles)
         object.__setattr__(self, "alarms", alarms)
-        object.__setattr__(self, "isolating", isolating)
+        object.__setattr__(self, "switchable", switchable)
 
     @property
     def trusted(self) -> bool:
@@ -257,6 +260,12 @@ class SiteSnapshot:
             if c.id == cluster_id:
                 return c
         return None
+
+
+def shown_status(c: ClusterSnapshot, maintenance: frozenset[str]) -> ClusterStatus:
+    """The status the sinks show: MAINTENANCE for a cluster in the operator's hold (`maintenance`:
+    the set the cycle's decide() was given, CycleRecord.maintenance), else what its BMS reported."""
+    return ClusterStatus.MAINTENANCE if c.id in maintenance else c.status
 
 
 fast_pickle(Measured)

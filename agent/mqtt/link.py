@@ -99,7 +99,8 @@ class MqttLink:
         self._put(Outgoing(t.state, partial(_enc, state_payload, rec), 0, True))
         for c in s.clusters:
             sp = rec.plan.cluster_setpoints_w.get(c.id)
-            self._put(Outgoing(t.cluster(c.id), partial(_enc, cluster_payload, c, sp, s.t_wall), 0, True))
+            payload = partial(_enc, cluster_payload, c, sp, s.t_wall, rec.maintenance)
+            self._put(Outgoing(t.cluster(c.id), payload, 0, True))
         for p in s.pcs:
             cmd = rec.plan.pcs_setpoints_w.get(p.id)
             self._put(Outgoing(t.pcs(p.id), partial(_enc, pcs_payload, p, cmd, s.t_wall), 0, True))

@@ -26,7 +26,7 @@ from agent.live.hub import CycleRecord
 from agent.model.alarms import Alarm, kind
 from agent.model.plan import GridControl, Plan
 from agent.model.points import CLUSTER_POINTS, PCS_POINTS, SITE_POINTS, PointDef
-from agent.model.snapshot import ClusterSnapshot, Measured, PcsSnapshot
+from agent.model.snapshot import ClusterSnapshot, Measured, PcsSnapshot, shown_status
 from agent.model.soc import site_soc
 
 SCHEMA_VERSION = 1
@@ -114,13 +114,16 @@ def state_payload(rec: CycleRecord) -> dict[str, Any]:
     }
 
 
-def cluster_payload(c: ClusterSnapshot, setpoint_w: float | None, t: datetime) -> dict[str, Any]:
+def cluster_payload(
+    c: ClusterSnapshot, setpoint_w: float | None, t: datetime, held: frozenset[str] = frozenset()
+) -> dict[str, Any]:
+    """`held`: the clusters in the operator's hold that cycle (CycleRecord.maintenance)."""
     return {
         "v": SCHEMA_VERSION,
         "id": c.id,
         "pcs": c.pcs_id,
         "t": t.isoformat(),
-        "status": c.status.value,
+        "status": shown_status(c, held).value,
         **{p.name: _point(p, p.of(c)) for p in CLUSTER_POINTS},
         "soc_quality": c.soc_pct.quality.value,
         "alarms": c.alarms,

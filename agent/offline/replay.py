@@ -45,13 +45,15 @@ from agent.economics.annual import MonthFigures, estimate
 from agent.economics.optimum import BatterySpec, OptimumResult, optimum, resample_mean
 from agent.economics.roi import EconomicsConfig, roi
 from agent.economics.tariff import FloatArray, Tariff
+from agent.model.build import cluster_record, pcs_record
 from agent.model.config import SiteConfig
 from agent.model.interval import interval_starts
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
-from agent.model.snapshot import ClusterSnapshot, ClusterStatus, Measured, PcsSnapshot, PcsStatus, SiteSnapshot
+from agent.model.snapshot import ClusterSnapshot, Measured, SiteSnapshot
 from agent.model.soc import site_soc
 from agent.offline.report import compare, ramp_shares
+from drivers.keys import STATE_ONLINE
 from simulators.physics import BatteryPlant, ClusterParams, PccCommand
 
 SOC_RESOLUTION_PCT = 0.1  # what a BMS SoC register resolves
@@ -180,14 +182,14 @@ def build_plant(site: SiteConfig, soc_pct: float, pcs: PcsModel = PcsModel()) ->
 
 
 class _ClusterView:
-    """Cluster snapshots as the BMS registers would show them, rebuilt only when those change."""
+    """Cluster snapshots as the BMS registers would show them, rebuilt only when those change.
+
+    The replay's register model: each cluster's SoC register in SOC_RESOLUTION_PCT and its charge
+    and discharge limit registers in LIMIT_RESOLUTION_W (`registers`); the snapshot records come
+    from those register values through the one builder (agent.model.build), as live."""
 
     def __init__(self, site: SiteConfig, plant: BatteryPlant) -> None:
         pcs_of = {cid: p.id for p in site.pcs for cid in p.clusters}
-        # clusters the site file isolates stay in maintenance for the whole replay (never commanded)
-        self.status = [
-            ClusterStatus.MAINTENANCE if d.id in site.maintenance else ClusterStatus.ONLINE for d in site.clusters
-        ]
         self.devs = [(d.id, pcs_of[d.id], d.capacity_wh) for d in site.clusters]
         self.cells = [plant.clusters[d.id] for d in site.clusters]
         self.cache: list[dict[tuple[int, int, int], ClusterSnapshot]] = [{} for _ in self.devs]
@@ -198,8 +200,8 @@ class _ClusterView:
         self.snaps: tuple[ClusterSnapshot, ...] = ()
         self.soc_pct = math.nan  # fleet SoC as the registers show it, updated with the snapshots
 
-    def now(self) -> tuple[ClusterSnapshot, ...]:
-        """The current tuple; the same object as last time when no register changed."""
+    def registers(self) -> bool:
+        """Read every cluster's registers (in register units) from the physics; True if any changed."""
         ks = 100.0 / SOC_RESOLUTION_PCT
         kl = 1.0 / LIMIT_RESOLUTION_W
         cells, ksoc, kchg, kdis = self.cells, self.ksoc, self.kchg, self.kdis
@@ -212,19 +214,25 @@ class _ClusterView:
             if a != ksoc[i] or b != kchg[i] or d != kdis[i]:
                 ksoc[i], kchg[i], kdis[i] = a, b, d
                 changed = True
-        if not changed:
+        return changed
+
+    def now(self) -> tuple[ClusterSnapshot, ...]:
+        """The current tuple; the same object as last time when no register changed."""
+        if not self.registers():
             return self.snaps
+        ksoc, kchg, kdis = self.ksoc, self.kchg, self.kdis
         out = []
-        for i in range(len(cells)):
+        for i in range(len(self.devs)):
             k = (ksoc[i], kchg[i], kdis[i])
             s = self.cache[i].get(k)
             if s is None:
                 cid, pid, cap = self.devs[i]
-                s = ClusterSnapshot(
+                # register values in SI units (W, %), as a BMS reporting an online cluster shows them
+                s = cluster_record(
                     cid,
                     pid,
-                    self.status[i],
                     cap,
+                    STATE_ONLINE,
                     Measured(k[0] * SOC_RESOLUTION_PCT),
                     Measured(k[1] * LIMIT_RESOLUTION_W),
                     Measured(k[2] * LIMIT_RESOLUTION_W),
@@ -287,6 +295,10 @@ def replay(
     if decide_every < 1:
         raise ValueError(f"decide_every must be >= 1 trace step, got {decide_every!r}")
     op = op or OperatorState()
+    if not site.maintenance <= op.maintenance:
+        # clusters the site file isolates stay in maintenance for the whole replay (never commanded),
+        # as the live agent starts with them held
+        op = replace(op, maintenance=op.maintenance | site.maintenance)
     # a trace decided every step changes only when the agent reads it; a finer one, in between
     cfg = replace(site.control, load_changes_at_readings=decide_every == 1)
     allow_export = site.allow_export
@@ -305,9 +317,10 @@ def replay(
     start_wh = plant.stored_wh()
     view = _ClusterView(site, plant)
     memo = FleetMemo()
+    # the PCS as they report themselves for the whole replay: online, at their configured rating
+    # (their power registers are not modelled: the site meter gives grid = load - pv - battery)
     pcs = tuple(
-        PcsSnapshot(p.id, p.clusters, PcsStatus.ONLINE, p.rated_w, grid_control=p.grid_control == "pcc")
-        for p in site.pcs
+        pcs_record(p.id, p.clusters, p.rated_w, STATE_ONLINE, grid_control=p.grid_control == "pcc") for p in site.pcs
     )
     pcc_ids = [p.id for p in pcs if p.grid_control]
     grid_out = [0.0] * n

@@ -41,7 +41,7 @@ from typing import Any
 from agent.live.hub import CycleRecord
 from agent.model.alarms import SEVERITY_CODE, Alarm
 from agent.model.points import CLUSTER_POINTS, PCS_POINTS, SITE_POINTS
-from agent.model.snapshot import CLUSTER_STATUS_CODE, PCS_STATUS_CODE, Measured
+from agent.model.snapshot import CLUSTER_STATUS_CODE, PCS_STATUS_CODE, Measured, shown_status
 from agent.model.soc import site_soc
 from drivers.reading import Quality
 
@@ -196,7 +196,7 @@ def points_for(
                 _fields(
                     **{pt.name: pt.of(c).value for pt in CLUSTER_POINTS},
                     setpoint_w=p.cluster_setpoints_w.get(c.id),
-                    status=CLUSTER_STATUS_CODE[c.status],
+                    status=CLUSTER_STATUS_CODE[shown_status(c, rec.maintenance)],
                     alarms=c.alarms,
                     soc_q=_q(c.soc_pct),
                     limits_q=limits_q,
