@@ -30,6 +30,7 @@ COMPILED = [
     "agent/control/demand.py",
     "agent/control/derate.py",
     "agent/control/dispatch.py",
+    "agent/control/edges.py",
     "agent/control/fleet.py",
     "agent/control/interval.py",
     "agent/control/limits.py",

@@ -179,17 +179,32 @@ LIMITED = replace(CFG, ramp_limit_w_per_s=200e3)  # the plan moves the grid by 1
     [
         # the grid planned 3 MW a second ago, the net load is 4 MW: the battery takes 1 MW +- 150 kW
         (Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=3e6)), (850e3, 1150e3, "ramp", "ramp")),
-        # two seconds: +- 300 kW
-        (Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=998.0, grid_w=3e6)), (700e3, 1300e3, "ramp", "ramp")),
+        # two seconds: still +- 150 kW (the step lands at once: it counts one second at most)
+        (Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=998.0, grid_w=3e6)), (850e3, 1150e3, "ramp", "ramp")),
         # the window lies beyond full discharge: held at full discharge
         (
             Case(load=6e6, cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=1e6)),
             (FULL_W, FULL_W, "device_limits", "device_limits"),
         ),
         (Case(load=4e6, prev=RampState(t_mono=999.0, grid_w=3e6)), None),  # no limit
-        (Case(load=4e6, cfg=LIMITED), None),  # no reference yet
-        (Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=980.0, grid_w=3e6)), None),  # a gap: start afresh
-        (Case(load_m=Measured.missing(), cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=3e6)), None),
+        # no plan to refer to, or a long gap: the measured grid (4 MW, the battery at 0 W), one second's step
+        (Case(load=4e6, cfg=LIMITED), (-150e3, 150e3, "ramp", "ramp")),
+        (Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=980.0, grid_w=3e6)), (-150e3, 150e3, "ramp", "ramp")),
+        # the meters put the battery at 0 W where the plan said 1 MW (the PCS reverted): from the meters
+        (
+            Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=3e6, battery_w=1e6)),
+            (-150e3, 150e3, "ramp", "ramp"),
+        ),
+        # ... and within the 50 kW lag margin of the plan: from the plan
+        (
+            Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=3.95e6, battery_w=40e3)),
+            (-100e3, 200e3, "ramp", "ramp"),
+        ),
+        # the load unknown: the battery's own change, from its measured output (the PCS read 0 W)
+        (
+            Case(load_m=Measured.missing(), cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=3e6, battery_w=1e6)),
+            (-150e3, 150e3, "ramp", "ramp"),
+        ),
     ],
 )
 def test_ramp(case: Case, expected: tuple[float, float, str, str] | None) -> None:
