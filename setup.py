@@ -32,6 +32,7 @@ COMPILED = [
     "agent/control/dispatch.py",
     "agent/control/edges.py",
     "agent/control/fleet.py",
+    "agent/control/grid_limit.py",
     "agent/control/interval.py",
     "agent/control/limits.py",
     "agent/control/maintenance.py",

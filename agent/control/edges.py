@@ -32,23 +32,32 @@ def ramp_out_w(energy_j: float, rate_w_per_s: float, dt: float) -> float:
     return 0.5 * (math.sqrt(rdt * rdt + 8.0 * rate_w_per_s * energy_j) - rdt)
 
 
+def energy_above_floor_j(c: Cycle) -> float:
+    """What the trusted clusters can still deliver (AC side, J) before the reserve floor."""
+    floor, above = c.floor, 0.0
+    for s, cap in zip(c.fleet.soc, c.fleet.cap, strict=True):
+        if s > floor:
+            above += (s - floor) * cap
+    return above * 0.01 * J_PER_WH * c.cfg.discharge_efficiency
+
+
+def room_below_ceiling_j(c: Cycle) -> float:
+    """What the trusted clusters can still take in (AC side, J) before the SoC ceiling."""
+    ceil, room = c.ceil, 0.0
+    for s, cap in zip(c.fleet.soc, c.fleet.cap, strict=True):
+        if s < ceil:
+            room += (ceil - s) * cap
+    return room * 0.01 * J_PER_WH / c.cfg.charge_efficiency
+
+
 def edges(w: Window, c: Cycle) -> Window:
     cfg = c.cfg
     if cfg.ramp_limit_w_per_s <= 0.0 or not c.snap.grid_up or c.pcc:
         return w
     r = cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION
     dt = c.dt if 0.0 < c.dt <= STEP_S_MAX else STEP_S_MAX
-    f = c.fleet
-    floor, ceil = c.floor, c.ceil
-    above = room = 0.0
-    for s, cap in zip(f.soc, f.cap, strict=True):
-        if s > floor:
-            above += (s - floor) * cap
-        if s < ceil:
-            room += (ceil - s) * cap
-    k = 0.01 * J_PER_WH
-    hi_cap = ramp_out_w(above * k * cfg.discharge_efficiency, r, dt)
-    lo_cap = -ramp_out_w(room * k / cfg.charge_efficiency, r, dt)
+    hi_cap = ramp_out_w(energy_above_floor_j(c), r, dt)
+    lo_cap = -ramp_out_w(room_below_ceiling_j(c), r, dt)
     lo, hi = w.lo, w.hi
     if not (hi_cap < hi or lo_cap > lo):
         return w
@@ -57,5 +66,5 @@ def edges(w: Window, c: Cycle) -> Window:
         hi, hi_src = max(hi_cap, lo), "edges"
     if lo_cap > lo:
         lo, lo_src = min(lo_cap, hi), "edges"
-    why = f"ramping out at {r:.0f} W/s before the SoC floor {floor:.2f} % or ceiling {ceil:.2f} %"
+    why = f"ramping out at {r:.0f} W/s before the SoC floor {c.floor:.2f} % or ceiling {c.ceil:.2f} %"
     return w.bound(lo, hi, lo_src, hi_src, Bound("edges", lo, hi, why))
