@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.control import ControllerState, decide, initial_state
+from agent.live.alarm_sync import wanted_alarms
 from agent.model.alarms import CATALOGUE
 from agent.model.config import load_site
 from agent.model.operator import OperatorState
@@ -114,3 +115,10 @@ def test_import_never_above_the_limit_while_the_battery_can_carry_it(
             assert p.site_setpoint_w == pytest.approx(held.hi_w)
         else:
             assert "grid_import_limit" not in p.alarms
+
+
+def test_the_alarm_message_is_the_bound_with_the_time_left() -> None:
+    p = once(8e6)
+    wanted = wanted_alarms(snap(8e6), p, (), frozenset(), {})
+    assert wanted["grid_import_limit@control"] == ("grid_import_limit", "control", grid_bound(p))
+    assert "s left at this draw" in wanted["grid_import_limit@control"][2]
