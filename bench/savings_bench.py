@@ -45,8 +45,8 @@ from agent.economics.billing import bill
 from agent.economics.optimum import BatterySpec, OptimumResult, resample_mean
 from agent.economics.roi import EconomicsConfig
 from agent.economics.tariff import FloatArray, Tariff, bundled
-from agent.model.config import load_site
-from agent.offline.replay import BUILD, Trace, battery_spec, evaluate, optimum_for, replay
+from agent.model.config import SiteConfig, load_site
+from agent.offline.replay import BUILD, ReplayResult, Trace, battery_spec, evaluate, optimum_for, replay
 from simulators.load import TRACE_H100, Inference, TraceReplay, WithCooling
 
 SITE = Path(__file__).resolve().parents[1] / "agent" / "sites" / "demo.toml"
@@ -158,6 +158,13 @@ def main() -> None:
         "--ramp-headroom", type=float, default=0.0, metavar="KW", help="[control] ramp_headroom_w, in kW [0]"
     )
     ap.add_argument("--pcc", action="store_true", help="every PCS in grid-power (PCC) control (needs --ramp-limit)")
+    ap.add_argument(
+        "--grid-limit-below-peak",
+        type=float,
+        default=0.0,
+        metavar="PCT",
+        help="[control] grid_import_limit_w this many %% under the trace's peak load [none]",
+    )
     args = ap.parse_args()
     if args.pcc and args.ramp_limit <= 0:
         ap.error("--pcc needs a --ramp-limit above 0 (grid-power control holds the ramp)")
@@ -171,6 +178,8 @@ def main() -> None:
     tariff = bundled("shanghai_ci_two_part")
     ts, load = site_load(args.days, args.seed)
     trace = Trace(ts, load, source=f"bench seed {args.seed}")
+    grid_limit = float(load.max()) * (1.0 - args.grid_limit_below_peak / 100.0) if args.grid_limit_below_peak else 0.0
+    site = replace(site, control=replace(site.control, grid_import_limit_w=grid_limit))
     print(
         f"trace: {len(ts):,} steps at 1 s, load {load.min() / 1e6:.2f}-{load.max() / 1e6:.2f} MW "
         f"(mean {load.mean() / 1e6:.2f}), built in {time.perf_counter() - t_build:.1f} s",
@@ -237,8 +246,35 @@ def main() -> None:
         f"\nfixed-threshold shaver (best threshold {thr / 1e3:,.0f} kW in hindsight, ending at {thr_end:.1f} %):"
         f" {thr_savings:,.0f} CNY = {out['fixed_threshold_share']:.1%} of the optimum ending there"
     )
+    if grid_limit > 0.0:
+        out["grid_limit"] = held = grid_limit_held(result, grid_limit, site)
+        print(
+            f"grid import limit {grid_limit / 1e3:,.0f} kW ({args.grid_limit_below_peak:g} % under the peak load):"
+            f" above it {held['seconds_above']:,} s, of which {held['seconds_above_with_energy']:,} s while the"
+            f" battery had energy above its floor ({held['seconds_above_with_energy_and_power']:,} s with power to"
+            f" spare too); largest excess {held['max_excess_kw']:,.1f} kW"
+        )
     if args.json:
         print(json.dumps(out, indent=2))
+
+
+def grid_limit_held(result: ReplayResult, limit_w: float, site: SiteConfig) -> dict[str, Any]:
+    """Seconds the replay's grid import was above the limit, and of those, the ones in which the
+    battery still had energy above the reserve floor (and power to spare below its maximum)."""
+    grid = np.asarray(result.grid_w)
+    soc = np.asarray(result.soc_pct)
+    bat = np.asarray(result.battery_w)
+    above = grid > limit_w + 1.0  # 1 W: float noise of the replay's sums
+    floor = site.control.soc_min_pct  # the bench runs without a reserve load: the floor is soc_min
+    energy = soc > floor + 0.01
+    power = bat < battery_spec(site).power_w - 1.0
+    return {
+        "limit_kw": limit_w / 1e3,
+        "seconds_above": int(above.sum()),
+        "seconds_above_with_energy": int((above & energy).sum()),
+        "seconds_above_with_energy_and_power": int((above & energy & power).sum()),
+        "max_excess_kw": float(max(0.0, (grid - limit_w).max()) / 1e3),
+    }
 
 
 if __name__ == "__main__":
