@@ -21,7 +21,7 @@ from agent.model.plan import Plan
 from common.tomlcheck import ConfigError
 from tests.test_config import MINIMAL, write
 from tests.test_control_edges import Plant
-from tests.test_control_support import CFG, FLAT, NOON, SHANGHAI, snap
+from tests.test_control_support import CFG, FLAT, NOON, SHANGHAI, TablePrices, fleet, snap
 
 LIMITED = replace(CFG, grid_import_limit_w=4e6)
 FULL_W = 12 * 209e3
@@ -122,3 +122,18 @@ def test_the_alarm_message_is_the_bound_with_the_time_left() -> None:
     wanted = wanted_alarms(snap(8e6), p, (), frozenset(), {})
     assert wanted["grid_import_limit@control"] == ("grid_import_limit", "control", grid_bound(p))
     assert "s left at this draw" in wanted["grid_import_limit@control"][2]
+
+
+def test_arbitrage_keeps_the_energy_the_limit_needs_later_today() -> None:
+    # 10:45, 15 min of morning peak price left, 95 % full, no demand charge: arbitrage discharges.
+    # Yesterday's profile says 18:00-21:00 averages 6 MW: 3 h x 2 MW over a 4 MW connection is
+    # 6 MWh / 0.96, more than the fleet holds above its floor, so with the limit it keeps it all.
+    prices = TablePrices(SHANGHAI.table, rate=0.0)
+    profile = [3e6] * 96
+    profile[72:84] = [6e6] * 12
+    cl, pcs = fleet(soc=95.0)
+    s = snap(3e6, t_wall=NOON.replace(hour=10, minute=45), clusters=cl, pcs=pcs)
+    free, _ = decide(s, initial_state(CFG, profile=profile), CFG, OP, prices, False)
+    assert free.site_setpoint_w == pytest.approx(FULL_W)  # at the fleet limit (device_limits)
+    held, _ = decide(s, initial_state(LIMITED, profile=profile), LIMITED, OP, prices, False)
+    assert (held.decided_by, held.site_setpoint_w) == ("tou_discharge", 0.0)
