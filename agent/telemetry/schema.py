@@ -77,6 +77,8 @@ SOURCE_CODE: dict[str, int] = {
     "derate": 16,
     "maintenance": 17,
     "pcc_latch": 18,
+    "edges": 19,
+    "grid_import_limit": 20,
 }
 UNKNOWN_CODE = 99
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
