@@ -14,13 +14,14 @@ in an outage the battery carries the load and the reserve is there to be used.
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from agent.control.cycle import Cycle
 from agent.control.ramp import SETPOINT_RAMP_FRACTION, STEP_S_MAX
 from agent.control.window import Window
 from agent.model.plan import Bound
 
-J_PER_WH = 3600.0
+J_PER_WH: Final = 3600.0
 
 
 def ramp_out_w(energy_j: float, rate_w_per_s: float, dt: float) -> float:

@@ -12,12 +12,14 @@ energy above the reserve floor lasts at the present draw.
 
 from __future__ import annotations
 
+from typing import Final
+
 from agent.control.cycle import Cycle
 from agent.control.edges import energy_above_floor_j
 from agent.control.window import Window
 from agent.model.plan import Bound
 
-SOURCE = "grid_import_limit"
+SOURCE: Final = "grid_import_limit"
 
 
 def grid_limit(w: Window, c: Cycle) -> Window:
