@@ -248,12 +248,14 @@ def main() -> None:
     )
     if grid_limit > 0.0:
         out["grid_limit"] = held = grid_limit_held(result, grid_limit, site)
+        h = held
         print(
             f"grid import limit {grid_limit / 1e3:,.0f} kW ({args.grid_limit_below_peak:g} % under the peak load):"
-            f" above it by > 1 kW {held['seconds_above']:,} s, of which {held['seconds_above_with_energy']:,} s"
-            f" while the battery had energy above its floor"
-            f" ({held['seconds_above_with_energy_and_power']:,} s with power to spare too); largest excess {held['max_excess_kw']:,.1f} kW,"
-            f" {held['max_excess_kw_with_energy']:,.1f} kW with energy; lowest SoC {held['soc_min_pct_seen']:.2f} %"
+            f" above it by > 1 kW {h['seconds_above']:,} s, of which {h['seconds_above_with_energy']:,} s"
+            " while the battery had energy above its floor"
+            f" ({h['seconds_above_with_energy_and_power']:,} s with power to spare too);"
+            f" largest excess {h['max_excess_kw']:,.1f} kW, {h['max_excess_kw_with_energy']:,.1f} kW with energy;"
+            f" lowest SoC {h['soc_min_pct_seen']:.2f} %"
         )
     if args.json:
         print(json.dumps(out, indent=2))
