@@ -99,9 +99,7 @@ def site_load(days: int, seed: int) -> tuple[FloatArray, FloatArray]:
     return ts, load
 
 
-def fixed_threshold(
-    ts: FloatArray, load: FloatArray, tariff: Tariff, bat: BatterySpec
-) -> tuple[float, float, float]:
+def fixed_threshold(ts: FloatArray, load: FloatArray, tariff: Tariff, bat: BatterySpec) -> tuple[float, float, float]:
     """(best hindsight threshold W, its net savings, its end SoC %) for a shaver on 15-min means.
 
     Above the threshold it discharges down to it; below it recharges up to it (whatever the price),
@@ -285,3 +283,7 @@ def grid_limit_held(result: ReplayResult, limit_w: float, site: SiteConfig) -> d
         "max_excess_kw_with_energy": float(excess[with_energy].max(initial=0.0) / 1e3),
         "soc_min_pct_seen": float(np.nanmin(soc)),
     }
+
+
+if __name__ == "__main__":
+    main()
