@@ -45,8 +45,8 @@ from agent.economics.billing import bill
 from agent.economics.optimum import BatterySpec, OptimumResult, resample_mean
 from agent.economics.roi import EconomicsConfig
 from agent.economics.tariff import FloatArray, Tariff, bundled
-from agent.model.config import load_site
-from agent.offline.replay import BUILD, Trace, battery_spec, evaluate, optimum_for, replay
+from agent.model.config import SiteConfig, load_site
+from agent.offline.replay import BUILD, ReplayResult, Trace, battery_spec, evaluate, optimum_for, replay
 from simulators.load import TRACE_H100, Inference, TraceReplay, WithCooling
 
 SITE = Path(__file__).resolve().parents[1] / "agent" / "sites" / "demo.toml"
@@ -99,9 +99,7 @@ def site_load(days: int, seed: int) -> tuple[FloatArray, FloatArray]:
     return ts, load
 
 
-def fixed_threshold(
-    ts: FloatArray, load: FloatArray, tariff: Tariff, bat: BatterySpec
-) -> tuple[float, float, float]:
+def fixed_threshold(ts: FloatArray, load: FloatArray, tariff: Tariff, bat: BatterySpec) -> tuple[float, float, float]:
     """(best hindsight threshold W, its net savings, its end SoC %) for a shaver on 15-min means.
 
     Above the threshold it discharges down to it; below it recharges up to it (whatever the price),
@@ -158,6 +156,13 @@ def main() -> None:
         "--ramp-headroom", type=float, default=0.0, metavar="KW", help="[control] ramp_headroom_w, in kW [0]"
     )
     ap.add_argument("--pcc", action="store_true", help="every PCS in grid-power (PCC) control (needs --ramp-limit)")
+    ap.add_argument(
+        "--grid-limit-below-peak",
+        type=float,
+        default=0.0,
+        metavar="PCT",
+        help="[control] grid_import_limit_w this many %% under the trace's peak load [none]",
+    )
     args = ap.parse_args()
     if args.pcc and args.ramp_limit <= 0:
         ap.error("--pcc needs a --ramp-limit above 0 (grid-power control holds the ramp)")
@@ -171,6 +176,8 @@ def main() -> None:
     tariff = bundled("shanghai_ci_two_part")
     ts, load = site_load(args.days, args.seed)
     trace = Trace(ts, load, source=f"bench seed {args.seed}")
+    grid_limit = float(load.max()) * (1.0 - args.grid_limit_below_peak / 100.0) if args.grid_limit_below_peak else 0.0
+    site = replace(site, control=replace(site.control, grid_import_limit_w=grid_limit))
     print(
         f"trace: {len(ts):,} steps at 1 s, load {load.min() / 1e6:.2f}-{load.max() / 1e6:.2f} MW "
         f"(mean {load.mean() / 1e6:.2f}), built in {time.perf_counter() - t_build:.1f} s",
@@ -237,8 +244,45 @@ def main() -> None:
         f"\nfixed-threshold shaver (best threshold {thr / 1e3:,.0f} kW in hindsight, ending at {thr_end:.1f} %):"
         f" {thr_savings:,.0f} CNY = {out['fixed_threshold_share']:.1%} of the optimum ending there"
     )
+    if grid_limit > 0.0:
+        out["grid_limit"] = held = grid_limit_held(result, grid_limit, site)
+        h = held
+        print(
+            f"grid import limit {grid_limit / 1e3:,.0f} kW ({args.grid_limit_below_peak:g} % under the peak load):"
+            f" above it by > 1 kW {h['seconds_above']:,} s, of which {h['seconds_above_with_energy']:,} s"
+            " while the battery had energy above its floor"
+            f" ({h['seconds_above_with_energy_and_power']:,} s with power to spare too);"
+            f" largest excess {h['max_excess_kw']:,.1f} kW, {h['max_excess_kw_with_energy']:,.1f} kW with energy;"
+            f" lowest SoC {h['soc_min_pct_seen']:.2f} %"
+        )
     if args.json:
         print(json.dumps(out, indent=2))
+
+
+def grid_limit_held(result: ReplayResult, limit_w: float, site: SiteConfig) -> dict[str, Any]:
+    """Seconds the replay's grid import was above the limit by more than 1 kW (the PCS's lag and
+    setpoint resolution leave a few W on a held limit), and of those, the ones in which the battery
+    still had energy above the reserve floor (and power to spare below its maximum)."""
+    grid = np.asarray(result.grid_w)
+    soc = np.asarray(result.soc_pct)
+    bat = np.asarray(result.battery_w)
+    excess = grid - limit_w
+    above = excess > 1e3
+    floor = site.control.soc_min_pct  # the bench runs without a reserve load: the floor is soc_min
+    energy = soc > floor + 0.05  # above the floor by more than the SoC registers' resolution
+    power = bat < battery_spec(site).power_w - 1e3
+    with_energy = above & energy
+    return {
+        "limit_kw": limit_w / 1e3,
+        "seconds_above_by_any": int(np.count_nonzero(excess > 0.0)),
+        "max_excess_w_with_energy_below_1kw": float(max(0.0, excess[energy & ~above].max(initial=0.0))),
+        "seconds_above": int(above.sum()),
+        "seconds_above_with_energy": int(with_energy.sum()),
+        "seconds_above_with_energy_and_power": int((with_energy & power).sum()),
+        "max_excess_kw": float(max(0.0, excess.max()) / 1e3),
+        "max_excess_kw_with_energy": float(excess[with_energy].max(initial=0.0) / 1e3),
+        "soc_min_pct_seen": float(np.nanmin(soc)),
+    }
 
 
 if __name__ == "__main__":

@@ -54,13 +54,16 @@ def test_load_drop_charges_the_battery_within_its_limit() -> None:
     assert p.decided_by == "ramp"
 
 
-def test_first_cycle_and_long_gaps_have_no_ramp_reference() -> None:
+def test_first_cycle_and_long_gaps_ramp_from_the_measured_grid() -> None:
+    # no plan to refer to: the measured grid is the reference and the step counts one second
     st = initial_state(RAMP_CFG)
-    p, st = step(st, 5e6, 0, 0.0)
-    assert all(b.source != "ramp" for b in p.bounds)
-    s = snap(1e6, t_mono=1000.0 + 60.0, t_wall=NOON + timedelta(seconds=60))  # a stall of 60 s
+    p, st = step(st, 5e6, 0, 1.5e6)  # the battery gives 1.5 MW as the agent starts (grid 3.5 MW)
+    assert p.site_setpoint_w == pytest.approx(1.4e6)  # flat tariff: hold 0, ramped out at 100 kW a cycle
+    assert p.decided_by == "ramp"
+    s = snap(1e6, t_mono=1000.0 + 60.0, t_wall=NOON + timedelta(seconds=60))  # a stall of 60 s, PCS at 0 W
     p, _ = decide(s, st, RAMP_CFG, OP, FLAT, False)
     assert p.site_setpoint_w == 0.0
+    assert next(b for b in p.bounds if b.source == "ramp").lo_w == pytest.approx(-100_000.0)
 
 
 def test_ramp_sits_above_the_operator_override() -> None:

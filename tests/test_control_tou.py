@@ -163,19 +163,22 @@ def test_no_prices_means_balancing_only() -> None:
 def test_arbitrage_leaves_ramp_support_its_headroom() -> None:
     # 10:45, 15 min of morning peak left, 95 % full: arbitrage alone would discharge at the fleet's
     # full 2.508 MW (12 x 209 kW); with 500 kW kept for ramp support it stops at 2.008 MW.
+    # (each snapshot has the battery already where the plan goes: on a first cycle the ramp refers
+    # to the measured grid, and from 0 W it would allow only 150 kW: agent/control/ramp.py)
     cl, pcs = fleet(soc=95.0)
-    s = snap(5e6, t_wall=at_hour(10, 45), clusters=cl, pcs=pcs)
+    s = snap(5e6, battery=2.508e6, t_wall=at_hour(10, 45), clusters=cl, pcs=pcs)
     ramp = replace(CFG, ramp_limit_w_per_s=200e3)
     p, _ = decide(s, initial_state(ramp), ramp, OP, SHANGHAI, False)
     assert p.site_setpoint_w == pytest.approx(2.508e6)
     assert p.decided_by == "device_limits"
     kept = replace(ramp, ramp_headroom_w=500e3)
+    s = snap(5e6, battery=2.008e6, t_wall=at_hour(10, 45), clusters=cl, pcs=pcs)
     p, _ = decide(s, initial_state(kept), kept, OP, SHANGHAI, False)
     assert p.site_setpoint_w == pytest.approx(2.008e6)
     assert p.decided_by == "tou_discharge"
     # charging the same way: a 20 % fleet at 12:00 under a billed 8 MW peak fills at most 2.008 MW
     cl, pcs = fleet(soc=20.0)
-    s = snap(3e6, t_wall=at_hour(12), clusters=cl, pcs=pcs)
+    s = snap(3e6, battery=-2.008e6, t_wall=at_hour(12), clusters=cl, pcs=pcs)
     st = initial_state(kept, {40.8: 8e6}, (2026, 7))
     p, _ = decide(s, st, kept, OP, SHANGHAI, False)
     assert p.site_setpoint_w == pytest.approx(-2.008e6)

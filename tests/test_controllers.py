@@ -185,17 +185,34 @@ ALIGNED = replace(LIMITED, load_changes_at_readings=True)
         (Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=3e6)), (400e3, 600e3, "ramp", "ramp")),
         # in a replay of a trace sampled at the cycle the load changed just now: 1 MW +- 150 kW
         (Case(load=4e6, cfg=ALIGNED, prev=RampState(t_mono=999.0, grid_w=3e6)), (850e3, 1150e3, "ramp", "ramp")),
-        # two seconds: the meter's last second saw 3/4 of the rise on average, 3.75 MW; +- 200 kW
-        (Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=998.0, grid_w=3e6)), (50e3, 450e3, "ramp", "ramp")),
+        # two seconds: a step lands at once, so it counts one second at most: as above
+        (Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=998.0, grid_w=3e6)), (400e3, 600e3, "ramp", "ramp")),
         # the window lies beyond full discharge (from ~4 MW, 2.9-3.1 MW): held at full discharge
         (
             Case(load=7e6, cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=1e6)),
             (FULL_W, FULL_W, "device_limits", "device_limits"),
         ),
         (Case(load=4e6, prev=RampState(t_mono=999.0, grid_w=3e6)), None),  # no limit
-        (Case(load=4e6, cfg=LIMITED), None),  # no reference yet
-        (Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=980.0, grid_w=3e6)), None),  # a gap: start afresh
-        (Case(load_m=Measured.missing(), cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=3e6)), None),
+        # no plan to refer to, or a long gap: the measured grid (4 MW, the battery at 0 W), one second's
+        # step at half the limit (the other half is left for the load within the next cycle)
+        (Case(load=4e6, cfg=LIMITED), (-100e3, 100e3, "ramp", "ramp")),
+        (Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=980.0, grid_w=3e6)), (-100e3, 100e3, "ramp", "ramp")),
+        # the meters put the battery at 0 W where the plan said 1 MW (the PCS reverted): from the meters
+        (
+            Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=3e6, battery_w=1e6)),
+            (-100e3, 100e3, "ramp", "ramp"),
+        ),
+        # ... and within the 50 kW lag margin of the plan: from the plan (3.95 MW), moved halfway to the
+        # meter's 4 MW by the share of the second it averaged: 3.975 MW +- 100 kW
+        (
+            Case(load=4e6, cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=3.95e6, battery_w=40e3)),
+            (-75e3, 125e3, "ramp", "ramp"),
+        ),
+        # the load unknown: the battery's own change, from its measured output (the PCS read 0 W)
+        (
+            Case(load_m=Measured.missing(), cfg=LIMITED, prev=RampState(t_mono=999.0, grid_w=3e6, battery_w=1e6)),
+            (-150e3, 150e3, "ramp", "ramp"),
+        ),
     ],
 )
 def test_ramp(case: Case, expected: tuple[float, float, str, str] | None) -> None:

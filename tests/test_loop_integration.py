@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import signal
 import time
 from pathlib import Path
@@ -26,9 +27,12 @@ from tests.loop_rig import NOON, Rig
 RAMP_W_PER_S = 200_000.0  # demo.toml [control] ramp_limit_w_per_s
 
 
-def override(rig: Rig, setpoint_w: float) -> None:
+def override(rig: Rig, setpoint_w: float) -> int:
+    """Submit an override; the cycles the ramp takes to bring the battery there from 0 W (the agent
+    starts from the measured output: agent/control/ramp.py)."""
     cmd = parse_command({"command": "override", "setpoint_w": setpoint_w, "duration_s": 3600})
     rig.hub.submit(cmd, "test", "test", NOON)
+    return math.ceil(abs(setpoint_w) / (RAMP_W_PER_S * BETWEEN_READINGS_RAMP_FRACTION * rig.site.cycle_s))
 
 
 async def test_load_step_of_half_the_battery_power_is_absorbed_within_the_ramp_limit(tmp_path: Path) -> None:
@@ -62,8 +66,8 @@ async def test_load_step_of_half_the_battery_power_is_absorbed_within_the_ramp_l
 async def test_a_cluster_fault_is_isolated_and_its_share_moves_to_the_others_in_one_cycle(tmp_path: Path) -> None:
     rig = await Rig.open(tmp_path)
     try:
-        override(rig, 900_000.0)  # below the 1.12 MW load: no export
-        steady = (await rig.run(3))[-1]
+        ramp = override(rig, 900_000.0)  # below the 1.12 MW load: no export
+        steady = (await rig.run(ramp + 3))[-1]
         assert steady.plan.site_setpoint_w == pytest.approx(900_000.0)
         assert steady.plan.cluster_setpoints_w["c05"] == pytest.approx(75_000.0, rel=0.05)
         rig.sim.cluster_fault("c05")
@@ -90,8 +94,8 @@ async def test_a_cluster_fault_is_isolated_and_its_share_moves_to_the_others_in_
 async def test_maintenance_opens_the_cluster_contactor_and_returning_to_service_closes_it(tmp_path: Path) -> None:
     rig = await Rig.open(tmp_path)
     try:
-        override(rig, 900_000.0)
-        await rig.run(2)
+        ramp = override(rig, 900_000.0)
+        await rig.run(ramp + 2)
         plant = rig.sim.model.plant
         assert plant.clusters["c04"].power_w == pytest.approx(75_000.0, rel=0.05)
         rig.hub.submit(parse_command({"command": "maintenance", "cluster_id": "c04", "on": True}), "t", "test", NOON)
@@ -123,8 +127,8 @@ async def test_maintenance_opens_the_cluster_contactor_and_returning_to_service_
 async def test_a_derated_cluster_caps_its_pcs_so_no_cluster_behind_it_exceeds_the_cap(tmp_path: Path) -> None:
     rig = await Rig.open(tmp_path)
     try:
-        override(rig, -2_520_000.0)  # charge as hard as the four PCS allow
-        rec = (await rig.run(2))[-1]
+        ramp = override(rig, -2_520_000.0)  # charge as hard as the four PCS allow
+        rec = (await rig.run(ramp + 2))[-1]
         plant = rig.sim.model.plant
         full = rec.plan.pcs_setpoints_w["pcs2"]
         bms = sum(plant.clusters[c].max_charge_w for c in ("c04", "c05", "c06"))  # ~645 kW
@@ -146,8 +150,8 @@ async def test_a_derated_cluster_caps_its_pcs_so_no_cluster_behind_it_exceeds_th
 async def test_a_cluster_added_at_run_time_takes_load_within_two_cycles(tmp_path: Path) -> None:
     rig = await Rig.open(tmp_path, drop=("c12",))
     try:
-        override(rig, -660_000.0)  # charge at 60 kW per cluster
-        rec = (await rig.run(3))[-1]
+        ramp = override(rig, -660_000.0)  # charge at 60 kW per cluster
+        rec = (await rig.run(ramp + 3))[-1]
         assert "c12" not in rec.plan.cluster_setpoints_w
         assert rec.plan.cluster_setpoints_w["c11"] == pytest.approx(-60_000.0, rel=0.05)
         rig.rewrite(drop=())
@@ -189,8 +193,8 @@ async def test_losing_the_grid_meter_falls_back_to_conservative_and_a_tripped_pc
 ) -> None:
     rig = await Rig.open(tmp_path)
     try:
-        override(rig, 900_000.0)
-        await rig.run(2)
+        ramp = override(rig, 900_000.0)
+        await rig.run(ramp + 2)
         rig.sim.pcs_trip("pcs3")
         rig.sim.refresh()
         rec = await rig.step()
@@ -275,8 +279,10 @@ async def test_a_frozen_agent_is_covered_by_the_revert_timer_and_takes_control_a
         finally:
             agent.send_signal(signal.SIGCONT)
         thawed = time.monotonic()
-        while not charging(pcs):  # the override (10 min) is still on: the agent writes it again
-            assert time.monotonic() - thawed < 5.0, {p.id: p.power_w for p in pcs.values()}
+        # the override (10 min) is still on: the agent writes it again, ramping from the measured 0 W
+        back_s = 790_000.0 / (RAMP_W_PER_S * BETWEEN_READINGS_RAMP_FRACTION) + 5.0
+        while not charging(pcs):
+            assert time.monotonic() - thawed < back_s, {p.id: p.power_w for p in pcs.values()}
             await asyncio.sleep(0.05)
         assert agent.poll() is None and not any(p.reverted for p in pcs.values())
         agent.send_signal(signal.SIGTERM)

@@ -198,6 +198,17 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
             f"time over the {lim:g} kW/s ramp limit: {rep['baseline']['ramp_over_limit_share']:.2%} without,"
             f" {rep['battery']['ramp_over_limit_share']:.2%} with the battery"
         )
+    gc = rep["grid_connection"]
+    out.append(
+        f"smallest grid connection this battery holds: {gc['smallest_kw']:,.0f} kW"
+        f" (peak net load {gc['peak_net_kw']:,.0f} kW; {gc['method']})"
+    )
+    if gc["limit_kw"] is not None:
+        out.append(
+            f"  grid_import_limit_w {gc['limit_kw']:,.0f} kW: above it in {gc['steps_above_limit']:,} steps"
+            f" of the replay; avoided upgrade {gc['avoided_kw']:,.0f} kW ="
+            f" {gc['avoided_upgrade_capex']:,.0f} {rep['currency']} (off the capex)"
+        )
     r = rep["roi"]
     pb = r["simple_payback_years"]
     irr = r["irr"]

@@ -127,6 +127,7 @@ def begin_cycle(
         pcc=pcc,
         pcc_off=pcc_off,
         prev_grid_w=st.ramp.grid_w,
+        prev_battery_w=st.ramp.battery_w,
         iv=iv,
         tou=tou,
         slot=slot,

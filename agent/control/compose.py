@@ -1,7 +1,8 @@
 """decide(): one control cycle. Controllers narrow the window of site battery power by priority.
 
   1 device limits (1b operator derate, 1c maintenance)   2 grid-outage backup
-  3 backup reserve / SoC window   4 no export   5 ramp support (and the PCC latch)
+  3 backup reserve / SoC window (3b ramping out before its edges)
+  4 no export (4b grid connection limit)   5 ramp support (and the PCC latch)
   8 operator (override, idle, conservative) and the measurement failsafe
   7 time-of-use   9 balancing   PV surplus   6 demand shaving
   or, while a dispatch plan covers the cycle (`schedule`): 6p plan tracking (track.py), PV surplus
@@ -35,7 +36,9 @@ from agent.control.cycle import Cycle
 from agent.control.demand import demand
 from agent.control.derate import allowed_limits_w, derate
 from agent.control.dispatch import dispatch_fleet
+from agent.control.edges import edges
 from agent.control.fleet import FleetMemo
+from agent.control.grid_limit import grid_limit
 from agent.control.limits import device_limits
 from agent.control.maintenance import maintenance
 from agent.control.no_export import no_export
@@ -63,7 +66,9 @@ REASONS = {
     "derate": "at the limit an operator derated a cluster (and with it its PCS) to",
     "soc_max": "clusters are full (soc_max_pct)",
     "reserve": "held by the backup reserve (SoC floor) or the SoC ceiling",
+    "edges": "ramping out at the ramp limit before the SoC floor or ceiling",
     "no_export": "limited so the site does not export to the grid",
+    "grid_import_limit": "holding the grid import at or below the grid connection limit (grid_import_limit_w)",
     "ramp": "smoothing the grid import within the ramp limit while the load swings",
     "outage": "grid outage: the battery carries the site load",
     "failsafe": "a grid, load or PV measurement is bad: holding (conservative)",
@@ -89,7 +94,9 @@ def _controllers(w: Window, c: Cycle) -> Window:
     w = maintenance(w, c)  # 1c
     w = outage(w, c)  # 2
     w = reserve(w, c)  # 3
+    w = edges(w, c)  # 3b energy-aware edges
     w = no_export(w, c)  # 4
+    w = grid_limit(w, c)  # 4b hard grid connection limit
     w = ramp(w, c)  # 5
     w = operator(w, c)  # 8 and the failsafe
     if c.plan_slot >= 0:  # a dispatch plan covers now: it replaces the heuristic economics
@@ -156,5 +163,7 @@ def decide(
     )
     now = snap.t_mono
     return plan, ControllerState(
-        ramp=RampState(t_mono=now if finite(now) else NAN, grid_w=new_grid), interval=c.iv, tou=c.tou
+        ramp=RampState(t_mono=now if finite(now) else NAN, grid_w=new_grid, battery_w=d.achieved_w),
+        interval=c.iv,
+        tou=c.tou,
     )

@@ -37,6 +37,7 @@ class Cycle:
         "pcc",
         "pcc_off",
         "plan_slot",
+        "prev_battery_w",
         "prev_grid_w",
         "schedule",
         "slot",
@@ -65,6 +66,7 @@ class Cycle:
         pcc: set[str] | None,
         pcc_off: frozenset[str],
         prev_grid_w: float,
+        prev_battery_w: float,
         iv: IntervalState,
         tou: TouState,
         slot: int,
@@ -91,6 +93,7 @@ class Cycle:
         self.pcc = pcc  # PCS the ramp support is delegated to (grid-power control); None: none
         self.pcc_off = pcc_off  # PCS configured for grid-power control but held to setpoints (latched)
         self.prev_grid_w = prev_grid_w  # grid import the previous cycle planned (ramp reference)
+        self.prev_battery_w = prev_battery_w  # battery power the previous cycle planned (NaN: none)
         self.iv = iv  # the demand interval, advanced to this cycle
         self.tou = tou  # the time-of-use plan for this interval
         self.slot = slot  # the interval's slot of the day

@@ -7,6 +7,18 @@ step. The battery takes the difference and gives it back as the grid catches up 
 lower-priority controllers choose where inside the window the grid goes, so the battery returns
 to their planned trajectory at the ramp limit itself and cannot drift to empty or full.
 
+After a discontinuity the reference is where the plant is, not where the plan put it: the
+measured grid when the meters put the battery more than the lag margin away from the previous plan
+(an override by someone else, the PCS reverted to 0 W while the agent was frozen, devices
+restarted), when there is no plan to refer to (the first cycle, the cycle after a lost measurement)
+or after a long gap. A cycle's step counts at most STEP_S_MAX (1 s): the setpoint lands at once, in
+the utility's next 1 s average, however long the agent was away (frozen 9 s with the PCS holding,
+the plan's grid has been where it is for 9 s: 9 s x the limit in one step would be 9 steps in one).
+With the load or PV unknown there is no grid to refer to: the battery's own change is held within
+the limit instead (from its measured output, else the plan), so the failsafe ramps out too. Where a
+higher-priority bound (a safety trip: BMS fault, lost PCS, no export) leaves no room inside the
+ramp window, the step is taken and the plan's ramp bound says which controller forced it.
+
 There is no slower, first-order return (a `ramp_return_s` setting existed unused and was removed):
 returning at the ramp limit is the fastest return the limit allows, so it drifts least and costs
 the economic controllers nothing; a slower return would only hold the battery off their plan longer.
@@ -17,12 +29,15 @@ from __future__ import annotations
 import math
 from typing import Final
 
+from agent.control.begin import finite
 from agent.control.cycle import Cycle
 from agent.control.ramp_reference import BETWEEN_READINGS_RAMP_FRACTION, meter_average_grid
 from agent.control.window import Window
 from agent.model.plan import Bound
 
+NAN: Final = math.nan
 MAX_GAP_S: Final = 10.0  # a longer gap between cycles (restart, stall) starts the ramp reference afresh
+STEP_S_MAX: Final = 1.0  # the longest time one cycle's step may count (above)
 
 # Grid-power (PCC) control: the PCS move their grid reference at this fraction of the limit. The
 # utility sees 1 s averages; the reference's own slope adds up to the ramp setting to one second's
@@ -53,6 +68,61 @@ def ramp_window(
     return base - step, base + step
 
 
+def reference(c: Cycle) -> tuple[float, float]:
+    """(grid import W the ramp refers to, seconds its step counts), or NaN W for none.
+
+    The previous plan, unless the meters disagree with it by more than the lag margin the plan
+    leaves (the limit's remaining (1 - SETPOINT_RAMP_FRACTION) x dt), or there is none, or the gap
+    is long: then the measured grid. Either counts at most STEP_S_MAX."""
+    dt, prev = c.dt, c.prev_grid_w
+    short = min(dt, STEP_S_MAX) if dt > 0.0 else STEP_S_MAX
+    if not c.meas_ok:  # the grid meter is bad: the plan, unless it is stale
+        return (prev if dt <= MAX_GAP_S else NAN), short
+    meas = c.grid_w
+    if not finite(prev) or not dt <= MAX_GAP_S:  # (NaN dt too)
+        return meas, short
+    planned_b = c.prev_battery_w
+    margin = c.cfg.ramp_limit_w_per_s * (1.0 - SETPOINT_RAMP_FRACTION) * short
+    if finite(planned_b) and abs((c.net - meas) - planned_b) > margin:
+        return meas, short
+    return prev, short
+
+
+def _battery_ramp(w: Window, c: Cycle) -> Window:
+    """Load or PV unknown: no grid to refer to; keep the battery's own change within the limit,
+    from its measured output (else the plan)."""
+    ref = c.snap.battery_w
+    if not finite(ref):
+        ref = c.prev_battery_w
+    dt = c.dt
+    if not finite(ref) or not 0.0 < dt <= MAX_GAP_S:
+        return w
+    step = c.cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION * min(dt, STEP_S_MAX)
+    why = "battery change within ramp_limit_w_per_s x dt (load or PV unknown: no grid reference)"
+    return _narrow(w, ref - step, ref + step, why)
+
+
+def _narrow(w: Window, a: float, b: float, why: str) -> Window:
+    """The window narrowed to its overlap with [a, b]; with none, held at the nearer edge of the
+    higher-priority window, the bound naming the controller that forced the step."""
+    lo, hi = w.lo, w.hi
+    if not (a > lo or b < hi):
+        return w
+    lo_src, hi_src = w.lo_src, w.hi_src
+    if a > hi:
+        lo_src, lo = hi_src, hi
+        why = f"{why}; step beyond it forced by {hi_src}"
+    elif b < lo:
+        hi_src, hi = lo_src, lo
+        why = f"{why}; step beyond it forced by {lo_src}"
+    else:
+        if a > lo:
+            lo, lo_src = a, "ramp"
+        if b < hi:
+            hi, hi_src = b, "ramp"
+    return w.bound(lo, hi, lo_src, hi_src, Bound("ramp", lo, hi, why))
+
+
 def ramp(w: Window, c: Cycle) -> Window:
     """Controller 5: keep the grid import's change within the limit (or record that the PCS in
     grid-power control hold it: agent.control.pcc)."""
@@ -67,25 +137,16 @@ def ramp(w: Window, c: Cycle) -> Window:
         pcc_ramp = c.cfg.ramp_limit_w_per_s * PCC_RAMP_FRACTION
         why = f"delegated: PCS in grid-power control hold {pcc_ramp:.0f} W/s"
         return w.bound(lo, hi, w.lo_src, w.hi_src, Bound("ramp", lo, hi, why))
+    if c.cfg.ramp_limit_w_per_s <= 0.0:
+        return w
     if not c.net_ok:
-        return w
-    grid_now = c.grid_w if c.meas_ok else math.nan  # a stale or bad grid reading says nothing of the meter
-    ref = meter_average_grid(c.prev_grid_w, grid_now, c.dt, c.cfg.load_changes_at_readings)
+        return _battery_ramp(w, c)
+    ref, dt = reference(c)
+    if ref == c.prev_grid_w:  # from the plan: the meter has already averaged part of this cycle's step
+        grid_now = c.grid_w if c.meas_ok else math.nan  # a stale or bad grid reading says nothing of the meter
+        ref = meter_average_grid(ref, grid_now, dt, c.cfg.load_changes_at_readings)
     frac = SETPOINT_RAMP_FRACTION if c.cfg.load_changes_at_readings else BETWEEN_READINGS_RAMP_FRACTION
-    win = ramp_window(c.net, ref, c.dt, c.cfg.ramp_limit_w_per_s * frac)
-    if win is None or not (win[0] > lo or win[1] < hi):
-        return w
-    a, b = win
-    lo_src, hi_src = w.lo_src, w.hi_src
-    if a > hi:
-        lo_src = hi_src
-        lo = hi
-    elif b < lo:
-        hi_src = lo_src
-        hi = lo
-    else:
-        if a > lo:
-            lo, lo_src = a, "ramp"
-        if b < hi:
-            hi, hi_src = b, "ramp"
-    return w.bound(lo, hi, lo_src, hi_src, Bound("ramp", lo, hi, "grid import change within ramp_limit_w_per_s x dt"))
+    win = ramp_window(c.net, ref, dt, c.cfg.ramp_limit_w_per_s * frac)
+    if win is None:
+        return _battery_ramp(w, c)
+    return _narrow(w, win[0], win[1], "grid import change within ramp_limit_w_per_s x dt")

@@ -1,6 +1,7 @@
 """ControllerState: what the policy remembers from one cycle to the next, split by concern.
 
-- RampState: the previous cycle (its time and the grid import it planned: the ramp reference);
+- RampState: the previous cycle (its time, the grid import and battery power it planned: the ramp
+  reference, unless the meters say the plant is elsewhere: agent.control.ramp);
 - IntervalState: the running demand interval, the billing month's peaks and the day's profile;
 - TouState: the time-of-use plan for the current price slot.
 
@@ -51,10 +52,12 @@ def month_peak(peaks: tuple[tuple[float, float], ...], rate: float) -> float:
 class RampState:
     t_mono: float  # monotonic time of the previous cycle (NaN: none yet)
     grid_w: float  # grid import the previous cycle planned (ramp reference; NaN: none)
+    battery_w: float  # battery power the previous cycle planned (NaN: none): checked against the meters
 
-    def __init__(self, *, t_mono: float = NAN, grid_w: float = NAN) -> None:
+    def __init__(self, *, t_mono: float = NAN, grid_w: float = NAN, battery_w: float = NAN) -> None:
         object.__setattr__(self, "t_mono", t_mono)
         object.__setattr__(self, "grid_w", grid_w)
+        object.__setattr__(self, "battery_w", battery_w)
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -128,9 +128,10 @@ def plan_interval(
             if need > room:
                 raise_w = min((need - room) * 3600.0 / max(sp.end_s, length_s), need * 3600.0 / sp.run_s)
         spread = sp.spread
-    keep = keep_wh(
-        profile, slot, target_w(peaks, shave, rate, cfg.demand_target_w), length_s, cfg.discharge_efficiency
-    )
+    eta_d = cfg.discharge_efficiency
+    keep = keep_wh(profile, slot, target_w(peaks, shave, rate, cfg.demand_target_w), length_s, eta_d)
+    if cfg.grid_import_limit_w > 0.0:  # and what holding the grid connection limit needs (grid_limit.py)
+        keep = max(keep, keep_wh(profile, slot, cfg.grid_import_limit_w, length_s, eta_d))
     return TouState(
         key=iv.key, role=role, end_mono=tou_end, raise_w=raise_w, price=tou_price, spread=spread, keep_wh=keep
     )

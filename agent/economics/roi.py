@@ -27,6 +27,9 @@ class EconomicsConfig:
     capex_per_pcs: float = 0.0
     capex_installation: float = 0.0
     annual_opex: float = 0.0
+    # what a grid connection upgrade costs per kW: the battery that lets the site run on a smaller
+    # connection ([control] grid_import_limit_w) avoids it, and the ROI counts that (0: not counted)
+    connection_capex_per_kw: float = 0.0
     discount_rate: float = 0.08
     project_life_years: int = 15
     db_path: Path | None = None  # None: the caller's state directory decides
@@ -51,6 +54,7 @@ def economics_config(site: SiteConfig) -> EconomicsConfig:
         capex_per_pcs=t.number("capex_per_pcs", 0.0, lo=0.0),
         capex_installation=t.number("capex_installation", 0.0, lo=0.0),
         annual_opex=t.number("annual_opex", 0.0, lo=0.0),
+        connection_capex_per_kw=t.number("connection_capex_per_kw", 0.0, lo=0.0),
         discount_rate=t.number("discount_rate", 0.08, lo=0.0, hi=1.0),
         project_life_years=t.integer("project_life_years", 15, lo=1, hi=50),
         db_path=None if db is None else (site.path.parent / db),

@@ -72,7 +72,9 @@ def wanted_alarms(
     if not snap.grid_up:
         _want(w, "grid_outage", "grid", "utility supply lost")
     for code in plan.alarms:
-        _want(w, code, PLAN_SOURCE, kind(code).en)
+        # a bound named as its alarm carries the occurrence's detail (grid_import_limit: by how much, time left)
+        detail = next((b.reason for b in plan.bounds if b.source == code), kind(code).en)
+        _want(w, code, PLAN_SOURCE, detail)
     return w
 
 

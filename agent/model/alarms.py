@@ -73,6 +73,12 @@ CATALOGUE: dict[str, AlarmKind] = {
             "reserve_exceeds_fleet", _W, "Backup reserve exceeds what the clusters hold", "备用储能要求超过电池簇容量"
         ),
         AlarmKind("export_unavoidable", _W, "Export to the grid unavoidable", "无法避免向电网反送电"),
+        AlarmKind(
+            "grid_import_limit",
+            _C,
+            "Grid import above the connection limit: the battery cannot carry it",
+            "电网购电超过接入容量：电池无法承担",
+        ),
         # the state directory (agent/live/runtime.py, agent/live/statedir.py)
         AlarmKind(
             "audit_write_failed", _C, "Audit log cannot be written: commands refused", "审计日志无法写入：拒绝执行指令"

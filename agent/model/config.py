@@ -59,6 +59,9 @@ class ControlConfig:
     # swing with (W; only with a ramp limit; demand shaving may still use it all); 0 = none
     ramp_headroom_w: float = 0.0
     demand_target_w: float = 0.0  # fixed 15-min demand target; 0 = economic (automatic)
+    # hard grid connection limit (transformer or contract capacity, W): import at or below it every
+    # cycle while the battery can carry the excess (agent.control.grid_limit); 0 = none
+    grid_import_limit_w: float = 0.0
     demand_interval_s: float = 900.0
     tou_enabled: bool = True
     charge_efficiency: float = 0.96  # one way, AC->stored
@@ -188,6 +191,7 @@ def _control(t: Table) -> ControlConfig:
         ramp_limit_w_per_s=t.number("ramp_limit_w_per_s", 0.0, lo=0),
         ramp_headroom_w=t.number("ramp_headroom_w", 0.0, lo=0),
         demand_target_w=t.number("demand_target_w", 0.0, lo=0),
+        grid_import_limit_w=t.number("grid_import_limit_w", 0.0, lo=0),
         demand_interval_s=t.number("demand_interval_s", 900.0, lo=60, hi=3600),
         tou_enabled=t.flag("tou_enabled", True),
         charge_efficiency=t.number("charge_efficiency", 0.96, lo=0.5, hi=1.0),

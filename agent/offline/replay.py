@@ -52,6 +52,7 @@ from agent.model.operator import OperatorState
 from agent.model.plan import Plan
 from agent.model.snapshot import ClusterSnapshot, Measured, SiteSnapshot
 from agent.model.soc import site_soc
+from agent.offline.connection import smallest_connection_w
 from agent.offline.report import compare, ramp_shares
 from drivers.keys import STATE_ONLINE
 from simulators.physics import BatteryPlant, ClusterParams, PccCommand
@@ -537,6 +538,30 @@ def replay_months(rep: dict[str, Any], tariff: Tariff, stored_value: float, rate
     return out
 
 
+def grid_connection(site: SiteConfig, tr: Trace, result: ReplayResult, econ: EconomicsConfig) -> dict[str, Any]:
+    """The smallest connection the battery lets the site run on (agent.offline.connection: an
+    energy-feasibility bound), and, where the site sets grid_import_limit_w, what the replay did
+    with it and the connection upgrade it avoids (the peak net load less the limit, at
+    [economics] connection_capex_per_kw)."""
+    net = tr.net_w
+    peak = float(net.max()) if len(net) else 0.0
+    start = 100.0 * result.start_wh / result.capacity_wh if result.capacity_wh > 0 else 0.0
+    smallest = smallest_connection_w(net, tr.step_s, battery_spec(site, start)) if result.capacity_wh > 0 else peak
+    limit = site.control.grid_import_limit_w
+    above = int(np.count_nonzero(result.grid_w > limit + 1.0)) if limit > 0.0 else None
+    avoided_kw = max(0.0, peak - limit) / 1000.0 if limit > 0.0 else 0.0
+    return {
+        "peak_net_kw": peak / 1000.0,
+        "smallest_kw": smallest / 1000.0,
+        "method": "energy-feasibility bound: an ideal battery within its power and SoC window, recharging"
+        " whenever the load leaves room; bisection to 1 kW",
+        "limit_kw": limit / 1000.0 if limit > 0.0 else None,
+        "steps_above_limit": above,
+        "avoided_kw": avoided_kw,
+        "avoided_upgrade_capex": avoided_kw * econ.connection_capex_per_kw,
+    }
+
+
 def evaluate(
     site: SiteConfig,
     tariff: Tariff,
@@ -592,12 +617,14 @@ def evaluate(
         "adjusted_net_savings": adjusted,
     }
     days = rep["hours"] / 24.0
-    capex = econ.capex(n_clusters, n_pcs)
+    rep["grid_connection"] = conn = grid_connection(site, tr, result, econ)
+    capex = econ.capex(n_clusters, n_pcs) - conn["avoided_upgrade_capex"]
     est = estimate(replay_months(rep, tariff, value, battery_spec(site).power_w), econ.trailing_days)
     rep["annual_estimate"] = est.as_dict()
     rep["roi"] = roi(
         capex, econ.annual_opex, econ.discount_rate, econ.project_life_years, adjusted, days, est.annual
     ).as_dict()
+    rep["roi"]["avoided_connection_upgrade"] = conn["avoided_upgrade_capex"]  # taken off the capex above
     rep["replay"] = {
         "steps": result.steps,
         "step_s": tr.step_s,

@@ -79,6 +79,8 @@ SOURCE_CODE: dict[str, int] = {
     "pcc_latch": 18,
     "plan": 19,
     "plan_cap": 20,
+    "edges": 21,
+    "grid_import_limit": 22,
 }
 UNKNOWN_CODE = 99
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

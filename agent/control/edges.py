@@ -1,0 +1,71 @@
+"""Energy-aware edges (controller 3b): the battery ramps out at the ramp limit before the SoC floor
+or ceiling instead of stepping to 0 W when it gets there.
+
+Going from P to 0 W in steps of s = r x dt, each held one cycle of dt, takes
+P x (P + s) x dt / (2 s) = P^2 / (2 r) + P dt / 2 of energy: the physical bound P^2 / (2 r) plus the
+half cycle the staircase holds above the ramp. So discharge is capped at the power whose ramp-out
+the stored energy above the reserve floor can still deliver (through the discharge efficiency), and
+charge at the power whose ramp-out the room below the ceiling can still take. Held at that cap the
+power falls by exactly s a cycle and reaches 0 W at the floor. r is the rate the plan moves the grid
+at (ramp.SETPOINT_RAMP_FRACTION of the limit). Only with ramp support on, on setpoints, grid up:
+in an outage the battery carries the load and the reserve is there to be used.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final
+
+from agent.control.cycle import Cycle
+from agent.control.ramp import SETPOINT_RAMP_FRACTION, STEP_S_MAX
+from agent.control.window import Window
+from agent.model.plan import Bound
+
+J_PER_WH: Final = 3600.0
+
+
+def ramp_out_w(energy_j: float, rate_w_per_s: float, dt: float) -> float:
+    """The largest power P whose ramp-out to 0 W at `rate_w_per_s`, in cycles of `dt`, takes at most
+    `energy_j`: the root of P^2 + r dt P - 2 r E = 0."""
+    if energy_j <= 0.0:
+        return 0.0
+    rdt = rate_w_per_s * dt
+    return 0.5 * (math.sqrt(rdt * rdt + 8.0 * rate_w_per_s * energy_j) - rdt)
+
+
+def energy_above_floor_j(c: Cycle) -> float:
+    """What the trusted clusters can still deliver (AC side, J) before the reserve floor."""
+    floor, above = c.floor, 0.0
+    for s, cap in zip(c.fleet.soc, c.fleet.cap, strict=True):
+        if s > floor:
+            above += (s - floor) * cap
+    return above * 0.01 * J_PER_WH * c.cfg.discharge_efficiency
+
+
+def room_below_ceiling_j(c: Cycle) -> float:
+    """What the trusted clusters can still take in (AC side, J) before the SoC ceiling."""
+    ceil, room = c.ceil, 0.0
+    for s, cap in zip(c.fleet.soc, c.fleet.cap, strict=True):
+        if s < ceil:
+            room += (ceil - s) * cap
+    return room * 0.01 * J_PER_WH / c.cfg.charge_efficiency
+
+
+def edges(w: Window, c: Cycle) -> Window:
+    cfg = c.cfg
+    if cfg.ramp_limit_w_per_s <= 0.0 or not c.snap.grid_up or c.pcc:
+        return w
+    r = cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION
+    dt = c.dt if 0.0 < c.dt <= STEP_S_MAX else STEP_S_MAX
+    hi_cap = ramp_out_w(energy_above_floor_j(c), r, dt)
+    lo_cap = -ramp_out_w(room_below_ceiling_j(c), r, dt)
+    lo, hi = w.lo, w.hi
+    if not (hi_cap < hi or lo_cap > lo):
+        return w
+    lo_src, hi_src = w.lo_src, w.hi_src
+    if hi_cap < hi:
+        hi, hi_src = max(hi_cap, lo), "edges"
+    if lo_cap > lo:
+        lo, lo_src = min(lo_cap, hi), "edges"
+    why = f"ramping out at {r:.0f} W/s before the SoC floor {c.floor:.2f} % or ceiling {c.ceil:.2f} %"
+    return w.bound(lo, hi, lo_src, hi_src, Bound("edges", lo, hi, why))

@@ -1,0 +1,195 @@
+"""Energy-aware edges and the ramp after a discontinuity (issue 14, item 3), in closed loop.
+
+A small plant model: the demo fleet (12 clusters of 418 kWh / 209 kW, 3 behind each PCS), whose
+PCS follow the plan's setpoints at once and report them as their output, and whose SoC moves with
+the power through the 96 % one-way efficiencies. Ramp limit 200 kW/s, so the plan moves the grid
+at 150 kW/s (ramp.SETPOINT_RAMP_FRACTION), and the battery ramps out at that rate.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.control import ControllerState, decide, initial_state
+from agent.control.edges import ramp_out_w
+from agent.model.config import ControlConfig
+from agent.model.operator import OperatorState
+from agent.model.plan import Plan
+from agent.model.snapshot import Measured
+from tests.test_control_support import CFG, FLAT, NOON, SHANGHAI, TablePrices, fleet, snap
+
+LIMIT = 200e3
+RAMP_CFG = replace(CFG, ramp_limit_w_per_s=LIMIT)  # floor 20 %, ceiling 95 %
+S = 150e3  # the plan's step per second
+R = 100e3  # the grid's step per second from a measured reference, live (ramp_reference.BETWEEN_READINGS_RAMP_FRACTION)
+CAP_WH = 12 * 418e3
+EFF = 0.96
+J = 3600.0
+
+
+class Plant:
+    """The fleet's SoC and output; `cycle` snapshots it, decides, and applies the plan for dt."""
+
+    def __init__(self, soc: float, battery: float, cfg: ControlConfig = RAMP_CFG) -> None:
+        self.soc = [soc] * 12
+        self.pcs_w: dict[str, float] = {f"pcs{j + 1}": battery / 4 for j in range(4)}
+        self.cfg = cfg
+        self.st: ControllerState = initial_state(cfg)
+        self.t = 1000.0
+
+    @property
+    def battery(self) -> float:
+        return sum(self.pcs_w.values())
+
+    def cycle(
+        self,
+        load: float,
+        op: OperatorState,
+        dt: float = 1.0,
+        prices: TablePrices = FLAT,
+        load_ok: bool = True,
+        allow_export: bool = False,
+    ) -> Plan:
+        cl, pcs = fleet()
+        cl = tuple(replace(c, soc_pct=Measured(s)) for c, s in zip(cl, self.soc, strict=True))
+        pcs = tuple(replace(p, power_w=Measured(self.pcs_w[p.id])) for p in pcs)
+        s = snap(
+            load,
+            battery=self.battery,
+            t_mono=self.t,
+            t_wall=NOON + timedelta(seconds=self.t - 1000.0),
+            clusters=cl,
+            pcs=pcs,
+            load_m=None if load_ok else Measured.missing(),
+        )
+        plan, self.st = decide(s, self.st, self.cfg, op, prices, allow_export)
+        for i, c in enumerate(cl):
+            p = plan.cluster_setpoints_w[c.id]
+            stored = p / EFF if p > 0 else p * EFF
+            self.soc[i] -= 100.0 * stored * dt / J / 418e3
+        self.pcs_w = dict(plan.pcs_setpoints_w)
+        self.t += dt
+        return plan
+
+
+def soc_with(energy_j: float, discharging: bool) -> float:
+    """The fleet SoC with `energy_j` at the AC side above the 20 % floor (or below the 95 % ceiling)."""
+    if discharging:
+        return 20.0 + 100.0 * energy_j / EFF / J / CAP_WH
+    return 95.0 - 100.0 * energy_j * EFF / J / CAP_WH
+
+
+def test_ramp_out_power_is_the_staircase_the_energy_allows() -> None:
+    # 1.8 MW down to 0 in 150 kW steps held 1 s each: 12 x 13 / 2 x 150 kJ = 11.7 MJ
+    assert ramp_out_w(11.7e6, S, 1.0) == pytest.approx(1.8e6)
+    assert ramp_out_w(0.0, S, 1.0) == 0.0
+    assert ramp_out_w(-1.0, S, 1.0) == 0.0
+
+
+@pytest.mark.parametrize("discharging", [True, False])
+def test_discharging_at_1_9_mw_toward_the_floor_ramps_out_and_reaches_0_at_the_floor(discharging: bool) -> None:
+    # 15.5 MJ left: 1.9 MW for two seconds leaves 11.7 MJ, exactly the ramp-out from 1.8 MW
+    sign = 1.0 if discharging else -1.0
+    plant = Plant(soc_with(15.5e6, discharging), sign * 1.9e6)
+    op = OperatorState(override_w=sign * 1.9e6, override_until=1e9)
+    plans = [plant.cycle(5e6, op) for _ in range(17)]
+    powers = [sign * p.site_setpoint_w for p in plans]
+    expected = [1.9e6, 1.9e6] + [1.8e6 - S * i for i in range(12)] + [0.0] * 3
+    assert powers == pytest.approx(expected, abs=1e-3)
+    assert [p.decided_by for p in plans[2:14]] == ["edges"] * 12
+    assert plant.soc == pytest.approx([20.0 if discharging else 95.0] * 12, abs=1e-9)
+    steps = [abs(a - b) for a, b in itertools.pairwise(powers)]
+    assert max(steps) <= S + 1e-3  # never a step: at most the plan's ramp
+
+
+def test_no_ramp_limit_no_edges() -> None:
+    plant = Plant(soc_with(15.5e6, True), 1.9e6, replace(CFG, ramp_limit_w_per_s=0.0))
+    op = OperatorState(override_w=1.9e6, override_until=1e9)
+    assert [plant.cycle(5e6, op).site_setpoint_w for _ in range(3)] == pytest.approx([1.9e6] * 3)
+
+
+def test_pcs_reverted_while_the_agent_was_frozen_ramps_back_from_the_measured_output() -> None:
+    plant = Plant(50.0, 1.5e6)
+    op = OperatorState(override_w=1.5e6, override_until=1e9)  # a 1.5 MW operator override, held
+    assert plant.cycle(5e6, op).site_setpoint_w == pytest.approx(1.5e6)
+    plant.t += 8.0  # frozen 9 s in all (SIGSTOP); the PCS revert timer took them to 0 W
+    plant.pcs_w = dict.fromkeys(plant.pcs_w, 0.0)
+    p = plant.cycle(5e6, op)
+    assert p.site_setpoint_w == pytest.approx(R)  # not 1.5 MW at once (nor 9 s x the step)
+    assert p.decided_by == "ramp"
+    assert plant.cycle(5e6, op).site_setpoint_w == pytest.approx(2 * R)
+
+
+def test_devices_restarted_between_two_cycles_ramp_from_the_measured_output() -> None:
+    plant = Plant(50.0, 1.5e6)
+    op = OperatorState(override_w=1.5e6, override_until=1e9)
+    plant.cycle(5e6, op)
+    plant.pcs_w = dict.fromkeys(plant.pcs_w, 0.0)  # restarted: 0 W, the agent's last plan 1.5 MW
+    assert plant.cycle(5e6, op).site_setpoint_w == pytest.approx(R)
+
+
+def test_a_lost_load_measurement_ramps_the_failsafe_out_and_back() -> None:
+    plant = Plant(50.0, 1.5e6)
+    op = OperatorState(override_w=1.5e6, override_until=1e9)
+    plant.cycle(5e6, op, allow_export=True)
+    p = plant.cycle(5e6, op, load_ok=False, allow_export=True)
+    assert (p.decided_by, p.site_setpoint_w) == ("ramp", pytest.approx(1.5e6 - S))  # failsafe: to 0 at the ramp
+    assert "measurement_invalid" in p.alarms
+    p = plant.cycle(5e6, op, allow_export=True)  # measured again: no plan grid to refer to, the meters
+    assert p.site_setpoint_w == pytest.approx(1.5e6 - S + R)
+    p = plant.cycle(5e6, op, load_ok=False)  # without export allowed, no discharge is a safety bound:
+    assert p.site_setpoint_w == 0.0  # the step is taken, and the plan says what forced it
+    ramp = next(b for b in p.bounds if b.source == "ramp")
+    assert ramp.reason.endswith("forced by no_export")
+
+
+MODES = st.sampled_from(["auto", "idle", "conservative", "override"])
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    soc=st.sampled_from([20.05, 20.3, 50.0, 94.7, 94.95]),
+    start=st.floats(-2.5e6, 2.5e6),
+    events=st.lists(
+        st.tuples(
+            st.floats(0.5e6, 8e6),  # the load
+            MODES,
+            st.floats(-3e6, 3e6),  # the override
+            st.sampled_from([1.0, 1.0, 1.0, 0.5, 9.0]),  # dt; 9 s: frozen, the PCS reverted to 0 W
+            st.booleans(),  # the load meter lost this cycle
+        ),
+        min_size=2,
+        max_size=30,
+    ),
+)
+def test_the_battery_never_steps_the_grid_by_more_than_the_limit(
+    soc: float, start: float, events: list[tuple[float, str, float, float, bool]]
+) -> None:
+    """With ramp support on and no safety trip, the grid's step beyond the load's own is at most the
+    limit for the time it counts (one second at most), every cycle: load swings, mode changes,
+    overrides, the SoC floor and ceiling, lost measurements, freezes with the PCS reverted."""
+    plant = Plant(soc, start)
+    net_prev = t_prev = math.nan
+    for load, mode, ow, dt, lost in events:
+        if dt > 1.0:
+            plant.t += dt - 1.0
+            plant.pcs_w = dict.fromkeys(plant.pcs_w, 0.0)
+            dt = 1.0
+        before, since = plant.battery, plant.t - t_prev
+        t_prev = plant.t
+        op = OperatorState(mode="auto" if mode == "override" else mode)
+        if mode == "override":
+            op = OperatorState(override_w=ow, override_until=1e9)
+        p = plant.cycle(load, op, dt=dt, prices=SHANGHAI, load_ok=not lost, allow_export=True)
+        if not math.isnan(net_prev):
+            grid_step = abs((load - p.site_setpoint_w) - (net_prev - before))
+            by_battery = grid_step - abs(load - net_prev)
+            assert by_battery <= LIMIT * min(since, 1.0) + 1e-3, (p.decided_by, p.bounds)
+        net_prev = load
