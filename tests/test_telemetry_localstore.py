@@ -103,9 +103,9 @@ def test_submit_returns_at_once(make_hub: Callable[..., Hub], tmp_path: Path) ->
     submitted_s = time.perf_counter() - t_all
     sink.close()
     assert worst < 0.15 and submitted_s < 1.0  # one slow write alone would take 0.3 s
-    # site 1 + meters 3 + rack 1 + clusters 12 + pcs 4 + plan 1 + agent 1 + one per bound: the first
-    # cycle has 2 bounds (device_limits, no_export), later ones 3 (+ ramp). None lost.
-    assert sink.points_out == 25 + 99 * 26
+    # site 1 + meters 3 + rack 1 + clusters 12 + pcs 4 + plan 1 + agent 1 + one per bound: every cycle
+    # has 3 bounds (device_limits, no_export, ramp: the first one ramps from the measured grid). None lost.
+    assert sink.points_out == 100 * 26
 
 
 # --- a store that cannot be written (issue 15, item 5) -----------------------------------------
