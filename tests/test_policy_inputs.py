@@ -90,3 +90,23 @@ def test_clusters_in_maintenance_are_named_in_the_plan() -> None:
     assert [b.reason for b in held] == ["c01, c05 held in maintenance: never commanded"]
     assert p.cluster_setpoints_w["c01"] == p.cluster_setpoints_w["c05"] == 0.0
     assert p.site_setpoint_w == pytest.approx(10 * 209e3)  # pcs1 and pcs2: two clusters each
+
+
+def test_the_api_and_telemetry_show_the_bms_limit_and_the_limit_the_agent_allows() -> None:
+    from agent.api.views import clusters_out
+    from agent.live.hub import CycleRecord
+    from agent.telemetry.schema import points_for
+
+    cl, pcs = fleet(soc=80.0)
+    s = snap(5e6, clusters=cl, pcs=pcs)
+    op = replace(DISCHARGE, derate=(("c05", 70.0),))  # pcs2 (c04-c06) at 70 %
+    p, _ = decide(s, initial_state(CFG), CFG, op, FLAT, True)
+    rec = CycleRecord(snapshot=s, plan=p, cycle_ms=1.0, poll_ms=0.5, write_ms=0.5, overruns=0)
+    api = {c.id: c for c in clusters_out(rec, op)}
+    assert (api["c05"].max_discharge_w, api["c05"].allowed_discharge_w) == (209e3, pytest.approx(0.7 * 209e3))
+    assert (api["c05"].max_charge_w, api["c05"].allowed_charge_w) == (209e3, pytest.approx(0.7 * 209e3))
+    assert (api["c01"].max_discharge_w, api["c01"].allowed_discharge_w) == (209e3, 209e3)  # not derated
+    tel = {dict(pt.tags)["cluster"]: pt.fields for pt in points_for(rec, "site") if pt.measurement == "cluster"}
+    assert tel["c05"]["max_discharge_w"] == 209e3
+    assert tel["c05"]["allowed_discharge_w"] == pytest.approx(0.7 * 209e3)
+    assert tel["c01"]["allowed_discharge_w"] == 209e3

@@ -88,6 +88,12 @@ class _ClusterHead(BaseModel):
     setpoint_w: float = Field(description="W, this cycle's share of the site setpoint")
     cell_spread_v: float | None = Field(description="V, cell_v_max - cell_v_min")
     alarms: int = Field(description="BMS event bitfield (SunSpec 802 Evt1), 0 = none")
+    allowed_charge_w: float | None = Field(
+        description="W, charge the agent allows (magnitude): max_charge_w, or less where its PCS is derated"
+    )
+    allowed_discharge_w: float | None = Field(
+        description="W, discharge the agent allows (magnitude): max_discharge_w, or less where derated"
+    )
 
 
 class _PcsHead(BaseModel):

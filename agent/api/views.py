@@ -7,6 +7,7 @@ import math
 from agent.live.hub import CycleRecord
 from agent.model.acting import mode_bound
 from agent.model.alarms import Alarm, Severity, kind
+from agent.model.allowed import allowed_limits_w
 from agent.model.config import SiteConfig
 from agent.model.operator import OperatorState
 from agent.model.points import CLUSTER_POINTS, PCS_POINTS, SITE_POINTS, PointDef
@@ -54,9 +55,16 @@ def commandable(c: ClusterSnapshot, held: frozenset[str]) -> bool:
 
 
 def cluster_out(
-    c: ClusterSnapshot, setpoint_w: float, maintenance: bool, held: frozenset[str] = frozenset()
+    c: ClusterSnapshot,
+    setpoint_w: float,
+    maintenance: bool,
+    held: frozenset[str] = frozenset(),
+    allowed: tuple[float | None, float | None] | None = None,
 ) -> ClusterOut:
-    """`maintenance`: the operator holds it now; `held`: the clusters held in the cycle `c` is from."""
+    """`maintenance`: the operator holds it now; `held`: the clusters held in the cycle `c` is from;
+    `allowed`: (charge, discharge) W the agent allows (agent.model.allowed), the BMS limits if None."""
+    if allowed is None:
+        allowed = (val(c.max_charge_w), val(c.max_discharge_w))
     w = _worst(c.soc_pct, c.max_charge_w, c.max_discharge_w)
     vmax, vmin = val(c.cell_v_max), val(c.cell_v_min)
     soc = val(c.soc_pct)
@@ -73,6 +81,8 @@ def cluster_out(
         setpoint_w=setpoint_w,
         cell_spread_v=vmax - vmin if vmax is not None and vmin is not None else None,
         alarms=c.alarms,
+        allowed_charge_w=None if allowed[0] is None else fin(allowed[0]),
+        allowed_discharge_w=None if allowed[1] is None else fin(allowed[1]),
         **{p.name: point_val(p, p.of(c)) for p in CLUSTER_POINTS},
     )
 
@@ -95,7 +105,10 @@ def pcs_out(p: PcsSnapshot, commanded_w: float, regulating: bool = False) -> Pcs
 def clusters_out(rec: CycleRecord, op: OperatorState) -> list[ClusterOut]:
     sp = rec.plan.cluster_setpoints_w
     held = rec.maintenance
-    return [cluster_out(c, sp.get(c.id, 0.0), c.id in op.maintenance, held) for c in rec.snapshot.clusters]
+    return [
+        cluster_out(c, sp.get(c.id, 0.0), c.id in op.maintenance, held, allowed_limits_w(rec.plan, c))
+        for c in rec.snapshot.clusters
+    ]
 
 
 def pcs_list_out(rec: CycleRecord) -> list[PcsOut]:

@@ -40,6 +40,7 @@ from typing import Any
 
 from agent.live.hub import CycleRecord
 from agent.model.alarms import SEVERITY_CODE, Alarm
+from agent.model.allowed import allowed_limits_w
 from agent.model.points import CLUSTER_POINTS, PCS_POINTS, SITE_POINTS
 from agent.model.snapshot import CLUSTER_STATUS_CODE, PCS_STATUS_CODE, Measured, shown_status
 from agent.model.soc import site_soc
@@ -191,6 +192,7 @@ def points_for(
 
     for c in s.clusters:
         limits_q = max(_q(c.max_charge_w), _q(c.max_discharge_w))
+        allowed = allowed_limits_w(p, c)  # what the agent allows: the BMS limits, or less where derated
         out.append(
             Point(
                 "cluster",
@@ -202,6 +204,8 @@ def points_for(
                     alarms=c.alarms,
                     soc_q=_q(c.soc_pct),
                     limits_q=limits_q,
+                    allowed_charge_w=allowed[0],
+                    allowed_discharge_w=allowed[1],
                 ),
                 t,
             )
