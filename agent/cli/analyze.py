@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from agent.cli.files import read_text
 from agent.control.replan import Replanner, ReplanSettings
 from agent.economics.roi import economics_config
 from agent.economics.tariff import FloatArray, Tariff, bundled, load_tariff
@@ -58,12 +59,7 @@ def _timestamp(text: str, tz: ZoneInfo) -> float:
 
 def read_csv(path: Path, tz: ZoneInfo) -> tuple[FloatArray, FloatArray]:
     """(Unix timestamps, W) from a `timestamp,power_w` file; ConfigError names the file and line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    text = read_text(path)
     ts: list[float] = []
     ws: list[float] = []
     for n, line in enumerate(text.splitlines(), start=1):

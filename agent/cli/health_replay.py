@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from agent.cli.files import read_text
 from agent.health.replay import (
     CAPACITY_NOISE_PCT,
     RESISTANCE_NOISE_PCT,
@@ -75,12 +76,7 @@ def read_records(
     temperature_col: str | None = None,
 ) -> list[AgingRecord]:
     """Aging records in order of first appearance; ConfigError names the file, line and column."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    text = read_text(path)
     reader = csv.reader(io.StringIO(text))
     header = [h.strip() for h in next(reader, [])]
     if not any(header):

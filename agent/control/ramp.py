@@ -68,8 +68,9 @@ def ramp_window(
     return base - step, base + step
 
 
-def reference(c: Cycle) -> tuple[float, float]:
-    """(grid import W the ramp refers to, seconds its step counts), or NaN W for none.
+def reference(c: Cycle) -> tuple[float, float, bool]:
+    """(grid import W the ramp refers to, seconds its step counts, whether that is the plan's), or
+    NaN W for none.
 
     The previous plan, unless the meters disagree with it by more than the lag margin the plan
     leaves (the limit's remaining (1 - SETPOINT_RAMP_FRACTION) x dt), or there is none, or the gap
@@ -77,15 +78,15 @@ def reference(c: Cycle) -> tuple[float, float]:
     dt, prev = c.dt, c.prev_grid_w
     short = min(dt, STEP_S_MAX) if dt > 0.0 else STEP_S_MAX
     if not c.meas_ok:  # the grid meter is bad: the plan, unless it is stale
-        return (prev if dt <= MAX_GAP_S else NAN), short
+        return (prev, short, True) if dt <= MAX_GAP_S else (NAN, short, False)
     meas = c.grid_w
     if not finite(prev) or not dt <= MAX_GAP_S:  # (NaN dt too)
-        return meas, short
+        return meas, short, False
     planned_b = c.prev_battery_w
     margin = c.cfg.ramp_limit_w_per_s * (1.0 - SETPOINT_RAMP_FRACTION) * short
     if finite(planned_b) and abs((c.net - meas) - planned_b) > margin:
-        return meas, short
-    return prev, short
+        return meas, short, False
+    return prev, short, True
 
 
 def _battery_ramp(w: Window, c: Cycle) -> Window:
@@ -141,8 +142,8 @@ def ramp(w: Window, c: Cycle) -> Window:
         return w
     if not c.net_ok:
         return _battery_ramp(w, c)
-    ref, dt = reference(c)
-    if ref == c.prev_grid_w:  # from the plan: the meter has already averaged part of this cycle's step
+    ref, dt, from_plan = reference(c)
+    if from_plan:  # the meter has already averaged part of this cycle's step
         grid_now = c.grid_w if c.meas_ok else math.nan  # a stale or bad grid reading says nothing of the meter
         ref = meter_average_grid(ref, grid_now, dt, c.cfg.load_changes_at_readings)
     frac = SETPOINT_RAMP_FRACTION if c.cfg.load_changes_at_readings else BETWEEN_READINGS_RAMP_FRACTION
