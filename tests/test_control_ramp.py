@@ -74,3 +74,16 @@ def test_ramp_sits_above_the_operator_override() -> None:
     p, _ = decide(s, st, RAMP_CFG, op, FLAT, False)
     assert p.site_setpoint_w == pytest.approx(100_000.0)
     assert p.decided_by == "ramp"
+
+
+@pytest.mark.parametrize("step_s", [60.0, 900.0])
+def test_a_replay_of_a_coarse_trace_sets_no_ramp_bound(step_s: float) -> None:
+    # A 60 s or 15 min trace resolves nothing of a per-second ramp: its steps are not a live agent's
+    # stalls, and bounding them at one second's step held the battery at 100 kW a minute, so demand
+    # shaving could not follow and the billed peak rose 1.2 MW over no battery (planner_bench, 10 days).
+    cfg = replace(RAMP_CFG, load_changes_at_readings=True)
+    st = initial_state(cfg)
+    _, st = decide(snap(3e6, battery=0.0, t_mono=1000.0, t_wall=NOON), st, cfg, OP, FLAT, False)
+    s = snap(5e6, battery=0.0, t_mono=1000.0 + step_s, t_wall=NOON + timedelta(seconds=step_s), seq=1)
+    p, _ = decide(s, st, cfg, OP, FLAT, False)
+    assert "ramp" not in [b.source for b in p.bounds]

@@ -76,7 +76,11 @@ def reference(c: Cycle) -> tuple[float, float, bool]:
     leaves (the limit's remaining (1 - SETPOINT_RAMP_FRACTION) x dt), or there is none, or the gap
     is long: then the measured grid. Either counts at most STEP_S_MAX."""
     dt, prev = c.dt, c.prev_grid_w
-    short = min(dt, STEP_S_MAX) if dt > 0.0 else STEP_S_MAX
+    # Live, a setpoint step lands at once, so it counts one second at most. In a replay of a trace
+    # sampled at the cycle the load changes only at the readings and the grid's average may move
+    # over the whole step (a 60 s or 15 min trace: longer than MAX_GAP_S, no ramp bound at all, as
+    # the limit lies below what such a trace resolves).
+    short = dt if c.cfg.load_changes_at_readings and dt > 0.0 else min(dt, STEP_S_MAX) if dt > 0.0 else STEP_S_MAX
     if not c.meas_ok:  # the grid meter is bad: the plan, unless it is stale
         return (prev, short, True) if dt <= MAX_GAP_S else (NAN, short, False)
     meas = c.grid_w
