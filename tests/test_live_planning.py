@@ -133,9 +133,7 @@ async def test_the_plan_is_shown_published_tracked_and_its_history_kept(mosquitt
         assert planning.alarms.active() == [] or all(a.code != ALARM for a in planning.alarms.active())
 
     # restart: a new planner on the same state dir reads the closed interval back
-    again = LivePlanning(
-        parse_planner(site), load_tariff(site.tariff_path), plan_battery(site), state, AlarmBook()
-    )
+    again = LivePlanning(parse_planner(site), load_tariff(site.tariff_path), plan_battery(site), state, AlarmBook())
     try:
         assert again.history_intervals == len(rows)
         assert again.replanner.hist_ts[-1] == float(closed[0])
