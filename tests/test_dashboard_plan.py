@@ -67,7 +67,9 @@ async def test_the_plan_chart_draws_the_plans_values(tmp_path: Path) -> None:
             hi = max(caps) * 1.1
             ys = [float(y) for y in re.findall(r"[ML][\d.]+,([\d.]+)", drawn["cap"])]
             assert ys == [y for c in caps for y in [round(T + PH * (1 - c / hi), 1)] * 2]
-            assert drawn["note"].startswith("solved at ") and "start: first plan from the stored history" in drawn["note"]
+            assert (
+                drawn["note"].startswith("solved at ") and "start: first plan from the stored history" in drawn["note"]
+            )
             await call(cdp.screenshot, ARTIFACTS / "dashboard_plan.png")
             await call(cdp.js, "document.getElementById('lang').click()")
             await wait_for(cdp, "document.querySelector('.plan h2').textContent === '调度计划（未来 24 小时）'")
