@@ -199,3 +199,41 @@ def test_planner_keys_are_checked_by_name(key: str, value: Any, message: str) ->
     with pytest.raises(ConfigError, match=r"\[planner\]") as e:
         parse_planner(sim_site(sections={"planner": {key: value}}))
     assert message in str(e.value)
+
+
+def test_analyze_plans_with_the_site_files_planner_settings(tmp_path: Path) -> None:
+    """One implementation: a site whose [planner] is enabled plans in `ems-agent analyze` too (no
+    --planner flag), with that table's settings: here a 12 h horizon and a time limit no solve meets."""
+    import subprocess
+    import sys
+
+    from tests.agent_harness import DEMO, ROOT
+
+    site_file = tmp_path / "site.toml"
+    site_file.write_text(DEMO.read_text() + '\n[planner]\nenabled = true\nhorizon_h = 12\ntime_limit_s = 1e-6\n')
+    midnight = 1_764_518_400  # 2025-12-01 00:00 in Shanghai
+    csv = tmp_path / "load.csv"
+    csv.write_text("".join(f"{midnight + 300 * k},{3e6 + 1e6 * ((k % 288) > 150):.1f}\n" for k in range(2 * 288)))
+    r = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "analyze", str(csv), "--site", str(site_file), "--json", "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    pl = json.loads(r.stdout)["planner"]
+    assert pl["horizon_h"] == 12.0
+    # day one has no history; every solve of day two fails on the time limit
+    assert (pl["solves"], pl["failures"], pl["intervals_without_forecast"]) == (96, 96, 96)
+    # the text report says what could not be computed instead of failing on it
+    r = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "analyze", str(csv), "--site", str(site_file), "--quiet"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "planner: 96 solves (96 failed, 96 intervals before a day of history)" in r.stdout
+    assert "error at the daily peak n/a" in r.stdout
