@@ -210,7 +210,7 @@ def test_analyze_plans_with_the_site_files_planner_settings(tmp_path: Path) -> N
     from tests.agent_harness import DEMO, ROOT
 
     site_file = tmp_path / "site.toml"
-    site_file.write_text(DEMO.read_text() + '\n[planner]\nenabled = true\nhorizon_h = 12\ntime_limit_s = 1e-6\n')
+    site_file.write_text(DEMO.read_text() + "\n[planner]\nenabled = true\nhorizon_h = 12\ntime_limit_s = 1e-6\n")
     midnight = 1_764_518_400  # 2025-12-01 00:00 in Shanghai
     csv = tmp_path / "load.csv"
     csv.write_text("".join(f"{midnight + 300 * k},{3e6 + 1e6 * ((k % 288) > 150):.1f}\n" for k in range(2 * 288)))
