@@ -29,13 +29,41 @@ def disabled_view(reason: str = DISABLED) -> dict[str, Any]:
     return {"status": "none", "enabled": False, "reason": reason, "slots": [], "changes": [], "version": 0}
 
 
-def plan_view(p: DispatchPlan | None, now: float, tz: tzinfo, info: dict[str, Any]) -> dict[str, Any]:
-    """`info` (reason, counts, changes ...) with the plan's next 24 h from the slot holding `now`."""
+def plan_slots(p: DispatchPlan, k0: int, tz: tzinfo) -> list[dict[str, Any]]:
+    """The plan's slots from `k0`, for the next 24 h (at most)."""
+    n = min(len(p.battery_w), k0 + int(SHOWN_S / p.step_s))
+    return [
+        {
+            "start": datetime.fromtimestamp(p.start_s + k * p.step_s, tz).isoformat(),
+            "t": p.start_s + k * p.step_s,
+            "soc_pct": float(p.soc_pct[k]),
+            "grid_cap_w": _num(float(p.grid_cap_w[k])),
+            "price": float(p.price[k]),
+            "battery_w": float(p.battery_w[k]),
+            "grid_w": float(p.grid_w[k]),
+        }
+        for k in range(k0, n)
+    ]
+
+
+def running_slot(p: DispatchPlan, now: float) -> int:
+    """The slot shown first: the one holding `now` (0 before the plan starts)."""
+    return max(p.slot_at(now), 0)
+
+
+def plan_view(
+    p: DispatchPlan | None,
+    now: float,
+    tz: tzinfo,
+    info: dict[str, Any],
+    slots: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """`info` (reason, counts, changes ...) with the plan's next 24 h from the slot holding `now`.
+    `slots`: `plan_slots(p, running_slot(p, now), tz)` if the caller has it already (a cache)."""
     out: dict[str, Any] = {"status": "plan" if p is not None else "none", **info, "slots": []}
     if p is None:
         return out
-    k0 = max(p.slot_at(now), 0)
-    n = min(len(p.battery_w), k0 + int(SHOWN_S / p.step_s))
+    k0 = running_slot(p, now)
     share = (now - p.start_s - k0 * p.step_s) / p.step_s
     out.update(
         made_at=datetime.fromtimestamp(p.made_s, tz).isoformat(),
@@ -43,17 +71,6 @@ def plan_view(p: DispatchPlan | None, now: float, tz: tzinfo, info: dict[str, An
         solve_ms=p.solve_s * 1000.0,
         step_s=p.step_s,
         running={"soc_pct": p.soc_at(k0, min(max(share, 0.0), 1.0)), "grid_cap_w": _num(float(p.grid_cap_w[k0]))},
-        slots=[
-            {
-                "start": datetime.fromtimestamp(p.start_s + k * p.step_s, tz).isoformat(),
-                "t": p.start_s + k * p.step_s,
-                "soc_pct": float(p.soc_pct[k]),
-                "grid_cap_w": _num(float(p.grid_cap_w[k])),
-                "price": float(p.price[k]),
-                "battery_w": float(p.battery_w[k]),
-                "grid_w": float(p.grid_w[k]),
-            }
-            for k in range(k0, n)
-        ],
+        slots=slots if slots is not None else plan_slots(p, k0, tz),
     )
     return out

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from agent.economics.tariff import Tariff
 from agent.live.hub import PlanTarget
 from agent.live.plan_config import PlannerConfig
 from agent.live.plan_history import FILE_NAME, Interval, PlanHistory
-from agent.live.plan_view import plan_view
+from agent.live.plan_view import plan_slots, plan_view, running_slot
 from agent.logs import kv
 from agent.model.alarms import AlarmBook
 from agent.model.interval import interval_bounds
@@ -73,6 +74,7 @@ class _Outcome:
     failures: int
     cold: int
     history: int  # intervals the forecast can read
+    job_s: float  # the whole job in the worker: history, forecast, programme, solve
 
 
 class LivePlanning:
@@ -102,6 +104,8 @@ class LivePlanning:
         self.version = 0  # +1 on every change of plan (the MQTT topic publishes on it)
         self.stats = (0, 0, 0)  # solves, failures, cold (as of the last result)
         self.history_intervals = len(rows)
+        self.job_s = math.nan  # the last job's time in the worker (s)
+        self._slots: tuple[tuple[int, int], list[dict[str, Any]]] | None = None  # the read-out's, cached
         self._asked = False  # the first solve (at the first cycle) was asked for
         self._departed_key = -1  # the interval a departure re-plan was asked in (one per interval)
         self._now_s = math.nan
@@ -146,6 +150,11 @@ class LivePlanning:
         share = (t_s - p.start_s - k * p.step_s) / p.step_s
         return PlanTarget(p.soc_at(k, share), float(p.grid_cap_w[k]))
 
+    @property
+    def solving(self) -> bool:
+        """A job is queued or running in the worker."""
+        return bool(self._jobs)
+
     def close(self) -> None:
         """Stop taking work; a solve in progress ends by its time limit, its result unused."""
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -164,8 +173,9 @@ class LivePlanning:
         except Exception as e:  # a bug or bad data in the forecast/solver: a failed solve, not a dead loop
             log.exception("planner: solve raised")
             kept = usable(self.plan, now)
-            o = _Outcome(kept, True, f"{type(e).__name__}: {e}", now, *self.stats, self.history_intervals)
+            o = _Outcome(kept, True, f"{type(e).__name__}: {e}", now, *self.stats, self.history_intervals, math.nan)
         self.stats = (o.solves, o.failures, o.cold)
+        self.job_s = o.job_s
         self.history_intervals = o.history
         wall = datetime.fromtimestamp(now, self.tz)
         if o.failed:
@@ -187,6 +197,7 @@ class LivePlanning:
 
     # --- the worker thread ---------------------------------------------------------------------
     def _solve(self, done: Interval | None, now: float, soc_pct: float, why: str) -> _Outcome:
+        t0 = time.perf_counter()  # measured for the read-out, never used to decide
         rp = self.replanner
         if done is not None:
             self._recent.append(done)
@@ -200,21 +211,30 @@ class LivePlanning:
         if plan is None and not failed:
             why = NO_SOC if soc_pct != soc_pct else COLD
         s = rp.stats
-        return _Outcome(plan, failed, why, now, s.solves, s.failures, s.cold, len(self._recent))
+        job_s = time.perf_counter() - t0
+        return _Outcome(plan, failed, why, now, s.solves, s.failures, s.cold, len(self._recent), job_s)
 
     # --- the read-out ------------------------------------------------------------------------------
     def view(self) -> dict[str, Any]:
         """GET /api/plan: the next 24 h of the plan, its age, solve time and the reason it changed."""
         now = self._now_s
         solves, failures, cold = self.stats
+        p = usable(self.plan, now) if now == now else None
+        slots = None
+        if p is not None:  # built once per plan and slot (96 of them cost ~1.5 ms; read every cycle by MQTT)
+            key = (self.version, running_slot(p, now))
+            if self._slots is None or self._slots[0] != key:
+                self._slots = (key, plan_slots(p, key[1], self.tz))
+            slots = self._slots[1]
         return plan_view(
-            usable(self.plan, now) if now == now else None,
+            p,
             now,
             self.tz,
             {
                 "enabled": True,
                 "reason": self.reason,
-                "solving": bool(self._jobs),
+                "solving": self.solving,
+                "job_ms": self.job_s * 1000.0 if self.job_s == self.job_s else None,
                 "horizon_h": self.cfg.horizon_s / 3600.0,
                 "history_intervals": self.history_intervals,
                 "solves": solves,
@@ -226,4 +246,5 @@ class LivePlanning:
                 ],
                 "version": self.version,
             },
+            slots,
         )
