@@ -17,6 +17,7 @@ import pytest
 from agent.control import decide, initial_state
 from agent.control.state import ControllerState
 from agent.economics.tariff import load_tariff
+from agent.live import planning
 from agent.live.plan_config import parse_planner
 from agent.live.plan_history import FILE_NAME
 from agent.live.planning import DEPARTURE, NEW_INTERVAL, START, LivePlanning
@@ -75,7 +76,10 @@ def drive(tmp_path: Path) -> Iterator[Drive]:
     d.pl.close()
 
 
-def test_first_plan_departure_and_a_closed_interval(drive: Drive, tmp_path: Path) -> None:
+def test_first_plan_departure_and_a_closed_interval(
+    drive: Drive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(planning, "FORECASTS_KEPT", 2)  # what a long-running agent keeps, made small
     pl = drive.pl
     assert pl.history_intervals == DAYS * 96 and pl.plan is None
     first = drive.cycle()  # the first cycle asks for a plan; decide() runs on the heuristic meanwhile
@@ -106,6 +110,13 @@ def test_first_plan_departure_and_a_closed_interval(drive: Drive, tmp_path: Path
     assert pl.replanner.hist_ts[-1] == start and pl.replanner.hist_net[-1] == LOAD_W
     assert [c[1] for c in pl.changes] == [START, pl.changes[1][1], NEW_INTERVAL]
     assert drive.alarms.active() == []
+    # the forecasts kept are bounded (3 made, 2 kept) and scored against the interval that closed:
+    # the departure's forecast had the three preloaded days' 10:00 (4.5 MW) for its first slot, the
+    # site ran at 3 MW: 50 % off; the new interval's has no actual yet
+    assert len(pl.replanner.stats.forecasts) == 2
+    assert pl.accuracy["pairs"] == 1.0 and pl.accuracy["mape"] == pytest.approx(0.5, rel=1e-9)
+    assert pl.accuracy["daily_peak_abs_error"] is None  # no whole day forecast and recorded yet
+    assert pl.view()["forecast"] == pl.accuracy
 
 
 def test_a_history_that_cannot_be_written_is_named_and_planning_goes_on(

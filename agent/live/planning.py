@@ -33,8 +33,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+import numpy as np
+
 from agent.control.planner import ALARM, PlanBattery
-from agent.control.replan import Replanner
+from agent.control.replan import Replanner, forecast_accuracy
 from agent.control.schedule import DispatchPlan, usable
 from agent.control.state import IntervalState
 from agent.economics.tariff import Tariff
@@ -44,7 +46,7 @@ from agent.live.plan_history import FILE_NAME, Interval, PlanHistory
 from agent.live.plan_view import plan_slots, plan_view, running_slot
 from agent.logs import kv
 from agent.model.alarms import AlarmBook
-from agent.model.interval import interval_bounds
+from agent.model.interval import DAY_S, interval_bounds
 from agent.model.snapshot import SiteSnapshot
 from agent.model.soc import site_soc
 
@@ -52,6 +54,7 @@ log = logging.getLogger("ems.planner")
 
 SOURCE: Final = "planner"  # the alarm's source
 CHANGES_KEPT: Final = 20  # changes of plan (with their reasons) in the read-out
+FORECASTS_KEPT: Final = 3 * 96  # forecasts kept for the accuracy figures (the day-ahead ones need a day more)
 MIN_COVERED: Final = 0.25  # an interval seen for less than this share (a start mid-interval) is not history
 
 # reasons for a change of plan (the read-out's `reason`; a departure adds the figures)
@@ -75,6 +78,7 @@ class _Outcome:
     cold: int
     history: int  # intervals the forecast can read
     job_s: float  # the whole job in the worker: history, forecast, programme, solve
+    accuracy: dict[str, float | None] | None = None  # the forecast's, when an interval closed
 
 
 class LivePlanning:
@@ -105,6 +109,7 @@ class LivePlanning:
         self.stats = (0, 0, 0)  # solves, failures, cold (as of the last result)
         self.history_intervals = len(rows)
         self.job_s = math.nan  # the last job's time in the worker (s)
+        self.accuracy: dict[str, float | None] = {}  # the forecast's against the intervals since recorded
         self._slots: tuple[tuple[int, int], list[dict[str, Any]]] | None = None  # the read-out's, cached
         self._asked = False  # the first solve (at the first cycle) was asked for
         self._departed_key = -1  # the interval a departure re-plan was asked in (one per interval)
@@ -176,6 +181,8 @@ class LivePlanning:
             o = _Outcome(kept, True, f"{type(e).__name__}: {e}", now, *self.stats, self.history_intervals, math.nan)
         self.stats = (o.solves, o.failures, o.cold)
         self.job_s = o.job_s
+        if o.accuracy is not None:
+            self.accuracy = o.accuracy
         self.history_intervals = o.history
         wall = datetime.fromtimestamp(now, self.tz)
         if o.failed:
@@ -211,8 +218,20 @@ class LivePlanning:
         if plan is None and not failed:
             why = NO_SOC if soc_pct != soc_pct else COLD
         s = rp.stats
+        # A running agent solves ~100 times a day: what the Replanner keeps for a replay's report
+        # (every forecast, every solve time, all history) is bounded here to what the forecast and
+        # the accuracy figures read, or it grows by some 250 KB a day for as long as the agent runs.
+        del s.forecasts[:-FORECASTS_KEPT], s.solve_s[:-FORECASTS_KEPT]
+        del rp.hist_ts[: -self.history.keep], rp.hist_net[: -self.history.keep]
+        acc = None
+        if done is not None:  # the forecasts made so far against the intervals recorded since
+            ts, net = np.asarray(rp.hist_ts, dtype=np.float64), np.asarray(rp.hist_net, dtype=np.float64)
+            acc = {
+                k: (v if math.isfinite(v) else None)
+                for k, v in forecast_accuracy(s.forecasts, ts, net, DAY_S, self.tz).items()
+            }
         job_s = time.perf_counter() - t0
-        return _Outcome(plan, failed, why, now, s.solves, s.failures, s.cold, len(self._recent), job_s)
+        return _Outcome(plan, failed, why, now, s.solves, s.failures, s.cold, len(self._recent), job_s, acc)
 
     # --- the read-out ------------------------------------------------------------------------------
     def view(self) -> dict[str, Any]:
@@ -240,6 +259,7 @@ class LivePlanning:
                 "solves": solves,
                 "failures": failures,
                 "cold_intervals": cold,
+                "forecast": self.accuracy,
                 "changes": [
                     {"t": datetime.fromtimestamp(t, self.tz).isoformat(), "reason": r}
                     for t, r in reversed(self.changes)
