@@ -201,6 +201,10 @@ class LivePlanning:
         self.reason = reason
         self.changes.append((o.at_s, reason))
         self.version += 1
+        log.info(
+            "plan changed",
+            extra=kv(reason=reason, solve_ms=round(o.plan.solve_s * 1000.0, 1) if o.plan is not None else None),
+        )
 
     # --- the worker thread ---------------------------------------------------------------------
     def _solve(self, done: Interval | None, now: float, soc_pct: float, why: str) -> _Outcome:
