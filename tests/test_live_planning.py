@@ -4,7 +4,7 @@ The agent (Runtime: loop, API process, MQTT) polls the Modbus simulators at x60 
 interval passes in 15 s), with three days of demand intervals preloaded in its state dir so the
 forecast is warm from the first cycle. The plan must show in GET /api/plan and on the retained MQTT
 topic, decide() must track it, a closed interval must reach the history file (and a new plan be
-solved for it), a restarted planner must read that history back, and a solve that cannot succeed
+solved for it), a restarted agent must read that history back, and a solve that cannot succeed
 (a time limit of 1 µs) must raise the alarm while the 1 s loop runs on, on the heuristic.
 """
 
@@ -23,11 +23,9 @@ import aiomqtt
 import pytest
 
 from agent.control.planner import ALARM
-from agent.economics.tariff import load_tariff
 from agent.live.plan_config import parse_planner
 from agent.live.plan_history import FILE_NAME
-from agent.live.planning import COLD, FAILED_NONE, NEW_INTERVAL, START, LivePlanning
-from agent.model.alarms import AlarmBook
+from agent.live.planning import COLD, FAILED_NONE, NEW_INTERVAL, START
 from agent.model.clock import SiteClock
 from agent.model.interval import interval_bounds
 from agent.offline.replay import plan_battery
@@ -89,8 +87,11 @@ async def test_the_plan_is_shown_published_tracked_and_its_history_kept(mosquitt
         assert planning is not None and planning.history_intervals == DAYS * 96  # read back at start
 
         # GET /api/plan: the next 24 h (96 slots of 15 min) of the first plan, solved from the history
-        body = await api_plan(h, lambda b: b["status"] == "plan")
-        assert body["enabled"] is True and body["reason"] == START
+        # (a plan covers 24 h from its first interval: 95 slots are left once the next one began,
+        # until its own plan arrives; wait for a body read while the plan was fresh)
+        body = await api_plan(h, lambda b: b["status"] == "plan" and len(b["slots"]) == 96)
+        # (at x60 an interval may have closed since: then its plan is the one shown)
+        assert body["enabled"] is True and body["reason"] in (START, NEW_INTERVAL)
         assert body["step_s"] == STEP_S and len(body["slots"]) == 96
         first = body["slots"][0]["t"]
         assert first == interval_bounds(first, site.timezone, STEP_S)[0]  # slots on interval starts
@@ -99,7 +100,7 @@ async def test_the_plan_is_shown_published_tracked_and_its_history_kept(mosquitt
         floor = plan_battery(site).reserve_pct
         assert all(floor - 1e-6 <= s["soc_pct"] <= 95.0 + 1e-6 for s in body["slots"][1:])
         assert body["solve_ms"] > 0.0 and body["age_s"] >= 0.0 and body["failures"] == 0
-        assert body["changes"][-1]["reason"] == START
+        assert body["changes"][-1]["reason"] == START  # newest first: the first plan was the start's
 
         # decide() tracks it: the plan's target (or its grid cap) decides, and the record carries
         # the plan's running SoC target and cap (telemetry's planned_* fields)
@@ -128,17 +129,20 @@ async def test_the_plan_is_shown_published_tracked_and_its_history_kept(mosquitt
         rows = [ln.split(",") for ln in (state / FILE_NAME).read_text().splitlines() if not ln.startswith("#")]
         assert [float(r[0]) for r in rows[: len(starts)]] == starts
         closed = rows[len(starts)]
-        assert float(closed[0]) == starts[-1] + STEP_S
+        # the interval the agent started in, or (seen for less than a quarter of it) the next one
+        assert float(closed[0]) in (starts[-1] + STEP_S, starts[-1] + 2 * STEP_S)
         assert 0.0 < float(closed[1]) < 20e6  # the simulated site's net load, W
         assert planning.alarms.active() == [] or all(a.code != ALARM for a in planning.alarms.active())
 
-    # restart: a new planner on the same state dir reads the closed interval back
-    again = LivePlanning(parse_planner(site), load_tariff(site.tariff_path), plan_battery(site), state, AlarmBook())
-    try:
-        assert again.history_intervals == len(rows)
-        assert again.replanner.hist_ts[-1] == float(closed[0])
-    finally:
-        again.close()
+    # restart: the agent, started again on the same state dir, reads the closed interval back and
+    # plans from its first cycle
+    kept = len((state / FILE_NAME).read_text().splitlines()) - 1  # less the header
+    async with agent_on_simulators(state, site, clock=SiteClock(SPEED, time.time()), api=False) as h:
+        again = h.rt.planning
+        assert again is not None and again.history_intervals == kept >= len(rows)
+        assert float(closed[0]) in again.replanner.hist_ts
+        await h.until(lambda: again.plan is not None, 30.0, "the first plan after the restart")
+        assert again.reason == START
 
 
 async def test_a_failing_solve_raises_the_alarm_and_the_loop_runs_on(tmp_path: Path) -> None:

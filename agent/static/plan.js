@@ -88,6 +88,7 @@ function render(p) {
   const made = (p.made_at ?? "").slice(11, 16);
   note.textContent = `${t("plan_made")} ${made} · ${t("plan_solve")} ${p.solve_ms.toFixed(0)} ms · ${p.reason}`;
   draw(svg, p.slots);
+  svg.dataset.version = p.version; // which plan is drawn (the read-out's version)
 }
 
 async function refresh() {
