@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from agent.control import decide, initial_state
+from agent.control.planner import ALARM
 from agent.control.state import ControllerState
 from agent.economics.tariff import load_tariff
 from agent.live import planning
 from agent.live.plan_config import parse_planner
 from agent.live.plan_history import FILE_NAME
-from agent.live.planning import DEPARTURE, NEW_INTERVAL, START, LivePlanning
+from agent.live.planning import DEPARTURE, FAILED_KEPT, NEW_INTERVAL, START, LivePlanning
 from agent.model.alarms import AlarmBook
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
@@ -133,3 +134,28 @@ def test_a_history_that_cannot_be_written_is_named_and_planning_goes_on(
         drive.until_version(2)
     assert pl.reason == NEW_INTERVAL and pl.plan is not None  # planned from memory
     assert f"planner history {path}: cannot be written (Is a directory)" in caplog.text
+
+
+def test_a_failed_solve_keeps_the_last_plan_with_the_alarm_until_one_succeeds(drive: Drive) -> None:
+    pl = drive.pl
+    drive.until_version(1)
+    good = pl.plan
+    assert good is not None
+    # from now on no solve finishes in its time limit (HiGHS stops at 1 µs)
+    settings = pl.replanner.settings
+    pl.replanner.settings = replace(settings, time_limit_s=1e-6)
+    drive.until_version(2, soc_pct=90.0)  # a departure asks for a re-plan, which fails
+    assert pl.reason == FAILED_KEPT and pl.plan is good
+    (alarm,) = drive.alarms.active()
+    assert alarm.code == ALARM and alarm.source == "planner"
+    assert alarm.message.startswith(f"{FAILED_KEPT} ({DEPARTURE}: SoC 90.0 % vs planned ")
+    assert alarm.message.endswith("; 1 of 2 solves failed, time limit 1e-06 s)")
+    plan = drive.cycle()  # the kept plan is still tracked
+    assert plan.decided_by == "plan" or any(b.source == "plan_cap" for b in plan.bounds)
+    # solves succeed again: the next interval's plan clears the alarm
+    pl.replanner.settings = settings
+    while drive.t < datetime(2026, 12, 2, 10, 15, 1, tzinfo=drive.t.tzinfo):
+        drive.cycle()
+    drive.until_version(3)
+    assert pl.reason == NEW_INTERVAL and pl.plan is not good and drive.alarms.active() == []
+    assert drive.alarms.history(1)[0].code == ALARM

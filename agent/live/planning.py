@@ -187,7 +187,7 @@ class LivePlanning:
         wall = datetime.fromtimestamp(now, self.tz)
         if o.failed:
             reason = FAILED_KEPT if o.plan is not None else FAILED_NONE
-            limit = self.cfg.time_limit_s
+            limit = self.replanner.settings.time_limit_s
             msg = f"{reason} ({o.why}; {o.failures} of {o.solves} solves failed, time limit {limit:g} s)"
             if self.alarms.raise_(ALARM, SOURCE, msg, wall):
                 log.warning("alarm raised", extra=kv(code=ALARM, source=SOURCE, message=msg))
