@@ -241,3 +241,17 @@ def test_analyze_plans_with_the_site_files_planner_settings(tmp_path: Path) -> N
     assert r.returncode == 0, r.stderr
     assert "planner: 96 solves (96 failed, 96 intervals before a day of history)" in r.stdout
     assert "error at the daily peak n/a" in r.stdout
+
+
+def test_planning_needs_a_tariff() -> None:
+    from dataclasses import replace
+
+    from common.tomlcheck import ConfigError
+
+    site = replace(sim_site(sections={"planner": {"enabled": True}}), tariff_path=None)
+    with pytest.raises(ConfigError) as e:
+        parse_planner(site)
+    assert str(e.value) == (
+        f"{site.path} [planner]: key 'enabled' needs a tariff ([site] tariff): the plan prices energy and demand"
+    )
+    assert parse_planner(replace(site, sections={})).enabled is False  # no table: off
