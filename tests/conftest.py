@@ -95,7 +95,9 @@ class Broker:
 
     def start(self) -> None:
         with self.log.open("ab") as lf:
-            self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)], stdout=lf, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                [self.exe, "-c", str(self.conf)], stdout=lf, stderr=subprocess.STDOUT
+            )
         _wait_port(self.port, self.proc, 10.0, self.log)
 
     def stop(self) -> None:

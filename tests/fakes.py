@@ -69,7 +69,8 @@ def snapshot_for(
         for c in site.clusters
     )
     pcs = tuple(
-        PcsSnapshot(p.id, p.clusters, PcsStatus.ONLINE, p.rated_w, Measured(0.0), Measured(0.0)) for p in site.pcs
+        PcsSnapshot(p.id, p.clusters, PcsStatus.ONLINE, p.rated_w, Measured(0.0), Measured(0.0))
+        for p in site.pcs
     )
     return SiteSnapshot(
         seq=seq,
@@ -157,7 +158,9 @@ class SiteFeed:
         statuses: dict[str, ClusterStatus] = {}
         for c in site.clusters:  # what the BMS report; the operator's hold is the record's
             statuses[c.id] = ClusterStatus.FAULT if c.id in self.faulted else ClusterStatus.ONLINE
-        trusted = [c.id for c in site.clusters if statuses[c.id] is ClusterStatus.ONLINE and c.id not in op.maintenance]
+        trusted = [
+            c.id for c in site.clusters if statuses[c.id] is ClusterStatus.ONLINE and c.id not in op.maintenance
+        ]
         share = battery / len(trusted) if trusted else 0.0
         for i, c in enumerate(site.clusters):
             soc = self.soc.setdefault(c.id, 60.0 + 2.0 * i)

@@ -39,23 +39,16 @@ soc_pct = {soc}
 """
 
 
-def site_text(
-    ports: dict[int, int] | None = None,
-    soc: float = 50.0,
-    drop: tuple[str, ...] = (),
-    cycle_s: float = 1.0,
-    extra: str = "",
-    pcc: bool = False,
-) -> str:
+def site_text(ports: dict[int, int] | None = None, soc: float = 50.0, drop: tuple[str, ...] = (),
+              cycle_s: float = 1.0, extra: str = "", pcc: bool = False) -> str:
     """The demo site, moved to `ports` (configured port -> served port), clusters in `drop` left out.
 
     `pcc`: every PCS speaks the ACME map with grid-power control and runs in that mode.
     """
     text = DEMO_SITE.read_text()
     if pcc:
-        text = re.sub(
-            r'^profile = "pcs_[a-z0-9_]+"$', 'profile = "pcs_vendor_acme_pcc"\ngrid_control = "pcc"', text, flags=re.M
-        )
+        text = re.sub(r'^profile = "pcs_[a-z0-9_]+"$', 'profile = "pcs_vendor_acme_pcc"\ngrid_control = "pcc"', text,
+                      flags=re.M)
     text = text.replace("cycle_s = 1.0", f"cycle_s = {cycle_s}")
     if ports:
         text = re.sub(r"^port = (\d+)$", lambda m: f"port = {ports[int(m.group(1))]}", text, flags=re.M)
@@ -68,9 +61,8 @@ def site_text(
 class Rig:
     """`await Rig.open(tmp_path)`; `await rig.step()` per cycle; `await rig.close()`."""
 
-    def __init__(
-        self, sim: SimulatedSite, site_file: Path, soc: float, drop: tuple[str, ...], pcc: bool = False
-    ) -> None:
+    def __init__(self, sim: SimulatedSite, site_file: Path, soc: float, drop: tuple[str, ...],
+                 pcc: bool = False) -> None:
         self.sim = sim
         self.site_file = site_file
         self.soc = soc

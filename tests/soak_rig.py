@@ -201,15 +201,8 @@ def make_schedule(cfg: SoakConfig, site: SiteConfig, t0_wall: float) -> tuple[li
             return f"maint:{target}"
         return f"dev:{target}"
 
-    def place(
-        kind: str,
-        t: float,
-        dur: float,
-        target: str = "",
-        arg: dict[str, Any] | None = None,
-        gap: float = 2.0,
-        span: float | None = None,
-    ) -> Event | None:
+    def place(kind: str, t: float, dur: float, target: str = "", arg: dict[str, Any] | None = None,
+              gap: float = 2.0, span: float | None = None) -> Event | None:
         g = group(kind, target)
         groups = [g]
         if cfg.short and kind not in ("maintenance", "kill9", "term"):
@@ -359,9 +352,8 @@ def sim_command(port: int, cmd: dict[str, Any], timeout_s: float = 5.0) -> dict[
     return answer
 
 
-def http(
-    method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None, timeout_s: float = 5.0
-) -> tuple[int, Any]:
+def http(method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None,
+         timeout_s: float = 5.0) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
@@ -380,9 +372,8 @@ def http(
             return e.code, raw.decode(errors="replace")
 
 
-def signed(
-    command: dict[str, Any], secret: bytes = SECRET, ts: float | None = None, actor: str = OPERATOR
-) -> dict[str, Any]:
+def signed(command: dict[str, Any], secret: bytes = SECRET, ts: float | None = None,
+           actor: str = OPERATOR) -> dict[str, Any]:
     msg = {
         "id": f"soak-{uuid.uuid4().hex[:12]}",
         "actor": actor,
@@ -435,10 +426,7 @@ class MqttWatch:
             self.messages += 1
             if topic == f"{self.base}/plan":
                 self.plans[_us(p["t"]) // 1000] = {
-                    "seq": p["seq"],
-                    "setpoint_w": p["setpoint_w"],
-                    "pcs": p["pcs_setpoints_w"],
-                    "mode": p["mode"],
+                    "seq": p["seq"], "setpoint_w": p["setpoint_w"], "pcs": p["pcs_setpoints_w"], "mode": p["mode"]
                 }
             elif topic == f"{self.base}/state":
                 self.states[_us(p["t"]) // 1000] = {
@@ -446,8 +434,8 @@ class MqttWatch:
                 }
             elif topic.startswith(f"{self.base}/cluster/"):
                 self.clusters[_us(p["t"]) // 1000][p["id"]] = {
-                    k: p[k]
-                    for k in ("status", "soc_pct", "soc_quality", "max_charge_w", "max_discharge_w", "setpoint_w")
+                    k: p[k] for k in ("status", "soc_pct", "soc_quality", "max_charge_w", "max_discharge_w",
+                                      "setpoint_w")
                 }
             elif topic == f"{self.base}/cmd/ack":
                 if isinstance(p.get("id"), str):
@@ -583,15 +571,13 @@ class AgentProc:
             return
         with contextlib.suppress(psutil.Error):
             p = psutil.Process(self.proc.pid)
-            self.current.samples.append(
-                {
-                    "t": time.time(),
-                    "rss_mb": p.memory_info().rss / 1e6,
-                    "fds": float(p.num_fds()),
-                    "sockets": float(len(p.net_connections(kind="inet"))),
-                    "threads": float(p.num_threads()),
-                }
-            )
+            self.current.samples.append({
+                "t": time.time(),
+                "rss_mb": p.memory_info().rss / 1e6,
+                "fds": float(p.num_fds()),
+                "sockets": float(len(p.net_connections(kind="inet"))),
+                "threads": float(p.num_threads()),
+            })
 
     def kill_quietly(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -642,7 +628,8 @@ class Soak:
         tariff_src = (ROOT / "agent" / "economics" / "tariffs" / "shanghai_ci_two_part.toml").read_text()
         self.tariff_file = self.work / "tariff.toml"
         self.tariff_file.write_text(
-            re.sub(r"^demand_interval_min = .*$", f"demand_interval_min = {cfg.interval_min}", tariff_src, flags=re.M)
+            re.sub(r"^demand_interval_min = .*$", f"demand_interval_min = {cfg.interval_min}", tariff_src,
+                   flags=re.M)
         )
         (self.work / "mqtt.secret").write_bytes(SECRET + b"\n")
         self.viewer_token = "soak-viewer-" + uuid.uuid4().hex
@@ -721,15 +708,12 @@ class Soak:
         try:
             self._setup()
             self.agent.start()
-            self.log(
-                f"agent up (pid {self.agent.proc.pid if self.agent.proc else '?'}); "
-                f"setup took {time.monotonic() - t_setup:.1f} s"
-            )
+            self.log(f"agent up (pid {self.agent.proc.pid if self.agent.proc else '?'}); "
+                     f"setup took {time.monotonic() - t_setup:.1f} s")
             self.t0_wall = time.time()
             self.events, self.phase_s = make_schedule(self.cfg, self.site, self.t0_wall)
-            self.log(
-                f"{len(self.events)} events over {self.phase_s:.0f} s: {dict(Counter(e.kind for e in self.events))}"
-            )
+            self.log(f"{len(self.events)} events over {self.phase_s:.0f} s: "
+                     f"{dict(Counter(e.kind for e in self.events))}")
             self._execute()
             self._finish()
             self.log("checking ...")
@@ -775,10 +759,8 @@ class Soak:
                 self.progress_t = time.monotonic()
                 run = self.agent.current
                 s = run.samples[-1] if run.samples else {}
-                self.log(
-                    f"+{time.monotonic() - t0:6.0f} s  events done {done}/{len(self.events)}  "
-                    f"agent run {run.index}  rss {s.get('rss_mb', 0):.0f} MB  sockets {s.get('sockets', 0):.0f}"
-                )
+                self.log(f"+{time.monotonic() - t0:6.0f} s  events done {done}/{len(self.events)}  "
+                         f"agent run {run.index}  rss {s.get('rss_mb', 0):.0f} MB  sockets {s.get('sockets', 0):.0f}")
 
     def _finish(self) -> None:
         """Every fault cleared, every service up, the agent stopped cleanly after a settle time."""
@@ -891,24 +873,15 @@ class Soak:
         st = self._sim({"cmd": "status"})["status"]
         e.outcome["pcs_w_after_revert"] = {k: v["power_w"] for k, v in st["pcs"].items()}
         # in a grid outage the PCS carry the island whatever their setpoint: nothing to see then
-        self.revert_checks.append(
-            {
-                "down_s": time.time() - e.outcome["killed_at"],
-                "grid_up": st["grid_up"],
-                "max_abs_pcs_w": max(abs(v["power_w"]) for v in st["pcs"].values()),
-            }
-        )
+        self.revert_checks.append({"down_s": time.time() - e.outcome["killed_at"], "grid_up": st["grid_up"],
+                                   "max_abs_pcs_w": max(abs(v["power_w"]) for v in st["pcs"].values())})
         # the broker published the agent's will ("offline") when the dead process's socket closed
         t_kill = e.outcome["kill_sent_at"]
         with self.watch.lock:
             offline = [t for t, p in self.watch.status if t > t_kill and p.get("status") == "offline"]
-        self.will_checks.append(
-            {
-                "offline_seen": bool(offline),
-                "after_s": round(offline[0] - t_kill, 3) if offline else None,
-                "broker_up": self.broker.proc is not None,
-            }
-        )
+        self.will_checks.append({"offline_seen": bool(offline),
+                                 "after_s": round(offline[0] - t_kill, 3) if offline else None,
+                                 "broker_up": self.broker.proc is not None})
         run = self.agent.start()
         e.outcome["restarted_run"] = run.index
         e.outcome["down_s"] = run.started_at - e.outcome["killed_at"]
@@ -917,15 +890,8 @@ class Soak:
         if last is not None and time.time() - last["ts"] < 25.0 and self.broker.proc is not None:
             self.watch.send(last)
             time.sleep(1.0)  # the ack carries the original id: see whether a second one arrives
-            self.hostile_sent.append(
-                {
-                    "id": last["id"],
-                    "kind": "replay-after-restart",
-                    "ack": None,
-                    "sent_at": time.time(),
-                    "original": last,
-                }
-            )
+            self.hostile_sent.append({"id": last["id"], "kind": "replay-after-restart", "ack": None,
+                                      "sent_at": time.time(), "original": last})
 
     def _start_term(self, e: Event) -> None:
         if not self.agent.up:
@@ -978,14 +944,8 @@ class Soak:
         tampered = signed({"command": "set_mode", "mode": "auto"})
         tampered["command"] = {"command": "set_mode", "mode": "idle"}  # signature no longer matches
         fresh = signed({"command": "ack_alarm", "alarm": "no-such-alarm"})
-        sent = [
-            ("unsigned", unsigned),
-            ("wrong-secret", wrong),
-            ("stale", stale),
-            ("tampered", tampered),
-            ("ack-unknown-alarm", fresh),
-            ("replayed", fresh),
-        ]
+        sent = [("unsigned", unsigned), ("wrong-secret", wrong), ("stale", stale), ("tampered", tampered),
+                ("ack-unknown-alarm", fresh), ("replayed", fresh)]
         for kind, msg in sent:
             self.watch.send(msg)
             self.hostile_sent.append({"id": msg["id"], "kind": kind, "ack": None, "sent_at": time.time()})
@@ -1038,7 +998,7 @@ class Soak:
         for r in runs:
             text = r.stderr.read_text(errors="replace")
             if "Traceback" in text:
-                tracebacks[r.index] = text[text.index("Traceback") :][:3000]
+                tracebacks[r.index] = text[text.index("Traceback"):][:3000]
             for line in text.splitlines():
                 m = re.match(r"\S+ (WARNING|ERROR|CRITICAL)\s+(\S+): ([^=]*?)(?: \w+=|$)", line)
                 if m:
@@ -1052,8 +1012,7 @@ class Soak:
             "wall_s": round(wall_s, 1),
             "fault_phase_s": round(self.phase_s, 1),
             "agent_runs": [
-                {k: v for k, v in asdict(r).items() if k not in ("samples", "stderr")}
-                | {
+                {k: v for k, v in asdict(r).items() if k not in ("samples", "stderr")} | {
                     "cycles_in_telemetry": tele["runs"][r.index]["cycles"] if r.index in tele["runs"] else 0,
                     "resources": resource_summary(r.samples, self.cfg.warmup_s),
                 }
@@ -1089,11 +1048,8 @@ class Soak:
         """Which cycles' plans the MQTT watcher never received, and when (broker down, agent killed)."""
         with self.watch.lock:
             plans = set(self.watch.plans)
-        outages = [
-            (e.started_at, (e.ended_at or math.inf) + 10.0)
-            for e in self.events
-            if e.kind == "broker-outage" and e.started_at is not None
-        ]
+        outages = [(e.started_at, (e.ended_at or math.inf) + 10.0) for e in self.events
+                   if e.kind == "broker-outage" and e.started_at is not None]
         kills = [(r.kill_sent_at - 3.0, r.kill_sent_at + 1.0) for r in self.agent.runs if r.kill_sent_at]
         where: Counter[str] = Counter()
         for t in cycles:
@@ -1106,13 +1062,9 @@ class Soak:
                 where["just_before_a_kill9"] += 1
             else:
                 where["other"] += 1
-        return {
-            "messages": self.watch.messages,
-            "plans_received": len(plans),
-            "plan_coverage_of_telemetry_cycles": round(1 - sum(where.values()) / max(1, len(cycles)), 4),
-            "plans_missing": dict(where),
-            "bad_payloads": self.watch.bad_payloads,
-        }
+        return {"messages": self.watch.messages, "plans_received": len(plans),
+                "plan_coverage_of_telemetry_cycles": round(1 - sum(where.values()) / max(1, len(cycles)), 4),
+                "plans_missing": dict(where), "bad_payloads": self.watch.bad_payloads}
 
     def _mqtt_cycles(self) -> dict[int, Cycle]:
         out: dict[int, Cycle] = {}
@@ -1160,28 +1112,21 @@ class Soak:
         # every accepted action must be one of the rig's signed maintenance commands (by actor and
         # content); a replayed one is accepted at most as often as it was legitimately sent
         sent_by_key = Counter(
-            (m["command"]["cluster_id"], m["command"]["on"])
-            for m in self.signed_sent.values()
+            (m["command"]["cluster_id"], m["command"]["on"]) for m in self.signed_sent.values()
             if m["command"].get("command") == "maintenance"
         )
         accepted_by_key = Counter(
             (a["action"].get("cluster_id"), a["action"].get("on")) for a in accepted if a.get("actor") == legit_actor
         )
         unexplained = [a for a in accepted if a.get("actor") != legit_actor]
-        over = {
-            f"{k[0]} on={k[1]}": n - sent_by_key.get(k, 0)
-            for k, n in accepted_by_key.items()
-            if n > sent_by_key.get(k, 0)
-        }
+        over = {f"{k[0]} on={k[1]}": n - sent_by_key.get(k, 0) for k, n in accepted_by_key.items()
+                if n > sent_by_key.get(k, 0)}
         hostile_acks = Counter(
             f"{h['kind']}: {'ACCEPTED' if (h['ack'] or {}).get('accepted') else 'refused' if h['ack'] else 'no ack'}"
             for h in self.hostile_sent
         )
-        replay_accepted = [
-            h
-            for h in self.hostile_sent
-            if h["kind"] == "replay-after-restart" and _accepted_twice(audit, h["original"])
-        ]
+        replay_accepted = [h for h in self.hostile_sent if h["kind"] == "replay-after-restart"
+                           and _accepted_twice(audit, h["original"])]
         return {
             "signed_commands_sent": len(self.signed_sent),
             "accepted_in_audit": len(accepted),
@@ -1194,26 +1139,19 @@ class Soak:
             "accepted_not_from_rig": len(unexplained),
             "accepted_more_often_than_sent": over,
             "replays_accepted_after_restart": len(replay_accepted),
-            "unauthenticated_state_changes": len(unexplained)
-            + sum(over.values())
-            + sum(1 for a in self.api_hostile if 200 <= a["status"] < 300)
-            + sum(
-                1 for h in self.hostile_sent if h["kind"] != "replay-after-restart" and (h["ack"] or {}).get("accepted")
-            ),
+            "unauthenticated_state_changes": len(unexplained) + sum(over.values()) + sum(
+                1 for a in self.api_hostile if 200 <= a["status"] < 300
+            ) + sum(1 for h in self.hostile_sent if h["kind"] != "replay-after-restart"
+                    and (h["ack"] or {}).get("accepted")),
         }
 
 
 def _accepted_twice(audit: list[dict[str, Any]], msg: dict[str, Any]) -> bool:
     """Was the command in `msg` accepted again after its first acceptance, within its skew window?"""
     c = msg["command"]
-    hits = [
-        a
-        for a in audit
-        if a.get("accepted")
-        and a["action"].get("cluster_id") == c.get("cluster_id")
-        and a["action"].get("on") == c.get("on")
-        and abs(datetime.fromisoformat(a["time"]).timestamp() - msg["ts"]) < 30.0
-    ]
+    hits = [a for a in audit if a.get("accepted") and a["action"].get("cluster_id") == c.get("cluster_id")
+            and a["action"].get("on") == c.get("on")
+            and abs(datetime.fromisoformat(a["time"]).timestamp() - msg["ts"]) < 30.0]
     return len(hits) > 1
 
 
@@ -1354,13 +1292,8 @@ class Checks:
         cap = 0.0
         for cid, row in c.clusters.items():
             pid = next((p for p, cl in self.wiring.items() if cid in cl), None)
-            if (
-                row.get("status") == 0
-                and row["soc_ok"]
-                and row["limits_ok"]
-                and pid is not None
-                and pcs_ok.get(pid, True)
-            ):
+            if (row.get("status") == 0 and row["soc_ok"] and row["limits_ok"] and pid is not None
+                    and pcs_ok.get(pid, True)):
                 cap += self.capacity.get(cid, 0.0)
         floor = reserve_floor_pct(cfg, self.op, cap)
         for cid, row in c.clusters.items():
@@ -1368,9 +1301,8 @@ class Checks:
             if abs(sp) <= 1e-6:
                 continue
             if row.get("status") != 0:
-                self._bad(
-                    "commanded_cluster_not_online", c, src, f"{cid} status {row.get('status')} setpoint {sp:.0f} W"
-                )
+                self._bad("commanded_cluster_not_online", c, src,
+                          f"{cid} status {row.get('status')} setpoint {sp:.0f} W")
             if not (row["soc_ok"] and row["limits_ok"]):
                 self._bad("commanded_cluster_without_good_data", c, src, f"{cid} setpoint {sp:.0f} W")
                 continue
@@ -1379,9 +1311,8 @@ class Checks:
                 self._bad("cluster_beyond_bms_limit", c, src, f"{cid} setpoint {sp:.0f} W, BMS allows {mx:.0f} W")
             soc = min(100.0, max(0.0, row["soc_pct"]))
             if sp > 0 and c.grid_up and soc <= floor - 1e-9:
-                self._bad(
-                    "discharge_below_reserve", c, src, f"{cid} SoC {soc:.3f} % <= floor {floor:.3f} %, {sp:.0f} W"
-                )
+                self._bad("discharge_below_reserve", c, src,
+                          f"{cid} SoC {soc:.3f} % <= floor {floor:.3f} %, {sp:.0f} W")
             if sp < 0 and soc >= cfg.soc_max_pct + 1e-9:
                 self._bad("charge_above_soc_max", c, src, f"{cid} SoC {soc:.3f} %, {sp:.0f} W")
             if self._in_maintenance(cid, t_s, slack_s=2.0 * self.site.cycle_s):
@@ -1439,11 +1370,8 @@ def telemetry_completeness(cycles: dict[int, Cycle], runs: list[AgentRun], cycle
         gaps_total += len(missing)
         ms = sorted(c.cycle_ms for c in cs if c.cycle_ms is not None)
         info: dict[str, Any] = {
-            "how": r.how,
-            "cycles": len(seqs),
-            "last_seq": top,
-            "missing_inside": len(missing),
-            "missing_examples": missing[:10],
+            "how": r.how, "cycles": len(seqs), "last_seq": top,
+            "missing_inside": len(missing), "missing_examples": missing[:10],
             "overruns": max((c.overruns or 0 for c in cs), default=0),
             "cycle_ms_p50": round(ms[len(ms) // 2], 1) if ms else None,
             "cycle_ms_p99": round(ms[min(len(ms) - 1, round(0.99 * (len(ms) - 1)))], 1) if ms else None,
@@ -1484,14 +1412,8 @@ def ledger_rows(db: Path) -> dict[float, tuple[Any, ...]]:
         con.close()
 
 
-def ledger_check(
-    db: Path,
-    tariff_file: Path,
-    site: SiteConfig,
-    cycles: dict[int, Cycle],
-    runs: list[AgentRun],
-    at_kill: list[dict[str, Any]],
-) -> dict[str, Any]:
+def ledger_check(db: Path, tariff_file: Path, site: SiteConfig, cycles: dict[int, Cycle],
+                 runs: list[AgentRun], at_kill: list[dict[str, Any]]) -> dict[str, Any]:
     """ledger.db against (1) itself, (2) its rows at each kill -9, (3) a replay of the telemetry."""
     rows = ledger_rows(db)
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True) if db.exists() else None
@@ -1532,17 +1454,15 @@ def ledger_check(
             for c in cs:
                 if c.grid_up is None:
                     continue
-                led.feed(
-                    LedgerSample(
-                        t=c.t_ms / 1000.0,
-                        grid_w=c.grid_w if c.grid_w is not None else math.nan,
-                        battery_w=c.battery_w if c.battery_w is not None else math.nan,
-                        load_w=c.load_w if c.load_w is not None else math.nan,
-                        grid_up=c.grid_up,
-                        grid_ok=c.grid_w is not None,
-                        battery_ok=c.battery_w is not None,
-                    )
-                )
+                led.feed(LedgerSample(
+                    t=c.t_ms / 1000.0,
+                    grid_w=c.grid_w if c.grid_w is not None else math.nan,
+                    battery_w=c.battery_w if c.battery_w is not None else math.nan,
+                    load_w=c.load_w if c.load_w is not None else math.nan,
+                    grid_up=c.grid_up,
+                    grid_ok=c.grid_w is not None,
+                    battery_ok=c.battery_w is not None,
+                ))
             led.close()
             last_t[i] = cs[-1].t_ms / 1000.0 if cs else 0.0
         replay = ledger_rows(path)
@@ -1608,17 +1528,8 @@ def fault_summary(events: list[Event], cycles: dict[int, Cycle], site: SiteConfi
     kinds_of = {d.id: d.kind for d in site.devices}
     out: dict[str, dict[str, Any]] = {}
     for e in events:
-        s = out.setdefault(
-            e.kind,
-            {
-                "count": 0,
-                "skipped": 0,
-                "held_s": 0.0,
-                "reactions": Counter(),
-                "first_reaction_s": [],
-                "cycles_during": 0,
-            },
-        )
+        s = out.setdefault(e.kind, {"count": 0, "skipped": 0, "held_s": 0.0, "reactions": Counter(),
+                                    "first_reaction_s": [], "cycles_during": 0})
         s["count"] += 1
         if e.started_at is None or e.ended_at is None or "skipped" in e.outcome:
             s["skipped"] += 1
@@ -1726,13 +1637,12 @@ def verdict(r: dict[str, Any]) -> dict[str, bool]:
         "no_traceback": not r["tracebacks"] and not r["simulator_traceback"],
         "no_unexpected_exit": not any(x["how"] == "died" for x in r["agent_runs"]),
         "clean_exit_codes": all(x["rc"] == 0 for x in r["agent_runs"] if x["how"] == "term"),
-        "telemetry_complete": tele["missing_inside_runs"] == 0
-        and tele["lost_at_clean_stops"] == 0
-        and tele["incomplete_cycles"] == 0
-        and tele["clean_stops_without_count"] == 0,
+        "telemetry_complete": tele["missing_inside_runs"] == 0 and tele["lost_at_clean_stops"] == 0
+        and tele["incomplete_cycles"] == 0 and tele["clean_stops_without_count"] == 0,
         "ledger_intact": bool(r["ledger"].get("ok")),
         "no_unauthenticated_change": r["auth"]["unauthenticated_state_changes"] == 0,
-        "plant_at_0_W_after_kill": all(x["max_abs_pcs_w"] < 1000.0 for x in r["pcs_revert_after_kill"] if x["grid_up"]),
+        "plant_at_0_W_after_kill": all(x["max_abs_pcs_w"] < 1000.0 for x in r["pcs_revert_after_kill"]
+                                       if x["grid_up"]),
         "rig_ran_cleanly": not r["rig_errors"],
     }
 
@@ -1752,12 +1662,10 @@ def markdown(r: dict[str, Any]) -> str:
     ok = r["ok"]
     L.append(f"# Soak run, seed {r['seed']}")
     L.append("")
-    L.append(
-        f"Started {r['started']}; wall time {r['wall_s']:.0f} s (fault phase {r['fault_phase_s']:.0f} s); "
-        f"cycle {r['config']['cycle_s']:g} s; {len(r['agent_runs'])} agent runs; "
-        f"{r['cycles_total']} cycles checked ({r['cycles_checked_from_telemetry']} from telemetry read back from "
-        f"VictoriaMetrics, {r['cycles_checked_from_mqtt_only']} only from MQTT)."
-    )
+    L.append(f"Started {r['started']}; wall time {r['wall_s']:.0f} s (fault phase {r['fault_phase_s']:.0f} s); "
+             f"cycle {r['config']['cycle_s']:g} s; {len(r['agent_runs'])} agent runs; "
+             f"{r['cycles_total']} cycles checked ({r['cycles_checked_from_telemetry']} from telemetry read back from "
+             f"VictoriaMetrics, {r['cycles_checked_from_mqtt_only']} only from MQTT).")
     L.append("")
     L.append("| check | result |")
     L.append("|---|---|")
@@ -1766,18 +1674,13 @@ def markdown(r: dict[str, Any]) -> str:
     L.append("")
     L.append("## Faults injected and what the agent did")
     L.append("")
-    L.append(
-        "| fault | times | held (s) | cycles during | what the agent showed (times seen) "
-        "| first reaction median / max (s) |"
-    )
+    L.append("| fault | times | held (s) | cycles during | what the agent showed (times seen) "
+             "| first reaction median / max (s) |")
     L.append("|---|---|---|---|---|---|")
     for kind, s in sorted(r["faults"].items()):
         react = "; ".join(f"{k} ({n})" for k, n in s["reactions"].items()) or "nothing visible in telemetry"
-        fr = (
-            f"{s['first_reaction_median_s']} / {s['first_reaction_max_s']}"
-            if s["first_reaction_median_s"] is not None
-            else "-"
-        )
+        fr = (f"{s['first_reaction_median_s']} / {s['first_reaction_max_s']}"
+              if s["first_reaction_median_s"] is not None else "-")
         times = f"{s['count'] - s['skipped']}" + (f" (+{s['skipped']} skipped)" if s["skipped"] else "")
         L.append(f"| {kind} | {times} | {s['held_s']:.0f} | {s['cycles_during']} | {react} | {fr} |")
     L.append("")
@@ -1792,82 +1695,60 @@ def markdown(r: dict[str, Any]) -> str:
     t = r["telemetry"]
     L.append("## Telemetry and losses")
     L.append("")
-    L.append(
-        f"- cycles in VictoriaMetrics: {t['cycles']}; missing inside runs: {t['missing_inside_runs']}; "
-        f"incomplete cycles: {t['incomplete_cycles']}; duplicate samples: {t['duplicate_samples']}"
-    )
-    L.append(
-        f"- lost at clean stops: {t['lost_at_clean_stops']}; lost at kill -9 (at least): "
-        f"{t['lost_at_kills_cycles']} cycles, at most {t['max_seconds_lost_at_a_kill']:.2f} s before a kill"
-    )
+    L.append(f"- cycles in VictoriaMetrics: {t['cycles']}; missing inside runs: {t['missing_inside_runs']}; "
+             f"incomplete cycles: {t['incomplete_cycles']}; duplicate samples: {t['duplicate_samples']}")
+    L.append(f"- lost at clean stops: {t['lost_at_clean_stops']}; lost at kill -9 (at least): "
+             f"{t['lost_at_kills_cycles']} cycles, at most {t['max_seconds_lost_at_a_kill']:.2f} s before a kill")
     L.append("")
-    L.append(
-        "| run | ended by | exit | cycles | overruns | cycle ms p50/p99/max | last seq | lost at end "
-        "| RSS MB start/end (slope MB/h) | sockets start/end/max | fds start/end |"
-    )
+    L.append("| run | ended by | exit | cycles | overruns | cycle ms p50/p99/max | last seq | lost at end "
+             "| RSS MB start/end (slope MB/h) | sockets start/end/max | fds start/end |")
     L.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for a in r["agent_runs"]:
         tr = t["runs"].get(a["index"], t["runs"].get(str(a["index"]), {}))
         res = a["resources"]
         lost = tr.get("lost_at_end", tr.get("lost_at_kill_at_least", ""))
-        L.append(
-            f"| {a['index']} | {a['how']} | {a['rc']} | {tr.get('cycles', 0)} | {tr.get('overruns', '')} "
-            f"| {tr.get('cycle_ms_p50')}/{tr.get('cycle_ms_p99')}/{tr.get('cycle_ms_max')} "
-            f"| {tr.get('last_seq', '')} | {lost} "
-            f"| {res.get('rss_mb_start', '')}/{res.get('rss_mb_end', '')} ({res.get('rss_slope_mb_per_h')}) "
-            f"| {res.get('sockets_start', '')}/{res.get('sockets_end', '')}/{res.get('sockets_max', '')} "
-            f"| {res.get('fds_start', '')}/{res.get('fds_end', '')} |"
-        )
+        L.append(f"| {a['index']} | {a['how']} | {a['rc']} | {tr.get('cycles', 0)} | {tr.get('overruns', '')} "
+                 f"| {tr.get('cycle_ms_p50')}/{tr.get('cycle_ms_p99')}/{tr.get('cycle_ms_max')} "
+                 f"| {tr.get('last_seq', '')} | {lost} "
+                 f"| {res.get('rss_mb_start', '')}/{res.get('rss_mb_end', '')} ({res.get('rss_slope_mb_per_h')}) "
+                 f"| {res.get('sockets_start', '')}/{res.get('sockets_end', '')}/{res.get('sockets_max', '')} "
+                 f"| {res.get('fds_start', '')}/{res.get('fds_end', '')} |")
     L.append("")
     led = r["ledger"]
     L.append("## Ledger")
     L.append("")
-    L.append(
-        f"- intervals {led.get('intervals')} ({led.get('valid')} valid), overlapping {led.get('overlapping')}, "
-        f"covered beyond length {led.get('covered_beyond_length')}; counted {led.get('counted_s')} s of "
-        f"{led.get('agent_alive_s')} s the agent ran"
-    )
-    L.append(
-        f"- rows present at a kill -9 changed afterwards: {led.get('rows_changed_after_kill')} "
-        f"(of {led.get('rows_checked_at_kills')} checked)"
-    )
-    L.append(
-        f"- recomputed from telemetry with the same Ledger code: {led.get('compared_with_telemetry_replay')} "
-        f"intervals compared, {led.get('mismatch_count')} mismatches, {led.get('unverifiable_kill_tail')} "
-        f"closed by a cycle lost at a kill -9; net savings to date {led.get('net_savings')}"
-    )
+    L.append(f"- intervals {led.get('intervals')} ({led.get('valid')} valid), overlapping {led.get('overlapping')}, "
+             f"covered beyond length {led.get('covered_beyond_length')}; counted {led.get('counted_s')} s of "
+             f"{led.get('agent_alive_s')} s the agent ran")
+    L.append(f"- rows present at a kill -9 changed afterwards: {led.get('rows_changed_after_kill')} "
+             f"(of {led.get('rows_checked_at_kills')} checked)")
+    L.append(f"- recomputed from telemetry with the same Ledger code: {led.get('compared_with_telemetry_replay')} "
+             f"intervals compared, {led.get('mismatch_count')} mismatches, {led.get('unverifiable_kill_tail')} "
+             f"closed by a cycle lost at a kill -9; net savings to date {led.get('net_savings')}")
     for m in led.get("mismatches", []):
         L.append(f"  - {m}")
     L.append("")
     a = r["auth"]
     L.append("## Authentication")
     L.append("")
-    L.append(
-        f"- signed commands sent {a['signed_commands_sent']}, accepted in the audit log {a['accepted_in_audit']}, "
-        f"refused {a['refused_in_audit']}"
-    )
+    L.append(f"- signed commands sent {a['signed_commands_sent']}, accepted in the audit log {a['accepted_in_audit']}, "
+             f"refused {a['refused_in_audit']}")
     L.append(f"- hostile MQTT messages {a['hostile_mqtt_sent']}: {a['hostile_mqtt_outcomes']}")
     L.append(f"- hostile API requests {a['hostile_api_requests']}: {a['hostile_api_statuses']}")
-    L.append(
-        f"- unauthenticated state changes: **{a['unauthenticated_state_changes']}**; replays accepted after a "
-        f"restart: {a['replays_accepted_after_restart']}"
-    )
+    L.append(f"- unauthenticated state changes: **{a['unauthenticated_state_changes']}**; replays accepted after a "
+             f"restart: {a['replays_accepted_after_restart']}")
     L.append("")
     m = r["mqtt"]
-    L.append(
-        f"MQTT: plans received for {m.get('plan_coverage_of_telemetry_cycles')} of the cycles in telemetry; "
-        f"missing: {m.get('plans_missing')} (possible cause: a subscriber that reconnects after the agent "
-        "flushed its buffer sees only the retained latest plan)"
-    )
+    L.append(f"MQTT: plans received for {m.get('plan_coverage_of_telemetry_cycles')} of the cycles in telemetry; "
+             f"missing: {m.get('plans_missing')} (possible cause: a subscriber that reconnects after the agent "
+             "flushed its buffer sees only the retained latest plan)")
     L.append("")
     L.append("## After each kill -9")
     L.append("")
     for rv, w in zip(r["pcs_revert_after_kill"], r["mqtt_will_after_kill"], strict=False):
         grid = "" if rv["grid_up"] else " (grid outage: the PCS carry the island, not a setpoint)"
-        L.append(
-            f"- PCS |power| max {rv['max_abs_pcs_w']:.0f} W after {rv['down_s']:.1f} s down{grid}; "
-            f"will 'offline' seen: {w['offline_seen']} after {w['after_s']} s (broker up: {w['broker_up']})"
-        )
+        L.append(f"- PCS |power| max {rv['max_abs_pcs_w']:.0f} W after {rv['down_s']:.1f} s down{grid}; "
+                 f"will 'offline' seen: {w['offline_seen']} after {w['after_s']} s (broker up: {w['broker_up']})")
     L.append("")
     if r["agent_warnings"]:
         L.append("## Agent warnings/errors logged (count)")
@@ -1907,16 +1788,8 @@ class MonthConfig:
     progress: bool = False
 
 
-MONTH_KINDS = (
-    "silent",
-    "exception",
-    "corrupt",
-    "cluster-fault",
-    "cluster-remove",
-    "pcs-trip",
-    "grid-outage",
-    "load-step",
-)
+MONTH_KINDS = ("silent", "exception", "corrupt", "cluster-fault", "cluster-remove", "pcs-trip", "grid-outage",
+               "load-step")
 
 
 def cycle_from_record(rec: Any) -> Cycle:
@@ -1942,10 +1815,8 @@ def cycle_from_record(rec: Any) -> Cycle:
             "max_discharge_w": cl.max_discharge_w.value,
         }
     for pc in s.pcs:
-        c.pcs[pc.id] = {
-            "command_w": p.pcs_setpoints_w.get(pc.id, 0.0),
-            "status": ["online", "fault", "offline"].index(pc.status.value),
-        }
+        c.pcs[pc.id] = {"command_w": p.pcs_setpoints_w.get(pc.id, 0.0), "status": ["online", "fault", "offline"]
+                        .index(pc.status.value)}
     return c
 
 
@@ -2101,12 +1972,9 @@ async def run_month(cfg: MonthConfig, work: Path) -> dict[str, Any]:
                 rss.append((elapsed / 86400.0, proc.memory_info().rss / 1e6))
                 next_progress += 86400.0
                 if cfg.progress:
-                    print(
-                        f"[month] day {elapsed / 86400:5.1f}  cycles {cycles}  "
-                        f"real {time.monotonic() - t_real:6.0f} s  rss {rss[-1][1]:.0f} MB  "
-                        f"violations {sum(checks.violations.values())}",
-                        flush=True,
-                    )
+                    print(f"[month] day {elapsed / 86400:5.1f}  cycles {cycles}  "
+                          f"real {time.monotonic() - t_real:6.0f} s  rss {rss[-1][1]:.0f} MB  "
+                          f"violations {sum(checks.violations.values())}", flush=True)
     finally:
         await loop.close()
         led.close()
@@ -2120,9 +1988,8 @@ async def run_month(cfg: MonthConfig, work: Path) -> dict[str, Any]:
     rows, refrows = ledger_rows(state / "ledger.db"), ledger_rows(work / "reference.db")
     length = tariff.demand_interval_s
     # the interval of the last cycle before a restart never closed, nor did (part of) the next one
-    at_restart = {
-        math.floor((start.timestamp() + r - dt) / length) * length for r in restarts for dt in (0.0, cfg.cycle_s)
-    }
+    at_restart = {math.floor((start.timestamp() + r - dt) / length) * length
+                  for r in restarts for dt in (0.0, cfg.cycle_s)}
     differ = [s for s in rows if s not in at_restart and rows[s][1:] != refrows.get(s, (None,))[1:]]
     changed = sum(1 for snap in rows_at_restart for s, row in snap.items() if rows.get(s) != row)
     missing = sorted(set(refrows) - set(rows) - at_restart)
@@ -2202,11 +2069,8 @@ def month_markdown(r: dict[str, Any]) -> str:
         "",
         "| billing month | net savings | energy | demand | degradation | counted h | excluded h |",
         "|---|---|---|---|---|---|---|",
-        *[
-            f"| {m['label']} | {m['net_savings']:.0f} | {m['energy_savings']:.0f} | {m['demand_savings']:.0f} "
-            f"| {m['degradation_cost']:.0f} | {m['counted_h']:.1f} | {m['excluded_h']:.1f} |"
-            for m in led["months"]
-        ],
+        *[f"| {m['label']} | {m['net_savings']:.0f} | {m['energy_savings']:.0f} | {m['demand_savings']:.0f} "
+          f"| {m['degradation_cost']:.0f} | {m['counted_h']:.1f} | {m['excluded_h']:.1f} |" for m in led["months"]],
         "",
         f"RSS of the process (MB) by simulated day: {r['rss_mb_by_day']}",
         "",

@@ -109,7 +109,9 @@ def test_wanted_alarms_of_one_cycle() -> None:
     p = list(snap.pcs)
     p[0] = replace(p[0], status=PcsStatus.FAULT)
     p[1] = replace(p[1], status=PcsStatus.OFFLINE, power_w=Measured.missing())
-    snap = replace(snap, clusters=tuple(c), pcs=tuple(p), grid_up=False, pv_w=Measured.missing(Quality.STALE))
+    snap = replace(
+        snap, clusters=tuple(c), pcs=tuple(p), grid_up=False, pv_w=Measured.missing(Quality.STALE)
+    )
     w = wanted_alarms(
         snap,
         _plan(("grid_outage_backup",)),

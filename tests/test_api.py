@@ -289,7 +289,9 @@ async def test_override_is_bounded_and_expires(env: Env) -> None:
     assert r.json()["detail"] == "setpoint_w: |9e+06| W exceeds the site's PCS rating of 2.52e+06 W"
     r = await c.post("/api/control/override", json={"setpoint_w": 1000, "duration_s": 0}, headers=OP)
     assert r.status_code == 400 and r.json()["detail"].startswith("duration_s:")
-    r = await c.post("/api/control/override", content=b'{"setpoint_w": NaN, "duration_s": 5}', headers=OP | JSON)
+    r = await c.post(
+        "/api/control/override", content=b'{"setpoint_w": NaN, "duration_s": 5}', headers=OP | JSON
+    )
     assert (r.status_code, r.json()["detail"]) == (400, "setpoint_w: must be a finite number, got nan")
     assert env.hub.operator.override_w is None
 
@@ -319,7 +321,9 @@ async def test_reserve_change(env: Env) -> None:
     r = await c.post("/api/control/reserve", json={"reserve_load_w": -1, "reserve_minutes": 10}, headers=OP)
     assert r.status_code == 400 and r.json()["detail"].startswith("reserve_load_w:")
     assert env.hub.operator == OperatorState()
-    r = await c.post("/api/control/reserve", json={"reserve_load_w": 450_000, "reserve_minutes": 20}, headers=OP)
+    r = await c.post(
+        "/api/control/reserve", json={"reserve_load_w": 450_000, "reserve_minutes": 20}, headers=OP
+    )
     assert r.status_code == 200
     assert (env.hub.operator.reserve_load_w, env.hub.operator.reserve_minutes) == (450_000.0, 20.0)
     op = (await c.get("/api/operator", headers=V)).json()
@@ -469,7 +473,9 @@ def test_api_config_validation(tmp_path: Path) -> None:
     site = load_site(DEMO_SITE)
     assert api_config(site).port == 8080 and api_config(site).host == "127.0.0.1"
     tok = write_tokens(tmp_path / "t.toml")
-    cfg = api_config(replace(site, sections={"api": {"port": 9000, "tokens_file": str(tok), "open_read": True}}))
+    cfg = api_config(
+        replace(site, sections={"api": {"port": 9000, "tokens_file": str(tok), "open_read": True}})
+    )
     assert (cfg.port, cfg.tokens_file, cfg.open_read) == (9000, tok, True)
     with pytest.raises(ConfigError, match=r"\[api\]: key 'port' must be between 0 and 65535, got 70000"):
         api_config(replace(site, sections={"api": {"port": 70000}}))

@@ -342,3 +342,4 @@ async def test_real_server_refuses_oversized_and_unauthenticated_at_the_door(env
     finally:
         srv.stop()
         await task
+

@@ -90,7 +90,9 @@ GOLDEN = [
 
 
 @pytest.mark.parametrize(("point", "words", "sf", "value"), GOLDEN)
-def test_golden_decode_and_encode(point: Point, words: list[int], sf: int | None, value: float | int | str) -> None:
+def test_golden_decode_and_encode(
+    point: Point, words: list[int], sf: int | None, value: float | int | str
+) -> None:
     got, q = decode(point, words, sf)
     assert q is Quality.GOOD
     assert got == value

@@ -155,7 +155,9 @@ def test_dashboards_use_the_datasource_and_the_schema(make_hub: Any) -> None:
                 ms = re.findall(r'r\._measurement == "(\w+)"', q)
                 assert len(ms) == 1 and ms[0] in MEASUREMENTS, (panel["title"], ms)
                 for f in re.findall(r'r\._field == "(\w+)"', q):
-                    assert f in schema[ms[0]], f"{path.name} '{panel['title']}': {ms[0]}.{f} is not in the schema"
+                    assert f in schema[ms[0]], (
+                        f"{path.name} '{panel['title']}': {ms[0]}.{f} is not in the schema"
+                    )
     text = " ".join(titles).lower()
     for need in ("power flow", "ramp", "15-minute demand", "soc", "limits", "state", "cycle time", "savings"):
         assert need in text, need

@@ -209,12 +209,16 @@ def test_the_base_config_and_every_documented_valid_value_pass(tmp_path: Path) -
 
 
 def wrong_values(kind: str, lo: float | None, hi: float | None) -> st.SearchStrategy[Any]:
-    not_number = st.one_of(st.text(max_size=5), st.booleans(), st.lists(st.integers(), max_size=2), st.just({"a": 1}))
+    not_number = st.one_of(
+        st.text(max_size=5), st.booleans(), st.lists(st.integers(), max_size=2), st.just({"a": 1})
+    )
     nonfinite = st.sampled_from([math.nan, math.inf, -math.inf])
     if kind in ("number", "positive"):
         outside = []
         if lo is not None:
-            outside.append(st.floats(max_value=lo, exclude_max=kind == "number", allow_nan=False, allow_infinity=False))
+            outside.append(
+                st.floats(max_value=lo, exclude_max=kind == "number", allow_nan=False, allow_infinity=False)
+            )
         if hi is not None:
             outside.append(st.floats(min_value=hi, exclude_min=True, allow_nan=False, allow_infinity=False))
         return st.one_of(not_number, nonfinite, *outside)
@@ -262,9 +266,8 @@ def test_every_documented_key_wrong_type_or_range_is_a_clear_error(tmp_path: Pat
     assert "\n" not in msg and "Traceback" not in msg
 
 
-@pytest.mark.parametrize(
-    "table", ["site", "control", "defaults", "meter", "pcs", "cluster", "api", "mqtt", "telemetry", "economics"]
-)
+@pytest.mark.parametrize("table", ["site", "control", "defaults", "meter", "pcs", "cluster", "api", "mqtt",
+                                   "telemetry", "economics"])
 def test_an_unknown_key_in_every_table_is_named(tmp_path: Path, table: str) -> None:
     data = base_config()
     table_of(data, table)["cylce_s"] = 1.0  # a typo

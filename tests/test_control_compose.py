@@ -41,7 +41,9 @@ def test_auto_plan_records_bounds_mode_and_who_decided() -> None:
 
 def test_demand_outranks_tou_when_the_peak_needs_more() -> None:
     cl, pcs = fleet(soc=80.0)
-    p, _ = decide(snap(6e6, t_wall=PEAK_HOUR, clusters=cl, pcs=pcs), BILLED, CFG, OperatorState(), SHANGHAI, False)
+    p, _ = decide(
+        snap(6e6, t_wall=PEAK_HOUR, clusters=cl, pcs=pcs), BILLED, CFG, OperatorState(), SHANGHAI, False
+    )
     assert p.site_setpoint_w == pytest.approx(6e6 - 0.99 * 4e6)
     assert p.decided_by == "demand"
 

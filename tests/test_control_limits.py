@@ -95,7 +95,9 @@ def test_outage_beyond_the_fleet_reports_a_shortfall_alarm() -> None:
         (100e3, 4e6, 0.0, False, -2_508_000.0, "device_limits"),  # cannot absorb it all: best effort
     ],
 )
-def test_no_export_unless_allowed(load: float, pv: float, wish: float, export: bool, expected: float, by: str) -> None:
+def test_no_export_unless_allowed(
+    load: float, pv: float, wish: float, export: bool, expected: float, by: str
+) -> None:
     p = run(snap(load, pv=pv), op=override(wish), export=export)
     assert p.site_setpoint_w == pytest.approx(expected)
     assert p.decided_by == by

@@ -72,7 +72,7 @@ def test_a_load_step_is_not_bounded_by_the_agent_the_pcs_hold_the_ramp() -> None
 @pytest.mark.parametrize(
     ("case", "make"),
     [
-        ("ramp limit off", lambda cl, pcs: run(snap(3e6, clusters=cl, pcs=pcs), cfg=CFG)),
+        ("ramp limit off", lambda cl, pcs: (run(snap(3e6, clusters=cl, pcs=pcs), cfg=CFG))),
         ("grid meter lost", lambda cl, pcs: run(snap(3e6, clusters=cl, pcs=pcs, grid=Measured.missing()))),
         ("load stale", lambda cl, pcs: run(snap(3e6, clusters=cl, pcs=pcs, load_m=Measured(3e6, Quality.STALE)))),
         ("grid outage", lambda cl, pcs: run(snap(3e6, clusters=cl, pcs=pcs, grid_up=False))),

@@ -362,7 +362,9 @@ async def pcs_servers() -> AsyncIterator[ImageServer]:
 async def test_write_outside_range_is_refused_before_anything_is_sent(pcs_servers: ImageServer) -> None:
     dev = ModbusDevice(cfg(pcs_servers.port, 1, "pcs_sunspec_70x"), load_profile("pcs_sunspec_70x"), 3.0)
     sent = pcs_servers.requests
-    with pytest.raises(WriteError, match=r"dev1@\d+: point 'setpoint_w' \(WSet, register 40301\).*outside range"):
+    with pytest.raises(
+        WriteError, match=r"dev1@\d+: point 'setpoint_w' \(WSet, register 40301\).*outside range"
+    ):
         await dev.write({"revert_s": 5.0, "setpoint_w": 2_500_000.0})
     with pytest.raises(WriteError, match=r"point 'power_w' \(W, register 40080\) is not writable"):
         await dev.write({"power_w": 1.0})

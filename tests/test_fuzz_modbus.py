@@ -487,12 +487,11 @@ def test_a_bad_response_after_a_good_poll_keeps_the_last_good_values(
 
 # --- writes --------------------------------------------------------------------------------------
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=4),
-    exc_code=st.integers(0, 255),
-    sf=st.sampled_from([0, 1, 2, 3, 0x8000, 11, 0xFFF5, 0xFFFF]),
-)
-def test_write_survives_any_response_and_never_claims_success_wrongly(kinds: list[str], exc_code: int, sf: int) -> None:
+@given(kinds=st.lists(st.sampled_from(KINDS), min_size=1, max_size=4), exc_code=st.integers(0, 255),
+       sf=st.sampled_from([0, 1, 2, 3, 0x8000, 11, 0xFFF5, 0xFFFF]))
+def test_write_survives_any_response_and_never_claims_success_wrongly(
+    kinds: list[str], exc_code: int, sf: int
+) -> None:
     """setpoint_w of the SunSpec PCS: read WSet_SF, write, read back. Any bad answer -> WriteError."""
     prof = load_profile("pcs_sunspec_70x")
     sfp = prof.sf_points[prof.points["setpoint_w"].scale_sf or ""]
@@ -515,7 +514,7 @@ def test_write_survives_any_response_and_never_claims_success_wrongly(kinds: lis
     sf_ok = decode_sf(sf) is not None
     if outcome == ["ok"]:
         assert sf_ok and used == ["ok", "ok", "ok"]
-        ((start, words),) = script.writes
+        (start, words), = script.writes
         p = prof.points["setpoint_w"]
         assert start == p.addr
         assert decode(p, words, decode_sf(sf)) == (-300_000.0, Quality.GOOD)

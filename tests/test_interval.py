@@ -35,7 +35,9 @@ BERLIN = ZoneInfo("Europe/Berlin")
         ("2026-07-15T23:30:00", KOLKATA, 7 * 3600.0, "2026-07-15T21:00:00"),
     ],
 )
-def test_the_three_forms_agree_on_local_midnight_alignment(local: str, tz: ZoneInfo, length: float, start: str) -> None:
+def test_the_three_forms_agree_on_local_midnight_alignment(
+    local: str, tz: ZoneInfo, length: float, start: str
+) -> None:
     t = datetime.fromisoformat(local).replace(tzinfo=tz)
     want = datetime.fromisoformat(start).replace(tzinfo=tz).timestamp()
     _, slot, into, iv_len = local_slot(t, length)

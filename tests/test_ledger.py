@@ -29,7 +29,9 @@ name = "any time"
 rate = 10.0
 """
 T0 = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
-CFG = EconomicsConfig(degradation_cost_per_kwh=0.02, outage_value_per_min=3.0, min_coverage=0.9, max_hold_s=5.0)
+CFG = EconomicsConfig(
+    degradation_cost_per_kwh=0.02, outage_value_per_min=3.0, min_coverage=0.9, max_hold_s=5.0
+)
 
 
 def tariff() -> Tariff:
@@ -244,7 +246,9 @@ def test_report_has_roi(tmp_path: Path) -> None:
 
 def test_month_rolls_over_on_the_billing_day(tmp_path: Path) -> None:
     t = parse_tariff(
-        tomllib.loads(TARIFF.replace("demand_interval_min = 15", "demand_interval_min = 15\nbilling_day = 2")),
+        tomllib.loads(
+            TARIFF.replace("demand_interval_min = 15", "demand_interval_min = 15\nbilling_day = 2")
+        ),
         "t.toml",
     )
     led = Ledger(tmp_path / "l.db", t, CFG)
@@ -267,7 +271,7 @@ def test_an_unreadable_pending_interval_is_dropped_not_fatal(tmp_path: Path) -> 
         led.feed(s)
     led.close()
     db = sqlite3.connect(tmp_path / "l.db")
-    db.execute('UPDATE pending SET acc = \'{"start": "x"\'')
+    db.execute("UPDATE pending SET acc = '{\"start\": \"x\"'")
     db.commit()
     db.close()
     led = Ledger(tmp_path / "l.db", tariff(), CFG)  # opens; the interval in progress is gone

@@ -250,6 +250,7 @@ async def test_killing_the_agent_returns_the_pcs_to_zero_within_the_revert_time(
         assert all(p.reverted for p in sim.model.plant.pcs.values())
 
 
+
 async def test_a_frozen_agent_is_covered_by_the_revert_timer_and_takes_control_again_when_it_thaws(
     tmp_path: Path,
 ) -> None:

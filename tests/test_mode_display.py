@@ -28,7 +28,7 @@ async def test_conservative_mode_discharging_for_ramp_support_names_the_ramp_bou
         assert held.plan.site_setpoint_w == 0.0
         assert site_out(held, rig.hub.operator, []).mode_bound is None  # holding: what the mode says
         rig.sim.load_offset(2_000_000.0)  # a 2 MW GPU load step
-        rec = await rig.step()
+        rec = (await rig.step())
         while rec.plan.decided_by != "ramp":  # the step reaches the load meter within a poll or two
             assert rec.snapshot.seq < held.snapshot.seq + 4
             rec = await rig.step()

@@ -55,7 +55,9 @@ async def next_msg(client: aiomqtt.Client, topic: str, timeout_s: float = 5.0) -
     raise AssertionError("subscription ended")  # pragma: no cover
 
 
-async def collect(client: aiomqtt.Client, topics: set[str], timeout_s: float = 5.0) -> dict[str, dict[str, Any]]:
+async def collect(
+    client: aiomqtt.Client, topics: set[str], timeout_s: float = 5.0
+) -> dict[str, dict[str, Any]]:
     got: dict[str, dict[str, Any]] = {}
     async with asyncio.timeout(timeout_s):
         async for m in client.messages:
@@ -105,11 +107,9 @@ async def test_state_plan_clusters_and_alarms_arrive_with_the_documented_schema(
         hub.alarms.raise_("device_comm", "c03", "no usable data (stale)", T0)
         cyc = Cycles(hub, T0)
         rec = cyc.next(load_w=2_500_000.0)
-        topics = (
-            {"ems/demo/state", "ems/demo/plan", "ems/demo/alarm"}
-            | {f"ems/demo/cluster/{c.id}" for c in hub.site.clusters}
-            | {f"ems/demo/pcs/{p.id}" for p in hub.site.pcs}
-        )
+        topics = {"ems/demo/state", "ems/demo/plan", "ems/demo/alarm"} | {
+            f"ems/demo/cluster/{c.id}" for c in hub.site.clusters
+        } | {f"ems/demo/pcs/{p.id}" for p in hub.site.pcs}
         got = await collect(sub, topics)
         state = got["ems/demo/state"]
         assert state == {
@@ -220,7 +220,9 @@ async def test_signed_command_changes_operator_state_and_the_next_plan(
             plan = cyc.next().plan  # the very next cycle obeys it
             assert (plan.mode, plan.decided_by, plan.site_setpoint_w) == ("manual", "override", 150_000.0)
 
-            await ops.publish("ems/demo/cmd", signed({"command": "maintenance", "cluster_id": "c05", "on": True}))
+            await ops.publish(
+                "ems/demo/cmd", signed({"command": "maintenance", "cluster_id": "c05", "on": True})
+            )
             assert (await next_msg(ops, "ems/demo/cmd/ack"))["accepted"] is True
             plan = cyc.next().plan
             assert hub.operator.maintenance == frozenset({"c05"}) and plan.cluster_setpoints_w["c05"] == 0.0

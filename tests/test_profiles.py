@@ -226,14 +226,25 @@ def test_malformed_profiles_name_file_point_and_problem(tmp_path: Path, body: st
 
 
 def test_block_and_table_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"\[\[block\]\] #1: key 'count' must be between 1 and 125, got 126"):
-        load_profile(_write(tmp_path, "", '[device]\nkind="meter"\n[[block]]\nname="b"\nstart=0\ncount=126\n'))
-    two = '[device]\nkind="meter"\n[[block]]\nname="a"\nstart=0\ncount=10\n[[block]]\nname="b"\nstart=5\ncount=10\n'
+    with pytest.raises(
+        ConfigError, match=r"\[\[block\]\] #1: key 'count' must be between 1 and 125, got 126"
+    ):
+        load_profile(
+            _write(tmp_path, "", '[device]\nkind="meter"\n[[block]]\nname="b"\nstart=0\ncount=126\n')
+        )
+    two = (
+        '[device]\nkind="meter"\n[[block]]\nname="a"\nstart=0\ncount=10\n'
+        '[[block]]\nname="b"\nstart=5\ncount=10\n'
+    )
     with pytest.raises(ConfigError, match=r"\[\[block\]\] 'b' overlaps \[\[block\]\] 'a'"):
         load_profile(_write(tmp_path, "", two))
     inp = '[device]\nkind="pcs"\n[[block]]\nname="b"\ntable="input"\nstart=0\ncount=2\n'
-    with pytest.raises(ConfigError, match=r"key 'writable' is set but block 'input' registers cannot be written"):
-        load_profile(_write(tmp_path, '[[point]]\nkey="a"\nname="A"\naddr=0\ntype="u16"\nwritable=true\n', inp))
+    with pytest.raises(
+        ConfigError, match=r"key 'writable' is set but block 'input' registers cannot be written"
+    ):
+        load_profile(
+            _write(tmp_path, '[[point]]\nkey="a"\nname="A"\naddr=0\ntype="u16"\nwritable=true\n', inp)
+        )
     with pytest.raises(ConfigError, match=r"\[device\]: key 'kind' must be one of cluster, pcs, meter"):
         load_profile(_write(tmp_path, "", '[device]\nkind="bms"\n'))
     with pytest.raises(ConfigError, match=r"nonexistent_profile.toml: file not found"):

@@ -242,7 +242,9 @@ async def test_standard_sunspec_client_can_scan_the_bms_and_pcs(sim: SimulatedSi
     assert {1, 701, 702, 704} <= set(pcs)
 
 
-def test_cli_rejects_a_bad_site_file_with_a_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_rejects_a_bad_site_file_with_a_clear_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = _site_file(tmp_path, '\n[simulation]\nload = "quantum"\n')
     assert cli_main(["simulate", "--site", str(bad)]) == 2
     err = capsys.readouterr().err

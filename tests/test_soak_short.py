@@ -26,7 +26,8 @@ def test_short_soak(tmp_path: Path) -> None:
             if os.environ.get("EMS_REQUIRE_SERVICES") == "1":
                 pytest.fail(f"{binary} is not installed and EMS_REQUIRE_SERVICES=1")
             pytest.skip(f"{binary} is not installed")
-    cfg = SoakConfig(seed=SEED, duration_s=50.0, short=True, cycle_s=0.5, settle_s=6.0, sample_s=2.0, warmup_s=6.0)
+    cfg = SoakConfig(seed=SEED, duration_s=50.0, short=True, cycle_s=0.5, settle_s=6.0, sample_s=2.0,
+                     warmup_s=6.0)
     r = Soak(cfg, tmp_path).run()
     report = markdown(r)
     (tmp_path / "soak.json").write_text(json.dumps(r, indent=1, default=str))
@@ -139,17 +140,11 @@ def test_the_invariant_checker_flags_each_violation() -> None:
     site = load_site(DEMO_SITE)
 
     def healthy() -> Cycle:
-        c = Cycle(t_ms=1_800_000_000_000, seq=1, grid_up=True, grid_w=1e6, load_w=1e6, pv_w=0.0, site_setpoint_w=0.0)
+        c = Cycle(t_ms=1_800_000_000_000, seq=1, grid_up=True, grid_w=1e6, load_w=1e6, pv_w=0.0,
+                  site_setpoint_w=0.0)
         for cl in site.clusters:
-            c.clusters[cl.id] = {
-                "setpoint_w": 0.0,
-                "status": 0,
-                "soc_pct": 60.0,
-                "soc_ok": True,
-                "limits_ok": True,
-                "max_charge_w": 200e3,
-                "max_discharge_w": 200e3,
-            }
+            c.clusters[cl.id] = {"setpoint_w": 0.0, "status": 0, "soc_pct": 60.0, "soc_ok": True, "limits_ok": True,
+                                 "max_charge_w": 200e3, "max_discharge_w": 200e3}
         for p in site.pcs:
             c.pcs[p.id] = {"command_w": 0.0, "status": 0}
         return c

@@ -115,8 +115,7 @@ async def test_ledger_db_deleted_while_running_is_recreated_with_its_content_and
         await h.until(lambda: any(a.code == "state_file_lost" for a in h.rt.hub.alarms.active()), 10.0, "the alarm")
         (alarm,) = [a for a in h.rt.hub.alarms.active() if a.code == "state_file_lost"]
         assert (alarm.source, alarm.message) == (
-            "ledger",
-            f"{db} was deleted while running: recreated from the open database, nothing lost",
+            "ledger", f"{db} was deleted while running: recreated from the open database, nothing lost"
         )
         assert db.is_file()
         check = sqlite3.connect(db)

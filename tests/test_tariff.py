@@ -110,7 +110,9 @@ def test_vectorised_matches_scalar_across_dst() -> None:
     x = datetime(2024, 3, 11, 11, 0, tzinfo=UTC).timestamp()
     assert t.energy_prices([x - 60, x]).tolist() == [0.087, 0.182]
     pge = bundled("pge_e20_secondary_2014")
-    ts2 = np.arange(datetime(2014, 4, 28, tzinfo=LA).timestamp(), datetime(2014, 5, 6, tzinfo=LA).timestamp(), 600.0)
+    ts2 = np.arange(
+        datetime(2014, 4, 28, tzinfo=LA).timestamp(), datetime(2014, 5, 6, tzinfo=LA).timestamp(), 600.0
+    )
     assert pge.demand_rates(ts2).tolist() == [pge.demand_rate(datetime.fromtimestamp(x, LA)) for x in ts2]
 
 

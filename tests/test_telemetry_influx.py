@@ -211,6 +211,8 @@ def test_a_batch_the_database_rejects_is_parked_not_retried_forever(
         srv.server_close()
     assert len(bodies) == 3  # each batch tried once, not again and again
     assert sink.spool.stats().points == 0 and sink.rejected_points == sink.points_out
-    assert Spool(tmp_path / "spool.rejected.db", 10**9).stats().points == sink.points_out  # kept for inspection
+    assert (
+        Spool(tmp_path / "spool.rejected.db", 10**9).stats().points == sink.points_out
+    )  # kept for inspection
     alarm = next(a for a in hub.alarms.active() if a.code == "telemetry_rejected")
     assert "HTTP 400" in alarm.message

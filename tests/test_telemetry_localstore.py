@@ -59,7 +59,10 @@ def test_sink_keeps_one_cycle_per_interval_and_serves_downsampled_series(
 
 def test_retention_and_argument_errors(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "h.db", retention_s=3600.0)
-    pts = [Point("site", (("site", "x"),), {"grid_w": float(i)}, t_ns(T0 + timedelta(minutes=i))) for i in range(120)]
+    pts = [
+        Point("site", (("site", "x"),), {"grid_w": float(i)}, t_ns(T0 + timedelta(minutes=i)))
+        for i in range(120)
+    ]
     assert store.write(pts) == 120
     assert store.write(pts[:10]) == 10  # rewriting the same points replaces them
     removed = store.prune(T0 + timedelta(minutes=120))

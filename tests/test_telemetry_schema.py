@@ -35,7 +35,9 @@ T0 = datetime(2026, 7, 1, 14, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 
 
 def by(points: list[Point], m: str, **tags: str) -> list[Point]:
-    return [p for p in points if p.measurement == m and all(dict(p.tags).get(k) == v for k, v in tags.items())]
+    return [
+        p for p in points if p.measurement == m and all(dict(p.tags).get(k) == v for k, v in tags.items())
+    ]
 
 
 def test_one_cycle_has_every_measurement_with_exact_values(make_hub: Callable[..., Hub]) -> None:
@@ -44,7 +46,9 @@ def test_one_cycle_has_every_measurement_with_exact_values(make_hub: Callable[..
     now = T0
     hub.alarms.raise_("device_comm", "c03", "no usable data", now)
     alarm = hub.alarms.active()[0]
-    pts = points_for(rec, "demo", [(alarm, True)], {"spool_points": 7.0}, {"r1": Measured(12_000.0)}, 200_000.0)
+    pts = points_for(
+        rec, "demo", [(alarm, True)], {"spool_points": 7.0}, {"r1": Measured(12_000.0)}, 200_000.0
+    )
     assert {p.measurement for p in pts} == {
         "site",
         "meter",

@@ -89,15 +89,15 @@ def test_ems_agent_run_exits_2_naming_the_file_and_the_limit(tmp_path: Path, bom
 # Valid files within the limits pass, and parse to what tomllib alone gives: brackets, dots, `=`
 # and `#` inside strings and comments are not structure.
 TRICKY = (
-    "# [[[[ a.b.c.d = 1 in a comment\n"
-    's = "[[[ . . . ]]] = # \\" still a string"\n'
+    '# [[[[ a.b.c.d = 1 in a comment\n'
+    "s = \"[[[ . . . ]]] = # \\\" still a string\"\n"
     "lit = 'C:\\path\\[x].{y}'\n"
     'ml = """\nline [[[\n a.b.c.d.e = 1 \\"""\n"" """\n'
     "mll = '''\n{{{ ''' \n"
     'q = """quotes at the end"""""\n'
     '"quoted.key.with.dots" = 1\n'
     "f = [1.5, 2.5, 3.5, 1979-05-27T07:32:00.999999-07:00]\n"
-    '[t."u.v".w] # header with a quoted part\n'
+    "[t.\"u.v\".w] # header with a quoted part\n"
     "x = { a = [1, [2, [3]]], b.c = 'd' }\n"
 )
 
