@@ -24,6 +24,7 @@ from typing import Any
 
 from agent.live.hub import CycleRecord
 from agent.live.runtime import ANY_PORT, Runtime
+from agent.model.clock import SiteClock
 from agent.model.config import SiteConfig, load_site
 from simulators.site import SimulatedSite
 
@@ -107,21 +108,25 @@ async def agent_on_simulators(
     speed: float = 1.0,
     api: bool = True,
     demo: bool = False,
+    clock: SiteClock | None = None,
 ) -> AsyncIterator[AgentOnSim]:
     """Simulators + Runtime running until the block exits; waits for the first cycle (and the API).
 
     `site` defaults to the demo site with `sim_site(cycle_s=cycle_s)`; `demo=True` gives open
-    reads and an operator token (`h.rt.demo_token`), as `ems-agent demo` does.
+    reads and an operator token (`h.rt.demo_token`), as `ems-agent demo` does. `clock`: a site
+    clock shared by the simulator and the agent (an accelerated site; its speed wins over `speed`).
     """
     site = site if site is not None else sim_site(cycle_s=cycle_s)
     state_dir.mkdir(parents=True, exist_ok=True)
-    sim = SimulatedSite(site, speed=speed, any_port=True, control_port=0)
+    if clock is not None:  # one site clock for both (agent.model.clock): an accelerated site
+        speed = clock.speed
+    sim = SimulatedSite(site, speed=speed, any_port=True, control_port=0, epoch=clock.epoch if clock else None)
     await sim.start()
     task: asyncio.Task[None] | None = None
     rt: Runtime | None = None
     try:
         agent_site = wired(site, sim.ports)
-        rt = Runtime(agent_site, state_dir, api_port=ANY_PORT if api else 0, demo=demo)
+        rt = Runtime(agent_site, state_dir, api_port=ANY_PORT if api else 0, demo=demo, clock=clock)
         task = asyncio.create_task(rt.run(), name="agent")
         h = AgentOnSim(agent_site, sim, rt, task)
         await h.until(lambda: rt is not None and rt.hub.latest is not None, 15.0, "the first cycle")

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from agent.live.hub import PlanTarget
 from agent.model.config import load_site
 from agent.model.snapshot import Measured
 from agent.mqtt import parse_mqtt
@@ -124,7 +125,7 @@ def _schema_fields(make_hub: Any) -> dict[str, set[str]]:
     hub.site = replace(hub.site, control=replace(hub.site.control, demand_target_w=1e6))
     t = datetime(2026, 7, 1, tzinfo=UTC)
     hub.alarms.raise_("device_comm", "y", "m", t)
-    rec = Cycles(hub, t).next()
+    rec = replace(Cycles(hub, t).next(), planned=PlanTarget(55.0, 1e6))  # a dispatch plan tracked
     fields: dict[str, set[str]] = {}
     agent = {"queue_depth": 0.0, "queue_dropped": 0.0, "spool_points": 0.0, "spool_bytes": 0.0}
     agent |= {"spool_dropped": 0.0, "rejected_points": 0.0}

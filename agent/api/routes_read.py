@@ -141,6 +141,10 @@ def read_router(ctx: Ctx) -> APIRouter:
     def roi() -> dict[str, Any]:
         return provided("roi", "ROI")
 
+    @r.get("/plan", summary="The dispatch plan: next 24 h of SoC, grid cap and price; its age, solve time, reason")
+    def plan() -> dict[str, Any]:
+        return provided("plan", "the dispatch plan")
+
     @r.get("/health", summary="Battery health read-out (SoH trends, outliers)")
     def health() -> dict[str, Any]:
         return provided("health", "the battery health read-out")

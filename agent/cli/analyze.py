@@ -8,7 +8,8 @@
 
 `--planner`: predictive dispatch (agent/control/replan.py) in the replay: the same forecaster, fed
 only the past, and planner at every demand interval; the report adds its solves, their time and
-the forecast's accuracy.
+the forecast's accuracy. A site file whose `[planner]` is enabled plans without the flag, and its
+`[planner]` settings (horizon, history, margin, time limit) are the replay's, as the agent's.
 
 CSV: `timestamp,power_w` (a header line is optional); timestamps are Unix seconds or ISO 8601
 (without an offset they are site-local time); one regular step from 0.1 s to 15 min. A PV trace
@@ -31,9 +32,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from agent.cli.files import read_text
-from agent.control.replan import Replanner, ReplanSettings
+from agent.control.replan import Replanner
 from agent.economics.roi import economics_config
 from agent.economics.tariff import FloatArray, Tariff, bundled, load_tariff
+from agent.live.plan_config import parse_planner
 from agent.model.config import SiteConfig, check_demand_interval, load_site
 from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
 from agent.offline.replay import Trace, decide_every_for, evaluate, plan_battery, planner_report, replay, site_for
@@ -237,7 +239,7 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
         out.append(
             f"planner: {pl['solves']} solves ({pl['failures']} failed, {pl['intervals_without_forecast']} intervals"
             f" before a day of history), solve p50 {ms['p50'] or 0:.0f} ms, p99 {ms['p99'] or 0:.0f} ms;"
-            f" forecast MAPE {f['mape']:.1%}, error at the daily peak {f['daily_peak_abs_error']:.1%}"
+            f" forecast MAPE {_share(f['mape'])}, error at the daily peak {_share(f['daily_peak_abs_error'])}"
         )
     rp = rep["replay"]
     # (a step read from Unix timestamps carries float noise: 0.0999999 s)
@@ -295,13 +297,15 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(f"--cycle: {e}") from None
 
+    planner = parse_planner(site)  # the agent's own [planner] settings: a replay plans as the agent would
+    settings = planner.settings()
+
     def one(s: SiteConfig, label: str, opt: bool) -> tuple[dict[str, Any], Any]:
         prog = Progress(label, args.quiet)
-        settings = ReplanSettings()
-        rp = Replanner(tariff, plan_battery(s), settings) if args.planner else None
+        rp = Replanner(tariff, plan_battery(s), settings) if args.planner or planner.enabled else None
         res = replay(s, tariff, trace, start_soc_pct=args.start_soc, progress=prog, decide_every=every, replanner=rp)
         r = evaluate(s, tariff, res, econ, limit, with_optimum=opt)
-        r["planner"] = planner_report(res, tariff, settings)
+        r["planner"] = _nulls(planner_report(res, tariff, settings))
         return r, res
 
     rep, res = one(main_site, f"analyze {len(main_site.clusters)} clusters", not args.no_optimum)
@@ -343,6 +347,21 @@ def run(args: argparse.Namespace) -> int:
         if args.plot:
             print(f"plot: {args.plot}")
     return 0
+
+
+def _share(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def _nulls(x: Any) -> Any:
+    """`x` with its NaN figures as None (JSON null: not computed). The planner's forecast accuracy
+    has no daily-peak error when no forecast covered a whole day (a horizon under 24 h, a short
+    trace): `--json` then ended in a ValueError traceback (exit 1) instead of a report."""
+    if isinstance(x, float) and x != x:
+        return None
+    if isinstance(x, dict):
+        return {k: _nulls(v) for k, v in x.items()}
+    return x
 
 
 def _json_default(x: Any) -> Any:

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from agent.live.audit import AuditLog
 from agent.model.alarms import AlarmBook
@@ -28,6 +28,14 @@ from agent.model.snapshot import SiteSnapshot
 CYCLE_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+class PlanTarget(NamedTuple):
+    """The dispatch plan at the cycle's time (agent/live/planning.py): where it has the SoC, and its
+    grid-import cap on the interval average (inf: no demand charge in that slot)."""
+
+    soc_pct: float
+    grid_cap_w: float
+
+
 @dataclass(frozen=True, slots=True)
 class CycleRecord:
     snapshot: SiteSnapshot
@@ -39,6 +47,7 @@ class CycleRecord:
     # the clusters the operator held out of service this cycle (decide()'s OperatorState.maintenance):
     # the sinks show them as in maintenance (agent.model.snapshot.shown_status)
     maintenance: frozenset[str] = frozenset()
+    planned: PlanTarget | None = None  # the tracked dispatch plan's running target (None: no plan)
 
 
 class Sink(Protocol):

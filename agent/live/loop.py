@@ -21,11 +21,13 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from agent.control import ControllerState, Prices, decide, initial_state
+from agent.control.schedule import DispatchPlan
+from agent.control.state import IntervalState
 from agent.live.alarm_sync import AlarmSync
 from agent.live.assemble import build_snapshot
 from agent.live.contactors import Contactors
 from agent.live.devices import DeviceSet, open_device
-from agent.live.hub import CycleRecord, Hub
+from agent.live.hub import CycleRecord, Hub, PlanTarget
 from agent.live.pcc_watch import PccMeterWatch
 from agent.live.pcs_writer import PcsWriter
 from agent.logs import kv
@@ -41,6 +43,14 @@ log = logging.getLogger("ems.loop")
 
 class LoadSource(Protocol):
     def reading(self, now_mono: float) -> Measured: ...
+
+
+class Planning(Protocol):
+    """Predictive dispatch (agent/live/planning.py): the plan to track, fed after each decision."""
+
+    def schedule(self, snap: SiteSnapshot) -> DispatchPlan | None: ...
+    def after(self, snap: SiteSnapshot, before: IntervalState, now_iv: IntervalState) -> None: ...
+    def running(self, t_s: float) -> PlanTarget | None: ...
 
 
 class AgentLoop:
@@ -76,6 +86,7 @@ class AgentLoop:
         self._stop = asyncio.Event()
         self._apply_site(site)
         self.on_cycle: list[Callable[[CycleRecord], Awaitable[None] | None]] = []
+        self.planning: Planning | None = None  # set by the runtime when [planner] is enabled
 
     # --- configuration ---------------------------------------------------------------------
     def _apply_site(self, site: SiteConfig) -> None:
@@ -141,6 +152,8 @@ class AgentLoop:
         snap = self.snapshot(readings, t1)
         self._pcc_pending = frozenset(self.writer.pcc_on)  # what this cycle's read-back should show
         op = self.hub.operator  # what this cycle decides with (a command may arrive during the write)
+        planning = self.planning
+        before = self.cstate.interval
         plan, self.cstate = decide(
             snap,
             self.cstate,
@@ -149,7 +162,10 @@ class AgentLoop:
             self.prices,
             self.site.allow_export,
             pcc_off=self._pcc_off,
+            schedule=planning.schedule(snap) if planning is not None else None,
         )
+        if planning is not None:  # a closed interval goes to the planner (never waits on a solve)
+            planning.after(snap, before, self.cstate.interval)
         # the revert timer in the PCS's (the site's) seconds
         await self.writer.write(snap, plan, self.devs, revert_s(self.site.cycle_s, self.speed))
         await self.contactors.step(snap, self.hub.operator.maintenance, self.devs)
@@ -165,6 +181,7 @@ class AgentLoop:
             write_ms=(t2 - t1) * ms,
             overruns=self.hub.stats.overruns,
             maintenance=op.maintenance,
+            planned=planning.running(snap.t_wall.timestamp()) if planning is not None else None,
         )
         self.hub.publish(rec)
         return rec

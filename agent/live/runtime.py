@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.api import Role, TokenStore, api_config
 from agent.api.auth import digest
@@ -33,6 +33,8 @@ from agent.health.sink import HealthSink, start_health
 from agent.live.audit import AuditLog
 from agent.live.hub import CycleRecord, Hub
 from agent.live.loop import AgentLoop
+from agent.live.plan_config import PlannerConfig, parse_planner
+from agent.live.plan_view import disabled_view
 from agent.live.statedir import DbFileWatch, prepare_state_dir, rescue_db
 from agent.logs import kv
 from agent.model.clock import SiteClock, accelerate
@@ -40,6 +42,9 @@ from agent.model.config import SiteConfig, load_site
 from agent.model.operator import CommandError, OperatorState, SetMaintenance, SiteLimits, apply_command, parse_command
 from agent.mqtt import MqttLink, parse_mqtt, start_mqtt, stop_mqtt
 from agent.telemetry import InfluxSink, LocalStoreSink, parse_telemetry, start_telemetry
+
+if TYPE_CHECKING:  # the planner loads scipy / HiGHS: imported only when [planner] enables it
+    from agent.live.planning import LivePlanning
 
 log = logging.getLogger("ems.runtime")
 
@@ -123,6 +128,7 @@ class Runtime:
         if demo:
             self.api_cfg = replace(self.api_cfg, open_read=True)
         parse_telemetry(site, state_dir)
+        planner_cfg = parse_planner(site)
         if "mqtt" in site.sections:
             parse_mqtt(site)
         econ = economics_config(site)
@@ -161,6 +167,7 @@ class Runtime:
         # at most every REPORT_EVERY_S, and API threads read the cached dict.
         self._report: dict[str, Any] = {}
         self._report_t = -math.inf
+        self.planning = self._start_planning(planner_cfg)
         self.loop.on_cycle.append(self._refresh_report)
         self.loop.on_cycle.append(self._watch_ledger)
         self.telemetry: InfluxSink | LocalStoreSink | None = None
@@ -173,6 +180,21 @@ class Runtime:
         self._stopping = False
         self._reloading: asyncio.Task[None] | None = None
         self._reload_again = False
+
+    def _start_planning(self, cfg: PlannerConfig) -> LivePlanning | None:
+        """Predictive dispatch when [planner] enables it (the solver is loaded only then); the
+        read-out GET /api/plan shows either way."""
+        if not cfg.enabled or self.tariff is None:
+            self.hub.providers["plan"] = disabled_view
+            return None
+        from agent.live.planning import LivePlanning
+        from agent.offline.replay import plan_battery  # the replay's battery model: one for both
+
+        bat = plan_battery(self.site, self.hub.operator)
+        planning = LivePlanning(cfg, self.tariff, bat, self.state_dir, self.hub.alarms)
+        self.loop.planning = planning
+        self.hub.providers["plan"] = planning.view
+        return planning
 
     def _refresh_report(self, rec: CycleRecord) -> None:
         now = time.monotonic()
@@ -290,6 +312,8 @@ class Runtime:
             out.append(("telemetry", lambda: asyncio.to_thread(tel.close)))
         if (health := self.health) is not None:
             out.append(("health", lambda: asyncio.to_thread(health.stop)))
+        if (planning := self.planning) is not None:
+            out.append(("planner", lambda: asyncio.to_thread(planning.close)))
         if (ledger := self.ledger) is not None:
 
             async def close_ledger() -> None:

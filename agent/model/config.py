@@ -116,7 +116,7 @@ class SiteConfig:
 BUNDLED_TARIFFS = Path(__file__).resolve().parent.parent / "economics" / "tariffs"
 
 # Sections owned by other subsystems; each validates its own table.
-OTHER_SECTIONS = ("telemetry", "mqtt", "api", "economics", "ledger", "health")
+OTHER_SECTIONS = ("telemetry", "mqtt", "api", "economics", "ledger", "health", "planner")
 # Of those, the ones no subsystem reads a key from yet: any key there is a typo or a setting the
 # agent would silently not apply, so it is refused here. (A subsystem that starts reading its
 # table takes it off this list and calls Table.done() itself.)

@@ -36,6 +36,7 @@ from agent.mqtt.topics import (
     Topics,
     alarm_payload,
     cluster_payload,
+    dispatch_payload,
     dumps,
     health_payload,
     pcs_payload,
@@ -86,6 +87,7 @@ class MqttLink:
         self._stop = asyncio.Event()
         self._alarms: dict[str, Alarm] = {}
         self._health_version: object = None
+        self._dispatch_version: object = None
         self.connected = False
         self.connects = 0
         self.sent = 0
@@ -106,6 +108,7 @@ class MqttLink:
             self._put(Outgoing(t.pcs(p.id), partial(_enc, pcs_payload, p, cmd, s.t_wall), 0, True))
         self._put(Outgoing(t.plan, partial(_enc, plan_payload, rec.plan, s.t_wall), 0, True))
         self._health()
+        self._dispatch()
         self._alarm_events()
         self.commands.summarise()
         self._wake.set()
@@ -116,6 +119,13 @@ class MqttLink:
         if h is not None and h.get("version") != self._health_version:
             self._health_version = h.get("version")
             self._put(Outgoing(self.topics.health, partial(_enc, health_payload, h), 1, True))
+
+    def _dispatch(self) -> None:
+        """Publish the dispatch plan (agent/live/planning.py) when it changes (its version moves)."""
+        d = self.hub.read("plan")
+        if d is not None and d.get("version") != self._dispatch_version:
+            self._dispatch_version = d.get("version")
+            self._put(Outgoing(self.topics.dispatch, partial(_enc, dispatch_payload, d), 1, True))
 
     def _alarm_events(self) -> None:
         now = {a.id: a for a in self.hub.alarms.active()}

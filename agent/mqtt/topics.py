@@ -5,6 +5,8 @@
     <prefix>/<site>/cluster/<id>    retained  one cluster's state, limits and setpoint
     <prefix>/<site>/pcs/<id>        retained  one PCS's state, read-backs and command
     <prefix>/<site>/plan            retained  the cycle's decision and its constraint window
+    <prefix>/<site>/plan/dispatch   retained  the dispatch plan (next 24 h: SoC, grid cap, price) and the
+                                              reason it changed; on every change of plan (GET /api/plan's body)
     <prefix>/<site>/alarm           events    an alarm raised or cleared
     <prefix>/<site>/health          retained  cluster health: indicators, trends, recommendations (daily)
     <prefix>/<site>/cmd             in        signed operator commands (see agent/mqtt/auth.py)
@@ -58,6 +60,12 @@ class Topics:
     @property
     def plan(self) -> str:
         return f"{self.base}/plan"
+
+    @property
+    def dispatch(self) -> str:
+        """The planner's dispatch plan: under `plan` (a `plan/#` subscriber gets both), not on it:
+        `plan` carries the 1 s decision, which existing consumers read."""
+        return f"{self.base}/plan/dispatch"
 
     @property
     def alarm(self) -> str:
@@ -202,6 +210,11 @@ def alarm_payload(a: Alarm, active: bool) -> dict[str, Any]:
 
 def status_payload(status: str, client_id: str, t: datetime | None) -> dict[str, Any]:
     return {"v": SCHEMA_VERSION, "status": status, "client_id": client_id, "t": t.isoformat() if t else None}
+
+
+def dispatch_payload(readout: dict[str, Any]) -> dict[str, Any]:
+    """The planner's read-out (agent/live/plan_view.py, strict JSON: no NaN/inf) with the schema version."""
+    return {"v": SCHEMA_VERSION, **readout}
 
 
 def health_payload(readout: dict[str, Any]) -> dict[str, Any]:

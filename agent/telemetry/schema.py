@@ -17,7 +17,8 @@ codes from the tables below; timestamp = the snapshot's t_wall in ns, never the 
 
 The points are the catalogue's (agent/model/points.py): a point added there is written here.
 - plan    [site]                  site_setpoint_w, requested_w, shortfall_w, lo_w, hi_w, mode,
-                                  decided_by, alarms
+                                  decided_by, alarms, grid_target_w, grid_ramp_w_per_s,
+                                  planned_soc_pct, planned_grid_cap_w (while a dispatch plan is tracked)
 - plan    [site, bound]           lo_w, hi_w   (one series per constraint source)
 - alarm   [site, code, source]    active (1/0), severity, acked
 - ledger  [site]                  every numeric leaf the savings ledger reports (nested keys
@@ -244,6 +245,10 @@ def points_for(
                 # grid-power (PCC) control: the grid import target and ramp written to the PCS
                 grid_target_w=p.grid_control.target_w if p.grid_control is not None else None,
                 grid_ramp_w_per_s=p.grid_control.ramp_w_per_s if p.grid_control is not None else None,
+                # the dispatch plan tracked this cycle (agent/live/planning.py): its SoC trajectory
+                # here and its grid-import cap on the interval average (absent: no plan, or no cap)
+                planned_soc_pct=rec.planned.soc_pct if rec.planned is not None else None,
+                planned_grid_cap_w=rec.planned.grid_cap_w if rec.planned is not None else None,
             ),
             t,
         )
