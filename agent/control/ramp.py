@@ -98,12 +98,18 @@ def reference(c: Cycle) -> tuple[float, float, bool]:
     planned_b = c.prev_battery_w
     if finite(planned_b):
         margin = c.cfg.ramp_limit_w_per_s * (1.0 - SETPOINT_RAMP_FRACTION) * short
-        from_b = c.prev_from_w if finite(c.prev_from_w) else planned_b
-        lo, hi = (from_b, planned_b) if from_b < planned_b else (planned_b, from_b)
-        meas_b = c.net - meas  # what the battery gives now
-        if meas_b < lo - margin or meas_b > hi + margin:
+        if not on_its_way(c.net - meas, c.prev_from_w, planned_b, margin):
             return meas, short, False
     return prev, short, True
+
+
+def on_its_way(battery_w: float, from_w: float, to_w: float, margin_w: float) -> bool:
+    """Whether a PCS measured at `battery_w` can be on its way from setpoint `from_w` (NaN: none)
+    to `to_w` with its lag: between the two, widened by `margin_w`. Otherwise the plant is not where
+    the plans put it (an override, a revert to 0 W, a restart)."""
+    a = from_w if finite(from_w) else to_w
+    lo, hi = (a, to_w) if a < to_w else (to_w, a)
+    return lo - margin_w <= battery_w <= hi + margin_w
 
 
 def _battery_ramp(w: Window, c: Cycle) -> Window:
