@@ -105,6 +105,11 @@ def max_age_s(cycle_s: float) -> float:
     return STALE_CYCLES * cycle_s
 
 
+def window_ok(win: FastWindow | None, now: float, max_age: float) -> bool:
+    """Whether the lane may act on `win` at `now`: there is one and it is at most `max_age` s old."""
+    return win is not None and 0.0 <= now - win.t_mono <= max_age
+
+
 def fast_step(
     win: FastWindow | None, st: FastState, now: float, grid_w: float, load_w: float, max_age: float
 ) -> tuple[dict[str, float] | None, FastState]:
@@ -112,7 +117,7 @@ def fast_step(
 
     `grid_w` and `load_w`: the grid and load meters read this tick (NaN: not good); `max_age`:
     the oldest window the lane still acts on (s, max_age_s)."""
-    if win is None or not (finite(grid_w) and finite(load_w) and finite(now)) or not 0.0 <= now - win.t_mono <= max_age:
+    if win is None or not (finite(grid_w) and finite(load_w)) or not window_ok(win, now, max_age):
         return None, FAST0
     net = load_w - win.pv_w
     meas_b = net - grid_w  # what the battery gives now
