@@ -1,0 +1,161 @@
+"""Issue 14 bench: the fast lane's budget (Modbus requests/s, CPU, tick latency, missed ticks).
+
+The simulated site runs in this process (real time, ticking every 50 ms, real pymodbus servers, one
+per device; bench/loop_bench.py's site: one 630 kW PCS per 4 clusters, a grid and a load meter).
+The agent runs in a child process (this script with --child): the real AgentLoop at 1 s and, unless
+the lane is off, the real FastLane (agent/live/fast_lane.py) on the same device objects, over
+loopback TCP. The child measures its own process CPU and the lane's counters over `--seconds`
+after a warm-up, and prints them as JSON. Each size (clusters) runs with the lane off and at each
+period, `--runs` times; the figures are medians. The lane's CPU is the child's with the lane less
+the child's without.
+
+    .venv/bin/python bench/fast_lane_bench.py [--clusters 16 64] [--fast-lane-s 0.2 0.1] \
+        [--seconds 20] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loop_bench import CLUSTERS_PER_PCS, free_port, site_toml
+
+from agent.economics.tariff import load_tariff
+from agent.live.audit import AuditLog
+from agent.live.fast_lane import FastLane
+from agent.live.hub import Hub
+from agent.live.loop import AgentLoop
+from agent.logs import setup_logging
+from agent.model.config import load_site
+from simulators.site import SimulatedSite
+
+ROOT = Path(__file__).resolve().parent.parent
+WARMUP_S = 3.0
+
+
+def bench_site(clusters: int, fast_lane_s: float, work: Path) -> Path:
+    """loop_bench's site of `clusters`, with the fast lane at `fast_lane_s` (0: off)."""
+    text = site_toml(clusters, 1.0, free_port(), 21000 + clusters * 3)
+    if fast_lane_s > 0.0:
+        limit = "ramp_limit_w_per_s = 200_000"
+        text = text.replace(limit, f"{limit}\nfast_lane_s = {fast_lane_s}")
+    path = work / f"site-{clusters}-{fast_lane_s:g}.toml"
+    path.write_text(text)
+    return path
+
+
+async def child(site_file: Path, seconds: float) -> dict[str, Any]:
+    """The agent's loop (and lane) against the site for WARMUP_S + `seconds`; its own figures."""
+    site = load_site(site_file)
+    hub = Hub(site, AuditLog(site_file.parent / f"audit-{os.getpid()}.jsonl"), clock=time.monotonic)
+    assert site.tariff_path is not None
+    loop = AgentLoop(site, hub, load_tariff(site.tariff_path))
+    lane = FastLane(loop) if site.control.fast_lane_s > 0.0 else None
+    tasks = [asyncio.create_task(loop.run())]
+    if lane is not None:
+        tasks.append(asyncio.create_task(lane.run()))
+    await asyncio.sleep(WARMUP_S)
+    proc = psutil.Process()
+    cpu0, t0 = sum(proc.cpu_times()[:2]), time.monotonic()
+    s0 = lane.stats.as_dict() if lane is not None else {}
+    cycles0 = hub.stats.cycles
+    if lane is not None:
+        lane.stats.tick_ms.clear()
+    hub.stats.window.clear()
+    await asyncio.sleep(seconds)
+    cpu, wall = sum(proc.cpu_times()[:2]) - cpu0, time.monotonic() - t0
+    s1 = lane.stats.as_dict() if lane is not None else {}
+    cyc = hub.stats.summary()
+    out: dict[str, Any] = {
+        "cpu_pct": 100.0 * cpu / wall,
+        "wall_s": wall,
+        "cycles": hub.stats.cycles - cycles0,
+        "cycle_p99_ms": cyc["p99_ms"],
+        "overruns": cyc["overruns"],
+    }
+    if lane is not None:
+        ticks = s1["ticks"] - s0["ticks"]
+        out |= {
+            "ticks": ticks,
+            "ticks_per_s": ticks / wall,
+            "requests_per_s": (s1["requests"] - s0["requests"]) / wall,
+            "wrote_share": (s1["wrote"] - s0["wrote"]) / ticks if ticks else 0.0,
+            "missed": s1["missed"] - s0["missed"],
+            "write_failures": s1["write_failures"] - s0["write_failures"],
+            "tick_ms_p50": s1["tick_ms_p50"],
+            "tick_ms_p99": s1["tick_ms_p99"],
+        }
+        lane.stop()
+    loop.stop()
+    await asyncio.gather(*tasks)
+    return out
+
+
+async def one_run(clusters: int, fast_lane_s: float, seconds: float, work: Path) -> dict[str, Any]:
+    """The site served here, the agent in a child process; the child's JSON."""
+    site_file = bench_site(clusters, fast_lane_s, work)
+    sim = SimulatedSite(load_site(site_file), control_port=0)
+    await sim.start(ticking=True)
+    try:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(site_file), "--seconds", str(seconds)]
+        p = await asyncio.create_subprocess_exec(*cmd, cwd=ROOT, stdout=subprocess.PIPE)
+        out, _ = await p.communicate()  # the simulator keeps answering on this event loop meanwhile
+        if p.returncode != 0:
+            raise RuntimeError(f"child for {site_file} exited with {p.returncode}")
+        return dict(json.loads(out))
+    finally:
+        await sim.stop()
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0] if isinstance(runs[0][k], (int, float))}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clusters", type=int, nargs="*", default=[16, 64])
+    ap.add_argument("--fast-lane-s", type=float, nargs="*", default=[0.2, 0.1])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    setup_logging("WARNING")
+    if args.child is not None:
+        print(json.dumps(asyncio.run(child(args.child, args.seconds))))
+        return 0
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        for n in args.clusters:
+            base: dict[str, Any] = {}
+            for fast in [0.0, *args.fast_lane_s]:
+                runs = []
+                for r in range(args.runs):
+                    runs.append(asyncio.run(one_run(n, fast, args.seconds, Path(d))))
+                    print(f"  {n} clusters, lane {fast or 'off'}: run {r + 1}/{args.runs}: {runs[-1]}", file=sys.stderr)
+                m = median_of(runs)
+                if fast == 0.0:
+                    base = m
+                row = {"clusters": n, "pcs": (n + CLUSTERS_PER_PCS - 1) // CLUSTERS_PER_PCS, "fast_lane_s": fast,
+                       "runs": args.runs, "seconds": args.seconds, **m}
+                if fast > 0.0:
+                    row["lane_cpu_pct"] = m["cpu_pct"] - base["cpu_pct"]
+                rows.append(row)
+    machine = f"{os.cpu_count()} cpu, {psutil.virtual_memory().total / 2**30:.0f} GiB, load {os.getloadavg()[0]:.1f}"
+    print(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
