@@ -44,16 +44,30 @@ def test_a_load_step_is_taken_by_the_battery_and_the_grid_moves_at_the_ramp() ->
     w = window(target=3e6)
     _, s = fast_step(w, FAST0, 100.0, 3e6, 3e6, MAX_AGE)
     # +1 MW: the meter's second holds 2 % of it (0.2 s tick); the grid goes back to the target 3 MW,
-    # at most 100 kW/s x 0.2 s = 20 kW away: reached
+    # at most 100 kW/s x 0.2 s = 20 kW away: reached. The battery takes the step and half of it
+    # again (the lead: half a tick of the load's change over the last one), 1.5 MW
     sp, s = fast_step(w, s, 100.2, 4e6, 4e6, MAX_AGE)
-    assert sp == pytest.approx({"a": 500e3, "b": 500e3})
+    assert sp == pytest.approx({"a": 750e3, "b": 750e3})
     assert s.grid_w == pytest.approx(3e6)
-    # a target 1 MW above: the grid moves 20 kW a 0.2 s tick toward it (the battery still at 0.9 MW)
+    # the load holds: no lead. A target 1 MW above: the grid moves 20 kW a 0.2 s tick toward it
+    # (from the plan, moved 2 % toward the grid measured with the battery at 1.4 MW of the 1.5 written)
     w2 = window(target=4e6)
-    sp, s = fast_step(w2, s, 100.4, 4e6 - 0.9e6, 4e6, MAX_AGE)
-    ref = 3e6 + 0.02 * (3.1e6 - 3e6)
+    sp, s = fast_step(w2, s, 100.4, 4e6 - 1.4e6, 4e6, MAX_AGE)
+    ref = 3e6 + 0.02 * (2.6e6 - 3e6)
     assert sum(sp.values()) == pytest.approx(4e6 - (ref + 20e3))  # type: ignore[union-attr]
     assert s.grid_w == pytest.approx(ref + 20e3)
+
+
+def test_a_load_slew_is_met_as_it_goes() -> None:
+    # a 2 MW/s rise: 400 kW a 0.2 s tick; the battery takes what the load will have added by the
+    # middle of the next tick (the lead, 200 kW) on top of what it has added
+    w = window(target=3e6)
+    _, s = fast_step(w, FAST0, 100.0, 3e6, 3e6, MAX_AGE)
+    sp, s = fast_step(w, s, 100.2, 3.4e6, 3.4e6, MAX_AGE)
+    assert sum(sp.values()) == pytest.approx(0.4e6 + 0.2e6)  # type: ignore[union-attr]
+    sp, s = fast_step(w, s, 100.4, 3.8e6 - 0.6e6, 3.8e6, MAX_AGE)  # the PCS got there
+    assert sum(sp.values()) == pytest.approx(0.8e6 + 0.2e6)  # type: ignore[union-attr]
+    assert s.grid_w == pytest.approx(3e6)  # the grid held at the target while the load rose 0.8 MW
 
 
 def test_a_battery_where_no_lag_can_have_left_it_makes_the_measured_grid_the_reference() -> None:

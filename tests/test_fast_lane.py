@@ -74,10 +74,11 @@ async def test_a_load_step_is_followed_within_ticks_and_a_stale_plan_stops_the_w
             await lane.tick()
             advance(rig, FAST_S)
             followed.append(setpoints_w(rig) - before)
-        # the battery takes the step at the first tick (less the 8 % a meter's second holds of a step
-        # 0.4 s old, plus the 40 kW the ramp allows in that time: 960 kW) and holds the grid where the
-        # 1 s plan aims (the load before the step) until the next cycle moves that aim at the ramp
-        assert followed == pytest.approx([step_w] * 3, abs=50e3), followed
+        # the battery takes the step at the first tick, and half of it again for a tick (the lead: the
+        # step went unanswered half a tick on average), and holds the grid where the 1 s plan aims
+        # (the load before the step) until the next cycle moves that aim at the ramp
+        assert followed[0] == pytest.approx(1.5 * step_w, abs=60e3), followed
+        assert followed[1:] == pytest.approx([step_w] * 2, abs=30e3), followed
         assert rig.sim.model.battery_w == pytest.approx(followed[-1] + before, rel=0.1)  # the PCS did it
         rec = await cycle(rig, lane)  # the next cycle: its aim 100 kW above the grid, reached within it
         assert setpoints_w(rig) - before == pytest.approx(step_w - 100e3, abs=30e3)
