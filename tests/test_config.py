@@ -158,7 +158,8 @@ LOAD_METER = '[[meter]]\nid = "gpu"\nrole = "load"\nprofile = "rack_load_vendor"
 
 def test_fast_lane_is_off_unless_set(tmp_path: Path) -> None:
     assert load_site(write(tmp_path, MINIMAL)).control.fast_lane_s == 0.0
-    site = load_site(write(tmp_path, MINIMAL + LOAD_METER + "[control]\nramp_limit_w_per_s = 200000\nfast_lane_s = 0.2\n"))
+    text = MINIMAL + LOAD_METER + "[control]\nramp_limit_w_per_s = 200000\nfast_lane_s = 0.2\n"
+    site = load_site(write(tmp_path, text))
     assert site.control.fast_lane_s == 0.2
 
 
