@@ -29,9 +29,6 @@ from typing import Any
 
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loop_bench import CLUSTERS_PER_PCS, free_port, site_toml
-
 from agent.economics.tariff import load_tariff
 from agent.live.audit import AuditLog
 from agent.live.fast_lane import FastLane
@@ -40,6 +37,9 @@ from agent.live.loop import AgentLoop
 from agent.logs import setup_logging
 from agent.model.config import load_site
 from simulators.site import SimulatedSite
+
+# the sibling bench's site (run as a script, as below, its own directory comes first on the import path)
+from loop_bench import CLUSTERS_PER_PCS, free_port, site_toml  # isort: skip
 
 ROOT = Path(__file__).resolve().parent.parent
 WARMUP_S = 3.0
