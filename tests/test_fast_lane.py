@@ -6,6 +6,7 @@ before any 1 s cycle; with the 1 s loop stopped (its window stale) the lane stop
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from agent.live.fast_lane import FastLane
 from agent.live.hub import CycleRecord
 from agent.model.config import load_site
 from simulators.site import SimulatedSite
+from tests.agent_harness import agent_on_simulators, sim_site
 from tests.loop_rig import Rig, site_text
 
 FAST_S = 0.2
@@ -109,3 +111,23 @@ async def test_a_load_step_is_followed_within_ticks_and_a_stale_plan_stops_the_w
         assert lane.stats.pcs_writes > writes_then
     finally:
         await rig.close()
+
+
+async def test_the_running_agent_starts_the_lane_and_stops_it_with_the_loop(tmp_path: Path) -> None:
+    # the whole Runtime in real time: the lane runs beside the 1 s loop, writes within its windows,
+    # and stops before the loop closes the devices (none is left connected afterwards)
+    from dataclasses import replace
+
+    from tests.agent_harness import agent_on_simulators, sim_site
+
+    site = sim_site(cycle_s=1.0)
+    site = replace(site, control=replace(site.control, fast_lane_s=FAST_S))
+    async with agent_on_simulators(tmp_path / "state", site, api=False) as h:
+        assert h.rt.fast_lane is not None
+        lane, task = h.rt.fast_lane
+        await h.until(lambda: lane.stats.pcs_writes >= 20, 30.0, "20 PCS writes by the fast lane")
+        assert lane.stats.write_failures == 0, lane.stats.last_error
+        assert not task.done()
+        devices = list(h.rt.loop.devs.devices.values())
+    assert task.done() and task.exception() is None
+    assert not [d.id for d in devices if d.health.connected]
