@@ -116,9 +116,6 @@ async def test_a_load_step_is_followed_within_ticks_and_a_stale_plan_stops_the_w
 async def test_the_running_agent_starts_the_lane_and_stops_it_with_the_loop(tmp_path: Path) -> None:
     # the whole Runtime in real time: the lane runs beside the 1 s loop, writes within its windows,
     # and stops before the loop closes the devices (none is left connected afterwards)
-    from dataclasses import replace
-
-    from tests.agent_harness import agent_on_simulators, sim_site
 
     site = sim_site(cycle_s=1.0)
     site = replace(site, control=replace(site.control, fast_lane_s=FAST_S))
