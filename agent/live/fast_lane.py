@@ -31,6 +31,7 @@ from agent.live.assemble import GRID_UP_MIN_V, measured
 from agent.live.hub import CycleRecord
 from agent.live.loop import AgentLoop
 from agent.logs import kv
+from agent.model.config import FAST_LANE_MIN_S
 from agent.model.plan import FastWindow
 from drivers import keys as k
 from drivers.device import ModbusDevice
@@ -196,7 +197,14 @@ class FastLane:
 
 def start_fast_lane(loop: AgentLoop) -> tuple[FastLane, asyncio.Task[None]] | None:
     """The lane for a site that sets [control] fast_lane_s, running; None when it is off."""
-    if loop.site.control.fast_lane_s <= 0.0:
+    period = loop.site.control.fast_lane_s
+    if period <= 0.0:
+        return None
+    if period / loop.speed < FAST_LANE_MIN_S:  # an accelerated simulation (demo --speed)
+        log.warning(
+            "fast lane off: at this speed its period would be too short in real time",
+            extra=kv(fast_lane_s=period, speed=loop.speed, real_ms=1000.0 * period / loop.speed),
+        )
         return None
     lane = FastLane(loop)
     return lane, asyncio.get_running_loop().create_task(lane.run(), name="fast-lane")
