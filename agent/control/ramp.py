@@ -10,10 +10,11 @@ to their planned trajectory at the ramp limit itself and cannot drift to empty o
 After a discontinuity the reference is where the plant is, not where the plan put it: the
 measured grid when the meters put the battery where the PCS cannot be on its way between the last
 two plans, give or take the lag margin (on_its_way; an override by someone else, the PCS reverted
-to 0 W while the agent was frozen, devices restarted), when there is no plan to refer to (the first cycle, the cycle after a lost measurement)
-or after a long gap. A cycle's step counts at most STEP_S_MAX (1 s): the setpoint lands at once, in
-the utility's next 1 s average, however long the agent was away (frozen 9 s with the PCS holding,
-the plan's grid has been where it is for 9 s: 9 s x the limit in one step would be 9 steps in one).
+to 0 W while the agent was frozen, devices restarted), when there is no plan to refer to (the first
+cycle, the cycle after a lost measurement) or after a long gap. A cycle's step counts at most
+STEP_S_MAX (1 s): the setpoint lands at once, in the utility's next 1 s average, however long the
+agent was away (frozen 9 s with the PCS holding, the plan's grid has been where it is for 9 s: 9 s
+x the limit in one step would be 9 steps in one).
 With the load or PV unknown there is no grid to refer to: the battery's own change is held within
 the limit instead (from its measured output, else the plan), so the failsafe ramps out too. Where a
 higher-priority bound (a safety trip: BMS fault, lost PCS, no export) leaves no room inside the
