@@ -11,6 +11,12 @@ the child's without.
 
     .venv/bin/python bench/fast_lane_bench.py [--clusters 16 64] [--fast-lane-s 0.2 0.1] \
         [--seconds 20] [--runs 3]
+
+`--live-ramp S`: instead, the grid ramp live, in real time, over Modbus TCP: the site's load is the
+measured 8xH100 trace x `--nodes` (simulators' "trace" load, PUE 1), 16 clusters, 200 kW/s, the
+agent with the lane off and at each period for S seconds each; the share of seconds whose 1 s
+average grid import (from the simulated meter's energy counters at every physics tick) moved by
+more than the limit, and the same of the load (no battery).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil
 
 from agent.economics.tariff import load_tariff
@@ -36,6 +43,7 @@ from agent.live.hub import Hub
 from agent.live.loop import AgentLoop
 from agent.logs import setup_logging
 from agent.model.config import load_site
+from agent.model.ramp_metrics import ramp_stats
 from simulators.site import SimulatedSite
 
 # the sibling bench's site (run as a script, as below, its own directory comes first on the import path)
@@ -43,11 +51,15 @@ from loop_bench import CLUSTERS_PER_PCS, free_port, site_toml  # isort: skip
 
 ROOT = Path(__file__).resolve().parent.parent
 WARMUP_S = 3.0
+LIMIT_W_PER_S = 200_000.0  # loop_bench's site
 
 
-def bench_site(clusters: int, fast_lane_s: float, work: Path) -> Path:
-    """loop_bench's site of `clusters`, with the fast lane at `fast_lane_s` (0: off)."""
+def bench_site(clusters: int, fast_lane_s: float, work: Path, nodes: int = 0) -> Path:
+    """loop_bench's site of `clusters`, with the fast lane at `fast_lane_s` (0: off) and, with
+    `nodes`, the measured training trace x nodes as its load."""
     text = site_toml(clusters, 1.0, free_port(), 21000 + clusters * 3)
+    if nodes:
+        text = text.replace('load = "inference"', f'load = "trace"\nnodes = {nodes}')
     if fast_lane_s > 0.0:
         limit = "ramp_limit_w_per_s = 200_000"
         text = text.replace(limit, f"{limit}\nfast_lane_s = {fast_lane_s}")
@@ -103,10 +115,38 @@ async def child(site_file: Path, seconds: float) -> dict[str, Any]:
     return out
 
 
-async def one_run(clusters: int, fast_lane_s: float, seconds: float, work: Path) -> dict[str, Any]:
-    """The site served here, the agent in a child process; the child's JSON."""
-    site_file = bench_site(clusters, fast_lane_s, work)
-    sim = SimulatedSite(load_site(site_file), control_port=0)
+class MeterLog(SimulatedSite):
+    """The simulated site, noting (plant time s, grid Wh, load Wh) each time it refreshes its
+    register images (after every physics tick, or batch of ticks when it catches up)."""
+
+    def refresh(self) -> None:
+        super().refresh()
+        m = self.model
+        if not hasattr(self, "rows"):  # (the constructor refreshes once)
+            self.rows: list[tuple[float, float, float]] = []
+        self.rows.append((m.plant.t, m.grid.import_wh - m.grid.export_wh, m.load_meter.import_wh))
+
+    def over_limit(self, skip_s: float) -> dict[str, float]:
+        """Share of seconds over LIMIT (1 s averages of the grid and of the load from the counters,
+        interpolated at whole seconds of plant time), after `skip_s`."""
+        a = np.asarray(self.rows)
+        secs = np.arange(np.ceil(a[0, 0] + skip_s), np.floor(a[-1, 0]) + 1.0)
+        out: dict[str, float] = {"seconds": float(len(secs) - 2)}
+        for name, col in (("grid", 1), ("load", 2)):
+            avg = np.diff(np.interp(secs, a[:, 0], a[:, col])) * 3600.0  # W over each second
+            r = ramp_stats(secs[1:], avg, LIMIT_W_PER_S)
+            out[f"{name}_over_limit_share"] = r.over_limit_s / r.samples if r.samples else 0.0
+            out[f"{name}_p99_w_per_s"] = r.p99_w_per_s
+        return out
+
+
+async def one_run(
+    clusters: int, fast_lane_s: float, seconds: float, work: Path, nodes: int = 0
+) -> dict[str, Any]:
+    """The site served here, the agent in a child process; the child's JSON (and with `nodes`, the
+    trace load x nodes and the grid ramp the simulated meter saw)."""
+    site_file = bench_site(clusters, fast_lane_s, work, nodes)
+    sim = MeterLog(load_site(site_file), control_port=0)
     await sim.start(ticking=True)
     try:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(site_file), "--seconds", str(seconds)]
@@ -114,7 +154,10 @@ async def one_run(clusters: int, fast_lane_s: float, seconds: float, work: Path)
         out, _ = await p.communicate()  # the simulator keeps answering on this event loop meanwhile
         if p.returncode != 0:
             raise RuntimeError(f"child for {site_file} exited with {p.returncode}")
-        return dict(json.loads(out))
+        res = dict(json.loads(out))
+        if nodes:
+            res |= sim.over_limit(WARMUP_S + 5.0)  # the child starting up, then its warm-up
+        return res
     finally:
         await sim.stop()
 
@@ -129,11 +172,21 @@ def main() -> int:
     ap.add_argument("--fast-lane-s", type=float, nargs="*", default=[0.2, 0.1])
     ap.add_argument("--seconds", type=float, default=20.0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--live-ramp", type=float, default=0.0, help="seconds per run of the live ramp check")
+    ap.add_argument("--nodes", type=int, default=600, help="8xH100 nodes of the live ramp check's load")
     ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     setup_logging("WARNING")
     if args.child is not None:
         print(json.dumps(asyncio.run(child(args.child, args.seconds))))
+        return 0
+    if args.live_ramp > 0.0:
+        with tempfile.TemporaryDirectory() as d:
+            live = [
+                {"fast_lane_s": fast, **asyncio.run(one_run(16, fast, args.live_ramp, Path(d), args.nodes))}
+                for fast in [0.0, *args.fast_lane_s]
+            ]
+        print(json.dumps({"nodes": args.nodes, "runs": live}, indent=2))
         return 0
     rows = []
     with tempfile.TemporaryDirectory() as d:
