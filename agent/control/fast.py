@@ -4,27 +4,29 @@ granted -> the PCS setpoints, or no write at all.
 A 1 s cycle cannot follow a training job's 1-3 s swings: a step that lands inside the second
 reaches the grid until the next cycle answers it (DESIGN.md, "three time scales"). The fast lane
 ([control] fast_lane_s, 0.1-0.25 s) answers it within a tick, reading only the two meters it needs.
-It decides nothing the 1 s policy has not allowed: the 1 s decide() hands it a FastWindow
-(agent.model.plan) with the window of site battery power the bounds on the battery leave
-(controllers 1-3b: device limits, derate, maintenance, reserve and its ramp-out edges), each PCS's
-own window and setpoint, the grid bounds (4 no export, 4b the grid connection limit) as a grid
-floor and ceiling, the grid import the plan aims at and the ramp. The grid bounds are applied to
-the load the lane reads, not the one the 1 s cycle read: held as battery power from the second
-before, no export capped the battery at a load that had since doubled (the battery stuck at 770
-kW while the load rose 1.8 MW in a second), and the floor must hold at the load of now. Each tick it moves
-the grid from where it put it last tick toward that aim at the ramp, takes the battery power that
-makes (the load read now, less the PV the 1 s cycle read), clamps it to the grid floor and ceiling
-at that load and then to the safety window, and spreads the change from the 1 s setpoints over
-the PCS in proportion to each one's room in that direction, so none leaves its own window.
+
+It decides nothing the 1 s policy has not allowed. The 1 s decide() hands it a FastWindow
+(agent.model.plan): the window of site battery power the bounds on the battery leave (controllers
+1-3b: device limits, derate, maintenance, reserve and its ramp-out edges), each PCS's own window
+and setpoint, the grid bounds (4 no export, 4b the grid connection limit) as a grid floor and
+ceiling, the grid import the plan aims at, and the ramp. The grid bounds are applied to the load
+the lane reads, not to the one the 1 s cycle read: held as battery power from the cycle, no export
+capped the battery at a load that had since risen by 1.8 MW (stuck at 770 kW), and the floor must
+hold at the load of now.
+
+Each tick it moves the grid from where it put it at its last tick toward that aim at the ramp,
+takes the battery power that leaves for the load expected over the coming tick (the load read now,
+less the PV the 1 s cycle read, plus half its change since the last tick: the `lead`, so a slew is
+met as it goes, not a tick late), clamps it to the grid floor and ceiling at the load read and
+then to the battery window, and spreads the change from the 1 s setpoints over the PCS in
+proportion to each one's room in that direction, so none leaves its own window. The reference is
+the grid planned at the last tick unless the meters put the battery where the PCS cannot be on its
+way to (agent.control.ramp.on_its_way, the 1 s ramp's check); then, and on a first tick, the
+measured grid, and a first tick holds the plant where it is.
 
 No window (the plan is not in mode auto: failsafe, outage, an operator's override or mode; PCC
 control; the grid down), a stale one (older than STALE_CYCLES cycles: the 1 s loop stopped or
 lags) or a meter reading that is not a finite number: no write, and the 1 s loop's setpoint stands.
-The battery power is taken for the load expected over the coming tick (the load read now plus half
-its change since the last tick: fast_step's `lead`), so a slew is met as it goes, not a tick late.
-The reference is the grid the lane planned at its last tick, unless the meters put the battery
-where the PCS cannot be on its way to (agent.control.ramp.on_its_way: the same check as the 1 s
-ramp's); then, and on the first tick, the measured grid, and a first tick holds the plant where it is.
 """
 
 from __future__ import annotations
