@@ -128,3 +128,21 @@ async def test_the_running_agent_starts_the_lane_and_stops_it_with_the_loop(tmp_
         devices = list(h.rt.loop.devs.devices.values())
     assert task.done() and task.exception() is None
     assert not [d.id for d in devices if d.health.connected]
+
+
+async def test_never_writes_a_pcs_whose_revert_timer_is_not_armed(tmp_path: Path) -> None:
+    # a PCS reopened (or whose last write failed) gets its revert timer from the 1 s loop's next
+    # write; until then the lane leaves it alone, so nothing it writes can outlive the agent
+    rig = await open_rig(tmp_path)
+    try:
+        lane = FastLane(rig.loop)
+        await cycle(rig, lane)
+        rig.loop.writer.revert_ok.discard("pcs2")
+        before = rig.sim.model.plant.pcs["pcs2"].last_write_t
+        rig.sim.load_offset(500e3)
+        advance(rig, FAST_S)
+        wrote = await lane.tick()
+        assert wrote is not None and set(wrote) == {"pcs1", "pcs3", "pcs4"}
+        assert rig.sim.model.plant.pcs["pcs2"].last_write_t == before
+    finally:
+        await rig.close()
