@@ -10,14 +10,18 @@ resolution with the agent deciding every cycle_s (`decide_every`): on what the m
 instant; the PCS follow with the simulator's first-order response (tau 0.1 s). Two PCS modes:
 
 - setpoint: every PCS follows the setpoint written each cycle (SunSpec 704 WSet);
+- fast: setpoints, the agent at 1 s and the fast lane (agent.control.fast, the function the live
+  lane runs) every --fast-lane-s between its cycles, on the load and grid meters and the window
+  the last plan granted;
 - pcc: every PCS in grid-power (PCC) control: each cycle the agent writes a grid import target,
-  ramp (75 % of the limit), share and limits; the PCS's own loop samples the site meter every 20 ms
+  ramp (50 % of the limit), share and limits; the PCS's own loop samples the site meter every 20 ms
   (one sample of meter latency) inside the physics step and regulates the grid toward the target.
 
 The grid as a utility meter sees it is the 1 s average; its ramp is the change between consecutive
 seconds. Reported: share of seconds over the limit with and without the battery, p99/max ramp, SoC band.
 
     .venv/bin/python bench/ramp_bench.py [--minutes 60] [--cycle-s 1.0 0.2] [--pcc-cycle-s 1.0]
+        [--fast-lane-s 0.2]   # the fast lane (agent.control.fast) at these periods, the agent at 1 s
         [--pcc-sample-s 0.02] [--pcc-gain G] [--tau-s 0.1]      # the PCS model, for sensitivity runs
         [--band-hz 0.1 2]     # the oscillation band: the grid's energy in it against the load's
         [--trace 100stepsync 200stepsync] [--nodes 300 600 1000] [--restart-seeds 1]  # variations
@@ -45,9 +49,9 @@ import numpy as np
 
 from agent.economics.tariff import bundled
 from agent.model.config import SiteConfig, load_site
-from agent.model.ramp_metrics import ramp_stats
+from agent.model.ramp_metrics import SLACK, ramp_stats
 from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
-from agent.offline.replay import PcsModel, Trace, replay
+from agent.offline.replay import PcsModel, Trace, battery_spec, replay
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,6 +104,22 @@ def load_trace(
 DEFAULT_PCS = PcsModel()  # the simulator's PCS
 
 
+AT_POWER_LIMIT = 0.98  # a battery within 2 % of its power capability counts as at its limit
+
+
+def over_at_power_limit(grid_w: np.ndarray, battery_w: np.ndarray, power_w: float) -> tuple[float, float]:
+    """(share of seconds over the limit, share of seconds over it with the battery at its power limit in
+    either of the two seconds compared): those the load causes that the battery cannot follow, counted
+    apart as the issue counts them for the month at 1 s."""
+    per_s = round(1.0 / DT)
+    n = len(grid_w) // per_s
+    avg = grid_w[: n * per_s].reshape(n, per_s).mean(axis=1)
+    over = np.abs(np.diff(avg)) > LIMIT_W_PER_S * SLACK
+    peak = np.abs(battery_w[: n * per_s]).reshape(n, per_s).max(axis=1) >= AT_POWER_LIMIT * power_w
+    at_limit = over & (peak[:-1] | peak[1:])
+    return float(over.mean()) if len(over) else 0.0, float(at_limit.mean()) if len(over) else 0.0
+
+
 def ramp_share(grid_w: np.ndarray) -> tuple[float, float, float]:
     """(share of seconds whose 1 s-average grid power moved by more than the limit, p99 and max ramp W/s)."""
     r = ramp_stats(np.arange(len(grid_w)) * DT, grid_w, LIMIT_W_PER_S)
@@ -115,18 +135,25 @@ def run(
     band: tuple[float, float],
     label: str = f"{TRACE.name} x {NODES} nodes",
 ) -> dict[str, Any]:
-    """One replay of `load` (W at DT) with the agent every `cycle_s`; mode "setpoint" or "pcc"."""
+    """One replay of `load` (W at DT) with the agent every `cycle_s`; mode "setpoint" or "pcc", or
+    "fast": the agent at the site's cycle (1 s) and the fast lane every `cycle_s`."""
     if mode == "pcc":
         site = replace(site, pcs=tuple(replace(p, grid_control="pcc") for p in site.pcs))
+    agent_s = cycle_s
+    if mode == "fast":
+        site = replace(site, control=replace(site.control, fast_lane_s=cycle_s))
+        agent_s = site.cycle_s
     ts = np.asarray(START.timestamp() + np.arange(len(load)) * DT, dtype=np.float64)
     trace = Trace(ts, load, None, label)
-    every = max(1, round(cycle_s / DT))
+    every = max(1, round(agent_s / DT))
     res = replay(site, bundled("shanghai_ci_two_part"), trace, seed_profile=False, decide_every=every, pcs_model=pcs)
     share, p99, worst = ramp_share(res.grid_w)
+    _, at_limit = over_at_power_limit(res.grid_w, res.battery_w, battery_spec(site).power_w)
     return {
         "mode": mode,
         "cycle_s": cycle_s,
         "over_limit_share": share,
+        "over_limit_at_power_limit_share": at_limit,
         "p99_ramp_w_per_s": p99,
         "max_ramp_w_per_s": worst,
         "soc_min_pct": float(np.nanmin(res.soc_pct)),
@@ -174,8 +201,9 @@ def variation(
         r["soc_within_window"] = soc_window[0] <= r["soc_min_pct"] and r["soc_max_pct"] <= soc_window[1]
         out["with_battery"].append(r)
         print(
-            f"  {mode} mode, cycle {c:g} s: {100 * r['over_limit_share']:.3f} % of seconds over the limit "
-            f"(without battery {100 * share:.2f} %), p99 ramp {r['p99_ramp_w_per_s'] / 1e3:.0f} kW/s "
+            f"  {mode} mode, {'fast lane' if mode == 'fast' else 'cycle'} {c:g} s: {100 * r['over_limit_share']:.3f} %"
+            f" of seconds over the limit ({100 * r['over_limit_at_power_limit_share']:.3f} % with the battery at its"
+            f" power limit; without battery {100 * share:.2f} %), p99 ramp {r['p99_ramp_w_per_s'] / 1e3:.0f} kW/s "
             f"(without {p99 / 1e3:.0f}), {band_text(r['oscillation'])}, "
             f"SoC {r['soc_min_pct']:.1f}-{r['soc_max_pct']:.1f} %",
             file=sys.stderr,
@@ -188,6 +216,9 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=60.0)
     ap.add_argument("--cycle-s", type=float, nargs="*", default=[1.0, 0.2], help="setpoint-mode agent cycles")
     ap.add_argument("--pcc-cycle-s", type=float, nargs="*", default=[1.0], help="grid-power (PCC) mode agent cycles")
+    ap.add_argument(
+        "--fast-lane-s", type=float, nargs="*", default=[0.2], help="fast lane periods (setpoints, agent at 1 s)"
+    )
     ap.add_argument("--pcc-sample-s", type=float, default=DEFAULT_PCS.pcc_sample_s, help="PCS meter sample period")
     ap.add_argument("--pcc-gain", type=float, default=None, help="PCS local loop gain (default: critically damped)")
     ap.add_argument("--band-hz", type=float, nargs=2, default=list(DEFAULT_BAND_HZ), help="oscillation band, Hz")
@@ -201,7 +232,11 @@ def main() -> int:
     pcs = PcsModel(args.tau_s, args.pcc_sample_s, args.pcc_gain)
     site = load_site(ROOT / "agent" / "sites" / "demo.toml")
     band = (args.band_hz[0], args.band_hz[1])
-    runs = [("setpoint", c) for c in args.cycle_s] + [("pcc", c) for c in args.pcc_cycle_s]
+    runs = (
+        [("setpoint", c) for c in args.cycle_s]
+        + [("fast", c) for c in args.fast_lane_s]
+        + [("pcc", c) for c in args.pcc_cycle_s]
+    )
     variations = [
         variation(site, args.minutes, name, nodes, seed, runs, pcs, band)
         for name in args.trace

@@ -288,7 +288,7 @@ def test_a_1_s_agent_over_a_0_1_s_trace_and_pcs_in_grid_control() -> None:
     jump_fixed = np.abs(np.diff(_per_second(fixed.grid_w))).max()
     jump_pcc = np.abs(np.diff(_per_second(pcc.grid_w))).max()
     assert jump_fixed > 500e3
-    assert jump_pcc <= 200e3  # the PCS's reference moves at 150 kW/s; the step adds a small blip
+    assert jump_pcc <= 200e3  # the PCS's reference moves at 100 kW/s; the step adds a small blip
     assert pcc.grid_w[-1] == pytest.approx(3.2e6, abs=5_000.0)  # the load handed back to the grid
     assert abs(pcc.battery_w[-1]) < 5_000.0
     with pytest.raises(ValueError, match="decide_every"):

@@ -151,3 +151,44 @@ def test_ramp_headroom_is_read_and_must_not_be_negative(tmp_path: Path) -> None:
     assert load_site(write(tmp_path, MINIMAL)).control.ramp_headroom_w == 0.0
     with pytest.raises(ConfigError, match=r"\[control\].*ramp_headroom_w"):
         load_site(write(tmp_path, MINIMAL + "[control]\nramp_headroom_w = -1\n"))
+
+
+LOAD_METER = '[[meter]]\nid = "gpu"\nrole = "load"\nprofile = "rack_load_vendor"\nport = 1505\n'
+
+
+def test_fast_lane_is_off_unless_set(tmp_path: Path) -> None:
+    assert load_site(write(tmp_path, MINIMAL)).control.fast_lane_s == 0.0
+    text = MINIMAL + LOAD_METER + "[control]\nramp_limit_w_per_s = 200000\nfast_lane_s = 0.2\n"
+    site = load_site(write(tmp_path, text))
+    assert site.control.fast_lane_s == 0.2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            MINIMAL + LOAD_METER + "[control]\nramp_limit_w_per_s = 1\nfast_lane_s = 0.01\n",
+            r"\[control\].*'fast_lane_s'.*must be 0 \(off\) or at least 0.05 s, got 0.01",
+        ),
+        (
+            MINIMAL + LOAD_METER + "[control]\nramp_limit_w_per_s = 1\nfast_lane_s = 2\n",
+            r"\[control\].*'fast_lane_s'.*must be >= 0 and <= 1",
+        ),
+        (
+            MINIMAL.replace("[site]\n", "[site]\ncycle_s = 0.5\n") + LOAD_METER
+            + "[control]\nramp_limit_w_per_s = 1\nfast_lane_s = 0.5\n",
+            r"\[control\] fast_lane_s = 0.5 must be shorter than \[site\] cycle_s \(0.5 s\)",
+        ),
+        (
+            MINIMAL + LOAD_METER + "[control]\nfast_lane_s = 0.2\n",
+            r"\[control\] fast_lane_s = 0.2 but \[control\] ramp_limit_w_per_s is 0",
+        ),
+        (
+            MINIMAL + "[control]\nramp_limit_w_per_s = 1\nfast_lane_s = 0.2\n",
+            r"fast_lane_s = 0.2 needs a \[\[meter\]\] with role = \"grid\" and one with role = \"load\"",
+        ),
+    ],
+)
+def test_fast_lane_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_site(write(tmp_path, text))

@@ -87,3 +87,27 @@ def test_a_replay_of_a_coarse_trace_sets_no_ramp_bound(step_s: float) -> None:
     s = snap(5e6, battery=0.0, t_mono=1000.0 + step_s, t_wall=NOON + timedelta(seconds=step_s), seq=1)
     p, _ = decide(s, st, cfg, OP, FLAT, False)
     assert "ramp" not in [b.source for b in p.bounds]
+
+
+def test_at_a_short_cycle_the_pcs_lag_keeps_the_plan_as_the_reference() -> None:
+    # 0.2 s cycles: the PCS follows a setpoint with a ~0.1 s lag, so at the next reading it is part
+    # of the way from the setpoint before. That is no discontinuity: the reference stays the plan.
+    # (Checked against the last plan alone, 830 kW read against 960 kW planned was one, and the
+    # grid stepped to where the lag had left it: 810 kW, 127 kW less than the plan's ramp allows.)
+    def at(st: ControllerState, load: float, k: int, battery: float) -> tuple[Plan, ControllerState]:
+        s = snap(load, battery=battery, t_mono=1000.0 + 0.2 * k, t_wall=NOON + timedelta(seconds=0.2 * k), seq=k)
+        return decide(s, st, RAMP_CFG, OP, FLAT, False)
+
+    st = initial_state(RAMP_CFG)
+    _, st = at(st, 3e6, 0, 0.0)
+    p, st = at(st, 4e6, 1, 0.0)  # a 1 MW step: the meter's second holds 2 % of it; +20 kW a 0.2 s cycle
+    assert p.site_setpoint_w == pytest.approx(4e6 - (3.02e6 + 20e3))
+    p, st = at(st, 4e6, 2, 0.83e6)  # the PCS at 830 kW of the 960 kW written
+    ref = 3.04e6 + 0.02 * (3.17e6 - 3.04e6)  # the plan, moved toward the measured grid by the meter's share
+    assert p.site_setpoint_w == pytest.approx(4e6 - (ref + 20e3))  # 937.4 kW
+    assert p.decided_by == "ramp"
+    # a PCS outside where it could be on its way (reverted to 0 W) is a discontinuity: the measured grid
+    p, _ = at(st, 4e6, 3, 0.0)
+    b = next(b for b in p.bounds if b.source == "ramp")
+    assert (b.lo_w, b.hi_w) == pytest.approx((-20e3, 20e3))  # grid 4 MW +- 20 kW
+    assert p.site_setpoint_w == 0.0

@@ -184,7 +184,7 @@ async def test_killing_the_agent_takes_the_pcs_out_of_grid_control_and_to_zero_w
     cycle_s = 0.5
     revert_s = max(2.0, 5 * cycle_s)  # agent.live.loop.REVERT_FACTOR cycles
 
-    # In grid control the PCS bring the battery to the override at their ramp (150 kW/s).
+    # In grid control the PCS bring the battery to the override at their ramp (100 kW/s).
     def charging(pcs: dict[str, Pcs]) -> bool:
         return all(p.pcc_on for p in pcs.values()) and sum(p.power_w for p in pcs.values()) < -590_000.0
 

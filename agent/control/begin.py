@@ -128,6 +128,7 @@ def begin_cycle(
         pcc_off=pcc_off,
         prev_grid_w=st.ramp.grid_w,
         prev_battery_w=st.ramp.battery_w,
+        prev_from_w=st.ramp.from_w,
         iv=iv,
         tou=tou,
         slot=slot,

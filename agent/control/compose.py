@@ -15,8 +15,9 @@ controllers, which run only in mode "auto"; demand shaving, applied last, is a b
 economic target. The final setpoint is the deciding controller's target clamped into the window;
 `decided_by` names the controller whose target, or whose bound, set it. Plan.bounds holds the
 device limits and then every bound that narrowed the window this cycle, in priority order.
-A new controller (a planner, a fast ramp lane, a grid connection limit) is a new module and one
-line in `_controllers` at its priority.
+A new controller (a planner, a grid connection limit) is a new module and one line in `_safety`
+or `_controllers` at its priority. The sub-second fast lane (fast.py) is handed the window the
+safety bounds leave (Plan.fast_window), never more.
 
 Ramp support in grid-power (PCC) control: see pcc.py. Failsafe: a grid, load or PV measurement that
 is not good puts the policy in conservative mode (operator.py); untrusted clusters and PCS are
@@ -37,6 +38,7 @@ from agent.control.demand import demand
 from agent.control.derate import allowed_limits_w, derate
 from agent.control.dispatch import dispatch_fleet
 from agent.control.edges import edges
+from agent.control.fast import fast_window
 from agent.control.fleet import FleetMemo
 from agent.control.grid_limit import grid_limit
 from agent.control.limits import device_limits
@@ -86,15 +88,21 @@ REASONS = {
 }
 
 
-def _controllers(w: Window, c: Cycle) -> Window:
-    """The controllers in priority order, one line each. Direct calls rather than a loop over a
-    list of functions: the compiled build makes these native C calls, where a call through a list
-    goes through Python's calling convention, 2.6 M times a month's replay, for every controller."""
+def _safety(w: Window, c: Cycle) -> Window:
+    """The bounds on the battery itself (1b-3b) in priority order, one line each. Direct calls rather
+    than a loop over a list of functions: the compiled build makes these native C calls, where a call
+    through a list goes through Python's calling convention, 2.6 M times a month's replay, for every
+    controller. What they leave is the battery window the fast lane may move in (fast.py); the grid
+    bounds below it (4, 4b) it applies as a grid floor and ceiling to the load it reads itself."""
     w = derate(w, c)  # 1b
     w = maintenance(w, c)  # 1c
     w = outage(w, c)  # 2
     w = reserve(w, c)  # 3
-    w = edges(w, c)  # 3b energy-aware edges
+    return edges(w, c)  # 3b energy-aware edges
+
+
+def _controllers(w: Window, c: Cycle) -> Window:
+    """The controllers below those, in priority order (direct calls: see _safety)."""
     w = no_export(w, c)  # 4
     w = grid_limit(w, c)  # 4b hard grid connection limit
     w = ramp(w, c)  # 5
@@ -129,7 +137,8 @@ def decide(
     cycle, plan tracking replaces time-of-use, balancing and demand shaving.
     """
     c = begin_cycle(snap, st, cfg, op, prices, allow_export, fleet_memo, pcc_off, schedule)
-    w = _controllers(device_limits(c), c)
+    safe = _safety(device_limits(c), c)
+    w = _controllers(safe, c)
 
     final, by = w.target, w.src
     if final > w.hi:
@@ -143,6 +152,7 @@ def decide(
     if short_of_surplus and "export_unavoidable" not in alarms:
         alarms += ("export_unavoidable",)  # what the clusters can take in falls short of the PV surplus
     new_grid = net - d.achieved_w if net_ok and snap.grid_up else NAN
+    fast = fast_window(c, safe, w.mode, d.pcs_w, new_grid)
     gc = grid_control(c, new_grid)
     if gc is not None:
         new_grid = c.grid_w  # the ramp reference should the agent take the ramp back: where the grid is
@@ -160,10 +170,13 @@ def decide(
         alarms=alarms,
         grid_control=gc,
         allowed_limits_w=allowed_limits_w(c),
+        fast_window=fast,
     )
     now = snap.t_mono
     return plan, ControllerState(
-        ramp=RampState(t_mono=now if finite(now) else NAN, grid_w=new_grid, battery_w=d.achieved_w),
+        ramp=RampState(
+            t_mono=now if finite(now) else NAN, grid_w=new_grid, battery_w=d.achieved_w, from_w=c.prev_battery_w
+        ),
         interval=c.iv,
         tou=c.tou,
     )

@@ -38,6 +38,7 @@ class Cycle:
         "pcc_off",
         "plan_slot",
         "prev_battery_w",
+        "prev_from_w",
         "prev_grid_w",
         "schedule",
         "slot",
@@ -67,6 +68,7 @@ class Cycle:
         pcc_off: frozenset[str],
         prev_grid_w: float,
         prev_battery_w: float,
+        prev_from_w: float,
         iv: IntervalState,
         tou: TouState,
         slot: int,
@@ -94,6 +96,7 @@ class Cycle:
         self.pcc_off = pcc_off  # PCS configured for grid-power control but held to setpoints (latched)
         self.prev_grid_w = prev_grid_w  # grid import the previous cycle planned (ramp reference)
         self.prev_battery_w = prev_battery_w  # battery power the previous cycle planned (NaN: none)
+        self.prev_from_w = prev_from_w  # ... and the cycle before it (the PCS moves from there: NaN none)
         self.iv = iv  # the demand interval, advanced to this cycle
         self.tou = tou  # the time-of-use plan for this interval
         self.slot = slot  # the interval's slot of the day

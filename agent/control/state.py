@@ -53,11 +53,17 @@ class RampState:
     t_mono: float  # monotonic time of the previous cycle (NaN: none yet)
     grid_w: float  # grid import the previous cycle planned (ramp reference; NaN: none)
     battery_w: float  # battery power the previous cycle planned (NaN: none): checked against the meters
+    # ... and the one planned the cycle before it: the PCS moves from there to battery_w with its lag,
+    # so a measured output between the two is that lag, not a discontinuity (agent.control.ramp)
+    from_w: float
 
-    def __init__(self, *, t_mono: float = NAN, grid_w: float = NAN, battery_w: float = NAN) -> None:
+    def __init__(
+        self, *, t_mono: float = NAN, grid_w: float = NAN, battery_w: float = NAN, from_w: float = NAN
+    ) -> None:
         object.__setattr__(self, "t_mono", t_mono)
         object.__setattr__(self, "grid_w", grid_w)
         object.__setattr__(self, "battery_w", battery_w)
+        object.__setattr__(self, "from_w", from_w)
 
 
 @dataclass(frozen=True, slots=True, init=False)

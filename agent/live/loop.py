@@ -216,6 +216,11 @@ class AgentLoop:
     def stop(self) -> None:
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """stop() was called: whatever else uses the devices (the fast lane) stops sending now."""
+        return self._stop.is_set()
+
     async def close(self) -> None:
         await asyncio.gather(*(d.close() for d in self.devs.devices.values()), return_exceptions=True)
 

@@ -31,6 +31,7 @@ from agent.economics.roi import economics_config
 from agent.economics.tariff import Tariff, load_tariff
 from agent.health.sink import HealthSink, start_health
 from agent.live.audit import AuditLog
+from agent.live.fast_lane import FastLane, start_fast_lane
 from agent.live.hub import CycleRecord, Hub
 from agent.live.loop import AgentLoop
 from agent.live.plan_config import PlannerConfig, parse_planner
@@ -180,6 +181,7 @@ class Runtime:
         self._stopping = False
         self._reloading: asyncio.Task[None] | None = None
         self._reload_again = False
+        self.fast_lane: tuple[FastLane, asyncio.Task[None]] | None = None  # [control] fast_lane_s
 
     def _start_planning(self, cfg: PlannerConfig) -> LivePlanning | None:
         """Predictive dispatch when [planner] enables it (the solver is loaded only then); the
@@ -278,6 +280,7 @@ class Runtime:
             self.loop.load_source = rack
         self.telemetry = start_telemetry(self.site, self.hub, self.state_dir, racks=rack.per_rack if rack else None)
         self.health = start_health(self.site, self.hub, self.state_dir)
+        self.fast_lane = start_fast_lane(self.loop)
         if self.api_cfg.port:
             # The API runs in its own process (its own GIL): serving requests and SSE streams
             # never takes the interpreter from the control loop; the bridge feeds it per cycle.
@@ -331,6 +334,10 @@ class Runtime:
             self._audit_watch.cancel()
         if self._reloading is not None:  # its thread finishes its read; the result is not applied
             self._reloading.cancel()
+        if self.fast_lane is not None:  # it stops with the loop (loop.stopping); wait for its last tick
+            lane, task = self.fast_lane
+            lane.stop()
+            await asyncio.gather(task, return_exceptions=True)
         # Each part is closed even if one before it fails: a failed API stop must not leave
         # telemetry unflushed or the ledger open.
         failed: list[str] = []

@@ -68,6 +68,8 @@ class ControlConfig:
     discharge_efficiency: float = 0.96  # one way, stored->AC
     degradation_cost_per_kwh: float = 0.0  # currency per kWh discharged
     soc_target_pct: float = 50.0  # where idle/balancing returns the battery
+    # the sub-second fast lane's period (s) for PCS on setpoints (agent.live.fast_lane); 0 = off
+    fast_lane_s: float = 0.0
     # Not a site-file key: True only in an offline replay of a trace sampled at the agent's cycle,
     # where the load changes exactly when the agent reads it (agent.control.ramp_reference)
     load_changes_at_readings: bool = False
@@ -198,13 +200,34 @@ def _control(t: Table) -> ControlConfig:
         discharge_efficiency=t.number("discharge_efficiency", 0.96, lo=0.5, hi=1.0),
         degradation_cost_per_kwh=t.number("degradation_cost_per_kwh", 0.0, lo=0),
         soc_target_pct=t.number("soc_target_pct", 50.0, lo=0, hi=100),
+        fast_lane_s=t.number("fast_lane_s", 0.0, lo=0, hi=1.0),
     )
     t.done()
+    if 0.0 < c.fast_lane_s < FAST_LANE_MIN_S:
+        t.fail("fast_lane_s", f"must be 0 (off) or at least {FAST_LANE_MIN_S:g} s, got {c.fast_lane_s:g}")
     if c.soc_min_pct >= c.soc_max_pct:
         t.fail("soc_min_pct", f"must be below soc_max_pct ({c.soc_max_pct:g}), got {c.soc_min_pct:g}")
     if not c.soc_min_pct <= c.soc_target_pct <= c.soc_max_pct:
         t.fail("soc_target_pct", f"must lie within [soc_min_pct, soc_max_pct], got {c.soc_target_pct:g}")
     return c
+
+
+FAST_LANE_MIN_S = 0.05  # below this the Modbus round trips to the meters and PCS fill the tick
+
+
+def _check_fast_lane(path: Path, control: ControlConfig, cycle_s: float, meters: tuple[DeviceConfig, ...]) -> None:
+    """The fast lane needs something to do (a ramp limit), a period shorter than the cycle, and the
+    meters it reads: the grid meter and a load meter (it reads nothing else)."""
+    key = f"{path}: [control] fast_lane_s = {control.fast_lane_s:g}"
+    if control.fast_lane_s >= cycle_s:
+        raise ConfigError(f"{key} must be shorter than [site] cycle_s ({cycle_s:g} s)")
+    if control.ramp_limit_w_per_s <= 0:
+        raise ConfigError(f"{key} but [control] ramp_limit_w_per_s is 0: the fast lane holds the grid ramp")
+    roles = {m.role for m in meters}
+    if "grid" not in roles or not roles & {"load", "rack"}:
+        raise ConfigError(
+            f'{key} needs a [[meter]] with role = "grid" and one with role = "load" (or "rack") to read'
+        )
 
 
 def check_demand_interval(path: Path | str, interval_s: float, billed_s: float, tariff: Path | str) -> None:
@@ -291,6 +314,8 @@ def parse_site(data: dict[str, Any], path: Path) -> SiteConfig:
             f'{path}: [[pcs]] {pcc[0]!r} key \'grid_control\' is "pcc" but [control] ramp_limit_w_per_s is 0:'
             " grid-power control exists to hold the grid ramp; set the limit (W/s) or use \"setpoint\""
         )
+    if control.fast_lane_s > 0.0:
+        _check_fast_lane(path, control, cycle_s, meters)
     return SiteConfig(
         path=path,
         id=site_id,

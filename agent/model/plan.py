@@ -65,6 +65,63 @@ class GridControl:
 
 
 @dataclass(frozen=True, slots=True, init=False)
+class FastPcs:
+    """One PCS in the fast lane's window: the setpoints the 1 s policy allows it, and its own."""
+
+    min_w: float  # most charge (<= 0) and most discharge (>= 0) it may be given: device limits,
+    max_w: float  # derate and the reserve window for this PCS, as the 1 s dispatch used them
+    setpoint_w: float  # what the 1 s plan wrote
+
+    def __init__(self, min_w: float, max_w: float, setpoint_w: float) -> None:
+        object.__setattr__(self, "min_w", min_w)
+        object.__setattr__(self, "max_w", max_w)
+        object.__setattr__(self, "setpoint_w", setpoint_w)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class FastWindow:
+    """What the 1 s policy grants the sub-second fast lane (agent.control.fast) until its next cycle.
+
+    The fast lane moves the PCS setpoints only inside this: the site battery within [lo_w, hi_w]
+    (the bounds on the battery, controllers 1-3b), each PCS within its own window, the grid between
+    grid_min_w and grid_max_w (controllers 4 and 4b) at the load it reads, toward target_grid_w at
+    ramp_w_per_s.
+    """
+
+    t_mono: float  # the plan's snapshot time: the window is stale some cycles after it
+    target_grid_w: float  # grid import the 1 s plan aims at (net load - its battery power)
+    ramp_w_per_s: float  # the fastest the fast lane moves the grid
+    grid_min_w: float  # grid floor (0 W when the site may not export)
+    grid_max_w: float  # grid ceiling (the connection limit; inf: none)
+    pv_w: float  # PV the 1 s cycle read (the fast lane reads only the load and grid meters)
+    lo_w: float  # site battery window of the bounds on the battery (1-3b)
+    hi_w: float
+    pcs: dict[str, FastPcs]  # the PCS the fast lane may write (trusted, on setpoints)
+
+    def __init__(
+        self,
+        t_mono: float,
+        target_grid_w: float,
+        ramp_w_per_s: float,
+        grid_min_w: float,
+        grid_max_w: float,
+        pv_w: float,
+        lo_w: float,
+        hi_w: float,
+        pcs: dict[str, FastPcs],
+    ) -> None:
+        object.__setattr__(self, "t_mono", t_mono)
+        object.__setattr__(self, "target_grid_w", target_grid_w)
+        object.__setattr__(self, "ramp_w_per_s", ramp_w_per_s)
+        object.__setattr__(self, "grid_min_w", grid_min_w)
+        object.__setattr__(self, "grid_max_w", grid_max_w)
+        object.__setattr__(self, "pv_w", pv_w)
+        object.__setattr__(self, "lo_w", lo_w)
+        object.__setattr__(self, "hi_w", hi_w)
+        object.__setattr__(self, "pcs", pcs)
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class Plan:
     seq: int  # the snapshot's sequence number
     mode: str  # "auto", "conservative", "outage", "manual", "idle"
@@ -85,6 +142,9 @@ class Plan:
     # snapshot's max_charge_w / max_discharge_w): (max charge W, max discharge W), magnitudes, for
     # every trusted cluster behind a PCS the operator derated. None: the agent allows the BMS limits.
     allowed_limits_w: dict[str, tuple[float, float]] | None
+    # What the fast lane may do until the next cycle ([control] fast_lane_s): None when it must not
+    # write (off, or a mode other than auto: failsafe, outage, operator; PCC control; grid down).
+    fast_window: FastWindow | None
 
     def __init__(
         self,
@@ -101,6 +161,7 @@ class Plan:
         alarms: tuple[str, ...] = (),
         grid_control: GridControl | None = None,
         allowed_limits_w: dict[str, tuple[float, float]] | None = None,
+        fast_window: FastWindow | None = None,
     ) -> None:
         object.__setattr__(self, "seq", seq)
         object.__setattr__(self, "mode", mode)
@@ -115,8 +176,9 @@ class Plan:
         object.__setattr__(self, "alarms", alarms)
         object.__setattr__(self, "grid_control", grid_control)
         object.__setattr__(self, "allowed_limits_w", allowed_limits_w)
+        object.__setattr__(self, "fast_window", fast_window)
 
 
 # the plan goes to the API process every cycle (agent/model/pickling.py)
-for _cls in (Bound, PccLimits, GridControl, Plan):
+for _cls in (Bound, PccLimits, GridControl, FastPcs, FastWindow, Plan):
     fast_pickle(_cls)

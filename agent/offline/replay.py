@@ -36,6 +36,7 @@ import numpy as np
 
 from agent.control import Prices, decide, initial_state, reserve_floor_pct
 from agent.control.commands import pcc_command
+from agent.control.fast import FAST0, fast_step, max_age_s
 from agent.control.fleet import FleetMemo
 from agent.control.planner import ALARM as PLAN_ALARM
 from agent.control.planner import PlanBattery
@@ -49,7 +50,7 @@ from agent.model.build import cluster_record, pcs_record
 from agent.model.config import SiteConfig
 from agent.model.interval import interval_starts
 from agent.model.operator import OperatorState
-from agent.model.plan import Plan
+from agent.model.plan import FastWindow, Plan
 from agent.model.snapshot import ClusterSnapshot, Measured, SiteSnapshot
 from agent.model.soc import site_soc
 from agent.offline.connection import smallest_connection_w
@@ -324,6 +325,13 @@ def replay(
         pcs_record(p.id, p.clusters, p.rated_w, STATE_ONLINE, grid_control=p.grid_control == "pcc") for p in site.pcs
     )
     pcc_ids = [p.id for p in pcs if p.grid_control]
+    # the fast lane ([control] fast_lane_s): every `fast_every` steps and right after each cycle,
+    # agent.control.fast on the meters (load, and the grid as the last step left it) and the window
+    # the last plan granted
+    fast_every = decide_every_for(cfg.fast_lane_s, step) if cfg.fast_lane_s > 0.0 and decide_every > 1 else 0
+    fast_age = max_age_s(step * decide_every)
+    fst = FAST0
+    fwin: FastWindow | None = None
     grid_out = [0.0] * n
     bat_out = [0.0] * n
     soc_out = [math.nan] * n
@@ -381,9 +389,17 @@ def replay(
                 if pcc_ids:
                     write_grid_control(plant, plan, pcc_ids)
                 setpoints: Mapping[str, float] | None = plan.pcs_setpoints_w
+                fwin = plan.fast_window
+                if fast_every:  # the live lane ticks as soon as it is handed a new window (a few ms
+                    # after the 1 s loop's write, shorter than a step here): its setpoints replace it
+                    fast_sp, fst = fast_step(fwin, fst, t, ld - p - bat, ld, fast_age)
+                    if fast_sp is not None:
+                        setpoints = fast_sp
                 by[plan.decided_by] += 1
                 if plan.alarms:
                     alarm_count.update(plan.alarms)
+            elif fast_every and k % fast_every == 0:
+                setpoints, fst = fast_step(fwin, fst, t, ld - p - bat, ld, fast_age)
             else:
                 setpoints = None  # written once per cycle; the PCS hold it in between
             bat = plant_step(setpoints, dt, None, ld - p) if pcc_ids else plant_step(setpoints, dt)

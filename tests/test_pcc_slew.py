@@ -1,0 +1,41 @@
+"""PCS in grid-power (PCC) control, replayed at 0.1 s: a load slew that comes while the PCS are
+already moving the grid the same way at their ramp stays within the limit.
+
+The PCS's local loop tracks the load's slope with its lag, which adds 60-75 kW/s to the second's
+change on top of the reference's own ramp (agent.control.ramp.PCC_RAMP_FRACTION): at 0.75 x the
+limit these seconds went over it (209-224 kW/s), at 0.5 x they stay under it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from agent.economics.tariff import bundled
+from agent.model.config import load_site
+from agent.model.ramp_metrics import ramp_stats
+from agent.offline.replay import Trace, replay
+from tests.fakes import DEMO_SITE
+from tests.test_control_support import TZ
+
+LIMIT_W_PER_S = 200_000.0  # demo.toml
+
+
+@pytest.mark.parametrize(
+    ("slew_at_s", "rate_w_per_s"),
+    [(22.0, 1.2e6), (23.0, 1.2e6), (24.0, 1.5e6), (22.5, 1.9e6), (23.3, 1.9e6)],
+)
+def test_a_slew_during_the_pccs_own_ramp_stays_within_the_limit(slew_at_s: float, rate_w_per_s: float) -> None:
+    site = load_site(DEMO_SITE)
+    site = replace(site, pcs=tuple(replace(p, grid_control="pcc") for p in site.pcs))
+    t = np.arange(0.0, 60.0, 0.1)
+    # a 1 MW rise at 20 s (the PCS take it and hand it back to the grid at their ramp), then, while
+    # the grid still climbs, the load slews up by another 1.8 MW
+    load = np.where(t < 20.0, 1e6, 2e6) + np.clip((t - slew_at_s) * rate_w_per_s, 0.0, 1.8e6)
+    ts = datetime(2026, 7, 15, 12, tzinfo=TZ).timestamp() + t  # a flat-price hour
+    res = replay(site, bundled("shanghai_ci_two_part"), Trace(ts, load), seed_profile=False, decide_every=10)
+    r = ramp_stats(t, res.grid_w, LIMIT_W_PER_S)
+    assert r.over_limit_n == 0, f"largest 1 s ramp {r.max_w_per_s:.0f} W/s"
+    assert r.max_w_per_s > 0.5 * LIMIT_W_PER_S  # the grid did move: the PCS hand the load back
