@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from agent.health.assess import MIN_PEERS, PLAN_MAX_DAYS, assess
+from agent.health.assess import MIN_PEERS, PLAN_AIM_DAYS, PLAN_SURE_DAYS, assess
 from agent.health.indicators import DailyIndicators
 
 
@@ -58,24 +58,27 @@ def test_a_group_shrinking_below_min_peers_gives_no_peer_verdict() -> None:
 
 
 def test_a_fleet_ageing_alike_gets_end_of_life_plans_not_peer_alarms() -> None:
-    # every cluster fades the same 0.1 %/day: on day 149 at 85.1 %, 51 days from 80 %
-    days = 150
+    # every cluster fades the same 0.1 %/day: 80 % on day 200
     rng = np.random.default_rng(3)
-    h = {f"c{i}": [row(f"c{i}", d, 100.0 - 0.1 * d + rng.normal(0, 0.3)) for d in range(days)] for i in range(1, 7)}
-    recs = assess(h)
-    assert {r.cluster_id for r in recs} == {f"c{i}" for i in range(1, 7)}
-    for r in recs:
-        assert (r.indicator, r.basis, r.proposal["kind"]) == ("capacity_pct", "forecast", "derate")
-        assert r.days_early <= 51.0 <= r.days_late <= PLAN_MAX_DAYS
-        assert "end of life (80 %)" in r.text
-    # forty days earlier (91 days left) the late end is beyond the horizon: nothing yet
-    assert assess({c: rows[:110] for c, rows in h.items()}) == []
+    h = {f"c{i}": [row(f"c{i}", d, 100.0 - 0.1 * d + rng.normal(0, 0.3)) for d in range(170)] for i in range(1, 7)}
+    first: dict[str, int] = {}
+    for end in range(100, 171):  # day by day, as the tracker sees it
+        for r in assess({c: rows[:end] for c, rows in h.items()}):
+            assert (r.indicator, r.basis, r.proposal["kind"]) == ("capacity_pct", "forecast", "derate")
+            assert "end of life (80 %)" in r.text
+            if r.cluster_id not in first:
+                first[r.cluster_id] = end - 1
+                # a sure forecast (late end <= 70 days) is acted on at the middle of the window
+                assert r.days_to_limit <= PLAN_AIM_DAYS and r.days_late <= PLAN_SURE_DAYS
+                assert r.days_early <= 200 - first[r.cluster_id] <= r.days_late
+    # 49-67 days before the end: inside the owner's 30-100 day window, none before day 133
+    assert first == {"c2": 133, "c3": 140, "c4": 141, "c1": 146, "c6": 147, "c5": 151}
 
 
 def test_resistance_knee_is_named_on_the_capacity_plan() -> None:
-    # capacity fades alike everywhere (51 days left); c2's resistance bends up (a knee), c1's not
+    # capacity fades alike everywhere (41 days left); c2's resistance bends up (a knee), c1's not
     rng = np.random.default_rng(4)
-    days = np.arange(150)
+    days = np.arange(160)
     h: dict[str, list[DailyIndicators]] = {}
     for i in range(1, 5):
         bend = 0.004 * np.maximum(0, days - 60) ** 2 if i == 2 else 0.0 * days

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from agent.cli import main
+from agent.cli.health_replay import clusters_for, read_records
 from agent.health.replay import AgingRecord, ReplayConfig, map_records, replay
 from agent.health.score import score, true_eol
 
@@ -75,8 +76,36 @@ def test_knee_fleet_is_recommended_in_order_and_in_time() -> None:
     assert sc.misses == () and sc.false_alarms == ()
     assert sc.first_flagged_first
     assert sc.spearman == pytest.approx(1.0)
-    for c in sc.clusters:
-        assert c.basis == "forecast" and c.lead is not None and 30 <= c.lead <= 100
+    # the first to bend is told by its peers (still flat), the rest by the end-of-life forecast
+    assert [(c.basis, c.lead) for c in sc.clusters] == [
+        ("peers", 52),
+        ("forecast", 42),
+        ("forecast", 43),
+        ("forecast", 41),
+        ("forecast", 39),
+        ("forecast", 42),
+    ]
+
+
+TJU = Path("/work/shared/data/tju-nca-45c-capacity.csv")  # 28 NCA cells at 45 degC (Zhu et al. 2022)
+
+
+@pytest.mark.parametrize(
+    ("record", "seed", "lead"),
+    [
+        # recommended 115, 102, 113 and 113 cycles early when the central figure alone decided:
+        # a fast few weeks read as a knee, then the fade slowed
+        (1, 1, 46),  # #2
+        (21, 2, 60),  # #22
+        (26, 4, 42),  # #27
+        (20, 5, 46),  # #21
+    ],
+)
+def test_a_fast_few_weeks_on_real_cells_is_not_recommended_100_cycles_early(record: int, seed: int, lead: int) -> None:
+    records = read_records(TJU)
+    series = map_records(records, clusters_for(len(records), None), ReplayConfig(seed=seed))[record : record + 1]
+    (c,) = score(series, replay(series)).clusters
+    assert (c.basis, c.lead) == ("forecast", lead)
 
 
 def _csv(tmp_path: Path, text: str) -> Path:

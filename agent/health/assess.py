@@ -13,10 +13,17 @@ derating, or isolation (the existing `maintenance` command) when the limit is cl
 
 Wear indicators with an end-of-life limit (capacity, SoH, resistance) also get a forecast
 (agent/health/forecast.py) that sees knees and gives an interval (said in the text). A
-replacement is recommended when the central figure reaches the middle of the owner's window:
-no later than the replacement's lead time `PLAN_MIN_DAYS`, no earlier than `PLAN_MAX_DAYS`
-(beyond which good cells are scrapped). This needs no peer: a fleet that ages together
-reaches its end together.
+replacement is recommended inside the owner's window (no later than the replacement's lead
+time `PLAN_MIN_DAYS`, no earlier than `PLAN_MAX_DAYS`, beyond which good cells are scrapped)
+when the central figure has reached the middle of the window and either the forecast is sure
+(the interval's late end is within `PLAN_SURE_DAYS`, well inside the window) or it is the last
+responsible moment (the interval's early end, the soonest the end can plausibly come, is within
+`PLAN_EARLY_DAYS`, a little more than the lead time). The central figure alone is not enough:
+a real cell's fade pace wanders by a factor of two over weeks, so a central figure inside the
+window on a fast week was, on the 28-cell set, followed by a slower fade and a recommendation
+up to 199 cycles early; an unsure forecast waits until the soonest plausible end nears the
+lead time, which keeps the order in time without buying on one fast week. This needs no peer:
+a fleet that ages together reaches its end together.
 
 Peer comparison is robust to what real fleets do. Outlier days: slopes are Theil-Sen (a
 median of pairwise slopes, unmoved by up to ~29 % bad days), levels a 3-day median, fleet
@@ -105,6 +112,16 @@ PLAN_MIN_DAYS = 30.0  # the replacement's lead time (order, deliver, fit)
 # still lands in it. (Deciding on the interval's late end instead was measured on the 28-cell
 # set: with the curvature bound in the late end, 1-5 cells per noise seed came under 30 days.)
 PLAN_AIM_DAYS = (PLAN_MIN_DAYS + PLAN_MAX_DAYS) / 2.0
+# ... and wait until the interval's early end is this close: later and a knee sharper than the
+# fit leaves less than the lead time; sooner and a fade that slows makes it premature. Measured
+# on the 28-cell set over 20 noise seeds (bench/health_bench.py --real): 36-41 days all give 0
+# misses and 0 recommendations > 100 days early (35: one lead of 18 days; 42: one of 102);
+# 38 is the middle of that range (see BENCHMARKS.md, issue 17).
+PLAN_EARLY_DAYS = PLAN_MIN_DAYS + 8.0
+# A forecast sure enough to act on at once: its late end a lead time inside the window's far
+# end (on the same 20 seeds, 60-80 changes nothing there; 90 gives four > 100 days early). It
+# lets a clean knee be planned at the middle of the window rather than at its near end.
+PLAN_SURE_DAYS = PLAN_MAX_DAYS - PLAN_MIN_DAYS
 FORECAST_ROWS = FIT_DAYS + HAMPEL_HALF  # rows a forecast looks at (peer trends need fewer)
 EOL_INDICATORS = ("capacity_pct", "soh_pct", "resistance_mohm")  # wear with an end-of-life limit
 
@@ -223,9 +240,15 @@ def _forecasts(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRu
     return out
 
 
+def replacement_due(f: EolForecast, early_days: float = PLAN_EARLY_DAYS) -> bool:
+    """The central end-of-life figure has reached the middle of the owner's window and the
+    forecast is sure (late end within PLAN_SURE_DAYS) or the soonest plausible end of life is
+    within `early_days`. One day's verdict: `assess` wants it on CONFIRM_DAYS days running."""
+    return f.mid_days <= PLAN_AIM_DAYS and (f.late_days <= PLAN_SURE_DAYS or f.early_days <= early_days)
+
+
 def _due(fcs: Mapping[str, EolForecast]) -> set[str]:
-    """Clusters whose central end-of-life figure has reached the middle of the owner's window."""
-    return {cid for cid, f in fcs.items() if f.mid_days <= PLAN_AIM_DAYS}
+    return {cid for cid, f in fcs.items() if replacement_due(f)}
 
 
 def assess(
