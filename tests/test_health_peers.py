@@ -4,8 +4,10 @@ clusters are replaced or their records stop; end-of-life recommendations from th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
+import pytest
 
 from agent.health.assess import MIN_PEERS, PLAN_AIM_DAYS, PLAN_SURE_DAYS, assess
 from agent.health.indicators import DailyIndicators
@@ -89,3 +91,53 @@ def test_resistance_knee_is_named_on_the_capacity_plan() -> None:
     assert set(texts) == {"c1", "c2", "c3", "c4"}
     assert "resistance accelerating (knee onset)" in texts["c2"]
     assert "resistance accelerating" not in texts["c1"]
+
+
+def _resistance_fleet(c3_extra: Callable[[int], float], days: int = 75) -> dict[str, list[DailyIndicators]]:
+    """Six clusters at 90 mOhm with 0.7 % estimator scatter; c3 gets `c3_extra(day)` mOhm on top."""
+    rng = np.random.default_rng(5)
+    return {
+        f"c{i}": [
+            row(
+                f"c{i}",
+                d,
+                99.0 + rng.normal(0, 0.3),
+                90.0 * (1 + rng.normal(0, 0.007)) + (c3_extra(d) if i == 3 else 0.0),
+            )
+            for d in range(days)
+        ]
+        for i in range(1, 7)
+    }
+
+
+def _first_peer_alarm(h: dict[str, list[DailyIndicators]]) -> dict[tuple[str, str], int]:
+    first: dict[tuple[str, str], int] = {}
+    for end in range(30, len(h["c1"]) + 1):  # day by day from the day before anything happens
+        for r in assess({c: rows[:end] for c, rows in h.items()}):
+            if r.basis == "peers":
+                first.setdefault((r.cluster_id, r.indicator), end - 1)
+    return first
+
+
+@pytest.mark.parametrize(
+    ("c3_extra", "first"),
+    [
+        # a step of +25 mOhm on day 30 that returns on day 60 (a contact, a recalibration): not
+        # drift (peer drift on day 35 before steps were told apart)
+        (lambda d: 25.0 if 30 <= d < 60 else 0.0, {}),
+        (lambda d: 25.0 if d >= 30 else 0.0, {}),  # ... or that stays: a new level, no trend
+        # a monotone drift from day 30 is drift: 1.5 and 0.9 mOhm/day (the simulator's resistance
+        # faults: 1-3 % of 90 mOhm a day) are told on day 37 and 41, as before steps were told apart
+        (lambda d: 1.5 * max(0, d - 30), {("c3", "resistance_mohm"): 37}),
+        (lambda d: 0.9 * max(0, d - 30), {("c3", "resistance_mohm"): 41}),
+        # so is one that accelerates (most of the window's rise in its last days): day 46, as before
+        (lambda d: 0.04 * max(0, d - 30) ** 2, {("c3", "resistance_mohm"): 46}),
+        # a step that goes on rising is a fault: told once the rise after it shows (day 42; day 34
+        # before, on the step itself)
+        (lambda d: 15.0 + 1.5 * (d - 30) if d >= 30 else 0.0, {("c3", "resistance_mohm"): 42}),
+    ],
+)
+def test_drift_is_a_trend_that_lasts_not_a_step(
+    c3_extra: Callable[[int], float], first: dict[tuple[str, str], int]
+) -> None:
+    assert _first_peer_alarm(_resistance_fleet(c3_extra)) == first

@@ -177,6 +177,19 @@ def test_cli_prints_the_scores_and_writes_the_report(tmp_path: Path, capsys: pyt
     assert (out_dir / "health-replay-eol.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_end_of_life_is_where_the_cell_stays_past_the_limit_not_an_excursion() -> None:
+    # resistance 1.8x its start (162 mOhm, over 150) on cycles 20-39, then back; capacity under
+    # 80 % for cycles 50-54, back over it for 55-59, and under it from cycle 60 to the end
+    cyc = tuple(float(c) for c in range(100))
+    res = tuple(0.18 if 20 <= c < 40 else 0.1 for c in range(100))
+    cap = tuple(2.5 if 50 <= c < 55 or c >= 60 else 3.3 for c in range(100))
+    quiet = ReplayConfig(capacity_noise_pct=0.0, resistance_noise_pct=0.0)
+    (s,) = map_records([AgingRecord("x", cyc, cap, res)], [("c01", 1.0)], quiet)
+    assert true_eol(s) == 60
+    (gone,) = map_records([AgingRecord("y", cyc[:30], cap[:30], res[:30])], [("c01", 1.0)], quiet)
+    assert true_eol(gone) == 20  # a record that stops past the limit: it stayed there as far as anyone knows
+
+
 def test_censored_records_are_listed_not_scored() -> None:
     recs = synthetic(5)
     short = AgingRecord("short", recs[4].cycle[:100], recs[4].capacity[:100], recs[4].resistance[:100])

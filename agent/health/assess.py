@@ -30,7 +30,9 @@ median of pairwise slopes, unmoved by up to ~29 % bad days), levels a 3-day medi
 figures median and MAD, and a verdict must hold CONFIRM_DAYS days running. (A Hampel filter on
 the 14-day window was tried: at the window's end it takes the first days of a fast fault for
 outliers; the cooling fault's lead on bench/health_bench.py seed 1 fell from 17 to 14 days. The
-end-of-life forecast, on 100-day windows, does filter.) Shrinking groups: a cluster whose record
+end-of-life forecast, on 100-day windows, does filter.) Steps: a wear estimate whose level
+jumps and then holds (a recalibration, a capacity test, a contact) is not drifting, however far
+from its peers it lands (`is_step`, for the rules that say so). Shrinking groups: a cluster whose record
 stopped (replaced, removed, data lost) leaves the peer group instead of pinning the median to
 its last, stale value, or being recommended for ever on it.
 """
@@ -60,6 +62,12 @@ class IndicatorRule:
     action: str  # what to propose
     derate_pct: float | None  # proposed power limit (% of rating) while the cause is found; None: no derating
     isolate: bool  # propose isolation when the limit is near (a safety matter, not just wear)
+    # A step in the level is no drift (see STEP_SHARE): true for the estimated wear figures,
+    # which jump with recalibrations, capacity tests and contacts; false where a jump is itself
+    # the fault (a cooling loop heats in bursts: on tests/test_health_detect.py's fleet, telling
+    # its jumps apart cut the cooling fault's lead from 10 days to 2), where a link goes bad at
+    # once, and for the BMS's SoH register, whose whole-percent resolution makes a fade a staircase
+    steps_not_drift: bool = False
 
 
 # Limits are the cluster datasheet's (see simulators/aging.py for the simulated BMS's): imbalance
@@ -72,11 +80,11 @@ RULES: tuple[IndicatorRule, ...] = (
     ),
     IndicatorRule(
         "resistance_mohm", "internal resistance", "mΩ", +1, 150.0, 0.3, 8.0,
-        "inspect busbar and module connections", 70.0, True,
+        "inspect busbar and module connections", 70.0, True, True,
     ),
     IndicatorRule(
         "capacity_pct", "capacity (counted)", "%", -1, 80.0, 0.1, 2.5,
-        "plan a capacity test and module replacement", 80.0, False,
+        "plan a capacity test and module replacement", 80.0, False, True,
     ),
     IndicatorRule(
         "soh_pct", "SoH (BMS)", "%", -1, 80.0, 0.1, 2.5,
@@ -100,6 +108,16 @@ MAD_K = 4.0  # robust z-score a cluster must exceed against its peers (value and
 MIN_DAYS = 5  # days of history before any verdict
 MIN_PEERS = 3  # fewer comparable clusters: no peer verdict
 CONFIRM_DAYS = 2  # consecutive days a verdict must hold
+# Drift is a trend, not a step. A step in a cluster's level (a recalibrated sensor, a contact
+# that loosened once, a BMS firmware update) tilts the 14-day Theil-Sen slope for as long as it
+# sits inside the window. So a window whose wrong-way rise is mostly one jump (the largest
+# change between the 3-day medians before and after any day is over STEP_SHARE of the rise from
+# its first three days to its last three) is no trend. A steady drift's largest such change is
+# about 3/11 of its rise. (Asking the trend to hold 7 days running and over the last week alone
+# was measured first: it cost the simulator's cooling fault 22 of its 28 days of lead.)
+STEP_SHARE = 0.6
+STEP_SPAN = 3  # days in each median either side of a candidate jump
+STEP_AFTER = 5  # days after a jump before its level can be told flat (a step) or rising (a fault)
 ISOLATE_DAYS = 3.0  # propose isolation when the limit is this close (or crossed)
 WINDOW_DAYS = 14  # trailing window for trends
 RECENT_DAYS = 7  # shorter window used, when steeper, for the days-to-limit estimate
@@ -161,6 +179,26 @@ def theil_sen(days: np.ndarray, values: np.ndarray) -> float:
     return float(np.median((y[j] - y[i])[keep] / dx[keep]))
 
 
+def is_step(v: np.ndarray) -> bool:
+    """Whether the rise of `v` (oldest first, rising is bad) is a step: one day's jump (between
+    the STEP_SPAN-day medians before and after it) holds over STEP_SHARE of the rise from the
+    first STEP_SPAN days to the last, and the level after the jump, seen STEP_AFTER days or more,
+    has not gone on rising (by less than 1 - STEP_SHARE of the rise). A fault that accelerates
+    keeps rising after any jump; a jump too recent to tell, no rise, or too few days: False."""
+    n, k = len(v), STEP_SPAN
+    if n < k + STEP_AFTER:
+        return False
+    rise = float(np.median(v[-k:]) - np.median(v[:k]))
+    if rise <= 0:
+        return False
+    tail = float(np.median(v[-k:]))
+    for i in range(k, n - STEP_AFTER + 1):
+        after = float(np.median(v[i : i + k]))
+        if after - float(np.median(v[i - k : i])) > STEP_SHARE * rise and tail - after < (1 - STEP_SHARE) * rise:
+            return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class _Flag:
     value: float
@@ -196,6 +234,7 @@ def _flags(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule) 
     slopes: dict[str, float] = {}
     recent_slopes: dict[str, float] = {}
     latest: dict[str, float] = {}
+    steps: dict[str, bool] = {}
     for cid, rows in peers.items():
         if len(rows) < MIN_DAYS:
             continue
@@ -208,6 +247,7 @@ def _flags(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule) 
             slopes[cid] = s
             recent_slopes[cid] = theil_sen(d[-RECENT_DAYS:], v[-RECENT_DAYS:])
             latest[cid] = float(np.median(recent))  # a 3-day median: one odd day does not move it
+            steps[cid] = rule.steps_not_drift and is_step(rule.worse * v[np.isfinite(v)])
     if len(latest) < MIN_PEERS:
         return {}
     vals = np.array(list(latest.values()))
@@ -222,6 +262,7 @@ def _flags(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule) 
         bad_slope = rule.worse * s
         gap = rule.worse * (v_now - med)
         moving = bad_slope >= rule.min_slope and bad_slope > rule.worse * fleet_slope + MAD_K * slope_mad
+        moving = moving and not steps[cid]
         apart = gap >= rule.min_gap and gap > MAD_K * mad
         if moving and apart:
             out[cid] = _Flag(v_now, med, s, fleet_slope, recent_slopes[cid])
