@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from agent.health.assess import MIN_PEERS, PLAN_AIM_DAYS, PLAN_SURE_DAYS, assess
+from agent.health.assess import MIN_PEERS, PLAN_AIM_DAYS, PLAN_SURE_DAYS, assess, is_step
 from agent.health.indicators import DailyIndicators
 
 
@@ -132,12 +132,28 @@ def _first_peer_alarm(h: dict[str, list[DailyIndicators]]) -> dict[tuple[str, st
         (lambda d: 0.9 * max(0, d - 30), {("c3", "resistance_mohm"): 41}),
         # so is one that accelerates (most of the window's rise in its last days): day 46, as before
         (lambda d: 0.04 * max(0, d - 30) ** 2, {("c3", "resistance_mohm"): 46}),
-        # a step that goes on rising is a fault: told once the rise after it shows (day 42; day 34
+        # a step that goes on rising is a fault: told once the rise after it shows (day 40; day 34
         # before, on the step itself)
-        (lambda d: 15.0 + 1.5 * (d - 30) if d >= 30 else 0.0, {("c3", "resistance_mohm"): 42}),
+        (lambda d: 15.0 + 1.5 * (d - 30) if d >= 30 else 0.0, {("c3", "resistance_mohm"): 40}),
     ],
 )
 def test_drift_is_a_trend_that_lasts_not_a_step(
     c3_extra: Callable[[int], float], first: dict[tuple[str, str], int]
 ) -> None:
     assert _first_peer_alarm(_resistance_fleet(c3_extra)) == first
+
+
+@pytest.mark.parametrize(
+    ("values", "step"),
+    [
+        ([0, 0, 0, 0, 0, 10, 10, 10, 10, 10, 10], True),  # a jump, then a level: 6 days after it
+        ([0, 0, 0, 0, 0, 0, 0, 0, 10, 10, 10], False),  # 3 days after it: too soon to tell
+        ([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], False),  # steady
+        ([0, 0, 0, 0, 0, 2, 4, 6, 8, 10, 12], False),  # a drift that starts: it goes on rising
+        ([0, 0, 0, 0, 0, 8, 9, 10, 10, 11, 11], True),  # a jump, then a little more: mostly the jump
+        ([10, 10, 10, 10, 10, 0, 0, 0, 0, 0, 0], False),  # the good way: no rise at all
+        ([0, 0, 10, 10, 10], False),  # too few days
+    ],
+)
+def test_is_step(values: list[float], step: bool) -> None:
+    assert is_step(np.array(values, dtype=float)) is step

@@ -183,8 +183,9 @@ def is_step(v: np.ndarray) -> bool:
     """Whether the rise of `v` (oldest first, rising is bad) is a step: one day's jump (between
     the STEP_SPAN-day medians before and after it) holds over STEP_SHARE of the rise from the
     first STEP_SPAN days to the last, and the level after the jump, seen STEP_AFTER days or more,
-    has not gone on rising (by less than 1 - STEP_SHARE of the rise). A fault that accelerates
-    keeps rising after any jump; a jump too recent to tell, no rise, or too few days: False."""
+    has not gone on rising (by less than 1 - STEP_SHARE of the jump). A drift that starts or
+    accelerates keeps rising after any jump; a jump too recent to tell, no rise, or too few
+    days: False."""
     n, k = len(v), STEP_SPAN
     if n < k + STEP_AFTER:
         return False
@@ -194,7 +195,8 @@ def is_step(v: np.ndarray) -> bool:
     tail = float(np.median(v[-k:]))
     for i in range(k, n - STEP_AFTER + 1):
         after = float(np.median(v[i : i + k]))
-        if after - float(np.median(v[i - k : i])) > STEP_SHARE * rise and tail - after < (1 - STEP_SHARE) * rise:
+        jump = after - float(np.median(v[i - k : i]))
+        if jump > STEP_SHARE * rise and tail - after < (1 - STEP_SHARE) * jump:
             return True
     return False
 
