@@ -27,7 +27,14 @@ estimator noise per run:
   correlation of predicted vs true end of life >= 0.7; cells whose record stops first are
   listed, not scored;
 - 4 identical LCO cells (`calce-cs2-capacity-resistance.csv`, CALCE, University of Maryland):
-  no peer-drift alarm (they age alike; a negative control).
+  no peer-drift alarm (they age alike; a negative control). CS2_38's resistance excursion (a
+  climb of ~60 mOhm over 15 cycles, ~75 cycles high, then back) fails this on purpose: see
+  BENCHMARKS.md, issue 17.
+
+    .venv/bin/python bench/health_bench.py --real /work/shared/data --seeds 20 --sweep-early 36,38,40
+
+The replacement rule's early-end threshold (agent/health/assess.py PLAN_EARLY_DAYS) swept on the
+28-cell set, the forecast path alone: misses, recommendations > 100 cycles early, lead range.
 """
 
 from __future__ import annotations
