@@ -21,7 +21,7 @@ responsible moment (the interval's early end, the soonest the end can plausibly 
 `PLAN_EARLY_DAYS`, a little more than the lead time). The central figure alone is not enough:
 a real cell's fade pace wanders by a factor of two over weeks, so a central figure inside the
 window on a fast week was, on the 28-cell set, followed by a slower fade and a recommendation
-up to 199 cycles early; an unsure forecast waits until the soonest plausible end nears the
+up to 116 cycles early (noise seeds 0-9); an unsure forecast waits until the soonest plausible end nears the
 lead time, which keeps the order in time without buying on one fast week. This needs no peer:
 a fleet that ages together reaches its end together.
 
@@ -112,8 +112,9 @@ CONFIRM_DAYS = 2  # consecutive days a verdict must hold
 # that loosened once, a BMS firmware update) tilts the 14-day Theil-Sen slope for as long as it
 # sits inside the window. So a window whose wrong-way rise is mostly one jump (the largest
 # change between the 3-day medians before and after any day is over STEP_SHARE of the rise from
-# its first three days to its last three) is no trend. A steady drift's largest such change is
-# about 3/11 of its rise. (Asking the trend to hold 7 days running and over the last week alone
+# its first three days to its last three) after which the level, seen STEP_AFTER days, has not
+# gone on rising, is no trend (`is_step`). A steady drift's largest such change is about 3/11
+# of its rise. (Asking the trend to hold 7 days running and over the last week alone
 # was measured first: it cost the simulator's cooling fault 22 of its 28 days of lead.)
 STEP_SHARE = 0.6
 STEP_SPAN = 3  # days in each median either side of a candidate jump
@@ -130,15 +131,16 @@ PLAN_MIN_DAYS = 30.0  # the replacement's lead time (order, deliver, fit)
 # still lands in it. (Deciding on the interval's late end instead was measured on the 28-cell
 # set: with the curvature bound in the late end, 1-5 cells per noise seed came under 30 days.)
 PLAN_AIM_DAYS = (PLAN_MIN_DAYS + PLAN_MAX_DAYS) / 2.0
-# ... and wait until the interval's early end is this close: later and a knee sharper than the
-# fit leaves less than the lead time; sooner and a fade that slows makes it premature. Measured
-# on the 28-cell set over 20 noise seeds (bench/health_bench.py --real): 36-41 days all give 0
-# misses and 0 recommendations > 100 days early (35: one lead of 18 days; 42: one of 102);
-# 38 is the middle of that range (see BENCHMARKS.md, issue 17).
+# ... and, unless the forecast is sure, wait until the interval's early end is this close:
+# later and a knee sharper than the fit leaves less than the lead time; sooner and a fade that
+# slows makes it premature. Measured on the 28-cell set over 20 noise seeds
+# (bench/health_bench.py --real --sweep-early): 36-41 all give 0 misses and 0 recommendations
+# > 100 days early (35: one lead of 18 days; 42: one of 102); 38 is the middle of that range.
 PLAN_EARLY_DAYS = PLAN_MIN_DAYS + 8.0
-# A forecast sure enough to act on at once: its late end a lead time inside the window's far
-# end (on the same 20 seeds, 60-80 changes nothing there; 90 gives four > 100 days early). It
-# lets a clean knee be planned at the middle of the window rather than at its near end.
+# Sure enough to act on at once: the interval's late end a lead time inside the window's far
+# end. It lets a clean knee be planned in the middle of the window rather than at its near end
+# (offline on the same 20 seeds' forecasts, 60-80 days change nothing there; 90 gives four
+# recommendations > 100 days early).
 PLAN_SURE_DAYS = PLAN_MAX_DAYS - PLAN_MIN_DAYS
 FORECAST_ROWS = FIT_DAYS + HAMPEL_HALF  # rows a forecast looks at (peer trends need fewer)
 EOL_INDICATORS = ("capacity_pct", "soh_pct", "resistance_mohm")  # wear with an end-of-life limit
