@@ -27,7 +27,14 @@ estimator noise per run:
   correlation of predicted vs true end of life >= 0.7; cells whose record stops first are
   listed, not scored;
 - 4 identical LCO cells (`calce-cs2-capacity-resistance.csv`, CALCE, University of Maryland):
-  no peer-drift alarm (they age alike; a negative control).
+  no peer-drift alarm (they age alike; a negative control). CS2_38's resistance excursion (a
+  climb of ~60 mOhm over 15 cycles, ~75 cycles high, then back) fails this on purpose: see
+  BENCHMARKS.md, issue 17.
+
+    .venv/bin/python bench/health_bench.py --real /work/shared/data --seeds 20 --sweep-early 36,38,40
+
+The replacement rule's early-end threshold (agent/health/assess.py PLAN_EARLY_DAYS) swept on the
+28-cell set, the forecast path alone: misses, recommendations > 100 cycles early, lead range.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ import numpy as np
 
 from agent.cli.health_replay import clusters_for, read_records, summary_lines
 from agent.cli.health_replay import table as replay_table
+from agent.health.assess import CONFIRM_DAYS, FORECAST_ROWS, replacement_due
 from agent.health.forecast import forecast
 from agent.health.replay import ReplayConfig, map_records, replay
 from agent.health.score import MAX_LEAD, MIN_LEAD, score, true_eol
@@ -139,6 +147,38 @@ def windows(data: Path, sizes: list[int]) -> int:
     return 0
 
 
+def sweep_early(data: Path, seeds: int, values: list[float]) -> int:
+    """The replacement rule's early-end threshold swept on the 28-cell set: each cell's daily
+    forecasts once per seed, then per threshold the first day `replacement_due` held on
+    CONFIRM_DAYS days running (the forecast path alone; the peer path is not in this sweep),
+    scored as the replay is: misses (< MIN_LEAD), > MAX_LEAD early, lead range."""
+    records = read_records(data / TJU)
+    leads: dict[float, list[int]] = {v: [] for v in values}
+    misses = {v: 0 for v in values}
+    for seed in range(seeds):
+        for s in map_records(records, clusters_for(len(records), None), ReplayConfig(seed=seed)):
+            eol = true_eol(s)
+            if eol is None:
+                continue
+            fcs = []
+            for k in range(len(s.day)):
+                lo = max(0, k + 1 - FORECAST_ROWS)
+                fcs.append(forecast(s.day[lo : k + 1], s.seen_capacity_pct[lo : k + 1], 80.0, -1))
+            for v in values:
+                due = [f is not None and replacement_due(f, v) for f in fcs]
+                first = next((k for k in range(len(due)) if all(due[max(0, k - CONFIRM_DAYS + 1) : k + 1])), None)
+                if first is None:
+                    misses[v] += 1
+                else:
+                    leads[v].append(eol - (int(s.day[first]) + 1))
+    print(f"{seeds} noise seeds; early end threshold: misses (< {MIN_LEAD}), > {MAX_LEAD} early, lead min-max")
+    for v in values:
+        ls = leads[v]
+        short = misses[v] + sum(x < MIN_LEAD for x in ls)
+        print(f"  {v:5g} days: {short} misses, {sum(x > MAX_LEAD for x in ls)} early, lead {min(ls)}-{max(ls)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=6)
@@ -146,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clusters", type=int, default=12)
     ap.add_argument("--real", type=Path, metavar="DATA_DIR", help="replay the real aging datasets in this directory")
     ap.add_argument("--windows", metavar="N,N,...", help="with --real: forecast error per fit window instead")
+    ap.add_argument("--sweep-early", metavar="D,D,...", help="with --real: sweep the replacement rule's early end")
     a = ap.parse_args(argv)
+    if a.real is not None and a.sweep_early:
+        return sweep_early(a.real, a.seeds, [float(x) for x in a.sweep_early.split(",")])
     if a.real is not None and a.windows:
         return windows(a.real, [int(x) for x in a.windows.split(",")])
     if a.real is not None:

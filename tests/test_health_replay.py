@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from agent.cli import main
+from agent.cli.health_replay import clusters_for, read_records
 from agent.health.replay import AgingRecord, ReplayConfig, map_records, replay
 from agent.health.score import score, true_eol
 
@@ -75,8 +76,36 @@ def test_knee_fleet_is_recommended_in_order_and_in_time() -> None:
     assert sc.misses == () and sc.false_alarms == ()
     assert sc.first_flagged_first
     assert sc.spearman == pytest.approx(1.0)
-    for c in sc.clusters:
-        assert c.basis == "forecast" and c.lead is not None and 30 <= c.lead <= 100
+    # the first to bend is told by its peers (still flat), the rest by the end-of-life forecast
+    assert [(c.basis, c.lead) for c in sc.clusters] == [
+        ("peers", 52),
+        ("forecast", 42),
+        ("forecast", 43),
+        ("forecast", 41),
+        ("forecast", 39),
+        ("forecast", 42),
+    ]
+
+
+TJU = Path("/work/shared/data/tju-nca-45c-capacity.csv")  # 28 NCA cells at 45 degC (Zhu et al. 2022)
+
+
+@pytest.mark.parametrize(
+    ("record", "seed", "lead"),
+    [
+        # recommended 115, 102, 113 and 113 cycles early when the central figure alone decided:
+        # a fast few weeks read as a knee, then the fade slowed
+        (1, 1, 46),  # #2
+        (21, 2, 60),  # #22
+        (26, 4, 42),  # #27
+        (20, 5, 46),  # #21
+    ],
+)
+def test_a_fast_few_weeks_on_real_cells_is_not_recommended_100_cycles_early(record: int, seed: int, lead: int) -> None:
+    records = read_records(TJU)
+    series = map_records(records, clusters_for(len(records), None), ReplayConfig(seed=seed))[record : record + 1]
+    (c,) = score(series, replay(series)).clusters
+    assert (c.basis, c.lead) == ("forecast", lead)
 
 
 def _csv(tmp_path: Path, text: str) -> Path:
@@ -146,6 +175,19 @@ def test_cli_prints_the_scores_and_writes_the_report(tmp_path: Path, capsys: pyt
     page = (out_dir / "health-replay.html").read_text(encoding="utf-8")
     assert page.count("data:image/png;base64,") == 2
     assert (out_dir / "health-replay-eol.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_end_of_life_is_where_the_cell_stays_past_the_limit_not_an_excursion() -> None:
+    # resistance 1.8x its start (162 mOhm, over 150) on cycles 20-39, then back; capacity under
+    # 80 % for cycles 50-54, back over it for 55-59, and under it from cycle 60 to the end
+    cyc = tuple(float(c) for c in range(100))
+    res = tuple(0.18 if 20 <= c < 40 else 0.1 for c in range(100))
+    cap = tuple(2.5 if 50 <= c < 55 or c >= 60 else 3.3 for c in range(100))
+    quiet = ReplayConfig(capacity_noise_pct=0.0, resistance_noise_pct=0.0)
+    (s,) = map_records([AgingRecord("x", cyc, cap, res)], [("c01", 1.0)], quiet)
+    assert true_eol(s) == 60
+    (gone,) = map_records([AgingRecord("y", cyc[:30], cap[:30], res[:30])], [("c01", 1.0)], quiet)
+    assert true_eol(gone) == 20  # a record that stops past the limit: it stayed there as far as anyone knows
 
 
 def test_censored_records_are_listed_not_scored() -> None:

@@ -13,17 +13,26 @@ derating, or isolation (the existing `maintenance` command) when the limit is cl
 
 Wear indicators with an end-of-life limit (capacity, SoH, resistance) also get a forecast
 (agent/health/forecast.py) that sees knees and gives an interval (said in the text). A
-replacement is recommended when the central figure reaches the middle of the owner's window:
-no later than the replacement's lead time `PLAN_MIN_DAYS`, no earlier than `PLAN_MAX_DAYS`
-(beyond which good cells are scrapped). This needs no peer: a fleet that ages together
-reaches its end together.
+replacement is recommended inside the owner's window (no later than the replacement's lead
+time `PLAN_MIN_DAYS`, no earlier than `PLAN_MAX_DAYS`, beyond which good cells are scrapped)
+when the central figure has reached the middle of the window and either the forecast is sure
+(the interval's late end is within `PLAN_SURE_DAYS`, well inside the window) or it is the last
+responsible moment (the interval's early end, the soonest the end can plausibly come, is within
+`PLAN_EARLY_DAYS`, a little more than the lead time). The central figure alone is not enough:
+a real cell's fade pace wanders by a factor of two over weeks, so a central figure inside the
+window on a fast week was, on the 28-cell set, followed by a slower fade and a recommendation
+up to 116 cycles early (noise seeds 0-9); an unsure forecast waits until the soonest plausible end nears the
+lead time, which keeps the order in time without buying on one fast week. This needs no peer:
+a fleet that ages together reaches its end together.
 
 Peer comparison is robust to what real fleets do. Outlier days: slopes are Theil-Sen (a
 median of pairwise slopes, unmoved by up to ~29 % bad days), levels a 3-day median, fleet
 figures median and MAD, and a verdict must hold CONFIRM_DAYS days running. (A Hampel filter on
 the 14-day window was tried: at the window's end it takes the first days of a fast fault for
 outliers; the cooling fault's lead on bench/health_bench.py seed 1 fell from 17 to 14 days. The
-end-of-life forecast, on 100-day windows, does filter.) Shrinking groups: a cluster whose record
+end-of-life forecast, on 100-day windows, does filter.) Steps: a wear estimate whose level
+jumps and then holds (a recalibration, a capacity test, a contact) is not drifting, however far
+from its peers it lands (`is_step`, for the rules that say so). Shrinking groups: a cluster whose record
 stopped (replaced, removed, data lost) leaves the peer group instead of pinning the median to
 its last, stale value, or being recommended for ever on it.
 """
@@ -53,6 +62,12 @@ class IndicatorRule:
     action: str  # what to propose
     derate_pct: float | None  # proposed power limit (% of rating) while the cause is found; None: no derating
     isolate: bool  # propose isolation when the limit is near (a safety matter, not just wear)
+    # A step in the level is no drift (see STEP_SHARE): true for the estimated wear figures,
+    # which jump with recalibrations, capacity tests and contacts; false where a jump is itself
+    # the fault (a cooling loop heats in bursts: on tests/test_health_detect.py's fleet, telling
+    # its jumps apart cut the cooling fault's lead from 10 days to 2), where a link goes bad at
+    # once, and for the BMS's SoH register, whose whole-percent resolution makes a fade a staircase
+    steps_not_drift: bool = False
 
 
 # Limits are the cluster datasheet's (see simulators/aging.py for the simulated BMS's): imbalance
@@ -65,11 +80,11 @@ RULES: tuple[IndicatorRule, ...] = (
     ),
     IndicatorRule(
         "resistance_mohm", "internal resistance", "mΩ", +1, 150.0, 0.3, 8.0,
-        "inspect busbar and module connections", 70.0, True,
+        "inspect busbar and module connections", 70.0, True, True,
     ),
     IndicatorRule(
         "capacity_pct", "capacity (counted)", "%", -1, 80.0, 0.1, 2.5,
-        "plan a capacity test and module replacement", 80.0, False,
+        "plan a capacity test and module replacement", 80.0, False, True,
     ),
     IndicatorRule(
         "soh_pct", "SoH (BMS)", "%", -1, 80.0, 0.1, 2.5,
@@ -93,6 +108,17 @@ MAD_K = 4.0  # robust z-score a cluster must exceed against its peers (value and
 MIN_DAYS = 5  # days of history before any verdict
 MIN_PEERS = 3  # fewer comparable clusters: no peer verdict
 CONFIRM_DAYS = 2  # consecutive days a verdict must hold
+# Drift is a trend, not a step. A step in a cluster's level (a recalibrated sensor, a contact
+# that loosened once, a BMS firmware update) tilts the 14-day Theil-Sen slope for as long as it
+# sits inside the window. So a window whose wrong-way rise is mostly one jump (the largest
+# change between the 3-day medians before and after any day is over STEP_SHARE of the rise from
+# its first three days to its last three) after which the level, seen STEP_AFTER days, has not
+# gone on rising, is no trend (`is_step`). A steady drift's largest such change is about 3/11
+# of its rise. (Asking the trend to hold 7 days running and over the last week alone
+# was measured first: it cost the simulator's cooling fault 22 of its 28 days of lead.)
+STEP_SHARE = 0.6
+STEP_SPAN = 3  # days in each median either side of a candidate jump
+STEP_AFTER = 5  # days after a jump before its level can be told flat (a step) or rising (a fault)
 ISOLATE_DAYS = 3.0  # propose isolation when the limit is this close (or crossed)
 WINDOW_DAYS = 14  # trailing window for trends
 RECENT_DAYS = 7  # shorter window used, when steeper, for the days-to-limit estimate
@@ -105,6 +131,17 @@ PLAN_MIN_DAYS = 30.0  # the replacement's lead time (order, deliver, fit)
 # still lands in it. (Deciding on the interval's late end instead was measured on the 28-cell
 # set: with the curvature bound in the late end, 1-5 cells per noise seed came under 30 days.)
 PLAN_AIM_DAYS = (PLAN_MIN_DAYS + PLAN_MAX_DAYS) / 2.0
+# ... and, unless the forecast is sure, wait until the interval's early end is this close:
+# later and a knee sharper than the fit leaves less than the lead time; sooner and a fade that
+# slows makes it premature. Measured on the 28-cell set over 20 noise seeds
+# (bench/health_bench.py --real --sweep-early): 36-41 all give 0 misses and 0 recommendations
+# > 100 days early (35: one lead of 18 days; 42: one of 102); 38 is the middle of that range.
+PLAN_EARLY_DAYS = PLAN_MIN_DAYS + 8.0
+# Sure enough to act on at once: the interval's late end a lead time inside the window's far
+# end. It lets a clean knee be planned in the middle of the window rather than at its near end
+# (offline on the same 20 seeds' forecasts, 60-80 days change nothing there; 90 gives four
+# recommendations > 100 days early).
+PLAN_SURE_DAYS = PLAN_MAX_DAYS - PLAN_MIN_DAYS
 FORECAST_ROWS = FIT_DAYS + HAMPEL_HALF  # rows a forecast looks at (peer trends need fewer)
 EOL_INDICATORS = ("capacity_pct", "soh_pct", "resistance_mohm")  # wear with an end-of-life limit
 
@@ -144,6 +181,28 @@ def theil_sen(days: np.ndarray, values: np.ndarray) -> float:
     return float(np.median((y[j] - y[i])[keep] / dx[keep]))
 
 
+def is_step(v: np.ndarray) -> bool:
+    """Whether the rise of `v` (oldest first, rising is bad) is a step: one day's jump (between
+    the STEP_SPAN-day medians before and after it) holds over STEP_SHARE of the rise from the
+    first STEP_SPAN days to the last, and the level after the jump, seen STEP_AFTER days or more,
+    has not gone on rising (by less than 1 - STEP_SHARE of the jump). A drift that starts or
+    accelerates keeps rising after any jump; a jump too recent to tell, no rise, or too few
+    days: False."""
+    n, k = len(v), STEP_SPAN
+    if n < k + STEP_AFTER:
+        return False
+    rise = float(np.median(v[-k:]) - np.median(v[:k]))
+    if rise <= 0:
+        return False
+    tail = float(np.median(v[-k:]))
+    for i in range(k, n - STEP_AFTER + 1):
+        after = float(np.median(v[i : i + k]))
+        jump = after - float(np.median(v[i - k : i]))
+        if jump > STEP_SHARE * rise and tail - after < (1 - STEP_SHARE) * jump:
+            return True
+    return False
+
+
 @dataclass(frozen=True, slots=True)
 class _Flag:
     value: float
@@ -179,6 +238,7 @@ def _flags(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule) 
     slopes: dict[str, float] = {}
     recent_slopes: dict[str, float] = {}
     latest: dict[str, float] = {}
+    steps: dict[str, bool] = {}
     for cid, rows in peers.items():
         if len(rows) < MIN_DAYS:
             continue
@@ -191,6 +251,7 @@ def _flags(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule) 
             slopes[cid] = s
             recent_slopes[cid] = theil_sen(d[-RECENT_DAYS:], v[-RECENT_DAYS:])
             latest[cid] = float(np.median(recent))  # a 3-day median: one odd day does not move it
+            steps[cid] = rule.steps_not_drift and is_step(rule.worse * v[np.isfinite(v)])
     if len(latest) < MIN_PEERS:
         return {}
     vals = np.array(list(latest.values()))
@@ -205,6 +266,7 @@ def _flags(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRule) 
         bad_slope = rule.worse * s
         gap = rule.worse * (v_now - med)
         moving = bad_slope >= rule.min_slope and bad_slope > rule.worse * fleet_slope + MAD_K * slope_mad
+        moving = moving and not steps[cid]
         apart = gap >= rule.min_gap and gap > MAD_K * mad
         if moving and apart:
             out[cid] = _Flag(v_now, med, s, fleet_slope, recent_slopes[cid])
@@ -223,9 +285,15 @@ def _forecasts(peers: Mapping[str, Sequence[DailyIndicators]], rule: IndicatorRu
     return out
 
 
+def replacement_due(f: EolForecast, early_days: float = PLAN_EARLY_DAYS) -> bool:
+    """The central end-of-life figure has reached the middle of the owner's window and the
+    forecast is sure (late end within PLAN_SURE_DAYS) or the soonest plausible end of life is
+    within `early_days`. One day's verdict: `assess` wants it on CONFIRM_DAYS days running."""
+    return f.mid_days <= PLAN_AIM_DAYS and (f.late_days <= PLAN_SURE_DAYS or f.early_days <= early_days)
+
+
 def _due(fcs: Mapping[str, EolForecast]) -> set[str]:
-    """Clusters whose central end-of-life figure has reached the middle of the owner's window."""
-    return {cid for cid, f in fcs.items() if f.mid_days <= PLAN_AIM_DAYS}
+    return {cid for cid, f in fcs.items() if replacement_due(f)}
 
 
 def assess(

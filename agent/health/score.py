@@ -2,8 +2,12 @@
 
 Truth comes from the noise-free record: a cluster's end of life is the first day its capacity,
 as a centred 5-day median (so one outlier cycle neither triggers nor hides it), is below
-`EOL_CAPACITY_PCT` of the first capacity, or its resistance is at the rule's limit. A record
-that stops before that is censored: listed with what the module said, never scored.
+`EOL_CAPACITY_PCT` of the first capacity, or its resistance is at the rule's limit, and stays
+there to the end of the record: wear does not heal, so a visit past the limit that returns
+(CALCE CS2_38's resistance, 60-80 % up for ~75 cycles, then back under its start; CS2_35 and
+CS2_37's capacity dipping under 80 % for days before a partial recovery) is an excursion, not
+the end. A record that stops before that is censored: listed with what the module said, never
+scored.
 
 Per cluster: the first recommendation's day and lead time (from the day after it closed, as
 in bench/health_bench.py, to the end of life) and the end of life it predicted then (its
@@ -73,16 +77,19 @@ class FleetScore:
 
 
 def true_eol(s: ClusterSeries) -> int | None:
+    """First day of the run of days past a limit that lasts to the record's end (None: none)."""
     n = len(s.day)
-    for k in range(n):
+    eol = None
+    for k in range(n - 1, -1, -1):  # from the end back, while the days are past a limit
         lo, hi = max(0, k - TRUTH_HALF), min(n, k + TRUTH_HALF + 1)
         cap = s.capacity_pct[lo:hi]
         res = s.resistance_mohm[lo:hi]
         cap_med = float(np.nanmedian(cap)) if np.isfinite(cap).any() else math.nan
         res_med = float(np.nanmedian(res)) if np.isfinite(res).any() else math.nan
-        if cap_med < EOL_CAPACITY_PCT or res_med >= EOL_RESISTANCE_MOHM:
-            return int(s.day[k])
-    return None
+        if not (cap_med < EOL_CAPACITY_PCT or res_med >= EOL_RESISTANCE_MOHM):
+            break
+        eol = int(s.day[k])
+    return eol
 
 
 def score(
