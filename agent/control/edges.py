@@ -14,14 +14,12 @@ in an outage the battery carries the load and the reserve is there to be used.
 from __future__ import annotations
 
 import math
-from typing import Final
 
 from agent.control.cycle import Cycle
 from agent.control.ramp import SETPOINT_RAMP_FRACTION, STEP_S_MAX
+from agent.control.stored import energy_above_floor_j, room_below_ceiling_j
 from agent.control.window import Window
 from agent.model.plan import Bound
-
-J_PER_WH: Final = 3600.0
 
 
 def ramp_out_w(energy_j: float, rate_w_per_s: float, dt: float) -> float:
@@ -31,24 +29,6 @@ def ramp_out_w(energy_j: float, rate_w_per_s: float, dt: float) -> float:
         return 0.0
     rdt = rate_w_per_s * dt
     return 0.5 * (math.sqrt(rdt * rdt + 8.0 * rate_w_per_s * energy_j) - rdt)
-
-
-def energy_above_floor_j(c: Cycle) -> float:
-    """What the trusted clusters can still deliver (AC side, J) before the reserve floor."""
-    floor, above = c.floor, 0.0
-    for s, cap in zip(c.fleet.soc, c.fleet.cap, strict=True):
-        if s > floor:
-            above += (s - floor) * cap
-    return above * 0.01 * J_PER_WH * c.cfg.discharge_efficiency
-
-
-def room_below_ceiling_j(c: Cycle) -> float:
-    """What the trusted clusters can still take in (AC side, J) before the SoC ceiling."""
-    ceil, room = c.ceil, 0.0
-    for s, cap in zip(c.fleet.soc, c.fleet.cap, strict=True):
-        if s < ceil:
-            room += (ceil - s) * cap
-    return room * 0.01 * J_PER_WH / c.cfg.charge_efficiency
 
 
 def edges(w: Window, c: Cycle) -> Window:
