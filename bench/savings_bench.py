@@ -8,7 +8,8 @@ window 20-95 %, degradation 0.15 CNY per kWh discharged, starting at 50 % SoC, S
 two-part tariff (40.8 CNY/kW-month on the 15-min maximum demand). No ramp limit and no backup
 reserve, so the controller and the optimum face the same problem (bill + degradation).
 `--ramp-limit` / `--ramp-headroom` set a grid ramp limit and the battery power time-of-use leaves
-free for it: what ramp support costs in savings (the optimum knows no ramp limit); `--pcc` puts
+free for it: what ramp support costs in savings (the optimum knows no ramp limit), and the seconds
+over the limit by cause (ramp_by_cause: the battery's own steps apart from the load's); `--pcc` puts
 every PCS in grid-power control (its local loop is simulated at 20 ms: ~50x the physics per step).
 
 The load (deterministic for a seed), site-local time from 1 July 2026 00:00 Asia/Shanghai:
@@ -46,6 +47,7 @@ from agent.economics.optimum import BatterySpec, OptimumResult, resample_mean
 from agent.economics.roi import EconomicsConfig
 from agent.economics.tariff import FloatArray, Tariff, bundled
 from agent.model.config import SiteConfig, load_site
+from agent.model.ramp_metrics import SLACK
 from agent.offline.replay import BUILD, ReplayResult, Trace, battery_spec, evaluate, optimum_for, replay
 from simulators.load import TRACE_H100, Inference, TraceReplay, WithCooling
 
@@ -255,6 +257,16 @@ def main() -> None:
             f" largest excess {h['max_excess_kw']:,.1f} kW, {h['max_excess_kw_with_energy']:,.1f} kW with energy;"
             f" lowest SoC {h['soc_min_pct_seen']:.2f} %"
         )
+    if args.ramp_limit > 0.0:
+        out["ramp_by_cause"] = rc = ramp_by_cause(result, args.ramp_limit * 1e3, site)
+        print(
+            f"seconds over the {args.ramp_limit:g} kW/s ramp limit with the battery: {rc['over_s']:,};"
+            f" caused by the battery itself (the grid stepped more than the load) {rc['by_battery_s']:,}"
+            f" (largest {rc['by_battery_max_step_kw']:,.0f} kW in a second); by the load with the battery at"
+            f" its power or SoC limit {rc['load_battery_at_limit_s']:,}; by the load within a cycle"
+            f" {rc['load_within_cycle_s']:,}; largest battery change in a second {rc['max_battery_step_kw']:,.0f} kW,"
+            f" largest load step {rc['max_load_step_kw']:,.0f} kW (no safety trip in this bench)"
+        )
     if args.json:
         print(json.dumps(out, indent=2))
 
@@ -282,6 +294,42 @@ def grid_limit_held(result: ReplayResult, limit_w: float, site: SiteConfig) -> d
         "max_excess_kw": float(max(0.0, excess.max()) / 1e3),
         "max_excess_kw_with_energy": float(excess[with_energy].max(initial=0.0) / 1e3),
         "soc_min_pct_seen": float(np.nanmin(soc)),
+    }
+
+
+def ramp_by_cause(result: ReplayResult, limit_w_per_s: float, site: SiteConfig) -> dict[str, Any]:
+    """The seconds whose grid step exceeds the ramp limit (agent.model.ramp_metrics' slack), by cause:
+    - by the battery itself: the grid stepped by more than the load did (the battery added to the
+      load's step, or stepped on its own: at the SoC floor, say, dropping 1.9 MW at once);
+    - by the load with the battery at its limit: its power (within 1 kW of the fleet's) or its SoC
+      window (within 0.05 % of the floor or the ceiling, the registers' resolution), so it had
+      nothing left to hold the step with;
+    - by the load within a cycle: the rest, the part of a swing the 1 s cycle cannot follow.
+    The bench injects no faults, so no step here is a safety trip's (those are labelled in the plan:
+    its ramp bound's "forced by"). Assumes the bench's 1 s trace (one step = one second)."""
+    grid = np.asarray(result.grid_w)
+    bat = np.asarray(result.battery_w)
+    soc = np.asarray(result.soc_pct)
+    dg = np.abs(np.diff(grid))
+    dn = np.abs(np.diff(result.trace.net_w))
+    db = np.abs(np.diff(bat))
+    over = dg > limit_w_per_s * SLACK
+    by_battery = over & (dg > dn)
+    c = site.control
+    at_limit = (
+        (np.abs(bat[1:]) >= battery_spec(site).power_w - 1e3)
+        | (soc[1:] <= c.soc_min_pct + 0.05)
+        | (soc[1:] >= c.soc_max_pct - 0.05)
+    )
+    load_at_limit = over & ~by_battery & at_limit
+    return {
+        "over_s": int(over.sum()),
+        "by_battery_s": int(by_battery.sum()),
+        "by_battery_max_step_kw": float(dg[by_battery].max(initial=0.0) / 1e3),
+        "load_battery_at_limit_s": int(load_at_limit.sum()),
+        "load_within_cycle_s": int((over & ~by_battery & ~at_limit).sum()),
+        "max_battery_step_kw": float(db.max(initial=0.0) / 1e3),
+        "max_load_step_kw": float(dn.max(initial=0.0) / 1e3),
     }
 
 

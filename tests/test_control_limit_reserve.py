@@ -35,7 +35,6 @@ def step(
     net: float,
     dt: float = 1.0,
     key: int = 5,
-    slot: int = 5,
     level: float = LIMIT,
     mean: float = math.nan,
 ) -> LimitState:
@@ -47,7 +46,6 @@ def step(
         mean_w=mean,
         dt=dt,
         key=key,
-        slot=slot,
         spd=96,
         level_w=level,
         dis_w=FULL_W,
@@ -81,15 +79,15 @@ def test_excess_beyond_the_fleet_power_and_energy_is_not_counted() -> None:
     assert ls.deficit_wh == pytest.approx(0.75 * CAP_WH)
 
 
-def test_the_reserve_is_the_deepest_deficit_of_the_last_24_hours() -> None:
-    ls = step(DAY, 5e6, dt=36.0, key=100, slot=4)  # slot 4 of day 1: 10.4 kWh deep
-    ls = step(ls, 0.0, dt=900.0, key=101, slot=5)  # recharged in the next slot
+def test_the_reserve_is_the_deepest_deficit_of_the_last_week() -> None:
+    ls = step(DAY, 5e6, dt=36.0, key=100)  # interval 100: 10.4 kWh deep
+    ls = step(ls, 0.0, dt=900.0, key=101)  # recharged in the next interval
     assert (ls.deficit_wh, reserve_wh(ls, USABLE)) == (0.0, pytest.approx(1e4 / 0.96))
-    for k in range(6, 96 + 4):  # a day without excess: slot 4 comes round again
-        ls = step(ls, 0.0, dt=900.0, key=96 + k, slot=k % 96)
-    ls = step(ls, 0.0, dt=900.0, key=96 + 100, slot=4)
-    assert reserve_wh(ls, USABLE) == pytest.approx(1e4 / 0.96)  # slot 4 of day 1 is still within the 24 h
-    ls = step(ls, 0.0, dt=900.0, key=96 + 101, slot=5)  # slot 4 of day 2 closed without excess
+    week = 7 * 96
+    for k in range(102, week + 101):  # a week without excess: interval 100's place in the ring comes round
+        ls = step(ls, 0.0, dt=900.0, key=k)
+    assert reserve_wh(ls, USABLE) == pytest.approx(1e4 / 0.96)  # interval 100 is still within the week
+    ls = step(ls, 0.0, dt=900.0, key=week + 101)  # interval 100 + a week closed without excess
     assert reserve_wh(ls, USABLE) == 0.0
 
 
@@ -98,7 +96,7 @@ def test_a_fresh_start_keeps_everything_until_a_day_is_counted() -> None:
     assert (ls.seen_s, reserve_wh(ls, USABLE)) == (36.0, USABLE)
     ls = step(ls, 3e6, dt=86400.0 - 36.0 - 1.0)
     assert reserve_wh(ls, USABLE) == USABLE
-    ls = step(ls, 3e6, dt=1.0)  # a day: what the day needed (the 36 s at slot 5, recharged since)
+    ls = step(ls, 3e6, dt=1.0)  # a day: what the day needed (the 36 s, recharged since)
     assert reserve_wh(ls, USABLE) == pytest.approx(1e4 / 0.96)
 
 
@@ -111,7 +109,6 @@ def test_the_day_profile_need_is_taken_once_per_interval() -> None:
         mean_w=math.nan,
         dt=1.0,
         key=7,
-        slot=7,
         spd=96,
         level_w=LIMIT,
         dis_w=FULL_W,
@@ -125,8 +122,8 @@ def test_the_day_profile_need_is_taken_once_per_interval() -> None:
 
 
 def with_reserve(wh: float) -> ControllerState:
-    """A state whose last 24 h needed `wh` of store for the limit (at slot 3 of the day)."""
-    past = [0.0] * 96
+    """A state whose last week needed `wh` of store for the limit (in its fourth interval)."""
+    past = [0.0] * 7 * 96
     past[3] = wh
     return ControllerState(limit=LimitState(past_wh=tuple(past), past_max_wh=wh, seen_s=86400.0))
 

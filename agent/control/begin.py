@@ -110,7 +110,6 @@ def begin_cycle(
             mean_w=iv.net_ws / iv.covered_s if iv.covered_s > 0.0 else NAN,
             dt=dt,
             key=key,
-            slot=slot,
             spd=slots_per_day(length),
             level_w=level if level < limit else limit,
             dis_w=f.max_dis_w,

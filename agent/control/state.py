@@ -133,9 +133,8 @@ class TouState:
 class LimitState:
     deficit_wh: float  # what an ideal battery holding grid_import_limit_w has given and not yet got back
     key: int  # the demand interval the running maximum belongs to (-1: none)
-    slot: int  # its slot of the day
-    slot_max_wh: float  # the deficit's maximum in that slot
-    past_wh: tuple[float, ...]  # the deficit's maximum per slot of the day, over the last 24 h
+    slot_max_wh: float  # the deficit's maximum in that interval
+    past_wh: tuple[float, ...]  # the deficit's maximum per demand interval, a ring over the last days
     past_max_wh: float  # max(past_wh)
     ahead_wh: float  # what the day profile's averages above the limit need for the rest of the day
     seen_s: float  # seconds of readings counted so far, up to a day (the 24 h maximum is known after that)
@@ -145,7 +144,6 @@ class LimitState:
         *,
         deficit_wh: float = 0.0,
         key: int = -1,
-        slot: int = -1,
         slot_max_wh: float = 0.0,
         past_wh: tuple[float, ...] = (),
         past_max_wh: float = 0.0,
@@ -154,7 +152,6 @@ class LimitState:
     ) -> None:
         object.__setattr__(self, "deficit_wh", deficit_wh)
         object.__setattr__(self, "key", key)
-        object.__setattr__(self, "slot", slot)
         object.__setattr__(self, "slot_max_wh", slot_max_wh)
         object.__setattr__(self, "past_wh", past_wh)
         object.__setattr__(self, "past_max_wh", past_max_wh)
