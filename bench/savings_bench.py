@@ -1,6 +1,6 @@
 """Savings benchmark: a month at 1 s of a ~10,000-GPU site through the offline replay, against the optimum.
 
-Run: .venv/bin/python bench/savings_bench.py [--days 30] [--runs 1] [--seed 7] [--json]
+Run: .venv/bin/python bench/savings_bench.py [--days 30] [--runs 1] [--seed 7] [--load bench|flat] [--json]
      .venv-fast/bin/python bench/savings_bench.py ...   # the mypyc-compiled build (`make fast`)
 
 The site: 12 clusters of 418 kWh / 209 kW behind 4 PCS of 630 kW, 96 % efficiency each way, SoC
@@ -48,6 +48,7 @@ from agent.economics.roi import EconomicsConfig
 from agent.economics.tariff import FloatArray, Tariff, bundled
 from agent.model.config import SiteConfig, load_site
 from agent.model.ramp_metrics import SLACK
+from agent.offline.connection import smallest_connection_w
 from agent.offline.replay import BUILD, ReplayResult, Trace, battery_spec, evaluate, optimum_for, replay
 from simulators.load import TRACE_H100, Inference, TraceReplay, WithCooling
 
@@ -157,6 +158,12 @@ def main() -> None:
     ap.add_argument(
         "--ramp-headroom", type=float, default=0.0, metavar="KW", help="[control] ramp_headroom_w, in kW [0]"
     )
+    ap.add_argument(
+        "--load",
+        choices=("bench", "flat"),
+        default="bench",
+        help="bench: the GPU site below; flat: planner_bench.py's Frontier HPL run at a 4 MW mean [bench]",
+    )
     ap.add_argument("--pcc", action="store_true", help="every PCS in grid-power (PCC) control (needs --ramp-limit)")
     ap.add_argument(
         "--grid-limit-below-peak",
@@ -176,8 +183,13 @@ def main() -> None:
     if args.pcc:
         site = replace(site, pcs=tuple(replace(p, grid_control="pcc") for p in site.pcs))
     tariff = bundled("shanghai_ci_two_part")
-    ts, load = site_load(args.days, args.seed)
-    trace = Trace(ts, load, source=f"bench seed {args.seed}")
+    if args.load == "flat":
+        from planner_bench import flat_load  # imports this module: only when asked for
+
+        ts, load = flat_load(args.days)
+    else:
+        ts, load = site_load(args.days, args.seed)
+    trace = Trace(ts, load, source=f"{args.load} seed {args.seed}")
     grid_limit = float(load.max()) * (1.0 - args.grid_limit_below_peak / 100.0) if args.grid_limit_below_peak else 0.0
     site = replace(site, control=replace(site.control, grid_import_limit_w=grid_limit))
     print(
@@ -255,7 +267,8 @@ def main() -> None:
             " while the battery had energy above its floor"
             f" ({h['seconds_above_with_energy_and_power']:,} s with power to spare too);"
             f" largest excess {h['max_excess_kw']:,.1f} kW, {h['max_excess_kw_with_energy']:,.1f} kW with energy;"
-            f" lowest SoC {h['soc_min_pct_seen']:.2f} %"
+            f" lowest SoC {h['soc_min_pct_seen']:.2f} %; the smallest connection an ideal battery holds on this"
+            f" trace (agent.offline.connection): {h['feasible_limit_kw']:,.0f} kW"
         )
     if args.ramp_limit > 0.0:
         out["ramp_by_cause"] = rc = ramp_by_cause(result, args.ramp_limit * 1e3, site)
@@ -294,6 +307,7 @@ def grid_limit_held(result: ReplayResult, limit_w: float, site: SiteConfig) -> d
         "max_excess_kw": float(max(0.0, excess.max()) / 1e3),
         "max_excess_kw_with_energy": float(excess[with_energy].max(initial=0.0) / 1e3),
         "soc_min_pct_seen": float(np.nanmin(soc)),
+        "feasible_limit_kw": smallest_connection_w(result.trace.net_w, 1.0, battery_spec(site, 50.0)) / 1e3,
     }
 
 

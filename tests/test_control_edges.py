@@ -22,7 +22,7 @@ from agent.control.edges import ramp_out_w
 from agent.model.config import ControlConfig
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
-from agent.model.snapshot import Measured
+from agent.model.snapshot import ClusterStatus, Measured
 from tests.test_control_support import CFG, FLAT, NOON, SHANGHAI, TablePrices, fleet, snap
 
 LIMIT = 200e3
@@ -148,6 +148,23 @@ def test_a_lost_load_measurement_ramps_the_failsafe_out_and_back() -> None:
     assert p.site_setpoint_w == 0.0  # the step is taken, and the plan says what forced it
     ramp = next(b for b in p.bounds if b.source == "ramp")
     assert ramp.reason.endswith("forced by no_export")
+    assert p.step_cause == "no_export"
+
+
+def test_a_safety_trip_steps_the_grid_and_the_plan_labels_the_step() -> None:
+    plant = Plant(50.0, 1.5e6)
+    op = OperatorState(override_w=1.5e6, override_until=1e9)
+    p = plant.cycle(5e6, op)
+    assert (p.site_setpoint_w, p.step_cause) == (pytest.approx(1.5e6), "")
+    cl, pcs = fleet()
+    tripped = tuple(replace(c, status=ClusterStatus.FAULT) if c.pcs_id != "pcs4" else c for c in cl)
+    pcs = tuple(replace(x, power_w=Measured(1.5e6 / 4)) for x in pcs)
+    s = snap(
+        5e6, battery=1.5e6, t_mono=plant.t, t_wall=NOON + timedelta(seconds=plant.t - 1000.0), clusters=tripped, pcs=pcs
+    )
+    p, _ = decide(s, plant.st, RAMP_CFG, op, FLAT, False)
+    assert p.site_setpoint_w == pytest.approx(3 * 209e3)  # the BMS faults take 9 clusters out at once
+    assert (p.decided_by, p.step_cause) == ("device_limits", "device_limits")
 
 
 MODES = st.sampled_from(["auto", "idle", "conservative", "override"])

@@ -54,6 +54,11 @@ class _SiteHead(BaseModel):
         " discharges for ramp support; null when the mode's controller set it",
     )
     reason: str = Field(description="why, in words")
+    step_cause: str | None = Field(
+        None,
+        description="with ramp support on, the controller that forced the grid past the ramp limit this cycle:"
+        " device_limits for a safety trip (BMS fault, lost PCS), no_export, grid_import_limit; null when none",
+    )
     bounds: list[BoundOut]
     grid_target_w: float | None = Field(
         None,

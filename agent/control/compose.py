@@ -36,7 +36,7 @@ from agent.control.cycle import Cycle
 from agent.control.demand import demand
 from agent.control.derate import allowed_limits_w, derate
 from agent.control.dispatch import dispatch_fleet
-from agent.control.edges import edges
+from agent.control.edges import edges, step_cause
 from agent.control.fleet import FleetMemo
 from agent.control.grid_limit import grid_limit, limit_recharge
 from agent.control.limits import device_limits
@@ -162,6 +162,7 @@ def decide(
         alarms=alarms,
         grid_control=gc,
         allowed_limits_w=allowed_limits_w(c),
+        step_cause=step_cause(w.bounds),
     )
     now = snap.t_mono
     return plan, ControllerState(

@@ -14,12 +14,15 @@ in an outage the battery carries the load and the reserve is there to be used.
 from __future__ import annotations
 
 import math
+from typing import Final
 
 from agent.control.cycle import Cycle
 from agent.control.ramp import SETPOINT_RAMP_FRACTION, STEP_S_MAX
 from agent.control.stored import energy_above_floor_j, room_below_ceiling_j
 from agent.control.window import Window
 from agent.model.plan import Bound
+
+FORCED: Final = "forced by "  # how ramp.py's bound names the controller that forced a step past it
 
 
 def ramp_out_w(energy_j: float, rate_w_per_s: float, dt: float) -> float:
@@ -49,3 +52,14 @@ def edges(w: Window, c: Cycle) -> Window:
         lo, lo_src = min(lo_cap, hi), "edges"
     why = f"ramping out at {r:.0f} W/s before the SoC floor {c.floor:.2f} % or ceiling {c.ceil:.2f} %"
     return w.bound(lo, hi, lo_src, hi_src, Bound("edges", lo, hi, why))
+
+
+def step_cause(bounds: tuple[Bound, ...]) -> str:
+    """The controller that forced the grid past the ramp limit this cycle, from the ramp bound (ramp.py
+    names it when the window above leaves no room inside the ramp's): "device_limits" is a safety
+    trip (a BMS fault or a lost PCS took clusters out of the fleet at once); "" when nothing did."""
+    for b in bounds:
+        if b.source == "ramp":
+            _, sep, who = b.reason.rpartition(FORCED)
+            return who if sep else ""
+    return ""

@@ -85,6 +85,10 @@ class Plan:
     # snapshot's max_charge_w / max_discharge_w): (max charge W, max discharge W), magnitudes, for
     # every trusted cluster behind a PCS the operator derated. None: the agent allows the BMS limits.
     allowed_limits_w: dict[str, tuple[float, float]] | None
+    # With ramp support on, the controller whose bound forced the grid past the ramp limit this cycle
+    # (agent.control.edges.step_cause): "device_limits" for a safety trip (a BMS fault, a lost PCS),
+    # or "no_export", "grid_import_limit", ...; "" when the grid moved within the limit's bound.
+    step_cause: str
 
     def __init__(
         self,
@@ -101,6 +105,7 @@ class Plan:
         alarms: tuple[str, ...] = (),
         grid_control: GridControl | None = None,
         allowed_limits_w: dict[str, tuple[float, float]] | None = None,
+        step_cause: str = "",
     ) -> None:
         object.__setattr__(self, "seq", seq)
         object.__setattr__(self, "mode", mode)
@@ -115,6 +120,7 @@ class Plan:
         object.__setattr__(self, "alarms", alarms)
         object.__setattr__(self, "grid_control", grid_control)
         object.__setattr__(self, "allowed_limits_w", allowed_limits_w)
+        object.__setattr__(self, "step_cause", step_cause)
 
 
 # the plan goes to the API process every cycle (agent/model/pickling.py)
