@@ -274,8 +274,9 @@ def main() -> None:
         out["ramp_by_cause"] = rc = ramp_by_cause(result, args.ramp_limit * 1e3, site)
         print(
             f"seconds over the {args.ramp_limit:g} kW/s ramp limit with the battery: {rc['over_s']:,};"
-            f" caused by the battery itself (the grid stepped more than the load) {rc['by_battery_s']:,}"
-            f" (largest {rc['by_battery_max_step_kw']:,.0f} kW in a second); by the load with the battery at"
+            f" caused by the battery itself {rc['by_battery_s']:,} ({rc['by_battery_own_s']:,} with the load's own"
+            f" step within the limit, {rc['by_battery_added_s']:,} adding more than the limit to a load step;"
+            f" largest {rc['by_battery_max_step_kw']:,.0f} kW in a second); by the load with the battery at"
             f" its power or SoC limit {rc['load_battery_at_limit_s']:,}; by the load within a cycle"
             f" {rc['load_within_cycle_s']:,}; largest battery change in a second {rc['max_battery_step_kw']:,.0f} kW,"
             f" largest load step {rc['max_load_step_kw']:,.0f} kW (no safety trip in this bench)"
@@ -313,37 +314,42 @@ def grid_limit_held(result: ReplayResult, limit_w: float, site: SiteConfig) -> d
 
 def ramp_by_cause(result: ReplayResult, limit_w_per_s: float, site: SiteConfig) -> dict[str, Any]:
     """The seconds whose grid step exceeds the ramp limit (agent.model.ramp_metrics' slack), by cause:
-    - by the battery itself: the grid stepped by more than the load did (the battery added to the
-      load's step, or stepped on its own: at the SoC floor, say, dropping 1.9 MW at once);
-    - by the load with the battery at its limit: its power (within 1 kW of the fleet's) or its SoC
-      window (within 0.05 % of the floor or the ceiling, the registers' resolution), so it had
-      nothing left to hold the step with;
+    - by the battery itself: the load's own step was within the limit (the battery stepped the grid:
+      at the SoC floor, say, dropping 1.9 MW at once), or the battery added more than the limit to
+      the load's step;
+    - by the load with the battery at its limit in the step's direction: for a rise, discharging at
+      its power limit (within 1 kW) or at the SoC floor (within 0.05 %, the registers' resolution),
+      for a fall, charging at its limit or at the ceiling: it had nothing left to hold the step with;
     - by the load within a cycle: the rest, the part of a swing the 1 s cycle cannot follow.
-    The bench injects no faults, so no step here is a safety trip's (those are labelled in the plan:
-    its ramp bound's "forced by"). Assumes the bench's 1 s trace (one step = one second)."""
+    The bench injects no faults, so no step here is a safety trip's (the plan labels those:
+    Plan.step_cause). Assumes the bench's 1 s trace (one step = one second)."""
     grid = np.asarray(result.grid_w)
-    bat = np.asarray(result.battery_w)
-    soc = np.asarray(result.soc_pct)
-    dg = np.abs(np.diff(grid))
-    dn = np.abs(np.diff(result.trace.net_w))
-    db = np.abs(np.diff(bat))
-    over = dg > limit_w_per_s * SLACK
-    by_battery = over & (dg > dn)
+    bat = np.asarray(result.battery_w)[1:]
+    soc = np.asarray(result.soc_pct)[1:]
+    dg = np.diff(grid)
+    ag = np.abs(dg)
+    an = np.abs(np.diff(result.trace.net_w))
+    lim = limit_w_per_s * SLACK
+    over = ag > lim
+    own = over & (an <= lim)
+    added = over & ~own & (ag > an + lim)
+    by_battery = own | added
     c = site.control
-    at_limit = (
-        (np.abs(bat[1:]) >= battery_spec(site).power_w - 1e3)
-        | (soc[1:] <= c.soc_min_pct + 0.05)
-        | (soc[1:] >= c.soc_max_pct - 0.05)
-    )
-    load_at_limit = over & ~by_battery & at_limit
+    p_max = battery_spec(site).power_w - 1e3
+    cannot_rise = (bat >= p_max) | (soc <= c.soc_min_pct + 0.05)
+    cannot_fall = (bat <= -p_max) | (soc >= c.soc_max_pct - 0.05)
+    at_limit = np.where(dg > 0.0, cannot_rise, cannot_fall)
+    load = over & ~by_battery
     return {
         "over_s": int(over.sum()),
         "by_battery_s": int(by_battery.sum()),
-        "by_battery_max_step_kw": float(dg[by_battery].max(initial=0.0) / 1e3),
-        "load_battery_at_limit_s": int(load_at_limit.sum()),
-        "load_within_cycle_s": int((over & ~by_battery & ~at_limit).sum()),
-        "max_battery_step_kw": float(db.max(initial=0.0) / 1e3),
-        "max_load_step_kw": float(dn.max(initial=0.0) / 1e3),
+        "by_battery_own_s": int(own.sum()),
+        "by_battery_added_s": int(added.sum()),
+        "by_battery_max_step_kw": float(ag[by_battery].max(initial=0.0) / 1e3),
+        "load_battery_at_limit_s": int((load & at_limit).sum()),
+        "load_within_cycle_s": int((load & ~at_limit).sum()),
+        "max_battery_step_kw": float(np.abs(np.diff(result.battery_w)).max(initial=0.0) / 1e3),
+        "max_load_step_kw": float(an.max(initial=0.0) / 1e3),
     }
 
 

@@ -37,8 +37,9 @@ J = 3600.0
 class Plant:
     """The fleet's SoC and output; `cycle` snapshots it, decides, and applies the plan for dt."""
 
-    def __init__(self, soc: float, battery: float, cfg: ControlConfig = RAMP_CFG) -> None:
+    def __init__(self, soc: float, battery: float, cfg: ControlConfig = RAMP_CFG, soc_step: float = 0.0) -> None:
         self.soc = [soc] * 12
+        self.soc_step = soc_step  # the BMS report SoC rounded to this (0: exactly)
         self.pcs_w: dict[str, float] = {f"pcs{j + 1}": battery / 4 for j in range(4)}
         self.cfg = cfg
         self.st: ControllerState = initial_state(cfg)
@@ -58,7 +59,9 @@ class Plant:
         allow_export: bool = False,
     ) -> Plan:
         cl, pcs = fleet()
-        cl = tuple(replace(c, soc_pct=Measured(s)) for c, s in zip(cl, self.soc, strict=True))
+        q = self.soc_step
+        read = [round(s / q) * q if q else s for s in self.soc]
+        cl = tuple(replace(c, soc_pct=Measured(s)) for c, s in zip(cl, read, strict=True))
         pcs = tuple(replace(p, power_w=Measured(self.pcs_w[p.id])) for p in pcs)
         s = snap(
             load,
@@ -95,18 +98,34 @@ def test_ramp_out_power_is_the_staircase_the_energy_allows() -> None:
 
 @pytest.mark.parametrize("discharging", [True, False])
 def test_discharging_at_1_9_mw_toward_the_floor_ramps_out_and_reaches_0_at_the_floor(discharging: bool) -> None:
-    # 15.5 MJ left: 1.9 MW for two seconds leaves 11.7 MJ, exactly the ramp-out from 1.8 MW
+    # 15.5 MJ left above one SoC register step (0.1 %) over the floor: 1.9 MW for two seconds leaves
+    # 11.7 MJ, exactly the ramp-out from 1.8 MW
     sign = 1.0 if discharging else -1.0
-    plant = Plant(soc_with(15.5e6, discharging), sign * 1.9e6)
+    plant = Plant(soc_with(15.5e6, discharging) + sign * 0.1, sign * 1.9e6)
     op = OperatorState(override_w=sign * 1.9e6, override_until=1e9)
     plans = [plant.cycle(5e6, op) for _ in range(17)]
     powers = [sign * p.site_setpoint_w for p in plans]
     expected = [1.9e6, 1.9e6] + [1.8e6 - S * i for i in range(12)] + [0.0] * 3
     assert powers == pytest.approx(expected, abs=1e-3)
     assert [p.decided_by for p in plans[2:14]] == ["edges"] * 12
-    assert plant.soc == pytest.approx([20.0 if discharging else 95.0] * 12, abs=1e-9)
+    assert plant.soc == pytest.approx([20.1 if discharging else 94.9] * 12, abs=1e-9)
     steps = [abs(a - b) for a, b in itertools.pairwise(powers)]
     assert max(steps) <= S + 1e-3  # never a step: at most the plan's ramp
+
+
+@pytest.mark.parametrize("discharging", [True, False])
+def test_soc_read_in_register_steps_still_ramps_out(discharging: bool) -> None:
+    # The BMS report 0.1 % steps: at 2.2 MW the reading ticks every ~8 s, and the energy it says is
+    # left jumps by 17 MJ at each tick. The battery still ramps out, never stepping, and stops
+    # within the window (no cluster read at or past the floor or ceiling while it gave power).
+    sign = 1.0 if discharging else -1.0
+    plant = Plant(20.43 if discharging else 94.57, sign * 2.2e6, soc_step=0.1)
+    op = OperatorState(override_w=sign * 2.2e6, override_until=1e9)
+    powers = [sign * plant.cycle(5e6, op).site_setpoint_w for _ in range(60)]
+    steps = [abs(a - b) for a, b in itertools.pairwise([2.2e6, *powers])]
+    assert max(steps) <= S + 1e-3
+    assert powers[-1] == pytest.approx(0.0, abs=1e-3)
+    assert all(20.0 < s < 95.0 for s in plant.soc)
 
 
 def test_no_ramp_limit_no_edges() -> None:
