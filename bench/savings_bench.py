@@ -273,11 +273,10 @@ def main() -> None:
     if args.ramp_limit > 0.0:
         out["ramp_by_cause"] = rc = ramp_by_cause(result, args.ramp_limit * 1e3, site)
         print(
-            f"seconds over the {args.ramp_limit:g} kW/s ramp limit with the battery: {rc['over_s']:,};"
-            f" caused by the battery itself {rc['by_battery_s']:,} ({rc['by_battery_own_s']:,} with the load's own"
-            f" step within the limit, {rc['by_battery_added_s']:,} adding more than the limit to a load step;"
-            f" largest {rc['by_battery_max_step_kw']:,.0f} kW in a second); by the load with the battery at"
-            f" its power or SoC limit {rc['load_battery_at_limit_s']:,}; by the load within a cycle"
+            f"seconds over the {args.ramp_limit:g} kW/s ramp limit with the battery: {rc['over_s']:,}; by the battery"
+            f" itself {rc['by_battery_s']:,} (largest {rc['by_battery_max_step_kw']:,.0f} kW in a second); shared, each"
+            f" within the limit {rc['shared_s']:,} (largest {rc['shared_max_step_kw']:,.0f} kW); by the load with the"
+            f" battery at its power or SoC limit {rc['load_battery_at_limit_s']:,}; by the load within a cycle"
             f" {rc['load_within_cycle_s']:,}; largest battery change in a second {rc['max_battery_step_kw']:,.0f} kW,"
             f" largest load step {rc['max_load_step_kw']:,.0f} kW (no safety trip in this bench)"
         )
@@ -314,9 +313,10 @@ def grid_limit_held(result: ReplayResult, limit_w: float, site: SiteConfig) -> d
 
 def ramp_by_cause(result: ReplayResult, limit_w_per_s: float, site: SiteConfig) -> dict[str, Any]:
     """The seconds whose grid step exceeds the ramp limit (agent.model.ramp_metrics' slack), by cause:
-    - by the battery itself: the load's own step was within the limit (the battery stepped the grid:
-      at the SoC floor, say, dropping 1.9 MW at once), or the battery added more than the limit to
-      the load's step;
+    - by the battery itself: its own change in that second, in the direction the grid stepped, was
+      over the limit (at the SoC floor, say, dropping 1.9 MW at once: the issue's target is none);
+    - shared: the load's own step was within the limit and so was the battery's, their sum was not
+      (the battery ramping out at 150 kW/s before its floor while the load rose 190 kW);
     - by the load with the battery at its limit in the step's direction: for a rise, discharging at
       its power limit (within 1 kW) or at the SoC floor (within 0.05 %, the registers' resolution),
       for a fall, charging at its limit or at the ceiling: it had nothing left to hold the step with;
@@ -324,31 +324,31 @@ def ramp_by_cause(result: ReplayResult, limit_w_per_s: float, site: SiteConfig) 
     The bench injects no faults, so no step here is a safety trip's (the plan labels those:
     Plan.step_cause). Assumes the bench's 1 s trace (one step = one second)."""
     grid = np.asarray(result.grid_w)
-    bat = np.asarray(result.battery_w)[1:]
+    bat = np.asarray(result.battery_w)
     soc = np.asarray(result.soc_pct)[1:]
     dg = np.diff(grid)
     ag = np.abs(dg)
     an = np.abs(np.diff(result.trace.net_w))
+    db = np.diff(bat)
     lim = limit_w_per_s * SLACK
     over = ag > lim
-    own = over & (an <= lim)
-    added = over & ~own & (ag > an + lim)
-    by_battery = own | added
+    by_battery = over & (np.abs(db) > lim) & (-db * dg > 0.0)  # grid = net - battery
+    shared = over & ~by_battery & (an <= lim)
     c = site.control
     p_max = battery_spec(site).power_w - 1e3
-    cannot_rise = (bat >= p_max) | (soc <= c.soc_min_pct + 0.05)
-    cannot_fall = (bat <= -p_max) | (soc >= c.soc_max_pct - 0.05)
+    cannot_rise = (bat[1:] >= p_max) | (soc <= c.soc_min_pct + 0.05)
+    cannot_fall = (bat[1:] <= -p_max) | (soc >= c.soc_max_pct - 0.05)
     at_limit = np.where(dg > 0.0, cannot_rise, cannot_fall)
-    load = over & ~by_battery
+    load = over & ~by_battery & ~shared
     return {
         "over_s": int(over.sum()),
         "by_battery_s": int(by_battery.sum()),
-        "by_battery_own_s": int(own.sum()),
-        "by_battery_added_s": int(added.sum()),
         "by_battery_max_step_kw": float(ag[by_battery].max(initial=0.0) / 1e3),
+        "shared_s": int(shared.sum()),
+        "shared_max_step_kw": float(ag[shared].max(initial=0.0) / 1e3),
         "load_battery_at_limit_s": int((load & at_limit).sum()),
         "load_within_cycle_s": int((load & ~at_limit).sum()),
-        "max_battery_step_kw": float(np.abs(np.diff(result.battery_w)).max(initial=0.0) / 1e3),
+        "max_battery_step_kw": float(np.abs(db).max(initial=0.0) / 1e3),
         "max_load_step_kw": float(an.max(initial=0.0) / 1e3),
     }
 
