@@ -229,3 +229,19 @@ def test_the_battery_never_steps_the_grid_by_more_than_the_limit(
             by_battery = grid_step - abs(load - net_prev)
             assert by_battery <= LIMIT * min(since, 1.0) + 1e-3, (p.decided_by, p.bounds)
         net_prev = load
+
+
+def test_in_grid_power_control_the_pcs_windows_ramp_out_before_the_floor() -> None:
+    # The PCS's own loop sets the output there, so the edges' cap goes into their windows: 3.83 MJ
+    # above one register step over the floor is the ramp-out from 1 MW (1 MW x 1.15 MW / 300 kW/s)
+    from tests.test_control_pcc import pcc_fleet
+
+    soc = soc_with(1e6 * 1.15e6 / (2 * S), True) + 0.1
+    cl, pcs = pcc_fleet(soc=soc)
+    p, _ = decide(snap(3e6, clusters=cl, pcs=pcs), initial_state(RAMP_CFG), RAMP_CFG, OperatorState(), FLAT, False)
+    gc = p.grid_control
+    assert gc is not None
+    assert sum(lim.max_discharge_w for lim in gc.pcs.values()) == pytest.approx(1e6)
+    assert [lim.max_charge_w for lim in gc.pcs.values()] == pytest.approx([627e3] * 4)  # room to charge
+    edges = next(b for b in p.bounds if b.source == "edges")
+    assert edges.hi_w == pytest.approx(1e6)  # and the plan's own target ramps out with them

@@ -7,8 +7,11 @@ half cycle the staircase holds above the ramp. So discharge is capped at the pow
 the stored energy above the reserve floor can still deliver (through the discharge efficiency), and
 charge at the power whose ramp-out the room below the ceiling can still take. Held at that cap the
 power falls by exactly s a cycle and reaches 0 W at the floor. r is the rate the plan moves the grid
-at (ramp.SETPOINT_RAMP_FRACTION of the limit). Only with ramp support on, on setpoints, grid up:
-in an outage the battery carries the load and the reserve is there to be used.
+at (ramp.SETPOINT_RAMP_FRACTION of the limit). Only with ramp support on and the grid up: in an
+outage the battery carries the load and the reserve is there to be used. In grid-power (PCC) control
+too: the PCS's local loop moves their output with the load, and their windows stopped it at once at
+the floor (a step the size of their output); the same caps now shrink those windows (pcc.py), so
+the output ramps out as the energy runs down.
 
 The SoC is read in register steps (SOC_STEP_PCT), so the energy the reading says is left jumps by a
 step's worth (18 MJ on the demo's 5 MWh) when the reading ticks down, and the cap with it (from
@@ -45,22 +48,34 @@ def ramp_out_w(energy_j: float, rate_w_per_s: float, dt: float) -> float:
     return 0.5 * (math.sqrt(rdt * rdt + 8.0 * rate_w_per_s * energy_j) - rdt)
 
 
-def edges(w: Window, c: Cycle) -> Window:
+def edge_caps(c: Cycle) -> tuple[float, float]:
+    """(charge cap, discharge cap) W, the charge cap negative: the powers whose ramp-out the energy
+    above one register step over the floor (or the room below the ceiling) can still take, never
+    falling faster than the ramp from the last plan (in grid-power control, from the measured output:
+    there the PCS, not the plan, set it)."""
     cfg = c.cfg
-    if cfg.ramp_limit_w_per_s <= 0.0 or not c.snap.grid_up or c.pcc:
-        return w
     r = cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION
     dt = c.dt if 0.0 < c.dt <= STEP_S_MAX else STEP_S_MAX
     step_j = SOC_STEP_PCT * 0.01 * c.fleet.capacity_wh * J_PER_WH
     hi_cap = ramp_out_w(energy_above_floor_j(c) - step_j * cfg.discharge_efficiency, r, dt)
     lo_cap = -ramp_out_w(room_below_ceiling_j(c) - step_j / cfg.charge_efficiency, r, dt)
-    prev = c.prev_battery_w  # the cap falls no faster than the ramp from the last plan
-    if not finite(prev):  # none (NaN): from what the battery gives now (NaN: no such floor)
+    prev = c.snap.battery_w if c.pcc else c.prev_battery_w
+    if not finite(prev):  # no plan (NaN): from what the battery gives now (NaN: no such floor)
         prev = c.snap.battery_w
     if prev - r * dt > hi_cap:
         hi_cap = prev - r * dt
     elif prev + r * dt < lo_cap:
         lo_cap = prev + r * dt
+    return lo_cap, hi_cap
+
+
+def edges(w: Window, c: Cycle) -> Window:
+    """Controller 3b. In grid-power (PCC) control as well: the plan's target ramps out, and the PCS's
+    own windows are capped the same way (pcc.grid_control), since there the PCS set the output."""
+    cfg = c.cfg
+    if cfg.ramp_limit_w_per_s <= 0.0 or not c.snap.grid_up:
+        return w
+    lo_cap, hi_cap = edge_caps(c)
     lo, hi = w.lo, w.hi
     if not (hi_cap < hi or lo_cap > lo):
         return w
@@ -69,6 +84,7 @@ def edges(w: Window, c: Cycle) -> Window:
         hi, hi_src = max(hi_cap, lo), "edges"
     if lo_cap > lo:
         lo, lo_src = min(lo_cap, hi), "edges"
+    r = cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION
     why = f"ramping out at {r:.0f} W/s before the SoC floor {c.floor:.2f} % or ceiling {c.ceil:.2f} %"
     return w.bound(lo, hi, lo_src, hi_src, Bound("edges", lo, hi, why))
 
