@@ -192,6 +192,7 @@ MODES = st.sampled_from(["auto", "idle", "conservative", "override"])
 @settings(max_examples=150, deadline=None)
 @given(
     soc=st.sampled_from([20.05, 20.3, 50.0, 94.7, 94.95]),
+    soc_step=st.sampled_from([0.0, 0.1]),  # the BMS report SoC exactly, or in 0.1 % register steps
     start=st.floats(-2.5e6, 2.5e6),
     events=st.lists(
         st.tuples(
@@ -206,12 +207,13 @@ MODES = st.sampled_from(["auto", "idle", "conservative", "override"])
     ),
 )
 def test_the_battery_never_steps_the_grid_by_more_than_the_limit(
-    soc: float, start: float, events: list[tuple[float, str, float, float, bool]]
+    soc: float, soc_step: float, start: float, events: list[tuple[float, str, float, float, bool]]
 ) -> None:
     """With ramp support on and no safety trip, the grid's step beyond the load's own is at most the
     limit for the time it counts (one second at most), every cycle: load swings, mode changes,
-    overrides, the SoC floor and ceiling, lost measurements, freezes with the PCS reverted."""
-    plant = Plant(soc, start)
+    overrides, the SoC floor and ceiling (read exactly or in register steps), lost measurements,
+    freezes with the PCS reverted."""
+    plant = Plant(soc, start, soc_step=soc_step)
     net_prev = t_prev = math.nan
     for load, mode, ow, dt, lost in events:
         if dt > 1.0:

@@ -56,8 +56,9 @@ class _SiteHead(BaseModel):
     reason: str = Field(description="why, in words")
     step_cause: str | None = Field(
         None,
-        description="with ramp support on, the controller that forced the grid past the ramp limit this cycle:"
-        " device_limits for a safety trip (BMS fault, lost PCS), no_export, grid_import_limit; null when none",
+        description="with ramp support on, the controller whose bound left no room inside the ramp window this"
+        " cycle (the grid moved past the ramp limit): device_limits for a safety trip (BMS fault, lost PCS) or a"
+        " load step beyond the fleet's power, edges or reserve, no_export, grid_import_limit; null when none",
     )
     bounds: list[BoundOut]
     grid_target_w: float | None = Field(

@@ -90,9 +90,11 @@ def edges(w: Window, c: Cycle) -> Window:
 
 
 def step_cause(bounds: tuple[Bound, ...]) -> str:
-    """The controller that forced the grid past the ramp limit this cycle, from the ramp bound (ramp.py
-    names it when the window above leaves no room inside the ramp's): "device_limits" is a safety
-    trip (a BMS fault or a lost PCS took clusters out of the fleet at once); "" when nothing did."""
+    """The controller whose bound left no room inside the ramp window this cycle, from the ramp bound
+    (ramp.py names it then): "device_limits" for a safety trip (a BMS fault or a lost PCS took clusters
+    out of the fleet at once) or a load step beyond the fleet's power; "" when the grid moved within
+    the ramp bound. Whether the step was the battery's or the load's: bench/savings_bench.py's
+    ramp_by_cause counts them apart."""
     for b in bounds:
         if b.source == "ramp":
             _, sep, who = b.reason.rpartition(FORCED)

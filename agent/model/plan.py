@@ -85,9 +85,11 @@ class Plan:
     # snapshot's max_charge_w / max_discharge_w): (max charge W, max discharge W), magnitudes, for
     # every trusted cluster behind a PCS the operator derated. None: the agent allows the BMS limits.
     allowed_limits_w: dict[str, tuple[float, float]] | None
-    # With ramp support on, the controller whose bound forced the grid past the ramp limit this cycle
-    # (agent.control.edges.step_cause): "device_limits" for a safety trip (a BMS fault, a lost PCS),
-    # or "no_export", "grid_import_limit", ...; "" when the grid moved within the limit's bound.
+    # With ramp support on, the controller whose bound left no room inside the ramp's window this
+    # cycle, so the grid moved past the ramp limit (agent.control.edges.step_cause): "device_limits"
+    # for a safety trip (a BMS fault or lost PCS took clusters out at once) or a load step beyond the
+    # fleet's power, "edges" / "reserve" for one beyond what its energy allows, "no_export",
+    # "grid_import_limit"; "" when the grid moved within the ramp bound.
     step_cause: str
 
     def __init__(
