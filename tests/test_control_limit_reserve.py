@@ -37,11 +37,13 @@ def step(
     key: int = 5,
     level: float = LIMIT,
     mean: float = math.nan,
+    sample: bool = True,
+    ahead: float = 0.0,
 ) -> LimitState:
     return advance(
         ls,
         limit_w=LIMIT,
-        sample=True,
+        sample=sample,
         net_w=net,
         mean_w=mean,
         dt=dt,
@@ -53,7 +55,7 @@ def step(
         usable_wh=USABLE,
         eta_c=0.96,
         eta_d=0.96,
-        ahead_wh=0.0,
+        ahead_wh=ahead,
     )
 
 
@@ -101,23 +103,7 @@ def test_a_fresh_start_keeps_everything_until_a_day_is_counted() -> None:
 
 
 def test_the_day_profile_need_is_taken_once_per_interval() -> None:
-    ls = advance(
-        DAY,
-        limit_w=LIMIT,
-        sample=False,
-        net_w=0.0,
-        mean_w=math.nan,
-        dt=1.0,
-        key=7,
-        spd=96,
-        level_w=LIMIT,
-        dis_w=FULL_W,
-        chg_w=FULL_W,
-        usable_wh=USABLE,
-        eta_c=0.96,
-        eta_d=0.96,
-        ahead_wh=5e6,  # more than the fleet holds: at most all of it
-    )
+    ls = step(DAY, 0.0, key=7, sample=False, ahead=5e6)  # more than the fleet holds: at most all of it
     assert reserve_wh(ls, USABLE) == pytest.approx(0.75 * CAP_WH)
 
 
