@@ -40,6 +40,7 @@ class Plant:
     def __init__(self, soc: float, battery: float, cfg: ControlConfig = RAMP_CFG, soc_step: float = 0.0) -> None:
         self.soc = [soc] * 12
         self.soc_step = soc_step  # the BMS report SoC rounded to this (0: exactly)
+        self.bms_w = 209e3  # each cluster's BMS charge and discharge limit
         self.pcs_w: dict[str, float] = {f"pcs{j + 1}": battery / 4 for j in range(4)}
         self.cfg = cfg
         self.st: ControllerState = initial_state(cfg)
@@ -58,7 +59,7 @@ class Plant:
         load_ok: bool = True,
         allow_export: bool = False,
     ) -> Plan:
-        cl, pcs = fleet()
+        cl, pcs = fleet(dis=self.bms_w, chg=self.bms_w)
         q = self.soc_step
         read = [round(s / q) * q if q else s for s in self.soc]
         cl = tuple(replace(c, soc_pct=Measured(s)) for c, s in zip(cl, read, strict=True))
@@ -126,6 +127,24 @@ def test_soc_read_in_register_steps_still_ramps_out(discharging: bool) -> None:
     assert max(steps) <= S + 1e-3
     assert powers[-1] == pytest.approx(0.0, abs=1e-3)
     assert all(20.0 < s < 95.0 for s in plant.soc)
+
+
+@pytest.mark.parametrize("discharging", [True, False])
+def test_a_bms_limit_falling_faster_than_the_ramp_is_ramped_out_before(discharging: bool) -> None:
+    # The clusters' BMS derate at 25 kW/s each (300 kW/s for the fleet, twice the plan's ramp) from
+    # 209 kW to 0, the battery at 1 MW: it ramps out at the plan's ramp and reaches 0 before the limit
+    # does, instead of riding down the limit at 300 kW/s once it meets it (the grid stepping with it).
+    sign = 1.0 if discharging else -1.0
+    plant = Plant(50.0, sign * 1e6)
+    op = OperatorState(override_w=sign * 1e6, override_until=1e9)
+    powers = [sign * plant.cycle(5e6, op).site_setpoint_w]
+    for _ in range(10):
+        plant.bms_w = max(0.0, plant.bms_w - 25e3)
+        powers.append(sign * plant.cycle(5e6, op).site_setpoint_w)
+    steps = [abs(a - b) for a, b in itertools.pairwise(powers)]
+    assert max(steps) <= S + 1e-3
+    assert powers[:3] == pytest.approx([1e6, 1e6, S * 12 * 159e3 / 300e3])  # r x limit / its fall rate
+    assert all(p <= 12 * w + 1e-3 for p, w in zip(powers, [max(0.0, 209e3 - 25e3 * k) for k in range(11)], strict=True))
 
 
 def test_no_ramp_limit_no_edges() -> None:

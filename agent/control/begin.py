@@ -165,4 +165,5 @@ def begin_cycle(
         plan_slot=schedule.slot_at(t.timestamp()) if schedule is not None else -1,
         limit=ls,
         limit_wh=reserve_wh(ls, usable) if limit > 0.0 else 0.0,
+        edge=st.edge,
     )

@@ -36,7 +36,7 @@ from agent.control.cycle import Cycle
 from agent.control.demand import demand
 from agent.control.derate import allowed_limits_w, derate
 from agent.control.dispatch import dispatch_fleet
-from agent.control.edges import edges, step_cause
+from agent.control.edges import edge_state, edges, step_cause
 from agent.control.fleet import FleetMemo
 from agent.control.grid_limit import grid_limit, limit_recharge
 from agent.control.limits import device_limits
@@ -170,4 +170,5 @@ def decide(
         interval=c.iv,
         tou=c.tou,
         limit=c.limit,
+        edge=edge_state(c),
     )

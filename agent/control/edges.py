@@ -21,6 +21,12 @@ the power the previous cycle planned: that power was within the cap of a true en
 a step larger, so ramping it out at r still ends above the floor. Without both, the savings bench's
 month at 200 kW/s had 154 seconds in which the battery stepped the grid by itself, by up to 2.2 MW,
 at the floor and the ceiling (BENCHMARKS.md, "Issue 14: energy for the grid limit and the edges").
+
+Before a device limit drop the trend shows (the BMS derating on temperature or tapering, the fleet's
+limit falling faster than r since the last cycle, the same clusters trusted), the power is held
+where a ramp at r ends no later than the limit's trend reaches 0 (EdgeState keeps the last cycle's
+limits). A drop no trend announced (a BMS fault, a lost PCS, a sudden derate) is a step the plan
+labels with its cause (step_cause).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from typing import Final
 from agent.control.begin import finite
 from agent.control.cycle import Cycle
 from agent.control.ramp import SETPOINT_RAMP_FRACTION, STEP_S_MAX
+from agent.control.state import EdgeState
 from agent.control.stored import J_PER_WH, energy_above_floor_j, room_below_ceiling_j
 from agent.control.window import Window
 from agent.model.plan import Bound
@@ -59,6 +66,18 @@ def edge_caps(c: Cycle) -> tuple[float, float]:
     step_j = SOC_STEP_PCT * 0.01 * c.fleet.capacity_wh * J_PER_WH
     hi_cap = ramp_out_w(energy_above_floor_j(c) - step_j * cfg.discharge_efficiency, r, dt)
     lo_cap = -ramp_out_w(room_below_ceiling_j(c) - step_j / cfg.charge_efficiency, r, dt)
+    # A device limit falling faster than the ramp (a BMS derating on temperature, a taper) reaches 0
+    # before a battery at it could ramp out: hold the power where a ramp at r ends with the limit's
+    # trend, r x limit / fall rate (P - r t <= L - q t until L reaches 0).
+    e = c.edge
+    f = c.fleet
+    if 0.0 < c.dt <= STEP_S_MAX and e.capacity_wh == f.capacity_wh:
+        qd = (e.dis_w - f.max_dis_w) / c.dt
+        if qd > r and r * f.max_dis_w / qd < hi_cap:
+            hi_cap = r * f.max_dis_w / qd
+        qc = (e.chg_w - f.max_chg_w) / c.dt
+        if qc > r and -r * f.max_chg_w / qc > lo_cap:
+            lo_cap = -r * f.max_chg_w / qc
     prev = c.snap.battery_w if c.pcc else c.prev_battery_w
     if not finite(prev):  # no plan (NaN): from what the battery gives now (NaN: no such floor)
         prev = c.snap.battery_w
@@ -67,6 +86,15 @@ def edge_caps(c: Cycle) -> tuple[float, float]:
     elif prev + r * dt < lo_cap:
         lo_cap = prev + r * dt
     return lo_cap, hi_cap
+
+
+def edge_state(c: Cycle) -> EdgeState:
+    """What the next cycle needs of this one's fleet for the limits' trend (the same object while the
+    fleet's limits stand: the replay reuses its fleet for as long as no BMS register changes)."""
+    f, e = c.fleet, c.edge
+    if e.dis_w == f.max_dis_w and e.chg_w == f.max_chg_w and e.capacity_wh == f.capacity_wh:
+        return e
+    return EdgeState(dis_w=f.max_dis_w, chg_w=f.max_chg_w, capacity_wh=f.capacity_wh)
 
 
 def edges(w: Window, c: Cycle) -> Window:

@@ -4,7 +4,8 @@
   reference, unless the meters say the plant is elsewhere: agent.control.ramp);
 - IntervalState: the running demand interval, the billing month's peaks and the day's profile;
 - TouState: the time-of-use plan for the current price slot;
-- LimitState: the energy the grid connection limit has needed (agent.control.limit_reserve).
+- LimitState: the energy the grid connection limit has needed (agent.control.limit_reserve);
+- EdgeState: the fleet's device limits the previous cycle (agent.control.edges: their trend).
 
 Frozen dataclasses with hand-written keyword-only __init__s (cheap to build once per cycle in the
 compiled build: see agent/model/snapshot.py; keywords, so no caller lines up 18 positions). A cycle
@@ -159,7 +160,22 @@ class LimitState:
         object.__setattr__(self, "seen_s", seen_s)
 
 
+@dataclass(frozen=True, slots=True, init=False)
+class EdgeState:
+    """The fleet's device limits the previous cycle: their trend (agent.control.edges)."""
+
+    dis_w: float  # trusted fleet's discharge and charge limits (W, magnitudes; NaN: none yet)
+    chg_w: float
+    capacity_wh: float  # the trusted fleet's nameplate: another fleet (a trip, an isolation), no trend
+
+    def __init__(self, *, dis_w: float = NAN, chg_w: float = NAN, capacity_wh: float = NAN) -> None:
+        object.__setattr__(self, "dis_w", dis_w)
+        object.__setattr__(self, "chg_w", chg_w)
+        object.__setattr__(self, "capacity_wh", capacity_wh)
+
+
 _RAMP0 = RampState()
+_EDGE0 = EdgeState()
 _INTERVAL0 = IntervalState()
 _TOU0 = TouState()
 _LIMIT0 = LimitState()
@@ -171,6 +187,7 @@ class ControllerState:
     interval: IntervalState
     tou: TouState
     limit: LimitState
+    edge: EdgeState
 
     def __init__(
         self,
@@ -179,11 +196,13 @@ class ControllerState:
         interval: IntervalState = _INTERVAL0,
         tou: TouState = _TOU0,
         limit: LimitState = _LIMIT0,
+        edge: EdgeState = _EDGE0,
     ) -> None:
         object.__setattr__(self, "ramp", ramp)
         object.__setattr__(self, "interval", interval)
         object.__setattr__(self, "tou", tou)
         object.__setattr__(self, "limit", limit)
+        object.__setattr__(self, "edge", edge)
 
     def month_peak(self, rate: float) -> float:
         """The month's billed peak (W) in the demand window with this rate; 0 if none yet."""
