@@ -30,6 +30,7 @@ RAMP_CFG = replace(CFG, ramp_limit_w_per_s=LIMIT)  # floor 20 %, ceiling 95 %
 S = 150e3  # the plan's step per second
 R = 100e3  # the grid's step per second from a measured reference, live (ramp_reference.BETWEEN_READINGS_RAMP_FRACTION)
 CAP_WH = 12 * 418e3
+FULL = 12 * 209e3
 EFF = 0.96
 J = 3600.0
 
@@ -41,6 +42,7 @@ class Plant:
         self.soc = [soc] * 12
         self.soc_step = soc_step  # the BMS report SoC rounded to this (0: exactly)
         self.bms_w = 209e3  # each cluster's BMS charge and discharge limit
+        self.switchable: frozenset[str] = frozenset()  # clusters whose contactor the agent may open
         self.pcs_w: dict[str, float] = {f"pcs{j + 1}": battery / 4 for j in range(4)}
         self.cfg = cfg
         self.st: ControllerState = initial_state(cfg)
@@ -62,7 +64,9 @@ class Plant:
         cl, pcs = fleet(dis=self.bms_w, chg=self.bms_w)
         q = self.soc_step
         read = [round(s / q) * q if q else s for s in self.soc]
-        cl = tuple(replace(c, soc_pct=Measured(s)) for c, s in zip(cl, read, strict=True))
+        cl = tuple(
+            replace(c, soc_pct=Measured(s), switchable=c.id in self.switchable) for c, s in zip(cl, read, strict=True)
+        )
         pcs = tuple(replace(p, power_w=Measured(self.pcs_w[p.id])) for p in pcs)
         s = snap(
             load,
@@ -145,6 +149,24 @@ def test_a_bms_limit_falling_faster_than_the_ramp_is_ramped_out_before(dischargi
     assert max(steps) <= S + 1e-3
     assert powers[:3] == pytest.approx([1e6, 1e6, S * 12 * 159e3 / 300e3])  # r x limit / its fall rate
     assert all(p <= 12 * w + 1e-3 for p, w in zip(powers, [max(0.0, 209e3 - 25e3 * k) for k in range(11)], strict=True))
+
+
+def test_an_isolation_ramps_its_pcs_out_first() -> None:
+    # The fleet at full power (2.508 MW, 627 kW a PCS); the operator puts c01 in maintenance: its PCS
+    # (pcs1, one DC bus) must reach 0 W before the contactor opens. It ramps out at the live ramp
+    # (100 kW a cycle) instead of dropping 627 kW onto the grid at once, and is then held.
+    plant = Plant(50.0, FULL)
+    plant.switchable = frozenset({"c01"})
+    full = OperatorState(override_w=FULL, override_until=1e9)
+    assert plant.cycle(5e6, full).pcs_setpoints_w["pcs1"] == pytest.approx(FULL / 4)
+    held = replace(full, maintenance=frozenset({"c01"}))
+    plans = [plant.cycle(5e6, held) for _ in range(8)]
+    pcs1 = [p.pcs_setpoints_w.get("pcs1", 0.0) for p in plans]
+    assert pcs1 == pytest.approx([FULL / 4 - R * k for k in range(1, 7)] + [0.0, 0.0])
+    site = [FULL] + [p.site_setpoint_w for p in plans]
+    assert max(abs(a - b) for a, b in itertools.pairwise(site)) <= R + 1e-3
+    assert site[-1] == pytest.approx(3 * FULL / 4)
+    assert all(p.step_cause == "" for p in plans)
 
 
 def test_no_ramp_limit_no_edges() -> None:

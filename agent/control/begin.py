@@ -14,6 +14,7 @@ from agent.control.fleet import FleetMemo, build_fleet
 from agent.control.interval import accumulate, roll
 from agent.control.limit_reserve import advance, reserve_wh
 from agent.control.prices import Prices
+from agent.control.ramp_reference import BETWEEN_READINGS_RAMP_FRACTION
 from agent.control.reserve import reserve_floor_pct
 from agent.control.schedule import DispatchPlan
 from agent.control.state import ControllerState
@@ -47,7 +48,12 @@ def begin_cycle(
 ) -> Cycle:
     now = snap.t_mono
     dt = now - st.ramp.t_mono if finite(now) else NAN
-    f = build_fleet(snap, op.maintenance, fleet_memo, op.derate)
+    # an isolation (live: the load changes between readings) ramps its PCS out at the ramp bound's
+    # live rate, grid up (fleet._build)
+    ramp_out = 0.0
+    if op.maintenance and cfg.ramp_limit_w_per_s > 0.0 and snap.grid_up:
+        ramp_out = cfg.ramp_limit_w_per_s * BETWEEN_READINGS_RAMP_FRACTION * (dt if 0.0 < dt <= 1.0 else 1.0)
+    f = build_fleet(snap, op.maintenance, fleet_memo, op.derate, ramp_out)
 
     g, ld, pv = snap.grid_w, snap.load_w, snap.pv_w
     gv, lv, pvv = g.value, ld.value, pv.value
