@@ -139,7 +139,7 @@ def build_fleet(
     """The fleet of `snap` without the clusters in `maintenance`, their limits scaled by `derate`
     ((cluster id, max power %): OperatorState.derate; see pcs_factors). `ramp_out_w` > 0: a PCS held
     for an isolation ramps out by that much a cycle from its measured output (see _build)."""
-    if memo is None or ramp_out_w > 0.0:
+    if memo is None or (ramp_out_w > 0.0 and _held_pcs(snap, maintenance)):  # a ramp-out follows the readings
         return _build(snap, maintenance, derate, ramp_out_w)
     mf = memo.fleet
     if (
@@ -180,6 +180,12 @@ def pcs_factors(snap: SiteSnapshot, derate: tuple[tuple[str, float], ...]) -> di
     return out
 
 
+def _held_pcs(snap: SiteSnapshot, maintenance: frozenset[str]) -> set[str]:
+    """PCS with a cluster being isolated: held in maintenance, its contactor still closed (it reports
+    itself online) and the agent able to open it."""
+    return {c.pcs_id for c in snap.clusters if c.switchable and c.id in maintenance and c.status is _ONLINE}
+
+
 def _build(
     snap: SiteSnapshot, maintenance: frozenset[str], derate: tuple[tuple[str, float], ...], ramp_out_w: float = 0.0
 ) -> Fleet:
@@ -191,7 +197,7 @@ def _build(
     # A PCS drives all its clusters on one DC bus: while one of them is being isolated (held in
     # maintenance, its contactor still closed: it reports itself online, and the agent can open it),
     # the whole PCS is held at 0 W so the contactor opens without load.
-    held = {c.pcs_id for c in snap.clusters if c.switchable and c.id in maintenance and c.status is _ONLINE}
+    held = _held_pcs(snap, maintenance)
     # With ramp support on (`ramp_out_w`: the ramp step a cycle), a held PCS still giving or taking
     # power is ramped out first rather than dropped at once (a step of its output on the grid): it
     # stays commandable with all its clusters (the one being isolated is still on its DC bus), its
