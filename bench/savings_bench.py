@@ -1,6 +1,6 @@
 """Savings benchmark: a month at 1 s of a ~10,000-GPU site through the offline replay, against the optimum.
 
-Run: .venv/bin/python bench/savings_bench.py [--days 30] [--runs 1] [--seed 7] [--json]
+Run: .venv/bin/python bench/savings_bench.py [--days 30] [--runs 1] [--seed 7] [--load bench|flat] [--json]
      .venv-fast/bin/python bench/savings_bench.py ...   # the mypyc-compiled build (`make fast`)
 
 The site: 12 clusters of 418 kWh / 209 kW behind 4 PCS of 630 kW, 96 % efficiency each way, SoC
@@ -8,7 +8,8 @@ window 20-95 %, degradation 0.15 CNY per kWh discharged, starting at 50 % SoC, S
 two-part tariff (40.8 CNY/kW-month on the 15-min maximum demand). No ramp limit and no backup
 reserve, so the controller and the optimum face the same problem (bill + degradation).
 `--ramp-limit` / `--ramp-headroom` set a grid ramp limit and the battery power time-of-use leaves
-free for it: what ramp support costs in savings (the optimum knows no ramp limit); `--pcc` puts
+free for it: what ramp support costs in savings (the optimum knows no ramp limit), and the seconds
+over the limit by cause (ramp_by_cause: the battery's own steps apart from the load's); `--pcc` puts
 every PCS in grid-power control (its local loop is simulated at 20 ms: ~50x the physics per step).
 
 The load (deterministic for a seed), site-local time from 1 July 2026 00:00 Asia/Shanghai:
@@ -46,6 +47,8 @@ from agent.economics.optimum import BatterySpec, OptimumResult, resample_mean
 from agent.economics.roi import EconomicsConfig
 from agent.economics.tariff import FloatArray, Tariff, bundled
 from agent.model.config import SiteConfig, load_site
+from agent.model.ramp_metrics import SLACK
+from agent.offline.connection import smallest_connection_w
 from agent.offline.replay import BUILD, ReplayResult, Trace, battery_spec, evaluate, optimum_for, replay
 from simulators.load import TRACE_H100, Inference, TraceReplay, WithCooling
 
@@ -155,6 +158,12 @@ def main() -> None:
     ap.add_argument(
         "--ramp-headroom", type=float, default=0.0, metavar="KW", help="[control] ramp_headroom_w, in kW [0]"
     )
+    ap.add_argument(
+        "--load",
+        choices=("bench", "flat"),
+        default="bench",
+        help="bench: the GPU site below; flat: planner_bench.py's Frontier HPL run at a 4 MW mean [bench]",
+    )
     ap.add_argument("--pcc", action="store_true", help="every PCS in grid-power (PCC) control (needs --ramp-limit)")
     ap.add_argument(
         "--grid-limit-below-peak",
@@ -174,8 +183,13 @@ def main() -> None:
     if args.pcc:
         site = replace(site, pcs=tuple(replace(p, grid_control="pcc") for p in site.pcs))
     tariff = bundled("shanghai_ci_two_part")
-    ts, load = site_load(args.days, args.seed)
-    trace = Trace(ts, load, source=f"bench seed {args.seed}")
+    if args.load == "flat":
+        from planner_bench import flat_load  # imports this module: only when asked for
+
+        ts, load = flat_load(args.days)
+    else:
+        ts, load = site_load(args.days, args.seed)
+    trace = Trace(ts, load, source=f"{args.load} seed {args.seed}")
     grid_limit = float(load.max()) * (1.0 - args.grid_limit_below_peak / 100.0) if args.grid_limit_below_peak else 0.0
     site = replace(site, control=replace(site.control, grid_import_limit_w=grid_limit))
     print(
@@ -253,7 +267,18 @@ def main() -> None:
             " while the battery had energy above its floor"
             f" ({h['seconds_above_with_energy_and_power']:,} s with power to spare too);"
             f" largest excess {h['max_excess_kw']:,.1f} kW, {h['max_excess_kw_with_energy']:,.1f} kW with energy;"
-            f" lowest SoC {h['soc_min_pct_seen']:.2f} %"
+            f" lowest SoC {h['soc_min_pct_seen']:.2f} %; the smallest connection an ideal battery holds on this"
+            f" trace (agent.offline.connection): {h['feasible_limit_kw']:,.0f} kW"
+        )
+    if args.ramp_limit > 0.0:
+        out["ramp_by_cause"] = rc = ramp_by_cause(result, args.ramp_limit * 1e3, site)
+        print(
+            f"seconds over the {args.ramp_limit:g} kW/s ramp limit with the battery: {rc['over_s']:,}; by the battery"
+            f" itself {rc['by_battery_s']:,} (largest {rc['by_battery_max_step_kw']:,.0f} kW in a second); shared, each"
+            f" within the limit {rc['shared_s']:,} (largest {rc['shared_max_step_kw']:,.0f} kW); by the load with the"
+            f" battery at its power or SoC limit {rc['load_battery_at_limit_s']:,}; by the load within a cycle"
+            f" {rc['load_within_cycle_s']:,}; largest battery change in a second {rc['max_battery_step_kw']:,.0f} kW,"
+            f" largest load step {rc['max_load_step_kw']:,.0f} kW (no safety trip in this bench)"
         )
     if args.json:
         print(json.dumps(out, indent=2))
@@ -282,6 +307,49 @@ def grid_limit_held(result: ReplayResult, limit_w: float, site: SiteConfig) -> d
         "max_excess_kw": float(max(0.0, excess.max()) / 1e3),
         "max_excess_kw_with_energy": float(excess[with_energy].max(initial=0.0) / 1e3),
         "soc_min_pct_seen": float(np.nanmin(soc)),
+        "feasible_limit_kw": smallest_connection_w(result.trace.net_w, 1.0, battery_spec(site, 50.0)) / 1e3,
+    }
+
+
+def ramp_by_cause(result: ReplayResult, limit_w_per_s: float, site: SiteConfig) -> dict[str, Any]:
+    """The seconds whose grid step exceeds the ramp limit (agent.model.ramp_metrics' slack), by cause:
+    - by the battery itself: its own change in that second, in the direction the grid stepped, was
+      over the limit (at the SoC floor, say, dropping 1.9 MW at once: the issue's target is none);
+    - shared: the load's own step was within the limit and so was the battery's, their sum was not
+      (the battery ramping out at 150 kW/s before its floor while the load rose 190 kW);
+    - by the load with the battery at its limit in the step's direction: for a rise, discharging at
+      its power limit (within 1 kW) or at the SoC floor (within 0.05 %, the registers' resolution),
+      for a fall, charging at its limit or at the ceiling: it had nothing left to hold the step with;
+    - by the load within a cycle: the rest, the part of a swing the 1 s cycle cannot follow.
+    The bench injects no faults, so no step here is a safety trip's (the plan labels those:
+    Plan.step_cause). Assumes the bench's 1 s trace (one step = one second)."""
+    grid = np.asarray(result.grid_w)
+    bat = np.asarray(result.battery_w)
+    soc = np.asarray(result.soc_pct)[1:]
+    dg = np.diff(grid)
+    ag = np.abs(dg)
+    an = np.abs(np.diff(result.trace.net_w))
+    db = np.diff(bat)
+    lim = limit_w_per_s * SLACK
+    over = ag > lim
+    by_battery = over & (np.abs(db) > lim) & (-db * dg > 0.0)  # grid = net - battery
+    shared = over & ~by_battery & (an <= lim)
+    c = site.control
+    p_max = battery_spec(site).power_w - 1e3
+    cannot_rise = (bat[1:] >= p_max) | (soc <= c.soc_min_pct + 0.05)
+    cannot_fall = (bat[1:] <= -p_max) | (soc >= c.soc_max_pct - 0.05)
+    at_limit = np.where(dg > 0.0, cannot_rise, cannot_fall)
+    load = over & ~by_battery & ~shared
+    return {
+        "over_s": int(over.sum()),
+        "by_battery_s": int(by_battery.sum()),
+        "by_battery_max_step_kw": float(ag[by_battery].max(initial=0.0) / 1e3),
+        "shared_s": int(shared.sum()),
+        "shared_max_step_kw": float(ag[shared].max(initial=0.0) / 1e3),
+        "load_battery_at_limit_s": int((load & at_limit).sum()),
+        "load_within_cycle_s": int((load & ~at_limit).sum()),
+        "max_battery_step_kw": float(np.abs(db).max(initial=0.0) / 1e3),
+        "max_load_step_kw": float(an.max(initial=0.0) / 1e3),
     }
 
 

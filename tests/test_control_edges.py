@@ -22,7 +22,7 @@ from agent.control.edges import ramp_out_w
 from agent.model.config import ControlConfig
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
-from agent.model.snapshot import Measured
+from agent.model.snapshot import ClusterStatus, Measured
 from tests.test_control_support import CFG, FLAT, NOON, SHANGHAI, TablePrices, fleet, snap
 
 LIMIT = 200e3
@@ -30,6 +30,7 @@ RAMP_CFG = replace(CFG, ramp_limit_w_per_s=LIMIT)  # floor 20 %, ceiling 95 %
 S = 150e3  # the plan's step per second
 R = 100e3  # the grid's step per second from a measured reference, live (ramp_reference.BETWEEN_READINGS_RAMP_FRACTION)
 CAP_WH = 12 * 418e3
+FULL = 12 * 209e3
 EFF = 0.96
 J = 3600.0
 
@@ -37,8 +38,11 @@ J = 3600.0
 class Plant:
     """The fleet's SoC and output; `cycle` snapshots it, decides, and applies the plan for dt."""
 
-    def __init__(self, soc: float, battery: float, cfg: ControlConfig = RAMP_CFG) -> None:
+    def __init__(self, soc: float, battery: float, cfg: ControlConfig = RAMP_CFG, soc_step: float = 0.0) -> None:
         self.soc = [soc] * 12
+        self.soc_step = soc_step  # the BMS report SoC rounded to this (0: exactly)
+        self.bms_w = 209e3  # each cluster's BMS charge and discharge limit
+        self.switchable: frozenset[str] = frozenset()  # clusters whose contactor the agent may open
         self.pcs_w: dict[str, float] = {f"pcs{j + 1}": battery / 4 for j in range(4)}
         self.cfg = cfg
         self.st: ControllerState = initial_state(cfg)
@@ -57,8 +61,12 @@ class Plant:
         load_ok: bool = True,
         allow_export: bool = False,
     ) -> Plan:
-        cl, pcs = fleet()
-        cl = tuple(replace(c, soc_pct=Measured(s)) for c, s in zip(cl, self.soc, strict=True))
+        cl, pcs = fleet(dis=self.bms_w, chg=self.bms_w)
+        q = self.soc_step
+        read = [round(s / q) * q if q else s for s in self.soc]
+        cl = tuple(
+            replace(c, soc_pct=Measured(s), switchable=c.id in self.switchable) for c, s in zip(cl, read, strict=True)
+        )
         pcs = tuple(replace(p, power_w=Measured(self.pcs_w[p.id])) for p in pcs)
         s = snap(
             load,
@@ -95,18 +103,70 @@ def test_ramp_out_power_is_the_staircase_the_energy_allows() -> None:
 
 @pytest.mark.parametrize("discharging", [True, False])
 def test_discharging_at_1_9_mw_toward_the_floor_ramps_out_and_reaches_0_at_the_floor(discharging: bool) -> None:
-    # 15.5 MJ left: 1.9 MW for two seconds leaves 11.7 MJ, exactly the ramp-out from 1.8 MW
+    # 15.5 MJ left above one SoC register step (0.1 %) over the floor: 1.9 MW for two seconds leaves
+    # 11.7 MJ, exactly the ramp-out from 1.8 MW
     sign = 1.0 if discharging else -1.0
-    plant = Plant(soc_with(15.5e6, discharging), sign * 1.9e6)
+    plant = Plant(soc_with(15.5e6, discharging) + sign * 0.1, sign * 1.9e6)
     op = OperatorState(override_w=sign * 1.9e6, override_until=1e9)
     plans = [plant.cycle(5e6, op) for _ in range(17)]
     powers = [sign * p.site_setpoint_w for p in plans]
     expected = [1.9e6, 1.9e6] + [1.8e6 - S * i for i in range(12)] + [0.0] * 3
     assert powers == pytest.approx(expected, abs=1e-3)
     assert [p.decided_by for p in plans[2:14]] == ["edges"] * 12
-    assert plant.soc == pytest.approx([20.0 if discharging else 95.0] * 12, abs=1e-9)
+    assert plant.soc == pytest.approx([20.1 if discharging else 94.9] * 12, abs=1e-9)
     steps = [abs(a - b) for a, b in itertools.pairwise(powers)]
     assert max(steps) <= S + 1e-3  # never a step: at most the plan's ramp
+
+
+@pytest.mark.parametrize("discharging", [True, False])
+def test_soc_read_in_register_steps_still_ramps_out(discharging: bool) -> None:
+    # The BMS report 0.1 % steps: at 2.2 MW the reading ticks every ~8 s, and the energy it says is
+    # left jumps by 17 MJ at each tick. The battery still ramps out, never stepping, and stops
+    # within the window (no cluster read at or past the floor or ceiling while it gave power).
+    sign = 1.0 if discharging else -1.0
+    plant = Plant(20.43 if discharging else 94.57, sign * 2.2e6, soc_step=0.1)
+    op = OperatorState(override_w=sign * 2.2e6, override_until=1e9)
+    powers = [sign * plant.cycle(5e6, op).site_setpoint_w for _ in range(60)]
+    steps = [abs(a - b) for a, b in itertools.pairwise([2.2e6, *powers])]
+    assert max(steps) <= S + 1e-3
+    assert powers[-1] == pytest.approx(0.0, abs=1e-3)
+    assert all(20.0 < s < 95.0 for s in plant.soc)
+
+
+@pytest.mark.parametrize("discharging", [True, False])
+def test_a_bms_limit_falling_faster_than_the_ramp_is_ramped_out_before(discharging: bool) -> None:
+    # The clusters' BMS derate at 25 kW/s each (300 kW/s for the fleet, twice the plan's ramp) from
+    # 209 kW to 0, the battery at 1 MW: it ramps out at the plan's ramp and reaches 0 before the limit
+    # does, instead of riding down the limit at 300 kW/s once it meets it (the grid stepping with it).
+    sign = 1.0 if discharging else -1.0
+    plant = Plant(50.0, sign * 1e6)
+    op = OperatorState(override_w=sign * 1e6, override_until=1e9)
+    powers = [sign * plant.cycle(5e6, op).site_setpoint_w]
+    for _ in range(10):
+        plant.bms_w = max(0.0, plant.bms_w - 25e3)
+        powers.append(sign * plant.cycle(5e6, op).site_setpoint_w)
+    steps = [abs(a - b) for a, b in itertools.pairwise(powers)]
+    assert max(steps) <= S + 1e-3
+    assert powers[:3] == pytest.approx([1e6, 1e6, S * 12 * 159e3 / 300e3])  # r x limit / its fall rate
+    assert all(p <= 12 * w + 1e-3 for p, w in zip(powers, [max(0.0, 209e3 - 25e3 * k) for k in range(11)], strict=True))
+
+
+def test_an_isolation_ramps_its_pcs_out_first() -> None:
+    # The fleet at full power (2.508 MW, 627 kW a PCS); the operator puts c01 in maintenance: its PCS
+    # (pcs1, one DC bus) must reach 0 W before the contactor opens. It ramps out at the live ramp
+    # (100 kW a cycle) instead of dropping 627 kW onto the grid at once, and is then held.
+    plant = Plant(50.0, FULL)
+    plant.switchable = frozenset({"c01"})
+    full = OperatorState(override_w=FULL, override_until=1e9)
+    assert plant.cycle(5e6, full).pcs_setpoints_w["pcs1"] == pytest.approx(FULL / 4)
+    held = replace(full, maintenance=frozenset({"c01"}))
+    plans = [plant.cycle(5e6, held) for _ in range(8)]
+    pcs1 = [p.pcs_setpoints_w.get("pcs1", 0.0) for p in plans]
+    assert pcs1 == pytest.approx([FULL / 4 - R * k for k in range(1, 7)] + [0.0, 0.0])
+    site = [FULL] + [p.site_setpoint_w for p in plans]
+    assert max(abs(a - b) for a, b in itertools.pairwise(site)) <= R + 1e-3
+    assert site[-1] == pytest.approx(3 * FULL / 4)
+    assert all(p.step_cause == "" for p in plans)
 
 
 def test_no_ramp_limit_no_edges() -> None:
@@ -148,6 +208,23 @@ def test_a_lost_load_measurement_ramps_the_failsafe_out_and_back() -> None:
     assert p.site_setpoint_w == 0.0  # the step is taken, and the plan says what forced it
     ramp = next(b for b in p.bounds if b.source == "ramp")
     assert ramp.reason.endswith("forced by no_export")
+    assert p.step_cause == "no_export"
+
+
+def test_a_safety_trip_steps_the_grid_and_the_plan_labels_the_step() -> None:
+    plant = Plant(50.0, 1.5e6)
+    op = OperatorState(override_w=1.5e6, override_until=1e9)
+    p = plant.cycle(5e6, op)
+    assert (p.site_setpoint_w, p.step_cause) == (pytest.approx(1.5e6), "")
+    cl, pcs = fleet()
+    tripped = tuple(replace(c, status=ClusterStatus.FAULT) if c.pcs_id != "pcs4" else c for c in cl)
+    pcs = tuple(replace(x, power_w=Measured(1.5e6 / 4)) for x in pcs)
+    s = snap(
+        5e6, battery=1.5e6, t_mono=plant.t, t_wall=NOON + timedelta(seconds=plant.t - 1000.0), clusters=tripped, pcs=pcs
+    )
+    p, _ = decide(s, plant.st, RAMP_CFG, op, FLAT, False)
+    assert p.site_setpoint_w == pytest.approx(3 * 209e3)  # the BMS faults take 9 clusters out at once
+    assert (p.decided_by, p.step_cause) == ("device_limits", "device_limits")
 
 
 MODES = st.sampled_from(["auto", "idle", "conservative", "override"])
@@ -156,6 +233,7 @@ MODES = st.sampled_from(["auto", "idle", "conservative", "override"])
 @settings(max_examples=150, deadline=None)
 @given(
     soc=st.sampled_from([20.05, 20.3, 50.0, 94.7, 94.95]),
+    soc_step=st.sampled_from([0.0, 0.1]),  # the BMS report SoC exactly, or in 0.1 % register steps
     start=st.floats(-2.5e6, 2.5e6),
     events=st.lists(
         st.tuples(
@@ -170,12 +248,13 @@ MODES = st.sampled_from(["auto", "idle", "conservative", "override"])
     ),
 )
 def test_the_battery_never_steps_the_grid_by_more_than_the_limit(
-    soc: float, start: float, events: list[tuple[float, str, float, float, bool]]
+    soc: float, soc_step: float, start: float, events: list[tuple[float, str, float, float, bool]]
 ) -> None:
     """With ramp support on and no safety trip, the grid's step beyond the load's own is at most the
     limit for the time it counts (one second at most), every cycle: load swings, mode changes,
-    overrides, the SoC floor and ceiling, lost measurements, freezes with the PCS reverted."""
-    plant = Plant(soc, start)
+    overrides, the SoC floor and ceiling (read exactly or in register steps), lost measurements,
+    freezes with the PCS reverted."""
+    plant = Plant(soc, start, soc_step=soc_step)
     net_prev = t_prev = math.nan
     for load, mode, ow, dt, lost in events:
         if dt > 1.0:
@@ -193,3 +272,19 @@ def test_the_battery_never_steps_the_grid_by_more_than_the_limit(
             by_battery = grid_step - abs(load - net_prev)
             assert by_battery <= LIMIT * min(since, 1.0) + 1e-3, (p.decided_by, p.bounds)
         net_prev = load
+
+
+def test_in_grid_power_control_the_pcs_windows_ramp_out_before_the_floor() -> None:
+    # The PCS's own loop sets the output there, so the edges' cap goes into their windows: 3.83 MJ
+    # above one register step over the floor is the ramp-out from 1 MW (1 MW x 1.15 MW / 300 kW/s)
+    from tests.test_control_pcc import pcc_fleet
+
+    soc = soc_with(1e6 * 1.15e6 / (2 * S), True) + 0.1
+    cl, pcs = pcc_fleet(soc=soc)
+    p, _ = decide(snap(3e6, clusters=cl, pcs=pcs), initial_state(RAMP_CFG), RAMP_CFG, OperatorState(), FLAT, False)
+    gc = p.grid_control
+    assert gc is not None
+    assert sum(lim.max_discharge_w for lim in gc.pcs.values()) == pytest.approx(1e6)
+    assert [lim.max_charge_w for lim in gc.pcs.values()] == pytest.approx([627e3] * 4)  # room to charge
+    edges = next(b for b in p.bounds if b.source == "edges")
+    assert edges.hi_w == pytest.approx(1e6)  # and the plan's own target ramps out with them

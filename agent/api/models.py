@@ -54,6 +54,12 @@ class _SiteHead(BaseModel):
         " discharges for ramp support; null when the mode's controller set it",
     )
     reason: str = Field(description="why, in words")
+    step_cause: str | None = Field(
+        None,
+        description="with ramp support on, the controller whose bound left no room inside the ramp window this"
+        " cycle (the grid moved past the ramp limit): device_limits for a safety trip (BMS fault, lost PCS) or a"
+        " load step beyond the fleet's power, edges or reserve, no_export, grid_import_limit; null when none",
+    )
     bounds: list[BoundOut]
     grid_target_w: float | None = Field(
         None,

@@ -138,6 +138,7 @@ def site_out(rec: CycleRecord, op: OperatorState, alarms: list[Alarm]) -> SiteOu
         decided_by=plan.decided_by,
         mode_bound=mode_bound(plan),
         reason=plan.reason,
+        step_cause=plan.step_cause or None,
         bounds=[BoundOut(source=b.source, lo_w=b.lo_w, hi_w=b.hi_w, reason=b.reason) for b in plan.bounds],
         grid_target_w=plan.grid_control.target_w if plan.grid_control is not None else None,
         grid_ramp_w_per_s=plan.grid_control.ramp_w_per_s if plan.grid_control is not None else None,

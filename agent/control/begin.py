@@ -9,9 +9,12 @@ import math
 from typing import Final
 
 from agent.control.cycle import Cycle
+from agent.control.demand import CHARGE_MARGIN, keep_wh, target_w
 from agent.control.fleet import FleetMemo, build_fleet
 from agent.control.interval import accumulate, roll
+from agent.control.limit_reserve import advance, reserve_wh
 from agent.control.prices import Prices
+from agent.control.ramp_reference import BETWEEN_READINGS_RAMP_FRACTION
 from agent.control.reserve import reserve_floor_pct
 from agent.control.schedule import DispatchPlan
 from agent.control.state import ControllerState
@@ -45,7 +48,12 @@ def begin_cycle(
 ) -> Cycle:
     now = snap.t_mono
     dt = now - st.ramp.t_mono if finite(now) else NAN
-    f = build_fleet(snap, op.maintenance, fleet_memo, op.derate)
+    # an isolation (live: the load changes between readings) ramps its PCS out at the ramp bound's
+    # live rate, grid up (fleet._build)
+    ramp_out = 0.0
+    if op.maintenance and cfg.ramp_limit_w_per_s > 0.0 and snap.grid_up:
+        ramp_out = cfg.ramp_limit_w_per_s * BETWEEN_READINGS_RAMP_FRACTION * (dt if 0.0 < dt <= 1.0 else 1.0)
+    f = build_fleet(snap, op.maintenance, fleet_memo, op.derate, ramp_out)
 
     g, ld, pv = snap.grid_w, snap.load_w, snap.pv_w
     gv, lv, pvv = g.value, ld.value, pv.value
@@ -95,6 +103,31 @@ def begin_cycle(
             tou, iv, t=t, now=now, slot=slot, into=into, length_s=length, prices=prices, cfg=cfg, f=f, ceil=ceil
         )
 
+    limit = cfg.grid_import_limit_w
+    ls = st.limit
+    usable = max(0.0, ceil - floor) * 0.01 * f.capacity_wh
+    if limit > 0.0:
+        level = target_w(iv.peaks, iv.shave_floor_w, iv.rate, cfg.demand_target_w) * (1.0 - CHARGE_MARGIN)
+        ls = advance(
+            ls,
+            limit_w=limit,
+            sample=sample,
+            net_w=net,
+            mean_w=iv.net_ws / iv.covered_s if iv.covered_s > 0.0 else NAN,
+            dt=dt,
+            key=key,
+            spd=slots_per_day(length),
+            level_w=level if level < limit else limit,
+            dis_w=f.max_dis_w,
+            chg_w=f.max_chg_w,
+            usable_wh=usable,
+            eta_c=cfg.charge_efficiency,
+            eta_d=cfg.discharge_efficiency,
+            ahead_wh=ls.ahead_wh
+            if key == ls.key
+            else keep_wh(iv.profile, slot, limit, length, cfg.discharge_efficiency),
+        )
+
     pcc: set[str] | None = None
     if snap.grid_up:
         # the reserve floor and SoC ceiling, per cluster (controller 3 reports what it cut)
@@ -137,4 +170,7 @@ def begin_cycle(
         length_s=length,
         schedule=schedule,
         plan_slot=schedule.slot_at(t.timestamp()) if schedule is not None else -1,
+        limit=ls,
+        limit_wh=reserve_wh(ls, usable) if limit > 0.0 else 0.0,
+        edge=st.edge,
     )

@@ -4,7 +4,7 @@
   3 backup reserve / SoC window (3b ramping out before its edges)
   4 no export (4b grid connection limit)   5 ramp support (and the PCC latch)
   8 operator (override, idle, conservative) and the measurement failsafe
-  7 time-of-use   9 balancing   PV surplus   6 demand shaving
+  7 time-of-use   9 balancing   PV surplus   4c recharging the grid limit's reserve   6 demand shaving
   or, while a dispatch plan covers the cycle (`schedule`): 6p plan tracking (track.py), PV surplus
 
 Each controller is a pure function in its own module: (Window, Cycle) -> Window (window.py,
@@ -37,10 +37,10 @@ from agent.control.cycle import Cycle
 from agent.control.demand import demand
 from agent.control.derate import allowed_limits_w, derate
 from agent.control.dispatch import dispatch_fleet
-from agent.control.edges import edges
+from agent.control.edges import edge_state, edges, step_cause
 from agent.control.fast import fast_window
 from agent.control.fleet import FleetMemo
-from agent.control.grid_limit import grid_limit
+from agent.control.grid_limit import grid_limit, limit_recharge
 from agent.control.limits import device_limits
 from agent.control.maintenance import maintenance
 from agent.control.no_export import no_export
@@ -71,6 +71,7 @@ REASONS = {
     "edges": "ramping out at the ramp limit before the SoC floor or ceiling",
     "no_export": "limited so the site does not export to the grid",
     "grid_import_limit": "holding the grid import at or below the grid connection limit (grid_import_limit_w)",
+    "limit_recharge": "recharging the energy the grid connection limit needs (its reserve)",
     "ramp": "smoothing the grid import within the ramp limit while the load swings",
     "outage": "grid outage: the battery carries the site load",
     "failsafe": "a grid, load or PV measurement is bad: holding (conservative)",
@@ -113,6 +114,7 @@ def _controllers(w: Window, c: Cycle) -> Window:
     w = tou(w, c)  # 7
     w = balance(w, c)  # 9
     w = pv_surplus(w, c)
+    w = limit_recharge(w, c)  # 4c the grid limit's reserve, ahead of the economics' target
     w = demand(w, c)  # 6
     return w
 
@@ -171,6 +173,7 @@ def decide(
         grid_control=gc,
         allowed_limits_w=allowed_limits_w(c),
         fast_window=fast,
+        step_cause=step_cause(w.bounds),
     )
     now = snap.t_mono
     return plan, ControllerState(
@@ -179,4 +182,6 @@ def decide(
         ),
         interval=c.iv,
         tou=c.tou,
+        limit=c.limit,
+        edge=edge_state(c),
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from agent.control.fleet import Fleet
 from agent.control.schedule import DispatchPlan
-from agent.control.state import IntervalState, TouState
+from agent.control.state import EdgeState, IntervalState, LimitState, TouState
 from agent.model.config import ControlConfig
 from agent.model.operator import OperatorState
 from agent.model.snapshot import SiteSnapshot
@@ -22,6 +22,7 @@ class Cycle:
         "ceil",
         "cfg",
         "dt",
+        "edge",
         "fleet",
         "floor",
         "grid_w",
@@ -29,6 +30,8 @@ class Cycle:
         "iv",
         "iv_len",
         "length_s",
+        "limit",
+        "limit_wh",
         "meas_ok",
         "net",
         "net_ok",
@@ -77,6 +80,9 @@ class Cycle:
         length_s: float,
         schedule: DispatchPlan | None = None,
         plan_slot: int = -1,
+        limit: LimitState | None = None,
+        limit_wh: float = 0.0,
+        edge: EdgeState | None = None,
     ) -> None:
         self.snap = snap
         self.cfg = cfg
@@ -105,3 +111,6 @@ class Cycle:
         self.length_s = length_s  # [control] demand_interval_s
         self.schedule = schedule  # the dispatch plan to track (None: the heuristic controllers decide)
         self.plan_slot = plan_slot  # its slot holding this cycle (-1: none, the plan does not cover now)
+        self.limit = limit if limit is not None else LimitState()  # the grid limit's energy bookkeeping
+        self.limit_wh = limit_wh  # stored energy (Wh above the floor) kept for the grid limit (limit_reserve)
+        self.edge = edge if edge is not None else EdgeState()  # the fleet's device limits the previous cycle

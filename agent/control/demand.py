@@ -19,6 +19,7 @@ import math
 from typing import Final
 
 from agent.control.cycle import Cycle
+from agent.control.limit_reserve import short_of_reserve
 from agent.control.state import ROLE_CHARGE, IntervalState, month_peak, rate_key
 from agent.control.window import AUTO, Window
 from agent.model.plan import Bound
@@ -241,6 +242,8 @@ def demand(w: Window, c: Cycle) -> Window:
         if raise_w <= 0.0:
             allow = allowed_grid_w(tgt - CHARGE_MARGIN * tgt, iv.grid_ws, cov, left, iv_len)
         a = min(0.0, (net if net > net_fc else net_fc) - allow)
+    if a > 0.0 and short_of_reserve(c):
+        a = 0.0  # the grid limit's reserve is not for shaving (limit_reserve.py): only the limit draws on it
     lo, hi = w.lo, w.hi
     if not a > lo:
         return w

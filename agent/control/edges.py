@@ -7,8 +7,26 @@ half cycle the staircase holds above the ramp. So discharge is capped at the pow
 the stored energy above the reserve floor can still deliver (through the discharge efficiency), and
 charge at the power whose ramp-out the room below the ceiling can still take. Held at that cap the
 power falls by exactly s a cycle and reaches 0 W at the floor. r is the rate the plan moves the grid
-at (ramp.SETPOINT_RAMP_FRACTION of the limit). Only with ramp support on, on setpoints, grid up:
-in an outage the battery carries the load and the reserve is there to be used.
+at (ramp.SETPOINT_RAMP_FRACTION of the limit). Only with ramp support on and the grid up: in an
+outage the battery carries the load and the reserve is there to be used. In grid-power (PCC) control
+too: the PCS's local loop moves their output with the load, and their windows stopped it at once at
+the floor (a step the size of their output); the same caps now shrink those windows (pcc.py), so
+the output ramps out as the energy runs down.
+
+The SoC is read in register steps (SOC_STEP_PCT), so the energy the reading says is left jumps by a
+step's worth (18 MJ on the demo's 5 MWh) when the reading ticks down, and the cap with it (from
+2.3 MW to 0 at the last step above the floor). So the cap counts from one step above the floor (the
+true SoC may sit up to half a step under the reading), and never falls faster than the ramp from
+the power the previous cycle planned: that power was within the cap of a true energy at least half
+a step larger, so ramping it out at r still ends above the floor. Without both, the savings bench's
+month at 200 kW/s had 154 seconds in which the battery stepped the grid by itself, by up to 2.2 MW,
+at the floor and the ceiling (BENCHMARKS.md, "Issue 14: energy for the grid limit and the edges").
+
+Before a device limit drop the trend shows (the BMS derating on temperature or tapering, the fleet's
+limit falling faster than r since the last cycle, the same clusters trusted), the power is held
+where a ramp at r ends no later than the limit's trend reaches 0 (EdgeState keeps the last cycle's
+limits). A drop no trend announced (a BMS fault, a lost PCS, a sudden derate) is a step the plan
+labels with its cause (step_cause).
 """
 
 from __future__ import annotations
@@ -16,12 +34,16 @@ from __future__ import annotations
 import math
 from typing import Final
 
+from agent.control.begin import finite
 from agent.control.cycle import Cycle
 from agent.control.ramp import SETPOINT_RAMP_FRACTION, STEP_S_MAX
+from agent.control.state import EdgeState
+from agent.control.stored import J_PER_WH, energy_above_floor_j, room_below_ceiling_j
 from agent.control.window import Window
 from agent.model.plan import Bound
 
-J_PER_WH: Final = 3600.0
+SOC_STEP_PCT: Final = 0.1  # the SoC registers' resolution (SunSpec 802 BMS report whole 0.1 %)
+FORCED: Final = "forced by "  # how ramp.py's bound names the controller that forced a step past it
 
 
 def ramp_out_w(energy_j: float, rate_w_per_s: float, dt: float) -> float:
@@ -33,32 +55,55 @@ def ramp_out_w(energy_j: float, rate_w_per_s: float, dt: float) -> float:
     return 0.5 * (math.sqrt(rdt * rdt + 8.0 * rate_w_per_s * energy_j) - rdt)
 
 
-def energy_above_floor_j(c: Cycle) -> float:
-    """What the trusted clusters can still deliver (AC side, J) before the reserve floor."""
-    floor, above = c.floor, 0.0
-    for s, cap in zip(c.fleet.soc, c.fleet.cap, strict=True):
-        if s > floor:
-            above += (s - floor) * cap
-    return above * 0.01 * J_PER_WH * c.cfg.discharge_efficiency
+def edge_caps(c: Cycle) -> tuple[float, float]:
+    """(charge cap, discharge cap) W, the charge cap negative: the powers whose ramp-out the energy
+    above one register step over the floor (or the room below the ceiling) can still take, never
+    falling faster than the ramp from the last plan (in grid-power control, from the measured output:
+    there the PCS, not the plan, set it)."""
+    cfg = c.cfg
+    r = cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION
+    dt = c.dt if 0.0 < c.dt <= STEP_S_MAX else STEP_S_MAX
+    step_j = SOC_STEP_PCT * 0.01 * c.fleet.capacity_wh * J_PER_WH
+    hi_cap = ramp_out_w(energy_above_floor_j(c) - step_j * cfg.discharge_efficiency, r, dt)
+    lo_cap = -ramp_out_w(room_below_ceiling_j(c) - step_j / cfg.charge_efficiency, r, dt)
+    # A device limit falling faster than the ramp (a BMS derating on temperature, a taper) reaches 0
+    # before a battery at it could ramp out: hold the power where a ramp at r ends with the limit's
+    # trend, r x limit / fall rate (P - r t <= L - q t until L reaches 0).
+    e = c.edge
+    f = c.fleet
+    if 0.0 < c.dt <= STEP_S_MAX and e.capacity_wh == f.capacity_wh:
+        qd = (e.dis_w - f.max_dis_w) / c.dt
+        if qd > r and r * f.max_dis_w / qd < hi_cap:
+            hi_cap = r * f.max_dis_w / qd
+        qc = (e.chg_w - f.max_chg_w) / c.dt
+        if qc > r and -r * f.max_chg_w / qc > lo_cap:
+            lo_cap = -r * f.max_chg_w / qc
+    prev = c.snap.battery_w if c.pcc else c.prev_battery_w
+    if not finite(prev):  # no plan (NaN): from what the battery gives now (NaN: no such floor)
+        prev = c.snap.battery_w
+    if prev - r * dt > hi_cap:
+        hi_cap = prev - r * dt
+    elif prev + r * dt < lo_cap:
+        lo_cap = prev + r * dt
+    return lo_cap, hi_cap
 
 
-def room_below_ceiling_j(c: Cycle) -> float:
-    """What the trusted clusters can still take in (AC side, J) before the SoC ceiling."""
-    ceil, room = c.ceil, 0.0
-    for s, cap in zip(c.fleet.soc, c.fleet.cap, strict=True):
-        if s < ceil:
-            room += (ceil - s) * cap
-    return room * 0.01 * J_PER_WH / c.cfg.charge_efficiency
+def edge_state(c: Cycle) -> EdgeState:
+    """What the next cycle needs of this one's fleet for the limits' trend (the same object while the
+    fleet's limits stand: the replay reuses its fleet for as long as no BMS register changes)."""
+    f, e = c.fleet, c.edge
+    if e.dis_w == f.max_dis_w and e.chg_w == f.max_chg_w and e.capacity_wh == f.capacity_wh:
+        return e
+    return EdgeState(dis_w=f.max_dis_w, chg_w=f.max_chg_w, capacity_wh=f.capacity_wh)
 
 
 def edges(w: Window, c: Cycle) -> Window:
+    """Controller 3b. In grid-power (PCC) control as well: the plan's target ramps out, and the PCS's
+    own windows are capped the same way (pcc.grid_control), since there the PCS set the output."""
     cfg = c.cfg
-    if cfg.ramp_limit_w_per_s <= 0.0 or not c.snap.grid_up or c.pcc:
+    if cfg.ramp_limit_w_per_s <= 0.0 or not c.snap.grid_up:
         return w
-    r = cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION
-    dt = c.dt if 0.0 < c.dt <= STEP_S_MAX else STEP_S_MAX
-    hi_cap = ramp_out_w(energy_above_floor_j(c), r, dt)
-    lo_cap = -ramp_out_w(room_below_ceiling_j(c), r, dt)
+    lo_cap, hi_cap = edge_caps(c)
     lo, hi = w.lo, w.hi
     if not (hi_cap < hi or lo_cap > lo):
         return w
@@ -67,5 +112,19 @@ def edges(w: Window, c: Cycle) -> Window:
         hi, hi_src = max(hi_cap, lo), "edges"
     if lo_cap > lo:
         lo, lo_src = min(lo_cap, hi), "edges"
+    r = cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION
     why = f"ramping out at {r:.0f} W/s before the SoC floor {c.floor:.2f} % or ceiling {c.ceil:.2f} %"
     return w.bound(lo, hi, lo_src, hi_src, Bound("edges", lo, hi, why))
+
+
+def step_cause(bounds: tuple[Bound, ...]) -> str:
+    """The controller whose bound left no room inside the ramp window this cycle, from the ramp bound
+    (ramp.py names it then): "device_limits" for a safety trip (a BMS fault or a lost PCS took clusters
+    out of the fleet at once) or a load step beyond the fleet's power; "" when the grid moved within
+    the ramp bound. Whether the step was the battery's or the load's: bench/savings_bench.py's
+    ramp_by_cause counts them apart."""
+    for b in bounds:
+        if b.source == "ramp":
+            _, sep, who = b.reason.rpartition(FORCED)
+            return who if sep else ""
+    return ""

@@ -134,11 +134,13 @@ def build_fleet(
     maintenance: frozenset[str],
     memo: FleetMemo | None = None,
     derate: tuple[tuple[str, float], ...] = (),
+    ramp_out_w: float = 0.0,
 ) -> Fleet:
     """The fleet of `snap` without the clusters in `maintenance`, their limits scaled by `derate`
-    ((cluster id, max power %): OperatorState.derate; see pcs_factors)."""
-    if memo is None:
-        return _build(snap, maintenance, derate)
+    ((cluster id, max power %): OperatorState.derate; see pcs_factors). `ramp_out_w` > 0: a PCS held
+    for an isolation ramps out by that much a cycle from its measured output (see _build)."""
+    if memo is None or (ramp_out_w > 0.0 and _held_pcs(snap, maintenance)):  # a ramp-out follows the readings
+        return _build(snap, maintenance, derate, ramp_out_w)
     mf = memo.fleet
     if (
         mf is not None
@@ -149,7 +151,7 @@ def build_fleet(
     ):
         mf.dis, mf.chg, mf.dis_w, mf.chg_w = mf.max_dis, mf.max_chg, mf.max_dis_w, mf.max_chg_w
         return mf
-    f = _build(snap, maintenance, derate)
+    f = _build(snap, maintenance, derate, ramp_out_w)
     memo.clusters, memo.pcs, memo.maintenance, memo.derate, memo.fleet = (
         snap.clusters,
         snap.pcs,
@@ -178,7 +180,15 @@ def pcs_factors(snap: SiteSnapshot, derate: tuple[tuple[str, float], ...]) -> di
     return out
 
 
-def _build(snap: SiteSnapshot, maintenance: frozenset[str], derate: tuple[tuple[str, float], ...]) -> Fleet:
+def _held_pcs(snap: SiteSnapshot, maintenance: frozenset[str]) -> set[str]:
+    """PCS with a cluster being isolated: held in maintenance, its contactor still closed (it reports
+    itself online) and the agent able to open it."""
+    return {c.pcs_id for c in snap.clusters if c.switchable and c.id in maintenance and c.status is _ONLINE}
+
+
+def _build(
+    snap: SiteSnapshot, maintenance: frozenset[str], derate: tuple[tuple[str, float], ...], ramp_out_w: float = 0.0
+) -> Fleet:
     f = Fleet()
     f.snap_cluster_ids = tuple([c.id for c in snap.clusters])
     f.snap_pcs_ids = tuple([p.id for p in snap.pcs])
@@ -187,7 +197,21 @@ def _build(snap: SiteSnapshot, maintenance: frozenset[str], derate: tuple[tuple[
     # A PCS drives all its clusters on one DC bus: while one of them is being isolated (held in
     # maintenance, its contactor still closed: it reports itself online, and the agent can open it),
     # the whole PCS is held at 0 W so the contactor opens without load.
-    held = {c.pcs_id for c in snap.clusters if c.switchable and c.id in maintenance and c.status is _ONLINE}
+    held = _held_pcs(snap, maintenance)
+    # With ramp support on (`ramp_out_w`: the ramp step a cycle), a held PCS still giving or taking
+    # power is ramped out first rather than dropped at once (a step of its output on the grid): it
+    # stays commandable with all its clusters (the one being isolated is still on its DC bus), its
+    # rating capped at its measured output less one step, so their shares reach 0 W at the ramp and
+    # the contactor (opened only once the current has died away) follows. Without a good reading of
+    # its output it is held at once, as before.
+    ramping: dict[str, float] = {}
+    if ramp_out_w > 0.0 and held:
+        for p in snap.pcs:
+            if p.id in held and p.power_w.quality is _GOOD:
+                out = abs(p.power_w.value) - ramp_out_w
+                if out > 0.0 and out < _INF:
+                    ramping[p.id] = out
+        held = held.difference(ramping)
     factor = pcs_factors(snap, derate) if derate else {}
     raw_dis: list[float] = []  # per trusted cluster, the BMS limits before the derate (only while one applies)
     raw_chg: list[float] = []
@@ -195,13 +219,13 @@ def _build(snap: SiteSnapshot, maintenance: frozenset[str], derate: tuple[tuple[
         r = p.rated_w
         if p.status is _PCS_ONLINE and 0.0 < r < _INF and p.id not in pcs_index and p.id not in held:
             pcs_index[p.id] = -1  # known and trusted; gets a slot once a cluster joins it
-            rated[p.id] = r
+            rated[p.id] = r if p.id not in ramping or ramping[p.id] > r else ramping[p.id]
     ids, soc, cap, mdis, mchg = f.ids, f.soc, f.cap, f.max_dis, f.max_chg
     members, pcs_ids, pcs_rated = f.members, f.pcs_ids, f.pcs_rated
     energy = capacity = 0.0
     n = 0
     for c in snap.clusters:
-        if c.status is not _ONLINE or c.id in maintenance:
+        if c.status is not _ONLINE or (c.id in maintenance and c.pcs_id not in ramping):
             continue
         slot = pcs_index.get(c.pcs_id)
         if slot is None:

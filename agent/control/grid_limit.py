@@ -8,6 +8,9 @@ over the connection yields to it (the ramp bound names this one). When the windo
 limits, reserve, its ramp-out edges, no export) leaves less than that, the battery gives all it may
 and the alarm "grid_import_limit" is raised; its bound's reason says by how much, and how long the
 energy above the reserve floor lasts at the present draw.
+
+The energy it needs (limit_reserve.py) is kept out of arbitrage and demand shaving, and
+limit_recharge, after the economic controllers, recharges it whenever the fleet holds less.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from __future__ import annotations
 from typing import Final
 
 from agent.control.cycle import Cycle
-from agent.control.edges import energy_above_floor_j
-from agent.control.window import Window
+from agent.control.limit_reserve import short_of_reserve
+from agent.control.stored import energy_above_floor_j
+from agent.control.window import AUTO, Window
 from agent.model.plan import Bound
 
 SOURCE: Final = "grid_import_limit"
+RECHARGE: Final = "limit_recharge"
 
 
 def grid_limit(w: Window, c: Cycle) -> Window:
@@ -41,3 +46,15 @@ def grid_limit(w: Window, c: Cycle) -> Window:
         f" gives all it may ({hi:.0f} W, limited by {w.hi_src}), {left:.0f} s left at this draw"
     )
     return w.bound(hi, hi, w.hi_src, w.hi_src, Bound(SOURCE, hi, hi, why), "grid_import_limit")
+
+
+def limit_recharge(w: Window, c: Cycle) -> Window:
+    """Below the limit's reserve, charge (auto mode, after the economic controllers): as fast as the
+    fleet may, inside the bounds above (the grid limit keeps the import at or below it), and under
+    demand shaving's, applied after this (the interval's import under the demand target)."""
+    if w.mode != AUTO or not c.snap.grid_up or not short_of_reserve(c):
+        return w
+    target = -c.fleet.chg_w
+    if w.target <= target:  # already charging at least as fast (NaN compares False)
+        return w
+    return w.decided(AUTO, target, RECHARGE)

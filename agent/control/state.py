@@ -3,7 +3,9 @@
 - RampState: the previous cycle (its time, the grid import and battery power it planned: the ramp
   reference, unless the meters say the plant is elsewhere: agent.control.ramp);
 - IntervalState: the running demand interval, the billing month's peaks and the day's profile;
-- TouState: the time-of-use plan for the current price slot.
+- TouState: the time-of-use plan for the current price slot;
+- LimitState: the energy the grid connection limit has needed (agent.control.limit_reserve);
+- EdgeState: the fleet's device limits the previous cycle (agent.control.edges: their trend).
 
 Frozen dataclasses with hand-written keyword-only __init__s (cheap to build once per cycle in the
 compiled build: see agent/model/snapshot.py; keywords, so no caller lines up 18 positions). A cycle
@@ -134,9 +136,55 @@ class TouState:
         object.__setattr__(self, "keep_wh", keep_wh)
 
 
+@dataclass(frozen=True, slots=True, init=False)
+class LimitState:
+    deficit_wh: float  # what an ideal battery holding grid_import_limit_w has given and not yet got back
+    key: int  # the demand interval the running maximum belongs to (-1: none)
+    slot_max_wh: float  # the deficit's maximum in that interval
+    past_wh: tuple[float, ...]  # the deficit's maximum per demand interval, a ring over the last days
+    past_max_wh: float  # max(past_wh)
+    ahead_wh: float  # what the day profile's averages above the limit need for the rest of the day
+    seen_s: float  # seconds of readings counted so far, up to a day (the 24 h maximum is known after that)
+
+    def __init__(
+        self,
+        *,
+        deficit_wh: float = 0.0,
+        key: int = -1,
+        slot_max_wh: float = 0.0,
+        past_wh: tuple[float, ...] = (),
+        past_max_wh: float = 0.0,
+        ahead_wh: float = 0.0,
+        seen_s: float = 0.0,
+    ) -> None:
+        object.__setattr__(self, "deficit_wh", deficit_wh)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "slot_max_wh", slot_max_wh)
+        object.__setattr__(self, "past_wh", past_wh)
+        object.__setattr__(self, "past_max_wh", past_max_wh)
+        object.__setattr__(self, "ahead_wh", ahead_wh)
+        object.__setattr__(self, "seen_s", seen_s)
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class EdgeState:
+    """The fleet's device limits the previous cycle: their trend (agent.control.edges)."""
+
+    dis_w: float  # trusted fleet's discharge and charge limits (W, magnitudes; NaN: none yet)
+    chg_w: float
+    capacity_wh: float  # the trusted fleet's nameplate: another fleet (a trip, an isolation), no trend
+
+    def __init__(self, *, dis_w: float = NAN, chg_w: float = NAN, capacity_wh: float = NAN) -> None:
+        object.__setattr__(self, "dis_w", dis_w)
+        object.__setattr__(self, "chg_w", chg_w)
+        object.__setattr__(self, "capacity_wh", capacity_wh)
+
+
 _RAMP0 = RampState()
+_EDGE0 = EdgeState()
 _INTERVAL0 = IntervalState()
 _TOU0 = TouState()
+_LIMIT0 = LimitState()
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -144,13 +192,23 @@ class ControllerState:
     ramp: RampState
     interval: IntervalState
     tou: TouState
+    limit: LimitState
+    edge: EdgeState
 
     def __init__(
-        self, *, ramp: RampState = _RAMP0, interval: IntervalState = _INTERVAL0, tou: TouState = _TOU0
+        self,
+        *,
+        ramp: RampState = _RAMP0,
+        interval: IntervalState = _INTERVAL0,
+        tou: TouState = _TOU0,
+        limit: LimitState = _LIMIT0,
+        edge: EdgeState = _EDGE0,
     ) -> None:
         object.__setattr__(self, "ramp", ramp)
         object.__setattr__(self, "interval", interval)
         object.__setattr__(self, "tou", tou)
+        object.__setattr__(self, "limit", limit)
+        object.__setattr__(self, "edge", edge)
 
     def month_peak(self, rate: float) -> float:
         """The month's billed peak (W) in the demand window with this rate; 0 if none yet."""

@@ -130,8 +130,6 @@ def plan_interval(
         spread = sp.spread
     eta_d = cfg.discharge_efficiency
     keep = keep_wh(profile, slot, target_w(peaks, shave, rate, cfg.demand_target_w), length_s, eta_d)
-    if cfg.grid_import_limit_w > 0.0:  # and what holding the grid connection limit needs (grid_limit.py)
-        keep = max(keep, keep_wh(profile, slot, cfg.grid_import_limit_w, length_s, eta_d))
     return TouState(
         key=iv.key, role=role, end_mono=tou_end, raise_w=raise_w, price=tou_price, spread=spread, keep_wh=keep
     )
@@ -159,8 +157,9 @@ def tou(w: Window, c: Cycle) -> Window:
         fill_s = rem if tp.raise_w > 0.0 else min(rem, c.length_s)
         target, src = -need_wh * 3600.0 / fill_s, "tou_charge"
     elif role == ROLE_DISCHARGE:
-        # what is left once the rest of the day's demand shaving is provided for
-        avail_wh = max(0.0, (soc - c.floor) * 0.01 * cap - tp.keep_wh) * c.cfg.discharge_efficiency
+        # what is left once the rest of the day's demand shaving and the grid limit's reserve
+        # (limit_reserve.py) are provided for
+        avail_wh = max(0.0, (soc - c.floor) * 0.01 * cap - tp.keep_wh - c.limit_wh) * c.cfg.discharge_efficiency
         target, src = min(avail_wh * 3600.0 / rem, max(c.net, 0.0)), "tou_discharge"
     else:
         return w.decided(AUTO, 0.0, "tou_hold")

@@ -145,6 +145,12 @@ class Plan:
     # What the fast lane may do until the next cycle ([control] fast_lane_s): None when it must not
     # write (off, or a mode other than auto: failsafe, outage, operator; PCC control; grid down).
     fast_window: FastWindow | None
+    # With ramp support on, the controller whose bound left no room inside the ramp's window this
+    # cycle, so the grid moved past the ramp limit (agent.control.edges.step_cause): "device_limits"
+    # for a safety trip (a BMS fault or lost PCS took clusters out at once) or a load step beyond the
+    # fleet's power, "edges" / "reserve" for one beyond what its energy allows, "no_export",
+    # "grid_import_limit"; "" when the grid moved within the ramp bound.
+    step_cause: str
 
     def __init__(
         self,
@@ -162,6 +168,7 @@ class Plan:
         grid_control: GridControl | None = None,
         allowed_limits_w: dict[str, tuple[float, float]] | None = None,
         fast_window: FastWindow | None = None,
+        step_cause: str = "",
     ) -> None:
         object.__setattr__(self, "seq", seq)
         object.__setattr__(self, "mode", mode)
@@ -177,6 +184,7 @@ class Plan:
         object.__setattr__(self, "grid_control", grid_control)
         object.__setattr__(self, "allowed_limits_w", allowed_limits_w)
         object.__setattr__(self, "fast_window", fast_window)
+        object.__setattr__(self, "step_cause", step_cause)
 
 
 # the plan goes to the API process every cycle (agent/model/pickling.py)

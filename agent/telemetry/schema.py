@@ -83,6 +83,7 @@ SOURCE_CODE: dict[str, int] = {
     "plan_cap": 20,
     "edges": 21,
     "grid_import_limit": 22,
+    "limit_recharge": 23,
 }
 UNKNOWN_CODE = 99
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
