@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from agent.control import ControllerState, decide, initial_state
@@ -231,6 +231,15 @@ MODES = st.sampled_from(["auto", "idle", "conservative", "override"])
 
 
 @settings(max_examples=150, deadline=None)
+# a freeze right after a load step, the PCS reverted to the setpoint before the last: the lag rule
+# (ramp.on_its_way) must not read 0 W after 9 s as the PCS still on its way to the last plan
+@example(
+    soc=20.3,
+    soc_step=0.0,
+    start=0.0,
+    events=[(5e5, "auto", 0.0, 1.0, False), (5e5, "auto", 0.0, 1.0, False), (1.9e6, "auto", 0.0, 1.0, False),
+            (1.9e6, "auto", 0.0, 9.0, False)],
+)
 @given(
     soc=st.sampled_from([20.05, 20.3, 50.0, 94.7, 94.95]),
     soc_step=st.sampled_from([0.0, 0.1]),  # the BMS report SoC exactly, or in 0.1 % register steps

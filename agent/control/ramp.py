@@ -103,7 +103,10 @@ def reference(c: Cycle) -> tuple[float, float, bool]:
     planned_b = c.prev_battery_w
     if finite(planned_b):
         margin = c.cfg.ramp_limit_w_per_s * (1.0 - SETPOINT_RAMP_FRACTION) * short
-        if not on_its_way(c.net - meas, c.prev_from_w, planned_b, margin):
+        # A PCS's lag (~0.1 s) is over within a second: after that (a 1 s cycle, a late one, a
+        # freeze with the PCS reverted to the setpoint before) it must be at the last plan itself.
+        from_w = c.prev_from_w if dt < STEP_S_MAX else NAN
+        if not on_its_way(c.net - meas, from_w, planned_b, margin):
             return meas, short, False
     return prev, short, True
 
