@@ -140,6 +140,7 @@ def run(
     if mode == "pcc":
         site = replace(site, pcs=tuple(replace(p, grid_control="pcc") for p in site.pcs))
     agent_s = cycle_s
+    site = replace(site, control=replace(site.control, fast_lane_s=0.0))  # the demo site's lane: only in "fast"
     if mode == "fast":
         site = replace(site, control=replace(site.control, fast_lane_s=cycle_s))
         agent_s = site.cycle_s
