@@ -120,7 +120,12 @@ async def test_a_killed_api_process_is_restarted_and_the_loop_keeps_cycling(
         await h.rt.api.started()
         assert h.rt.api.restarts >= 1 and not _alive(first)
         async with httpx.AsyncClient(base_url=h.url, timeout=10) as c:
+            # until the loop's next cycle reaches the new process it says it is starting (503), honestly
             r = await c.get("/healthz")
+            deadline = time.monotonic() + 20.0
+            while r.status_code == 503 and r.json()["status"] == "starting" and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                r = await c.get("/healthz")
             assert r.status_code == 200 and r.json()["seq"] > seq
             await h.cycles(4)
             # The new process's mirror follows the loop; commands work again.
