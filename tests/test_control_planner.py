@@ -173,3 +173,42 @@ def test_every_plan_stays_in_the_soc_window_and_above_the_reserve(
     assert np.all(p.soc_pct <= max(95.0, soc) + 1e-6)
     assert np.all(np.abs(p.battery_w) <= 50e3 + 1e-3)
     assert np.all(np.isfinite(p.battery_w)) and np.all(p.grid_cap_w >= p.grid_w - 1e-3)
+
+
+def scenario_fc(p50: list[float], scenarios: list[list[float]]) -> Forecast:
+    return replace(fc(T0, p50), scenarios_w=np.array(scenarios, dtype=np.float64))
+
+
+def test_the_peak_level_holds_in_every_scenario_so_energy_is_kept_for_a_late_peak() -> None:
+    # Flat 100 kW forecast, 10 per kW of peak, energy at one price; 50 kWh stored. On the median
+    # alone the plan spreads the 50 kWh over the hour: peak 50 kW. One past day had 120 kW in the
+    # last quarter hour: holding a peak P there takes 120 - P <= 50 kW of power, so P = 70 kW, and
+    # (3 x 30 + 50) kW x 0.25 h = 35 kWh, which the 50 kWh covers.
+    alone = solved(plan(fc(T0, [100e3] * 4), FLAT, BAT, 50.0, (), T0))
+    np.testing.assert_allclose(alone.grid_cap_w, [50e3] * 4, atol=1e-3)
+    p = solved(plan(scenario_fc([100e3] * 4, [[100e3, 100e3, 100e3, 120e3]]), FLAT, BAT, 50.0, (), T0))
+    np.testing.assert_allclose(p.grid_cap_w, [70e3] * 4, atol=1e-3)
+    assert p.grid_w.max() <= 70e3 + 1e-3
+
+
+def test_scenarios_over_part_of_the_horizon_end_with_the_plans_energy() -> None:
+    # The late scenario covers the first two quarter hours only: it must leave them with at least
+    # the median plan's energy, so its 120 kW at the second costs 20 kW more of peak, not energy
+    # the plan spends later.
+    p = solved(
+        plan(
+            scenario_fc([100e3] * 4, [[100e3, 120e3, 100e3, 100e3]]),
+            FLAT,
+            BAT,
+            50.0,
+            (),
+            T0,
+            scenario_s=2 * Q,
+        )
+    )
+    full = solved(plan(scenario_fc([100e3] * 4, [[100e3, 120e3, 100e3, 100e3]]), FLAT, BAT, 50.0, (), T0))
+    # both hold the same peak: energy alone would allow P = 55 kW ((100 - P) x 4 + 20 = 200 kW q),
+    # the power only 120 - 50 = 70 kW in the scenario's quarter hour
+    np.testing.assert_allclose(full.grid_cap_w, [70e3] * 4, atol=1e-3)
+    np.testing.assert_allclose(p.grid_cap_w, [70e3] * 4, atol=1e-3)
+    assert np.all(p.soc_pct >= -1e-9) and np.all(p.soc_pct <= 100.0 + 1e-9)
