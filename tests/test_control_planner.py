@@ -212,3 +212,14 @@ def test_scenarios_over_part_of_the_horizon_end_with_the_plans_energy() -> None:
     np.testing.assert_allclose(full.grid_cap_w, [70e3] * 4, atol=1e-3)
     np.testing.assert_allclose(p.grid_cap_w, [70e3] * 4, atol=1e-3)
     assert np.all(p.soc_pct >= -1e-9) and np.all(p.soc_pct <= 100.0 + 1e-9)
+
+
+def test_of_equally_cheap_quarter_hours_the_plan_charges_the_earliest() -> None:
+    # a two-hour valley and room for four quarter hours of charge: any four of the eight cost the
+    # same; the plan takes the first four (re-planned every interval, a plan indifferent to when
+    # would put the charge off again and again), then gives it all back in the dear hour
+    valley2 = tariff(
+        '[prices]\ncheap = 0.1\ndear = 0.5\n[[energy]]\nhours = { "00:00-02:00" = "cheap", "02:00-24:00" = "dear" }', 0
+    )
+    p = solved(plan(fc(T0, [100e3] * 12), valley2, replace(BAT, soc_max_pct=50.0), 0.0, (), T0))
+    assert p.battery_w.tolist() == pytest.approx([-50e3] * 4 + [0.0] * 4 + [50e3] * 4, abs=1e-3)

@@ -88,7 +88,8 @@ def test_the_cap_shaves_a_load_above_the_forecast() -> None:
     [
         (3.1e6, 3.2e6, -38e3),  # under the billed peak less 2 % (demand.CHARGE_MARGIN): 3.038 MW
         (3.5e6, 3.2e6, -136e3),  # the plan's cap is lower: 3.2 MW less 2 %
-        (None, 3.2e6, 0.0),  # nothing billed yet this month: no charging above it
+        (None, 3.2e6, -136e3),  # nothing billed yet this month: the plan's cap alone (was 0: no charging)
+        (0.0, 3.2e6, -136e3),
         (4e6, math.inf, -920e3),  # no plan cap: the billed peak still bounds the charge (3.92 MW)
     ],
 )

@@ -8,6 +8,7 @@ Grid import g_k = load_k - d_k + c_k.
             + sum_g rate_g P_g / 1000                          demand (per kW-month)
             + deg h sum_k d_k / 1000                           degradation
             - end_value e_(N-1)                                energy left at the end (planner)
+            + delay h sum_k k c_k                              tie-break: charge earliest (planner)
     s.t.      d_k - c_k <= load_k                              no export
               e_k = e_(k-1) + h (eta_c c_k - d_k / eta_d)      e_(-1) = start
               e_min_k <= e_k <= e_max_k,  c_k, d_k <= power    (e_(N-1) = end when fixed)
@@ -77,6 +78,10 @@ class Storage:
     e_end_wh: float | None  # fixed end energy, or None (then valued at end_value_per_wh)
     end_value_per_wh: float = 0.0
     degradation_per_kwh: float = 0.0
+    # a tie-break worth a sliver of the cheapest energy: each step of delay makes a Wh charged this
+    # much dearer, so of schedules that cost the same the plan charges earliest (planner.py; never
+    # makes a charge or a cycle pay on its own); 0 for the optimum
+    charge_delay_per_wh_step: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +148,7 @@ def solve_battery_lp(
         w = np.where(k < m, 1.0 / n_s, 1.0)
         cost[ic:id_] = w * price[:ln] * h / 1000.0
         cost[id_:ie] = w * (-price[:ln] * h / 1000.0 + st.degradation_per_kwh * h / 1000.0)
+        cost[ic:id_] += w * st.charge_delay_per_wh_step * k * h
         if ln == n:
             cost[ie + n - 1] -= float(w[-1]) * st.end_value_per_wh
         # no export
