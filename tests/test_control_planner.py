@@ -80,10 +80,14 @@ def test_a_known_peak_is_cut_by_the_battery_power() -> None:
 
 
 def test_the_peak_already_billed_this_month_costs_nothing_to_reach_again() -> None:
-    # 180 kW already billed: only the 20 kW above it is worth discharging (wear costs 0.01 a kWh)
+    # 180 kW already billed: only the 20 kW above it is worth discharging (wear costs 0.01 a kWh).
+    # The rest of the time the battery fills at full power under the billed peak (energy bought at
+    # the horizon's cheapest price is worth HOLD_SHARE more kept than its cost), as early as it can:
+    # 50 + 3 x 12.5 - 5 + 12.5 = 95 kWh, then the last 5 kWh at 20 kW.
     load = [100e3] * 3 + [200e3] + [100e3] * 4
     p = solved(plan(fc(T0, load), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (180e3,), T0))
-    assert p.battery_w.tolist() == pytest.approx([0, 0, 0, 20e3, 0, 0, 0, 0], abs=1e-3)
+    assert p.battery_w.tolist() == pytest.approx([-50e3] * 3 + [20e3, -50e3, -20e3, 0, 0], abs=1e-3)
+    assert p.soc_pct[-1] == pytest.approx(100.0, abs=1e-6)
     assert p.grid_cap_w.tolist() == pytest.approx([180e3] * 8, abs=1e-3)
 
 

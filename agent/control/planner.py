@@ -15,7 +15,10 @@ with what a plan made mid-month needs on top:
 - the SoC window is the reserve floor (or soc_min, whichever is higher) to soc_max; from a state
   of charge outside it the bound opens (see _window), so a plan always exists;
 - energy left at the end is worth the cheapest price in the horizon divided by the charging
-  efficiency: what it would cost to put it back; the end is otherwise free;
+  efficiency (what it would cost to put it back) and HOLD_SHARE more: energy bought at the
+  cheapest price is kept rather than left unbought, since it costs nothing to hold and the peaks
+  the forecast misses are met from it (on PG&E E-20, where no price spread pays the wear, the
+  plan otherwise left the battery at its floor and every unforecast peak was billed);
 - of schedules that cost the same, the plan takes the one that charges earliest (HOLD_SHARE).
 
 Bounded solve time (HiGHS's time limit). A failed or timed-out solve gives a PlanFailure: the caller
@@ -45,7 +48,8 @@ TIME_LIMIT_S: Final = 0.25  # the issue's p99 target for a 48 h horizon
 # The scenarios cover the first day: the next day's peaks are re-planned with the scenarios of then
 # long before they come, and every scenario step costs solve time.
 SCENARIO_S: Final = 86400.0
-# Charging later costs up to this share of the cheapest price more over the horizon, a tie-break:
+# Energy kept to the end is worth this share more than its cheapest price (see the module doc), and
+# charging later costs up to this share of the cheapest price more over the horizon, a tie-break:
 # an LP indifferent between charging now or in two hours at the same price charges now, so
 # re-planning every interval does not put the charge off interval after interval (and a load above
 # the forecast then finds the battery fuller, not emptier).
@@ -136,7 +140,7 @@ def plan(
         e_min_wh=e_lo,
         e_max_wh=e_hi,
         e_end_wh=None,
-        end_value_per_wh=float(np.min(price)) / bat.charge_efficiency / 1000.0,
+        end_value_per_wh=(1.0 + HOLD_SHARE) * float(np.min(price)) / bat.charge_efficiency / 1000.0,
         # at most HOLD_SHARE of the cheapest energy over the whole horizon: never outweighs a price
         charge_delay_per_wh_step=HOLD_SHARE * float(np.min(price)) / 1000.0 / n,
         degradation_per_kwh=bat.degradation_cost_per_kwh,

@@ -207,8 +207,13 @@ def solve_battery_lp(
     if peak_floors_w is not None:
         lb[ip:] = peak_floors_w
     options = {"time_limit": time_limit_s} if time_limit_s is not None else None
+    # an energy cost per W-step is ~1e-4 currency: scaled to ~1, so that HiGHS's optimality
+    # tolerance (1e-7 on the reduced costs) does not swallow small differences (the planner's
+    # tie-break, a few cents of wear)
+    top = float(np.max(np.abs(price))) * h / 1000.0
+    scale = 1.0 / top if top > 0.0 else 1.0
     res = linprog(
-        cost,
+        cost * scale,
         A_ub=sparse.vstack(a_ub).tocsr(),
         b_ub=np.concatenate(b_ub),
         A_eq=a_eq,
@@ -222,4 +227,4 @@ def solve_battery_lp(
         return LpSolution(
             np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), float("nan"), int(res.status), str(res.message)
         )
-    return LpSolution(x[0:n], x[n : 2 * n], x[2 * n : 3 * n], x[ip:], float(res.fun), 0, str(res.message))
+    return LpSolution(x[0:n], x[n : 2 * n], x[2 * n : 3 * n], x[ip:], float(res.fun) / scale, 0, str(res.message))
