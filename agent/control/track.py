@@ -46,6 +46,13 @@ def track(w: Window, c: Cycle) -> Window:
     billed = month_peak(iv.peaks, iv.rate) if iv.rate > 0.0 else INF
     charge_cap = (billed if 0.0 < billed < cap else cap) * (1.0 - CHARGE_MARGIN)
     shave_cap = cap * (1.0 - MARGIN)
+    # The margin under the cap is for a plan that keeps the grid below it; where the plan itself
+    # imports at the cap (a load the battery cannot hold lower day after day: a flat one), shaving
+    # the margin off would drain the battery for nothing, the month's peak coming back at the cap
+    # once it is empty: there the cap is held at the planned import.
+    planned = float(p.grid_w[k])
+    if planned > shave_cap:
+        shave_cap = planned if planned < cap else cap
     if not charge_cap < INF:
         return w
     left = c.iv_len - c.into

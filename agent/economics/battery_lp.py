@@ -12,6 +12,7 @@ Grid import g_k = load_k - d_k + c_k.
     s.t.      d_k - c_k <= load_k                              no export
               e_k = e_(k-1) + h (eta_c c_k - d_k / eta_d)      e_(-1) = start
               e_min_k <= e_k <= e_max_k,  c_k, d_k <= power    (e_(N-1) = end when fixed)
+              e_(N-1) >= end_min                               (the planner: where it started)
               P_g >= mean of (peak_load - d + c) over each demand interval of group g
               P_g >= floor_g                                   (a peak already billed this month)
 
@@ -82,6 +83,7 @@ class Storage:
     # much dearer, so of schedules that cost the same the plan charges earliest (planner.py; never
     # makes a charge or a cycle pay on its own); 0 for the optimum
     charge_delay_per_wh_step: float = 0.0
+    e_end_min_wh: float = 0.0  # the least energy at the end (the planner's: its start, see planner.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ def solve_battery_lp(
     peak_floors_w: FloatArray | None = None,
     time_limit_s: float | None = None,
     scenario_steps: int | None = None,
+    demand_weight: float = 1.0,
 ) -> LpSolution:
     """Build and solve the programme. A status other than 0 (no optimal solution) comes with empty arrays.
 
@@ -115,7 +118,8 @@ def solve_battery_lp(
     mean. Scenarios 1.. may cover only the first `scenario_steps` steps (a whole number of demand
     intervals; the solve time grows with the variables): they must end there with at least scenario
     0's energy (none may spend what the rest of the horizon needs), which alone prices the steps
-    after. The solution returned is scenario 0's.
+    after. The solution returned is scenario 0's. `demand_weight` scales the demand charges against
+    the rest (the planner's share of the month its horizon stands for).
     """
     loads = np.atleast_2d(load)
     peaks_in = np.atleast_2d(peak_load)
@@ -198,9 +202,11 @@ def solve_battery_lp(
                 b_ub.append(np.zeros(1))
         ub[ic:ie] = st.power_w
         lb[ie : ie + ln], ub[ie : ie + ln] = e_min[:ln], e_max[:ln]
+        if ln == n:
+            lb[ie + n - 1] = max(float(lb[ie + n - 1]), min(st.e_end_min_wh, float(ub[ie + n - 1])))
         if st.e_end_wh is not None and ln == n:
             lb[ie + n - 1] = ub[ie + n - 1] = st.e_end_wh
-    cost[ip:] = [g.rate / 1000.0 for g in groups]
+    cost[ip:] = [demand_weight * g.rate / 1000.0 for g in groups]
     a_eq = sparse.coo_matrix(
         (np.concatenate(eq_vals), (np.concatenate(eq_rows), np.concatenate(eq_cols))), (r_eq, nv)
     ).tocsr()
