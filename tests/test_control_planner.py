@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import tomllib
-from typing import Any
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pytest
