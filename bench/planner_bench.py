@@ -1,7 +1,7 @@
 """Planner benchmark: predictive dispatch against today's heuristic, as shares of the optimum.
 
-Run: .venv/bin/python bench/planner_bench.py [--days 30] [--step 60] [--loads bench,flat]
-         [--tariffs shanghai_ci_two_part,pge_e20_secondary_2014] [--horizon-h 24] [--json]
+Run: .venv/bin/python bench/planner_bench.py [--days 30] [--step 60] [--loads train100,train200,inference,flat,pv]
+         [--tariffs shanghai_ci_two_part,pge_e20_secondary_2014] [--horizon-h 48] [--history-days 7] [--json]
 
 For every (load, tariff): the same trace through the offline replay twice, once with the
 heuristic controllers alone and once with the planner (agent.control.replan: forecast from the
@@ -9,11 +9,21 @@ completed intervals only, a HiGHS plan at every demand interval, tracked by deci
 scored as a share of the perfect-foresight optimum ending at the same SoC (agent.offline.replay
 .evaluate), with the month's billed peak against the no-battery peak.
 
+The month starts on 1 July 2026 at 00:00 in the tariff's own time zone (one billing month, the
+loads' daily shapes on its local hours), after `--history-days` of the same load that the planner
+is given as its history (the live agent has its state dir's; the heuristic is seeded with the
+month's first day as "yesterday", as before).
+
 The site: savings_bench.py's (12 clusters, 5,016 kWh, 2,508 kW, 96 % each way, 20-95 %, 0.15 per
-kWh of wear, no reserve), in the tariff's time zone. Loads (step `--step` s, means of 1 s data):
-- bench: savings_bench.py's month (1,000 8xH100 nodes training with restarts, inference, cooling);
+kWh of wear, no reserve). Loads (step `--step` s, means of 1 s data; savings_bench.site_load):
+- train100: savings_bench.py's month (1,000 8xH100 nodes training with restarts along
+  /work/shared/data/h100-node-training-100stepsync.csv, 250 inference nodes, cooling);
+- train200: the same with the 200stepsync trace of the same node and job;
+- inference: inference-heavy (1,000 inference nodes on the daily shape, 200 training nodes);
 - flat: the Frontier HPL run (/work/shared/data/frontier-hpl-system-15s.csv, ORNL OLCF DOI 437,
-  CC BY 4.0) repeated end to end, scaled to a 4 MW mean: an HPC load with no daily shape.
+  CC BY 4.0) repeated end to end, scaled to a 4 MW mean: an HPC load with no daily shape;
+- pv: train100 behind 2 MWp of PV on the simulator's clear-sky day (simulators/pv.py; there is no
+  measured PV in /work/shared/data).
 The step is coarser than savings_bench.py's 1 s to keep a run within minutes on a busy machine;
 both controllers see the same trace, so the comparison is like for like.
 """

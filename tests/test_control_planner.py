@@ -179,13 +179,16 @@ def test_a_negative_net_load_never_reaches_the_plan_as_export() -> None:
     soc=st.floats(0.0, 100.0),
     reserve=st.floats(0.0, 60.0),
     billed=st.floats(0.0, 300e3),
+    other_day=st.lists(st.floats(0.0, 300e3), min_size=8, max_size=8),
 )
 def test_every_plan_stays_in_the_soc_window_and_above_the_reserve(
-    load: list[float], soc: float, reserve: float, billed: float
+    load: list[float], soc: float, reserve: float, billed: float, other_day: list[float]
 ) -> None:
     bat = replace(BAT, reserve_pct=reserve, soc_min_pct=5.0, soc_max_pct=95.0)
-    p = solved(plan1(fc(T0, load, 5e3), FLAT, bat, soc, (billed,), T0))
+    f = replace(fc(T0, load, 5e3), scenarios_w=np.array([other_day]))
+    p = solved(plan(f, FLAT, bat, soc, (billed,), T0))
     k = np.arange(1, 9)
+    assert p.soc_pct[-1] >= soc - 1e-6  # it ends where it started or higher
     assert np.all(p.soc_pct >= np.minimum(max(reserve, 5.0), soc + 12.5 * k) - 1e-6)
     assert np.all(p.soc_pct <= max(95.0, soc) + 1e-6)
     assert np.all(np.abs(p.battery_w) <= 50e3 + 1e-3)
