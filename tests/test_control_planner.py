@@ -10,7 +10,6 @@ import math
 import tomllib
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.control.forecast import Forecast
-from agent.control.planner import ALARM, PlanBattery, PlanFailure, month_left_s, plan
+from agent.control.planner import ALARM, PlanBattery, PlanFailure, plan
 from agent.control.schedule import DispatchPlan, usable
 from agent.economics.tariff import Tariff, parse_tariff
 from agent.model.alarms import CATALOGUE
@@ -52,12 +51,6 @@ def fc(start: float, p50: list[float], spread: float = 0.0) -> Forecast:
     return Forecast(start, Q, a - spread, a, a + spread, ())
 
 
-def plan1(*args: Any, **kw: Any) -> DispatchPlan | PlanFailure:
-    """The plan with the demand charges at their full weight, as on a horizon that reaches the
-    month's end (the tables here are hours long; planner.month_left_s has its own test)."""
-    return plan(*args, demand_weight=1.0, **kw)
-
-
 def solved(r: DispatchPlan | PlanFailure) -> DispatchPlan:
     assert isinstance(r, DispatchPlan), r
     return r
@@ -67,7 +60,7 @@ def test_price_valley_charges_at_full_power_then_discharges_in_the_dear_hours() 
     # 0.1 for the first hour, 0.5 after; flat 100 kW; empty battery. Charge 50 kW for four quarter
     # hours (50 kWh at 0.1), discharge 50 kW for the next four (saves 0.5): ends empty, since what
     # is left at the end is worth only its cost to recharge (0.1).
-    p = solved(plan1(fc(T0, [100e3] * 8), VALLEY, BAT, 0.0, (), T0))
+    p = solved(plan(fc(T0, [100e3] * 8), VALLEY, BAT, 0.0, (), T0))
     assert p.battery_w.tolist() == pytest.approx([-50e3] * 4 + [50e3] * 4, abs=1e-3)
     assert p.soc_pct.tolist() == pytest.approx([12.5, 25, 37.5, 50, 37.5, 25, 12.5, 0], abs=1e-6)
     assert p.grid_w.tolist() == pytest.approx([150e3] * 4 + [50e3] * 4, abs=1e-3)
@@ -80,7 +73,7 @@ def test_a_known_peak_is_cut_by_the_battery_power() -> None:
     # 100 kW with one quarter hour at 200 kW, 10 per kW of peak: discharging the full 50 kW there
     # brings the month's peak to 150 kW; the cap holds every quarter hour at 150 kW.
     load = [100e3] * 3 + [200e3] + [100e3] * 4
-    p = solved(plan1(fc(T0, load), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (), T0))
+    p = solved(plan(fc(T0, load), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (), T0))
     assert p.battery_w[3] == pytest.approx(50e3, abs=1e-3)
     assert p.grid_cap_w.tolist() == pytest.approx([150e3] * 8, abs=1e-3)
     assert float(np.max(p.grid_w)) == pytest.approx(150e3, abs=1e-3)
@@ -92,7 +85,7 @@ def test_the_peak_already_billed_this_month_costs_nothing_to_reach_again() -> No
     # the horizon's cheapest price is worth HOLD_SHARE more kept than its cost), as early as it can:
     # 50 + 3 x 12.5 - 5 + 12.5 = 95 kWh, then the last 5 kWh at 20 kW.
     load = [100e3] * 3 + [200e3] + [100e3] * 4
-    p = solved(plan1(fc(T0, load), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (180e3,), T0))
+    p = solved(plan(fc(T0, load), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (180e3,), T0))
     assert p.battery_w.tolist() == pytest.approx([-50e3] * 3 + [20e3, -50e3, -20e3, 0, 0], abs=1e-3)
     assert p.soc_pct[-1] == pytest.approx(100.0, abs=1e-6)
     assert p.grid_cap_w.tolist() == pytest.approx([180e3] * 8, abs=1e-3)
@@ -102,10 +95,10 @@ def test_the_margin_keeps_the_peak_below_the_forecast_spread() -> None:
     # p90 20 kW above the median: the plan caps at the level its high quantile can be held to
     load = [100e3] * 3 + [200e3] + [100e3] * 4
     bat = replace(BAT, degradation_cost_per_kwh=0.01)
-    p = solved(plan1(fc(T0, load, spread=20e3), FLAT, bat, 50.0, (), T0))
+    p = solved(plan(fc(T0, load, spread=20e3), FLAT, bat, 50.0, (), T0))
     assert p.battery_w[3] == pytest.approx(50e3, abs=1e-3)
     assert p.grid_cap_w.tolist() == pytest.approx([170e3] * 8, abs=1e-3)
-    p = solved(plan1(fc(T0, load, spread=20e3), FLAT, bat, 50.0, (), T0, margin=0.0))
+    p = solved(plan(fc(T0, load, spread=20e3), FLAT, bat, 50.0, (), T0, margin=0.0))
     assert p.grid_cap_w.tolist() == pytest.approx([150e3] * 8, abs=1e-3)
 
 
@@ -118,7 +111,7 @@ def test_month_boundary_the_billed_peak_resets() -> None:
     # 150 kW, and the battery fills back (at most 50 kW under that level) to end above its start.
     bat = replace(BAT, degradation_cost_per_kwh=0.01)
     load = [200e3] * 5 + [100e3] * 3
-    p = solved(plan1(fc(MONTH_END, load), FLAT, bat, 50.0, (200e3,), MONTH_END))
+    p = solved(plan(fc(MONTH_END, load), FLAT, bat, 50.0, (200e3,), MONTH_END))
     assert p.battery_w.tolist() == pytest.approx([0] * 4 + [50e3] + [-50e3] * 3, abs=1e-3)
     assert p.grid_cap_w.tolist() == pytest.approx([200e3] * 4 + [150e3] * 4, abs=1e-3)
     assert p.soc_pct.tolist() == pytest.approx([50] * 4 + [37.5, 50, 62.5, 75], abs=1e-6)
@@ -130,7 +123,7 @@ def test_reserve_is_honoured() -> None:
     # February's first quarter hour by the full 50 kW (300), touching the reserve and no lower
     bat = replace(BAT, degradation_cost_per_kwh=0.01, reserve_pct=45.0)
     load = [200e3] * 5 + [100e3] * 3
-    p = solved(plan1(fc(MONTH_END, load), FLAT, bat, 50.0, (200e3,), MONTH_END))
+    p = solved(plan(fc(MONTH_END, load), FLAT, bat, 50.0, (200e3,), MONTH_END))
     assert p.battery_w.tolist() == pytest.approx([-7.5e3] * 4 + [50e3] + [-50e3] * 3, abs=1e-3)
     assert float(np.min(p.soc_pct)) == pytest.approx(45.0, abs=1e-6)
     assert p.grid_cap_w.tolist() == pytest.approx([207.5e3] * 4 + [150e3] * 4, abs=1e-3)
@@ -139,7 +132,7 @@ def test_reserve_is_honoured() -> None:
 def test_below_the_reserve_the_plan_climbs_back_and_never_goes_lower() -> None:
     bat = replace(BAT, reserve_pct=30.0, soc_max_pct=90.0)
     load = [100e3] * 3 + [200e3] + [100e3] * 4
-    p = solved(plan1(fc(T0, load), FLAT, bat, 10.0, (), T0))
+    p = solved(plan(fc(T0, load), FLAT, bat, 10.0, (), T0))
     k = np.arange(1, 9)
     assert np.all(p.soc_pct >= np.minimum(30.0, 10.0 + 12.5 * k) - 1e-6)
     assert np.all(p.soc_pct <= 90.0 + 1e-6)
@@ -148,13 +141,13 @@ def test_below_the_reserve_the_plan_climbs_back_and_never_goes_lower() -> None:
 def test_a_timed_out_solve_is_a_failure_and_the_last_plan_is_kept_then_dropped() -> None:
     # a 48 h day of noisy load (presolve alone cannot finish it) given no time at all
     noisy = list(100e3 + 100e3 * np.random.default_rng(1).random(192))
-    r = plan1(fc(T0, noisy, 10e3), FLAT, BAT, 50.0, (), T0, time_limit_s=0.0)
+    r = plan(fc(T0, noisy, 10e3), FLAT, BAT, 50.0, (), T0, time_limit_s=0.0)
     assert isinstance(r, PlanFailure)
     assert r.status == 1  # HiGHS: time limit reached
     assert "Time limit reached" in r.message
     load = [100e3] * 3 + [200e3] + [100e3] * 4
     assert ALARM in CATALOGUE
-    last = solved(plan1(fc(T0, load), FLAT, BAT, 50.0, (), T0))
+    last = solved(plan(fc(T0, load), FLAT, BAT, 50.0, (), T0))
     assert usable(last, T0 + 1000.0) is last
     assert usable(last, T0 + 8 * Q) is None  # past its horizon: the heuristic takes over
     assert usable(last, T0 + 1000.0, max_age_s=900.0) is None  # too old
@@ -164,11 +157,11 @@ def test_a_timed_out_solve_is_a_failure_and_the_last_plan_is_kept_then_dropped()
 def test_the_forecast_step_must_be_the_demand_interval() -> None:
     f = Forecast(T0, 3600.0, np.zeros(2), np.zeros(2), np.zeros(2), ())
     with pytest.raises(ValueError, match="forecast step 3600 s is not the tariff's demand interval"):
-        plan1(f, FLAT, BAT, 50.0, (), T0)
+        plan(f, FLAT, BAT, 50.0, (), T0)
 
 
 def test_a_negative_net_load_never_reaches_the_plan_as_export() -> None:
-    p = solved(plan1(fc(T0, [-20e3] * 4 + [100e3] * 4), FLAT, BAT, 50.0, (), T0))
+    p = solved(plan(fc(T0, [-20e3] * 4 + [100e3] * 4), FLAT, BAT, 50.0, (), T0))
     assert np.all(p.grid_w >= -1e-6)
     assert not math.isnan(p.objective)
 
@@ -205,10 +198,10 @@ def test_the_peak_level_holds_in_every_scenario_so_energy_is_kept_for_a_late_pea
     # hour: peak 50 kW. One past day had 120 kW in its fourth quarter hour: holding a peak P there
     # takes 120 - P <= 50 kW of power, so P = 70 kW, and (3 x 30 + 50) kW x 0.25 h = 35 kWh, which
     # the 50 kWh covers.
-    alone = solved(plan1(fc(T0, [100e3] * 4 + [0.0] * 4), FLAT, BAT, 50.0, (), T0))
+    alone = solved(plan(fc(T0, [100e3] * 4 + [0.0] * 4), FLAT, BAT, 50.0, (), T0))
     np.testing.assert_allclose(alone.grid_cap_w, [50e3] * 8, atol=1e-3)
     late = [100e3, 100e3, 100e3, 120e3] + [0.0] * 4
-    p = solved(plan1(scenario_fc([100e3] * 4 + [0.0] * 4, [late]), FLAT, BAT, 50.0, (), T0))
+    p = solved(plan(scenario_fc([100e3] * 4 + [0.0] * 4, [late]), FLAT, BAT, 50.0, (), T0))
     np.testing.assert_allclose(p.grid_cap_w, [70e3] * 8, atol=1e-3)
     assert p.grid_w.max() <= 70e3 + 1e-3
 
@@ -218,7 +211,7 @@ def test_scenarios_over_part_of_the_horizon_end_with_the_plans_energy() -> None:
     # the median plan's energy, so its 120 kW at the second costs 20 kW more of peak, not energy
     # the plan spends later.
     p = solved(
-        plan1(
+        plan(
             scenario_fc([100e3] * 4 + [0.0] * 4, [[100e3, 120e3, 100e3, 100e3] + [0.0] * 4]),
             FLAT,
             BAT,
@@ -229,7 +222,7 @@ def test_scenarios_over_part_of_the_horizon_end_with_the_plans_energy() -> None:
         )
     )
     sc = scenario_fc([100e3] * 4 + [0.0] * 4, [[100e3, 120e3, 100e3, 100e3] + [0.0] * 4])
-    full = solved(plan1(sc, FLAT, BAT, 50.0, (), T0))
+    full = solved(plan(sc, FLAT, BAT, 50.0, (), T0))
     # both hold the same peak: energy alone would allow P = 55 kW ((100 - P) x 4 + 20 = 200 kW q),
     # the power only 120 - 50 = 70 kW in the scenario's quarter hour
     np.testing.assert_allclose(full.grid_cap_w, [70e3] * 8, atol=1e-3)
@@ -244,31 +237,13 @@ def test_of_equally_cheap_quarter_hours_the_plan_charges_the_earliest() -> None:
     valley2 = tariff(
         '[prices]\ncheap = 0.1\ndear = 0.5\n[[energy]]\nhours = { "00:00-02:00" = "cheap", "02:00-24:00" = "dear" }', 0
     )
-    p = solved(plan1(fc(T0, [100e3] * 12), valley2, replace(BAT, soc_max_pct=50.0), 0.0, (), T0))
+    p = solved(plan(fc(T0, [100e3] * 12), valley2, replace(BAT, soc_max_pct=50.0), 0.0, (), T0))
     assert p.battery_w.tolist() == pytest.approx([-50e3] * 4 + [0.0] * 4 + [50e3] * 4, abs=1e-3)
 
 
 def test_the_plan_ends_with_at_least_the_energy_it_started_with() -> None:
     # a flat 100 kW all the horizon: a peak shaved now comes back once the battery is empty, the
     # month going on after the horizon; the plan holds its energy and shaves nothing
-    p = solved(plan1(fc(T0, [100e3] * 8), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (), T0))
+    p = solved(plan(fc(T0, [100e3] * 8), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (), T0))
     assert p.battery_w.tolist() == pytest.approx([0.0] * 8, abs=1e-3)
     assert p.grid_cap_w.tolist() == pytest.approx([100e3] * 8, abs=1e-3)
-
-
-def test_the_demand_charge_counts_the_horizons_share_of_the_month_left() -> None:
-    assert month_left_s(FLAT, T0) == 27 * 86400.0  # Monday 5 January 00:00 UTC to 1 February
-    assert month_left_s(FLAT, MONTH_END) == 3600.0
-    # 2 h of a flat 100 kW with a valley of 0.1 against 0.5 in the first hour: arbitrage lifts the
-    # peak to 150 kW. At the full weight the 50 kW more of peak (500) outweighs the 20 it saves;
-    # at the share a 2 h plan has of the 27 days left (1/324: 1.54), the 20 a day recurring all
-    # month pays
-    v = tariff(
-        '[prices]\ncheap = 0.1\ndear = 0.5\n[[energy]]\nhours = { "00:00-01:00" = "cheap", "01:00-24:00" = "dear" }',
-        10.0,
-    )
-    full = solved(plan1(fc(T0, [100e3] * 8), v, BAT, 0.0, (), T0))
-    assert full.battery_w.tolist() == pytest.approx([0.0] * 8, abs=1e-3)
-    month = solved(plan(fc(T0, [100e3] * 8), v, BAT, 0.0, (), T0))
-    assert month.battery_w.tolist() == pytest.approx([-50e3] * 4 + [50e3] * 4, abs=1e-3)
-    assert month.grid_cap_w.tolist() == pytest.approx([150e3] * 8, abs=1e-3)

@@ -11,10 +11,12 @@ The model (simple on purpose, and measured against the perfect-foresight optimum
   above it for a few hours, not for two days;
 - quantiles from the profile's errors over the history (the spread the planner keeps as a margin
   on the peak);
-- scenarios: the forecast with the errors of each of the last `scenario_days` days laid on it
-  (slot by slot of the day). They are the ways the coming days have actually gone lately (a job
-  restart at noon, a long training run through the afternoon): the planner keeps enough energy to
-  hold its peak level in every one of them (planner.py), which a single quantile cannot say.
+- scenarios: the profile with the errors of each of the last `scenario_days` days laid on it
+  (slot by slot of the day), without the level correction: on a day of the same type, that day
+  as it went. They are the ways the coming days have actually gone lately (a job restart at noon,
+  a long training run through the afternoon): the planner keeps enough energy to hold its peak
+  level in every one of them (planner.py), which a single quantile cannot say. (With the level
+  correction on top, a swinging load's noisy level lifted every scenario above anything seen.)
 
 Bad history never reaches the solver as NaN: non-finite readings are dropped, samples that step
 back in time (a clock step) are dropped and missing intervals leave their profile slot to the
@@ -55,7 +57,7 @@ class Forecast:
     p50_w: FloatArray
     p90_w: FloatArray
     warnings: tuple[str, ...]
-    # (S, slots): p50 plus each of the last S days' errors; (0, slots) when not asked for
+    # (S, slots): the profile plus each of the last S days' errors; (0, slots) when not asked for
     scenarios_w: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
@@ -152,7 +154,8 @@ def forecast(
     recent_err = resid[ts >= start - level_s]
     level = float(np.mean(recent_err)) if len(recent_err) else 0.0
     lead = fts - start
-    base = prof[fweekend.astype(np.int64), fslot] + level * np.exp(-lead / level_tau_s)
+    shape = prof[fweekend.astype(np.int64), fslot]
+    base = shape + level * np.exp(-lead / level_tau_s)
     q = np.quantile(resid, QUANTILES)
     return Forecast(
         start_s=start,
@@ -161,7 +164,7 @@ def forecast(
         p50_w=base,
         p90_w=base + q[2] - q[1],
         warnings=tuple(warns),
-        scenarios_w=_scenarios(base, fslot, ts, slot, resid, start, spd, scenario_days),
+        scenarios_w=_scenarios(shape, fslot, ts, slot, resid, start, spd, scenario_days),
     )
 
 

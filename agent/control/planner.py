@@ -14,12 +14,6 @@ with what a plan made mid-month needs on top:
   energy is priced on the mean over the scenarios;
 - the SoC window is the reserve floor (or soc_min, whichever is higher) to soc_max; from a state
   of charge outside it the bound opens (see _window), so a plan always exists;
-- the demand charge is weighed against the energy as the month sees it: the plan ends where it
-  started (below), so it is a day the month repeats, and its energy and wear recur on each of the
-  month's remaining days while the peak is billed once: the demand charges count horizon / time
-  left in the month (1 once the horizon reaches the month's end). A plan that weighs a whole
-  month's demand charge against two days of arbitrage never charges across the night on a flat
-  load, where the month's optimum does (and never shaves a peak it could hold all month);
 - the plan ends with at least the energy it starts with: the month goes on after the horizon and
   its days need the same, so a peak is shaved only as low as the battery can hold it day after
   day (a 48 h plan free to end empty spent the battery shaving a flat load for two days, after
@@ -44,7 +38,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Final
 
 import numpy as np
@@ -99,13 +92,6 @@ def _window(e0: float, lo: float, hi: float, n: int, step_wh_in: float) -> tuple
     return e_lo, e_hi
 
 
-def month_left_s(tariff: Tariff, t_s: float) -> float:
-    """Seconds from `t_s` to the end of its billing month (local midnight of the next one's first day)."""
-    tz = tariff.timezone
-    nxt = tariff.next_billing_month(tariff.billing_month(datetime.fromtimestamp(t_s, tz).date()))
-    return datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).timestamp() - t_s
-
-
 def plan(
     fc: Forecast,
     tariff: Tariff,
@@ -117,12 +103,10 @@ def plan(
     margin: float = 1.0,
     time_limit_s: float = TIME_LIMIT_S,
     scenario_s: float = SCENARIO_S,
-    demand_weight: float | None = None,
 ) -> DispatchPlan | PlanFailure:
     """Solve the plan from the forecast's first slot at state of charge `soc_pct`.
 
     `billed_w[j]`: the peak already billed this month for tariff.demand[j] (W; missing or NaN: 0).
-    `demand_weight`: the demand charges' weight (None: horizon / time left in the month, at most 1).
     """
     if fc.step_s != tariff.demand_interval_s:
         raise ValueError(f"planner: forecast step {fc.step_s:g} s is not the tariff's demand interval")
@@ -168,8 +152,7 @@ def plan(
     )
     t0 = time.perf_counter()
     m = math.ceil(scenario_s / fc.step_s)
-    weight = min(1.0, n * fc.step_s / month_left_s(tariff, fc.start_s)) if demand_weight is None else demand_weight
-    sol = solve_battery_lp(loads, peak_loads, price, h, layout, st, floors, time_limit_s, m, weight)
+    sol = solve_battery_lp(loads, peak_loads, price, h, layout, st, floors, time_limit_s, m)
     solve_s = time.perf_counter() - t0
     if sol.status != 0:
         return PlanFailure(sol.status, sol.message, solve_s)

@@ -107,7 +107,6 @@ def solve_battery_lp(
     peak_floors_w: FloatArray | None = None,
     time_limit_s: float | None = None,
     scenario_steps: int | None = None,
-    demand_weight: float = 1.0,
 ) -> LpSolution:
     """Build and solve the programme. A status other than 0 (no optimal solution) comes with empty arrays.
 
@@ -118,8 +117,7 @@ def solve_battery_lp(
     mean. Scenarios 1.. may cover only the first `scenario_steps` steps (a whole number of demand
     intervals; the solve time grows with the variables): they must end there with at least scenario
     0's energy (none may spend what the rest of the horizon needs), which alone prices the steps
-    after. The solution returned is scenario 0's. `demand_weight` scales the demand charges against
-    the rest (the planner's share of the month its horizon stands for).
+    after. The solution returned is scenario 0's.
     """
     loads = np.atleast_2d(load)
     peaks_in = np.atleast_2d(peak_load)
@@ -206,7 +204,7 @@ def solve_battery_lp(
             lb[ie + n - 1] = max(float(lb[ie + n - 1]), min(st.e_end_min_wh, float(ub[ie + n - 1])))
         if st.e_end_wh is not None and ln == n:
             lb[ie + n - 1] = ub[ie + n - 1] = st.e_end_wh
-    cost[ip:] = [demand_weight * g.rate / 1000.0 for g in groups]
+    cost[ip:] = [g.rate / 1000.0 for g in groups]
     a_eq = sparse.coo_matrix(
         (np.concatenate(eq_vals), (np.concatenate(eq_rows), np.concatenate(eq_cols))), (r_eq, nv)
     ).tocsr()
