@@ -46,8 +46,10 @@ COMPILED = [
     "agent/control/ramp.py",
     "agent/control/ramp_reference.py",
     "agent/control/reserve.py",
+    "agent/control/schedule.py",
     "agent/control/state.py",
     "agent/control/tou.py",
+    "agent/control/track.py",
     "agent/control/window.py",
     "simulators/physics.py",
 ]

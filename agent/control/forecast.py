@@ -11,12 +11,13 @@ The model (simple on purpose, and measured against the perfect-foresight optimum
   above it for a few hours, not for two days;
 - quantiles from the profile's errors over the history (the spread the planner keeps as a margin
   on the peak);
-- scenarios: the profile with the errors of each of the last `scenario_days` days laid on it
-  (slot by slot of the day), without the level correction: on a day of the same type, that day
-  as it went. They are the ways the coming days have actually gone lately (a job restart at noon,
+- scenarios: each of the last `scenario_days` days as it went, laid on the horizon slot by slot
+  of the day. They are the ways the coming days have actually gone lately (a job restart at noon,
   a long training run through the afternoon): the planner keeps enough energy to hold its peak
-  level in every one of them (planner.py), which a single quantile cannot say. (With the level
-  correction on top, a swinging load's noisy level lifted every scenario above anything seen.)
+  level in every one of them (planner.py), which a single quantile cannot say. (Built as the
+  profile plus a past day's errors, with the level correction, or a weekday's profile plus a
+  weekend day's errors, they rose on a swinging load above anything ever seen, and the plan's
+  peak level with them.)
 
 Bad history never reaches the solver as NaN: non-finite readings are dropped, samples that step
 back in time (a clock step) are dropped and missing intervals leave their profile slot to the
@@ -57,7 +58,7 @@ class Forecast:
     p50_w: FloatArray
     p90_w: FloatArray
     warnings: tuple[str, ...]
-    # (S, slots): the profile plus each of the last S days' errors; (0, slots) when not asked for
+    # (S, slots): each of the last S days as it went; (0, slots) when not asked for
     scenarios_w: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
@@ -164,31 +165,31 @@ def forecast(
         p50_w=base,
         p90_w=base + q[2] - q[1],
         warnings=tuple(warns),
-        scenarios_w=_scenarios(shape, fslot, ts, slot, resid, start, spd, scenario_days),
+        scenarios_w=_scenarios(shape, fslot, ts, slot, v, start, spd, scenario_days),
     )
 
 
 def _scenarios(
-    base: FloatArray,
+    shape: FloatArray,
     fslot: npt.NDArray[np.int64],
     ts: FloatArray,
     slot: npt.NDArray[np.int64],
-    resid: FloatArray,
+    v: FloatArray,
     start: float,
     spd: int,
     days: int,
 ) -> FloatArray:
-    """`base` with the errors of each of the last `days` 24 h windows before `start`, by slot of the day.
-
-    A slot a window has no reading for keeps the forecast (error 0); a window with less than half a
-    day of readings is no scenario (a gap is not a way the day went)."""
+    """Each of the last `days` 24 h windows before `start` as it went, laid on the horizon by slot of
+    the day; a slot the window has no reading for keeps the profile `shape`. A window with less than
+    half a day of readings is no scenario (a gap is not a way the day went)."""
     rows = []
     for i in range(days):
         sel = (ts >= start - (i + 1) * DAY_S) & (ts < start - i * DAY_S)
         if 2 * int(np.count_nonzero(sel)) < spd:
             continue
-        err = np.zeros(spd)
-        err[slot[sel]] = resid[sel]
-        rows.append(base + err[fslot])
-    out: FloatArray = np.array(rows, dtype=np.float64) if rows else np.zeros((0, len(base)))
+        day = np.full(spd, math.nan)
+        day[slot[sel]] = v[sel]
+        row = day[fslot]
+        rows.append(np.where(np.isnan(row), shape, row))
+    out: FloatArray = np.array(rows, dtype=np.float64) if rows else np.zeros((0, len(shape)))
     return out

@@ -115,9 +115,10 @@ def solve_battery_lp(
     first step's charge and discharge (what is decided now cannot depend on which comes) and the
     peak variables (the month is billed on the highest); the energy and degradation costs are their
     mean. Scenarios 1.. may cover only the first `scenario_steps` steps (a whole number of demand
-    intervals; the solve time grows with the variables): they must end there with at least scenario
-    0's energy (none may spend what the rest of the horizon needs), which alone prices the steps
-    after. The solution returned is scenario 0's.
+    intervals; the solve time grows with the variables); scenario 0 alone prices the steps after.
+    Every scenario ends with at least `e_end_min_wh` (none may spend what the days after need; held
+    to scenario 0's energy at its end instead, every scenario had to fill as the median plan does,
+    under its own higher load, and the peak level rose for it). The solution returned is scenario 0's.
     """
     loads = np.atleast_2d(load)
     peaks_in = np.atleast_2d(peak_load)
@@ -193,15 +194,9 @@ def solve_battery_lp(
             eq_vals += [np.array([1.0, -1.0]), np.array([1.0, -1.0])]
             b_eq.append(np.zeros(2))
             r_eq += 2
-            if ln < n:  # ends with at least scenario 0's energy at that step
-                a_ub.append(
-                    sparse.coo_matrix((np.array([-1.0, 1.0]), ([0, 0], [ie + ln - 1, 2 * n + ln - 1])), (1, nv))
-                )
-                b_ub.append(np.zeros(1))
         ub[ic:ie] = st.power_w
         lb[ie : ie + ln], ub[ie : ie + ln] = e_min[:ln], e_max[:ln]
-        if ln == n:
-            lb[ie + n - 1] = max(float(lb[ie + n - 1]), min(st.e_end_min_wh, float(ub[ie + n - 1])))
+        lb[ie + ln - 1] = max(float(lb[ie + ln - 1]), min(st.e_end_min_wh, float(ub[ie + ln - 1])))
         if st.e_end_wh is not None and ln == n:
             lb[ie + n - 1] = ub[ie + n - 1] = st.e_end_wh
     cost[ip:] = [g.rate / 1000.0 for g in groups]
