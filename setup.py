@@ -47,9 +47,11 @@ COMPILED = [
     "agent/control/ramp.py",
     "agent/control/ramp_reference.py",
     "agent/control/reserve.py",
+    "agent/control/schedule.py",
     "agent/control/state.py",
     "agent/control/stored.py",
     "agent/control/tou.py",
+    "agent/control/track.py",
     "agent/control/window.py",
     "simulators/physics.py",
 ]

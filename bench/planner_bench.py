@@ -1,7 +1,7 @@
 """Planner benchmark: predictive dispatch against today's heuristic, as shares of the optimum.
 
-Run: .venv/bin/python bench/planner_bench.py [--days 30] [--step 60] [--loads bench,flat]
-         [--tariffs shanghai_ci_two_part,pge_e20_secondary_2014] [--horizon-h 24] [--json]
+Run: .venv/bin/python bench/planner_bench.py [--days 30] [--step 60] [--loads train100,train200,inference,flat,pv]
+         [--tariffs shanghai_ci_two_part,pge_e20_secondary_2014] [--horizon-h 48] [--history-days 7] [--json]
 
 For every (load, tariff): the same trace through the offline replay twice, once with the
 heuristic controllers alone and once with the planner (agent.control.replan: forecast from the
@@ -9,11 +9,21 @@ completed intervals only, a HiGHS plan at every demand interval, tracked by deci
 scored as a share of the perfect-foresight optimum ending at the same SoC (agent.offline.replay
 .evaluate), with the month's billed peak against the no-battery peak.
 
+The month starts on 1 July 2026 at 00:00 in the tariff's own time zone (one billing month, the
+loads' daily shapes on its local hours), after `--history-days` of the same load that the planner
+is given as its history (the live agent has its state dir's; the heuristic is seeded with the
+month's first day as "yesterday", as before).
+
 The site: savings_bench.py's (12 clusters, 5,016 kWh, 2,508 kW, 96 % each way, 20-95 %, 0.15 per
-kWh of wear, no reserve), in the tariff's time zone. Loads (step `--step` s, means of 1 s data):
-- bench: savings_bench.py's month (1,000 8xH100 nodes training with restarts, inference, cooling);
+kWh of wear, no reserve). Loads (step `--step` s, means of 1 s data; savings_bench.site_load):
+- train100: savings_bench.py's month (1,000 8xH100 nodes training with restarts along
+  /work/shared/data/h100-node-training-100stepsync.csv, 250 inference nodes, cooling);
+- train200: the same with the 200stepsync trace of the same node and job;
+- inference: inference-heavy (1,000 inference nodes on the daily shape, 200 training nodes);
 - flat: the Frontier HPL run (/work/shared/data/frontier-hpl-system-15s.csv, ORNL OLCF DOI 437,
-  CC BY 4.0) repeated end to end, scaled to a 4 MW mean: an HPC load with no daily shape.
+  CC BY 4.0) repeated end to end, scaled to a 4 MW mean: an HPC load with no daily shape;
+- pv: train100 behind 2 MWp of PV on the simulator's clear-sky day (simulators/pv.py; there is no
+  measured PV in /work/shared/data).
 The step is coarser than savings_bench.py's 1 s to keep a run within minutes on a busy machine;
 both controllers see the same trace, so the comparison is like for like.
 """
@@ -38,9 +48,12 @@ from agent.economics.roi import EconomicsConfig
 from agent.economics.tariff import FloatArray, bundled
 from agent.model.config import SiteConfig, load_site
 from agent.offline.replay import Trace, evaluate, plan_battery, planner_report, replay
+from simulators.load import TRACE_H100_200
+from simulators.pv import ClearSkyPv
 
 FRONTIER = Path("/work/shared/data/frontier-hpl-system-15s.csv")
 FLAT_MEAN_W = 4e6
+INFERENCE_HEAVY = (200, 1000)  # (training, inference) nodes of the inference-heavy load
 
 
 def flat_load(days: int) -> tuple[FloatArray, FloatArray]:
@@ -55,13 +68,57 @@ def flat_load(days: int) -> tuple[FloatArray, FloatArray]:
     return ts, load
 
 
-def one(site: SiteConfig, tariff_name: str, trace: Trace, settings: ReplanSettings) -> dict[str, Any]:
+LOADS = ("train100", "train200", "inference", "flat", "pv")
+PV_PEAK_W = 2e6  # the PV load's array: the simulator's clear-sky day (no measured PV in /work/shared/data)
+
+
+def build_load(name: str, days: int, seed: int) -> tuple[FloatArray, FloatArray, FloatArray | None]:
+    """(timestamps, load, pv) at 1 s for one of LOADS, from midnight (t = 0 is 00:00 site-local)."""
+    if name == "flat":
+        ts, load = flat_load(days)
+        return ts, load, None
+    if name in ("train100", "bench", "pv"):
+        ts, load = site_load(days, seed)
+    elif name == "train200":
+        ts, load = site_load(days, seed, node_trace=TRACE_H100_200)
+    elif name == "inference":
+        ts, load = site_load(days, seed, training_nodes=INFERENCE_HEAVY[0], inference_nodes=INFERENCE_HEAVY[1])
+    else:
+        raise ValueError(f"planner_bench: unknown load {name!r} (one of {', '.join(LOADS)})")
+    pv = ClearSkyPv(PV_PEAK_W).series(0.0, len(ts), 1.0) if name == "pv" else None
+    return ts, load, pv
+
+
+def local_month(trace: Trace, tariff_name: str, history_days: int) -> tuple[Trace, Trace]:
+    """(history, month): the trace moved so that its part after the first `history_days` starts on
+    1 July 2026 00:00 in the tariff's time zone. One billing month, its daily shape on the tariff's
+    local hours (a trace started at Shanghai midnight would begin on 30 June in California and
+    bill a one-day June in full)."""
+    start = datetime(2026, 7, 1, tzinfo=bundled(tariff_name).timezone).timestamp()
+    ts = trace.timestamps - trace.timestamps[0] - history_days * 86400.0 + start
+    k = int(np.searchsorted(ts, start))
+    pv = trace.pv_w
+    hist = Trace(ts[:k], trace.load_w[:k], None if pv is None else pv[:k], source=f"{trace.source} history")
+    month = Trace(ts[k:], trace.load_w[k:], None if pv is None else pv[k:], source=trace.source)
+    return hist, month
+
+
+def warmed(rp: Replanner, history: Trace) -> Replanner:
+    """The replanner with `history` behind it, as the live agent has its state dir's (no battery then:
+    the grid import was the net load)."""
+    its, inet = resample_mean(history.timestamps, history.net_w, rp.length_s)
+    for t, x in zip(its.tolist(), inet.tolist(), strict=True):
+        rp.completed(t, x, max(0.0, x))
+    return rp
+
+
+def one(site: SiteConfig, tariff_name: str, history: Trace, trace: Trace, settings: ReplanSettings) -> dict[str, Any]:
     tariff = bundled(tariff_name)
     s = replace(site, timezone=tariff.timezone)
     econ = EconomicsConfig(degradation_cost_per_kwh=s.control.degradation_cost_per_kwh)
     out: dict[str, Any] = {}
     for name in ("heuristic", "planner"):
-        rp = Replanner(tariff, plan_battery(s), settings) if name == "planner" else None
+        rp = warmed(Replanner(tariff, plan_battery(s), settings), history) if name == "planner" else None
         t0 = time.perf_counter()
         res = replay(s, tariff, trace, start_soc_pct=50.0, replanner=rp)
         wall = time.perf_counter() - t0
@@ -102,23 +159,30 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--step", type=float, default=60.0, help="trace step, s [60]")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--loads", default="bench,flat")
+    ap.add_argument(
+        "--history-days", type=int, default=7, help="days of load before the month, the planner's history [7]"
+    )
+    ap.add_argument("--loads", default=",".join(LOADS))
     ap.add_argument("--tariffs", default="shanghai_ci_two_part,pge_e20_secondary_2014")
-    ap.add_argument("--horizon-h", type=float, default=24.0)
-    ap.add_argument("--margin", type=float, default=1.0, help="of (p90 - p50) kept under the peak [1]")
+    ap.add_argument("--horizon-h", type=float, default=48.0)
+    ap.add_argument("--margin", type=float, default=0.0, help="of (p90 - p50) kept under the peak [0]")
+    ap.add_argument(
+        "--scenario-days", type=int, default=5, help="past days whose errors the peak level holds through [5]"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     site = load_site(SITE).with_clusters(12)
     site = replace(site, control=replace(site.control, reserve_load_w=0.0))
-    settings = ReplanSettings(horizon_s=args.horizon_h * 3600.0, margin=args.margin)
+    settings = ReplanSettings(horizon_s=args.horizon_h * 3600.0, margin=args.margin, scenario_days=args.scenario_days)
     results: dict[str, Any] = {}
     for load_name in args.loads.split(","):
-        ts, load = site_load(args.days, args.seed) if load_name == "bench" else flat_load(args.days)
+        ts, load, pv = build_load(load_name, args.history_days + args.days, args.seed)
         t, x = resample_mean(ts, load, args.step)
-        trace = Trace(t, x, source=load_name)
+        trace = Trace(t, x, None if pv is None else resample_mean(ts, pv, args.step)[1], source=load_name)
         for tariff_name in args.tariffs.split(","):
             print(f"{load_name} / {tariff_name} ({args.days} days at {args.step:g} s):", flush=True)
-            results[f"{load_name}/{tariff_name}"] = one(site, tariff_name, trace, settings)
+            hist, month = local_month(trace, tariff_name, args.history_days)
+            results[f"{load_name}/{tariff_name}"] = one(site, tariff_name, hist, month, settings)
     if args.json:
         print(json.dumps(results, indent=2, default=float))
 

@@ -73,9 +73,9 @@ class _Array:
         return self.x[int(start_s) : int(start_s) + n]
 
 
-def training(n: int, seed: int) -> FloatArray:
+def training(n: int, seed: int, node_trace: Path = TRACE_H100, nodes: int = TRAINING_NODES) -> FloatArray:
     """Per-second power of the training fleet: the node trace per job, idle gaps between jobs."""
-    node = TraceReplay(1, TRACE_H100)
+    node = TraceReplay(1, node_trace)
     rng = random.Random(seed)
     idle = node.at(0.0)
     since = np.full(n, -1.0)  # seconds since the running job started; -1 = idle gap
@@ -89,15 +89,23 @@ def training(n: int, seed: int) -> FloatArray:
         t = end + int(rng.uniform(300, 2700))
     loop = node.series(0.0, int(node.period_s), 1.0)  # one pass of the node trace at 1 s
     per_node = np.where(since >= 0, loop[np.mod(since, len(loop)).astype(np.int64)], idle)
-    return np.asarray(TRAINING_NODES * per_node, dtype=np.float64)
+    return np.asarray(nodes * per_node, dtype=np.float64)
 
 
-def site_load(days: int, seed: int) -> tuple[FloatArray, FloatArray]:
+def site_load(
+    days: int,
+    seed: int,
+    *,
+    node_trace: Path = TRACE_H100,
+    training_nodes: int = TRAINING_NODES,
+    inference_nodes: int = INFERENCE_NODES,
+) -> tuple[FloatArray, FloatArray]:
+    """The site's load at 1 s (the module doc's); the keywords give other mixes (bench/planner_bench.py)."""
     n = days * 86400
     t0 = datetime.fromisoformat(START).timestamp()
     ts = t0 + np.arange(n, dtype=np.float64)
-    inf = Inference(peak_w=INFERENCE_NODES * 4000.0, trough_w=INFERENCE_NODES * 1800.0, seed=seed).series(0, n, 1)
-    it = training(n, seed) + inf
+    inf = Inference(peak_w=inference_nodes * 4000.0, trough_w=inference_nodes * 1800.0, seed=seed).series(0, n, 1)
+    it = training(n, seed, node_trace, training_nodes) + inf
     load = WithCooling(_Array(it), pue=PUE, tau_s=300.0, other_w=OTHER_W).series(0.0, n, 1.0)
     return ts, load
 

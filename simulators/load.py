@@ -13,6 +13,7 @@ import bisect
 import csv
 import math
 import random
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -22,6 +23,8 @@ import numpy.typing as npt
 Array = npt.NDArray[np.float64]
 
 TRACE_H100 = Path("/work/shared/data/h100-node-training-100stepsync.csv")
+# the same node and job synchronizing every 200 steps (its file has no time_seconds column)
+TRACE_H100_200 = Path("/work/shared/data/h100-node-training-200stepsync.csv")
 
 
 class LoadModel(Protocol):
@@ -188,10 +191,12 @@ class TraceReplay:
         try:
             with path.open(newline="") as f:
                 for row in csv.DictReader(f):
-                    ts.append(float(row["time_seconds"]))
+                    # time_seconds where the file has it, else the seconds since its first datetime
+                    sec = row.get("time_seconds")
+                    ts.append(float(sec) if sec is not None else datetime.fromisoformat(row["datetime"]).timestamp())
                     ws.append(float(row["power_watts"]))
         except (OSError, KeyError, ValueError) as e:
-            raise ValueError(f"trace load: cannot read {path} (time_seconds, power_watts): {e}") from None
+            raise ValueError(f"trace load: cannot read {path} (time_seconds or datetime, power_watts): {e}") from None
         if len(ts) < 2:
             raise ValueError(f"trace load: {path} has fewer than 2 samples")
         self.nodes = nodes

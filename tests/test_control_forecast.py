@@ -149,3 +149,27 @@ def test_causal_changing_the_future_changes_no_forecast_before_it() -> None:
 def test_step_must_divide_a_day() -> None:
     with pytest.raises(ValueError, match="step_s 7000 s must divide a day"):
         forecast([], [], MON, UTC, 7000.0)
+
+
+def test_scenarios_are_the_forecast_with_each_past_days_errors() -> None:
+    ts, v = history(7)
+    v = v.copy()
+    friday_10h = MON + 11 * DAY + 10 * H  # 50 W above the usual shape on the Friday at 10:00
+    v[ts == friday_10h] += 50.0
+    f = forecast(ts, v, MON + 14 * DAY, UTC, H, 2 * DAY, scenario_days=4)
+    assert f is not None
+    np.testing.assert_allclose(f.p50_w, shape(np.arange(48) % 24))  # the median of five weekdays
+    assert f.scenarios_w.shape == (4, 48)
+    friday = f.p50_w.copy()
+    friday[[10, 34]] += 50.0  # the Friday (three days back) laid on both days of the horizon
+    np.testing.assert_allclose(f.scenarios_w, np.vstack([f.p50_w, f.p50_w, friday, f.p50_w]))
+
+
+def test_no_scenarios_unless_asked_and_none_from_a_day_mostly_missing() -> None:
+    ts, v = history(7)
+    f = forecast(ts, v, MON + 14 * DAY, UTC, H, DAY)
+    assert f is not None and f.scenarios_w.shape == (0, 24)
+    keep = ~((ts >= MON + 13 * DAY) & (ts < MON + 13 * DAY + 14 * H))  # 14 of the last day's 24 h missing
+    g = forecast(ts[keep], v[keep], MON + 14 * DAY, UTC, H, DAY, scenario_days=3)
+    assert g is not None and g.scenarios_w.shape == (2, 24)
+    assert np.isfinite(g.scenarios_w).all()

@@ -80,10 +80,14 @@ def test_a_known_peak_is_cut_by_the_battery_power() -> None:
 
 
 def test_the_peak_already_billed_this_month_costs_nothing_to_reach_again() -> None:
-    # 180 kW already billed: only the 20 kW above it is worth discharging (wear costs 0.01 a kWh)
+    # 180 kW already billed: only the 20 kW above it is worth discharging (wear costs 0.01 a kWh).
+    # The rest of the time the battery fills at full power under the billed peak (energy bought at
+    # the horizon's cheapest price is worth HOLD_SHARE more kept than its cost), as early as it can:
+    # 50 + 3 x 12.5 - 5 + 12.5 = 95 kWh, then the last 5 kWh at 20 kW.
     load = [100e3] * 3 + [200e3] + [100e3] * 4
     p = solved(plan(fc(T0, load), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (180e3,), T0))
-    assert p.battery_w.tolist() == pytest.approx([0, 0, 0, 20e3, 0, 0, 0, 0], abs=1e-3)
+    assert p.battery_w.tolist() == pytest.approx([-50e3] * 3 + [20e3, -50e3, -20e3, 0, 0], abs=1e-3)
+    assert p.soc_pct[-1] == pytest.approx(100.0, abs=1e-6)
     assert p.grid_cap_w.tolist() == pytest.approx([180e3] * 8, abs=1e-3)
 
 
@@ -102,21 +106,27 @@ MONTH_END = datetime(2026, 1, 31, 23, 0, tzinfo=UTC).timestamp()
 
 
 def test_month_boundary_the_billed_peak_resets() -> None:
-    # 200 kW throughout, 200 kW already billed in January: nothing to gain before midnight; in
-    # February nothing is billed yet, so the 50 kWh the battery holds cut its first hour to 150 kW.
+    # 200 kW already billed in January, 200 kW to its end: nothing to gain before midnight. In
+    # February nothing is billed yet: its first quarter hour's 200 kW is cut by the full 50 kW to
+    # 150 kW, and the battery fills back (at most 50 kW under that level) to end above its start.
     bat = replace(BAT, degradation_cost_per_kwh=0.01)
-    p = solved(plan(fc(MONTH_END, [200e3] * 8), FLAT, bat, 50.0, (200e3,), MONTH_END))
-    assert p.battery_w.tolist() == pytest.approx([0] * 4 + [50e3] * 4, abs=1e-3)
+    load = [200e3] * 5 + [100e3] * 3
+    p = solved(plan(fc(MONTH_END, load), FLAT, bat, 50.0, (200e3,), MONTH_END))
+    assert p.battery_w.tolist() == pytest.approx([0] * 4 + [50e3] + [-50e3] * 3, abs=1e-3)
     assert p.grid_cap_w.tolist() == pytest.approx([200e3] * 4 + [150e3] * 4, abs=1e-3)
+    assert p.soc_pct.tolist() == pytest.approx([50] * 4 + [37.5, 50, 62.5, 75], abs=1e-6)
 
 
 def test_reserve_is_honoured() -> None:
-    # as above with a 30 % backup reserve: only 20 kWh to give, 20 kW over February's first hour
-    bat = replace(BAT, degradation_cost_per_kwh=0.01, reserve_pct=30.0)
-    p = solved(plan(fc(MONTH_END, [200e3] * 8), FLAT, bat, 50.0, (200e3,), MONTH_END))
-    assert p.battery_w.tolist() == pytest.approx([0] * 4 + [20e3] * 4, abs=1e-3)
-    assert float(np.min(p.soc_pct)) == pytest.approx(30.0, abs=1e-6)
-    assert p.grid_cap_w.tolist() == pytest.approx([200e3] * 4 + [180e3] * 4, abs=1e-3)
+    # as above with a 45 % backup reserve: only 5 kWh can be given from the start, so the plan
+    # buys 7.5 kWh more in January's last hour (its billed peak 7.5 kW higher: 75) to cut
+    # February's first quarter hour by the full 50 kW (300), touching the reserve and no lower
+    bat = replace(BAT, degradation_cost_per_kwh=0.01, reserve_pct=45.0)
+    load = [200e3] * 5 + [100e3] * 3
+    p = solved(plan(fc(MONTH_END, load), FLAT, bat, 50.0, (200e3,), MONTH_END))
+    assert p.battery_w.tolist() == pytest.approx([-7.5e3] * 4 + [50e3] + [-50e3] * 3, abs=1e-3)
+    assert float(np.min(p.soc_pct)) == pytest.approx(45.0, abs=1e-6)
+    assert p.grid_cap_w.tolist() == pytest.approx([207.5e3] * 4 + [150e3] * 4, abs=1e-3)
 
 
 def test_below_the_reserve_the_plan_climbs_back_and_never_goes_lower() -> None:
@@ -162,14 +172,68 @@ def test_a_negative_net_load_never_reaches_the_plan_as_export() -> None:
     soc=st.floats(0.0, 100.0),
     reserve=st.floats(0.0, 60.0),
     billed=st.floats(0.0, 300e3),
+    other_day=st.lists(st.floats(0.0, 300e3), min_size=8, max_size=8),
 )
 def test_every_plan_stays_in_the_soc_window_and_above_the_reserve(
-    load: list[float], soc: float, reserve: float, billed: float
+    load: list[float], soc: float, reserve: float, billed: float, other_day: list[float]
 ) -> None:
     bat = replace(BAT, reserve_pct=reserve, soc_min_pct=5.0, soc_max_pct=95.0)
-    p = solved(plan(fc(T0, load, 5e3), FLAT, bat, soc, (billed,), T0))
+    f = replace(fc(T0, load, 5e3), scenarios_w=np.array([other_day]))
+    p = solved(plan(f, FLAT, bat, soc, (billed,), T0))
     k = np.arange(1, 9)
+    assert p.soc_pct[-1] >= soc - 1e-6  # it ends where it started or higher
     assert np.all(p.soc_pct >= np.minimum(max(reserve, 5.0), soc + 12.5 * k) - 1e-6)
     assert np.all(p.soc_pct <= max(95.0, soc) + 1e-6)
     assert np.all(np.abs(p.battery_w) <= 50e3 + 1e-3)
     assert np.all(np.isfinite(p.battery_w)) and np.all(p.grid_cap_w >= p.grid_w - 1e-3)
+
+
+def scenario_fc(p50: list[float], scenarios: list[list[float]]) -> Forecast:
+    return replace(fc(T0, p50), scenarios_w=np.array(scenarios, dtype=np.float64))
+
+
+def test_the_peak_level_holds_in_every_scenario_so_energy_is_kept_for_a_late_peak() -> None:
+    # 100 kW for an hour, then nothing for an hour to charge back in; 10 per kW of peak, energy at
+    # one price; 50 kWh stored. On the median alone the plan spreads the 50 kWh over the first
+    # hour: peak 50 kW. One past day had 120 kW in its fourth quarter hour: holding a peak P there
+    # takes 120 - P <= 50 kW of power, so P = 70 kW, and (3 x 30 + 50) kW x 0.25 h = 35 kWh, which
+    # the 50 kWh covers.
+    alone = solved(plan(fc(T0, [100e3] * 4 + [0.0] * 4), FLAT, BAT, 50.0, (), T0))
+    np.testing.assert_allclose(alone.grid_cap_w, [50e3] * 8, atol=1e-3)
+    late = [100e3, 100e3, 100e3, 120e3] + [0.0] * 4
+    p = solved(plan(scenario_fc([100e3] * 4 + [0.0] * 4, [late]), FLAT, BAT, 50.0, (), T0))
+    np.testing.assert_allclose(p.grid_cap_w, [70e3] * 8, atol=1e-3)
+    assert p.grid_w.max() <= 70e3 + 1e-3
+
+
+def test_a_scenario_over_part_of_the_horizon_ends_with_the_energy_it_started_with() -> None:
+    # The late scenario covers the first two quarter hours only and, like the plan, must end them
+    # with the 50 kWh it started with (the days after need them). Its 120 kW in the second can then
+    # only be met with what the shared first quarter hour charges: x kW charged at 100 kW of load,
+    # x given back at 120: P = 100 + x = 120 - x, so x = 10 kW and P = 110 kW. Over the whole
+    # horizon, with the second hour to charge back in, the same scenario costs only P = 70 kW.
+    sc = scenario_fc([100e3] * 4 + [0.0] * 4, [[100e3, 120e3, 100e3, 100e3] + [0.0] * 4])
+    p = solved(plan(sc, FLAT, BAT, 50.0, (), T0, scenario_s=2 * Q))
+    np.testing.assert_allclose(p.grid_cap_w, [110e3] * 8, atol=1e-3)
+    assert p.battery_w[0] == pytest.approx(-10e3, abs=1e-3)
+    full = solved(plan(sc, FLAT, BAT, 50.0, (), T0))
+    np.testing.assert_allclose(full.grid_cap_w, [70e3] * 8, atol=1e-3)
+
+
+def test_of_equally_cheap_quarter_hours_the_plan_charges_the_earliest() -> None:
+    # a two-hour valley and room for four quarter hours of charge: any four of the eight cost the
+    # same; the plan takes the first four (re-planned every interval, a plan indifferent to when
+    # would put the charge off again and again), then gives it all back in the dear hour
+    valley2 = tariff(
+        '[prices]\ncheap = 0.1\ndear = 0.5\n[[energy]]\nhours = { "00:00-02:00" = "cheap", "02:00-24:00" = "dear" }', 0
+    )
+    p = solved(plan(fc(T0, [100e3] * 12), valley2, replace(BAT, soc_max_pct=50.0), 0.0, (), T0))
+    assert p.battery_w.tolist() == pytest.approx([-50e3] * 4 + [0.0] * 4 + [50e3] * 4, abs=1e-3)
+
+
+def test_the_plan_ends_with_at_least_the_energy_it_started_with() -> None:
+    # a flat 100 kW all the horizon: a peak shaved now comes back once the battery is empty, the
+    # month going on after the horizon; the plan holds its energy and shaves nothing
+    p = solved(plan(fc(T0, [100e3] * 8), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (), T0))
+    assert p.battery_w.tolist() == pytest.approx([0.0] * 8, abs=1e-3)
+    assert p.grid_cap_w.tolist() == pytest.approx([100e3] * 8, abs=1e-3)

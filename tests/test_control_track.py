@@ -21,7 +21,9 @@ CAP_WH = 12 * 418e3
 OP = OperatorState()
 
 
-def schedule(battery_w: float, cap_w: float = math.inf, soc0: float = 50.0, start: float | None = None) -> DispatchPlan:
+def schedule(
+    battery_w: float, cap_w: float = math.inf, soc0: float = 50.0, start: float | None = None, load_w: float = 3e6
+) -> DispatchPlan:
     b = np.full(4, battery_w)
     soc = soc0 - np.cumsum(b) * 0.25 / CAP_WH * 100.0
     return DispatchPlan(
@@ -29,7 +31,7 @@ def schedule(battery_w: float, cap_w: float = math.inf, soc0: float = 50.0, star
         start_s=T0.timestamp() if start is None else start,
         step_s=900.0,
         battery_w=b,
-        grid_w=3e6 - b,
+        grid_w=load_w - b,
         grid_cap_w=np.full(4, cap_w),
         soc0_pct=soc0,
         soc_pct=soc,
@@ -75,12 +77,20 @@ def test_halfway_through_the_slot_the_planned_soc_has_moved_on() -> None:
 
 
 def test_the_cap_shaves_a_load_above_the_forecast() -> None:
-    # the plan holds 0 W but caps the import at 2.5 MW, aimed 1 % under (demand.MARGIN): a 3 MW
-    # load gets 3 - 2.475 = 525 kW from the battery
-    out = at(schedule(0.0, cap_w=2.5e6), billed=2.5e6)
+    # the plan holds 0 W on a 2.4 MW forecast but caps the import at 2.5 MW, aimed 1 % under
+    # (demand.MARGIN): a 3 MW load gets 3 - 2.475 = 525 kW from the battery
+    out = at(schedule(0.0, cap_w=2.5e6, load_w=2.4e6), billed=2.5e6)
     assert out.decided_by == "plan_cap"
     assert out.site_setpoint_w == pytest.approx(525e3)
     assert [b.source for b in out.bounds][-1] == "plan_cap"
+
+
+@pytest.mark.parametrize(("load", "expected"), [(3e6, 0.0), (3.1e6, 100e3)])
+def test_where_the_plan_imports_at_its_cap_the_cap_is_held_without_the_margin(load: float, expected: float) -> None:
+    # a flat 3 MW forecast the battery cannot hold lower: the plan imports at its 3 MW cap. Aiming
+    # 1 % under it would discharge 30 kW for as long as the battery lasts, then the peak comes back
+    out = at(schedule(0.0, cap_w=3e6), load=load, billed=3e6)
+    assert out.site_setpoint_w == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
@@ -88,7 +98,8 @@ def test_the_cap_shaves_a_load_above_the_forecast() -> None:
     [
         (3.1e6, 3.2e6, -38e3),  # under the billed peak less 2 % (demand.CHARGE_MARGIN): 3.038 MW
         (3.5e6, 3.2e6, -136e3),  # the plan's cap is lower: 3.2 MW less 2 %
-        (None, 3.2e6, 0.0),  # nothing billed yet this month: no charging above it
+        (None, 3.2e6, -136e3),  # nothing billed yet this month: the plan's cap alone (was 0: no charging)
+        (0.0, 3.2e6, -136e3),
         (4e6, math.inf, -920e3),  # no plan cap: the billed peak still bounds the charge (3.92 MW)
     ],
 )

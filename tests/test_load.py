@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +121,19 @@ def test_a_long_running_schedule_stays_bounded_and_unchanged() -> None:
     assert got == pytest.approx(reference.series(0.0, len(ts), 7.3).tolist(), rel=1e-12)  # same load
     with pytest.raises(ValueError, match="before the kept schedule"):
         pruned.at(0.0)
+
+
+def test_trace_replay_reads_a_file_with_datetimes_only(tmp_path: Path) -> None:
+    # the 200stepsync trace has no time_seconds column: its seconds come from the datetimes
+    p = tmp_path / "node.csv"
+    p.write_text(
+        "datetime,power_watts\n2025-07-26 23:32:09.500,500\n2025-07-26 23:32:10.000,700\n2025-07-26 23:32:10.500,900\n"
+    )
+    m = TraceReplay(nodes=2, path=p)
+    assert m.period_s == pytest.approx(1.5)
+    assert m.at(0.25) == pytest.approx(2 * 600.0)
+    assert m.at(1.0) == pytest.approx(2 * 900.0)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("when,power_watts\nx,1\ny,2\n")
+    with pytest.raises(ValueError, match=r"bad.csv \(time_seconds or datetime, power_watts\)"):
+        TraceReplay(path=bad)

@@ -4,16 +4,18 @@ never above the no-battery peak; the forecast's accuracy figures."""
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import pytest
 
 from agent.control.forecast import Forecast
 from agent.control.replan import Replanner, ReplanSettings, forecast_accuracy
 from agent.economics.billing import bill
-from agent.economics.tariff import bundled
+from agent.economics.tariff import bundled, parse_tariff
 from agent.offline.replay import Trace, plan_battery, planner_report, replay
 from tests.test_analyze import demo
 
@@ -81,3 +83,29 @@ def test_forecast_accuracy_by_hand() -> None:
     assert acc["mape"] == (23 * 0.1 + 90.0 / 200.0) / 24
     assert acc["daily_peak_abs_error"] == 0.45 and acc["daily_peak_signed_error"] == -0.45
     assert acc["days"] == 1
+
+
+def test_a_flat_load_at_one_price_never_leaves_the_site_worse_off() -> None:
+    # The adversarial case: nothing to shave that the battery could hold all month (a flat 3 MW) and
+    # no price spread. With two days of history the planner decides from the first interval; it
+    # must cost nothing: same bill, no wear, the battery where it started. (A plan free to end empty
+    # shaved the first two days and the peak came back at 3 MW: a loss of wear and losses.)
+    flat = parse_tariff(
+        tomllib.loads(
+            'name = "flat"\ncurrency = "CNY"\ntimezone = "Asia/Shanghai"\n[prices]\np = 0.66\n'
+            '[[energy]]\nhours = { "00:00-24:00" = "p" }\n[[demand]]\nname = "max"\nrate = 40.8\n'
+        ),
+        "flat.toml",
+    )
+    ts = START + STEP * np.arange(int(3 * 86400 / STEP), dtype=np.float64)
+    load = np.full(len(ts), 3e6)
+    site = replace(demo(), control=replace(demo().control, reserve_load_w=0.0))
+    rp = Replanner(flat, plan_battery(site))
+    for t in np.arange(START - 2 * 86400.0, START, 900.0):
+        rp.completed(float(t), 3e6, 3e6)
+    res = replay(site, flat, Trace(ts, load, source="flat"), replanner=rp)
+    assert rp.stats.cold == 0 and rp.stats.solves == 288 and rp.stats.failures == 0
+    base = bill(ts, load, flat, max_hold_s=STEP).total
+    assert bill(ts, res.grid_w, flat, max_hold_s=STEP).total == pytest.approx(base, abs=0.01)
+    assert float(np.max(np.abs(res.battery_w))) < 1e3  # nothing beyond a PCS's setpoint resolution
+    assert res.end_wh == pytest.approx(res.start_wh, rel=1e-3)

@@ -10,7 +10,14 @@ The model (simple on purpose, and measured against the perfect-foresight optimum
   lead time (time constant `level_tau_s`): a load that runs above its usual shape today stays
   above it for a few hours, not for two days;
 - quantiles from the profile's errors over the history (the spread the planner keeps as a margin
-  on the peak).
+  on the peak);
+- scenarios: each of the last `scenario_days` days as it went, laid on the horizon slot by slot
+  of the day. They are the ways the coming days have actually gone lately (a job restart at noon,
+  a long training run through the afternoon): the planner keeps enough energy to hold its peak
+  level in every one of them (planner.py), which a single quantile cannot say. (Built as the
+  profile plus a past day's errors, with the level correction, or a weekday's profile plus a
+  weekend day's errors, they rose on a swinging load above anything ever seen, and the plan's
+  peak level with them.)
 
 Bad history never reaches the solver as NaN: non-finite readings are dropped, samples that step
 back in time (a clock step) are dropped and missing intervals leave their profile slot to the
@@ -21,7 +28,7 @@ heuristic controllers stay in charge (cold start).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -51,6 +58,8 @@ class Forecast:
     p50_w: FloatArray
     p90_w: FloatArray
     warnings: tuple[str, ...]
+    # (S, slots): each of the last S days as it went; (0, slots) when not asked for
+    scenarios_w: FloatArray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def timestamps(self) -> FloatArray:
@@ -94,6 +103,7 @@ def forecast(
     days: int = 14,
     level_s: float = 7200.0,
     level_tau_s: float = 3 * 3600.0,
+    scenario_days: int = 0,
 ) -> Forecast | None:
     """Forecast of the net load for `horizon_s` from the interval holding `now_s` (None: cold start).
 
@@ -145,7 +155,8 @@ def forecast(
     recent_err = resid[ts >= start - level_s]
     level = float(np.mean(recent_err)) if len(recent_err) else 0.0
     lead = fts - start
-    base = prof[fweekend.astype(np.int64), fslot] + level * np.exp(-lead / level_tau_s)
+    shape = prof[fweekend.astype(np.int64), fslot]
+    base = shape + level * np.exp(-lead / level_tau_s)
     q = np.quantile(resid, QUANTILES)
     return Forecast(
         start_s=start,
@@ -154,4 +165,31 @@ def forecast(
         p50_w=base,
         p90_w=base + q[2] - q[1],
         warnings=tuple(warns),
+        scenarios_w=_scenarios(shape, fslot, ts, slot, v, start, spd, scenario_days),
     )
+
+
+def _scenarios(
+    shape: FloatArray,
+    fslot: npt.NDArray[np.int64],
+    ts: FloatArray,
+    slot: npt.NDArray[np.int64],
+    v: FloatArray,
+    start: float,
+    spd: int,
+    days: int,
+) -> FloatArray:
+    """Each of the last `days` 24 h windows before `start` as it went, laid on the horizon by slot of
+    the day; a slot the window has no reading for keeps the profile `shape`. A window with less than
+    half a day of readings is no scenario (a gap is not a way the day went)."""
+    rows = []
+    for i in range(days):
+        sel = (ts >= start - (i + 1) * DAY_S) & (ts < start - i * DAY_S)
+        if 2 * int(np.count_nonzero(sel)) < spd:
+            continue
+        day = np.full(spd, math.nan)
+        day[slot[sel]] = v[sel]
+        row = day[fslot]
+        rows.append(np.where(np.isnan(row), shape, row))
+    out: FloatArray = np.array(rows, dtype=np.float64) if rows else np.zeros((0, len(shape)))
+    return out

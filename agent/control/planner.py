@@ -6,12 +6,24 @@ with what a plan made mid-month needs on top:
   demand window): each peak variable of the running billing month is bounded below by it, so
   reaching it again costs nothing; the next month's (a horizon across the month boundary)
   starts from nothing billed;
-- the peak rows see the forecast's high quantile (p50 + margin x (p90 - p50)), the margin for the
-  risk of a new peak; energy is priced on the median;
+- the forecast's scenarios (the last days' errors laid on it, forecast.py) each get their own
+  battery schedule over the first day (SCENARIO_S) under the one peak level, sharing the running
+  interval's power: the plan keeps as ENERGY what it takes to hold its peak level on any of them
+  (a late peak after a long high afternoon), instead of a higher level for the spread. The peak
+  rows of the median plan may add margin x (p90 - p50) (0 by default, replan.ReplanSettings);
+  energy is priced on the mean over the scenarios;
 - the SoC window is the reserve floor (or soc_min, whichever is higher) to soc_max; from a state
   of charge outside it the bound opens (see _window), so a plan always exists;
+- the plan ends with at least the energy it starts with: the month goes on after the horizon and
+  its days need the same, so a peak is shaved only as low as the battery can hold it day after
+  day (a 48 h plan free to end empty spent the battery shaving a flat load for two days, after
+  which the month's peak came back at the flat level: wear and losses for nothing);
 - energy left at the end is worth the cheapest price in the horizon divided by the charging
-  efficiency: what it would cost to put it back; the end is otherwise free.
+  efficiency (what it would cost to put it back) and HOLD_SHARE more: energy bought at the
+  cheapest price is kept rather than left unbought, since it costs nothing to hold and the peaks
+  the forecast misses are met from it (on PG&E E-20, where no price spread pays the wear, the
+  plan otherwise left the battery at its floor and every unforecast peak was billed);
+- of schedules that cost the same, the plan takes the one that charges earliest (HOLD_SHARE).
 
 Bounded solve time (HiGHS's time limit). A failed or timed-out solve gives a PlanFailure: the caller
 keeps the last plan while schedule.usable says it still covers the time and is young enough, then falls
@@ -37,6 +49,15 @@ from agent.economics.tariff import FloatArray, Tariff
 
 ALARM: Final = "plan_solve_failed"
 TIME_LIMIT_S: Final = 0.25  # the issue's p99 target for a 48 h horizon
+# The scenarios cover the first day: the next day's peaks are re-planned with the scenarios of then
+# long before they come, and every scenario step costs solve time.
+SCENARIO_S: Final = 86400.0
+# Energy kept to the end is worth this share more than its cheapest price (see the module doc), and
+# charging later costs up to this share of the cheapest price more over the horizon, a tie-break:
+# an LP indifferent between charging now or in two hours at the same price charges now, so
+# re-planning every interval does not put the charge off interval after interval (and a load above
+# the forecast then finds the battery fuller, not emptier).
+HOLD_SHARE: Final = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +102,7 @@ def plan(
     *,
     margin: float = 1.0,
     time_limit_s: float = TIME_LIMIT_S,
+    scenario_s: float = SCENARIO_S,
 ) -> DispatchPlan | PlanFailure:
     """Solve the plan from the forecast's first slot at state of charge `soc_pct`.
 
@@ -93,6 +115,10 @@ def plan(
     h = fc.step_s / 3600.0
     load = np.maximum(fc.p50_w, 0.0)  # surplus PV is the PV controller's, not the plan's
     peak_load = np.maximum(fc.p50_w + margin * (fc.p90_w - fc.p50_w), load)
+    loads, peak_loads = load, peak_load
+    if len(fc.scenarios_w):  # the plan is the median's; the peak level holds in every scenario too
+        scen = np.maximum(fc.scenarios_w, 0.0)
+        loads, peak_loads = np.vstack([load, scen]), np.vstack([peak_load, scen])
     price = tariff.energy_prices(ts)
     layout = demand_layout(ts, tariff)
     e = bat.energy_wh / 100.0
@@ -118,11 +144,15 @@ def plan(
         e_min_wh=e_lo,
         e_max_wh=e_hi,
         e_end_wh=None,
-        end_value_per_wh=float(np.min(price)) / bat.charge_efficiency / 1000.0,
+        e_end_min_wh=e0,
+        end_value_per_wh=(1.0 + HOLD_SHARE) * float(np.min(price)) / bat.charge_efficiency / 1000.0,
+        # at most HOLD_SHARE of the cheapest energy over the whole horizon: never outweighs a price
+        charge_delay_per_wh_step=HOLD_SHARE * float(np.min(price)) / 1000.0 / n,
         degradation_per_kwh=bat.degradation_cost_per_kwh,
     )
     t0 = time.perf_counter()
-    sol = solve_battery_lp(load, peak_load, price, h, layout, st, floors, time_limit_s)
+    m = math.ceil(scenario_s / fc.step_s)
+    sol = solve_battery_lp(loads, peak_loads, price, h, layout, st, floors, time_limit_s, m)
     solve_s = time.perf_counter() - t0
     if sol.status != 0:
         return PlanFailure(sol.status, sol.message, solve_s)

@@ -29,10 +29,11 @@ from agent.economics.tariff import FloatArray, Tariff
 
 @dataclass(frozen=True, slots=True)
 class ReplanSettings:
-    horizon_s: float = 86400.0
-    margin: float = 1.0  # of (p90 - p50) kept under the peak (planner.plan)
+    horizon_s: float = 2 * 86400.0
+    margin: float = 0.0  # of (p90 - p50) kept under the peak (planner.plan): the scenarios carry the spread
     history_days: int = 14
     time_limit_s: float = 0.25
+    scenario_days: int = 5  # the last days' errors the plan's peak level must hold through (forecast.py)
 
 
 @dataclass(slots=True)
@@ -86,6 +87,7 @@ class Replanner:
             self.length_s,
             s.horizon_s,
             days=s.history_days,
+            scenario_days=s.scenario_days,
         )
         if fc is None or soc_pct != soc_pct:  # cold start, or no trusted cluster (SoC NaN)
             self.stats.cold += 1

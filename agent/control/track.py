@@ -40,22 +40,33 @@ def track(w: Window, c: Cycle) -> Window:
     cap = float(p.grid_cap_w[k])
     # Charging never lifts the interval above the peak already billed in its window (less the
     # demand controller's charge margin): the plan's peak level allows for the forecast's spread,
-    # a risk it accepts, not headroom to fill.
+    # a risk it accepts, not headroom to fill. Nothing billed yet (the month's first interval) is
+    # no bound: the plan's cap is then the only level (a bound at 0 W forbade any charging until
+    # the month had a peak, which left the battery empty for the first day's peak).
     billed = month_peak(iv.peaks, iv.rate) if iv.rate > 0.0 else INF
-    charge_cap = (billed if billed < cap else cap) * (1.0 - CHARGE_MARGIN)
+    charge_cap = (billed if 0.0 < billed < cap else cap) * (1.0 - CHARGE_MARGIN)
     shave_cap = cap * (1.0 - MARGIN)
+    # The margin under the cap is for a plan that keeps the grid below it; where the plan itself
+    # imports at the cap (a load the battery cannot hold lower day after day: a flat one), shaving
+    # the margin off would drain the battery for nothing, the month's peak coming back at the cap
+    # once it is empty: there the cap is held at the planned import.
+    planned = float(p.grid_w[k])
+    if planned > shave_cap:
+        shave_cap = planned if planned < cap else cap
     if not charge_cap < INF:
         return w
     left = c.iv_len - c.into
     fc = interval_net_forecast_w(c)
-    # The higher of the interval's steady forecast and the load now, for shaving as for charging:
-    # unlike demand.py, which lets swings inside the interval ride on the steady forecast, the plan
-    # keeps its cap against a load that rises late in the interval (the swing costs some wear, a
-    # new billed peak costs the month).
-    hi_fc = c.net if c.net > fc else fc
-    a = hi_fc - allowed_grid_w(shave_cap, iv.grid_ws, iv.covered_s, left, c.iv_len) if shave_cap < INF else -INF
+    # Shaving holds the cap on the interval's ENERGY, as demand.py does: the interval's average
+    # import is what is billed, so a swing inside it rides on the steady forecast instead of being
+    # chased (holding the cap against the load of the instant cycled the battery on every GPU swing
+    # and spent at night the energy the day's peak needed). Charging fills only the headroom there
+    # is now: the higher of the steady forecast and the load now (energy taken in cannot be given
+    # back if the load steps up late in the interval).
+    a = fc - allowed_grid_w(shave_cap, iv.grid_ws, iv.covered_s, left, c.iv_len) if shave_cap < INF else -INF
     src, level = "plan_cap", shave_cap
     if a < 0.0:  # no shaving needed: charging only into the headroom there is now
+        hi_fc = c.net if c.net > fc else fc
         a = min(0.0, hi_fc - allowed_grid_w(charge_cap, iv.grid_ws, iv.covered_s, left, c.iv_len))
         level = charge_cap
     if not a > w.lo:
