@@ -229,9 +229,17 @@ def main() -> int:
     ap.add_argument(
         "--restart-seeds", type=int, nargs="*", default=[], help="also each trace with the job restarting at random"
     )
+    ap.add_argument(
+        "--battery-scale", type=int, default=1,
+        help="the demo's battery times this: its clusters and each PCS's rating (a site sized to its load's swings)",
+    )
     args = ap.parse_args()
     pcs = PcsModel(args.tau_s, args.pcc_sample_s, args.pcc_gain)
     site = load_site(ROOT / "agent" / "sites" / "demo.toml")
+    if args.battery_scale > 1:
+        k = args.battery_scale
+        site = site.with_clusters(k * len(site.clusters))
+        site = replace(site, pcs=tuple(replace(p, rated_w=k * p.rated_w) for p in site.pcs))
     band = (args.band_hz[0], args.band_hz[1])
     runs = (
         [("setpoint", c) for c in args.cycle_s]
