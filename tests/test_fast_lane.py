@@ -6,6 +6,7 @@ before any 1 s cycle; with the 1 s loop stopped (its window stale) the lane stop
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,8 @@ FAST_S = 0.2
 
 
 def with_fast_lane(text: str) -> str:
+    """The site text with the lane at FAST_S (the demo ships one: replaced, not added twice)."""
+    text = re.sub(r"(?m)^fast_lane_s = .*\n", "", text)
     return text.replace("ramp_limit_w_per_s = 200_000", f"ramp_limit_w_per_s = 200_000\nfast_lane_s = {FAST_S}")
 
 
