@@ -19,6 +19,7 @@ from agent.control.state import ControllerState, LimitState
 from agent.model.operator import OperatorState
 from tests.test_control_edges import Plant
 from tests.test_control_support import CFG, FLAT, NOON, SHANGHAI, TablePrices, fleet, snap
+from tests.test_control_track import T0, schedule
 
 LIMIT = 4e6
 LIMITED = replace(CFG, grid_import_limit_w=LIMIT)
@@ -183,3 +184,17 @@ def test_never_more_import_over_the_limit_than_without_the_battery(
         peak = max(peak, load)
         assert max(0.0, grid - LIMIT) <= max(0.0, load - LIMIT) + 1e-3
         assert grid <= max(peak, LIMIT) + 1e-3
+
+
+def test_a_dispatch_plan_being_tracked_still_recharges_the_limits_reserve() -> None:
+    # the plan holds the battery at 0 W with its SoC on plan (30 %); the limit's reserve is short
+    # (600 kWh needed, 501.6 above the floor): it is recharged as without a plan, up to the 4 MW
+    # connection, or under the plan's own interval cap where it has one (as demand shaving holds it)
+    cl, pcs = fleet(soc=30.0)
+    s = snap(3e6, t_mono=1000.0, t_wall=T0, clusters=cl, pcs=pcs)
+    p, _ = decide(s, with_reserve(600e3), LIMITED, OP, SHANGHAI, False, schedule=schedule(0.0, soc0=30.0))
+    assert (p.decided_by, p.site_setpoint_w) == ("grid_import_limit", pytest.approx(-1e6))
+    p, _ = decide(s, with_reserve(600e3), LIMITED, OP, SHANGHAI, False, schedule=schedule(0.0, 3.5e6, soc0=30.0))
+    assert (p.decided_by, p.site_setpoint_w) == ("plan_cap", pytest.approx(-430e3))
+    p, _ = decide(s, with_reserve(400e3), LIMITED, OP, SHANGHAI, False, schedule=schedule(0.0, soc0=30.0))
+    assert (p.decided_by, p.site_setpoint_w) == ("plan", 0.0)  # not short of it: the plan decides

@@ -110,7 +110,10 @@ def _controllers(w: Window, c: Cycle) -> Window:
     w = operator(w, c)  # 8 and the failsafe
     if c.plan_slot >= 0:  # a dispatch plan covers now: it replaces the heuristic economics
         w = track(w, c)  # 6p
-        return pv_surplus(w, c)
+        w = pv_surplus(w, c)
+        # the grid limit's reserve before the plan's economics, as below; the plan's interval cap
+        # (track's bound) holds its charge as demand shaving does there
+        return limit_recharge(w, c)  # 4c
     w = tou(w, c)  # 7
     w = balance(w, c)  # 9
     w = pv_surplus(w, c)
