@@ -83,6 +83,7 @@ from agent.economics.roi import economics_config
 from agent.economics.tariff import load_tariff
 from agent.model.config import SiteConfig, load_site
 from agent.model.operator import OperatorState
+from agent.model.snapshot import CLUSTER_STATUS_CODE, ClusterStatus
 from drivers.profile import load_profile
 from tests.conftest import Broker, VictoriaMetrics
 from tests.fakes import FakeClock
@@ -1271,6 +1272,17 @@ class Checks:
         self.examples: list[str] = []
         self.observed: Counter[str] = Counter()
         self._export_run = 0
+        self._last_sp: dict[tuple[str, str], tuple[int | None, float]] = {}  # (source, cluster) -> (seq, W)
+
+    def _ramping_out(self, src: str, cid: str, seq: int | None, sp: float) -> bool:
+        """Whether a cluster's setpoint is on its way out: the same sign as in the cycle before and
+        smaller by at least 1 W. An isolation (maintenance) ramps its PCS out at the ramp limit before
+        the contactor opens (agent/control/fleet.py, issue 14 item 3) rather than stepping the grid;
+        the cluster shows as in maintenance meanwhile, and any other command to it is a violation."""
+        prev = self._last_sp.get((src, cid))
+        if prev is None or seq is None or prev[0] != seq - 1:
+            return False
+        return prev[1] * sp > 0.0 and abs(sp) <= abs(prev[1]) - 1.0
 
     def _bad(self, what: str, c: Cycle, src: str, detail: str) -> None:
         self.violations[what] += 1
@@ -1298,9 +1310,12 @@ class Checks:
         floor = reserve_floor_pct(cfg, self.op, cap)
         for cid, row in c.clusters.items():
             sp = row.get("setpoint_w") or 0.0
+            ramping_out = self._ramping_out(src, cid, c.seq, sp)
+            self._last_sp[(src, cid)] = (c.seq, sp)
             if abs(sp) <= 1e-6:
                 continue
-            if row.get("status") != 0:
+            shown_maintenance = row.get("status") == CLUSTER_STATUS_CODE[ClusterStatus.MAINTENANCE]
+            if row.get("status") != 0 and not (shown_maintenance and ramping_out):
                 self._bad("commanded_cluster_not_online", c, src,
                           f"{cid} status {row.get('status')} setpoint {sp:.0f} W")
             if not (row["soc_ok"] and row["limits_ok"]):
@@ -1315,7 +1330,7 @@ class Checks:
                           f"{cid} SoC {soc:.3f} % <= floor {floor:.3f} %, {sp:.0f} W")
             if sp < 0 and soc >= cfg.soc_max_pct + 1e-9:
                 self._bad("charge_above_soc_max", c, src, f"{cid} SoC {soc:.3f} %, {sp:.0f} W")
-            if self._in_maintenance(cid, t_s, slack_s=2.0 * self.site.cycle_s):
+            if self._in_maintenance(cid, t_s, slack_s=2.0 * self.site.cycle_s) and not ramping_out:
                 self._bad("commanded_cluster_in_maintenance", c, src, f"{cid} setpoint {sp:.0f} W")
         for pid, p in c.pcs.items():
             w = p.get("command_w") or 0.0

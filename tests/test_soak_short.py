@@ -193,3 +193,20 @@ def test_the_invariant_checker_flags_each_violation() -> None:
         assert not checks.violations, (want, checks.examples)
         checks.cycle(cyc, "telemetry")
         assert set(checks.violations) == {want}, (want, checks.examples)
+
+    # An isolation ramps its PCS out at the ramp limit before the contactor opens (issue 14 item 3):
+    # a cluster shown in maintenance (status 3) whose setpoint falls cycle by cycle is no violation;
+    # one that grows again, or that comes a cycle late (no ramp from the cycle before), is
+    def ramp(seq: int, w: float, status: int = 3) -> Cycle:
+        c = healthy()
+        c.seq, c.t_ms = seq, c.t_ms + 1000 * seq
+        c.clusters["c06"]["status"] = status
+        return put(c, "c06", w)
+
+    checks = Checks(site, {"c06": [(t_s + 1.5, t_s + 60.0)]})  # held from just after cycle 1
+    for seq, w, status in ((1, 1e5, 0), (2, 6e4, 3), (3, 2e4, 3), (4, 0.0, 3)):
+        checks.cycle(ramp(seq, w, status), "telemetry")
+    assert not checks.violations, checks.examples
+    for seq, w in ((5, 6e4), (6, 7e4), (8, 5e4)):
+        checks.cycle(ramp(seq, w), "telemetry")
+    assert checks.violations == {"commanded_cluster_not_online": 3, "commanded_cluster_in_maintenance": 3}
