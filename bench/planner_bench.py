@@ -69,6 +69,7 @@ def flat_load(days: int) -> tuple[FloatArray, FloatArray]:
 
 
 LOADS = ("train100", "train200", "inference", "flat", "pv")
+HISTORY_DAYS = 7  # days of load before each month (the planner's history)
 PV_PEAK_W = 2e6  # the PV load's array: the simulator's clear-sky day (no measured PV in /work/shared/data)
 
 
@@ -160,7 +161,7 @@ def main() -> None:
     ap.add_argument("--step", type=float, default=60.0, help="trace step, s [60]")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument(
-        "--history-days", type=int, default=7, help="days of load before the month, the planner's history [7]"
+        "--history-days", type=int, default=HISTORY_DAYS, help="days of load before the month [7]"
     )
     ap.add_argument("--loads", default=",".join(LOADS))
     ap.add_argument("--tariffs", default="shanghai_ci_two_part,pge_e20_secondary_2014")

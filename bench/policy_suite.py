@@ -1,0 +1,126 @@
+"""Control-policy suite: the heuristic on every load and tariff of the planner suite, to compare trees.
+
+Run: .venv/bin/python bench/policy_suite.py --months /tmp/months [--step 60] [--days 14] [--ramp-limit 0]
+         [--grid-limit-below-peak 0] [--tariffs shanghai_ci_two_part,pge_e20_secondary_2014] [--json]
+
+A change to the control policy must hold on every load, trace and tariff, not on the one looked at
+while changing it. This replays the heuristic (no planner) over planner_bench.py's five months
+(training with restarts on each H100 trace, inference-heavy, the Frontier HPL loop, training behind
+PV; each from 1 July in the tariff's own time zone) and reports, per (load, tariff), the share of the
+perfect-foresight optimum, net savings, the billed peak against no battery and, with the options,
+the seconds over a ramp limit and the steps over a grid connection limit set that far under the peak.
+
+Same months for two trees: the first run writes them to `--months` (.npz, built with this tree's
+bench builders); a run of another tree's package reads them, e.g. against main at 19c430c:
+
+    git worktree add /tmp/base 19c430c
+    .venv/bin/python bench/policy_suite.py --months /tmp/months --json > new.json
+    PYTHONPATH=/tmp/base .venv/bin/python bench/policy_suite.py --months /tmp/months --json > old.json
+
+The site is savings_bench.py's (the package's own demo.toml with 12 clusters, no reserve), so an
+older tree is measured on its own site file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import agent
+from agent.economics.roi import EconomicsConfig
+from agent.economics.tariff import bundled
+from agent.model.config import load_site
+from agent.offline.replay import Trace, evaluate, replay
+
+
+def month(months: Path, name: str, tariff_name: str, days: int, step: float) -> Trace:
+    """The (load, tariff) month at `step` s, from `months` or built (this tree's bench) and saved."""
+    path = months / f"{name}-{tariff_name}-{days}d-{step:g}s.npz"
+    if not path.exists():
+        sys.path.insert(0, str(Path(__file__).parent))
+        import planner_bench as pb  # this tree's bench: only to build the months
+
+        from agent.economics.optimum import resample_mean
+
+        ts, load, pv = pb.build_load(name, days + pb.HISTORY_DAYS, 7)
+        _, m = pb.local_month(Trace(ts, load, pv, name), tariff_name, pb.HISTORY_DAYS)
+        t, w = m.timestamps, m.load_w
+        p = m.pv_w if m.pv_w is not None else np.zeros(0)
+        if step > 1.0:
+            t, w = resample_mean(m.timestamps, m.load_w, step)
+            p = resample_mean(m.timestamps, m.pv_w, step)[1] if m.pv_w is not None else p
+        months.mkdir(parents=True, exist_ok=True)
+        np.savez(path, ts=t, load=w, pv=p)
+    d = np.load(path)
+    return Trace(d["ts"], d["load"], d["pv"] if len(d["pv"]) else None, name)
+
+
+def one(trace: Trace, tariff_name: str, ramp_kw_s: float, below_pct: float) -> dict[str, Any]:
+    site = load_site(Path(agent.__file__).parent / "sites" / "demo.toml").with_clusters(12)
+    control = replace(site.control, reserve_load_w=0.0, ramp_limit_w_per_s=ramp_kw_s * 1e3)
+    if hasattr(control, "fast_lane_s"):  # a trace at the cycle or coarser: no lane to run
+        control = replace(control, fast_lane_s=0.0)
+    if below_pct > 0.0:
+        control = replace(control, grid_import_limit_w=float(trace.load_w.max()) * (1.0 - below_pct / 100.0))
+    tariff = bundled(tariff_name)
+    site = replace(site, control=control, timezone=tariff.timezone)
+    t0 = time.perf_counter()
+    res = replay(site, tariff, trace, start_soc_pct=50.0)
+    wall = time.perf_counter() - t0
+    econ = EconomicsConfig(degradation_cost_per_kwh=control.degradation_cost_per_kwh)
+    rep = evaluate(site, tariff, res, econ, 0.0)
+    out: dict[str, Any] = {
+        "share": rep["optimum"]["controller_share"],
+        "net": rep["savings"]["net"],
+        "peak_kw": [rep["baseline"]["peak_kw"], rep["battery"]["peak_kw"]],
+        "wall_s": wall,
+    }
+    grid = np.asarray(res.grid_w)
+    if ramp_kw_s > 0.0:
+        net = trace.net_w
+        out["over_ramp_pct"] = [
+            100.0 * float(np.mean(np.abs(np.diff(net)) > ramp_kw_s * 1e3)),
+            100.0 * float(np.mean(np.abs(np.diff(grid)) > ramp_kw_s * 1e3)),
+        ]
+    if below_pct > 0.0:
+        out["steps_over_grid_limit"] = int(np.sum(grid > control.grid_import_limit_w + 1e3))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--months", type=Path, required=True, help="where the months are kept (.npz)")
+    ap.add_argument("--days", type=int, default=14)
+    ap.add_argument("--step", type=float, default=60.0, help="trace step, s (1: the 1 s load) [60]")
+    ap.add_argument("--loads", default="train100,train200,inference,flat,pv")
+    ap.add_argument("--tariffs", default="shanghai_ci_two_part,pge_e20_secondary_2014")
+    ap.add_argument("--ramp-limit", type=float, default=0.0, metavar="KW_PER_S", help="grid ramp limit [none]")
+    ap.add_argument("--grid-limit-below-peak", type=float, default=0.0, metavar="PCT",
+                    help="grid connection limit this far under the trace's peak load [none]")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    out: dict[str, Any] = {"agent": agent.__file__}
+    for name in args.loads.split(","):
+        for tariff_name in args.tariffs.split(","):
+            trace = month(args.months, name, tariff_name, args.days, args.step)
+            r = one(trace, tariff_name, args.ramp_limit, args.grid_limit_below_peak)
+            out[f"{name}/{tariff_name}"] = r
+            print(f"{name:9s} {tariff_name:24s} {r['share']:7.1%} of the optimum, net {r['net']:,.0f},"
+                  f" peak {r['peak_kw'][0]:,.0f} -> {r['peak_kw'][1]:,.0f} kW"
+                  + (f", over the ramp limit {r['over_ramp_pct'][1]:.3f} % (load {r['over_ramp_pct'][0]:.3f} %)"
+                     if "over_ramp_pct" in r else "")
+                  + (f", {r['steps_over_grid_limit']} steps over the grid limit" if "steps_over_grid_limit" in r
+                     else ""), file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
