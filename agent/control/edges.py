@@ -36,7 +36,7 @@ from typing import Final
 
 from agent.control.begin import finite
 from agent.control.cycle import Cycle
-from agent.control.ramp import SETPOINT_RAMP_FRACTION, STEP_S_MAX
+from agent.control.ramp import SETPOINT_RAMP_FRACTION, STEP_S_MAX, counted_s
 from agent.control.state import EdgeState
 from agent.control.stored import J_PER_WH, energy_above_floor_j, room_below_ceiling_j
 from agent.control.window import Window
@@ -62,7 +62,7 @@ def edge_caps(c: Cycle) -> tuple[float, float]:
     there the PCS, not the plan, set it)."""
     cfg = c.cfg
     r = cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION
-    dt = c.dt if 0.0 < c.dt <= STEP_S_MAX else STEP_S_MAX
+    dt = counted_s(c.dt)
     step_j = SOC_STEP_PCT * 0.01 * c.fleet.capacity_wh * J_PER_WH
     hi_cap = ramp_out_w(energy_above_floor_j(c) - step_j * cfg.discharge_efficiency, r, dt)
     lo_cap = -ramp_out_w(room_below_ceiling_j(c) - step_j / cfg.charge_efficiency, r, dt)

@@ -61,6 +61,12 @@ SETPOINT_RAMP_FRACTION: Final = 0.75
 PCC_NO_FLOOR_W: Final = -10_000_000.0
 
 
+def counted_s(dt: float) -> float:
+    """Seconds one cycle's step counts for: the cycle, at most STEP_S_MAX (the setpoint lands at once,
+    in the meter's next 1 s average); STEP_S_MAX when the cycle's length is unknown (NaN, <= 0)."""
+    return dt if 0.0 < dt <= STEP_S_MAX else STEP_S_MAX
+
+
 def ramp_window(
     net_w: float, prev_grid_w: float, dt: float, limit_w_per_s: float
 ) -> tuple[float, float] | None:
@@ -94,7 +100,7 @@ def reference(c: Cycle) -> tuple[float, float, bool]:
     # sampled at the cycle the load changes only at the readings and the grid's average may move
     # over the whole step (a 60 s or 15 min trace: longer than MAX_GAP_S, no ramp bound at all, as
     # the limit lies below what such a trace resolves).
-    short = dt if c.cfg.load_changes_at_readings and dt > 0.0 else min(dt, STEP_S_MAX) if dt > 0.0 else STEP_S_MAX
+    short = dt if c.cfg.load_changes_at_readings and dt > 0.0 else counted_s(dt)
     if not c.meas_ok:  # the grid meter is bad: the plan, unless it is stale
         return (prev, short, True) if dt <= MAX_GAP_S else (NAN, short, False)
     meas = c.grid_w
@@ -129,7 +135,7 @@ def _battery_ramp(w: Window, c: Cycle) -> Window:
     dt = c.dt
     if not finite(ref) or not 0.0 < dt <= MAX_GAP_S:
         return w
-    step = c.cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION * min(dt, STEP_S_MAX)
+    step = c.cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION * counted_s(dt)
     why = "battery change within ramp_limit_w_per_s x dt (load or PV unknown: no grid reference)"
     return _narrow(w, ref - step, ref + step, why)
 
