@@ -92,10 +92,6 @@ def _num(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _mv(m: Measured) -> float | None:
-    return _num(m.value)
-
-
 def _point(p: PointDef, m: Measured) -> float | bool | None:
     """A catalogue point's value as published: null when nobody measured it, a flag as a boolean."""
     v = _num(m.value)
