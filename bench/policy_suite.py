@@ -44,8 +44,7 @@ def month(months: Path, name: str, tariff_name: str, days: int, step: float) -> 
     """The (load, tariff) month at `step` s, from `months` or built (this tree's bench) and saved."""
     path = months / f"{name}-{tariff_name}-{days}d-{step:g}s.npz"
     if not path.exists():
-        sys.path.insert(0, str(Path(__file__).parent))
-        import planner_bench as pb  # this tree's bench: only to build the months
+        import planner_bench as pb  # this tree's bench (beside this script): only to build the months
 
         from agent.economics.optimum import resample_mean
 
