@@ -29,6 +29,7 @@ import aiomqtt
 
 from agent.campus.allocate import FeederState, Share, allocate, usable
 from agent.campus.config import CampusConfig
+from agent.campus.link import finish, first_of, keep_connected, payload_bytes
 from agent.campus.messages import (
     MessageError,
     decode,
@@ -46,7 +47,6 @@ from drivers.profile import load_profile
 
 log = logging.getLogger("ems.campus")
 
-RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 5.0
 LOG_EVERY_S = 10.0
 
 
@@ -212,53 +212,26 @@ class Coordinator:
                     await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, next_t - now))
         finally:
             self._stop.set()
-            self._wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(link, 3.0)
+            self._wake.set()  # the sender sends what is queued, then the session says "offline"
+            await finish(link, 3.0)
             await self.meter.close()
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _client(self) -> aiomqtt.Client:
-        b = self.cfg.broker
-        offline = json.dumps({"v": 1, "status": "offline", "campus": self.cfg.id}).encode()
-        will = aiomqtt.Will(self.state_topic, offline, qos=1, retain=True)
-        return aiomqtt.Client(b.host, b.port, identifier=b.client_id, keepalive=b.keepalive_s, will=will, timeout=5.0)
+    def _connected(self, up: bool) -> None:
+        self.connected = up
 
     async def _link(self) -> None:
-        b = self.cfg.broker
-        backoff = RECONNECT_MIN_S
-        while not self._stop.is_set():
-            try:
-                async with self._client() as client:
-                    self.connected = True
-                    backoff = RECONNECT_MIN_S
-                    log.info("coordinator connected", extra=kv(broker=f"{b.host}:{b.port}"))
-                    await client.subscribe(self.report_prefix + "+", qos=0)
-                    await self._session(client)
-                    offline = {"v": 1, "status": "offline", "campus": self.cfg.id}
-                    await client.publish(self.state_topic, json.dumps(offline).encode(), qos=1, retain=True)
-            except aiomqtt.MqttError as e:
-                log.warning("coordinator broker lost; retrying", extra=kv(error=str(e), retry_s=backoff))
-            finally:
-                self.connected = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=backoff)
-            backoff = min(backoff * 2.0, RECONNECT_MAX_S)
+        offline = json.dumps({"v": 1, "status": "offline", "campus": self.cfg.id}).encode()
+        will = aiomqtt.Will(self.state_topic, offline, qos=1, retain=True)
+        await keep_connected(self.cfg.broker, self._session, self._stop, "coordinator", self._connected, will)
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        tasks = {asyncio.create_task(self._sender(client)), asyncio.create_task(self._receiver(client))}
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for t in done:
-            exc = t.exception() if not t.cancelled() else None
-            if exc is not None:
-                raise exc
+        await client.subscribe(self.report_prefix + "+", qos=0)
+        await first_of(self._sender(client), self._receiver(client))
+        offline = {"v": 1, "status": "offline", "campus": self.cfg.id}  # a clean stop says so itself
+        await client.publish(self.state_topic, json.dumps(offline).encode(), qos=1, retain=True)
 
     async def _sender(self, client: aiomqtt.Client) -> None:
         while not self._stop.is_set():
@@ -270,8 +243,7 @@ class Coordinator:
 
     async def _receiver(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            raw = message.payload
-            payload = raw if isinstance(raw, bytes) else bytes(raw) if isinstance(raw, bytearray) else str(raw).encode()
+            payload = payload_bytes(message)
             try:
                 self.on_report(message.topic.value, payload)
             except Exception:  # one hostile message must never end the session (a bug: log it)
