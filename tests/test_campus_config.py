@@ -95,3 +95,11 @@ def test_a_short_key_is_refused_by_the_agent(campus: Path) -> None:
 def test_a_site_without_campus_has_no_link() -> None:
     assert parse_feeder(load_site(ROOT / "agent" / "sites" / "demo.toml")) is None
     assert re.search(r"^\[campus\]", (EXAMPLE / "feeder_a.toml").read_text(), flags=re.M)
+
+
+def test_coordinate_exits_2_naming_the_key(campus: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from agent.cli import main
+
+    edit(campus / "CAMPUS.toml", "ramp_limit_w_per_s = 300_000", "ramp_limit_w_per_s = -1")
+    assert main(["coordinate", "--campus", str(campus / "CAMPUS.toml")]) == 2
+    assert "[campus]: key 'ramp_limit_w_per_s' must be >= 0" in capsys.readouterr().err
