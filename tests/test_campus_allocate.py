@@ -124,3 +124,27 @@ def test_shares_sum_to_the_limit_and_ask_no_battery_for_more_than_it_has(
     if sum(loads) - carry <= limit - MIN_SHARE * len(fs):  # the campus total can be carried
         for f, ld in zip(fs, loads, strict=True):
             assert out[f.site_id].import_cap_w >= ld - f.discharge_w - 1e-6 * max(1.0, ld)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    feeders_st,
+    st.lists(st.booleans(), min_size=8, max_size=8),
+    st.floats(min_value=1e4, max_value=3e7),
+    st.floats(min_value=0.05, max_value=0.9),
+)
+def test_with_stale_feeders_on_their_fallbacks_the_shares_still_sum_to_the_limit(
+    raw: list[tuple[float, float, float]], stale: list[bool], limit: float, held: float
+) -> None:
+    fs = [feeder(f"f{i}", n, d, e, fresh=not stale[i]) for i, (n, d, e) in enumerate(raw)]
+    # fallbacks that sum to the fraction `held` of each limit, as a campus file requires
+    fb = {f.site_id: Share(held * limit / len(fs), held * 1000.0 / len(fs), held * limit / len(fs)) for f in fs}
+    out = allocate(CampusLimits(limit, 1000.0, limit), fs, fallback=fb)
+    for f in fs:
+        if not f.fresh:
+            assert out[f.site_id] == fb[f.site_id]
+    fresh = [f for f in fs if f.fresh]
+    if fresh:  # the fresh share the rest: the whole limit is given out
+        assert sum(s.import_cap_w for s in out.values()) == pytest.approx(limit, rel=1e-9)
+        assert sum(s.ramp_w_per_s for s in out.values()) == pytest.approx(1000.0, rel=1e-9)
+    assert all(s.import_cap_w > 0.0 and s.ramp_w_per_s > 0.0 for s in out.values())
