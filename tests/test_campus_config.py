@@ -26,7 +26,7 @@ def test_the_example_campus_loads() -> None:
     assert c.fallback["feeder_c"] == Share(900_000.0, 80_000.0, 0.0)
     assert c.meter.role == "grid" and c.meter.port == 16000
     fc = parse_feeder(load_site(EXAMPLE / "feeder_a.toml"))
-    assert fc is not None and fc.stale_after_s == 5.0 and fc.broker.topic_prefix == "ems"
+    assert fc is not None and fc.stale_after_s == 6.0 and fc.broker.topic_prefix == "ems"
     assert "campus-demo-key" not in repr(fc)  # the key is never shown
 
 
@@ -67,7 +67,13 @@ def edit(path: Path, old: str, new: str) -> None:
         ),
         (
             "feeder_b.toml",
-            "stale_after_s = 5",
+            "stale_after_s = 6",
+            "stale_after_s = 5.5",
+            r"feeder_b.toml \[campus\] key 'stale_after_s' is 5.5 s: it must be at least 6 s",
+        ),
+        (
+            "feeder_b.toml",
+            "stale_after_s = 6",
             "stale_after_s = 1",
             r"b.toml \[campus\]: key 'stale_after_s' must be >= 2",
         ),

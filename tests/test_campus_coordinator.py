@@ -13,7 +13,7 @@ import pytest
 
 from agent.campus.allocate import FeederState, Share
 from agent.campus.config import CampusConfig, load_campus
-from agent.campus.coordinator import Coordinator
+from agent.campus.coordinator import SHARE_WINDOW, Coordinator
 from agent.campus.messages import parse_share, share_topic, signed_report
 from agent.model.config import load_site
 from agent.mqtt.auth import Verifier
@@ -40,8 +40,10 @@ async def served(tmp_path: Path) -> AsyncIterator[tuple[CampusConfig, SimulatedC
         await campus.stop()
 
 
-def report(cfg: CampusConfig, site: str, net: float, dis: float, ts: float, key: bytes | None = None) -> bytes:
-    f = FeederState(site, net, net, dis, dis, 400_000.0)
+def report(
+    cfg: CampusConfig, site: str, net: float, dis: float, ts: float, key: bytes | None = None, unheard_s: float = 0.0
+) -> bytes:
+    f = FeederState(site, net, net, dis, dis, 400_000.0, share_age_s=unheard_s)
     return signed_report(key or cfg.broker.secret, f, ts)
 
 
@@ -74,7 +76,11 @@ async def test_reports_verified_and_stale_feeders_on_their_fallback(
         swapped = report(cfg, "feeder_a", 0.0, 0.0, now)  # a's report on b's topic
         assert not coord.on_report(topic + "feeder_b", swapped)
         assert coord.refused == {"unauthenticated": 1, "malformed": 2}
-        shares = await coord.cycle()
+        first = await coord.cycle()
+        assert first["feeder_a"].import_cap_w == 900_000.0  # held down: a rise comes SHARE_WINDOW cycles late
+        assert first["feeder_b"].import_cap_w == pytest.approx(800_000.0, abs=1e-6)  # a fall at once
+        for _ in range(SHARE_WINDOW - 1):
+            shares = await coord.cycle()
         assert shares["feeder_c"] == Share(900_000.0, 80_000.0, 0.0)  # still silent: its fallback
         # a and b share the rest: 2.1 MW (1 W each first: allocate.MIN_SHARE) for 2.5 MW of net
         # load -> 400,002 W from their batteries, split by energy (equal here): 200,001 W each
@@ -92,5 +98,26 @@ async def test_reports_verified_and_stale_feeders_on_their_fallback(
         seq, sent = parse_share(msg, "feeder_a")
         assert seq == coord.seq
         assert sent.import_cap_w == pytest.approx(shares["feeder_a"].import_cap_w, abs=1e-3)
+    finally:
+        await coord.meter.close()
+
+
+async def test_a_feeder_that_hears_no_shares_is_put_on_its_fallback(
+    served: tuple[CampusConfig, SimulatedCampus],
+) -> None:
+    """Its reports arrive, but it says it has had no share for longer than the campus's stale_after_s:
+    it will fall back by itself soon, so the others are given only what its fallback leaves."""
+    cfg, _ = served
+    coord = Coordinator(cfg)
+    topic, now = coord.report_prefix, time.time()
+    try:
+        for site in ("feeder_a", "feeder_b"):
+            assert coord.on_report(topic + site, report(cfg, site, 1_000_000.0, 600_000.0, now))
+        assert coord.on_report(topic + "feeder_c", report(cfg, "feeder_c", 1_000_000.0, 0.0, now, unheard_s=3.5))
+        for _ in range(SHARE_WINDOW):
+            shares = await coord.cycle()
+        assert shares["feeder_c"] == cfg.fallback["feeder_c"]
+        assert shares["feeder_a"].import_cap_w + shares["feeder_b"].import_cap_w == pytest.approx(2_100_000.0)
+        assert coord.stale == {"feeder_c"}
     finally:
         await coord.meter.close()

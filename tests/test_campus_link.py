@@ -13,14 +13,14 @@ import pytest
 
 from agent.campus.allocate import Share
 from agent.campus.config import Broker, FeederConfig
-from agent.campus.messages import signed_share
+from agent.campus.messages import NO_SHARE_S, signed_share
 from agent.control.campus_share import feeder_state, with_share
 from agent.live.campus_link import CampusLink
 from agent.live.hub import Hub
 from agent.model.config import ControlConfig
 from agent.model.operator import OperatorState
 from agent.mqtt.auth import sign
-from tests.fakes import snapshot_for
+from tests.fakes import Cycles, snapshot_for
 
 KEY = b"unit-test-campus-key-0123456789"
 FALLBACK = Share(900_000.0, 80_000.0, 0.0)
@@ -129,3 +129,17 @@ def test_report_counts_battery_above_the_reserve_only(make_hub: Callable[..., Hu
     assert f.energy_wh == pytest.approx(12 * 0.40 * 418_000.0 * cfg.discharge_efficiency)
     held = feeder_state("demo", snap, cfg, OperatorState(maintenance=frozenset({"c01", "c02"})))
     assert held.energy_wh == pytest.approx(10 * 0.40 * 418_000.0 * cfg.discharge_efficiency)
+
+
+def test_report_says_how_long_since_the_last_share(link: tuple[CampusLink, Clock]) -> None:
+    lk, clock = link
+    rec = Cycles(lk.hub, NOW).next(publish=False)
+    lk.submit(rec)
+    assert lk._report is not None
+    first = json.loads(lk._report)
+    assert first["site"] == "demo" and first["good"] is True
+    assert first["share_age_s"] == NO_SHARE_S  # none yet: the coordinator holds it on its fallback
+    assert lk.on_share(share(clock, 1_200_000.0))
+    clock.step(2.5)
+    lk.submit(rec)
+    assert json.loads(lk._report)["share_age_s"] == 2.5

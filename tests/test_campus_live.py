@@ -35,7 +35,7 @@ from tests.conftest import Broker
 LIMIT_W = 3_000_000.0  # agent/sites/campus_demo/CAMPUS.toml
 RAMP_W_PER_S = 300_000.0
 FALLBACK_CAP_W = 900_000.0  # each feeder's [campus] fallback_import_cap_w
-STALE_AFTER_S = 5.0  # each feeder's [campus] stale_after_s
+STALE_AFTER_S = 6.0  # each feeder's [campus] stale_after_s
 TOL = 0.01  # 1 %: the 1 s averages are from a physics stepped in 50 ms ticks, read at 1 s
 FEEDERS = ("feeder_a", "feeder_b", "feeder_c")
 

@@ -2,8 +2,11 @@
 
 Every cycle (1 s by default): read the campus meter over Modbus TCP (the same driver and meter
 profiles as a site's grid meter), take the newest verified report of every feeder, allocate the
-campus limits (agent/campus/allocate.py: a stale or missing feeder gets its fallback share) and
-publish each feeder's share, signed with the campus key (agent/campus/messages.py). Its own state
+campus limits (agent/campus/allocate.py: a feeder whose report is stale or missing, or which
+reports that it has heard no share for stale_after_s, gets its fallback share) and publish each
+feeder's share, signed with the campus key (agent/campus/messages.py): the least of its last
+SHARE_WINDOW allocations (allocate.hold_down), so agents applying them a cycle apart still hold
+the limit together. Its own state
 goes to `<prefix>/campus/<id>/coordinator` (retained JSON; "offline" as the will) and the log is
 quiet in steady state: a line when a feeder goes stale or comes back, when the campus import goes
 above its limit or back under it, when the broker connection drops or returns.
@@ -21,13 +24,14 @@ import json
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import aiomqtt
 
-from agent.campus.allocate import FeederState, Share, allocate, usable
+from agent.campus.allocate import FeederState, Share, allocate, hold_down, usable
 from agent.campus.config import CampusConfig
 from agent.campus.link import finish, first_of, keep_connected, payload_bytes
 from agent.campus.messages import (
@@ -48,6 +52,9 @@ from drivers.profile import load_profile
 log = logging.getLogger("ems.campus")
 
 LOG_EVERY_S = 10.0
+# allocations a share is the least of (allocate.hold_down): any mix of the shares sent in this many
+# consecutive cycles sums to at most the limit, so an agent a cycle late or one message short holds it
+SHARE_WINDOW = 3
 
 
 class Coordinator:
@@ -66,7 +73,8 @@ class Coordinator:
         self.reports: dict[str, tuple[FeederState, float]] = {}  # site -> (report, arrival on clock)
         self.report_ts: dict[str, float] = {}  # site -> the newest report's own timestamp
         self.seq = 0
-        self.shares: dict[str, Share] = {}
+        self.shares: dict[str, Share] = {}  # what was sent this cycle
+        self._recent: deque[dict[str, Share]] = deque(maxlen=SHARE_WINDOW)  # the last allocations
         self.stale: set[str] = set(cfg.feeders)  # feeders on their fallback (all, until they report)
         self.campus_w = math.nan
         self.over_limit = False
@@ -122,12 +130,16 @@ class Coordinator:
         return out
 
     async def cycle(self) -> dict[str, Share]:
+        """One cycle: meter, allocation, the shares queued for sending (returned)."""
         readings = await self.meter.poll()
         r = readings.get(K.POWER_W)
         self.campus_w = r.number() if r is not None else math.nan
         now = self.clock()
         feeders = self.feeders(now)
-        shares = allocate(self.cfg.limits, feeders, fallback=self.cfg.fallback, stale_after_s=self.cfg.stale_after_s)
+        self._recent.append(
+            allocate(self.cfg.limits, feeders, fallback=self.cfg.fallback, stale_after_s=self.cfg.stale_after_s)
+        )
+        shares = hold_down(self._recent)
         self.seq += 1
         self.shares = shares
         ts = self.epoch()

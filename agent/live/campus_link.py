@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -111,6 +112,7 @@ class CampusLink:
     def submit(self, rec: CycleRecord) -> None:
         """Hub sink: this cycle's report replaces any not yet sent."""
         f = feeder_state(self.site_id, rec.snapshot, self.hub.site.control, self.hub.operator)
+        f = replace(f, share_age_s=self.clock() - self.share_t)  # inf before the first: NO_SHARE_S
         self._report = signed_report(self.cfg.broker.secret, f, self.epoch())
         self._wake.set()
 
