@@ -33,6 +33,7 @@ from agent.health.sink import HealthSink, start_health
 from agent.live.audit import AuditLog
 from agent.live.fast_lane import FastLane, start_fast_lane
 from agent.live.hub import CycleRecord, Hub
+from agent.live.limit_store import LimitStore
 from agent.live.loop import AgentLoop
 from agent.live.plan_config import PlannerConfig, parse_planner
 from agent.live.plan_view import disabled_view
@@ -155,6 +156,8 @@ class Runtime:
             self.hub.providers["roi"] = lambda: self._report.get("roi", {})
         tz = site.timezone
         seeded = _seed_state(site, self.tariff, self.ledger, self.clock.wall(tz))
+        self._limit_store = LimitStore(self.state_dir)
+        seeded = self._restore_limit(seeded)
         self.loop = AgentLoop(
             site,
             self.hub,
@@ -171,6 +174,7 @@ class Runtime:
         self.planning = self._start_planning(planner_cfg)
         self.loop.on_cycle.append(self._refresh_report)
         self.loop.on_cycle.append(self._watch_ledger)
+        self.loop.on_cycle.append(self._keep_limit_state)
         self.telemetry: InfluxSink | LocalStoreSink | None = None
         self.health: HealthSink | None = None
         # The demo has no tokens file: one operator token for this run, shown once on the terminal.
@@ -182,6 +186,35 @@ class Runtime:
         self._reloading: asyncio.Task[None] | None = None
         self._reload_again = False
         self.fast_lane: tuple[FastLane, asyncio.Task[None]] | None = None  # [control] fast_lane_s
+
+    def _restore_limit(self, seeded: ControllerState) -> ControllerState:
+        """The grid limit's energy bookkeeping as the last run left it (agent/live/limit_store.py),
+        when a connection limit is configured; otherwise, or if the file is not usable, the safe start."""
+        if self.site.control.grid_import_limit_w <= 0.0:
+            return seeded
+        ls, why = self._limit_store.load(
+            self.clock.wall(self.site.timezone).timestamp(), self.site.control.demand_interval_s
+        )
+        if why is not None:
+            log.warning("grid limit state not restored", extra=kv(error=why))
+        if ls is None:
+            return seeded
+        log.info("grid limit state restored", extra=kv(deficit_wh=round(ls.deficit_wh), seen_s=round(ls.seen_s)))
+        return replace(seeded, limit=ls)
+
+    def _keep_limit_state(self, rec: CycleRecord) -> None:
+        self._save_limit(force=False)
+
+    def _save_limit(self, force: bool) -> None:
+        """Written when a demand interval closes and at shutdown: a restart then resumes it."""
+        site = self.loop.site
+        if site.control.grid_import_limit_w <= 0.0:
+            return
+        now = self.clock.wall(site.timezone).timestamp()
+        try:
+            self._limit_store.save(self.loop.cstate.limit, now, site.control.demand_interval_s, force)
+        except OSError as e:
+            log.warning("grid limit state not saved", extra=kv(path=str(self._limit_store.path), error=str(e)))
 
     def _start_planning(self, cfg: PlannerConfig) -> LivePlanning | None:
         """Predictive dispatch when [planner] enables it (the solver is loaded only then); the
@@ -317,6 +350,7 @@ class Runtime:
             out.append(("health", lambda: asyncio.to_thread(health.stop)))
         if (planning := self.planning) is not None:
             out.append(("planner", lambda: asyncio.to_thread(planning.close)))
+        out.append(("limit state", lambda: asyncio.to_thread(self._save_limit, True)))
         if (ledger := self.ledger) is not None:
 
             async def close_ledger() -> None:
