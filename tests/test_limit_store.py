@@ -6,9 +6,7 @@ start, limit_reserve.reserve_wh), giving up a day of arbitrage and shaving after
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,11 +15,7 @@ import pytest
 from agent.control.limit_reserve import WINDOW_DAYS, reserve_wh
 from agent.control.state import LimitState
 from agent.live.limit_store import FILE_NAME, LimitStore, LimitStoreError, dump, parse
-from agent.live.runtime import Runtime
-from agent.model.clock import SiteClock
 from agent.model.interval import DAY_S
-from simulators.site import SimulatedSite
-from tests.agent_harness import sim_site, wired
 
 IV = 900.0
 N = 96 * WINDOW_DAYS
@@ -77,34 +71,3 @@ def test_the_store_writes_once_per_interval_and_reports_a_bad_file(tmp_path: Pat
     (tmp_path / FILE_NAME).write_text("{torn", encoding="utf-8")
     ls, why = LimitStore(tmp_path).load(NOW, IV)
     assert ls is None and why is not None and why.startswith(f"{tmp_path / FILE_NAME}: not JSON")
-
-
-async def test_a_restarted_agent_resumes_the_limit_bookkeeping(tmp_path: Path) -> None:
-    """The real runtime on a simulated site at x60 with a connection limit under its load: an
-    interval closes, the agent stops, and the next run starts from what it had counted."""
-    speed = 60.0
-    base = sim_site(cycle_s=0.5, simulation={"load": "inference", "pv_peak_w": 0, "seed": 3, "start_hour": 14.0})
-    site = replace(base, control=replace(base.control, grid_import_limit_w=1_000_000.0))
-    clock = SiteClock(speed, time.time())
-    sim = SimulatedSite(site, speed=speed, any_port=True, control_port=0, epoch=clock.epoch)
-    await sim.start()
-    state = tmp_path / "state"
-    try:
-        rt = Runtime(wired(site, sim.ports), state, api_port=0, clock=clock)
-        task = asyncio.create_task(rt.run())
-        deadline = time.monotonic() + 90.0
-        keys: set[int] = set()  # written at the first cycle, then at each interval's close
-        while len(keys) < 2:  # an interval closed (15 site minutes: ~15 s)
-            assert time.monotonic() < deadline, "no interval closed within 90 s"
-            await asyncio.sleep(0.2)
-            if (state / FILE_NAME).exists():
-                keys.add(json.loads((state / FILE_NAME).read_text(encoding="utf-8"))["key"])
-        rt.stop()
-        await task  # aclose writes the state as it stands at shutdown
-        kept = rt.loop.cstate.limit
-        assert kept.seen_s > 0.0 and kept.key >= 0
-        again = Runtime(wired(site, sim.ports), state, api_port=0, clock=clock)
-        assert again.loop.cstate.limit == kept
-        await again.aclose()
-    finally:
-        await sim.stop()

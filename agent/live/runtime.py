@@ -96,15 +96,19 @@ def restore_operator(state: OperatorState, audit_path: Path, limits: SiteLimits)
 
 
 def _seed_state(site: SiteConfig, tariff: Tariff | None, ledger: Ledger | None, now: datetime) -> ControllerState:
-    """Controller state seeded with the demand peaks this billing month has already set.
+    """Controller state seeded with the demand peaks this billing month has already set, and the
+    last 24 h's baseline per demand interval of the day.
 
-    Without it a restarted agent would shave down to a peak the utility bills anyway and spend
-    energy for nothing (or, worse, think the month's peak is lower than it is).
+    Without the peaks a restarted agent would shave down to a peak the utility bills anyway and spend
+    energy for nothing (or, worse, think the month's peak is lower than it is); without the profile
+    it sizes its shaving level and the grid limit's day need from nothing for a day.
     """
     if tariff is None or ledger is None:
         return initial_state(site.control)
     start = tariff.billing_month(now.date())
-    return initial_state(site.control, ledger.month_peaks(start), (start.year, start.month))
+    profile = ledger.day_profile(now.timestamp(), site.timezone)
+    seen = any(v == v for v in profile)  # NaN != NaN: a fresh ledger has nothing to seed
+    return initial_state(site.control, ledger.month_peaks(start), (start.year, start.month), profile if seen else None)
 
 
 class Runtime:
