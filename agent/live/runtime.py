@@ -206,6 +206,13 @@ class Runtime:
         log.info("grid limit state restored", extra=kv(deficit_wh=round(ls.deficit_wh), seen_s=round(ls.seen_s)))
         return replace(seeded, limit=ls)
 
+    def _fast_lane_view(self) -> dict[str, Any]:
+        """GET /api/fast_lane: whether the lane runs, its period, and what it did since it started."""
+        if self.fast_lane is None:
+            return {"running": False, "fast_lane_s": self.loop.site.control.fast_lane_s}
+        lane = self.fast_lane[0]
+        return {"running": True, "fast_lane_s": self.loop.site.control.fast_lane_s, **lane.stats.as_dict()}
+
     def _keep_limit_state(self, rec: CycleRecord) -> None:
         self._save_limit(force=False)
 
@@ -318,6 +325,7 @@ class Runtime:
         self.telemetry = start_telemetry(self.site, self.hub, self.state_dir, racks=rack.per_rack if rack else None)
         self.health = start_health(self.site, self.hub, self.state_dir)
         self.fast_lane = start_fast_lane(self.loop)
+        self.hub.providers["fast_lane"] = self._fast_lane_view
         if self.api_cfg.port:
             # The API runs in its own process (its own GIL): serving requests and SSE streams
             # never takes the interpreter from the control loop; the bridge feeds it per cycle.
