@@ -87,7 +87,8 @@ class FleetSubscriber:
                     await self._receive(client)
             except aiomqtt.MqttError as e:
                 log.warning(
-                    "fleet: broker connection lost; retrying", extra=kv(broker=broker, error=str(e), retry_s=backoff)
+                    "fleet: broker unreachable or connection lost; retrying",
+                    extra=kv(broker=broker, error=str(e), retry_s=backoff),
                 )
             finally:
                 self.connected = False
