@@ -14,12 +14,15 @@ from typing import Any
 
 import yaml
 
+from agent.economics.ledger import Ledger
+from agent.economics.roi import economics_config
+from agent.economics.tariff import load_tariff
 from agent.live.hub import PlanTarget
 from agent.model.config import load_site
 from agent.model.snapshot import Measured
 from agent.mqtt import parse_mqtt
 from agent.telemetry import parse_telemetry
-from agent.telemetry.schema import MEASUREMENTS, points_for
+from agent.telemetry.schema import MEASUREMENTS, ledger_point, points_for
 from tests.fakes import ROOT, Cycles
 
 COMPOSE = ROOT / "docker-compose.yml"
@@ -119,8 +122,8 @@ def test_edge_install_files(tmp_path: Path) -> None:
     assert "listener 1883" in conf
 
 
-def _schema_fields(make_hub: Any) -> dict[str, set[str]]:
-    """Every (measurement, field) one fully populated cycle writes."""
+def _schema_fields(make_hub: Any, tmp: Path) -> dict[str, set[str]]:
+    """Every (measurement, field) one fully populated cycle writes, and the ledger's read-out."""
     hub = make_hub()
     hub.site = replace(hub.site, control=replace(hub.site.control, demand_target_w=1e6))
     t = datetime(2026, 7, 1, tzinfo=UTC)
@@ -130,18 +133,22 @@ def _schema_fields(make_hub: Any) -> dict[str, set[str]]:
     agent = {"queue_depth": 0.0, "queue_dropped": 0.0, "spool_points": 0.0, "spool_bytes": 0.0}
     agent |= {"spool_dropped": 0.0, "rejected_points": 0.0}
     pts = points_for(rec, "demo", [(hub.alarms.active()[0], True)], agent, {"r": Measured(1.0)}, 1.0, 1e6)
+    site = hub.site
+    assert site.tariff_path is not None
+    report = Ledger(tmp / "ledger.db", load_tariff(site.tariff_path), economics_config(site)).report(12, 4)
+    pts.append(ledger_point(report, "demo", t))
     for p in pts:
         fields.setdefault(p.measurement, set()).update(p.fields)
     return fields
 
 
-def test_dashboards_use_the_datasource_and_the_schema(make_hub: Any) -> None:
+def test_dashboards_use_the_datasource_and_the_schema(make_hub: Any, tmp_path: Path) -> None:
     ds = yaml.safe_load((ROOT / "deploy/grafana/provisioning/datasources/influxdb.yml").read_text())
     uid = ds["datasources"][0]["uid"]
     assert ds["datasources"][0]["jsonData"]["version"] == "Flux"
     prov = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/ems.yml").read_text())
     assert prov["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
-    schema = _schema_fields(make_hub)
+    schema = _schema_fields(make_hub, tmp_path)
     assert DASHBOARDS
     titles: list[str] = []
     for path in DASHBOARDS:
@@ -161,3 +168,38 @@ def test_dashboards_use_the_datasource_and_the_schema(make_hub: Any) -> None:
     text = " ".join(titles).lower()
     for need in ("power flow", "ramp", "15-minute demand", "soc", "limits", "state", "cycle time", "savings"):
         assert need in text, need
+
+
+def test_fleet_dashboard_sums_the_selected_sites_and_splits_per_site(make_hub: Any, tmp_path: Path) -> None:
+    """dashboards/grafana/ems-fleet.json (issue 16): a multi-valued `site` variable (all by default),
+    every query over the selected sites, summed panels that sum per window after each site's own
+    mean (cycles of different agents are not aligned), per-site panels keyed by the site tag with a
+    drill-down into the site dashboard, and savings never summed (sites bill in other currencies)."""
+    dash = json.loads((ROOT / "dashboards/grafana/ems-fleet.json").read_text())
+    site_dash = json.loads((ROOT / "dashboards/grafana/ems-site.json").read_text())
+    var = next(v for v in dash["templating"]["list"] if v["name"] == "site")
+    assert var["multi"] is True and var["includeAll"] is True and var["current"]["value"] == ["$__all"]
+    assert 'tag: "site"' in var["query"]
+    assert dash["uid"] != site_dash["uid"]
+    drill = f"/d/{site_dash['uid']}/"
+    summed, per_site = [], []
+    for panel in dash["panels"]:
+        for t in panel["targets"]:
+            q = t["query"]
+            assert "contains(value: r.site, set: ${site:json})" in q, panel["title"]
+            if "sum()" in q:
+                assert q.index("aggregateWindow") < q.index('group(columns: ["_field", "_time"])') < q.index("sum()")
+                summed.append(panel["title"])
+            else:
+                assert '"site"' in q.split("keep(columns:")[1], panel["title"]  # one series or row per site
+                per_site.append(panel["title"])
+                links = panel["fieldConfig"]["defaults"]["links"]
+                assert links and all(lk["url"].startswith(drill) and "var-site=${__field.labels.site}" in lk["url"]
+                                     for lk in links), panel["title"]  # fmt: skip
+        if "savings" in panel["title"].lower():
+            assert all("sum()" not in t["query"] for t in panel["targets"]), "savings summed across currencies"
+    assert any("power flow" in t.lower() for t in summed) and any("energy stored" in t.lower() for t in summed)
+    for need in ("grid import per site", "battery power per site", "soc per site", "alarms per site", "savings"):
+        assert any(need in t.lower() for t in per_site), need
+    # provisioned like the site dashboard: the provider loads every json in the mounted folder
+    assert "./dashboards/grafana:/var/lib/grafana/dashboards:ro" in compose()["services"]["grafana"]["volumes"]
