@@ -17,6 +17,7 @@ import yaml
 from agent.economics.ledger import Ledger
 from agent.economics.roi import economics_config
 from agent.economics.tariff import load_tariff
+from agent.fleet.config import load_fleet
 from agent.live.hub import PlanTarget
 from agent.model.config import load_site
 from agent.model.snapshot import Measured
@@ -203,3 +204,61 @@ def test_fleet_dashboard_sums_the_selected_sites_and_splits_per_site(make_hub: A
         assert any(need in t.lower() for t in per_site), need
     # provisioned like the site dashboard: the provider loads every json in the mounted folder
     assert "./dashboards/grafana:/var/lib/grafana/dashboards:ro" in compose()["services"]["grafana"]["volumes"]
+
+
+def test_emqx_override_clusters_the_broker_bridges_the_site_and_runs_the_fleet_view() -> None:
+    """docker-compose.emqx.yml (issue 16): two EMQX nodes in one static cluster, the site's
+    mosquitto bridged to them (the override replaces its config, same mount target), the fleet
+    view on the cluster reading the topics the compose agent publishes."""
+    base = compose()
+    over: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.emqx.yml").read_text())
+    svc = over["services"]
+    assert set(svc) == {"emqx1", "emqx2", "mosquitto", "fleet"}
+    nodes = {}
+    for name in ("emqx1", "emqx2"):
+        s = svc[name]
+        assert PINNED.search(s["image"]) and s["image"] == svc["emqx1"]["image"], name
+        env = s["environment"]
+        host = env["EMQX_NODE_NAME"].split("@", 1)[1]
+        assert "." in host and s["hostname"] == host and s["networks"]["default"]["aliases"] == [host], name
+        assert env["EMQX_CLUSTER__DISCOVERY_STRATEGY"] == "static"
+        assert env["EMQX_NODE__COOKIE"] == "${EMQX_COOKIE}" and env["EMQX_DASHBOARD__DEFAULT_PASSWORD"].startswith("${")
+        nodes[name] = env["EMQX_NODE_NAME"]
+        assert s["healthcheck"]["test"][:2] == ["CMD", "/opt/emqx/bin/emqx"]
+    for name in ("emqx1", "emqx2"):
+        assert svc[name]["environment"]["EMQX_CLUSTER__STATIC__SEEDS"] == f"[{nodes['emqx1']},{nodes['emqx2']}]"
+    published = [p for s in svc.values() for p in s.get("ports", [])]
+    assert all(p.startswith("127.0.0.1:") for p in published), published
+    base_host_ports = {p.split(":")[1] for s in base["services"].values() for p in s.get("ports", [])}
+    assert not base_host_ports & {p.split(":")[1] for p in published}, "a host port used twice"
+    for s in svc.values():
+        for v in s.get("volumes", []):
+            src = v.split(":")[0]
+            assert (ROOT / src).exists() if src.startswith(".") else src in over["volumes"], v
+    env_file = env_example()
+    for var in re.findall(r"\$\{(\w+)", (ROOT / "docker-compose.emqx.yml").read_text()):
+        assert var in env_file, f"docker-compose.emqx.yml uses ${{{var}}}, which deploy/env.example does not define"
+
+    # the site's broker: same mount target as the base file, so its config is replaced by the bridge's
+    target = "/mosquitto/config/mosquitto.conf"
+    assert any(v.split(":")[1] == target for v in base["services"]["mosquitto"]["volumes"])
+    bridge_mount = next(v for v in svc["mosquitto"]["volumes"] if v.split(":")[1] == target)
+    bridge = (ROOT / bridge_mount.split(":")[0]).read_text().splitlines()
+    site = load_site(ROOT / "deploy" / "compose-site.toml")
+    prefix = site.sections["mqtt"]["topic_prefix"]
+    hosts = [nodes["emqx1"], nodes["emqx2"]]
+    assert "listener 1883 0.0.0.0" in bridge and "connection fleet" in bridge
+    assert f"address {hosts[0].split('@')[1]}:1883 {hosts[1].split('@')[1]}:1883" in bridge
+    assert f"topic {prefix}/# out 1" in bridge and "cleansession false" in bridge
+    assert not any(line.startswith("topic") and " in " in f" {line} " for line in bridge), "commands bridged in"
+
+    # the fleet view: the agents' image, on a cluster node, the compose agent's prefix and site
+    fleet = svc["fleet"]
+    assert fleet["image"] == base["services"]["agent"]["image"]
+    assert fleet["command"] == ["fleet", "--fleet", "/etc/ems/fleet.toml"]
+    src = next(v.split(":")[0] for v in fleet["volumes"] if v.split(":")[1] == "/etc/ems/fleet.toml")
+    cfg = load_fleet(ROOT / src)
+    assert cfg.host in {h.split("@")[1] for h in hosts} and cfg.port == 1883
+    assert cfg.topic_prefix == prefix and [s.id for s in cfg.sites] == [site.id]
+    assert fleet["ports"] == [f"127.0.0.1:{cfg.http_port}:{cfg.http_port}"]
+    assert fleet["depends_on"]["emqx1"]["condition"] == "service_healthy"
