@@ -90,7 +90,7 @@ def fleet_file(tmp: Path, broker: Broker, extra: str = "") -> Path:
     f = tmp / "fleet.toml"
     f.write_text(
         f"[fleet]\nstale_after_s = {STALE_AFTER_S}\n"
-        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nreconnect_min_s = 0.05\n'
+        f'[mqtt]\nhost = "{broker.host}"\nport = {broker.port}\nreconnect_min_s = 0.05\nreconnect_max_s = 0.2\n'
         f'[http]\nport = 0\n{extra}\n'
         '[[site]]\nid = "hall-a"\nname = "Hall A"\nurl = "http://127.0.0.1:9/a/"\n'
         '[[site]]\nid = "hall-b"\nname = "Hall B"\nurl = "http://127.0.0.1:9/b/"\n'

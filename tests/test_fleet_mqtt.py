@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,12 @@ import pytest
 
 from agent.fleet.config import load_fleet
 from agent.fleet.serve import Fleet
+from agent.live.audit import AuditLog
+from agent.live.hub import Hub
+from agent.mqtt import start_mqtt, stop_mqtt
 from tests.conftest import Broker
-from tests.fleet_rig import CAPACITY_WH, fleet_file, fleet_rig
+from tests.fakes import Cycles, demo_site
+from tests.fleet_rig import CAPACITY_WH, LOAD_W, PERIOD_S, T0, fleet_file, fleet_rig
 from tests.test_api import VIEWER, write_tokens
 
 pytestmark = pytest.mark.services
@@ -123,3 +128,40 @@ async def test_fleet_api_needs_a_viewer_token_and_serves_the_page(mosquitto: Bro
         assert (status, health) == (200, {"status": "ok"})
     finally:
         await fleet.stop()
+
+
+async def test_fleet_rides_out_a_broker_restart(mosquitto: Broker, tmp_path: Path) -> None:
+    """Broker down: /healthz says so and the site leaves the sums (stale by itself after
+    stale_after_s, or offline at once: mosquitto publishes its clients' wills as it shuts down);
+    broker back: the fleet reconnects and the agent's next cycles bring the site back online."""
+    mqtt = {"host": mosquitto.host, "port": mosquitto.port, "reconnect_min_s": 0.05, "reconnect_max_s": 0.2}
+    hub = Hub(replace(demo_site({"mqtt": mqtt}), id="hall-a"), AuditLog(tmp_path / "audit.jsonl"), clock=time.monotonic)
+    link = start_mqtt(hub.site, hub)
+    assert link is not None
+    fleet = Fleet(load_fleet(fleet_file(tmp_path, mosquitto, "open_read = true")))
+    await fleet.start()
+    cyc = Cycles(hub, T0)
+
+    async def feed() -> None:
+        while True:
+            cyc.next(load_w=LOAD_W["hall-a"])
+            await asyncio.sleep(PERIOD_S)
+
+    feeding = asyncio.create_task(feed())
+    try:
+        url = fleet.url
+        await until(url, lambda b: statuses(b)["hall-a"] == "online")
+        mosquitto.stop()
+        await until(url, lambda b: b["broker"]["connected"] is False)
+        assert await asyncio.to_thread(get, url + "/healthz") == (503, {"status": "broker_down"})
+        body = await until(url, lambda b: statuses(b)["hall-a"] in ("stale", "offline"))
+        assert body["sum"]["grid_w"] is None and body["sum"]["in_sum"] == 0
+        mosquitto.start()
+        body = await until(url, lambda b: statuses(b)["hall-a"] == "online" and b["broker"]["connected"])
+        assert fleet.sub.connects == 2 and body["sum"]["grid_w"] == LOAD_W["hall-a"]
+        assert await asyncio.to_thread(get, url + "/healthz") == (200, {"status": "ok"})
+    finally:
+        feeding.cancel()
+        await asyncio.gather(feeding, return_exceptions=True)
+        await fleet.stop()
+        await stop_mqtt(link)

@@ -11,7 +11,6 @@ total, and a topic outside the tree is counted and ignored.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import aiomqtt
 from agent.fleet.config import FleetConfig
 from agent.fleet.state import KINDS, SiteState, fleet_view, receive, split_topic
 from agent.logs import kv
+from agent.mqtt.backoff import Backoff
 
 log = logging.getLogger("ems.fleet")
 MAX_SITES = 10_000  # a flood of invented site ids must not grow the fleet without bound
@@ -67,7 +67,7 @@ class FleetSubscriber:
         return [f"{self.cfg.topic_prefix}/+/{kind}" for kind in KINDS]
 
     async def run(self) -> None:
-        backoff = self.cfg.reconnect_min_s
+        backoff = Backoff(self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
         broker = f"{self.cfg.host}:{self.cfg.port}"
         while not self._stop.is_set():
             try:
@@ -80,7 +80,7 @@ class FleetSubscriber:
                 ) as client:
                     self.connected = True
                     self.connects += 1
-                    backoff = self.cfg.reconnect_min_s
+                    backoff.reset()
                     for topic in self.topics():
                         await client.subscribe(topic, qos=1)
                     log.info("fleet subscribed", extra=kv(broker=broker, prefix=self.cfg.topic_prefix))
@@ -88,15 +88,12 @@ class FleetSubscriber:
             except aiomqtt.MqttError as e:
                 log.warning(
                     "fleet: broker unreachable or connection lost; retrying",
-                    extra=kv(broker=broker, error=str(e), retry_s=backoff),
+                    extra=kv(broker=broker, error=str(e), retry_s=backoff.delay_s),
                 )
             finally:
                 self.connected = False
-            if self._stop.is_set():
+            if await backoff.wait(self._stop):
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=backoff)
-            backoff = min(backoff * 2.0, self.cfg.reconnect_max_s)
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         stopper = asyncio.create_task(self._stop.wait())

@@ -13,7 +13,6 @@ separate small queue that is sent first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -29,6 +28,7 @@ from agent.live.hub import CycleRecord, Hub
 from agent.logs import kv
 from agent.model.alarms import Alarm
 from agent.mqtt.auth import Verifier
+from agent.mqtt.backoff import Backoff
 from agent.mqtt.commands import CommandHandler
 from agent.mqtt.config import MqttConfig
 from agent.mqtt.rackload import RackLoad
@@ -192,13 +192,13 @@ class MqttLink:
         )
 
     async def run(self) -> None:
-        backoff = self.cfg.reconnect_min_s
+        backoff = Backoff(self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
         while not self._stop.is_set():
             try:
                 async with self._client() as client:
                     self.connected = True
                     self.connects += 1
-                    backoff = self.cfg.reconnect_min_s
+                    backoff.reset()
                     log.info("mqtt connected", extra=kv(broker=f"{self.cfg.host}:{self.cfg.port}"))
                     await client.subscribe(self.topics.cmd, qos=1)
                     if self.rack is not None:
@@ -211,15 +211,12 @@ class MqttLink:
             except aiomqtt.MqttError as e:
                 log.warning(
                     "mqtt connection lost; retrying",
-                    extra=kv(broker=f"{self.cfg.host}:{self.cfg.port}", error=str(e), retry_s=backoff),
+                    extra=kv(broker=f"{self.cfg.host}:{self.cfg.port}", error=str(e), retry_s=backoff.delay_s),
                 )
             finally:
                 self.connected = False
-            if self._stop.is_set():
+            if await backoff.wait(self._stop):
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=backoff)
-            backoff = min(backoff * 2.0, self.cfg.reconnect_max_s)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         sender = asyncio.create_task(self._sender(client))
