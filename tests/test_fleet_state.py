@@ -116,7 +116,8 @@ def test_sums_per_currency_and_only_online_power() -> None:
             "state: grid_w: '1e9' is not a finite number",
         ),
         ("state", b'{"v":1,"grid_w":1e999,"load_w":0}', "state: grid_w: inf is not a finite number"),
-        ("state", b"[" * 100_000, "state: not JSON"),
+        ("state", b"[" * 60_000, "state: not JSON (nested too deep)"),
+        ("state", b" " * (64 * 1024 + 1), "state: 65537 bytes, more than 65536 (not read)"),
         ("status", b'{"v": 1, "status": "asleep"}', "status: status: 'asleep' is not one of online, offline"),
         ("alarm/active", b'{"v": 1, "active": -1, "worst": null}', "alarm/active: active: -1.0 is not a count"),
         ("alarm/active", b'{"v": 1, "active": 1, "worst": "doom"}', "alarm/active: worst: 'doom' is not a severity"),
@@ -164,6 +165,22 @@ def test_fleet_state_bounds_and_ignores_foreign_topics(tmp_path: Path) -> None:
     fs.on_message("ems/b/state", b"{}")
     assert fs.ignored == 2 and set(fs.sites) == {"a"}
     assert fs.view()["sites"][0]["age_s"] == 1.0
+
+
+def test_new_sites_beyond_the_bound_are_refused_and_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flood of invented site ids (anyone who may publish on the broker) cannot grow the fleet
+    without bound; the sites already known keep updating."""
+    monkeypatch.setattr("agent.fleet.subscriber.MAX_SITES", 3)
+    f = tmp_path / "fleet.toml"
+    f.write_text('[[site]]\nid = "a"\n')
+    fs = FleetState(load_fleet(f), clock=lambda: 1.0)
+    for i in range(10):
+        fs.on_message(f"ems/x{i}/state", state(1.0, 2.0, 1.0, 0.0, 5.0, 10.0))
+    fs.on_message("ems/a/state", state(7.0, 7.0, 0.0, 0.0, 5.0, 10.0))
+    assert list(fs.sites) == ["a", "x0", "x1"] and fs.refused_sites == 8
+    assert fs.view()["sites"][0]["grid_w"] == 7.0
 
 
 def test_fleet_file_errors_name_the_key(tmp_path: Path) -> None:

@@ -52,6 +52,7 @@ def create_fleet_app(
             "address": f"{state.cfg.host}:{state.cfg.port}",
             "connected": sub.connected if sub is not None else None,
             "ignored_messages": state.ignored,
+            "refused_sites": state.refused_sites,
         }
         return body
 

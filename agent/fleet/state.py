@@ -24,10 +24,11 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agent.model.alarms import SEVERITY_CODE, Severity
+from agent.model.alarms import Severity, worst
 
 SCHEMA_VERSION = 1  # the agent's topics.SCHEMA_VERSION this parser reads
 KINDS = ("status", "state", "alarm/active", "savings")
+MAX_PAYLOAD_BYTES = 64 * 1024  # an agent's summary topics are < 1 KB; a giant one is not parsed
 POWER_KEYS = ("grid_w", "load_w", "pv_w", "battery_w")
 STATE_KEYS = (*POWER_KEYS, "soc_pct", "energy_wh", "capacity_wh")
 SUMMED_KEYS = (*POWER_KEYS, "energy_wh", "capacity_wh")  # the fleet's SoC is energy over capacity, not a sum
@@ -64,6 +65,8 @@ def split_topic(prefix: str, topic: str) -> tuple[str, str] | None:
 
 
 def _obj(raw: bytes) -> dict[str, Any]:
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise PayloadError(f"{len(raw)} bytes, more than {MAX_PAYLOAD_BYTES} (not read)")
     try:
         obj = json.loads(raw)
     except ValueError as e:  # JSONDecodeError, UnicodeDecodeError
@@ -77,12 +80,15 @@ def _obj(raw: bytes) -> dict[str, Any]:
     return obj
 
 
-def _number(obj: dict[str, Any], key: str, nullable: bool = True) -> float | None:
+def _number(obj: dict[str, Any], key: str) -> float | None:
+    """A finite number or null (a value the agent did not measure)."""
     if key not in obj:
         raise PayloadError(f"{key}: missing")
-    v = obj[key]
-    if v is None and nullable:
-        return None
+    return None if obj[key] is None else _finite(obj, key)
+
+
+def _finite(obj: dict[str, Any], key: str) -> float:
+    v = obj.get(key)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise PayloadError(f"{key}: {v!r} is not a finite number")
     return float(v)
@@ -112,8 +118,7 @@ def _parse(s: SiteState, kind: str, raw: bytes, now: float) -> SiteState:
             state_rx=now,
         )
     if kind == "alarm/active":
-        n = _number(obj, "active", nullable=False)
-        assert n is not None
+        n = _finite(obj, "active")
         if n < 0 or n != int(n):
             raise PayloadError(f"active: {n!r} is not a count")
         worst = obj.get("worst")
@@ -163,11 +168,6 @@ def site_status(s: SiteState, now: float, stale_after_s: float) -> str:
     return "online"
 
 
-def _worst(sevs: list[str | None]) -> str | None:
-    known = [Severity(x) for x in sevs if x is not None]
-    return max(known, key=SEVERITY_CODE.__getitem__).value if known else None
-
-
 def site_view(s: SiteState, info: SiteInfo | None, now: float, stale_after_s: float) -> dict[str, Any]:
     status = site_status(s, now, stale_after_s)
     return {
@@ -186,6 +186,10 @@ def site_view(s: SiteState, info: SiteInfo | None, now: float, stale_after_s: fl
         "errors": sorted(s.errors.values()),
         "in_sum": status == "online",
     }
+
+
+def _value(sev: Severity | None) -> str | None:
+    return sev.value if sev is not None else None
 
 
 def fleet_sum(sites: list[dict[str, Any]]) -> dict[str, Any]:
@@ -219,7 +223,7 @@ def fleet_sum(sites: list[dict[str, Any]]) -> dict[str, Any]:
         **sums,
         "unmeasured": unmeasured,
         "alarms_active": sum(v["alarms_active"] or 0 for v in sites),
-        "alarms_worst": _worst([v["alarms_worst"] for v in sites]),
+        "alarms_worst": _value(worst(Severity(v["alarms_worst"]) for v in sites if v["alarms_worst"] is not None)),
         "savings_to_date": dict(sorted(savings.items())),
     }
 

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from agent.live.hub import CycleRecord
-from agent.model.alarms import SEVERITY_CODE, Alarm, kind
+from agent.model.alarms import Alarm, kind, worst
 from agent.model.plan import GridControl, Plan
 from agent.model.points import CLUSTER_POINTS, PCS_POINTS, SITE_POINTS, PointDef
 from agent.model.snapshot import ClusterSnapshot, Measured, PcsSnapshot, shown_status
@@ -218,12 +218,12 @@ def alarm_payload(a: Alarm, active: bool) -> dict[str, Any]:
 
 def alarm_active_payload(active: list[Alarm], t: datetime) -> dict[str, Any]:
     """The active alarms in short: count, worst severity (null when none), codes (sorted, unique)."""
-    worst = max((a.severity for a in active), key=SEVERITY_CODE.__getitem__, default=None)
+    most = worst(a.severity for a in active)
     return {
         "v": SCHEMA_VERSION,
         "t": t.isoformat(),
         "active": len(active),
-        "worst": worst.value if worst is not None else None,
+        "worst": most.value if most is not None else None,
         "codes": sorted({a.code for a in active}),
     }
 
