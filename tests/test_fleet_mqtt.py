@@ -21,6 +21,7 @@ from agent.fleet.serve import Fleet
 from agent.live.audit import AuditLog
 from agent.live.hub import Hub
 from agent.mqtt import start_mqtt, stop_mqtt
+from tests.agent_harness import agent_on_simulators, sim_site
 from tests.conftest import Broker
 from tests.fakes import Cycles, demo_site
 from tests.fleet_rig import CAPACITY_WH, LOAD_W, PERIOD_S, T0, fleet_file, fleet_rig
@@ -165,3 +166,33 @@ async def test_fleet_rides_out_a_broker_restart(mosquitto: Broker, tmp_path: Pat
         await asyncio.gather(feeding, return_exceptions=True)
         await fleet.stop()
         await stop_mqtt(link)
+
+
+async def test_a_real_agent_on_its_simulated_site_appears_in_the_fleet(mosquitto: Broker, tmp_path: Path) -> None:
+    """The whole agent (Runtime: Modbus polling of the simulated site, control loop, ledger, MQTT
+    link) publishing; the fleet shows it online with its real ledger's savings in the tariff's currency."""
+    mqtt = {"host": mosquitto.host, "port": mosquitto.port, "reconnect_min_s": 0.05, "reconnect_max_s": 0.2}
+    site = sim_site(cycle_s=0.25, sections={"mqtt": mqtt})
+    f = tmp_path / "fleet.toml"
+    f.write_text(
+        f'[mqtt]\nhost = "{mosquitto.host}"\nport = {mosquitto.port}\n[http]\nport = 0\nopen_read = true\n'
+        '[[site]]\nid = "demo"\nname = "Demo"\nurl = "http://127.0.0.1:8080/"\n'
+    )
+    async with agent_on_simulators(tmp_path / "state", site, api=False) as h:
+        fleet = Fleet(load_fleet(f))
+        await fleet.start()
+        try:
+            body = await until(
+                fleet.url, lambda b: b["sites"][0]["status"] == "online" and b["sites"][0]["savings"] is not None
+            )
+            v = body["sites"][0]
+            report = h.rt.hub.read("ledger")
+            assert report is not None and h.rt.tariff is not None
+            assert v["savings"]["currency"] == report["currency"] == h.rt.tariff.currency == "CNY"
+            assert v["savings"]["tariff"] == h.rt.tariff.name
+            assert v["capacity_wh"] == sum(c.capacity_wh for c in h.site.clusters)
+            assert v["alarms_active"] == len(h.rt.hub.alarms.active()) and v["errors"] == []
+            assert 0.0 < v["soc_pct"] < 100.0 and v["load_w"] > 0.0
+            assert body["sum"]["savings_to_date"] == {"CNY": v["savings"]["net_savings"]}
+        finally:
+            await fleet.stop()
