@@ -36,7 +36,7 @@ def create_fleet_app(
     )
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and the broker connection (no site data)")
-    def healthz() -> JSONResponse:
+    async def healthz() -> JSONResponse:
         up = sub is None or sub.connected
         return JSONResponse({"status": "ok" if up else "broker_down"}, status_code=200 if up else 503)
 
@@ -46,7 +46,9 @@ def create_fleet_app(
         summary="Every site (status, age, power flow, SoC, alarms, savings to date) and the sums",
         dependencies=[Depends(access.require(Role.VIEWER))],
     )
-    def fleet() -> dict[str, Any]:
+    async def fleet() -> dict[str, Any]:
+        # async: built on the event loop, where the subscriber updates the sites (a plain `def`
+        # would run in a worker thread while a new site is added to the dict it iterates)
         body = state.view()
         body["broker"] = {
             "address": f"{state.cfg.host}:{state.cfg.port}",
