@@ -66,6 +66,7 @@ async def test_fleet_page_lists_every_site_and_the_sum(mosquitto: Broker, tmp_pa
 
             await call(cdp.js, "document.getElementById('lang').click()")
             await wait_for(cdp, f"{cells('c-status')}['hall-c'] === '离线'")
+            assert await call(cdp.js, text("conn-text")) == "实时"  # not "connecting" again
             assert await call(cdp.js, "document.querySelector('#sites th').textContent") == "站点"
             await call(cdp.screenshot, ARTIFACTS / "fleet_zh.png")
             await call(cdp.js, "document.getElementById('lang').click()")  # back to English for the next test

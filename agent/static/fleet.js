@@ -8,6 +8,7 @@ import { api, session } from "./http.js";
 const POLL_MS = 2000;
 const $ = (id) => document.getElementById(id);
 let last = null;
+let connUp = null; // null until the first poll answered or failed
 
 // Amounts per currency, never added across currencies: {"CNY": 1234.5} -> "1,234.50 CNY".
 export function money(byCurrency) {
@@ -102,6 +103,7 @@ function render(body) {
 }
 
 function setConn(up) {
+  connUp = up;
   $("conn").className = `pill ${up ? "conn-up" : "conn-down"}`;
   $("conn-text").textContent = t(up ? "live" : "reconnecting");
 }
@@ -131,7 +133,8 @@ $("lang").onclick = () => {
   applyLang(currentLang() === "en" ? "zh" : "en");
   $("lang").textContent = currentLang() === "en" ? "中文 ZH" : "EN";
 };
-document.addEventListener("ems-lang", () => { if (last) render(last); });
+// applyLang rewrote every data-i18n text (the connection pill says "connecting" again): redraw
+document.addEventListener("ems-lang", () => { if (last) render(last); if (connUp !== null) setConn(connUp); });
 applyLang();
 $("lang").textContent = currentLang() === "en" ? "中文 ZH" : "EN";
 poll();
