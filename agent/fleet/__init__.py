@@ -2,6 +2,7 @@
 
     ems-agent fleet --fleet FLEET.toml      # agent/fleet/config.py describes the file
 
+- config.py: the fleet file;
 - state.py: pure parsing of each site's status/state/alarm/active/savings and the fleet's sums;
 - subscriber.py: one aiomqtt client with wildcard subscriptions feeding `FleetState`;
 - app.py: GET /api/fleet and the page (agent/static/fleet.html);
