@@ -106,13 +106,13 @@ async def fleet_rig(broker: Broker, tmp: Path, http_extra: str = 'open_read = tr
         DEMO_SITE.read_text().replace('id = "demo"', 'id = "hall-c"', 1)
         + f'\n[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nclient_id = "ems-hall-c"\nkeepalive_s = 60\n'
     )
-    proc = subprocess.Popen([sys.executable, "-m", "agent.mqtt", "--site", str(site_c)], cwd=ROOT)
     hubs = {sid: _hub(sid, broker, tmp) for sid in ("hall-a", "hall-b")}
     hubs["hall-a"].alarms.raise_("pcs_fault", "pcs2", "tripped", T0)
     links: dict[str, MqttLink] = {}
     fleet = Fleet(load_fleet(fleet_file(tmp, broker, http_extra)))
+    proc = subprocess.Popen([sys.executable, "-m", "agent.mqtt", "--site", str(site_c)], cwd=ROOT)
     rig = Rig(broker, fleet, proc, links, hubs)
-    try:
+    try:  # from here on, the finally stops whatever was started
         for sid, hub in hubs.items():
             link = start_mqtt(hub.site, hub)
             assert link is not None

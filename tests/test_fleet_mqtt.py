@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -196,3 +197,12 @@ async def test_a_real_agent_on_its_simulated_site_appears_in_the_fleet(mosquitto
             assert body["sum"]["savings_to_date"] == {"CNY": v["savings"]["net_savings"]}
         finally:
             await fleet.stop()
+
+
+async def test_a_fleet_stopped_before_it_started_releases_its_port(mosquitto: Broker, tmp_path: Path) -> None:
+    """(A test set-up that fails half-way stops what it built: nothing may raise or hold the port.)"""
+    fleet = Fleet(load_fleet(fleet_file(tmp_path, mosquitto, "open_read = true")))
+    port = fleet.server.port
+    await fleet.stop()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # free again

@@ -50,6 +50,9 @@ class Fleet:
     async def stop(self) -> None:
         self.sub.stop()
         self.server.stop()
+        if not self._tasks:  # never started: only the listening socket to release
+            self.server.sock.close()
+            return
         _, pending = await asyncio.wait(self._tasks, timeout=10.0)
         for t in pending:
             t.cancel()
