@@ -10,7 +10,9 @@ One test walks the whole story, since starting five processes is the expensive p
    stale_after_s and a cycle or two, raises campus_fallback, keeps writing its PCS, and the
    campus stays within its limit (the fallbacks sum to 2.7 MW); an old share replayed and a
    forged one with a huge cap while it is on its fallback change nothing;
-4. restart it: every agent clears the alarm and follows its share again.
+4. restart it: every agent clears the alarm and follows its share again;
+5. stop the broker: the same fallback (every PCS still written, the campus within its limit);
+   start it again: every agent follows its share again.
 No tight timing: every wait is for a condition, with generous deadlines. Figures are printed (-s).
 """
 
@@ -38,6 +40,8 @@ FALLBACK_CAP_W = 900_000.0  # each feeder's [campus] fallback_import_cap_w
 STALE_AFTER_S = 6.0  # each feeder's [campus] stale_after_s
 TOL = 0.01  # 1 %: the 1 s averages are from a physics stepped in 50 ms ticks, read at 1 s
 FEEDERS = ("feeder_a", "feeder_b", "feeder_c")
+FELL_BACK = "campus fallback campus="  # agent/live/campus_link.py's log lines
+APPLIED = "campus share applied"
 
 
 class Watcher:
@@ -184,3 +188,34 @@ async def test_campus_holds_its_limit_falls_back_without_the_coordinator_and_res
         assert all(s.campus_w <= LIMIT_W * (1 + TOL) for s in resumed)
         assert sum(s.feeder_w["feeder_a"] for s in resumed) / len(resumed) > FALLBACK_CAP_W * 1.05
         print("resumed: campus max", max(s.campus_w for s in resumed))
+
+        # 5. the broker gone: the same fallback (said in each agent's log; the alarms cannot reach
+        # the broker), every PCS still written; the broker back: every agent follows its share again
+        def count(what: str) -> dict[str, int]:
+            return {s: rig.log(s).count(what) for s in FEEDERS}
+
+        fell_before, applied_before = count(FELL_BACK), count(APPLIED)
+        before = len(rig.samples)
+        mosquitto.stop()
+        gone = time.monotonic()
+        await until(
+            "every agent on its fallback without the broker",
+            lambda: all(n > fell_before[s] for s, n in count(FELL_BACK).items()),
+            60.0,
+            rig,
+        )
+        print("fallback after the broker stopped (s):", round(time.monotonic() - gone, 1))
+        await asyncio.sleep(4.0)
+        no_broker = await rig.watch(6.0)
+        assert all(x.feeder_w[s] <= FALLBACK_CAP_W * (1 + TOL) for x in no_broker for s in FEEDERS)
+        assert all(s.campus_w <= LIMIT_W * (1 + TOL) for s in rig.samples[before:])
+        assert all(s.oldest_write_s < 3.0 for s in rig.samples[before:])
+        mosquitto.start()
+        back = time.monotonic()
+        await until(
+            "every agent back on its share with the broker",
+            lambda: all(n > applied_before[s] for s, n in count(APPLIED).items()),
+            90.0,
+            rig,
+        )
+        print("resumed after the broker restarted (s):", round(time.monotonic() - back, 1))
