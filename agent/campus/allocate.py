@@ -24,6 +24,10 @@ Right by construction:
 - a limit that is on never gives a feeder a 0 share (0 means "off" to the agent's controllers):
   every feeder first gets MIN_SHARE and the rest of the limit is split as above; the sum still holds.
 
+Agents apply a new share at their own next cycle, not all together: `hold_down` (what the
+coordinator sends) is each feeder's least share over the last few allocations, so any mix of the
+shares sent in those consecutive cycles still sums to at most the limit.
+
 Pure: no I/O, no clock. Non-finite or negative report values make a feeder stale (bad input never
 becomes a share).
 """
