@@ -25,12 +25,13 @@ import json
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
 
 from agent.campus.allocate import Share
-from agent.campus.messages import share_topic, signed_share
+from agent.campus.messages import share_topic, signed_share, state_topic
 from tests.campus_rig import CampusRig, Sample, campus_rig
 from tests.conftest import Broker
 
@@ -50,14 +51,18 @@ class Watcher:
     def __init__(self) -> None:
         self.alarms: list[tuple[float, str, bool]] = []  # (monotonic, site, active) of campus_fallback
         self.shares: list[bytes] = []
+        self.coordinator: dict[str, Any] = {}  # its newest state message
 
     async def run(self, port: int) -> None:
         async with aiomqtt.Client("127.0.0.1", port, identifier="campus-test-watcher") as c:
             await c.subscribe("ems/+/alarm", qos=1)
             await c.subscribe(share_topic("ems", "campus_demo", "feeder_a"), qos=0)
+            await c.subscribe(state_topic("ems", "campus_demo"), qos=1)
             async for m in c.messages:
                 payload = bytes(m.payload) if isinstance(m.payload, (bytes, bytearray)) else b""
-                if m.topic.value.endswith("/alarm"):
+                if m.topic.value == state_topic("ems", "campus_demo"):
+                    self.coordinator = json.loads(payload)
+                elif m.topic.value.endswith("/alarm"):
                     a = json.loads(payload)
                     if a["code"] == "campus_fallback":
                         self.alarms.append((time.monotonic(), m.topic.value.split("/")[1], bool(a["active"])))
@@ -126,6 +131,10 @@ async def test_campus_holds_its_limit_falls_back_without_the_coordinator_and_res
         assert all(s.campus_w <= LIMIT_W * (1 + TOL) for s in steady), [s.campus_w for s in steady]
         assert sum(s.feeder_w["feeder_a"] for s in steady) / len(steady) > FALLBACK_CAP_W * 1.05  # above fallback
         assert all(s.oldest_write_s < 3.0 for s in steady)
+        state = w.coordinator  # the coordinator's own read-out: every feeder on its allocated share
+        assert state["status"] == "online" and state["limits"]["import_limit_w"] == LIMIT_W
+        assert not any(f["fallback"] for f in state["feeders"].values()), state
+        assert state["import_w"] == pytest.approx(steady[-1].campus_w, rel=0.05)
 
         # a load step where the battery is smallest: its neighbours take over what it cannot carry
         rig.campus.sites["feeder_c"].load_offset(250_000.0)
@@ -157,6 +166,7 @@ async def test_campus_holds_its_limit_falls_back_without_the_coordinator_and_res
         rig.kill_coordinator()
         killed = time.monotonic()
         await until("every agent on its fallback", lambda: all(w.active(s) for s in FEEDERS), 60.0, rig)
+        assert w.coordinator["status"] == "offline"  # its will, retained by the broker
         fell = {s: next(t for t, site, on in w.alarms if site == s and on) - killed for s in FEEDERS}
         print("fallback after SIGKILL (s):", {s: round(v, 1) for s, v in fell.items()})
         assert all(v <= STALE_AFTER_S + 5.0 for v in fell.values()), fell
