@@ -5,6 +5,12 @@
                       [--json] [--plot OUT.png|OUT.html] [--no-optimum] [--start-soc PCT] [--quiet]
                       [--band-hz LOW HIGH]
                       [--planner]
+    ems-agent analyze BASE.csv --growth GROWTH.toml [--site ...] [--tariff ...] [--pv PV.csv] [--json]
+
+`--growth`: a staged expansion plan for a load that grows over years (agent/offline/growth.py has
+the file's keys): each plan year's load replayed with each candidate cluster count, then when to
+add how many clusters for the highest NPV (agent/economics/expansion.py), against buying it all on
+day one and against no battery.
 
 `--planner`: predictive dispatch (agent/control/replan.py) in the replay: the same forecaster, fed
 only the past, and planner at every demand interval; the report adds its solves, their time and
@@ -33,11 +39,13 @@ import numpy as np
 
 from agent.cli.files import read_text
 from agent.control.replan import Replanner
-from agent.economics.roi import economics_config
+from agent.economics.roi import EconomicsConfig, economics_config
 from agent.economics.tariff import FloatArray, Tariff, bundled, load_tariff
 from agent.live.plan_config import parse_planner
 from agent.model.config import SiteConfig, check_demand_interval, load_site
 from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
+from agent.offline.expansion import distinct_loads, expansion_report, expansion_text, savings_table
+from agent.offline.growth import load_growth, year_trace
 from agent.offline.replay import Trace, decide_every_for, evaluate, plan_battery, planner_report, replay, site_for
 from agent.offline.report import plot_report, table
 from common.tomlcheck import ConfigError
@@ -297,6 +305,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(f"--cycle: {e}") from None
 
+    if args.growth:
+        return run_growth(args, site_for(site, None, ramp), tariff, econ, every)
+
     planner = parse_planner(site)  # the agent's own [planner] settings: a replay plans as the agent would
     settings = planner.settings()
 
@@ -349,6 +360,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_growth(args: argparse.Namespace, site: SiteConfig, tariff: Tariff, econ: EconomicsConfig, every: int) -> int:
+    """`--growth`: every plan year's load replayed with every candidate count, then the staged plan
+    (agent.offline.expansion); the base trace and --pv are the years' default load and PV."""
+    for flag, given in (("--clusters", args.clusters is not None), ("--sweep-clusters", args.sweep_clusters),
+                        ("--planner", args.planner), ("--plot", args.plot)):  # fmt: skip
+        if given:
+            raise ConfigError(f"{flag}: not with --growth (the growth plan's [plan] clusters are the sizes replayed)")
+    plan = load_growth(Path(args.growth), site, econ)
+    base, base_pv = Path(args.load), Path(args.pv) if args.pv else None
+    traces = [
+        year_trace(plan, plan.years.index(y) + 1, base, base_pv, load_trace, site.timezone)
+        for y in distinct_loads(plan)
+    ]
+    table = savings_table(
+        plan, site, tariff, econ, traces, start_soc_pct=args.start_soc, decide_every=every,
+        progress=lambda label: Progress(label, args.quiet),
+    )  # fmt: skip
+    rep = expansion_report(plan, table, tariff.currency)
+    if args.json:
+        print(json.dumps(rep, indent=2, allow_nan=False, default=_json_default))
+    else:
+        print(expansion_text(rep))
+    return 0
+
+
 def _share(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1%}"
 
@@ -396,4 +432,9 @@ def add_subcommands(sub: Any) -> None:
         help="frequency band for the oscillation report, Hz (cut to what the trace's sampling shows) [0.1 2]",
     )
     p.add_argument("--planner", action="store_true", help="predictive dispatch: forecast and plan every interval")
+    p.add_argument(
+        "--growth",
+        metavar="GROWTH.toml",
+        help="staged expansion: when to add how many clusters as the load grows (agent/offline/growth.py)",
+    )
     p.set_defaults(func=run)

@@ -1,0 +1,251 @@
+"""`analyze --growth`: the savings table from replays, the staged plan against day one and no battery.
+
+Each plan year's load (agent.offline.growth) is replayed once per candidate cluster count through
+the same replay and evaluation as `analyze` and its `--sweep-clusters` (agent.offline.replay): the
+annual savings estimate of that replay, net of battery wear, fills one cell of the table. Distinct
+loads are replayed once each (years after the last [[year]], and years with the same definition,
+share their row); no battery saves 0 by definition and is not replayed. agent.economics.expansion
+then chooses the schedule by dynamic programming and prices it and the two comparisons.
+
+Capacity fade is not replayed: every replay runs the clusters at nameplate, and their wear enters
+as the site's degradation cost per kWh discharged (the ledger's and the ROI's one model of it).
+The report states what the simulator's fade rate would make of the first clusters by the horizon's
+end at the replays' cycling, so the owner can judge what that leaves out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agent.economics.expansion import Schedule, day_one, evaluate, optimal
+from agent.economics.roi import EconomicsConfig
+from agent.economics.tariff import Tariff
+from agent.model.config import SiteConfig
+from agent.offline.growth import GrowthPlan, YearLoad
+from agent.offline.replay import BUILD, ProgressFn, Trace, replay
+from agent.offline.replay import evaluate as evaluate_replay
+from agent.offline.report import peak_w
+from common.tomlcheck import ConfigError
+from simulators.physics import ClusterParams
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One replay: a year's load with one cluster count."""
+
+    annual_savings: float  # the replay's annual estimate, net of wear (currency a year)
+    basis: str  # the estimate's basis (agent.economics.annual)
+    peak_kw: float  # the grid's highest demand-interval average with the battery
+    cycles_per_year: float  # equivalent full cycles, annualised
+    wall_s: float
+    steps: int
+
+
+@dataclass(frozen=True, slots=True)
+class SavingsTable:
+    loads: tuple[YearLoad, ...]  # the distinct loads, in plan order
+    baseline_peak_kw: tuple[float, ...]  # per distinct load
+    counts: tuple[int, ...]
+    cells: dict[tuple[int, int], Cell]  # (distinct load index, count) -> replay; count 0 absent
+
+    def savings(self, plan: GrowthPlan) -> list[list[float]]:
+        """Annual savings per plan year 1..H and candidate count (0 for no battery)."""
+        return [[self.cell(plan, y, c)[0] for c in self.counts] for y in range(1, plan.horizon + 1)]
+
+    def row(self, plan: GrowthPlan, year: int) -> int:
+        return self.loads.index(plan.load_of(year))
+
+    def cell(self, plan: GrowthPlan, year: int, count: int) -> tuple[float, float]:
+        """(annual savings, grid peak kW) of plan year `year` with `count` clusters."""
+        i = self.row(plan, year)
+        if count == 0:
+            return 0.0, self.baseline_peak_kw[i]
+        c = self.cells[(i, count)]
+        return c.annual_savings, c.peak_kw
+
+    @property
+    def replays(self) -> int:
+        return len(self.cells)
+
+    @property
+    def wall_s(self) -> float:
+        return sum(c.wall_s for c in self.cells.values())
+
+
+def distinct_loads(plan: GrowthPlan) -> tuple[YearLoad, ...]:
+    out: list[YearLoad] = []
+    for y in plan.years:
+        if y not in out:
+            out.append(y)
+    return tuple(out)
+
+
+def savings_table(
+    plan: GrowthPlan,
+    site: SiteConfig,
+    tariff: Tariff,
+    econ: EconomicsConfig,
+    traces: Sequence[Trace],
+    *,
+    start_soc_pct: float = 50.0,
+    decide_every: int = 1,
+    progress: Callable[[str], ProgressFn | None] = lambda label: None,
+) -> SavingsTable:
+    """Replay every distinct load (`traces`, one per `distinct_loads(plan)`) with every candidate
+    count above 0, once each. `site` carries the ramp limit and control settings to replay with;
+    `progress(label)` gives each replay its progress callback."""
+    loads = distinct_loads(plan)
+    if len(traces) != len(loads):
+        raise ValueError(f"{len(traces)} traces for {len(loads)} distinct plan-year loads")
+    limit = site.control.ramp_limit_w_per_s
+    cells: dict[tuple[int, int], Cell] = {}
+    todo = [(i, c) for i in range(len(loads)) for c in plan.counts if c > 0]
+    for n, (i, c) in enumerate(todo, start=1):
+        s = site.with_clusters(c, plan.costs.clusters_per_pcs)
+        label = f"replay {n}/{len(todo)}: {loads[i].label}, {c} clusters"
+        res = replay(
+            s, tariff, traces[i], start_soc_pct=start_soc_pct, progress=progress(label), decide_every=decide_every
+        )
+        r = evaluate_replay(s, tariff, res, econ, limit, with_optimum=False)
+        est = r["annual_estimate"]
+        if r["roi"]["annual_savings"] is None:
+            raise ConfigError(
+                f"{plan.path}: {loads[i].label}: {est['note']}; a growth plan needs a day of trace or more"
+            )
+        cycles = r["battery_use"]["equivalent_cycles"] or 0.0
+        cells[(i, c)] = Cell(
+            annual_savings=float(r["roi"]["annual_savings"]),
+            basis=str(est["basis"]),
+            peak_kw=float(r["battery"]["peak_kw"]),
+            cycles_per_year=cycles / r["hours"] * 8760.0 if r["hours"] > 0 else 0.0,
+            wall_s=res.wall_s,
+            steps=res.steps,
+        )
+    base = tuple(peak_w(tr.timestamps, tr.net_w, tariff.demand_interval_s, tariff.timezone) / 1000.0 for tr in traces)
+    return SavingsTable(loads, base, plan.counts, cells)
+
+
+def _with_peaks(s: Schedule, plan: GrowthPlan, table: SavingsTable) -> dict[str, Any]:
+    d = s.as_dict()
+    years: list[dict[str, Any]] = d["years"]  # type: ignore[assignment]
+    for row in years:
+        y, n = int(row["year"]), int(row["installed"])
+        row["load_peak_kw"] = table.cell(plan, y, 0)[1]
+        row["grid_peak_kw"] = table.cell(plan, y, n)[1]
+    return d
+
+
+def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str) -> dict[str, Any]:
+    """The staged plan, day one and no battery, with the table and the assumptions (JSON-ready)."""
+    counts, costs = list(plan.counts), plan.costs
+    sav = table.savings(plan)
+    plans = {
+        "staged": optimal(counts, sav, costs),
+        "day_one": day_one(counts, sav, costs),
+        "no_battery": evaluate("no battery", [0] * plan.horizon, counts, sav, costs),
+    }
+    fade = ClusterParams().fade_pct_per_cycle
+    busiest = max((c.cycles_per_year for c in table.cells.values()), default=0.0)
+    return {
+        "growth_plan": str(plan.path),
+        "currency": currency,
+        "horizon_years": plan.horizon,
+        "discount_rate": costs.discount_rate,
+        "candidates": counts,
+        "max_add_per_year": costs.max_add,
+        "clusters_per_pcs": costs.clusters_per_pcs,
+        "prices": {
+            "cluster": list(costs.cluster_price),
+            "pcs": list(costs.pcs_price),
+            "stage": costs.stage_cost,
+            "om_per_cluster": costs.om_per_cluster,
+            "om_fixed": costs.om_fixed,
+        },
+        "savings_table": [
+            {
+                "year": y,
+                "load": plan.load_of(y).label,
+                "load_peak_kw": table.cell(plan, y, 0)[1],
+                "annual_savings": {str(c): s for c, s in zip(counts, sav[y - 1], strict=True)},
+                "grid_peak_kw": {str(c): table.cell(plan, y, c)[1] for c in counts},
+            }
+            for y in range(1, plan.horizon + 1)
+        ],
+        "plans": {k: _with_peaks(v, plan, table) for k, v in plans.items()},
+        "replays": {
+            "count": table.replays,
+            "steps": sum(c.steps for c in table.cells.values()),
+            "wall_s": table.wall_s,
+            "build": BUILD,
+            "estimate_basis": sorted({c.basis for c in table.cells.values()}),
+        },
+        "capacity_fade": {
+            "pct_per_cycle": fade,
+            "busiest_cycles_per_year": busiest,
+            "first_clusters_end_pct": max(0.0, 100.0 - fade * busiest * plan.horizon),
+        },
+        "assumptions": [
+            "annual savings of each (year, clusters): one replay of the year's load through the live policy,"
+            " its annual estimate, net of wear at degradation_cost_per_kwh per kWh discharged",
+            "purchases at the start of a plan year, savings and O&M at its end (as the single-size ROI)",
+            "no salvage value at the horizon's end; clusters are never removed; years after the last"
+            " [[year]] keep its load",
+            "capacity fade is not replayed (clusters at nameplate); capacity_fade shows what the simulator's"
+            " rate makes of the first clusters by the horizon's end at the busiest replay's cycling",
+        ],
+    }
+
+
+def _money(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _plan_line(name: str, p: dict[str, Any]) -> str:
+    sched = ", ".join(f"y{s['year']}: +{s['add']}" for s in p["schedule"]) or "-"
+    irr = f"{p['irr']:.1%}" if p["irr"] is not None else "-"
+    pb = f"{p['payback_years']:.1f}" if p["payback_years"] is not None else "-"
+    return f"{name:<12}{sched:<34}{_money(p['capex_total']):>14}{_money(p['npv']):>16}{irr:>8}{pb:>10}"
+
+
+def expansion_text(rep: dict[str, Any]) -> str:
+    """The owner's view: the savings table, the three plans, the staged plan year by year."""
+    cur, counts = rep["currency"], rep["candidates"]
+    out = [
+        f"Staged expansion over {rep['horizon_years']} years ({rep['growth_plan']}; {cur},"
+        f" discount rate {rep['discount_rate']:.1%}, at most {rep['max_add_per_year']} clusters a year)",
+        "",
+        "annual savings by installed clusters (net of battery wear):",
+        f"{'year':>4}  {'load':<24}{'peak kW':>10}" + "".join(f"{c:>12}" for c in counts),
+    ]
+    for r in rep["savings_table"]:
+        out.append(
+            f"{r['year']:>4}  {r['load'][:23]:<24}{r['load_peak_kw']:>10,.0f}"
+            + "".join(f"{r['annual_savings'][str(c)]:>12,.0f}" for c in counts)
+        )
+    out += ["", f"{'plan':<12}{'schedule':<34}{'capex':>14}{'NPV':>16}{'IRR':>8}{'payback y':>10}"]
+    for key, name in (("staged", "staged"), ("day_one", "day one"), ("no_battery", "no battery")):
+        out.append(_plan_line(name, rep["plans"][key]))
+    out += [
+        "",
+        "staged plan, year by year:",
+        f"{'year':>4}{'add':>5}{'clusters':>9}{'load peak kW':>14}{'grid peak kW':>14}{'savings':>13}"
+        f"{'O&M':>11}{'capex':>13}{'cash':>13}{'cum. disc.':>14}",
+    ]
+    for r in rep["plans"]["staged"]["years"]:
+        out.append(
+            f"{r['year']:>4}{r['add']:>5}{r['installed']:>9}{r['load_peak_kw']:>14,.0f}{r['grid_peak_kw']:>14,.0f}"
+            f"{r['savings']:>13,.0f}{r['om']:>11,.0f}{r['capex']:>13,.0f}{r['cash']:>13,.0f}"
+            f"{r['cumulative_discounted']:>14,.0f}"
+        )
+    rp, fade = rep["replays"], rep["capacity_fade"]
+    out += [
+        "",
+        f"replays: {rp['count']} ({rp['steps']:,} steps) in {rp['wall_s']:.1f} s ({rp['build']} build);"
+        f" annual estimates from {', '.join(rp['estimate_basis']) or '-'}",
+        f"capacity fade (not replayed): at {fade['busiest_cycles_per_year']:,.0f} equivalent cycles a year the first"
+        f" clusters would hold {fade['first_clusters_end_pct']:.1f} % of nameplate after {rep['horizon_years']} years",
+    ]
+    out += [f"assumption: {a}" for a in rep["assumptions"]]
+    return "\n".join(out)
