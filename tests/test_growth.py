@@ -1,0 +1,204 @@
+"""`ems-agent analyze BASE.csv --growth GROWTH.toml` end to end, and the growth file's checks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pytest
+
+from agent.economics.expansion import ExpansionCosts, optimal
+from agent.economics.roi import economics_config
+from agent.model.config import load_site
+from agent.offline.growth import load_growth
+from common.tomlcheck import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "agent" / "sites" / "demo.toml"
+MIDNIGHT = datetime(2026, 7, 15, tzinfo=ZoneInfo("Asia/Shanghai")).timestamp()
+
+GROWTH = """
+[plan]
+horizon_years = 10
+discount_rate = 0.07
+clusters = [0, 3, 6]
+max_add_per_year = 6
+clusters_per_pcs = 3
+
+[prices]
+cluster = [200_000, 150_000, 120_000]
+pcs = 100_000
+stage = 50_000
+om_per_cluster = 3_000
+om_fixed = 20_000
+
+[[year]]
+scale = 0.6
+[[year]]
+scale = 1.0
+[[year]]
+load = "big.csv"
+"""
+
+
+def write_load(path: Path, peak_w: float, days: int = 2) -> Path:
+    """`days` at 15 min: 1 MW with a midday bump to `peak_w` (demand charges to shave)."""
+    k = np.arange(days * 96)
+    hour = (k % 96) / 4.0
+    load = 1.0e6 + (peak_w - 1.0e6) * np.exp(-(((hour - 14.0) / 2.0) ** 2))
+    rows = ["timestamp,power_w"] + [f"{MIDNIGHT + 900 * i:.0f},{w:.1f}" for i, w in enumerate(load)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "agent.cli", "analyze", *args], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
+
+
+def test_growth_report_is_consistent_and_the_staged_plan_beats_day_one_and_nothing(tmp_path: Path) -> None:
+    base = write_load(tmp_path / "base.csv", 1.8e6)
+    write_load(tmp_path / "big.csv", 3.6e6)
+    (tmp_path / "growth.toml").write_text(GROWTH)
+    r = cli(str(base), "--growth", str(tmp_path / "growth.toml"), "--json")
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    # 3 distinct loads x 2 sizes above 0: years 4-10 keep year 3's load and share its replays
+    assert rep["replays"]["count"] == 6
+    assert rep["replays"]["steps"] == 6 * 192
+    table = rep["savings_table"]
+    for later in table[3:]:
+        assert later["annual_savings"] == table[2]["annual_savings"]
+    assert [row["load"] for row in table] == ["base x 0.6", "base x 1", *["big.csv"] * 8]
+    assert [row["load_peak_kw"] for row in table[:3]] == pytest.approx([1080, 1800, 3600], rel=1e-3)
+    assert all(row["annual_savings"]["0"] == 0.0 for row in table)
+    assert rep["prices"]["cluster"] == [200_000, 150_000, *[120_000] * 8]  # the last price holds
+    staged, day1, none = (rep["plans"][k] for k in ("staged", "day_one", "no_battery"))
+    # the staged plan is the optimum of a space that holds both others
+    assert staged["npv"] >= day1["npv"] - 1e-6
+    assert staged["npv"] >= none["npv"] - 1e-6
+    assert none["npv"] == 0.0 and none["schedule"] == [] and none["payback_years"] is None
+    assert len(day1["schedule"]) == 1 and day1["schedule"][0]["year"] == 1
+    for p in (staged, day1, none):
+        years = p["years"]
+        assert [y["year"] for y in years] == list(range(1, 11))
+        assert years[-1]["cumulative_discounted"] == pytest.approx(p["npv"], rel=1e-12, abs=1e-6)
+        assert sum(y["add"] for y in years) == years[-1]["installed"]
+        assert p["capex_total"] == pytest.approx(sum(y["capex"] for y in years))
+        for y, row in zip(years, rep["savings_table"], strict=True):
+            # each year's savings and peaks are the table's, at the clusters installed that year
+            assert y["savings"] == row["annual_savings"][str(y["installed"])]
+            assert y["grid_peak_kw"] == row["grid_peak_kw"][str(y["installed"])]
+            assert y["load_peak_kw"] == row["load_peak_kw"]
+            assert y["cash"] == pytest.approx(y["savings"] - y["om"] - y["capex"])
+    # the plan is the DP's over the report's own table and prices
+    counts = rep["candidates"]
+    costs = ExpansionCosts(
+        tuple(rep["prices"]["cluster"]), tuple(rep["prices"]["pcs"]), 3, 50_000, 3_000, 20_000, 0.07, 6
+    )
+    sav = [[row["annual_savings"][str(c)] for c in counts] for row in table]
+    best = optimal(counts, sav, costs)
+    assert staged["schedule"] == [{"year": y, "add": a} for y, a in best.adds]
+    assert staged["npv"] == best.npv
+    # the owner's text report: the same figures
+    t = cli(str(base), "--growth", str(tmp_path / "growth.toml"), "--quiet")
+    assert t.returncode == 0, t.stderr
+    assert f"{staged['npv']:,.0f}" in t.stdout and f"{day1['npv']:,.0f}" in t.stdout
+    assert "staged plan, year by year:" in t.stdout
+
+
+def test_a_growth_cell_is_analyze_own_annual_estimate(tmp_path: Path) -> None:
+    # 12 clusters, 3 to a PCS, are the demo's own wiring: the growth table's cell must be the
+    # annual savings `analyze --clusters 12` reports for the same trace (one replay, one estimate)
+    base = write_load(tmp_path / "base.csv", 3.0e6)
+    (tmp_path / "g.toml").write_text(
+        "[plan]\nhorizon_years = 1\nclusters = [12]\nclusters_per_pcs = 3\n[prices]\ncluster = 1\n[[year]]\nscale = 1\n"
+    )
+    g = cli(str(base), "--growth", str(tmp_path / "g.toml"), "--json", "--quiet")
+    a = cli(str(base), "--clusters", "12", "--json", "--quiet", "--no-optimum")
+    assert g.returncode == 0 and a.returncode == 0, g.stderr + a.stderr
+    cell = json.loads(g.stdout)["savings_table"][0]["annual_savings"]["12"]
+    assert cell == json.loads(a.stdout)["roi"]["annual_savings"]
+    assert cell > 0
+
+
+def growth_error(tmp_path: Path, text: str) -> str:
+    p = tmp_path / "growth.toml"
+    p.write_text(text)
+    site = load_site(DEMO)
+    with pytest.raises(ConfigError) as e:
+        load_growth(p, site, economics_config(site))
+    return str(e.value).replace(str(p), "G")
+
+
+YEAR = "[[year]]\nscale = 1\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (YEAR, "G: key 'plan' is required"),
+        ("[plan]\n" + YEAR, "G [plan]: key 'clusters' is required"),
+        ("[plan]\nclusters = 4\n" + YEAR, "G [plan]: key 'clusters' must be a list of cluster counts 0..1000, got 4"),
+        ("[plan]\nclusters = [0, -3]\n" + YEAR, "key 'clusters' must be a list of cluster counts 0..1000"),
+        ("[plan]\nclusters = [3]\nhorizon = 5\n" + YEAR, "G [plan]: unknown key(s) 'horizon'"),
+        ("[plan]\nclusters = [3]\nhorizon_years = 0\n" + YEAR, "G [plan]: key 'horizon_years' must be between 1"),
+        ("[plan]\nclusters = [3]\ndiscount_rate = -0.1\n" + YEAR, "G [plan]: key 'discount_rate' must be >= 0"),
+        ("[plan]\nclusters = [3]\nmax_add_per_year = 0\n" + YEAR, "G [plan]: key 'max_add_per_year' must be between 1"),
+        ("[plan]\nclusters = [3]\n", "G: no [[year]]"),
+        (
+            "[plan]\nclusters = [3]\nhorizon_years = 1\n" + YEAR * 2,
+            "G: 2 [[year]] tables for a horizon of 1 years ([plan] horizon_years)",
+        ),
+        ("[plan]\nclusters = [3]\n[[year]]\n", "G [[year]] #1: key 'load' or 'scale': give exactly one"),
+        (
+            "[plan]\nclusters = [3]\n[[year]]\nscale = 1\nload = 'a.csv'\n",
+            "G [[year]] #1: key 'load' or 'scale': give exactly one",
+        ),
+        ("[plan]\nclusters = [3]\n[[year]]\nscale = 0\n", "G [[year]] #1: key 'scale' must be > 0"),
+        (
+            "[plan]\nclusters = [3]\n[[year]]\nscale = 1\npv = 'p.csv'\npv_scale = 2\n",
+            "G [[year]] #1: key 'pv' and 'pv_scale' are exclusive",
+        ),
+        ("[plan]\nclusters = [3]\n[[year]]\nscale = 1\nload_w = 2\n", "G [[year]] #1: unknown key(s) 'load_w'"),
+        (
+            "[plan]\nclusters = [3]\nhorizon_years = 2\n[prices]\ncluster = [1, 2, 3]\n" + YEAR,
+            "G [prices]: key 'cluster' must be a number or a list of 1 to 2 numbers (one per plan year)",
+        ),
+        (
+            "[plan]\nclusters = [3]\n[prices]\npcs = [1, -2]\n" + YEAR,
+            "G [prices]: key 'pcs' must hold numbers >= 0, got -2",
+        ),
+        ("[plan]\nclusters = [3]\n[prices]\ncluster = 'cheap'\n" + YEAR, "G [prices]: key 'cluster' must hold numbers"),
+        ("[plan]\nclusters = [3]\n[prices]\nom_fixed = -1\n" + YEAR, "G [prices]: key 'om_fixed' must be >= 0"),
+        ("[plan]\nclusters = [3]\n[prices]\nom = 1\n" + YEAR, "G [prices]: unknown key(s) 'om'"),
+        ("[plan]\nclusters = [3]\n[extra]\n" + YEAR, "G: unknown key(s) 'extra'"),
+    ],
+)
+def test_bad_growth_files_name_the_key(tmp_path: Path, text: str, message: str) -> None:
+    assert message in growth_error(tmp_path, text)
+
+
+def test_cli_growth_errors_exit_2_naming_the_file(tmp_path: Path) -> None:
+    base = write_load(tmp_path / "base.csv", 2e6, days=1)
+    short = write_load(tmp_path / "short.csv", 2e6, days=1)
+    short.write_text("\n".join(short.read_text().splitlines()[:40]) + "\n")  # under a day
+    g = tmp_path / "g.toml"
+    g.write_text("[plan]\nclusters = [3]\nhorizon_years = 2\n[[year]]\nscale = 1\n[[year]]\nload = 'short.csv'\n")
+    r = cli(str(base), "--growth", str(g), "--quiet")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{g}: short.csv: not enough data yet" in r.stderr and "a growth plan needs a day of trace" in r.stderr
+    g.write_text("[plan]\nclusters = [3]\n[[year]]\nload = 'missing.csv'\n")
+    r = cli(str(base), "--growth", str(g), "--quiet")
+    assert r.returncode == 2 and f"{tmp_path / 'missing.csv'}" in r.stderr
+    g.write_text("[plan]\nclusters = [3]\n[[year]]\nscale = 2\npv_scale = 2\n")
+    r = cli(str(base), "--growth", str(g), "--quiet")
+    assert r.returncode == 2 and f"{g} [[year]] #1: key 'pv_scale' needs a PV trace (--pv or 'pv')" in r.stderr
+    r = cli(str(base), "--growth", str(g), "--quiet", "--sweep-clusters", "0,3")
+    assert r.returncode == 2 and "--sweep-clusters: not with --growth" in r.stderr
