@@ -202,3 +202,58 @@ def test_cli_growth_errors_exit_2_naming_the_file(tmp_path: Path) -> None:
     assert r.returncode == 2 and f"{g} [[year]] #1: key 'pv_scale' needs a PV trace (--pv or 'pv')" in r.stderr
     r = cli(str(base), "--growth", str(g), "--quiet", "--sweep-clusters", "0,3")
     assert r.returncode == 2 and "--sweep-clusters: not with --growth" in r.stderr
+
+
+def test_growth_cache_reuses_replays_until_an_input_changes(tmp_path: Path) -> None:
+    base = write_load(tmp_path / "base.csv", 2.4e6)
+    g = tmp_path / "g.toml"
+    plan = "[plan]\nhorizon_years = 3\nclusters = [0, 3, 6]\n[prices]\ncluster = {price}\n[[year]]\nscale = 1\n"
+    g.write_text(plan.format(price=200_000) + "[[year]]\nscale = 1.5\n")
+    cache = tmp_path / "cache.json"
+    first = cli(str(base), "--growth", str(g), "--growth-cache", str(cache), "--json", "--quiet")
+    assert first.returncode == 0, first.stderr
+    a = json.loads(first.stdout)
+    assert (a["replays"]["count"], a["replays"]["cached"]) == (4, 0)
+    assert len(json.loads(cache.read_text())["cells"]) == 4
+    # other prices: no replay changes, every cell from the cache, the same table
+    g.write_text(plan.format(price=100_000) + "[[year]]\nscale = 1.5\n")
+    second = cli(str(base), "--growth", str(g), "--growth-cache", str(cache), "--json", "--quiet")
+    b = json.loads(second.stdout)
+    assert (b["replays"]["count"], b["replays"]["cached"]) == (0, 4)
+    assert b["savings_table"] == a["savings_table"]
+    assert b["plans"]["day_one"]["npv"] > a["plans"]["day_one"]["npv"]  # cheaper clusters
+    # another year-2 load: its two cells are replayed, year 1's are not
+    g.write_text(plan.format(price=100_000) + "[[year]]\nscale = 2\n")
+    third = json.loads(cli(str(base), "--growth", str(g), "--growth-cache", str(cache), "--json", "--quiet").stdout)
+    assert (third["replays"]["count"], third["replays"]["cached"]) == (2, 2)
+    assert third["savings_table"][0] == a["savings_table"][0]
+    assert len(json.loads(cache.read_text())["cells"]) == 6
+    # a damaged cache is reported and replaced, never trusted
+    cache.write_text('{"format": 1, "cells": {"x": {"annual_savings": "lots"}}')
+    r = cli(str(base), "--growth", str(g), "--growth-cache", str(cache), "--json", "--quiet")
+    assert r.returncode == 0 and f"warning: {cache}: unreadable" in r.stderr
+    assert json.loads(r.stdout)["replays"]["count"] == 4
+    assert len(json.loads(cache.read_text())["cells"]) == 4
+
+
+KEY = """
+import numpy as np
+from agent.economics.tariff import bundled
+from agent.model.config import load_site
+from agent.offline import replay_cache
+t = bundled("shanghai_ci_two_part")
+print(replay_cache.key(load_site("agent/sites/demo.toml").with_clusters(6, 3), t))
+t.energy_prices(np.array([1.78e9, 1.78e9 + 86400.0]))  # a used tariff: its memos filled
+print(replay_cache.key(load_site("agent/sites/demo.toml").with_clusters(6, 3), t))
+"""
+
+
+def test_replay_cache_key_is_the_same_in_every_process() -> None:
+    # no hash-ordered set or memo in the key: two processes with other hash seeds agree
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", KEY], capture_output=True, text=True, cwd=ROOT, env={"PYTHONHASHSEED": seed}
+        ).stdout.split()
+        for seed in ("1", "2")
+    ]
+    assert len(outs[0]) == 2 and outs[0] == outs[1] and outs[0][0] == outs[0][1]

@@ -5,7 +5,7 @@
                       [--json] [--plot OUT.png|OUT.html] [--no-optimum] [--start-soc PCT] [--quiet]
                       [--band-hz LOW HIGH]
                       [--planner]
-    ems-agent analyze BASE.csv --growth GROWTH.toml [--site ...] [--tariff ...] [--pv PV.csv] [--json]
+    ems-agent analyze BASE.csv --growth GROWTH.toml [--growth-cache FILE] [--site ...] [--tariff ...] [--pv PV.csv]
 
 `--growth`: a staged expansion plan for a load that grows over years (agent/offline/growth.py has
 the file's keys): each plan year's load replayed with each candidate cluster count, then when to
@@ -44,6 +44,7 @@ from agent.economics.tariff import FloatArray, Tariff, bundled, load_tariff
 from agent.live.plan_config import parse_planner
 from agent.model.config import SiteConfig, check_demand_interval, load_site
 from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
+from agent.offline import replay_cache
 from agent.offline.expansion import distinct_loads, expansion_report, expansion_text, savings_table
 from agent.offline.growth import load_growth, year_trace
 from agent.offline.replay import Trace, decide_every_for, evaluate, plan_battery, planner_report, replay, site_for
@@ -305,6 +306,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(f"--cycle: {e}") from None
 
+    if args.growth_cache and not args.growth:
+        raise ConfigError("--growth-cache: only with --growth (it keeps the growth plan's replays)")
     if args.growth:
         return run_growth(args, site_for(site, None, ramp), tariff, econ, every)
 
@@ -373,10 +376,18 @@ def run_growth(args: argparse.Namespace, site: SiteConfig, tariff: Tariff, econ:
         year_trace(plan, plan.years.index(y) + 1, base, base_pv, load_trace, site.timezone)
         for y in distinct_loads(plan)
     ]
+    cache: dict[str, dict[str, Any]] | None = None
+    if args.growth_cache:
+        cache, warning = replay_cache.load(Path(args.growth_cache))
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     table = savings_table(
         plan, site, tariff, econ, traces, start_soc_pct=args.start_soc, decide_every=every,
-        progress=lambda label: Progress(label, args.quiet),
+        progress=lambda label: Progress(label, args.quiet), cache=cache,
+        code=replay_cache.code_digest() if cache is not None else "",
     )  # fmt: skip
+    if cache is not None and table.replays:
+        replay_cache.save(Path(args.growth_cache), cache)
     rep = expansion_report(plan, table, tariff.currency)
     if args.json:
         print(json.dumps(rep, indent=2, allow_nan=False, default=_json_default))
@@ -436,5 +447,10 @@ def add_subcommands(sub: Any) -> None:
         "--growth",
         metavar="GROWTH.toml",
         help="staged expansion: when to add how many clusters as the load grows (agent/offline/growth.py)",
+    )
+    p.add_argument(
+        "--growth-cache",
+        metavar="FILE",
+        help="keep --growth's replay results in FILE (JSON) and reuse those whose inputs and code are unchanged",
     )
     p.set_defaults(func=run)

@@ -16,13 +16,14 @@ end at the replays' cycling, so the owner can judge what that leaves out.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from agent.economics.expansion import Schedule, day_one, evaluate, optimal
 from agent.economics.roi import EconomicsConfig
 from agent.economics.tariff import Tariff
 from agent.model.config import SiteConfig
+from agent.offline import replay_cache
 from agent.offline.growth import GrowthPlan, YearLoad
 from agent.offline.replay import BUILD, ProgressFn, Trace, replay
 from agent.offline.replay import evaluate as evaluate_replay
@@ -49,6 +50,7 @@ class SavingsTable:
     baseline_peak_kw: tuple[float, ...]  # per distinct load
     counts: tuple[int, ...]
     cells: dict[tuple[int, int], Cell]  # (distinct load index, count) -> replay; count 0 absent
+    cached: int = 0  # of the cells, those taken from the replay cache (not replayed this run)
 
     def savings(self, plan: GrowthPlan) -> list[list[float]]:
         """Annual savings per plan year 1..H and candidate count (0 for no battery)."""
@@ -67,10 +69,12 @@ class SavingsTable:
 
     @property
     def replays(self) -> int:
-        return len(self.cells)
+        """Cells replayed in this run (the cached ones were replayed by an earlier one)."""
+        return len(self.cells) - self.cached
 
     @property
     def wall_s(self) -> float:
+        """The replays' wall time, cached ones at what they took when they ran."""
         return sum(c.wall_s for c in self.cells.values())
 
 
@@ -92,18 +96,28 @@ def savings_table(
     start_soc_pct: float = 50.0,
     decide_every: int = 1,
     progress: Callable[[str], ProgressFn | None] = lambda label: None,
+    cache: dict[str, dict[str, Any]] | None = None,
+    code: str = "",
 ) -> SavingsTable:
     """Replay every distinct load (`traces`, one per `distinct_loads(plan)`) with every candidate
     count above 0, once each. `site` carries the ramp limit and control settings to replay with;
-    `progress(label)` gives each replay its progress callback."""
+    `progress(label)` gives each replay its progress callback. `cache` (agent.offline.replay_cache):
+    results by the key of their inputs and of `code` (the code's digest); found ones are not
+    replayed, new ones are added to it."""
     loads = distinct_loads(plan)
     if len(traces) != len(loads):
         raise ValueError(f"{len(traces)} traces for {len(loads)} distinct plan-year loads")
     limit = site.control.ramp_limit_w_per_s
     cells: dict[tuple[int, int], Cell] = {}
     todo = [(i, c) for i in range(len(loads)) for c in plan.counts if c > 0]
+    cached = 0
     for n, (i, c) in enumerate(todo, start=1):
         s = site.with_clusters(c, plan.costs.clusters_per_pcs)
+        k = replay_cache.key(code, s, tariff, traces[i], start_soc_pct, decide_every, econ)
+        if cache is not None and k in cache:
+            cells[(i, c)] = Cell(**cache[k])
+            cached += 1
+            continue
         label = f"replay {n}/{len(todo)}: {loads[i].label}, {c} clusters"
         res = replay(
             s, tariff, traces[i], start_soc_pct=start_soc_pct, progress=progress(label), decide_every=decide_every
@@ -123,8 +137,10 @@ def savings_table(
             wall_s=res.wall_s,
             steps=res.steps,
         )
+        if cache is not None:
+            cache[k] = asdict(cells[(i, c)])
     base = tuple(peak_w(tr.timestamps, tr.net_w, tariff.demand_interval_s, tariff.timezone) / 1000.0 for tr in traces)
-    return SavingsTable(loads, base, plan.counts, cells)
+    return SavingsTable(loads, base, plan.counts, cells, cached)
 
 
 def _with_peaks(s: Schedule, plan: GrowthPlan, table: SavingsTable) -> dict[str, Any]:
@@ -176,6 +192,7 @@ def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str) -> di
         "plans": {k: _with_peaks(v, plan, table) for k, v in plans.items()},
         "replays": {
             "count": table.replays,
+            "cached": table.cached,
             "steps": sum(c.steps for c in table.cells.values()),
             "wall_s": table.wall_s,
             "build": BUILD,
@@ -242,7 +259,9 @@ def expansion_text(rep: dict[str, Any]) -> str:
     rp, fade = rep["replays"], rep["capacity_fade"]
     out += [
         "",
-        f"replays: {rp['count']} ({rp['steps']:,} steps) in {rp['wall_s']:.1f} s ({rp['build']} build);"
+        f"replays: {rp['count']}"
+        + (f" run, {rp['cached']} from the cache" if rp["cached"] else "")
+        + f" ({rp['steps']:,} steps) in {rp['wall_s']:.1f} s ({rp['build']} build);"
         f" annual estimates from {', '.join(rp['estimate_basis']) or '-'}",
         f"capacity fade (not replayed): at {fade['busiest_cycles_per_year']:,.0f} equivalent cycles a year the first"
         f" clusters would hold {fade['first_clusters_end_pct']:.1f} % of nameplate after {rep['horizon_years']} years",
