@@ -107,8 +107,10 @@ def test_growth_report_is_consistent_and_the_staged_plan_beats_day_one_and_nothi
     assert staged["schedule"] == [{"year": y, "add": a} for y, a in best.adds]
     assert staged["npv"] == best.npv
     # the owner's text report: the same figures
-    t = cli(str(base), "--growth", str(tmp_path / "growth.toml"), "--quiet")
+    png = tmp_path / "plan.png"
+    t = cli(str(base), "--growth", str(tmp_path / "growth.toml"), "--quiet", "--plot", str(png))
     assert t.returncode == 0, t.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plot: {png}" in t.stdout
     assert f"{staged['npv']:,.0f}" in t.stdout and f"{day1['npv']:,.0f}" in t.stdout
     assert "staged plan, year by year:" in t.stdout
 
@@ -202,6 +204,10 @@ def test_cli_growth_errors_exit_2_naming_the_file(tmp_path: Path) -> None:
     assert r.returncode == 2 and f"{g} [[year]] #1: key 'pv_scale' needs a PV trace (--pv or 'pv')" in r.stderr
     r = cli(str(base), "--growth", str(g), "--quiet", "--sweep-clusters", "0,3")
     assert r.returncode == 2 and "--sweep-clusters: not with --growth" in r.stderr
+    r = cli(str(base), "--growth", str(g), "--quiet", "--plot", str(tmp_path / "x.html"))
+    assert r.returncode == 2 and "--plot: " in r.stderr and "must end in .png with --growth" in r.stderr
+    r = cli(str(base), "--growth-cache", str(tmp_path / "c.json"), "--quiet")
+    assert r.returncode == 2 and "--growth-cache: only with --growth" in r.stderr
 
 
 def test_growth_cache_reuses_replays_until_an_input_changes(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@
                       [--json] [--plot OUT.png|OUT.html] [--no-optimum] [--start-soc PCT] [--quiet]
                       [--band-hz LOW HIGH]
                       [--planner]
-    ems-agent analyze BASE.csv --growth GROWTH.toml [--growth-cache FILE] [--site ...] [--tariff ...] [--pv PV.csv]
+    ems-agent analyze BASE.csv --growth GROWTH.toml [--growth-cache FILE] [--plot OUT.png] [--site ...]
 
 `--growth`: a staged expansion plan for a load that grows over years (agent/offline/growth.py has
 the file's keys): each plan year's load replayed with each candidate cluster count, then when to
@@ -46,6 +46,7 @@ from agent.model.config import SiteConfig, check_demand_interval, load_site
 from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
 from agent.offline import replay_cache
 from agent.offline.expansion import distinct_loads, expansion_report, expansion_text, savings_table
+from agent.offline.expansion_plot import plot_expansion
 from agent.offline.growth import load_growth, year_trace
 from agent.offline.replay import Trace, decide_every_for, evaluate, plan_battery, planner_report, replay, site_for
 from agent.offline.report import plot_report, table
@@ -367,9 +368,11 @@ def run_growth(args: argparse.Namespace, site: SiteConfig, tariff: Tariff, econ:
     """`--growth`: every plan year's load replayed with every candidate count, then the staged plan
     (agent.offline.expansion); the base trace and --pv are the years' default load and PV."""
     for flag, given in (("--clusters", args.clusters is not None), ("--sweep-clusters", args.sweep_clusters),
-                        ("--planner", args.planner), ("--plot", args.plot)):  # fmt: skip
+                        ("--planner", args.planner)):  # fmt: skip
         if given:
             raise ConfigError(f"{flag}: not with --growth (the growth plan's [plan] clusters are the sizes replayed)")
+    if args.plot and Path(args.plot).suffix.lower() != ".png":
+        raise ConfigError(f"--plot: {args.plot} must end in .png with --growth")  # before the replays
     plan = load_growth(Path(args.growth), site, econ)
     base, base_pv = Path(args.load), Path(args.pv) if args.pv else None
     traces = [
@@ -389,10 +392,14 @@ def run_growth(args: argparse.Namespace, site: SiteConfig, tariff: Tariff, econ:
     if cache is not None and table.replays:
         replay_cache.save(Path(args.growth_cache), cache)
     rep = expansion_report(plan, table, tariff.currency)
+    if args.plot:
+        rep["plot"] = str(plot_expansion(rep, Path(args.plot)))
     if args.json:
         print(json.dumps(rep, indent=2, allow_nan=False, default=_json_default))
     else:
         print(expansion_text(rep))
+        if args.plot:
+            print(f"plot: {args.plot}")
     return 0
 
 
