@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -12,10 +13,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
+from agent.cli.analyze import load_trace
 from agent.economics.expansion import ExpansionCosts, optimal
 from agent.economics.roi import economics_config
 from agent.model.config import load_site
-from agent.offline.growth import load_growth
+from agent.offline.growth import load_growth, year_trace
 from common.tomlcheck import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -263,3 +265,38 @@ def test_replay_cache_key_is_the_same_in_every_process() -> None:
         for seed in ("1", "2")
     ]
     assert len(outs[0]) == 2 and outs[0] == outs[1] and outs[0][0] == outs[0][1]
+
+
+def test_a_price_is_required_when_the_site_has_none(tmp_path: Path) -> None:
+    site = load_site(DEMO)
+    p = tmp_path / "g.toml"
+    p.write_text("[plan]\nclusters = [3]\n" + YEAR)
+    with pytest.raises(ConfigError, match=r"\[prices\]: key 'cluster' is required"):
+        load_growth(p, site, replace(economics_config(site), capex_per_cluster=0.0))
+    # with the site's [economics], its prices are the defaults (the demo's: 480,000 per cluster)
+    plan = load_growth(p, site, economics_config(site))
+    assert plan.costs.cluster_price == (480_000.0,) * 15 and plan.costs.pcs_price == (250_000.0,) * 15
+    assert (plan.costs.stage_cost, plan.costs.om_fixed, plan.costs.discount_rate) == (1_200_000.0, 150_000.0, 0.07)
+    assert (plan.horizon, plan.counts, plan.costs.clusters_per_pcs, plan.costs.max_add) == (15, (0, 3), 3, 3)
+
+
+def test_year_traces_scale_the_load_and_pv_or_read_their_own(tmp_path: Path) -> None:
+    tz = ZoneInfo("Asia/Shanghai")
+    base = write_load(tmp_path / "base.csv", 2e6, days=1)
+    pv = tmp_path / "pv.csv"
+    pv.write_text("".join(f"{MIDNIGHT + 900 * i:.0f},{1000.0 * i:.1f}\n" for i in range(96)))
+    own = tmp_path / "pv2.csv"
+    own.write_text("".join(f"{MIDNIGHT + 900 * i:.0f},7.0\n" for i in range(96)))
+    (tmp_path / "g.toml").write_text(
+        "[plan]\nclusters = [3]\n[prices]\ncluster = 1\n"
+        "[[year]]\nscale = 2\npv_scale = 0.5\n[[year]]\nscale = 1\npv = 'pv2.csv'\n[[year]]\nload = 'base.csv'\n"
+    )
+    site = load_site(DEMO)
+    plan = load_growth(tmp_path / "g.toml", site, economics_config(site))
+    b = load_trace(base, pv, tz)
+    y1, y2, y3 = (year_trace(plan, y, base, pv, load_trace, tz) for y in (1, 2, 3))
+    assert y1.load_w.tolist() == (2 * b.load_w).tolist()
+    assert y1.pv_w is not None and b.pv_w is not None and y1.pv_w.tolist() == (0.5 * b.pv_w).tolist()
+    assert y2.load_w.tolist() == b.load_w.tolist() and y2.pv_w is not None and set(y2.pv_w.tolist()) == {7.0}
+    assert y3.load_w.tolist() == b.load_w.tolist() and y3.pv_w is not None and y3.pv_w.tolist() == b.pv_w.tolist()
+    assert year_trace(plan, 9, base, pv, load_trace, tz).load_w.tolist() == b.load_w.tolist()  # year 3's after

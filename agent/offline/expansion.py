@@ -207,8 +207,8 @@ def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str) -> di
             "annual savings of each (year, clusters): one replay of the year's load through the live policy,"
             " its annual estimate, net of wear at degradation_cost_per_kwh per kWh discharged",
             "purchases at the start of a plan year, savings and O&M at its end (as the single-size ROI)",
-            "no salvage value at the horizon's end; clusters are never removed; years after the last"
-            " [[year]] keep its load",
+            "no salvage value at the horizon's end; clusters are never removed nor replaced (keep the"
+            " horizon within their life); years after the last [[year]] keep its load",
             "capacity fade is not replayed (clusters at nameplate); capacity_fade shows what the simulator's"
             " rate makes of the first clusters by the horizon's end at the busiest replay's cycling",
         ],

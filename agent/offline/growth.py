@@ -12,6 +12,7 @@
 
     [prices]                        # currency of the tariff; a number, or one per plan year from
     cluster = [480_000, 440_000]    #   year 1 (the last holds after): prices fall
+                                    # [the site's [economics] capex_per_cluster; required without]
     pcs = 250_000                   # per PCS [the site's [economics] capex_per_pcs]
     stage = 1_200_000               # works per year that adds clusters [capex_installation]
     om_per_cluster = 3_000          # O&M per installed cluster and year [0]
@@ -38,7 +39,7 @@ from agent.economics.expansion import ExpansionCosts
 from agent.economics.roi import EconomicsConfig
 from agent.model.config import SiteConfig
 from agent.offline.replay import Trace
-from common.tomlcheck import ConfigError, Table, load_toml
+from common.tomlcheck import REQUIRED, ConfigError, Table, load_toml
 
 MAX_CANDIDATES = 64  # a replay per (year, count): the grid's size is the run's time
 MAX_YEARS = 50
@@ -142,7 +143,8 @@ def load_growth(path: Path, site: SiteConfig, econ: EconomicsConfig) -> GrowthPl
         loads.append(_year(y, path.parent))
         y.done()
     costs = ExpansionCosts(
-        cluster_price=_per_year(prices, "cluster", econ.capex_per_cluster, horizon),
+        # a plan on free clusters would buy the most it can: no price, no plan
+        cluster_price=_per_year(prices, "cluster", econ.capex_per_cluster or REQUIRED, horizon),
         pcs_price=_per_year(prices, "pcs", econ.capex_per_pcs, horizon),
         clusters_per_pcs=per_pcs,
         stage_cost=prices.number("stage", econ.capex_installation, lo=0.0),
