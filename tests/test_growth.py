@@ -64,13 +64,15 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_growth_report_is_consistent_and_the_staged_plan_beats_day_one_and_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("source", ["replay", "optimum"])
+def test_growth_report_is_consistent_and_the_staged_plan_beats_day_one_and_nothing(tmp_path: Path, source: str) -> None:
     base = write_load(tmp_path / "base.csv", 1.8e6)
     write_load(tmp_path / "big.csv", 3.6e6)
     (tmp_path / "growth.toml").write_text(GROWTH)
-    r = cli(str(base), "--growth", str(tmp_path / "growth.toml"), "--json")
+    r = cli(str(base), "--growth", str(tmp_path / "growth.toml"), "--json", "--growth-savings", source)
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
+    assert rep["savings_source"] == source
     # 3 distinct loads x 2 sizes above 0: years 4-10 keep year 3's load and share its replays
     assert rep["replays"]["count"] == 6
     assert rep["replays"]["steps"] == 6 * 192
@@ -110,7 +112,9 @@ def test_growth_report_is_consistent_and_the_staged_plan_beats_day_one_and_nothi
     assert staged["npv"] == best.npv
     # the owner's text report: the same figures
     png = tmp_path / "plan.png"
-    t = cli(str(base), "--growth", str(tmp_path / "growth.toml"), "--quiet", "--plot", str(png))
+    t = cli(
+        str(base), "--growth", str(tmp_path / "growth.toml"), "--quiet", "--plot", str(png), "--growth-savings", source
+    )
     assert t.returncode == 0, t.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plot: {png}" in t.stdout
     assert f"{staged['npv']:,.0f}" in t.stdout and f"{day1['npv']:,.0f}" in t.stdout
@@ -236,6 +240,11 @@ def test_growth_cache_reuses_replays_until_an_input_changes(tmp_path: Path) -> N
     assert (third["replays"]["count"], third["replays"]["cached"]) == (2, 2)
     assert third["savings_table"][0] == a["savings_table"][0]
     assert len(json.loads(cache.read_text())["cells"]) == 6
+    # the optimum's figures are other results: not the replays' from the cache
+    opt = cli(
+        str(base), "--growth", str(g), "--growth-cache", str(cache), "--json", "--quiet", "--growth-savings", "optimum"
+    )
+    assert (json.loads(opt.stdout)["replays"]["count"], json.loads(opt.stdout)["replays"]["cached"]) == (4, 0)
     # a damaged cache is reported and replaced, never trusted
     cache.write_text('{"format": 1, "cells": {"x": {"annual_savings": "lots"}}')
     r = cli(str(base), "--growth", str(g), "--growth-cache", str(cache), "--json", "--quiet")

@@ -5,7 +5,8 @@
                       [--json] [--plot OUT.png|OUT.html] [--no-optimum] [--start-soc PCT] [--quiet]
                       [--band-hz LOW HIGH]
                       [--planner]
-    ems-agent analyze BASE.csv --growth GROWTH.toml [--growth-cache FILE] [--plot OUT.png] [--site ...]
+    ems-agent analyze BASE.csv --growth GROWTH.toml [--growth-savings replay|optimum] [--growth-cache FILE]
+                      [--plot OUT.png] [--site ...]
 
 `--growth`: a staged expansion plan for a load that grows over years (agent/offline/growth.py has
 the file's keys): each plan year's load replayed with each candidate cluster count, then when to
@@ -45,7 +46,7 @@ from agent.live.plan_config import parse_planner
 from agent.model.config import SiteConfig, check_demand_interval, load_site
 from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
 from agent.offline import replay_cache
-from agent.offline.expansion import distinct_loads, expansion_report, expansion_text, savings_table
+from agent.offline.expansion import SOURCES, distinct_loads, expansion_report, expansion_text, savings_table
 from agent.offline.expansion_plot import plot_expansion
 from agent.offline.growth import load_growth, year_trace
 from agent.offline.replay import Trace, decide_every_for, evaluate, plan_battery, planner_report, replay, site_for
@@ -385,7 +386,7 @@ def run_growth(args: argparse.Namespace, site: SiteConfig, tariff: Tariff, econ:
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
     table = savings_table(
-        plan, site, tariff, econ, traces, start_soc_pct=args.start_soc, decide_every=every,
+        plan, site, tariff, econ, traces, source=args.growth_savings, start_soc_pct=args.start_soc, decide_every=every,
         progress=lambda label: Progress(label, args.quiet), cache=cache,
         code=replay_cache.code_digest() if cache is not None else "",
     )  # fmt: skip
@@ -454,6 +455,12 @@ def add_subcommands(sub: Any) -> None:
         "--growth",
         metavar="GROWTH.toml",
         help="staged expansion: when to add how many clusters as the load grows (agent/offline/growth.py)",
+    )
+    p.add_argument(
+        "--growth-savings",
+        choices=SOURCES,
+        default="replay",
+        help="--growth's annual savings: the live policy replayed, or the perfect-foresight optimum (a bound) [replay]",
     )
     p.add_argument(
         "--growth-cache",

@@ -15,17 +15,21 @@ end at the replays' cycling, so the owner can judge what that leaves out.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import numpy as np
+
+from agent.economics.annual import estimate
 from agent.economics.expansion import Schedule, day_one, evaluate, optimal
 from agent.economics.roi import EconomicsConfig
 from agent.economics.tariff import Tariff
 from agent.model.config import SiteConfig
 from agent.offline import replay_cache
 from agent.offline.growth import GrowthPlan, YearLoad
-from agent.offline.replay import BUILD, ProgressFn, Trace, replay
+from agent.offline.replay import BUILD, ProgressFn, Trace, battery_spec, optimum_for, replay, replay_months
 from agent.offline.replay import evaluate as evaluate_replay
 from agent.offline.report import peak_w
 from common.tomlcheck import ConfigError
@@ -51,6 +55,7 @@ class SavingsTable:
     counts: tuple[int, ...]
     cells: dict[tuple[int, int], Cell]  # (distinct load index, count) -> replay; count 0 absent
     cached: int = 0  # of the cells, those taken from the replay cache (not replayed this run)
+    source: str = "replay"  # what filled the cells: the live policy's replays or the optimum
 
     def savings(self, plan: GrowthPlan) -> list[list[float]]:
         """Annual savings per plan year 1..H and candidate count (0 for no battery)."""
@@ -86,6 +91,66 @@ def distinct_loads(plan: GrowthPlan) -> tuple[YearLoad, ...]:
     return tuple(out)
 
 
+SOURCES = ("replay", "optimum")
+SOURCE_NOTE = {
+    "replay": "annual savings of each (year, clusters): one replay of the year's load through the live policy,"
+    " its annual estimate, net of wear at degradation_cost_per_kwh per kWh discharged",
+    "optimum": "annual savings of each (year, clusters): the perfect-foresight optimum on the year's load"
+    " (15-min means, ending at the starting SoC), annualised by billing month, net of wear: the most any"
+    " controller saves, not what the live policy does",
+}
+
+
+def _replayed(
+    s: SiteConfig, tariff: Tariff, econ: EconomicsConfig, tr: Trace, start_soc_pct: float, every: int,
+    progress: ProgressFn | None,
+) -> tuple[Cell, dict[str, Any]]:  # fmt: skip
+    """The live policy's annual savings on `tr` (as `analyze --sweep-clusters`), and its estimate."""
+    res = replay(s, tariff, tr, start_soc_pct=start_soc_pct, progress=progress, decide_every=every)
+    r = evaluate_replay(s, tariff, res, econ, s.control.ramp_limit_w_per_s, with_optimum=False)
+    cycles = r["battery_use"]["equivalent_cycles"] or 0.0
+    saving = r["roi"]["annual_savings"]
+    cell = Cell(
+        annual_savings=float(saving) if saving is not None else math.nan,
+        basis=str(r["annual_estimate"]["basis"]),
+        peak_kw=float(r["battery"]["peak_kw"]),
+        cycles_per_year=cycles / r["hours"] * 8760.0 if r["hours"] > 0 else 0.0,
+        wall_s=res.wall_s,
+        steps=res.steps,
+    )
+    return cell, r["annual_estimate"]
+
+
+def _optimal(
+    s: SiteConfig, tariff: Tariff, econ: EconomicsConfig, tr: Trace, start_soc_pct: float
+) -> tuple[Cell, dict[str, Any]]:
+    """The perfect-foresight optimum's annual savings on `tr` (agent.offline.replay.optimum_for: the
+    most any controller saves on this load and tariff), annualised by billing month as a replay is."""
+    if np.any(tr.net_w < 0):
+        raise ConfigError(f"{tr.source}: the load net of PV goes below 0 W: the optimum does not model export")
+    o = optimum_for(s, tariff, tr, start_soc_pct, start_soc_pct)
+    bills = {
+        "baseline": {"bill": o.baseline_bill.as_dict()},
+        "battery": {"bill": o.bill.as_dict()},
+        "savings": {"degradation": -o.degradation_cost},
+    }
+    power = battery_spec(s).power_w
+    est = estimate(replay_months(bills, tariff, 0.0, power), econ.trailing_days)
+    dt = float(o.timestamps[1] - o.timestamps[0]) if len(o.timestamps) > 1 else tr.step_s
+    hours = len(o.timestamps) * dt / 3600.0
+    capacity = sum(d.capacity_wh for d in s.clusters)
+    cycles = float(np.sum(np.maximum(o.battery_w, 0.0))) * dt / 3600.0 / capacity if capacity > 0 else 0.0
+    cell = Cell(
+        annual_savings=est.annual if est.annual is not None else math.nan,
+        basis=est.basis,
+        peak_kw=peak_w(o.timestamps, o.grid_w, tariff.demand_interval_s, tariff.timezone) / 1000.0,
+        cycles_per_year=cycles / hours * 8760.0 if hours > 0 else 0.0,
+        wall_s=o.solve_s,
+        steps=len(o.timestamps),
+    )
+    return cell, est.as_dict()
+
+
 def savings_table(
     plan: GrowthPlan,
     site: SiteConfig,
@@ -93,54 +158,48 @@ def savings_table(
     econ: EconomicsConfig,
     traces: Sequence[Trace],
     *,
+    source: str = "replay",
     start_soc_pct: float = 50.0,
     decide_every: int = 1,
     progress: Callable[[str], ProgressFn | None] = lambda label: None,
     cache: dict[str, dict[str, Any]] | None = None,
     code: str = "",
 ) -> SavingsTable:
-    """Replay every distinct load (`traces`, one per `distinct_loads(plan)`) with every candidate
-    count above 0, once each. `site` carries the ramp limit and control settings to replay with;
-    `progress(label)` gives each replay its progress callback. `cache` (agent.offline.replay_cache):
-    results by the key of their inputs and of `code` (the code's digest); found ones are not
-    replayed, new ones are added to it."""
+    """Fill the table for every distinct load (`traces`, one per `distinct_loads(plan)`) and every
+    candidate count above 0, once each. `source`: "replay", the live policy replayed (`site` carries
+    the ramp limit and control settings), or "optimum", the perfect-foresight optimum (the bound a
+    better controller could reach). `progress(label)` gives each replay its progress callback.
+    `cache` (agent.offline.replay_cache): results by the key of their inputs and of `code` (the
+    code's digest); found ones are not computed again, new ones are added to it."""
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     loads = distinct_loads(plan)
     if len(traces) != len(loads):
         raise ValueError(f"{len(traces)} traces for {len(loads)} distinct plan-year loads")
-    limit = site.control.ramp_limit_w_per_s
     cells: dict[tuple[int, int], Cell] = {}
     todo = [(i, c) for i in range(len(loads)) for c in plan.counts if c > 0]
     cached = 0
     for n, (i, c) in enumerate(todo, start=1):
         s = site.with_clusters(c, plan.costs.clusters_per_pcs)
-        k = replay_cache.key(code, s, tariff, traces[i], start_soc_pct, decide_every, econ)
+        k = replay_cache.key(code, source, s, tariff, traces[i], start_soc_pct, decide_every, econ)
         if cache is not None and k in cache:
             cells[(i, c)] = Cell(**cache[k])
             cached += 1
             continue
-        label = f"replay {n}/{len(todo)}: {loads[i].label}, {c} clusters"
-        res = replay(
-            s, tariff, traces[i], start_soc_pct=start_soc_pct, progress=progress(label), decide_every=decide_every
-        )
-        r = evaluate_replay(s, tariff, res, econ, limit, with_optimum=False)
-        est = r["annual_estimate"]
-        if r["roi"]["annual_savings"] is None:
+        if source == "replay":
+            label = f"replay {n}/{len(todo)}: {loads[i].label}, {c} clusters"
+            cell, est = _replayed(s, tariff, econ, traces[i], start_soc_pct, decide_every, progress(label))
+        else:
+            cell, est = _optimal(s, tariff, econ, traces[i], start_soc_pct)
+        if est["annual_savings"] is None:
             raise ConfigError(
                 f"{plan.path}: {loads[i].label}: {est['note']}; a growth plan needs a day of trace or more"
             )
-        cycles = r["battery_use"]["equivalent_cycles"] or 0.0
-        cells[(i, c)] = Cell(
-            annual_savings=float(r["roi"]["annual_savings"]),
-            basis=str(est["basis"]),
-            peak_kw=float(r["battery"]["peak_kw"]),
-            cycles_per_year=cycles / r["hours"] * 8760.0 if r["hours"] > 0 else 0.0,
-            wall_s=res.wall_s,
-            steps=res.steps,
-        )
+        cells[(i, c)] = cell
         if cache is not None:
-            cache[k] = asdict(cells[(i, c)])
+            cache[k] = asdict(cell)
     base = tuple(peak_w(tr.timestamps, tr.net_w, tariff.demand_interval_s, tariff.timezone) / 1000.0 for tr in traces)
-    return SavingsTable(loads, base, plan.counts, cells, cached)
+    return SavingsTable(loads, base, plan.counts, cells, cached, source)
 
 
 def _with_peaks(s: Schedule, plan: GrowthPlan, table: SavingsTable) -> dict[str, Any]:
@@ -166,6 +225,7 @@ def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str) -> di
     busiest = max((c.cycles_per_year for c in table.cells.values()), default=0.0)
     return {
         "growth_plan": str(plan.path),
+        "savings_source": table.source,
         "currency": currency,
         "horizon_years": plan.horizon,
         "discount_rate": costs.discount_rate,
@@ -204,8 +264,7 @@ def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str) -> di
             "first_clusters_end_pct": max(0.0, 100.0 - fade * busiest * plan.horizon),
         },
         "assumptions": [
-            "annual savings of each (year, clusters): one replay of the year's load through the live policy,"
-            " its annual estimate, net of wear at degradation_cost_per_kwh per kWh discharged",
+            SOURCE_NOTE[table.source],
             "purchases at the start of a plan year, savings and O&M at its end (as the single-size ROI)",
             "no salvage value at the horizon's end; clusters are never removed nor replaced (keep the"
             " horizon within their life); years after the last [[year]] keep its load",
@@ -213,6 +272,9 @@ def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str) -> di
             " rate makes of the first clusters by the horizon's end at the busiest replay's cycling",
         ],
     }
+
+
+WHAT = {"replay": "the live policy replayed", "optimum": "the perfect-foresight optimum, a bound"}
 
 
 def _money(x: float) -> str:
@@ -233,7 +295,7 @@ def expansion_text(rep: dict[str, Any]) -> str:
         f"Staged expansion over {rep['horizon_years']} years ({rep['growth_plan']}; {cur},"
         f" discount rate {rep['discount_rate']:.1%}, at most {rep['max_add_per_year']} clusters a year)",
         "",
-        "annual savings by installed clusters (net of battery wear):",
+        f"annual savings by installed clusters (net of battery wear; {WHAT[rep['savings_source']]}):",
         f"{'year':>4}  {'load':<24}{'peak kW':>10}" + "".join(f"{c:>12}" for c in counts),
     ]
     for r in rep["savings_table"]:
@@ -259,7 +321,8 @@ def expansion_text(rep: dict[str, Any]) -> str:
     rp, fade = rep["replays"], rep["capacity_fade"]
     out += [
         "",
-        f"replays: {rp['count']}"
+        ("replays" if rep["savings_source"] == "replay" else "optimum solves")
+        + f": {rp['count']}"
         + (f" run, {rp['cached']} from the cache" if rp["cached"] else "")
         + f" ({rp['steps']:,} steps) in {rp['wall_s']:.1f} s ({rp['build']} build);"
         f" annual estimates from {', '.join(rp['estimate_basis']) or '-'}",
