@@ -71,7 +71,7 @@ def flooder(port: int, n: int, seconds: float) -> None:
 
 
 def healthz(port: int) -> str:
-    """"ok", or why not: the HTTP status, or the error (a timeout, a reset...)."""
+    """ "ok", or why not: the HTTP status, or the error (a timeout, a reset...)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
             return "ok" if r.status == 200 else str(r.status)

@@ -1,6 +1,6 @@
 """Staged expansion benchmark: a campus growing from 10,000 to 100,000 GPUs over five years.
 
-Run: .venv/bin/python bench/expansion_bench.py [--days 31] [--step 300] [--clusters 0,24,48,96,144] [--json]
+Run: .venv/bin/python bench/expansion_bench.py [--days 31] [--step 300] [--clusters 0,24,48,96,144,192] [--json]
      .venv-fast/bin/python bench/expansion_bench.py ...   # the mypyc-compiled build (`make fast`)
 
 The load: savings_bench.py's ~10,000-GPU site (1,000 training nodes swinging together along the
@@ -16,8 +16,9 @@ clusters, Shanghai C&I two-part tariff, degradation 0.15 CNY/kWh discharged, no 
 and no ramp limit (as savings_bench.py).
 Prices (illustrative, CNY; `--cluster-price`, `--price-fall`): 250,000 per cluster (0.6 CNY/Wh)
 falling 8 % a year, 120,000 per 630 kW PCS, 1,200,000 of works per stage, O&M 3,000 per
-cluster-year plus 150,000 a year; 7 % discount rate, 15-year horizon, at most 48 clusters added a
-year. (The demo site's 480,000 per cluster, 1.15 CNY/Wh, is dearer than the bench's choice.)
+cluster-year plus 150,000 a year; 7 % discount rate, 15-year horizon; a year can add any candidate
+(`--max-add`: day one must be able to buy the final year's best size to be the comparison). The
+demo site's 480,000 per cluster (1.15 CNY/Wh) is dearer than the bench's choice.
 
 This runs the library path of `ems-agent analyze BASE.csv --growth GROWTH.toml` (the growth file
 it writes next to the output is that command's input): every (year, size) replayed once through
@@ -55,7 +56,7 @@ GROWTH = """# written by bench/expansion_bench.py: 10k -> 100k GPUs over five ye
 horizon_years = 15
 discount_rate = 0.07
 clusters = {clusters}
-max_add_per_year = 48
+max_add_per_year = {max_add}
 clusters_per_pcs = 3
 
 [prices]
@@ -73,7 +74,10 @@ def main() -> None:
     ap.add_argument("--step", type=float, default=300.0, help="trace step, s (means of the 1 s trace) [300]")
     ap.add_argument("--cluster-price", type=float, default=250_000.0, help="year 1, CNY per cluster [250000]")
     ap.add_argument("--price-fall", type=float, default=0.08, help="cluster price fall a year [0.08]")
-    ap.add_argument("--clusters", default="0,24,48,96,144", help="candidate installed counts [0,24,48,96,144]")
+    ap.add_argument("--clusters", default="0,24,48,96,144,192", help="candidate installed counts [0,24,...,192]")
+    ap.add_argument(
+        "--max-add", type=int, default=192, help="most clusters a year adds [192: day one can buy any candidate]"
+    )
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--json", action="store_true", help="print the report as JSON at the end")
     ap.add_argument("--savings", choices=(*SOURCES, "both"), default="both", help="the table's source [both]")
@@ -89,7 +93,7 @@ def main() -> None:
     counts = "[" + ", ".join(c.strip() for c in args.clusters.split(",")) + "]"
     tmp = Path(tempfile.mkdtemp(prefix="expansion_bench_"))
     growth_path = tmp / "growth.toml"
-    growth_path.write_text(GROWTH.format(clusters=counts, prices=prices, years=years))
+    growth_path.write_text(GROWTH.format(clusters=counts, prices=prices, years=years, max_add=args.max_add))
 
     site = load_site(SITE)
     site = replace(site, control=replace(site.control, reserve_load_w=0.0, ramp_limit_w_per_s=0.0))

@@ -140,9 +140,7 @@ class MeterLog(SimulatedSite):
         return out
 
 
-async def one_run(
-    clusters: int, fast_lane_s: float, seconds: float, work: Path, nodes: int = 0
-) -> dict[str, Any]:
+async def one_run(clusters: int, fast_lane_s: float, seconds: float, work: Path, nodes: int = 0) -> dict[str, Any]:
     """The site served here, the agent in a child process; the child's JSON (and with `nodes`, the
     trace load x nodes and the grid ramp the simulated meter saw)."""
     site_file = bench_site(clusters, fast_lane_s, work, nodes)
@@ -200,8 +198,14 @@ def main() -> int:
                 m = median_of(runs)
                 if fast == 0.0:
                     base = m
-                row = {"clusters": n, "pcs": (n + CLUSTERS_PER_PCS - 1) // CLUSTERS_PER_PCS, "fast_lane_s": fast,
-                       "runs": args.runs, "seconds": args.seconds, **m}
+                row = {
+                    "clusters": n,
+                    "pcs": (n + CLUSTERS_PER_PCS - 1) // CLUSTERS_PER_PCS,
+                    "fast_lane_s": fast,
+                    "runs": args.runs,
+                    "seconds": args.seconds,
+                    **m,
+                }
                 if fast > 0.0:
                     row["lane_cpu_pct"] = m["cpu_pct"] - base["cpu_pct"]
                 rows.append(row)

@@ -90,8 +90,14 @@ def site_toml(clusters: int, cycle_s: float, api_port: int, base_port: int) -> s
     ids = [f"c{i + 1:03d}" for i in range(clusters)]
     for p in range(n_pcs):
         members = ", ".join(f'"{c}"' for c in ids[p * CLUSTERS_PER_PCS : (p + 1) * CLUSTERS_PER_PCS])
-        out += ["[[pcs]]", f'id = "pcs{p + 1}"', 'profile = "pcs_sunspec_70x"', f"port = {port}",
-                "rated_w = 630_000", f"clusters = [{members}]"]
+        out += [
+            "[[pcs]]",
+            f'id = "pcs{p + 1}"',
+            'profile = "pcs_sunspec_70x"',
+            f"port = {port}",
+            "rated_w = 630_000",
+            f"clusters = [{members}]",
+        ]
         port += 1
     for c in ids:
         out += ["[[cluster]]", f'id = "{c}"', 'profile = "bms_sunspec_802"', f"port = {port}", "capacity_wh = 418_000"]
@@ -140,8 +146,18 @@ class Bench:
     async def __aenter__(self) -> Bench:
         await self.sim.start(ticking=True)
         self.agent = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli", "--log-level", "WARNING", "run", "--site", str(self.file),
-             "--state-dir", str(self.work / "state")],
+            [
+                sys.executable,
+                "-m",
+                "agent.cli",
+                "--log-level",
+                "WARNING",
+                "run",
+                "--site",
+                str(self.file),
+                "--state-dir",
+                str(self.work / "state"),
+            ],
             cwd=ROOT,
         )
         deadline = time.monotonic() + 60
@@ -251,22 +267,27 @@ async def sizes(clusters: list[int], seconds: float, runs: int, work: Path) -> l
             ms = cycle_times_ms(work / f"{n}-{r}" / "state", t0, t1)
             p50s.append(pct(ms, 0.5))
             p99s.append(pct(ms, 0.99))
-            print(f"  {n} clusters run {r + 1}/{runs}: p50 {p50s[-1]:.1f} ms p99 {p99s[-1]:.1f} ms "
-                  f"RSS {rss[-1]:.0f} MB (with the API process {rss_all[-1]:.0f} MB), "
-                  f"agent CPU {cpu[-1]:.0f} ms/cycle", file=sys.stderr)
-        rows.append({
-            "clusters": n,
-            "cycles_measured": len(ms),
-            "pcs": (n + CLUSTERS_PER_PCS - 1) // CLUSTERS_PER_PCS,
-            "p50_ms": statistics.median(p50s),
-            "p99_ms": statistics.median(p99s),
-            "rss_mb": statistics.median(rss),  # the control process
-            "rss_with_api_mb": statistics.median(rss_all),  # + the API process it supervises
-            "agent_cpu_ms_per_cycle": statistics.median(cpu),
-            "overruns": max(over),
-            "runs": runs,
-            "seconds": seconds,
-        })
+            print(
+                f"  {n} clusters run {r + 1}/{runs}: p50 {p50s[-1]:.1f} ms p99 {p99s[-1]:.1f} ms "
+                f"RSS {rss[-1]:.0f} MB (with the API process {rss_all[-1]:.0f} MB), "
+                f"agent CPU {cpu[-1]:.0f} ms/cycle",
+                file=sys.stderr,
+            )
+        rows.append(
+            {
+                "clusters": n,
+                "cycles_measured": len(ms),
+                "pcs": (n + CLUSTERS_PER_PCS - 1) // CLUSTERS_PER_PCS,
+                "p50_ms": statistics.median(p50s),
+                "p99_ms": statistics.median(p99s),
+                "rss_mb": statistics.median(rss),  # the control process
+                "rss_with_api_mb": statistics.median(rss_all),  # + the API process it supervises
+                "agent_cpu_ms_per_cycle": statistics.median(cpu),
+                "overruns": max(over),
+                "runs": runs,
+                "seconds": seconds,
+            }
+        )
     return rows
 
 
@@ -288,8 +309,9 @@ def main() -> int:
         if args.only in (None, "latency"):
             result["latency"] = asyncio.run(latency(args.steps, args.cycle_s, work, args.seed))
         if args.only in (None, "sizes"):
-            result["sizes"] = asyncio.run(sizes([int(x) for x in args.clusters.split(",")], args.seconds,
-                                                args.runs, work))
+            result["sizes"] = asyncio.run(
+                sizes([int(x) for x in args.clusters.split(",")], args.seconds, args.runs, work)
+            )
     print(json.dumps(result, indent=2))
     return 0
 

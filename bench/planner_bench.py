@@ -160,9 +160,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--step", type=float, default=60.0, help="trace step, s [60]")
     ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument(
-        "--history-days", type=int, default=HISTORY_DAYS, help="days of load before the month [7]"
-    )
+    ap.add_argument("--history-days", type=int, default=HISTORY_DAYS, help="days of load before the month [7]")
     ap.add_argument("--loads", default=",".join(LOADS))
     ap.add_argument("--tariffs", default="shanghai_ci_two_part,pge_e20_secondary_2014")
     ap.add_argument("--horizon-h", type=float, default=48.0)

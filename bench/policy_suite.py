@@ -101,8 +101,13 @@ def main() -> None:
     ap.add_argument("--loads", default="train100,train200,inference,flat,pv")
     ap.add_argument("--tariffs", default="shanghai_ci_two_part,pge_e20_secondary_2014")
     ap.add_argument("--ramp-limit", type=float, default=0.0, metavar="KW_PER_S", help="grid ramp limit [none]")
-    ap.add_argument("--grid-limit-below-peak", type=float, default=0.0, metavar="PCT",
-                    help="grid connection limit this far under the trace's peak load [none]")
+    ap.add_argument(
+        "--grid-limit-below-peak",
+        type=float,
+        default=0.0,
+        metavar="PCT",
+        help="grid connection limit this far under the trace's peak load [none]",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     out: dict[str, Any] = {"agent": agent.__file__}
@@ -111,12 +116,18 @@ def main() -> None:
             trace = month(args.months, name, tariff_name, args.days, args.step)
             r = one(trace, tariff_name, args.ramp_limit, args.grid_limit_below_peak)
             out[f"{name}/{tariff_name}"] = r
-            print(f"{name:9s} {tariff_name:24s} {r['share']:7.1%} of the optimum, net {r['net']:,.0f},"
-                  f" peak {r['peak_kw'][0]:,.0f} -> {r['peak_kw'][1]:,.0f} kW"
-                  + (f", over the ramp limit {r['over_ramp_pct'][1]:.3f} % (load {r['over_ramp_pct'][0]:.3f} %)"
-                     if "over_ramp_pct" in r else "")
-                  + (f", {r['steps_over_grid_limit']} steps over the grid limit" if "steps_over_grid_limit" in r
-                     else ""), file=sys.stderr, flush=True)
+            print(
+                f"{name:9s} {tariff_name:24s} {r['share']:7.1%} of the optimum, net {r['net']:,.0f},"
+                f" peak {r['peak_kw'][0]:,.0f} -> {r['peak_kw'][1]:,.0f} kW"
+                + (
+                    f", over the ramp limit {r['over_ramp_pct'][1]:.3f} % (load {r['over_ramp_pct'][0]:.3f} %)"
+                    if "over_ramp_pct" in r
+                    else ""
+                )
+                + (f", {r['steps_over_grid_limit']} steps over the grid limit" if "steps_over_grid_limit" in r else ""),
+                file=sys.stderr,
+                flush=True,
+            )
     if args.json:
         print(json.dumps(out, indent=1))
 

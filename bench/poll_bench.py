@@ -185,19 +185,12 @@ def main() -> None:
     if a.json:
         print(json.dumps(r, indent=2))
         return
-    print(
-        f"site: {r['devices']} devices ({r['clusters']} clusters, {r['pcs']} PCS, 3 meters), {r['servers']}"
-    )
+    print(f"site: {r['devices']} devices ({r['clusters']} clusters, {r['pcs']} PCS, 3 meters), {r['servers']}")
     print(f"{r['requests_per_poll']} requests, {r['points_per_poll']} points per poll; {r['rounds']} rounds")
     print(f"{'':10s} {'median ms':>10s} {'max ms':>8s} {'reads/s':>8s}")
-    print(
-        f"{'driver':10s} {r['driver_ms_median']:10.1f} {r['driver_ms_max']:8.1f} {r['driver_reads_per_s']:8d}"
-    )
+    print(f"{'driver':10s} {r['driver_ms_median']:10.1f} {r['driver_ms_max']:8.1f} {r['driver_reads_per_s']:8d}")
     print(f"{'bare':10s} {r['bare_ms_median']:10.1f} {r['bare_ms_max']:8.1f} {r['bare_reads_per_s']:8d}")
-    print(
-        f"driver/bare = {r['ratio_driver_over_bare']:.2f}; "
-        f"decode alone {r['decode_ms_whole_site']:.2f} ms/site"
-    )
+    print(f"driver/bare = {r['ratio_driver_over_bare']:.2f}; decode alone {r['decode_ms_whole_site']:.2f} ms/site")
     if r["not_good_points_at_warmup"]:
         print(f"WARNING: {r['not_good_points_at_warmup']} points not GOOD at warm-up")
 

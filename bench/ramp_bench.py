@@ -230,7 +230,9 @@ def main() -> int:
         "--restart-seeds", type=int, nargs="*", default=[], help="also each trace with the job restarting at random"
     )
     ap.add_argument(
-        "--battery-scale", type=int, default=1,
+        "--battery-scale",
+        type=int,
+        default=1,
         help="the demo's battery times this: its clusters and each PCS's rating (a site sized to its load's swings)",
     )
     args = ap.parse_args()

@@ -54,8 +54,11 @@ def main() -> int:
     ap.add_argument("--cycle-s", type=float, default=1.0, help="agent cycle (default 1 s, as deployed)")
     ap.add_argument("--mean-gap-s", type=float, default=12.0, help="mean time between fault starts")
     ap.add_argument("--kills", type=int, default=6, help="kill -9 count (most in the first half)")
-    ap.add_argument("--no-restarts", action="store_true",
-                    help="no kill -9 or SIGTERM restarts: one agent run for the whole soak (memory trend)")
+    ap.add_argument(
+        "--no-restarts",
+        action="store_true",
+        help="no kill -9 or SIGTERM restarts: one agent run for the whole soak (memory trend)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "artifacts")
     ap.add_argument("--work", type=Path, default=None, help="work directory (default: a temporary one)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -83,8 +86,11 @@ def main() -> int:
     result = Soak(cfg, work).run()
     jp, mp = write_reports(result, args.out)
     print(json.dumps(result["ok"], indent=1))
-    print(f"violations {result['violation_count']}, cycles {result['cycles_total']}, "
-          f"wall {time.monotonic() - t0:.0f} s; reports: {jp} {mp}", flush=True)
+    print(
+        f"violations {result['violation_count']}, cycles {result['cycles_total']}, "
+        f"wall {time.monotonic() - t0:.0f} s; reports: {jp} {mp}",
+        flush=True,
+    )
     return finish(result, work, args)
 
 
@@ -100,18 +106,23 @@ def finish(result: dict[str, Any], work: Path, args: argparse.Namespace) -> int:
 
 def month(args: argparse.Namespace) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix=f"ems-soak-month-{args.seed}-"))
-    cfg = MonthConfig(seed=args.seed, days=args.days, cycle_s=60.0 if args.cycle_s == 1.0 else args.cycle_s,
-                      progress=True)
-    print(f"compressed month seed {args.seed}: {cfg.days:g} days of {cfg.cycle_s:g} s cycles, work dir {work}",
-          flush=True)
+    cfg = MonthConfig(
+        seed=args.seed, days=args.days, cycle_s=60.0 if args.cycle_s == 1.0 else args.cycle_s, progress=True
+    )
+    print(
+        f"compressed month seed {args.seed}: {cfg.days:g} days of {cfg.cycle_s:g} s cycles, work dir {work}", flush=True
+    )
     result = asyncio.run(run_month(cfg, work))
     args.out.mkdir(parents=True, exist_ok=True)
     jp, mp = args.out / f"soak-month-{args.seed}.json", args.out / f"soak-month-{args.seed}.md"
     jp.write_text(json.dumps(result, indent=1, default=str))
     mp.write_text(month_markdown(result))
     print(json.dumps(result["ok"], indent=1))
-    print(f"violations {result['violation_count']}, cycles {result['cycles']}, real {result['real_s']:.0f} s; "
-          f"reports: {jp} {mp}", flush=True)
+    print(
+        f"violations {result['violation_count']}, cycles {result['cycles']}, real {result['real_s']:.0f} s; "
+        f"reports: {jp} {mp}",
+        flush=True,
+    )
     return finish(result, work, args)
 
 

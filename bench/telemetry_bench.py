@@ -118,13 +118,8 @@ def main() -> int:
             f" = {spooled / spool_s:,.0f} points/s,"
             f" {st.bytes / 1e6:.2f} MB compressed ({st.bytes / max(st.points, 1):.1f} B/point)"
         )
-        print(
-            f"replay (database back): {spooled} points in {replay_s:.2f} s"
-            f" = {spooled / replay_s:,.0f} points/s"
-        )
-        print(
-            f"read back: {len(seqs)} cycles, {n_series} cluster series; every cycle once and in order: {ok}"
-        )
+        print(f"replay (database back): {spooled} points in {replay_s:.2f} s = {spooled / replay_s:,.0f} points/s")
+        print(f"read back: {len(seqs)} cycles, {n_series} cluster series; every cycle once and in order: {ok}")
         return 0 if ok else 1
     finally:
         vm.stop()

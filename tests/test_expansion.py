@@ -10,6 +10,7 @@ import pytest
 
 from agent.economics.expansion import ExpansionCosts, day_one, evaluate, flows, irr, optimal
 from agent.economics.roi import npv
+from agent.offline.expansion import limits_met
 
 # Two plan years, candidates 0 / 1 / 2 clusters, a PCS per 2 clusters, discount 25 % (factors 1,
 # 0.8 and 0.64: exact by hand). Year 1 buys at 200 per cluster, year 2 at 150; a PCS costs 50 and a
@@ -152,3 +153,18 @@ def test_payback_none_when_never_recovered() -> None:
 def test_bad_tables_are_named(counts: list[int], savings: list[list[float]], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         optimal(counts, savings, costs())
+
+
+def test_notes_say_where_the_grid_or_the_limit_stopped_the_plan() -> None:
+    s1, d1 = optimal(COUNTS, SAVINGS, costs(max_add=1)), day_one(COUNTS, SAVINGS, costs(max_add=1))
+    assert limits_met(COUNTS, 1, s1, d1) == [
+        "the staged plan ends at the largest candidate (2 clusters): a larger size may pay more;"
+        " add larger counts to [plan] clusters",
+        "the staged plan adds max_add_per_year (1) in year(s) 1, 2: the limit binds",
+        "day one can buy at most max_add_per_year (1) clusters at once (it buys 1)",
+    ]
+    s2, d2 = optimal(COUNTS, SAVINGS, costs()), day_one(COUNTS, SAVINGS, costs())
+    assert limits_met(COUNTS, 2, s2, d2) == [limits_met(COUNTS, 1, s1, d1)[0]]
+    small = [[0.0, 300.0, 300.0], [0.0, 350.0, 350.0]]  # a second cluster earns nothing: stop at 1
+    s3, d3 = optimal(COUNTS, small, costs()), day_one(COUNTS, small, costs())
+    assert s3.adds == [(1, 1)] and limits_met(COUNTS, 2, s3, d3) == []

@@ -212,6 +212,27 @@ def _with_peaks(s: Schedule, plan: GrowthPlan, table: SavingsTable) -> dict[str,
     return d
 
 
+def limits_met(counts: Sequence[int], max_add: int, staged: Schedule, first: Schedule) -> list[str]:
+    """Where the candidate grid or the yearly limit, not the economics, stopped a plan: the owner
+    should widen them before trusting it (an optimum on its grid's edge is the edge's)."""
+    notes = []
+    last = staged.rows[-1].installed if staged.rows else 0
+    if last > 0 and last == counts[-1]:
+        notes.append(
+            f"the staged plan ends at the largest candidate ({last} clusters): a larger size may pay more;"
+            " add larger counts to [plan] clusters"
+        )
+    full = [r.year for r in staged.rows if r.add == max_add and max_add < counts[-1]]
+    if full:
+        notes.append(
+            f"the staged plan adds max_add_per_year ({max_add}) in year(s) {', '.join(map(str, full))}: the limit binds"
+        )
+    if any(c > max_add for c in counts):
+        size = first.rows[0].installed if first.rows else 0
+        notes.append(f"day one can buy at most max_add_per_year ({max_add}) clusters at once (it buys {size})")
+    return notes
+
+
 def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str) -> dict[str, Any]:
     """The staged plan, day one and no battery, with the table and the assumptions (JSON-ready)."""
     counts, costs = list(plan.counts), plan.costs
@@ -263,6 +284,7 @@ def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str) -> di
             "busiest_cycles_per_year": busiest,
             "first_clusters_end_pct": max(0.0, 100.0 - fade * busiest * plan.horizon),
         },
+        "notes": limits_met(counts, costs.max_add, plans["staged"], plans["day_one"]),
         "assumptions": [
             SOURCE_NOTE[table.source],
             "purchases at the start of a plan year, savings and O&M at its end (as the single-size ROI)",
@@ -329,5 +351,6 @@ def expansion_text(rep: dict[str, Any]) -> str:
         f"capacity fade (not replayed): at {fade['busiest_cycles_per_year']:,.0f} equivalent cycles a year the first"
         f" clusters would hold {fade['first_clusters_end_pct']:.1f} % of nameplate after {rep['horizon_years']} years",
     ]
+    out += [f"note: {n}" for n in rep["notes"]]
     out += [f"assumption: {a}" for a in rep["assumptions"]]
     return "\n".join(out)
