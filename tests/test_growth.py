@@ -240,6 +240,11 @@ def test_growth_cache_reuses_replays_until_an_input_changes(tmp_path: Path) -> N
     assert (third["replays"]["count"], third["replays"]["cached"]) == (2, 2)
     assert third["savings_table"][0] == a["savings_table"][0]
     assert len(json.loads(cache.read_text())["cells"]) == 6
+    # the same samples from another file name: still the cached results
+    moved = tmp_path / "moved.csv"
+    moved.write_text(base.read_text())
+    again = cli(str(moved), "--growth", str(g), "--growth-cache", str(cache), "--json", "--quiet")
+    assert (json.loads(again.stdout)["replays"]["count"], json.loads(again.stdout)["replays"]["cached"]) == (0, 4)
     # the optimum's figures are other results: not the replays' from the cache
     opt = cli(
         str(base), "--growth", str(g), "--growth-cache", str(cache), "--json", "--quiet", "--growth-savings", "optimum"

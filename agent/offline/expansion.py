@@ -181,7 +181,10 @@ def savings_table(
     cached = 0
     for n, (i, c) in enumerate(todo, start=1):
         s = site.with_clusters(c, plan.costs.clusters_per_pcs)
-        k = replay_cache.key(code, source, s, tariff, traces[i], start_soc_pct, decide_every, econ)
+        tr = traces[i]  # its samples, not its label (a file name: the same load from another path is the same)
+        k = replay_cache.key(
+            code, source, s, tariff, tr.timestamps, tr.load_w, tr.pv_w, start_soc_pct, decide_every, econ
+        )
         if cache is not None and k in cache:
             cells[(i, c)] = Cell(**cache[k])
             cached += 1
