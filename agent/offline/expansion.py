@@ -349,7 +349,8 @@ def expansion_text(rep: dict[str, Any]) -> str:
         ("replays" if rep["savings_source"] == "replay" else "optimum solves")
         + f": {rp['count']}"
         + (f" run, {rp['cached']} from the cache" if rp["cached"] else "")
-        + f" ({rp['steps']:,} steps; {rp['wall_s']:.1f} s{' when they ran' if rp['cached'] else ''}, {rp['build']} build);"
+        + f" ({rp['steps']:,} steps; {rp['wall_s']:.1f} s{' when they ran' if rp['cached'] else ''},"
+        f" {rp['build']} build);"
         f" annual estimates from {', '.join(rp['estimate_basis']) or '-'}",
         f"capacity fade (not replayed): at {fade['busiest_cycles_per_year']:,.0f} equivalent cycles a year the first"
         f" clusters would hold {fade['first_clusters_end_pct']:.1f} % of nameplate after {rep['horizon_years']} years",
