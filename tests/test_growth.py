@@ -210,6 +210,8 @@ def test_cli_growth_errors_exit_2_naming_the_file(tmp_path: Path) -> None:
     assert r.returncode == 2 and f"{g} [[year]] #1: key 'pv_scale' needs a PV trace (--pv or 'pv')" in r.stderr
     r = cli(str(base), "--growth", str(g), "--quiet", "--sweep-clusters", "0,3")
     assert r.returncode == 2 and "--sweep-clusters: not with --growth" in r.stderr
+    r = cli(str(base), "--growth", str(g), "--quiet", "--planner")
+    assert r.returncode == 2 and "--planner: not with --growth" in r.stderr
     r = cli(str(base), "--growth", str(g), "--quiet", "--plot", str(tmp_path / "x.html"))
     assert r.returncode == 2 and "--plot: " in r.stderr and "must end in .png with --growth" in r.stderr
     r = cli(str(base), "--growth-cache", str(tmp_path / "c.json"), "--quiet")
@@ -314,3 +316,16 @@ def test_year_traces_scale_the_load_and_pv_or_read_their_own(tmp_path: Path) -> 
     assert y2.load_w.tolist() == b.load_w.tolist() and y2.pv_w is not None and set(y2.pv_w.tolist()) == {7.0}
     assert y3.load_w.tolist() == b.load_w.tolist() and y3.pv_w is not None and y3.pv_w.tolist() == b.pv_w.tolist()
     assert year_trace(plan, 9, base, pv, load_trace, tz).load_w.tolist() == b.load_w.tolist()  # year 3's after
+
+
+def test_a_planning_site_is_told_the_growth_replays_do_not_plan(tmp_path: Path) -> None:
+    base = write_load(tmp_path / "base.csv", 2.4e6, days=1)
+    site = tmp_path / "site.toml"
+    site.write_text(DEMO.read_text() + "\n[planner]\nenabled = true\n")  # the demo site, planning
+    g = tmp_path / "g.toml"
+    g.write_text("[plan]\nhorizon_years = 2\nclusters = [3]\n[[year]]\nscale = 1\n")
+    r = cli(str(base), "--site", str(site), "--growth", str(g), "--json", "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["notes"] == [
+        f"{site} [planner] is enabled, but the growth replays run the heuristic policy without it"
+    ]

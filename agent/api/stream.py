@@ -69,9 +69,7 @@ def stream_router(ctx: Ctx) -> APIRouter:
     async def stream(sub: Subscription = subscribed) -> AsyncIterator[ServerSentEvent]:
         if hub.latest is not None:
             rec = hub.latest
-            yield ServerSentEvent(
-                raw_data=obs.live_json(rec), event="cycle", id=str(rec.snapshot.seq), retry=RETRY_MS
-            )
+            yield ServerSentEvent(raw_data=obs.live_json(rec), event="cycle", id=str(rec.snapshot.seq), retry=RETRY_MS)
         else:
             yield ServerSentEvent(comment="waiting for the first cycle", retry=RETRY_MS)
         seen = 0

@@ -392,7 +392,11 @@ def run_growth(args: argparse.Namespace, site: SiteConfig, tariff: Tariff, econ:
     )  # fmt: skip
     if cache is not None and table.replays:
         replay_cache.save(Path(args.growth_cache), cache)
-    rep = expansion_report(plan, table, tariff.currency)
+    # the heuristic policy only: a planned replay solves ~3,000 time-limited plans a month per cell
+    # (their results depend on the machine's load), and --planner is refused above
+    planned = parse_planner(site).enabled and args.growth_savings == "replay"
+    why = f"{site.path} [planner] is enabled, but the growth replays run the heuristic policy without it"
+    rep = expansion_report(plan, table, tariff.currency, [why] if planned else [])
     if args.plot:
         rep["plot"] = str(plot_expansion(rep, Path(args.plot)))
     if args.json:

@@ -135,9 +135,7 @@ def _fill_slow(total: float, caps: list[float], weights: list[float], f: Fleet) 
     return x
 
 
-def dispatch_fleet(
-    site_w: float, snap: SiteSnapshot, f: Fleet, floor_pct: float, ceil_pct: float
-) -> Dispatch:
+def dispatch_fleet(site_w: float, snap: SiteSnapshot, f: Fleet, floor_pct: float, ceil_pct: float) -> Dispatch:
     """Dispatch within the fleet's current windows (f.dis / f.chg). Weights use floor/ceiling in %."""
     n = len(f.ids)
     soc, cap = f.soc, f.cap

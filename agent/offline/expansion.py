@@ -236,8 +236,9 @@ def limits_met(counts: Sequence[int], max_add: int, staged: Schedule, first: Sch
     return notes
 
 
-def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str) -> dict[str, Any]:
-    """The staged plan, day one and no battery, with the table and the assumptions (JSON-ready)."""
+def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str, notes: Sequence[str] = ()) -> dict[str, Any]:
+    """The staged plan, day one and no battery, with the table, the assumptions and `notes` (the
+    caller's, after those on the plan's limits) (JSON-ready)."""
     counts, costs = list(plan.counts), plan.costs
     sav = table.savings(plan)
     plans = {
@@ -287,7 +288,7 @@ def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str) -> di
             "busiest_cycles_per_year": busiest,
             "first_clusters_end_pct": max(0.0, 100.0 - fade * busiest * plan.horizon),
         },
-        "notes": limits_met(counts, costs.max_add, plans["staged"], plans["day_one"]),
+        "notes": [*limits_met(counts, costs.max_add, plans["staged"], plans["day_one"]), *notes],
         "assumptions": [
             SOURCE_NOTE[table.source],
             "purchases at the start of a plan year, savings and O&M at its end (as the single-size ROI)",
