@@ -5,6 +5,13 @@
                       [--json] [--plot OUT.png|OUT.html] [--no-optimum] [--start-soc PCT] [--quiet]
                       [--band-hz LOW HIGH]
                       [--planner]
+    ems-agent analyze BASE.csv --growth GROWTH.toml [--growth-savings replay|optimum] [--growth-cache FILE]
+                      [--plot OUT.png] [--site ...]
+
+`--growth`: a staged expansion plan for a load that grows over years (agent/offline/growth.py has
+the file's keys): each plan year's load replayed with each candidate cluster count, then when to
+add how many clusters for the highest NPV (agent/economics/expansion.py), against buying it all on
+day one and against no battery.
 
 `--planner`: predictive dispatch (agent/control/replan.py) in the replay: the same forecaster, fed
 only the past, and planner at every demand interval; the report adds its solves, their time and
@@ -33,11 +40,15 @@ import numpy as np
 
 from agent.cli.files import read_text
 from agent.control.replan import Replanner
-from agent.economics.roi import economics_config
+from agent.economics.roi import EconomicsConfig, economics_config
 from agent.economics.tariff import FloatArray, Tariff, bundled, load_tariff
 from agent.live.plan_config import parse_planner
 from agent.model.config import SiteConfig, check_demand_interval, load_site
 from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
+from agent.offline import replay_cache
+from agent.offline.expansion import SOURCES, distinct_loads, expansion_report, expansion_text, savings_table
+from agent.offline.expansion_plot import plot_expansion
+from agent.offline.growth import load_growth, year_trace
 from agent.offline.replay import Trace, decide_every_for, evaluate, plan_battery, planner_report, replay, site_for
 from agent.offline.report import plot_report, table
 from common.tomlcheck import ConfigError
@@ -297,6 +308,11 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise ConfigError(f"--cycle: {e}") from None
 
+    if args.growth_cache and not args.growth:
+        raise ConfigError("--growth-cache: only with --growth (it keeps the growth plan's replays)")
+    if args.growth:
+        return run_growth(args, site_for(site, None, ramp), tariff, econ, every)
+
     planner = parse_planner(site)  # the agent's own [planner] settings: a replay plans as the agent would
     settings = planner.settings()
 
@@ -349,6 +365,49 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_growth(args: argparse.Namespace, site: SiteConfig, tariff: Tariff, econ: EconomicsConfig, every: int) -> int:
+    """`--growth`: every plan year's load replayed with every candidate count, then the staged plan
+    (agent.offline.expansion); the base trace and --pv are the years' default load and PV."""
+    for flag, given in (("--clusters", args.clusters is not None), ("--sweep-clusters", args.sweep_clusters),
+                        ("--planner", args.planner)):  # fmt: skip
+        if given:
+            raise ConfigError(f"{flag}: not with --growth (the growth plan's [plan] clusters are the sizes replayed)")
+    if args.plot and Path(args.plot).suffix.lower() != ".png":
+        raise ConfigError(f"--plot: {args.plot} must end in .png with --growth")  # before the replays
+    plan = load_growth(Path(args.growth), site, econ)
+    base, base_pv = Path(args.load), Path(args.pv) if args.pv else None
+    traces = [
+        year_trace(plan, plan.years.index(y) + 1, base, base_pv, load_trace, site.timezone)
+        for y in distinct_loads(plan)
+    ]
+    cache: dict[str, dict[str, Any]] | None = None
+    if args.growth_cache:
+        cache, warning = replay_cache.load(Path(args.growth_cache))
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
+    table = savings_table(
+        plan, site, tariff, econ, traces, source=args.growth_savings, start_soc_pct=args.start_soc, decide_every=every,
+        progress=lambda label: Progress(label, args.quiet), cache=cache,
+        code=replay_cache.code_digest() if cache is not None else "",
+    )  # fmt: skip
+    if cache is not None and table.replays:
+        replay_cache.save(Path(args.growth_cache), cache)
+    # the heuristic policy only: a planned replay solves ~3,000 time-limited plans a month per cell
+    # (their results depend on the machine's load), and --planner is refused above
+    planned = parse_planner(site).enabled and args.growth_savings == "replay"
+    why = f"{site.path} [planner] is enabled, but the growth replays run the heuristic policy without it"
+    rep = expansion_report(plan, table, tariff.currency, [why] if planned else [])
+    if args.plot:
+        rep["plot"] = str(plot_expansion(rep, Path(args.plot)))
+    if args.json:
+        print(json.dumps(rep, indent=2, allow_nan=False, default=_json_default))
+    else:
+        print(expansion_text(rep))
+        if args.plot:
+            print(f"plot: {args.plot}")
+    return 0
+
+
 def _share(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1%}"
 
@@ -396,4 +455,20 @@ def add_subcommands(sub: Any) -> None:
         help="frequency band for the oscillation report, Hz (cut to what the trace's sampling shows) [0.1 2]",
     )
     p.add_argument("--planner", action="store_true", help="predictive dispatch: forecast and plan every interval")
+    p.add_argument(
+        "--growth",
+        metavar="GROWTH.toml",
+        help="staged expansion: when to add how many clusters as the load grows (agent/offline/growth.py)",
+    )
+    p.add_argument(
+        "--growth-savings",
+        choices=SOURCES,
+        default="replay",
+        help="--growth's annual savings: the live policy replayed, or the perfect-foresight optimum (a bound) [replay]",
+    )
+    p.add_argument(
+        "--growth-cache",
+        metavar="FILE",
+        help="keep --growth's replay results in FILE (JSON) and reuse those whose inputs and code are unchanged",
+    )
     p.set_defaults(func=run)

@@ -102,16 +102,21 @@ class SiteConfig:
                 return m
         return None
 
-    def with_clusters(self, n: int) -> SiteConfig:
-        """The same site with `n` clusters, spread round-robin over its PCS units."""
+    def with_clusters(self, n: int, per_pcs: int | None = None) -> SiteConfig:
+        """The same site with `n` clusters, spread round-robin over its PCS units; with `per_pcs`,
+        over as many copies of its first PCS as `n` needs at `per_pcs` clusters each (a site grown
+        in blocks, agent.offline.expansion: the PCS rating grows with the clusters)."""
         if not self.clusters:
             raise ConfigError(f"{self.path}: no [[cluster]] to copy for a size of {n}")
         proto = self.clusters[0]
         clusters = tuple(replace(proto, id=f"c{i + 1:02d}", unit=proto.unit) for i in range(n))
-        per_pcs: dict[str, list[str]] = {p.id: [] for p in self.pcs}
+        units = self.pcs
+        if per_pcs is not None and self.pcs:
+            units = tuple(replace(self.pcs[0], id=f"pcs{i + 1:02d}") for i in range(max(1, -(-n // per_pcs))))
+        per_unit: dict[str, list[str]] = {p.id: [] for p in units}
         for i, c in enumerate(clusters):
-            per_pcs[self.pcs[i % len(self.pcs)].id].append(c.id)
-        pcs = tuple(replace(p, clusters=tuple(per_pcs[p.id])) for p in self.pcs)
+            per_unit[units[i % len(units)].id].append(c.id)
+        pcs = tuple(replace(p, clusters=tuple(per_unit[p.id])) for p in units)
         return replace(self, clusters=clusters, pcs=pcs, maintenance=frozenset())
 
 
