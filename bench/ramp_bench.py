@@ -253,8 +253,9 @@ def beyond_text(r: dict[str, Any]) -> str:
 
 def explain_seconds(load: np.ndarray, seconds: list[tuple[int, float, float | None, bool]]) -> None:
     """One line per over-limit second: the grid's change between its 1 s averages, split (PCC mode)
-    into the PCS loop's response to the load alone and the rest (the reference the agent set), and
-    what the load did in those two seconds."""
+    into the PCS loop's response to the load alone and the rest (the reference the agent handed the
+    PCS, and the battery's power limit where it was reached), and what the load did in those two
+    seconds."""
     per_s = round(1.0 / DT)
     dl = second_changes(load, DT)
     for s, dg, loop, at_limit in seconds:
@@ -262,7 +263,7 @@ def explain_seconds(load: np.ndarray, seconds: list[tuple[int, float, float | No
         split = (
             ""
             if loop is None
-            else f" = PCS loop on the load alone {loop / 1e3:+.0f} + reference {(dg - loop) / 1e3:+.0f}"
+            else f" = PCS loop on the load alone {loop / 1e3:+.0f} + the rest {(dg - loop) / 1e3:+.0f}"
         )
         print(
             f"    second {s}->{s + 1}: grid {dg / 1e3:+.0f} kW{split}; load {dl[s] / 1e3:+.0f} kW"
