@@ -1,9 +1,10 @@
 """PCS in grid-power (PCC) control, replayed at 0.1 s: a load slew that comes while the PCS are
 already moving the grid the same way at their ramp stays within the limit.
 
-The PCS's local loop tracks the load's slope with its lag, which adds 60-75 kW/s to the second's
-change on top of the reference's own ramp (agent.control.ramp.PCC_RAMP_FRACTION): at 0.75 x the
-limit these seconds went over it (209-224 kW/s), at 0.5 x they stay under it."""
+The PCS's local loop tracks the load's slope with its lag (60 ms: agent.offline.pcc_loop), which
+adds 64-80 kW/s to the second's change on top of the reference's own ramp
+(agent.control.ramp.PCC_RAMP_FRACTION): at 0.75 x the limit these seconds went over it (209-224
+kW/s), at 0.5 x they stay under it (164-180 kW/s)."""
 
 from __future__ import annotations
 

@@ -42,13 +42,16 @@ STEP_S_MAX: Final = 1.0  # the longest time one cycle's step may count (above)
 
 # Grid-power (PCC) control: the PCS move their grid reference at this fraction of the limit. The
 # utility sees 1 s averages; the reference's own slope adds up to this fraction of the limit to one
-# second's change, and the local loop's tracking error (the inverter's lag, ~0.1 s, times the load's
-# own slope) adds the rest: 60-75 kW/s when the load slews at 1.2-1.9 MW/s the way the reference is
-# already moving (tests/test_pcc_slew.py). A 25 % margin (0.75) was not enough for that: 213-224
-# kW/s in those cases, 0.17 % of seconds over the limit on 200stepsync x 600 and 3.2-3.7 % at 1,000
-# nodes (bench/ramp_bench.py); at half the limit, the fraction the 1 s plan and the fast lane use
-# when the load moves between their readings (ramp_reference.BETWEEN_READINGS_RAMP_FRACTION),
-# 0.00 % and 1.7-2.3 % (most of it with the battery at its power limit).
+# second's change, and the local loop's tracking error adds the rest: its response time (60 ms for
+# the simulator's PCS: 3 samples of 20 ms, agent.offline.pcc_loop) times the load's own slope, 64-80
+# kW/s when the load slews at 1.2-1.5 MW/s the way the reference is already moving
+# (tests/test_pcc_slew.py). A 25 % margin (0.75) was not enough for that: 213-224 kW/s in those
+# cases, 0.17 % of seconds over the limit on 200stepsync x 600 and 3.2-3.7 % at 1,000 nodes
+# (bench/ramp_bench.py); at half the limit, the fraction the 1 s plan and the fast lane use when the
+# load moves between their readings (ramp_reference.BETWEEN_READINGS_RAMP_FRACTION), 0.00 % and
+# 1.7-2.3 % (most of it with the battery at its power limit). At 1,000 nodes the load slews at up to
+# 3.3 MW/s, whose ~200 kW of tracking error take the whole limit: what is left over 0.1 % there, and
+# what a slower reference does about it, is in BENCHMARKS.md ("Issue 14: PCC at 1,000 nodes").
 PCC_RAMP_FRACTION: Final = BETWEEN_READINGS_RAMP_FRACTION
 # Setpoint mode: the plan moves the grid by at most this fraction of the limit per cycle. A PCS
 # follows a new setpoint with a first-order lag (~0.1 s), so about tau/cycle of every setpoint change
