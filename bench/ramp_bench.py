@@ -19,12 +19,17 @@ instant; the PCS follow with the simulator's first-order response (tau 0.1 s). T
 
 The grid as a utility meter sees it is the 1 s average; its ramp is the change between consecutive
 seconds. Reported: share of seconds over the limit with and without the battery, p99/max ramp, SoC band.
+The seconds over the limit are split by cause (over_limit_causes): with the battery at its power
+limit; in PCC mode, beyond the PCS's own loop (its response to the load alone moves the second by
+more than the limit: agent.offline.pcc_loop); the rest. `--explain` lists each such second, the
+grid's change split into the PCS loop's part and the rest, with what the load did.
 
     .venv/bin/python bench/ramp_bench.py [--minutes 60] [--cycle-s 1.0 0.2] [--pcc-cycle-s 1.0]
         [--fast-lane-s 0.2]   # the fast lane (agent.control.fast) at these periods, the agent at 1 s
         [--pcc-sample-s 0.02] [--pcc-gain G] [--tau-s 0.1]      # the PCS model, for sensitivity runs
         [--band-hz 0.1 2]     # the oscillation band: the grid's energy in it against the load's
         [--trace 100stepsync 200stepsync] [--nodes 300 600 1000] [--restart-seeds 1]  # variations
+        [--battery-scale 2] [--explain]   # the battery x 2; each over-limit second's causes
 
 Variations: either node trace, scaled to other node counts, and each also with the job restarting
 at random points (--restart-seeds). The last line says in how many runs the battery made the
