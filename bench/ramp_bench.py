@@ -147,7 +147,7 @@ def over_limit_causes(
 
 def ramp_share(grid_w: np.ndarray) -> tuple[float, float, float]:
     """(share of seconds whose 1 s-average grid power moved by more than the limit, p99 and max ramp W/s)."""
-    r = ramp_stats(np.arange(len(grid_w)) * DT, grid_w, LIMIT_W_PER_S)
+    r = ramp_stats(np.arange(len(grid_w), dtype=np.float64) * DT, grid_w, LIMIT_W_PER_S)
     return r.over_limit_s / r.samples, r.p99_w_per_s, r.max_w_per_s
 
 
@@ -331,7 +331,7 @@ def main() -> int:
     print(f"worse with the battery than without: {len(harm)} of {n_runs} runs", file=sys.stderr)
     for h in harm:
         print(f"  {h}", file=sys.stderr)
-    out = variations[0] if len(variations) == 1 else {"variations": variations}
+    out: dict[str, Any] = variations[0] if len(variations) == 1 else {"variations": variations}
     out["worse_than_without_battery"] = harm
     print(json.dumps(out, indent=2))
     return 0
