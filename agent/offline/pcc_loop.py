@@ -20,7 +20,9 @@ cancel it.
 simulator's, through the same code) with its reference held still and no power or energy limit.
 A second in which H(load)'s 1 s average moves by more than the ramp limit is beyond what a PCS
 with that response can hold (bench/ramp_bench.py counts those apart, as it counts the seconds with
-the battery at its power limit).
+the battery at its power limit). Without limits the modelled loop is never slower than the real
+one: where a real PCS's command saturates at its rating (a step larger than its rating / gain) it
+reaches the new level later, so this errs toward counting fewer seconds apart, not more.
 """
 
 from __future__ import annotations
