@@ -14,8 +14,9 @@ instant; the PCS follow with the simulator's first-order response (tau 0.1 s). T
   lane runs) every --fast-lane-s between its cycles, on the load and grid meters and the window
   the last plan granted;
 - pcc: every PCS in grid-power (PCC) control: each cycle the agent writes a grid import target,
-  ramp (50 % of the limit), share and limits; the PCS's own loop samples the site meter every 20 ms
-  (one sample of meter latency) inside the physics step and regulates the grid toward the target.
+  ramp (up to 50 % of the limit: agent.control.pcc.reference_ramp), share and limits; the PCS's
+  own loop samples the site meter every 20 ms (one sample of meter latency) inside the physics
+  step and regulates the grid toward the target.
 
 The grid as a utility meter sees it is the 1 s average; its ramp is the change between consecutive
 seconds. Reported: share of seconds over the limit with and without the battery, p99/max ramp, SoC band.

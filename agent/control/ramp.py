@@ -23,6 +23,9 @@ ramp window, the step is taken and the plan's ramp bound says which controller f
 There is no slower, first-order return (a `ramp_return_s` setting existed unused and was removed):
 returning at the ramp limit is the fastest return the limit allows, so it drifts least and costs
 the economic controllers nothing; a slower return would only hold the battery off their plan longer.
+(PCS in grid-power control are different: there the reference's slope shares the limit with the
+PCS loop's own tracking error, and it approaches the target in proportion to the battery's use of
+its window: pcc.py says why.)
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ NAN: Final = math.nan
 MAX_GAP_S: Final = 10.0  # a longer gap between cycles (restart, stall) starts the ramp reference afresh
 STEP_S_MAX: Final = 1.0  # the longest time one cycle's step may count (above)
 
-# Grid-power (PCC) control: the PCS move their grid reference at this fraction of the limit. The
+# Grid-power (PCC) control: the PCS move their grid reference at up to this fraction of the limit
+# (agent.control.pcc.reference_ramp: in proportion to the battery's use of its window). The
 # utility sees 1 s averages; the reference's own slope adds up to this fraction of the limit to one
 # second's change, and the local loop's tracking error adds the rest: its response time (60 ms for
 # the simulator's PCS: 3 samples of 20 ms, agent.offline.pcc_loop) times the load's own slope, 64-80
@@ -177,7 +181,7 @@ def ramp(w: Window, c: Cycle) -> Window:
         w = w.bound(lo, hi, w.lo_src, w.hi_src, Bound("pcc_latch", lo, hi, why))
     if c.pcc:
         pcc_ramp = c.cfg.ramp_limit_w_per_s * PCC_RAMP_FRACTION
-        why = f"delegated: PCS in grid-power control hold {pcc_ramp:.0f} W/s"
+        why = f"delegated: PCS in grid-power control move their reference at up to {pcc_ramp:.0f} W/s"
         return w.bound(lo, hi, w.lo_src, w.hi_src, Bound("ramp", lo, hi, why))
     if c.cfg.ramp_limit_w_per_s <= 0.0:
         return w
