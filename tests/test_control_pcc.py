@@ -42,7 +42,7 @@ def test_trusted_pcs_configured_for_it_get_target_ramp_shares_and_windows() -> N
     p, st = run(snap(3e6, clusters=cl, pcs=pcs))
     gc = p.grid_control
     assert gc is not None
-    assert gc.ramp_w_per_s == 0.0  # the battery is on its plan: the grid is at the target, nothing to hand back
+    assert gc.ramp_w_per_s == 100.0  # the battery is on its plan: nothing to hand back, the slowest ramp
     assert gc.grid_min_w == 0.0
     assert gc.target_w == pytest.approx(3e6 - p.site_setpoint_w)  # net - the planned battery
     assert set(gc.pcs) == {"pcs1", "pcs2", "pcs3", "pcs4"}
@@ -57,7 +57,7 @@ def test_trusted_pcs_configured_for_it_get_target_ramp_shares_and_windows() -> N
 @pytest.mark.parametrize(
     ("battery_w", "ramp_w_per_s"),
     [
-        (0.0, 0.0),  # on the plan
+        (0.0, 100.0),  # on the plan: the slowest ramp written (never 0: pcc.PCC_MIN_RAMP_W_PER_S)
         (627e3, 25_000.0),  # a quarter of the four PCS's 2,508 kW discharge window off the plan
         (-627e3, 25_000.0),  # the same charging, against the charge window
         (1_254e3, 50_000.0),

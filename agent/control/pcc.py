@@ -25,12 +25,18 @@ BENCHMARKS.md "Issue 14: PCC at 1,000 nodes").
 
 from __future__ import annotations
 
+from typing import Final
+
 from agent.control.cycle import Cycle
 from agent.control.dispatch import pcs_shares
 from agent.control.edges import edge_caps
 from agent.control.ramp import PCC_NO_FLOOR_W, PCC_RAMP_FRACTION
 from agent.control.window import AUTO
 from agent.model.plan import GridControl, PccLimits
+
+# The slowest ramp handed to a PCS: the step of the bundled ACME register (kW x 10 per s), so what is
+# written never rounds to 0, which a PCS may take for "no ramp limit".
+PCC_MIN_RAMP_W_PER_S: Final = 100.0
 
 
 def grid_control(c: Cycle, grid_w: float, mode: str = AUTO) -> GridControl | None:
@@ -73,4 +79,5 @@ def reference_ramp(c: Cycle, target_w: float, lim: dict[str, PccLimits], mode: s
     room = sum(x.max_discharge_w if off > 0.0 else x.max_charge_w for x in lim.values())
     if not room > 0.0:
         return full
-    return full * min(1.0, abs(off) / room)
+    # never 0: a PCS may read a ramp of 0 as "no ramp limit" (the safety contract's 0 < ramp)
+    return min(full, max(PCC_MIN_RAMP_W_PER_S, full * min(1.0, abs(off) / room)))
