@@ -3,8 +3,9 @@ already moving the grid the same way at their ramp stays within the limit.
 
 The PCS's local loop tracks the load's slope with its lag (60 ms: agent.offline.pcc_loop), which
 adds 64-80 kW/s to the second's change on top of the reference's own ramp
-(agent.control.ramp.PCC_RAMP_FRACTION): at 0.75 x the limit these seconds went over it (209-224
-kW/s), at 0.5 x they stay under it (164-180 kW/s)."""
+(agent.control.ramp.PCC_RAMP_FRACTION): with the reference at 0.75 x the limit these seconds went
+over it (209-224 kW/s), at 0.5 x they stayed under it (164-180 kW/s); moving in proportion to the
+battery's use of its window (agent.control.pcc.reference_ramp), 102-152 kW/s."""
 
 from __future__ import annotations
 
