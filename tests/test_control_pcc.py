@@ -96,6 +96,22 @@ def test_an_operators_command_is_handed_over_at_the_full_ramp(op: OperatorState,
     assert p.grid_control.ramp_w_per_s == pytest.approx(200_000.0 * PCC_RAMP_FRACTION)
 
 
+def test_a_grid_above_the_connection_limit_is_brought_back_at_the_full_ramp() -> None:
+    # The grid reads 3.1 MW against a 3 MW connection: the plan's target is the limit (the battery
+    # discharges 100 kW more than now), a bound to restore at once, not a swing to approach slowly
+    cl, pcs = pcc_fleet()
+    cfg = replace(RAMP_CFG, grid_import_limit_w=3.0e6)
+    p, _ = run(snap(3.2e6, battery=100e3, clusters=cl, pcs=pcs), cfg=cfg)
+    assert p.grid_control is not None
+    assert p.grid_control.target_w == pytest.approx(3.0e6)
+    assert p.grid_control.ramp_w_per_s == pytest.approx(200_000.0 * PCC_RAMP_FRACTION)
+    # under the limit (3.05 MW read against 3.1 MW), the battery 50 kW beyond its plan of 100 kW: as
+    # anywhere else, 50 / 2,508 of the full ramp
+    p, _ = run(snap(3.2e6, battery=150e3, clusters=cl, pcs=pcs), cfg=replace(cfg, grid_import_limit_w=3.1e6))
+    assert p.grid_control is not None and p.grid_control.target_w == pytest.approx(3.1e6)
+    assert p.grid_control.ramp_w_per_s == pytest.approx(100_000.0 * 50e3 / 2_508e3)
+
+
 def test_a_load_step_is_not_bounded_by_the_agent_the_pcs_hold_the_ramp() -> None:
     cl, pcs = pcc_fleet()
     _, st = run(snap(3e6, clusters=cl, pcs=pcs))

@@ -16,11 +16,11 @@ to 150-170 kW of a 200 kW/s limit; and a reference that chases swings the batter
 near one end of them, so the battery covers the whole swing one way and meets its power limit. The
 reference therefore moves only as fast as the battery's use of its power asks: at the full ramp
 when the battery is at its window (the grid must take the load over), barely when it holds the
-swings with power to spare (in mode auto: an operator's override or idle is handed over at the
-full ramp, as before). For a lasting change D (the grid's distance from the target) the
-reference closes in with the time constant window / ramp, taking at most window^2 / ramp of
-energy off the plan, twice what the full ramp from the window's edge would (bench/ramp_bench.py,
-BENCHMARKS.md "Issue 14: PCC at 1,000 nodes").
+swings with power to spare (in mode auto: an operator's override or idle, and a grid above the
+connection limit, are handed over at the full ramp, as before). For a lasting change D (the
+grid's distance from the target) the reference closes in with the time constant window / ramp,
+taking at most window^2 / ramp of energy off the plan, twice what the full ramp from the window's
+edge would (bench/ramp_bench.py, BENCHMARKS.md "Issue 14: PCC at 1,000 nodes").
 """
 
 from __future__ import annotations
@@ -69,11 +69,15 @@ def grid_control(c: Cycle, grid_w: float, mode: str = AUTO) -> GridControl | Non
 def reference_ramp(c: Cycle, target_w: float, lim: dict[str, PccLimits], mode: str = AUTO) -> float:
     """W/s the PCS's reference moves at toward `target_w` (see the module doc): PCC_RAMP_FRACTION
     of the limit times the grid's distance from the target (the battery's power off the plan) as a
-    share of the PCS's window that way, at most 1. The full ramp when the grid is not measured, and
+    share of the PCS's window that way, at most 1. The full ramp when the grid is not measured, when
+    it is above the grid connection limit (grid_import_limit_w: a bound to restore, not a swing), and
     for an operator's command (a mode other than auto: an override, idle): a setpoint someone asked
     for is handed over at the ramp, as in setpoint mode, not approached."""
     full = c.cfg.ramp_limit_w_per_s * PCC_RAMP_FRACTION
     if not c.meas_ok or mode != AUTO:
+        return full
+    limit = c.cfg.grid_import_limit_w
+    if limit > 0.0 and c.grid_w > limit:  # over the connection limit: a bound to restore, not a swing
         return full
     off = target_w - c.grid_w  # > 0: the battery discharges more than the plan (the grid is below it)
     room = sum(x.max_discharge_w if off > 0.0 else x.max_charge_w for x in lim.values())
