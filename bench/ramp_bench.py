@@ -14,17 +14,23 @@ instant; the PCS follow with the simulator's first-order response (tau 0.1 s). T
   lane runs) every --fast-lane-s between its cycles, on the load and grid meters and the window
   the last plan granted;
 - pcc: every PCS in grid-power (PCC) control: each cycle the agent writes a grid import target,
-  ramp (50 % of the limit), share and limits; the PCS's own loop samples the site meter every 20 ms
-  (one sample of meter latency) inside the physics step and regulates the grid toward the target.
+  ramp (up to 50 % of the limit: agent.control.pcc.reference_ramp), share and limits; the PCS's
+  own loop samples the site meter every 20 ms (one sample of meter latency) inside the physics
+  step and regulates the grid toward the target.
 
 The grid as a utility meter sees it is the 1 s average; its ramp is the change between consecutive
 seconds. Reported: share of seconds over the limit with and without the battery, p99/max ramp, SoC band.
+The seconds over the limit are split by cause (over_limit_causes): with the battery at its power
+limit; in PCC mode, beyond the PCS's own loop (its response to the load alone moves the second by
+more than the limit: agent.offline.pcc_loop); the rest. `--explain` lists each such second, the
+grid's change split into the PCS loop's part and the rest, with what the load did.
 
     .venv/bin/python bench/ramp_bench.py [--minutes 60] [--cycle-s 1.0 0.2] [--pcc-cycle-s 1.0]
         [--fast-lane-s 0.2]   # the fast lane (agent.control.fast) at these periods, the agent at 1 s
         [--pcc-sample-s 0.02] [--pcc-gain G] [--tau-s 0.1]      # the PCS model, for sensitivity runs
         [--band-hz 0.1 2]     # the oscillation band: the grid's energy in it against the load's
         [--trace 100stepsync 200stepsync] [--nodes 300 600 1000] [--restart-seeds 1]  # variations
+        [--battery-scale 2] [--explain]   # the battery x 2; each over-limit second's causes
 
 Variations: either node trace, scaled to other node counts, and each also with the job restarting
 at random points (--restart-seeds). The last line says in how many runs the battery made the
@@ -51,6 +57,7 @@ from agent.economics.tariff import bundled
 from agent.model.config import SiteConfig, load_site
 from agent.model.ramp_metrics import SLACK, ramp_stats
 from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
+from agent.offline.pcc_loop import loop_residual, second_changes
 from agent.offline.replay import PcsModel, Trace, battery_spec, replay
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,22 +114,41 @@ DEFAULT_PCS = PcsModel()  # the simulator's PCS
 AT_POWER_LIMIT = 0.98  # a battery within 2 % of its power capability counts as at its limit
 
 
-def over_at_power_limit(grid_w: np.ndarray, battery_w: np.ndarray, power_w: float) -> tuple[float, float]:
-    """(share of seconds over the limit, share of seconds over it with the battery at its power limit in
-    either of the two seconds compared): those the load causes that the battery cannot follow, counted
-    apart as the issue counts them for the month at 1 s."""
+def over_limit_causes(
+    grid_w: np.ndarray, battery_w: np.ndarray, power_w: float, loop_w: np.ndarray | None
+) -> dict[str, Any]:
+    """The seconds whose 1 s-average grid moved by more than the limit, by cause (shares of seconds):
+    `at_power_limit`, with the battery at its power limit in either of the two seconds compared (the
+    load's swing exceeds what the battery can take; counted apart as the issue counts them for the
+    month at 1 s); `beyond_pcs_loop`, the others in which the PCS's own grid-power loop, its reference
+    held, moves that second by more than the limit on the load alone (`loop_w`:
+    agent.offline.pcc_loop.loop_residual; PCC mode only): no reference the agent hands it can keep
+    them within the limit; `left`: the rest. `seconds`: each over-limit second (index, grid change,
+    the PCS loop's part of it, the load's change, its largest step, at power limit) for --explain."""
     per_s = round(1.0 / DT)
     n = len(grid_w) // per_s
-    avg = grid_w[: n * per_s].reshape(n, per_s).mean(axis=1)
-    over = np.abs(np.diff(avg)) > LIMIT_W_PER_S * SLACK
+    dg = second_changes(grid_w, DT)
+    over = np.abs(dg) > LIMIT_W_PER_S * SLACK
     peak = np.abs(battery_w[: n * per_s]).reshape(n, per_s).max(axis=1) >= AT_POWER_LIMIT * power_w
     at_limit = over & (peak[:-1] | peak[1:])
-    return float(over.mean()) if len(over) else 0.0, float(at_limit.mean()) if len(over) else 0.0
+    dl = second_changes(loop_w, DT) if loop_w is not None else np.zeros(len(dg))
+    beyond = over & ~at_limit & (np.abs(dl) > LIMIT_W_PER_S * SLACK)
+    m = max(1, len(over))
+    return {
+        "over": float(over.sum()) / m,
+        "at_power_limit": float(at_limit.sum()) / m,
+        "beyond_pcs_loop": float(beyond.sum()) / m,
+        "left": float((over & ~at_limit & ~beyond).sum()) / m,
+        "seconds": [
+            (int(s), float(dg[s]), float(dl[s]) if loop_w is not None else None, bool(at_limit[s]))
+            for s in np.flatnonzero(over)
+        ],
+    }
 
 
 def ramp_share(grid_w: np.ndarray) -> tuple[float, float, float]:
     """(share of seconds whose 1 s-average grid power moved by more than the limit, p99 and max ramp W/s)."""
-    r = ramp_stats(np.arange(len(grid_w)) * DT, grid_w, LIMIT_W_PER_S)
+    r = ramp_stats(np.arange(len(grid_w), dtype=np.float64) * DT, grid_w, LIMIT_W_PER_S)
     return r.over_limit_s / r.samples, r.p99_w_per_s, r.max_w_per_s
 
 
@@ -134,9 +160,11 @@ def run(
     pcs: PcsModel,
     band: tuple[float, float],
     label: str = f"{TRACE.name} x {NODES} nodes",
+    loop_w: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """One replay of `load` (W at DT) with the agent every `cycle_s`; mode "setpoint" or "pcc", or
-    "fast": the agent at the site's cycle (1 s) and the fast lane every `cycle_s`."""
+    "fast": the agent at the site's cycle (1 s) and the fast lane every `cycle_s`. `loop_w`: the PCS
+    loop's response to this load alone (over_limit_causes), used in "pcc" mode."""
     if mode == "pcc":
         site = replace(site, pcs=tuple(replace(p, grid_control="pcc") for p in site.pcs))
     agent_s = cycle_s
@@ -149,12 +177,15 @@ def run(
     every = max(1, round(agent_s / DT))
     res = replay(site, bundled("shanghai_ci_two_part"), trace, seed_profile=False, decide_every=every, pcs_model=pcs)
     share, p99, worst = ramp_share(res.grid_w)
-    _, at_limit = over_at_power_limit(res.grid_w, res.battery_w, battery_spec(site).power_w)
+    causes = over_limit_causes(res.grid_w, res.battery_w, battery_spec(site).power_w, loop_w if mode == "pcc" else None)
     return {
         "mode": mode,
         "cycle_s": cycle_s,
         "over_limit_share": share,
-        "over_limit_at_power_limit_share": at_limit,
+        "over_limit_at_power_limit_share": causes["at_power_limit"],
+        "over_limit_beyond_pcs_loop_share": causes["beyond_pcs_loop"],
+        "over_limit_left_share": causes["left"],
+        "over_limit_seconds": causes["seconds"],
         "p99_ramp_w_per_s": p99,
         "max_ramp_w_per_s": worst,
         "soc_min_pct": float(np.nanmin(res.soc_pct)),
@@ -180,9 +211,14 @@ def variation(
     runs: list[tuple[str, float]],
     pcs: PcsModel,
     band: tuple[float, float],
+    explain: bool = False,
 ) -> dict[str, Any]:
-    """One load trace (a node trace x nodes, restarting with `seed`) replayed in every (mode, cycle)."""
+    """One load trace (a node trace x nodes, restarting with `seed`) replayed in every (mode, cycle);
+    `explain`: each over-limit second's causes on stderr (explain_seconds)."""
     load = load_trace(minutes, name, nodes, seed)
+    loop_w = (
+        loop_residual(load, DT, pcs.tau_s, pcs.pcc_sample_s, pcs.pcc_gain) if any(m == "pcc" for m, _ in runs) else None
+    )
     label = f"{TRACES[name].name} x {nodes} nodes" + (f", restarting (seed {seed})" if seed is not None else "")
     share, p99, worst = ramp_share(load)
     out: dict[str, Any] = {
@@ -198,18 +234,48 @@ def variation(
     print(f"{out['trace']}:", file=sys.stderr)
     soc_window = (site.control.soc_min_pct, site.control.soc_max_pct)
     for mode, c in runs:
-        r = run(site, load, c, mode, pcs, band, label)
+        r = run(site, load, c, mode, pcs, band, label, loop_w)
         r["soc_within_window"] = soc_window[0] <= r["soc_min_pct"] and r["soc_max_pct"] <= soc_window[1]
         out["with_battery"].append(r)
         print(
             f"  {mode} mode, {'fast lane' if mode == 'fast' else 'cycle'} {c:g} s: {100 * r['over_limit_share']:.3f} %"
             f" of seconds over the limit ({100 * r['over_limit_at_power_limit_share']:.3f} % with the battery at its"
-            f" power limit; without battery {100 * share:.2f} %), p99 ramp {r['p99_ramp_w_per_s'] / 1e3:.0f} kW/s "
+            f" power limit{beyond_text(r)}; without battery {100 * share:.2f} %),"
+            f" p99 ramp {r['p99_ramp_w_per_s'] / 1e3:.0f} kW/s "
             f"(without {p99 / 1e3:.0f}), {band_text(r['oscillation'])}, "
             f"SoC {r['soc_min_pct']:.1f}-{r['soc_max_pct']:.1f} %",
             file=sys.stderr,
         )
+        if explain:
+            explain_seconds(load, r["over_limit_seconds"])
     return out
+
+
+def beyond_text(r: dict[str, Any]) -> str:
+    if r["mode"] != "pcc":
+        return ""
+    return f", {100 * r['over_limit_beyond_pcs_loop_share']:.3f} % beyond the PCS's own loop"
+
+
+def explain_seconds(load: np.ndarray, seconds: list[tuple[int, float, float | None, bool]]) -> None:
+    """One line per over-limit second: the grid's change between its 1 s averages, split (PCC mode)
+    into the PCS loop's response to the load alone and the rest (the reference the agent handed the
+    PCS, and the battery's power limit where it was reached), and what the load did in those two
+    seconds."""
+    per_s = round(1.0 / DT)
+    dl = second_changes(load, DT)
+    for s, dg, loop, at_limit in seconds:
+        steps = np.abs(np.diff(load[s * per_s : (s + 2) * per_s]))
+        split = (
+            ""
+            if loop is None
+            else f" = PCS loop on the load alone {loop / 1e3:+.0f} + the rest {(dg - loop) / 1e3:+.0f}"
+        )
+        print(
+            f"    second {s}->{s + 1}: grid {dg / 1e3:+.0f} kW{split}; load {dl[s] / 1e3:+.0f} kW"
+            f" (largest {DT:g} s step {steps.max() / 1e3:.0f} kW){'; battery at its power limit' if at_limit else ''}",
+            file=sys.stderr,
+        )
 
 
 def main() -> int:
@@ -233,6 +299,7 @@ def main() -> int:
         "--battery-scale", type=int, default=1,
         help="the demo's battery times this: its clusters and each PCS's rating (a site sized to its load's swings)",
     )
+    ap.add_argument("--explain", action="store_true", help="each over-limit second's causes, on stderr")
     args = ap.parse_args()
     pcs = PcsModel(args.tau_s, args.pcc_sample_s, args.pcc_gain)
     site = load_site(ROOT / "agent" / "sites" / "demo.toml")
@@ -247,7 +314,7 @@ def main() -> int:
         + [("pcc", c) for c in args.pcc_cycle_s]
     )
     variations = [
-        variation(site, args.minutes, name, nodes, seed, runs, pcs, band)
+        variation(site, args.minutes, name, nodes, seed, runs, pcs, band, args.explain)
         for name in args.trace
         for nodes in args.nodes
         for seed in [None, *args.restart_seeds]
@@ -265,7 +332,7 @@ def main() -> int:
     print(f"worse with the battery than without: {len(harm)} of {n_runs} runs", file=sys.stderr)
     for h in harm:
         print(f"  {h}", file=sys.stderr)
-    out = variations[0] if len(variations) == 1 else {"variations": variations}
+    out: dict[str, Any] = variations[0] if len(variations) == 1 else {"variations": variations}
     out["worse_than_without_battery"] = harm
     print(json.dumps(out, indent=2))
     return 0

@@ -743,7 +743,12 @@ class BatteryPlant:
         return total
 
     def _step_pcc(self, dt: float, net_w: float, sample_s: float) -> float:
-        n = max(1, math.ceil(dt / sample_s - 1e-9))
+        # Steps from epoch timestamps carry their float rounding: a 0.1 s trace step at 1.8e9 s is
+        # 0.0999999 or 0.10000014 s. Cut by an exact "no longer than the sample", the latter became 6
+        # samples of 16.7 ms instead of 5 of 20 ms: 40 % of a replay's steps ran the PCS's loop faster
+        # than the PCS samples (issue 14's PCC analysis). A sample may be 0.1 % longer (20 us at 20 ms:
+        # the float spacing at epoch times is 0.24 us, a real PCS's sample jitter far more than 20 us).
+        n = max(1, math.ceil(dt / sample_s - 1e-3))
         h = dt / n
         pcs = self._pcs_list
         energy = 0.0

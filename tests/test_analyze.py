@@ -288,9 +288,12 @@ def test_a_1_s_agent_over_a_0_1_s_trace_and_pcs_in_grid_control() -> None:
     jump_fixed = np.abs(np.diff(_per_second(fixed.grid_w))).max()
     jump_pcc = np.abs(np.diff(_per_second(pcc.grid_w))).max()
     assert jump_fixed > 500e3
-    assert jump_pcc <= 200e3  # the PCS's reference moves at 100 kW/s; the step adds a small blip
-    assert pcc.grid_w[-1] == pytest.approx(3.2e6, abs=5_000.0)  # the load handed back to the grid
-    assert abs(pcc.battery_w[-1]) < 5_000.0
+    assert jump_pcc <= 200e3  # the PCS's reference moves at up to 100 kW/s; the step adds a small blip
+    # the load handed back to the grid as the battery's use of its window asks (agent.control.pcc):
+    # closing in with the time constant window / full ramp, 2,508 kW / 100 kW/s = 25 s
+    left = 1.2e6 * math.exp(-(ts[-1] - ts[203]) / 25.08)  # 247 kW of the step after 39.6 s
+    assert pcc.battery_w[-1] == pytest.approx(left, rel=0.01)
+    assert pcc.grid_w[-1] == pytest.approx(3.2e6 - left, rel=0.001)
     with pytest.raises(ValueError, match="decide_every"):
         replay(site, flat_tariff(), Trace(ts, load), decide_every=0)
 

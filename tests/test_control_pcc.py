@@ -42,7 +42,7 @@ def test_trusted_pcs_configured_for_it_get_target_ramp_shares_and_windows() -> N
     p, st = run(snap(3e6, clusters=cl, pcs=pcs))
     gc = p.grid_control
     assert gc is not None
-    assert gc.ramp_w_per_s == pytest.approx(200_000.0 * PCC_RAMP_FRACTION)
+    assert gc.ramp_w_per_s == 100.0  # the battery is on its plan: nothing to hand back, the slowest ramp
     assert gc.grid_min_w == 0.0
     assert gc.target_w == pytest.approx(3e6 - p.site_setpoint_w)  # net - the planned battery
     assert set(gc.pcs) == {"pcs1", "pcs2", "pcs3", "pcs4"}
@@ -52,6 +52,64 @@ def test_trusted_pcs_configured_for_it_get_target_ramp_shares_and_windows() -> N
         assert lim.max_charge_w == pytest.approx(627e3)
     assert any(b.source == "ramp" and "delegated" in b.reason for b in p.bounds)
     assert st.ramp.grid_w == 3e6  # the ramp reference, should the agent take the ramp back: the meter
+
+
+@pytest.mark.parametrize(
+    ("battery_w", "ramp_w_per_s"),
+    [
+        (0.0, 100.0),  # on the plan: the slowest ramp written (never 0: pcc.PCC_MIN_RAMP_W_PER_S)
+        (627e3, 25_000.0),  # a quarter of the four PCS's 2,508 kW discharge window off the plan
+        (-627e3, 25_000.0),  # the same charging, against the charge window
+        (1_254e3, 50_000.0),
+        (2_508e3, 100_000.0),  # the whole window: the grid must take the load over at the full ramp
+        (4_000e3, 100_000.0),  # (a meter beyond the window: the full ramp, no more)
+    ],
+)
+def test_the_reference_moves_as_fast_as_the_batterys_use_of_its_window_asks(
+    battery_w: float, ramp_w_per_s: float
+) -> None:
+    # 200 kW/s x PCC_RAMP_FRACTION (0.5) x the grid's distance from the target as a share of the
+    # window that way (agent.control.pcc.reference_ramp)
+    cl, pcs = pcc_fleet()
+    p, _ = run(snap(3e6, battery=battery_w, clusters=cl, pcs=pcs))
+    assert p.site_setpoint_w == 0.0  # flat price: the plan holds 0 W; the target is the load
+    assert p.grid_control is not None
+    assert p.grid_control.target_w == pytest.approx(3e6)
+    assert PCC_RAMP_FRACTION == 0.5
+    assert p.grid_control.ramp_w_per_s == pytest.approx(ramp_w_per_s)
+
+
+@pytest.mark.parametrize(
+    ("op", "mode"),
+    [
+        (OperatorState(override_w=-600e3, override_until=2000.0), "manual"),
+        (OperatorState(mode="idle"), "idle"),
+    ],
+)
+def test_an_operators_command_is_handed_over_at_the_full_ramp(op: OperatorState, mode: str) -> None:
+    # The battery discharges 627 kW off the plan: in auto a quarter of the full ramp (above); an
+    # override or idle is a command, not a swing: the PCS's reference moves at the full ramp
+    cl, pcs = pcc_fleet()
+    p, _ = run(snap(3e6, battery=627e3, clusters=cl, pcs=pcs), op=op)
+    assert p.mode == mode
+    assert p.grid_control is not None
+    assert p.grid_control.ramp_w_per_s == pytest.approx(200_000.0 * PCC_RAMP_FRACTION)
+
+
+def test_a_grid_above_the_connection_limit_is_brought_back_at_the_full_ramp() -> None:
+    # The grid reads 3.1 MW against a 3 MW connection: the plan's target is the limit (the battery
+    # discharges 100 kW more than now), a bound to restore at once, not a swing to approach slowly
+    cl, pcs = pcc_fleet()
+    cfg = replace(RAMP_CFG, grid_import_limit_w=3.0e6)
+    p, _ = run(snap(3.2e6, battery=100e3, clusters=cl, pcs=pcs), cfg=cfg)
+    assert p.grid_control is not None
+    assert p.grid_control.target_w == pytest.approx(3.0e6)
+    assert p.grid_control.ramp_w_per_s == pytest.approx(200_000.0 * PCC_RAMP_FRACTION)
+    # under the limit (3.05 MW read against 3.1 MW), the battery 50 kW beyond its plan of 100 kW: as
+    # anywhere else, 50 / 2,508 of the full ramp
+    p, _ = run(snap(3.2e6, battery=150e3, clusters=cl, pcs=pcs), cfg=replace(cfg, grid_import_limit_w=3.1e6))
+    assert p.grid_control is not None and p.grid_control.target_w == pytest.approx(3.1e6)
+    assert p.grid_control.ramp_w_per_s == pytest.approx(100_000.0 * 50e3 / 2_508e3)
 
 
 def test_a_load_step_is_not_bounded_by_the_agent_the_pcs_hold_the_ramp() -> None:

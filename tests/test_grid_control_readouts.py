@@ -19,7 +19,8 @@ from tests.test_control_support import fleet, snap
 
 def record(grid_control: bool) -> CycleRecord:
     cl, pcs = pcc_fleet() if grid_control else fleet()
-    s = snap(3e6, clusters=cl, pcs=pcs)
+    # the battery 1.254 MW off its plan (0 W at a flat price): half its window, half the full ramp
+    s = snap(3e6, battery=1.254e6, clusters=cl, pcs=pcs)
     plan, _ = run(s)
     return CycleRecord(s, plan, 10.0, 5.0, 2.0, 0)
 
@@ -33,7 +34,8 @@ def test_the_grid_target_and_ramp_are_shown_where_operators_look() -> None:
     rec = record(grid_control=True)
     gc = rec.plan.grid_control
     assert gc is not None
-    ramp = 200_000.0 * PCC_RAMP_FRACTION
+    ramp = 200_000.0 * PCC_RAMP_FRACTION * 0.5
+    assert gc.ramp_w_per_s == pytest.approx(ramp)
     site = site_out(rec, OperatorState(), [])
     assert site.grid_target_w == pytest.approx(gc.target_w)
     assert site.grid_target_w == pytest.approx(3e6 - rec.plan.site_setpoint_w)

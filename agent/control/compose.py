@@ -158,7 +158,7 @@ def decide(
         alarms += ("export_unavoidable",)  # what the clusters can take in falls short of the PV surplus
     new_grid = net - d.achieved_w if net_ok and snap.grid_up else NAN
     fast = fast_window(c, safe, w.mode, d.pcs_w, new_grid)
-    gc = grid_control(c, new_grid)
+    gc = grid_control(c, new_grid, w.mode)
     if gc is not None:
         new_grid = c.grid_w  # the ramp reference should the agent take the ramp back: where the grid is
     plan = Plan(

@@ -23,6 +23,9 @@ ramp window, the step is taken and the plan's ramp bound says which controller f
 There is no slower, first-order return (a `ramp_return_s` setting existed unused and was removed):
 returning at the ramp limit is the fastest return the limit allows, so it drifts least and costs
 the economic controllers nothing; a slower return would only hold the battery off their plan longer.
+(PCS in grid-power control are different: there the reference's slope shares the limit with the
+PCS loop's own tracking error, and it approaches the target in proportion to the battery's use of
+its window: pcc.py says why.)
 """
 
 from __future__ import annotations
@@ -40,15 +43,19 @@ NAN: Final = math.nan
 MAX_GAP_S: Final = 10.0  # a longer gap between cycles (restart, stall) starts the ramp reference afresh
 STEP_S_MAX: Final = 1.0  # the longest time one cycle's step may count (above)
 
-# Grid-power (PCC) control: the PCS move their grid reference at this fraction of the limit. The
+# Grid-power (PCC) control: the PCS move their grid reference at up to this fraction of the limit
+# (agent.control.pcc.reference_ramp: in proportion to the battery's use of its window). The
 # utility sees 1 s averages; the reference's own slope adds up to this fraction of the limit to one
-# second's change, and the local loop's tracking error (the inverter's lag, ~0.1 s, times the load's
-# own slope) adds the rest: 60-75 kW/s when the load slews at 1.2-1.9 MW/s the way the reference is
-# already moving (tests/test_pcc_slew.py). A 25 % margin (0.75) was not enough for that: 213-224
-# kW/s in those cases, 0.17 % of seconds over the limit on 200stepsync x 600 and 3.2-3.7 % at 1,000
-# nodes (bench/ramp_bench.py); at half the limit, the fraction the 1 s plan and the fast lane use
-# when the load moves between their readings (ramp_reference.BETWEEN_READINGS_RAMP_FRACTION),
-# 0.00 % and 1.7-2.3 % (most of it with the battery at its power limit).
+# second's change, and the local loop's tracking error adds the rest: its response time (60 ms for
+# the simulator's PCS: 3 samples of 20 ms, agent.offline.pcc_loop) times the load's own slope, 64-80
+# kW/s when the load slews at 1.2-1.5 MW/s the way the reference is already moving
+# (tests/test_pcc_slew.py). A 25 % margin (0.75) was not enough for that: 213-224 kW/s in those
+# cases, 0.17 % of seconds over the limit on 200stepsync x 600 and 3.2-3.7 % at 1,000 nodes
+# (bench/ramp_bench.py); at half the limit, the fraction the 1 s plan and the fast lane use when the
+# load moves between their readings (ramp_reference.BETWEEN_READINGS_RAMP_FRACTION), 0.00 % and
+# 1.7-2.3 % (most of it with the battery at its power limit). At 1,000 nodes the load slews at up to
+# 3.3 MW/s, whose ~200 kW of tracking error take the whole limit: what is left over 0.1 % there, and
+# what a slower reference does about it, is in BENCHMARKS.md ("Issue 14: PCC at 1,000 nodes").
 PCC_RAMP_FRACTION: Final = BETWEEN_READINGS_RAMP_FRACTION
 # Setpoint mode: the plan moves the grid by at most this fraction of the limit per cycle. A PCS
 # follows a new setpoint with a first-order lag (~0.1 s), so about tau/cycle of every setpoint change
@@ -174,7 +181,7 @@ def ramp(w: Window, c: Cycle) -> Window:
         w = w.bound(lo, hi, w.lo_src, w.hi_src, Bound("pcc_latch", lo, hi, why))
     if c.pcc:
         pcc_ramp = c.cfg.ramp_limit_w_per_s * PCC_RAMP_FRACTION
-        why = f"delegated: PCS in grid-power control hold {pcc_ramp:.0f} W/s"
+        why = f"delegated: PCS in grid-power control move their reference at up to {pcc_ramp:.0f} W/s"
         return w.bound(lo, hi, w.lo_src, w.hi_src, Bound("ramp", lo, hi, why))
     if c.cfg.ramp_limit_w_per_s <= 0.0:
         return w
