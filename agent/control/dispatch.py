@@ -135,6 +135,16 @@ def _fill_slow(total: float, caps: list[float], weights: list[float], f: Fleet) 
     return x
 
 
+def fill(total: float, caps: list[float], weights: list[float]) -> list[float]:
+    """The same progressive filling over plain parts without PCS groups (the campus allocation splits
+    battery power over feeders with it): x_i <= caps_i, sum = min(total, sum of caps), in proportion
+    to `weights` (each > 0) until a part saturates. `total` >= 0."""
+    f = Fleet()
+    f.members = [list(range(len(caps)))]
+    f.pcs_rated = [math.inf]  # one group that never saturates: only the parts' own caps bind
+    return _fill(total, caps, weights, f)
+
+
 def dispatch_fleet(
     site_w: float, snap: SiteSnapshot, f: Fleet, floor_pct: float, ceil_pct: float
 ) -> Dispatch:

@@ -1,0 +1,193 @@
+"""Split a campus's grid limits into one share per feeder (agent), so the campus holds if each holds its own.
+
+A campus is several feeders (each with its own battery, PCS and agent) behind one utility meter:
+campus import = the sum of the feeders' imports. The campus has three limits (0 = off): an import
+cap (connection limit, W), a ramp limit (W/s) and a demand target (the interval-average import, W).
+Each feeder gets a Share of each, and the agent feeds it to its existing controllers (grid limit,
+ramp, demand shaving: agent/control/campus_share.py), so every local safety priority stays above it.
+
+Right by construction:
+- the shares of each limit SUM to the campus limit, so if every feeder holds its share the campus
+  holds its limit: caps and interval averages add (sum of imports <= sum of caps = limit); ramps
+  obey the triangle inequality (|sum of steps| <= sum of |steps| <= sum of budgets = limit);
+- a feeder whose report is stale or missing gets its conservative fallback share (the one its own
+  site file holds, which it applies by itself when it stops hearing the coordinator), and the
+  others share what is left: whether or not that feeder still hears us, it holds the same share;
+- where the campus needs battery power (the sum of net loads above the cap), that power is split
+  over the fresh feeders by available discharge power (a cap) and energy above reserve (the weight),
+  with the same progressive filling that dispatches a site setpoint over clusters
+  (agent.control.dispatch.fill); so no feeder is asked to discharge more than it can, i.e. its cap
+  is never below (net load - available discharge) while the campus total can be carried;
+- headroom (the cap above the sum of net loads) and the ramp budget go mostly to the feeders whose
+  load their own battery cannot carry (net load above available discharge): a swing there has only
+  the grid to go to, while a feeder with battery to spare absorbs its own.
+- a limit that is on never gives a feeder a 0 share (0 means "off" to the agent's controllers):
+  every feeder first gets MIN_SHARE and the rest of the limit is split as above; the sum still holds.
+
+Pure: no I/O, no clock. Non-finite or negative report values make a feeder stale (bad input never
+becomes a share).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from agent.control.dispatch import fill
+
+MIN_SHARE = 1.0  # W (or W/s): the least share of a limit that is on (see the module doc)
+_FLOOR_FRACTION = 0.1  # of a feeder's net load: its weight for headroom and ramp however big its battery
+_FLOOR_W = 1.0  # and at least this (W): a feeder at zero load still gets a part
+_ENERGY_FLOOR_WH = 1.0  # a feeder with discharge power but ~no energy still gets a (tiny) weight
+
+
+@dataclass(frozen=True, slots=True)
+class CampusLimits:
+    """The campus's limits at its utility meter (0 = off)."""
+
+    import_limit_w: float = 0.0  # grid connection limit: import at or below it every cycle
+    ramp_limit_w_per_s: float = 0.0  # grid import ramp limit, up and down
+    demand_target_w: float = 0.0  # demand-interval average import target
+
+
+@dataclass(frozen=True, slots=True)
+class FeederState:
+    """One agent's campus report (signs as everywhere: grid positive = import, battery positive = discharge)."""
+
+    site_id: str
+    net_load_w: float  # load - PV: what the feeder would import with no battery
+    grid_w: float  # what it imports now
+    discharge_w: float  # battery discharge power available now (device limits, reserve window), >= 0
+    charge_w: float  # battery charge power available now, >= 0
+    energy_wh: float  # energy it can still discharge above its reserve, >= 0
+    fresh: bool = True  # the report verified, its measurements good (False: use the fallback share)
+    age_s: float = 0.0  # how old the report is when allocated
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """One feeder's part of the campus limits (0 = that limit is off at the campus)."""
+
+    import_cap_w: float = 0.0
+    ramp_w_per_s: float = 0.0
+    demand_target_w: float = 0.0
+
+
+def _usable(f: FeederState, stale_after_s: float) -> bool:
+    vals = (f.net_load_w, f.grid_w, f.discharge_w, f.charge_w, f.energy_wh, f.age_s)
+    return (
+        f.fresh
+        and all(math.isfinite(v) for v in vals)
+        and f.discharge_w >= 0.0
+        and f.charge_w >= 0.0
+        and f.energy_wh >= 0.0
+        and 0.0 <= f.age_s <= stale_after_s
+    )
+
+
+def _spread(total: float, weights: list[float]) -> list[float]:
+    """`total` in proportion to `weights` (each > 0)."""
+    s = sum(weights)
+    return [total * w / s for w in weights]
+
+
+def _without_battery(fs: Sequence[FeederState]) -> list[float]:
+    """Per feeder: the weight for headroom and ramp budget (the load its own battery cannot carry,
+    plus a floor so every feeder gets a part)."""
+    out = []
+    for f in fs:
+        n = max(f.net_load_w, 0.0)
+        out.append(max(n - f.discharge_w, 0.0) + _FLOOR_FRACTION * n + _FLOOR_W)
+    return out
+
+
+def split_cap(limit_w: float, fs: Sequence[FeederState]) -> list[float]:
+    """`limit_w` (> 0) split into caps summing to it exactly, one per feeder in `fs` (all fresh).
+
+    Below the limit (sum of net loads <= limit): each feeder's net load plus a part of the headroom.
+    Above it: the battery power the campus needs is split by available power (cap) and energy
+    (weight) over the feeders, and each cap is its net load less its part. If the batteries cannot
+    carry it all, each one gives all it has and the rest (the part that cannot be held) is spread by
+    load, so the caps still sum to the limit.
+    """
+    n = len(fs)
+    if n == 0:
+        return []
+    rest = limit_w - MIN_SHARE * n
+    if rest <= 0.0:  # a limit too small for n feeders (a campus file refuses this): the least for each
+        return [limit_w / n] * n
+    loads = [max(f.net_load_w, 0.0) for f in fs]
+    need = sum(loads) - rest  # battery power the campus needs, W (negative: headroom)
+    if need <= 0.0:
+        parts = _spread(-need, _without_battery(fs))
+        return [MIN_SHARE + ld + h for ld, h in zip(loads, parts, strict=True)]
+    caps = [f.discharge_w if f.discharge_w < ld else ld for f, ld in zip(fs, loads, strict=True)]
+    weights = [max(f.energy_wh, _ENERGY_FLOOR_WH) for f in fs]
+    give = fill(need, caps, weights)
+    short = need - sum(give)
+    out = [ld - g for ld, g in zip(loads, give, strict=True)]
+    if short > 1e-9:  # infeasible: what is left over the batteries, taken from the loads in proportion
+        left = sum(out)
+        out = [x - short * x / left for x in out] if left > 0.0 else [0.0] * n
+    # the sum is `rest` up to rounding: put the rounding on the largest part, never below 0
+    k = max(range(n), key=lambda i: out[i])
+    out[k] = max(0.0, out[k] + rest - sum(out))
+    return [MIN_SHARE + x for x in out]
+
+
+def split_ramp(limit_w_per_s: float, fs: Sequence[FeederState]) -> list[float]:
+    """`limit_w_per_s` (> 0) split into ramp budgets summing to it, weighted toward the load a
+    feeder's own battery cannot smooth."""
+    n = len(fs)
+    if n == 0:
+        return []
+    rest = limit_w_per_s - MIN_SHARE * n
+    if rest <= 0.0:
+        return [limit_w_per_s / n] * n
+    return [MIN_SHARE + r for r in _spread(rest, _without_battery(fs))]
+
+
+def allocate(
+    limits: CampusLimits,
+    feeders: Sequence[FeederState],
+    *,
+    fallback: Mapping[str, Share] | None = None,
+    stale_after_s: float = math.inf,
+) -> dict[str, Share]:
+    """Each feeder's share of `limits`, by site id.
+
+    A feeder that is not fresh (FeederState.fresh False, a report older than `stale_after_s`, or a
+    non-finite or negative value in it) gets `fallback[site_id]`, and the fresh ones share the rest
+    of each limit. A stale feeder with no fallback raises ValueError naming it (the coordinator's
+    campus file gives every feeder one). The demand target is split like the import cap: interval
+    averages add as instantaneous imports do.
+    """
+    fb = fallback or {}
+    ids = [f.site_id for f in feeders]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"feeders: a site id is reported twice ({sorted(i for i in ids if ids.count(i) > 1)[0]!r})")
+    fresh = [f for f in feeders if _usable(f, stale_after_s)]
+    fresh_ids = {f.site_id for f in fresh}
+    out: dict[str, Share] = {}
+    for f in feeders:
+        if f.site_id in fresh_ids:
+            continue
+        if f.site_id not in fb:
+            raise ValueError(f"feeder {f.site_id!r}: its report is stale and it has no fallback share")
+        out[f.site_id] = fb[f.site_id]
+    held = list(out.values())
+
+    def rest(limit: float, taken: float) -> float:
+        return max(0.0, limit - taken)
+
+    cap = ramp = demand = [0.0] * len(fresh)
+    if limits.import_limit_w > 0.0:
+        cap = split_cap(rest(limits.import_limit_w, sum(s.import_cap_w for s in held)), fresh)
+    if limits.ramp_limit_w_per_s > 0.0:
+        ramp = split_ramp(rest(limits.ramp_limit_w_per_s, sum(s.ramp_w_per_s for s in held)), fresh)
+    if limits.demand_target_w > 0.0:
+        demand = split_cap(rest(limits.demand_target_w, sum(s.demand_target_w for s in held)), fresh)
+    for i, f in enumerate(fresh):
+        out[f.site_id] = Share(cap[i], ramp[i], demand[i])
+    return out

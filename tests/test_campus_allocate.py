@@ -1,0 +1,126 @@
+"""The campus allocation (agent/campus/allocate.py): hand-checked tables and its invariants."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from agent.campus.allocate import MIN_SHARE, CampusLimits, FeederState, Share, allocate
+
+
+def feeder(site: str, net: float, dis: float = 0.0, wh: float = 0.0, **kw: Any) -> FeederState:
+    return FeederState(site, net_load_w=net, grid_w=net, discharge_w=dis, charge_w=dis, energy_wh=wh, **kw)
+
+
+def caps(shares: dict[str, Share]) -> dict[str, float]:
+    return {k: round(v.import_cap_w, 6) for k, v in shares.items()}
+
+
+def test_headroom_goes_evenly_to_equal_feeders() -> None:
+    # 2402 W: 1 W each first, 2400 left; loads 2000 -> 400 W headroom, 200 W each
+    out = allocate(CampusLimits(import_limit_w=2402.0), [feeder("a", 1000.0), feeder("b", 1000.0)])
+    assert caps(out) == {"a": 1201.0, "b": 1201.0}
+    assert out["a"].ramp_w_per_s == 0.0 and out["a"].demand_target_w == 0.0  # limits off stay off
+
+
+def test_needed_battery_power_split_by_energy() -> None:
+    # 2003 W: 2000 W after 1 W each; loads 3000 W -> the batteries must give 1000 W, split 3:1 by
+    # energy over the two with a battery: 750 W and 250 W; c has none and keeps its whole load
+    fs = [feeder("a", 1500.0, 1000.0, 3000.0), feeder("b", 1000.0, 1000.0, 1000.0), feeder("c", 500.0)]
+    assert caps(allocate(CampusLimits(import_limit_w=2003.0), fs)) == {"a": 751.0, "b": 751.0, "c": 501.0}
+
+
+def test_a_battery_at_its_power_limit_passes_the_rest_on() -> None:
+    # by energy a would give 900 W, but it can discharge only 800 W: b takes the other 200 W
+    fs = [feeder("a", 1500.0, 800.0, 9000.0), feeder("b", 1000.0, 1000.0, 1000.0), feeder("c", 500.0)]
+    assert caps(allocate(CampusLimits(import_limit_w=2003.0), fs)) == {"a": 701.0, "b": 801.0, "c": 501.0}
+
+
+def test_infeasible_total_gives_all_batteries_and_spreads_the_rest_by_load() -> None:
+    # need 1000 W, the batteries have 300 W: 700 W cannot be held; what remains over the batteries
+    # (1300, 900, 500 = 2700 W) is scaled to 2000 W
+    fs = [feeder("a", 1500.0, 200.0, 1000.0), feeder("b", 1000.0, 100.0, 1000.0), feeder("c", 500.0)]
+    out = allocate(CampusLimits(import_limit_w=2003.0), fs)
+    assert out["a"].import_cap_w == pytest.approx(1 + 1300 * 20 / 27)
+    assert out["b"].import_cap_w == pytest.approx(1 + 900 * 20 / 27)
+    assert out["c"].import_cap_w == pytest.approx(1 + 500 * 20 / 27)
+    assert sum(s.import_cap_w for s in out.values()) == pytest.approx(2003.0)
+
+
+def test_ramp_budget_goes_to_the_feeder_without_battery() -> None:
+    # weights: a 1000 + 100 + 1 (no battery), b 0 + 100 + 1 (its battery covers its load); 1202 W/s to split
+    fs = [feeder("a", 1000.0), feeder("b", 1000.0, 1000.0, 500.0)]
+    out = allocate(CampusLimits(ramp_limit_w_per_s=1204.0), fs)
+    assert out["a"].ramp_w_per_s == pytest.approx(1102.0)
+    assert out["b"].ramp_w_per_s == pytest.approx(102.0)
+    assert out["a"].import_cap_w == 0.0
+
+
+def test_stale_feeder_gets_its_fallback_and_the_others_the_rest() -> None:
+    fb = {"c": Share(400.0, 10.0, 300.0)}
+    fs = [
+        feeder("a", 1500.0, 1000.0, 3000.0),
+        feeder("b", 1000.0, 1000.0, 1000.0),
+        feeder("c", 500.0, age_s=9.0),
+    ]
+    out = allocate(CampusLimits(2003.0, 103.0, 1803.0), fs, fallback=fb, stale_after_s=3.0)
+    assert out["c"] == Share(400.0, 10.0, 300.0)
+    # 1603 W for a and b: 1601 after 1 W each, need 899 W split 3:1 by energy
+    assert out["a"].import_cap_w == pytest.approx(1 + 1500 - 674.25)
+    assert out["b"].import_cap_w == pytest.approx(1 + 1000 - 224.75)
+    assert out["a"].ramp_w_per_s + out["b"].ramp_w_per_s == pytest.approx(93.0)
+    assert out["a"].demand_target_w + out["b"].demand_target_w == pytest.approx(1503.0)
+
+
+def test_bad_values_make_a_feeder_stale() -> None:
+    fb = {"b": Share(100.0, 0.0, 0.0)}
+    out = allocate(
+        CampusLimits(import_limit_w=1000.0),
+        [feeder("a", 300.0), feeder("b", math.nan)],
+        fallback=fb,
+    )
+    assert out["b"] == fb["b"]
+    assert out["a"].import_cap_w == pytest.approx(900.0)
+    out = allocate(CampusLimits(import_limit_w=1000.0), [feeder("a", 300.0), feeder("b", 10.0, -5.0)], fallback=fb)
+    assert out["b"] == fb["b"]
+
+
+def test_stale_without_fallback_names_the_feeder() -> None:
+    with pytest.raises(ValueError, match="'b'"):
+        allocate(CampusLimits(import_limit_w=1000.0), [feeder("a", 300.0), feeder("b", 1.0, fresh=False)])
+
+
+def test_duplicate_site_names_it() -> None:
+    with pytest.raises(ValueError, match="'a'"):
+        allocate(CampusLimits(import_limit_w=1000.0), [feeder("a", 300.0), feeder("a", 1.0)])
+
+
+power = st.floats(min_value=0.0, max_value=5e6, allow_nan=False)
+feeders_st = st.lists(
+    st.tuples(st.floats(min_value=-1e5, max_value=5e6), power, st.floats(min_value=0.0, max_value=1e7)),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(feeders_st, st.floats(min_value=100.0, max_value=3e7), st.floats(min_value=10.0, max_value=1e6))
+def test_shares_sum_to_the_limit_and_ask_no_battery_for_more_than_it_has(
+    raw: list[tuple[float, float, float]], limit: float, ramp: float
+) -> None:
+    fs = [feeder(f"f{i}", n, d, e) for i, (n, d, e) in enumerate(raw)]
+    out = allocate(CampusLimits(limit, ramp, limit), fs)
+    assert set(out) == {f.site_id for f in fs}
+    assert sum(s.import_cap_w for s in out.values()) == pytest.approx(limit, rel=1e-9, abs=1e-6)
+    assert sum(s.ramp_w_per_s for s in out.values()) == pytest.approx(ramp, rel=1e-9, abs=1e-6)
+    assert sum(s.demand_target_w for s in out.values()) == pytest.approx(limit, rel=1e-9, abs=1e-6)
+    assert all(s.import_cap_w > 0.0 and s.ramp_w_per_s > 0.0 for s in out.values())
+    loads = [max(f.net_load_w, 0.0) for f in fs]
+    carry = sum(min(f.discharge_w, ld) for f, ld in zip(fs, loads, strict=True))
+    if sum(loads) - carry <= limit - MIN_SHARE * len(fs):  # the campus total can be carried
+        for f, ld in zip(fs, loads, strict=True):
+            assert out[f.site_id].import_cap_w >= ld - f.discharge_w - 1e-6 * max(1.0, ld)
