@@ -32,7 +32,11 @@ FAULT_KINDS: dict[str, tuple[str, str]] = {
 
 def add_subcommands(sub: Any) -> None:
     p = sub.add_parser("simulate", help="serve a simulated site (every device in the site file) on loopback")
-    p.add_argument("--site", required=True, type=Path, help="site file (TOML)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--site", type=Path, help="site file (TOML)")
+    which.add_argument(
+        "--campus", type=Path, help="campus file (TOML): every feeder's site and the campus meter, in one process"
+    )
     p.add_argument("--speed", type=float, default=None, help="simulated seconds per real second")
     p.add_argument(
         "--epoch", type=float, default=None,
@@ -60,6 +64,9 @@ def add_subcommands(sub: Any) -> None:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from simulators.site import SimulatedSite
+
+    if args.campus is not None:
+        return _simulate_campus(args.campus)
 
     site = load_site(args.site)
     epoch = time.time() if args.epoch is None else args.epoch
@@ -95,6 +102,41 @@ async def _simulate(sim: Any, epoch: float) -> int:
         await stop.wait()
     finally:
         await sim.stop()
+    print("simulator stopped", flush=True)
+    return 0
+
+
+def _simulate_campus(path: Path) -> int:
+    from agent.campus.config import load_campus
+    from simulators.campus import SimulatedCampus
+
+    cfg = load_campus(path)
+    sites = [load_site(f) for f in cfg.feeder_files]
+    try:
+        campus = SimulatedCampus(sites, cfg.meter)
+    except ValueError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    try:
+        return asyncio.run(_serve_campus(campus))
+    except OSError as e:
+        print(f"ems-agent simulate: {e}", file=sys.stderr)
+        return 1
+
+
+async def _serve_campus(campus: Any) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await campus.start()
+    print(f"simulating a campus of {len(campus.sites)} feeders (Ctrl-C to stop)")
+    print(f"  campus meter {campus.meter.id} 127.0.0.1:{campus.ports[campus.meter.id]} unit {campus.meter.unit}")
+    for sid, sim in campus.sites.items():
+        print(f"  feeder {sid}: {len(sim.site.devices)} devices, control 127.0.0.1:{sim.control_port}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await campus.stop()
     print("simulator stopped", flush=True)
     return 0
 

@@ -74,7 +74,8 @@ class Share:
     demand_target_w: float = 0.0
 
 
-def _usable(f: FeederState, stale_after_s: float) -> bool:
+def usable(f: FeederState, stale_after_s: float) -> bool:
+    """The report counts: fresh, no older than `stale_after_s`, every value finite and in range."""
     vals = (f.net_load_w, f.grid_w, f.discharge_w, f.charge_w, f.energy_wh, f.age_s)
     return (
         f.fresh
@@ -167,7 +168,7 @@ def allocate(
     ids = [f.site_id for f in feeders]
     if len(set(ids)) != len(ids):
         raise ValueError(f"feeders: a site id is reported twice ({sorted(i for i in ids if ids.count(i) > 1)[0]!r})")
-    fresh = [f for f in feeders if _usable(f, stale_after_s)]
+    fresh = [f for f in feeders if usable(f, stale_after_s)]
     fresh_ids = {f.site_id for f in fresh}
     out: dict[str, Share] = {}
     for f in feeders:

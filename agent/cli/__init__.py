@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "sim-fault": "simulators.cli",
     "ledger": "agent.cli.ledger",
     "health-replay": "agent.cli.health_replay",
+    "coordinate": "agent.campus.cli",
 }
 
 

@@ -32,7 +32,7 @@ from agent.live.pcc_watch import PccMeterWatch
 from agent.live.pcs_writer import PcsWriter
 from agent.logs import kv
 from agent.model.clock import accelerate, revert_s
-from agent.model.config import SiteConfig, load_site
+from agent.model.config import ControlConfig, SiteConfig, load_site
 from agent.model.snapshot import Measured, SiteSnapshot
 from drivers.device import ModbusDevice
 from drivers.profile import Profile
@@ -51,6 +51,12 @@ class Planning(Protocol):
     def schedule(self, snap: SiteSnapshot) -> DispatchPlan | None: ...
     def after(self, snap: SiteSnapshot, before: IntervalState, now_iv: IntervalState) -> None: ...
     def running(self, t_s: float) -> PlanTarget | None: ...
+
+
+class ControlSource(Protocol):
+    """This cycle's ControlConfig from the site's (a campus share: agent/live/campus_link.py)."""
+
+    def control(self, base: ControlConfig, now_wall: datetime) -> ControlConfig: ...
 
 
 class AgentLoop:
@@ -87,6 +93,7 @@ class AgentLoop:
         self._apply_site(site)
         self.on_cycle: list[Callable[[CycleRecord], Awaitable[None] | None]] = []
         self.planning: Planning | None = None  # set by the runtime when [planner] is enabled
+        self.control_source: ControlSource | None = None  # set by the runtime when [campus] is there
 
     # --- configuration ---------------------------------------------------------------------
     def _apply_site(self, site: SiteConfig) -> None:
@@ -154,10 +161,11 @@ class AgentLoop:
         op = self.hub.operator  # what this cycle decides with (a command may arrive during the write)
         planning = self.planning
         before = self.cstate.interval
+        source = self.control_source
         plan, self.cstate = decide(
             snap,
             self.cstate,
-            self.site.control,
+            source.control(self.site.control, snap.t_wall) if source is not None else self.site.control,
             op,
             self.prices,
             self.site.allow_export,

@@ -25,12 +25,14 @@ from agent.api.auth import digest
 from agent.api.bridge import ApiBridge
 from agent.api.channel import Init
 from agent.api.process import ApiProcess
+from agent.campus.config import parse_feeder
 from agent.control import ControllerState, initial_state
 from agent.economics.ledger import Ledger, LedgerSink
 from agent.economics.roi import economics_config
 from agent.economics.tariff import Tariff, load_tariff
 from agent.health.sink import HealthSink, start_health
 from agent.live.audit import AuditLog
+from agent.live.campus_link import CampusLink, start_campus, stop_campus
 from agent.live.fast_lane import FastLane, start_fast_lane
 from agent.live.hub import CycleRecord, Hub
 from agent.live.loop import AgentLoop
@@ -133,6 +135,7 @@ class Runtime:
         if "mqtt" in site.sections:
             parse_mqtt(site)
         econ = economics_config(site)
+        self._campus_cfg = parse_feeder(site)
         self.tariff = load_tariff(site.tariff_path) if site.tariff_path is not None else None
 
         self.hub = Hub(site, AuditLog(state_dir / "audit.jsonl"), clock=self.clock.monotonic)
@@ -182,6 +185,7 @@ class Runtime:
         self._reloading: asyncio.Task[None] | None = None
         self._reload_again = False
         self.fast_lane: tuple[FastLane, asyncio.Task[None]] | None = None  # [control] fast_lane_s
+        self.campus: tuple[CampusLink, asyncio.Task[None]] | None = None  # [campus]
 
     def _start_planning(self, cfg: PlannerConfig) -> LivePlanning | None:
         """Predictive dispatch when [planner] enables it (the solver is loaded only then); the
@@ -275,6 +279,9 @@ class Runtime:
         """Start sinks, MQTT and the API (all need the running event loop); not the control loop."""
         self._audit_watch = asyncio.create_task(self._watch_audit(), name="audit-watch")
         self.mqtt = start_mqtt(self.site, self.hub)
+        self.campus = start_campus(self.hub, self._campus_cfg)
+        if self.campus is not None:
+            self.loop.control_source = self.campus[0]
         rack = self.mqtt.rack if self.mqtt is not None else None
         if rack is not None:
             self.loop.load_source = rack
@@ -309,6 +316,8 @@ class Runtime:
         out: list[tuple[str, Callable[[], Awaitable[object]]]] = []
         if (mqtt := self.mqtt) is not None:
             out.append(("mqtt", lambda: stop_mqtt(mqtt)))
+        if (campus := self.campus) is not None:
+            out.append(("campus", lambda: stop_campus(*campus)))
         if self.api is not None:
             out.append(("api", self.api.stop))
         if (tel := self.telemetry) is not None:

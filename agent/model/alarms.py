@@ -79,6 +79,13 @@ CATALOGUE: dict[str, AlarmKind] = {
             "Grid import above the connection limit: the battery cannot carry it",
             "电网购电超过接入容量：电池无法承担",
         ),
+        # campus coordination (agent/live/campus_link.py)
+        AlarmKind(
+            "campus_fallback",
+            _W,
+            "No valid share from the campus coordinator: holding the fallback share",
+            "未收到园区协调器的有效份额：采用本地保守份额",
+        ),
         # the state directory (agent/live/runtime.py, agent/live/statedir.py)
         AlarmKind(
             "audit_write_failed", _C, "Audit log cannot be written: commands refused", "审计日志无法写入：拒绝执行指令"

@@ -118,7 +118,7 @@ class SiteConfig:
 BUNDLED_TARIFFS = Path(__file__).resolve().parent.parent / "economics" / "tariffs"
 
 # Sections owned by other subsystems; each validates its own table.
-OTHER_SECTIONS = ("telemetry", "mqtt", "api", "economics", "ledger", "health", "planner")
+OTHER_SECTIONS = ("telemetry", "mqtt", "api", "economics", "ledger", "health", "planner", "campus")
 # Of those, the ones no subsystem reads a key from yet: any key there is a typo or a setting the
 # agent would silently not apply, so it is refused here. (A subsystem that starts reading its
 # table takes it off this list and calls Table.done() itself.)
@@ -155,6 +155,12 @@ def _device(t: Table, kind: str, defaults: Table | None) -> DeviceConfig:
         t.flag("maintenance", False)
     t.done()
     return dev
+
+
+def parse_device(t: Table, kind: str) -> DeviceConfig:
+    """One device table with the keys of a site's [[meter]] / [[pcs]] / [[cluster]] (the campus
+    file's meter is one: agent/campus/config.py)."""
+    return _device(t, kind, None)
 
 
 def _check_profile(t: Table, dev: DeviceConfig) -> None:

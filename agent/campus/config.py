@@ -1,0 +1,221 @@
+"""The two campus files: a site's `[campus]` table (the agent's side) and CAMPUS.toml (the coordinator's).
+
+A site file joins a campus with:
+
+    [campus]
+    id = "campus_demo"             # the campus (MQTT topics: <topic_prefix>/campus/<id>/...)
+    host = "127.0.0.1"             # the broker
+    port = 1883
+    topic_prefix = "ems"
+    key_file = "campus.key"        # HMAC key shared with the coordinator (>= 16 bytes; relative to this file)
+    stale_after_s = 5              # no valid share for this long: the fallback share, alarm campus_fallback
+    fallback_import_cap_w = 2.5e6  # the conservative share held without the coordinator (0 = off)
+    fallback_ramp_w_per_s = 1e5
+    fallback_demand_target_w = 0
+
+The coordinator's file:
+
+    [campus]
+    id = "campus_demo"
+    cycle_s = 1.0
+    import_limit_w = 9e6           # the campus's limits at its utility meter (0 = off)
+    ramp_limit_w_per_s = 4e5
+    demand_target_w = 0
+    stale_after_s = 3              # a feeder's report older than this: its fallback share
+    [mqtt]                         # host, port, topic_prefix, key_file, client_id
+    [meter]                        # the campus meter: the keys of a site's grid [[meter]]
+    [[feeder]]
+    site = "feeder_a.toml"         # each feeder's site file: its id and its [campus] fallback
+
+Cross-checks (errors name the file and key): every feeder's site file joins this campus on the same
+broker, prefix and key; with a limit on, every feeder has a fallback share of it above 0 (0 would be
+"no limit" to its controllers) and the fallbacks sum to at most the limit, so a campus whose every
+feeder is on its fallback still holds the limit while their batteries can carry it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.campus.allocate import MIN_SHARE, CampusLimits, Share
+from agent.model.config import ID_PATTERN, ID_RULE, DeviceConfig, SiteConfig, load_site, parse_device
+from common.tomlcheck import ConfigError, Table, load_toml
+
+MIN_SECRET_BYTES = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Broker:
+    host: str
+    port: int
+    topic_prefix: str
+    client_id: str
+    secret: bytes  # never logged
+    keepalive_s: int = 10
+
+    def __repr__(self) -> str:  # never show the key
+        return f"Broker({self.host}:{self.port}, prefix={self.topic_prefix!r}, client_id={self.client_id!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class FeederConfig:
+    """A site's [campus] table."""
+
+    campus: str
+    broker: Broker
+    stale_after_s: float
+    fallback: Share
+
+
+@dataclass(frozen=True, slots=True)
+class CampusConfig:
+    path: Path
+    id: str
+    cycle_s: float
+    limits: CampusLimits
+    stale_after_s: float
+    broker: Broker
+    meter: DeviceConfig
+    feeders: tuple[str, ...]  # site ids, in file order
+    feeder_files: tuple[Path, ...]  # their site files, in the same order
+    fallback: dict[str, Share]  # each feeder's, from its site file
+
+
+def _id(t: Table, key: str) -> str:
+    v: str = t.text(key)
+    if not ID_PATTERN.fullmatch(v):
+        t.fail(key, f"must be {ID_RULE}, got {v!r}")
+    return v
+
+
+def _broker(t: Table, base: Path, client_id: str) -> Broker:
+    key_file = t.text("key_file")
+    p = (base / key_file).resolve()
+    try:
+        secret = p.read_bytes().strip()
+    except OSError as e:
+        t.fail("key_file", f"cannot be read ({p}: {e.strerror})")
+    if len(secret) < MIN_SECRET_BYTES:
+        t.fail("key_file", f"must hold a key of at least {MIN_SECRET_BYTES} bytes ({p})")
+    prefix = t.text("topic_prefix", "ems")
+    if any(c in prefix for c in "+#") or prefix.startswith("/") or prefix.endswith("/"):
+        t.fail("topic_prefix", f"must be a plain topic path without wildcards or outer '/', got {prefix!r}")
+    return Broker(
+        host=t.text("host", "127.0.0.1"),
+        port=t.integer("port", 1883, lo=1, hi=65535),
+        topic_prefix=prefix,
+        client_id=t.text("client_id", client_id),
+        secret=secret,
+        keepalive_s=t.integer("keepalive_s", 10, lo=1, hi=3600),
+    )
+
+
+def parse_feeder(site: SiteConfig) -> FeederConfig | None:
+    """The site's [campus] table, or None without one. ConfigError names the file and key."""
+    if "campus" not in site.sections:
+        return None
+    t = Table(site.sections["campus"], f"{site.path} [campus]")
+    campus = _id(t, "id")
+    broker = _broker(t, site.path.parent, f"ems-agent-{site.id}-campus")
+    stale = t.number("stale_after_s", max(5.0, 3.0 * site.cycle_s), lo=2.0 * site.cycle_s, hi=3600)
+    fallback = Share(
+        import_cap_w=t.number("fallback_import_cap_w", 0.0, lo=0),
+        ramp_w_per_s=t.number("fallback_ramp_w_per_s", 0.0, lo=0),
+        demand_target_w=t.number("fallback_demand_target_w", 0.0, lo=0),
+    )
+    t.done()
+    return FeederConfig(campus, broker, stale, fallback)
+
+
+_LIMIT_KEYS = (
+    ("import_limit_w", "import_cap_w", "fallback_import_cap_w"),
+    ("ramp_limit_w_per_s", "ramp_w_per_s", "fallback_ramp_w_per_s"),
+    ("demand_target_w", "demand_target_w", "fallback_demand_target_w"),
+)
+
+
+def load_campus(path: Path | str) -> CampusConfig:
+    """Read and check a campus file and the feeders' site files it names."""
+    path = Path(path)
+    root = Table(load_toml(path), str(path))
+    c = root.table("campus", required=True)
+    campus_id = _id(c, "id")
+    cycle_s = c.number("cycle_s", 1.0, lo=0.2, hi=60.0)
+    limits = CampusLimits(
+        import_limit_w=c.number("import_limit_w", 0.0, lo=0),
+        ramp_limit_w_per_s=c.number("ramp_limit_w_per_s", 0.0, lo=0),
+        demand_target_w=c.number("demand_target_w", 0.0, lo=0),
+    )
+    stale = c.number("stale_after_s", 3.0 * cycle_s, lo=cycle_s, hi=3600)
+    c.done()
+    m = root.table("mqtt", required=True)
+    broker = _broker(m, path.parent, f"ems-coordinator-{campus_id}")
+    m.done()
+    mt = root.table("meter", required=True)
+    meter = parse_device(mt, "meter")
+    if meter.role != "grid":
+        mt.fail("role", f'must be "grid" (the campus meter at the utility connection), got {meter.role!r}')
+    feeder_tables = root.tables("feeder")
+    root.done()
+    if not feeder_tables:
+        raise ConfigError(f"{path}: no [[feeder]]: name each feeder's site file (site = ...)")
+    ids: list[str] = []
+    files: list[Path] = []
+    fallback: dict[str, Share] = {}
+    for ft in feeder_tables:
+        site_file = (path.parent / ft.text("site")).resolve()
+        ft.done()
+        try:
+            site = load_site(site_file)
+        except ConfigError as e:
+            ft.fail("site", f"names a site file that does not load: {e}")
+        fc = parse_feeder(site)
+        if fc is None:
+            ft.fail("site", f"names {site_file}, which has no [campus] table")
+        if site.id in fallback:
+            ft.fail("site", f"names site {site.id!r} a second time")
+        _same_campus(ft, site_file, campus_id, broker, fc)
+        ids.append(site.id)
+        files.append(site_file)
+        fallback[site.id] = fc.fallback
+    _check_fallbacks(path, limits, fallback)
+    return CampusConfig(path, campus_id, cycle_s, limits, stale, broker, meter, tuple(ids), tuple(files), fallback)
+
+
+def _same_campus(ft: Table, site_file: Path, campus_id: str, broker: Broker, fc: FeederConfig) -> None:
+    where = f"{site_file} [campus]"
+    if fc.campus != campus_id:
+        ft.fail("site", f"names {site_file}, whose [campus] id is {fc.campus!r}, not {campus_id!r}")
+    b = fc.broker
+    for key, mine, theirs in (
+        ("host", broker.host, b.host),
+        ("port", broker.port, b.port),
+        ("topic_prefix", broker.topic_prefix, b.topic_prefix),
+    ):
+        if mine != theirs:
+            ft.fail("site", f"{where} key '{key}' is {theirs!r}, the coordinator's [mqtt] {key} is {mine!r}")
+    if b.secret != broker.secret:
+        ft.fail("site", f"{where} key 'key_file' holds a different key from the coordinator's [mqtt] key_file")
+
+
+def _check_fallbacks(path: Path, limits: CampusLimits, fallback: dict[str, Share]) -> None:
+    n = len(fallback)
+    for limit_key, share_key, site_key in _LIMIT_KEYS:
+        limit = float(getattr(limits, limit_key))
+        if limit <= 0.0:
+            continue
+        if limit < MIN_SHARE * n:
+            raise ConfigError(f"{path}: [campus] {limit_key} = {limit:g} is too small for {n} feeders")
+        for site_id, fb in fallback.items():
+            if float(getattr(fb, share_key)) <= 0.0:
+                raise ConfigError(
+                    f"{path}: [campus] {limit_key} is on but feeder {site_id!r} has no [campus] {site_key}"
+                    " (0 would be no limit at all once it stops hearing the coordinator)"
+                )
+        total = sum(float(getattr(fb, share_key)) for fb in fallback.values())
+        if total > limit:
+            raise ConfigError(
+                f"{path}: the feeders' [campus] {site_key} sum to {total:g}, above [campus] {limit_key} ="
+                f" {limit:g}: a campus on its fallback shares would not hold its limit"
+            )

@@ -1,0 +1,278 @@
+"""The campus coordinator process (`ems-agent coordinate --campus CAMPUS.toml`).
+
+Every cycle (1 s by default): read the campus meter over Modbus TCP (the same driver and meter
+profiles as a site's grid meter), take the newest verified report of every feeder, allocate the
+campus limits (agent/campus/allocate.py: a stale or missing feeder gets its fallback share) and
+publish each feeder's share, signed with the campus key (agent/campus/messages.py). Its own state
+goes to `<prefix>/campus/<id>/coordinator` (retained JSON; "offline" as the will) and the log is
+quiet in steady state: a line when a feeder goes stale or comes back, when the campus import goes
+above its limit or back under it, when the broker connection drops or returns.
+
+The cycle never waits on MQTT: shares go into a slot the sender publishes, the newest replacing any
+not yet sent (a late share is refused as stale anyway). Reports arrive on their own task and are
+verified (signature, timestamp within stale_after_s, nonce) before they count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import aiomqtt
+
+from agent.campus.allocate import FeederState, Share, allocate, usable
+from agent.campus.config import CampusConfig
+from agent.campus.messages import (
+    MessageError,
+    decode,
+    parse_report,
+    report_topic,
+    share_topic,
+    signed_share,
+    state_topic,
+)
+from agent.logs import kv
+from agent.mqtt.auth import AuthError, Verifier
+from drivers import keys as K
+from drivers.device import ModbusDevice
+from drivers.profile import load_profile
+
+log = logging.getLogger("ems.campus")
+
+RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 5.0
+LOG_EVERY_S = 10.0
+
+
+class Coordinator:
+    def __init__(
+        self, cfg: CampusConfig, clock: Callable[[], float] = time.monotonic, epoch: Callable[[], float] = time.time
+    ) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.epoch = epoch
+        b = cfg.broker
+        self.meter = ModbusDevice(cfg.meter, load_profile(cfg.meter.profile), cfg.stale_after_s, clock=clock)
+        # reports signed before this process started are refused: its nonce memory is new
+        self.verifier = Verifier(b.secret, cfg.stale_after_s, not_before=epoch())
+        self.report_prefix = report_topic(b.topic_prefix, cfg.id, "")
+        self.state_topic = state_topic(b.topic_prefix, cfg.id)
+        self.reports: dict[str, tuple[FeederState, float]] = {}  # site -> (report, arrival on clock)
+        self.report_ts: dict[str, float] = {}  # site -> the newest report's own timestamp
+        self.seq = 0
+        self.shares: dict[str, Share] = {}
+        self.stale: set[str] = set(cfg.feeders)  # feeders on their fallback (all, until they report)
+        self.campus_w = math.nan
+        self.over_limit = False
+        self.over_limit_cycles = 0
+        self.refused: dict[str, int] = {}
+        self._logged: dict[str, float] = {}
+        self._outbox: dict[str, bytes] = {}  # topic -> newest payload not yet sent
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self.connected = False
+
+    # --- reports in ------------------------------------------------------------------------------
+    def on_report(self, topic: str, payload: bytes) -> bool:
+        """One message on a report topic: stored (True) or refused, counted and logged."""
+        site = topic.removeprefix(self.report_prefix)
+        try:
+            if site not in self.cfg.feeders:
+                raise MessageError(f"{site!r} is not a feeder of campus {self.cfg.id!r}")
+            msg = decode(payload)
+            self.verifier.verify(msg, self.epoch())
+            f = parse_report(msg, site)
+            ts = float(msg["ts"])
+            if ts <= self.report_ts.get(site, -math.inf):
+                raise AuthError("stale", "older than the report already held")
+        except AuthError as e:
+            self._refuse(e.kind, site, str(e))
+            return False
+        except MessageError as e:
+            self._refuse("malformed", site, str(e))
+            return False
+        self.reports[site] = (f, self.clock())
+        self.report_ts[site] = ts
+        return True
+
+    def _refuse(self, kind: str, site: str, reason: str) -> None:
+        self.refused[kind] = self.refused.get(kind, 0) + 1
+        now = self.clock()
+        if now - self._logged.get(kind, -LOG_EVERY_S) >= LOG_EVERY_S:
+            self._logged[kind] = now
+            log.warning("campus report refused", extra=kv(kind=kind, site=site, reason=reason))
+
+    # --- one cycle -------------------------------------------------------------------------------
+    def feeders(self, now: float) -> list[FeederState]:
+        """Every configured feeder: its newest report with its age, or a stale placeholder."""
+        out = []
+        for site in self.cfg.feeders:
+            got = self.reports.get(site)
+            if got is None:
+                out.append(FeederState(site, 0.0, 0.0, 0.0, 0.0, 0.0, fresh=False, age_s=math.inf))
+            else:
+                f, t = got
+                out.append(replace(f, age_s=max(0.0, now - t)))
+        return out
+
+    async def cycle(self) -> dict[str, Share]:
+        readings = await self.meter.poll()
+        r = readings.get(K.POWER_W)
+        self.campus_w = r.number() if r is not None else math.nan
+        now = self.clock()
+        feeders = self.feeders(now)
+        shares = allocate(self.cfg.limits, feeders, fallback=self.cfg.fallback, stale_after_s=self.cfg.stale_after_s)
+        self.seq += 1
+        self.shares = shares
+        ts = self.epoch()
+        b = self.cfg.broker
+        for site, share in shares.items():
+            self._outbox[share_topic(b.topic_prefix, self.cfg.id, site)] = signed_share(
+                b.secret, site, share, self.seq, ts
+            )
+        self._note_changes(feeders)
+        self._outbox[self.state_topic] = json.dumps(self.state(feeders), separators=(",", ":")).encode()
+        self._wake.set()
+        return shares
+
+    def _note_changes(self, feeders: list[FeederState]) -> None:
+        """Log a feeder going stale or coming back, and the campus import crossing its limit."""
+        stale = {f.site_id for f in feeders if not usable(f, self.cfg.stale_after_s)}
+        for site in sorted(stale - self.stale):
+            log.warning("feeder on its fallback share: no fresh report", extra=kv(campus=self.cfg.id, site=site))
+        for site in sorted(self.stale - stale):
+            log.info("feeder reporting: following its allocated share", extra=kv(campus=self.cfg.id, site=site))
+        self.stale = stale
+        limit = self.cfg.limits.import_limit_w
+        over = limit > 0.0 and self.campus_w > limit  # NaN (meter unreadable) is not over
+        if over:
+            self.over_limit_cycles += 1
+        if over != self.over_limit:
+            self.over_limit = over
+            level = logging.WARNING if over else logging.INFO
+            msg = "campus import above its limit" if over else "campus import back within its limit"
+            log.log(level, msg, extra=kv(campus=self.cfg.id, import_w=round(self.campus_w), limit_w=limit))
+
+    def state(self, feeders: list[FeederState]) -> dict[str, Any]:
+        lim = self.cfg.limits
+        return {
+            "v": 1,
+            "status": "online",
+            "campus": self.cfg.id,
+            "ts": round(self.epoch(), 3),
+            "seq": self.seq,
+            "import_w": round(self.campus_w, 1) if math.isfinite(self.campus_w) else None,
+            "limits": {
+                "import_limit_w": lim.import_limit_w,
+                "ramp_limit_w_per_s": lim.ramp_limit_w_per_s,
+                "demand_target_w": lim.demand_target_w,
+            },
+            "over_limit_cycles": self.over_limit_cycles,
+            "feeders": {
+                f.site_id: {
+                    "fallback": f.site_id in self.stale,
+                    "age_s": round(f.age_s, 2) if math.isfinite(f.age_s) else None,
+                    "net_load_w": round(f.net_load_w, 1),
+                    "import_cap_w": round(self.shares[f.site_id].import_cap_w, 1),
+                    "ramp_w_per_s": round(self.shares[f.site_id].ramp_w_per_s, 1),
+                    "demand_target_w": round(self.shares[f.site_id].demand_target_w, 1),
+                }
+                for f in feeders
+            },
+            "refused": dict(self.refused),
+            "connected": self.connected,
+        }
+
+    # --- running ---------------------------------------------------------------------------------
+    async def run(self) -> None:
+        link = asyncio.create_task(self._link(), name="campus-mqtt")
+        period = self.cfg.cycle_s
+        next_t = self.clock()
+        log.info(
+            "coordinator started",
+            extra=kv(campus=self.cfg.id, feeders=",".join(self.cfg.feeders), cycle_s=period),
+        )
+        try:
+            while not self._stop.is_set():
+                try:
+                    await self.cycle()
+                except Exception:  # never end the campus over one cycle; the agents fall back if this persists
+                    log.exception("coordinator cycle failed")
+                next_t += period
+                now = self.clock()
+                if now > next_t:
+                    next_t = now  # behind: no burst of catch-up cycles
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, next_t - now))
+        finally:
+            self._stop.set()
+            self._wake.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(link, 3.0)
+            await self.meter.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _client(self) -> aiomqtt.Client:
+        b = self.cfg.broker
+        offline = json.dumps({"v": 1, "status": "offline", "campus": self.cfg.id}).encode()
+        will = aiomqtt.Will(self.state_topic, offline, qos=1, retain=True)
+        return aiomqtt.Client(b.host, b.port, identifier=b.client_id, keepalive=b.keepalive_s, will=will, timeout=5.0)
+
+    async def _link(self) -> None:
+        b = self.cfg.broker
+        backoff = RECONNECT_MIN_S
+        while not self._stop.is_set():
+            try:
+                async with self._client() as client:
+                    self.connected = True
+                    backoff = RECONNECT_MIN_S
+                    log.info("coordinator connected", extra=kv(broker=f"{b.host}:{b.port}"))
+                    await client.subscribe(self.report_prefix + "+", qos=0)
+                    await self._session(client)
+                    offline = {"v": 1, "status": "offline", "campus": self.cfg.id}
+                    await client.publish(self.state_topic, json.dumps(offline).encode(), qos=1, retain=True)
+            except aiomqtt.MqttError as e:
+                log.warning("coordinator broker lost; retrying", extra=kv(error=str(e), retry_s=backoff))
+            finally:
+                self.connected = False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=backoff)
+            backoff = min(backoff * 2.0, RECONNECT_MAX_S)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        tasks = {asyncio.create_task(self._sender(client)), asyncio.create_task(self._receiver(client))}
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for t in done:
+            exc = t.exception() if not t.cancelled() else None
+            if exc is not None:
+                raise exc
+
+    async def _sender(self, client: aiomqtt.Client) -> None:
+        while not self._stop.is_set():
+            await self._wake.wait()
+            self._wake.clear()
+            out, self._outbox = self._outbox, {}
+            for topic, payload in out.items():
+                await client.publish(topic, payload, qos=0, retain=topic == self.state_topic)
+
+    async def _receiver(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            raw = message.payload
+            payload = raw if isinstance(raw, bytes) else bytes(raw) if isinstance(raw, bytearray) else str(raw).encode()
+            try:
+                self.on_report(message.topic.value, payload)
+            except Exception:  # one hostile message must never end the session (a bug: log it)
+                log.exception("campus report could not be handled", extra=kv(size=len(payload)))

@@ -1,0 +1,123 @@
+"""The campus messages on MQTT: each agent's report up, the coordinator's share down, both signed.
+
+Topics (prefix and campus id from the files):
+
+    <prefix>/campus/<campus>/report/<site>   agent -> coordinator, every cycle (QoS 0, not retained)
+    <prefix>/campus/<campus>/share/<site>    coordinator -> agent, every cycle (QoS 0, not retained)
+    <prefix>/campus/<campus>/coordinator     the coordinator's state (retained; "offline" as its will)
+
+Payloads are signed like operator commands (agent/mqtt/auth.py: HMAC-SHA256 over the canonical
+JSON, `ts`, `nonce`) with the campus key, so a forged, stale or replayed message is refused by the
+same Verifier. Both carry the site id inside the signed body: a share captured from one site's
+topic and replayed onto another's does not verify as that site's. Neither is retained: a latest
+value is all either side uses, and a retained one would only be refused as stale on reconnect.
+
+    report: {"v": 1, "site": "f1", "ts": ..., "nonce": ..., "good": true, "net_load_w": ...,
+             "grid_w": ..., "discharge_w": ..., "charge_w": ..., "energy_wh": ..., "sig": ...}
+    share:  {"v": 1, "site": "f1", "seq": 17, "ts": ..., "nonce": ..., "import_cap_w": ...,
+             "ramp_w_per_s": ..., "demand_target_w": ..., "sig": ...}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from typing import Any
+
+from agent.campus.allocate import FeederState, Share
+from agent.mqtt.auth import sign
+
+MAX_MESSAGE_BYTES = 2048
+MAX_W = 1e12  # any power above this (a TW) is a corrupted value, not a campus
+REPORT_FIELDS = ("net_load_w", "grid_w", "discharge_w", "charge_w", "energy_wh")
+SHARE_FIELDS = ("import_cap_w", "ramp_w_per_s", "demand_target_w")
+
+
+class MessageError(ValueError):
+    """A campus message is malformed; the text names the field."""
+
+
+def report_topic(prefix: str, campus: str, site: str) -> str:
+    return f"{prefix}/campus/{campus}/report/{site}"
+
+
+def share_topic(prefix: str, campus: str, site: str) -> str:
+    return f"{prefix}/campus/{campus}/share/{site}"
+
+
+def state_topic(prefix: str, campus: str) -> str:
+    return f"{prefix}/campus/{campus}/coordinator"
+
+
+def _nonce() -> str:
+    return secrets.token_hex(12)
+
+
+def signed_report(secret: bytes, f: FeederState, ts: float) -> bytes:
+    """A feeder's report, signed. Non-finite values (a bad meter) are sent as 0 with good = false:
+    the coordinator then gives the feeder its fallback share."""
+    vals = [f.net_load_w, f.grid_w, f.discharge_w, f.charge_w, f.energy_wh]
+    good = f.fresh and all(math.isfinite(v) for v in vals)
+    body: dict[str, Any] = {"v": 1, "site": f.site_id, "ts": ts, "nonce": _nonce(), "good": good}
+    for k, v in zip(REPORT_FIELDS, vals, strict=True):
+        body[k] = round(v, 3) if good else 0.0
+    return json.dumps(sign(secret, body), separators=(",", ":")).encode()
+
+
+def signed_share(secret: bytes, site: str, share: Share, seq: int, ts: float) -> bytes:
+    body: dict[str, Any] = {"v": 1, "site": site, "seq": seq, "ts": ts, "nonce": _nonce()}
+    for k in SHARE_FIELDS:
+        body[k] = round(float(getattr(share, k)), 3)
+    return json.dumps(sign(secret, body), separators=(",", ":")).encode()
+
+
+def decode(payload: bytes) -> dict[str, Any]:
+    """The JSON object of a message (MessageError if it is not one, or too large)."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise MessageError(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        msg = json.loads(payload)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise MessageError("not valid JSON") from None
+    if not isinstance(msg, dict):
+        raise MessageError("message must be a JSON object")
+    return msg
+
+
+def _watts(msg: dict[str, Any], key: str) -> float:
+    v = msg.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or abs(v) > MAX_W:
+        raise MessageError(f"'{key}' must be a finite number, got {v!r}")
+    return float(v)
+
+
+def _site(msg: dict[str, Any], site: str) -> None:
+    if msg.get("site") != site:
+        raise MessageError(f"'site' is {msg.get('site')!r}, not {site!r} (the topic's)")
+
+
+def parse_report(msg: dict[str, Any], site: str) -> FeederState:
+    """A verified report as FeederState (MessageError naming the field). Ages are the caller's."""
+    _site(msg, site)
+    vals = {k: _watts(msg, k) for k in REPORT_FIELDS}
+    for k in ("discharge_w", "charge_w", "energy_wh"):
+        if vals[k] < 0.0:
+            raise MessageError(f"'{k}' must be >= 0, got {vals[k]!r}")
+    good = msg.get("good")
+    if not isinstance(good, bool):
+        raise MessageError(f"'good' must be true or false, got {good!r}")
+    return FeederState(site, fresh=good, **vals)
+
+
+def parse_share(msg: dict[str, Any], site: str) -> tuple[int, Share]:
+    """A verified share: (its sequence number, the share). MessageError naming the field."""
+    _site(msg, site)
+    seq = msg.get("seq")
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+        raise MessageError(f"'seq' must be an integer >= 0, got {seq!r}")
+    vals = {k: _watts(msg, k) for k in SHARE_FIELDS}
+    for k, v in vals.items():
+        if v < 0.0:
+            raise MessageError(f"'{k}' must be >= 0, got {v!r}")
+    return seq, Share(**vals)
