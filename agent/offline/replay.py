@@ -401,6 +401,7 @@ class Replay:
         self.quarter = -1
         self.td_s, self.td = 0.0, timedelta(0)  # the last step's length, as a timedelta (the same on a regular trace)
         self.plan: Plan | None = None  # the last cycle's plan
+        self.snap: SiteSnapshot | None = None  # and the snapshot it was decided on
 
     def run(self, lo: int, hi: int) -> None:
         """Steps lo..hi-1 of the trace (the module doc's per-step sequence)."""
@@ -411,7 +412,7 @@ class Replay:
         replanner, iv_of, net_all = self.replanner, self.iv_of, self.net_all
         grid_out, bat_out, soc_out = self.grid_out, self.bat_out, self.soc_out
         by, alarm_count = self.by, self.alarm_count
-        st, fst, fwin, sched, plan = self.st, self.fst, self.fwin, self.sched, self.plan
+        st, fst, fwin, sched, plan, snap = self.st, self.fst, self.fwin, self.sched, self.plan, self.snap
         iv_now, iv_first = self.iv_now, self.iv_first
         bat, wall, quarter, td_s, td = self.bat, self.wall, self.quarter, self.td_s, self.td
         plant_step = plant.step
@@ -471,7 +472,7 @@ class Replay:
             if dt != td_s:
                 td_s, td = dt, timedelta(seconds=dt)
             wall = wall + td
-        self.st, self.fst, self.fwin, self.sched, self.plan = st, fst, fwin, sched, plan
+        self.st, self.fst, self.fwin, self.sched, self.plan, self.snap = st, fst, fwin, sched, plan, snap
         self.iv_now, self.iv_first = iv_now, iv_first
         self.bat, self.wall, self.quarter, self.td_s, self.td = bat, wall, quarter, td_s, td
 
