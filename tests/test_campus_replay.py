@@ -76,7 +76,8 @@ def test_coordinated_campus_peak_is_never_above_the_no_battery_peak_and_beats_ea
 
 def test_campus_import_cap_is_held_while_the_batteries_can_carry_it() -> None:
     fs = campus()
-    cap = 3.5e6  # the campus needs up to 0.3 MW for ~1.5 h at each bump: the pooled 2.5 MW and 3.5 MWh above the floor carry it
+    # the campus needs up to 0.3 MW for ~1.5 h at each bump: the pooled 2.5 MW and 3.5 MWh above the floor carry it
+    cap = 3.5e6
     run = coordinated(fs, CampusLimits(import_limit_w=cap), flat_tariff(), start_soc_pct=SOC)
     assert float(campus_net_w(fs).max()) > cap + 0.25e6
     # the first cycle runs on each feeder's own file (no share yet), so it is excluded; 1 kW slack for
