@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.campus.allocate import CampusLimits, Share, allocate
+from agent.campus.allocate import CampusLimits, FeederState, Share, allocate
 from agent.control import Prices
 from agent.control.campus_share import feeder_state, with_share
 from agent.economics.tariff import FloatArray, Tariff
@@ -70,6 +70,11 @@ class CampusRun:
     wall_s: float
     feeders: dict[str, ReplayResult] = field(default_factory=dict)  # per feeder (the pooled site in ideal)
     allocate_s: FloatArray = field(default_factory=lambda: np.zeros(0))  # coordinated: allocate() per cycle
+
+
+def progress_every(n: int) -> int:
+    """Steps between progress calls: every 1 % of the run, at most every PROGRESS_EVERY steps."""
+    return max(1, min(PROGRESS_EVERY, n // 100))
 
 
 def check_campus(feeders: Sequence[Feeder]) -> None:
@@ -122,35 +127,47 @@ def coordinated(
     *,
     start_soc_pct: float = 50.0,
     decide_every: int = 1,
+    late: bool = True,
     progress: ProgressFn | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> CampusRun:
     """The feeders in lockstep, one agent cycle (`decide_every` trace steps) at a time, each cycle's
-    reports allocated into the shares the next cycle runs on (see the module doc)."""
+    reports allocated into the shares the next cycle runs on (see the module doc).
+
+    `late=False` is a diagnostic no live coordinator can be: each cycle's shares are allocated from
+    the readings that cycle decides on, so the share is never a cycle old (what the delay costs)."""
     check_campus(feeders)
     runs = [Replay(f.site, prices, f.trace, start_soc_pct=start_soc_pct, decide_every=decide_every) for f in feeders]
     base = [r.cfg for r in runs]  # each agent's own [control]: a share only narrows it (with_share)
     ids = [f.site.id for f in feeders]
     n = runs[0].n
+    pairs = list(zip(runs, ids, strict=True))
     alloc_s: list[float] = []
     shares: dict[str, Share] | None = None
+
+    def timed(states: list[FeederState]) -> dict[str, Share]:
+        a = clock()
+        out = allocate(limits, states)
+        alloc_s.append(clock() - a)
+        return out
+
     t0 = clock()
-    next_progress = PROGRESS_EVERY
+    every = progress_every(n)
+    next_progress = every
     for lo in range(0, n, decide_every):
         hi = min(n, lo + decide_every)
+        if not late:
+            shares = timed([feeder_state(i, r.next_reading(lo), r.cfg, r.op) for r, i in pairs])
         if shares is not None:
-            for r, b, i in zip(runs, base, ids, strict=True):
+            for (r, i), b in zip(pairs, base, strict=True):
                 r.cfg = with_share(b, shares[i])
         for r in runs:
             r.run(lo, hi)
-        # the reports of this cycle (the snapshot each agent decided on), answered for the next
-        states = [feeder_state(i, r.snap, r.cfg, r.op) for r, i in zip(runs, ids, strict=True) if r.snap is not None]
-        a = clock()
-        shares = allocate(limits, states)
-        alloc_s.append(clock() - a)
+        if late:  # the reports of this cycle (the snapshot each agent decided on), answered for the next
+            shares = timed([feeder_state(i, r.snap, r.cfg, r.op) for r, i in pairs if r.snap is not None])
         if progress is not None and (hi >= next_progress or hi == n):
             progress(hi, n)
-            next_progress = hi + PROGRESS_EVERY
+            next_progress = hi + every
     wall = clock() - t0
     out = _combine("coordinated", feeders, {i: r.result(wall) for r, i in zip(runs, ids, strict=True)}, wall)
     return replace(out, allocate_s=np.asarray(alloc_s, dtype=np.float64))
@@ -174,7 +191,14 @@ def uncoordinated(
         done = j * len(f.trace.timestamps)
         prog = None if progress is None else _offset(progress, done, total)
         results[f.site.id] = replay(
-            f.site, prices, f.trace, start_soc_pct=start_soc_pct, decide_every=decide_every, progress=prog, clock=clock
+            f.site,
+            prices,
+            f.trace,
+            start_soc_pct=start_soc_pct,
+            decide_every=decide_every,
+            progress=prog,
+            clock=clock,
+            progress_every=progress_every(len(f.trace.timestamps)),
         )
     return _combine("uncoordinated", feeders, results, clock() - t0)
 
@@ -235,7 +259,14 @@ def ideal(
     trace = Trace(tr.timestamps, load, pv, source="campus (summed feeders)")
     t0 = clock()
     res = replay(
-        site, prices, trace, start_soc_pct=start_soc_pct, decide_every=decide_every, progress=progress, clock=clock
+        site,
+        prices,
+        trace,
+        start_soc_pct=start_soc_pct,
+        decide_every=decide_every,
+        progress=progress,
+        clock=clock,
+        progress_every=progress_every(len(trace.timestamps)),
     )
     wall = clock() - t0
     return CampusRun(

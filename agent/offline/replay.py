@@ -278,6 +278,7 @@ def replay(
     decide_every: int = 1,
     pcs_model: PcsModel = PcsModel(),
     replanner: Replanner | None = None,
+    progress_every: int = PROGRESS_EVERY,
 ) -> ReplayResult:
     """Replay `trace` through decide() and the battery physics of `site` (see the module doc).
 
@@ -291,6 +292,7 @@ def replay(
     `replanner`: predictive dispatch (agent.control.replan): at the first cycle of every demand
     interval it is handed the interval just completed (fed only the past) and returns the plan
     decide() tracks; None: the heuristic controllers alone.
+    `progress_every`: trace steps between `progress` calls.
     """
     run = Replay(
         site,
@@ -305,8 +307,9 @@ def replay(
     )
     n = run.n
     t0 = clock()
-    for lo in range(0, n, PROGRESS_EVERY):
-        hi = min(n, lo + PROGRESS_EVERY)
+    every = max(1, progress_every)
+    for lo in range(0, n, every):
+        hi = min(n, lo + every)
         run.run(lo, hi)
         if progress is not None:
             progress(hi, n)
@@ -407,7 +410,7 @@ class Replay:
         """Steps lo..hi-1 of the trace (the module doc's per-step sequence)."""
         ts, load, pv, dts = self.ts, self.load, self.pv, self.dts
         cfg, op, prices, allow_export, memo = self.cfg, self.op, self.prices, self.allow_export, self.memo
-        view, plant, pcs, pcc_ids, zero, tz = self.view, self.plant, self.pcs, self.pcc_ids, self.zero, self.tz
+        view, plant, pcc_ids, tz = self.view, self.plant, self.pcc_ids, self.tz
         decide_every, fast_every, fast_age = self.decide_every, self.fast_every, self.fast_age
         replanner, iv_of, net_all = self.replanner, self.iv_of, self.net_all
         grid_out, bat_out, soc_out = self.grid_out, self.bat_out, self.soc_out
@@ -416,6 +419,7 @@ class Replay:
         iv_now, iv_first = self.iv_now, self.iv_first
         bat, wall, quarter, td_s, td = self.bat, self.wall, self.quarter, self.td_s, self.td
         plant_step = plant.step
+        reading = self.reading
         setpoints: Mapping[str, float] | None
         for k in range(lo, hi):
             t = ts[k]
@@ -427,17 +431,7 @@ class Replay:
             ld = load[k]
             p = pv[k]
             if decide_every == 1 or k % decide_every == 0:
-                snap = SiteSnapshot(
-                    k,
-                    t,
-                    wall,
-                    Measured(ld - p - bat),
-                    Measured(ld),
-                    Measured(p) if p else zero,
-                    True,
-                    view.now(),
-                    pcs,
-                )
+                snap = reading(k, t, wall, ld, p, bat)
                 if replanner is not None and iv_of[k] != iv_now:
                     if k > iv_first and iv_now == iv_now:
                         m = k - iv_first
@@ -475,6 +469,27 @@ class Replay:
         self.st, self.fst, self.fwin, self.sched, self.plan, self.snap = st, fst, fwin, sched, plan, snap
         self.iv_now, self.iv_first = iv_now, iv_first
         self.bat, self.wall, self.quarter, self.td_s, self.td = bat, wall, quarter, td_s, td
+
+    def reading(self, k: int, t: float, wall: datetime, load_w: float, pv_w: float, bat_w: float) -> SiteSnapshot:
+        """What the agent reads at the start of step k: its load and PV, the grid meter as the
+        battery's last step (`bat_w`) left it, the clusters' registers now, the PCS."""
+        return SiteSnapshot(
+            k,
+            t,
+            wall,
+            Measured(load_w - pv_w - bat_w),
+            Measured(load_w),
+            Measured(pv_w) if pv_w else self.zero,
+            True,
+            self.view.now(),
+            self.pcs,
+        )
+
+    def next_reading(self, k: int) -> SiteSnapshot:
+        """The reading step k will decide on, before it is run (the campus replay's coordinator
+        without delay, a diagnostic)."""
+        t = self.ts[k]
+        return self.reading(k, t, datetime.fromtimestamp(t, self.tz), self.load[k], self.pv[k], self.bat)
 
     def result(self, wall_s: float) -> ReplayResult:
         """What the steps run so far gave (the whole trace once run to its end)."""
