@@ -37,6 +37,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -104,18 +105,24 @@ def progress_for(label: str) -> ProgressFn:
     return progress
 
 
-def one_tariff(feeders: list[Feeder], tariff: Tariff) -> dict[str, Any]:
+def one_tariff(feeders: list[Feeder], tariff: Tariff, diagnose: bool = False) -> dict[str, Any]:
     c = feeders[0].site.control
     runs: dict[str, CampusRun] = {}
 
     def score(key: str) -> dict[str, Any]:
         run = runs[key]
         r = evaluate_campus(run, tariff, c.degradation_cost_per_kwh, c.charge_efficiency)
+        sv = r["savings"]
+        by: Counter[str] = Counter()
+        for fr in run.feeders.values():
+            by.update(fr.decided_by)
+        r["decided_by"] = dict(by.most_common())
         print(
             f"  {key:14s}: bill {r['bill']:,.0f} {tariff.currency} (no battery {r['baseline_bill']:,.0f});"
             f" billed peak {r['baseline_peak_kw']:,.0f} -> {r['billed_peak_kw']:,.0f} kW; savings"
-            f" {r['adjusted_net_savings']:,.0f} (net {r['savings']['net']:,.0f}, end SoC {r['end_soc_pct']:.1f} %);"
-            f" {run.wall_s:.0f} s",
+            f" {r['adjusted_net_savings']:,.0f} (net {sv['net']:,.0f}: energy {sv['energy']:,.0f}, demand"
+            f" {sv['demand']:,.0f}, wear {sv['degradation']:,.0f}; end SoC {r['end_soc_pct']:.1f} %);"
+            f" {r['battery_use']['discharge_kwh'] / 1e3:,.0f} MWh discharged; {run.wall_s:.0f} s",
             flush=True,
         )
         return r
@@ -130,11 +137,18 @@ def one_tariff(feeders: list[Feeder], tariff: Tariff) -> dict[str, Any]:
     out["ideal"] = score("ideal")
     runs["coordinated"] = coordinated(feeders, limits, tariff, progress=progress_for("coordinated"))
     out["coordinated"] = score("coordinated")
+    if diagnose:
+        runs["coordinated_no_delay"] = replace(
+            coordinated(feeders, limits, tariff, late=False, progress=progress_for("coordinated, no delay")),
+            mode="coordinated_no_delay",
+        )
+        out["coordinated_no_delay"] = score("coordinated_no_delay")
     runs["uncoordinated"] = uncoordinated(feeders, tariff, progress=progress_for("uncoordinated"))
     out["uncoordinated"] = score("uncoordinated")
     ideal_s = out["ideal"]["adjusted_net_savings"]
-    for mode in ("coordinated", "uncoordinated", "ideal_economic"):
-        out[mode]["share_of_ideal"] = out[mode]["adjusted_net_savings"] / ideal_s if ideal_s > 0 else None
+    for mode in ("coordinated", "coordinated_no_delay", "uncoordinated", "ideal_economic"):
+        if mode in out:
+            out[mode]["share_of_ideal"] = out[mode]["adjusted_net_savings"] / ideal_s if ideal_s > 0 else None
     a = runs["coordinated"].allocate_s * 1e6
     out["allocate_us"] = {"cycles": len(a), "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
     out["per_feeder"] = per_feeder(runs, target)
@@ -191,6 +205,11 @@ def main() -> None:
     ap.add_argument("--feeders", type=int, default=8)
     ap.add_argument("--clusters", type=int, default=64, help="per feeder [64]")
     ap.add_argument("--tariffs", default="shanghai_ci_two_part,pge_e20_secondary_2014")
+    ap.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="also coordinated without the one-cycle delay (shares from the readings each cycle decides on)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     days = 3 if args.quick else args.days
@@ -213,7 +232,7 @@ def main() -> None:
             f"{name}: campus peak {net.max() / 1e6:.1f} MW, sum of feeder peaks {sum(peaks) / 1e6:.1f} MW",
             flush=True,
         )
-        results[name] = one_tariff(feeders, tariff)
+        results[name] = one_tariff(feeders, tariff, args.diagnose)
     if args.json:
         print(json.dumps(results, indent=2, default=float))
 
