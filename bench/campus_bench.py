@@ -50,8 +50,17 @@ from agent.campus.allocate import CampusLimits
 from agent.economics.optimum import resample_mean
 from agent.economics.tariff import FloatArray, Tariff, bundled
 from agent.model.config import SiteConfig, load_site
-from agent.offline.campus_replay import CampusRun, Feeder, coordinated, evaluate_campus, ideal, uncoordinated
-from agent.offline.replay import ProgressFn, Trace
+from agent.offline.campus_replay import (
+    CampusRun,
+    Feeder,
+    campus_trace,
+    coordinated,
+    evaluate_campus,
+    ideal,
+    pooled,
+    uncoordinated,
+)
+from agent.offline.replay import ProgressFn, Trace, optimum_for
 
 LOADS = ("train100", "train200", "inference", "flat")
 PHASE_H = 3  # each feeder's day shifted by this many hours more than the one before
@@ -130,6 +139,10 @@ def one_tariff(feeders: list[Feeder], tariff: Tariff, diagnose: bool = False) ->
     out: dict[str, Any] = {}
     runs["ideal_economic"] = ideal(feeders, CampusLimits(), tariff, progress=progress_for("ideal, economic target"))
     out["ideal_economic"] = score("ideal_economic")
+    t0 = time.perf_counter()
+    opt = optimum_for(pooled(feeders, CampusLimits()), tariff, campus_trace(feeders), 50.0, 50.0)
+    out["optimum_50_to_50"] = {"savings": opt.savings, "solve_s": time.perf_counter() - t0}
+    print(f"  optimum (pooled battery, perfect foresight, 50 -> 50 % SoC): savings {opt.savings:,.0f}", flush=True)
     target = out["ideal_economic"]["billed_peak_kw"] * 1e3
     limits = CampusLimits(demand_target_w=target)
     out["campus_demand_target_kw"] = target / 1e3
@@ -149,6 +162,9 @@ def one_tariff(feeders: list[Feeder], tariff: Tariff, diagnose: bool = False) ->
     for mode in ("coordinated", "coordinated_no_delay", "uncoordinated", "ideal_economic"):
         if mode in out:
             out[mode]["share_of_ideal"] = out[mode]["adjusted_net_savings"] / ideal_s if ideal_s > 0 else None
+    for mode in ("ideal_economic", "ideal", "coordinated", "coordinated_no_delay", "uncoordinated"):
+        if mode in out:
+            out[mode]["share_of_optimum"] = out[mode]["adjusted_net_savings"] / opt.savings if opt.savings > 0 else None
     a = runs["coordinated"].allocate_s * 1e6
     out["allocate_us"] = {"cycles": len(a), "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
     out["per_feeder"] = per_feeder(runs, target)

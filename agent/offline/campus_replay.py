@@ -210,6 +210,15 @@ def _offset(progress: ProgressFn, done: int, total: int) -> ProgressFn:
     return prog
 
 
+def campus_trace(feeders: Sequence[Feeder]) -> Trace:
+    """The campus as one trace: the feeders' loads and PV summed step by step."""
+    check_campus(feeders)
+    pvs = [f.trace.pv_w for f in feeders if f.trace.pv_w is not None]
+    pv = np.asarray(np.sum(pvs, axis=0), dtype=np.float64) if pvs else None
+    load = np.asarray(np.sum([f.trace.load_w for f in feeders], axis=0), dtype=np.float64)
+    return Trace(feeders[0].trace.timestamps, load, pv, source="campus (summed feeders)")
+
+
 def pooled(feeders: Sequence[Feeder], limits: CampusLimits) -> SiteConfig:
     """One site with every feeder's PCS and clusters (ids prefixed with the feeder's, so they stay
     unique) and the first feeder's [site] and [control], the campus limits as its own (0: off)."""
@@ -251,12 +260,9 @@ def ideal(
 ) -> CampusRun:
     """Every feeder's battery under one controller that sees the campus's summed load (`pooled`)."""
     site = pooled(feeders, limits)
-    net = campus_net_w(feeders)
+    trace = campus_trace(feeders)
+    net = trace.net_w
     tr = feeders[0].trace
-    pvs = [f.trace.pv_w for f in feeders if f.trace.pv_w is not None]
-    pv = np.asarray(np.sum(pvs, axis=0), dtype=np.float64) if pvs else None
-    load = net if pv is None else net + pv
-    trace = Trace(tr.timestamps, load, pv, source="campus (summed feeders)")
     t0 = clock()
     res = replay(
         site,
