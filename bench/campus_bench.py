@@ -1,8 +1,10 @@
 """Campus benchmark: 8 feeders x 64 clusters under one utility meter, coordinated vs one ideal controller.
 
 Run: .venv/bin/python bench/campus_bench.py [--days 30] [--step 60] [--feeders 8] [--clusters 64]
-         [--tariffs shanghai_ci_two_part,pge_e20_secondary_2014] [--json]
+         [--tariffs shanghai_ci_two_part,pge_e20_secondary_2014] [--diagnose] [--json]
      .venv/bin/python bench/campus_bench.py --quick      # 3 days, for a look (minutes, not an hour)
+     .venv-fast/bin/python bench/campus_bench.py ...      # the mypyc build of the replay (`make fast`): the month
+                                                          # in ~15 min per tariff on a busy 2-core machine
 
 Per tariff, the same campus loads through agent.offline.campus_replay in four runs:
 - ideal (economic): every feeder's battery pooled under one controller seeing the summed load, its
@@ -13,9 +15,14 @@ Per tariff, the same campus loads through agent.offline.campus_replay in four ru
   target of its own, so the comparison measures what splitting the campus among eight agents
   costs - the split rule and the one-cycle delay - not how a target is found);
 - uncoordinated: each agent shaving its own feeder's peak alone, for contrast.
+`--diagnose` adds coordinated without the one-cycle delay (agent.offline.campus_replay's late=False:
+the shares allocated from the readings each cycle decides on), to tell the delay's cost from the
+split rule's.
 Reported: the campus bill, billed peak, savings against no battery (net of wear, the end-of-month
-stored-energy difference valued at the cheapest price through the charge efficiency), coordinated
-as a share of the ideal's (target: within 2 %), and allocate()'s cost per cycle at these feeders.
+stored-energy difference valued at the cheapest price through the charge efficiency) by part,
+coordinated as a share of the ideal's (target: within 2 %), every mode as a share of the pooled
+battery's perfect-foresight optimum (agent.economics.optimum on the summed load, 50 -> 50 % SoC: the
+"ideal" above is one heuristic controller, not an upper bound), and allocate()'s cost per cycle.
 
 The feeders (site-local time from 1 July 2026 00:00 in the tariff's zone; savings_bench.py's and
 planner_bench.py's builders, 1 s data averaged to `--step`):
