@@ -48,6 +48,7 @@ from collections import Counter
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from planner_bench import build_load
@@ -174,7 +175,7 @@ def one_tariff(feeders: list[Feeder], tariff: Tariff, diagnose: bool = False) ->
             out[mode]["share_of_optimum"] = out[mode]["adjusted_net_savings"] / opt.savings if opt.savings > 0 else None
     a = runs["coordinated"].allocate_s * 1e6
     out["allocate_us"] = {"cycles": len(a), "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
-    out["per_feeder"] = per_feeder(runs, target)
+    out["per_feeder"] = per_feeder(runs, target, tariff.timezone)
     sh = out["coordinated"]["share_of_ideal"]
     unc = out["uncoordinated"]["share_of_ideal"]
     shares = (
@@ -191,7 +192,7 @@ def one_tariff(feeders: list[Feeder], tariff: Tariff, diagnose: bool = False) ->
     return out
 
 
-def per_feeder(runs: dict[str, CampusRun], target_w: float) -> dict[str, Any]:
+def per_feeder(runs: dict[str, CampusRun], target_w: float, tz: ZoneInfo) -> dict[str, Any]:
     """Where the coordinated campus went above the target: intervals over it and the feeders' SoC then."""
     co = runs["coordinated"]
     ts = co.timestamps
@@ -200,7 +201,13 @@ def per_feeder(runs: dict[str, CampusRun], target_w: float) -> dict[str, Any]:
     m = len(ts) // k
     iv = co.grid_w[: m * k].reshape(m, k).mean(axis=1)
     over = np.flatnonzero(iv > target_w * 1.001)
-    out: dict[str, Any] = {"intervals_over_target": len(over)}
+    bat_iv = co.battery_w[: m * k].reshape(m, k).mean(axis=1)
+    hours = [datetime.fromtimestamp(float(ts[j * k]), tz).hour for j in over.tolist()]
+    out: dict[str, Any] = {
+        "intervals_over_target": len(over),
+        "over_target_local_hours": dict(sorted(Counter(hours).items())),
+        "over_target_with_campus_charging": int(np.count_nonzero(bat_iv[over] < 0.0)),
+    }
     if len(over):
         j = int(over[np.argmax(iv[over])])
         s = slice(j * k, (j + 1) * k)
