@@ -7,24 +7,37 @@
     await campus.stop()
 
 The campus meter is the utility meter of the whole campus: it reads the sum of the feeders' grid
-meters (power, current, energies; voltage and frequency of the first), refreshed every physics
-tick, so it is at most one tick behind them, like any meter. One process hosts them all: one event
-loop, one task per feeder's physics, which keeps a campus of several feeders within one core.
+meters (power, current, energies; voltage and frequency of the first), computed when it is read,
+so it always agrees with them. One process hosts them all: one event loop, one task per feeder's
+physics, which keeps a campus of several feeders within one core.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+from collections.abc import Callable
 
 from agent.model.config import DeviceConfig, SiteConfig
 from drivers import keys as K
+from drivers.profile import load_profile
 from simulators.faults import CommFaults
-from simulators.image import image_for
+from simulators.image import DeviceImage, Values
 from simulators.server import PortServer, ServedUnit
 from simulators.site import SimulatedSite
 
 _SUMMED = (K.POWER_W, K.CURRENT_A, K.ENERGY_IMPORT_WH, K.ENERGY_EXPORT_WH)
+
+
+class _SumImage(DeviceImage):
+    """A register image refreshed from `values` whenever it is read."""
+
+    def __init__(self, dev: DeviceConfig, values: Callable[[], Values], faults: CommFaults) -> None:
+        super().__init__(dev.id, load_profile(dev.profile))
+        self._values = values
+        self._faults = faults
+
+    def read(self, func_code: int, address: int, count: int) -> list[int] | None:
+        self.refresh(self._values(), self._faults.corrupt)
+        return super().read(func_code, address, count)
 
 
 class SimulatedCampus:
@@ -37,12 +50,10 @@ class SimulatedCampus:
         self.sites = {s.id: SimulatedSite(s, any_port=any_port, control_port=0) for s in sites}
         if len(self.sites) != len(sites):
             raise ValueError("two feeder site files have the same [site] id")
-        self.image = image_for(meter)
         self.faults = CommFaults()
+        self.image = _SumImage(meter, self.values, self.faults)
         self.ports: dict[str, int] = {}
         self._server: PortServer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.refresh()
 
     def values(self) -> dict[str, float | int | str]:
         """What the campus meter reads now: the sum of the feeders' grid meters."""
@@ -51,9 +62,6 @@ class SimulatedCampus:
         for k in _SUMMED:
             out[k] = sum(float(r[k]) for r in rows)
         return out
-
-    def refresh(self) -> None:
-        self.image.refresh(self.values(), self.faults.corrupt)
 
     @property
     def import_w(self) -> float:
@@ -70,20 +78,8 @@ class SimulatedCampus:
         except BaseException:
             await self.stop()
             raise
-        self._task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        tick = min(s.sim.tick_s / s.speed for s in self.sites.values())
-        while True:
-            self.refresh()
-            await asyncio.sleep(tick)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
         if self._server is not None:
             await self._server.stop()
             self._server = None

@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,19 +77,35 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         raise
     except ValueError as e:  # model construction (e.g. a load trace that cannot be read)
         raise ConfigError(f"{args.site}: {e}") from None
+    return _serve(sim, lambda: _announce_site(sim, epoch))
+
+
+def _serve(sim: Any, announce: Callable[[], None]) -> int:
+    """Start `sim` (a SimulatedSite or SimulatedCampus), `announce` where it listens, serve until
+    SIGINT or SIGTERM."""
+
+    async def serve() -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await sim.start()
+        announce()
+        try:
+            await stop.wait()
+        finally:
+            await sim.stop()
+        print("simulator stopped", flush=True)
+        return 0
+
     try:
-        return asyncio.run(_simulate(sim, epoch))
+        return asyncio.run(serve())
     except OSError as e:
         print(f"ems-agent simulate: {e}", file=sys.stderr)
         return 1
 
 
-async def _simulate(sim: Any, epoch: float) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await sim.start()
+def _announce_site(sim: Any, epoch: float) -> None:
     print(f"simulating site {sim.site.id!r} at speed x{sim.speed:g} (Ctrl-C to stop)")
     if sim.speed != 1.0:
         print(f"  agent on the same clock: ems-agent run --site ... --speed {sim.speed:g} --epoch {epoch:.3f}")
@@ -98,12 +115,6 @@ async def _simulate(sim: Any, epoch: float) -> int:
         f"  control  127.0.0.1:{sim.control_port} (ems-agent sim-fault --port {sim.control_port} ...)",
         flush=True,
     )
-    try:
-        await stop.wait()
-    finally:
-        await sim.stop()
-    print("simulator stopped", flush=True)
-    return 0
 
 
 def _simulate_campus(path: Path) -> int:
@@ -116,29 +127,14 @@ def _simulate_campus(path: Path) -> int:
         campus = SimulatedCampus(sites, cfg.meter)
     except ValueError as e:
         raise ConfigError(f"{path}: {e}") from None
-    try:
-        return asyncio.run(_serve_campus(campus))
-    except OSError as e:
-        print(f"ems-agent simulate: {e}", file=sys.stderr)
-        return 1
+    return _serve(campus, lambda: _announce_campus(campus))
 
 
-async def _serve_campus(campus: Any) -> int:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await campus.start()
+def _announce_campus(campus: Any) -> None:
     print(f"simulating a campus of {len(campus.sites)} feeders (Ctrl-C to stop)")
     print(f"  campus meter {campus.meter.id} 127.0.0.1:{campus.ports[campus.meter.id]} unit {campus.meter.unit}")
     for sid, sim in campus.sites.items():
         print(f"  feeder {sid}: {len(sim.site.devices)} devices, control 127.0.0.1:{sim.control_port}", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await campus.stop()
-    print("simulator stopped", flush=True)
-    return 0
 
 
 def build_command(kind: str, args: list[str], clear: bool) -> dict[str, Any]:

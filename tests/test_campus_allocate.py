@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.campus.allocate import MIN_SHARE, CampusLimits, FeederState, Share, allocate
+from agent.campus.allocate import MIN_SHARE, CampusLimits, FeederState, Share, allocate, hold_down
 
 
 def feeder(site: str, net: float, dis: float = 0.0, wh: float = 0.0, **kw: Any) -> FeederState:
@@ -124,3 +124,67 @@ def test_shares_sum_to_the_limit_and_ask_no_battery_for_more_than_it_has(
     if sum(loads) - carry <= limit - MIN_SHARE * len(fs):  # the campus total can be carried
         for f, ld in zip(fs, loads, strict=True):
             assert out[f.site_id].import_cap_w >= ld - f.discharge_w - 1e-6 * max(1.0, ld)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    feeders_st,
+    st.lists(st.booleans(), min_size=8, max_size=8),
+    st.floats(min_value=1e4, max_value=3e7),
+    st.floats(min_value=0.05, max_value=0.9),
+)
+def test_with_stale_feeders_on_their_fallbacks_the_shares_still_sum_to_the_limit(
+    raw: list[tuple[float, float, float]], stale: list[bool], limit: float, held: float
+) -> None:
+    fs = [feeder(f"f{i}", n, d, e, fresh=not stale[i]) for i, (n, d, e) in enumerate(raw)]
+    # fallbacks that sum to the fraction `held` of each limit, as a campus file requires
+    fb = {f.site_id: Share(held * limit / len(fs), held * 1000.0 / len(fs), held * limit / len(fs)) for f in fs}
+    out = allocate(CampusLimits(limit, 1000.0, limit), fs, fallback=fb)
+    for f in fs:
+        if not f.fresh:
+            assert out[f.site_id] == fb[f.site_id]
+    fresh = [f for f in fs if f.fresh]
+    if fresh:  # the fresh share the rest: the whole limit is given out
+        assert sum(s.import_cap_w for s in out.values()) == pytest.approx(limit, rel=1e-9)
+        assert sum(s.ramp_w_per_s for s in out.values()) == pytest.approx(1000.0, rel=1e-9)
+    assert all(s.import_cap_w > 0.0 and s.ramp_w_per_s > 0.0 for s in out.values())
+
+
+def test_hold_down_sends_the_least_of_the_recent_allocations() -> None:
+    recent = [
+        {"a": Share(1000.0, 10.0, 0.0), "b": Share(2000.0, 20.0, 0.0)},
+        {"a": Share(2000.0, 20.0, 0.0), "b": Share(1000.0, 10.0, 0.0)},
+        {"a": Share(1500.0, 15.0, 0.0), "b": Share(1500.0, 15.0, 0.0), "c": Share(5.0, 5.0, 5.0)},
+    ]
+    out = hold_down(recent)
+    assert out == {"a": Share(1000.0, 10.0, 0.0), "b": Share(1000.0, 10.0, 0.0), "c": Share(5.0, 5.0, 5.0)}
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(st.floats(min_value=0.0, max_value=1e6), min_size=3, max_size=3), min_size=4, max_size=12),
+    st.lists(st.integers(min_value=0, max_value=2), min_size=3, max_size=3),
+)
+def test_any_mix_of_shares_sent_in_consecutive_cycles_holds_the_limit(loads: list[list[float]], lag: list[int]) -> None:
+    """Feeder i applies the share sent lag[i] cycles ago (0-2): together they never exceed the limit."""
+    window = 3
+    fs = lambda ls: [feeder(f"f{i}", n, 0.5 * n, 1000.0) for i, n in enumerate(ls)]  # noqa: E731
+    limits = CampusLimits(1e6, 1e4, 0.0)
+    allocs = [allocate(limits, fs(ls)) for ls in loads]
+    sent = [hold_down(allocs[max(0, k - window + 1) : k + 1]) for k in range(len(allocs))]
+    for k in range(2, len(sent)):
+        mix = [sent[k - lag[i]][f"f{i}"] for i in range(3)]
+        assert sum(s.import_cap_w for s in mix) <= 1e6 * (1 + 1e-12)
+        assert sum(s.ramp_w_per_s for s in mix) <= 1e4 * (1 + 1e-12)
+
+
+def test_a_feeder_that_has_heard_no_share_is_stale() -> None:
+    fb = {"b": Share(300.0, 3.0, 0.0)}
+    out = allocate(
+        CampusLimits(1000.0, 10.0),
+        [feeder("a", 500.0), feeder("b", 500.0, share_age_s=4.0)],
+        fallback=fb,
+        stale_after_s=3.0,
+    )
+    assert out["b"] == fb["b"]
+    assert out["a"].import_cap_w == pytest.approx(700.0)

@@ -208,7 +208,7 @@ def test_a_lost_load_measurement_ramps_the_failsafe_out_and_back() -> None:
     assert p.site_setpoint_w == 0.0  # the step is taken, and the plan says what forced it
     ramp = next(b for b in p.bounds if b.source == "ramp")
     assert ramp.reason.endswith("forced by no_export")
-    assert p.step_cause == "no_export"
+    assert (ramp.forced_by, p.step_cause) == ("no_export", "no_export")
 
 
 def test_a_safety_trip_steps_the_grid_and_the_plan_labels_the_step() -> None:

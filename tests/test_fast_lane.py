@@ -6,10 +6,13 @@ before any 1 s cycle; with the 1 s loop stopped (its window stale) the lane stop
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 
 from agent.live.fast_lane import FastLane
@@ -122,13 +125,22 @@ async def test_the_running_agent_starts_the_lane_and_stops_it_with_the_loop(tmp_
 
     site = sim_site(cycle_s=1.0)
     site = replace(site, control=replace(site.control, fast_lane_s=FAST_S))
-    async with agent_on_simulators(tmp_path / "state", site, api=False) as h:
+    async with agent_on_simulators(tmp_path / "state", site, demo=True) as h:
         assert h.rt.fast_lane is not None
         lane, task = h.rt.fast_lane
         await h.until(lambda: lane.stats.pcs_writes >= 20, 30.0, "20 PCS writes by the fast lane")
         assert lane.stats.write_failures == 0, lane.stats.last_error
         assert not task.done()
         devices = list(h.rt.loop.devs.devices.values())
+        # what it did, for the operator: GET /api/fast_lane (the provider reaches the API process)
+        async with httpx.AsyncClient(base_url=h.url, timeout=10) as c:
+            deadline = time.monotonic() + 20.0
+            while (r := await c.get("/api/fast_lane")).status_code == 503:
+                assert time.monotonic() < deadline, "no fast lane read-out within 20 s"
+                await asyncio.sleep(0.2)
+        seen = r.json()
+        assert (r.status_code, seen["running"], seen["fast_lane_s"]) == (200, True, FAST_S)
+        assert seen["pcs_writes"] >= 20 and seen["write_failures"] == 0 and seen["tick_ms_p99"] is not None
     assert task.done() and task.exception() is None
     assert not [d.id for d in devices if d.health.connected]
 

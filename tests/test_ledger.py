@@ -84,6 +84,21 @@ def test_known_series_gives_exact_savings(tmp_path: Path) -> None:
     led.close()
 
 
+def test_the_last_days_baseline_per_interval_seeds_a_restarted_controller(tmp_path: Path) -> None:
+    led = Ledger(tmp_path / "l.db", tariff(), CFG)
+    assert all(v != v for v in led.day_profile(T0, UTC))  # nothing counted: all NaN, no seed
+    for s in series():
+        led.feed(s)
+    prof = led.day_profile(T0 + 3601.0, UTC)
+    assert len(prof) == 96
+    # 00:15-00:30 was excluded (coverage) and 00:45-01:00 was an outage: no level to shave to
+    assert [v != v for v in prof[:4]] == [False, True, False, True]
+    assert (prof[0], prof[2]) == (pytest.approx(80_000.0), pytest.approx(100_000.0))
+    assert all(v != v for v in prof[4:])
+    assert all(v != v for v in led.day_profile(T0 + 86_400.0 + 3600.0, UTC))  # more than a day ago
+    led.close()
+
+
 def test_restart_and_replay_neither_loses_nor_double_counts(tmp_path: Path) -> None:
     samples = series()
     led = Ledger(tmp_path / "l.db", tariff(), CFG)

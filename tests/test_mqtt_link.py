@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 import aiomqtt
 
+from agent.economics.ledger import Summary
 from agent.live.hub import Hub
 from agent.mqtt import MqttLink, sign, start_mqtt, stop_mqtt
 from tests.conftest import Broker
@@ -169,6 +170,45 @@ async def test_state_plan_clusters_and_alarms_arrive_with_the_documented_schema(
 
         await stop_mqtt(link)  # a clean stop says offline itself (retained)
         assert (await next_msg(sub, "ems/demo/status"))["status"] == "offline"
+
+
+async def test_alarm_summary_and_savings_are_retained_and_sent_on_change_only(
+    mosquitto: Broker, make_hub: Callable[..., Hub], tmp_path: Path
+) -> None:
+    """The fleet view's inputs (issue 16): `alarm/active` on the first cycle and on change, `savings`
+    when the ledger's report is replaced with other figures, both retained for a late subscriber."""
+    hub = make_hub(mqtt_table(mosquitto, tmp_path))
+    td = Summary("to_date", 1000.0, 500.0, 100.0, 0.0, 120.0, 130.0, 86400.0, 0.0, 96, 0)
+    report: dict[str, Any] = {"currency": "CNY", "tariff": "shanghai", "to_date": td.as_dict()}
+    hub.providers["ledger"] = lambda: report
+    link = await started(hub)
+    try:
+        cyc = Cycles(hub, T0)
+        for _ in range(3):  # the same report object: one savings message, one alarm summary
+            cyc.next()
+        hub.alarms.raise_("pcs_fault", "pcs2", "tripped", T0)
+        cyc.next()
+        report = {**report}  # recomputed, same figures: not sent again
+        cyc.next()
+        report = {**report, "to_date": {**td.as_dict(), "net_savings": 1500.5}}
+        cyc.next()
+        await wait_for(lambda: link.status()["buffered"] == 0)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="test-late") as sub:
+            await sub.subscribe("ems/demo/alarm/active", qos=1)
+            await sub.subscribe("ems/demo/savings", qos=1)
+            got = await collect(sub, {"ems/demo/alarm/active", "ems/demo/savings"})
+        assert got["ems/demo/alarm/active"] == {
+            "v": 1, "t": "2026-07-01T14:00:04+08:00", "active": 1, "worst": "critical", "codes": ["pcs_fault"]
+        }  # fmt: skip
+        assert got["ems/demo/savings"] == {
+            "v": 1, "t": "2026-07-01T14:00:06+08:00", "currency": "CNY", "tariff": "shanghai",
+            "net_savings": 1500.5, "energy_savings": 1000.0, "demand_savings": 500.0, "degradation_cost": 100.0,
+            "outage_value": 0.0, "discharge_kwh": 120.0, "charge_kwh": 130.0, "counted_h": 24.0,
+        }  # fmt: skip
+        # 6 cycles x 18 + 2 alarm summaries (none, then pcs_fault) + 1 alarm event + 2 savings (not 6)
+        assert link.sent == 6 * 18 + 2 + 1 + 2
+    finally:
+        await stop_mqtt(link)
 
 
 async def test_will_fires_when_the_agent_process_is_killed(mosquitto: Broker, tmp_path: Path) -> None:
@@ -324,7 +364,8 @@ async def test_reconnects_and_buffers_with_a_bounded_drop_oldest_queue(
         cyc = Cycles(hub, T0)
         for _ in range(5):  # 5 cycles x 18 messages (state, 12 clusters, 4 PCS, plan) into a buffer of 20
             cyc.next()
-        assert link.status()["buffered"] == 20 and link.dropped == 70
+        # + the first cycle's alarm/active summary, in the small priority queue with acks and alarms
+        assert link.status()["buffered"] == 20 + 1 and link.dropped == 70
         mosquitto.start()
         await wait_for(lambda: link.connected and link.status()["buffered"] == 0, 10.0)
         assert link.connects == 2

@@ -13,9 +13,9 @@ from .observer import Observer
 
 
 @dataclass
-class Ctx:
-    hub: Mirror  # the control process's state, as mirrored into this (the API) process
-    obs: Observer
+class Access:
+    """Who may do what: bearer tokens and whether reads are open (also the fleet view's, agent/fleet)."""
+
     tokens: TokenStore | None  # None: no token file, so control is impossible
     open_read: bool
 
@@ -46,6 +46,12 @@ class Ctx:
             return who
 
         return dep
+
+
+@dataclass
+class Ctx(Access):
+    hub: Mirror  # the control process's state, as mirrored into this (the API) process
+    obs: Observer
 
 
 def _unauthorized(detail: str) -> HTTPException:

@@ -145,6 +145,10 @@ def read_router(ctx: Ctx) -> APIRouter:
     def plan() -> dict[str, Any]:
         return provided("plan", "the dispatch plan")
 
+    @r.get("/fast_lane", summary="The fast lane: running or not, its period, ticks, missed, requests, tick ms")
+    def fast_lane() -> dict[str, Any]:
+        return provided("fast_lane", "the fast lane read-out")
+
     @r.get("/health", summary="Battery health read-out (SoH trends, outliers)")
     def health() -> dict[str, Any]:
         return provided("health", "the battery health read-out")

@@ -24,6 +24,10 @@ Right by construction:
 - a limit that is on never gives a feeder a 0 share (0 means "off" to the agent's controllers):
   every feeder first gets MIN_SHARE and the rest of the limit is split as above; the sum still holds.
 
+Agents apply a new share at their own next cycle, not all together: `hold_down` (what the
+coordinator sends) is each feeder's least share over the last few allocations, so any mix of the
+shares sent in those consecutive cycles still sums to at most the limit.
+
 Pure: no I/O, no clock. Non-finite or negative report values make a feeder stale (bad input never
 becomes a share).
 """
@@ -63,6 +67,9 @@ class FeederState:
     energy_wh: float  # energy it can still discharge above its reserve, >= 0
     fresh: bool = True  # the report verified, its measurements good (False: use the fallback share)
     age_s: float = 0.0  # how old the report is when allocated
+    # how long the feeder had gone without a valid share when it reported: past stale_after_s it is
+    # treated as stale (fallback) before it falls back by itself (its own stale_after_s is longer)
+    share_age_s: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +83,7 @@ class Share:
 
 def usable(f: FeederState, stale_after_s: float) -> bool:
     """The report counts: fresh, no older than `stale_after_s`, every value finite and in range."""
-    vals = (f.net_load_w, f.grid_w, f.discharge_w, f.charge_w, f.energy_wh, f.age_s)
+    vals = (f.net_load_w, f.grid_w, f.discharge_w, f.charge_w, f.energy_wh, f.age_s, f.share_age_s)
     return (
         f.fresh
         and all(math.isfinite(v) for v in vals)
@@ -84,6 +91,7 @@ def usable(f: FeederState, stale_after_s: float) -> bool:
         and f.charge_w >= 0.0
         and f.energy_wh >= 0.0
         and 0.0 <= f.age_s <= stale_after_s
+        and 0.0 <= f.share_age_s <= stale_after_s
     )
 
 
@@ -147,6 +155,32 @@ def split_ramp(limit_w_per_s: float, fs: Sequence[FeederState]) -> list[float]:
     if rest <= 0.0:
         return [limit_w_per_s / n] * n
     return [MIN_SHARE + r for r in _spread(rest, _without_battery(fs))]
+
+
+def hold_down(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
+    """Per feeder, the least of each field over `recent` allocations (each of which sums to the limit).
+
+    Agents apply a new share at their own next cycle, not all at once, and one may miss a message:
+    for a while some hold cycle n's share and others cycle n+1's, and a mix of two allocations that
+    each sum to the limit can sum to more (a moved to 2 MW, b still at 2 MW of a 3 MW limit). Sending
+    each feeder the least of its last K allocations makes any mix of the shares sent in K consecutive
+    cycles sum to at most the limit: every one of them is at most that feeder's allocation in the
+    oldest of those cycles. A share falls at once and rises K - 1 cycles late (the safe direction).
+    A feeder absent from some allocation gets its share from those it is in."""
+    out: dict[str, Share] = {}
+    for alloc in recent:
+        for site, sh in alloc.items():
+            prev = out.get(site)
+            out[site] = (
+                sh
+                if prev is None
+                else Share(
+                    min(prev.import_cap_w, sh.import_cap_w),
+                    min(prev.ramp_w_per_s, sh.ramp_w_per_s),
+                    min(prev.demand_target_w, sh.demand_target_w),
+                )
+            )
+    return out
 
 
 def allocate(

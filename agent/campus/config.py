@@ -8,7 +8,7 @@ A site file joins a campus with:
     port = 1883
     topic_prefix = "ems"
     key_file = "campus.key"        # HMAC key shared with the coordinator (>= 16 bytes; relative to this file)
-    stale_after_s = 5              # no valid share for this long: the fallback share, alarm campus_fallback
+    stale_after_s = 6              # no valid share for this long: the fallback share, alarm campus_fallback
     fallback_import_cap_w = 2.5e6  # the conservative share held without the coordinator (0 = off)
     fallback_ramp_w_per_s = 1e5
     fallback_demand_target_w = 0
@@ -28,7 +28,8 @@ The coordinator's file:
     site = "feeder_a.toml"         # each feeder's site file: its id and its [campus] fallback
 
 Cross-checks (errors name the file and key): every feeder's site file joins this campus on the same
-broker, prefix and key; with a limit on, every feeder has a fallback share of it above 0 (0 would be
+broker, prefix and key; its stale_after_s is at least the campus's plus LEAD_CYCLES cycles; with a
+limit on, every feeder has a fallback share of it above 0 (0 would be
 "no limit" to its controllers) and the fallbacks sum to at most the limit, so a campus whose every
 feeder is on its fallback still holds the limit while their batteries can carry it.
 """
@@ -43,6 +44,12 @@ from agent.model.config import ID_PATTERN, ID_RULE, DeviceConfig, SiteConfig, lo
 from common.tomlcheck import ConfigError, Table, load_toml
 
 MIN_SECRET_BYTES = 16
+# A feeder silent to the coordinator (no report, or reporting that it hears no shares) for the
+# campus's stale_after_s is put on its fallback share; the others get the rest one report, one
+# coordinator cycle and one agent cycle later. The feeder's own stale_after_s (when it falls back by
+# itself) must be at least that much longer, or its fallback and the others' old shares could add
+# up to more than the limit for those cycles.
+LEAD_CYCLES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +183,14 @@ def load_campus(path: Path | str) -> CampusConfig:
         if site.id in fallback:
             ft.fail("site", f"names site {site.id!r} a second time")
         _same_campus(ft, site_file, campus_id, broker, fc)
+        lead = stale + LEAD_CYCLES * max(cycle_s, site.cycle_s)
+        if fc.stale_after_s < lead:
+            ft.fail(
+                "site",
+                f"{site_file} [campus] key 'stale_after_s' is {fc.stale_after_s:g} s: it must be at least {lead:g} s,"
+                f" this file's [campus] stale_after_s ({stale:g} s) plus {LEAD_CYCLES} cycles, so the others are"
+                " off their old shares before this feeder falls back by itself",
+            )
         ids.append(site.id)
         files.append(site_file)
         fallback[site.id] = fc.fallback

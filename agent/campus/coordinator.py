@@ -2,8 +2,11 @@
 
 Every cycle (1 s by default): read the campus meter over Modbus TCP (the same driver and meter
 profiles as a site's grid meter), take the newest verified report of every feeder, allocate the
-campus limits (agent/campus/allocate.py: a stale or missing feeder gets its fallback share) and
-publish each feeder's share, signed with the campus key (agent/campus/messages.py). Its own state
+campus limits (agent/campus/allocate.py: a feeder whose report is stale or missing, or which
+reports that it has heard no share for stale_after_s, gets its fallback share) and publish each
+feeder's share, signed with the campus key (agent/campus/messages.py): the least of its last
+SHARE_WINDOW allocations (allocate.hold_down), so agents applying them a cycle apart still hold
+the limit together. Its own state
 goes to `<prefix>/campus/<id>/coordinator` (retained JSON; "offline" as the will) and the log is
 quiet in steady state: a line when a feeder goes stale or comes back, when the campus import goes
 above its limit or back under it, when the broker connection drops or returns.
@@ -21,14 +24,16 @@ import json
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 import aiomqtt
 
-from agent.campus.allocate import FeederState, Share, allocate, usable
+from agent.campus.allocate import FeederState, Share, allocate, hold_down, usable
 from agent.campus.config import CampusConfig
+from agent.campus.link import finish, first_of, keep_connected, payload_bytes
 from agent.campus.messages import (
     MessageError,
     decode,
@@ -46,8 +51,10 @@ from drivers.profile import load_profile
 
 log = logging.getLogger("ems.campus")
 
-RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 5.0
 LOG_EVERY_S = 10.0
+# allocations a share is the least of (allocate.hold_down): any mix of the shares sent in this many
+# consecutive cycles sums to at most the limit, so an agent a cycle late or one message short holds it
+SHARE_WINDOW = 3
 
 
 class Coordinator:
@@ -66,7 +73,8 @@ class Coordinator:
         self.reports: dict[str, tuple[FeederState, float]] = {}  # site -> (report, arrival on clock)
         self.report_ts: dict[str, float] = {}  # site -> the newest report's own timestamp
         self.seq = 0
-        self.shares: dict[str, Share] = {}
+        self.shares: dict[str, Share] = {}  # what was sent this cycle
+        self._recent: deque[dict[str, Share]] = deque(maxlen=SHARE_WINDOW)  # the last allocations
         self.stale: set[str] = set(cfg.feeders)  # feeders on their fallback (all, until they report)
         self.campus_w = math.nan
         self.over_limit = False
@@ -122,12 +130,16 @@ class Coordinator:
         return out
 
     async def cycle(self) -> dict[str, Share]:
+        """One cycle: meter, allocation, the shares queued for sending (returned)."""
         readings = await self.meter.poll()
         r = readings.get(K.POWER_W)
         self.campus_w = r.number() if r is not None else math.nan
         now = self.clock()
         feeders = self.feeders(now)
-        shares = allocate(self.cfg.limits, feeders, fallback=self.cfg.fallback, stale_after_s=self.cfg.stale_after_s)
+        self._recent.append(
+            allocate(self.cfg.limits, feeders, fallback=self.cfg.fallback, stale_after_s=self.cfg.stale_after_s)
+        )
+        shares = hold_down(self._recent)
         self.seq += 1
         self.shares = shares
         ts = self.epoch()
@@ -212,53 +224,26 @@ class Coordinator:
                     await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, next_t - now))
         finally:
             self._stop.set()
-            self._wake.set()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(link, 3.0)
+            self._wake.set()  # the sender sends what is queued, then the session says "offline"
+            await finish(link, 3.0)
             await self.meter.close()
 
     def stop(self) -> None:
         self._stop.set()
 
-    def _client(self) -> aiomqtt.Client:
-        b = self.cfg.broker
-        offline = json.dumps({"v": 1, "status": "offline", "campus": self.cfg.id}).encode()
-        will = aiomqtt.Will(self.state_topic, offline, qos=1, retain=True)
-        return aiomqtt.Client(b.host, b.port, identifier=b.client_id, keepalive=b.keepalive_s, will=will, timeout=5.0)
+    def _connected(self, up: bool) -> None:
+        self.connected = up
 
     async def _link(self) -> None:
-        b = self.cfg.broker
-        backoff = RECONNECT_MIN_S
-        while not self._stop.is_set():
-            try:
-                async with self._client() as client:
-                    self.connected = True
-                    backoff = RECONNECT_MIN_S
-                    log.info("coordinator connected", extra=kv(broker=f"{b.host}:{b.port}"))
-                    await client.subscribe(self.report_prefix + "+", qos=0)
-                    await self._session(client)
-                    offline = {"v": 1, "status": "offline", "campus": self.cfg.id}
-                    await client.publish(self.state_topic, json.dumps(offline).encode(), qos=1, retain=True)
-            except aiomqtt.MqttError as e:
-                log.warning("coordinator broker lost; retrying", extra=kv(error=str(e), retry_s=backoff))
-            finally:
-                self.connected = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=backoff)
-            backoff = min(backoff * 2.0, RECONNECT_MAX_S)
+        offline = json.dumps({"v": 1, "status": "offline", "campus": self.cfg.id}).encode()
+        will = aiomqtt.Will(self.state_topic, offline, qos=1, retain=True)
+        await keep_connected(self.cfg.broker, self._session, self._stop, "coordinator", self._connected, will)
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        tasks = {asyncio.create_task(self._sender(client)), asyncio.create_task(self._receiver(client))}
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for t in done:
-            exc = t.exception() if not t.cancelled() else None
-            if exc is not None:
-                raise exc
+        await client.subscribe(self.report_prefix + "+", qos=0)
+        await first_of(self._sender(client), self._receiver(client))
+        offline = {"v": 1, "status": "offline", "campus": self.cfg.id}  # a clean stop says so itself
+        await client.publish(self.state_topic, json.dumps(offline).encode(), qos=1, retain=True)
 
     async def _sender(self, client: aiomqtt.Client) -> None:
         while not self._stop.is_set():
@@ -270,8 +255,7 @@ class Coordinator:
 
     async def _receiver(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            raw = message.payload
-            payload = raw if isinstance(raw, bytes) else bytes(raw) if isinstance(raw, bytearray) else str(raw).encode()
+            payload = payload_bytes(message)
             try:
                 self.on_report(message.topic.value, payload)
             except Exception:  # one hostile message must never end the session (a bug: log it)

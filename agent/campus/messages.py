@@ -13,7 +13,8 @@ topic and replayed onto another's does not verify as that site's. Neither is ret
 value is all either side uses, and a retained one would only be refused as stale on reconnect.
 
     report: {"v": 1, "site": "f1", "ts": ..., "nonce": ..., "good": true, "net_load_w": ...,
-             "grid_w": ..., "discharge_w": ..., "charge_w": ..., "energy_wh": ..., "sig": ...}
+             "grid_w": ..., "discharge_w": ..., "charge_w": ..., "energy_wh": ...,
+             "share_age_s": ..., "sig": ...}   (share_age_s: since the last valid share it had)
     share:  {"v": 1, "site": "f1", "seq": 17, "ts": ..., "nonce": ..., "import_cap_w": ...,
              "ramp_w_per_s": ..., "demand_target_w": ..., "sig": ...}
 """
@@ -30,7 +31,9 @@ from agent.mqtt.auth import sign
 
 MAX_MESSAGE_BYTES = 2048
 MAX_W = 1e12  # any power above this (a TW) is a corrupted value, not a campus
-REPORT_FIELDS = ("net_load_w", "grid_w", "discharge_w", "charge_w", "energy_wh")
+POWER_FIELDS = ("net_load_w", "grid_w", "discharge_w", "charge_w", "energy_wh")
+REPORT_FIELDS = (*POWER_FIELDS, "share_age_s")
+NO_SHARE_S = 1e6  # share_age_s of an agent that has not had a share since it started
 SHARE_FIELDS = ("import_cap_w", "ramp_w_per_s", "demand_target_w")
 
 
@@ -60,8 +63,9 @@ def signed_report(secret: bytes, f: FeederState, ts: float) -> bytes:
     vals = [f.net_load_w, f.grid_w, f.discharge_w, f.charge_w, f.energy_wh]
     good = f.fresh and all(math.isfinite(v) for v in vals)
     body: dict[str, Any] = {"v": 1, "site": f.site_id, "ts": ts, "nonce": _nonce(), "good": good}
-    for k, v in zip(REPORT_FIELDS, vals, strict=True):
+    for k, v in zip(POWER_FIELDS, vals, strict=True):
         body[k] = round(v, 3) if good else 0.0
+    body["share_age_s"] = round(min(f.share_age_s, NO_SHARE_S), 3)
     return json.dumps(sign(secret, body), separators=(",", ":")).encode()
 
 
@@ -101,7 +105,7 @@ def parse_report(msg: dict[str, Any], site: str) -> FeederState:
     """A verified report as FeederState (MessageError naming the field). Ages are the caller's."""
     _site(msg, site)
     vals = {k: _watts(msg, k) for k in REPORT_FIELDS}
-    for k in ("discharge_w", "charge_w", "energy_wh"):
+    for k in ("discharge_w", "charge_w", "energy_wh", "share_age_s"):
         if vals[k] < 0.0:
             raise MessageError(f"'{k}' must be >= 0, got {vals[k]!r}")
     good = msg.get("good")

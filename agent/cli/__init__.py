@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "ledger": "agent.cli.ledger",
     "health-replay": "agent.cli.health_replay",
     "coordinate": "agent.campus.cli",
+    "fleet": "agent.fleet.serve",
 }
 
 

@@ -43,7 +43,6 @@ from agent.control.window import Window
 from agent.model.plan import Bound
 
 SOC_STEP_PCT: Final = 0.1  # the SoC registers' resolution (SunSpec 802 BMS report whole 0.1 %)
-FORCED: Final = "forced by "  # how ramp.py's bound names the controller that forced a step past it
 
 
 def ramp_out_w(energy_j: float, rate_w_per_s: float, dt: float) -> float:
@@ -125,6 +124,5 @@ def step_cause(bounds: tuple[Bound, ...]) -> str:
     ramp_by_cause counts them apart."""
     for b in bounds:
         if b.source == "ramp":
-            _, sep, who = b.reason.rpartition(FORCED)
-            return who if sep else ""
+            return b.forced_by
     return ""

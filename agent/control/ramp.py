@@ -147,18 +147,19 @@ def _narrow(w: Window, a: float, b: float, why: str) -> Window:
     if not (a > lo or b < hi):
         return w
     lo_src, hi_src = w.lo_src, w.hi_src
+    forced = ""
     if a > hi:
-        lo_src, lo = hi_src, hi
-        why = f"{why}; step beyond it forced by {hi_src}"
+        lo_src, lo, forced = hi_src, hi, hi_src
     elif b < lo:
-        hi_src, hi = lo_src, lo
-        why = f"{why}; step beyond it forced by {lo_src}"
+        hi_src, hi, forced = lo_src, lo, lo_src
     else:
         if a > lo:
             lo, lo_src = a, "ramp"
         if b < hi:
             hi, hi_src = b, "ramp"
-    return w.bound(lo, hi, lo_src, hi_src, Bound("ramp", lo, hi, why))
+    if forced:
+        why = f"{why}; step beyond it forced by {forced}"
+    return w.bound(lo, hi, lo_src, hi_src, Bound("ramp", lo, hi, why, forced))
 
 
 def ramp(w: Window, c: Cycle) -> Window:

@@ -33,14 +33,14 @@ import logging
 import math
 import sqlite3
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, tzinfo
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from agent.economics.annual import MonthFigures, estimate
 from agent.economics.roi import EconomicsConfig, roi
 from agent.economics.tariff import Tariff
-from agent.model.interval import interval_bounds
+from agent.model.interval import DAY_S, interval_bounds, local_slot, slots_per_day
 
 WH_PER_WS = 1.0 / 3600.0
 
@@ -482,6 +482,22 @@ class Ledger:
             (start.isoformat(),),
         ).fetchall()
         return {float(r): float(w) for r, w in rows}
+
+    def day_profile(self, now_s: float, tz: tzinfo) -> list[float]:
+        """Baseline (no-battery) average per demand interval of the local day from midnight, over
+        the 24 h before Unix time `now_s`; NaN where none counted or the grid was down (the baseline
+        then imported nothing, which is not the load's level). Seeds a restarted controller's
+        demand profile (initial_state(profile=...)), which it otherwise learns again over a day."""
+        length = self.length_s
+        prof = [math.nan] * slots_per_day(length)
+        rows = self.db.execute(
+            "SELECT start, baseline_avg_w FROM intervals"
+            " WHERE valid AND outage_s = 0 AND start >= ? AND start < ? ORDER BY start",
+            (now_s - DAY_S, now_s),
+        ).fetchall()
+        for start, w in rows:
+            prof[local_slot(datetime.fromtimestamp(float(start), tz), length)[1]] = float(w)
+        return prof
 
     def booked(self) -> Sums:
         """Everything booked so far, the interval in progress included (every interval, counted or

@@ -19,10 +19,10 @@ stale_after_s has passed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,7 @@ import aiomqtt
 
 from agent.campus.allocate import Share
 from agent.campus.config import FeederConfig
+from agent.campus.link import finish, first_of, keep_connected, payload_bytes
 from agent.campus.messages import MessageError, decode, parse_share, report_topic, share_topic, signed_report
 from agent.control.campus_share import feeder_state, with_share
 from agent.live.hub import CycleRecord, Hub
@@ -42,7 +43,6 @@ log = logging.getLogger("ems.campus")
 ALARM = "campus_fallback"
 SOURCE = "campus"
 LOG_EVERY_S = 10.0
-RECONNECT_MIN_S, RECONNECT_MAX_S = 0.5, 5.0
 
 
 class CampusLink:
@@ -96,8 +96,7 @@ class CampusLink:
                 log.info("campus share applied: following the coordinator", extra=kv(campus=self.cfg.campus))
             return with_share(base, self.share)
         silent_s = now - max(self.share_t, self.started)
-        if not self.on_fallback:
-            self.on_fallback = True
+        self.on_fallback = True
         if silent_s > self.cfg.stale_after_s and not self.alarmed:
             self.alarmed = True
             fb = self.cfg.fallback
@@ -113,6 +112,7 @@ class CampusLink:
     def submit(self, rec: CycleRecord) -> None:
         """Hub sink: this cycle's report replaces any not yet sent."""
         f = feeder_state(self.site_id, rec.snapshot, self.hub.site.control, self.hub.operator)
+        f = replace(f, share_age_s=self.clock() - self.share_t)  # inf before the first: NO_SHARE_S
         self._report = signed_report(self.cfg.broker.secret, f, self.epoch())
         self._wake.set()
 
@@ -144,47 +144,15 @@ class CampusLink:
             log.warning("campus share refused", extra=kv(kind=kind, reason=reason, refused=self.refused[kind]))
 
     # --- the connection --------------------------------------------------------------------------
-    def _client(self) -> aiomqtt.Client:
-        b = self.cfg.broker
-        return aiomqtt.Client(b.host, b.port, identifier=b.client_id, keepalive=b.keepalive_s, timeout=5.0)
+    def _connected(self, up: bool) -> None:
+        self.connected = up
 
     async def run(self) -> None:
-        backoff = RECONNECT_MIN_S
-        b = self.cfg.broker
-        while not self._stop.is_set():
-            try:
-                async with self._client() as client:
-                    self.connected = True
-                    backoff = RECONNECT_MIN_S
-                    log.info("campus link connected", extra=kv(broker=f"{b.host}:{b.port}", topic=self.share_topic))
-                    await client.subscribe(self.share_topic, qos=0)
-                    await self._session(client)
-            except aiomqtt.MqttError as e:
-                log.warning(
-                    "campus link lost; retrying", extra=kv(broker=f"{b.host}:{b.port}", error=str(e), retry_s=backoff)
-                )
-            finally:
-                self.connected = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=backoff)
-            backoff = min(backoff * 2.0, RECONNECT_MAX_S)
+        await keep_connected(self.cfg.broker, self._session, self._stop, "campus link", self._connected)
 
     async def _session(self, client: aiomqtt.Client) -> None:
-        tasks = {
-            asyncio.create_task(self._sender(client)),
-            asyncio.create_task(self._receiver(client)),
-            asyncio.create_task(self._stop.wait()),
-        }
-        try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-        for t in done:
-            exc = t.exception() if not t.cancelled() else None
-            if exc is not None:
-                raise exc
+        await client.subscribe(self.share_topic, qos=0)
+        await first_of(self._sender(client), self._receiver(client), self._stop.wait())
 
     async def _sender(self, client: aiomqtt.Client) -> None:
         while True:
@@ -197,8 +165,7 @@ class CampusLink:
 
     async def _receiver(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            raw = message.payload
-            payload = raw if isinstance(raw, bytes) else bytes(raw) if isinstance(raw, bytearray) else str(raw).encode()
+            payload = payload_bytes(message)
             try:
                 self.on_share(payload)
             except Exception:  # one hostile message must never end the session (a bug: log it)
@@ -230,9 +197,4 @@ def start_campus(hub: Hub, cfg: FeederConfig | None) -> tuple[CampusLink, asynci
 
 async def stop_campus(link: CampusLink, task: asyncio.Task[None], timeout_s: float = 3.0) -> None:
     link.stop()
-    try:
-        await asyncio.wait_for(task, timeout_s)
-    except TimeoutError:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await finish(task, timeout_s)

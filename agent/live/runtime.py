@@ -35,6 +35,7 @@ from agent.live.audit import AuditLog
 from agent.live.campus_link import CampusLink, start_campus, stop_campus
 from agent.live.fast_lane import FastLane, start_fast_lane
 from agent.live.hub import CycleRecord, Hub
+from agent.live.limit_store import LimitStore
 from agent.live.loop import AgentLoop
 from agent.live.plan_config import PlannerConfig, parse_planner
 from agent.live.plan_view import disabled_view
@@ -97,15 +98,19 @@ def restore_operator(state: OperatorState, audit_path: Path, limits: SiteLimits)
 
 
 def _seed_state(site: SiteConfig, tariff: Tariff | None, ledger: Ledger | None, now: datetime) -> ControllerState:
-    """Controller state seeded with the demand peaks this billing month has already set.
+    """Controller state seeded with the demand peaks this billing month has already set, and the
+    last 24 h's baseline per demand interval of the day.
 
-    Without it a restarted agent would shave down to a peak the utility bills anyway and spend
-    energy for nothing (or, worse, think the month's peak is lower than it is).
+    Without the peaks a restarted agent would shave down to a peak the utility bills anyway and spend
+    energy for nothing (or, worse, think the month's peak is lower than it is); without the profile
+    it sizes its shaving level and the grid limit's day need from nothing for a day.
     """
     if tariff is None or ledger is None:
         return initial_state(site.control)
     start = tariff.billing_month(now.date())
-    return initial_state(site.control, ledger.month_peaks(start), (start.year, start.month))
+    profile = ledger.day_profile(now.timestamp(), site.timezone)
+    seen = any(v == v for v in profile)  # NaN != NaN: a fresh ledger has nothing to seed
+    return initial_state(site.control, ledger.month_peaks(start), (start.year, start.month), profile if seen else None)
 
 
 class Runtime:
@@ -158,6 +163,8 @@ class Runtime:
             self.hub.providers["roi"] = lambda: self._report.get("roi", {})
         tz = site.timezone
         seeded = _seed_state(site, self.tariff, self.ledger, self.clock.wall(tz))
+        self._limit_store = LimitStore(self.state_dir)
+        seeded = self._restore_limit(seeded)
         self.loop = AgentLoop(
             site,
             self.hub,
@@ -174,6 +181,7 @@ class Runtime:
         self.planning = self._start_planning(planner_cfg)
         self.loop.on_cycle.append(self._refresh_report)
         self.loop.on_cycle.append(self._watch_ledger)
+        self.loop.on_cycle.append(self._keep_limit_state)
         self.telemetry: InfluxSink | LocalStoreSink | None = None
         self.health: HealthSink | None = None
         # The demo has no tokens file: one operator token for this run, shown once on the terminal.
@@ -186,6 +194,42 @@ class Runtime:
         self._reload_again = False
         self.fast_lane: tuple[FastLane, asyncio.Task[None]] | None = None  # [control] fast_lane_s
         self.campus: tuple[CampusLink, asyncio.Task[None]] | None = None  # [campus]
+
+    def _restore_limit(self, seeded: ControllerState) -> ControllerState:
+        """The grid limit's energy bookkeeping as the last run left it (agent/live/limit_store.py),
+        when a connection limit is configured; otherwise, or if the file is not usable, the safe start."""
+        if self.site.control.grid_import_limit_w <= 0.0:
+            return seeded
+        ls, why = self._limit_store.load(
+            self.clock.wall(self.site.timezone).timestamp(), self.site.control.demand_interval_s
+        )
+        if why is not None:
+            log.warning("grid limit state not restored", extra=kv(error=why))
+        if ls is None:
+            return seeded
+        log.info("grid limit state restored", extra=kv(deficit_wh=round(ls.deficit_wh), seen_s=round(ls.seen_s)))
+        return replace(seeded, limit=ls)
+
+    def _fast_lane_view(self) -> dict[str, Any]:
+        """GET /api/fast_lane: whether the lane runs, its period, and what it did since it started."""
+        if self.fast_lane is None:
+            return {"running": False, "fast_lane_s": self.loop.site.control.fast_lane_s}
+        lane = self.fast_lane[0]
+        return {"running": True, "fast_lane_s": self.loop.site.control.fast_lane_s, **lane.stats.as_dict()}
+
+    def _keep_limit_state(self, rec: CycleRecord) -> None:
+        self._save_limit(force=False)
+
+    def _save_limit(self, force: bool) -> None:
+        """Written when a demand interval closes and at shutdown: a restart then resumes it."""
+        site = self.loop.site
+        if site.control.grid_import_limit_w <= 0.0:
+            return
+        now = self.clock.wall(site.timezone).timestamp()
+        try:
+            self._limit_store.save(self.loop.cstate.limit, now, site.control.demand_interval_s, force)
+        except OSError as e:
+            log.warning("grid limit state not saved", extra=kv(path=str(self._limit_store.path), error=str(e)))
 
     def _start_planning(self, cfg: PlannerConfig) -> LivePlanning | None:
         """Predictive dispatch when [planner] enables it (the solver is loaded only then); the
@@ -288,6 +332,7 @@ class Runtime:
         self.telemetry = start_telemetry(self.site, self.hub, self.state_dir, racks=rack.per_rack if rack else None)
         self.health = start_health(self.site, self.hub, self.state_dir)
         self.fast_lane = start_fast_lane(self.loop)
+        self.hub.providers["fast_lane"] = self._fast_lane_view
         if self.api_cfg.port:
             # The API runs in its own process (its own GIL): serving requests and SSE streams
             # never takes the interpreter from the control loop; the bridge feeds it per cycle.
@@ -326,6 +371,7 @@ class Runtime:
             out.append(("health", lambda: asyncio.to_thread(health.stop)))
         if (planning := self.planning) is not None:
             out.append(("planner", lambda: asyncio.to_thread(planning.close)))
+        out.append(("limit state", lambda: asyncio.to_thread(self._save_limit, True)))
         if (ledger := self.ledger) is not None:
 
             async def close_ledger() -> None:

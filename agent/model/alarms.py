@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
@@ -17,6 +18,11 @@ class Severity(StrEnum):
 
 
 SEVERITY_CODE = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
+
+
+def worst(severities: Iterable[Severity]) -> Severity | None:
+    """The most severe of some severities (None for none): a site's, or a fleet's, alarm summary."""
+    return max(severities, key=SEVERITY_CODE.__getitem__, default=None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,12 +22,16 @@ class Bound:
     lo_w: float
     hi_w: float
     reason: str
+    # The controller whose bound left this one no room, so the window was held at its edge and the
+    # step went past this bound (the ramp's, agent.control.ramp); "" when this bound was honoured.
+    forced_by: str
 
-    def __init__(self, source: str, lo_w: float, hi_w: float, reason: str) -> None:
+    def __init__(self, source: str, lo_w: float, hi_w: float, reason: str, forced_by: str = "") -> None:
         object.__setattr__(self, "source", source)
         object.__setattr__(self, "lo_w", lo_w)
         object.__setattr__(self, "hi_w", hi_w)
         object.__setattr__(self, "reason", reason)
+        object.__setattr__(self, "forced_by", forced_by)
 
 
 @dataclass(frozen=True, slots=True, init=False)

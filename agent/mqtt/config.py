@@ -28,6 +28,23 @@ class MqttConfig:
     rack_stale_s: float
 
 
+def topic_prefix(t: Table) -> str:
+    """`topic_prefix` of an [mqtt] table (the agent's, or the fleet's reading the same topics)."""
+    prefix: str = t.text("topic_prefix", "ems")
+    if any(c in prefix for c in "+#") or prefix.startswith("/") or prefix.endswith("/"):
+        t.fail("topic_prefix", f"must be a plain topic path without wildcards or outer '/', got {prefix!r}")
+    return prefix
+
+
+def reconnect_range(t: Table) -> tuple[float, float]:
+    """`reconnect_min_s`, `reconnect_max_s` of an [mqtt] table: the back-off between connection attempts."""
+    rmin: float = t.number("reconnect_min_s", 0.5, lo=0.01, hi=60)
+    rmax: float = t.number("reconnect_max_s", 30.0, lo=0.01, hi=3600)
+    if rmax < rmin:
+        t.fail("reconnect_max_s", f"must be >= reconnect_min_s ({rmin:g}), got {rmax:g}")
+    return rmin, rmax
+
+
 def parse_mqtt(site: SiteConfig) -> MqttConfig:
     t = Table(site.sections.get("mqtt", {}), f"{site.path} [mqtt]")
     secret: bytes | None = None
@@ -46,13 +63,8 @@ def parse_mqtt(site: SiteConfig) -> MqttConfig:
             "rack_load_topic",
             f"must contain exactly one '+' level (the rack id) and no '#', got {rack_topic!r}",
         )
-    prefix = t.text("topic_prefix", "ems")
-    if any(c in prefix for c in "+#") or prefix.startswith("/") or prefix.endswith("/"):
-        t.fail("topic_prefix", f"must be a plain topic path without wildcards or outer '/', got {prefix!r}")
-    rmin = t.number("reconnect_min_s", 0.5, lo=0.01, hi=60)
-    rmax = t.number("reconnect_max_s", 30.0, lo=0.01, hi=3600)
-    if rmax < rmin:
-        t.fail("reconnect_max_s", f"must be >= reconnect_min_s ({rmin:g}), got {rmax:g}")
+    prefix = topic_prefix(t)
+    rmin, rmax = reconnect_range(t)
     cfg = MqttConfig(
         enabled=t.flag("enabled", True),
         host=t.text("host", "127.0.0.1"),

@@ -13,7 +13,6 @@ separate small queue that is sent first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -29,11 +28,13 @@ from agent.live.hub import CycleRecord, Hub
 from agent.logs import kv
 from agent.model.alarms import Alarm
 from agent.mqtt.auth import Verifier
+from agent.mqtt.backoff import Backoff
 from agent.mqtt.commands import CommandHandler
 from agent.mqtt.config import MqttConfig
 from agent.mqtt.rackload import RackLoad
 from agent.mqtt.topics import (
     Topics,
+    alarm_active_payload,
     alarm_payload,
     cluster_payload,
     dispatch_payload,
@@ -41,6 +42,7 @@ from agent.mqtt.topics import (
     health_payload,
     pcs_payload,
     plan_payload,
+    savings_payload,
     state_payload,
     status_payload,
 )
@@ -88,6 +90,9 @@ class MqttLink:
         self._alarms: dict[str, Alarm] = {}
         self._health_version: object = None
         self._dispatch_version: object = None
+        self._ledger_report: object = None  # the ledger report last looked at (replaced every 10 s)
+        self._savings_sent: dict[str, Any] | None = None  # its savings as last published (without "t")
+        self._alarm_summary: dict[str, Any] | None = None  # the alarm/active payload last published (without "t")
         self.connected = False
         self.connects = 0
         self.sent = 0
@@ -109,7 +114,8 @@ class MqttLink:
         self._put(Outgoing(t.plan, partial(_enc, plan_payload, rec.plan, s.t_wall), 0, True))
         self._health()
         self._dispatch()
-        self._alarm_events()
+        self._savings(s.t_wall)
+        self._alarm_events(s.t_wall)
         self.commands.summarise()
         self._wake.set()
 
@@ -127,8 +133,22 @@ class MqttLink:
             self._dispatch_version = d.get("version")
             self._put(Outgoing(self.topics.dispatch, partial(_enc, dispatch_payload, d), 1, True))
 
-    def _alarm_events(self) -> None:
+    def _savings(self, t: datetime) -> None:
+        """Publish the savings to date (retained) when the ledger's report was recomputed (the
+        runtime does it at most every 10 s) and its figures moved: not every cycle."""
+        report = self.hub.read("ledger")
+        if report is None or report is self._ledger_report:
+            return
+        self._ledger_report = report
+        p = savings_payload(report, t)
+        if p is None or {**p, "t": None} == self._savings_sent:
+            return
+        self._savings_sent = {**p, "t": None}
+        self._put(Outgoing(self.topics.savings, dumps(p), 1, True))
+
+    def _alarm_events(self, t: datetime) -> None:
         now = {a.id: a for a in self.hub.alarms.active()}
+        self._alarm_active(list(now.values()), t)
         for aid, a in now.items():
             old = self._alarms.get(aid)
             if old is None or old.message != a.message or old.acked_by != a.acked_by:
@@ -142,6 +162,13 @@ class MqttLink:
                     prio=True,
                 )
         self._alarms = now
+
+    def _alarm_active(self, active: list[Alarm], t: datetime) -> None:
+        """The retained summary of the active alarms, on the first cycle and whenever it changes."""
+        p = alarm_active_payload(active, t)
+        if {**p, "t": None} != self._alarm_summary:
+            self._alarm_summary = {**p, "t": None}
+            self._put(Outgoing(self.topics.alarm_active, dumps(p), 1, True), prio=True)
 
     def _put(self, m: Outgoing, prio: bool = False) -> None:
         q, cap = (self._prio, PRIORITY_MAX) if prio else (self._out, self.cfg.buffer_messages)
@@ -165,13 +192,13 @@ class MqttLink:
         )
 
     async def run(self) -> None:
-        backoff = self.cfg.reconnect_min_s
+        backoff = Backoff(self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)
         while not self._stop.is_set():
             try:
                 async with self._client() as client:
                     self.connected = True
                     self.connects += 1
-                    backoff = self.cfg.reconnect_min_s
+                    backoff.reset()
                     log.info("mqtt connected", extra=kv(broker=f"{self.cfg.host}:{self.cfg.port}"))
                     await client.subscribe(self.topics.cmd, qos=1)
                     if self.rack is not None:
@@ -184,15 +211,12 @@ class MqttLink:
             except aiomqtt.MqttError as e:
                 log.warning(
                     "mqtt connection lost; retrying",
-                    extra=kv(broker=f"{self.cfg.host}:{self.cfg.port}", error=str(e), retry_s=backoff),
+                    extra=kv(broker=f"{self.cfg.host}:{self.cfg.port}", error=str(e), retry_s=backoff.delay_s),
                 )
             finally:
                 self.connected = False
-            if self._stop.is_set():
+            if await backoff.wait(self._stop):
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), timeout=backoff)
-            backoff = min(backoff * 2.0, self.cfg.reconnect_max_s)
 
     async def _session(self, client: aiomqtt.Client) -> None:
         sender = asyncio.create_task(self._sender(client))

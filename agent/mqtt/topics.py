@@ -8,6 +8,8 @@
     <prefix>/<site>/plan/dispatch   retained  the dispatch plan (next 24 h: SoC, grid cap, price) and the
                                               reason it changed; on every change of plan (GET /api/plan's body)
     <prefix>/<site>/alarm           events    an alarm raised or cleared
+    <prefix>/<site>/alarm/active    retained  how many alarms are active and the worst severity (on change)
+    <prefix>/<site>/savings         retained  the ledger's savings to date (on change: at most every 10 s)
     <prefix>/<site>/health          retained  cluster health: indicators, trends, recommendations (daily)
     <prefix>/<site>/cmd             in        signed operator commands (see agent/mqtt/auth.py)
     <prefix>/<site>/cmd/ack         out       {"id", "accepted", "reason", ...} per command
@@ -25,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from agent.live.hub import CycleRecord
-from agent.model.alarms import Alarm, kind
+from agent.model.alarms import Alarm, kind, worst
 from agent.model.plan import GridControl, Plan
 from agent.model.points import CLUSTER_POINTS, PCS_POINTS, SITE_POINTS, PointDef
 from agent.model.snapshot import ClusterSnapshot, Measured, PcsSnapshot, shown_status
@@ -70,6 +72,16 @@ class Topics:
     @property
     def alarm(self) -> str:
         return f"{self.base}/alarm"
+
+    @property
+    def alarm_active(self) -> str:
+        """The active alarms' summary, retained, so a late subscriber (the fleet view) knows them;
+        under `alarm` (an `alarm/#` subscriber gets events and summary), not on it."""
+        return f"{self.base}/alarm/active"
+
+    @property
+    def savings(self) -> str:
+        return f"{self.base}/savings"
 
     @property
     def health(self) -> str:
@@ -201,6 +213,45 @@ def alarm_payload(a: Alarm, active: bool) -> dict[str, Any]:
         "raised_at": a.raised_at.isoformat(),
         "cleared_at": a.cleared_at.isoformat() if a.cleared_at is not None else None,
         "acked_by": a.acked_by,
+    }
+
+
+def alarm_active_payload(active: list[Alarm], t: datetime) -> dict[str, Any]:
+    """The active alarms in short: count, worst severity (null when none), codes (sorted, unique)."""
+    most = worst(a.severity for a in active)
+    return {
+        "v": SCHEMA_VERSION,
+        "t": t.isoformat(),
+        "active": len(active),
+        "worst": most.value if most is not None else None,
+        "codes": sorted({a.code for a in active}),
+    }
+
+
+SAVINGS_KEYS = (
+    "net_savings",
+    "energy_savings",
+    "demand_savings",
+    "degradation_cost",
+    "outage_value",
+    "discharge_kwh",
+    "charge_kwh",
+    "counted_h",
+)
+
+
+def savings_payload(report: dict[str, Any], t: datetime) -> dict[str, Any] | None:
+    """The ledger's savings to date in short (GET /api/savings has the months and ROI): amounts in
+    `currency`, energies in kWh, time counted in h. None while the ledger has no report yet."""
+    to_date = report.get("to_date")
+    if "currency" not in report or not isinstance(to_date, dict):
+        return None
+    return {
+        "v": SCHEMA_VERSION,
+        "t": t.isoformat(),
+        "currency": report["currency"],
+        "tariff": report.get("tariff"),
+        **{k: _num(float(to_date[k])) if isinstance(to_date.get(k), (int, float)) else None for k in SAVINGS_KEYS},
     }
 
 

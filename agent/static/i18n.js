@@ -36,6 +36,9 @@ const STRINGS = {
     share: "Setpoint share", smoothing: "smoothing", max_step: "max step", limit: "limit", over: "over target",
     smoothing_means: "how much smaller the grid import's second-to-second steps are than the GPU load's, summed"
       + " (100 % a flat grid, 0 % no better than the load, below 0 the battery adds swings)",
+    fleet: "fleet", fleet_total: "Fleet total", online_sites_only: "(online sites)", sites_online: "Sites online",
+    savings_to_date: "Savings to date", sites: "Sites", site: "Site", unmeasured: "not measured at",
+    fs_online: "online", fs_stale: "stale", fs_offline: "offline", fs_degraded: "degraded", fs_missing: "never heard",
   },
   zh: {
     connecting: "连接中…", live: "实时", reconnecting: "重新连接中…", login: "运维登录", logout: "退出",
@@ -66,6 +69,9 @@ const STRINGS = {
     temps: "温度 高/低", cycles: "循环次数", bms_alarms: "BMS 告警位", pcs: "PCS", share: "分配功率",
     smoothing: "平滑度", max_step: "最大阶跃", limit: "限值", over: "超过目标",
     smoothing_means: "电网取电逐秒变化量之和比 GPU 负荷的小多少 (100 % 电网平稳，0 % 与负荷相同，低于 0 储能加剧波动)",
+    fleet: "多站点总览", fleet_total: "全部站点合计", online_sites_only: "(在线站点)", sites_online: "在线站点",
+    savings_to_date: "累计节省", sites: "站点", site: "站点", unmeasured: "未测量",
+    fs_online: "在线", fs_stale: "数据过期", fs_offline: "离线", fs_degraded: "数据异常", fs_missing: "从未上报",
   },
 };
 

@@ -1,0 +1,123 @@
+"""The coordinator's cycle without a broker: the campus meter read over real Modbus TCP from the
+campus simulator (the sum of the feeders' grid meters), reports verified, shares allocated and signed."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from agent.campus.allocate import FeederState, Share
+from agent.campus.config import CampusConfig, load_campus
+from agent.campus.coordinator import SHARE_WINDOW, Coordinator
+from agent.campus.messages import parse_share, share_topic, signed_report
+from agent.model.config import load_site
+from agent.mqtt.auth import Verifier
+from simulators.campus import SimulatedCampus
+from tests.fakes import ROOT
+
+EXAMPLE = ROOT / "agent" / "sites" / "campus_demo"
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[CampusConfig, SimulatedCampus]]:
+    cfg = load_campus(EXAMPLE / "CAMPUS.toml")
+    sites = []
+    for f in cfg.feeder_files:  # quiet, at noon
+        text = f.read_text().replace("soc_pct = 60", "soc_pct = 60\nstart_hour = 12\nnoise = false")
+        text = text.replace('key_file = "campus.key"', f'key_file = "{EXAMPLE / "campus.key"}"')
+        (tmp_path / f.name).write_text(text)
+        sites.append(load_site(tmp_path / f.name))
+    campus = SimulatedCampus(sites, cfg.meter, any_port=True)
+    await campus.start()
+    try:
+        yield replace(cfg, meter=replace(cfg.meter, port=campus.ports["campus"])), campus
+    finally:
+        await campus.stop()
+
+
+def report(
+    cfg: CampusConfig, site: str, net: float, dis: float, ts: float, key: bytes | None = None, unheard_s: float = 0.0
+) -> bytes:
+    f = FeederState(site, net, net, dis, dis, 400_000.0, share_age_s=unheard_s)
+    return signed_report(key or cfg.broker.secret, f, ts)
+
+
+async def test_campus_meter_reads_the_sum_of_the_feeders(served: tuple[CampusConfig, SimulatedCampus]) -> None:
+    cfg, campus = served
+    coord = Coordinator(cfg)
+    try:
+        await coord.cycle()
+        assert coord.campus_w == pytest.approx(campus.import_w, rel=0.01)  # read over Modbus, a tick apart
+        assert 2.7e6 < coord.campus_w < 3.6e6  # three feeders of about 0.9-1.25 MW each
+    finally:
+        await coord.meter.close()
+
+
+async def test_reports_verified_and_stale_feeders_on_their_fallback(
+    served: tuple[CampusConfig, SimulatedCampus],
+) -> None:
+    cfg, _ = served
+    coord = Coordinator(cfg)
+    topic = coord.report_prefix
+    now = time.time()
+    try:
+        shares = await coord.cycle()
+        assert shares == cfg.fallback  # nobody reported yet: every feeder on its fallback
+        assert coord.on_report(topic + "feeder_a", report(cfg, "feeder_a", 1_500_000.0, 600_000.0, now))
+        assert coord.on_report(topic + "feeder_b", report(cfg, "feeder_b", 1_000_000.0, 600_000.0, now))
+        forged = report(cfg, "feeder_c", 0.0, 0.0, now, key=b"someone-elses-key-0123456789")
+        assert not coord.on_report(topic + "feeder_c", forged)
+        assert not coord.on_report(topic + "feeder_x", report(cfg, "feeder_x", 0.0, 0.0, now))
+        swapped = report(cfg, "feeder_a", 0.0, 0.0, now)  # a's report on b's topic
+        assert not coord.on_report(topic + "feeder_b", swapped)
+        assert coord.refused == {"unauthenticated": 1, "malformed": 2}
+        first = await coord.cycle()
+        assert first["feeder_a"].import_cap_w == 900_000.0  # held down: a rise comes SHARE_WINDOW cycles late
+        assert first["feeder_b"].import_cap_w == pytest.approx(800_000.0, abs=1e-6)  # a fall at once
+        for _ in range(SHARE_WINDOW - 1):
+            shares = await coord.cycle()
+        assert shares["feeder_c"] == Share(900_000.0, 80_000.0, 0.0)  # still silent: its fallback
+        # a and b share the rest: 2.1 MW (1 W each first: allocate.MIN_SHARE) for 2.5 MW of net
+        # load -> 400,002 W from their batteries, split by energy (equal here): 200,001 W each
+        assert shares["feeder_a"].import_cap_w == pytest.approx(1_300_000.0, abs=1e-6)
+        assert shares["feeder_b"].import_cap_w == pytest.approx(800_000.0, abs=1e-6)
+        assert sum(s.ramp_w_per_s for s in shares.values()) == pytest.approx(300_000.0)
+        state = json.loads(coord._outbox[coord.state_topic])
+        assert state["feeders"]["feeder_c"]["fallback"] is True
+        assert state["feeders"]["feeder_a"]["fallback"] is False
+        assert state["refused"] == {"unauthenticated": 1, "malformed": 2}
+        # each share goes out signed with the campus key, for its own site
+        raw = coord._outbox[share_topic("ems", "campus_demo", "feeder_a")]
+        msg = json.loads(raw)
+        Verifier(cfg.broker.secret, 30.0).verify(msg, time.time())
+        seq, sent = parse_share(msg, "feeder_a")
+        assert seq == coord.seq
+        assert sent.import_cap_w == pytest.approx(shares["feeder_a"].import_cap_w, abs=1e-3)
+    finally:
+        await coord.meter.close()
+
+
+async def test_a_feeder_that_hears_no_shares_is_put_on_its_fallback(
+    served: tuple[CampusConfig, SimulatedCampus],
+) -> None:
+    """Its reports arrive, but it says it has had no share for longer than the campus's stale_after_s:
+    it will fall back by itself soon, so the others are given only what its fallback leaves."""
+    cfg, _ = served
+    coord = Coordinator(cfg)
+    topic, now = coord.report_prefix, time.time()
+    try:
+        for site in ("feeder_a", "feeder_b"):
+            assert coord.on_report(topic + site, report(cfg, site, 1_000_000.0, 600_000.0, now))
+        assert coord.on_report(topic + "feeder_c", report(cfg, "feeder_c", 1_000_000.0, 0.0, now, unheard_s=3.5))
+        for _ in range(SHARE_WINDOW):
+            shares = await coord.cycle()
+        assert shares["feeder_c"] == cfg.fallback["feeder_c"]
+        assert shares["feeder_a"].import_cap_w + shares["feeder_b"].import_cap_w == pytest.approx(2_100_000.0)
+        assert coord.stale == {"feeder_c"}
+    finally:
+        await coord.meter.close()

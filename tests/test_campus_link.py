@@ -1,0 +1,145 @@
+"""The agent's side of the campus (agent/live/campus_link.py) without a broker: which shares it
+applies, which it refuses, and the fallback with its alarm; and the share fed to the controllers."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agent.campus.allocate import Share
+from agent.campus.config import Broker, FeederConfig
+from agent.campus.messages import NO_SHARE_S, signed_share
+from agent.control.campus_share import feeder_state, with_share
+from agent.live.campus_link import CampusLink
+from agent.live.hub import Hub
+from agent.model.config import ControlConfig
+from agent.model.operator import OperatorState
+from agent.mqtt.auth import sign
+from tests.fakes import Cycles, snapshot_for
+
+KEY = b"unit-test-campus-key-0123456789"
+FALLBACK = Share(900_000.0, 80_000.0, 0.0)
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+        self.epoch = 1_790_000_000.0
+
+    def mono(self) -> float:
+        return self.t
+
+    def unix(self) -> float:
+        return self.epoch
+
+    def step(self, s: float) -> None:
+        self.t += s
+        self.epoch += s
+
+
+@pytest.fixture
+def link(make_hub: Callable[..., Hub]) -> tuple[CampusLink, Clock]:
+    clock = Clock()
+    cfg = FeederConfig("campus_demo", Broker("127.0.0.1", 1883, "ems", "x", KEY), 5.0, FALLBACK)
+    hub = make_hub()
+    return CampusLink(cfg, hub, clock=clock.mono, epoch=clock.unix), clock
+
+
+def share(clock: Clock, cap: float, seq: int = 1, key: bytes = KEY, site: str = "demo") -> bytes:
+    return signed_share(key, site, Share(cap, 50_000.0, 0.0), seq, clock.epoch)
+
+
+def caps(link: CampusLink) -> float:
+    return link.control(ControlConfig(), NOW).grid_import_limit_w
+
+
+def test_valid_share_applied_forged_replayed_stale_and_foreign_refused(link: tuple[CampusLink, Clock]) -> None:
+    lk, clock = link
+    assert caps(lk) == 900_000.0  # no share yet: the fallback (the conservative side) ...
+    assert not lk.hub.alarms.active()  # ... without an alarm before stale_after_s has passed
+    good = share(clock, 1_200_000.0)
+    assert lk.on_share(good)
+    assert caps(lk) == 1_200_000.0
+    assert not lk.on_share(good)  # replayed
+    assert not lk.on_share(share(clock, 1.0, key=b"another-key-0123456789abcdef"))  # forged
+    assert not lk.on_share(share(clock, 1.0, site="feeder_x"))  # another site's share
+    older = signed_share(KEY, "demo", Share(1.0, 1.0, 0.0), 0, clock.epoch - 1.0)
+    assert not lk.on_share(older)  # older than the one applied
+    clock.epoch += 60.0
+    late = signed_share(KEY, "demo", Share(1.0, 1.0, 0.0), 2, clock.epoch - 30.0)
+    assert not lk.on_share(late)  # signed 30 s ago: stale
+    body = json.loads(good)
+    body.update(import_cap_w=float("1e300"), ts=clock.epoch, nonce="a-fresh-nonce-0001")
+    assert not lk.on_share(json.dumps(sign(KEY, {k: v for k, v in body.items() if k != "sig"})).encode())
+    assert not lk.on_share(b"\xff not json")
+    assert lk.refused == {"replayed": 1, "unauthenticated": 1, "malformed": 3, "stale": 2}
+    assert caps(lk) == 1_200_000.0  # none of them changed what is applied
+    assert lk.accepted == 1
+
+
+def test_fallback_after_stale_after_s_with_its_alarm_cleared_when_shares_return(
+    link: tuple[CampusLink, Clock],
+) -> None:
+    lk, clock = link
+    assert lk.on_share(share(clock, 1_200_000.0))
+    clock.step(4.9)
+    assert caps(lk) == 1_200_000.0  # still valid at 4.9 s
+    clock.step(0.2)
+    assert caps(lk) == 900_000.0  # 5.1 s: the fallback share ...
+    (alarm,) = lk.hub.alarms.active()  # ... and the alarm naming it
+    assert alarm.code == "campus_fallback" and alarm.source == "campus"
+    assert "900000 W" in alarm.message and "campus_demo" in alarm.message
+    clock.step(1.0)
+    assert lk.on_share(share(clock, 1_100_000.0, seq=2))
+    assert caps(lk) == 1_100_000.0
+    assert not lk.hub.alarms.active()
+    assert [a.code for a in lk.hub.alarms.history()] == ["campus_fallback"]
+
+
+def test_no_share_ever_raises_the_alarm_once_stale_after_s_has_passed(link: tuple[CampusLink, Clock]) -> None:
+    lk, clock = link
+    clock.step(5.5)
+    assert caps(lk) == 900_000.0
+    assert [a.code for a in lk.hub.alarms.active()] == ["campus_fallback"]
+
+
+def test_share_narrows_the_site_limits_and_never_widens_them() -> None:
+    own = ControlConfig(grid_import_limit_w=1_000_000.0, ramp_limit_w_per_s=0.0, demand_target_w=0.0)
+    c = with_share(own, Share(1_200_000.0, 40_000.0, 700_000.0))
+    assert (c.grid_import_limit_w, c.ramp_limit_w_per_s, c.demand_target_w) == (1_000_000.0, 40_000.0, 700_000.0)
+    c = with_share(own, Share(800_000.0, 0.0, 0.0))  # 0 = that campus limit is off: the site's stays
+    assert (c.grid_import_limit_w, c.ramp_limit_w_per_s, c.demand_target_w) == (800_000.0, 0.0, 0.0)
+
+
+def test_report_counts_battery_above_the_reserve_only(make_hub: Callable[..., Hub], tmp_path: Path) -> None:
+    site = make_hub().site
+    snap = snapshot_for(site, 1, 10.0, NOW, load_w=2_000_000.0)  # 12 clusters at 60 %, 200 kW limits
+    cfg = replace(site.control, reserve_load_w=0.0, reserve_minutes=0.0, soc_min_pct=20.0)
+    f = feeder_state("demo", snap, cfg, OperatorState())
+    assert f.net_load_w == 2_000_000.0 - snap.pv_w.value
+    assert f.fresh
+    assert f.discharge_w == pytest.approx(12 * 200_000.0)
+    # (60 - 20) % of 418 kWh, times the discharge efficiency, per cluster
+    assert f.energy_wh == pytest.approx(12 * 0.40 * 418_000.0 * cfg.discharge_efficiency)
+    held = feeder_state("demo", snap, cfg, OperatorState(maintenance=frozenset({"c01", "c02"})))
+    assert held.energy_wh == pytest.approx(10 * 0.40 * 418_000.0 * cfg.discharge_efficiency)
+
+
+def test_report_says_how_long_since_the_last_share(link: tuple[CampusLink, Clock]) -> None:
+    lk, clock = link
+    rec = Cycles(lk.hub, NOW).next(publish=False)
+    lk.submit(rec)
+    assert lk._report is not None
+    first = json.loads(lk._report)
+    assert first["site"] == "demo" and first["good"] is True
+    assert first["share_age_s"] == NO_SHARE_S  # none yet: the coordinator holds it on its fallback
+    assert lk.on_share(share(clock, 1_200_000.0))
+    clock.step(2.5)
+    lk.submit(rec)
+    assert json.loads(lk._report)["share_age_s"] == 2.5
