@@ -6,7 +6,8 @@ simulator's battery physics), so all three differ only in who decides what:
 
 - coordinated: every agent cycle each feeder reports its state (agent.control.campus_share
   .feeder_state, what the live agent publishes), `agent.campus.allocate` splits the campus limits
-  into shares, and each feeder's policy runs the next cycle with its share as its import cap, ramp
+  into shares, held down over the coordinator's last allocations (allocate.hold_down, as the
+  coordinator sends them), and each feeder's policy runs the next cycle with its share as its import cap, ramp
   limit and demand target (campus_share.with_share, as the live agent applies it). The share
   arrives one cycle late, as live: the coordinator answers the reports of cycle k, the agents apply
   it at cycle k + 1 (before the first answer they run on their own site file's limits);
@@ -22,13 +23,15 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from agent.campus.allocate import CampusLimits, FeederState, Share, allocate
+from agent.campus.allocate import CampusLimits, FeederState, Share, allocate, hold_down
+from agent.campus.coordinator import SHARE_WINDOW
 from agent.control import Prices
 from agent.control.campus_share import feeder_state, with_share
 from agent.economics.tariff import FloatArray, Tariff
@@ -69,7 +72,7 @@ class CampusRun:
     end_wh: float
     wall_s: float
     feeders: dict[str, ReplayResult] = field(default_factory=dict)  # per feeder (the pooled site in ideal)
-    allocate_s: FloatArray = field(default_factory=lambda: np.zeros(0))  # coordinated: allocate() per cycle
+    allocate_s: FloatArray = field(default_factory=lambda: np.zeros(0))  # coordinated: allocate + hold_down per cycle
 
 
 def progress_every(n: int) -> int:
@@ -145,9 +148,13 @@ def coordinated(
     alloc_s: list[float] = []
     shares: dict[str, Share] | None = None
 
+    recent: deque[dict[str, Share]] = deque(maxlen=SHARE_WINDOW)
+
     def timed(states: list[FeederState]) -> dict[str, Share]:
+        # what the coordinator sends: each feeder's least share of its last SHARE_WINDOW allocations
         a = clock()
-        out = allocate(limits, states)
+        recent.append(allocate(limits, states))
+        out = hold_down(recent)
         alloc_s.append(clock() - a)
         return out
 
