@@ -278,6 +278,7 @@ def replay(
     decide_every: int = 1,
     pcs_model: PcsModel = PcsModel(),
     replanner: Replanner | None = None,
+    progress_every: int = PROGRESS_EVERY,
 ) -> ReplayResult:
     """Replay `trace` through decide() and the battery physics of `site` (see the module doc).
 
@@ -291,69 +292,135 @@ def replay(
     `replanner`: predictive dispatch (agent.control.replan): at the first cycle of every demand
     interval it is handed the interval just completed (fed only the past) and returns the plan
     decide() tracks; None: the heuristic controllers alone.
+    `progress_every`: trace steps between `progress` calls.
     """
-    if not 0.0 <= start_soc_pct <= 100.0:
-        raise ValueError(f"start_soc_pct must be within [0, 100], got {start_soc_pct!r}")
-    if decide_every < 1:
-        raise ValueError(f"decide_every must be >= 1 trace step, got {decide_every!r}")
-    op = op or OperatorState()
-    if not site.maintenance <= op.maintenance:
-        # clusters the site file isolates stay in maintenance for the whole replay (never commanded),
-        # as the live agent starts with them held
-        op = replace(op, maintenance=op.maintenance | site.maintenance)
-    # a trace decided every step changes only when the agent reads it; a finer one, in between
-    cfg = replace(site.control, load_changes_at_readings=decide_every == 1)
-    allow_export = site.allow_export
-    tz = site.timezone
-    ts_arr = trace.timestamps
-    n = len(ts_arr)
-    ts = ts_arr.tolist()
-    load = trace.load_w.tolist()
-    pv = trace.pv_w.tolist() if trace.pv_w is not None else [0.0] * n
-    step = trace.step_s
-    dts = np.append(np.diff(ts_arr), step).tolist()
-
-    plant = build_plant(site, start_soc_pct, pcs_model)
-    cells = list(plant.clusters.values())
-    capacity = sum(c.capacity_wh for c in cells)
-    start_wh = plant.stored_wh()
-    view = _ClusterView(site, plant)
-    memo = FleetMemo()
-    # the PCS as they report themselves for the whole replay: online, at their configured rating
-    # (their power registers are not modelled: the site meter gives grid = load - pv - battery)
-    pcs = tuple(
-        pcs_record(p.id, p.clusters, p.rated_w, STATE_ONLINE, grid_control=p.grid_control == "pcc") for p in site.pcs
+    run = Replay(
+        site,
+        prices,
+        trace,
+        start_soc_pct=start_soc_pct,
+        seed_profile=seed_profile,
+        op=op,
+        decide_every=decide_every,
+        pcs_model=pcs_model,
+        replanner=replanner,
     )
-    pcc_ids = [p.id for p in pcs if p.grid_control]
-    # the fast lane ([control] fast_lane_s): every `fast_every` steps and right after each cycle,
-    # agent.control.fast on the meters (load, and the grid as the last step left it) and the window
-    # the last plan granted
-    fast_every = decide_every_for(cfg.fast_lane_s, step) if cfg.fast_lane_s > 0.0 and decide_every > 1 else 0
-    fast_age = max_age_s(step * decide_every)
-    fst = FAST0
-    fwin: FastWindow | None = None
-    grid_out = [0.0] * n
-    bat_out = [0.0] * n
-    soc_out = [math.nan] * n
-    by: Counter[str] = Counter()
-    alarm_count: Counter[str] = Counter()
-    st = initial_state(cfg, profile=day_profile(trace, cfg.demand_interval_s, tz) if seed_profile else None)
-    plant_step = plant.step
-    zero = Measured(0.0)
-
-    # predictive dispatch: the demand interval of every step, and the one running
-    iv_of = interval_starts(ts_arr, tz, cfg.demand_interval_s).tolist() if replanner is not None else []
-    net_all = trace.net_w.tolist() if replanner is not None else []
-    iv_now, iv_first = math.nan, 0
-    sched: DispatchPlan | None = None
-
+    n = run.n
     t0 = clock()
-    bat = 0.0
-    wall: datetime | None = None
-    quarter = -1
-    td_s, td = 0.0, timedelta(0)  # the last step's length, as a timedelta (the same on a regular trace)
-    for lo in range(0, n, PROGRESS_EVERY):
-        hi = min(n, lo + PROGRESS_EVERY)
+    every = max(1, progress_every)
+    for lo in range(0, n, every):
+        hi = min(n, lo + every)
+        run.run(lo, hi)
+        if progress is not None:
+            progress(hi, n)
+    return run.result(clock() - t0)
+
+
+class Replay:
+    """One replay under way (`replay()` runs it to the end): the state carried from step to step.
+
+    `run(lo, hi)` advances it over trace steps lo..hi-1 (in order, from where it stopped). The
+    campus replay (agent.offline.campus_replay) advances several in lockstep, one agent cycle at a
+    time, and sets `cfg` between cycles as a coordinator's shares would set each agent's limits.
+    """
+
+    def __init__(
+        self,
+        site: SiteConfig,
+        prices: Prices | None,
+        trace: Trace,
+        *,
+        start_soc_pct: float = 50.0,
+        seed_profile: bool = True,
+        op: OperatorState | None = None,
+        decide_every: int = 1,
+        pcs_model: PcsModel = PcsModel(),
+        replanner: Replanner | None = None,
+    ) -> None:
+        if not 0.0 <= start_soc_pct <= 100.0:
+            raise ValueError(f"start_soc_pct must be within [0, 100], got {start_soc_pct!r}")
+        if decide_every < 1:
+            raise ValueError(f"decide_every must be >= 1 trace step, got {decide_every!r}")
+        op = op or OperatorState()
+        if not site.maintenance <= op.maintenance:
+            # clusters the site file isolates stay in maintenance for the whole replay (never commanded),
+            # as the live agent starts with them held
+            op = replace(op, maintenance=op.maintenance | site.maintenance)
+        self.op = op
+        self.prices = prices
+        self.trace = trace
+        self.decide_every = decide_every
+        self.replanner = replanner
+        # a trace decided every step changes only when the agent reads it; a finer one, in between
+        self.cfg = cfg = replace(site.control, load_changes_at_readings=decide_every == 1)
+        self.allow_export = site.allow_export
+        tz = site.timezone
+        ts_arr = trace.timestamps
+        self.n = n = len(ts_arr)
+        self.ts: list[float] = ts_arr.tolist()
+        self.load: list[float] = trace.load_w.tolist()
+        self.pv: list[float] = trace.pv_w.tolist() if trace.pv_w is not None else [0.0] * n
+        step = trace.step_s
+        self.dts: list[float] = np.append(np.diff(ts_arr), step).tolist()
+
+        self.plant = plant = build_plant(site, start_soc_pct, pcs_model)
+        self.capacity = sum(c.capacity_wh for c in plant.clusters.values())
+        self.start_wh = plant.stored_wh()
+        self.view = _ClusterView(site, plant)
+        self.memo = FleetMemo()
+        # the PCS as they report themselves for the whole replay: online, at their configured rating
+        # (their power registers are not modelled: the site meter gives grid = load - pv - battery)
+        self.pcs = pcs = tuple(
+            pcs_record(p.id, p.clusters, p.rated_w, STATE_ONLINE, grid_control=p.grid_control == "pcc")
+            for p in site.pcs
+        )
+        self.pcc_ids = [p.id for p in pcs if p.grid_control]
+        # the fast lane ([control] fast_lane_s): every `fast_every` steps and right after each cycle,
+        # agent.control.fast on the meters (load, and the grid as the last step left it) and the window
+        # the last plan granted
+        self.fast_every = decide_every_for(cfg.fast_lane_s, step) if cfg.fast_lane_s > 0.0 and decide_every > 1 else 0
+        self.fast_age = max_age_s(step * decide_every)
+        self.fst = FAST0
+        self.fwin: FastWindow | None = None
+        self.grid_out = [0.0] * n
+        self.bat_out = [0.0] * n
+        self.soc_out = [math.nan] * n
+        self.by: Counter[str] = Counter()
+        self.alarm_count: Counter[str] = Counter()
+        self.st = initial_state(cfg, profile=day_profile(trace, cfg.demand_interval_s, tz) if seed_profile else None)
+        self.zero = Measured(0.0)
+
+        # predictive dispatch: the demand interval of every step, and the one running
+        self.iv_of: list[float] = (
+            interval_starts(ts_arr, tz, cfg.demand_interval_s).tolist() if replanner is not None else []
+        )
+        self.net_all: list[float] = trace.net_w.tolist() if replanner is not None else []
+        self.iv_now, self.iv_first = math.nan, 0
+        self.sched: DispatchPlan | None = None
+
+        self.bat = 0.0  # the battery's AC power over the last step (discharge positive)
+        self.tz = tz
+        self.wall: datetime | None = None
+        self.quarter = -1
+        self.td_s, self.td = 0.0, timedelta(0)  # the last step's length, as a timedelta (the same on a regular trace)
+        self.plan: Plan | None = None  # the last cycle's plan
+        self.snap: SiteSnapshot | None = None  # and the snapshot it was decided on
+
+    def run(self, lo: int, hi: int) -> None:
+        """Steps lo..hi-1 of the trace (the module doc's per-step sequence)."""
+        ts, load, pv, dts = self.ts, self.load, self.pv, self.dts
+        cfg, op, prices, allow_export, memo = self.cfg, self.op, self.prices, self.allow_export, self.memo
+        view, plant, pcc_ids, tz = self.view, self.plant, self.pcc_ids, self.tz
+        decide_every, fast_every, fast_age = self.decide_every, self.fast_every, self.fast_age
+        replanner, iv_of, net_all = self.replanner, self.iv_of, self.net_all
+        grid_out, bat_out, soc_out = self.grid_out, self.bat_out, self.soc_out
+        by, alarm_count = self.by, self.alarm_count
+        st, fst, fwin, sched, plan, snap = self.st, self.fst, self.fwin, self.sched, self.plan, self.snap
+        iv_now, iv_first = self.iv_now, self.iv_first
+        bat, wall, quarter, td_s, td = self.bat, self.wall, self.quarter, self.td_s, self.td
+        plant_step = plant.step
+        reading = self.reading
+        setpoints: Mapping[str, float] | None
         for k in range(lo, hi):
             t = ts[k]
             dt = dts[k]
@@ -364,17 +431,7 @@ def replay(
             ld = load[k]
             p = pv[k]
             if decide_every == 1 or k % decide_every == 0:
-                snap = SiteSnapshot(
-                    k,
-                    t,
-                    wall,
-                    Measured(ld - p - bat),
-                    Measured(ld),
-                    Measured(p) if p else zero,
-                    True,
-                    view.now(),
-                    pcs,
-                )
+                snap = reading(k, t, wall, ld, p, bat)
                 if replanner is not None and iv_of[k] != iv_now:
                     if k > iv_first and iv_now == iv_now:
                         m = k - iv_first
@@ -388,7 +445,7 @@ def replay(
                 plan, st = decide(snap, st, cfg, op, prices, allow_export, memo, schedule=sched)
                 if pcc_ids:
                     write_grid_control(plant, plan, pcc_ids)
-                setpoints: Mapping[str, float] | None = plan.pcs_setpoints_w
+                setpoints = plan.pcs_setpoints_w
                 fwin = plan.fast_window
                 if fast_every:  # the live lane ticks as soon as it is handed a new window (a few ms
                     # after the 1 s loop's write, shorter than a step here): its setpoints replace it
@@ -409,23 +466,47 @@ def replay(
             if dt != td_s:
                 td_s, td = dt, timedelta(seconds=dt)
             wall = wall + td
-        if progress is not None:
-            progress(hi, n)
-    wall_s = clock() - t0
-    return ReplayResult(
-        trace=trace,
-        grid_w=np.asarray(grid_out),
-        battery_w=np.asarray(bat_out),
-        soc_pct=np.asarray(soc_out),
-        capacity_wh=capacity,
-        start_wh=start_wh,
-        end_wh=plant.stored_wh(),
-        wall_s=wall_s,
-        decided_by=dict(by),
-        alarms=dict(alarm_count),
-        decide_every=decide_every,
-        planner=replanner.stats if replanner is not None else None,
-    )
+        self.st, self.fst, self.fwin, self.sched, self.plan, self.snap = st, fst, fwin, sched, plan, snap
+        self.iv_now, self.iv_first = iv_now, iv_first
+        self.bat, self.wall, self.quarter, self.td_s, self.td = bat, wall, quarter, td_s, td
+
+    def reading(self, k: int, t: float, wall: datetime, load_w: float, pv_w: float, bat_w: float) -> SiteSnapshot:
+        """What the agent reads at the start of step k: its load and PV, the grid meter as the
+        battery's last step (`bat_w`) left it, the clusters' registers now, the PCS."""
+        return SiteSnapshot(
+            k,
+            t,
+            wall,
+            Measured(load_w - pv_w - bat_w),
+            Measured(load_w),
+            Measured(pv_w) if pv_w else self.zero,
+            True,
+            self.view.now(),
+            self.pcs,
+        )
+
+    def next_reading(self, k: int) -> SiteSnapshot:
+        """The reading step k will decide on, before it is run (the campus replay's coordinator
+        without delay, a diagnostic)."""
+        t = self.ts[k]
+        return self.reading(k, t, datetime.fromtimestamp(t, self.tz), self.load[k], self.pv[k], self.bat)
+
+    def result(self, wall_s: float) -> ReplayResult:
+        """What the steps run so far gave (the whole trace once run to its end)."""
+        return ReplayResult(
+            trace=self.trace,
+            grid_w=np.asarray(self.grid_out),
+            battery_w=np.asarray(self.bat_out),
+            soc_pct=np.asarray(self.soc_out),
+            capacity_wh=self.capacity,
+            start_wh=self.start_wh,
+            end_wh=self.plant.stored_wh(),
+            wall_s=wall_s,
+            decided_by=dict(self.by),
+            alarms=dict(self.alarm_count),
+            decide_every=self.decide_every,
+            planner=self.replanner.stats if self.replanner is not None else None,
+        )
 
 
 def plan_battery(site: SiteConfig, op: OperatorState | None = None) -> PlanBattery:
