@@ -9,20 +9,24 @@ from datetime import datetime, timedelta
 import pytest
 
 from agent.control import ControllerState, decide, initial_state
+from agent.control.begin import begin_cycle
 from agent.control.demand import (
     FORECAST_PRIOR_S,
     MARGIN,
     allowed_grid_w,
     economic_floor_w,
     headroom_wh,
+    interval_net_forecast_w,
     keep_wh,
+    rest_net_forecast_w,
     shave_floor_w,
     target_w,
 )
-from agent.control.state import RampState
+from agent.control.state import IntervalState, RampState
+from agent.model.interval import local_slot
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
-from tests.test_control_support import CFG, TZ, TablePrices, snap
+from tests.test_control_support import CFG, SHANGHAI, TZ, TablePrices, snap
 
 NO_TOU = replace(CFG, tou_enabled=False)  # isolate shaving: SoC 50 % = target, balancing is idle
 RATED = TablePrices(((0, 24, 0.5),), rate=40.8)
@@ -197,3 +201,69 @@ def test_forecast_is_steadied_by_the_last_interval(dt: float, expected_w: float)
     st = replace(st, ramp=RampState(t_mono=1000.0 - dt))
     p = decide(snap(3e6, t_mono=1000.0, t_wall=T0), st, NO_TOU, OP, RATED, False)[0]
     assert p.site_setpoint_w == pytest.approx(expected_w)
+
+
+# --- issue 13: the rest of the interval is forecast as the rest, not as the whole interval's average ---
+KEY = local_slot(T0, 900.0)[0]
+
+
+@pytest.mark.parametrize(
+    ("into", "dt", "share"),
+    [
+        (300.0, 1.0, 0.0),  # 599 s after the next cycle: swings average out, the steady forecast alone
+        (600.0, 1.0, 1.0 / FORECAST_PRIOR_S),  # 299 s after it: the reading starts to count
+        (750.0, 1.0, 151.0 / FORECAST_PRIOR_S),  # 149 s after it
+        (840.0, 60.0, 1.0),  # a 60 s replay's last cycle: the reading stands for all that is left
+        (0.0, 900.0, 1.0),  # one reading per interval: the reading is the forecast
+        (600.0, math.nan, 0.0),  # the first cycle (no reading before it): 300 s left, steady
+    ],
+)
+def test_rest_of_the_interval_is_forecast_from_the_reading_as_the_rest_shrinks(
+    into: float, dt: float, share: float
+) -> None:
+    iv = IntervalState(
+        key=KEY, rate=40.8, month=2026 * 12 + 6, peaks=((40.8, 4e6),), grid_ws=2e6 * into, net_ws=2e6 * into,
+        covered_s=into, profile=(3e6,) * 96,
+    )  # fmt: skip
+    st = ControllerState(ramp=RampState(t_mono=1000.0 - dt), interval=iv)
+    s = snap(5e6, t_mono=1000.0, t_wall=T0 + timedelta(seconds=into))
+    c = begin_cycle(s, st, NO_TOU, OP, RATED, False, None, frozenset())
+    steady = interval_net_forecast_w(c)
+    assert rest_net_forecast_w(c, steady) == pytest.approx(steady + share * (5e6 - steady), rel=1e-12)
+
+
+def run_interval(step_s: int, high: float) -> tuple[float, float]:
+    """12:30-12:45 on the Shanghai tariff (charging for the evening peak), 4.4 MW billed this month, the
+    last day at 2.1 MW: 780 s at 2.1 MW, then a job restart steps the load to `high` (issue 13's
+    6 July 12:43). One reading every `step_s` s, the battery doing what the last one set. Returns
+    the month's billed peak once the interval has closed and the energy (Wh) discharged in it."""
+    st = initial_state(CFG, month_peaks={40.8: 4.4e6}, month=(2026, 7), profile=[2.1e6] * 96)
+    t0 = datetime(2026, 7, 15, 12, 30, tzinfo=TZ)
+    battery, given_ws = 0.0, 0.0
+    for k in range(-step_s, 901, step_s):
+        load = 2.1e6 if k < 780 else high  # as in a replay: the load from this reading's time on
+        s = snap(load, battery=battery, t_mono=1000.0 + k, t_wall=t0 + timedelta(seconds=k))
+        plan, st = decide(s, st, CFG, OP, SHANGHAI, False)
+        battery = plan.site_setpoint_w
+        if 0 <= k < 900:
+            given_ws += max(battery, 0.0) * step_s
+    return st.month_peak(40.8), given_ws / 3600.0
+
+
+@pytest.mark.parametrize(
+    ("step_s", "high", "min_wh"),
+    [
+        # 1 s: the excess over the aim (99 % of 4.4 MW) is 1.64 MW for 120 s, 55 kWh, less the
+        # credit the charge margin left (2 % of the aim for 780 s): within 2.5 MW and 2.5 MWh
+        (1, 6e6, (6e6 - 0.99 * 4.4e6) * 120 / 3600 - 0.02 * 0.99 * 4.4e6 * 780 / 3600),
+        (60, 4.96e6, 0.0),  # 60 s (the policy suite's months): two readings left to act on
+        (60, 5.5e6, 0.0),
+    ],
+)
+def test_a_late_step_up_is_shaved_in_the_time_left(step_s: int, high: float, min_wh: float) -> None:
+    # Before the fix the whole interval's average (780 s at 2.1 MW) stood for the rest: the
+    # controller only stopped charging, and the interval closed above the billed peak (4.43 MW,
+    # 4.52 MW and 4.55 MW for these rows) with the battery half full and its power to spare.
+    peak, given_wh = run_interval(step_s, high)
+    assert peak == 4.4e6  # the interval closed under the billed peak: nothing new billed
+    assert given_wh > min_wh  # the battery gave what the step took beyond the credit

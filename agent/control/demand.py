@@ -10,7 +10,11 @@ replaces both. Windows with a demand rate of 0 are not shaved.
 
 Within an interval the policy plans the remaining energy, not only the instant: import saved
 earlier in the interval (credit) lets the grid run above the target later, so energy stays in
-the battery; a deficit must be recovered in the time left.
+the battery; a deficit must be recovered in the time left. The import allowed for the rest of the
+interval is compared with a forecast of the load over that same rest (rest_net_forecast_w), never
+with a forecast of the whole interval's average: after 780 s at low load a step 2 min before the
+end hardly moves the whole interval's average, and comparing it with the rest's allowance only
+stopped charging while the interval closed above the billed peak (issue 13).
 """
 
 from __future__ import annotations
@@ -63,12 +67,24 @@ def allowed_grid_w(target: float, grid_ws: float, covered_s: float, left_s: floa
     """Import allowed now so the interval's average can still end at or below `target`.
 
     The part of the interval without data counts as if it sat at the target. Credit is spread
-    over at least half an interval so the grid does not jump near the interval's end.
+    over at least half an interval so the grid does not jump near the interval's end: the
+    allowance for charging, which would otherwise fill a late credit in the last seconds.
     """
     credit = target * covered_s - grid_ws
     if credit >= 0.0:
         return target + credit / max(left_s, 0.5 * length_s)
-    return target + credit / max(left_s, 1.0)
+    return rest_allowed_w(target, grid_ws, covered_s, left_s)
+
+
+def rest_allowed_w(target: float, grid_ws: float, covered_s: float, left_s: float) -> float:
+    """Average import over the rest of the interval at which its average ends exactly at `target`.
+
+    The allowance shaving holds: credit and deficit are both spread over the time left. Held
+    against a forecast of that same rest (rest_net_forecast_w), the interval ends at the target
+    when the forecast is right; keeping credit back as the charging allowance does would shave
+    the interval below the target for nothing, now that the forecast follows a late step up.
+    """
+    return target + (target * covered_s - grid_ws) / max(left_s, 1.0)
 
 
 def shave_floor_w(profile: tuple[float, ...], length_s: float, energy_wh: float, power_w: float) -> float:
@@ -205,6 +221,30 @@ def interval_net_forecast_w(c: Cycle) -> float:
     return (iv.net_ws + net * now_s + (prior * prior_s if prior_s > 0.0 else 0.0)) / wsum if wsum > 0.0 else net
 
 
+def rest_net_forecast_w(c: Cycle, steady: float) -> float:
+    """The average net load over the rest of the running interval, as forecast now.
+
+    `steady` is the interval's average as forecast by interval_net_forecast_w: the right forecast
+    for a rest long enough for the GPU load's swings to average out, which is the premise of
+    FORECAST_PRIOR_S (that many seconds of data steady an average). The reading now is the better
+    forecast the shorter the rest: the setpoint decided now holds until the next reading (`dt`
+    from now), and a load that has just stepped (a job restarting) stays there. So the reading's
+    weight is the share by which the rest after the next cycle falls short of FORECAST_PRIOR_S:
+    0 while that rest is longer (an early swing is not chased: the prior's property), rising to
+    1 when the next cycle is all that is left (one reading per interval: the reading is the
+    forecast). Without it the whole interval's average stood for the rest, and a step late in the
+    interval hardly moved it (issue 13).
+    """
+    left = c.iv_len - c.into
+    dt = c.dt if c.dt > 0.0 else 0.0  # NaN (first cycle): no reading before this one
+    share = 1.0 - (left - dt) / FORECAST_PRIOR_S
+    if share <= 0.0:
+        return steady
+    if share >= 1.0:
+        return c.net
+    return steady + share * (c.net - steady)
+
+
 def demand(w: Window, c: Cycle) -> Window:
     """Controller 6, demand shaving: a lower bound on discharge (auto mode).
 
@@ -213,34 +253,39 @@ def demand(w: Window, c: Cycle) -> Window:
     chased (that would cycle the battery for nothing); deficits still show up in the energy
     accounting. The reading now counts for the cycle it stands for, the last interval's average
     for the rest of FORECAST_PRIOR_S (so a slow replay, one reading per interval, uses the reading).
+    Near the interval's end the reading now takes over the forecast of the rest (rest_net_forecast_w),
+    so a late step up is shaved in the time left instead of setting a new peak.
     """
     if w.mode != AUTO:
         return w
     iv, tp = c.iv, c.tou
     net = c.net
     cov, rate = iv.covered_s, iv.rate
-    net_fc = interval_net_forecast_w(c)
+    net_fc = interval_net_forecast_w(c)  # the interval's average: the level targets are set from
     tgt = target_w(iv.peaks, iv.shave_floor_w, rate, c.cfg.demand_target_w)
+    rest_fc = net_fc
     if tgt < INF:
         tgt -= MARGIN * tgt
+        rest_fc = rest_net_forecast_w(c, net_fc)
     elif rate > 0.0:
-        tgt = net_fc  # nothing known yet: no shaving, and no charging above the load
+        tgt = net_fc  # nothing known yet: no shaving (the interval held at its own level), no charging above the load
     if not tgt < INF:
         return w
     raise_w = tp.raise_w
     if tp.role == ROLE_CHARGE and raise_w > 0.0:  # charging here is worth a higher peak
         tgt = max(tgt, net_fc + raise_w)
     iv_len, left = c.iv_len, c.iv_len - c.into
-    allow = allowed_grid_w(tgt, iv.grid_ws, cov, left, iv_len)
-    a = net_fc - allow
+    # Like with like: what the rest of the interval may import against what the load will be over it.
+    allow = rest_allowed_w(tgt, iv.grid_ws, cov, left)
+    a = rest_fc - allow
     if a < 0.0:
-        # Charging: only into the headroom there is now. The forecast is steady on purpose
+        # Charging: only into the headroom there is now. The steady forecast is steady on purpose
         # (no discharge chasing swings), but a load stepping up (a job restarting) would
         # otherwise keep a greedy charge running until the interval's peak is set.
         # Charging is discretionary, shaving is not: it stays CHARGE_MARGIN further below
         # the target, unless the target was raised for it (that peak is priced in).
-        if raise_w <= 0.0:
-            allow = allowed_grid_w(tgt - CHARGE_MARGIN * tgt, iv.grid_ws, cov, left, iv_len)
+        charge_tgt = tgt - CHARGE_MARGIN * tgt if raise_w <= 0.0 else tgt
+        allow = allowed_grid_w(charge_tgt, iv.grid_ws, cov, left, iv_len)
         a = min(0.0, (net if net > net_fc else net_fc) - allow)
     if a > 0.0 and short_of_reserve(c):
         a = 0.0  # the grid limit's reserve is not for shaving (limit_reserve.py): only the limit draws on it
