@@ -18,6 +18,7 @@ from agent.control.demand import (
     headroom_wh,
     interval_net_forecast_w,
     keep_wh,
+    raise_cap_w,
     rest_net_forecast_w,
     shave_floor_w,
     target_w,
@@ -267,3 +268,18 @@ def test_a_late_step_up_is_shaved_in_the_time_left(step_s: int, high: float, min
     peak, given_wh = run_interval(step_s, high)
     assert peak == 4.4e6  # the interval closed under the billed peak: nothing new billed
     assert given_wh > min_wh  # the battery gave what the step took beyond the credit
+
+
+@pytest.mark.parametrize(
+    ("peaks", "profile", "expected"),
+    [
+        (((40.8, 4e6),), (3.9e6, math.nan, 4.5e6), 4.5e6),  # the load reached 4.5 MW (shaved to 4 MW)
+        (((40.8, 4e6),), (3.9e6, 3.7e6), 4e6),  # nothing above the billed peak known
+        (((16.37, 5e6),), (3e6,), 3e6),  # another window's peak does not count
+        ((), (), 0.0),  # nothing known: no raise
+    ],
+)
+def test_a_raise_stays_under_a_level_the_load_itself_billed_or_reached(
+    peaks: tuple[tuple[float, float], ...], profile: tuple[float, ...], expected: float
+) -> None:
+    assert raise_cap_w(peaks, 40.8, profile) == expected

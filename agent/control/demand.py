@@ -221,6 +221,25 @@ def interval_net_forecast_w(c: Cycle) -> float:
     return (iv.net_ws + net * now_s + (prior * prior_s if prior_s > 0.0 else 0.0)) / wsum if wsum > 0.0 else net
 
 
+def raise_cap_w(peaks: tuple[tuple[float, float], ...], rate: float, profile: tuple[float, ...]) -> float:
+    """The highest import charging may raise the interval to: the month's billed peak in this demand
+    window or the highest baseline interval of the last day, whichever is higher (0: neither known).
+
+    The battery promises never to bill a peak the site without it would not have: only charging can
+    take the import above the load, and charging held under a level the load itself billed or
+    reached keeps the month's billed peak at or under the no-battery peak, interval after interval.
+    A raise above it (tou.py prices one per kW of charge, as if every kW of peak bought a kW of
+    charge for the rest of the month) set a new peak on a flat load sitting at its own top (the
+    policy suite's flat load at 60 s: 4,664 kW against 4,537 kW without the battery). The last
+    day may reach into the previous month on the 1st: a level the site's load did reach.
+    """
+    top = month_peak(peaks, rate)
+    for v in profile:
+        if v > top:  # NaN compares False
+            top = v
+    return top
+
+
 def rest_net_forecast_w(c: Cycle, steady: float) -> float:
     """The average net load over the rest of the running interval, as forecast now.
 
@@ -272,8 +291,10 @@ def demand(w: Window, c: Cycle) -> Window:
     if not tgt < INF:
         return w
     raise_w = tp.raise_w
-    if tp.role == ROLE_CHARGE and raise_w > 0.0:  # charging here is worth a higher peak
-        tgt = max(tgt, net_fc + raise_w)
+    if tp.role == ROLE_CHARGE and raise_w > 0.0:  # charging here is worth a higher peak...
+        # ... up to a level the load itself billed or reached, less the charge margin (raise_cap_w)
+        cap = raise_cap_w(iv.peaks, rate, iv.profile)
+        tgt = max(tgt, min(net_fc + raise_w, cap - CHARGE_MARGIN * cap))
     iv_len, left = c.iv_len, c.iv_len - c.into
     # Like with like: what the rest of the interval may import against what the load will be over it.
     allow = rest_allowed_w(tgt, iv.grid_ws, cov, left)
