@@ -212,9 +212,11 @@ KEY = local_slot(T0, 900.0)[0]
     ("into", "dt", "share"),
     [
         (300.0, 1.0, 0.0),  # 599 s after the next cycle: swings average out, the steady forecast alone
-        (600.0, 1.0, 1.0 / FORECAST_PRIOR_S),  # 299 s after it: the reading starts to count
-        (750.0, 1.0, 151.0 / FORECAST_PRIOR_S),  # 149 s after it
-        (840.0, 60.0, 1.0),  # a 60 s replay's last cycle: the reading stands for all that is left
+        (599.0, 1.0, 0.0),  # FORECAST_PRIOR_S after it: still
+        (600.0, 1.0, 1.0 / 300.0),  # 299 s after it: the reading stands for the next second of the 300
+        (750.0, 1.0, 1.0 / 150.0),
+        (780.0, 60.0, 0.5),  # a 60 s replay 2 min before the end: the next minute of two
+        (840.0, 60.0, 1.0),  # ... and its last cycle: the reading stands for all that is left
         (0.0, 900.0, 1.0),  # one reading per interval: the reading is the forecast
         (600.0, math.nan, 0.0),  # the first cycle (no reading before it): 300 s left, steady
     ],
@@ -252,22 +254,21 @@ def run_interval(step_s: int, high: float) -> tuple[float, float]:
 
 
 @pytest.mark.parametrize(
-    ("step_s", "high", "min_wh"),
+    ("step_s", "high"),
     [
-        # 1 s: the excess over the aim (99 % of 4.4 MW) is 1.64 MW for 120 s, 55 kWh, less the
-        # credit the charge margin left (2 % of the aim for 780 s): within 2.5 MW and 2.5 MWh
-        (1, 6e6, (6e6 - 0.99 * 4.4e6) * 120 / 3600 - 0.02 * 0.99 * 4.4e6 * 780 / 3600),
-        (60, 4.96e6, 0.0),  # 60 s (the policy suite's months): two readings left to act on
-        (60, 5.5e6, 0.0),
+        (60, 4.96e6),  # 60 s (the policy suite's months): two readings left to act on
+        (30, 4.96e6),
+        (1, 4.96e6),  # 1 s: the energy accounting recovers it in the time left
     ],
 )
-def test_a_late_step_up_is_shaved_in_the_time_left(step_s: int, high: float, min_wh: float) -> None:
-    # Before the fix the whole interval's average (780 s at 2.1 MW) stood for the rest: the
-    # controller only stopped charging, and the interval closed above the billed peak (4.43 MW,
-    # 4.52 MW and 4.55 MW for these rows) with the battery half full and its power to spare.
+def test_a_late_step_up_is_shaved_in_the_time_left(step_s: int, high: float) -> None:
+    # The excess over the aim (99 % of 4.4 MW) is 0.6 MW for 120 s, 20.1 kWh, less the credit the
+    # charge margin left (2 % of the aim for 780 s, 18.9 kWh): well within 2.5 MW and 2.5 MWh.
+    # Before the fix the whole interval's average (780 s at 2.1 MW) stood for the rest: at 60 s and
+    # 30 s the controller only stopped charging, and the interval closed over the billed peak.
     peak, given_wh = run_interval(step_s, high)
     assert peak == 4.4e6  # the interval closed under the billed peak: nothing new billed
-    assert given_wh > min_wh  # the battery gave what the step took beyond the credit
+    assert given_wh > (high - 0.99 * 4.4e6) * 120 / 3600 - 0.02 * 0.99 * 4.4e6 * 780 / 3600
 
 
 @pytest.mark.parametrize(
