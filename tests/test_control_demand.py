@@ -19,6 +19,7 @@ from agent.control.demand import (
     interval_net_forecast_w,
     keep_wh,
     raise_cap_w,
+    rest_allowed_w,
     rest_net_forecast_w,
     shave_floor_w,
     target_w,
@@ -71,6 +72,20 @@ def test_allowed_grid_plans_the_rest_of_the_interval(
     grid_ws: float, covered: float, left: float, expected: float
 ) -> None:
     assert allowed_grid_w(4e6, grid_ws, covered, left, 900.0) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("grid_ws", "covered", "left", "expected"),
+    [
+        (3e6 * 800, 800.0, 100.0, 4e6 + 800e6 / 100.0),  # shaving spends all the credit in the time left
+        (5e6 * 450, 450.0, 450.0, 3e6),  # a deficit, as for charging
+        (5e6 * 899.5, 899.5, 0.5, 4e6 - 899.5e6 / 1.0),  # at least a second
+    ],
+)
+def test_the_rest_allowed_ends_the_interval_exactly_at_the_target(
+    grid_ws: float, covered: float, left: float, expected: float
+) -> None:
+    assert rest_allowed_w(4e6, grid_ws, covered, left) == pytest.approx(expected)
 
 
 def test_shave_floor_is_the_lowest_level_the_energy_can_hold() -> None:
