@@ -10,6 +10,10 @@ PV; each from 1 July in the tariff's own time zone) and reports, per (load, tari
 perfect-foresight optimum, net savings, the billed peak against no battery and, with the options,
 the seconds over a ramp limit and the steps over a grid connection limit set that far under the peak.
 
+Every (load, tariff) is also checked against the promise the battery makes whatever the load (issue
+13): the month's billed peak never above the no-battery peak, and net savings never negative. Each
+line ends PASS or FAIL, a summary line counts them, and the exit status is 1 if any failed.
+
 Same months for two trees: the first run writes them to `--months` (.npz, built with this tree's
 bench builders); a run of another tree's package reads them, e.g. against main at 19c430c:
 
@@ -61,6 +65,21 @@ def month(months: Path, name: str, tariff_name: str, days: int, step: float) -> 
     return Trace(d["ts"], d["load"], d["pv"] if len(d["pv"]) else None, name)
 
 
+# Float noise only: a battery that did nothing leaves the billed peak exactly where it was.
+PEAK_TOLERANCE_KW = 1e-3
+
+
+def no_harm(peak_without_kw: float, peak_with_kw: float, net: float) -> list[str]:
+    """What the battery made worse than no battery: empty when the billed peak is not above the
+    no-battery peak and net savings are not negative (issue 13's promise)."""
+    out = []
+    if peak_with_kw > peak_without_kw + PEAK_TOLERANCE_KW:
+        out.append(f"billed peak {peak_with_kw - peak_without_kw:+,.1f} kW over no battery")
+    if net < 0.0:
+        out.append(f"net savings {net:,.2f} (a loss)")
+    return out
+
+
 def one(trace: Trace, tariff_name: str, ramp_kw_s: float, below_pct: float) -> dict[str, Any]:
     site = load_site(Path(agent.__file__).parent / "sites" / "demo.toml").with_clusters(12)
     control = replace(site.control, reserve_load_w=0.0, ramp_limit_w_per_s=ramp_kw_s * 1e3)
@@ -81,6 +100,7 @@ def one(trace: Trace, tariff_name: str, ramp_kw_s: float, below_pct: float) -> d
         "peak_kw": [rep["baseline"]["peak_kw"], rep["battery"]["peak_kw"]],
         "wall_s": wall,
     }
+    out["no_harm"] = no_harm(out["peak_kw"][0], out["peak_kw"][1], out["net"])
     grid = np.asarray(res.grid_w)
     if ramp_kw_s > 0.0:
         net = trace.net_w
@@ -93,7 +113,7 @@ def one(trace: Trace, tariff_name: str, ramp_kw_s: float, below_pct: float) -> d
     return out
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--months", type=Path, required=True, help="where the months are kept (.npz)")
     ap.add_argument("--days", type=int, default=14)
@@ -106,20 +126,29 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     out: dict[str, Any] = {"agent": agent.__file__}
+    failed = []
     for name in args.loads.split(","):
         for tariff_name in args.tariffs.split(","):
             trace = month(args.months, name, tariff_name, args.days, args.step)
             r = one(trace, tariff_name, args.ramp_limit, args.grid_limit_below_peak)
             out[f"{name}/{tariff_name}"] = r
+            if r["no_harm"]:
+                failed.append(f"{name}/{tariff_name}")
             print(f"{name:9s} {tariff_name:24s} {r['share']:7.1%} of the optimum, net {r['net']:,.0f},"
                   f" peak {r['peak_kw'][0]:,.0f} -> {r['peak_kw'][1]:,.0f} kW"
                   + (f", over the ramp limit {r['over_ramp_pct'][1]:.3f} % (load {r['over_ramp_pct'][0]:.3f} %)"
                      if "over_ramp_pct" in r else "")
                   + (f", {r['steps_over_grid_limit']} steps over the grid limit" if "steps_over_grid_limit" in r
-                     else ""), file=sys.stderr, flush=True)
+                     else "")
+                  + (f"  FAIL: {'; '.join(r['no_harm'])}" if r["no_harm"] else "  PASS"), file=sys.stderr, flush=True)
+    n = len(args.loads.split(",")) * len(args.tariffs.split(","))
+    print(f"billed peak never above no battery and never a loss: {n - len(failed)} of {n} PASS"
+          + (f" (FAIL: {', '.join(failed)})" if failed else ""), file=sys.stderr, flush=True)
+    out["no_harm_failed"] = failed
     if args.json:
         print(json.dumps(out, indent=1))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

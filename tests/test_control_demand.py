@@ -9,20 +9,26 @@ from datetime import datetime, timedelta
 import pytest
 
 from agent.control import ControllerState, decide, initial_state
+from agent.control.begin import begin_cycle
 from agent.control.demand import (
     FORECAST_PRIOR_S,
     MARGIN,
     allowed_grid_w,
     economic_floor_w,
     headroom_wh,
+    interval_net_forecast_w,
     keep_wh,
+    raise_cap_w,
+    rest_allowed_w,
+    rest_net_forecast_w,
     shave_floor_w,
     target_w,
 )
-from agent.control.state import RampState
+from agent.control.state import IntervalState, RampState
+from agent.model.interval import local_slot
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
-from tests.test_control_support import CFG, TZ, TablePrices, snap
+from tests.test_control_support import CFG, SHANGHAI, TZ, TablePrices, snap
 
 NO_TOU = replace(CFG, tou_enabled=False)  # isolate shaving: SoC 50 % = target, balancing is idle
 RATED = TablePrices(((0, 24, 0.5),), rate=40.8)
@@ -66,6 +72,20 @@ def test_allowed_grid_plans_the_rest_of_the_interval(
     grid_ws: float, covered: float, left: float, expected: float
 ) -> None:
     assert allowed_grid_w(4e6, grid_ws, covered, left, 900.0) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("grid_ws", "covered", "left", "expected"),
+    [
+        (3e6 * 800, 800.0, 100.0, 4e6 + 800e6 / 100.0),  # shaving spends all the credit in the time left
+        (5e6 * 450, 450.0, 450.0, 3e6),  # a deficit, as for charging
+        (5e6 * 899.5, 899.5, 0.5, 4e6 - 899.5e6 / 1.0),  # at least a second
+    ],
+)
+def test_the_rest_allowed_ends_the_interval_exactly_at_the_target(
+    grid_ws: float, covered: float, left: float, expected: float
+) -> None:
+    assert rest_allowed_w(4e6, grid_ws, covered, left) == pytest.approx(expected)
 
 
 def test_shave_floor_is_the_lowest_level_the_energy_can_hold() -> None:
@@ -197,3 +217,85 @@ def test_forecast_is_steadied_by_the_last_interval(dt: float, expected_w: float)
     st = replace(st, ramp=RampState(t_mono=1000.0 - dt))
     p = decide(snap(3e6, t_mono=1000.0, t_wall=T0), st, NO_TOU, OP, RATED, False)[0]
     assert p.site_setpoint_w == pytest.approx(expected_w)
+
+
+# --- issue 13: the rest of the interval is forecast as the rest, not as the whole interval's average ---
+KEY = local_slot(T0, 900.0)[0]
+
+
+@pytest.mark.parametrize(
+    ("into", "dt", "share"),
+    [
+        (300.0, 1.0, 0.0),  # 599 s after the next cycle: swings average out, the steady forecast alone
+        (599.0, 1.0, 0.0),  # FORECAST_PRIOR_S after it: still
+        (600.0, 1.0, 1.0 / 300.0),  # 299 s after it: the reading stands for the next second of the 300
+        (750.0, 1.0, 1.0 / 150.0),
+        (780.0, 60.0, 0.5),  # a 60 s replay 2 min before the end: the next minute of two
+        (840.0, 60.0, 1.0),  # ... and its last cycle: the reading stands for all that is left
+        (0.0, 900.0, 1.0),  # one reading per interval: the reading is the forecast
+        (600.0, math.nan, 0.0),  # the first cycle (no reading before it): 300 s left, steady
+    ],
+)
+def test_rest_of_the_interval_is_forecast_from_the_reading_as_the_rest_shrinks(
+    into: float, dt: float, share: float
+) -> None:
+    iv = IntervalState(
+        key=KEY, rate=40.8, month=2026 * 12 + 6, peaks=((40.8, 4e6),), grid_ws=2e6 * into, net_ws=2e6 * into,
+        covered_s=into, profile=(3e6,) * 96,
+    )  # fmt: skip
+    st = ControllerState(ramp=RampState(t_mono=1000.0 - dt), interval=iv)
+    s = snap(5e6, t_mono=1000.0, t_wall=T0 + timedelta(seconds=into))
+    c = begin_cycle(s, st, NO_TOU, OP, RATED, False, None, frozenset())
+    steady = interval_net_forecast_w(c)
+    assert rest_net_forecast_w(c, steady) == pytest.approx(steady + share * (5e6 - steady), rel=1e-12)
+
+
+def run_interval(step_s: int, high: float) -> tuple[float, float]:
+    """12:30-12:45 on the Shanghai tariff (charging for the evening peak), 4.4 MW billed this month, the
+    last day at 2.1 MW: 780 s at 2.1 MW, then a job restart steps the load to `high` (issue 13's
+    6 July 12:43). One reading every `step_s` s, the battery doing what the last one set. Returns
+    the month's billed peak once the interval has closed and the energy (Wh) discharged in it."""
+    st = initial_state(CFG, month_peaks={40.8: 4.4e6}, month=(2026, 7), profile=[2.1e6] * 96)
+    t0 = datetime(2026, 7, 15, 12, 30, tzinfo=TZ)
+    battery, given_ws = 0.0, 0.0
+    for k in range(-step_s, 901, step_s):
+        load = 2.1e6 if k < 780 else high  # as in a replay: the load from this reading's time on
+        s = snap(load, battery=battery, t_mono=1000.0 + k, t_wall=t0 + timedelta(seconds=k))
+        plan, st = decide(s, st, CFG, OP, SHANGHAI, False)
+        battery = plan.site_setpoint_w
+        if 0 <= k < 900:
+            given_ws += max(battery, 0.0) * step_s
+    return st.month_peak(40.8), given_ws / 3600.0
+
+
+@pytest.mark.parametrize(
+    ("step_s", "high"),
+    [
+        (60, 4.96e6),  # 60 s (the policy suite's months): two readings left to act on
+        (30, 4.96e6),
+        (1, 4.96e6),  # 1 s: the energy accounting recovers it in the time left
+    ],
+)
+def test_a_late_step_up_is_shaved_in_the_time_left(step_s: int, high: float) -> None:
+    # The excess over the aim (99 % of 4.4 MW) is 0.6 MW for 120 s, 20.1 kWh, less the credit the
+    # charge margin left (2 % of the aim for 780 s, 18.9 kWh): well within 2.5 MW and 2.5 MWh.
+    # Before the fix the whole interval's average (780 s at 2.1 MW) stood for the rest: at 60 s and
+    # 30 s the controller only stopped charging, and the interval closed over the billed peak.
+    peak, given_wh = run_interval(step_s, high)
+    assert peak == 4.4e6  # the interval closed under the billed peak: nothing new billed
+    assert given_wh > (high - 0.99 * 4.4e6) * 120 / 3600 - 0.02 * 0.99 * 4.4e6 * 780 / 3600
+
+
+@pytest.mark.parametrize(
+    ("peaks", "profile", "expected"),
+    [
+        (((40.8, 4e6),), (3.9e6, math.nan, 4.5e6), 4.5e6),  # the load reached 4.5 MW (shaved to 4 MW)
+        (((40.8, 4e6),), (3.9e6, 3.7e6), 4e6),  # nothing above the billed peak known
+        (((16.37, 5e6),), (3e6,), 3e6),  # another window's peak does not count
+        ((), (), 0.0),  # nothing known: no raise
+    ],
+)
+def test_a_raise_stays_under_a_level_the_load_itself_billed_or_reached(
+    peaks: tuple[tuple[float, float], ...], profile: tuple[float, ...], expected: float
+) -> None:
+    assert raise_cap_w(peaks, 40.8, profile) == expected

@@ -97,9 +97,12 @@ def test_charge_fills_the_headroom_under_the_billed_peak() -> None:
 
 def test_valley_charge_may_raise_the_peak_when_it_pays() -> None:
     # With no load profile the headroom under the peak is unknown (none): the raise is what is
-    # needed, capped at the even rate over the whole 11 h valley: 2351.25 kWh / 11 h = 213.75 kW
+    # needed, capped at the even rate over the whole 11 h valley: 2351.25 kWh / 11 h = 213.75 kW.
+    # But no load above the billed 4 MW is known, and the battery never bills a peak the site
+    # would not have without it (issue 13): charging stays at the 3.96 MW target, 60 kW, without
+    # the charge margin (the raise is priced in; it used to charge 213.75 kW, to 4.11 MW)
     p = run(at_hour(2), 3.9e6, peak=4e6)
-    assert p.site_setpoint_w == pytest.approx(-213_750.0)
+    assert p.site_setpoint_w == pytest.approx(-60_000.0)
     assert p.decided_by == "demand"
     p = run(at_hour(2), 3e6, peak=4e6)  # under the billed peak anyway: the TOU rate (6 h left)
     assert p.site_setpoint_w == pytest.approx(-391_875.0)
@@ -117,9 +120,16 @@ def test_valley_charge_raises_the_peak_only_by_what_the_headroom_cannot_fill() -
     # (The raise used to be the even rate over the whole valley whether or not the fleet would fill
     # under the peak anyway: on a real month that set new peaks at the valley's start for nothing.)
     # Yesterday at 3.71 MW: 250 kW of headroom under 99 % of 4 MW x 6 h = 1500 kWh of the 2351.25 kWh
-    # needed; the rest, 851.25 kWh over 6 h = 141.875 kW, is worth raising the peak for.
-    p = valley([3.71e6] * 7 + [3.9e6] + [3.71e6] * 88, 3.9e6)
+    # needed; the rest, 851.25 kWh over 6 h = 141.875 kW, is worth raising the peak for: to 4.04 MW,
+    # under what the load itself reached yesterday afternoon (4.5 MW at 15:00, shaved to the 4 MW
+    # billed), less the charge margin (4.41 MW)...
+    p = valley([3.71e6] * 7 + [3.9e6] + [3.71e6] * 52 + [4.5e6] + [3.71e6] * 35, 3.9e6)
     assert p.site_setpoint_w == pytest.approx(-141_875.0)
+    assert p.decided_by == "demand"
+    # ... never above it: with the day's top at 4 MW (the billed peak) the raise stops at 98 % of
+    # it, under the 3.96 MW target, so charging fills only to that target (issue 13)
+    p = valley([3.71e6] * 7 + [3.9e6] + [3.71e6] * 88, 3.9e6)
+    assert p.site_setpoint_w == pytest.approx(-60_000.0)
     assert p.decided_by == "demand"
     # Yesterday at 3 MW: 960 kW x 6 h = 5760 kWh of headroom fills the fleet under the peak, so no
     # raise: charging keeps 2 % under the 3.96 MW target (3.8808 MW), so at 3.9 MW now it stops...
@@ -130,9 +140,9 @@ def test_valley_charge_raises_the_peak_only_by_what_the_headroom_cannot_fill() -
     p = valley([3.0e6] * 7 + [3.8e6] + [3.0e6] * 88, 3.8e6)
     assert p.site_setpoint_w == pytest.approx(-80_800.0)
     assert p.decided_by == "demand"
-    # Yesterday at 3.9 MW (360 kWh of headroom): short by more than the even rate over the whole
-    # run, so the raise is capped at that rate, 213.75 kW, not steeper
-    p = valley([3.9e6] * 96, 3.9e6)
+    # Yesterday at 3.9 MW (360 kWh of headroom) but for 4.5 MW at 15:00: short by more than the even
+    # rate over the whole run, so the raise is capped at that rate, 213.75 kW, not steeper
+    p = valley([3.9e6] * 60 + [4.5e6] + [3.9e6] * 35, 3.9e6)
     assert p.site_setpoint_w == pytest.approx(-213_750.0)
     assert p.decided_by == "demand"
 

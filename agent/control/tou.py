@@ -13,7 +13,9 @@ the price run (the flattest grid profile: the least demand cost for the same ene
 
 Charging raises the grid import. It may raise the month's demand peak only where that pays:
 the arbitrage value of 1 kW more charge over the run on every remaining day of the month must
-beat the demand rate (per kW-month); otherwise charging stays under the demand target.
+beat the demand rate (per kW-month); otherwise charging stays under the demand target. Never
+above a level the load itself billed or reached (demand.raise_cap_w): the month's billed peak
+stays at or under the peak without the battery (issue 13).
 """
 
 from __future__ import annotations
