@@ -220,24 +220,6 @@ def test_a_scenario_over_part_of_the_horizon_ends_with_the_energy_it_started_wit
     np.testing.assert_allclose(full.grid_cap_w, [70e3] * 8, atol=1e-3)
 
 
-VALLEY_DEMAND = tariff(
-    '[prices]\ncheap = 0.1\ndear = 0.5\n[[energy]]\nhours = { "00:00-01:00" = "cheap", "01:00-24:00" = "dear" }', 10.0
-)
-
-
-def test_the_running_interval_is_the_median_in_every_scenario() -> None:
-    # 50 kW forecast, 100 kW already billed, an empty battery: the plan fills at 50 kW under the
-    # billed peak in the cheap hour and gives it back in the dear one. One past day had 100 kW in
-    # this very quarter hour (a load with no daily phase peaks at any hour): the first quarter
-    # hour's power is decided once for every scenario, and with that day's 100 kW there the
-    # shared decision could not charge at all (it did: 0 W). What is known now is the median (with
-    # its level correction); the past day still counts from the next quarter hour on.
-    past = [100e3] + [50e3] * 7
-    p = solved(plan(scenario_fc([50e3] * 8, [past]), VALLEY_DEMAND, BAT, 0.0, (100e3,), T0))
-    assert p.battery_w.tolist() == pytest.approx([-50e3] * 4 + [50e3] * 4, abs=1e-3)
-    np.testing.assert_allclose(p.grid_cap_w, [100e3] * 8, atol=1e-3)
-
-
 def test_of_equally_cheap_quarter_hours_the_plan_charges_the_earliest() -> None:
     # a two-hour valley and room for four quarter hours of charge: any four of the eight cost the
     # same; the plan takes the first four (re-planned every interval, a plan indifferent to when

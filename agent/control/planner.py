@@ -118,12 +118,6 @@ def plan(
     loads, peak_loads = load, peak_load
     if len(fc.scenarios_w):  # the plan is the median's; the peak level holds in every scenario too
         scen = np.maximum(fc.scenarios_w, 0.0)
-        # The running interval is the same in every scenario: the median with its level correction,
-        # what is known now. Its power is decided once for all of them (battery_lp's shared first
-        # step), so a past day's value at this hour (on a load with no daily phase, a peak of one
-        # day and a trough of another) forced the shared decision to serve the worst of them: the
-        # plan discharged in the valley where one day had peaked, and charged nothing where one had.
-        scen[:, 0] = load[0]
         loads, peak_loads = np.vstack([load, scen]), np.vstack([peak_load, scen])
     price = tariff.energy_prices(ts)
     layout = demand_layout(ts, tariff)
