@@ -17,7 +17,8 @@ The model (simple on purpose, and measured against the perfect-foresight optimum
   level in every one of them (planner.py), which a single quantile cannot say. (Built as the
   profile plus a past day's errors, with the level correction, or a weekday's profile plus a
   weekend day's errors, they rose on a swinging load above anything ever seen, and the plan's
-  peak level with them.)
+  peak level with them.) Their first slot, the running interval, whose power the planner decides
+  once for all of them, is the best linear prediction of it from that day (_running_interval).
 
 Bad history never reaches the solver as NaN: non-finite readings are dropped, samples that step
 back in time (a clock step) are dropped and missing intervals leave their profile slot to the

@@ -8,7 +8,8 @@ replaces the heuristic economic controllers (time-of-use, balancing, demand shav
 - a bound, the plan's grid-import cap on the interval's average, held with the demand
   controller's interval accounting (credit and deficit over the time left) and its margins, so a
   load above the forecast is shaved down to the cap, and charging never lifts the interval above
-  the cap nor above the peak already billed this month (see track).
+  the cap nor above the peak already billed this month (see track); where the plan charges up to
+  its cap, the charge fills the room there is under it, not only the planned power.
 The safety and grid-support bounds above it (device limits, outage, reserve, export, ramp) keep
 their priority: it only narrows the window they leave, and its target is clamped into it.
 """
