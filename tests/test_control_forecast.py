@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from agent.control.forecast import W_CLOCK, W_GAP, W_NAN, W_PROFILE, forecast
+from agent.control.forecast import W_CLOCK, W_GAP, W_NAN, W_PROFILE, day_to_day_correlation, forecast
 
 UTC = ZoneInfo("UTC")
 H = 3600.0
@@ -163,6 +163,38 @@ def test_scenarios_are_the_forecast_with_each_past_days_errors() -> None:
     friday = f.p50_w.copy()
     friday[[10, 34]] += 50.0  # the Friday (three days back) laid on both days of the horizon
     np.testing.assert_allclose(f.scenarios_w, np.vstack([f.p50_w, f.p50_w, friday, f.p50_w]))
+
+
+def test_with_no_daily_phase_the_running_interval_is_the_median_in_every_scenario() -> None:
+    # 1,000 W with 1,500 W every fifth hour: a period of 5 h, so a day back is 4 h out of phase and
+    # a past day's value at this hour says nothing of today's (day-to-day correlation -0.25,
+    # taken as 0). The planner decides the running interval once for all scenarios: left at the
+    # past days' values (1,000, 1,000, 1,000 and the 10th day's 1,500 W), the 1,500 W forced it.
+    ts = MON + 14 * DAY - H * np.arange(7 * 24, 0, -1, dtype=np.float64)
+    k = np.round((ts - MON) / H).astype(np.int64)
+    v = np.where(k % 5 == 0, 1500.0, 1000.0)
+    assert day_to_day_correlation(ts, v, H) == 0.0
+    f = forecast(ts, v, MON + 14 * DAY, UTC, H, DAY, scenario_days=4)
+    assert f is not None
+    # the weekdays' median at 00:00 is 1,000 W (one spike in five) and the weekend's last two
+    # hours ran at their median's level (+250 and -250 W): no level correction
+    assert f.p50_w[0] == 1000.0
+    np.testing.assert_allclose(f.scenarios_w[:, 0], [1000.0] * 4)
+    # the rest of each scenario is its day as it went: the 10th day's spike at 05:00 (k = 245)
+    assert f.scenarios_w[3, 5] == 1500.0 and f.scenarios_w[0, 5] == 1000.0
+
+
+def test_with_a_daily_shape_the_past_days_keep_their_running_interval() -> None:
+    # the repeating day with 50 W more on the Friday at 00:00: the correlation is just under 1, and
+    # that day's scenario keeps that share of its 50 W in the running interval
+    ts, v = history(7)
+    v = v.copy()
+    v[ts == MON + 11 * DAY] += 50.0
+    rho = day_to_day_correlation(ts, v, H)
+    assert 0.99 < rho < 1.0
+    f = forecast(ts, v, MON + 14 * DAY, UTC, H, DAY, scenario_days=4)
+    assert f is not None
+    np.testing.assert_allclose(f.scenarios_w[:, 0], f.p50_w[0] + rho * np.array([0.0, 0.0, 50.0, 0.0]))
 
 
 def test_no_scenarios_unless_asked_and_none_from_a_day_mostly_missing() -> None:

@@ -110,6 +110,26 @@ def test_charging_stops_under_the_billed_peak_and_the_cap(billed: float | None, 
     assert out.decided_by == "plan_cap"
 
 
+@pytest.mark.parametrize(
+    ("load", "cap", "expected"),
+    [
+        # the plan charges 200 kW on its 3 MW forecast up to its 3.2 MW cap (planned import 3.2 MW):
+        (3e6, 3.2e6, -136e3),  # the load as forecast: the room under 3.2 MW less 2 % (CHARGE_MARGIN)
+        (2.5e6, 3.2e6, -636e3),  # 500 kW below the forecast: that room too, not the planned 200 kW
+        (3.1e6, 3.2e6, -36e3),  # above it: only the room there is (3.136 - 3.1 MW)
+        # the plan charges 200 kW with its cap at 3.5 MW, well above: the amount is its choice, kept
+        (2.5e6, 3.5e6, -200e3),
+    ],
+)
+def test_where_the_plan_charges_at_its_cap_the_charge_fills_the_room_there_is(
+    load: float, cap: float, expected: float
+) -> None:
+    # (a planned charge kept to its planned power was lost whenever the load ran above the forecast
+    # and never made up when it ran below: on the HPL loop the battery never filled)
+    out = at(schedule(-200e3, cap_w=cap), load=load, billed=3.2e6)
+    assert out.site_setpoint_w == pytest.approx(expected)
+
+
 def test_the_reserve_keeps_its_priority_over_the_plan() -> None:
     # at the 20 % SoC floor the plan's discharge is cut to nothing by the reserve bound
     clusters, pcs = fleet(soc=20.0)

@@ -8,18 +8,24 @@ replaces the heuristic economic controllers (time-of-use, balancing, demand shav
 - a bound, the plan's grid-import cap on the interval's average, held with the demand
   controller's interval accounting (credit and deficit over the time left) and its margins, so a
   load above the forecast is shaved down to the cap, and charging never lifts the interval above
-  the cap nor above the peak already billed this month (see track).
+  the cap nor above the peak already billed this month (see track); where the plan charges up to
+  its cap, the charge fills the room there is under it, not only the planned power.
 The safety and grid-support bounds above it (device limits, outage, reserve, export, ramp) keep
 their priority: it only narrows the window they leave, and its target is clamped into it.
 """
 
 from __future__ import annotations
 
+from typing import Final
+
 from agent.control.cycle import Cycle
 from agent.control.demand import CHARGE_MARGIN, INF, MARGIN, allowed_grid_w, interval_net_forecast_w
 from agent.control.state import month_peak
 from agent.control.window import AUTO, Window
 from agent.model.plan import Bound
+
+# a planned import this close to the cap is at it (the LP's solution, up to HiGHS's tolerance)
+FILL_TOL_W: Final = 1.0
 
 
 def track(w: Window, c: Cycle) -> Window:
@@ -53,6 +59,14 @@ def track(w: Window, c: Cycle) -> Window:
     planned = float(p.grid_w[k])
     if planned > shave_cap:
         shave_cap = planned if planned < cap else cap
+    # Where the plan charges up to its cap, the cap is what limits the charge: the plan would take
+    # more at this price if the load left room. There the charge fills the room there is (under the
+    # charge level, margin kept: filled to the cap itself, the load's noise ratcheted the billed
+    # peak up interval after interval, the plan's floor following it), not only the planned power:
+    # the planned charge was lost whenever the load ran above the forecast and never made up when it
+    # ran below, and on a load the forecast cannot phase (the HPL loop) the battery never filled
+    # (7.6 MWh planned a day, ~2 MWh done). The next plan starts from the fuller battery.
+    fill = float(p.battery_w[k]) < 0.0 and planned >= cap - FILL_TOL_W
     if not charge_cap < INF:
         return w
     left = c.iv_len - c.into
@@ -69,6 +83,8 @@ def track(w: Window, c: Cycle) -> Window:
         hi_fc = c.net if c.net > fc else fc
         a = min(0.0, hi_fc - allowed_grid_w(charge_cap, iv.grid_ws, iv.covered_s, left, c.iv_len))
         level = charge_cap
+        if fill and a < w.target:
+            w = w.decided(AUTO, a, "plan")
     if not a > w.lo:
         return w
     lo, lo_src = (w.hi, w.hi_src) if a > w.hi else (a, src)
