@@ -1,13 +1,15 @@
 """Staged expansion benchmark: a campus growing from 10,000 to 100,000 GPUs over five years.
 
-Run: .venv/bin/python bench/expansion_bench.py [--days 31] [--step 300] [--clusters 0,24,48,96,144,192] [--json]
+Run: .venv/bin/python bench/expansion_bench.py [--days 31] [--step 60] [--clusters 0,24,48,96,144,192] [--json]
      .venv-fast/bin/python bench/expansion_bench.py ...   # the mypyc-compiled build (`make fast`)
 
 The load: savings_bench.py's ~10,000-GPU site (1,000 training nodes swinging together along the
 measured H100 node trace, /work/shared/data/h100-node-training-100stepsync.csv from GitHub
 grantwilkins/training_profile; 250 inference nodes; PUE 1.25; 200 kW other), July 2026 at 1 s,
-then averaged to `--step` s (the bill is on 15-min means: a 300 s step keeps what it charges, not
-the sub-minute swings; a replay's time grows with steps x clusters).
+then averaged to `--step` s (a replay's time grows with steps x clusters). Not coarser than 60 s:
+the replay takes one decision per trace step and holds it, so at 300 s the 1 s policy's charging
+is held for 5 minutes at a time and the replays lose money the live agent does not (BENCHMARKS.md,
+"Issue 16: staged expansion", the integrator's re-run).
 Year y is that trace x the GPU count's growth: 10k, 20k, 40k, 70k, 100k GPUs (x 1, 2, 4, 7, 10),
 and years 6..15 keep year 5's load (agent.offline.growth: `scale` per [[year]]).
 
@@ -71,7 +73,7 @@ om_fixed = 150_000
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=31)
-    ap.add_argument("--step", type=float, default=300.0, help="trace step, s (means of the 1 s trace) [300]")
+    ap.add_argument("--step", type=float, default=60.0, help="trace step, s (means of the 1 s trace) [60]")
     ap.add_argument("--cluster-price", type=float, default=250_000.0, help="year 1, CNY per cluster [250000]")
     ap.add_argument("--price-fall", type=float, default=0.08, help="cluster price fall a year [0.08]")
     ap.add_argument("--clusters", default="0,24,48,96,144,192", help="candidate installed counts [0,24,...,192]")
