@@ -9,7 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.campus.allocate import MIN_SHARE, CampusLimits, FeederState, Share, allocate, hold_down
+from agent.campus.allocate import (
+    MIN_SHARE,
+    CampusLimits,
+    DemandSplit,
+    FeederState,
+    Share,
+    allocate,
+    hold_down,
+    steady_demand,
+    to_send,
+)
 
 
 def feeder(site: str, net: float, dis: float = 0.0, wh: float = 0.0, **kw: Any) -> FeederState:
@@ -160,6 +170,71 @@ def test_hold_down_sends_the_least_of_the_recent_allocations() -> None:
     assert out == {"a": Share(1000.0, 10.0, 0.0), "b": Share(1000.0, 10.0, 0.0), "c": Share(5.0, 5.0, 5.0)}
 
 
+def demands(shares: dict[str, Share]) -> dict[str, float]:
+    return {k: v.demand_target_w for k, v in shares.items()}
+
+
+def test_demand_shares_are_not_starved_by_the_hold_down() -> None:
+    """Two feeders with no battery swap loads from one cycle to the next. Each allocation gives the
+    10 MW demand target out as 1 W + each load (the loads sum to the target less 2 W: no headroom):
+    6 MW / 4 MW, then 4 MW / 6 MW. Held down like the import cap, both would get 4 MW: 8 MW, 80 % of
+    the target (the campus would defend 2 MW below it). Sent as the interval's steady split they
+    get the interval's first allocation every cycle: 6 MW + 4 MW = the target, whatever cycle each
+    applies; the next interval is split anew."""
+    limits = CampusLimits(demand_target_w=10e6)
+    cycles = [(6e6 - 1, 4e6 - 1), (4e6 - 1, 6e6 - 1), (6e6 - 1, 4e6 - 1), (4e6 - 1, 6e6 - 1)]
+    intervals = [7, 7, 7, 8]
+    recent: list[dict[str, Share]] = []
+    split: DemandSplit | None = None
+    sent = []
+    for (a, b), iv in zip(cycles, intervals, strict=True):
+        alloc = allocate(limits, [feeder("a", a), feeder("b", b)])
+        recent = [*recent, alloc][-3:]
+        split = steady_demand(split, alloc, iv, frozenset())
+        sent.append(demands(to_send(recent, split)))
+    assert demands(hold_down(recent[:2])) == {"a": 4e6, "b": 4e6}  # what the coordinator used to send
+    assert sent[:3] == [{"a": 6e6, "b": 4e6}] * 3  # steady within interval 7
+    assert sent[3] == {"a": 4e6, "b": 6e6}  # interval 8: its own first allocation
+
+
+def test_demand_split_again_when_a_feeder_falls_back() -> None:
+    """Mid-interval, b goes stale: it holds its fallback demand share, and a gets the rest at once."""
+    limits, fb = CampusLimits(demand_target_w=10e6), {"b": Share(0.0, 0.0, 3e6)}
+    first = allocate(limits, [feeder("a", 6e6 - 1), feeder("b", 4e6 - 1)], fallback=fb)
+    split = steady_demand(None, first, 7, frozenset())
+    stale = allocate(limits, [feeder("a", 5e6), feeder("b", 0.0, fresh=False)], fallback=fb)
+    split = steady_demand(split, stale, 7, frozenset({"b"}))
+    assert dict(split.targets) == {"a": 7e6, "b": 3e6}
+    # a change of loads alone within the interval keeps it
+    again = allocate(limits, [feeder("a", 1e6), feeder("b", 0.0, fresh=False)], fallback=fb)
+    assert steady_demand(split, again, 7, frozenset({"b"})) is split
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.lists(st.floats(min_value=0.0, max_value=1e6), min_size=3, max_size=3), min_size=4, max_size=12),
+    st.lists(st.integers(min_value=0, max_value=2), min_size=3, max_size=3),
+    st.integers(min_value=1, max_value=5),
+)
+def test_any_mix_of_demand_shares_in_an_interval_holds_the_target(
+    loads: list[list[float]], lag: list[int], iv_cycles: int
+) -> None:
+    """Feeder i applies the share sent lag[i] cycles ago: any mix within one demand interval (of
+    iv_cycles cycles) sums to the campus demand target, and so do the shares held at its end."""
+    fs = lambda ls: [feeder(f"f{i}", n, 0.5 * n, 1000.0) for i, n in enumerate(ls)]  # noqa: E731
+    limits = CampusLimits(1e6, 1e4, 8e5)
+    allocs = [allocate(limits, fs(ls)) for ls in loads]
+    split: DemandSplit | None = None
+    sent = []
+    for k, alloc in enumerate(allocs):
+        split = steady_demand(split, alloc, k // iv_cycles, frozenset())
+        sent.append(to_send(allocs[max(0, k - 2) : k + 1], split))
+    for k in range(2, len(sent)):
+        if all((k - lg) // iv_cycles == k // iv_cycles for lg in lag):
+            mix = [sent[k - lag[i]][f"f{i}"] for i in range(3)]
+            assert sum(s.demand_target_w for s in mix) == pytest.approx(8e5, rel=1e-12)
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.lists(st.floats(min_value=0.0, max_value=1e6), min_size=3, max_size=3), min_size=4, max_size=12),
@@ -171,7 +246,9 @@ def test_any_mix_of_shares_sent_in_consecutive_cycles_holds_the_limit(loads: lis
     fs = lambda ls: [feeder(f"f{i}", n, 0.5 * n, 1000.0) for i, n in enumerate(ls)]  # noqa: E731
     limits = CampusLimits(1e6, 1e4, 0.0)
     allocs = [allocate(limits, fs(ls)) for ls in loads]
-    sent = [hold_down(allocs[max(0, k - window + 1) : k + 1]) for k in range(len(allocs))]
+    # what the coordinator sends (to_send): the caps held down whatever the demand split
+    split = DemandSplit(0, frozenset(), {})
+    sent = [to_send(allocs[max(0, k - window + 1) : k + 1], split) for k in range(len(allocs))]
     for k in range(2, len(sent)):
         mix = [sent[k - lag[i]][f"f{i}"] for i in range(3)]
         assert sum(s.import_cap_w for s in mix) <= 1e6 * (1 + 1e-12)

@@ -121,3 +121,38 @@ async def test_a_feeder_that_hears_no_shares_is_put_on_its_fallback(
         assert coord.stale == {"feeder_c"}
     finally:
         await coord.meter.close()
+
+
+async def test_demand_shares_steady_within_the_interval(served: tuple[CampusConfig, SimulatedCampus]) -> None:
+    """The demand target is split at the interval's first cycle and sent unchanged for the rest of
+    it, however the loads move; the next interval is split anew (the import cap follows each cycle)."""
+    cfg, _ = served
+    cfg = replace(cfg, limits=replace(cfg.limits, demand_target_w=3_000_000.0))
+    start = (time.time() // cfg.demand_interval_s + 1) * cfg.demand_interval_s + 10.0
+    now = [start]
+    coord = Coordinator(cfg, epoch=lambda: now[0])
+    topic = coord.report_prefix
+
+    async def cycle(loads: tuple[float, float, float]) -> dict[str, Share]:
+        now[0] += 1.0
+        for site, net in zip(cfg.feeders, loads, strict=True):
+            assert coord.on_report(topic + site, report(cfg, site, net, 600_000.0, now[0]))
+        return await coord.cycle()
+
+    try:
+        # no battery needed (3 MW of load for 3 MW less 3 W): each gets 1 W + its load
+        first = await cycle((1_500_000.0 - 1, 1_000_000.0 - 1, 500_000.0 - 1))
+        want = {"feeder_a": 1_500_000.0, "feeder_b": 1_000_000.0, "feeder_c": 500_000.0}
+        assert {k: round(s.demand_target_w, 3) for k, s in first.items()} == want
+        for _ in range(SHARE_WINDOW + 1):
+            later = await cycle((500_000.0 - 1, 1_000_000.0 - 1, 1_500_000.0 - 1))
+        assert {k: round(s.demand_target_w, 3) for k, s in later.items()} == want
+        now[0] = start + cfg.demand_interval_s  # the next interval
+        nxt = await cycle((500_000.0 - 1, 1_000_000.0 - 1, 1_500_000.0 - 1))
+        assert {k: round(s.demand_target_w, 3) for k, s in nxt.items()} == {
+            "feeder_a": 500_000.0,
+            "feeder_b": 1_000_000.0,
+            "feeder_c": 1_500_000.0,
+        }
+    finally:
+        await coord.meter.close()

@@ -24,9 +24,24 @@ Right by construction:
 - a limit that is on never gives a feeder a 0 share (0 means "off" to the agent's controllers):
   every feeder first gets MIN_SHARE and the rest of the limit is split as above; the sum still holds.
 
-Agents apply a new share at their own next cycle, not all together: `hold_down` (what the
-coordinator sends) is each feeder's least share over the last few allocations, so any mix of the
-shares sent in those consecutive cycles still sums to at most the limit.
+Agents apply a new share at their own next cycle, not all together, so what the coordinator sends
+(`to_send`) must hold for any mix of the shares sent in consecutive cycles:
+- import cap and ramp are instantaneous: `hold_down` sends each feeder its least share over the
+  last SHARE_WINDOW allocations, so any mix of the shares sent in those cycles sums to at most the
+  limit (every one is at most that feeder's allocation in the oldest of them);
+- the demand target is an interval AVERAGE, and holding it down is wrong for it: the least of three
+  allocations that follow the feeders' moving loads is below the allocation most of the time, so the
+  held-down shares summed to ~91 % of the campus target (BENCHMARKS.md, issue 16) and the agents
+  defended a level far below it. An agent's demand controller settles the interval against the
+  target it holds at the interval's END (allowed_grid_w: target x elapsed - energy so far, spread
+  over the rest), so what must sum to the campus target is the set of shares the agents hold when
+  each interval ends. `steady_demand` therefore splits the demand target once per demand interval
+  (at its first allocation) and keeps that split for the whole interval: every cycle of an interval
+  sends the same demand shares, so any mix of cycles within it is the one split, summing to the
+  target by construction. An agent a cycle late into a new interval holds last interval's share for
+  that cycle only; its energy accounting then settles the interval against the new share it holds
+  for the rest (and at the end). The split is redone within an interval only when the set of feeders
+  on their fallback changes (a stale feeder holds its fallback, and the others must share the rest).
 
 Pure: no I/O, no clock. Non-finite or negative report values make a feeder stale (bad input never
 becomes a share).
@@ -40,6 +55,10 @@ from dataclasses import dataclass
 
 from agent.control.dispatch import fill
 
+# allocations an import cap or ramp share is the least of (hold_down): any mix of the shares sent in
+# this many consecutive cycles sums to at most the limit, so an agent a cycle late or one message
+# short holds it
+SHARE_WINDOW = 3
 MIN_SHARE = 1.0  # W (or W/s): the least share of a limit that is on (see the module doc)
 _FLOOR_FRACTION = 0.1  # of a feeder's net load: its weight for headroom and ramp however big its battery
 _FLOOR_W = 1.0  # and at least this (W): a feeder at zero load still gets a part
@@ -155,6 +174,39 @@ def split_ramp(limit_w_per_s: float, fs: Sequence[FeederState]) -> list[float]:
     if rest <= 0.0:
         return [limit_w_per_s / n] * n
     return [MIN_SHARE + r for r in _spread(rest, _without_battery(fs))]
+
+
+@dataclass(frozen=True, slots=True)
+class DemandSplit:
+    """The campus demand target's split, kept for one demand interval (see the module doc)."""
+
+    interval: int  # the demand interval it was made in (time // interval length)
+    on_fallback: frozenset[str]  # the feeders that were on their fallback share then
+    targets: Mapping[str, float]  # site -> demand target share, W (sums to the campus target)
+
+
+def steady_demand(
+    prev: DemandSplit | None, alloc: Mapping[str, Share], interval: int, on_fallback: frozenset[str]
+) -> DemandSplit:
+    """`prev` while it is this interval's split for the same feeders on fallback; else `alloc`'s."""
+    if (
+        prev is not None
+        and prev.interval == interval
+        and prev.on_fallback == on_fallback
+        and prev.targets.keys() == alloc.keys()
+    ):
+        return prev
+    return DemandSplit(interval, on_fallback, {site: sh.demand_target_w for site, sh in alloc.items()})
+
+
+def to_send(recent: Sequence[Mapping[str, Share]], split: DemandSplit) -> dict[str, Share]:
+    """What the coordinator sends: import cap and ramp held down over `recent` allocations, the
+    demand target from the interval's steady `split` (see the module doc for why they differ)."""
+    held = hold_down(recent)
+    return {
+        site: Share(sh.import_cap_w, sh.ramp_w_per_s, split.targets.get(site, sh.demand_target_w))
+        for site, sh in held.items()
+    }
 
 
 def hold_down(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:

@@ -4,9 +4,10 @@ Every cycle (1 s by default): read the campus meter over Modbus TCP (the same dr
 profiles as a site's grid meter), take the newest verified report of every feeder, allocate the
 campus limits (agent/campus/allocate.py: a feeder whose report is stale or missing, or which
 reports that it has heard no share for stale_after_s, gets its fallback share) and publish each
-feeder's share, signed with the campus key (agent/campus/messages.py): the least of its last
-SHARE_WINDOW allocations (allocate.hold_down), so agents applying them a cycle apart still hold
-the limit together. Its own state
+feeder's share, signed with the campus key (agent/campus/messages.py): its import cap and ramp the
+least of its last SHARE_WINDOW allocations (allocate.hold_down), its demand target the split made
+at the demand interval's first cycle (allocate.steady_demand), so agents applying them a cycle apart
+still hold the limits together (allocate's module doc). Its own state
 goes to `<prefix>/campus/<id>/coordinator` (retained JSON; "offline" as the will) and the log is
 quiet in steady state: a line when a feeder goes stale or comes back, when the campus import goes
 above its limit or back under it, when the broker connection drops or returns.
@@ -31,7 +32,16 @@ from typing import Any
 
 import aiomqtt
 
-from agent.campus.allocate import FeederState, Share, allocate, hold_down, usable
+from agent.campus.allocate import (
+    SHARE_WINDOW,
+    DemandSplit,
+    FeederState,
+    Share,
+    allocate,
+    steady_demand,
+    to_send,
+    usable,
+)
 from agent.campus.config import CampusConfig
 from agent.campus.link import finish, first_of, keep_connected, payload_bytes
 from agent.campus.messages import (
@@ -52,9 +62,6 @@ from drivers.profile import load_profile
 log = logging.getLogger("ems.campus")
 
 LOG_EVERY_S = 10.0
-# allocations a share is the least of (allocate.hold_down): any mix of the shares sent in this many
-# consecutive cycles sums to at most the limit, so an agent a cycle late or one message short holds it
-SHARE_WINDOW = 3
 
 
 class Coordinator:
@@ -75,6 +82,7 @@ class Coordinator:
         self.seq = 0
         self.shares: dict[str, Share] = {}  # what was sent this cycle
         self._recent: deque[dict[str, Share]] = deque(maxlen=SHARE_WINDOW)  # the last allocations
+        self._demand: DemandSplit | None = None  # this demand interval's split of the target
         self.stale: set[str] = set(cfg.feeders)  # feeders on their fallback (all, until they report)
         self.campus_w = math.nan
         self.over_limit = False
@@ -136,10 +144,15 @@ class Coordinator:
         self.campus_w = r.number() if r is not None else math.nan
         now = self.clock()
         feeders = self.feeders(now)
-        self._recent.append(
-            allocate(self.cfg.limits, feeders, fallback=self.cfg.fallback, stale_after_s=self.cfg.stale_after_s)
-        )
-        shares = hold_down(self._recent)
+        stale_s = self.cfg.stale_after_s
+        alloc = allocate(self.cfg.limits, feeders, fallback=self.cfg.fallback, stale_after_s=stale_s)
+        self._recent.append(alloc)
+        # the agents' demand intervals are aligned on their local clock; a 15-min (or any whole
+        # divisor of 30 min) interval starts at the same instants in UTC for every usual zone offset
+        interval = int(self.epoch() // self.cfg.demand_interval_s)
+        on_fallback = frozenset(f.site_id for f in feeders if not usable(f, stale_s))
+        self._demand = steady_demand(self._demand, alloc, interval, on_fallback)
+        shares = to_send(self._recent, self._demand)
         self.seq += 1
         self.shares = shares
         ts = self.epoch()
