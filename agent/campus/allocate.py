@@ -32,16 +32,24 @@ Agents apply a new share at their own next cycle, not all together, so what the 
 - the demand target is an interval AVERAGE, and holding it down is wrong for it: the least of three
   allocations that follow the feeders' moving loads is below the allocation most of the time, so the
   held-down shares summed to ~91 % of the campus target (BENCHMARKS.md, issue 16) and the agents
-  defended a level far below it. An agent's demand controller settles the interval against the
-  target it holds at the interval's END (allowed_grid_w: target x elapsed - energy so far, spread
-  over the rest), so what must sum to the campus target is the set of shares the agents hold when
-  each interval ends. `steady_demand` therefore splits the demand target once per demand interval
-  (at its first allocation) and keeps that split for the whole interval: every cycle of an interval
-  sends the same demand shares, so any mix of cycles within it is the one split, summing to the
-  target by construction. An agent a cycle late into a new interval holds last interval's share for
-  that cycle only; its energy accounting then settles the interval against the new share it holds
-  for the rest (and at the end). The split is redone within an interval only when the set of feeders
-  on their fallback changes (a stale feeder holds its fallback, and the others must share the rest).
+  defended a level far below it. Splitting the target as a LEVEL each cycle is wrong too, for the
+  same reason the agent's demand controller plans energy: an agent settles its interval against the
+  target it holds (allowed_grid_w: import allowed now = (target x interval - energy so far) / time
+  left), so a level share that moves by d late in the interval moves that agent's allowance by
+  d x interval / time left (a share 100 kW lower a minute before the end: 1.5 MW less allowed), and
+  splitting the level once per interval leaves each feeder the headroom of the interval's first
+  cycle, wherever the load then goes (measured: billed peak 17 MW over the ideal on 3 days).
+  So `split_demand` splits the campus's interval ENERGY: the campus may still import
+  E_left = T x L - (sum of the feeders' imports so far this interval) over the time left t, i.e. at
+  the rate E_left / t; that rate is split like the import cap (split_cap: by battery power and
+  energy where the campus needs them, headroom where the batteries cannot carry the load), r_i, and
+  feeder i is sent the level d_i = (E_i + r_i x t) / L, with E_i its own import so far. Then its
+  controller's allowance is exactly r_i (the pooled controller's allowance, split), and the d_i sum
+  to T by construction (sum E_i + sum r_i t = sum E_i + E_left = T x L). Consecutive cycles' d_i differ
+  only by what feeder i imported in one cycle less what it was allotted, times cycle / L: a mix of
+  consecutive allocations (an agent a cycle late) misses T by about one cycle's deviation from
+  plan over the whole interval, so the demand target is not held down. (Where a feeder is already past
+  its part, d_i is kept at MIN_SHARE: the campus is then already over its target's energy.)
 
 Pure: no I/O, no clock. Non-finite or negative report values make a feeder stale (bad input never
 becomes a share).
@@ -89,6 +97,7 @@ class FeederState:
     # how long the feeder had gone without a valid share when it reported: past stale_after_s it is
     # treated as stale (fallback) before it falls back by itself (its own stale_after_s is longer)
     share_age_s: float = 0.0
+    interval_wh: float = 0.0  # what it imported so far in the running demand interval (its own count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +111,7 @@ class Share:
 
 def usable(f: FeederState, stale_after_s: float) -> bool:
     """The report counts: fresh, no older than `stale_after_s`, every value finite and in range."""
-    vals = (f.net_load_w, f.grid_w, f.discharge_w, f.charge_w, f.energy_wh, f.age_s, f.share_age_s)
+    vals = (f.net_load_w, f.grid_w, f.discharge_w, f.charge_w, f.energy_wh, f.age_s, f.share_age_s, f.interval_wh)
     return (
         f.fresh
         and all(math.isfinite(v) for v in vals)
@@ -176,37 +185,29 @@ def split_ramp(limit_w_per_s: float, fs: Sequence[FeederState]) -> list[float]:
     return [MIN_SHARE + r for r in _spread(rest, _without_battery(fs))]
 
 
-@dataclass(frozen=True, slots=True)
-class DemandSplit:
-    """The campus demand target's split, kept for one demand interval (see the module doc)."""
-
-    interval: int  # the demand interval it was made in (time // interval length)
-    on_fallback: frozenset[str]  # the feeders that were on their fallback share then
-    targets: Mapping[str, float]  # site -> demand target share, W (sums to the campus target)
-
-
-def steady_demand(
-    prev: DemandSplit | None, alloc: Mapping[str, Share], interval: int, on_fallback: frozenset[str]
-) -> DemandSplit:
-    """`prev` while it is this interval's split for the same feeders on fallback; else `alloc`'s."""
-    if (
-        prev is not None
-        and prev.interval == interval
-        and prev.on_fallback == on_fallback
-        and prev.targets.keys() == alloc.keys()
-    ):
-        return prev
-    return DemandSplit(interval, on_fallback, {site: sh.demand_target_w for site, sh in alloc.items()})
-
-
-def to_send(recent: Sequence[Mapping[str, Share]], split: DemandSplit) -> dict[str, Share]:
+def to_send(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
     """What the coordinator sends: import cap and ramp held down over `recent` allocations, the
-    demand target from the interval's steady `split` (see the module doc for why they differ)."""
+    demand target from the newest (an energy split: see the module doc for why they differ)."""
     held = hold_down(recent)
+    newest = recent[-1]
     return {
-        site: Share(sh.import_cap_w, sh.ramp_w_per_s, split.targets.get(site, sh.demand_target_w))
+        site: Share(sh.import_cap_w, sh.ramp_w_per_s, newest[site].demand_target_w if site in newest else 0.0)
         for site, sh in held.items()
     }
+
+
+def split_demand(target_w: float, fs: Sequence[FeederState], left_s: float, length_s: float) -> list[float]:
+    """`target_w` (> 0, an interval average) split into level shares summing to it, one per feeder
+    in `fs` (all fresh), `left_s` of the `length_s` interval still to run: the campus energy left
+    split as a rate (see the module doc)."""
+    n = len(fs)
+    if n == 0:
+        return []
+    left = min(max(left_s, 1.0), length_s)
+    used = [f.interval_wh * 3600.0 for f in fs]  # W s
+    rate = (target_w * length_s - sum(used)) / left
+    rates = split_cap(rate, fs) if rate > 0.0 else [rate / n] * n
+    return [max(MIN_SHARE, (u + r * left) / length_s) for u, r in zip(used, rates, strict=True)]
 
 
 def hold_down(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
@@ -241,14 +242,18 @@ def allocate(
     *,
     fallback: Mapping[str, Share] | None = None,
     stale_after_s: float = math.inf,
+    interval_left_s: float = 900.0,
+    interval_s: float = 900.0,
 ) -> dict[str, Share]:
     """Each feeder's share of `limits`, by site id.
 
     A feeder that is not fresh (FeederState.fresh False, a report older than `stale_after_s`, or a
     non-finite or negative value in it) gets `fallback[site_id]`, and the fresh ones share the rest
     of each limit. A stale feeder with no fallback raises ValueError naming it (the coordinator's
-    campus file gives every feeder one). The demand target is split like the import cap: interval
-    averages add as instantaneous imports do.
+    campus file gives every feeder one). The demand target is split as the interval's energy left
+    (`interval_left_s` of the `interval_s` demand interval still to run, each fresh feeder's
+    `interval_wh` so far: split_demand); a feeder on its fallback holds its fallback level for the
+    interval, so the fresh share the rest of the target.
     """
     fb = fallback or {}
     ids = [f.site_id for f in feeders]
@@ -274,7 +279,8 @@ def allocate(
     if limits.ramp_limit_w_per_s > 0.0:
         ramp = split_ramp(rest(limits.ramp_limit_w_per_s, sum(s.ramp_w_per_s for s in held)), fresh)
     if limits.demand_target_w > 0.0:
-        demand = split_cap(rest(limits.demand_target_w, sum(s.demand_target_w for s in held)), fresh)
+        left_w = rest(limits.demand_target_w, sum(s.demand_target_w for s in held))
+        demand = split_demand(left_w, fresh, interval_left_s, interval_s)
     for i, f in enumerate(fresh):
         out[f.site_id] = Share(cap[i], ramp[i], demand[i])
     return out

@@ -5,8 +5,8 @@ profiles as a site's grid meter), take the newest verified report of every feede
 campus limits (agent/campus/allocate.py: a feeder whose report is stale or missing, or which
 reports that it has heard no share for stale_after_s, gets its fallback share) and publish each
 feeder's share, signed with the campus key (agent/campus/messages.py): its import cap and ramp the
-least of its last SHARE_WINDOW allocations (allocate.hold_down), its demand target the split made
-at the demand interval's first cycle (allocate.steady_demand), so agents applying them a cycle apart
+least of its last SHARE_WINDOW allocations (allocate.hold_down), its demand target the newest split
+of the interval's energy left (allocate.split_demand), so agents applying them a cycle apart
 still hold the limits together (allocate's module doc). Its own state
 goes to `<prefix>/campus/<id>/coordinator` (retained JSON; "offline" as the will) and the log is
 quiet in steady state: a line when a feeder goes stale or comes back, when the campus import goes
@@ -32,16 +32,7 @@ from typing import Any
 
 import aiomqtt
 
-from agent.campus.allocate import (
-    SHARE_WINDOW,
-    DemandSplit,
-    FeederState,
-    Share,
-    allocate,
-    steady_demand,
-    to_send,
-    usable,
-)
+from agent.campus.allocate import SHARE_WINDOW, FeederState, Share, allocate, to_send, usable
 from agent.campus.config import CampusConfig
 from agent.campus.link import finish, first_of, keep_connected, payload_bytes
 from agent.campus.messages import (
@@ -82,7 +73,6 @@ class Coordinator:
         self.seq = 0
         self.shares: dict[str, Share] = {}  # what was sent this cycle
         self._recent: deque[dict[str, Share]] = deque(maxlen=SHARE_WINDOW)  # the last allocations
-        self._demand: DemandSplit | None = None  # this demand interval's split of the target
         self.stale: set[str] = set(cfg.feeders)  # feeders on their fallback (all, until they report)
         self.campus_w = math.nan
         self.over_limit = False
@@ -128,13 +118,16 @@ class Coordinator:
     def feeders(self, now: float) -> list[FeederState]:
         """Every configured feeder: its newest report with its age, or a stale placeholder."""
         out = []
+        length = self.cfg.demand_interval_s
         for site in self.cfg.feeders:
             got = self.reports.get(site)
             if got is None:
                 out.append(FeederState(site, 0.0, 0.0, 0.0, 0.0, 0.0, fresh=False, age_s=math.inf))
             else:
                 f, t = got
-                out.append(replace(f, age_s=max(0.0, now - t)))
+                # its import counted in an interval that has ended is not this interval's
+                same = self.report_ts[site] // length == self.epoch() // length
+                out.append(replace(f, age_s=max(0.0, now - t), interval_wh=f.interval_wh if same else 0.0))
         return out
 
     async def cycle(self) -> dict[str, Share]:
@@ -144,15 +137,21 @@ class Coordinator:
         self.campus_w = r.number() if r is not None else math.nan
         now = self.clock()
         feeders = self.feeders(now)
-        stale_s = self.cfg.stale_after_s
-        alloc = allocate(self.cfg.limits, feeders, fallback=self.cfg.fallback, stale_after_s=stale_s)
-        self._recent.append(alloc)
         # the agents' demand intervals are aligned on their local clock; a 15-min (or any whole
         # divisor of 30 min) interval starts at the same instants in UTC for every usual zone offset
-        interval = int(self.epoch() // self.cfg.demand_interval_s)
-        on_fallback = frozenset(f.site_id for f in feeders if not usable(f, stale_s))
-        self._demand = steady_demand(self._demand, alloc, interval, on_fallback)
-        shares = to_send(self._recent, self._demand)
+        length = self.cfg.demand_interval_s
+        left = length - self.epoch() % length
+        self._recent.append(
+            allocate(
+                self.cfg.limits,
+                feeders,
+                fallback=self.cfg.fallback,
+                stale_after_s=self.cfg.stale_after_s,
+                interval_left_s=left,
+                interval_s=length,
+            )
+        )
+        shares = to_send(self._recent)
         self.seq += 1
         self.shares = shares
         ts = self.epoch()
