@@ -210,6 +210,21 @@ def test_demand_split_is_the_interval_energy_left() -> None:
     assert da + (da * 600 - 4e6 * 600) / 300 == pytest.approx(rate_a, rel=1e-9)
 
 
+def test_demand_headroom_goes_toward_the_batteries_that_can_charge() -> None:
+    """Under the target, the demand headroom is weighted by charge power too (the import cap's is
+    not): a is full (no charge power), b can take 1 MW. At the interval's start (nothing imported),
+    4 MW + 2 W for 2 MW of load: 2 MW of headroom, weights 1.1 x 1 MW + 1 W (the load, no battery
+    to carry it) for a, and that + 1 MW of charge power for b."""
+    fs = [
+        FeederState("a", net_load_w=1e6, grid_w=1e6, discharge_w=0.0, charge_w=0.0, energy_wh=0.0),
+        FeederState("b", net_load_w=1e6, grid_w=1e6, discharge_w=0.0, charge_w=1e6, energy_wh=0.0),
+    ]
+    out = allocate(CampusLimits(4e6 + 2.0, 0.0, 4e6 + 2.0), fs, interval_left_s=900.0, interval_s=900.0)
+    assert out["a"].demand_target_w == pytest.approx(1.0 + 1e6 + 2e6 * 1_100_001 / 3_200_002, rel=1e-12)
+    assert out["b"].demand_target_w == pytest.approx(1.0 + 1e6 + 2e6 * 2_100_001 / 3_200_002, rel=1e-12)
+    assert caps(out) == {"a": 2_000_001.0, "b": 2_000_001.0}  # the cap's headroom: by load alone
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.floats(min_value=0.0, max_value=1e6), min_size=3, max_size=3),

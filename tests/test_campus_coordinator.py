@@ -153,9 +153,10 @@ async def test_demand_shares_split_the_interval_energy_left(served: tuple[Campus
         now[0] += 310.0  # 10 s into the next interval: those reports' energy is the last interval's
         shares = await coord.cycle()
         # nothing imported yet: 3 MW x 900 s over 890 s; the headroom over the loads (and 1 W each)
-        # by the load a feeder's 600 kW battery cannot carry + 10 % of its load + 1 W
+        # by the load a feeder's 600 kW battery cannot carry + 10 % of its load + 1 W + its 600 kW
+        # of charge power
         rate = 3e6 * 900 / 890
-        weights = {"feeder_a": 1_050_001.0, "feeder_b": 500_001.0, "feeder_c": 50_001.0}
+        weights = {"feeder_a": 1_650_001.0, "feeder_b": 1_100_001.0, "feeder_c": 650_001.0}
         head = rate - 3.0 - 3e6
         for site, net in loads.items():
             want = (1.0 + net + head * weights[site] / sum(weights.values())) * 890 / 900
