@@ -143,3 +143,13 @@ def test_report_says_how_long_since_the_last_share(link: tuple[CampusLink, Clock
     clock.step(2.5)
     lk.submit(rec)
     assert json.loads(lk._report)["share_age_s"] == 2.5
+
+
+def test_report_carries_the_interval_import_the_loop_counted(link: tuple[CampusLink, Clock]) -> None:
+    """The coordinator splits the campus's interval energy from each feeder's own count of its import
+    so far this interval (CycleRecord.interval_grid_wh, the demand controller's)."""
+    lk, _ = link
+    rec = replace(Cycles(lk.hub, NOW).next(publish=False), interval_grid_wh=123_456.789)
+    lk.submit(rec)
+    assert lk._report is not None
+    assert json.loads(lk._report)["interval_wh"] == 123_456.789
