@@ -9,7 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.campus.allocate import MIN_SHARE, CampusLimits, FeederState, Share, allocate, hold_down
+from agent.campus.allocate import (
+    MIN_SHARE,
+    CampusLimits,
+    FeederState,
+    Share,
+    allocate,
+    hold_down,
+    to_send,
+)
 
 
 def feeder(site: str, net: float, dis: float = 0.0, wh: float = 0.0, **kw: Any) -> FeederState:
@@ -160,6 +168,80 @@ def test_hold_down_sends_the_least_of_the_recent_allocations() -> None:
     assert out == {"a": Share(1000.0, 10.0, 0.0), "b": Share(1000.0, 10.0, 0.0), "c": Share(5.0, 5.0, 5.0)}
 
 
+def demands(shares: dict[str, Share]) -> dict[str, float]:
+    return {k: v.demand_target_w for k, v in shares.items()}
+
+
+def test_demand_shares_are_not_starved_by_the_hold_down() -> None:
+    """Two feeders with no battery swap loads from one cycle to the next, at the start of an interval
+    (nothing imported yet, 900 s left). Each allocation gives the 10 MW demand target out as 1 W +
+    each load (the loads sum to the target less 2 W: no headroom): 6 MW / 4 MW, then 4 MW / 6 MW.
+    Held down like the import cap (what the coordinator used to send), both got 4 MW: 8 MW, 80 % of
+    the target, the campus defending 2 MW below it. Sent from the newest allocation they sum to the
+    target every cycle."""
+    limits = CampusLimits(demand_target_w=10e6)
+    recent: list[dict[str, Share]] = []
+    sent = []
+    for a, b in [(6e6 - 1, 4e6 - 1), (4e6 - 1, 6e6 - 1), (6e6 - 1, 4e6 - 1)]:
+        recent = [*recent, allocate(limits, [feeder("a", a), feeder("b", b)])][-3:]
+        sent.append(demands(to_send(recent)))
+    assert demands(hold_down(recent)) == {"a": 4e6, "b": 4e6}
+    assert sent == [{"a": 6e6, "b": 4e6}, {"a": 4e6, "b": 6e6}, {"a": 6e6, "b": 4e6}]
+
+
+def test_demand_split_is_the_interval_energy_left() -> None:
+    """10 MW target over 900 s; 600 s in, a has imported 4 MW x 600 s and b 2 MW x 600 s (the campus
+    6 MW on average): 10 x 900 - 6 x 600 = 5,400 MW s left over 300 s, a rate of 18 MW. Loads 8 and
+    6 MW (14 MW, under 18): each gets 1 W + its load + a part of the headroom (18 MW - 2 W - 14 MW)
+    by the load its battery cannot carry (no battery here: 1.1 x load + 1 W).
+    a's rate: 1 + 8e6 + 3,999,998 x 8,800,001 / 15,400,002; its level (4e6 x 600 + rate x 300) / 900.
+    The levels sum to the target; each agent's controller then allows exactly its rate."""
+    limits = CampusLimits(demand_target_w=10e6)
+    fs = [feeder("a", 8e6, interval_wh=4e6 * 600 / 3600), feeder("b", 6e6, interval_wh=2e6 * 600 / 3600)]
+    out = allocate(limits, fs, interval_left_s=300.0, interval_s=900.0)
+    head = 18e6 - 2.0 - 14e6
+    rate_a = 1.0 + 8e6 + head * 8_800_001 / 15_400_002
+    rate_b = 1.0 + 6e6 + head * 6_600_001 / 15_400_002
+    assert out["a"].demand_target_w == pytest.approx((4e6 * 600 + rate_a * 300) / 900, rel=1e-12)
+    assert out["b"].demand_target_w == pytest.approx((2e6 * 600 + rate_b * 300) / 900, rel=1e-12)
+    assert out["a"].demand_target_w + out["b"].demand_target_w == pytest.approx(10e6, rel=1e-12)
+    # what a's demand controller allows now (agent.control.demand.allowed_grid_w, 600 s covered)
+    da = out["a"].demand_target_w
+    assert da + (da * 600 - 4e6 * 600) / 300 == pytest.approx(rate_a, rel=1e-9)
+
+
+def test_demand_headroom_goes_toward_the_batteries_that_can_charge() -> None:
+    """Under the target, the demand headroom is weighted by charge power too (the import cap's is
+    not): a is full (no charge power), b can take 1 MW. At the interval's start (nothing imported),
+    4 MW + 2 W for 2 MW of load: 2 MW of headroom, weights 1.1 x 1 MW + 1 W (the load, no battery
+    to carry it) for a, and that + 1 MW of charge power for b."""
+    fs = [
+        FeederState("a", net_load_w=1e6, grid_w=1e6, discharge_w=0.0, charge_w=0.0, energy_wh=0.0),
+        FeederState("b", net_load_w=1e6, grid_w=1e6, discharge_w=0.0, charge_w=1e6, energy_wh=0.0),
+    ]
+    out = allocate(CampusLimits(4e6 + 2.0, 0.0, 4e6 + 2.0), fs, interval_left_s=900.0, interval_s=900.0)
+    assert out["a"].demand_target_w == pytest.approx(1.0 + 1e6 + 2e6 * 1_100_001 / 3_200_002, rel=1e-12)
+    assert out["b"].demand_target_w == pytest.approx(1.0 + 1e6 + 2e6 * 2_100_001 / 3_200_002, rel=1e-12)
+    assert caps(out) == {"a": 2_000_001.0, "b": 2_000_001.0}  # the cap's headroom: by load alone
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=1e6), min_size=3, max_size=3),
+    st.lists(st.floats(min_value=0.0, max_value=300.0), min_size=3, max_size=3),
+    st.floats(min_value=0.0, max_value=900.0),
+)
+def test_demand_shares_sum_to_the_target(loads: list[float], wh: list[float], left: float) -> None:
+    """Whatever each feeder imported so far and however much of the interval is left, the demand
+    shares sum to the campus target while the campus has not used up its interval's energy (up to
+    MIN_SHARE each: a share is never below it, 0 being "off" to the agent)."""
+    fs = [feeder(f"f{i}", n, 0.5 * n, 1000.0, interval_wh=e) for i, (n, e) in enumerate(zip(loads, wh, strict=True))]
+    out = allocate(CampusLimits(1e6, 1e4, 8e5), fs, interval_left_s=left, interval_s=900.0)
+    if 8e5 * 900 - sum(wh) * 3600 > 3.0 * max(left, 1.0):  # energy left for more than 1 W each
+        assert 8e5 * (1 - 1e-12) <= sum(s.demand_target_w for s in out.values()) <= 8e5 + 3 * MIN_SHARE
+    assert all(s.demand_target_w >= MIN_SHARE for s in out.values())
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.lists(st.lists(st.floats(min_value=0.0, max_value=1e6), min_size=3, max_size=3), min_size=4, max_size=12),
@@ -171,7 +253,7 @@ def test_any_mix_of_shares_sent_in_consecutive_cycles_holds_the_limit(loads: lis
     fs = lambda ls: [feeder(f"f{i}", n, 0.5 * n, 1000.0) for i, n in enumerate(ls)]  # noqa: E731
     limits = CampusLimits(1e6, 1e4, 0.0)
     allocs = [allocate(limits, fs(ls)) for ls in loads]
-    sent = [hold_down(allocs[max(0, k - window + 1) : k + 1]) for k in range(len(allocs))]
+    sent = [to_send(allocs[max(0, k - window + 1) : k + 1]) for k in range(len(allocs))]  # as sent
     for k in range(2, len(sent)):
         mix = [sent[k - lag[i]][f"f{i}"] for i in range(3)]
         assert sum(s.import_cap_w for s in mix) <= 1e6 * (1 + 1e-12)

@@ -121,3 +121,45 @@ async def test_a_feeder_that_hears_no_shares_is_put_on_its_fallback(
         assert coord.stale == {"feeder_c"}
     finally:
         await coord.meter.close()
+
+
+async def test_demand_shares_split_the_interval_energy_left(served: tuple[CampusConfig, SimulatedCampus]) -> None:
+    """The coordinator splits the campus's interval energy left (allocate.split_demand) by its own
+    clock's time left in the interval, from each feeder's reported import so far; a report counted
+    in an interval that has ended counts nothing in the next."""
+    cfg, _ = served
+    cfg = replace(cfg, limits=replace(cfg.limits, demand_target_w=3_000_000.0))
+    length = cfg.demand_interval_s
+    now = [(time.time() // length + 1) * length + length - 300.0]  # 300 s left in the interval
+    coord = Coordinator(cfg, epoch=lambda: now[0])
+    topic = coord.report_prefix
+    loads = {"feeder_a": 1_500_000.0, "feeder_b": 1_000_000.0, "feeder_c": 500_000.0}
+
+    def send(wh: float) -> None:
+        for site, net in loads.items():
+            f = FeederState(site, net, net, 600_000.0, 600_000.0, 400_000.0, interval_wh=wh)
+            assert coord.on_report(topic + site, signed_report(cfg.broker.secret, f, now[0]))
+
+    try:
+        # each imported 1 MW for the 600 s so far: 3 x 900 - 3 x 600 = 900 MW s left over 300 s = 3 MW
+        # of rate, the loads' sum less 3 W of headroom: each its load + 1 W, and its level
+        # (1 MW x 600 s + rate x 300 s) / 900 s
+        send(1_000_000.0 * 600 / 3600)
+        shares = await coord.cycle()
+        for site, net in loads.items():
+            want = (1e6 * 600 + net * 300) / 900
+            assert shares[site].demand_target_w == pytest.approx(want, abs=1e-3)
+        assert sum(s.demand_target_w for s in shares.values()) == pytest.approx(3_000_000.0)
+        now[0] += 310.0  # 10 s into the next interval: those reports' energy is the last interval's
+        shares = await coord.cycle()
+        # nothing imported yet: 3 MW x 900 s over 890 s; the headroom over the loads (and 1 W each)
+        # by the load a feeder's 600 kW battery cannot carry + 10 % of its load + 1 W + its 600 kW
+        # of charge power
+        rate = 3e6 * 900 / 890
+        weights = {"feeder_a": 1_650_001.0, "feeder_b": 1_100_001.0, "feeder_c": 650_001.0}
+        head = rate - 3.0 - 3e6
+        for site, net in loads.items():
+            want = (1.0 + net + head * weights[site] / sum(weights.values())) * 890 / 900
+            assert shares[site].demand_target_w == pytest.approx(want, rel=1e-9)
+    finally:
+        await coord.meter.close()

@@ -21,6 +21,7 @@ from agent.model.config import ControlConfig
 from agent.model.operator import OperatorState
 from agent.mqtt.auth import sign
 from tests.fakes import Cycles, snapshot_for
+from tests.loop_rig import Rig
 
 KEY = b"unit-test-campus-key-0123456789"
 FALLBACK = Share(900_000.0, 80_000.0, 0.0)
@@ -143,3 +144,26 @@ def test_report_says_how_long_since_the_last_share(link: tuple[CampusLink, Clock
     clock.step(2.5)
     lk.submit(rec)
     assert json.loads(lk._report)["share_age_s"] == 2.5
+
+
+def test_report_carries_the_interval_import_the_loop_counted(link: tuple[CampusLink, Clock]) -> None:
+    """The coordinator splits the campus's interval energy from each feeder's own count of its import
+    so far this interval (CycleRecord.interval_grid_wh, the demand controller's)."""
+    lk, _ = link
+    rec = replace(Cycles(lk.hub, NOW).next(publish=False), interval_grid_wh=123_456.789)
+    lk.submit(rec)
+    assert lk._report is not None
+    assert json.loads(lk._report)["interval_wh"] == 123_456.789
+
+
+async def test_the_loop_records_its_interval_import(tmp_path: Path) -> None:
+    """A real loop over Modbus (tests/loop_rig.py): each CycleRecord carries the import its demand
+    controller counted so far this interval, which the campus report sends."""
+
+    rig = await Rig.open(tmp_path)
+    try:
+        recs = await rig.run(3)
+        assert recs[-1].interval_grid_wh == rig.loop.cstate.interval.grid_ws / 3600.0
+        assert recs[-1].interval_grid_wh > recs[0].interval_grid_wh >= 0.0  # it grows as the site imports
+    finally:
+        await rig.close()

@@ -87,6 +87,8 @@ class CampusConfig:
     feeders: tuple[str, ...]  # site ids, in file order
     feeder_files: tuple[Path, ...]  # their site files, in the same order
     fallback: dict[str, Share]  # each feeder's, from its site file
+    # the feeders' [control] demand_interval_s (all alike): the demand target is split once per interval
+    demand_interval_s: float = 900.0
 
 
 def _id(t: Table, key: str) -> str:
@@ -170,6 +172,7 @@ def load_campus(path: Path | str) -> CampusConfig:
     ids: list[str] = []
     files: list[Path] = []
     fallback: dict[str, Share] = {}
+    intervals: list[float] = []
     for ft in feeder_tables:
         site_file = (path.parent / ft.text("site")).resolve()
         ft.done()
@@ -191,11 +194,20 @@ def load_campus(path: Path | str) -> CampusConfig:
                 f" this file's [campus] stale_after_s ({stale:g} s) plus {LEAD_CYCLES} cycles, so the others are"
                 " off their old shares before this feeder falls back by itself",
             )
+        if intervals and site.control.demand_interval_s != intervals[0]:
+            ft.fail(
+                "site",
+                f"{site_file} [control] key 'demand_interval_s' is {site.control.demand_interval_s:g} s, but"
+                f" {files[0]} has {intervals[0]:g} s: a campus's feeders must bill the same demand interval",
+            )
+        intervals.append(site.control.demand_interval_s)
         ids.append(site.id)
         files.append(site_file)
         fallback[site.id] = fc.fallback
     _check_fallbacks(path, limits, fallback)
-    return CampusConfig(path, campus_id, cycle_s, limits, stale, broker, meter, tuple(ids), tuple(files), fallback)
+    return CampusConfig(
+        path, campus_id, cycle_s, limits, stale, broker, meter, tuple(ids), tuple(files), fallback, intervals[0]
+    )
 
 
 def _same_campus(ft: Table, site_file: Path, campus_id: str, broker: Broker, fc: FeederConfig) -> None:

@@ -4,9 +4,10 @@ Every cycle (1 s by default): read the campus meter over Modbus TCP (the same dr
 profiles as a site's grid meter), take the newest verified report of every feeder, allocate the
 campus limits (agent/campus/allocate.py: a feeder whose report is stale or missing, or which
 reports that it has heard no share for stale_after_s, gets its fallback share) and publish each
-feeder's share, signed with the campus key (agent/campus/messages.py): the least of its last
-SHARE_WINDOW allocations (allocate.hold_down), so agents applying them a cycle apart still hold
-the limit together. Its own state
+feeder's share, signed with the campus key (agent/campus/messages.py): its import cap and ramp the
+least of its last SHARE_WINDOW allocations (allocate.hold_down), its demand target the newest split
+of the interval's energy left (allocate.split_demand), so agents applying them a cycle apart
+still hold the limits together (allocate's module doc). Its own state
 goes to `<prefix>/campus/<id>/coordinator` (retained JSON; "offline" as the will) and the log is
 quiet in steady state: a line when a feeder goes stale or comes back, when the campus import goes
 above its limit or back under it, when the broker connection drops or returns.
@@ -31,7 +32,7 @@ from typing import Any
 
 import aiomqtt
 
-from agent.campus.allocate import FeederState, Share, allocate, hold_down, usable
+from agent.campus.allocate import SHARE_WINDOW, FeederState, Share, allocate, to_send, usable
 from agent.campus.config import CampusConfig
 from agent.campus.link import finish, first_of, keep_connected, payload_bytes
 from agent.campus.messages import (
@@ -52,9 +53,6 @@ from drivers.profile import load_profile
 log = logging.getLogger("ems.campus")
 
 LOG_EVERY_S = 10.0
-# allocations a share is the least of (allocate.hold_down): any mix of the shares sent in this many
-# consecutive cycles sums to at most the limit, so an agent a cycle late or one message short holds it
-SHARE_WINDOW = 3
 
 
 class Coordinator:
@@ -120,13 +118,16 @@ class Coordinator:
     def feeders(self, now: float) -> list[FeederState]:
         """Every configured feeder: its newest report with its age, or a stale placeholder."""
         out = []
+        length = self.cfg.demand_interval_s
         for site in self.cfg.feeders:
             got = self.reports.get(site)
             if got is None:
                 out.append(FeederState(site, 0.0, 0.0, 0.0, 0.0, 0.0, fresh=False, age_s=math.inf))
             else:
                 f, t = got
-                out.append(replace(f, age_s=max(0.0, now - t)))
+                # its import counted in an interval that has ended is not this interval's
+                same = self.report_ts[site] // length == self.epoch() // length
+                out.append(replace(f, age_s=max(0.0, now - t), interval_wh=f.interval_wh if same else 0.0))
         return out
 
     async def cycle(self) -> dict[str, Share]:
@@ -136,10 +137,21 @@ class Coordinator:
         self.campus_w = r.number() if r is not None else math.nan
         now = self.clock()
         feeders = self.feeders(now)
+        # the agents' demand intervals are aligned on their local clock; a 15-min (or any whole
+        # divisor of 30 min) interval starts at the same instants in UTC for every usual zone offset
+        length = self.cfg.demand_interval_s
+        left = length - self.epoch() % length
         self._recent.append(
-            allocate(self.cfg.limits, feeders, fallback=self.cfg.fallback, stale_after_s=self.cfg.stale_after_s)
+            allocate(
+                self.cfg.limits,
+                feeders,
+                fallback=self.cfg.fallback,
+                stale_after_s=self.cfg.stale_after_s,
+                interval_left_s=left,
+                interval_s=length,
+            )
         )
-        shares = hold_down(self._recent)
+        shares = to_send(self._recent)
         self.seq += 1
         self.shares = shares
         ts = self.epoch()

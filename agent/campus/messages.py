@@ -14,7 +14,8 @@ value is all either side uses, and a retained one would only be refused as stale
 
     report: {"v": 1, "site": "f1", "ts": ..., "nonce": ..., "good": true, "net_load_w": ...,
              "grid_w": ..., "discharge_w": ..., "charge_w": ..., "energy_wh": ...,
-             "share_age_s": ..., "sig": ...}   (share_age_s: since the last valid share it had)
+             "share_age_s": ..., "interval_wh": ..., "sig": ...}   (share_age_s: since the last valid
+             share it had; interval_wh: its import so far this demand interval)
     share:  {"v": 1, "site": "f1", "seq": 17, "ts": ..., "nonce": ..., "import_cap_w": ...,
              "ramp_w_per_s": ..., "demand_target_w": ..., "sig": ...}
 """
@@ -32,7 +33,7 @@ from agent.mqtt.auth import sign
 MAX_MESSAGE_BYTES = 2048
 MAX_W = 1e12  # any power above this (a TW) is a corrupted value, not a campus
 POWER_FIELDS = ("net_load_w", "grid_w", "discharge_w", "charge_w", "energy_wh")
-REPORT_FIELDS = (*POWER_FIELDS, "share_age_s")
+REPORT_FIELDS = (*POWER_FIELDS, "share_age_s", "interval_wh")
 NO_SHARE_S = 1e6  # share_age_s of an agent that has not had a share since it started
 SHARE_FIELDS = ("import_cap_w", "ramp_w_per_s", "demand_target_w")
 
@@ -66,6 +67,7 @@ def signed_report(secret: bytes, f: FeederState, ts: float) -> bytes:
     for k, v in zip(POWER_FIELDS, vals, strict=True):
         body[k] = round(v, 3) if good else 0.0
     body["share_age_s"] = round(min(f.share_age_s, NO_SHARE_S), 3)
+    body["interval_wh"] = round(f.interval_wh, 3) if good and math.isfinite(f.interval_wh) else 0.0
     return json.dumps(sign(secret, body), separators=(",", ":")).encode()
 
 
@@ -105,7 +107,7 @@ def parse_report(msg: dict[str, Any], site: str) -> FeederState:
     """A verified report as FeederState (MessageError naming the field). Ages are the caller's."""
     _site(msg, site)
     vals = {k: _watts(msg, k) for k in REPORT_FIELDS}
-    for k in ("discharge_w", "charge_w", "energy_wh", "share_age_s"):
+    for k in ("discharge_w", "charge_w", "energy_wh", "share_age_s", "interval_wh"):
         if vals[k] < 0.0:
             raise MessageError(f"'{k}' must be >= 0, got {vals[k]!r}")
     good = msg.get("good")

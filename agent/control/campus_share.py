@@ -45,11 +45,15 @@ def with_share(cfg: ControlConfig, share: Share) -> ControlConfig:
     )
 
 
-def feeder_state(site_id: str, snap: SiteSnapshot, cfg: ControlConfig, op: OperatorState) -> FeederState:
+def feeder_state(
+    site_id: str, snap: SiteSnapshot, cfg: ControlConfig, op: OperatorState, *, interval_wh: float = 0.0
+) -> FeederState:
     """This cycle's campus report: net load, grid import, and the battery power and energy the
     coordinator may count on (trusted clusters, the operator's maintenance and derate, above the
     backup reserve floor and below the SoC ceiling: what the site's own bounds leave). `fresh` is
-    False when a grid, load or PV measurement is not good (the coordinator then uses the fallback)."""
+    False when a grid, load or PV measurement is not good (the coordinator then uses the fallback).
+    `interval_wh`: the import its demand controller counted so far this demand interval (the
+    coordinator splits the campus's interval energy: agent.campus.allocate.split_demand)."""
     good = all(m.quality is Quality.GOOD for m in (snap.grid_w, snap.load_w, snap.pv_w)) and snap.grid_up
     f = build_fleet(snap, op.maintenance, None, op.derate)
     floor = reserve_floor_pct(cfg, op, f.capacity_wh)
@@ -66,4 +70,5 @@ def feeder_state(site_id: str, snap: SiteSnapshot, cfg: ControlConfig, op: Opera
         charge_w=f.chg_w,
         energy_wh=energy,
         fresh=good,
+        interval_wh=interval_wh,
     )

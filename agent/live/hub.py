@@ -48,6 +48,7 @@ class CycleRecord:
     # the sinks show them as in maintenance (agent.model.snapshot.shown_status)
     maintenance: frozenset[str] = frozenset()
     planned: PlanTarget | None = None  # the tracked dispatch plan's running target (None: no plan)
+    interval_grid_wh: float = 0.0  # import counted so far in the running demand interval (campus report)
 
 
 class Sink(Protocol):

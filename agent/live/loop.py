@@ -190,6 +190,7 @@ class AgentLoop:
             overruns=self.hub.stats.overruns,
             maintenance=op.maintenance,
             planned=planning.running(snap.t_wall.timestamp()) if planning is not None else None,
+            interval_grid_wh=self.cstate.interval.grid_ws / 3600.0,
         )
         self.hub.publish(rec)
         return rec

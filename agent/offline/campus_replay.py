@@ -6,11 +6,12 @@ simulator's battery physics), so all three differ only in who decides what:
 
 - coordinated: every agent cycle each feeder reports its state (agent.control.campus_share
   .feeder_state, what the live agent publishes), `agent.campus.allocate` splits the campus limits
-  into shares, held down over the coordinator's last allocations (allocate.hold_down, as the
-  coordinator sends them), and each feeder's policy runs the next cycle with its share as its import cap, ramp
-  limit and demand target (campus_share.with_share, as the live agent applies it). The share
-  arrives one cycle late, as live: the coordinator answers the reports of cycle k, the agents apply
-  it at cycle k + 1 (before the first answer they run on their own site file's limits);
+  into shares, sent as the coordinator sends them (allocate.to_send: import cap and ramp held down
+  over its last allocations, the demand target as the interval's energy left), and each feeder's
+  policy runs the next cycle with its share as its import cap, ramp limit and demand target
+  (campus_share.with_share, as the live agent applies it). The share arrives one cycle late, as
+  live: the coordinator answers the reports of cycle k, the agents apply it at cycle k + 1 (before the first
+  answer they run on their own site file's limits);
 - uncoordinated: each feeder shaves its own peak alone on its own meter (what happens without the
   coordinator: each agent sees only its own feeder);
 - ideal: one site holding every feeder's batteries and PCS, under one controller that sees the
@@ -30,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from agent.campus.allocate import CampusLimits, FeederState, Share, allocate, hold_down
-from agent.campus.coordinator import SHARE_WINDOW
+from agent.campus.allocate import SHARE_WINDOW, CampusLimits, FeederState, Share, allocate, to_send
 from agent.control import Prices
 from agent.control.campus_share import feeder_state, with_share
 from agent.economics.tariff import FloatArray, Tariff
 from agent.model.config import DeviceConfig, SiteConfig
+from agent.model.snapshot import SiteSnapshot
 from agent.offline.replay import (
     PROGRESS_EVERY,
     ProgressFn,
@@ -72,7 +73,7 @@ class CampusRun:
     end_wh: float
     wall_s: float
     feeders: dict[str, ReplayResult] = field(default_factory=dict)  # per feeder (the pooled site in ideal)
-    allocate_s: FloatArray = field(default_factory=lambda: np.zeros(0))  # coordinated: allocate + hold_down per cycle
+    allocate_s: FloatArray = field(default_factory=lambda: np.zeros(0))  # coordinated: allocate + to_send per cycle
 
 
 def progress_every(n: int) -> int:
@@ -99,6 +100,11 @@ def check_campus(feeders: Sequence[Feeder]) -> None:
             raise ValueError(
                 f"campus: feeder {f.site.id!r}: [site] cycle_s = {f.site.cycle_s:g} s, feeder"
                 f" {first.site.id!r} has {first.site.cycle_s:g} s (the coordinator runs one cycle)"
+            )
+        if f.site.control.demand_interval_s != first.site.control.demand_interval_s:
+            raise ValueError(
+                f"campus: feeder {f.site.id!r}: [control] demand_interval_s = {f.site.control.demand_interval_s:g} s,"
+                f" feeder {first.site.id!r} has {first.site.control.demand_interval_s:g} s (one utility meter)"
             )
 
 
@@ -149,14 +155,24 @@ def coordinated(
     shares: dict[str, Share] | None = None
 
     recent: deque[dict[str, Share]] = deque(maxlen=SHARE_WINDOW)
+    ts = feeders[0].trace.timestamps
+    iv_len = feeders[0].site.control.demand_interval_s
 
-    def timed(states: list[FeederState]) -> dict[str, Share]:
-        # what the coordinator sends: each feeder's least share of its last SHARE_WINDOW allocations
+    def timed(states: list[FeederState], k: int) -> dict[str, Share]:
+        # what the coordinator sends at trace step k (allocate.to_send)
         a = clock()
-        recent.append(allocate(limits, states))
-        out = hold_down(recent)
+        left = iv_len - float(ts[k]) % iv_len
+        recent.append(allocate(limits, states, interval_left_s=left, interval_s=iv_len))
+        out = to_send(recent)
         alloc_s.append(clock() - a)
         return out
+
+    def report(r: Replay, site: str, snap: SiteSnapshot, counted: int, k: int) -> FeederState:
+        # the agent's own count of its import this interval (to step `counted`), as the live agent
+        # reports it; an interval that has ended by step k, when the share is made, counts 0
+        same = float(ts[counted]) // iv_len == float(ts[k]) // iv_len
+        wh = r.st.interval.grid_ws / 3600.0 if same else 0.0
+        return feeder_state(site, snap, r.cfg, r.op, interval_wh=wh)
 
     t0 = clock()
     every = progress_every(n)
@@ -164,14 +180,15 @@ def coordinated(
     for lo in range(0, n, decide_every):
         hi = min(n, lo + decide_every)
         if not late:
-            shares = timed([feeder_state(i, r.next_reading(lo), r.cfg, r.op) for r, i in pairs])
+            shares = timed([report(r, i, r.next_reading(lo), max(lo - 1, 0), lo) for r, i in pairs], lo)
         if shares is not None:
             for (r, i), b in zip(pairs, base, strict=True):
                 r.cfg = with_share(b, shares[i])
         for r in runs:
             r.run(lo, hi)
         if late:  # the reports of this cycle (the snapshot each agent decided on), answered for the next
-            shares = timed([feeder_state(i, r.snap, r.cfg, r.op) for r, i in pairs if r.snap is not None])
+            k = min(hi, n - 1)
+            shares = timed([report(r, i, r.snap, hi - 1, k) for r, i in pairs if r.snap is not None], k)
         if progress is not None and (hi >= next_progress or hi == n):
             progress(hi, n)
             next_progress = hi + every
