@@ -148,3 +148,24 @@ def test_without_a_plan_slot_for_now_the_heuristic_decides() -> None:
 def test_an_operator_mode_is_not_overridden_by_the_plan() -> None:
     out = at(schedule(500e3), op=OperatorState(mode="idle"))
     assert (out.mode, out.site_setpoint_w) == ("idle", 0.0)
+
+
+@pytest.mark.parametrize("step_s", [60, 1])
+def test_a_plateau_late_in_the_interval_is_shaved_under_the_plan_cap(step_s: int) -> None:
+    # The plan holds 0 W with its cap at the 4.4 MW billed this month; 780 s at 4.35 MW (just under
+    # the aim, 99 % of the cap), then a job restart steps the load to 5.5 MW for the last 120 s, which
+    # alone would close the interval at 4.503 MW. The tracker compares the rest of the interval's
+    # forecast with the allowance for that rest (demand.rest_net_forecast_w and rest_allowed_w):
+    # before, the whole interval's average (780 s at 4.35 MW) stood for the rest, the tracker gave
+    # ~50 kW at 60 s where ~1.1 MW was needed, and the interval closed over the cap.
+    t0 = T0.timestamp()
+    p = schedule(0.0, cap_w=4.4e6, load_w=4.35e6, start=t0 - 900.0)
+    st = initial_state(CFG, {SHANGHAI.rate: 4.4e6}, (2026, 7), profile=[4.35e6] * 96)
+    battery = 0.0
+    for k in range(-step_s, 901, step_s):
+        load = 4.35e6 if k < 780 else 5.5e6
+        clusters, pcs = fleet(soc=50.0)
+        s = snap(load, battery=battery, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k), clusters=clusters, pcs=pcs)
+        plan, st = decide(s, st, CFG, OP, SHANGHAI, False, schedule=p)
+        battery = plan.site_setpoint_w
+    assert st.month_peak(SHANGHAI.rate) == 4.4e6  # closed under the cap: nothing new billed

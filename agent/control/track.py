@@ -19,7 +19,15 @@ from __future__ import annotations
 from typing import Final
 
 from agent.control.cycle import Cycle
-from agent.control.demand import CHARGE_MARGIN, INF, MARGIN, allowed_grid_w, interval_net_forecast_w
+from agent.control.demand import (
+    CHARGE_MARGIN,
+    INF,
+    MARGIN,
+    allowed_grid_w,
+    interval_net_forecast_w,
+    rest_allowed_w,
+    rest_net_forecast_w,
+)
 from agent.control.state import month_peak
 from agent.control.window import AUTO, Window
 from agent.model.plan import Bound
@@ -77,7 +85,11 @@ def track(w: Window, c: Cycle) -> Window:
     # and spent at night the energy the day's peak needed). Charging fills only the headroom there
     # is now: the higher of the steady forecast and the load now (energy taken in cannot be given
     # back if the load steps up late in the interval).
-    a = fc - allowed_grid_w(shave_cap, iv.grid_ws, iv.covered_s, left, c.iv_len) if shave_cap < INF else -INF
+    # Like with like, as demand.py: the rest of the interval's forecast against the allowance for
+    # that rest (the whole interval's forecast hardly moves on a plateau that starts late in it, and
+    # the tracker missed minute-long plateaus over the cap, each one raising the billed peak).
+    rest = rest_net_forecast_w(c, fc)
+    a = rest - rest_allowed_w(shave_cap, iv.grid_ws, iv.covered_s, left) if shave_cap < INF else -INF
     src, level = "plan_cap", shave_cap
     if a < 0.0:  # no shaving needed: charging only into the headroom there is now
         hi_fc = c.net if c.net > fc else fc
