@@ -62,7 +62,11 @@ from agent.offline.replay import PcsModel, Trace, battery_spec, replay
 
 ROOT = Path(__file__).resolve().parent.parent
 
-DATA = ROOT.parent / "shared" / "data"
+# beside the repository (../shared/data), else where this machine keeps it (a clone elsewhere)
+DATA = next(
+    (p for p in (ROOT.parent / "shared" / "data", Path("/work/shared/data")) if p.is_dir()),
+    ROOT.parent / "shared" / "data",
+)
 # the two measured 8x H100 node traces (shared/data/README.md: GitHub grantwilkins/training_profile)
 TRACES = {
     "100stepsync": DATA / "h100-node-training-100stepsync.csv",

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from agent.control import ControllerState, decide, initial_state
@@ -44,6 +44,7 @@ class Plant:
         self.bms_w = 209e3  # each cluster's BMS charge and discharge limit
         self.switchable: frozenset[str] = frozenset()  # clusters whose contactor the agent may open
         self.pcs_w: dict[str, float] = {f"pcs{j + 1}": battery / 4 for j in range(4)}
+        self.lag_w: dict[str, float] = {}  # a PCS's output this much above its command (the setpoint read back)
         self.cfg = cfg
         self.st: ControllerState = initial_state(cfg)
         self.t = 1000.0
@@ -67,7 +68,14 @@ class Plant:
         cl = tuple(
             replace(c, soc_pct=Measured(s), switchable=c.id in self.switchable) for c, s in zip(cl, read, strict=True)
         )
-        pcs = tuple(replace(p, power_w=Measured(self.pcs_w[p.id])) for p in pcs)
+        pcs = tuple(
+            replace(
+                p, power_w=Measured(self.pcs_w[p.id] + self.lag_w.get(p.id, 0.0)), setpoint_w=Measured(self.pcs_w[p.id])
+            )
+            if p.id in self.lag_w
+            else replace(p, power_w=Measured(self.pcs_w[p.id]))
+            for p in pcs
+        )
         s = snap(
             load,
             battery=self.battery,
@@ -169,6 +177,22 @@ def test_an_isolation_ramps_its_pcs_out_first() -> None:
     assert all(p.step_cause == "" for p in plans)
 
 
+def test_an_isolation_ramps_out_from_the_command_when_the_output_lags_above_it() -> None:
+    # The same isolation with pcs1's output reading 150 kW above its command (a PCS still settling
+    # from above, or a reading from before the last write): from the measured output less one step
+    # the cap stayed above what the dispatch asked, and the command followed the dispatch instead of
+    # ramping out (the soak's commanded_cluster_not_online, 3 cycles). From the lower of the output
+    # and the command read back, it falls by the step every cycle.
+    plant = Plant(50.0, FULL)
+    plant.switchable = frozenset({"c01"})
+    full = OperatorState(override_w=FULL, override_until=1e9)
+    plant.cycle(5e6, full)
+    plant.lag_w = {"pcs1": 150e3}
+    held = replace(full, maintenance=frozenset({"c01"}))
+    pcs1 = [plant.cycle(5e6, held).pcs_setpoints_w.get("pcs1", 0.0) for _ in range(3)]
+    assert pcs1 == pytest.approx([FULL / 4 - R * k for k in range(1, 4)])
+
+
 def test_no_ramp_limit_no_edges() -> None:
     plant = Plant(soc_with(15.5e6, True), 1.9e6, replace(CFG, ramp_limit_w_per_s=0.0))
     op = OperatorState(override_w=1.9e6, override_until=1e9)
@@ -237,8 +261,12 @@ MODES = st.sampled_from(["auto", "idle", "conservative", "override"])
     soc=20.3,
     soc_step=0.0,
     start=0.0,
-    events=[(5e5, "auto", 0.0, 1.0, False), (5e5, "auto", 0.0, 1.0, False), (1.9e6, "auto", 0.0, 1.0, False),
-            (1.9e6, "auto", 0.0, 9.0, False)],
+    events=[
+        (5e5, "auto", 0.0, 1.0, False),
+        (5e5, "auto", 0.0, 1.0, False),
+        (1.9e6, "auto", 0.0, 1.0, False),
+        (1.9e6, "auto", 0.0, 9.0, False),
+    ],
 )
 @given(
     soc=st.sampled_from([20.05, 20.3, 50.0, 94.7, 94.95]),
@@ -262,7 +290,12 @@ def test_the_battery_never_steps_the_grid_by_more_than_the_limit(
     """With ramp support on and no safety trip, the grid's step beyond the load's own is at most the
     limit for the time it counts (one second at most), every cycle: load swings, mode changes,
     overrides, the SoC floor and ceiling (read exactly or in register steps), lost measurements,
-    freezes with the PCS reverted."""
+    freezes with the PCS reverted. From a start the battery can ramp out of before the floor or the
+    ceiling: one with less energy than that (1.97 MW at 20.05 %: 2.5 kWh above the floor, a ramp-out
+    needs 3.6) is a state the agent did not bring itself to, and there the reserve steps it (the
+    explicit case below)."""
+    edge = soc_with(start * start / (2.0 * S), start > 0.0)
+    assume(soc >= edge if start > 0.0 else soc <= edge)
     plant = Plant(soc, start, soc_step=soc_step)
     net_prev = t_prev = math.nan
     for load, mode, ow, dt, lost in events:
@@ -281,6 +314,16 @@ def test_the_battery_never_steps_the_grid_by_more_than_the_limit(
             by_battery = grid_step - abs(load - net_prev)
             assert by_battery <= LIMIT * min(since, 1.0) + 1e-3, (p.decided_by, p.bounds)
         net_prev = load
+
+
+def test_from_a_start_too_close_to_the_floor_to_ramp_out_the_reserve_steps_and_says_so() -> None:
+    # found by the property above (hypothesis, before it assumed a feasible start): 1.97 MW at
+    # 20.05 % holds 2.5 kWh over the floor where a ramp-out at the limit needs 3.6 kWh; the battery
+    # ramps down until the floor, then the reserve (a safety bound) stops it, and the plan labels it
+    plant = Plant(20.05, 1969608.0)
+    plans = [plant.cycle(5e5, OperatorState(), prices=SHANGHAI, allow_export=True) for _ in range(8)]
+    last = next(p for p in plans if p.site_setpoint_w == 0.0)
+    assert (last.decided_by, last.step_cause) == ("reserve", "reserve")
 
 
 def test_in_grid_power_control_the_pcs_windows_ramp_out_before_the_floor() -> None:

@@ -208,7 +208,15 @@ def _build(
     if ramp_out_w > 0.0 and held:
         for p in snap.pcs:
             if p.id in held and p.power_w.quality is _GOOD:
-                out = abs(p.power_w.value) - ramp_out_w
+                # from the lower of its output and its last command (read back): an output still
+                # above the command (the PCS's lag, a reading from before the last write) would
+                # otherwise leave the cap above what the dispatch asks, and the command would follow
+                # the dispatch up instead of ramping out
+                base = abs(p.power_w.value)
+                sp = p.setpoint_w
+                if sp.quality is _GOOD and abs(sp.value) < base:
+                    base = abs(sp.value)
+                out = base - ramp_out_w
                 if out > 0.0 and out < _INF:
                     ramping[p.id] = out
         held = held.difference(ramping)
