@@ -52,7 +52,10 @@ def dump(ls: LimitState, saved_at_s: float, interval_s: float) -> str:
 
 
 def _energy(d: dict[str, Any], field: str, where: str) -> float:
-    v = d.get(field)
+    return _nonneg(d.get(field), field, where)
+
+
+def _nonneg(v: object, field: str, where: str) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0.0:
         raise LimitStoreError(f"{where}: field {field!r} must be a finite number >= 0, got {v!r}")
     return float(v)
@@ -84,7 +87,7 @@ def parse(text: str, now_s: float, interval_s: float, where: str) -> LimitState:
     n = slots_per_day(interval_s) * WINDOW_DAYS
     if not isinstance(raw, list) or len(raw) not in (0, n):
         raise LimitStoreError(f"{where}: field 'past_wh' must be a list of {n} values")
-    past = tuple(_energy({"past_wh": v}, "past_wh", where) for v in raw)
+    past = tuple(_nonneg(v, "past_wh", where) for v in raw)
     return LimitState(
         deficit_wh=_energy(d, "deficit_wh", where),
         key=key,
