@@ -31,6 +31,7 @@ from agent.control.cycle import Cycle
 from agent.control.dispatch import pcs_shares
 from agent.control.edges import edge_caps
 from agent.control.ramp import PCC_NO_FLOOR_W, PCC_RAMP_FRACTION
+from agent.control.ramp_reference import second_budget_w
 from agent.control.window import AUTO
 from agent.model.plan import GridControl, PccLimits
 
@@ -81,7 +82,8 @@ def reference_ramp(c: Cycle, target_w: float, lim: dict[str, PccLimits], mode: s
         return full
     off = target_w - c.grid_w  # > 0: the battery discharges more than the plan (the grid is below it)
     room = sum(x.max_discharge_w if off > 0.0 else x.max_charge_w for x in lim.values())
-    if not room > 0.0:
-        return full
+    ramp = full * min(1.0, abs(off) / room) if room > 0.0 else full
+    # what the grid has left of this second's budget that way (the loop's tracking error spends it)
+    left = second_budget_w(c.meter, c.grid_w, c.dt, c.cfg.ramp_limit_w_per_s, off > 0.0)
     # never 0: a PCS may read a ramp of 0 as "no ramp limit" (the safety contract's 0 < ramp)
-    return min(full, max(PCC_MIN_RAMP_W_PER_S, full * min(1.0, abs(off) / room)))
+    return min(full, max(PCC_MIN_RAMP_W_PER_S, min(ramp, left)))
