@@ -73,17 +73,25 @@ def reference_ramp(c: Cycle, target_w: float, lim: dict[str, PccLimits], mode: s
     share of the PCS's window that way, at most 1. The full ramp when the grid is not measured, when
     it is above the grid connection limit (grid_import_limit_w: a bound to restore, not a swing), and
     for an operator's command (a mode other than auto: an override, idle): a setpoint someone asked
-    for is handed over at the ramp, as in setpoint mode, not approached."""
+    for is handed over at the ramp, as in setpoint mode, not approached; but, as the ramp bound has
+    priority over the operator's command there, only within what the meter's running second has left
+    of its ramp budget that way (ramp_reference.second_budget_w): while the PCS loop's tracking error
+    of a load slew spends it, the reference does not add its full ramp to it (it may move against
+    it). Not in mode auto, where the reference already moves as slowly as the battery's window
+    allows: held there, a lasting change is handed back later and the seconds after pay for it
+    (BENCHMARKS.md "Issue 14: the PCC reference within the second's budget")."""
     full = c.cfg.ramp_limit_w_per_s * PCC_RAMP_FRACTION
-    if not c.meas_ok or mode != AUTO:
+    if not c.meas_ok:
         return full
     limit = c.cfg.grid_import_limit_w
     if limit > 0.0 and c.grid_w > limit:  # over the connection limit: a bound to restore, not a swing
         return full
     off = target_w - c.grid_w  # > 0: the battery discharges more than the plan (the grid is below it)
+    if mode != AUTO:
+        left = second_budget_w(c.meter, c.grid_w, c.dt, c.cfg.ramp_limit_w_per_s, off > 0.0)
+        # never 0: a PCS may read a ramp of 0 as "no ramp limit" (the safety contract's 0 < ramp)
+        return min(full, max(PCC_MIN_RAMP_W_PER_S, left))
     room = sum(x.max_discharge_w if off > 0.0 else x.max_charge_w for x in lim.values())
-    ramp = full * min(1.0, abs(off) / room) if room > 0.0 else full
-    # what the grid has left of this second's budget that way (the loop's tracking error spends it)
-    left = second_budget_w(c.meter, c.grid_w, c.dt, c.cfg.ramp_limit_w_per_s, off > 0.0)
-    # never 0: a PCS may read a ramp of 0 as "no ramp limit" (the safety contract's 0 < ramp)
-    return min(full, max(PCC_MIN_RAMP_W_PER_S, min(ramp, left)))
+    if not room > 0.0:
+        return full
+    return min(full, max(PCC_MIN_RAMP_W_PER_S, full * min(1.0, abs(off) / room)))

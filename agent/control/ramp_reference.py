@@ -43,6 +43,7 @@ BETWEEN_READINGS_RAMP_FRACTION: Final = 0.5
 # A reading this close before a whole second belongs to that second: wall times carry rounding (a
 # replay's 0.1 s steps from epoch timestamps land 1 us either side of the boundary).
 SECOND_EDGE_S: Final = 1e-3
+MIN_READINGS: Final = 2  # the fewest readings of a second that stand for its average (tally)
 
 
 def meter_share(dt: float) -> float:
@@ -68,13 +69,17 @@ def meter_average_grid(prev_plan_w: float, grid_now_w: float, dt: float, changes
 def tally(m: MeterSecond, t_wall_s: float, grid_w: float, good: bool) -> MeterSecond:
     """The meter's running second with the grid reading `grid_w` at wall time `t_wall_s` (s since the
     epoch) counted when `good`. A reading in a later second closes the running one: its readings'
-    average becomes the previous second's when it is the second right before, else none is known."""
+    average becomes the previous second's when it is the second right before and was read at least
+    twice, else none is known: one reading is a point of the second, not its average (an agent at a
+    1 s cycle reads each second once; its readings moved with the PCS loop's error at that instant
+    and, taken for the average, held the reference back after a slew: p99 ramp 1-8 kW/s higher on 5
+    of the 8 1 s runs of bench/ramp_bench.py at 600 and 1,000 nodes)."""
     if not math.isfinite(t_wall_s):
         return MeterSecond()
     key = math.floor(t_wall_s + SECOND_EDGE_S)
     if key == m.key:
         return MeterSecond(key=key, sum_w=m.sum_w + grid_w, n=m.n + 1, prev_avg_w=m.prev_avg_w) if good else m
-    prev = m.sum_w / m.n if key == m.key + 1 and m.n > 0 else math.nan
+    prev = m.sum_w / m.n if key == m.key + 1 and m.n >= MIN_READINGS else math.nan
     return MeterSecond(key=key, sum_w=grid_w if good else 0.0, n=1 if good else 0, prev_avg_w=prev)
 
 
