@@ -57,7 +57,7 @@ from agent.economics.tariff import bundled
 from agent.model.config import SiteConfig, load_site
 from agent.model.ramp_metrics import SLACK, ramp_stats
 from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
-from agent.offline.pcc_loop import loop_residual, second_changes
+from agent.offline.pcc_loop import held_reference_change, loop_residual, second_changes
 from agent.offline.replay import PcsModel, Trace, battery_spec, replay
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +119,12 @@ AT_POWER_LIMIT = 0.98  # a battery within 2 % of its power capability counts as 
 
 
 def over_limit_causes(
-    grid_w: np.ndarray, battery_w: np.ndarray, power_w: float, loop_w: np.ndarray | None
+    grid_w: np.ndarray,
+    battery_w: np.ndarray,
+    power_w: float,
+    loop_w: np.ndarray | None,
+    load_w: np.ndarray | None = None,
+    pcs: PcsModel = DEFAULT_PCS,
 ) -> dict[str, Any]:
     """The seconds whose 1 s-average grid moved by more than the limit, by cause (shares of seconds):
     `at_power_limit`, with the battery at its power limit in either of the two seconds compared (the
@@ -127,8 +132,12 @@ def over_limit_causes(
     month at 1 s); `beyond_pcs_loop`, the others in which the PCS's own grid-power loop, its reference
     held, moves that second by more than the limit on the load alone (`loop_w`:
     agent.offline.pcc_loop.loop_residual; PCC mode only): no reference the agent hands it can keep
-    them within the limit; `left`: the rest. `seconds`: each over-limit second (index, grid change,
-    the PCS loop's part of it, the load's change, its largest step, at power limit) for --explain."""
+    them within the limit; `beyond_held`, the others in which that loop at the battery's power
+    (`power_w`), from the battery's power at their start, its reference held through the two seconds,
+    still moves them by more than the limit (`load_w` given, PCC mode: pcc_loop.held_reference_change;
+    the reference's part is the rest); `left`: the rest. `seconds`: each over-limit second (index,
+    grid change, the PCS loop's part of it, at power limit, the change with the reference held or
+    None) for --explain."""
     per_s = round(1.0 / DT)
     n = len(grid_w) // per_s
     dg = second_changes(grid_w, DT)
@@ -137,14 +146,25 @@ def over_limit_causes(
     at_limit = over & (peak[:-1] | peak[1:])
     dl = second_changes(loop_w, DT) if loop_w is not None else np.zeros(len(dg))
     beyond = over & ~at_limit & (np.abs(dl) > LIMIT_W_PER_S * SLACK)
+    held: dict[int, float] = {}
+    if load_w is not None and loop_w is not None:
+        for s in np.flatnonzero(over & ~at_limit & ~beyond).tolist():
+            k = s * per_s
+            b0 = float(battery_w[k - 1]) if k > 0 else 0.0
+            held[s] = held_reference_change(
+                load_w[k : k + 2 * per_s], b0, DT, power_w, pcs.tau_s, pcs.pcc_sample_s, pcs.pcc_gain
+            )
+    beyond_held = np.zeros(len(dg), dtype=bool)
+    beyond_held[[s for s, v in held.items() if abs(v) > LIMIT_W_PER_S * SLACK]] = True
     m = max(1, len(over))
     return {
         "over": float(over.sum()) / m,
         "at_power_limit": float(at_limit.sum()) / m,
         "beyond_pcs_loop": float(beyond.sum()) / m,
-        "left": float((over & ~at_limit & ~beyond).sum()) / m,
+        "beyond_held": float(beyond_held.sum()) / m,
+        "left": float((over & ~at_limit & ~beyond & ~beyond_held).sum()) / m,
         "seconds": [
-            (int(s), float(dg[s]), float(dl[s]) if loop_w is not None else None, bool(at_limit[s]))
+            (int(s), float(dg[s]), float(dl[s]) if loop_w is not None else None, bool(at_limit[s]), held.get(int(s)))
             for s in np.flatnonzero(over)
         ],
     }
@@ -181,13 +201,17 @@ def run(
     every = max(1, round(agent_s / DT))
     res = replay(site, bundled("shanghai_ci_two_part"), trace, seed_profile=False, decide_every=every, pcs_model=pcs)
     share, p99, worst = ramp_share(res.grid_w)
-    causes = over_limit_causes(res.grid_w, res.battery_w, battery_spec(site).power_w, loop_w if mode == "pcc" else None)
+    pcc = mode == "pcc"
+    causes = over_limit_causes(
+        res.grid_w, res.battery_w, battery_spec(site).power_w, loop_w if pcc else None, load if pcc else None, pcs
+    )
     return {
         "mode": mode,
         "cycle_s": cycle_s,
         "over_limit_share": share,
         "over_limit_at_power_limit_share": causes["at_power_limit"],
         "over_limit_beyond_pcs_loop_share": causes["beyond_pcs_loop"],
+        "over_limit_beyond_held_share": causes["beyond_held"],
         "over_limit_left_share": causes["left"],
         "over_limit_seconds": causes["seconds"],
         "p99_ramp_w_per_s": p99,
@@ -258,23 +282,29 @@ def variation(
 def beyond_text(r: dict[str, Any]) -> str:
     if r["mode"] != "pcc":
         return ""
-    return f", {100 * r['over_limit_beyond_pcs_loop_share']:.3f} % beyond the PCS's own loop"
+    return (
+        f", {100 * r['over_limit_beyond_pcs_loop_share']:.3f} % beyond the PCS's own loop,"
+        f" {100 * r['over_limit_beyond_held_share']:.3f} % over with the reference held"
+    )
 
 
-def explain_seconds(load: np.ndarray, seconds: list[tuple[int, float, float | None, bool]]) -> None:
+def explain_seconds(load: np.ndarray, seconds: list[tuple[int, float, float | None, bool, float | None]]) -> None:
     """One line per over-limit second: the grid's change between its 1 s averages, split (PCC mode)
     into the PCS loop's response to the load alone and the rest (the reference the agent handed the
-    PCS, and the battery's power limit where it was reached), and what the load did in those two
-    seconds."""
+    PCS, and the battery's power limit where it was reached), the change the PCS at the battery's
+    power would have left with its reference held (where computed: over_limit_causes), and what the
+    load did in those two seconds."""
     per_s = round(1.0 / DT)
     dl = second_changes(load, DT)
-    for s, dg, loop, at_limit in seconds:
+    for s, dg, loop, at_limit, held in seconds:
         steps = np.abs(np.diff(load[s * per_s : (s + 2) * per_s]))
         split = (
             ""
             if loop is None
             else f" = PCS loop on the load alone {loop / 1e3:+.0f} + the rest {(dg - loop) / 1e3:+.0f}"
         )
+        if held is not None:
+            split += f" (the reference held, the PCS at the battery's power: {held / 1e3:+.0f})"
         print(
             f"    second {s}->{s + 1}: grid {dg / 1e3:+.0f} kW{split}; load {dl[s] / 1e3:+.0f} kW"
             f" (largest {DT:g} s step {steps.max() / 1e3:.0f} kW){'; battery at its power limit' if at_limit else ''}",
