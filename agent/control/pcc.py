@@ -16,8 +16,9 @@ to 150-170 kW of a 200 kW/s limit; and a reference that chases swings the batter
 near one end of them, so the battery covers the whole swing one way and meets its power limit. The
 reference therefore moves only as fast as the battery's use of its power asks: at the full ramp
 when the battery is at its window (the grid must take the load over), barely when it holds the
-swings with power to spare (in mode auto: an operator's override or idle, and a grid above the
-connection limit, are handed over at the full ramp, as before). For a lasting change D (the
+swings with power to spare (in mode auto: an operator's override or idle is handed over at the
+full ramp within what the meter's running second has left of its ramp budget, a grid above the
+connection limit at the full ramp). For a lasting change D (the
 grid's distance from the target) the reference closes in with the time constant window / ramp,
 taking at most window^2 / ramp of energy off the plan, twice what the full ramp from the window's
 edge would (bench/ramp_bench.py, BENCHMARKS.md "Issue 14: PCC at 1,000 nodes").
