@@ -31,6 +31,7 @@ grid's change split into the PCS loop's part and the rest, with what the load di
         [--band-hz 0.1 2]     # the oscillation band: the grid's energy in it against the load's
         [--trace 100stepsync 200stepsync] [--nodes 300 600 1000] [--restart-seeds 1]  # variations
         [--battery-scale 2] [--explain]   # the battery x 2; each over-limit second's causes
+        [--operator-mode idle]  # an operator's command in every run: the plan 0 W, handed over at the ramp
 
 Variations: either node trace, scaled to other node counts, and each also with the job restarting
 at random points (--restart-seeds). The last line says in how many runs the battery made the
@@ -55,6 +56,7 @@ import numpy as np
 
 from agent.economics.tariff import bundled
 from agent.model.config import SiteConfig, load_site
+from agent.model.operator import OperatorState
 from agent.model.ramp_metrics import SLACK, ramp_stats
 from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
 from agent.offline.pcc_loop import held_reference_change, loop_residual, second_changes
@@ -185,6 +187,7 @@ def run(
     band: tuple[float, float],
     label: str = f"{TRACE.name} x {NODES} nodes",
     loop_w: np.ndarray | None = None,
+    op: OperatorState | None = None,
 ) -> dict[str, Any]:
     """One replay of `load` (W at DT) with the agent every `cycle_s`; mode "setpoint" or "pcc", or
     "fast": the agent at the site's cycle (1 s) and the fast lane every `cycle_s`. `loop_w`: the PCS
@@ -199,7 +202,9 @@ def run(
     ts = np.asarray(START.timestamp() + np.arange(len(load)) * DT, dtype=np.float64)
     trace = Trace(ts, load, None, label)
     every = max(1, round(agent_s / DT))
-    res = replay(site, bundled("shanghai_ci_two_part"), trace, seed_profile=False, decide_every=every, pcs_model=pcs)
+    res = replay(
+        site, bundled("shanghai_ci_two_part"), trace, seed_profile=False, decide_every=every, pcs_model=pcs, op=op
+    )
     share, p99, worst = ramp_share(res.grid_w)
     pcc = mode == "pcc"
     causes = over_limit_causes(
@@ -240,6 +245,7 @@ def variation(
     pcs: PcsModel,
     band: tuple[float, float],
     explain: bool = False,
+    op: OperatorState | None = None,
 ) -> dict[str, Any]:
     """One load trace (a node trace x nodes, restarting with `seed`) replayed in every (mode, cycle);
     `explain`: each over-limit second's causes on stderr (explain_seconds)."""
@@ -262,7 +268,7 @@ def variation(
     print(f"{out['trace']}:", file=sys.stderr)
     soc_window = (site.control.soc_min_pct, site.control.soc_max_pct)
     for mode, c in runs:
-        r = run(site, load, c, mode, pcs, band, label, loop_w)
+        r = run(site, load, c, mode, pcs, band, label, loop_w, op)
         r["soc_within_window"] = soc_window[0] <= r["soc_min_pct"] and r["soc_max_pct"] <= soc_window[1]
         out["with_battery"].append(r)
         print(
@@ -334,8 +340,15 @@ def main() -> int:
         help="the demo's battery times this: its clusters and each PCS's rating (a site sized to its load's swings)",
     )
     ap.add_argument("--explain", action="store_true", help="each over-limit second's causes, on stderr")
+    ap.add_argument(
+        "--operator-mode",
+        choices=["auto", "idle"],
+        default="auto",
+        help="the operator's mode in every run (idle: the battery's plan is 0 W, handed over at the full ramp)",
+    )
     args = ap.parse_args()
     pcs = PcsModel(args.tau_s, args.pcc_sample_s, args.pcc_gain)
+    op = OperatorState(mode=args.operator_mode) if args.operator_mode != "auto" else None
     site = load_site(ROOT / "agent" / "sites" / "demo.toml")
     if args.battery_scale > 1:
         k = args.battery_scale
@@ -348,7 +361,7 @@ def main() -> int:
         + [("pcc", c) for c in args.pcc_cycle_s]
     )
     variations = [
-        variation(site, args.minutes, name, nodes, seed, runs, pcs, band, args.explain)
+        variation(site, args.minutes, name, nodes, seed, runs, pcs, band, args.explain, op)
         for name in args.trace
         for nodes in args.nodes
         for seed in [None, *args.restart_seeds]
