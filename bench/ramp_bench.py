@@ -22,8 +22,10 @@ The grid as a utility meter sees it is the 1 s average; its ramp is the change b
 seconds. Reported: share of seconds over the limit with and without the battery, p99/max ramp, SoC band.
 The seconds over the limit are split by cause (over_limit_causes): with the battery at its power
 limit; in PCC mode, beyond the PCS's own loop (its response to the load alone moves the second by
-more than the limit: agent.offline.pcc_loop); the rest. `--explain` lists each such second, the
-grid's change split into the PCS loop's part and the rest, with what the load did.
+more than the limit: agent.offline.pcc_loop), then over with the reference held (that loop within
+the battery's power, its reference still: pcc_loop.held_reference_change); the rest. `--explain`
+lists each such second, the grid's change split into the PCS loop's part and the rest (and the
+change with the reference held), with what the load did.
 
     .venv/bin/python bench/ramp_bench.py [--minutes 60] [--cycle-s 1.0 0.2] [--pcc-cycle-s 1.0]
         [--fast-lane-s 0.2]   # the fast lane (agent.control.fast) at these periods, the agent at 1 s

@@ -23,6 +23,9 @@ with that response can hold (bench/ramp_bench.py counts those apart, as it count
 the battery at its power limit). Without limits the modelled loop is never slower than the real
 one: where a real PCS's command saturates at its rating (a step larger than its rating / gain) it
 reaches the new level later, so this errs toward counting fewer seconds apart, not more.
+`held_reference_change` counts that: the change of two seconds the same PCS, its output within the
+battery's power and starting from the battery's power then, leaves with its reference held still;
+what a second moved beyond it is the reference's part.
 """
 
 from __future__ import annotations
