@@ -22,8 +22,10 @@ The grid as a utility meter sees it is the 1 s average; its ramp is the change b
 seconds. Reported: share of seconds over the limit with and without the battery, p99/max ramp, SoC band.
 The seconds over the limit are split by cause (over_limit_causes): with the battery at its power
 limit; in PCC mode, beyond the PCS's own loop (its response to the load alone moves the second by
-more than the limit: agent.offline.pcc_loop); the rest. `--explain` lists each such second, the
-grid's change split into the PCS loop's part and the rest, with what the load did.
+more than the limit: agent.offline.pcc_loop), then over with the reference held (that loop within
+the battery's power, its reference still: pcc_loop.held_reference_change); the rest. `--explain`
+lists each such second, the grid's change split into the PCS loop's part and the rest (and the
+change with the reference held), with what the load did.
 
     .venv/bin/python bench/ramp_bench.py [--minutes 60] [--cycle-s 1.0 0.2] [--pcc-cycle-s 1.0]
         [--fast-lane-s 0.2]   # the fast lane (agent.control.fast) at these periods, the agent at 1 s
@@ -31,6 +33,7 @@ grid's change split into the PCS loop's part and the rest, with what the load di
         [--band-hz 0.1 2]     # the oscillation band: the grid's energy in it against the load's
         [--trace 100stepsync 200stepsync] [--nodes 300 600 1000] [--restart-seeds 1]  # variations
         [--battery-scale 2] [--explain]   # the battery x 2; each over-limit second's causes
+        [--operator-mode idle]  # an operator's command in every run: the plan 0 W, handed over at the ramp
 
 Variations: either node trace, scaled to other node counts, and each also with the job restarting
 at random points (--restart-seeds). The last line says in how many runs the battery made the
@@ -55,9 +58,10 @@ import numpy as np
 
 from agent.economics.tariff import bundled
 from agent.model.config import SiteConfig, load_site
+from agent.model.operator import OperatorState
 from agent.model.ramp_metrics import SLACK, ramp_stats
 from agent.model.spectrum import DEFAULT_BAND_HZ, band_energy
-from agent.offline.pcc_loop import loop_residual, second_changes
+from agent.offline.pcc_loop import held_reference_change, loop_residual, second_changes
 from agent.offline.replay import PcsModel, Trace, battery_spec, replay
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +123,12 @@ AT_POWER_LIMIT = 0.98  # a battery within 2 % of its power capability counts as 
 
 
 def over_limit_causes(
-    grid_w: np.ndarray, battery_w: np.ndarray, power_w: float, loop_w: np.ndarray | None
+    grid_w: np.ndarray,
+    battery_w: np.ndarray,
+    power_w: float,
+    loop_w: np.ndarray | None,
+    load_w: np.ndarray | None = None,
+    pcs: PcsModel = DEFAULT_PCS,
 ) -> dict[str, Any]:
     """The seconds whose 1 s-average grid moved by more than the limit, by cause (shares of seconds):
     `at_power_limit`, with the battery at its power limit in either of the two seconds compared (the
@@ -127,8 +136,12 @@ def over_limit_causes(
     month at 1 s); `beyond_pcs_loop`, the others in which the PCS's own grid-power loop, its reference
     held, moves that second by more than the limit on the load alone (`loop_w`:
     agent.offline.pcc_loop.loop_residual; PCC mode only): no reference the agent hands it can keep
-    them within the limit; `left`: the rest. `seconds`: each over-limit second (index, grid change,
-    the PCS loop's part of it, the load's change, its largest step, at power limit) for --explain."""
+    them within the limit; `beyond_held`, the others in which that loop at the battery's power
+    (`power_w`), from the battery's power at their start, its reference held through the two seconds,
+    still moves them by more than the limit (`load_w` given, PCC mode: pcc_loop.held_reference_change;
+    the reference's part is the rest); `left`: the rest. `seconds`: each over-limit second (index,
+    grid change, the PCS loop's part of it, at power limit, the change with the reference held or
+    None) for --explain."""
     per_s = round(1.0 / DT)
     n = len(grid_w) // per_s
     dg = second_changes(grid_w, DT)
@@ -137,14 +150,25 @@ def over_limit_causes(
     at_limit = over & (peak[:-1] | peak[1:])
     dl = second_changes(loop_w, DT) if loop_w is not None else np.zeros(len(dg))
     beyond = over & ~at_limit & (np.abs(dl) > LIMIT_W_PER_S * SLACK)
+    held: dict[int, float] = {}
+    if load_w is not None and loop_w is not None:
+        for s in np.flatnonzero(over & ~at_limit & ~beyond).tolist():
+            k = s * per_s
+            b0 = float(battery_w[k - 1]) if k > 0 else 0.0
+            held[s] = held_reference_change(
+                load_w[k : k + 2 * per_s], b0, DT, power_w, pcs.tau_s, pcs.pcc_sample_s, pcs.pcc_gain
+            )
+    beyond_held = np.zeros(len(dg), dtype=bool)
+    beyond_held[[s for s, v in held.items() if abs(v) > LIMIT_W_PER_S * SLACK]] = True
     m = max(1, len(over))
     return {
         "over": float(over.sum()) / m,
         "at_power_limit": float(at_limit.sum()) / m,
         "beyond_pcs_loop": float(beyond.sum()) / m,
-        "left": float((over & ~at_limit & ~beyond).sum()) / m,
+        "beyond_held": float(beyond_held.sum()) / m,
+        "left": float((over & ~at_limit & ~beyond & ~beyond_held).sum()) / m,
         "seconds": [
-            (int(s), float(dg[s]), float(dl[s]) if loop_w is not None else None, bool(at_limit[s]))
+            (int(s), float(dg[s]), float(dl[s]) if loop_w is not None else None, bool(at_limit[s]), held.get(int(s)))
             for s in np.flatnonzero(over)
         ],
     }
@@ -165,6 +189,7 @@ def run(
     band: tuple[float, float],
     label: str = f"{TRACE.name} x {NODES} nodes",
     loop_w: np.ndarray | None = None,
+    op: OperatorState | None = None,
 ) -> dict[str, Any]:
     """One replay of `load` (W at DT) with the agent every `cycle_s`; mode "setpoint" or "pcc", or
     "fast": the agent at the site's cycle (1 s) and the fast lane every `cycle_s`. `loop_w`: the PCS
@@ -179,15 +204,21 @@ def run(
     ts = np.asarray(START.timestamp() + np.arange(len(load)) * DT, dtype=np.float64)
     trace = Trace(ts, load, None, label)
     every = max(1, round(agent_s / DT))
-    res = replay(site, bundled("shanghai_ci_two_part"), trace, seed_profile=False, decide_every=every, pcs_model=pcs)
+    res = replay(
+        site, bundled("shanghai_ci_two_part"), trace, seed_profile=False, decide_every=every, pcs_model=pcs, op=op
+    )
     share, p99, worst = ramp_share(res.grid_w)
-    causes = over_limit_causes(res.grid_w, res.battery_w, battery_spec(site).power_w, loop_w if mode == "pcc" else None)
+    pcc = mode == "pcc"
+    causes = over_limit_causes(
+        res.grid_w, res.battery_w, battery_spec(site).power_w, loop_w if pcc else None, load if pcc else None, pcs
+    )
     return {
         "mode": mode,
         "cycle_s": cycle_s,
         "over_limit_share": share,
         "over_limit_at_power_limit_share": causes["at_power_limit"],
         "over_limit_beyond_pcs_loop_share": causes["beyond_pcs_loop"],
+        "over_limit_beyond_held_share": causes["beyond_held"],
         "over_limit_left_share": causes["left"],
         "over_limit_seconds": causes["seconds"],
         "p99_ramp_w_per_s": p99,
@@ -216,6 +247,7 @@ def variation(
     pcs: PcsModel,
     band: tuple[float, float],
     explain: bool = False,
+    op: OperatorState | None = None,
 ) -> dict[str, Any]:
     """One load trace (a node trace x nodes, restarting with `seed`) replayed in every (mode, cycle);
     `explain`: each over-limit second's causes on stderr (explain_seconds)."""
@@ -238,7 +270,7 @@ def variation(
     print(f"{out['trace']}:", file=sys.stderr)
     soc_window = (site.control.soc_min_pct, site.control.soc_max_pct)
     for mode, c in runs:
-        r = run(site, load, c, mode, pcs, band, label, loop_w)
+        r = run(site, load, c, mode, pcs, band, label, loop_w, op)
         r["soc_within_window"] = soc_window[0] <= r["soc_min_pct"] and r["soc_max_pct"] <= soc_window[1]
         out["with_battery"].append(r)
         print(
@@ -258,23 +290,29 @@ def variation(
 def beyond_text(r: dict[str, Any]) -> str:
     if r["mode"] != "pcc":
         return ""
-    return f", {100 * r['over_limit_beyond_pcs_loop_share']:.3f} % beyond the PCS's own loop"
+    return (
+        f", {100 * r['over_limit_beyond_pcs_loop_share']:.3f} % beyond the PCS's own loop,"
+        f" {100 * r['over_limit_beyond_held_share']:.3f} % over with the reference held"
+    )
 
 
-def explain_seconds(load: np.ndarray, seconds: list[tuple[int, float, float | None, bool]]) -> None:
+def explain_seconds(load: np.ndarray, seconds: list[tuple[int, float, float | None, bool, float | None]]) -> None:
     """One line per over-limit second: the grid's change between its 1 s averages, split (PCC mode)
     into the PCS loop's response to the load alone and the rest (the reference the agent handed the
-    PCS, and the battery's power limit where it was reached), and what the load did in those two
-    seconds."""
+    PCS, and the battery's power limit where it was reached), the change the PCS at the battery's
+    power would have left with its reference held (where computed: over_limit_causes), and what the
+    load did in those two seconds."""
     per_s = round(1.0 / DT)
     dl = second_changes(load, DT)
-    for s, dg, loop, at_limit in seconds:
+    for s, dg, loop, at_limit, held in seconds:
         steps = np.abs(np.diff(load[s * per_s : (s + 2) * per_s]))
         split = (
             ""
             if loop is None
             else f" = PCS loop on the load alone {loop / 1e3:+.0f} + the rest {(dg - loop) / 1e3:+.0f}"
         )
+        if held is not None:
+            split += f" (the reference held, the PCS at the battery's power: {held / 1e3:+.0f})"
         print(
             f"    second {s}->{s + 1}: grid {dg / 1e3:+.0f} kW{split}; load {dl[s] / 1e3:+.0f} kW"
             f" (largest {DT:g} s step {steps.max() / 1e3:.0f} kW){'; battery at its power limit' if at_limit else ''}",
@@ -304,8 +342,15 @@ def main() -> int:
         help="the demo's battery times this: its clusters and each PCS's rating (a site sized to its load's swings)",
     )
     ap.add_argument("--explain", action="store_true", help="each over-limit second's causes, on stderr")
+    ap.add_argument(
+        "--operator-mode",
+        choices=["auto", "idle"],
+        default="auto",
+        help="the operator's mode in every run (idle: the battery's plan is 0 W, handed over at the full ramp)",
+    )
     args = ap.parse_args()
     pcs = PcsModel(args.tau_s, args.pcc_sample_s, args.pcc_gain)
+    op = OperatorState(mode=args.operator_mode) if args.operator_mode != "auto" else None
     site = load_site(ROOT / "agent" / "sites" / "demo.toml")
     if args.battery_scale > 1:
         k = args.battery_scale
@@ -318,7 +363,7 @@ def main() -> int:
         + [("pcc", c) for c in args.pcc_cycle_s]
     )
     variations = [
-        variation(site, args.minutes, name, nodes, seed, runs, pcs, band, args.explain)
+        variation(site, args.minutes, name, nodes, seed, runs, pcs, band, args.explain, op)
         for name in args.trace
         for nodes in args.nodes
         for seed in [None, *args.restart_seeds]

@@ -14,7 +14,7 @@ from agent.control.fleet import FleetMemo, build_fleet
 from agent.control.interval import accumulate, roll
 from agent.control.limit_reserve import advance, reserve_wh
 from agent.control.prices import Prices
-from agent.control.ramp_reference import BETWEEN_READINGS_RAMP_FRACTION
+from agent.control.ramp_reference import BETWEEN_READINGS_RAMP_FRACTION, tally
 from agent.control.reserve import reserve_floor_pct
 from agent.control.schedule import DispatchPlan
 from agent.control.state import ControllerState
@@ -173,4 +173,5 @@ def begin_cycle(
         limit=ls,
         limit_wh=reserve_wh(ls, usable) if limit > 0.0 else 0.0,
         edge=st.edge,
+        meter=tally(st.ramp.meter, t.timestamp(), gv, grid_ok),
     )

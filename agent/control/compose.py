@@ -181,7 +181,11 @@ def decide(
     now = snap.t_mono
     return plan, ControllerState(
         ramp=RampState(
-            t_mono=now if finite(now) else NAN, grid_w=new_grid, battery_w=d.achieved_w, from_w=c.prev_battery_w
+            t_mono=now if finite(now) else NAN,
+            grid_w=new_grid,
+            battery_w=d.achieved_w,
+            from_w=c.prev_battery_w,
+            meter=c.meter,
         ),
         interval=c.iv,
         tou=c.tou,

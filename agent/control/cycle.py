@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from agent.control.fleet import Fleet
 from agent.control.schedule import DispatchPlan
-from agent.control.state import EdgeState, IntervalState, LimitState, TouState
+from agent.control.state import METER0, EdgeState, IntervalState, LimitState, MeterSecond, TouState
 from agent.model.config import ControlConfig
 from agent.model.operator import OperatorState
 from agent.model.snapshot import SiteSnapshot
@@ -33,6 +33,7 @@ class Cycle:
         "limit",
         "limit_wh",
         "meas_ok",
+        "meter",
         "net",
         "net_ok",
         "now",
@@ -83,6 +84,7 @@ class Cycle:
         limit: LimitState | None = None,
         limit_wh: float = 0.0,
         edge: EdgeState | None = None,
+        meter: MeterSecond = METER0,
     ) -> None:
         self.snap = snap
         self.cfg = cfg
@@ -114,3 +116,4 @@ class Cycle:
         self.limit = limit if limit is not None else LimitState()  # the grid limit's energy bookkeeping
         self.limit_wh = limit_wh  # stored energy (Wh above the floor) kept for the grid limit (limit_reserve)
         self.edge = edge if edge is not None else EdgeState()  # the fleet's device limits the previous cycle
+        self.meter = meter  # the grid readings of the meter's running second, this one's included

@@ -16,8 +16,9 @@ to 150-170 kW of a 200 kW/s limit; and a reference that chases swings the batter
 near one end of them, so the battery covers the whole swing one way and meets its power limit. The
 reference therefore moves only as fast as the battery's use of its power asks: at the full ramp
 when the battery is at its window (the grid must take the load over), barely when it holds the
-swings with power to spare (in mode auto: an operator's override or idle, and a grid above the
-connection limit, are handed over at the full ramp, as before). For a lasting change D (the
+swings with power to spare (in mode auto: an operator's override or idle is handed over at the
+full ramp within what the meter's running second has left of its ramp budget, a grid above the
+connection limit at the full ramp). For a lasting change D (the
 grid's distance from the target) the reference closes in with the time constant window / ramp,
 taking at most window^2 / ramp of energy off the plan, twice what the full ramp from the window's
 edge would (bench/ramp_bench.py, BENCHMARKS.md "Issue 14: PCC at 1,000 nodes").
@@ -31,6 +32,7 @@ from agent.control.cycle import Cycle
 from agent.control.dispatch import pcs_shares
 from agent.control.edges import edge_caps
 from agent.control.ramp import PCC_NO_FLOOR_W, PCC_RAMP_FRACTION
+from agent.control.ramp_reference import second_budget_w
 from agent.control.window import AUTO
 from agent.model.plan import GridControl, PccLimits
 
@@ -72,16 +74,25 @@ def reference_ramp(c: Cycle, target_w: float, lim: dict[str, PccLimits], mode: s
     share of the PCS's window that way, at most 1. The full ramp when the grid is not measured, when
     it is above the grid connection limit (grid_import_limit_w: a bound to restore, not a swing), and
     for an operator's command (a mode other than auto: an override, idle): a setpoint someone asked
-    for is handed over at the ramp, as in setpoint mode, not approached."""
+    for is handed over at the ramp, as in setpoint mode, not approached; but, as the ramp bound has
+    priority over the operator's command there, only within what the meter's running second has left
+    of its ramp budget that way (ramp_reference.second_budget_w): while the PCS loop's tracking error
+    of a load slew spends it, the reference does not add its full ramp to it (it may move against
+    it). Not in mode auto, where the reference already moves as slowly as the battery's window
+    allows: held there, a lasting change is handed back later and the seconds after pay for it
+    (BENCHMARKS.md "Issue 14: the PCC reference within the second's budget")."""
     full = c.cfg.ramp_limit_w_per_s * PCC_RAMP_FRACTION
-    if not c.meas_ok or mode != AUTO:
+    if not c.meas_ok:
         return full
     limit = c.cfg.grid_import_limit_w
     if limit > 0.0 and c.grid_w > limit:  # over the connection limit: a bound to restore, not a swing
         return full
     off = target_w - c.grid_w  # > 0: the battery discharges more than the plan (the grid is below it)
+    if mode != AUTO:
+        left = second_budget_w(c.meter, c.grid_w, c.dt, c.cfg.ramp_limit_w_per_s, off > 0.0)
+        # never 0: a PCS may read a ramp of 0 as "no ramp limit" (the safety contract's 0 < ramp)
+        return min(full, max(PCC_MIN_RAMP_W_PER_S, left))
     room = sum(x.max_discharge_w if off > 0.0 else x.max_charge_w for x in lim.values())
     if not room > 0.0:
         return full
-    # never 0: a PCS may read a ramp of 0 as "no ramp limit" (the safety contract's 0 < ramp)
     return min(full, max(PCC_MIN_RAMP_W_PER_S, full * min(1.0, abs(off) / room)))

@@ -25,7 +25,9 @@ returning at the ramp limit is the fastest return the limit allows, so it drifts
 the economic controllers nothing; a slower return would only hold the battery off their plan longer.
 (PCS in grid-power control are different: there the reference's slope shares the limit with the
 PCS loop's own tracking error, and it approaches the target in proportion to the battery's use of
-its window: pcc.py says why.)
+its window: pcc.py says why. Holding it still while that error spends a second's budget is a slower
+return too: measured, the move it defers lands in the seconds after, so only an operator's command,
+handed over at the full ramp, waits for the budget: pcc.reference_ramp.)
 """
 
 from __future__ import annotations

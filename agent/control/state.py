@@ -1,7 +1,8 @@
 """ControllerState: what the policy remembers from one cycle to the next, split by concern.
 
 - RampState: the previous cycle (its time, the grid import and battery power it planned: the ramp
-  reference, unless the meters say the plant is elsewhere: agent.control.ramp);
+  reference, unless the meters say the plant is elsewhere: agent.control.ramp), and the grid
+  readings of the meter's running second (MeterSecond: agent.control.ramp_reference.tally);
 - IntervalState: the running demand interval, the billing month's peaks and the day's profile;
 - TouState: the time-of-use plan for the current price slot;
 - LimitState: the energy the grid connection limit has needed (agent.control.limit_reserve);
@@ -51,6 +52,27 @@ def month_peak(peaks: tuple[tuple[float, float], ...], rate: float) -> float:
 
 
 @dataclass(frozen=True, slots=True, init=False)
+class MeterSecond:
+    """The grid readings in the utility meter's running second (a whole second of the wall clock)
+    and the average of those in the second before it: how much of that second's ramp budget the grid
+    has used so far (agent.control.ramp_reference)."""
+
+    key: int  # the running second: floor of the wall time (s since the epoch; -1: none yet)
+    sum_w: float  # the sum of its good grid readings (W)
+    n: int  # how many
+    prev_avg_w: float  # the readings' average over the second right before it (NaN: none, or not read)
+
+    def __init__(self, *, key: int = -1, sum_w: float = 0.0, n: int = 0, prev_avg_w: float = NAN) -> None:
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "sum_w", sum_w)
+        object.__setattr__(self, "n", n)
+        object.__setattr__(self, "prev_avg_w", prev_avg_w)
+
+
+METER0: Final = MeterSecond()
+
+
+@dataclass(frozen=True, slots=True, init=False)
 class RampState:
     t_mono: float  # monotonic time of the previous cycle (NaN: none yet)
     grid_w: float  # grid import the previous cycle planned (ramp reference; NaN: none)
@@ -58,14 +80,22 @@ class RampState:
     # ... and the one planned the cycle before it: the PCS moves from there to battery_w with its lag,
     # so a measured output between the two is that lag, not a discontinuity (agent.control.ramp)
     from_w: float
+    meter: MeterSecond  # the grid readings of the meter's running second, this cycle's included
 
     def __init__(
-        self, *, t_mono: float = NAN, grid_w: float = NAN, battery_w: float = NAN, from_w: float = NAN
+        self,
+        *,
+        t_mono: float = NAN,
+        grid_w: float = NAN,
+        battery_w: float = NAN,
+        from_w: float = NAN,
+        meter: MeterSecond = METER0,
     ) -> None:
         object.__setattr__(self, "t_mono", t_mono)
         object.__setattr__(self, "grid_w", grid_w)
         object.__setattr__(self, "battery_w", battery_w)
         object.__setattr__(self, "from_w", from_w)
+        object.__setattr__(self, "meter", meter)
 
 
 @dataclass(frozen=True, slots=True, init=False)
