@@ -63,6 +63,9 @@ class FleetScore:
     n_first: int
     false_alarms: tuple[str, ...]
     misses: tuple[str, ...]
+    # connection findings (agent/health/corroborate.py), first per cluster: listed, not scored
+    # (not wear: no end of life to lead, no rank)
+    connection: tuple[str, ...] = ()
 
     @property
     def leads(self) -> list[int]:
@@ -126,6 +129,7 @@ def score(
     if peers_alarm:
         for day, r in out.peer_alarms:
             false_alarms.append(f"{r.cluster_id}: peer drift on {r.indicator} on day {day}")
+    connection = tuple(f"{r.cluster_id}: {r.label} on day {day}: {r.text}" for day, r in out.connection)
     scored = [c for c in rows if c.scored]
     rho = math.nan
     if len(scored) >= 3:
@@ -140,4 +144,4 @@ def score(
     if first_flagged_first:
         latest_head = max(c.first_rec_day for c in head if c.first_rec_day is not None)
         first_flagged_first = all(c.first_rec_day is None or c.first_rec_day > latest_head for c in rest)
-    return FleetScore(tuple(rows), rho, first_flagged_first, n_first, tuple(false_alarms), tuple(misses))
+    return FleetScore(tuple(rows), rho, first_flagged_first, n_first, tuple(false_alarms), tuple(misses), connection)
