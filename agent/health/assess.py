@@ -25,6 +25,11 @@ up to 116 cycles early (noise seeds 0-9); an unsure forecast waits until the soo
 lead time, which keeps the order in time without buying on one fast week. This needs no peer:
 a fleet that ages together reaches its end together.
 
+Resistance and capacity disagree on real cells (agent/health/corroborate.py): a resistance
+rise the cluster's capacity does not echo is not its cells wearing, so it is neither peer drift
+nor a replacement plan but the connection finding (basis "connection", CONNECTION_ACTION), with
+the resistance rule's derating and isolation near the limit: a loosening joint heats.
+
 Peer comparison is robust to what real fleets do. Outlier days: slopes are Theil-Sen (a
 median of pairwise slopes, unmoved by up to ~29 % bad days), levels a 3-day median, fleet
 figures median and MAD, and a verdict must hold CONFIRM_DAYS days running. (A Hampel filter on
