@@ -366,12 +366,10 @@ def _recommend(cid: str, rule: IndicatorRule, f: _Flag, connection: Evidence | N
     else:
         when = f"at or past the limit ({rule.limit:g} {rule.unit})"
     head = f"cluster {cid}: {rule.label} {direction} {abs(f.slope):.2g} {rule.unit}/day ({ratio}); "
-    if connection is not None:
-        action, basis = CONNECTION_ACTION, "connection"
-        text = f"{head}{_not_wear(connection)}; {when}: {action}"
-    else:
-        action, basis = rule.action, "peers"
-        text = f"{head}now {f.value:.4g} {rule.unit} vs fleet {f.median:.4g}; {when}: {action}"
+    action, basis, tail = _says(
+        rule, connection, "peers", f"now {f.value:.4g} {rule.unit} vs fleet {f.median:.4g}", when
+    )
+    text = head + tail
     return Recommendation(
         cid, rule.name, rule.label, rule.unit, f.value, f.median, f.slope, f.fleet_slope, days, rule.limit,
         action, proposal, text, basis=basis,
@@ -384,8 +382,13 @@ def _uncorroborated(*evs: Evidence | None) -> Evidence | None:
     return next((ev for ev in evs if ev is not None and not ev.corroborated), None)
 
 
-def _not_wear(ev: Evidence) -> str:
-    return f"{ev.says}: the capacity does not show the rise, so it is not the cells wearing"
+def _says(rule: IndicatorRule, connection: Evidence | None, basis: str, now: str, when: str) -> tuple[str, str, str]:
+    """(action, basis, the text after the recommendation's head): wear on `basis`, where the
+    cluster is `now` and `when` it reaches the limit, or the connection finding."""
+    if connection is None:
+        return rule.action, basis, f"{now}; {when}: {rule.action}"
+    why = f"{connection.says}: the capacity does not show the rise, so it is not the cells wearing"
+    return CONNECTION_ACTION, "connection", f"{why}; {when}: {CONNECTION_ACTION}"
 
 
 def _proposal(cid: str, rule: IndicatorRule, isolate: bool) -> dict[str, Any]:
@@ -420,12 +423,8 @@ def _recommend_eol(
         when = f"at or past {limit}"
     vs = f" vs fleet {peer.median:.4g}" if peer is not None else ""
     head = f"cluster {cid}: {rule.label} {direction} {abs(f.slope_per_day):.2g} {rule.unit}/day{knee}; "
-    if connection is not None:
-        action, basis = CONNECTION_ACTION, "connection"
-        text = f"{head}{_not_wear(connection)}; {when}: {action}"
-    else:
-        action, basis = rule.action, "forecast"
-        text = f"{head}now {f.value:.4g} {rule.unit}{vs}; {when}: {action}"
+    action, basis, tail = _says(rule, connection, "forecast", f"now {f.value:.4g} {rule.unit}{vs}", when)
+    text = head + tail
     return Recommendation(
         cid, rule.name, rule.label, rule.unit, f.value, peer.median if peer is not None else math.nan,
         f.slope_per_day, peer.fleet_slope if peer is not None else math.nan, f.mid_days, rule.limit,
