@@ -57,3 +57,13 @@ def test_the_connection_finding_derates_then_proposes_isolation_at_the_limit() -
     assert (late.basis, late.days_to_limit) == ("connection", 0.0)
     assert late.proposal == {"kind": "isolate", "command": {"command": "maintenance", "cluster_id": "c3", "on": True}}
     assert "at or past the limit (150 mΩ)" in late.text and "end of life" not in late.text
+
+
+def test_the_end_of_an_excursion_is_no_new_rise() -> None:
+    # The end-of-life forecast's quadratic, with the excursion inside its 100-day window, reads
+    # the drop back (day 100) and the flat level after it as a rise: with a level back among its
+    # peers' and no capacity echo, that is the fit, not the cluster (before: the connection
+    # finding on 25 of days 101-199, as CS2_38 on cycles ~217-232)
+    h = _resistance_fleet(_excursion, days=200)
+    said = [end - 1 for end in range(102, 201) if assess({c: rows[:end] for c, rows in h.items()})]
+    assert said == []

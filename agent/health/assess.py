@@ -340,9 +340,15 @@ def assess(
             if cid in due:  # one recommendation per cluster and indicator: the forecast's
                 f = today[rule.name][cid]
                 pace = against_paces(f, today.get(capacity.name, {}).get(cid), rule, capacity) if resistance else None
-                knee = not resistance and cid in r_knee
-                recs.append(_recommend_eol(cid, rule, f, now.get(cid), knee, _uncorroborated(pace, level)))
-            else:
+                found = _uncorroborated(pace, level)
+                # A rise neither the capacity nor a level apart from the peers bears out is the
+                # fit's, not the cluster's (CS2_38 from cycle ~217: the quadratic reads the
+                # excursion's end, inside its 100-day window, as a new rise): no finding from it.
+                if found is None or level is None or level.apart:
+                    knee = not resistance and cid in r_knee
+                    recs.append(_recommend_eol(cid, rule, f, now.get(cid), knee, found))
+                    continue
+            if cid in confirmed:
                 recs.append(_recommend(cid, rule, now[cid], _uncorroborated(level)))
     recs.sort(key=lambda r: (r.days_to_limit, r.cluster_id, r.indicator))
     return recs

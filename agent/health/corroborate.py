@@ -66,6 +66,9 @@ class Evidence:
     resistance_share: float
     capacity_share: float  # NaN: the capacity was not measured (it cannot corroborate)
     says: str
+    # levels: the resistance is above the reference by the rule's min_gap (the peer verdict's
+    # margin); paces: not a level, True
+    apart: bool = True
 
     @property
     def corroborated(self) -> bool:
@@ -94,7 +97,8 @@ def against_peers(
         f"resistance {_num(r_now, 'mΩ')} vs fleet {_num(r_ref, 'mΩ')}, "
         f"capacity {_num(c_now, '%')} vs fleet {_num(c_ref, '%')}"
     )
-    return Evidence(wear_share(r_now, r_ref, r_rule), wear_share(c_now, c_ref, c_rule), says)
+    apart = r_rule.worse * (r_now - r_ref) >= r_rule.min_gap
+    return Evidence(wear_share(r_now, r_ref, r_rule), wear_share(c_now, c_ref, c_rule), says, apart)
 
 
 def against_paces(
