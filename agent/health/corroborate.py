@@ -8,7 +8,7 @@ resistance uses a tenth of its own (+5 %); wear shows in capacity first. So a re
 that the cluster's capacity does not echo is not its cells aging apart from its peers: it is the
 path the current takes outside the cells (a busbar or module link loosening: that heats at the
 joint) or the BMS's resistance estimate (CALCE CS2_38: +60 mOhm for ~90 cycles, then back under
-its start, while its capacity stayed 1-2 points ABOVE its three peers the whole time).
+its start, while its capacity stayed with its three peers', -0.7 to +1.8 points, the whole time).
 
 Both are measured as a share of their margin to the end-of-life limit (`wear_share`: 80 %
 capacity, 150 mOhm), so the datasheet says how much capacity a rise is worth. A peer-drift
@@ -17,10 +17,12 @@ and recoveries cancel); an end-of-life forecast claims a pace, so it compares to
 (`against_paces`: a resistance due to use its margin within weeks must see the capacity use a
 share of its own in those weeks; no peer needed, like the forecast), and its levels with the
 peers' where there are peers (a level at the limit whose rise has stopped claims no pace, yet
-is no wear if the capacity stayed with the fleet's: CS2_38 on its plateau). The capacity corroborates
-when it has used at least `CORROBORATE_SHARE` of the share the resistance has: half, a low bar
-next to the measured cells (where capacity leads by ten times), so real wear passes and a rise
-with no echo does not. A cluster whose capacity is not measured cannot corroborate.
+is no wear if the capacity stayed with the fleet's: CS2_38 on its plateau). The capacity
+corroborates when it has used at least `CORROBORATE_SHARE` of the share the resistance has:
+half, a low bar next to the measured cells (where capacity leads by ten times), so real wear
+passes and a rise with no echo does not. A cluster whose capacity is not measured cannot
+corroborate. `Evidence.apart` says whether a level stands apart from the peers at all: assess
+drops a forecast's uncorroborated rise whose level does not (the fit's, not the cluster's).
 """
 
 from __future__ import annotations
