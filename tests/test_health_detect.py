@@ -4,15 +4,10 @@ indicator; healthy clusters with realistic noise raise nothing (simulators/aging
 from __future__ import annotations
 
 from agent.health.tracker import HealthTracker
+from bench.health_bench import RIGHT, findings_tracker
 from simulators.aging import AgingRun, run_tracker
 from simulators.degradation import Degradation
 
-RIGHT = {
-    "resistance": {"resistance_mohm"},
-    "cell_drift": {"cell_spread_mv"},
-    "capacity_fade": {"capacity_pct", "soh_pct"},
-    "cooling": {"temp_max_c"},
-}
 FAULTS = (
     Degradation("c02", "resistance", 3.0, 0.03),
     Degradation("c04", "cell_drift", 3.0, 0.004),
@@ -23,19 +18,22 @@ FAULTS = (
 
 def test_every_fault_kind_is_detected_attributed_and_early() -> None:
     run = AgingRun(n_clusters=8, degradations=FAULTS, seed=3)
-    out = run_tracker(run, HealthTracker(), days=60, stop_after_limits=1)
+    tracker, found = findings_tracker(run.start.toordinal())
+    out = run_tracker(run, tracker, days=60, stop_after_limits=1)
     # every limit was actually reached in the run (otherwise lead time means nothing)
     assert set(out.limit_day) == {(d.cluster_id, d.kind) for d in FAULTS}
     for d in FAULTS:
         limit = out.limit_day[(d.cluster_id, d.kind)]
-        right = [day for (cid, ind), day in out.first_rec.items() if cid == d.cluster_id and ind in RIGHT[d.kind]]
+        # the right finding: indicator and basis (the resistance fault, resistance alone rising,
+        # is the connection finding, not wear)
+        right = [day for (cid, *what), day in found.items() if cid == d.cluster_id and tuple(what) in RIGHT[d.kind]]
         assert right, f"{d.kind} on {d.cluster_id} never recommended"
         lead = limit - (min(right) + 1)
         assert lead >= 7, f"{d.kind} on {d.cluster_id}: lead {lead} days"
         wrong = [
-            (ind, day)
-            for (cid, ind), day in out.first_rec.items()
-            if cid == d.cluster_id and ind not in RIGHT[d.kind] and day < limit
+            (ind, basis, day)
+            for (cid, ind, basis), day in found.items()
+            if cid == d.cluster_id and (ind, basis) not in RIGHT[d.kind] and day < limit
         ]
         assert wrong == [], f"{d.kind} on {d.cluster_id} misattributed: {wrong}"
     faulty = {d.cluster_id for d in FAULTS}

@@ -93,15 +93,18 @@ def test_resistance_knee_is_named_on_the_capacity_plan() -> None:
     assert "resistance accelerating" not in texts["c1"]
 
 
-def _resistance_fleet(c3_extra: Callable[[int], float], days: int = 75) -> dict[str, list[DailyIndicators]]:
-    """Six clusters at 90 mOhm with 0.7 % estimator scatter; c3 gets `c3_extra(day)` mOhm on top."""
+def _resistance_fleet(
+    c3_extra: Callable[[int], float], days: int = 75, c3_capacity: Callable[[int], float] = lambda d: 0.0
+) -> dict[str, list[DailyIndicators]]:
+    """Six clusters at 90 mOhm with 0.7 % estimator scatter, capacity 99 % with 0.3 points;
+    c3 gets `c3_extra(day)` mOhm and `c3_capacity(day)` points on top."""
     rng = np.random.default_rng(5)
     return {
         f"c{i}": [
             row(
                 f"c{i}",
                 d,
-                99.0 + rng.normal(0, 0.3),
+                99.0 + rng.normal(0, 0.3) + (c3_capacity(d) if i == 3 else 0.0),
                 90.0 * (1 + rng.normal(0, 0.007)) + (c3_extra(d) if i == 3 else 0.0),
             )
             for d in range(days)
@@ -110,37 +113,88 @@ def _resistance_fleet(c3_extra: Callable[[int], float], days: int = 75) -> dict[
     }
 
 
-def _first_peer_alarm(h: dict[str, list[DailyIndicators]]) -> dict[tuple[str, str], int]:
-    first: dict[tuple[str, str], int] = {}
+def _first_findings(h: dict[str, list[DailyIndicators]]) -> dict[tuple[str, str, str], int]:
+    """(cluster, indicator, basis) -> the first day it was said, assessing day by day."""
+    first: dict[tuple[str, str, str], int] = {}
     for end in range(30, len(h["c1"]) + 1):  # day by day from the day before anything happens
         for r in assess({c: rows[:end] for c, rows in h.items()}):
-            if r.basis == "peers":
-                first.setdefault((r.cluster_id, r.indicator), end - 1)
+            first.setdefault((r.cluster_id, r.indicator, r.basis), end - 1)
     return first
+
+
+R = ("c3", "resistance_mohm")
+CONNECTION = (*R, "connection")
 
 
 @pytest.mark.parametrize(
     ("c3_extra", "first"),
     [
         # a step of +25 mOhm on day 30 that returns on day 60 (a contact, a recalibration): not
-        # drift (peer drift on day 35 before steps were told apart)
-        (lambda d: 25.0 if 30 <= d < 60 else 0.0, {}),
-        (lambda d: 25.0 if d >= 30 else 0.0, {}),  # ... or that stays: a new level, no trend
-        # a monotone drift from day 30 is drift: 1.5 and 0.9 mOhm/day (the simulator's resistance
-        # faults: 1-3 % of 90 mOhm a day) are told on day 37 and 41, as before steps were told apart
-        (lambda d: 1.5 * max(0, d - 30), {("c3", "resistance_mohm"): 37}),
-        (lambda d: 0.9 * max(0, d - 30), {("c3", "resistance_mohm"): 41}),
+        # drift (a finding on day 35 before steps were told apart). The end-of-life forecast,
+        # from its 60th day (59), reads the step as a rise: before issue 17c a replacement plan
+        # on day 60, now, with the capacity flat, the connection finding
+        (lambda d: 25.0 if 30 <= d < 60 else 0.0, {CONNECTION: 60}),
+        (lambda d: 25.0 if d >= 30 else 0.0, {CONNECTION: 60}),  # ... or that stays: a new level
+        # a monotone rise from day 30 is a drift: 1.5 and 0.9 mOhm/day (the simulator's resistance
+        # faults: 1-3 % of 90 mOhm a day) are told on day 37 and 41, as before steps were told apart;
+        # with the capacity flat it is the connection finding (peer drift before issue 17c, and a
+        # replacement plan from the forecast on day 60: now none)
+        (lambda d: 1.5 * max(0, d - 30), {CONNECTION: 37}),
+        (lambda d: 0.9 * max(0, d - 30), {CONNECTION: 41}),
         # so is one that accelerates (most of the window's rise in its last days): day 46, as before
-        (lambda d: 0.04 * max(0, d - 30) ** 2, {("c3", "resistance_mohm"): 46}),
+        (lambda d: 0.04 * max(0, d - 30) ** 2, {CONNECTION: 46}),
         # a step that goes on rising is a fault: told once the rise after it shows (day 40; day 34
         # before, on the step itself)
-        (lambda d: 15.0 + 1.5 * (d - 30) if d >= 30 else 0.0, {("c3", "resistance_mohm"): 40}),
+        (lambda d: 15.0 + 1.5 * (d - 30) if d >= 30 else 0.0, {CONNECTION: 40}),
     ],
 )
 def test_drift_is_a_trend_that_lasts_not_a_step(
-    c3_extra: Callable[[int], float], first: dict[tuple[str, str], int]
+    c3_extra: Callable[[int], float], first: dict[tuple[str, str, str], int]
 ) -> None:
-    assert _first_peer_alarm(_resistance_fleet(c3_extra)) == first
+    assert _first_findings(_resistance_fleet(c3_extra)) == first
+
+
+def _excursion(d: int) -> float:
+    """CALCE CS2_38's resistance, at the fleet's 90 mOhm: +1.5 mOhm a cycle from day 30 to +60,
+    held, back under its start on day 100."""
+    return -5.0 if d >= 100 else min(1.5 * max(0, d - 30), 60.0)
+
+
+@pytest.mark.parametrize(
+    ("c3_capacity", "first"),
+    [
+        # the capacity tracks the peers (CS2_38: 1-2 points above them): no peer drift, ever, and
+        # no replacement plan; the connection finding on day 37, the day peer drift was raised
+        # before (fails before issue 17c: peer drift on resistance on day 37, and a replacement
+        # plan on resistance from the end-of-life forecast on day 60)
+        (lambda d: 0.0, {CONNECTION: 37}),
+        (lambda d: 1.5 if d >= 45 else 0.0, {CONNECTION: 37}),
+        # a capacity loss a fifth the size the resistance claims (0.1 point a day against
+        # 0.5 for the same share of the margin to end of life) is no echo either; the capacity's
+        # own drift from its peers is its own finding (day 75, 4.5 points under them)
+        (lambda d: -0.1 * max(0, d - 30), {CONNECTION: 37, ("c3", "capacity_pct", "peers"): 75}),
+    ],
+)
+def test_a_resistance_rise_the_capacity_does_not_echo_is_no_peer_drift(
+    c3_capacity: Callable[[int], float], first: dict[tuple[str, str, str], int]
+) -> None:
+    found = _first_findings(_resistance_fleet(_excursion, days=130, c3_capacity=c3_capacity))
+    assert found == first
+
+
+def test_resistance_and_capacity_drifting_together_is_peer_drift_as_before() -> None:
+    # +1.5 mOhm/day (2.5 % of the 60 mOhm margin) and -0.5 point/day (2.6 % of the 19-point one):
+    # the cells wearing. Everything on the same day as before issue 17c: peer drift on resistance
+    # on day 37 and on capacity on day 39, replacement plans on both from the forecast on day 60
+    found = _first_findings(
+        _resistance_fleet(lambda d: 1.5 * max(0, d - 30), c3_capacity=lambda d: -0.5 * max(0, d - 30))
+    )
+    assert found == {
+        (*R, "peers"): 37,
+        ("c3", "capacity_pct", "peers"): 39,
+        (*R, "forecast"): 60,
+        ("c3", "capacity_pct", "forecast"): 60,
+    }
 
 
 @pytest.mark.parametrize(

@@ -190,6 +190,25 @@ def test_end_of_life_is_where_the_cell_stays_past_the_limit_not_an_excursion() -
     assert true_eol(gone) == 20  # a record that stops past the limit: it stayed there as far as anyone knows
 
 
+def test_a_resistance_excursion_on_identical_cells_is_listed_as_a_connection_finding_not_peer_drift() -> None:
+    # four identical cells (a negative control, as the CALCE CS2 cells); cell4's resistance climbs
+    # 60 % over 15 cycles from cycle 50, holds, and is back on cycle 140 (CS2_38's excursion),
+    # its capacity with its peers' throughout. Before issue 17c: peer drift on resistance, day 54
+    c = np.arange(1.0, 301)
+    cap = tuple(1.1 * (1.0 - 0.0002 * c))
+    flat = tuple(0.1 + 0.0 * c)
+    excursion = tuple(0.1 * (1.0 + np.clip(0.04 * (c - 50), 0.0, 0.6) * (c < 140)))
+    recs = [AgingRecord(f"cell{i}", tuple(c), cap, excursion if i == 4 else flat) for i in range(1, 5)]
+    series = map_records(recs, [(f"c0{i}", 418e3) for i in range(1, 5)], ReplayConfig(seed=0))
+    sc = score(series, replay(series), peers_alarm=True)
+    assert sc.false_alarms == ()
+    (finding,) = sc.connection
+    assert finding.startswith("c04: internal resistance, days 54-115; first on day 54: ")
+    assert "inspect the cluster's connections (busbars, module links) or the BMS's resistance estimate" in finding
+    # not wear: no cluster has a scored (replacement or peer-drift) recommendation
+    assert [x.first_rec_day for x in sc.clusters] == [None] * 4
+
+
 def test_censored_records_are_listed_not_scored() -> None:
     recs = synthetic(5)
     short = AgingRecord("short", recs[4].cycle[:100], recs[4].capacity[:100], recs[4].resistance[:100])

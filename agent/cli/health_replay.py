@@ -178,6 +178,8 @@ def summary_lines(sc: FleetScore) -> list[str]:
         *(f"  {x}" for x in sc.false_alarms),
         f"misses: {len(sc.misses)}",
         *(f"  {x}" for x in sc.misses),
+        f"connection findings (resistance its capacity does not echo; not wear, not scored): {len(sc.connection)}",
+        *(f"  {x}" for x in sc.connection),
     ]
     for c in censored:
         out.append(f"censored {c.cluster_id} ({c.source_id}, record ends day {c.last_day}): {c.said}")

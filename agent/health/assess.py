@@ -25,6 +25,11 @@ up to 116 cycles early (noise seeds 0-9); an unsure forecast waits until the soo
 lead time, which keeps the order in time without buying on one fast week. This needs no peer:
 a fleet that ages together reaches its end together.
 
+Resistance and capacity disagree on real cells (agent/health/corroborate.py): a resistance
+rise the cluster's capacity does not echo is not its cells wearing, so it is neither peer drift
+nor a replacement plan but the connection finding (basis "connection", CONNECTION_ACTION), with
+the resistance rule's derating and isolation near the limit: a loosening joint heats.
+
 Peer comparison is robust to what real fleets do. Outlier days: slopes are Theil-Sen (a
 median of pairwise slopes, unmoved by up to ~29 % bad days), levels a 3-day median, fleet
 figures median and MAD, and a verdict must hold CONFIRM_DAYS days running. (A Hampel filter on
@@ -46,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from agent.health.corroborate import Evidence, against_paces, against_peers
 from agent.health.forecast import FIT_DAYS, HAMPEL_HALF, EolForecast, forecast
 from agent.health.indicators import DailyIndicators
 
@@ -80,7 +86,7 @@ RULES: tuple[IndicatorRule, ...] = (
     ),
     IndicatorRule(
         "resistance_mohm", "internal resistance", "mΩ", +1, 150.0, 0.3, 8.0,
-        "inspect busbar and module connections", 70.0, True, True,
+        "plan a capacity test and module replacement", 70.0, True, True,
     ),
     IndicatorRule(
         "capacity_pct", "capacity (counted)", "%", -1, 80.0, 0.1, 2.5,
@@ -103,6 +109,8 @@ RULES: tuple[IndicatorRule, ...] = (
         "review the BMS alarm log", None, False,
     ),
 )  # fmt: skip
+
+_CAPACITY = next(r for r in RULES if r.name == "capacity_pct")  # what a resistance rise must show in
 
 MAD_K = 4.0  # robust z-score a cluster must exceed against its peers (value and slope)
 MIN_DAYS = 5  # days of history before any verdict
@@ -144,6 +152,10 @@ PLAN_EARLY_DAYS = PLAN_MIN_DAYS + 8.0
 PLAN_SURE_DAYS = PLAN_MAX_DAYS - PLAN_MIN_DAYS
 FORECAST_ROWS = FIT_DAYS + HAMPEL_HALF  # rows a forecast looks at (peer trends need fewer)
 EOL_INDICATORS = ("capacity_pct", "soh_pct", "resistance_mohm")  # wear with an end-of-life limit
+# A resistance rise the capacity does not echo (agent/health/corroborate.py) is this finding,
+# basis "connection", not wear: no peer drift, no replacement plan. Its proposal stays the
+# resistance rule's (derate, isolate near the limit): a loosening joint heats where it is.
+CONNECTION_ACTION = "inspect the cluster's connections (busbars, module links) or the BMS's resistance estimate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +173,9 @@ class Recommendation:
     action: str
     proposal: dict[str, Any]  # {"kind": "derate"|"isolate"|"inspect", ...}; the operator confirms
     text: str
-    basis: str = "peers"  # "peers": drifting from the fleet; "forecast": end of life within the horizon
+    # "peers": wearing apart from the fleet; "forecast": end of life within the horizon;
+    # "connection": a resistance rise its capacity does not echo (connections or the estimate)
+    basis: str = "peers"
     days_early: float = math.nan  # forecast only: the interval (days to the limit), early end ...
     days_late: float = math.nan  # ... and late end
     accelerating: bool = False  # forecast only: knee onset (the indicator accelerates)
@@ -309,26 +323,39 @@ def assess(
     today = {r.name: _forecasts(peers[0], r) for r in eol_rules}
     # resistance usually bends up before capacity bends down: its knee is said on capacity plans
     r_knee = {cid for cid, f in today.get("resistance_mohm", {}).items() if f.accelerating}
+    capacity = next((r for r in rules if r.name == "capacity_pct"), _CAPACITY)
     for rule in rules:
         now = _flags(peers[0], rule)
         confirmed = set(now)
         for past in peers[1:]:
             confirmed &= set(_flags(past, rule))
+        due: set[str] = set()
         if rule.name in today:
             due = _due(today[rule.name])
             for past in peers[1:]:
                 due &= _due(_forecasts(past, rule))
-            for cid in sorted(due):
-                knee = rule.name != "resistance_mohm" and cid in r_knee
-                recs.append(_recommend_eol(cid, rule, today[rule.name][cid], now.get(cid), knee))
-            confirmed -= due  # one recommendation per cluster and indicator: the forecast's
-        for cid in sorted(confirmed):
-            recs.append(_recommend(cid, rule, now[cid]))
+        for cid in sorted(due | confirmed):
+            resistance = rule.name == "resistance_mohm"
+            level = against_peers(peers[0], cid, rule, capacity, MIN_PEERS) if resistance else None
+            if cid in due:  # one recommendation per cluster and indicator: the forecast's
+                f = today[rule.name][cid]
+                pace = against_paces(f, today.get(capacity.name, {}).get(cid), rule, capacity) if resistance else None
+                found = _uncorroborated(pace, level)
+                # A rise neither the capacity nor a level apart from the peers bears out is the
+                # fit's, not the cluster's (CS2_38 from cycle ~217: the quadratic reads the
+                # excursion's end, inside its 100-day window, as a new rise): no finding from it.
+                if found is None or level is None or level.apart:
+                    knee = not resistance and cid in r_knee
+                    recs.append(_recommend_eol(cid, rule, f, now.get(cid), knee, found))
+                    continue
+            if cid in confirmed:
+                recs.append(_recommend(cid, rule, now[cid], _uncorroborated(level)))
     recs.sort(key=lambda r: (r.days_to_limit, r.cluster_id, r.indicator))
     return recs
 
 
-def _recommend(cid: str, rule: IndicatorRule, f: _Flag) -> Recommendation:
+def _recommend(cid: str, rule: IndicatorRule, f: _Flag, connection: Evidence | None = None) -> Recommendation:
+    """Drift from the peers: wear, or (`connection` given) the connection finding."""
     # Lead time at the steeper of the window's and the last week's pace: faults accelerate
     # (a cooling loop losing conductance heats ever faster), so the longer fit alone is late.
     bad_slope = rule.worse * f.slope
@@ -344,14 +371,30 @@ def _recommend(cid: str, rule: IndicatorRule, f: _Flag) -> Recommendation:
         when = f"expected to reach the limit ({rule.limit:g} {rule.unit}) in about {days:.0f} days"
     else:
         when = f"at or past the limit ({rule.limit:g} {rule.unit})"
-    text = (
-        f"cluster {cid}: {rule.label} {direction} {abs(f.slope):.2g} {rule.unit}/day ({ratio}); "
-        f"now {f.value:.4g} {rule.unit} vs fleet {f.median:.4g}; {when}: {rule.action}"
+    head = f"cluster {cid}: {rule.label} {direction} {abs(f.slope):.2g} {rule.unit}/day ({ratio}); "
+    action, basis, tail = _says(
+        rule, connection, "peers", f"now {f.value:.4g} {rule.unit} vs fleet {f.median:.4g}", when
     )
+    text = head + tail
     return Recommendation(
         cid, rule.name, rule.label, rule.unit, f.value, f.median, f.slope, f.fleet_slope, days, rule.limit,
-        rule.action, proposal, text,
+        action, proposal, text, basis=basis,
     )  # fmt: skip
+
+
+def _uncorroborated(*evs: Evidence | None) -> Evidence | None:
+    """The first evidence the capacity does not corroborate (the connection finding's), or None:
+    wear (or not a resistance verdict)."""
+    return next((ev for ev in evs if ev is not None and not ev.corroborated), None)
+
+
+def _says(rule: IndicatorRule, connection: Evidence | None, basis: str, now: str, when: str) -> tuple[str, str, str]:
+    """(action, basis, the text after the recommendation's head): wear on `basis`, where the
+    cluster is `now` and `when` it reaches the limit, or the connection finding."""
+    if connection is None:
+        return rule.action, basis, f"{now}; {when}: {rule.action}"
+    why = f"{connection.says}: the capacity does not show the rise, so it is not the cells wearing"
+    return CONNECTION_ACTION, "connection", f"{why}; {when}: {CONNECTION_ACTION}"
 
 
 def _proposal(cid: str, rule: IndicatorRule, isolate: bool) -> dict[str, Any]:
@@ -364,29 +407,33 @@ def _proposal(cid: str, rule: IndicatorRule, isolate: bool) -> dict[str, Any]:
 
 
 def _recommend_eol(
-    cid: str, rule: IndicatorRule, f: EolForecast, peer: _Flag | None, resistance_knee: bool
+    cid: str,
+    rule: IndicatorRule,
+    f: EolForecast,
+    peer: _Flag | None,
+    resistance_knee: bool,
+    connection: Evidence | None = None,
 ) -> Recommendation:
-    """A replacement plan: the end of life is inside the planning horizon even at the late end."""
-    proposal = _proposal(cid, rule, False)  # wear, not a safety matter: plan, do not isolate
+    """A replacement plan: the end of life is inside the planning horizon even at the late end.
+    With `connection` given, the connection finding instead: the limit near, but not from wear."""
+    # wear is not a safety matter: plan, do not isolate; a joint near the limit heats: isolate
+    proposal = _proposal(cid, rule, connection is not None and rule.isolate and f.mid_days <= ISOLATE_DAYS)
     direction = "rising" if f.slope_per_day > 0 else "falling"
     knee = ", accelerating (knee)" if f.accelerating else ""
     if resistance_knee:
         knee += ", resistance accelerating (knee onset)"
+    limit = f"{'the limit' if connection is not None else 'end of life'} ({rule.limit:g} {rule.unit})"
     if f.mid_days > 0:
-        when = (
-            f"end of life ({rule.limit:g} {rule.unit}) in {f.early_days:.0f}-{f.late_days:.0f} days "
-            f"(central {f.mid_days:.0f})"
-        )
+        when = f"{limit} in {f.early_days:.0f}-{f.late_days:.0f} days (central {f.mid_days:.0f})"
     else:
-        when = f"at or past end of life ({rule.limit:g} {rule.unit})"
+        when = f"at or past {limit}"
     vs = f" vs fleet {peer.median:.4g}" if peer is not None else ""
-    text = (
-        f"cluster {cid}: {rule.label} {direction} {abs(f.slope_per_day):.2g} {rule.unit}/day{knee}; "
-        f"now {f.value:.4g} {rule.unit}{vs}; {when}: {rule.action}"
-    )
+    head = f"cluster {cid}: {rule.label} {direction} {abs(f.slope_per_day):.2g} {rule.unit}/day{knee}; "
+    action, basis, tail = _says(rule, connection, "forecast", f"now {f.value:.4g} {rule.unit}{vs}", when)
+    text = head + tail
     return Recommendation(
         cid, rule.name, rule.label, rule.unit, f.value, peer.median if peer is not None else math.nan,
         f.slope_per_day, peer.fleet_slope if peer is not None else math.nan, f.mid_days, rule.limit,
-        rule.action, proposal, text, basis="forecast", days_early=f.early_days, days_late=f.late_days,
+        action, proposal, text, basis=basis, days_early=f.early_days, days_late=f.late_days,
         accelerating=f.accelerating,
     )  # fmt: skip

@@ -148,9 +148,13 @@ class ReplayOutcome:
     """What the module said, day by day."""
 
     days: int
-    first_rec: dict[str, int] = field(default_factory=dict)  # cluster -> first day with any recommendation
-    first: dict[str, Recommendation] = field(default_factory=dict)  # that recommendation
+    # cluster -> first day with a wear recommendation (peer drift or end of life: what replacement
+    # planning and the ranking go by), and that recommendation
+    first_rec: dict[str, int] = field(default_factory=dict)
+    first: dict[str, Recommendation] = field(default_factory=dict)
     peer_alarms: list[tuple[int, Recommendation]] = field(default_factory=list)  # basis "peers", first per pair
+    # basis "connection" (a resistance rise its capacity does not echo), first per cluster
+    connection: list[tuple[int, Recommendation]] = field(default_factory=list)
     last: dict[str, list[Recommendation]] = field(default_factory=dict)  # cluster -> its recs on its last day
     by_day: dict[int, list[Recommendation]] = field(default_factory=dict)  # every day's recommendations
 
@@ -174,6 +178,10 @@ def replay(series: Sequence[ClusterSeries], cycles_per_day: float = 1.0, until: 
         out.days = day + 1
         out.by_day[day] = recs
         for r in recs:
+            if r.basis == "connection":
+                if r.cluster_id not in {c.cluster_id for _, c in out.connection}:
+                    out.connection.append((day, r))
+                continue
             if r.cluster_id not in out.first_rec:
                 out.first_rec[r.cluster_id] = day
                 out.first[r.cluster_id] = r

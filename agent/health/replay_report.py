@@ -95,6 +95,8 @@ def _fleet(sc: FleetScore) -> list[str]:
         + (f"{min(leads)}-{max(leads)} days" if leads else "-"),
         f"False alarms: {len(sc.false_alarms)}" + "".join(f"; {x}" for x in sc.false_alarms),
         f"Misses: {len(sc.misses)}" + "".join(f"; {x}" for x in sc.misses),
+        f"Connection findings (a resistance rise the capacity does not echo; not wear, not scored): "
+        f"{len(sc.connection)}" + "".join(f"; {x}" for x in sc.connection),
     ]
 
 

@@ -63,6 +63,9 @@ class FleetScore:
     n_first: int
     false_alarms: tuple[str, ...]
     misses: tuple[str, ...]
+    # connection findings (agent/health/corroborate.py), first per cluster: listed, not scored
+    # (not wear: no end of life to lead, no rank)
+    connection: tuple[str, ...] = ()
 
     @property
     def leads(self) -> list[int]:
@@ -126,6 +129,10 @@ def score(
     if peers_alarm:
         for day, r in out.peer_alarms:
             false_alarms.append(f"{r.cluster_id}: peer drift on {r.indicator} on day {day}")
+    connection = tuple(
+        f"{r.cluster_id}: {r.label}, days {_spans(out, r.cluster_id)}; first on day {day}: {r.text}"
+        for day, r in out.connection
+    )
     scored = [c for c in rows if c.scored]
     rho = math.nan
     if len(scored) >= 3:
@@ -140,4 +147,20 @@ def score(
     if first_flagged_first:
         latest_head = max(c.first_rec_day for c in head if c.first_rec_day is not None)
         first_flagged_first = all(c.first_rec_day is None or c.first_rec_day > latest_head for c in rest)
-    return FleetScore(tuple(rows), rho, first_flagged_first, n_first, tuple(false_alarms), tuple(misses))
+    return FleetScore(tuple(rows), rho, first_flagged_first, n_first, tuple(false_alarms), tuple(misses), connection)
+
+
+def _spans(out: ReplayOutcome, cid: str) -> str:
+    """The runs of days `cid` had the connection finding, as "49-143, 217-232"."""
+    days = [
+        d
+        for d, recs in sorted(out.by_day.items())
+        if any(r.cluster_id == cid and r.basis == "connection" for r in recs)
+    ]
+    runs: list[list[int]] = []
+    for d in days:
+        if runs and d == runs[-1][1] + 1:
+            runs[-1][1] = d
+        else:
+            runs.append([d, d])
+    return ", ".join(f"{a}-{b}" if b > a else f"{a}" for a, b in runs)
