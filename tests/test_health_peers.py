@@ -211,3 +211,15 @@ def test_resistance_and_capacity_drifting_together_is_peer_drift_as_before() -> 
 )
 def test_is_step(values: list[float], step: bool) -> None:
     assert is_step(np.array(values, dtype=float)) is step
+
+
+def test_a_recommendation_states_the_fleet_pace_not_a_ratio_to_a_flat_fleet() -> None:
+    """Against a fleet whose median barely moves, a ratio of paces ("6683x fleet median") said
+    nothing an operator could check; the text gives both paces in the indicator's unit."""
+    from agent.health.assess import RULES, _Flag, _recommend
+
+    rule = next(r for r in RULES if r.name == "resistance_mohm")
+    flag = _Flag(value=120.0, median=90.0, slope=2.0, recent_slope=2.0, fleet_slope=0.0003)
+    rec = _recommend("c1", rule, flag)
+    assert "fleet median +0.0003 mΩ/day" in rec.text
+    assert "x fleet median" not in rec.text

@@ -364,8 +364,8 @@ def _recommend(cid: str, rule: IndicatorRule, f: _Flag, connection: Evidence | N
     remaining = rule.worse * (rule.limit - f.value)
     days = remaining / bad_slope if remaining > 0 else 0.0
     proposal = _proposal(cid, rule, rule.isolate and days <= ISOLATE_DAYS)
-    fleet = abs(f.fleet_slope)
-    ratio = f"{abs(f.slope) / fleet:.0f}x fleet median" if fleet > 1e-9 else "fleet median is flat"
+    # Both paces, not their ratio: against a nearly flat fleet a ratio reads "6683x" and says less.
+    ratio = f"fleet median {f.fleet_slope:+.2g} {rule.unit}/day"
     direction = "rising" if f.slope > 0 else "falling"
     if days > 0:
         when = f"expected to reach the limit ({rule.limit:g} {rule.unit}) in about {days:.0f} days"
