@@ -137,15 +137,9 @@ def forecast(
     fweekend = ((np.floor(flocal / DAY_S).astype(np.int64) + 3) % 7) >= 5
 
     # profile[type, slot]: type 0 weekday, 1 weekend; NaN where a slot has no data at all
-    prof = np.full((2, spd), math.nan)
-    for wk in (False, True):
-        same = weekend == wk
-        for s in range(spd):
-            vals = v[same & (slot == s)]
-            if len(vals) < MIN_SAME_TYPE_DAYS:
-                vals = v[slot == s]
-            if len(vals):
-                prof[int(wk), s] = float(np.median(vals))
+    by_type, n_type = _group_medians(v, weekend.astype(np.int64) * spd + slot, 2 * spd)
+    by_slot, _ = _group_medians(v, slot, spd)
+    prof = np.where(n_type >= MIN_SAME_TYPE_DAYS, by_type, np.tile(by_slot, 2)).reshape(2, spd)
     if np.isnan(prof).any():
         warns.append(W_PROFILE)
         recent = float(np.mean(v[-spd:]))
@@ -170,6 +164,22 @@ def forecast(
             _scenarios(shape, fslot, ts, slot, v, start, spd, scenario_days), base[0], ts, v, step_s
         ),
     )
+
+
+def _group_medians(v: FloatArray, key: npt.NDArray[np.int64], n_keys: int) -> tuple[FloatArray, npt.NDArray[np.int64]]:
+    """(median of `v` over each key 0..n_keys-1, NaN where it has none; the count per key), in one
+    sort: the profile re-built at every re-plan took 192 np.median calls (~60 % of the forecast's time)."""
+    order = np.lexsort((v, key))
+    sv = v[order]
+    counts = np.bincount(key, minlength=n_keys).astype(np.int64)
+    starts = np.cumsum(counts) - counts
+    has = counts > 0
+    lo = np.where(has, starts + (counts - 1) // 2, 0)
+    hi = np.where(has, starts + counts // 2, 0)
+    if not len(sv):
+        return np.full(n_keys, math.nan), counts
+    med: FloatArray = np.where(has, (sv[lo] + sv[hi]) / 2.0, math.nan)  # np.median's: mean of the middle two
+    return med, counts
 
 
 def day_to_day_correlation(ts: FloatArray, v: FloatArray, step_s: float) -> float:
