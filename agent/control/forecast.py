@@ -105,10 +105,13 @@ def forecast(
     level_s: float = 7200.0,
     level_tau_s: float = 3 * 3600.0,
     scenario_days: int = 0,
+    decided_slots: int = 1,
 ) -> Forecast | None:
     """Forecast of the net load for `horizon_s` from the interval holding `now_s` (None: cold start).
 
     `timestamps`/`net_w`: the history, one average per demand interval (interval starts, Unix s).
+    `decided_slots`: the first slots whose power the planner decides once for every scenario
+    (_running_interval).
     """
     if step_s <= 0 or DAY_S % step_s:
         raise ValueError(f"forecast: step_s {step_s:g} s must divide a day")
@@ -161,7 +164,7 @@ def forecast(
         p90_w=base + q[2] - q[1],
         warnings=tuple(warns),
         scenarios_w=_running_interval(
-            _scenarios(shape, fslot, ts, slot, v, start, spd, scenario_days), base[0], ts, v, step_s
+            _scenarios(shape, fslot, ts, slot, v, start, spd, scenario_days), base, ts, v, step_s, decided_slots
         ),
     )
 
@@ -199,23 +202,27 @@ def day_to_day_correlation(ts: FloatArray, v: FloatArray, step_s: float) -> floa
     return min(max(r, 0.0), 1.0)
 
 
-def _running_interval(scen: FloatArray, now_w: float, ts: FloatArray, v: FloatArray, step_s: float) -> FloatArray:
-    """The scenarios with their first slot (the running interval) on what is known now.
+def _running_interval(
+    scen: FloatArray, base: FloatArray, ts: FloatArray, v: FloatArray, step_s: float, decided: int = 1
+) -> FloatArray:
+    """The scenarios with their first `decided` slots (the running interval, and those done before
+    the next plan) on what is known now.
 
-    The planner decides the running interval's power once for every scenario, so each scenario's
-    value there must be what that day says about THIS interval: the best linear predictor from the
-    past day's value at this hour, the median (with its level correction) plus rho x the past
-    day's departure from it, rho the load's day-to-day correlation over the history. A load with
-    a daily shape (rho ~1) keeps the past days as they went; one with no daily phase (the Frontier
-    HPL loop, period 2.25 h: rho 0) has a past day's peak at any hour, and the shared decision
-    served the worst of them: no charge in the valley where one day had peaked, discharge where
-    one had (0.4 % of the optimum on the 14-day loop).
+    The planner decides those slots' power once for every scenario, so each scenario's value there
+    must be what that day says about THESE intervals: the best linear predictor from the past day's
+    value at this hour, the median (with its level correction, `base`) plus rho x the past day's
+    departure from it, rho the load's day-to-day correlation over the history. A load with a daily
+    shape (rho ~1) keeps the past days as they went; one with no daily phase (the Frontier HPL loop,
+    period 2.25 h: rho 0) has a past day's peak at any hour, and the shared decision served the
+    worst of them: no charge in the valley where one day had peaked, discharge where one had (0.4 %
+    of the optimum on the 14-day loop).
     """
     if not len(scen):
         return scen
     rho = day_to_day_correlation(ts, v, step_s)
     out = scen.copy()
-    out[:, 0] = now_w + rho * (scen[:, 0] - now_w)
+    j = max(1, min(decided, scen.shape[1]))
+    out[:, :j] = base[:j] + rho * (scen[:, :j] - base[:j])
     return out
 
 

@@ -7,8 +7,10 @@ with what a plan made mid-month needs on top:
   reaching it again costs nothing; the next month's (a horizon across the month boundary)
   starts from nothing billed;
 - the forecast's scenarios (the last days' errors laid on it, forecast.py) each get their own
-  battery schedule over the first day (SCENARIO_S) under the one peak level, sharing the running
-  interval's power: the plan keeps as ENERGY what it takes to hold its peak level on any of them
+  battery schedule over the first day (SCENARIO_S) under the one peak level, sharing the power of
+  the slots done before the next plan (`shared_slots`: the running interval when every interval
+  re-plans, the hour when the plan is kept an hour; only shared slots are decided for every
+  scenario, the others are the median's): the plan keeps as ENERGY what it takes to hold its peak level on any of them
   (a late peak after a long high afternoon), instead of a higher level for the spread. The peak
   rows of the median plan may add margin x (p90 - p50) (0 by default, replan.ReplanSettings);
   energy is priced on the mean over the scenarios;
@@ -103,10 +105,12 @@ def plan(
     margin: float = 1.0,
     time_limit_s: float = TIME_LIMIT_S,
     scenario_s: float = SCENARIO_S,
+    shared_slots: int = 1,
 ) -> DispatchPlan | PlanFailure:
     """Solve the plan from the forecast's first slot at state of charge `soc_pct`.
 
     `billed_w[j]`: the peak already billed this month for tariff.demand[j] (W; missing or NaN: 0).
+    `shared_slots`: the slots whose power every scenario shares (what is done before the next plan).
     """
     if fc.step_s != tariff.demand_interval_s:
         raise ValueError(f"planner: forecast step {fc.step_s:g} s is not the tariff's demand interval")
@@ -152,7 +156,7 @@ def plan(
     )
     t0 = time.perf_counter()
     m = math.ceil(scenario_s / fc.step_s)
-    sol = solve_battery_lp(loads, peak_loads, price, h, layout, st, floors, time_limit_s, m)
+    sol = solve_battery_lp(loads, peak_loads, price, h, layout, st, floors, time_limit_s, m, shared_slots)
     solve_s = time.perf_counter() - t0
     if sol.status != 0:
         return PlanFailure(sol.status, sol.message, solve_s)

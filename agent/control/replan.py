@@ -87,6 +87,8 @@ class Replanner:
         self.last_fc: Forecast | None = None  # the forecast `last` was solved on
         self.departed: str | None = None  # a departure seen in an interval completed since `last`
         self.stats = ReplanStats()
+        # a plan kept `replan_s` is done slot after slot: every scenario shares those slots' power
+        self.shared_slots = max(1, math.ceil(settings.replan_s / self.length_s))
 
     def completed(self, start_s: float, net_w: float, grid_w: float) -> None:
         """A demand interval (starting at `start_s`) ended with these average net load and grid import."""
@@ -116,6 +118,7 @@ class Replanner:
             s.horizon_s,
             days=s.history_days,
             scenario_days=s.scenario_days,
+            decided_slots=self.shared_slots,
         )
         if fc is None or soc_pct != soc_pct:  # cold start, or no trusted cluster (SoC NaN)
             self.stats.cold += 1
@@ -132,7 +135,17 @@ class Replanner:
         self.departed = None
         now_month = self.tariff.billing_month(datetime.fromtimestamp(now_s, self.tz).date())
         billed = tuple(self.billed) if now_month == self.month else ()
-        r = plan(fc, self.tariff, self.bat, soc_pct, billed, now_s, margin=s.margin, time_limit_s=s.time_limit_s)
+        r = plan(
+            fc,
+            self.tariff,
+            self.bat,
+            soc_pct,
+            billed,
+            now_s,
+            margin=s.margin,
+            time_limit_s=s.time_limit_s,
+            shared_slots=self.shared_slots,
+        )
         self.stats.solves += 1
         self.stats.solve_s.append(r.solve_s)
         if isinstance(r, PlanFailure):

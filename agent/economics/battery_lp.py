@@ -107,12 +107,14 @@ def solve_battery_lp(
     peak_floors_w: FloatArray | None = None,
     time_limit_s: float | None = None,
     scenario_steps: int | None = None,
+    shared_steps: int = 1,
 ) -> LpSolution:
     """Build and solve the programme. A status other than 0 (no optimal solution) comes with empty arrays.
 
     `load` and `peak_load` are one series (n,) or S scenarios (S, n) of it. With scenarios, each has
     its own charge, discharge and energy (the battery follows the load that comes), all share the
-    first step's charge and discharge (what is decided now cannot depend on which comes) and the
+    first `shared_steps` steps' charge and discharge (what is decided now, and done until the next
+    plan, cannot depend on which comes) and the
     peak variables (the month is billed on the highest); the energy and degradation costs are their
     mean. Scenarios 1.. may cover only the first `scenario_steps` steps (a whole number of demand
     intervals; the solve time grows with the variables); scenario 0 alone prices the steps after.
@@ -188,12 +190,15 @@ def solve_battery_lp(
         be[0] = st.e0_wh
         b_eq.append(be)
         r_eq += ln
-        if s_i:  # non-anticipativity: the first step's charge and discharge are scenario 0's
-            eq_rows += [np.array([r_eq, r_eq]), np.array([r_eq + 1, r_eq + 1])]
-            eq_cols += [np.array([ic, 0]), np.array([id_, n])]
-            eq_vals += [np.array([1.0, -1.0]), np.array([1.0, -1.0])]
-            b_eq.append(np.zeros(2))
-            r_eq += 2
+        if s_i:  # non-anticipativity: the first steps' charge and discharge are scenario 0's
+            j = np.arange(min(shared_steps, ln))
+            nj = len(j)
+            rows2 = r_eq + np.arange(2 * nj)
+            eq_rows += [rows2, rows2]
+            eq_cols += [np.r_[ic + j, id_ + j], np.r_[j, n + j]]
+            eq_vals += [np.ones(2 * nj), -np.ones(2 * nj)]
+            b_eq.append(np.zeros(2 * nj))
+            r_eq += 2 * nj
         ub[ic:ie] = st.power_w
         lb[ie : ie + ln], ub[ie : ie + ln] = e_min[:ln], e_max[:ln]
         lb[ie + ln - 1] = max(float(lb[ie + ln - 1]), min(st.e_end_min_wh, float(ub[ie + ln - 1])))
