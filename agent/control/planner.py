@@ -27,9 +27,9 @@ with what a plan made mid-month needs on top:
   plan otherwise left the battery at its floor and every unforecast peak was billed);
 - of schedules that cost the same, the plan takes the one that charges earliest (HOLD_SHARE).
 
-Bounded solve time (HiGHS's time limit). A failed or timed-out solve gives a PlanFailure: the caller
-keeps the last plan while schedule.usable says it still covers the time and is young enough, then falls
-back to the heuristic controllers, raising the alarm ALARM.
+Bounded solve time (HiGHS's time limit; its dual simplex without presolve, battery_lp.py). A failed
+or timed-out solve gives a PlanFailure: the caller keeps the last plan while schedule.usable says it
+still covers the time and is young enough, then falls back to the heuristic controllers, raising the alarm ALARM.
 
 Pure: a function of (forecast, tariff, battery, state of charge, billed peaks); no I/O, no clock
 (the solve time is measured and reported, never used to decide).
@@ -156,7 +156,9 @@ def plan(
     )
     t0 = time.perf_counter()
     m = math.ceil(scenario_s / fc.step_s)
-    sol = solve_battery_lp(loads, peak_loads, price, h, layout, st, floors, time_limit_s, m, shared_slots)
+    sol = solve_battery_lp(
+        loads, peak_loads, price, h, layout, st, floors, time_limit_s, m, shared_slots, presolve=False
+    )
     solve_s = time.perf_counter() - t0
     if sol.status != 0:
         return PlanFailure(sol.status, sol.message, solve_s)
