@@ -24,6 +24,7 @@ from agent.control.replan import (
     R_SOC,
     Replanner,
     ReplanSettings,
+    departure,
     spread_soc_pct,
 )
 from agent.control.schedule import DispatchPlan
@@ -131,3 +132,45 @@ def test_a_failed_re_plan_keeps_the_last_plan_and_is_tried_again_at_the_next_int
     rp.settings = ReplanSettings(horizon_s=4 * 3600.0, history_days=2, scenario_days=0, replan_s=3600.0)
     q, failed = follow(rp, p, f, 2)  # on the plan now, but the departure is still unanswered
     assert not failed and q is not p and rp.stats.reasons == {R_NONE: 1, R_LOAD: 2}
+
+
+def hand_plan() -> tuple[DispatchPlan, Forecast]:
+    """Four quarter hours: p50 100 kW, p10-p90 80-120 kW; two scenarios, one with 150 kW and one with
+    60 kW in the second; the plan's cap 130 kW."""
+    z = np.zeros(4)
+    f = Forecast(
+        T0,
+        Q,
+        np.full(4, 80e3),
+        np.full(4, 100e3),
+        np.full(4, 120e3),
+        (),
+        np.array([[100e3, 150e3, 100e3, 100e3], [100e3, 60e3, 100e3, 100e3]]),
+    )
+    p = DispatchPlan(T0, T0, Q, z, np.full(4, 100e3), np.full(4, 130e3), 50.0, np.full(4, 50.0), z, 0.0, 0.0)
+    return p, f
+
+
+# (interval start, its net load and import in kW; the departure)
+DEPARTURES = [
+    (T0, 120.0, 100.0, None),
+    (T0, 121.0, 100.0, R_LOAD),  # no scenario went above 100 kW there: the p10-p90 is the band
+    (T0, 79.0, 100.0, R_LOAD),
+    (T0 + Q, 149.0, 100.0, None),  # above the p90 but within what a scenario did: planned for
+    (T0 + Q, 151.0, 100.0, R_LOAD),
+    (T0 + Q, 61.0, 100.0, None),
+    (T0 + Q, 59.0, 100.0, R_LOAD),
+    (T0 + 2 * Q, 100.0, 130.0, None),
+    (T0 + 2 * Q, 100.0, 130.001, R_PEAK),
+    (T0 - Q, 500.0, 500.0, None),  # before the plan: not its business
+    (T0 + 4 * Q, 500.0, 500.0, None),  # after the forecast
+]
+
+
+@pytest.mark.parametrize(("start", "net_kw", "grid_kw", "due"), DEPARTURES)
+def test_a_departure_is_a_load_no_band_or_scenario_allowed_for_or_an_import_above_the_cap(
+    start: float, net_kw: float, grid_kw: float, due: str | None
+) -> None:
+    p, f = hand_plan()
+    assert departure(p, f, start, net_kw * 1e3, grid_kw * 1e3) == due
+    assert departure(None, f, start, net_kw * 1e3, grid_kw * 1e3) is None
