@@ -91,8 +91,11 @@ class Replanner:
         self.last_fc: Forecast | None = None  # the forecast `last` was solved on
         self.departed: str | None = None  # a departure seen in an interval completed since `last`
         self.stats = ReplanStats()
-        # a plan kept `replan_s` is done slot after slot: every scenario shares those slots' power
-        self.shared_slots = max(1, math.ceil(settings.replan_s / self.length_s))
+
+    @property
+    def shared_slots(self) -> int:
+        """A plan kept `replan_s` is done slot after slot: every scenario shares those slots' power."""
+        return max(1, math.ceil(self.settings.replan_s / self.length_s))
 
     def completed(self, start_s: float, net_w: float, grid_w: float) -> None:
         """A demand interval (starting at `start_s`) ended with these average net load and grid import."""
