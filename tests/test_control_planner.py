@@ -248,6 +248,19 @@ def test_of_equally_cheap_quarter_hours_the_plan_charges_the_earliest() -> None:
     assert p.battery_w.tolist() == pytest.approx([-50e3] * 4 + [0.0] * 4 + [50e3] * 4, abs=1e-3)
 
 
+def test_of_equally_dear_quarter_hours_the_plan_discharges_the_latest() -> None:
+    # two dear hours then cheap ones; 50 kWh stored: the plan gives them in four of the eight dear
+    # quarter hours (any four cost the same) and fills the battery in the cheap hours (energy bought
+    # at the cheapest price is kept). It discharges in the LAST four: the energy stays in as long as
+    # it can (a peak the forecast missed finds it there), and a plan re-made every interval does
+    # not spend it in the first of equally good quarter hours.
+    dear2 = tariff(
+        '[prices]\ncheap = 0.1\ndear = 0.5\n[[energy]]\nhours = { "00:00-02:00" = "dear", "02:00-24:00" = "cheap" }', 0
+    )
+    p = solved(plan(fc(T0, [100e3] * 16), dear2, BAT, 50.0, (), T0))
+    assert p.battery_w.tolist() == pytest.approx([0.0] * 4 + [50e3] * 4 + [-50e3] * 8, abs=1e-3)
+
+
 def test_the_plan_ends_with_at_least_the_energy_it_started_with() -> None:
     # a flat 100 kW all the horizon: a peak shaved now comes back once the battery is empty, the
     # month going on after the horizon; the plan holds its energy and shaves nothing

@@ -25,7 +25,13 @@ with what a plan made mid-month needs on top:
   cheapest price is kept rather than left unbought, since it costs nothing to hold and the peaks
   the forecast misses are met from it (on PG&E E-20, where no price spread pays the wear, the
   plan otherwise left the battery at its floor and every unforecast peak was billed);
-- of schedules that cost the same, the plan takes the one that charges earliest (HOLD_SHARE).
+- of schedules that cost the same, the plan takes the one that charges earliest and discharges
+  latest (HOLD_SHARE): the energy is in the battery for as long as the plan allows, against the
+  peaks the forecast misses. Only the first slot of a plan is done, and the programme often has
+  many schedules of the same cost (the demand charge prices only the peak): without the discharge
+  half of the tie-break the first slot was whichever of them the simplex ended at (0 W or 2.5 MW of
+  discharge at the same objective in one train100 plan), and the suite's figures moved by up to 6
+  points with the solver's interface alone.
 
 Bounded solve time (HiGHS's time limit; its dual simplex without presolve, battery_lp.py). A failed
 or timed-out solve gives a PlanFailure: the caller keeps the last plan while schedule.usable says it

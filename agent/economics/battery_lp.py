@@ -8,7 +8,8 @@ Grid import g_k = load_k - d_k + c_k.
             + sum_g rate_g P_g / 1000                          demand (per kW-month)
             + deg h sum_k d_k / 1000                           degradation
             - end_value e_(N-1)                                energy left at the end (planner)
-            + delay h sum_k k c_k                              tie-break: charge earliest (planner)
+            + delay h sum_k (k c_k + (N-1-k) d_k)               tie-break: charge earliest, discharge
+                                                               latest (planner)
     s.t.      d_k - c_k <= load_k                              no export
               e_k = e_(k-1) + h (eta_c c_k - d_k / eta_d)      e_(-1) = start
               e_min_k <= e_k <= e_max_k,  c_k, d_k <= power    (e_(N-1) = end when fixed)
@@ -82,8 +83,9 @@ class Storage:
     end_value_per_wh: float = 0.0
     degradation_per_kwh: float = 0.0
     # a tie-break worth a sliver of the cheapest energy: each step of delay makes a Wh charged this
-    # much dearer, so of schedules that cost the same the plan charges earliest (planner.py; never
-    # makes a charge or a cycle pay on its own); 0 for the optimum
+    # much dearer and each step of advance a Wh discharged, so of schedules that cost the same the
+    # plan charges earliest and discharges latest (planner.py; never makes a charge or a cycle pay
+    # on its own); 0 for the optimum
     charge_delay_per_wh_step: float = 0.0
     e_end_min_wh: float = 0.0  # the least energy at the end (the planner's: its start, see planner.py)
 
@@ -182,6 +184,7 @@ def solve_battery_lp(
         cost[ic:id_] = w * price[:ln] * h / 1000.0
         cost[id_:ie] = w * (-price[:ln] * h / 1000.0 + st.degradation_per_kwh * h / 1000.0)
         cost[ic:id_] += w * st.charge_delay_per_wh_step * k * h
+        cost[id_:ie] += w * st.charge_delay_per_wh_step * (n - 1 - k) * h
         if ln == n:
             cost[ie + n - 1] -= float(w[-1]) * st.end_value_per_wh
         # no export
