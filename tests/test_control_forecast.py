@@ -184,6 +184,21 @@ def test_with_no_daily_phase_the_running_interval_is_the_median_in_every_scenari
     assert f.scenarios_w[3, 5] == 1500.0 and f.scenarios_w[0, 5] == 1000.0
 
 
+def test_the_slots_decided_before_the_next_plan_are_the_median_too_with_no_daily_phase() -> None:
+    # the same loop, a plan kept for 6 h: every scenario's first 6 slots are decided once for all
+    # (planner.plan's shared_slots), so with no daily phase they are the median; the 10th day's
+    # spike at 05:00 is now among them, and its 7th slot (06:00) is as it went
+    ts = MON + 14 * DAY - H * np.arange(7 * 24, 0, -1, dtype=np.float64)
+    k = np.round((ts - MON) / H).astype(np.int64)
+    v = np.where(k % 5 == 0, 1500.0, 1000.0)
+    f = forecast(ts, v, MON + 14 * DAY, UTC, H, DAY, scenario_days=4, decided_slots=6)
+    one = forecast(ts, v, MON + 14 * DAY, UTC, H, DAY, scenario_days=4)
+    assert f is not None and one is not None
+    np.testing.assert_allclose(f.scenarios_w[:, :6], np.tile(f.p50_w[:6], (4, 1)))
+    assert one.scenarios_w[3, 5] == 1500.0
+    np.testing.assert_array_equal(f.scenarios_w[:, 6:], one.scenarios_w[:, 6:])
+
+
 def test_with_a_daily_shape_the_past_days_keep_their_running_interval() -> None:
     # the repeating day with 50 W more on the Friday at 00:00: the correlation is just under 1, and
     # that day's scenario keeps that share of its 50 W in the running interval

@@ -220,6 +220,23 @@ def test_a_scenario_over_part_of_the_horizon_ends_with_the_energy_it_started_wit
     np.testing.assert_allclose(full.grid_cap_w, [70e3] * 8, atol=1e-3)
 
 
+def test_the_slots_done_before_the_next_plan_hold_the_peak_in_every_scenario() -> None:
+    # The late scenario of the test above with its 120 kW in the SECOND quarter hour, and wear, so
+    # the plan discharges no more than its peak level needs: P = 70 kW. Re-planned every interval,
+    # only the first quarter hour is shared: the median's own plan discharges 30 kW in the second
+    # (its 100 kW down to 70) and the next plan answers whichever load comes. Kept for two quarter
+    # hours, the second is done as planned whichever comes: it discharges the 50 kW the scenario
+    # needs there (120 kW down to 70).
+    worn = replace(BAT, degradation_cost_per_kwh=0.01)
+    sc = scenario_fc([100e3] * 4 + [0.0] * 4, [[100e3, 120e3, 100e3, 100e3] + [0.0] * 4])
+    one = solved(plan(sc, FLAT, worn, 50.0, (), T0))
+    two = solved(plan(sc, FLAT, worn, 50.0, (), T0, shared_slots=2))
+    np.testing.assert_allclose(one.grid_cap_w, [70e3] * 8, atol=1e-3)
+    np.testing.assert_allclose(two.grid_cap_w, [70e3] * 8, atol=1e-3)
+    assert one.battery_w[:4].tolist() == pytest.approx([30e3, 30e3, 30e3, 30e3], abs=1e-3)
+    assert two.battery_w[:4].tolist() == pytest.approx([30e3, 50e3, 30e3, 30e3], abs=1e-3)
+
+
 def test_of_equally_cheap_quarter_hours_the_plan_charges_the_earliest() -> None:
     # a two-hour valley and room for four quarter hours of charge: any four of the eight cost the
     # same; the plan takes the first four (re-planned every interval, a plan indifferent to when
@@ -229,6 +246,19 @@ def test_of_equally_cheap_quarter_hours_the_plan_charges_the_earliest() -> None:
     )
     p = solved(plan(fc(T0, [100e3] * 12), valley2, replace(BAT, soc_max_pct=50.0), 0.0, (), T0))
     assert p.battery_w.tolist() == pytest.approx([-50e3] * 4 + [0.0] * 4 + [50e3] * 4, abs=1e-3)
+
+
+def test_of_equally_dear_quarter_hours_the_plan_discharges_the_latest() -> None:
+    # two dear hours then cheap ones; 50 kWh stored: the plan gives them in four of the eight dear
+    # quarter hours (any four cost the same) and fills the battery in the cheap hours (energy bought
+    # at the cheapest price is kept). It discharges in the LAST four: the energy stays in as long as
+    # it can (a peak the forecast missed finds it there), and a plan re-made every interval does
+    # not spend it in the first of equally good quarter hours.
+    dear2 = tariff(
+        '[prices]\ncheap = 0.1\ndear = 0.5\n[[energy]]\nhours = { "00:00-02:00" = "dear", "02:00-24:00" = "cheap" }', 0
+    )
+    p = solved(plan(fc(T0, [100e3] * 16), dear2, BAT, 50.0, (), T0))
+    assert p.battery_w.tolist() == pytest.approx([0.0] * 4 + [50e3] * 4 + [-50e3] * 8, abs=1e-3)
 
 
 def test_the_plan_ends_with_at_least_the_energy_it_started_with() -> None:

@@ -7,8 +7,10 @@ with what a plan made mid-month needs on top:
   reaching it again costs nothing; the next month's (a horizon across the month boundary)
   starts from nothing billed;
 - the forecast's scenarios (the last days' errors laid on it, forecast.py) each get their own
-  battery schedule over the first day (SCENARIO_S) under the one peak level, sharing the running
-  interval's power: the plan keeps as ENERGY what it takes to hold its peak level on any of them
+  battery schedule over the first day (SCENARIO_S) under the one peak level, sharing the power of
+  the slots done before the next plan (`shared_slots`: the running interval when every interval
+  re-plans, the hour when the plan is kept an hour; only shared slots are decided for every
+  scenario, the others are the median's): the plan keeps as ENERGY what it takes to hold its peak level on any of them
   (a late peak after a long high afternoon), instead of a higher level for the spread. The peak
   rows of the median plan may add margin x (p90 - p50) (0 by default, replan.ReplanSettings);
   energy is priced on the mean over the scenarios;
@@ -23,11 +25,17 @@ with what a plan made mid-month needs on top:
   cheapest price is kept rather than left unbought, since it costs nothing to hold and the peaks
   the forecast misses are met from it (on PG&E E-20, where no price spread pays the wear, the
   plan otherwise left the battery at its floor and every unforecast peak was billed);
-- of schedules that cost the same, the plan takes the one that charges earliest (HOLD_SHARE).
+- of schedules that cost the same, the plan takes the one that charges earliest and discharges
+  latest (HOLD_SHARE): the energy is in the battery for as long as the plan allows, against the
+  peaks the forecast misses. Only the first slot of a plan is done, and the programme often has
+  many schedules of the same cost (the demand charge prices only the peak): without the discharge
+  half of the tie-break the first slot was whichever of them the simplex ended at (0 W or 2.5 MW of
+  discharge at the same objective in one train100 plan), and the suite's figures moved by up to 6
+  points with the solver's interface alone.
 
-Bounded solve time (HiGHS's time limit). A failed or timed-out solve gives a PlanFailure: the caller
-keeps the last plan while schedule.usable says it still covers the time and is young enough, then falls
-back to the heuristic controllers, raising the alarm ALARM.
+Bounded solve time (HiGHS's time limit; its dual simplex without presolve, battery_lp.py). A failed
+or timed-out solve gives a PlanFailure: the caller keeps the last plan while schedule.usable says it
+still covers the time and is young enough, then falls back to the heuristic controllers, raising the alarm ALARM.
 
 Pure: a function of (forecast, tariff, battery, state of charge, billed peaks); no I/O, no clock
 (the solve time is measured and reported, never used to decide).
@@ -103,10 +111,12 @@ def plan(
     margin: float = 1.0,
     time_limit_s: float = TIME_LIMIT_S,
     scenario_s: float = SCENARIO_S,
+    shared_slots: int = 1,
 ) -> DispatchPlan | PlanFailure:
     """Solve the plan from the forecast's first slot at state of charge `soc_pct`.
 
     `billed_w[j]`: the peak already billed this month for tariff.demand[j] (W; missing or NaN: 0).
+    `shared_slots`: the slots whose power every scenario shares (what is done before the next plan).
     """
     if fc.step_s != tariff.demand_interval_s:
         raise ValueError(f"planner: forecast step {fc.step_s:g} s is not the tariff's demand interval")
@@ -152,7 +162,9 @@ def plan(
     )
     t0 = time.perf_counter()
     m = math.ceil(scenario_s / fc.step_s)
-    sol = solve_battery_lp(loads, peak_loads, price, h, layout, st, floors, time_limit_s, m)
+    sol = solve_battery_lp(
+        loads, peak_loads, price, h, layout, st, floors, time_limit_s, m, shared_slots, presolve=False
+    )
     solve_s = time.perf_counter() - t0
     if sol.status != 0:
         return PlanFailure(sol.status, sol.message, solve_s)

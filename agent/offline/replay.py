@@ -538,6 +538,8 @@ def planner_report(result: ReplayResult, tariff: Tariff, settings: ReplanSetting
         "solves": p.solves,
         "failures": p.failures,
         "intervals_without_forecast": p.cold,
+        "intervals_plan_kept": p.kept,
+        "solve_reasons": dict(p.reasons),
         "solve_ms": {
             "p50": float(np.percentile(times, 50)) * 1e3 if len(times) else None,
             "p99": float(np.percentile(times, 99)) * 1e3 if len(times) else None,
