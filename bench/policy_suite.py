@@ -73,14 +73,30 @@ def month(months: Path, name: str, tariff_name: str, days: int, step: float) -> 
 PEAK_TOLERANCE_KW = 1e-3
 
 
-def no_harm(peak_without_kw: float, peak_with_kw: float, net: float) -> list[str]:
-    """What the battery made worse than no battery: empty when the billed peak is not above the
-    no-battery peak and net savings are not negative (issue 13's promise)."""
+def no_harm(
+    peak_without_kw: float, peak_with_kw: float, net: float, windows: dict[str, tuple[float, float]] | None = None
+) -> list[str]:
+    """What the battery made worse than no battery: empty when the billed peak (and each demand
+    window's billed peak, `windows`: name -> (without, with) kW, the highest over the months) is not
+    above the no-battery one and net savings are not negative (issue 13's promise)."""
     out = []
     if peak_with_kw > peak_without_kw + PEAK_TOLERANCE_KW:
         out.append(f"billed peak {peak_with_kw - peak_without_kw:+,.1f} kW over no battery")
+    for name, (without, with_) in (windows or {}).items():
+        if with_ > without + PEAK_TOLERANCE_KW:
+            out.append(f"{name} billed {with_ - without:+,.1f} kW over no battery")
     if net < 0.0:
         out.append(f"net savings {net:,.2f} (a loss)")
+    return out
+
+
+def window_peaks(rep: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Each demand charge's billed peak (kW, the highest over the billing months), without and with."""
+    out: dict[str, tuple[float, float]] = {}
+    for m0, m1 in zip(rep["baseline"]["bill"]["months"], rep["battery"]["bill"]["months"], strict=True):
+        for name, d0 in m0["demand"].items():
+            a, b = out.get(name, (0.0, 0.0))
+            out[name] = (max(a, d0["peak_kw"]), max(b, m1["demand"][name]["peak_kw"]))
     return out
 
 
@@ -125,7 +141,9 @@ def one(
         "optimum_net": rep["optimum"]["savings"],
         "wall_s": wall,
     }
-    out["no_harm"] = no_harm(out["peak_kw"][0], out["peak_kw"][1], out["net"])
+    out["window_peaks_kw"] = window_peaks(rep)
+    out["savings"] = rep["savings"]
+    out["no_harm"] = no_harm(out["peak_kw"][0], out["peak_kw"][1], out["net"], out["window_peaks_kw"])
     grid = np.asarray(res.grid_w)
     if ramp_kw_s > 0.0:
         net = trace.net_w
