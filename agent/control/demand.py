@@ -23,6 +23,8 @@ import math
 from typing import Final
 
 from agent.control.cycle import Cycle
+from agent.control.envelope import envelope
+from agent.control.levels import base_rate, shave_levels
 from agent.control.limit_reserve import short_of_reserve
 from agent.control.state import ROLE_CHARGE, IntervalState, month_peak, rate_key
 from agent.control.window import AUTO, Window
@@ -48,7 +50,6 @@ FORECAST_PRIOR_S: Final = 300.0
 # the target than shaving does (MARGIN).
 CHARGE_MARGIN: Final = 0.02
 MIN_COVERAGE: Final = 0.5  # an interval with less good data than this does not set a peak or profile
-_BISECT_STEPS = 40
 
 
 def target_w(peaks: tuple[tuple[float, float], ...], floor: float, rate: float, fixed_w: float) -> float:
@@ -87,55 +88,26 @@ def rest_allowed_w(target: float, grid_ws: float, covered_s: float, left_s: floa
     return target + (target * covered_s - grid_ws) / max(left_s, 1.0)
 
 
-def shave_floor_w(profile: tuple[float, ...], length_s: float, energy_wh: float, power_w: float) -> float:
-    """Lowest level L with sum(max(0, p - L)) x interval <= energy and max(p) - L <= power (NaN: no data)."""
-    vals = [v for v in profile if v == v]
-    if not vals or 2 * len(vals) < len(profile):
-        return math.nan
-    top = max(vals)
-    h = length_s / 3600.0
-
-    def need_wh(level: float) -> float:
-        s = 0.0
-        for v in vals:
-            if v > level:
-                s += v - level
-        return s * h
-
-    lo = top - max(power_w, 0.0)  # infeasible below this: the fleet cannot give more power
-    if need_wh(lo) <= energy_wh:
-        return lo
-    hi = top
-    for _ in range(_BISECT_STEPS):
-        mid = 0.5 * (lo + hi)
-        if need_wh(mid) <= energy_wh:
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-def economic_floor_w(profile: tuple[float, ...], length_s: float, hours_above: float) -> float:
-    """The level the profile exceeds for `hours_above` hours a day (NaN: no data or no limit).
-
-    Shaving 1 kW deeper costs one more kWh for every hour the load spends above the level, every
-    day; it pays only while that energy is worth less in arbitrage than the demand charge saved.
-    """
-    vals = sorted((v for v in profile if v == v), reverse=True)
-    if not vals or not hours_above > 0.0:  # also NaN
-        return math.nan
-    k = int(hours_above * 3600.0 / length_s)
-    return vals[k] if k < len(vals) else math.nan
-
-
 def keep_wh(profile: tuple[float, ...], slot: int, target: float, length_s: float, eta_d: float) -> float:
     """Stored energy the rest of today's profile needs to stay at or below `target`."""
     if not target < INF:
         return 0.0
+    return need_wh(profile, (target,) * len(profile), slot, len(profile) - slot, length_s, eta_d)
+
+
+def need_wh(
+    profile: tuple[float, ...], targets: tuple[float, ...], slot: int, n_slots: int, length_s: float, eta_d: float
+) -> float:
+    """Stored energy the profile's `n_slots` slots from `slot` (wrapping past midnight, at most a
+    day) need to stay at or below each slot's target."""
+    n = len(profile)
+    if n == 0 or len(targets) != n:
+        return 0.0
     s = 0.0
-    for v in profile[slot:]:
-        if v > target:  # NaN compares False
-            s += v - target
+    for k in range(slot, slot + min(n_slots, n)):
+        v, t = profile[k % n], targets[k % n]
+        if v > t:  # NaN compares False
+            s += v - t
     return s * length_s / 3600.0 / eta_d
 
 
@@ -160,6 +132,64 @@ def headroom_wh(
     return s * length_s / 3600.0
 
 
+def billed_level_w(peaks: tuple[tuple[float, float], ...], rate: float, base: float) -> float:
+    """What the month already bills at this rate: shaving under it saves nothing (0: nothing yet).
+
+    At the all-hours charge's own rate (`base`, levels.base_rate), where no window charge adds to it,
+    only the maximum demand is billed: that is the highest interval of the month in any window.
+    """
+    if base > 0.0 and rate == base:
+        top = 0.0
+        for _, v in peaks:
+            if v > top:
+                top = v
+        return top
+    return month_peak(peaks, rate)
+
+
+def slot_targets(
+    peaks: tuple[tuple[float, float], ...],
+    levels: tuple[float, ...],
+    rates: tuple[float, ...],
+    fallback: float,
+    fixed_w: float = 0.0,
+    env: tuple[float, ...] = (),
+) -> tuple[float, ...]:
+    """Per slot of the day: the level shaving defends there, the higher of what is already billed at
+    the slot's rate and its share of the battery (`levels`; `fallback` for every slot without them,
+    NaN: none); inf where the rate is 0 or nothing is known yet. A fixed target (`fixed_w` > 0, the
+    site's demand_target_w) replaces both, as in target_w."""
+    base = base_rate(rates)
+    out = []
+    for s, rate in enumerate(rates):
+        if not rate > 0.0:
+            out.append(INF)
+            continue
+        if fixed_w > 0.0:
+            out.append(fixed_w)
+            continue
+        t = billed_level_w(peaks, rate, base)
+        lvl = levels[s] if levels else fallback
+        if lvl > t:  # NaN compares False
+            t = lvl
+        out.append(t if t > 0.0 else INF)
+    if len(env) != len(out):
+        return tuple(out)
+    # No slot's import may be raised (charging) above the highest level the month will bill anyway:
+    # what is billed already, or the load held at its targets (env: the load the next day may bring).
+    # Above it a charge would set the maximum demand itself (a night charge under a high all-hours
+    # level billed 5,285 kW where the day was held at 5,142: issue 13e). Shaving is unchanged: where
+    # the load reaches a target, that target is at most this.
+    held = 0.0
+    for _, v in peaks:
+        held = v if v > held else held
+    for t, v in zip(out, env, strict=True):
+        x = t if t < v else v  # NaN load compares False: the target
+        if held < x < INF:
+            held = x
+    return tuple(t if t < held else held for t in out) if held > 0.0 else tuple(out)
+
+
 def close_interval(
     st: IntervalState,
     length_s: float,
@@ -167,12 +197,17 @@ def close_interval(
     month: int,
     energy_wh: float,
     power_w: float,
-    hours_above: float = math.nan,
-) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], float]:
-    """Peaks, day profile and shave floor after the state's running interval ends (in `month`).
+    rates: tuple[float, ...],
+    cost_per_kwh: float = math.nan,
+    fixed_w: float = 0.0,
+    past: tuple[float, ...] = (),
+) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], tuple[float, ...]]:
+    """Peaks, day profile and the level each slot of the day is defended at after the state's
+    running interval ends (in `month`).
 
-    The floor is the higher of what the fleet can hold (energy, power) and what pays to hold
-    (`hours_above`: the daily hours above the level at which shaving deeper stops paying).
+    `rates`: the demand rate of each slot of the day over the next 24 h; the levels split the
+    fleet's energy (`energy_wh`, `power_w`) across the demand windows, none deeper than pays at
+    `cost_per_kwh` (levels.shave_levels). `fixed_w`: the site's fixed demand target (0: none).
     """
     peaks = st.peaks  # they belong to st.month, the month of the interval being closed
     profile = st.profile if len(st.profile) == spd else (math.nan,) * spd
@@ -196,16 +231,15 @@ def close_interval(
         profile = tuple(prof)
     if st.month != month:  # a new billing month starts with nothing billed
         peaks = ()
-    floor = shave_floor_w(profile, length_s, energy_wh, power_w)
-    econ = economic_floor_w(profile, length_s, hours_above)
-    if econ > floor:
-        floor = econ
-    if floor != floor:
+    env = envelope(profile, past)
+    levels = shave_levels(env, rates, length_s, energy_wh, power_w, cost_per_kwh)
+    fallback = math.nan
+    if not levels:
         # Less than half a day of history: do not aim below the highest load seen so far, so the
         # battery is not emptied defending a level it cannot know it can hold (nor charged above it).
         seen = [v for v in profile if v == v]
-        floor = max(seen) if seen else math.nan
-    return peaks, profile, floor
+        fallback = max(seen) if seen else math.nan
+    return peaks, profile, slot_targets(peaks, levels, rates, fallback, fixed_w, env)
 
 
 def interval_net_forecast_w(c: Cycle) -> float:
