@@ -127,6 +127,7 @@ def begin_cycle(
             rates=day_rates(prices, t - timedelta(seconds=into), slot, spd, length, rate),
             cost_per_kwh=shave_cost(spread),
             fixed_w=cfg.demand_target_w,
+            refill=prices is not None and spread <= 0.0,  # as tou.plan_interval's recharge for demand
         )
         tou = plan_interval(
             tou, iv, t=t, now=now, slot=slot, into=into, length_s=length, prices=prices, cfg=cfg, f=f, ceil=ceil

@@ -201,13 +201,17 @@ def close_interval(
     cost_per_kwh: float = math.nan,
     fixed_w: float = 0.0,
     past: tuple[float, ...] = (),
-) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], tuple[float, ...]]:
-    """Peaks, day profile and the level each slot of the day is defended at after the state's
-    running interval ends (in `month`).
+    slot: int = -1,
+    refill: bool = False,
+) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], tuple[float, ...], float]:
+    """Peaks, day profile, the level each slot of the day is defended at after the state's running
+    interval ends (in `month`), and the margin the new interval (`slot`) aims under its level.
 
     `rates`: the demand rate of each slot of the day over the next 24 h; the levels split the
     fleet's energy (`energy_wh`, `power_w`) across the demand windows, none deeper than pays at
     `cost_per_kwh` (levels.shave_levels). `fixed_w`: the site's fixed demand target (0: none).
+    `past`: the ring of the last days' averages (envelope.py); `slot`: the new interval's slot of
+    the day; `refill`: no round trip pays, the battery is charged for demand alone.
     """
     peaks = st.peaks  # they belong to st.month, the month of the interval being closed
     profile = st.profile if len(st.profile) == spd else (math.nan,) * spd
@@ -232,14 +236,47 @@ def close_interval(
     if st.month != month:  # a new billing month starts with nothing billed
         peaks = ()
     env = envelope(profile, past)
-    levels = shave_levels(env, rates, length_s, energy_wh, power_w, cost_per_kwh)
+    # The levels are held MARGIN under (demand()). Where they are the battery's only use and it is
+    # refilled for them alone (`refill`: no round trip pays, tou.demand_charge_now), they take its
+    # whole energy every day: sized on the load over 1 - MARGIN they leave the energy that margin
+    # takes (1 % of a 3.4 MW level over a 6 h window is 200 kWh: the hand-made PG&E day of
+    # tests/test_no_harm_month.py emptied the battery 20 minutes before 18:00 without it). Where
+    # arbitrage pays, its discharge keeps back what the rest of the day's shaving needs and every
+    # valley refills; sized this way there, train100 / Shanghai closed one interval 4.7 kW over the
+    # no-battery peak (a charge just before a late step, 60 s replay), so it is not.
+    scale = 1.0 / (1.0 - MARGIN) if refill else 1.0
+    levels = shave_levels(
+        tuple(v * scale for v in env), rates, length_s, energy_wh * scale, power_w * scale, cost_per_kwh
+    )
     fallback = math.nan
     if not levels:
         # Less than half a day of history: do not aim below the highest load seen so far, so the
         # battery is not emptied defending a level it cannot know it can hold (nor charged above it).
         seen = [v for v in profile if v == v]
         fallback = max(seen) if seen else math.nan
-    return peaks, profile, slot_targets(peaks, levels, rates, fallback, fixed_w, env)
+    prev = st.targets
+    if refill and 0 <= slot < len(prev) == len(env) and env[slot] > prev[slot] and st.month == month:
+        # Inside a stretch the levels were sized for (the load above its target now): hold them to
+        # its end. Sized again from here with the whole budget, as if the battery were full, they
+        # would deepen for the slots left (the 24 h ahead lose a window's first slots) and empty it
+        # before the stretch ends. Only what was billed meanwhile raises them. Where arbitrage
+        # pays (not `refill`) the levels are re-sized every interval as before: holding them there
+        # moved train200 / Shanghai's path onto a late step that closed 7.2 kW over no battery.
+        billed = slot_targets(peaks, (), rates, math.nan, fixed_w)
+        targets = tuple(b if p < b < INF else p for p, b in zip(prev, billed, strict=True))
+    else:
+        targets = slot_targets(peaks, levels, rates, fallback, fixed_w, env)
+    # A slot whose level is at its window's top (levels._shaved: no hour above it is worth the energy)
+    # is held at what is billed, not MARGIN under it, where the load itself reaches that margin: it
+    # would shave every such hour at the price the level was set not to pay (10 USD/kWh of wear on
+    # the hand-made PG&E day: 40 kW under a 4 MW billed peak for 6 h a day cost 7,200 USD in 3 days
+    # for 1,134 of demand charge). Where the load stays under it, the margin costs nothing and still
+    # catches a late step (tests/test_control_demand.py).
+    aim = MARGIN
+    top_only = fixed_w <= 0.0 and 0 <= slot < len(levels) and not levels[slot] < INF
+    if top_only and env[slot] > targets[slot] * (1.0 - MARGIN):  # NaN compares False
+        aim = 0.0
+    return peaks, profile, targets, aim
 
 
 def interval_net_forecast_w(c: Cycle) -> float:
@@ -319,7 +356,7 @@ def demand(w: Window, c: Cycle) -> Window:
     tgt = target_w(iv.peaks, iv.shave_floor_w, rate, c.cfg.demand_target_w)
     rest_fc = net_fc
     if tgt < INF:
-        tgt -= MARGIN * tgt
+        tgt -= (iv.margin if iv.margin == iv.margin else MARGIN) * tgt  # NaN: not set (a fresh state)
         rest_fc = rest_net_forecast_w(c, net_fc)
     elif rate > 0.0:
         tgt = net_fc  # nothing known yet: no shaving (the interval held at its own level), no charging above the load

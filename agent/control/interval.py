@@ -34,6 +34,7 @@ def accumulate(iv: IntervalState, sample: bool, imp: float, net: float, dt: floa
         shave_floor_w=iv.shave_floor_w,
         targets=iv.targets,
         past=iv.past,
+        margin=iv.margin,
     )
 
 
@@ -55,10 +56,12 @@ def roll(
     rates: tuple[float, ...],
     cost_per_kwh: float,
     fixed_w: float = 0.0,
+    refill: bool = False,
 ) -> IntervalState:
     """A new interval `key` (`into` s old) in `month` at demand `rate`, after closing `iv`.
 
-    `budget_wh`, `power_w`: what the fleet can give; `rates`, `cost_per_kwh`, `fixed_w`: see demand.close_interval.
+    `budget_wh`, `power_w`: what the fleet can give; `rates`, `cost_per_kwh`, `fixed_w`, `refill`: see
+    demand.close_interval.
     """
     closing = iv
     new_part = into if sample and dt > into else (dt if sample else 0.0)
@@ -73,10 +76,10 @@ def roll(
     past = iv.past
     if closing.key >= 0 and closing.covered_s >= MIN_COVERAGE * length_s:
         past = remember(past, closing.key, spd, closing.net_ws / closing.covered_s)
-    peaks, profile, targets = close_interval(
-        closing, length_s, spd, month, budget_wh, power_w, rates, cost_per_kwh, fixed_w, past
-    )
     slot = key % spd
+    peaks, profile, targets, aim = close_interval(
+        closing, length_s, spd, month, budget_wh, power_w, rates, cost_per_kwh, fixed_w, past, slot, refill
+    )
     return IntervalState(
         key=key,
         rate=rate,
@@ -89,4 +92,5 @@ def roll(
         shave_floor_w=targets[slot] if slot < len(targets) else math.nan,
         targets=targets,
         past=past,
+        margin=aim,
     )

@@ -112,7 +112,7 @@ def shave_levels(
     lam0 = cost_per_kwh if cost_per_kwh > 0.0 else 0.0  # NaN compares False
     lv = at(lam0)
     if _need_wh(profile, _slot_levels(layers, lv, n), h) <= energy_wh:
-        return tuple(_slot_levels(layers, lv, n))
+        return tuple(_slot_levels(layers, [_shaved(la, x) for la, x in zip(layers, lv, strict=True)], n))
     # Too deep for the energy: the multiplier rises until the levels fit. At lam_hi every level sits
     # at its layer's top (no hour above it is worth that much), which needs nothing.
     lo, hi = lam0, max(la.value for la in layers) / (DAYS_PER_MONTH * h) * 2.0 + lam0
@@ -132,4 +132,15 @@ def shave_levels(
             t_hi = t
         else:
             t_lo = t
-    return tuple(a + t_hi * (b - a) if a > -INF else b for a, b in zip(deep, fits, strict=True))
+    lv = [
+        la.level(lo, length_s, power_w) + t_hi * (la.level(hi, length_s, power_w) - la.level(lo, length_s, power_w))
+        for la in layers
+    ]
+    return tuple(_slot_levels(layers, [_shaved(la, x) for la, x in zip(layers, lv, strict=True)], n))
+
+
+def _shaved(layer: _Layer, level: float) -> float:
+    """A level at its layer's top shaves nothing there: not defended at all (inf), or demand()'s
+    margin under it would shave every hour at the top at a cost the level was set not to pay (at
+    10 USD/kWh of wear a 1 % margin on a 4 MW afternoon cost 9,600 USD in 3 days for 1,134 saved)."""
+    return INF if level >= layer.top else level

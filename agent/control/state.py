@@ -87,6 +87,7 @@ class IntervalState:
     # the baseline averages of the last days, a ring by (day % ENVELOPE_DAYS) x slots + slot (NaN: unknown):
     # their highest per slot is the day the next one may bring (interval.envelope)
     past: tuple[float, ...]
+    margin: float  # the fraction the running interval aims under its target (demand.close_interval; NaN: MARGIN)
 
     def __init__(
         self,
@@ -102,6 +103,7 @@ class IntervalState:
         shave_floor_w: float = NAN,
         targets: tuple[float, ...] = (),
         past: tuple[float, ...] = (),
+        margin: float = NAN,
     ) -> None:
         object.__setattr__(self, "key", key)
         object.__setattr__(self, "rate", rate)
@@ -114,6 +116,7 @@ class IntervalState:
         object.__setattr__(self, "shave_floor_w", shave_floor_w)
         object.__setattr__(self, "targets", targets)
         object.__setattr__(self, "past", past)
+        object.__setattr__(self, "margin", margin)
 
 
 @dataclass(frozen=True, slots=True, init=False)

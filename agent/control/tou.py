@@ -138,7 +138,9 @@ def plan_interval(
     if (
         role != ROLE_CHARGE
         and prices is not None
-        and spread <= 0.0  # no round trip pays (NaN: not known yet): nothing else refills the battery
+        # no round trip pays: nothing else refills the battery. The previous slot's spread, the one
+        # the levels were priced with (begin.py; NaN on the first interval: levels not priced, no charge)
+        and prev.spread <= 0.0
         and demand_charge_now(t, into, length_s, prices, envelope(profile, iv.past), targets, slot)
     ):
         role, tou_end, raise_w = ROLE_CHARGE, now + length_s - into, 0.0
