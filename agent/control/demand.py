@@ -2,11 +2,15 @@
 
 Utilities bill the month's highest average import over a demand interval (15 min, aligned to
 the wall clock), per demand window. The target is economic: a peak already billed this month
-costs nothing more to reach again, so the policy never spends energy shaving below it; and it
-never aims below the level the fleet could have held over the last day's load profile, so it
-does not empty the battery on the first intervals of a month (with less than half a day of
-history, the highest baseline interval seen stands in for that level). A fixed `demand_target_w` > 0
-replaces both. Windows with a demand rate of 0 are not shaved.
+costs nothing more to reach again, so the policy never spends energy shaving below it (at the
+all-hours rate, below the month's highest billed peak in any window: billed_level_w); and each
+demand window has its own level (levels.py: the fleet's energy split across the windows by one
+marginal value, none deeper than pays), sized on the last week's envelope (envelope.py) so it
+is one the fleet could have held on each recent day (with less than half a day of history, the
+highest baseline interval seen stands in for it). A fixed `demand_target_w` > 0 replaces both.
+Windows with a demand rate of 0 are not shaved. Where no round trip pays, the battery is
+recharged for these levels (tou.demand_charge_now), never above what the month bills anyway
+(slot_targets).
 
 Within an interval the policy plans the remaining energy, not only the instant: import saved
 earlier in the interval (credit) lets the grid run above the target later, so energy stays in

@@ -16,6 +16,9 @@ the arbitrage value of 1 kW more charge over the run on every remaining day of t
 beat the demand rate (per kW-month); otherwise charging stays under the demand target. Never
 above a level the load itself billed or reached (demand.raise_cap_w): the month's billed peak
 stays at or under the peak without the battery (issue 13).
+
+Where no round trip pays (PG&E E-20 at 0.15 USD/kWh of wear), the slot charges for demand instead
+(demand_charge_now): the energy the demand levels need is worth the demand charge it holds down.
 """
 
 from __future__ import annotations
