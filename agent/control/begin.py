@@ -38,14 +38,17 @@ def finite(x: float) -> bool:
 def day_rates(
     prices: Prices | None, start: datetime, slot: int, spd: int, length_s: float, rate: float
 ) -> tuple[float, ...]:
-    """The demand rate of each slot of the day (by slot index) over the 24 h from the interval that
-    starts at `start` (slot `slot`, at `rate`): the windows the shave levels are split across."""
+    """The demand rate of each slot of today (by slot index; the interval that starts at `start`
+    is slot `slot`, at `rate`): the windows the shave levels are split across. Today's whole day,
+    not the 24 h ahead: from a Friday afternoon those hold only the tail of the peak window, and a
+    level sized on that tail counts an hour above it as a whole day's (16.37 USD/kW-month over 45
+    minutes a day), deep enough to shave a Friday's last intervals at 1 USD/kWh of wear."""
     if prices is None:
         return (rate,) * spd
     out = [0.0] * spd
     for k in range(spd):
-        r = rate if k == 0 else prices.demand_rate(start + timedelta(seconds=k * length_s))
-        out[(slot + k) % spd] = r if finite(r) and r > 0.0 else 0.0
+        r = rate if k == slot else prices.demand_rate(start + timedelta(seconds=(k - slot) * length_s))
+        out[k] = r if finite(r) and r > 0.0 else 0.0
     return tuple(out)
 
 

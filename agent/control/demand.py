@@ -277,9 +277,13 @@ def close_interval(
     # for 1,134 of demand charge). Where the load stays under it, the margin costs nothing and still
     # catches a late step (tests/test_control_demand.py).
     aim = MARGIN
-    top_only = fixed_w <= 0.0 and 0 <= slot < len(levels) and not levels[slot] < INF
-    if top_only and env[slot] > targets[slot] * (1.0 - MARGIN):  # NaN compares False
-        aim = 0.0
+    if fixed_w <= 0.0 and 0 <= slot < len(levels) and not levels[slot] < INF:
+        # the day's top, not this slot's average: a reading booked across the boundary puts an
+        # interval the load spent at the billed peak 1/15 under it at 60 s, and on a Friday's last
+        # peak interval the 24 h ahead hold no other slot of its window
+        top = max((v for v in env if v == v), default=math.nan)
+        if top > targets[slot] * (1.0 - MARGIN):  # NaN compares False
+            aim = 0.0
     return peaks, profile, targets, aim
 
 
