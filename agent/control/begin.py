@@ -6,6 +6,7 @@ Everything the controllers share is worked out here once and handed to them as a
 from __future__ import annotations
 
 import math
+from datetime import datetime, timedelta
 from typing import Final
 
 from agent.control.cycle import Cycle
@@ -26,13 +27,41 @@ from agent.model.snapshot import SiteSnapshot
 from drivers.reading import Quality
 
 NAN: Final = math.nan
-DAYS_PER_MONTH: Final = 30.4
 _GOOD: Final = Quality.GOOD
 
 
 def finite(x: float) -> bool:
     """math.isfinite as a native call in the compiled build (inf - inf and NaN - NaN are NaN)."""
     return x - x == 0.0
+
+
+def day_rates(
+    prices: Prices | None, start: datetime, slot: int, spd: int, length_s: float, rate: float
+) -> tuple[float, ...]:
+    """The demand rate of each slot of today (by slot index; the interval that starts at `start`
+    is slot `slot`, at `rate`): the windows the shave levels are split across. Today's whole day,
+    not the 24 h ahead: from a Friday afternoon those hold only the tail of the peak window, and a
+    level sized on that tail counts an hour above it as a whole day's (16.37 USD/kW-month over 45
+    minutes a day), deep enough to shave a Friday's last intervals at 1 USD/kWh of wear."""
+    if prices is None:
+        return (rate,) * spd
+    out = [0.0] * spd
+    for k in range(spd):
+        r = rate if k == slot else prices.demand_rate(start + timedelta(seconds=(k - slot) * length_s))
+        out[k] = r if finite(r) and r > 0.0 else 0.0
+    return tuple(out)
+
+
+def shave_cost(spread: float) -> float:
+    """What a kWh discharged for demand shaving costs (NaN: not known yet).
+
+    `spread` (tou.plan_slot) is the best round trip's value per kWh discharged, wear paid. Where it
+    pays, energy spent shaving is arbitrage forgone: it costs the spread. Where it does not (PG&E at
+    a wear above its price spread), no arbitrage is forgone, but the kWh must be bought back at the
+    cheapest price through both efficiencies and paid in wear, less the import it avoids at the
+    dearest: minus the spread. Either way |spread|.
+    """
+    return abs(spread) if spread != 0.0 else NAN
 
 
 def begin_cycle(
@@ -83,6 +112,7 @@ def begin_cycle(
         else:
             rate = 1.0 if cfg.demand_target_w > 0.0 else 0.0
         spread = tou.spread  # from the previous slot's price plan (NaN on the first)
+        spd = slots_per_day(length)
         iv = roll(
             iv,
             key=key,
@@ -94,10 +124,13 @@ def begin_cycle(
             net=net,
             dt=dt,
             length_s=length,
-            spd=slots_per_day(length),
+            spd=spd,
             budget_wh=max(0.0, ceil - floor) * 0.01 * f.capacity_wh * cfg.discharge_efficiency,
             power_w=f.max_dis_w,
-            hours_above=rate / (DAYS_PER_MONTH * spread) if rate > 0.0 and spread > 0.0 else NAN,
+            rates=day_rates(prices, t - timedelta(seconds=into), slot, spd, length, rate),
+            cost_per_kwh=shave_cost(spread),
+            fixed_w=cfg.demand_target_w,
+            refill=prices is not None and spread <= 0.0,  # as tou.plan_interval's recharge for demand
         )
         tou = plan_interval(
             tou, iv, t=t, now=now, slot=slot, into=into, length_s=length, prices=prices, cfg=cfg, f=f, ceil=ceil

@@ -2,11 +2,15 @@
 
 Utilities bill the month's highest average import over a demand interval (15 min, aligned to
 the wall clock), per demand window. The target is economic: a peak already billed this month
-costs nothing more to reach again, so the policy never spends energy shaving below it; and it
-never aims below the level the fleet could have held over the last day's load profile, so it
-does not empty the battery on the first intervals of a month (with less than half a day of
-history, the highest baseline interval seen stands in for that level). A fixed `demand_target_w` > 0
-replaces both. Windows with a demand rate of 0 are not shaved.
+costs nothing more to reach again, so the policy never spends energy shaving below it (at the
+all-hours rate, below the month's highest billed peak in any window: billed_level_w); and each
+demand window has its own level (levels.py: the fleet's energy split across the windows by one
+marginal value, none deeper than pays), sized on the last week's envelope (envelope.py) so it
+is one the fleet could have held on each recent day (with less than half a day of history, the
+highest baseline interval seen stands in for it). A fixed `demand_target_w` > 0 replaces both.
+Windows with a demand rate of 0 are not shaved. Where no round trip pays, the battery is
+recharged for these levels (tou.demand_charge_now), never above what the month bills anyway
+(slot_targets).
 
 Within an interval the policy plans the remaining energy, not only the instant: import saved
 earlier in the interval (credit) lets the grid run above the target later, so energy stays in
@@ -23,6 +27,8 @@ import math
 from typing import Final
 
 from agent.control.cycle import Cycle
+from agent.control.envelope import envelope
+from agent.control.levels import base_rate, shave_levels
 from agent.control.limit_reserve import short_of_reserve
 from agent.control.state import ROLE_CHARGE, IntervalState, month_peak, rate_key
 from agent.control.window import AUTO, Window
@@ -48,7 +54,6 @@ FORECAST_PRIOR_S: Final = 300.0
 # the target than shaving does (MARGIN).
 CHARGE_MARGIN: Final = 0.02
 MIN_COVERAGE: Final = 0.5  # an interval with less good data than this does not set a peak or profile
-_BISECT_STEPS = 40
 
 
 def target_w(peaks: tuple[tuple[float, float], ...], floor: float, rate: float, fixed_w: float) -> float:
@@ -87,55 +92,26 @@ def rest_allowed_w(target: float, grid_ws: float, covered_s: float, left_s: floa
     return target + (target * covered_s - grid_ws) / max(left_s, 1.0)
 
 
-def shave_floor_w(profile: tuple[float, ...], length_s: float, energy_wh: float, power_w: float) -> float:
-    """Lowest level L with sum(max(0, p - L)) x interval <= energy and max(p) - L <= power (NaN: no data)."""
-    vals = [v for v in profile if v == v]
-    if not vals or 2 * len(vals) < len(profile):
-        return math.nan
-    top = max(vals)
-    h = length_s / 3600.0
-
-    def need_wh(level: float) -> float:
-        s = 0.0
-        for v in vals:
-            if v > level:
-                s += v - level
-        return s * h
-
-    lo = top - max(power_w, 0.0)  # infeasible below this: the fleet cannot give more power
-    if need_wh(lo) <= energy_wh:
-        return lo
-    hi = top
-    for _ in range(_BISECT_STEPS):
-        mid = 0.5 * (lo + hi)
-        if need_wh(mid) <= energy_wh:
-            hi = mid
-        else:
-            lo = mid
-    return hi
-
-
-def economic_floor_w(profile: tuple[float, ...], length_s: float, hours_above: float) -> float:
-    """The level the profile exceeds for `hours_above` hours a day (NaN: no data or no limit).
-
-    Shaving 1 kW deeper costs one more kWh for every hour the load spends above the level, every
-    day; it pays only while that energy is worth less in arbitrage than the demand charge saved.
-    """
-    vals = sorted((v for v in profile if v == v), reverse=True)
-    if not vals or not hours_above > 0.0:  # also NaN
-        return math.nan
-    k = int(hours_above * 3600.0 / length_s)
-    return vals[k] if k < len(vals) else math.nan
-
-
 def keep_wh(profile: tuple[float, ...], slot: int, target: float, length_s: float, eta_d: float) -> float:
     """Stored energy the rest of today's profile needs to stay at or below `target`."""
     if not target < INF:
         return 0.0
+    return need_wh(profile, (target,) * len(profile), slot, len(profile) - slot, length_s, eta_d)
+
+
+def need_wh(
+    profile: tuple[float, ...], targets: tuple[float, ...], slot: int, n_slots: int, length_s: float, eta_d: float
+) -> float:
+    """Stored energy the profile's `n_slots` slots from `slot` (wrapping past midnight, at most a
+    day) need to stay at or below each slot's target."""
+    n = len(profile)
+    if n == 0 or len(targets) != n:
+        return 0.0
     s = 0.0
-    for v in profile[slot:]:
-        if v > target:  # NaN compares False
-            s += v - target
+    for k in range(slot, slot + min(n_slots, n)):
+        v, t = profile[k % n], targets[k % n]
+        if v > t:  # NaN compares False
+            s += v - t
     return s * length_s / 3600.0 / eta_d
 
 
@@ -160,6 +136,64 @@ def headroom_wh(
     return s * length_s / 3600.0
 
 
+def billed_level_w(peaks: tuple[tuple[float, float], ...], rate: float, base: float) -> float:
+    """What the month already bills at this rate: shaving under it saves nothing (0: nothing yet).
+
+    At the all-hours charge's own rate (`base`, levels.base_rate), where no window charge adds to it,
+    only the maximum demand is billed: that is the highest interval of the month in any window.
+    """
+    if base > 0.0 and rate == base:
+        top = 0.0
+        for _, v in peaks:
+            if v > top:
+                top = v
+        return top
+    return month_peak(peaks, rate)
+
+
+def slot_targets(
+    peaks: tuple[tuple[float, float], ...],
+    levels: tuple[float, ...],
+    rates: tuple[float, ...],
+    fallback: float,
+    fixed_w: float = 0.0,
+    env: tuple[float, ...] = (),
+) -> tuple[float, ...]:
+    """Per slot of the day: the level shaving defends there, the higher of what is already billed at
+    the slot's rate and its share of the battery (`levels`; `fallback` for every slot without them,
+    NaN: none); inf where the rate is 0 or nothing is known yet. A fixed target (`fixed_w` > 0, the
+    site's demand_target_w) replaces both, as in target_w."""
+    base = base_rate(rates)
+    out = []
+    for s, rate in enumerate(rates):
+        if not rate > 0.0:
+            out.append(INF)
+            continue
+        if fixed_w > 0.0:
+            out.append(fixed_w)
+            continue
+        t = billed_level_w(peaks, rate, base)
+        lvl = levels[s] if levels else fallback
+        if lvl > t:  # NaN compares False
+            t = lvl
+        out.append(t if t > 0.0 else INF)
+    if len(env) != len(out):
+        return tuple(out)
+    # No slot's import may be raised (charging) above the highest level the month will bill anyway:
+    # what is billed already, or the load held at its targets (env: the load the next day may bring).
+    # Above it a charge would set the maximum demand itself (a night charge under a high all-hours
+    # level billed 5,285 kW where the day was held at 5,142: issue 13e). Shaving is unchanged: where
+    # the load reaches a target, that target is at most this.
+    held = 0.0
+    for _, v in peaks:
+        held = v if v > held else held
+    for t, v in zip(out, env, strict=True):
+        x = t if t < v else v  # NaN load compares False: the target
+        if held < x < INF:
+            held = x
+    return tuple(t if t < held else held for t in out) if held > 0.0 else tuple(out)
+
+
 def close_interval(
     st: IntervalState,
     length_s: float,
@@ -167,12 +201,21 @@ def close_interval(
     month: int,
     energy_wh: float,
     power_w: float,
-    hours_above: float = math.nan,
-) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], float]:
-    """Peaks, day profile and shave floor after the state's running interval ends (in `month`).
+    rates: tuple[float, ...],
+    cost_per_kwh: float = math.nan,
+    fixed_w: float = 0.0,
+    past: tuple[float, ...] = (),
+    slot: int = -1,
+    refill: bool = False,
+) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], tuple[float, ...], float]:
+    """Peaks, day profile, the level each slot of the day is defended at after the state's running
+    interval ends (in `month`), and the margin the new interval (`slot`) aims under its level.
 
-    The floor is the higher of what the fleet can hold (energy, power) and what pays to hold
-    (`hours_above`: the daily hours above the level at which shaving deeper stops paying).
+    `rates`: the demand rate of each slot of the day over the next 24 h; the levels split the
+    fleet's energy (`energy_wh`, `power_w`) across the demand windows, none deeper than pays at
+    `cost_per_kwh` (levels.shave_levels). `fixed_w`: the site's fixed demand target (0: none).
+    `past`: the ring of the last days' averages (envelope.py); `slot`: the new interval's slot of
+    the day; `refill`: no round trip pays, the battery is charged for demand alone.
     """
     peaks = st.peaks  # they belong to st.month, the month of the interval being closed
     profile = st.profile if len(st.profile) == spd else (math.nan,) * spd
@@ -196,16 +239,52 @@ def close_interval(
         profile = tuple(prof)
     if st.month != month:  # a new billing month starts with nothing billed
         peaks = ()
-    floor = shave_floor_w(profile, length_s, energy_wh, power_w)
-    econ = economic_floor_w(profile, length_s, hours_above)
-    if econ > floor:
-        floor = econ
-    if floor != floor:
+    env = envelope(profile, past)
+    # The levels are held MARGIN under (demand()). Where they are the battery's only use and it is
+    # refilled for them alone (`refill`: no round trip pays, tou.demand_charge_now), they take its
+    # whole energy every day: sized on the load over 1 - MARGIN they leave the energy that margin
+    # takes (1 % of a 3.4 MW level over a 6 h window is 200 kWh: the hand-made PG&E day of
+    # tests/test_no_harm_month.py emptied the battery 20 minutes before 18:00 without it). Where
+    # arbitrage pays, its discharge keeps back what the rest of the day's shaving needs and every
+    # valley refills; sized this way there, train100 / Shanghai closed one interval 4.7 kW over the
+    # no-battery peak (a charge just before a late step, 60 s replay), so it is not.
+    scale = 1.0 / (1.0 - MARGIN) if refill else 1.0
+    levels = shave_levels(
+        tuple(v * scale for v in env), rates, length_s, energy_wh * scale, power_w * scale, cost_per_kwh
+    )
+    fallback = math.nan
+    if not levels:
         # Less than half a day of history: do not aim below the highest load seen so far, so the
         # battery is not emptied defending a level it cannot know it can hold (nor charged above it).
         seen = [v for v in profile if v == v]
-        floor = max(seen) if seen else math.nan
-    return peaks, profile, floor
+        fallback = max(seen) if seen else math.nan
+    prev = st.targets
+    if refill and 0 <= slot < len(prev) == len(env) and env[slot] > prev[slot] and st.month == month:
+        # Inside a stretch the levels were sized for (the load above its target now): hold them to
+        # its end. Sized again from here with the whole budget, as if the battery were full, they
+        # would deepen for the slots left (the 24 h ahead lose a window's first slots) and empty it
+        # before the stretch ends. Only what was billed meanwhile raises them. Where arbitrage
+        # pays (not `refill`) the levels are re-sized every interval as before: holding them there
+        # moved train200 / Shanghai's path onto a late step that closed 7.2 kW over no battery.
+        billed = slot_targets(peaks, (), rates, math.nan, fixed_w)
+        targets = tuple(b if p < b < INF else p for p, b in zip(prev, billed, strict=True))
+    else:
+        targets = slot_targets(peaks, levels, rates, fallback, fixed_w, env)
+    # A slot whose level is at its window's top (levels._shaved: no hour above it is worth the energy)
+    # is held at what is billed, not MARGIN under it, where the load itself reaches that margin: it
+    # would shave every such hour at the price the level was set not to pay (10 USD/kWh of wear on
+    # the hand-made PG&E day: 40 kW under a 4 MW billed peak for 6 h a day cost 7,200 USD in 3 days
+    # for 1,134 of demand charge). Where the load stays under it, the margin costs nothing and still
+    # catches a late step (tests/test_control_demand.py).
+    aim = MARGIN
+    if fixed_w <= 0.0 and 0 <= slot < len(levels) and not levels[slot] < INF:
+        # the day's top, not this slot's average: a reading booked across the boundary puts an
+        # interval the load spent at the billed peak 1/15 under it at 60 s, and on a Friday's last
+        # peak interval the 24 h ahead hold no other slot of its window
+        top = max((v for v in env if v == v), default=math.nan)
+        if top > targets[slot] * (1.0 - MARGIN):  # NaN compares False
+            aim = 0.0
+    return peaks, profile, targets, aim
 
 
 def interval_net_forecast_w(c: Cycle) -> float:
@@ -285,7 +364,7 @@ def demand(w: Window, c: Cycle) -> Window:
     tgt = target_w(iv.peaks, iv.shave_floor_w, rate, c.cfg.demand_target_w)
     rest_fc = net_fc
     if tgt < INF:
-        tgt -= MARGIN * tgt
+        tgt -= (iv.margin if iv.margin == iv.margin else MARGIN) * tgt  # NaN: not set (a fresh state)
         rest_fc = rest_net_forecast_w(c, net_fc)
     elif rate > 0.0:
         tgt = net_fc  # nothing known yet: no shaving (the interval held at its own level), no charging above the load

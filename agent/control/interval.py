@@ -4,14 +4,17 @@ The interval is the one agent.model.interval aligns (local midnight + k x length
 stands for the time since the previous one, up to one interval (slow replays too); readings that
 are not good, or taken during an outage, add nothing but the interval still runs. When the
 interval changes, the part of the last reading that fell before the boundary is booked to the old
-one, which then closes into the month's peaks, the day profile and the shave floor (demand.py).
+one, which then closes into the month's peaks, the day profile and the shave floor (demand.py),
+and into the last days' averages (envelope.py).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
-from agent.control.demand import close_interval
+from agent.control.demand import MIN_COVERAGE, close_interval
+from agent.control.envelope import remember
 from agent.control.state import IntervalState
 
 
@@ -29,6 +32,9 @@ def accumulate(iv: IntervalState, sample: bool, imp: float, net: float, dt: floa
         peaks=iv.peaks,
         profile=iv.profile,
         shave_floor_w=iv.shave_floor_w,
+        targets=iv.targets,
+        past=iv.past,
+        margin=iv.margin,
     )
 
 
@@ -47,11 +53,15 @@ def roll(
     spd: int,
     budget_wh: float,
     power_w: float,
-    hours_above: float,
+    rates: tuple[float, ...],
+    cost_per_kwh: float,
+    fixed_w: float = 0.0,
+    refill: bool = False,
 ) -> IntervalState:
     """A new interval `key` (`into` s old) in `month` at demand `rate`, after closing `iv`.
 
-    `budget_wh`, `power_w`: what the fleet can give, `hours_above`: see demand.close_interval.
+    `budget_wh`, `power_w`: what the fleet can give; `rates`, `cost_per_kwh`, `fixed_w`, `refill`: see
+    demand.close_interval.
     """
     closing = iv
     new_part = into if sample and dt > into else (dt if sample else 0.0)
@@ -63,7 +73,13 @@ def roll(
             net_ws=iv.net_ws + net * old_part,
             covered_s=iv.covered_s + old_part,
         )
-    peaks, profile, shave = close_interval(closing, length_s, spd, month, budget_wh, power_w, hours_above)
+    past = iv.past
+    if closing.key >= 0 and closing.covered_s >= MIN_COVERAGE * length_s:
+        past = remember(past, closing.key, spd, closing.net_ws / closing.covered_s)
+    slot = key % spd
+    peaks, profile, targets, aim = close_interval(
+        closing, length_s, spd, month, budget_wh, power_w, rates, cost_per_kwh, fixed_w, past, slot, refill
+    )
     return IntervalState(
         key=key,
         rate=rate,
@@ -73,5 +89,8 @@ def roll(
         month=month,
         peaks=peaks,
         profile=profile,
-        shave_floor_w=shave,
+        shave_floor_w=targets[slot] if slot < len(targets) else math.nan,
+        targets=targets,
+        past=past,
+        margin=aim,
     )

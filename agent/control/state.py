@@ -110,7 +110,14 @@ class IntervalState:
     month: int  # year x 12 + month - 1 of the peaks below (-1: unknown)
     peaks: tuple[tuple[float, float], ...]  # (rate key, highest interval average import W)
     profile: tuple[float, ...]  # baseline average per slot of the day (last 24 h; NaN unknown)
-    shave_floor_w: float  # lowest import the fleet could have held over that profile
+    shave_floor_w: float  # the level this interval is defended at: targets[slot] (inf: none; NaN: unknown)
+    # per slot of the day, the level shaving defends there over the next 24 h: the higher of what
+    # the month already bills at that slot's rate and its share of the fleet's energy (demand.slot_targets)
+    targets: tuple[float, ...]
+    # the baseline averages of the last days, a ring by (day % ENVELOPE_DAYS) x slots + slot (NaN: unknown):
+    # their highest per slot is the day the next one may bring (interval.envelope)
+    past: tuple[float, ...]
+    margin: float  # the fraction the running interval aims under its target (demand.close_interval; NaN: MARGIN)
 
     def __init__(
         self,
@@ -124,6 +131,9 @@ class IntervalState:
         peaks: tuple[tuple[float, float], ...] = (),
         profile: tuple[float, ...] = (),
         shave_floor_w: float = NAN,
+        targets: tuple[float, ...] = (),
+        past: tuple[float, ...] = (),
+        margin: float = NAN,
     ) -> None:
         object.__setattr__(self, "key", key)
         object.__setattr__(self, "rate", rate)
@@ -134,6 +144,9 @@ class IntervalState:
         object.__setattr__(self, "peaks", peaks)
         object.__setattr__(self, "profile", profile)
         object.__setattr__(self, "shave_floor_w", shave_floor_w)
+        object.__setattr__(self, "targets", targets)
+        object.__setattr__(self, "past", past)
+        object.__setattr__(self, "margin", margin)
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -16,6 +16,9 @@ the arbitrage value of 1 kW more charge over the run on every remaining day of t
 beat the demand rate (per kW-month); otherwise charging stays under the demand target. Never
 above a level the load itself billed or reached (demand.raise_cap_w): the month's billed peak
 stays at or under the peak without the battery (issue 13).
+
+Where no round trip pays (PG&E E-20 at 0.15 USD/kWh of wear), the slot charges for demand instead
+(demand_charge_now): the energy the demand levels need is worth the demand charge it holds down.
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ from typing import Final
 
 from agent.control.cycle import Cycle
 from agent.control.demand import MARGIN as DEMAND_MARGIN
-from agent.control.demand import headroom_wh, keep_wh, target_w
+from agent.control.demand import headroom_wh, need_wh, target_w
+from agent.control.envelope import envelope
 from agent.control.fleet import Fleet
 from agent.control.prices import Prices
 from agent.control.state import ROLE_CHARGE, ROLE_DISCHARGE, ROLE_HOLD, ROLE_NONE, IntervalState, TouState
@@ -131,10 +135,60 @@ def plan_interval(
                 raise_w = min((need - room) * 3600.0 / max(sp.end_s, length_s), need * 3600.0 / sp.run_s)
         spread = sp.spread
     eta_d = cfg.discharge_efficiency
-    keep = keep_wh(profile, slot, target_w(peaks, shave, rate, cfg.demand_target_w), length_s, eta_d)
+    targets = iv.targets
+    spd = len(targets)
+    keep = need_wh(profile, targets, slot, spd - slot, length_s, eta_d)  # the rest of today
+    if (
+        role != ROLE_CHARGE
+        and prices is not None
+        # no round trip pays: nothing else refills the battery. The previous slot's spread, the one
+        # the levels were priced with (begin.py; NaN on the first interval: levels not priced, no charge)
+        and prev.spread <= 0.0
+        and demand_charge_now(t, into, length_s, prices, envelope(profile, iv.past), targets, slot)
+    ):
+        role, tou_end, raise_w = ROLE_CHARGE, now + length_s - into, 0.0
     return TouState(
         key=iv.key, role=role, end_mono=tou_end, raise_w=raise_w, price=tou_price, spread=spread, keep_wh=keep
     )
+
+
+def demand_charge_now(
+    t: datetime,
+    into: float,
+    length_s: float,
+    prices: Prices,
+    profile: tuple[float, ...],
+    targets: tuple[float, ...],
+    slot: int,
+) -> bool:
+    """Whether to charge now, under the demand targets, for the next 24 h's demand shaving.
+
+    Where no round trip pays (PG&E at a wear above its price spread) nothing else refills the
+    battery, and what shaving spends on the first day is gone for the month's real peak (issue 13e).
+    Energy kept to hold the demand levels is worth the demand charge it holds down, not the energy
+    spread: each level is no deeper than pays with the recharge counted (levels.py), so charging
+    for it pays. `profile` is the load the next day may bring (envelope.py); where it rises above a
+    target in the next 24 h, the battery charges in the cheapest slots before that slot, never in a
+    slot that needs the energy. To the ceiling, not to that day's estimate: the estimate comes from
+    a few days (on the inference load a day needed 4x what the two days before it showed) and a
+    kWh stored and not needed keeps its value for the next day; what a shortfall costs is the
+    month's demand charge on the level given up.
+    """
+    n = len(targets)
+    if n == 0 or len(profile) != n:
+        return False
+    first = -1
+    for k in range(n):
+        s = (slot + k) % n
+        if profile[s] > targets[s]:  # NaN compares False
+            first = k
+            break
+    if first <= 0:
+        return False  # nothing needed in the next 24 h, or needed now (shaving, not charging)
+    t0 = t - timedelta(seconds=into)
+    p0 = prices.energy_price(t0)
+    # not if a cheaper slot comes before the need: charge there
+    return all(prices.energy_price(t0 + timedelta(seconds=k * length_s)) >= p0 for k in range(1, first))
 
 
 def tou(w: Window, c: Cycle) -> Window:

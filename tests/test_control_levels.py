@@ -1,0 +1,55 @@
+"""Shave levels per demand window (agent.control.levels): PG&E E-20's two demand charges on a day
+small enough to check by hand, and the bound from the bill (no level deeper than pays)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from agent.control.levels import base_rate, shave_levels
+
+# E-20 summer weekday by 15-min slot: 11.98 all hours, + 3.56 part-peak 08-12 and 18-21, + 16.37 peak 12-18
+RATES = tuple(28.35 if 48 <= s < 72 else 15.54 if 32 <= s < 84 else 11.98 for s in range(96))
+# 2.5 MW at night, 3 MW in part-peak, 4 MW in the 12:00-18:00 peak
+PROFILE = tuple(4e6 if 48 <= s < 72 else 3e6 if 32 <= s < 84 else 2.5e6 for s in range(96))
+ENERGY_WH = 3.6e6  # AC
+POWER_W = 2.52e6
+COST = 0.0859  # per kWh: 0.15 wear + 0.07633 / 0.9216 recharge - 0.14688 avoided (tou spread, negated)
+
+
+def test_the_all_hours_charge_is_the_lowest_rate_billed_everywhere() -> None:
+    assert base_rate(RATES) == 11.98
+    assert base_rate((0.0, 5.0)) == 0.0  # an hour not billed: no all-hours charge
+    assert base_rate(()) == 0.0
+
+
+def test_the_energy_goes_to_the_window_whose_kw_is_worth_the_most() -> None:
+    lv = shave_levels(PROFILE, RATES, 900.0, ENERGY_WH, POWER_W, COST)
+    # Maximum demand (11.98/kW-month): lowering it under 4 MW costs the 6 h the afternoon spends
+    # there, 6 x 30.4 x 0.0859 = 15.7 > 11.98 a month: not worth it on its own, it stays at its top
+    # (not shaved: inf). Part-peak (+3.56): under 3 MW it costs 7 h x 30.4 x 0.0859 = 18.3 > 3.56:
+    # not shaved. Peak (+16.37): every afternoon hour is worth shaving (16.37 / (30.4 x 0.0859) =
+    # 6.3 h >= 6 h), as deep as the energy goes: (4 MW - L) x 6 h = 3.6 MWh -> L = 3.4 MW.
+    assert lv[48:72] == pytest.approx((3.4e6,) * 24, abs=1.0)
+    assert all(math.isinf(v) for v in lv[:48] + lv[72:])
+
+
+def test_no_level_is_deeper_than_pays() -> None:
+    # at 2 per kWh no afternoon hour is worth the peak charge (16.37 / (30.4 x 2) = 0.27 h < 0.25 h
+    # x 2 slots): nothing is shaved, whatever the energy
+    lv = shave_levels(PROFILE, RATES, 900.0, 1e12, POWER_W, 2.0)
+    assert all(math.isinf(v) for v in lv)
+    # one afternoon slot at 4.5 MW, and a kWh worth shaving for one slot a day but not two: the peak
+    # window is held at 4 MW (only that slot shaved), the rest of the day not at all
+    spike = (*PROFILE[:50], 4.5e6, *PROFILE[51:])
+    lv = shave_levels(spike, RATES, 900.0, 1e12, 1e9, 16.37 / 30.4 / 0.25 * 0.99)
+    assert lv[48:72] == (4e6,) * 24
+    assert all(math.isinf(v) for v in lv[:48] + lv[72:])
+
+
+def test_with_one_rate_it_is_the_lowest_level_the_energy_holds() -> None:
+    one = (40.8,) * 96
+    # two hours at 4 MW: (4 MW - L) x 2 h = 0.5 MWh -> 3.75 MW (the rest of the day is lower)
+    prof = (4e6,) * 8 + (3e6,) * 88
+    assert shave_levels(prof, one, 900.0, 0.5e6, 2.5e6, math.nan) == pytest.approx((3.75e6,) * 96)
