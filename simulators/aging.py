@@ -11,6 +11,7 @@ time can be measured. 90 days of 12 clusters take a few seconds.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -75,6 +76,9 @@ class AgingRun:
     start: datetime = datetime(2026, 1, 1, tzinfo=UTC)
     soc_quantum_pct: float = 0.1  # BMS SoC register resolution
     current_noise_a: float = 0.2  # BMS current sensor noise (1 sigma)
+    # 0: a reading at the agent's cycle boundaries only (fast: the estimators need no more); > 0: a
+    # reading every sample_s through each segment, as the live loop reads the fleet (1.0: its 1 s)
+    sample_s: float = 0.0
     plant: BatteryPlant = field(init=False)
     limit_day: dict[tuple[str, str], int] = field(init=False, default_factory=dict)
     _rng: random.Random = field(init=False)
@@ -84,6 +88,8 @@ class AgingRun:
     def __post_init__(self) -> None:
         if self.n_clusters < 1 or self.per_pcs < 1:
             raise ValueError("n_clusters and per_pcs must be >= 1")
+        if not (self.sample_s >= 0.0 and math.isfinite(self.sample_s)):
+            raise ValueError(f"sample_s must be a number >= 0 s, got {self.sample_s!r}")
         ids = [f"c{i + 1:02d}" for i in range(self.n_clusters)]
         unknown = {d.cluster_id for d in self.degradations} - set(ids)
         if unknown:
@@ -121,10 +127,13 @@ class AgingRun:
                 self.plant.step(None, STEP_AFTER_S)
                 yield self._snapshot(d, t + STEP_AFTER_S)
                 left = seg - STEP_AFTER_S
+                every = self.sample_s if self.sample_s > 0.0 else MAX_STEP_S
                 while left > 1e-6:
-                    dt = min(MAX_STEP_S, left)
+                    dt = min(every, left)
                     self.plant.step(None, dt)
                     left -= dt
+                    if self.sample_s > 0.0 and left > 1e-6:
+                        yield self._snapshot(d, t + seg - left)
                 t += seg
                 yield self._snapshot(d, t)
                 self._check_limits(d)

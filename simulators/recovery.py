@@ -56,11 +56,13 @@ class InjectedRun(AgingRun):
 class Recovery:
     days: int
     first: int
+    sample_s: float  # 0: readings at the agent's cycle boundaries; > 0: every sample_s
     capacity_err_pct: tuple[float, ...]  # estimated - injected, % points, per cluster-day
     resistance_err_pct: tuple[float, ...]  # (estimated - injected) / injected, %, per cluster-day
 
     def lines(self) -> list[str]:
-        out = [f"simulator check: {self.days} days from record day {self.first}, estimators vs injected"]
+        reads = f"a reading every {self.sample_s:g} s" if self.sample_s > 0 else "readings at the cycle boundaries"
+        out = [f"simulator check: {self.days} days from record day {self.first} ({reads}), estimators vs injected"]
         for name, e, unit in (
             ("capacity", self.capacity_err_pct, "% points"),
             ("resistance", self.resistance_err_pct, "% of value"),
@@ -76,12 +78,13 @@ class Recovery:
         return out
 
 
-def recover(series: Sequence[ClusterSeries], days: int, seed: int = 0) -> Recovery:
+def recover(series: Sequence[ClusterSeries], days: int, seed: int = 0, sample_s: float = 0.0) -> Recovery:
     """Run `days` simulated days: the last `days` before the first record ends or reaches its end
-    of life (all clusters still in service, aged as far as the fleet gets together)."""
+    of life (all clusters still in service, aged as far as the fleet gets together). `sample_s`
+    > 0 reads the fleet that often, as the live loop does (AgingRun.sample_s)."""
     end = min(eol if (eol := true_eol(s)) is not None else len(s.day) - 1 for s in series)
     first = max(0, end - days + 1)
-    run = InjectedRun(n_clusters=len(series), seed=seed, series=series, first=first)
+    run = InjectedRun(n_clusters=len(series), seed=seed, series=series, first=first, sample_s=sample_s)
     tracker = HealthTracker(day_of=lambda s: (s.t_wall - run.start).days)
     # the first sample of a day closes the one before; the last day closes with the next's first
     for d in range(days):
@@ -102,4 +105,4 @@ def recover(series: Sequence[ClusterSeries], days: int, seed: int = 0) -> Recove
             if math.isfinite(row.resistance_mohm) and math.isfinite(float(run._by_id[cid].resistance_mohm[0])):
                 inj = true_r[cid] * rf
                 res_err.append(100.0 * (row.resistance_mohm - inj) / inj)
-    return Recovery(days, first, tuple(cap_err), tuple(res_err))
+    return Recovery(days, first, sample_s, tuple(cap_err), tuple(res_err))
