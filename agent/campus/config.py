@@ -246,3 +246,38 @@ def _check_fallbacks(path: Path, limits: CampusLimits, fallback: dict[str, Share
                 f"{path}: the feeders' [campus] {site_key} sum to {total:g}, above [campus] {limit_key} ="
                 f" {limit:g}: a campus on its fallback shares would not hold its limit"
             )
+
+
+def check_reload(old: FeederConfig | None, new: FeederConfig | None, where: str) -> None:
+    """Raise ConfigError (naming `where`'s key) unless a SIGHUP may apply `new` in place of `old`.
+
+    What a reload may change is what only narrows the campus's safety: a fallback share lowered
+    (or a limit of it turned on), a longer stale_after_s. The coordinator checked the fallbacks
+    (they sum to at most each campus limit) and stale_after_s (at least its own plus LEAD_CYCLES
+    cycles) against this file when it started, and it does not re-read them: a fallback raised or
+    turned off, or a shorter stale_after_s, could break those checks unseen, so it needs the
+    coordinator's files changed too and both restarted. Joining or leaving a campus, or another
+    campus id, broker or key, is a new connection: a restart too.
+    """
+    if (old is None) != (new is None):
+        what = "added" if old is None else "removed"
+        raise ConfigError(f"{where}: [campus] {what}: joining or leaving a campus needs a restart")
+    if old is None or new is None:
+        return
+    if new.campus != old.campus:
+        raise ConfigError(f"{where} [campus] key 'id': changed from {old.campus!r} to {new.campus!r}: needs a restart")
+    if new.broker != old.broker:  # host, port, prefix, client id, keepalive or key (never shown)
+        raise ConfigError(f"{where} [campus]: the broker or key_file changed: the campus link needs a restart")
+    if new.stale_after_s < old.stale_after_s:
+        raise ConfigError(
+            f"{where} [campus] key 'stale_after_s': {new.stale_after_s:g} s is shorter than the running"
+            f" {old.stale_after_s:g} s (the coordinator checked it at its start): change both files and restart"
+        )
+    for _, share_key, site_key in _LIMIT_KEYS:
+        was, now = float(getattr(old.fallback, share_key)), float(getattr(new.fallback, share_key))
+        if was > 0.0 and not 0.0 < now <= was:
+            raise ConfigError(
+                f"{where} [campus] key {site_key!r}: {now:g} would widen the running {was:g}"
+                " (the coordinator checked the fallbacks against the campus limit at its start):"
+                " change both files and restart"
+            )
