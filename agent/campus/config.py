@@ -38,12 +38,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from agent.campus.allocate import MIN_SHARE, CampusLimits, Share
 from agent.model.config import ID_PATTERN, ID_RULE, DeviceConfig, SiteConfig, load_site, parse_device
 from common.tomlcheck import ConfigError, Table, load_toml
 
 MIN_SECRET_BYTES = 16
+UTC_ZONE = ZoneInfo("UTC")
 # A feeder silent to the coordinator (no report, or reporting that it hears no shares) for the
 # campus's stale_after_s is put on its fallback share; the others get the rest one report, one
 # coordinator cycle and one agent cycle later. The feeder's own stale_after_s (when it falls back by
@@ -89,6 +91,9 @@ class CampusConfig:
     fallback: dict[str, Share]  # each feeder's, from its site file
     # the feeders' [control] demand_interval_s (all alike): the demand target is split once per interval
     demand_interval_s: float = 900.0
+    # the feeders' [site] timezone (all alike: one utility bill): the campus's day profile is kept by
+    # local demand slot, as each agent keeps its own (agent/campus/keep.py)
+    timezone: ZoneInfo = UTC_ZONE
 
 
 def _id(t: Table, key: str) -> str:
@@ -173,6 +178,7 @@ def load_campus(path: Path | str) -> CampusConfig:
     files: list[Path] = []
     fallback: dict[str, Share] = {}
     intervals: list[float] = []
+    zones: list[ZoneInfo] = []
     for ft in feeder_tables:
         site_file = (path.parent / ft.text("site")).resolve()
         ft.done()
@@ -200,13 +206,31 @@ def load_campus(path: Path | str) -> CampusConfig:
                 f"{site_file} [control] key 'demand_interval_s' is {site.control.demand_interval_s:g} s, but"
                 f" {files[0]} has {intervals[0]:g} s: a campus's feeders must bill the same demand interval",
             )
+        if zones and site.timezone != zones[0]:
+            ft.fail(
+                "site",
+                f"{site_file} [site] timezone is {site.timezone.key!r}, but {files[0]} has {zones[0].key!r}:"
+                " a campus's feeders are billed on one local clock",
+            )
+        zones.append(site.timezone)
         intervals.append(site.control.demand_interval_s)
         ids.append(site.id)
         files.append(site_file)
         fallback[site.id] = fc.fallback
     _check_fallbacks(path, limits, fallback)
     return CampusConfig(
-        path, campus_id, cycle_s, limits, stale, broker, meter, tuple(ids), tuple(files), fallback, intervals[0]
+        path,
+        campus_id,
+        cycle_s,
+        limits,
+        stale,
+        broker,
+        meter,
+        tuple(ids),
+        tuple(files),
+        fallback,
+        intervals[0],
+        zones[0],
     )
 
 

@@ -36,12 +36,19 @@ def _tighter(own: float, share: float) -> float:
 
 
 def with_share(cfg: ControlConfig, share: Share) -> ControlConfig:
-    """`cfg` with the campus share as its grid import limit, ramp limit and demand target."""
+    """`cfg` with the campus share as its grid import limit, ramp limit and demand target, and the
+    campus's keep for that target (AC Wh in the share, stored Wh here) where the coordinator sent one
+    and the site has no demand target of its own (the keep is planned against the target in force)."""
+    target = _tighter(cfg.demand_target_w, share.demand_target_w)
+    keep = -1.0
+    if share.keep_wh >= 0.0 and target == share.demand_target_w:
+        keep = share.keep_wh / cfg.discharge_efficiency
     return replace(
         cfg,
         grid_import_limit_w=_tighter(cfg.grid_import_limit_w, share.import_cap_w),
         ramp_limit_w_per_s=_tighter(cfg.ramp_limit_w_per_s, share.ramp_w_per_s),
-        demand_target_w=_tighter(cfg.demand_target_w, share.demand_target_w),
+        demand_target_w=target,
+        campus_keep_wh=keep,
     )
 
 

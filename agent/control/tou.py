@@ -132,6 +132,8 @@ def plan_interval(
         spread = sp.spread
     eta_d = cfg.discharge_efficiency
     keep = keep_wh(profile, slot, target_w(peaks, shave, rate, cfg.demand_target_w), length_s, eta_d)
+    if cfg.campus_keep_wh >= 0.0:  # the campus coordinator decided it for the campus (agent/campus/keep.py)
+        keep = cfg.campus_keep_wh
     return TouState(
         key=iv.key, role=role, end_mono=tou_end, raise_w=raise_w, price=tou_price, spread=spread, keep_wh=keep
     )
