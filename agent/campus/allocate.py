@@ -54,6 +54,11 @@ Agents apply a new share at their own next cycle, not all together, so what the 
   plan over the whole interval, so the demand target is not held down. (Where a feeder is already past
   its part, d_i is kept at MIN_SHARE: the campus is then already over its target's energy.)
 
+The share also carries the feeder's part of the campus's KEEP (Share.keep_wh): the energy time-of-use
+discharge keeps back for the demand target, decided once for the campus on its own day profile
+(agent/campus/keep.py) and split by energy (split_keep), as the battery power the campus needs is.
+It is not a limit: the newest is sent, not held down.
+
 Pure: no I/O, no clock. Non-finite or negative report values make a feeder stale (bad input never
 becomes a share).
 """
