@@ -43,19 +43,12 @@ Agents apply a new share at their own next cycle, not all together, so what the 
   splitting the level once per interval leaves each feeder the headroom of the interval's first
   cycle, wherever the load then goes (measured: billed peak 17 MW over the ideal on 3 days).
   So `split_demand` splits the campus's interval ENERGY: the campus may still import
-  E_left = T x L - (sum of the feeders' imports so far this interval) over the time left t, at the
-  pooled controller's rate (demand.allowed_grid_w): E_left / t while the campus is behind its pace,
-  and T + its credit spread over at least half an interval while it is under it (spread over t, a
-  campus that imported little early would fill it all in the last minutes, which the pooled
-  controller does not). That rate is split like the import cap (split_cap: by battery power and
+  E_left = T x L - (sum of the feeders' imports so far this interval) over the time left t, i.e. at
+  the rate E_left / t; that rate is split like the import cap (split_cap: by battery power and
   energy where the campus needs them, headroom where the batteries cannot carry the load), r_i, and
-  feeder i is sent the level d_i = (E_i + r_i x t) / L, with E_i its own import so far. Its
-  controller, told the target is a campus split (ControlConfig.campus_split), spends the credit in
-  that level over the time left, so its allowance is exactly r_i (the pooled controller's allowance,
-  split; spread over half an interval as a site alone does, a feeder the coordinator had just given
-  more would charge less than r_i, and the campus under-used its headroom). The d_i sum to at most
-  T: exactly T (sum E_i + sum r_i t = T x L) unless the campus is under its pace in the interval's
-  second half, where they sum to its energy so far plus the pooled allowance. Consecutive cycles' d_i differ
+  feeder i is sent the level d_i = (E_i + r_i x t) / L, with E_i its own import so far. Then its
+  controller's allowance is exactly r_i (the pooled controller's allowance, split), and the d_i sum
+  to T by construction (sum E_i + sum r_i t = sum E_i + E_left = T x L). Consecutive cycles' d_i differ
   only by what feeder i imported in one cycle less what it was allotted, times cycle / L: a mix of
   consecutive allocations (an agent a cycle late) misses T by about one cycle's deviation from
   plan over the whole interval, so the demand target is not held down. (Where a feeder is already past
@@ -233,9 +226,9 @@ def split_keep(keep_wh: float, fs: Sequence[FeederState]) -> list[float]:
 
 
 def split_demand(target_w: float, fs: Sequence[FeederState], left_s: float, length_s: float) -> list[float]:
-    """`target_w` (> 0, an interval average) split into level shares summing to at most it, one per
-    feeder in `fs` (all fresh), `left_s` of the `length_s` interval still to run: the campus's
-    allowance (the pooled controller's) split as a rate (see the module doc)."""
+    """`target_w` (> 0, an interval average) split into level shares summing to it, one per feeder
+    in `fs` (all fresh), `left_s` of the `length_s` interval still to run: the campus energy left
+    split as a rate (see the module doc)."""
     n = len(fs)
     if n == 0:
         return []
