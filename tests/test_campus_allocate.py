@@ -18,7 +18,6 @@ from agent.campus.allocate import (
     hold_down,
     to_send,
 )
-from agent.control.demand import rest_allowed_w
 
 
 def feeder(site: str, net: float, dis: float = 0.0, wh: float = 0.0, **kw: Any) -> FeederState:
@@ -192,33 +191,23 @@ def test_demand_shares_are_not_starved_by_the_hold_down() -> None:
 
 def test_demand_split_is_the_interval_energy_left() -> None:
     """10 MW target over 900 s; 600 s in, a has imported 4 MW x 600 s and b 2 MW x 600 s (the campus
-    6 MW on average): 10 x 600 - 6 x 600 = 2,400 MW s under the target so far. The campus's allowance
-    is the pooled controller's (demand.allowed_grid_w): that credit spread over at least half an
-    interval, 10 + 2,400 / 450 = 15.33 MW (spread over the 300 s left, 18 MW: what the split gave
-    before, letting the campus fill its credit in the last minutes where the pooled controller does
-    not). Loads 8 and 6 MW (14 MW, under it): each gets 1 W + its load + a part of the headroom
-    (15.33 MW - 2 W - 14 MW) by the load its battery cannot carry (no battery here: 1.1 x load + 1 W).
-    a's level (4e6 x 600 + rate x 300) / 900; the levels sum to (6 x 600 + 15.33 x 300) / 900 =
-    9.11 MW, under the target by the credit not yet spread. a's controller, told the share is a
-    campus split (ControlConfig.campus_split), spreads its credit over the time left and so
-    allows exactly its rate."""
+    6 MW on average): 10 x 900 - 6 x 600 = 5,400 MW s left over 300 s, a rate of 18 MW. Loads 8 and
+    6 MW (14 MW, under 18): each gets 1 W + its load + a part of the headroom (18 MW - 2 W - 14 MW)
+    by the load its battery cannot carry (no battery here: 1.1 x load + 1 W).
+    a's rate: 1 + 8e6 + 3,999,998 x 8,800,001 / 15,400,002; its level (4e6 x 600 + rate x 300) / 900.
+    The levels sum to the target; each agent's controller then allows exactly its rate."""
     limits = CampusLimits(demand_target_w=10e6)
     fs = [feeder("a", 8e6, interval_wh=4e6 * 600 / 3600), feeder("b", 6e6, interval_wh=2e6 * 600 / 3600)]
     out = allocate(limits, fs, interval_left_s=300.0, interval_s=900.0)
-    rate = 10e6 + 2_400e6 / 450.0
-    head = rate - 2.0 - 14e6
+    head = 18e6 - 2.0 - 14e6
     rate_a = 1.0 + 8e6 + head * 8_800_001 / 15_400_002
     rate_b = 1.0 + 6e6 + head * 6_600_001 / 15_400_002
     assert out["a"].demand_target_w == pytest.approx((4e6 * 600 + rate_a * 300) / 900, rel=1e-12)
     assert out["b"].demand_target_w == pytest.approx((2e6 * 600 + rate_b * 300) / 900, rel=1e-12)
-    total = out["a"].demand_target_w + out["b"].demand_target_w
-    assert total == pytest.approx((6e6 * 600 + rate * 300) / 900, rel=1e-12)  # 9.11 MW
-    # what a's demand controller allows now under a campus split (demand.rest_allowed_w, 600 s covered)
+    assert out["a"].demand_target_w + out["b"].demand_target_w == pytest.approx(10e6, rel=1e-12)
+    # what a's demand controller allows now (agent.control.demand.allowed_grid_w, 600 s covered)
     da = out["a"].demand_target_w
-    assert rest_allowed_w(da, 4e6 * 600, 600.0, 300.0) == pytest.approx(rate_a, rel=1e-9)
-    # in the first half, or behind the target's pace, the levels sum to the target
-    early = allocate(limits, fs, interval_left_s=450.0, interval_s=900.0)
-    assert sum(sh.demand_target_w for sh in early.values()) == pytest.approx(10e6, rel=1e-12)
+    assert da + (da * 600 - 4e6 * 600) / 300 == pytest.approx(rate_a, rel=1e-9)
 
 
 def test_demand_headroom_goes_toward_the_batteries_that_can_charge() -> None:
@@ -244,22 +233,12 @@ def test_demand_headroom_goes_toward_the_batteries_that_can_charge() -> None:
 )
 def test_demand_shares_sum_to_the_target(loads: list[float], wh: list[float], left: float) -> None:
     """Whatever each feeder imported so far and however much of the interval is left, the demand
-    shares never sum to more than the campus target (up to MIN_SHARE each: a share is never below
-    it, 0 being "off" to the agent), and to exactly the campus's energy so far plus its allowance
-    (the pooled controller's: a credit spread over at least half an interval) over the time left:
-    the target itself unless the campus is under its pace in the interval's second half."""
+    shares sum to the campus target while the campus has not used up its interval's energy (up to
+    MIN_SHARE each: a share is never below it, 0 being "off" to the agent)."""
     fs = [feeder(f"f{i}", n, 0.5 * n, 1000.0, interval_wh=e) for i, (n, e) in enumerate(zip(loads, wh, strict=True))]
     out = allocate(CampusLimits(1e6, 1e4, 8e5), fs, interval_left_s=left, interval_s=900.0)
-    t = max(left, 1.0)
-    used = sum(wh) * 3600.0
-    credit = 8e5 * (900.0 - t) - used
-    rate = 8e5 + credit / (max(t, 450.0) if credit >= 0.0 else t)
-    total = sum(s.demand_target_w for s in out.values())
-    if rate > 3.0:  # more than 1 W each to give
-        assert total == pytest.approx((used + rate * t) / 900.0, rel=1e-9, abs=3 * MIN_SHARE)
-        assert total <= 8e5 + 3 * MIN_SHARE
-        if credit <= 0.0 or t >= 450.0:
-            assert total >= 8e5 * (1 - 1e-12)
+    if 8e5 * 900 - sum(wh) * 3600 > 3.0 * max(left, 1.0):  # energy left for more than 1 W each
+        assert 8e5 * (1 - 1e-12) <= sum(s.demand_target_w for s in out.values()) <= 8e5 + 3 * MIN_SHARE
     assert all(s.demand_target_w >= MIN_SHARE for s in out.values())
 
 

@@ -234,11 +234,7 @@ def split_demand(target_w: float, fs: Sequence[FeederState], left_s: float, leng
         return []
     left = min(max(left_s, 1.0), length_s)
     used = [f.interval_wh * 3600.0 for f in fs]  # W s
-    credit = target_w * (length_s - left) - sum(used)  # the campus's import under its target so far
-    # the campus's allowance as the pooled controller's (demand.allowed_grid_w): a deficit recovered
-    # in the time left, a credit spread over at least half an interval (the agents, told so by
-    # campus_split, spread their part of it over the time left: it is theirs to use now)
-    rate = target_w + credit / (max(left, 0.5 * length_s) if credit >= 0.0 else left)
+    rate = (target_w * length_s - sum(used)) / left
     # headroom also by charge power: where the campus is under its target, the room is worth most
     # to the batteries that can charge into it (the pooled controller charges wherever there is room)
     rates = split_cap(rate, fs, [f.charge_w for f in fs]) if rate > 0.0 else [rate / n] * n

@@ -40,15 +40,15 @@ def with_share(cfg: ControlConfig, share: Share) -> ControlConfig:
     campus's keep for that target (AC Wh in the share, stored Wh here) where the coordinator sent one
     and the site has no demand target of its own (the keep is planned against the target in force)."""
     target = _tighter(cfg.demand_target_w, share.demand_target_w)
-    split = share.demand_target_w > 0.0 and target == share.demand_target_w  # the campus's target holds
-    keep = share.keep_wh / cfg.discharge_efficiency if split and share.keep_wh >= 0.0 else -1.0
+    keep = -1.0
+    if share.keep_wh >= 0.0 and target == share.demand_target_w:
+        keep = share.keep_wh / cfg.discharge_efficiency
     return replace(
         cfg,
         grid_import_limit_w=_tighter(cfg.grid_import_limit_w, share.import_cap_w),
         ramp_limit_w_per_s=_tighter(cfg.ramp_limit_w_per_s, share.ramp_w_per_s),
         demand_target_w=target,
         campus_keep_wh=keep,
-        campus_split=split,
     )
 
 

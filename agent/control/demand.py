@@ -307,10 +307,7 @@ def demand(w: Window, c: Cycle) -> Window:
         # Charging is discretionary, shaving is not: it stays CHARGE_MARGIN further below
         # the target, unless the target was raised for it (that peak is priced in).
         charge_tgt = tgt - CHARGE_MARGIN * tgt if raise_w <= 0.0 else tgt
-        if c.cfg.campus_split:  # a campus share: its credit is spread at the campus (agent/campus/allocate.py)
-            allow = rest_allowed_w(charge_tgt, iv.grid_ws, cov, left)
-        else:
-            allow = allowed_grid_w(charge_tgt, iv.grid_ws, cov, left, iv_len)
+        allow = allowed_grid_w(charge_tgt, iv.grid_ws, cov, left, iv_len)
         a = min(0.0, (net if net > net_fc else net_fc) - allow)
     if a > 0.0 and short_of_reserve(c):
         a = 0.0  # the grid limit's reserve is not for shaving (limit_reserve.py): only the limit draws on it

@@ -77,11 +77,6 @@ class ControlConfig:
     # when a campus coordinator decides it for the campus (agent/campus/keep.py; set by
     # agent.control.campus_share.with_share); below 0 the agent keeps its own (demand.keep_wh)
     campus_keep_wh: float = -1.0
-    # Not a site-file key: True when the demand target in force is a campus coordinator's share, split
-    # as the campus interval's energy left (agent.campus.allocate.split_demand): its credit is what the
-    # coordinator gives this feeder now, already spread at the campus level, so charging spreads it
-    # over the time left (demand.rest_allowed_w), not over at least half an interval
-    campus_split: bool = False
 
 
 @dataclass(frozen=True, slots=True)
