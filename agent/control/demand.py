@@ -295,6 +295,8 @@ def demand(w: Window, c: Cycle) -> Window:
     if tp.role == ROLE_CHARGE and raise_w > 0.0:  # charging here is worth a higher peak...
         # ... up to a level the load itself billed or reached, less the charge margin (raise_cap_w)
         cap = raise_cap_w(iv.peaks, rate, iv.profile)
+        if c.cfg.campus_target and cap > c.cfg.demand_target_w:  # a campus share: never above it (config.py)
+            cap = c.cfg.demand_target_w
         tgt = max(tgt, min(net_fc + raise_w, cap - CHARGE_MARGIN * cap))
     iv_len, left = c.iv_len, c.iv_len - c.into
     # Like with like: what the rest of the interval may import against what the load will be over it.

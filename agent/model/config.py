@@ -77,6 +77,10 @@ class ControlConfig:
     # when a campus coordinator decides it for the campus (agent/campus/keep.py; set by
     # agent.control.campus_share.with_share); below 0 the agent keeps its own (demand.keep_wh)
     campus_keep_wh: float = -1.0
+    # Not a site-file key: True when demand_target_w is a campus coordinator's share (set by
+    # agent.control.campus_share.with_share): a charge raise then stays at or under it, since the sum
+    # of the feeders' own raises is not the campus's (agent/campus/allocate.py's module doc)
+    campus_target: bool = False
 
 
 @dataclass(frozen=True, slots=True)
