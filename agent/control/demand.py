@@ -309,7 +309,10 @@ def demand(w: Window, c: Cycle) -> Window:
         # Charging is discretionary, shaving is not: it stays CHARGE_MARGIN further below
         # the target, unless the target was raised for it (that peak is priced in).
         charge_tgt = tgt - CHARGE_MARGIN * tgt if raise_w <= 0.0 else tgt
-        allow = allowed_grid_w(charge_tgt, iv.grid_ws, cov, left, iv_len)
+        if c.cfg.campus_target:  # a campus share's credit is what the coordinator gives it now (config.py)
+            allow = rest_allowed_w(charge_tgt, iv.grid_ws, cov, left)
+        else:
+            allow = allowed_grid_w(charge_tgt, iv.grid_ws, cov, left, iv_len)
         a = min(0.0, (net if net > net_fc else net_fc) - allow)
     if a > 0.0 and short_of_reserve(c):
         a = 0.0  # the grid limit's reserve is not for shaving (limit_reserve.py): only the limit draws on it

@@ -79,7 +79,9 @@ class ControlConfig:
     campus_keep_wh: float = -1.0
     # Not a site-file key: True when demand_target_w is a campus coordinator's share (set by
     # agent.control.campus_share.with_share): a charge raise then stays at or under it, since the sum
-    # of the feeders' own raises is not the campus's (agent/campus/allocate.py's module doc)
+    # of the feeders' own raises is not the campus's; and charging spends the share's credit over the
+    # time left: it is what the coordinator gives this feeder now from the campus's energy left
+    # (agent.campus.allocate.split_demand), not import this feeder saved earlier
     campus_target: bool = False
 
 
