@@ -47,7 +47,9 @@ Agents apply a new share at their own next cycle, not all together, so what the 
   the rate E_left / t; that rate is split like the import cap (split_cap: by battery power and
   energy where the campus needs them, headroom where the batteries cannot carry the load), r_i, and
   feeder i is sent the level d_i = (E_i + r_i x t) / L, with E_i its own import so far. Then its
-  controller's allowance is exactly r_i (the pooled controller's allowance, split), and the d_i sum
+  controller's allowance is exactly r_i (the pooled controller's allowance, split: the agent, told
+  its target is a campus share by ControlConfig.campus_target, spends the credit in d_i over the
+  time left, where a site alone spreads a credit over at least half an interval), and the d_i sum
   to T by construction (sum E_i + sum r_i t = sum E_i + E_left = T x L). Consecutive cycles' d_i differ
   only by what feeder i imported in one cycle less what it was allotted, times cycle / L: a mix of
   consecutive allocations (an agent a cycle late) misses T by about one cycle's deviation from
