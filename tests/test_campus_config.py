@@ -109,3 +109,37 @@ def test_coordinate_exits_2_naming_the_key(campus: Path, capsys: pytest.CaptureF
     edit(campus / "CAMPUS.toml", "ramp_limit_w_per_s = 300_000", "ramp_limit_w_per_s = -1")
     assert main(["coordinate", "--campus", str(campus / "CAMPUS.toml")]) == 2
     assert "[campus]: key 'ramp_limit_w_per_s' must be >= 0" in capsys.readouterr().err
+
+
+def test_a_reload_may_only_narrow_the_fallback(campus: Path) -> None:
+    """SIGHUP re-reads [campus] (agent/live/runtime.py): a lower fallback or a longer stale_after_s
+    applies; what the coordinator checked at its start and does not re-read is refused, naming the key."""
+    from agent.campus.config import check_reload
+
+    f = campus / "feeder_a.toml"
+    old = parse_feeder(load_site(f))
+
+    def reloaded(key: str, value: str) -> None:  # `key` of the [campus] table set to `value`
+        head, _, rest = f.read_text().partition("[campus]\n")
+        table, nl, tail = rest.partition("\n[")
+        table = re.sub(rf"^{key} = .*$", f"{key} = {value}", table, count=1, flags=re.M)
+        f.write_text(f"{head}[campus]\n{table}{nl}{tail}")
+        check_reload(old, parse_feeder(load_site(f)), str(f))
+
+    reloaded("fallback_import_cap_w", "8e5")  # lower: applies
+    reloaded("stale_after_s", "9")  # longer: applies
+    with pytest.raises(ConfigError, match=r"feeder_a.toml \[campus\] key 'fallback_import_cap_w': 1e\+06 would widen"):
+        reloaded("fallback_import_cap_w", "1e6")
+    with pytest.raises(ConfigError, match=r"key 'fallback_import_cap_w': 0 would widen"):  # 0 is no limit
+        reloaded("fallback_import_cap_w", "0")
+    reloaded("fallback_import_cap_w", "9e5")
+    with pytest.raises(ConfigError, match=r"key 'stale_after_s': 5 s is shorter than the running 6 s"):
+        reloaded("stale_after_s", "5")
+    reloaded("stale_after_s", "6")
+    with pytest.raises(ConfigError, match=r"key 'id'.*needs a restart"):
+        reloaded("id", '"campus_other"')
+    reloaded("id", '"campus_demo"')
+    with pytest.raises(ConfigError, match=r"the broker or key_file changed"):
+        reloaded("port", "1884")
+    with pytest.raises(ConfigError, match=r"\[campus\] removed: joining or leaving a campus needs a restart"):
+        check_reload(old, None, str(f))

@@ -7,15 +7,18 @@ import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from agent.campus.allocate import FeederState, Share
+from agent.campus.allocate import NOT_SENT, FeederState, Share
 from agent.campus.config import CampusConfig, load_campus
 from agent.campus.coordinator import SHARE_WINDOW, Coordinator
+from agent.campus.keep import new_day
 from agent.campus.messages import parse_share, share_topic, signed_report
 from agent.model.config import load_site
+from agent.model.interval import local_slot
 from agent.mqtt.auth import Verifier
 from simulators.campus import SimulatedCampus
 from tests.fakes import ROOT
@@ -161,5 +164,31 @@ async def test_demand_shares_split_the_interval_energy_left(served: tuple[Campus
         for site, net in loads.items():
             want = (1.0 + net + head * weights[site] / sum(weights.values())) * 890 / 900
             assert shares[site].demand_target_w == pytest.approx(want, rel=1e-9)
+    finally:
+        await coord.meter.close()
+
+
+async def test_shares_carry_the_campus_keep_split_by_energy(served: tuple[CampusConfig, SimulatedCampus]) -> None:
+    """With a demand target the coordinator sends each feeder its part of the campus's keep
+    (agent/campus/keep.py): on a day profile 0.5 MW over the 3 MW target in every slot, the rest of
+    the day from the slot now, 0.5 MW x 15 min per slot, split by the energy each reports (equal)."""
+    cfg, _ = served
+    cfg = replace(cfg, limits=replace(cfg.limits, demand_target_w=3_000_000.0))
+    length = cfg.demand_interval_s
+    now = (time.time() // length + 1) * length + 100.0
+    coord = Coordinator(cfg, epoch=lambda: now)
+    for site in cfg.feeders:
+        f = FeederState(site, 1e6, 1e6, 600_000.0, 600_000.0, 400_000.0)
+        assert coord.on_report(coord.report_prefix + site, signed_report(cfg.broker.secret, f, now))
+    try:
+        shares = await coord.cycle()  # no day profile yet: none sent, each agent keeps its own
+        assert {s.keep_wh for s in shares.values()} == {NOT_SENT} and coord.state([])["keep_wh"] == NOT_SENT
+        coord.day = new_day(length, [3.5e6] * 96)
+        shares = await coord.cycle()
+        _, slot, _, _ = local_slot(datetime.fromtimestamp(now, cfg.timezone), length)
+        keep = (96 - slot) * 0.5e6 * length / 3600.0
+        assert coord.keep_wh == pytest.approx(keep)
+        for s in shares.values():
+            assert s.keep_wh == pytest.approx(keep / 3)
     finally:
         await coord.meter.close()

@@ -3,25 +3,33 @@ applies, which it refuses, and the fallback with its alarm; and the share fed to
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import aiomqtt
+import httpx
 import pytest
 
 from agent.campus.allocate import Share
 from agent.campus.config import Broker, FeederConfig
-from agent.campus.messages import NO_SHARE_S, signed_share
+from agent.campus.messages import NO_SHARE_S, share_topic, signed_share
 from agent.control.campus_share import feeder_state, with_share
 from agent.live.campus_link import CampusLink
 from agent.live.hub import Hub
 from agent.model.config import ControlConfig
 from agent.model.operator import OperatorState
 from agent.mqtt.auth import sign
+from tests.agent_harness import agent_on_simulators, sim_site
+from tests.conftest import Broker as Mosquitto
 from tests.fakes import Cycles, snapshot_for
-from tests.loop_rig import Rig
+from tests.loop_rig import Rig, site_text
 
 KEY = b"unit-test-campus-key-0123456789"
 FALLBACK = Share(900_000.0, 80_000.0, 0.0)
@@ -167,3 +175,108 @@ async def test_the_loop_records_its_interval_import(tmp_path: Path) -> None:
         assert recs[-1].interval_grid_wh > recs[0].interval_grid_wh >= 0.0  # it grows as the site imports
     finally:
         await rig.close()
+
+
+def test_status_shows_the_share_in_force_its_age_and_the_refusals(link: tuple[CampusLink, Clock]) -> None:
+    """GET /api/campus's read-out (the link's provider): before any share, on the fallback with no
+    age; then the coordinator's share and how old it is; the fallback again once it is stale."""
+    lk, clock = link
+    assert lk.hub.read("campus") is None  # registered by start_campus, not by the constructor
+    st = lk.status()
+    assert (st["on_fallback"], st["share_age_s"], st["share"]) == (
+        True,
+        None,
+        {"import_cap_w": 900_000.0, "ramp_w_per_s": 80_000.0, "demand_target_w": 0.0, "keep_wh": -1.0},
+    )
+    assert lk.on_share(share(clock, 1_200_000.0))
+    assert not lk.on_share(share(clock, 1.0, key=b"another-key-0123456789abcdef"))  # forged
+    clock.step(2.0)
+    st = lk.status()
+    assert (st["on_fallback"], st["share_age_s"], st["share_seq"]) == (False, 2.0, 1)
+    assert st["share"] == {
+        "import_cap_w": 1_200_000.0,
+        "ramp_w_per_s": 50_000.0,
+        "demand_target_w": 0.0,
+        "keep_wh": -1.0,
+    }
+    assert (st["accepted"], st["refused"], st["stale_after_s"]) == (1, {"unauthenticated": 1}, 5.0)
+    clock.step(3.5)  # 5.5 s old: past stale_after_s
+    st = lk.status()
+    assert (st["on_fallback"], st["share_age_s"], st["share"]["import_cap_w"]) == (True, 5.5, 900_000.0)
+
+
+def test_a_reloaded_fallback_holds_from_the_next_cycle(link: tuple[CampusLink, Clock]) -> None:
+    lk, clock = link
+    narrower = replace(lk.cfg, stale_after_s=8.0, fallback=Share(600_000.0, 80_000.0, 0.0))
+    lk.reconfigure(narrower)
+    assert caps(lk) == 600_000.0
+    assert lk.on_share(share(clock, 1_200_000.0))
+    clock.step(7.0)  # within the new stale_after_s (8 s), past the old (5 s)
+    assert caps(lk) == 1_200_000.0
+    clock.step(1.5)
+    assert caps(lk) == 600_000.0
+    assert lk.status()["stale_after_s"] == 8.0
+
+
+CAMPUS_TABLE = """
+[campus]
+id = "campus_demo"
+host = "127.0.0.1"
+port = {port}
+key_file = "campus.key"
+stale_after_s = 6
+fallback_import_cap_w = {cap}
+fallback_ramp_w_per_s = 80_000
+"""
+
+
+async def test_the_api_serves_the_link_and_a_sighup_narrows_the_fallback(tmp_path: Path, mosquitto: Mosquitto) -> None:
+    """A real agent on its simulators with a [campus] table, a real broker and no coordinator:
+    GET /api/campus shows it on its fallback, with no share yet and a forged share refused; a SIGHUP
+    with a lower fallback applies it; one that would widen it is refused and the lower one stays."""
+    (tmp_path / "campus.key").write_text("api-test-campus-key-0123456789\n")
+    site_file = tmp_path / "site.toml"
+    table = tomllib.loads(CAMPUS_TABLE.format(port=mosquitto.port, cap=900_000))["campus"]
+    site = replace(sim_site(cycle_s=0.25, sections={"campus": table}), path=site_file)
+    async with agent_on_simulators(tmp_path / "state", site, demo=True) as h:
+        assert h.rt.campus is not None
+        lk = h.rt.campus[0]
+        await h.until(lambda: lk.connected, 15.0, "the campus link to connect")
+        forged = signed_share(b"another-key-0123456789abcdef", site.id, Share(1e9, 1e9, 0.0), 1, time.time())
+        async with aiomqtt.Client("127.0.0.1", mosquitto.port, identifier="campus-api-test") as c:
+            await c.publish(share_topic("ems", "campus_demo", site.id), forged, qos=1)
+        await h.until(lambda: lk.refused.get("unauthenticated") == 1, 15.0, "the forged share refused")
+
+        async def read(cond: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+            # read-outs reach the API process every PROVIDERS_EVERY_S: poll until it shows `cond`
+            async with httpx.AsyncClient(base_url=h.url, timeout=10) as http:
+                deadline = time.monotonic() + 20.0
+                while (r := await http.get("/api/campus")).status_code != 200 or not cond(r.json()):
+                    assert time.monotonic() < deadline, f"GET /api/campus: {r.status_code} {r.text}"
+                    await asyncio.sleep(0.2)
+                return dict(r.json())
+
+        seen = await read(lambda j: j["refused"] == {"unauthenticated": 1})
+        assert (seen["campus"], seen["connected"], seen["on_fallback"], seen["share_age_s"]) == (
+            "campus_demo",
+            True,
+            True,
+            None,
+        )
+        assert seen["share"]["import_cap_w"] == 900_000.0 and seen["accepted"] == 0
+
+        ports = {d.port: h.sim.ports[d.id] for d in sim_site().devices}
+        site_file.write_text(site_text(ports, cycle_s=0.25) + CAMPUS_TABLE.format(port=mosquitto.port, cap=600_000))
+        h.rt.reload()  # what SIGHUP does
+        seen = await read(lambda j: j["share"]["import_cap_w"] == 600_000.0)
+        assert seen["on_fallback"]
+        rec = await h.cycles(1)  # the limit the loop's next cycle gets from the link
+        assert lk.control(h.rt.loop.site.control, rec.snapshot.t_wall).grid_import_limit_w == 600_000.0
+
+        site_file.write_text(site_text(ports, cycle_s=0.25) + CAMPUS_TABLE.format(port=mosquitto.port, cap=1_000_000))
+        h.rt.reload()
+        reloading = h.rt._reloading
+        assert reloading is not None
+        await h.until(reloading.done, 15.0, "the refused reload to finish")
+        await h.cycles(2)
+        assert lk.cfg.fallback.import_cap_w == 600_000.0

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from agent.campus.allocate import CampusLimits
+from agent.economics.tariff import bundled
 from agent.offline.campus_replay import (
     CampusRun,
     Feeder,
@@ -142,3 +143,29 @@ def test_without_the_delay_the_first_cycle_already_runs_on_its_share() -> None:
     alone = uncoordinated(fs, flat_tariff())
     assert any(now.feeders[f].grid_w[0] != alone.feeders[f].grid_w[0] for f in ("f1", "f2", "f3"))
     assert len(now.allocate_s) == N
+
+
+def test_the_keep_for_the_demand_target_is_the_campus_s_not_each_feeder_s() -> None:
+    """Two feeders on Shanghai's ToU tariff, campus target 3 MW: f1 draws 1 MW with a 0.8 MW bump at
+    19:00, f2 a flat 1 MW; the campus (2-2.8 MW) never reaches its target, so the pooled controller
+    keeps nothing back and discharges for arbitrage in the 08-11 peak. f1's own profile against its
+    share (about its 1 MW now) would keep ~1.2 MWh for its evening bump, all its battery holds above the
+    floor: before the campus keep it held through the morning peak while f2 discharged. Now the
+    coordinator's keep (0: the campus stays under T) reaches both, and each discharges its stored
+    energy above the floor evenly over the peak, charged to the 95 % ceiling in the night's valley:
+    (95 - 20) % of 4 x 418 kWh x 0.96 / 3 h = 401.3 kW."""
+    tariff = bundled("shanghai_ci_two_part")
+    ts = MIDNIGHT + STEP * np.arange(N, dtype=np.float64)
+    h = STEP * np.arange(N) / 3600.0
+    loads = (1.0e6 + 0.8e6 * np.exp(-(((h - 19.0) / 1.5) ** 2)), np.full(N, 1.0e6))
+    fs = [
+        Feeder(replace(demo(4, reserve_load_w=0.0), id=f"f{i + 1}"), Trace(ts, load, source=f"f{i + 1}"))
+        for i, load in enumerate(loads)
+    ]
+    run = coordinated(fs, CampusLimits(demand_target_w=3.0e6), tariff, start_soc_pct=SOC)
+    peak = (h >= 8.0) & (h < 11.0)
+    expect = 0.75 * 4 * 418_000.0 * 0.96 / 3.0
+    for fid in ("f1", "f2"):
+        assert float(np.mean(run.feeders[fid].battery_w[peak])) == pytest.approx(expect, rel=0.03), fid
+    pooled_run = ideal(fs, CampusLimits(demand_target_w=3.0e6), tariff, start_soc_pct=SOC)
+    assert float(np.mean(run.battery_w[peak])) == pytest.approx(float(np.mean(pooled_run.battery_w[peak])), rel=0.03)

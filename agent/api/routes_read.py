@@ -149,6 +149,10 @@ def read_router(ctx: Ctx) -> APIRouter:
     def fast_lane() -> dict[str, Any]:
         return provided("fast_lane", "the fast lane read-out")
 
+    @r.get("/campus", summary="The campus link: coordinator or fallback, the share in force, its age, refusals")
+    def campus() -> dict[str, Any]:
+        return provided("campus", "the campus link read-out (the site file has no [campus] table)")
+
     @r.get("/health", summary="Battery health read-out (SoH trends, outliers)")
     def health() -> dict[str, Any]:
         return provided("health", "the battery health read-out")

@@ -47,12 +47,19 @@ Agents apply a new share at their own next cycle, not all together, so what the 
   the rate E_left / t; that rate is split like the import cap (split_cap: by battery power and
   energy where the campus needs them, headroom where the batteries cannot carry the load), r_i, and
   feeder i is sent the level d_i = (E_i + r_i x t) / L, with E_i its own import so far. Then its
-  controller's allowance is exactly r_i (the pooled controller's allowance, split), and the d_i sum
+  controller's allowance is exactly r_i (the pooled controller's allowance, split: the agent, told
+  its target is a campus share by ControlConfig.campus_target, spends the credit in d_i over the
+  time left, where a site alone spreads a credit over at least half an interval), and the d_i sum
   to T by construction (sum E_i + sum r_i t = sum E_i + E_left = T x L). Consecutive cycles' d_i differ
   only by what feeder i imported in one cycle less what it was allotted, times cycle / L: a mix of
   consecutive allocations (an agent a cycle late) misses T by about one cycle's deviation from
   plan over the whole interval, so the demand target is not held down. (Where a feeder is already past
   its part, d_i is kept at MIN_SHARE: the campus is then already over its target's energy.)
+
+The share also carries the feeder's part of the campus's KEEP (Share.keep_wh): the energy time-of-use
+discharge keeps back for the demand target, decided once for the campus on its own day profile
+(agent/campus/keep.py) and split by energy (split_keep), as the battery power the campus needs is.
+It is not a limit: the newest is sent, not held down.
 
 Pure: no I/O, no clock. Non-finite or negative report values make a feeder stale (bad input never
 becomes a share).
@@ -71,6 +78,7 @@ from agent.control.dispatch import fill
 # short holds it
 SHARE_WINDOW = 3
 MIN_SHARE = 1.0  # W (or W/s): the least share of a limit that is on (see the module doc)
+NOT_SENT = -1.0  # Share.keep_wh below 0: no campus keep in the share, the agent keeps its own
 _FLOOR_FRACTION = 0.1  # of a feeder's net load: its weight for headroom and ramp however big its battery
 _FLOOR_W = 1.0  # and at least this (W): a feeder at zero load still gets a part
 _ENERGY_FLOOR_WH = 1.0  # a feeder with discharge power but ~no energy still gets a (tiny) weight
@@ -110,6 +118,9 @@ class Share:
     import_cap_w: float = 0.0
     ramp_w_per_s: float = 0.0
     demand_target_w: float = 0.0
+    # AC energy (Wh) kept back from time-of-use discharge for the campus's demand target: this
+    # feeder's part of the campus's keep (agent/campus/keep.py); NOT_SENT: the agent keeps its own
+    keep_wh: float = NOT_SENT
 
 
 def usable(f: FeederState, stale_after_s: float) -> bool:
@@ -193,13 +204,27 @@ def split_ramp(limit_w_per_s: float, fs: Sequence[FeederState]) -> list[float]:
 
 def to_send(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
     """What the coordinator sends: import cap and ramp held down over `recent` allocations, the
-    demand target from the newest (an energy split: see the module doc for why they differ)."""
+    demand target from the newest (an energy split: see the module doc for why they differ), and
+    the keep from the newest (planned by the agent once per interval, not a limit)."""
     held = hold_down(recent)
     newest = recent[-1]
-    return {
-        site: Share(sh.import_cap_w, sh.ramp_w_per_s, newest[site].demand_target_w if site in newest else 0.0)
-        for site, sh in held.items()
-    }
+    out = {}
+    for site, sh in held.items():
+        new = newest.get(site)
+        target, keep = (new.demand_target_w, new.keep_wh) if new is not None else (0.0, NOT_SENT)
+        out[site] = Share(sh.import_cap_w, sh.ramp_w_per_s, target, keep)
+    return out
+
+
+def split_keep(keep_wh: float, fs: Sequence[FeederState]) -> list[float]:
+    """The campus's keep (AC Wh, agent/campus/keep.py) split over `fs` (all fresh) by the energy
+    each can still discharge, so their arbitrage adds up to the pooled controller's (NOT_SENT: none)."""
+    if keep_wh < 0.0:
+        return [NOT_SENT] * len(fs)
+    total = sum(f.energy_wh for f in fs)
+    if total <= 0.0:
+        return [0.0] * len(fs)
+    return [keep_wh * f.energy_wh / total for f in fs]
 
 
 def split_demand(target_w: float, fs: Sequence[FeederState], left_s: float, length_s: float) -> list[float]:
@@ -219,7 +244,7 @@ def split_demand(target_w: float, fs: Sequence[FeederState], left_s: float, leng
 
 
 def hold_down(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
-    """Per feeder, the least of each field over `recent` allocations (each of which sums to the limit).
+    """Per feeder, the least of each limit over `recent` allocations (each of which sums to the limit).
 
     Agents apply a new share at their own next cycle, not all at once, and one may miss a message:
     for a while some hold cycle n's share and others cycle n+1's, and a mix of two allocations that
@@ -239,6 +264,7 @@ def hold_down(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
                     min(prev.import_cap_w, sh.import_cap_w),
                     min(prev.ramp_w_per_s, sh.ramp_w_per_s),
                     min(prev.demand_target_w, sh.demand_target_w),
+                    sh.keep_wh,  # not a limit: the newest
                 )
             )
     return out
@@ -252,6 +278,7 @@ def allocate(
     stale_after_s: float = math.inf,
     interval_left_s: float = 900.0,
     interval_s: float = 900.0,
+    keep_wh: float = NOT_SENT,
 ) -> dict[str, Share]:
     """Each feeder's share of `limits`, by site id.
 
@@ -261,7 +288,8 @@ def allocate(
     campus file gives every feeder one). The demand target is split as the interval's energy left
     (`interval_left_s` of the `interval_s` demand interval still to run, each fresh feeder's
     `interval_wh` so far: split_demand); a feeder on its fallback holds its fallback level for the
-    interval, so the fresh share the rest of the target.
+    interval, so the fresh share the rest of the target. `keep_wh`: the campus's keep for its demand
+    target (agent/campus/keep.py), split over the fresh feeders by energy (split_keep).
     """
     fb = fallback or {}
     ids = [f.site_id for f in feeders]
@@ -289,6 +317,7 @@ def allocate(
     if limits.demand_target_w > 0.0:
         left_w = rest(limits.demand_target_w, sum(s.demand_target_w for s in held))
         demand = split_demand(left_w, fresh, interval_left_s, interval_s)
+    keep = split_keep(keep_wh if limits.demand_target_w > 0.0 else NOT_SENT, fresh)
     for i, f in enumerate(fresh):
-        out[f.site_id] = Share(cap[i], ramp[i], demand[i])
+        out[f.site_id] = Share(cap[i], ramp[i], demand[i], keep[i])
     return out

@@ -38,12 +38,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from agent.campus.allocate import MIN_SHARE, CampusLimits, Share
 from agent.model.config import ID_PATTERN, ID_RULE, DeviceConfig, SiteConfig, load_site, parse_device
 from common.tomlcheck import ConfigError, Table, load_toml
 
 MIN_SECRET_BYTES = 16
+UTC_ZONE = ZoneInfo("UTC")
 # A feeder silent to the coordinator (no report, or reporting that it hears no shares) for the
 # campus's stale_after_s is put on its fallback share; the others get the rest one report, one
 # coordinator cycle and one agent cycle later. The feeder's own stale_after_s (when it falls back by
@@ -89,6 +91,9 @@ class CampusConfig:
     fallback: dict[str, Share]  # each feeder's, from its site file
     # the feeders' [control] demand_interval_s (all alike): the demand target is split once per interval
     demand_interval_s: float = 900.0
+    # the feeders' [site] timezone (all alike: one utility bill): the campus's day profile is kept by
+    # local demand slot, as each agent keeps its own (agent/campus/keep.py)
+    timezone: ZoneInfo = UTC_ZONE
 
 
 def _id(t: Table, key: str) -> str:
@@ -173,6 +178,7 @@ def load_campus(path: Path | str) -> CampusConfig:
     files: list[Path] = []
     fallback: dict[str, Share] = {}
     intervals: list[float] = []
+    zones: list[ZoneInfo] = []
     for ft in feeder_tables:
         site_file = (path.parent / ft.text("site")).resolve()
         ft.done()
@@ -200,13 +206,31 @@ def load_campus(path: Path | str) -> CampusConfig:
                 f"{site_file} [control] key 'demand_interval_s' is {site.control.demand_interval_s:g} s, but"
                 f" {files[0]} has {intervals[0]:g} s: a campus's feeders must bill the same demand interval",
             )
+        if zones and site.timezone != zones[0]:
+            ft.fail(
+                "site",
+                f"{site_file} [site] timezone is {site.timezone.key!r}, but {files[0]} has {zones[0].key!r}:"
+                " a campus's feeders are billed on one local clock",
+            )
+        zones.append(site.timezone)
         intervals.append(site.control.demand_interval_s)
         ids.append(site.id)
         files.append(site_file)
         fallback[site.id] = fc.fallback
     _check_fallbacks(path, limits, fallback)
     return CampusConfig(
-        path, campus_id, cycle_s, limits, stale, broker, meter, tuple(ids), tuple(files), fallback, intervals[0]
+        path,
+        campus_id,
+        cycle_s,
+        limits,
+        stale,
+        broker,
+        meter,
+        tuple(ids),
+        tuple(files),
+        fallback,
+        intervals[0],
+        zones[0],
     )
 
 
@@ -245,4 +269,39 @@ def _check_fallbacks(path: Path, limits: CampusLimits, fallback: dict[str, Share
             raise ConfigError(
                 f"{path}: the feeders' [campus] {site_key} sum to {total:g}, above [campus] {limit_key} ="
                 f" {limit:g}: a campus on its fallback shares would not hold its limit"
+            )
+
+
+def check_reload(old: FeederConfig | None, new: FeederConfig | None, where: str) -> None:
+    """Raise ConfigError (naming `where`'s key) unless a SIGHUP may apply `new` in place of `old`.
+
+    What a reload may change is what only narrows the campus's safety: a fallback share lowered
+    (or a limit of it turned on), a longer stale_after_s. The coordinator checked the fallbacks
+    (they sum to at most each campus limit) and stale_after_s (at least its own plus LEAD_CYCLES
+    cycles) against this file when it started, and it does not re-read them: a fallback raised or
+    turned off, or a shorter stale_after_s, could break those checks unseen, so it needs the
+    coordinator's files changed too and both restarted. Joining or leaving a campus, or another
+    campus id, broker or key, is a new connection: a restart too.
+    """
+    if (old is None) != (new is None):
+        what = "added" if old is None else "removed"
+        raise ConfigError(f"{where}: [campus] {what}: joining or leaving a campus needs a restart")
+    if old is None or new is None:
+        return
+    if new.campus != old.campus:
+        raise ConfigError(f"{where} [campus] key 'id': changed from {old.campus!r} to {new.campus!r}: needs a restart")
+    if new.broker != old.broker:  # host, port, prefix, client id, keepalive or key (never shown)
+        raise ConfigError(f"{where} [campus]: the broker or key_file changed: the campus link needs a restart")
+    if new.stale_after_s < old.stale_after_s:
+        raise ConfigError(
+            f"{where} [campus] key 'stale_after_s': {new.stale_after_s:g} s is shorter than the running"
+            f" {old.stale_after_s:g} s (the coordinator checked it at its start): change both files and restart"
+        )
+    for _, share_key, site_key in _LIMIT_KEYS:
+        was, now = float(getattr(old.fallback, share_key)), float(getattr(new.fallback, share_key))
+        if was > 0.0 and not 0.0 < now <= was:
+            raise ConfigError(
+                f"{where} [campus] key {site_key!r}: {now:g} would widen the running {was:g}"
+                " (the coordinator checked the fallbacks against the campus limit at its start):"
+                " change both files and restart"
             )

@@ -28,12 +28,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import aiomqtt
 
-from agent.campus.allocate import SHARE_WINDOW, FeederState, Share, allocate, to_send, usable
+from agent.campus.allocate import NOT_SENT, SHARE_WINDOW, FeederState, Share, allocate, to_send, usable
 from agent.campus.config import CampusConfig
+from agent.campus.keep import new_day
+from agent.campus.keep import step as campus_step
 from agent.campus.link import finish, first_of, keep_connected, payload_bytes
 from agent.campus.messages import (
     MessageError,
@@ -73,6 +76,11 @@ class Coordinator:
         self.seq = 0
         self.shares: dict[str, Share] = {}  # what was sent this cycle
         self._recent: deque[dict[str, Share]] = deque(maxlen=SHARE_WINDOW)  # the last allocations
+        # the campus's day profile (agent/campus/keep.py): the keep for the demand target is decided
+        # once for the campus and sent in the shares; empty at start (none sent for half a day)
+        self.day = new_day(cfg.demand_interval_s)
+        self.keep_wh = NOT_SENT
+        self._last_cycle = math.nan
         self.stale: set[str] = set(cfg.feeders)  # feeders on their fallback (all, until they report)
         self.campus_w = math.nan
         self.over_limit = False
@@ -140,15 +148,24 @@ class Coordinator:
         # the agents' demand intervals are aligned on their local clock; a 15-min (or any whole
         # divisor of 30 min) interval starts at the same instants in UTC for every usual zone offset
         length = self.cfg.demand_interval_s
-        left = length - self.epoch() % length
+        epoch = self.epoch()
+        left = length - epoch % length
+        dt = now - self._last_cycle if now > self._last_cycle else self.cfg.cycle_s  # NaN on the first
+        self._last_cycle = now
+        local = datetime.fromtimestamp(epoch, self.cfg.timezone)
+        lim = self.cfg.limits
+        self.day, self.keep_wh = campus_step(
+            self.day, feeders, local, dt, length, lim.demand_target_w, self.cfg.stale_after_s
+        )
         self._recent.append(
             allocate(
-                self.cfg.limits,
+                lim,
                 feeders,
                 fallback=self.cfg.fallback,
                 stale_after_s=self.cfg.stale_after_s,
                 interval_left_s=left,
                 interval_s=length,
+                keep_wh=self.keep_wh,
             )
         )
         shares = to_send(self._recent)
@@ -197,6 +214,7 @@ class Coordinator:
                 "ramp_limit_w_per_s": lim.ramp_limit_w_per_s,
                 "demand_target_w": lim.demand_target_w,
             },
+            "keep_wh": round(self.keep_wh, 1),  # the campus's, for its demand target (< 0: none sent)
             "over_limit_cycles": self.over_limit_cycles,
             "feeders": {
                 f.site_id: {
@@ -206,6 +224,7 @@ class Coordinator:
                     "import_cap_w": round(self.shares[f.site_id].import_cap_w, 1),
                     "ramp_w_per_s": round(self.shares[f.site_id].ramp_w_per_s, 1),
                     "demand_target_w": round(self.shares[f.site_id].demand_target_w, 1),
+                    "keep_wh": round(self.shares[f.site_id].keep_wh, 1),
                 }
                 for f in feeders
             },

@@ -17,7 +17,9 @@ value is all either side uses, and a retained one would only be refused as stale
              "share_age_s": ..., "interval_wh": ..., "sig": ...}   (share_age_s: since the last valid
              share it had; interval_wh: its import so far this demand interval)
     share:  {"v": 1, "site": "f1", "seq": 17, "ts": ..., "nonce": ..., "import_cap_w": ...,
-             "ramp_w_per_s": ..., "demand_target_w": ..., "sig": ...}
+             "ramp_w_per_s": ..., "demand_target_w": ..., "keep_wh": ..., "sig": ...}
+             (keep_wh: its part of the campus's keep for the demand target, AC Wh; absent or
+             below 0: none, the agent keeps its own; agent/campus/keep.py)
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import math
 import secrets
 from typing import Any
 
-from agent.campus.allocate import FeederState, Share
+from agent.campus.allocate import NOT_SENT, FeederState, Share
 from agent.mqtt.auth import sign
 
 MAX_MESSAGE_BYTES = 2048
@@ -73,7 +75,7 @@ def signed_report(secret: bytes, f: FeederState, ts: float) -> bytes:
 
 def signed_share(secret: bytes, site: str, share: Share, seq: int, ts: float) -> bytes:
     body: dict[str, Any] = {"v": 1, "site": site, "seq": seq, "ts": ts, "nonce": _nonce()}
-    for k in SHARE_FIELDS:
+    for k in (*SHARE_FIELDS, "keep_wh"):
         body[k] = round(float(getattr(share, k)), 3)
     return json.dumps(sign(secret, body), separators=(",", ":")).encode()
 
@@ -126,4 +128,5 @@ def parse_share(msg: dict[str, Any], site: str) -> tuple[int, Share]:
     for k, v in vals.items():
         if v < 0.0:
             raise MessageError(f"'{k}' must be >= 0, got {v!r}")
-    return seq, Share(**vals)
+    keep = _watts(msg, "keep_wh") if "keep_wh" in msg else NOT_SENT  # a coordinator without it: none
+    return seq, Share(**vals, keep_wh=keep if keep >= 0.0 else NOT_SENT)

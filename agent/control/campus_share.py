@@ -36,12 +36,23 @@ def _tighter(own: float, share: float) -> float:
 
 
 def with_share(cfg: ControlConfig, share: Share) -> ControlConfig:
-    """`cfg` with the campus share as its grid import limit, ramp limit and demand target."""
+    """`cfg` with the campus share as its grid import limit, ramp limit and demand target, and the
+    campus's keep for that target (AC Wh in the share, stored Wh here) where the coordinator sent one
+    and the share is the demand target in force (the keep is planned against it). With the campus's
+    target in force, `campus_target`: the agent's own charge raise stays at or under its share
+    (demand.py), because the feeders' raises, each up to its own feeder's billed peak or last-day
+    top, add up above the campus target where the pooled controller's, capped by the campus's own
+    levels, do not (measured: 161 intervals over T, all charging in the valley, BENCHMARKS.md)."""
+    target = _tighter(cfg.demand_target_w, share.demand_target_w)
+    campus = share.demand_target_w > 0.0 and target == share.demand_target_w  # the campus's target holds
+    keep = share.keep_wh / cfg.discharge_efficiency if campus and share.keep_wh >= 0.0 else -1.0
     return replace(
         cfg,
         grid_import_limit_w=_tighter(cfg.grid_import_limit_w, share.import_cap_w),
         ramp_limit_w_per_s=_tighter(cfg.ramp_limit_w_per_s, share.ramp_w_per_s),
-        demand_target_w=_tighter(cfg.demand_target_w, share.demand_target_w),
+        demand_target_w=target,
+        campus_keep_wh=keep,
+        campus_target=campus,
     )
 
 

@@ -138,6 +138,8 @@ def plan_interval(
     targets = iv.targets
     spd = len(targets)
     keep = need_wh(profile, targets, slot, spd - slot, length_s, eta_d)  # the rest of today
+    if cfg.campus_keep_wh >= 0.0:  # the campus coordinator decided it for the campus (agent/campus/keep.py)
+        keep = cfg.campus_keep_wh
     if (
         role != ROLE_CHARGE
         and prices is not None

@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import Any
 
@@ -86,15 +86,15 @@ class CampusLink:
         """This cycle's ControlConfig: `base` with the newest valid share, or with the fallback share
         when none arrived within stale_after_s (raising campus_fallback; cleared when one does)."""
         now = self.clock()
-        fresh = self.share is not None and now - self.share_t <= self.cfg.stale_after_s
-        if fresh and self.share is not None:
+        share = self._fresh(now)
+        if share is not None:
             if self.on_fallback:
                 self.on_fallback = False
                 if self.alarmed:
                     self.alarmed = False
                     self.hub.alarms.clear(ALARM, SOURCE, now_wall)
                 log.info("campus share applied: following the coordinator", extra=kv(campus=self.cfg.campus))
-            return with_share(base, self.share)
+            return with_share(base, share)
         silent_s = now - max(self.share_t, self.started)
         self.on_fallback = True
         if silent_s > self.cfg.stale_after_s and not self.alarmed:
@@ -108,6 +108,10 @@ class CampusLink:
             self.hub.alarms.raise_(ALARM, SOURCE, msg, now_wall)
             log.warning("campus fallback", extra=kv(campus=self.cfg.campus, silent_s=round(silent_s, 1)))
         return with_share(base, self.cfg.fallback)
+
+    def _fresh(self, now: float) -> Share | None:
+        """The newest valid share if it arrived within stale_after_s, else None (the fallback holds)."""
+        return self.share if self.share is not None and now - self.share_t <= self.cfg.stale_after_s else None
 
     def submit(self, rec: CycleRecord) -> None:
         """Hub sink: this cycle's report replaces any not yet sent."""
@@ -175,12 +179,38 @@ class CampusLink:
     def stop(self) -> None:
         self._stop.set()
 
+    def reconfigure(self, cfg: FeederConfig) -> None:
+        """A reloaded [campus] table (SIGHUP), already checked by agent.campus.config.check_reload:
+        its fallback share and stale_after_s hold from the next cycle; the connection is unchanged."""
+        if cfg == self.cfg:
+            return
+        self.cfg = cfg
+        self.verifier.max_skew_s = cfg.stale_after_s
+        fb = cfg.fallback
+        log.info(
+            "campus fallback reloaded",
+            extra=kv(
+                stale_after_s=cfg.stale_after_s,
+                import_cap_w=fb.import_cap_w,
+                ramp_w_per_s=fb.ramp_w_per_s,
+                demand_target_w=fb.demand_target_w,
+            ),
+        )
+
     def status(self) -> dict[str, Any]:
+        """The link's read-out (GET /api/campus): connected or not, on the fallback or following the
+        coordinator, the share in force and its age, what was accepted, refused (by kind) and sent."""
+        now = self.clock()
+        share = self._fresh(now)
+        held = share if share is not None else self.cfg.fallback
         return {
             "campus": self.cfg.campus,
             "connected": self.connected,
-            "on_fallback": self.on_fallback,
+            "on_fallback": share is None,
+            "share": asdict(held),
+            "share_age_s": now - self.share_t if self.share is not None else None,  # None: none yet
             "share_seq": self.share_seq,
+            "stale_after_s": self.cfg.stale_after_s,
             "accepted": self.accepted,
             "refused": dict(self.refused),
             "sent": self.sent,
@@ -193,6 +223,7 @@ def start_campus(hub: Hub, cfg: FeederConfig | None) -> tuple[CampusLink, asynci
         return None
     link = CampusLink(cfg, hub)
     hub.sinks.append(link)
+    hub.providers["campus"] = link.status
     return link, asyncio.get_running_loop().create_task(link.run(), name="campus-link")
 
 

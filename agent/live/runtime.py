@@ -25,7 +25,7 @@ from agent.api.auth import digest
 from agent.api.bridge import ApiBridge
 from agent.api.channel import Init
 from agent.api.process import ApiProcess
-from agent.campus.config import parse_feeder
+from agent.campus.config import FeederConfig, check_reload, parse_feeder
 from agent.control import ControllerState, initial_state
 from agent.economics.ledger import Ledger, LedgerSink
 from agent.economics.roi import economics_config
@@ -305,11 +305,22 @@ class Runtime:
         while again:
             self._reload_again = False
             try:
-                site = await asyncio.to_thread(load_site, self.loop.site.path)
+                site, campus = await asyncio.to_thread(self._read_site)
                 self.loop.reload(site)
+                self._campus_cfg = campus
+                if self.campus is not None and campus is not None:
+                    self.campus[0].reconfigure(campus)
             except Exception as e:  # a bad reload keeps the running config
                 log.error("site reload refused", extra=kv(error=str(e)))
             again = self._reload_again
+
+    def _read_site(self) -> tuple[SiteConfig, FeederConfig | None]:
+        """The site file re-read (in a worker thread), its [campus] table checked against the running
+        one (agent.campus.config.check_reload: a fallback share may only narrow): ConfigError if not."""
+        site = load_site(self.loop.site.path)
+        campus = parse_feeder(site)
+        check_reload(self._campus_cfg, campus, str(site.path))
+        return site, campus
 
     async def _watch_audit(self) -> None:
         """Clear `audit_write_failed` when the disk is back, not only at the next command."""

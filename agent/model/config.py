@@ -73,6 +73,16 @@ class ControlConfig:
     # Not a site-file key: True only in an offline replay of a trace sampled at the agent's cycle,
     # where the load changes exactly when the agent reads it (agent.control.ramp_reference)
     load_changes_at_readings: bool = False
+    # Not a site-file key: the stored energy time-of-use discharge keeps back for the demand target,
+    # when a campus coordinator decides it for the campus (agent/campus/keep.py; set by
+    # agent.control.campus_share.with_share); below 0 the agent keeps its own (demand.keep_wh)
+    campus_keep_wh: float = -1.0
+    # Not a site-file key: True when demand_target_w is a campus coordinator's share (set by
+    # agent.control.campus_share.with_share): a charge raise then stays at or under it, since the sum
+    # of the feeders' own raises is not the campus's; and charging spends the share's credit over the
+    # time left: it is what the coordinator gives this feeder now from the campus's energy left
+    # (agent.campus.allocate.split_demand), not import this feeder saved earlier
+    campus_target: bool = False
 
 
 @dataclass(frozen=True, slots=True)

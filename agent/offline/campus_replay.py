@@ -27,11 +27,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from agent.campus.allocate import SHARE_WINDOW, CampusLimits, FeederState, Share, allocate, to_send
+from agent.campus.keep import new_day
+from agent.campus.keep import step as campus_step
 from agent.control import Prices
 from agent.control.campus_share import feeder_state, with_share
 from agent.economics.tariff import FloatArray, Tariff
@@ -44,6 +47,7 @@ from agent.offline.replay import (
     ReplayResult,
     Trace,
     battery_spec,
+    day_profile,
     replay,
 )
 from agent.offline.report import compare
@@ -157,12 +161,21 @@ def coordinated(
     recent: deque[dict[str, Share]] = deque(maxlen=SHARE_WINDOW)
     ts = feeders[0].trace.timestamps
     iv_len = feeders[0].site.control.demand_interval_s
+    tz = feeders[0].site.timezone
+    dt = float(ts[1] - ts[0]) * decide_every if n > 1 else iv_len
+    # the coordinator's campus profile, seeded with the campus's first day as each agent's own is
+    # (agent.offline.replay.day_profile: a replay has no yesterday)
+    day = new_day(iv_len, day_profile(campus_trace(feeders), iv_len, tz))
 
-    def timed(states: list[FeederState], k: int) -> dict[str, Share]:
-        # what the coordinator sends at trace step k (allocate.to_send)
+    def timed(states: list[FeederState], seen: int, k: int) -> dict[str, Share]:
+        # what the coordinator sends at trace step k (allocate.to_send) on the reports of the readings
+        # of step `seen`, with the campus's keep (agent/campus/keep.py) from the slot they are in
+        nonlocal day
         a = clock()
         left = iv_len - float(ts[k]) % iv_len
-        recent.append(allocate(limits, states, interval_left_s=left, interval_s=iv_len))
+        t = datetime.fromtimestamp(float(ts[seen]), tz)
+        day, keep = campus_step(day, states, t, dt, iv_len, limits.demand_target_w)
+        recent.append(allocate(limits, states, interval_left_s=left, interval_s=iv_len, keep_wh=keep))
         out = to_send(recent)
         alloc_s.append(clock() - a)
         return out
@@ -180,7 +193,7 @@ def coordinated(
     for lo in range(0, n, decide_every):
         hi = min(n, lo + decide_every)
         if not late:
-            shares = timed([report(r, i, r.next_reading(lo), max(lo - 1, 0), lo) for r, i in pairs], lo)
+            shares = timed([report(r, i, r.next_reading(lo), max(lo - 1, 0), lo) for r, i in pairs], lo, lo)
         if shares is not None:
             for (r, i), b in zip(pairs, base, strict=True):
                 r.cfg = with_share(b, shares[i])
@@ -188,7 +201,7 @@ def coordinated(
             r.run(lo, hi)
         if late:  # the reports of this cycle (the snapshot each agent decided on), answered for the next
             k = min(hi, n - 1)
-            shares = timed([report(r, i, r.snap, hi - 1, k) for r, i in pairs if r.snap is not None], k)
+            shares = timed([report(r, i, r.snap, hi - 1, k) for r, i in pairs if r.snap is not None], lo, k)
         if progress is not None and (hi >= next_progress or hi == n):
             progress(hi, n)
             next_progress = hi + every

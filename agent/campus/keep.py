@@ -1,0 +1,97 @@
+"""The energy a campus keeps back from arbitrage for its demand target, decided once for the campus.
+
+Time-of-use discharge (agent.control.tou) keeps back the stored energy the rest of today's load
+profile needs to stay at or under the demand target (demand.keep_wh). An agent under a campus share
+would compute that on its own feeder's profile against its own share of the target; the shares follow
+the feeders' loads cycle by cycle, so most feeders' profiles later in the day sit above their share of
+now, and the feeders' keeps add up to far more than the campus's: sum over feeders of max(0, p_i - d_i)
+>= max(0, sum of p_i - T), with equality only where every feeder is on the same side at every slot.
+Measured on the campus bench (8 feeders, Shanghai, 3 days; BENCHMARKS.md, issue 16 third pass): the
+feeders kept 250-370 MWh in all (more than their 214 MWh) where the pooled controller kept none (the
+campus's profile stays under T), so in the morning peak they discharged 25-33 MW against its 40.5 MW.
+
+So the coordinator keeps the campus's own day profile (the feeders' net loads summed, per demand
+slot of the local day, as each agent keeps its own: demand.close_interval), computes the campus's
+keep against the campus target, and splits it over the fresh feeders in proportion to the energy
+each can still discharge (as it splits the battery power the campus needs: allocate.split_cap), so
+the feeders' discharge for arbitrage adds up to the pooled controller's. It goes in the share
+(Share.keep_wh, AC Wh); an agent without it (on its fallback, or no campus demand target) keeps its
+own. Until half the day's slots are known the coordinator sends none (agents keep their own: the
+conservative side), as the agent's own shave floor waits for half a day of history.
+
+Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from agent.campus.allocate import NOT_SENT, FeederState, usable
+from agent.control.demand import MIN_COVERAGE, keep_wh
+from agent.model.interval import local_slot, slots_per_day
+
+
+@dataclass(frozen=True, slots=True)
+class CampusDay:
+    """The campus's net load per demand slot of the local day (W means; NaN unknown) and the
+    running interval's sums."""
+
+    profile: tuple[float, ...]
+    key: int = -1  # the running interval (local_slot's key)
+    slot: int = -1
+    net_ws: float = 0.0
+    covered_s: float = 0.0
+
+
+def new_day(length_s: float, seed: Sequence[float] = ()) -> CampusDay:
+    """An empty profile, or `seed` (one value per slot: the replay's first day, as the agents get)."""
+    n = slots_per_day(length_s)
+    prof = tuple(float(v) for v in seed) if len(seed) == n else (math.nan,) * n
+    return CampusDay(prof)
+
+
+def observe(day: CampusDay, t: datetime, net_w: float, dt_s: float, length_s: float) -> CampusDay:
+    """`day` with the campus net load `net_w` seen at local time `t` for `dt_s`. An interval that
+    ended sets its slot of the profile if at least MIN_COVERAGE of it was seen (demand.close_interval);
+    a non-finite `net_w` (a feeder's report missing) counts as not seen."""
+    key, slot, _, _ = local_slot(t, length_s)
+    prof = day.profile
+    if key != day.key:
+        if day.key >= 0 and day.covered_s >= MIN_COVERAGE * length_s:
+            p = list(prof)
+            p[day.slot] = day.net_ws / day.covered_s
+            prof = tuple(p)
+        day = CampusDay(prof, key, slot)
+    if not math.isfinite(net_w) or not dt_s > 0.0:
+        return day
+    return CampusDay(prof, key, slot, day.net_ws + net_w * dt_s, day.covered_s + dt_s)
+
+
+def campus_keep_wh(day: CampusDay, slot: int, target_w: float, length_s: float) -> float:
+    """AC energy the rest of today's campus profile needs from the batteries to stay at or under
+    `target_w` (from `slot` on); NOT_SENT while less than half the day's slots are known."""
+    known = sum(1 for v in day.profile if v == v)
+    if 2 * known < len(day.profile) or not target_w > 0.0:
+        return NOT_SENT
+    return keep_wh(day.profile, slot, target_w, length_s, 1.0)
+
+
+def step(
+    day: CampusDay,
+    feeders: Sequence[FeederState],
+    t: datetime,
+    dt_s: float,
+    length_s: float,
+    target_w: float,
+    stale_after_s: float = math.inf,
+) -> tuple[CampusDay, float]:
+    """One coordinator cycle at local time `t`, `dt_s` after the last: the campus net load (the sum
+    of the feeders' reports, counted only when every one is usable: a sum with one missing is not
+    the campus's) into the profile, and the campus's keep for `target_w` from the slot of `t` on."""
+    whole = all(usable(f, stale_after_s) for f in feeders)
+    net = sum(f.net_load_w for f in feeders) if whole else math.nan
+    day = observe(day, t, net, dt_s, length_s)
+    return day, campus_keep_wh(day, day.slot, target_w, length_s)
