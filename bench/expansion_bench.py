@@ -1,15 +1,16 @@
 """Staged expansion benchmark: a campus growing from 10,000 to 100,000 GPUs over five years.
 
-Run: .venv/bin/python bench/expansion_bench.py [--days 31] [--step 60] [--clusters 0,24,48,96,144,192] [--json]
+Run: .venv/bin/python bench/expansion_bench.py [--days 31] [--step 60] [--max-hold 60] [--clusters 0,24,...] [--json]
      .venv-fast/bin/python bench/expansion_bench.py ...   # the mypyc-compiled build (`make fast`)
 
 The load: savings_bench.py's ~10,000-GPU site (1,000 training nodes swinging together along the
 measured H100 node trace, /work/shared/data/h100-node-training-100stepsync.csv from GitHub
 grantwilkins/training_profile; 250 inference nodes; PUE 1.25; 200 kW other), July 2026 at 1 s,
-then averaged to `--step` s (a replay's time grows with steps x clusters). Not coarser than 60 s:
-the replay takes one decision per trace step and holds it, so at 300 s the 1 s policy's charging
-is held for 5 minutes at a time and the replays lose money the live agent does not (BENCHMARKS.md,
-"Issue 16: staged expansion", the integrator's re-run).
+then averaged to `--step` s (a replay's time grows with steps x clusters). A step coarser than
+`--max-hold` (60 s) is replayed in sub-steps of at most that (agent.offline.replay: the load held,
+the policy deciding every sub-step), so a 300 s trace costs what the 60 s one does and saves
+about as much; `--max-hold 300` on a 300 s trace is the old one decision per step, which lost
+money the live agent does not (BENCHMARKS.md, "Issue 16: staged expansion", the integrator's re-run).
 Year y is that trace x the GPU count's growth: 10k, 20k, 40k, 70k, 100k GPUs (x 1, 2, 4, 7, 10),
 and years 6..15 keep year 5's load (agent.offline.growth: `scale` per [[year]]).
 
@@ -50,7 +51,7 @@ from agent.model.config import load_site
 from agent.offline import replay_cache
 from agent.offline.expansion import SOURCES, distinct_loads, expansion_report, expansion_text, savings_table
 from agent.offline.growth import load_growth, year_trace
-from agent.offline.replay import BUILD, ProgressFn
+from agent.offline.replay import BUILD, MAX_HOLD_S, ProgressFn
 
 GPUS = (10_000, 20_000, 40_000, 70_000, 100_000)
 GROWTH = """# written by bench/expansion_bench.py: 10k -> 100k GPUs over five years
@@ -74,6 +75,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=31)
     ap.add_argument("--step", type=float, default=60.0, help="trace step, s (means of the 1 s trace) [60]")
+    ap.add_argument(
+        "--max-hold", type=float, default=MAX_HOLD_S, help="longest decision inside a coarser step, s [%(default)g]"
+    )
     ap.add_argument("--cluster-price", type=float, default=250_000.0, help="year 1, CNY per cluster [250000]")
     ap.add_argument("--price-fall", type=float, default=0.08, help="cluster price fall a year [0.08]")
     ap.add_argument("--clusters", default="0,24,48,96,144,192", help="candidate installed counts [0,24,...,192]")
@@ -136,6 +140,7 @@ def main() -> None:
             progress=progress,
             cache=cache,
             code=code,
+            max_hold_s=args.max_hold,
         )
         t2 = time.perf_counter()
         if args.cache:
@@ -146,6 +151,7 @@ def main() -> None:
             "build": BUILD,
             "days": args.days,
             "step_s": args.step,
+            "max_hold_s": args.max_hold,
             "computed": table.replays,
             "cached": table.cached,
             "wall_s": t2 - t1,

@@ -8,7 +8,17 @@ import random
 
 import pytest
 
-from agent.economics.expansion import ExpansionCosts, day_one, evaluate, flows, irr, optimal
+from agent.economics.expansion import (
+    ExpansionCosts,
+    Fade,
+    day_one,
+    evaluate,
+    first_stage_pct,
+    flows,
+    interpolate,
+    irr,
+    optimal,
+)
 from agent.economics.roi import npv
 from agent.offline.expansion import limits_met
 
@@ -62,28 +72,38 @@ def test_the_optimum_buys_one_then_one() -> None:
     assert s.irr is not None and -260.0 + 135.0 / (1 + s.irr) + 690.0 / (1 + s.irr) ** 2 == pytest.approx(0, abs=1e-6)
 
 
+def random_costs(rng: random.Random, years: int) -> ExpansionCosts:
+    return ExpansionCosts(
+        cluster_price=tuple(rng.uniform(50, 200) for _ in range(years)),
+        pcs_price=tuple(rng.uniform(0, 60) for _ in range(years)),
+        clusters_per_pcs=rng.choice([1, 2, 3]),
+        stage_cost=rng.uniform(0, 50),
+        om_per_cluster=rng.uniform(0, 10),
+        om_fixed=rng.uniform(0, 20),
+        discount_rate=rng.uniform(0, 0.2),
+        max_add=2,
+    )
+
+
+def best_of_all(counts: list[int], sav: list[list[float]], c: ExpansionCosts, fade: Fade | None = None) -> float:
+    """The highest NPV of every schedule adding 0..2 clusters a year, by enumeration."""
+    best = -math.inf
+    for path in itertools.product(counts, repeat=c.years):
+        steps = [b - a for a, b in zip((0, *path), path, strict=False)]
+        if any(s < 0 or s > 2 for s in steps):
+            continue
+        best = max(best, evaluate("x", list(path), counts, sav, c, fade).npv)
+    return best
+
+
 def test_the_optimum_is_the_best_of_every_schedule_on_random_tables() -> None:
     # exhaustive check of exactness: 4 years, 4 counts, max 2 a year, 200 seeded tables
     rng = random.Random(16)
     counts = [0, 1, 2, 4]
     for _ in range(200):
-        c = ExpansionCosts(
-            cluster_price=tuple(rng.uniform(50, 200) for _ in range(4)),
-            pcs_price=tuple(rng.uniform(0, 60) for _ in range(4)),
-            clusters_per_pcs=rng.choice([1, 2, 3]),
-            stage_cost=rng.uniform(0, 50),
-            om_per_cluster=rng.uniform(0, 10),
-            om_fixed=rng.uniform(0, 20),
-            discount_rate=rng.uniform(0, 0.2),
-            max_add=2,
-        )
+        c = random_costs(rng, 4)
         sav = [[0.0, *sorted(rng.uniform(0, 150) for _ in range(3))] for _ in range(4)]
-        best = -math.inf
-        for path in itertools.product(counts, repeat=4):
-            steps = [b - a for a, b in zip((0, *path), path, strict=False)]
-            if any(s < 0 or s > 2 for s in steps):
-                continue
-            best = max(best, evaluate("x", list(path), counts, sav, c).npv)
+        best = best_of_all(counts, sav, c)
         opt = optimal(counts, sav, c)
         assert opt.npv == pytest.approx(best, abs=1e-9)
         assert opt.npv >= day_one(counts, sav, c).npv - 1e-9 and opt.npv >= -1e-12
@@ -168,3 +188,69 @@ def test_notes_say_where_the_grid_or_the_limit_stopped_the_plan() -> None:
     small = [[0.0, 300.0, 300.0], [0.0, 350.0, 350.0]]  # a second cluster earns nothing: stop at 1
     s3, d3 = optimal(COUNTS, small, costs()), day_one(COUNTS, small, costs())
     assert s3.adds == [(1, 1)] and limits_met(COUNTS, 2, s3, d3) == []
+
+
+# Capacity fade, by hand: candidates 0 / 10 / 20, three years, 1 %/cycle (a large rate for round
+# numbers), 10 equivalent cycles a year with 10 clusters and 5 with 20; no discounting, 1 a cluster.
+FADE_COUNTS = [0, 10, 20]
+FADE_SAVINGS = [[0.0, 100.0, 150.0], [0.0, 100.0, 200.0], [0.0, 100.0, 200.0]]
+FADE = Fade(0.01, ((0.0, 10.0, 5.0),) * 3)
+
+
+def flat_costs(years: int = 3) -> ExpansionCosts:
+    return ExpansionCosts((1.0,) * years, (0.0,) * years, 10, 0.0, 0.0, 0.0, 0.0, 20)
+
+
+def test_a_two_stage_plan_with_fade_by_hand() -> None:
+    # Stage A: 10 clusters in year 1; stage B: 10 more in year 2. Mid-year cycles since purchase:
+    #   year 1: A 5 -> 0.95: held 9.5, savings 95 (0..100 at 9.5 of 10)
+    #   year 2: A 10 + 2.5 = 12.5 -> 0.875, B 2.5 -> 0.975: held 18.5, savings 100 + 0.85 x 100 = 185
+    #   year 3: A 15 + 2.5 = 17.5 -> 0.825, B 7.5 -> 0.925: held 17.5, savings 175
+    # NPV -10 + 95 - 10 + 185 + 175 = 435 (at nameplate: 480)
+    s = evaluate("x", [10, 20, 20], FADE_COUNTS, FADE_SAVINGS, flat_costs(), FADE)
+    assert [r.held for r in s.rows] == pytest.approx([9.5, 18.5, 17.5], abs=1e-12)
+    assert [r.savings for r in s.rows] == pytest.approx([95.0, 185.0, 175.0], abs=1e-9)
+    assert s.npv == pytest.approx(435.0, abs=1e-9)
+    assert evaluate("x", [10, 20, 20], FADE_COUNTS, FADE_SAVINGS, flat_costs()).npv == 480.0
+    # the stage bought in year 1 holds 82.5 % in year 3 (the one bought in year 2: 92.5 %)
+    assert first_stage_pct(s, FADE_COUNTS, FADE) == pytest.approx(82.5, abs=1e-9)
+    # bought in year 2 with 10 installed: 10 cycles that year, 2.5 by the middle of year 3 (at 20)
+    late = evaluate("x", [0, 10, 20], FADE_COUNTS, FADE_SAVINGS, flat_costs(), FADE)
+    assert first_stage_pct(late, FADE_COUNTS, FADE) == pytest.approx(87.5, abs=1e-9)
+    # no fade is the nameplate plan, row for row
+    zero = evaluate("x", [10, 20, 20], FADE_COUNTS, FADE_SAVINGS, flat_costs(), Fade(0.0, FADE.cycles))
+    assert [r.savings for r in zero.rows] == [100.0, 200.0, 200.0] and [r.held for r in zero.rows] == [10, 20, 20]
+
+
+def test_fade_floors_at_the_simulators_five_percent_and_interpolates_between_sizes() -> None:
+    assert Fade(0.1, ()).holds(5.0) == pytest.approx(0.5) and Fade(0.1, ()).holds(15.0) == 0.05
+    assert interpolate([0, 10, 20], [0.0, 100.0, 150.0], 15.0) == 125.0
+    assert interpolate([0, 10, 20], [0.0, 100.0, 150.0], 10.0) == 100.0
+    with pytest.raises(ValueError, match=r"fade cycles: expected 3 years of 3 counts \(as the savings\), got \[3\]"):
+        evaluate("x", [10, 20, 20], FADE_COUNTS, FADE_SAVINGS, flat_costs(), Fade(0.01, ((0.0, 1.0, 1.0),)))
+
+
+def test_the_fade_search_is_the_best_of_every_schedule_on_random_tables() -> None:
+    # exhaustive check of the branch and bound: 5 years, 4 counts, max 2 a year, 150 seeded tables
+    # with fade up to 3 %/cycle over 0-20 cycles a year (savings not always rising with size)
+    rng = random.Random(17)
+    counts = [0, 1, 2, 4]
+    differ = 0
+    for _ in range(150):
+        c = random_costs(rng, 5)
+        sav = [[0.0, *(rng.uniform(-20, 150) for _ in range(3))] for _ in range(5)]
+        fade = Fade(rng.uniform(0, 0.03), tuple((0.0, *(rng.uniform(0, 20) for _ in range(3))) for _ in range(5)))
+        best = best_of_all(counts, sav, c, fade)
+        opt = optimal(counts, sav, c, fade)
+        assert opt.exact and opt.npv == pytest.approx(best, abs=1e-9)
+        assert opt.npv >= day_one(counts, sav, c, fade).npv - 1e-9 and opt.npv >= -1e-12
+        differ += opt.adds != optimal(counts, sav, c).adds
+    assert differ > 0  # fade moved some plans (else this test would not tell the searches apart)
+
+
+def test_the_fade_search_stops_at_its_node_limit_and_says_so() -> None:
+    s = optimal(FADE_COUNTS, FADE_SAVINGS, flat_costs(), FADE, max_nodes=1)
+    assert not s.exact and s.as_dict()["exact"] is False
+    # the best it had: the nameplate optimum (buy 20 in year 1) priced with fade
+    assert s.adds == optimal(FADE_COUNTS, FADE_SAVINGS, flat_costs()).adds
+    assert optimal(FADE_COUNTS, FADE_SAVINGS, flat_costs(), FADE).exact

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from agent.cli.analyze import load_trace
-from agent.economics.expansion import ExpansionCosts, optimal
+from agent.economics.expansion import ExpansionCosts, Fade, interpolate, optimal
 from agent.economics.roi import economics_config
 from agent.model.config import load_site
 from agent.offline.growth import load_growth, year_trace
@@ -75,7 +75,8 @@ def test_growth_report_is_consistent_and_the_staged_plan_beats_day_one_and_nothi
     assert rep["savings_source"] == source
     # 3 distinct loads x 2 sizes above 0: years 4-10 keep year 3's load and share its replays
     assert rep["replays"]["count"] == 6
-    assert rep["replays"]["steps"] == 6 * 192
+    # a replay runs each 15-min step in 15 sub-steps of 60 s (agent.offline.replay.substeps_for)
+    assert rep["replays"]["steps"] == 6 * 192 * (15 if source == "replay" else 1)
     table = rep["savings_table"]
     for later in table[3:]:
         assert later["annual_savings"] == table[2]["annual_savings"]
@@ -96,8 +97,11 @@ def test_growth_report_is_consistent_and_the_staged_plan_beats_day_one_and_nothi
         assert sum(y["add"] for y in years) == years[-1]["installed"]
         assert p["capex_total"] == pytest.approx(sum(y["capex"] for y in years))
         for y, row in zip(years, rep["savings_table"], strict=True):
-            # each year's savings and peaks are the table's, at the clusters installed that year
-            assert y["savings"] == row["annual_savings"][str(y["installed"])]
+            # each year's savings are the table's row at the capacity its clusters hold after fade
+            # (agent.economics.expansion); its peaks are the table's at the clusters installed
+            assert y["held"] <= y["installed"] and (y["held"] < y["installed"] or y["installed"] == 0)
+            row_sav = [row["annual_savings"][str(c)] for c in rep["candidates"]]
+            assert y["savings"] == interpolate(rep["candidates"], row_sav, y["held"])
             assert y["grid_peak_kw"] == row["grid_peak_kw"][str(y["installed"])]
             assert y["load_peak_kw"] == row["load_peak_kw"]
             assert y["cash"] == pytest.approx(y["savings"] - y["om"] - y["capex"])
@@ -107,7 +111,9 @@ def test_growth_report_is_consistent_and_the_staged_plan_beats_day_one_and_nothi
         tuple(rep["prices"]["cluster"]), tuple(rep["prices"]["pcs"]), 3, 50_000, 3_000, 20_000, 0.07, 6
     )
     sav = [[row["annual_savings"][str(c)] for c in counts] for row in table]
-    best = optimal(counts, sav, costs)
+    cycles = tuple(tuple(row["cycles_per_year"][str(c)] for c in counts) for row in table)
+    assert rep["capacity_fade"]["pct_per_cycle"] == 0.003  # the simulator's, the plan's default
+    best = optimal(counts, sav, costs, Fade(0.003 / 100.0, cycles))
     assert staged["schedule"] == [{"year": y, "add": a} for y, a in best.adds]
     assert staged["npv"] == best.npv
     # the owner's text report: the same figures
@@ -119,6 +125,16 @@ def test_growth_report_is_consistent_and_the_staged_plan_beats_day_one_and_nothi
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"plot: {png}" in t.stdout
     assert f"{staged['npv']:,.0f}" in t.stdout and f"{day1['npv']:,.0f}" in t.stdout
     assert "staged plan, year by year:" in t.stdout
+    assert "capacity fade: 0.003 % of nameplate per equivalent full cycle from each stage's purchase" in t.stdout
+
+
+def test_the_fade_rate_is_the_simulators_unless_the_plan_sets_it(tmp_path: Path) -> None:
+    site = load_site(DEMO)
+    p = tmp_path / "g.toml"
+    p.write_text("[plan]\nclusters = [3]\n[prices]\ncluster = 1\n" + YEAR)
+    assert load_growth(p, site, economics_config(site)).fade_pct_per_cycle == 0.003
+    p.write_text("[plan]\nclusters = [3]\nfade_pct_per_cycle = 0\n[prices]\ncluster = 1\n" + YEAR)
+    assert load_growth(p, site, economics_config(site)).fade_pct_per_cycle == 0.0
 
 
 def test_a_growth_cell_is_analyze_own_annual_estimate(tmp_path: Path) -> None:
@@ -159,6 +175,10 @@ YEAR = "[[year]]\nscale = 1\n"
         ("[plan]\nclusters = [3]\nhorizon_years = 0\n" + YEAR, "G [plan]: key 'horizon_years' must be between 1"),
         ("[plan]\nclusters = [3]\ndiscount_rate = -0.1\n" + YEAR, "G [plan]: key 'discount_rate' must be >= 0"),
         ("[plan]\nclusters = [3]\nmax_add_per_year = 0\n" + YEAR, "G [plan]: key 'max_add_per_year' must be between 1"),
+        (
+            "[plan]\nclusters = [3]\nfade_pct_per_cycle = -0.003\n" + YEAR,
+            "G [plan]: key 'fade_pct_per_cycle' must be >= 0 and <= 1, got -0.003",
+        ),
         ("[plan]\nclusters = [3]\n", "G: no [[year]]"),
         (
             "[plan]\nclusters = [3]\nhorizon_years = 1\n" + YEAR * 2,

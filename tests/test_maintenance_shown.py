@@ -59,7 +59,8 @@ def test_the_replay_never_commands_a_cluster_the_site_file_holds() -> None:
     ts = MIDNIGHT + 900.0 * np.arange(4, dtype=np.float64)
     load = np.array([600e3, 900e3, 600e3, 600e3])
     site = demo(1, demand_target_w=800e3, tou_enabled=False)
-    free = replay(site, flat_tariff(), Trace(ts, load))
+    # one decision per 15-min step, as that hand-work assumes (max_hold_s: no sub-steps)
+    free = replay(site, flat_tariff(), Trace(ts, load), max_hold_s=900.0)
     assert free.battery_w[:2].tolist() == pytest.approx([0.0, 108e3], abs=1e-3)  # then it recharges
     held = replay(replace(site, maintenance=frozenset({"c01"})), flat_tariff(), Trace(ts, load))
     assert held.battery_w.tolist() == [0.0] * 4

@@ -3,7 +3,7 @@
     ems-agent analyze LOAD.csv [--site SITE.toml] [--tariff FILE_OR_NAME] [--pv PV.csv]
                       [--clusters N | --sweep-clusters 0,4,8] [--ramp-limit KW_PER_S]
                       [--json] [--plot OUT.png|OUT.html] [--no-optimum] [--start-soc PCT] [--quiet]
-                      [--band-hz LOW HIGH]
+                      [--band-hz LOW HIGH] [--cycle S] [--max-hold S]
                       [--planner]
     ems-agent analyze BASE.csv --growth GROWTH.toml [--growth-savings replay|optimum] [--growth-cache FILE]
                       [--plot OUT.png] [--site ...]
@@ -22,6 +22,10 @@ CSV: `timestamp,power_w` (a header line is optional); timestamps are Unix second
 (without an offset they are site-local time); one regular step from 0.1 s to 15 min. A PV trace
 in the same format is interpolated onto the load's timestamps. Errors name the file and line
 and end the command with exit code 2.
+
+A trace coarser than a minute (`--max-hold`) is replayed in sub-steps of at most a minute, the
+load held at each step's mean, so the policy decides as it would live rather than once per step
+(agent/offline/replay.py's module doc); the report gives the sub-steps.
 """
 
 from __future__ import annotations
@@ -49,7 +53,18 @@ from agent.offline import replay_cache
 from agent.offline.expansion import SOURCES, distinct_loads, expansion_report, expansion_text, savings_table
 from agent.offline.expansion_plot import plot_expansion
 from agent.offline.growth import load_growth, year_trace
-from agent.offline.replay import Trace, decide_every_for, evaluate, plan_battery, planner_report, replay, site_for
+from agent.offline.replay import (
+    MAX_HOLD_S,
+    MAX_STEP_S,
+    MIN_STEP_S,
+    Trace,
+    decide_every_for,
+    evaluate,
+    plan_battery,
+    planner_report,
+    replay,
+    site_for,
+)
 from agent.offline.report import plot_report, table
 from common.tomlcheck import ConfigError
 
@@ -255,6 +270,8 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
     rp = rep["replay"]
     # (a step read from Unix timestamps carries float noise: 0.0999999 s)
     every = f", deciding every {rp['cycle_s']:.3g} s" if rp["cycle_s"] != rp["step_s"] else ""
+    if rp["substeps"] > 1:
+        every += f" (each step's load held over {rp['substeps']} sub-steps)"
     out.append(
         f"replay: {rp['steps']:,} steps of {rp['step_s']:.3g} s{every} in {rp['wall_s']:.1f} s ({rp['build']} build)"
     )
@@ -307,11 +324,14 @@ def run(args: argparse.Namespace) -> int:
         every = decide_every_for(cycle, trace.step_s)
     except ValueError as e:
         raise ConfigError(f"--cycle: {e}") from None
+    hold = args.max_hold
+    if not (math.isfinite(hold) and MIN_STEP_S <= hold <= MAX_STEP_S):
+        raise ConfigError(f"--max-hold: must be {MIN_STEP_S:g} .. {MAX_STEP_S:g} s, got {hold!r}")
 
     if args.growth_cache and not args.growth:
         raise ConfigError("--growth-cache: only with --growth (it keeps the growth plan's replays)")
     if args.growth:
-        return run_growth(args, site_for(site, None, ramp), tariff, econ, every)
+        return run_growth(args, site_for(site, None, ramp), tariff, econ, every, hold)
 
     planner = parse_planner(site)  # the agent's own [planner] settings: a replay plans as the agent would
     settings = planner.settings()
@@ -319,7 +339,10 @@ def run(args: argparse.Namespace) -> int:
     def one(s: SiteConfig, label: str, opt: bool) -> tuple[dict[str, Any], Any]:
         prog = Progress(label, args.quiet)
         rp = Replanner(tariff, plan_battery(s), settings) if args.planner or planner.enabled else None
-        res = replay(s, tariff, trace, start_soc_pct=args.start_soc, progress=prog, decide_every=every, replanner=rp)
+        res = replay(
+            s, tariff, trace, start_soc_pct=args.start_soc, progress=prog, decide_every=every, replanner=rp,
+            max_hold_s=hold,
+        )  # fmt: skip
         r = evaluate(s, tariff, res, econ, limit, with_optimum=opt)
         r["planner"] = _nulls(planner_report(res, tariff, settings))
         return r, res
@@ -365,7 +388,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_growth(args: argparse.Namespace, site: SiteConfig, tariff: Tariff, econ: EconomicsConfig, every: int) -> int:
+def run_growth(
+    args: argparse.Namespace, site: SiteConfig, tariff: Tariff, econ: EconomicsConfig, every: int, hold: float
+) -> int:
     """`--growth`: every plan year's load replayed with every candidate count, then the staged plan
     (agent.offline.expansion); the base trace and --pv are the years' default load and PV."""
     for flag, given in (("--clusters", args.clusters is not None), ("--sweep-clusters", args.sweep_clusters),
@@ -387,7 +412,7 @@ def run_growth(args: argparse.Namespace, site: SiteConfig, tariff: Tariff, econ:
             print(f"warning: {warning}", file=sys.stderr)
     table = savings_table(
         plan, site, tariff, econ, traces, source=args.growth_savings, start_soc_pct=args.start_soc, decide_every=every,
-        progress=lambda label: Progress(label, args.quiet), cache=cache,
+        progress=lambda label: Progress(label, args.quiet), cache=cache, max_hold_s=hold,
         code=replay_cache.code_digest() if cache is not None else "",
     )  # fmt: skip
     if cache is not None and table.replays:
@@ -440,6 +465,13 @@ def add_subcommands(sub: Any) -> None:
     p.add_argument("--ramp-limit", type=float, metavar="KW_PER_S", help="grid ramp limit (control and report)")
     p.add_argument(
         "--cycle", type=float, metavar="S", help="the agent's control cycle, s, for traces finer than it [cycle_s]"
+    )
+    p.add_argument(
+        "--max-hold",
+        type=float,
+        default=MAX_HOLD_S,
+        metavar="S",
+        help="a trace coarser than this is replayed in sub-steps of at most S (the load held), s [%(default)g]",
     )
     p.add_argument("--start-soc", type=float, default=50.0, help="initial SoC of every cluster, %% [50]")
     p.add_argument("--no-optimum", action="store_true", help="skip the perfect-foresight optimum")

@@ -7,10 +7,12 @@ loads are replayed once each (years after the last [[year]], and years with the 
 share their row); no battery saves 0 by definition and is not replayed. agent.economics.expansion
 then chooses the schedule by dynamic programming and prices it and the two comparisons.
 
-Capacity fade is not replayed: every replay runs the clusters at nameplate, and their wear enters
-as the site's degradation cost per kWh discharged (the ledger's and the ROI's one model of it).
-The report states what the simulator's fade rate would make of the first clusters by the horizon's
-end at the replays' cycling, so the owner can judge what that leaves out.
+Capacity fade: every replay runs the clusters at nameplate (a month fades them by a fraction of a
+percent), and the plans apply it year by year (agent.economics.expansion's Fade): each stage's
+clusters lose the plan's `fade_pct_per_cycle` (the simulator's model) for every equivalent full
+cycle since their purchase, at the cycles each year's replay of the installed count ran, and a
+year's savings are the table's at the capacity the stages still hold. Their wear also enters as
+the site's degradation cost per kWh discharged (the ledger's and the ROI's one model of it).
 """
 
 from __future__ import annotations
@@ -23,17 +25,26 @@ from typing import Any
 import numpy as np
 
 from agent.economics.annual import estimate
-from agent.economics.expansion import Schedule, day_one, evaluate, optimal
+from agent.economics.expansion import Fade, Schedule, day_one, evaluate, first_stage_pct, optimal
 from agent.economics.roi import EconomicsConfig
 from agent.economics.tariff import Tariff
 from agent.model.config import SiteConfig
 from agent.offline import replay_cache
 from agent.offline.growth import GrowthPlan, YearLoad
-from agent.offline.replay import BUILD, ProgressFn, Trace, battery_spec, optimum_for, replay, replay_months
+from agent.offline.replay import (
+    BUILD,
+    MAX_HOLD_S,
+    ProgressFn,
+    Trace,
+    battery_spec,
+    optimum_for,
+    replay,
+    replay_months,
+    substeps_for,
+)
 from agent.offline.replay import evaluate as evaluate_replay
 from agent.offline.report import peak_w
 from common.tomlcheck import ConfigError
-from simulators.physics import ClusterParams
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +71,15 @@ class SavingsTable:
     def savings(self, plan: GrowthPlan) -> list[list[float]]:
         """Annual savings per plan year 1..H and candidate count (0 for no battery)."""
         return [[self.cell(plan, y, c)[0] for c in self.counts] for y in range(1, plan.horizon + 1)]
+
+    def cycles(self, plan: GrowthPlan, year: int, count: int) -> float:
+        """Equivalent full cycles a year the replay of plan year `year` with `count` clusters ran."""
+        return self.cells[(self.row(plan, year), count)].cycles_per_year if count > 0 else 0.0
+
+    def fade(self, plan: GrowthPlan) -> Fade:
+        """The plan's fade rate at the cycles every cell ran (agent.economics.expansion's Fade)."""
+        cycles = tuple(tuple(self.cycles(plan, y, c) for c in self.counts) for y in range(1, plan.horizon + 1))
+        return Fade(plan.fade_pct_per_cycle / 100.0, cycles)
 
     def row(self, plan: GrowthPlan, year: int) -> int:
         return self.loads.index(plan.load_of(year))
@@ -103,10 +123,12 @@ SOURCE_NOTE = {
 
 def _replayed(
     s: SiteConfig, tariff: Tariff, econ: EconomicsConfig, tr: Trace, start_soc_pct: float, every: int,
-    progress: ProgressFn | None,
+    progress: ProgressFn | None, max_hold_s: float,
 ) -> tuple[Cell, dict[str, Any]]:  # fmt: skip
     """The live policy's annual savings on `tr` (as `analyze --sweep-clusters`), and its estimate."""
-    res = replay(s, tariff, tr, start_soc_pct=start_soc_pct, progress=progress, decide_every=every)
+    res = replay(
+        s, tariff, tr, start_soc_pct=start_soc_pct, progress=progress, decide_every=every, max_hold_s=max_hold_s
+    )
     r = evaluate_replay(s, tariff, res, econ, s.control.ramp_limit_w_per_s, with_optimum=False)
     cycles = r["battery_use"]["equivalent_cycles"] or 0.0
     saving = r["roi"]["annual_savings"]
@@ -116,7 +138,7 @@ def _replayed(
         peak_kw=float(r["battery"]["peak_kw"]),
         cycles_per_year=cycles / r["hours"] * 8760.0 if r["hours"] > 0 else 0.0,
         wall_s=res.wall_s,
-        steps=res.steps,
+        steps=res.steps * res.substeps,  # the (sub-)steps the policy ran
     )
     return cell, r["annual_estimate"]
 
@@ -164,13 +186,15 @@ def savings_table(
     progress: Callable[[str], ProgressFn | None] = lambda label: None,
     cache: dict[str, dict[str, Any]] | None = None,
     code: str = "",
+    max_hold_s: float = MAX_HOLD_S,
 ) -> SavingsTable:
     """Fill the table for every distinct load (`traces`, one per `distinct_loads(plan)`) and every
     candidate count above 0, once each. `source`: "replay", the live policy replayed (`site` carries
     the ramp limit and control settings), or "optimum", the perfect-foresight optimum (the bound a
     better controller could reach). `progress(label)` gives each replay its progress callback.
     `cache` (agent.offline.replay_cache): results by the key of their inputs and of `code` (the
-    code's digest); found ones are not computed again, new ones are added to it."""
+    code's digest); found ones are not computed again, new ones are added to it. `max_hold_s`: the
+    replays' longest decision inside a coarser trace step (agent.offline.replay.substeps_for)."""
     if source not in SOURCES:
         raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
     loads = distinct_loads(plan)
@@ -182,8 +206,10 @@ def savings_table(
     for n, (i, c) in enumerate(todo, start=1):
         s = site.with_clusters(c, plan.costs.clusters_per_pcs)
         tr = traces[i]  # its samples, not its label (a file name: the same load from another path is the same)
+        # the sub-steps only where they are replayed: the optimum reads the trace's interval means
+        sub = substeps_for(tr.step_s, s.cycle_s, max_hold_s) if source == "replay" else 1
         k = replay_cache.key(
-            code, source, s, tariff, tr.timestamps, tr.load_w, tr.pv_w, start_soc_pct, decide_every, econ
+            code, source, s, tariff, tr.timestamps, tr.load_w, tr.pv_w, start_soc_pct, decide_every, econ, sub
         )
         if cache is not None and k in cache:
             cells[(i, c)] = Cell(**cache[k])
@@ -191,7 +217,7 @@ def savings_table(
             continue
         if source == "replay":
             label = f"replay {n}/{len(todo)}: {loads[i].label}, {c} clusters"
-            cell, est = _replayed(s, tariff, econ, traces[i], start_soc_pct, decide_every, progress(label))
+            cell, est = _replayed(s, tariff, econ, traces[i], start_soc_pct, decide_every, progress(label), max_hold_s)
         else:
             cell, est = _optimal(s, tariff, econ, traces[i], start_soc_pct)
         if est["annual_savings"] is None:
@@ -241,13 +267,14 @@ def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str, notes
     caller's, after those on the plan's limits) (JSON-ready)."""
     counts, costs = list(plan.counts), plan.costs
     sav = table.savings(plan)
+    fade = table.fade(plan)
     plans = {
-        "staged": optimal(counts, sav, costs),
-        "day_one": day_one(counts, sav, costs),
-        "no_battery": evaluate("no battery", [0] * plan.horizon, counts, sav, costs),
+        "staged": optimal(counts, sav, costs, fade),
+        "day_one": day_one(counts, sav, costs, fade),
+        "no_battery": evaluate("no battery", [0] * plan.horizon, counts, sav, costs, fade),
     }
-    fade = ClusterParams().fade_pct_per_cycle
-    busiest = max((c.cycles_per_year for c in table.cells.values()), default=0.0)
+    # what the first clusters of each plan hold in the last year, % of nameplate (mid-year)
+    first = {k: first_stage_pct(p, counts, fade) for k, p in plans.items()}
     return {
         "growth_plan": str(plan.path),
         "savings_source": table.source,
@@ -271,6 +298,7 @@ def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str, notes
                 "load_peak_kw": table.cell(plan, y, 0)[1],
                 "annual_savings": {str(c): s for c, s in zip(counts, sav[y - 1], strict=True)},
                 "grid_peak_kw": {str(c): table.cell(plan, y, c)[1] for c in counts},
+                "cycles_per_year": {str(c): table.cycles(plan, y, c) for c in counts},
             }
             for y in range(1, plan.horizon + 1)
         ],
@@ -284,9 +312,10 @@ def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str, notes
             "estimate_basis": sorted({c.basis for c in table.cells.values()}),
         },
         "capacity_fade": {
-            "pct_per_cycle": fade,
-            "busiest_cycles_per_year": busiest,
-            "first_clusters_end_pct": max(0.0, 100.0 - fade * busiest * plan.horizon),
+            "pct_per_cycle": plan.fade_pct_per_cycle,
+            "floor_pct": fade.floor * 100.0,
+            "first_clusters_last_year_pct": first,
+            "search": "exact" if plans["staged"].exact else "stopped at its node limit: the best schedule found",
         },
         "notes": [*limits_met(counts, costs.max_add, plans["staged"], plans["day_one"]), *notes],
         "assumptions": [
@@ -294,13 +323,22 @@ def expansion_report(plan: GrowthPlan, table: SavingsTable, currency: str, notes
             "purchases at the start of a plan year, savings and O&M at its end (as the single-size ROI)",
             "no salvage value at the horizon's end; clusters are never removed nor replaced (keep the"
             " horizon within their life); years after the last [[year]] keep its load",
-            "capacity fade is not replayed (clusters at nameplate); capacity_fade shows what the simulator's"
-            " rate makes of the first clusters by the horizon's end at the busiest replay's cycling",
+            "capacity fade: each stage's clusters lose fade_pct_per_cycle of nameplate per equivalent full"
+            " cycle from their purchase, at the cycles each year's replay of the installed count ran; a"
+            " year's savings are its row interpolated linearly at the clusters' mid-year capacity (the"
+            " replays themselves run at nameplate)",
         ],
     }
 
 
 WHAT = {"replay": "the live policy replayed", "optimum": "the perfect-foresight optimum, a bound"}
+
+
+NAMES = (("staged", "staged"), ("day_one", "day one"), ("no_battery", "no battery"))
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f} %"
 
 
 def _money(x: float) -> str:
@@ -330,17 +368,18 @@ def expansion_text(rep: dict[str, Any]) -> str:
             + "".join(f"{r['annual_savings'][str(c)]:>12,.0f}" for c in counts)
         )
     out += ["", f"{'plan':<12}{'schedule':<34}{'capex':>14}{'NPV':>16}{'IRR':>8}{'payback y':>10}"]
-    for key, name in (("staged", "staged"), ("day_one", "day one"), ("no_battery", "no battery")):
+    for key, name in NAMES:
         out.append(_plan_line(name, rep["plans"][key]))
     out += [
         "",
         "staged plan, year by year:",
-        f"{'year':>4}{'add':>5}{'clusters':>9}{'load peak kW':>14}{'grid peak kW':>14}{'savings':>13}"
+        f"{'year':>4}{'add':>5}{'clusters':>9}{'held':>8}{'load peak kW':>14}{'grid peak kW':>14}{'savings':>13}"
         f"{'O&M':>11}{'capex':>13}{'cash':>13}{'cum. disc.':>14}",
     ]
     for r in rep["plans"]["staged"]["years"]:
         out.append(
-            f"{r['year']:>4}{r['add']:>5}{r['installed']:>9}{r['load_peak_kw']:>14,.0f}{r['grid_peak_kw']:>14,.0f}"
+            f"{r['year']:>4}{r['add']:>5}{r['installed']:>9}{r['held']:>8.1f}"
+            f"{r['load_peak_kw']:>14,.0f}{r['grid_peak_kw']:>14,.0f}"
             f"{r['savings']:>13,.0f}{r['om']:>11,.0f}{r['capex']:>13,.0f}{r['cash']:>13,.0f}"
             f"{r['cumulative_discounted']:>14,.0f}"
         )
@@ -353,8 +392,12 @@ def expansion_text(rep: dict[str, Any]) -> str:
         + f" ({rp['steps']:,} steps; {rp['wall_s']:.1f} s{' when they ran' if rp['cached'] else ''},"
         f" {rp['build']} build);"
         f" annual estimates from {', '.join(rp['estimate_basis']) or '-'}",
-        f"capacity fade (not replayed): at {fade['busiest_cycles_per_year']:,.0f} equivalent cycles a year the first"
-        f" clusters would hold {fade['first_clusters_end_pct']:.1f} % of nameplate after {rep['horizon_years']} years",
+        f"capacity fade: {fade['pct_per_cycle']:g} % of nameplate per equivalent full cycle from each stage's"
+        f" purchase ('held': the clusters' mid-year capacity, in nameplate clusters); the first clusters hold "
+        + ", ".join(
+            f"{_pct(fade['first_clusters_last_year_pct'][k])} ({name})" for k, name in NAMES if k != "no_battery"
+        )
+        + f" in year {rep['horizon_years']}; the staged plan's search: {fade['search']}",
     ]
     out += [f"note: {n}" for n in rep["notes"]]
     out += [f"assumption: {a}" for a in rep["assumptions"]]

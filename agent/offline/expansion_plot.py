@@ -1,7 +1,8 @@
 """`analyze --growth --plot OUT.png`: the staged plan against day one and no battery, for the owner.
 
-Top: clusters installed each plan year by the staged plan and by day one, over the year's load
-peak. Bottom: cumulative discounted cash flow of the three plans (where each line ends is its NPV).
+Top: clusters installed each plan year by the staged plan and by day one (bars) and what they
+still hold after capacity fade (lines, in nameplate clusters), over the year's load peak.
+Bottom: cumulative discounted cash flow of the three plans (where each line ends is its NPV).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-NAMES = (("staged", "staged"), ("day_one", "day one"), ("no_battery", "no battery"))
+from agent.offline.expansion import NAMES
 
 
 def plot_expansion(rep: dict[str, Any], path: Path) -> Path:
@@ -24,7 +25,9 @@ def plot_expansion(rep: dict[str, Any], path: Path) -> Path:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7.5), sharex=True)
     for shift, (key, name) in zip((-0.2, 0.2), NAMES[:2], strict=True):
         installed = [r["installed"] for r in plans[key]["years"]]
-        top.bar([y + shift for y in years], installed, width=0.4, label=f"{name}: clusters")
+        bars = top.bar([y + shift for y in years], installed, width=0.4, label=f"{name}: clusters")
+        held = [r["held"] for r in plans[key]["years"]]
+        top.plot(years, held, "--", color=bars.patches[0].get_facecolor(), label=f"{name}: held after fade")
     top.set_ylabel("clusters installed")
     peak = top.twinx()
     peak.plot(years, [r["load_peak_kw"] / 1000.0 for r in rep["savings_table"]], "k:", label="load peak")

@@ -9,6 +9,9 @@
     max_add_per_year = 24           # most clusters one year can add [no limit]
     clusters_per_pcs = 3            # a PCS (a copy of the site's first) per this many clusters
                                     # [the site file's most behind one PCS]
+    fade_pct_per_cycle = 0.003      # capacity lost per equivalent full cycle, % of nameplate, from
+                                    # each stage's purchase (agent.economics.expansion; 0: none)
+                                    # [the simulator's, simulators.physics.ClusterParams]
 
     [prices]                        # currency of the tariff; a number, or one per plan year from
     cluster = [480_000, 440_000]    #   year 1 (the last holds after): prices fall
@@ -40,6 +43,7 @@ from agent.economics.roi import EconomicsConfig
 from agent.model.config import SiteConfig
 from agent.offline.replay import Trace
 from common.tomlcheck import REQUIRED, ConfigError, Table, load_toml
+from simulators.physics import ClusterParams
 
 MAX_CANDIDATES = 64  # a replay per (year, count): the grid's size is the run's time
 MAX_YEARS = 50
@@ -69,6 +73,7 @@ class GrowthPlan:
     horizon: int
     counts: tuple[int, ...]  # rising, from 0
     costs: ExpansionCosts
+    fade_pct_per_cycle: float = ClusterParams().fade_pct_per_cycle  # % of nameplate per equivalent full cycle
 
     def load_of(self, year: int) -> YearLoad:
         """Plan year `year`'s (1-based) load: after the listed years, the last one's."""
@@ -131,6 +136,7 @@ def load_growth(path: Path, site: SiteConfig, econ: EconomicsConfig) -> GrowthPl
     max_add = plan.integer("max_add_per_year", counts[-1], lo=1, hi=1000)
     wired = max((len(p.clusters) for p in site.pcs), default=0)
     per_pcs = plan.integer("clusters_per_pcs", max(1, wired), lo=1, hi=1000)
+    fade = plan.number("fade_pct_per_cycle", ClusterParams().fade_pct_per_cycle, lo=0.0, hi=1.0)
     plan.done()
     if not years:
         raise ConfigError(f"{path}: no [[year]]: give at least one plan year's load (scale = 1.0: the base trace)")
@@ -154,7 +160,7 @@ def load_growth(path: Path, site: SiteConfig, econ: EconomicsConfig) -> GrowthPl
         max_add=max_add,
     )
     prices.done()
-    return GrowthPlan(path, tuple(loads), horizon, counts, costs)
+    return GrowthPlan(path, tuple(loads), horizon, counts, costs, fade)
 
 
 ReadTrace = Callable[[Path, Path | None, ZoneInfo], Trace]

@@ -13,6 +13,16 @@ Per step k of the trace (start ts[k], length dt_k = ts[k+1] - ts[k]):
 No I/O and no clock inside the loop: wall time comes from an injected clock, and progress is
 reported through a callback between chunks of steps.
 
+A trace coarser than MAX_HOLD_S (5- or 15-min means from a billing meter) is replayed in
+sub-steps (`substeps_for`): each trace step is cut into equal sub-steps of at most MAX_HOLD_S (or
+the site's cycle, if longer), the load and PV held at the step's mean over them, and the policy
+decides at every sub-step; the results are averaged back onto the trace's steps. Held, not
+interpolated: a trace's value is the step's mean, so holding it keeps every step's energy and
+every demand interval's mean (the baseline bill) exactly, where a line between two means would
+move energy across steps and invent a ramp the meter never saw. Without sub-steps the 1 s policy's
+decision at a step's start was held for the whole step: at 300 s a month's replay lost money
+against no battery where the same load at 60 s saved 1.16 M CNY (BENCHMARKS.md, issue 16).
+
 Speed (a month at 1 s is 2.6 M steps): cluster snapshots are rebuilt only when what a BMS
 register would show changes. The BMS reports SoC in 0.1 % and its limits in whole kW (SunSpec
 802 registers carry scale factors of that order), so between changes the replay hands decide()
@@ -62,6 +72,11 @@ SOC_RESOLUTION_PCT = 0.1  # what a BMS SoC register resolves
 LIMIT_RESOLUTION_W = 1000.0  # what the BMS charge/discharge limits resolve (after A x V)
 MIN_STEP_S = 0.1
 MAX_STEP_S = 900.0
+# The longest the replay holds one decision inside a coarser trace step (module doc). A minute:
+# a decision held d s misplaces at most d / 900 of a demand interval's energy, and at 60 s the
+# month's savings are within 1 % of those at 30 s (BENCHMARKS.md, issue 16 second pass), while
+# each halving doubles the replay's time (a month at 60 s is 44,640 sub-steps a cell).
+MAX_HOLD_S = 60.0
 PROGRESS_EVERY = 65_536  # steps between progress callbacks
 # "mypyc" when this module runs compiled (`make fast`: ~7x faster per step), else "python"
 BUILD = "python" if __file__.endswith(".py") else "mypyc"
@@ -130,8 +145,9 @@ class ReplayResult:
     wall_s: float
     decided_by: dict[str, int] = field(default_factory=dict)  # cycles per deciding controller
     alarms: dict[str, int] = field(default_factory=dict)  # cycles per alarm code
-    decide_every: int = 1  # trace steps per agent cycle
+    decide_every: int = 1  # (sub-)steps per agent cycle
     planner: ReplanStats | None = None  # the planner's solves and forecasts, when it ran
+    substeps: int = 1  # sub-steps each trace step was replayed in (the arrays are their means)
 
     @property
     def steps(self) -> int:
@@ -158,6 +174,43 @@ def decide_every_for(cycle_s: float, step_s: float) -> int:
     if not (math.isfinite(cycle_s) and cycle_s > 0.0):
         raise ValueError(f"cycle_s: must be a number of seconds > 0, got {cycle_s!r}")
     return max(1, round(cycle_s / step_s))
+
+
+def substeps_for(step_s: float, cycle_s: float, max_hold_s: float = MAX_HOLD_S) -> int:
+    """Sub-steps per trace step (module doc): 1 for a trace no coarser than the hold, else the
+    fewest equal sub-steps no longer than max(`max_hold_s`, `cycle_s`): the policy never decides
+    more often than its own cycle. Raises naming `max_hold_s`."""
+    if not (math.isfinite(max_hold_s) and max_hold_s > 0.0):
+        raise ValueError(f"max_hold_s: must be a number of seconds > 0, got {max_hold_s!r}")
+    hold = max(max_hold_s, cycle_s)
+    return max(1, math.ceil(step_s / hold - 1e-6))  # (a step read from timestamps carries float noise)
+
+
+def held(trace: Trace, substeps: int) -> Trace:
+    """`trace` with each step cut into `substeps` equal sub-steps, its load and PV held over them."""
+    if substeps == 1:
+        return trace
+    ts = trace.timestamps
+    dts = np.append(np.diff(ts), trace.step_s)
+    frac = np.arange(substeps, dtype=np.float64) / substeps
+    fine = (ts[:, None] + dts[:, None] * frac[None, :]).ravel()
+    pv = np.repeat(trace.pv_w, substeps) if trace.pv_w is not None else None
+    return Trace(fine, np.repeat(trace.load_w, substeps), pv, trace.source)
+
+
+def coarsened(fine: ReplayResult, trace: Trace, substeps: int) -> ReplayResult:
+    """A replay of `held(trace, substeps)` on `trace`'s steps: power as each step's mean over its
+    (equal) sub-steps, which keeps the energy and every demand interval's mean; SoC at its start."""
+    if substeps == 1:
+        return fine
+    return replace(
+        fine,
+        trace=trace,
+        grid_w=fine.grid_w.reshape(-1, substeps).mean(axis=1),
+        battery_w=fine.battery_w.reshape(-1, substeps).mean(axis=1),
+        soc_pct=fine.soc_pct[::substeps].copy(),
+        substeps=substeps,
+    )
 
 
 def build_plant(site: SiteConfig, soc_pct: float, pcs: PcsModel = PcsModel()) -> BatteryPlant:
@@ -279,6 +332,7 @@ def replay(
     pcs_model: PcsModel = PcsModel(),
     replanner: Replanner | None = None,
     progress_every: int = PROGRESS_EVERY,
+    max_hold_s: float = MAX_HOLD_S,
 ) -> ReplayResult:
     """Replay `trace` through decide() and the battery physics of `site` (see the module doc).
 
@@ -292,12 +346,15 @@ def replay(
     `replanner`: predictive dispatch (agent.control.replan): at the first cycle of every demand
     interval it is handed the interval just completed (fed only the past) and returns the plan
     decide() tracks; None: the heuristic controllers alone.
-    `progress_every`: trace steps between `progress` calls.
+    `progress_every`: (sub-)steps between `progress` calls.
+    `max_hold_s`: a trace coarser than this is replayed in sub-steps (`substeps_for`, the module doc);
+    the result is on the trace's steps either way.
     """
+    substeps = substeps_for(trace.step_s, site.cycle_s, max_hold_s)
     run = Replay(
         site,
         prices,
-        trace,
+        held(trace, substeps),
         start_soc_pct=start_soc_pct,
         seed_profile=seed_profile,
         op=op,
@@ -313,7 +370,7 @@ def replay(
         run.run(lo, hi)
         if progress is not None:
             progress(hi, n)
-    return run.result(clock() - t0)
+    return coarsened(run.result(clock() - t0), trace, substeps)
 
 
 class Replay:
@@ -729,7 +786,8 @@ def evaluate(
         "step_s": tr.step_s,
         "wall_s": result.wall_s,
         "us_per_step": result.us_per_step,
-        "cycle_s": tr.step_s * result.decide_every,  # the agent's cycle: it decides once per cycle
+        "cycle_s": tr.step_s / result.substeps * result.decide_every,  # the agent decides once per cycle
+        "substeps": result.substeps,
         "build": BUILD,
         "decided_by": dict(sorted(result.decided_by.items(), key=lambda kv: -kv[1])),
         "alarms": result.alarms,
