@@ -25,9 +25,11 @@ def plot_expansion(rep: dict[str, Any], path: Path) -> Path:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 7.5), sharex=True)
     for shift, (key, name) in zip((-0.2, 0.2), NAMES[:2], strict=True):
         installed = [r["installed"] for r in plans[key]["years"]]
-        bars = top.bar([y + shift for y in years], installed, width=0.4, label=f"{name}: clusters")
+        top.bar([y + shift for y in years], installed, width=0.4, label=f"{name}: clusters")
         held = [r["held"] for r in plans[key]["years"]]
-        top.plot(years, held, "--", color=bars.patches[0].get_facecolor(), label=f"{name}: held after fade")
+        # darker than the bars they lie on
+        dark = "navy" if key == "staged" else "darkred"
+        top.plot([y + shift for y in years], held, "--", color=dark, marker="_", label=f"{name}: held after fade")
     top.set_ylabel("clusters installed")
     peak = top.twinx()
     peak.plot(years, [r["load_peak_kw"] / 1000.0 for r in rep["savings_table"]], "k:", label="load peak")
