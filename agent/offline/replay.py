@@ -73,9 +73,9 @@ LIMIT_RESOLUTION_W = 1000.0  # what the BMS charge/discharge limits resolve (aft
 MIN_STEP_S = 0.1
 MAX_STEP_S = 900.0
 # The longest the replay holds one decision inside a coarser trace step (module doc). A minute:
-# a decision held d s misplaces at most d / 900 of a demand interval's energy, and at 60 s the
-# month's savings are within 1 % of those at 30 s (BENCHMARKS.md, issue 16 second pass), while
-# each halving doubles the replay's time (a month at 60 s is 44,640 sub-steps a cell).
+# a decision held d s misplaces at most d / 900 of a demand interval's energy; on the expansion
+# bench's 300 s months, 30 s sub-steps moved the annual savings by -1.2 .. +1.9 % from 60 s ones
+# (one decision per 300 s: -103 %), at twice the replay's time (BENCHMARKS.md, issue 16 second pass).
 MAX_HOLD_S = 60.0
 PROGRESS_EVERY = 65_536  # steps between progress callbacks
 # "mypyc" when this module runs compiled (`make fast`: ~7x faster per step), else "python"
