@@ -271,7 +271,9 @@ def summary_lines(rep: dict[str, Any]) -> list[str]:
     # (a step read from Unix timestamps carries float noise: 0.0999999 s)
     every = f", deciding every {rp['cycle_s']:.3g} s" if rp["cycle_s"] != rp["step_s"] else ""
     if rp["substeps"] > 1:
-        every += f" (each step's load held over {rp['substeps']} sub-steps)"
+        # the policy is replayed as live, but the trace has no swings inside its steps: a finer
+        # trace of the same load can save more or less (BENCHMARKS.md, issue 16 second pass)
+        every += f" (each step's load held over {rp['substeps']} sub-steps; swings within a step are not in the trace)"
     out.append(
         f"replay: {rp['steps']:,} steps of {rp['step_s']:.3g} s{every} in {rp['wall_s']:.1f} s ({rp['build']} build)"
     )
