@@ -155,7 +155,8 @@ class ReplayResult:
 
     @property
     def us_per_step(self) -> float:
-        return self.wall_s / self.steps * 1e6 if self.steps else 0.0
+        """Wall time per step the policy ran (a sub-step of a coarse trace's step)."""
+        return self.wall_s / (self.steps * self.substeps) * 1e6 if self.steps else 0.0
 
 
 @dataclass(frozen=True, slots=True)
