@@ -207,9 +207,10 @@ def close_interval(
     past: tuple[float, ...] = (),
     slot: int = -1,
     refill: bool = False,
-) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], tuple[float, ...], float]:
-    """Peaks, day profile, the level each slot of the day is defended at after the state's running
-    interval ends (in `month`), and the margin the new interval (`slot`) aims under its level.
+) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], tuple[float, ...], tuple[float, ...], float]:
+    """Peaks, day profile, its envelope with `past` (envelope.py), the level each slot of the day is
+    defended at after the state's running interval ends (in `month`), and the margin the new interval
+    (`slot`) aims under its level.
 
     `rates`: the demand rate of each slot of the day over the next 24 h; the levels split the
     fleet's energy (`energy_wh`, `power_w`) across the demand windows, none deeper than pays at
@@ -284,7 +285,7 @@ def close_interval(
         top = max((v for v in env if v == v), default=math.nan)
         if top > targets[slot] * (1.0 - MARGIN):  # NaN compares False
             aim = 0.0
-    return peaks, profile, targets, aim
+    return peaks, profile, env, targets, aim
 
 
 def interval_net_forecast_w(c: Cycle) -> float:

@@ -34,6 +34,7 @@ def accumulate(iv: IntervalState, sample: bool, imp: float, net: float, dt: floa
         shave_floor_w=iv.shave_floor_w,
         targets=iv.targets,
         past=iv.past,
+        env=iv.env,
         margin=iv.margin,
     )
 
@@ -77,7 +78,7 @@ def roll(
     if closing.key >= 0 and closing.covered_s >= MIN_COVERAGE * length_s:
         past = remember(past, closing.key, spd, closing.net_ws / closing.covered_s)
     slot = key % spd
-    peaks, profile, targets, aim = close_interval(
+    peaks, profile, env, targets, aim = close_interval(
         closing, length_s, spd, month, budget_wh, power_w, rates, cost_per_kwh, fixed_w, past, slot, refill
     )
     return IntervalState(
@@ -92,5 +93,6 @@ def roll(
         shave_floor_w=targets[slot] if slot < len(targets) else math.nan,
         targets=targets,
         past=past,
+        env=env,
         margin=aim,
     )

@@ -31,7 +31,6 @@ from typing import Final
 from agent.control.cycle import Cycle
 from agent.control.demand import MARGIN as DEMAND_MARGIN
 from agent.control.demand import headroom_wh, need_wh, target_w
-from agent.control.envelope import envelope
 from agent.control.fleet import Fleet
 from agent.control.prices import Prices
 from agent.control.state import ROLE_CHARGE, ROLE_DISCHARGE, ROLE_HOLD, ROLE_NONE, IntervalState, TouState
@@ -146,7 +145,7 @@ def plan_interval(
         # no round trip pays: nothing else refills the battery. The previous slot's spread, the one
         # the levels were priced with (begin.py; NaN on the first interval: levels not priced, no charge)
         and prev.spread <= 0.0
-        and demand_charge_now(t, into, length_s, prices, envelope(profile, iv.past), targets, slot)
+        and demand_charge_now(t, into, length_s, prices, iv.env, targets, slot)
     ):
         role, tou_end, raise_w = ROLE_CHARGE, now + length_s - into, 0.0
     return TouState(
