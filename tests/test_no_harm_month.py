@@ -108,6 +108,28 @@ def test_pge_days_the_battery_holds_the_peak_window_it_recharges_for() -> None:
     assert r["savings"]["net"] > 15_000.0
 
 
+def test_pge_days_at_low_wear_the_peak_window_is_held_to_its_end() -> None:
+    """At 0.021 USD/kWh (the demo's 0.15 CNY) a round trip pays, so arbitrage refills the battery every
+    night (to 95 %) and the levels are sized on a full battery: 12:00-18:00 gets (4 MW - L) x 6 h =
+    3.6 MWh -> L = 3,400.9 kW. But demand shaving holds 1 % under L (3,367 kW): 9 kWh more every
+    interval, and before issue 13h the battery ran empty at 17:45 on the first afternoon; the month
+    billed the 4 MW of that interval in both charges and every kWh spent before was wear: +585 USD
+    of arbitrage, 0 of demand. Now the level is raised to what the energy held at 12:00 holds at its
+    aim to 18:00: stored (94.9 - 20 %) x 5,016 kWh x 0.96 = 3,607 kWh AC = (4,000 - 0.99 L') x 6 h
+    -> L' = 3,433 kW, held at 3,399 kW. (On the next afternoons the profile books the last interval
+    1/15 at the 3 MW after 18:00 at 60 s, so the energy left for it is 17 kWh short: 3,444 kW.)"""
+    site = demo_site(PGE, 0.021)
+    r = billed(site, pge_weekdays(), PGE)
+    summer, top = r["peaks"]["summer peak"], r["peaks"]["maximum demand"]
+    assert summer[0] == pytest.approx(4000.0) and top[0] == pytest.approx(4000.0)
+    assert summer[1] == pytest.approx(3433.0, abs=15.0)
+    assert top[1] == pytest.approx(summer[1])  # the nights' charging stayed under it
+    assert r["peaks"]["summer part-peak"][1] <= r["peaks"]["summer part-peak"][0]
+    # >= 550 kW x (11.98 + 16.37) USD/kW-month
+    assert r["savings"]["demand"] >= 550.0 * (11.98 + 16.37)
+    assert r["savings"]["net"] > 15_000.0
+
+
 @pytest.mark.parametrize("wear", [0.021, 1.0, 10.0])
 def test_pge_days_never_cost_more_than_no_battery_at_any_wear(wear: float) -> None:
     """The promise holds whatever the wear: at 0.021 USD/kWh (the demo's 0.15 CNY) a round trip pays

@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from agent.control.demand import MIN_COVERAGE, close_interval
+from agent.control.demand import MARGIN, MIN_COVERAGE, close_interval
 from agent.control.envelope import remember
+from agent.control.levels import within_energy
 from agent.control.state import IntervalState
 
 
@@ -58,11 +59,13 @@ def roll(
     cost_per_kwh: float,
     fixed_w: float = 0.0,
     refill: bool = False,
+    stored_wh: float = math.nan,
 ) -> IntervalState:
     """A new interval `key` (`into` s old) in `month` at demand `rate`, after closing `iv`.
 
     `budget_wh`, `power_w`: what the fleet can give; `rates`, `cost_per_kwh`, `fixed_w`, `refill`: see
-    demand.close_interval.
+    demand.close_interval; `stored_wh`: what it holds now above its floor (AC; NaN: unknown), which the
+    rest of today's levels are raised to be held with (levels.within_energy; not a fixed target).
     """
     closing = iv
     new_part = into if sample and dt > into else (dt if sample else 0.0)
@@ -81,6 +84,8 @@ def roll(
     peaks, profile, env, targets, aim = close_interval(
         closing, length_s, spd, month, budget_wh, power_w, rates, cost_per_kwh, fixed_w, past, slot, refill
     )
+    if fixed_w <= 0.0:
+        targets = within_energy(targets, env, slot, spd - slot, MARGIN, stored_wh, length_s)
     return IntervalState(
         key=key,
         rate=rate,
