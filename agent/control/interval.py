@@ -65,7 +65,7 @@ def roll(
 
     `budget_wh`, `power_w`: what the fleet can give; `rates`, `cost_per_kwh`, `fixed_w`, `refill`: see
     demand.close_interval; `stored_wh`: what it holds now above its floor (AC; NaN: unknown), which the
-    rest of today's levels are raised to be held with (levels.within_energy; not a fixed target).
+    running window's levels are raised to be held with (levels.within_energy; not a fixed target).
     """
     closing = iv
     new_part = into if sample and dt > into else (dt if sample else 0.0)
@@ -84,8 +84,14 @@ def roll(
     peaks, profile, env, targets, aim = close_interval(
         closing, length_s, spd, month, budget_wh, power_w, rates, cost_per_kwh, fixed_w, past, slot, refill
     )
-    if fixed_w <= 0.0:
-        targets = within_energy(targets, env, slot, spd - slot, MARGIN, stored_wh, length_s)
+    if fixed_w <= 0.0 and 0 <= slot < len(rates):
+        # Over the running demand window (its run of equal rates): each later window gets the same
+        # check with what is left when it opens. Over the rest of the day (the evening after it, the
+        # night the valley refills), the raise cost pv / PG&E at 0.021 USD/kWh 7.5 points of the optimum.
+        run = 1
+        while slot + run < len(rates) and rates[slot + run] == rates[slot]:
+            run += 1
+        targets = within_energy(targets, env, slot, run, MARGIN, stored_wh, length_s)
     return IntervalState(
         key=key,
         rate=rate,

@@ -136,7 +136,12 @@ def plan_interval(
     eta_d = cfg.discharge_efficiency
     targets = iv.targets
     spd = len(targets)
-    keep = need_wh(profile, targets, slot, spd - slot, length_s, eta_d)  # the rest of today
+    # The rest of today's shaving, as the levels see it (sized on the envelope, held MARGIN under:
+    # levels.within_energy): the energy arbitrage may discharge is what that leaves. Counted on the
+    # last day's profile at the levels themselves, arbitrage took energy the levels had been sized
+    # with, and the window's level then had to rise for it.
+    aims = tuple(x * (1.0 - DEMAND_MARGIN) for x in targets)
+    keep = need_wh(iv.env, aims, slot, spd - slot, length_s, eta_d)
     if cfg.campus_keep_wh >= 0.0:  # the campus coordinator decided it for the campus (agent/campus/keep.py)
         keep = cfg.campus_keep_wh
     if (
