@@ -80,8 +80,8 @@ def billed(site: SiteConfig, trace: Trace, tariff_name: str) -> dict[str, Any]:
 
 
 def pge_weekdays(days: int = 3) -> Trace:
-    """Wednesday 1 to Friday 3 July 2026 at 60 s: 2.5 MW at night, 3 MW in E-20's part-peak hours,
-    4 MW in its 12:00-18:00 peak."""
+    """`days` days from Wednesday 1 July 2026 (3: to Friday 3) at 60 s, every one alike: 2.5 MW at
+    night, 3 MW in E-20's weekday part-peak hours, 4 MW in its weekday 12:00-18:00 peak."""
     start = datetime(2026, 7, 1, tzinfo=bundled(PGE).timezone).timestamp()
     h = (np.arange(days * 1440) % 1440) / 60.0
     load = np.where((h >= 12) & (h < 18), 4.0e6, np.where((h >= 8) & (h < 21), 3.0e6, 2.5e6))
@@ -127,6 +127,22 @@ def test_pge_days_at_low_wear_the_peak_window_is_held_to_its_end() -> None:
     assert r["peaks"]["summer part-peak"][1] <= r["peaks"]["summer part-peak"][0]
     # >= 550 kW x (11.98 + 16.37) USD/kW-month
     assert r["savings"]["demand"] >= 550.0 * (11.98 + 16.37)
+    assert r["savings"]["net"] > 15_000.0
+
+
+def test_pge_weekend_at_low_wear_the_battery_is_recharged_for_the_maximum_demand() -> None:
+    """The same days to Sunday 5 July: on Saturday and Sunday only the maximum demand (11.98 USD/kW)
+    is billed and every price is off-peak, so from Friday 21:00 no round trip pays within 24 h and
+    arbitrage holds. Before issue 13h the battery sat at its floor from Friday's peak window to
+    Sunday morning and Saturday's 4 MW afternoon billed the month's maximum demand at 4,000 kW. Now
+    those hours recharge for the demand levels (tou.demand_charge_now): Saturday's all-hours level
+    takes the whole battery, (4,000 - L) x 6 h = 3.6 MWh -> 3,400 kW, raised for its 1 % aim as on
+    the weekdays, so the month bills the weekdays' ~3,433 kW in both charges."""
+    r = billed(demo_site(PGE, 0.021), pge_weekdays(5), PGE)
+    summer, top = r["peaks"]["summer peak"], r["peaks"]["maximum demand"]
+    assert top[0] == pytest.approx(4000.0)
+    assert summer[1] == pytest.approx(3433.0, abs=15.0)
+    assert top[1] == pytest.approx(3433.0, abs=15.0)
     assert r["savings"]["net"] > 15_000.0
 
 

@@ -17,8 +17,12 @@ beat the demand rate (per kW-month); otherwise charging stays under the demand t
 above a level the load itself billed or reached (demand.raise_cap_w): the month's billed peak
 stays at or under the peak without the battery (issue 13).
 
-Where no round trip pays (PG&E E-20 at 0.15 USD/kWh of wear), the slot charges for demand instead
-(demand_charge_now): the energy the demand levels need is worth the demand charge it holds down.
+Where no round trip pays (PG&E E-20 at 0.15 USD/kWh of wear), or none from this slot within 24 h
+(its weekend at 0.021), the slot charges for demand instead (demand_charge_now): the energy the
+demand levels need is worth the demand charge it holds down. Discharge keeps back what the rest of
+today's shaving needs as the levels count it (keep_wh: the week's envelope at their aim), so the
+levels and arbitrage price a stored kWh the same way: the levels take it where a kWh of shaving is
+worth at least the round trip's spread (levels.py's multiplier starts there), arbitrage the rest.
 """
 
 from __future__ import annotations
@@ -147,9 +151,12 @@ def plan_interval(
     if (
         role != ROLE_CHARGE
         and prices is not None
-        # no round trip pays: nothing else refills the battery. The previous slot's spread, the one
-        # the levels were priced with (begin.py; NaN on the first interval: levels not priced, no charge)
-        and prev.spread <= 0.0
+        # Nothing else refills the battery: no round trip pays (the previous slot's spread, the one the
+        # levels were priced with, begin.py; NaN on the first interval: levels not priced, no charge),
+        # or none pays from this slot within 24 h (hold: PG&E's weekend at 0.021 USD/kWh, where the
+        # battery sat empty from Friday's peak window to Sunday and Saturday's load set the month's
+        # maximum demand: train100 billed 4,361 of 4,372 kW, the optimum 3,981 every day)
+        and (prev.spread <= 0.0 or role == ROLE_HOLD)
         and demand_charge_now(t, into, length_s, prices, iv.env, targets, slot)
     ):
         role, tou_end, raise_w = ROLE_CHARGE, now + length_s - into, 0.0
