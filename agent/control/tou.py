@@ -156,7 +156,7 @@ def plan_interval(
         # or none pays from this slot within 24 h (hold: PG&E's weekend at 0.021 USD/kWh, where the
         # battery sat empty from Friday's peak window to Sunday and Saturday's load set the month's
         # maximum demand: train100 billed 4,361 of 4,372 kW, the optimum 3,981 every day)
-        and (prev.spread <= 0.0 or role == ROLE_HOLD)
+        and (prev.spread <= 0.0 or (prev.spread > 0.0 and role == ROLE_HOLD))
         and demand_charge_now(t, into, length_s, prices, iv.env, targets, slot)
     ):
         role, tou_end, raise_w = ROLE_CHARGE, now + length_s - into, 0.0
