@@ -7,9 +7,11 @@ all-hours rate, below the month's highest billed peak in any window: billed_leve
 demand window has its own level (levels.py: the fleet's energy split across the windows by one
 marginal value, none deeper than pays), sized on the last week's envelope (envelope.py) so it
 is one the fleet could have held on each recent day (with less than half a day of history, the
-highest baseline interval seen stands in for it). A fixed `demand_target_w` > 0 replaces both.
-Windows with a demand rate of 0 are not shaved. Where no round trip pays, the battery is
-recharged for these levels (tou.demand_charge_now), never above what the month bills anyway
+highest baseline interval seen stands in for it). At every interval the running window's level
+is raised, if it must, to one the energy stored then holds at its aim to the window's end
+(levels.within_energy, in interval.roll). A fixed `demand_target_w` > 0 replaces all of these.
+Windows with a demand rate of 0 are not shaved. Where no round trip pays (or none from the slot
+within 24 h), the battery is recharged for these levels (tou.demand_charge_now), never above what the month bills anyway
 (slot_targets).
 
 Within an interval the policy plans the remaining energy, not only the instant: import saved
