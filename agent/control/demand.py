@@ -11,8 +11,8 @@ highest baseline interval seen stands in for it). At every interval the running 
 is raised, if it must, to one the energy stored then holds at its aim to the window's end
 (levels.within_energy, in interval.roll). A fixed `demand_target_w` > 0 replaces all of these.
 Windows with a demand rate of 0 are not shaved. Where no round trip pays (or none from the slot
-within 24 h), the battery is recharged for these levels (tou.demand_charge_now), never above what the month bills anyway
-(slot_targets).
+within 24 h), the battery is recharged for these levels (tou.demand_charge_now), never above
+what the month bills anyway (slot_targets).
 
 Within an interval the policy plans the remaining energy, not only the instant: import saved
 earlier in the interval (credit) lets the grid run above the target later, so energy stays in
