@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from agent.control.levels import base_rate, shave_levels
+from agent.control.levels import base_rate, shave_levels, within_energy
 
 # E-20 summer weekday by 15-min slot: 11.98 all hours, + 3.56 part-peak 08-12 and 18-21, + 16.37 peak 12-18
 RATES = tuple(28.35 if 48 <= s < 72 else 15.54 if 32 <= s < 84 else 11.98 for s in range(96))
@@ -53,3 +53,26 @@ def test_with_one_rate_it_is_the_lowest_level_the_energy_holds() -> None:
     # two hours at 4 MW: (4 MW - L) x 2 h = 0.5 MWh -> 3.75 MW (the rest of the day is lower)
     prof = (4e6,) * 8 + (3e6,) * 88
     assert shave_levels(prof, one, 900.0, 0.5e6, 2.5e6, math.nan) == pytest.approx((3.75e6,) * 96)
+
+
+def test_a_level_the_stored_energy_cannot_hold_at_its_aim_is_raised_evenly() -> None:
+    """The afternoon's 3.4 MW level from a full battery, held 1 % under (3,366 kW), needs
+    (4,000 - 3,366) kW x 6 h = 3,804 kWh, more than the 3,600 stored: raised to L' with
+    (4,000 - 0.99 L') x 6 h = 3,600 kWh -> L' = 3,434.3 kW in every afternoon slot, nowhere else."""
+    targets = tuple(3.4e6 if 48 <= s < 72 else math.inf for s in range(96))
+    out = within_energy(targets, PROFILE, 48, 24, 0.01, ENERGY_WH, 900.0)
+    assert out[48:72] == pytest.approx(((4e6 - 6e5) / 0.99,) * 24, abs=1.0)
+    assert out[:48] + out[72:] == targets[:48] + targets[72:]
+    # from 15:00 with the 1,800 kWh the plan left for the 3 h to 18:00: 1,902 needed, raised the same way
+    out = within_energy(targets, PROFILE, 60, 12, 0.01, 1.8e6, 900.0)
+    assert out[60:72] == pytest.approx(((4e6 - 6e5) / 0.99,) * 12, abs=1.0)
+    assert out[48:60] == targets[48:60]  # the slots already past are not this check's
+
+
+def test_a_level_the_stored_energy_holds_is_left_as_it_is() -> None:
+    targets = tuple(3.4e6 if 48 <= s < 72 else math.inf for s in range(96))
+    assert within_energy(targets, PROFILE, 48, 24, 0.01, 3.9e6, 900.0) == targets  # 3,804 kWh needed
+    assert within_energy(targets, PROFILE, 48, 24, 0.01, math.nan, 900.0) == targets  # stored energy unknown
+    # never raised above a slot's own load (there it needs nothing): with nothing stored, the slot's load / 0.99
+    out = within_energy(targets, PROFILE, 48, 24, 0.01, 0.0, 900.0)
+    assert out[48:72] == pytest.approx((4e6 / 0.99,) * 24, rel=1e-9)

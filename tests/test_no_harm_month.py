@@ -80,8 +80,8 @@ def billed(site: SiteConfig, trace: Trace, tariff_name: str) -> dict[str, Any]:
 
 
 def pge_weekdays(days: int = 3) -> Trace:
-    """Wednesday 1 to Friday 3 July 2026 at 60 s: 2.5 MW at night, 3 MW in E-20's part-peak hours,
-    4 MW in its 12:00-18:00 peak."""
+    """`days` days from Wednesday 1 July 2026 (3: to Friday 3) at 60 s, every one alike: 2.5 MW at
+    night, 3 MW in E-20's weekday part-peak hours, 4 MW in its weekday 12:00-18:00 peak."""
     start = datetime(2026, 7, 1, tzinfo=bundled(PGE).timezone).timestamp()
     h = (np.arange(days * 1440) % 1440) / 60.0
     load = np.where((h >= 12) & (h < 18), 4.0e6, np.where((h >= 8) & (h < 21), 3.0e6, 2.5e6))
@@ -105,6 +105,44 @@ def test_pge_days_the_battery_holds_the_peak_window_it_recharges_for() -> None:
     assert r["peaks"]["summer part-peak"][1] <= r["peaks"]["summer part-peak"][0]
     # 600 kW x (11.98 + 16.37) USD/kW-month = 17,010 USD of demand charge, less the 1 % and the minute
     assert r["savings"]["demand"] == pytest.approx(17_010.0, rel=0.02)
+    assert r["savings"]["net"] > 15_000.0
+
+
+def test_pge_days_at_low_wear_the_peak_window_is_held_to_its_end() -> None:
+    """At 0.021 USD/kWh (the demo's 0.15 CNY) a round trip pays, so arbitrage refills the battery every
+    night (to 95 %) and the levels are sized on a full battery: 12:00-18:00 gets (4 MW - L) x 6 h =
+    3.6 MWh -> L = 3,400.9 kW. But demand shaving holds 1 % under L (3,367 kW): 9 kWh more every
+    interval, and before issue 13h the battery ran empty at 17:45 on the first afternoon; the month
+    billed the 4 MW of that interval in both charges and every kWh spent before was wear: +585 USD
+    of arbitrage, 0 of demand. Now the level is raised to what the energy held at 12:00 holds at its
+    aim to 18:00: stored (94.9 - 20 %) x 5,016 kWh x 0.96 = 3,607 kWh AC = (4,000 - 0.99 L') x 6 h
+    -> L' = 3,433 kW, held at 3,399 kW. (On the next afternoons the profile books the last interval
+    1/15 at the 3 MW after 18:00 at 60 s, so the energy left for it is 17 kWh short: 3,444 kW.)"""
+    site = demo_site(PGE, 0.021)
+    r = billed(site, pge_weekdays(), PGE)
+    summer, top = r["peaks"]["summer peak"], r["peaks"]["maximum demand"]
+    assert summer[0] == pytest.approx(4000.0) and top[0] == pytest.approx(4000.0)
+    assert summer[1] == pytest.approx(3433.0, abs=15.0)
+    assert top[1] == pytest.approx(summer[1])  # the nights' charging stayed under it
+    assert r["peaks"]["summer part-peak"][1] <= r["peaks"]["summer part-peak"][0]
+    # >= 550 kW x (11.98 + 16.37) USD/kW-month
+    assert r["savings"]["demand"] >= 550.0 * (11.98 + 16.37)
+    assert r["savings"]["net"] > 15_000.0
+
+
+def test_pge_weekend_at_low_wear_the_battery_is_recharged_for_the_maximum_demand() -> None:
+    """The same days to Sunday 5 July: on Saturday and Sunday only the maximum demand (11.98 USD/kW)
+    is billed and every price is off-peak, so from Friday 21:00 no round trip pays within 24 h and
+    arbitrage holds. Before issue 13h the battery sat at its floor from Friday's peak window to
+    Sunday morning and Saturday's 4 MW afternoon billed the month's maximum demand at 4,000 kW. Now
+    those hours recharge for the demand levels (tou.demand_charge_now): Saturday's all-hours level
+    takes the whole battery, (4,000 - L) x 6 h = 3.6 MWh -> 3,400 kW, raised for its 1 % aim as on
+    the weekdays, so the month bills the weekdays' ~3,433 kW in both charges."""
+    r = billed(demo_site(PGE, 0.021), pge_weekdays(5), PGE)
+    summer, top = r["peaks"]["summer peak"], r["peaks"]["maximum demand"]
+    assert top[0] == pytest.approx(4000.0)
+    assert summer[1] == pytest.approx(3433.0, abs=15.0)
+    assert top[1] == pytest.approx(3433.0, abs=15.0)
     assert r["savings"]["net"] > 15_000.0
 
 

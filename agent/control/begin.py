@@ -131,6 +131,7 @@ def begin_cycle(
             cost_per_kwh=shave_cost(spread),
             fixed_w=cfg.demand_target_w,
             refill=prices is not None and spread <= 0.0,  # as tou.plan_interval's recharge for demand
+            stored_wh=max(0.0, f.energy_wh - floor * 0.01 * f.capacity_wh) * cfg.discharge_efficiency,
         )
         tou = plan_interval(
             tou, iv, t=t, now=now, slot=slot, into=into, length_s=length, prices=prices, cfg=cfg, f=f, ceil=ceil

@@ -7,10 +7,12 @@ all-hours rate, below the month's highest billed peak in any window: billed_leve
 demand window has its own level (levels.py: the fleet's energy split across the windows by one
 marginal value, none deeper than pays), sized on the last week's envelope (envelope.py) so it
 is one the fleet could have held on each recent day (with less than half a day of history, the
-highest baseline interval seen stands in for it). A fixed `demand_target_w` > 0 replaces both.
-Windows with a demand rate of 0 are not shaved. Where no round trip pays, the battery is
-recharged for these levels (tou.demand_charge_now), never above what the month bills anyway
-(slot_targets).
+highest baseline interval seen stands in for it). At every interval the running window's level
+is raised, if it must, to one the energy stored then holds at its aim to the window's end
+(levels.within_energy, in interval.roll). A fixed `demand_target_w` > 0 replaces all of these.
+Windows with a demand rate of 0 are not shaved. Where no round trip pays (or none from the slot
+within 24 h), the battery is recharged for these levels (tou.demand_charge_now), never above
+what the month bills anyway (slot_targets).
 
 Within an interval the policy plans the remaining energy, not only the instant: import saved
 earlier in the interval (credit) lets the grid run above the target later, so energy stays in
@@ -207,9 +209,10 @@ def close_interval(
     past: tuple[float, ...] = (),
     slot: int = -1,
     refill: bool = False,
-) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], tuple[float, ...], float]:
-    """Peaks, day profile, the level each slot of the day is defended at after the state's running
-    interval ends (in `month`), and the margin the new interval (`slot`) aims under its level.
+) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], tuple[float, ...], tuple[float, ...], float]:
+    """Peaks, day profile, its envelope with `past` (envelope.py), the level each slot of the day is
+    defended at after the state's running interval ends (in `month`), and the margin the new interval
+    (`slot`) aims under its level.
 
     `rates`: the demand rate of each slot of the day over the next 24 h; the levels split the
     fleet's energy (`energy_wh`, `power_w`) across the demand windows, none deeper than pays at
@@ -284,7 +287,7 @@ def close_interval(
         top = max((v for v in env if v == v), default=math.nan)
         if top > targets[slot] * (1.0 - MARGIN):  # NaN compares False
             aim = 0.0
-    return peaks, profile, targets, aim
+    return peaks, profile, env, targets, aim
 
 
 def interval_net_forecast_w(c: Cycle) -> float:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from agent.control.demand import MIN_COVERAGE, close_interval
+from agent.control.demand import MARGIN, MIN_COVERAGE, close_interval
 from agent.control.envelope import remember
+from agent.control.levels import within_energy
 from agent.control.state import IntervalState
 
 
@@ -34,6 +35,7 @@ def accumulate(iv: IntervalState, sample: bool, imp: float, net: float, dt: floa
         shave_floor_w=iv.shave_floor_w,
         targets=iv.targets,
         past=iv.past,
+        env=iv.env,
         margin=iv.margin,
     )
 
@@ -57,11 +59,13 @@ def roll(
     cost_per_kwh: float,
     fixed_w: float = 0.0,
     refill: bool = False,
+    stored_wh: float = math.nan,
 ) -> IntervalState:
     """A new interval `key` (`into` s old) in `month` at demand `rate`, after closing `iv`.
 
     `budget_wh`, `power_w`: what the fleet can give; `rates`, `cost_per_kwh`, `fixed_w`, `refill`: see
-    demand.close_interval.
+    demand.close_interval; `stored_wh`: what it holds now above its floor (AC; NaN: unknown), which the
+    running window's levels are raised to be held with (levels.within_energy; not a fixed target).
     """
     closing = iv
     new_part = into if sample and dt > into else (dt if sample else 0.0)
@@ -77,9 +81,17 @@ def roll(
     if closing.key >= 0 and closing.covered_s >= MIN_COVERAGE * length_s:
         past = remember(past, closing.key, spd, closing.net_ws / closing.covered_s)
     slot = key % spd
-    peaks, profile, targets, aim = close_interval(
+    peaks, profile, env, targets, aim = close_interval(
         closing, length_s, spd, month, budget_wh, power_w, rates, cost_per_kwh, fixed_w, past, slot, refill
     )
+    if fixed_w <= 0.0 and 0 <= slot < len(rates):
+        # Over the running demand window (its run of equal rates): each later window gets the same
+        # check with what is left when it opens. Over the rest of the day (the evening after it, the
+        # night the valley refills), the raise cost pv / PG&E at 0.021 USD/kWh 7.5 points of the optimum.
+        run = 1
+        while slot + run < len(rates) and rates[slot + run] == rates[slot]:
+            run += 1
+        targets = within_energy(targets, env, slot, run, MARGIN, stored_wh, length_s)
     return IntervalState(
         key=key,
         rate=rate,
@@ -92,5 +104,6 @@ def roll(
         shave_floor_w=targets[slot] if slot < len(targets) else math.nan,
         targets=targets,
         past=past,
+        env=env,
         margin=aim,
     )

@@ -117,6 +117,9 @@ class IntervalState:
     # the baseline averages of the last days, a ring by (day % ENVELOPE_DAYS) x slots + slot (NaN: unknown):
     # their highest per slot is the day the next one may bring (interval.envelope)
     past: tuple[float, ...]
+    # per slot of the day, the highest of the profile and `past` (envelope.envelope): the load the
+    # next day may bring, computed once when the interval opens for the levels and the ToU recharge
+    env: tuple[float, ...]
     margin: float  # the fraction the running interval aims under its target (demand.close_interval; NaN: MARGIN)
 
     def __init__(
@@ -133,6 +136,7 @@ class IntervalState:
         shave_floor_w: float = NAN,
         targets: tuple[float, ...] = (),
         past: tuple[float, ...] = (),
+        env: tuple[float, ...] = (),
         margin: float = NAN,
     ) -> None:
         object.__setattr__(self, "key", key)
@@ -146,6 +150,7 @@ class IntervalState:
         object.__setattr__(self, "shave_floor_w", shave_floor_w)
         object.__setattr__(self, "targets", targets)
         object.__setattr__(self, "past", past)
+        object.__setattr__(self, "env", env)
         object.__setattr__(self, "margin", margin)
 
 
