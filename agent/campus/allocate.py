@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from agent.control.dispatch import fill
 
@@ -79,6 +79,7 @@ from agent.control.dispatch import fill
 SHARE_WINDOW = 3
 MIN_SHARE = 1.0  # W (or W/s): the least share of a limit that is on (see the module doc)
 NOT_SENT = -1.0  # Share.keep_wh below 0: no campus keep in the share, the agent keeps its own
+UNDECIDED = -1  # Share.recharge: the coordinator did not decide it (no campus tariff), the agent does
 _FLOOR_FRACTION = 0.1  # of a feeder's net load: its weight for headroom and ramp however big its battery
 _FLOOR_W = 1.0  # and at least this (W): a feeder at zero load still gets a part
 _ENERGY_FLOOR_WH = 1.0  # a feeder with discharge power but ~no energy still gets a (tiny) weight
@@ -109,6 +110,9 @@ class FeederState:
     # treated as stale (fallback) before it falls back by itself (its own stale_after_s is longer)
     share_age_s: float = 0.0
     interval_wh: float = 0.0  # what it imported so far in the running demand interval (its own count)
+    # its demand controller's forecast of its net load over the rest of the interval (W; NaN: not
+    # reported, net_load_w stands for it): the demand target is split on it (split_demand)
+    forecast_w: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +125,17 @@ class Share:
     # AC energy (Wh) kept back from time-of-use discharge for the campus's demand target: this
     # feeder's part of the campus's keep (agent/campus/keep.py); NOT_SENT: the agent keeps its own
     keep_wh: float = NOT_SENT
+    # the campus recharges for its demand target now (agent/campus/keep.py: 1 yes, 0 no, UNDECIDED:
+    # the agent's own rule)
+    recharge: int = UNDECIDED
 
 
 def usable(f: FeederState, stale_after_s: float) -> bool:
     """The report counts: fresh, no older than `stale_after_s`, every value finite and in range."""
     vals = (f.net_load_w, f.grid_w, f.discharge_w, f.charge_w, f.energy_wh, f.age_s, f.share_age_s, f.interval_wh)
     return (
-        f.fresh
+        not math.isinf(f.forecast_w)  # NaN: not reported
+        and f.fresh
         and all(math.isfinite(v) for v in vals)
         and f.discharge_w >= 0.0
         and f.charge_w >= 0.0
@@ -205,14 +213,15 @@ def split_ramp(limit_w_per_s: float, fs: Sequence[FeederState]) -> list[float]:
 def to_send(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
     """What the coordinator sends: import cap and ramp held down over `recent` allocations, the
     demand target from the newest (an energy split: see the module doc for why they differ), and
-    the keep from the newest (planned by the agent once per interval, not a limit)."""
+    the campus's demand decisions from the newest (the keep and the recharge: not limits)."""
     held = hold_down(recent)
     newest = recent[-1]
     out = {}
     for site, sh in held.items():
         new = newest.get(site)
-        target, keep = (new.demand_target_w, new.keep_wh) if new is not None else (0.0, NOT_SENT)
-        out[site] = Share(sh.import_cap_w, sh.ramp_w_per_s, target, keep)
+        if new is None:
+            new = Share(keep_wh=NOT_SENT)  # absent from the newest: no campus demand decisions
+        out[site] = replace(new, import_cap_w=sh.import_cap_w, ramp_w_per_s=sh.ramp_w_per_s)
     return out
 
 
@@ -236,11 +245,31 @@ def split_demand(target_w: float, fs: Sequence[FeederState], left_s: float, leng
         return []
     left = min(max(left_s, 1.0), length_s)
     used = [f.interval_wh * 3600.0 for f in fs]  # W s
-    rate = (target_w * length_s - sum(used)) / left
+    rate = _rate_left(target_w, fs, left, length_s)
+    fs = as_forecast(fs)
     # headroom also by charge power: where the campus is under its target, the room is worth most
     # to the batteries that can charge into it (the pooled controller charges wherever there is room)
     rates = split_cap(rate, fs, [f.charge_w for f in fs]) if rate > 0.0 else [rate / n] * n
     return [max(MIN_SHARE, (u + r * left) / length_s) for u, r in zip(used, rates, strict=True)]
+
+
+def as_forecast(fs: Sequence[FeederState]) -> list[FeederState]:
+    """`fs` with each feeder's demand forecast as its net load, where it reported one.
+
+    The demand target is an interval average, and each agent holds its share against its own forecast
+    of the rest of the interval (the interval's average so far, steadied by the last one's: demand
+    .interval_net_forecast_w), not against its reading now. Split on the readings, a share follows a
+    feeder's load through every swing of its GPU jobs: a feeder caught low in a swing got a share under
+    its own forecast and discharged for it, one caught high a share it charged into, while the campus
+    needed neither (measured, PG&E 30 days: 887 MWh discharged where one controller of the same
+    batteries spent 119). The forecasts are linear in the loads, so they sum to the campus's forecast:
+    split on them, a feeder is asked to shave exactly its part of what the campus needs."""
+    return [f if not math.isfinite(f.forecast_w) else replace(f, net_load_w=f.forecast_w) for f in fs]
+
+
+def _rate_left(target_w: float, fs: Sequence[FeederState], left: float, length_s: float) -> float:
+    """The campus's import rate (W) over the `left` s still to run at which its interval ends at `target_w`."""
+    return (target_w * length_s - sum(f.interval_wh * 3600.0 for f in fs)) / left
 
 
 def hold_down(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
@@ -264,7 +293,8 @@ def hold_down(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
                     min(prev.import_cap_w, sh.import_cap_w),
                     min(prev.ramp_w_per_s, sh.ramp_w_per_s),
                     min(prev.demand_target_w, sh.demand_target_w),
-                    sh.keep_wh,  # not a limit: the newest
+                    sh.keep_wh,  # not limits: the newest
+                    sh.recharge,
                 )
             )
     return out
@@ -279,6 +309,7 @@ def allocate(
     interval_left_s: float = 900.0,
     interval_s: float = 900.0,
     keep_wh: float = NOT_SENT,
+    recharge: int = UNDECIDED,
 ) -> dict[str, Share]:
     """Each feeder's share of `limits`, by site id.
 
@@ -289,7 +320,8 @@ def allocate(
     (`interval_left_s` of the `interval_s` demand interval still to run, each fresh feeder's
     `interval_wh` so far: split_demand); a feeder on its fallback holds its fallback level for the
     interval, so the fresh share the rest of the target. `keep_wh`: the campus's keep for its demand
-    target (agent/campus/keep.py), split over the fresh feeders by energy (split_keep).
+    target (agent/campus/keep.py), split over the fresh feeders by energy (split_keep); `recharge`
+    (agent/campus/recharge.py) goes to every fresh feeder as it is.
     """
     fb = fallback or {}
     ids = [f.site_id for f in feeders]
@@ -317,7 +349,9 @@ def allocate(
     if limits.demand_target_w > 0.0:
         left_w = rest(limits.demand_target_w, sum(s.demand_target_w for s in held))
         demand = split_demand(left_w, fresh, interval_left_s, interval_s)
+    else:
+        recharge = UNDECIDED
     keep = split_keep(keep_wh if limits.demand_target_w > 0.0 else NOT_SENT, fresh)
     for i, f in enumerate(fresh):
-        out[f.site_id] = Share(cap[i], ramp[i], demand[i], keep[i])
+        out[f.site_id] = Share(cap[i], ramp[i], demand[i], keep[i], recharge)
     return out

@@ -19,7 +19,9 @@ value is all either side uses, and a retained one would only be refused as stale
     share:  {"v": 1, "site": "f1", "seq": 17, "ts": ..., "nonce": ..., "import_cap_w": ...,
              "ramp_w_per_s": ..., "demand_target_w": ..., "keep_wh": ..., "sig": ...}
              (keep_wh: its part of the campus's keep for the demand target, AC Wh; absent or
-             below 0: none, the agent keeps its own; agent/campus/keep.py)
+             below 0: none, the agent keeps its own; agent/campus/keep.py. "recharge": 1 / 0 the
+             campus recharges for its demand target now or not, -1 or absent: not decided, the
+             agent's own rule; agent/campus/recharge.py)
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import math
 import secrets
 from typing import Any
 
-from agent.campus.allocate import NOT_SENT, FeederState, Share
+from agent.campus.allocate import NOT_SENT, UNDECIDED, FeederState, Share
 from agent.mqtt.auth import sign
 
 MAX_MESSAGE_BYTES = 2048
@@ -77,6 +79,7 @@ def signed_share(secret: bytes, site: str, share: Share, seq: int, ts: float) ->
     body: dict[str, Any] = {"v": 1, "site": site, "seq": seq, "ts": ts, "nonce": _nonce()}
     for k in (*SHARE_FIELDS, "keep_wh"):
         body[k] = round(float(getattr(share, k)), 3)
+    body["recharge"] = share.recharge
     return json.dumps(sign(secret, body), separators=(",", ":")).encode()
 
 
@@ -129,4 +132,13 @@ def parse_share(msg: dict[str, Any], site: str) -> tuple[int, Share]:
         if v < 0.0:
             raise MessageError(f"'{k}' must be >= 0, got {v!r}")
     keep = _watts(msg, "keep_wh") if "keep_wh" in msg else NOT_SENT  # a coordinator without it: none
-    return seq, Share(**vals, keep_wh=keep if keep >= 0.0 else NOT_SENT)
+    recharge = msg.get("recharge", UNDECIDED)  # a coordinator without a tariff: the agent's own rule
+    if isinstance(recharge, bool) or recharge not in (UNDECIDED, 0, 1):
+        raise MessageError(f"'recharge' must be -1, 0 or 1, got {recharge!r}")
+    return seq, Share(
+        vals["import_cap_w"],
+        vals["ramp_w_per_s"],
+        vals["demand_target_w"],
+        keep if keep >= 0.0 else NOT_SENT,
+        int(recharge),
+    )

@@ -138,15 +138,20 @@ def plan_interval(
     targets = iv.targets
     spd = len(targets)
     keep = need_wh(profile, targets, slot, spd - slot, length_s, eta_d)  # the rest of today
-    if cfg.campus_keep_wh >= 0.0:  # the campus coordinator decided it for the campus (agent/campus/keep.py)
-        keep = cfg.campus_keep_wh
+    campus = cfg.campus  # the campus coordinator's decisions, where it sent them (config.CampusPart)
+    if campus is not None and campus.keep_wh >= 0.0:
+        keep = campus.keep_wh
     if (
         role != ROLE_CHARGE
         and prices is not None
         # no round trip pays: nothing else refills the battery. The previous slot's spread, the one
         # the levels were priced with (begin.py; NaN on the first interval: levels not priced, no charge)
         and prev.spread <= 0.0
-        and demand_charge_now(t, into, length_s, prices, envelope(profile, iv.past), targets, slot)
+        and (
+            campus.recharge > 0
+            if campus is not None and campus.recharge >= 0
+            else demand_charge_now(t, into, length_s, prices, envelope(profile, iv.past), targets, slot)
+        )
     ):
         role, tou_end, raise_w = ROLE_CHARGE, now + length_s - into, 0.0
     return TouState(

@@ -47,6 +47,23 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CampusPart:
+    """What a campus coordinator decided for the campus's demand target, as one feeder's agent takes it
+    (agent/campus: decided once on the campus's profile and tariff, sent in the share). With it the
+    agent's demand_target_w is its share of the campus target, and:
+    - its charge raise stays at or under that share (the feeders' own raises, each up to its own
+      feeder's billed peak, add up above the campus target: agent.control.demand);
+    - charging spends the share's credit over the time left: it is what the coordinator gives this
+      feeder now of the campus's energy left (agent.campus.allocate.split_demand), not import it saved;
+    - time-of-use discharge keeps back `keep_wh` (stored Wh; below 0: its own keep) for the target;
+    - it recharges for demand where no round trip pays only when the campus does (`recharge`: 1 yes,
+      0 no, -1 not decided: its own rule, agent.control.tou.demand_charge_now)."""
+
+    keep_wh: float = -1.0
+    recharge: int = -1
+
+
+@dataclass(frozen=True, slots=True)
 class ControlConfig:
     """Targets and limits for the control policy (SI units)."""
 
@@ -73,16 +90,9 @@ class ControlConfig:
     # Not a site-file key: True only in an offline replay of a trace sampled at the agent's cycle,
     # where the load changes exactly when the agent reads it (agent.control.ramp_reference)
     load_changes_at_readings: bool = False
-    # Not a site-file key: the stored energy time-of-use discharge keeps back for the demand target,
-    # when a campus coordinator decides it for the campus (agent/campus/keep.py; set by
-    # agent.control.campus_share.with_share); below 0 the agent keeps its own (demand.keep_wh)
-    campus_keep_wh: float = -1.0
-    # Not a site-file key: True when demand_target_w is a campus coordinator's share (set by
-    # agent.control.campus_share.with_share): a charge raise then stays at or under it, since the sum
-    # of the feeders' own raises is not the campus's; and charging spends the share's credit over the
-    # time left: it is what the coordinator gives this feeder now from the campus's energy left
-    # (agent.campus.allocate.split_demand), not import this feeder saved earlier
-    campus_target: bool = False
+    # Not a site-file key: the campus coordinator's demand decisions for this feeder, while its demand
+    # target is the campus's share (set by agent.control.campus_share.with_share); None: a site alone
+    campus: CampusPart | None = None
 
 
 @dataclass(frozen=True, slots=True)

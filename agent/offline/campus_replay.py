@@ -32,11 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from agent.campus.allocate import SHARE_WINDOW, CampusLimits, FeederState, Share, allocate, to_send
+from agent.campus.allocate import SHARE_WINDOW, UNDECIDED, CampusLimits, FeederState, Share, allocate, to_send
 from agent.campus.keep import new_day
 from agent.campus.keep import step as campus_step
+from agent.campus.recharge import campus_recharge
 from agent.control import Prices
-from agent.control.campus_share import feeder_state, with_share
+from agent.control.campus_share import demand_forecast_w, feeder_state, with_share
 from agent.economics.tariff import FloatArray, Tariff
 from agent.model.config import DeviceConfig, SiteConfig
 from agent.model.snapshot import SiteSnapshot
@@ -167,15 +168,24 @@ def coordinated(
     # (agent.offline.replay.day_profile: a replay has no yesterday)
     day = new_day(iv_len, day_profile(campus_trace(feeders), iv_len, tz))
 
+    recharge = (-1, UNDECIDED)  # (interval key, the campus's recharge decision for it)
+
     def timed(states: list[FeederState], seen: int, k: int) -> dict[str, Share]:
         # what the coordinator sends at trace step k (allocate.to_send) on the reports of the readings
-        # of step `seen`, with the campus's keep (agent/campus/keep.py) from the slot they are in
-        nonlocal day
+        # of step `seen`, with the campus's keep (agent/campus/keep.py) from the slot they are in and
+        # its recharge (agent/campus/recharge.py) for the interval of step k, decided once for it
+        nonlocal day, recharge
         a = clock()
         left = iv_len - float(ts[k]) % iv_len
         t = datetime.fromtimestamp(float(ts[seen]), tz)
         day, keep = campus_step(day, states, t, dt, iv_len, limits.demand_target_w)
-        recent.append(allocate(limits, states, interval_left_s=left, interval_s=iv_len, keep_wh=keep))
+        key = int(float(ts[k]) // iv_len)
+        if key != recharge[0]:
+            t_k = datetime.fromtimestamp(float(ts[k]), tz)
+            recharge = (key, campus_recharge(day, t_k, iv_len, limits.demand_target_w, prices))
+        recent.append(
+            allocate(limits, states, interval_left_s=left, interval_s=iv_len, keep_wh=keep, recharge=recharge[1])
+        )
         out = to_send(recent)
         alloc_s.append(clock() - a)
         return out
@@ -184,8 +194,13 @@ def coordinated(
         # the agent's own count of its import this interval (to step `counted`), as the live agent
         # reports it; an interval that has ended by step k, when the share is made, counts 0
         same = float(ts[counted]) // iv_len == float(ts[k]) // iv_len
-        wh = r.st.interval.grid_ws / 3600.0 if same else 0.0
-        return feeder_state(site, snap, r.cfg, r.op, interval_wh=wh)
+        iv = r.st.interval
+        wh = iv.grid_ws / 3600.0 if same else 0.0
+        net = snap.load_w.value - snap.pv_w.value
+        # its demand forecast (campus_share.demand_forecast_w); a new interval's from the reading alone
+        left = iv_len - float(ts[k]) % iv_len
+        fc = demand_forecast_w(iv, iv.key % len(iv.profile), net, dt, left) if same and iv.profile else net
+        return feeder_state(site, snap, r.cfg, r.op, interval_wh=wh, forecast_w=fc)
 
     t0 = clock()
     every = progress_every(n)
