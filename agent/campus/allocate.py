@@ -71,6 +71,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
+from agent.campus.bound import NO_BOUND, as_forecast, campus_bound_w, split_bound
 from agent.control.dispatch import fill
 
 # allocations an import cap or ramp share is the least of (hold_down): any mix of the shares sent in
@@ -128,6 +129,9 @@ class Share:
     # the campus recharges for its demand target now (agent/campus/keep.py: 1 yes, 0 no, UNDECIDED:
     # the agent's own rule)
     recharge: int = UNDECIDED
+    # its part of the campus's demand bound (agent/campus/bound.py: W, > 0 discharge at least, < 0
+    # charge at most); NaN: none sent, the agent bounds itself against its share
+    demand_w: float = math.nan
 
 
 def usable(f: FeederState, stale_after_s: float) -> bool:
@@ -213,7 +217,7 @@ def split_ramp(limit_w_per_s: float, fs: Sequence[FeederState]) -> list[float]:
 def to_send(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
     """What the coordinator sends: import cap and ramp held down over `recent` allocations, the
     demand target from the newest (an energy split: see the module doc for why they differ), and
-    the campus's demand decisions from the newest (the keep and the recharge: not limits)."""
+    the campus's demand decisions from the newest (the keep, the recharge and the bound: not limits)."""
     held = hold_down(recent)
     newest = recent[-1]
     out = {}
@@ -253,20 +257,6 @@ def split_demand(target_w: float, fs: Sequence[FeederState], left_s: float, leng
     return [max(MIN_SHARE, (u + r * left) / length_s) for u, r in zip(used, rates, strict=True)]
 
 
-def as_forecast(fs: Sequence[FeederState]) -> list[FeederState]:
-    """`fs` with each feeder's demand forecast as its net load, where it reported one.
-
-    The demand target is an interval average, and each agent holds its share against its own forecast
-    of the rest of the interval (the interval's average so far, steadied by the last one's: demand
-    .interval_net_forecast_w), not against its reading now. Split on the readings, a share follows a
-    feeder's load through every swing of its GPU jobs: a feeder caught low in a swing got a share under
-    its own forecast and discharged for it, one caught high a share it charged into, while the campus
-    needed neither (measured, PG&E 30 days: 887 MWh discharged where one controller of the same
-    batteries spent 119). The forecasts are linear in the loads, so they sum to the campus's forecast:
-    split on them, a feeder is asked to shave exactly its part of what the campus needs."""
-    return [f if not math.isfinite(f.forecast_w) else replace(f, net_load_w=f.forecast_w) for f in fs]
-
-
 def _rate_left(target_w: float, fs: Sequence[FeederState], left: float, length_s: float) -> float:
     """The campus's import rate (W) over the `left` s still to run at which its interval ends at `target_w`."""
     return (target_w * length_s - sum(f.interval_wh * 3600.0 for f in fs)) / left
@@ -295,6 +285,7 @@ def hold_down(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
                     min(prev.demand_target_w, sh.demand_target_w),
                     sh.keep_wh,  # not limits: the newest
                     sh.recharge,
+                    sh.demand_w,
                 )
             )
     return out
@@ -320,8 +311,9 @@ def allocate(
     (`interval_left_s` of the `interval_s` demand interval still to run, each fresh feeder's
     `interval_wh` so far: split_demand); a feeder on its fallback holds its fallback level for the
     interval, so the fresh share the rest of the target. `keep_wh`: the campus's keep for its demand
-    target (agent/campus/keep.py), split over the fresh feeders by energy (split_keep); `recharge`
-    (agent/campus/recharge.py) goes to every fresh feeder as it is.
+    target (agent/campus/keep.py), split over the fresh feeders by energy (split_keep); the campus's
+    demand bound (agent/campus/bound.py) by power; `recharge` (agent/campus/recharge.py) goes to every
+    fresh feeder as it is.
     """
     fb = fallback or {}
     ids = [f.site_id for f in feeders]
@@ -342,6 +334,7 @@ def allocate(
         return max(0.0, limit - taken)
 
     cap = ramp = demand = [0.0] * len(fresh)
+    bound = [NO_BOUND] * len(fresh)
     if limits.import_limit_w > 0.0:
         cap = split_cap(rest(limits.import_limit_w, sum(s.import_cap_w for s in held)), fresh)
     if limits.ramp_limit_w_per_s > 0.0:
@@ -349,9 +342,10 @@ def allocate(
     if limits.demand_target_w > 0.0:
         left_w = rest(limits.demand_target_w, sum(s.demand_target_w for s in held))
         demand = split_demand(left_w, fresh, interval_left_s, interval_s)
+        bound = split_bound(campus_bound_w(left_w, fresh, interval_left_s, interval_s), fresh)
     else:
         recharge = UNDECIDED
     keep = split_keep(keep_wh if limits.demand_target_w > 0.0 else NOT_SENT, fresh)
     for i, f in enumerate(fresh):
-        out[f.site_id] = Share(cap[i], ramp[i], demand[i], keep[i], recharge)
+        out[f.site_id] = Share(cap[i], ramp[i], demand[i], keep[i], recharge, bound[i])
     return out

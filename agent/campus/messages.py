@@ -21,7 +21,8 @@ value is all either side uses, and a retained one would only be refused as stale
              (keep_wh: its part of the campus's keep for the demand target, AC Wh; absent or
              below 0: none, the agent keeps its own; agent/campus/keep.py. "recharge": 1 / 0 the
              campus recharges for its demand target now or not, -1 or absent: not decided, the
-             agent's own rule; agent/campus/recharge.py)
+             agent's own rule; agent/campus/recharge.py. "demand_w": its part of the campus's
+             demand bound, W, > 0 discharge, < 0 charge room; absent: none; agent/campus/bound.py)
 """
 
 from __future__ import annotations
@@ -80,6 +81,8 @@ def signed_share(secret: bytes, site: str, share: Share, seq: int, ts: float) ->
     for k in (*SHARE_FIELDS, "keep_wh"):
         body[k] = round(float(getattr(share, k)), 3)
     body["recharge"] = share.recharge
+    if math.isfinite(share.demand_w):
+        body["demand_w"] = round(share.demand_w, 3)
     return json.dumps(sign(secret, body), separators=(",", ":")).encode()
 
 
@@ -141,4 +144,5 @@ def parse_share(msg: dict[str, Any], site: str) -> tuple[int, Share]:
         vals["demand_target_w"],
         keep if keep >= 0.0 else NOT_SENT,
         int(recharge),
+        _watts(msg, "demand_w") if "demand_w" in msg else math.nan,  # absent: none, the agent's own bound
     )

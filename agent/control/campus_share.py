@@ -42,13 +42,14 @@ def with_share(cfg: ControlConfig, share: Share) -> ControlConfig:
     """`cfg` with the campus share as its grid import limit, ramp limit and demand target. Where the
     share is the demand target in force (the campus's, not a tighter one of the site's own), the
     coordinator's demand decisions for the campus come with it as `campus` (config.CampusPart: the
-    keep in stored Wh here, AC Wh in the share; whether the campus recharges now); else
+    keep in stored Wh here, AC Wh in the share; whether the campus recharges now; this feeder's part
+    of the campus's demand bound); else
     `campus` is None and the agent decides as a site alone."""
     target = _tighter(cfg.demand_target_w, share.demand_target_w)
     part = None
     if share.demand_target_w > 0.0 and target == share.demand_target_w:  # the campus's target holds
         keep = share.keep_wh / cfg.discharge_efficiency if share.keep_wh >= 0.0 else -1.0
-        part = CampusPart(keep_wh=keep, recharge=share.recharge)
+        part = CampusPart(keep_wh=keep, recharge=share.recharge, demand_w=share.demand_w)
     return replace(
         cfg,
         grid_import_limit_w=_tighter(cfg.grid_import_limit_w, share.import_cap_w),

@@ -6,6 +6,7 @@ Every key is validated; an error names the file, the table and the key.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -55,12 +56,17 @@ class CampusPart:
       feeder's billed peak, add up above the campus target: agent.control.demand);
     - charging spends the share's credit over the time left: it is what the coordinator gives this
       feeder now of the campus's energy left (agent.campus.allocate.split_demand), not import it saved;
+    - its demand bound is its part of the campus's (`demand_w`, W: > 0 it discharges that much, < 0
+      it may charge that much and no more than its share allows; NaN: its own against its share):
+      bounded each against its own share, a feeder whose GPU load swung up discharged while the
+      campus, where the swings cancel, needed nothing (agent/campus/bound.py);
     - time-of-use discharge keeps back `keep_wh` (stored Wh; below 0: its own keep) for the target;
     - it recharges for demand where no round trip pays only when the campus does (`recharge`: 1 yes,
       0 no, -1 not decided: its own rule, agent.control.tou.demand_charge_now)."""
 
     keep_wh: float = -1.0
     recharge: int = -1
+    demand_w: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)

@@ -170,13 +170,16 @@ def coordinated(
 
     recharge = (-1, UNDECIDED)  # (interval key, the campus's recharge decision for it)
 
-    def timed(states: list[FeederState], seen: int, k: int) -> dict[str, Share]:
+    def timed(states: list[FeederState], seen: int, counted: int, k: int) -> dict[str, Share]:
         # what the coordinator sends at trace step k (allocate.to_send) on the reports of the readings
         # of step `seen`, with the campus's keep (agent/campus/keep.py) from the slot they are in and
         # its recharge (agent/campus/recharge.py) for the interval of step k, decided once for it
         nonlocal day, recharge
         a = clock()
-        left = iv_len - float(ts[k]) % iv_len
+        # the time left after what the feeders' counts cover (to step `counted`, as the agents count:
+        # allocate's bound is the campus's rate over the rest of the interval from there)
+        same = float(ts[counted]) // iv_len == float(ts[k]) // iv_len
+        left = iv_len - float(ts[counted if same else k]) % iv_len
         t = datetime.fromtimestamp(float(ts[seen]), tz)
         day, keep = campus_step(day, states, t, dt, iv_len, limits.demand_target_w)
         key = int(float(ts[k]) // iv_len)
@@ -208,7 +211,8 @@ def coordinated(
     for lo in range(0, n, decide_every):
         hi = min(n, lo + decide_every)
         if not late:
-            shares = timed([report(r, i, r.next_reading(lo), max(lo - 1, 0), lo) for r, i in pairs], lo, lo)
+            before = max(lo - 1, 0)
+            shares = timed([report(r, i, r.next_reading(lo), before, lo) for r, i in pairs], lo, before, lo)
         if shares is not None:
             for (r, i), b in zip(pairs, base, strict=True):
                 r.cfg = with_share(b, shares[i])
@@ -216,7 +220,7 @@ def coordinated(
             r.run(lo, hi)
         if late:  # the reports of this cycle (the snapshot each agent decided on), answered for the next
             k = min(hi, n - 1)
-            shares = timed([report(r, i, r.snap, hi - 1, k) for r, i in pairs if r.snap is not None], lo, k)
+            shares = timed([report(r, i, r.snap, hi - 1, k) for r, i in pairs if r.snap is not None], lo, hi - 1, k)
         if progress is not None and (hi >= next_progress or hi == n):
             progress(hi, n)
             next_progress = hi + every
