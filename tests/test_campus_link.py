@@ -186,7 +186,14 @@ def test_status_shows_the_share_in_force_its_age_and_the_refusals(link: tuple[Ca
     assert (st["on_fallback"], st["share_age_s"], st["share"]) == (
         True,
         None,
-        {"import_cap_w": 900_000.0, "ramp_w_per_s": 80_000.0, "demand_target_w": 0.0, "keep_wh": -1.0},
+        {
+            "import_cap_w": 900_000.0,
+            "ramp_w_per_s": 80_000.0,
+            "demand_target_w": 0.0,
+            "keep_wh": -1.0,
+            "recharge": -1,
+            "demand_w": None,
+        },
     )
     assert lk.on_share(share(clock, 1_200_000.0))
     assert not lk.on_share(share(clock, 1.0, key=b"another-key-0123456789abcdef"))  # forged
@@ -198,6 +205,8 @@ def test_status_shows_the_share_in_force_its_age_and_the_refusals(link: tuple[Ca
         "ramp_w_per_s": 50_000.0,
         "demand_target_w": 0.0,
         "keep_wh": -1.0,
+        "recharge": -1,
+        "demand_w": None,
     }
     assert (st["accepted"], st["refused"], st["stale_after_s"]) == (1, {"unauthenticated": 1}, 5.0)
     clock.step(3.5)  # 5.5 s old: past stale_after_s

@@ -114,6 +114,9 @@ class FeederState:
     # its demand controller's forecast of its net load over the rest of the interval (W; NaN: not
     # reported, net_load_w stands for it): the demand target is split on it (split_demand)
     forecast_w: float = math.nan
+    # the charge raise its time-of-use plan priced (W, tou.plan_interval: charging here is worth a
+    # higher peak; 0: none): where any feeder's is, the campus's charge drops its margin (bound.py)
+    raise_w: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

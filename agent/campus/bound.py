@@ -66,7 +66,13 @@ def campus_bound_w(target_w: float, fs: Sequence[FeederState], left_s: float, le
     if a >= 0.0:
         return a
     net = sum(f.net_load_w for f in fs)
-    allow = allowed_grid_w(aim - CHARGE_MARGIN * aim, used, covered, left, length_s)
+    # Charging is discretionary and keeps CHARGE_MARGIN further under the aim, unless a raise is
+    # priced (the valley charge worth a higher peak: demand.demand drops the margin for it). The
+    # pooled controller's raise is capped by the campus's own top (demand.raise_cap_w) less the
+    # margin, which is about the aim where the target is near that top (the bench: 184.5 MW both),
+    # and a feeder's by its share: so where any feeder prices one, the campus charges to its aim.
+    raised = any(f.raise_w > 0.0 for f in fs)
+    allow = allowed_grid_w(aim if raised else aim - CHARGE_MARGIN * aim, used, covered, left, length_s)
     return min(0.0, (net if net > fc else fc) - allow)
 
 

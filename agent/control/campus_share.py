@@ -87,6 +87,7 @@ def feeder_state(
     *,
     interval_wh: float = 0.0,
     forecast_w: float = math.nan,
+    raise_w: float = 0.0,
 ) -> FeederState:
     """This cycle's campus report: net load, grid import, and the battery power and energy the
     coordinator may count on (trusted clusters, the operator's maintenance and derate, above the
@@ -95,7 +96,8 @@ def feeder_state(
     `interval_wh`: the import its demand controller counted so far this demand interval (the
     coordinator splits the campus's interval energy: agent.campus.allocate.split_demand).
     `forecast_w`: its demand controller's forecast of the rest of the interval (demand_forecast_w;
-    NaN: not known, the coordinator splits on `net_load_w`)."""
+    NaN: not known, the coordinator splits on `net_load_w`); `raise_w`: the charge raise its
+    time-of-use plan priced for this interval (0: none)."""
     good = all(m.quality is Quality.GOOD for m in (snap.grid_w, snap.load_w, snap.pv_w)) and snap.grid_up
     f = build_fleet(snap, op.maintenance, None, op.derate)
     floor = reserve_floor_pct(cfg, op, f.capacity_wh)
@@ -114,4 +116,5 @@ def feeder_state(
         fresh=good,
         interval_wh=interval_wh,
         forecast_w=forecast_w,
+        raise_w=raise_w,
     )

@@ -207,7 +207,8 @@ class CampusLink:
             "campus": self.cfg.campus,
             "connected": self.connected,
             "on_fallback": share is None,
-            "share": asdict(held),
+            # the campus's demand decisions in it: recharge -1 and demand_w None where none were sent
+            "share": {k: (v if v == v else None) for k, v in asdict(held).items()},
             "share_age_s": now - self.share_t if self.share is not None else None,  # None: none yet
             "share_seq": self.share_seq,
             "stale_after_s": self.cfg.stale_after_s,

@@ -38,6 +38,7 @@ from agent.campus.keep import step as campus_step
 from agent.campus.recharge import campus_recharge
 from agent.control import Prices
 from agent.control.campus_share import demand_forecast_w, feeder_state, with_share
+from agent.control.state import ROLE_CHARGE
 from agent.economics.tariff import FloatArray, Tariff
 from agent.model.config import DeviceConfig, SiteConfig
 from agent.model.snapshot import SiteSnapshot
@@ -203,7 +204,8 @@ def coordinated(
         # its demand forecast (campus_share.demand_forecast_w); a new interval's from the reading alone
         left = iv_len - float(ts[k]) % iv_len
         fc = demand_forecast_w(iv, iv.key % len(iv.profile), net, dt, left) if same and iv.profile else net
-        return feeder_state(site, snap, r.cfg, r.op, interval_wh=wh, forecast_w=fc)
+        raised = r.st.tou.raise_w if r.st.tou.role == ROLE_CHARGE else 0.0
+        return feeder_state(site, snap, r.cfg, r.op, interval_wh=wh, forecast_w=fc, raise_w=raised)
 
     t0 = clock()
     every = progress_every(n)
