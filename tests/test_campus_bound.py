@@ -6,6 +6,7 @@ split into each feeder's part (agent/campus/bound.py), its recharge for demand
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 from agent.campus.allocate import NOT_SENT, UNDECIDED, CampusLimits, FeederState, Share, allocate, to_send
 from agent.campus.bound import campus_bound_w, split_bound
 from agent.campus.keep import new_day
-from agent.campus.messages import decode, parse_share, signed_share
+from agent.campus.messages import decode, parse_report, parse_share, signed_report, signed_share
 from agent.campus.recharge import campus_recharge
 from agent.control import decide, initial_state
 from agent.control.campus_share import with_share
@@ -117,3 +118,17 @@ def test_the_campus_recharges_for_its_own_envelope_not_its_feeders() -> None:
     sh = Share(0.0, 0.0, 3e6, NOT_SENT, 1)
     _, got = parse_share(decode(signed_share(KEY, "a", sh, 1, 1.79e9)), "a")
     assert got.recharge == 1 and with_share(CFG, got).campus == CampusPart(recharge=1)
+
+
+def test_no_bound_is_sent_unless_every_feeder_reported_its_forecast() -> None:
+    """A feeder without a demand forecast (a loop that does not report one): no bound for anyone, each
+    agent bounds itself against its share (a bound on the readings would chase the GPU swings).
+    The forecast and raise go on the wire in the report."""
+    wh = 1e6 * 600.0 / 3600.0
+    fs = [feeder("a", 1.4e6, 1.2e6, wh), feeder("b", 0.6e6, math.nan, wh)]
+    shares = allocate(CampusLimits(demand_target_w=2.0e6), fs, interval_left_s=300.0, interval_s=L)
+    assert all(math.isnan(s.demand_w) for s in shares.values())
+    got = parse_report(decode(signed_report(KEY, replace(fs[0], raise_w=5e5), 1.79e9)), "a")
+    assert (got.forecast_w, got.raise_w) == (1.2e6, 5e5)
+    got = parse_report(decode(signed_report(KEY, fs[1], 1.79e9)), "b")
+    assert math.isnan(got.forecast_w) and got.raise_w == 0.0

@@ -315,8 +315,9 @@ def allocate(
     `interval_wh` so far: split_demand); a feeder on its fallback holds its fallback level for the
     interval, so the fresh share the rest of the target. `keep_wh`: the campus's keep for its demand
     target (agent/campus/keep.py), split over the fresh feeders by energy (split_keep); the campus's
-    demand bound (agent/campus/bound.py) by power; `recharge` (agent/campus/recharge.py) goes to every
-    fresh feeder as it is.
+    demand bound (agent/campus/bound.py) by power, where every fresh feeder reported its demand
+    forecast (else none: each agent bounds itself against its share, not chasing the readings);
+    `recharge` (agent/campus/recharge.py) goes to every fresh feeder as it is.
     """
     fb = fallback or {}
     ids = [f.site_id for f in feeders]
@@ -345,7 +346,8 @@ def allocate(
     if limits.demand_target_w > 0.0:
         left_w = rest(limits.demand_target_w, sum(s.demand_target_w for s in held))
         demand = split_demand(left_w, fresh, interval_left_s, interval_s)
-        bound = split_bound(campus_bound_w(left_w, fresh, interval_left_s, interval_s), fresh)
+        if all(math.isfinite(f.forecast_w) for f in fresh):  # the campus's forecast is known (bound.py)
+            bound = split_bound(campus_bound_w(left_w, fresh, interval_left_s, interval_s), fresh)
     else:
         recharge = UNDECIDED
     keep = split_keep(keep_wh if limits.demand_target_w > 0.0 else NOT_SENT, fresh)
