@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from datetime import datetime
 
 from agent.campus.allocate import FeederState, Share
 from agent.control.demand import FORECAST_PRIOR_S
 from agent.control.fleet import build_fleet
 from agent.control.reserve import reserve_floor_pct
-from agent.control.state import IntervalState
+from agent.control.state import ROLE_CHARGE, ControllerState, IntervalState
 from agent.model.config import CampusPart, ControlConfig
+from agent.model.interval import local_slot
 from agent.model.operator import OperatorState
 from agent.model.snapshot import SiteSnapshot
 from drivers.reading import Quality
@@ -77,6 +79,22 @@ def demand_forecast_w(iv: IntervalState, slot: int, net_w: float, dt_s: float, l
     if left_s - dt_s >= FORECAST_PRIOR_S:
         return steady
     return steady + (net_w - steady) * dt_s / left_s
+
+
+def report_forecast_w(st: ControllerState, net_w: float, next_wall: datetime, dt_s: float, length_s: float) -> float:
+    """The forecast an agent reports (demand_forecast_w) for its next cycle at local time `next_wall`,
+    `dt_s` after this one, from its controller state `st` after this cycle; the reading alone where
+    that cycle opens a new demand interval (nothing of it counted yet)."""
+    iv = st.interval
+    key, _, into, iv_len = local_slot(next_wall, length_s)
+    if key != iv.key or not iv.profile:
+        return net_w
+    return demand_forecast_w(iv, iv.key % len(iv.profile), net_w, dt_s, iv_len - into)
+
+
+def report_raise_w(st: ControllerState) -> float:
+    """The charge raise the agent's time-of-use plan priced for this interval (0: none, or not charging)."""
+    return st.tou.raise_w if st.tou.role == ROLE_CHARGE else 0.0
 
 
 def feeder_state(

@@ -37,8 +37,7 @@ from agent.campus.keep import new_day
 from agent.campus.keep import step as campus_step
 from agent.campus.recharge import campus_recharge
 from agent.control import Prices
-from agent.control.campus_share import demand_forecast_w, feeder_state, with_share
-from agent.control.state import ROLE_CHARGE
+from agent.control.campus_share import feeder_state, report_forecast_w, report_raise_w, with_share
 from agent.economics.tariff import FloatArray, Tariff
 from agent.model.config import DeviceConfig, SiteConfig
 from agent.model.snapshot import SiteSnapshot
@@ -200,12 +199,11 @@ def coordinated(
         same = float(ts[counted]) // iv_len == float(ts[k]) // iv_len
         iv = r.st.interval
         wh = iv.grid_ws / 3600.0 if same else 0.0
-        net = snap.load_w.value - snap.pv_w.value
-        # its demand forecast (campus_share.demand_forecast_w); a new interval's from the reading alone
-        left = iv_len - float(ts[k]) % iv_len
-        fc = demand_forecast_w(iv, iv.key % len(iv.profile), net, dt, left) if same and iv.profile else net
-        raised = r.st.tou.raise_w if r.st.tou.role == ROLE_CHARGE else 0.0
-        return feeder_state(site, snap, r.cfg, r.op, interval_wh=wh, forecast_w=fc, raise_w=raised)
+        # its demand forecast for its cycle at step k, and its priced raise (as the live agent reports them)
+        fc = report_forecast_w(
+            r.st, snap.load_w.value - snap.pv_w.value, datetime.fromtimestamp(float(ts[k]), tz), dt, iv_len
+        )
+        return feeder_state(site, snap, r.cfg, r.op, interval_wh=wh, forecast_w=fc, raise_w=report_raise_w(r.st))
 
     t0 = clock()
     every = progress_every(n)
