@@ -73,7 +73,7 @@ def demand_forecast_w(iv: IntervalState, slot: int, net_w: float, dt_s: float, l
     prior = prof[slot - 1] if 0 < slot <= len(prof) else (prof[-1] if prof else math.nan)
     prior_s = FORECAST_PRIOR_S - now_s if prior == prior else 0.0
     wsum = iv.covered_s + now_s + prior_s
-    steady = (iv.net_ws + net_w * now_s + prior * prior_s) / wsum if wsum > 0.0 else net_w
+    steady = (iv.net_ws + net_w * now_s + (prior * prior_s if prior_s > 0.0 else 0.0)) / wsum if wsum > 0.0 else net_w
     if dt_s >= left_s:
         return net_w
     if left_s - dt_s >= FORECAST_PRIOR_S:

@@ -116,7 +116,15 @@ class CampusLink:
     def submit(self, rec: CycleRecord) -> None:
         """Hub sink: this cycle's report replaces any not yet sent."""
         control, op = self.hub.site.control, self.hub.operator
-        f = feeder_state(self.site_id, rec.snapshot, control, op, interval_wh=rec.interval_grid_wh)
+        f = feeder_state(
+            self.site_id,
+            rec.snapshot,
+            control,
+            op,
+            interval_wh=rec.interval_grid_wh,
+            forecast_w=rec.campus_forecast_w,
+            raise_w=rec.campus_raise_w,
+        )
         f = replace(f, share_age_s=self.clock() - self.share_t)  # inf before the first: NO_SHARE_S
         self._report = signed_report(self.cfg.broker.secret, f, self.epoch())
         self._wake.set()
