@@ -16,9 +16,11 @@ far this interval and the campus target, with the same margins (demand.MARGIN on
 CHARGE_MARGIN more for charging, the charging credit spread as a site spreads its own:
 demand.allowed_grid_w); and splits it over the fresh feeders as it splits the power the campus needs
 under an import cap: a discharge by available power (cap) and energy (weight), a charge room by
-charge power. The agent takes its part as its demand bound (config.CampusPart.demand_w): it discharges
-exactly its part, and charges at most the lesser of its part and what its own share allows (so its own
-load stepping up between two shares stops its charge at once, the safe side).
+charge power. The agent takes its part as its demand bound (config.CampusPart.demand_w), both ways: it
+discharges exactly its part and charges at most its part. (Charging at most the lesser of its part and
+its own share's room, a feeder's own step up stopped its charge at once, but the two splits differ and
+the lesser of each summed under the campus's room: Shanghai month 86.8 % of the pooled controller's
+savings that way, 106.2 % with the part alone; a step is answered a cycle late instead.)
 
 Pure: no I/O, no clock.
 """

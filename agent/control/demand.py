@@ -395,7 +395,7 @@ def demand(w: Window, c: Cycle) -> Window:
         a = min(0.0, (net if net > net_fc else net_fc) - allow)
     part = c.cfg.campus
     if part is not None and part.demand_w == part.demand_w:  # the campus's bound, its part (config.CampusPart)
-        a = part.demand_w if part.demand_w >= 0.0 else max(part.demand_w, min(a, 0.0))
+        a = part.demand_w
     if a > 0.0 and short_of_reserve(c):
         a = 0.0  # the grid limit's reserve is not for shaving (limit_reserve.py): only the limit draws on it
     lo, hi = w.lo, w.hi

@@ -57,7 +57,7 @@ class CampusPart:
     - charging spends the share's credit over the time left: it is what the coordinator gives this
       feeder now of the campus's energy left (agent.campus.allocate.split_demand), not import it saved;
     - its demand bound is its part of the campus's (`demand_w`, W: > 0 it discharges that much, < 0
-      it may charge that much and no more than its share allows; NaN: its own against its share):
+      it may charge that much; NaN: its own against its share):
       bounded each against its own share, a feeder whose GPU load swung up discharged while the
       campus, where the swings cancel, needed nothing (agent/campus/bound.py);
     - time-of-use discharge keeps back `keep_wh` (stored Wh; below 0: its own keep) for the target;
