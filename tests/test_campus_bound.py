@@ -91,6 +91,17 @@ def test_the_share_carries_the_part_and_the_agent_discharges_exactly_it() -> Non
         False,
     )
     assert plan.site_setpoint_w == pytest.approx(123e3)
+    # in the valley (00:30, time-of-use charging toward the ceiling), told it may charge 50 kW: it
+    # charges exactly that, though its own 5 MW share would leave it 4 MW of room
+    part = Share(0.0, 0.0, 5e6, NOT_SENT, UNDECIDED, -50e3)
+    st = initial_state(CFG, profile=[1.0e6] * 96)
+    t0 = datetime(2026, 7, 15, 0, 30, tzinfo=TZ)
+    cfg = with_share(CFG, part)
+    plan, st = decide(snap(1.0e6, t_mono=1000.0, t_wall=t0), st, cfg, OperatorState(), SHANGHAI, False)
+    plan, st = decide(
+        snap(1.0e6, t_mono=1060.0, t_wall=t0 + timedelta(seconds=60)), st, cfg, OperatorState(), SHANGHAI, False
+    )
+    assert plan.site_setpoint_w == pytest.approx(-50e3)
     # without a part (an older coordinator), none is read, and the agent bounds itself
     msg = decode(signed_share(KEY, "a", Share(1e6, 1.0, 2e6), 1, 1.79e9))
     assert "demand_w" not in msg and math.isnan(parse_share(msg, "a")[1].demand_w)
