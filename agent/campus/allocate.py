@@ -48,13 +48,17 @@ Agents apply a new share at their own next cycle, not all together, so what the 
   energy where the campus needs them, headroom where the batteries cannot carry the load), r_i, and
   feeder i is sent the level d_i = (E_i + r_i x t) / L, with E_i its own import so far. Then its
   controller's allowance is exactly r_i (the pooled controller's allowance, split: the agent, told
-  its target is a campus share by ControlConfig.campus_target, spends the credit in d_i over the
+  its target is a campus share by ControlConfig.campus, spends the credit in d_i over the
   time left, where a site alone spreads a credit over at least half an interval), and the d_i sum
   to T by construction (sum E_i + sum r_i t = sum E_i + E_left = T x L). Consecutive cycles' d_i differ
   only by what feeder i imported in one cycle less what it was allotted, times cycle / L: a mix of
   consecutive allocations (an agent a cycle late) misses T by about one cycle's deviation from
   plan over the whole interval, so the demand target is not held down. (Where a feeder is already past
   its part, d_i is kept at MIN_SHARE: the campus is then already over its target's energy.)
+  The split is made on each feeder's own demand forecast where it reports one (as_forecast), and
+  where every fresh feeder does, the campus's demand bound is decided once on their sum and sent as
+  each feeder's part (agent/campus/bound.py, Share.demand_w): that, not its level, is then what the
+  agent's demand controller discharges and charges by; the level stays its share of the target.
 
 The share also carries the feeder's part of the campus's KEEP (Share.keep_wh): the energy time-of-use
 discharge keeps back for the demand target, decided once for the campus on its own day profile
