@@ -15,6 +15,8 @@ Per tariff, the same campus loads through agent.offline.campus_replay in four ru
   target of its own, so the comparison measures what splitting the campus among eight agents
   costs - the split rule and the one-cycle delay - not how a target is found);
 - uncoordinated: each agent shaving its own feeder's peak alone, for contrast.
+`--target-kw T --modes ''` runs the coordinated campus alone at a given T (the ideal's figures
+from an earlier run of the same commit's ideal: a quicker before/after of the coordination alone).
 `--diagnose` adds coordinated without the one-cycle delay (agent.offline.campus_replay's late=False:
 the shares allocated from the readings each cycle decides on), to tell the delay's cost from the
 split rule's.
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections import Counter
@@ -75,6 +78,7 @@ PHASE_H = 3  # each feeder's day shifted by this many hours more than the one be
 CLUSTERS_PER_PCS = 4
 PCS_RATED_W = 840e3  # 4 x 209 kW clusters
 BENCH_CLUSTERS = 12  # savings_bench.py's site, whose loads are scaled here
+ALL_MODES = ("optimum", "ideal", "uncoordinated")  # the runs besides coordinated (--modes)
 
 
 def feeder_site(proto: SiteConfig, fid: str, clusters: int, tariff: Tariff, step_s: float) -> SiteConfig:
@@ -122,7 +126,13 @@ def progress_for(label: str) -> ProgressFn:
     return progress
 
 
-def one_tariff(feeders: list[Feeder], tariff: Tariff, diagnose: bool = False) -> dict[str, Any]:
+def one_tariff(
+    feeders: list[Feeder],
+    tariff: Tariff,
+    diagnose: bool = False,
+    target_kw: float | None = None,
+    modes: tuple[str, ...] = ALL_MODES,
+) -> dict[str, Any]:
     c = feeders[0].site.control
     runs: dict[str, CampusRun] = {}
 
@@ -145,17 +155,24 @@ def one_tariff(feeders: list[Feeder], tariff: Tariff, diagnose: bool = False) ->
         return r
 
     out: dict[str, Any] = {}
-    runs["ideal_economic"] = ideal(feeders, CampusLimits(), tariff, progress=progress_for("ideal, economic target"))
-    out["ideal_economic"] = score("ideal_economic")
-    t0 = time.perf_counter()
-    opt = optimum_for(pooled(feeders, CampusLimits()), tariff, campus_trace(feeders), 50.0, 50.0)
-    out["optimum_50_to_50"] = {"savings": opt.savings, "solve_s": time.perf_counter() - t0}
-    print(f"  optimum (pooled battery, perfect foresight, 50 -> 50 % SoC): savings {opt.savings:,.0f}", flush=True)
-    target = out["ideal_economic"]["billed_peak_kw"] * 1e3
+    if target_kw is None:
+        runs["ideal_economic"] = ideal(feeders, CampusLimits(), tariff, progress=progress_for("ideal, economic target"))
+        out["ideal_economic"] = score("ideal_economic")
+        target = out["ideal_economic"]["billed_peak_kw"] * 1e3
+    else:
+        target = target_kw * 1e3
+    opt_savings = math.nan
+    if "optimum" in modes:
+        t0 = time.perf_counter()
+        opt = optimum_for(pooled(feeders, CampusLimits()), tariff, campus_trace(feeders), 50.0, 50.0)
+        opt_savings = opt.savings
+        out["optimum_50_to_50"] = {"savings": opt.savings, "solve_s": time.perf_counter() - t0}
+        print(f"  optimum (pooled battery, perfect foresight, 50 -> 50 % SoC): savings {opt.savings:,.0f}", flush=True)
     limits = CampusLimits(demand_target_w=target)
     out["campus_demand_target_kw"] = target / 1e3
-    runs["ideal"] = ideal(feeders, limits, tariff, progress=progress_for(f"ideal, target {target / 1e3:,.0f} kW"))
-    out["ideal"] = score("ideal")
+    if "ideal" in modes:
+        runs["ideal"] = ideal(feeders, limits, tariff, progress=progress_for(f"ideal, target {target / 1e3:,.0f} kW"))
+        out["ideal"] = score("ideal")
     runs["coordinated"] = coordinated(feeders, limits, tariff, progress=progress_for("coordinated"))
     out["coordinated"] = score("coordinated")
     if diagnose:
@@ -164,25 +181,26 @@ def one_tariff(feeders: list[Feeder], tariff: Tariff, diagnose: bool = False) ->
             mode="coordinated_no_delay",
         )
         out["coordinated_no_delay"] = score("coordinated_no_delay")
-    runs["uncoordinated"] = uncoordinated(feeders, tariff, progress=progress_for("uncoordinated"))
-    out["uncoordinated"] = score("uncoordinated")
-    ideal_s = out["ideal"]["adjusted_net_savings"]
+    if "uncoordinated" in modes:
+        runs["uncoordinated"] = uncoordinated(feeders, tariff, progress=progress_for("uncoordinated"))
+        out["uncoordinated"] = score("uncoordinated")
+    ideal_s = out["ideal"]["adjusted_net_savings"] if "ideal" in out else math.nan
     for mode in ("coordinated", "coordinated_no_delay", "uncoordinated", "ideal_economic"):
         if mode in out:
             out[mode]["share_of_ideal"] = out[mode]["adjusted_net_savings"] / ideal_s if ideal_s > 0 else None
     for mode in ("ideal_economic", "ideal", "coordinated", "coordinated_no_delay", "uncoordinated"):
         if mode in out:
-            out[mode]["share_of_optimum"] = out[mode]["adjusted_net_savings"] / opt.savings if opt.savings > 0 else None
+            out[mode]["share_of_optimum"] = out[mode]["adjusted_net_savings"] / opt_savings if opt_savings > 0 else None
     a = runs["coordinated"].allocate_s * 1e6
     out["allocate_us"] = {"cycles": len(a), "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
     out["per_feeder"] = per_feeder(runs, target, tariff.timezone)
     sh = out["coordinated"]["share_of_ideal"]
-    unc = out["uncoordinated"]["share_of_ideal"]
+    unc = out["uncoordinated"]["share_of_ideal"] if "uncoordinated" in out else None
     shares = (
-        "the ideal saved nothing at this target: no share"
+        "the ideal saved nothing at this target (or was not run): no share"
         if sh is None
-        else f"coordinated = {sh:.1%} of the ideal's savings at the same target (target: >= 98 %);"
-        f" uncoordinated {unc:.1%}"
+        else f"coordinated = {sh:.1%} of the ideal's savings at the same target (target: >= 98 %)"
+        + (f"; uncoordinated {unc:.1%}" if unc is not None else "")
     )
     print(
         f"  {shares}; allocate() p50 {out['allocate_us']['p50']:.0f} us,"
@@ -240,6 +258,17 @@ def main() -> None:
         action="store_true",
         help="also coordinated without the one-cycle delay (shares from the readings each cycle decides on)",
     )
+    ap.add_argument(
+        "--target-kw",
+        type=float,
+        default=None,
+        help="the campus demand target T (kW) instead of the economic ideal's billed peak (skips that run)",
+    )
+    ap.add_argument(
+        "--modes",
+        default=",".join(ALL_MODES),
+        help=f"runs besides coordinated, of {','.join(ALL_MODES)} [all]",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     days = 3 if args.quick else args.days
@@ -262,7 +291,11 @@ def main() -> None:
             f"{name}: campus peak {net.max() / 1e6:.1f} MW, sum of feeder peaks {sum(peaks) / 1e6:.1f} MW",
             flush=True,
         )
-        results[name] = one_tariff(feeders, tariff, args.diagnose)
+        modes = tuple(m for m in args.modes.split(",") if m)
+        bad = sorted(set(modes) - set(ALL_MODES))
+        if bad:
+            ap.error(f"--modes: unknown {bad[0]!r} (one of {', '.join(ALL_MODES)})")
+        results[name] = one_tariff(feeders, tariff, args.diagnose, args.target_kw, modes)
     if args.json:
         print(json.dumps(results, indent=2, default=float))
 

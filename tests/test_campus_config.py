@@ -11,6 +11,7 @@ import pytest
 
 from agent.campus.allocate import CampusLimits, Share
 from agent.campus.config import load_campus, parse_feeder
+from agent.campus.coordinator import Coordinator
 from agent.model.config import load_site
 from common.tomlcheck import ConfigError
 from tests.fakes import ROOT
@@ -76,6 +77,13 @@ def edit(path: Path, old: str, new: str) -> None:
             "stale_after_s = 6",
             "stale_after_s = 1",
             r"b.toml \[campus\]: key 'stale_after_s' must be >= 2",
+        ),
+        (
+            "feeder_b.toml",
+            'timezone = "Asia/Shanghai"',
+            'timezone = "Asia/Shanghai"\ntariff = "shanghai_ci_two_part"',
+            r"feeder_b.toml \[site\] tariff is .*shanghai_ci_two_part.toml, but .*feeder_a.toml has None: a"
+            r" campus's feeders are billed on one tariff",
         ),
     ],
 )
@@ -143,3 +151,13 @@ def test_a_reload_may_only_narrow_the_fallback(campus: Path) -> None:
         reloaded("port", "1884")
     with pytest.raises(ConfigError, match=r"\[campus\] removed: joining or leaving a campus needs a restart"):
         check_reload(old, None, str(f))
+
+
+def test_the_feeders_tariff_is_the_campus_s(campus: Path) -> None:
+    """One utility bill: the feeders' common tariff is the coordinator's, for the campus's recharge."""
+    assert load_campus(campus / "CAMPUS.toml").tariff_path is None  # the demo's feeders have none
+    for f in ("feeder_a.toml", "feeder_b.toml", "feeder_c.toml"):
+        edit(campus / f, 'timezone = "Asia/Shanghai"', 'timezone = "Asia/Shanghai"\ntariff = "shanghai_ci_two_part"')
+    cfg = load_campus(campus / "CAMPUS.toml")
+    assert cfg.tariff_path is not None and cfg.tariff_path.name == "shanghai_ci_two_part.toml"
+    assert Coordinator(cfg).prices is not None

@@ -13,7 +13,7 @@ from agent.campus.allocate import NOT_SENT, CampusLimits, FeederState, Share, al
 from agent.campus.keep import campus_keep_wh, new_day, observe, step
 from agent.campus.messages import decode, parse_share, signed_share
 from agent.control.campus_share import with_share
-from agent.model.config import ControlConfig
+from agent.model.config import CampusPart, ControlConfig
 
 TZ = ZoneInfo("Asia/Shanghai")
 L = 900.0
@@ -65,10 +65,11 @@ def test_the_campus_keep_is_split_by_energy_and_reaches_the_agent_as_stored_ener
     _, got = parse_share(decode(signed_share(KEY, "a", shares["a"], 1, 1.79e9)), "a")
     assert got.keep_wh == pytest.approx(187.5e3)
     cfg = with_share(ControlConfig(discharge_efficiency=0.96), got)
-    assert cfg.campus_keep_wh == pytest.approx(187.5e3 / 0.96)
+    assert cfg.campus is not None and cfg.campus.keep_wh == pytest.approx(187.5e3 / 0.96)
     # a campus without a demand target, a feeder on its fallback, an old coordinator: the agent's own
     assert allocate(CampusLimits(import_limit_w=5e6), fs, keep_wh=keep)["a"].keep_wh == NOT_SENT
-    assert with_share(ControlConfig(), Share(1e6, 0.0, 0.0)).campus_keep_wh < 0.0
+    assert with_share(ControlConfig(), Share(1e6, 0.0, 0.0)).campus is None
+    assert with_share(ControlConfig(), Share(1e6, 0.0, 2e6)).campus == CampusPart(keep_wh=-1.0)  # none sent
     msg = decode(signed_share(KEY, "a", Share(1e6, 1.0, 2e6), 1, 1.79e9))
     del msg["keep_wh"]
     assert parse_share(msg, "a")[1].keep_wh == NOT_SENT

@@ -162,6 +162,13 @@ def test_report_carries_the_interval_import_the_loop_counted(link: tuple[CampusL
     lk.submit(rec)
     assert lk._report is not None
     assert json.loads(lk._report)["interval_wh"] == 123_456.789
+    # and its demand forecast and priced raise (the campus's demand bound is split on the forecasts)
+    lk.submit(replace(rec, campus_forecast_w=2_345_678.9, campus_raise_w=50_000.0))
+    assert lk._report is not None
+    body = json.loads(lk._report)
+    assert (body["forecast_w"], body["raise_w"]) == (2_345_678.9, 50_000.0)
+    lk.submit(rec)  # none known: none sent (the coordinator then sends no bound)
+    assert lk._report is not None and "forecast_w" not in json.loads(lk._report)
 
 
 async def test_the_loop_records_its_interval_import(tmp_path: Path) -> None:
@@ -173,6 +180,9 @@ async def test_the_loop_records_its_interval_import(tmp_path: Path) -> None:
         recs = await rig.run(3)
         assert recs[-1].interval_grid_wh == rig.loop.cstate.interval.grid_ws / 3600.0
         assert recs[-1].interval_grid_wh > recs[0].interval_grid_wh >= 0.0  # it grows as the site imports
+        # and the demand forecast for its next cycle (campus_share.report_forecast_w): its load, the
+        # interval's so far (no last day's profile here: NaN priors are not counted)
+        assert all(r.campus_forecast_w == pytest.approx(r.snapshot.load_w.value, rel=0.01) for r in recs)
     finally:
         await rig.close()
 
@@ -186,7 +196,14 @@ def test_status_shows_the_share_in_force_its_age_and_the_refusals(link: tuple[Ca
     assert (st["on_fallback"], st["share_age_s"], st["share"]) == (
         True,
         None,
-        {"import_cap_w": 900_000.0, "ramp_w_per_s": 80_000.0, "demand_target_w": 0.0, "keep_wh": -1.0},
+        {
+            "import_cap_w": 900_000.0,
+            "ramp_w_per_s": 80_000.0,
+            "demand_target_w": 0.0,
+            "keep_wh": -1.0,
+            "recharge": -1,
+            "demand_w": None,
+        },
     )
     assert lk.on_share(share(clock, 1_200_000.0))
     assert not lk.on_share(share(clock, 1.0, key=b"another-key-0123456789abcdef"))  # forged
@@ -198,6 +215,8 @@ def test_status_shows_the_share_in_force_its_age_and_the_refusals(link: tuple[Ca
         "ramp_w_per_s": 50_000.0,
         "demand_target_w": 0.0,
         "keep_wh": -1.0,
+        "recharge": -1,
+        "demand_w": None,
     }
     assert (st["accepted"], st["refused"], st["stale_after_s"]) == (1, {"unauthenticated": 1}, 5.0)
     clock.step(3.5)  # 5.5 s old: past stale_after_s

@@ -1,4 +1,4 @@
-"""An agent under a campus demand share (agent/control/campus_share.py, ControlConfig.campus_target):
+"""An agent under a campus demand share (agent/control/campus_share.py, ControlConfig.campus):
 its own charge raise stays at or under its share, because the feeders' raises add up above the
 campus's target where the pooled controller's does not; and it charges the credit in its share over
 the time left, since that credit is the coordinator's split of the campus's energy left
@@ -32,7 +32,7 @@ def interval_import(campus: bool) -> tuple[float, float]:
     battery, grid_ws = 0.0, 0.0
     for k in range(-60, 901, 60):
         cfg = with_share(CFG, Share(0.0, 0.0, SHARE))
-        cfg = replace(cfg, campus_target=campus and cfg.campus_target)
+        cfg = cfg if campus else replace(cfg, campus=None)
         s = snap(LOAD, battery=battery, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k))
         plan, st = decide(s, st, cfg, OperatorState(), SHANGHAI, False)
         battery = plan.site_setpoint_w
@@ -42,9 +42,9 @@ def interval_import(campus: bool) -> tuple[float, float]:
 
 
 def test_a_feeder_s_charge_raise_stays_under_its_campus_share() -> None:
-    assert with_share(CFG, Share(0.0, 0.0, 3e6)).campus_target  # a campus demand target in force
-    assert not with_share(replace(CFG, demand_target_w=2e6), Share(0.0, 0.0, 3e6)).campus_target  # the site's own
-    assert not with_share(CFG, Share(1e6, 0.0, 0.0)).campus_target  # no campus demand target
+    assert with_share(CFG, Share(0.0, 0.0, 3e6)).campus is not None  # a campus demand target in force
+    assert with_share(replace(CFG, demand_target_w=2e6), Share(0.0, 0.0, 3e6)).campus is None  # the site's own
+    assert with_share(CFG, Share(1e6, 0.0, 0.0)).campus is None  # no campus demand target
     held, raised = interval_import(True)
     alone, raised_alone = interval_import(False)
     assert raised == raised_alone > 0.0  # the raise is planned either way (it still lifts the charge margin)
@@ -63,7 +63,7 @@ def charge_at_600_s(campus: bool) -> tuple[float, float]:
     t0 = datetime(2026, 7, 15, 12, 30, tzinfo=TZ)
     for k in range(-60, 601, 60):
         cfg = with_share(CFG, Share(0.0, 0.0, 2.5e6 if k < 600 else 3.0e6))
-        cfg = replace(cfg, campus_target=campus and cfg.campus_target)
+        cfg = cfg if campus else replace(cfg, campus=None)
         s = snap(2.1e6, battery=battery, t_mono=1000.0 + k, t_wall=t0 + timedelta(seconds=k))
         plan, st = decide(s, st, cfg, OperatorState(), SHANGHAI, False)
         battery = plan.site_setpoint_w

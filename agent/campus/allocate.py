@@ -48,13 +48,17 @@ Agents apply a new share at their own next cycle, not all together, so what the 
   energy where the campus needs them, headroom where the batteries cannot carry the load), r_i, and
   feeder i is sent the level d_i = (E_i + r_i x t) / L, with E_i its own import so far. Then its
   controller's allowance is exactly r_i (the pooled controller's allowance, split: the agent, told
-  its target is a campus share by ControlConfig.campus_target, spends the credit in d_i over the
+  its target is a campus share by ControlConfig.campus, spends the credit in d_i over the
   time left, where a site alone spreads a credit over at least half an interval), and the d_i sum
   to T by construction (sum E_i + sum r_i t = sum E_i + E_left = T x L). Consecutive cycles' d_i differ
   only by what feeder i imported in one cycle less what it was allotted, times cycle / L: a mix of
   consecutive allocations (an agent a cycle late) misses T by about one cycle's deviation from
   plan over the whole interval, so the demand target is not held down. (Where a feeder is already past
   its part, d_i is kept at MIN_SHARE: the campus is then already over its target's energy.)
+  The split is made on each feeder's own demand forecast where it reports one (as_forecast), and
+  where every fresh feeder does, the campus's demand bound is decided once on their sum and sent as
+  each feeder's part (agent/campus/bound.py, Share.demand_w): that, not its level, is then what the
+  agent's demand controller discharges and charges by; the level stays its share of the target.
 
 The share also carries the feeder's part of the campus's KEEP (Share.keep_wh): the energy time-of-use
 discharge keeps back for the demand target, decided once for the campus on its own day profile
@@ -69,8 +73,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from agent.campus.bound import NO_BOUND, as_forecast, campus_bound_w, split_bound
 from agent.control.dispatch import fill
 
 # allocations an import cap or ramp share is the least of (hold_down): any mix of the shares sent in
@@ -79,6 +84,7 @@ from agent.control.dispatch import fill
 SHARE_WINDOW = 3
 MIN_SHARE = 1.0  # W (or W/s): the least share of a limit that is on (see the module doc)
 NOT_SENT = -1.0  # Share.keep_wh below 0: no campus keep in the share, the agent keeps its own
+UNDECIDED = -1  # Share.recharge: the coordinator did not decide it (no campus tariff), the agent does
 _FLOOR_FRACTION = 0.1  # of a feeder's net load: its weight for headroom and ramp however big its battery
 _FLOOR_W = 1.0  # and at least this (W): a feeder at zero load still gets a part
 _ENERGY_FLOOR_WH = 1.0  # a feeder with discharge power but ~no energy still gets a (tiny) weight
@@ -109,6 +115,12 @@ class FeederState:
     # treated as stale (fallback) before it falls back by itself (its own stale_after_s is longer)
     share_age_s: float = 0.0
     interval_wh: float = 0.0  # what it imported so far in the running demand interval (its own count)
+    # its demand controller's forecast of its net load over the rest of the interval (W; NaN: not
+    # reported, net_load_w stands for it): the demand target is split on it (split_demand)
+    forecast_w: float = math.nan
+    # the charge raise its time-of-use plan priced (W, tou.plan_interval: charging here is worth a
+    # higher peak; 0: none): where any feeder's is, the campus's charge drops its margin (bound.py)
+    raise_w: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,13 +133,20 @@ class Share:
     # AC energy (Wh) kept back from time-of-use discharge for the campus's demand target: this
     # feeder's part of the campus's keep (agent/campus/keep.py); NOT_SENT: the agent keeps its own
     keep_wh: float = NOT_SENT
+    # the campus recharges for its demand target now (agent/campus/keep.py: 1 yes, 0 no, UNDECIDED:
+    # the agent's own rule)
+    recharge: int = UNDECIDED
+    # its part of the campus's demand bound (agent/campus/bound.py: W, > 0 discharge at least, < 0
+    # charge at most); NaN: none sent, the agent bounds itself against its share
+    demand_w: float = math.nan
 
 
 def usable(f: FeederState, stale_after_s: float) -> bool:
     """The report counts: fresh, no older than `stale_after_s`, every value finite and in range."""
     vals = (f.net_load_w, f.grid_w, f.discharge_w, f.charge_w, f.energy_wh, f.age_s, f.share_age_s, f.interval_wh)
     return (
-        f.fresh
+        not math.isinf(f.forecast_w)  # NaN: not reported
+        and f.fresh
         and all(math.isfinite(v) for v in vals)
         and f.discharge_w >= 0.0
         and f.charge_w >= 0.0
@@ -205,14 +224,15 @@ def split_ramp(limit_w_per_s: float, fs: Sequence[FeederState]) -> list[float]:
 def to_send(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
     """What the coordinator sends: import cap and ramp held down over `recent` allocations, the
     demand target from the newest (an energy split: see the module doc for why they differ), and
-    the keep from the newest (planned by the agent once per interval, not a limit)."""
+    the campus's demand decisions from the newest (the keep, the recharge and the bound: not limits)."""
     held = hold_down(recent)
     newest = recent[-1]
     out = {}
     for site, sh in held.items():
         new = newest.get(site)
-        target, keep = (new.demand_target_w, new.keep_wh) if new is not None else (0.0, NOT_SENT)
-        out[site] = Share(sh.import_cap_w, sh.ramp_w_per_s, target, keep)
+        if new is None:
+            new = Share(keep_wh=NOT_SENT)  # absent from the newest: no campus demand decisions
+        out[site] = replace(new, import_cap_w=sh.import_cap_w, ramp_w_per_s=sh.ramp_w_per_s)
     return out
 
 
@@ -236,11 +256,17 @@ def split_demand(target_w: float, fs: Sequence[FeederState], left_s: float, leng
         return []
     left = min(max(left_s, 1.0), length_s)
     used = [f.interval_wh * 3600.0 for f in fs]  # W s
-    rate = (target_w * length_s - sum(used)) / left
+    rate = _rate_left(target_w, fs, left, length_s)
+    fs = as_forecast(fs)
     # headroom also by charge power: where the campus is under its target, the room is worth most
     # to the batteries that can charge into it (the pooled controller charges wherever there is room)
     rates = split_cap(rate, fs, [f.charge_w for f in fs]) if rate > 0.0 else [rate / n] * n
     return [max(MIN_SHARE, (u + r * left) / length_s) for u, r in zip(used, rates, strict=True)]
+
+
+def _rate_left(target_w: float, fs: Sequence[FeederState], left: float, length_s: float) -> float:
+    """The campus's import rate (W) over the `left` s still to run at which its interval ends at `target_w`."""
+    return (target_w * length_s - sum(f.interval_wh * 3600.0 for f in fs)) / left
 
 
 def hold_down(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
@@ -264,7 +290,9 @@ def hold_down(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
                     min(prev.import_cap_w, sh.import_cap_w),
                     min(prev.ramp_w_per_s, sh.ramp_w_per_s),
                     min(prev.demand_target_w, sh.demand_target_w),
-                    sh.keep_wh,  # not a limit: the newest
+                    sh.keep_wh,  # not limits: the newest
+                    sh.recharge,
+                    sh.demand_w,
                 )
             )
     return out
@@ -279,6 +307,7 @@ def allocate(
     interval_left_s: float = 900.0,
     interval_s: float = 900.0,
     keep_wh: float = NOT_SENT,
+    recharge: int = UNDECIDED,
 ) -> dict[str, Share]:
     """Each feeder's share of `limits`, by site id.
 
@@ -289,7 +318,10 @@ def allocate(
     (`interval_left_s` of the `interval_s` demand interval still to run, each fresh feeder's
     `interval_wh` so far: split_demand); a feeder on its fallback holds its fallback level for the
     interval, so the fresh share the rest of the target. `keep_wh`: the campus's keep for its demand
-    target (agent/campus/keep.py), split over the fresh feeders by energy (split_keep).
+    target (agent/campus/keep.py), split over the fresh feeders by energy (split_keep); the campus's
+    demand bound (agent/campus/bound.py) by power, where every fresh feeder reported its demand
+    forecast (else none: each agent bounds itself against its share, not chasing the readings);
+    `recharge` (agent/campus/recharge.py) goes to every fresh feeder as it is.
     """
     fb = fallback or {}
     ids = [f.site_id for f in feeders]
@@ -310,6 +342,7 @@ def allocate(
         return max(0.0, limit - taken)
 
     cap = ramp = demand = [0.0] * len(fresh)
+    bound = [NO_BOUND] * len(fresh)
     if limits.import_limit_w > 0.0:
         cap = split_cap(rest(limits.import_limit_w, sum(s.import_cap_w for s in held)), fresh)
     if limits.ramp_limit_w_per_s > 0.0:
@@ -317,7 +350,11 @@ def allocate(
     if limits.demand_target_w > 0.0:
         left_w = rest(limits.demand_target_w, sum(s.demand_target_w for s in held))
         demand = split_demand(left_w, fresh, interval_left_s, interval_s)
+        if all(math.isfinite(f.forecast_w) for f in fresh):  # the campus's forecast is known (bound.py)
+            bound = split_bound(campus_bound_w(left_w, fresh, interval_left_s, interval_s), fresh)
+    else:
+        recharge = UNDECIDED
     keep = split_keep(keep_wh if limits.demand_target_w > 0.0 else NOT_SENT, fresh)
     for i, f in enumerate(fresh):
-        out[f.site_id] = Share(cap[i], ramp[i], demand[i], keep[i])
+        out[f.site_id] = Share(cap[i], ramp[i], demand[i], keep[i], recharge, bound[i])
     return out

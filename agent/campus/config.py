@@ -28,10 +28,11 @@ The coordinator's file:
     site = "feeder_a.toml"         # each feeder's site file: its id and its [campus] fallback
 
 Cross-checks (errors name the file and key): every feeder's site file joins this campus on the same
-broker, prefix and key; its stale_after_s is at least the campus's plus LEAD_CYCLES cycles; with a
-limit on, every feeder has a fallback share of it above 0 (0 would be
-"no limit" to its controllers) and the fallbacks sum to at most the limit, so a campus whose every
-feeder is on its fallback still holds the limit while their batteries can carry it.
+broker, prefix and key, with the same demand interval, time zone and tariff (one utility bill: the
+coordinator decides the campus's recharge for demand on that tariff); its stale_after_s is at least
+the campus's plus LEAD_CYCLES cycles; with a limit on, every feeder has a fallback share of it above 0
+(0 would be "no limit" to its controllers) and the fallbacks sum to at most the limit, so a campus
+whose every feeder is on its fallback still holds the limit while their batteries can carry it.
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ class CampusConfig:
     # the feeders' [site] timezone (all alike: one utility bill): the campus's day profile is kept by
     # local demand slot, as each agent keeps its own (agent/campus/keep.py)
     timezone: ZoneInfo = UTC_ZONE
+    # the feeders' [site] tariff (all alike: one utility bill; None: none): the coordinator decides
+    # the campus's recharge for demand on it (agent/campus/recharge.py)
+    tariff_path: Path | None = None
 
 
 def _id(t: Table, key: str) -> str:
@@ -179,6 +183,7 @@ def load_campus(path: Path | str) -> CampusConfig:
     fallback: dict[str, Share] = {}
     intervals: list[float] = []
     zones: list[ZoneInfo] = []
+    tariffs: list[Path | None] = []
     for ft in feeder_tables:
         site_file = (path.parent / ft.text("site")).resolve()
         ft.done()
@@ -212,6 +217,13 @@ def load_campus(path: Path | str) -> CampusConfig:
                 f"{site_file} [site] timezone is {site.timezone.key!r}, but {files[0]} has {zones[0].key!r}:"
                 " a campus's feeders are billed on one local clock",
             )
+        if files and site.tariff_path != tariffs[0]:
+            ft.fail(
+                "site",
+                f"{site_file} [site] tariff is {site.tariff_path}, but {files[0]} has {tariffs[0]}:"
+                " a campus's feeders are billed on one tariff",
+            )
+        tariffs.append(site.tariff_path)
         zones.append(site.timezone)
         intervals.append(site.control.demand_interval_s)
         ids.append(site.id)
@@ -231,6 +243,7 @@ def load_campus(path: Path | str) -> CampusConfig:
         fallback,
         intervals[0],
         zones[0],
+        tariffs[0],
     )
 
 

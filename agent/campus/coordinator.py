@@ -33,7 +33,16 @@ from typing import Any
 
 import aiomqtt
 
-from agent.campus.allocate import NOT_SENT, SHARE_WINDOW, FeederState, Share, allocate, to_send, usable
+from agent.campus.allocate import (
+    NOT_SENT,
+    SHARE_WINDOW,
+    UNDECIDED,
+    FeederState,
+    Share,
+    allocate,
+    to_send,
+    usable,
+)
 from agent.campus.config import CampusConfig
 from agent.campus.keep import new_day
 from agent.campus.keep import step as campus_step
@@ -47,6 +56,8 @@ from agent.campus.messages import (
     signed_share,
     state_topic,
 )
+from agent.campus.recharge import campus_recharge
+from agent.economics.tariff import load_tariff
 from agent.logs import kv
 from agent.mqtt.auth import AuthError, Verifier
 from drivers import keys as K
@@ -80,6 +91,10 @@ class Coordinator:
         # once for the campus and sent in the shares; empty at start (none sent for half a day)
         self.day = new_day(cfg.demand_interval_s)
         self.keep_wh = NOT_SENT
+        # the campus's tariff (its feeders'): the recharge for demand is decided on it once per
+        # interval (agent/campus/recharge.py); without one each agent keeps its own rule
+        self.prices = load_tariff(cfg.tariff_path) if cfg.tariff_path is not None else None
+        self.recharge = (-1, UNDECIDED)  # (interval key, the decision for it)
         self._last_cycle = math.nan
         self.stale: set[str] = set(cfg.feeders)  # feeders on their fallback (all, until they report)
         self.campus_w = math.nan
@@ -157,6 +172,13 @@ class Coordinator:
         self.day, self.keep_wh = campus_step(
             self.day, feeders, local, dt, length, lim.demand_target_w, self.cfg.stale_after_s
         )
+        # for the interval of the agents' next cycle, when they apply this share (an agent plans its
+        # interval at its first cycle in it: decided on the interval before, it would be one late)
+        ahead = epoch + self.cfg.cycle_s
+        key = int(ahead // length)
+        if key != self.recharge[0]:
+            at = datetime.fromtimestamp(ahead, self.cfg.timezone)
+            self.recharge = (key, campus_recharge(self.day, at, length, lim.demand_target_w, self.prices))
         self._recent.append(
             allocate(
                 lim,
@@ -166,6 +188,7 @@ class Coordinator:
                 interval_left_s=left,
                 interval_s=length,
                 keep_wh=self.keep_wh,
+                recharge=self.recharge[1],
             )
         )
         shares = to_send(self._recent)

@@ -31,6 +31,7 @@ from datetime import datetime
 
 from agent.campus.allocate import NOT_SENT, FeederState, usable
 from agent.control.demand import MIN_COVERAGE, keep_wh
+from agent.control.envelope import remember
 from agent.model.interval import local_slot, slots_per_day
 
 
@@ -44,6 +45,9 @@ class CampusDay:
     slot: int = -1
     net_ws: float = 0.0
     covered_s: float = 0.0
+    # the last days' slot averages (envelope.remember: what the campus's recharge for demand looks
+    # ahead on, agent/campus/recharge.py, as an agent's own looks at its envelope)
+    past: tuple[float, ...] = ()
 
 
 def new_day(length_s: float, seed: Sequence[float] = ()) -> CampusDay:
@@ -58,16 +62,17 @@ def observe(day: CampusDay, t: datetime, net_w: float, dt_s: float, length_s: fl
     ended sets its slot of the profile if at least MIN_COVERAGE of it was seen (demand.close_interval);
     a non-finite `net_w` (a feeder's report missing) counts as not seen."""
     key, slot, _, _ = local_slot(t, length_s)
-    prof = day.profile
+    prof, past = day.profile, day.past
     if key != day.key:
         if day.key >= 0 and day.covered_s >= MIN_COVERAGE * length_s:
             p = list(prof)
-            p[day.slot] = day.net_ws / day.covered_s
+            p[day.slot] = avg = day.net_ws / day.covered_s
             prof = tuple(p)
-        day = CampusDay(prof, key, slot)
+            past = remember(past, day.key, len(prof), avg)
+        day = CampusDay(prof, key, slot, past=past)
     if not math.isfinite(net_w) or not dt_s > 0.0:
         return day
-    return CampusDay(prof, key, slot, day.net_ws + net_w * dt_s, day.covered_s + dt_s)
+    return CampusDay(prof, key, slot, day.net_ws + net_w * dt_s, day.covered_s + dt_s, past)
 
 
 def campus_keep_wh(day: CampusDay, slot: int, target_w: float, length_s: float) -> float:

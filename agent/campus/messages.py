@@ -15,11 +15,16 @@ value is all either side uses, and a retained one would only be refused as stale
     report: {"v": 1, "site": "f1", "ts": ..., "nonce": ..., "good": true, "net_load_w": ...,
              "grid_w": ..., "discharge_w": ..., "charge_w": ..., "energy_wh": ...,
              "share_age_s": ..., "interval_wh": ..., "sig": ...}   (share_age_s: since the last valid
-             share it had; interval_wh: its import so far this demand interval)
+             share it had; interval_wh: its import so far this demand interval; optional
+             "forecast_w": its demand forecast for the rest of the interval, "raise_w": the charge
+             raise its time-of-use plan priced: agent/campus/bound.py)
     share:  {"v": 1, "site": "f1", "seq": 17, "ts": ..., "nonce": ..., "import_cap_w": ...,
              "ramp_w_per_s": ..., "demand_target_w": ..., "keep_wh": ..., "sig": ...}
              (keep_wh: its part of the campus's keep for the demand target, AC Wh; absent or
-             below 0: none, the agent keeps its own; agent/campus/keep.py)
+             below 0: none, the agent keeps its own; agent/campus/keep.py. "recharge": 1 / 0 the
+             campus recharges for its demand target now or not, -1 or absent: not decided, the
+             agent's own rule; agent/campus/recharge.py. "demand_w": its part of the campus's
+             demand bound, W, > 0 discharge, < 0 charge room; absent: none; agent/campus/bound.py)
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import math
 import secrets
 from typing import Any
 
-from agent.campus.allocate import NOT_SENT, FeederState, Share
+from agent.campus.allocate import NOT_SENT, UNDECIDED, FeederState, Share
 from agent.mqtt.auth import sign
 
 MAX_MESSAGE_BYTES = 2048
@@ -70,6 +75,10 @@ def signed_report(secret: bytes, f: FeederState, ts: float) -> bytes:
         body[k] = round(v, 3) if good else 0.0
     body["share_age_s"] = round(min(f.share_age_s, NO_SHARE_S), 3)
     body["interval_wh"] = round(f.interval_wh, 3) if good and math.isfinite(f.interval_wh) else 0.0
+    if good and math.isfinite(f.forecast_w):  # its demand forecast, where its loop gives one (bound.py)
+        body["forecast_w"] = round(f.forecast_w, 3)
+    if good and math.isfinite(f.raise_w) and f.raise_w > 0.0:
+        body["raise_w"] = round(f.raise_w, 3)
     return json.dumps(sign(secret, body), separators=(",", ":")).encode()
 
 
@@ -77,6 +86,9 @@ def signed_share(secret: bytes, site: str, share: Share, seq: int, ts: float) ->
     body: dict[str, Any] = {"v": 1, "site": site, "seq": seq, "ts": ts, "nonce": _nonce()}
     for k in (*SHARE_FIELDS, "keep_wh"):
         body[k] = round(float(getattr(share, k)), 3)
+    body["recharge"] = share.recharge
+    if math.isfinite(share.demand_w):
+        body["demand_w"] = round(share.demand_w, 3)
     return json.dumps(sign(secret, body), separators=(",", ":")).encode()
 
 
@@ -115,7 +127,11 @@ def parse_report(msg: dict[str, Any], site: str) -> FeederState:
     good = msg.get("good")
     if not isinstance(good, bool):
         raise MessageError(f"'good' must be true or false, got {good!r}")
-    return FeederState(site, fresh=good, **vals)
+    fc = _watts(msg, "forecast_w") if "forecast_w" in msg else math.nan  # absent: not reported
+    raised = _watts(msg, "raise_w") if "raise_w" in msg else 0.0
+    if raised < 0.0:
+        raise MessageError(f"'raise_w' must be >= 0, got {raised!r}")
+    return FeederState(site, fresh=good, forecast_w=fc, raise_w=raised, **vals)
 
 
 def parse_share(msg: dict[str, Any], site: str) -> tuple[int, Share]:
@@ -129,4 +145,14 @@ def parse_share(msg: dict[str, Any], site: str) -> tuple[int, Share]:
         if v < 0.0:
             raise MessageError(f"'{k}' must be >= 0, got {v!r}")
     keep = _watts(msg, "keep_wh") if "keep_wh" in msg else NOT_SENT  # a coordinator without it: none
-    return seq, Share(**vals, keep_wh=keep if keep >= 0.0 else NOT_SENT)
+    recharge = msg.get("recharge", UNDECIDED)  # a coordinator without a tariff: the agent's own rule
+    if isinstance(recharge, bool) or recharge not in (UNDECIDED, 0, 1):
+        raise MessageError(f"'recharge' must be -1, 0 or 1, got {recharge!r}")
+    return seq, Share(
+        vals["import_cap_w"],
+        vals["ramp_w_per_s"],
+        vals["demand_target_w"],
+        keep if keep >= 0.0 else NOT_SENT,
+        int(recharge),
+        _watts(msg, "demand_w") if "demand_w" in msg else math.nan,  # absent: none, the agent's own bound
+    )

@@ -15,12 +15,17 @@ Pure: no I/O, no clock.
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
+from datetime import datetime
 
 from agent.campus.allocate import FeederState, Share
+from agent.control.demand import FORECAST_PRIOR_S
 from agent.control.fleet import build_fleet
 from agent.control.reserve import reserve_floor_pct
-from agent.model.config import ControlConfig
+from agent.control.state import ROLE_CHARGE, ControllerState, IntervalState
+from agent.model.config import CampusPart, ControlConfig
+from agent.model.interval import local_slot
 from agent.model.operator import OperatorState
 from agent.model.snapshot import SiteSnapshot
 from drivers.reading import Quality
@@ -36,35 +41,81 @@ def _tighter(own: float, share: float) -> float:
 
 
 def with_share(cfg: ControlConfig, share: Share) -> ControlConfig:
-    """`cfg` with the campus share as its grid import limit, ramp limit and demand target, and the
-    campus's keep for that target (AC Wh in the share, stored Wh here) where the coordinator sent one
-    and the share is the demand target in force (the keep is planned against it). With the campus's
-    target in force, `campus_target`: the agent's own charge raise stays at or under its share
-    (demand.py), because the feeders' raises, each up to its own feeder's billed peak or last-day
-    top, add up above the campus target where the pooled controller's, capped by the campus's own
-    levels, do not (measured: 161 intervals over T, all charging in the valley, BENCHMARKS.md)."""
+    """`cfg` with the campus share as its grid import limit, ramp limit and demand target. Where the
+    share is the demand target in force (the campus's, not a tighter one of the site's own), the
+    coordinator's demand decisions for the campus come with it as `campus` (config.CampusPart: the
+    keep in stored Wh here, AC Wh in the share; whether the campus recharges now; this feeder's part
+    of the campus's demand bound); else
+    `campus` is None and the agent decides as a site alone."""
     target = _tighter(cfg.demand_target_w, share.demand_target_w)
-    campus = share.demand_target_w > 0.0 and target == share.demand_target_w  # the campus's target holds
-    keep = share.keep_wh / cfg.discharge_efficiency if campus and share.keep_wh >= 0.0 else -1.0
+    part = None
+    if share.demand_target_w > 0.0 and target == share.demand_target_w:  # the campus's target holds
+        keep = share.keep_wh / cfg.discharge_efficiency if share.keep_wh >= 0.0 else -1.0
+        part = CampusPart(keep_wh=keep, recharge=share.recharge, demand_w=share.demand_w)
     return replace(
         cfg,
         grid_import_limit_w=_tighter(cfg.grid_import_limit_w, share.import_cap_w),
         ramp_limit_w_per_s=_tighter(cfg.ramp_limit_w_per_s, share.ramp_w_per_s),
         demand_target_w=target,
-        campus_keep_wh=keep,
-        campus_target=campus,
+        campus=part,
     )
 
 
+def demand_forecast_w(iv: IntervalState, slot: int, net_w: float, dt_s: float, left_s: float) -> float:
+    """What this agent's demand controller will forecast for the rest of the running interval at its
+    next cycle, `dt_s` on with `left_s` of the interval then left, if the load stays at `net_w`: the
+    interval's average (demand.interval_net_forecast_w: the interval so far, the reading for the cycle
+    it stands for, the last interval's average for the rest of FORECAST_PRIOR_S), the reading weighing
+    more as the rest shrinks (demand.rest_net_forecast_w). The load the coordinator splits the demand
+    target on (allocate.as_forecast)."""
+    now_s = min(max(dt_s, 0.0), FORECAST_PRIOR_S)
+    prof = iv.profile
+    prior = prof[slot - 1] if 0 < slot <= len(prof) else (prof[-1] if prof else math.nan)
+    prior_s = FORECAST_PRIOR_S - now_s if prior == prior else 0.0
+    wsum = iv.covered_s + now_s + prior_s
+    steady = (iv.net_ws + net_w * now_s + (prior * prior_s if prior_s > 0.0 else 0.0)) / wsum if wsum > 0.0 else net_w
+    if dt_s >= left_s:
+        return net_w
+    if left_s - dt_s >= FORECAST_PRIOR_S:
+        return steady
+    return steady + (net_w - steady) * dt_s / left_s
+
+
+def report_forecast_w(st: ControllerState, net_w: float, next_wall: datetime, dt_s: float, length_s: float) -> float:
+    """The forecast an agent reports (demand_forecast_w) for its next cycle at local time `next_wall`,
+    `dt_s` after this one, from its controller state `st` after this cycle; the reading alone where
+    that cycle opens a new demand interval (nothing of it counted yet)."""
+    iv = st.interval
+    key, _, into, iv_len = local_slot(next_wall, length_s)
+    if key != iv.key or not iv.profile:
+        return net_w
+    return demand_forecast_w(iv, iv.key % len(iv.profile), net_w, dt_s, iv_len - into)
+
+
+def report_raise_w(st: ControllerState) -> float:
+    """The charge raise the agent's time-of-use plan priced for this interval (0: none, or not charging)."""
+    return st.tou.raise_w if st.tou.role == ROLE_CHARGE else 0.0
+
+
 def feeder_state(
-    site_id: str, snap: SiteSnapshot, cfg: ControlConfig, op: OperatorState, *, interval_wh: float = 0.0
+    site_id: str,
+    snap: SiteSnapshot,
+    cfg: ControlConfig,
+    op: OperatorState,
+    *,
+    interval_wh: float = 0.0,
+    forecast_w: float = math.nan,
+    raise_w: float = 0.0,
 ) -> FeederState:
     """This cycle's campus report: net load, grid import, and the battery power and energy the
     coordinator may count on (trusted clusters, the operator's maintenance and derate, above the
     backup reserve floor and below the SoC ceiling: what the site's own bounds leave). `fresh` is
     False when a grid, load or PV measurement is not good (the coordinator then uses the fallback).
     `interval_wh`: the import its demand controller counted so far this demand interval (the
-    coordinator splits the campus's interval energy: agent.campus.allocate.split_demand)."""
+    coordinator splits the campus's interval energy: agent.campus.allocate.split_demand).
+    `forecast_w`: its demand controller's forecast of the rest of the interval (demand_forecast_w;
+    NaN: not known, the coordinator splits on `net_load_w`); `raise_w`: the charge raise its
+    time-of-use plan priced for this interval (0: none)."""
     good = all(m.quality is Quality.GOOD for m in (snap.grid_w, snap.load_w, snap.pv_w)) and snap.grid_up
     f = build_fleet(snap, op.maintenance, None, op.derate)
     floor = reserve_floor_pct(cfg, op, f.capacity_wh)
@@ -82,4 +133,6 @@ def feeder_state(
         energy_wh=energy,
         fresh=good,
         interval_wh=interval_wh,
+        forecast_w=forecast_w,
+        raise_w=raise_w,
     )

@@ -377,7 +377,7 @@ def demand(w: Window, c: Cycle) -> Window:
     if tp.role == ROLE_CHARGE and raise_w > 0.0:  # charging here is worth a higher peak...
         # ... up to a level the load itself billed or reached, less the charge margin (raise_cap_w)
         cap = raise_cap_w(iv.peaks, rate, iv.profile)
-        if c.cfg.campus_target and cap > c.cfg.demand_target_w:  # a campus share: never above it (config.py)
+        if c.cfg.campus is not None and cap > c.cfg.demand_target_w:  # a campus share: never above it (config.py)
             cap = c.cfg.demand_target_w
         tgt = max(tgt, min(net_fc + raise_w, cap - CHARGE_MARGIN * cap))
     iv_len, left = c.iv_len, c.iv_len - c.into
@@ -391,11 +391,14 @@ def demand(w: Window, c: Cycle) -> Window:
         # Charging is discretionary, shaving is not: it stays CHARGE_MARGIN further below
         # the target, unless the target was raised for it (that peak is priced in).
         charge_tgt = tgt - CHARGE_MARGIN * tgt if raise_w <= 0.0 else tgt
-        if c.cfg.campus_target:  # a campus share's credit is what the coordinator gives it now (config.py)
+        if c.cfg.campus is not None:  # a campus share's credit is what the coordinator gives it now (config.py)
             allow = rest_allowed_w(charge_tgt, iv.grid_ws, cov, left)
         else:
             allow = allowed_grid_w(charge_tgt, iv.grid_ws, cov, left, iv_len)
         a = min(0.0, (net if net > net_fc else net_fc) - allow)
+    part = c.cfg.campus
+    if part is not None and part.demand_w == part.demand_w:  # the campus's bound, its part (config.CampusPart)
+        a = part.demand_w
     if a > 0.0 and short_of_reserve(c):
         a = 0.0  # the grid limit's reserve is not for shaving (limit_reserve.py): only the limit draws on it
     lo, hi = w.lo, w.hi

@@ -148,8 +148,9 @@ def plan_interval(
     # train100 and 6.0 on train200 (the evening peak's level raised after the morning's arbitrage).
     aims = tuple(x * (1.0 - DEMAND_MARGIN) for x in targets)
     keep = need_wh(iv.env, aims, slot, spd - slot, length_s, eta_d)
-    if cfg.campus_keep_wh >= 0.0:  # the campus coordinator decided it for the campus (agent/campus/keep.py)
-        keep = cfg.campus_keep_wh
+    campus = cfg.campus  # the campus coordinator's decisions, where it sent them (config.CampusPart)
+    if campus is not None and campus.keep_wh >= 0.0:
+        keep = campus.keep_wh
     if (
         role != ROLE_CHARGE
         and prices is not None
@@ -159,7 +160,11 @@ def plan_interval(
         # battery sat empty from Friday's peak window to Sunday and Saturday's load set the month's
         # maximum demand: train100 billed 4,361 of 4,372 kW, the optimum 3,981 every day)
         and (prev.spread <= 0.0 or (prev.spread > 0.0 and role == ROLE_HOLD))
-        and demand_charge_now(t, into, length_s, prices, iv.env, targets, slot)
+        and (
+            campus.recharge > 0
+            if campus is not None and campus.recharge >= 0
+            else demand_charge_now(t, into, length_s, prices, iv.env, targets, slot)
+        )
     ):
         role, tou_end, raise_w = ROLE_CHARGE, now + length_s - into, 0.0
     return TouState(

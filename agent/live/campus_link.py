@@ -116,7 +116,15 @@ class CampusLink:
     def submit(self, rec: CycleRecord) -> None:
         """Hub sink: this cycle's report replaces any not yet sent."""
         control, op = self.hub.site.control, self.hub.operator
-        f = feeder_state(self.site_id, rec.snapshot, control, op, interval_wh=rec.interval_grid_wh)
+        f = feeder_state(
+            self.site_id,
+            rec.snapshot,
+            control,
+            op,
+            interval_wh=rec.interval_grid_wh,
+            forecast_w=rec.campus_forecast_w,
+            raise_w=rec.campus_raise_w,
+        )
         f = replace(f, share_age_s=self.clock() - self.share_t)  # inf before the first: NO_SHARE_S
         self._report = signed_report(self.cfg.broker.secret, f, self.epoch())
         self._wake.set()
@@ -207,7 +215,8 @@ class CampusLink:
             "campus": self.cfg.campus,
             "connected": self.connected,
             "on_fallback": share is None,
-            "share": asdict(held),
+            # the campus's demand decisions in it: recharge -1 and demand_w None where none were sent
+            "share": {k: (v if v == v else None) for k, v in asdict(held).items()},
             "share_age_s": now - self.share_t if self.share is not None else None,  # None: none yet
             "share_seq": self.share_seq,
             "stale_after_s": self.cfg.stale_after_s,

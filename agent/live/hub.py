@@ -9,6 +9,7 @@ and a slow one loses records, never the loop's time. Operator commands from ever
 from __future__ import annotations
 
 import bisect
+import math
 import statistics
 from collections import deque
 from collections.abc import Callable
@@ -49,6 +50,10 @@ class CycleRecord:
     maintenance: frozenset[str] = frozenset()
     planned: PlanTarget | None = None  # the tracked dispatch plan's running target (None: no plan)
     interval_grid_wh: float = 0.0  # import counted so far in the running demand interval (campus report)
+    # the demand forecast for the next cycle and the priced charge raise (campus report:
+    # agent.control.campus_share.report_forecast_w / report_raise_w; NaN / 0: none)
+    campus_forecast_w: float = math.nan
+    campus_raise_w: float = 0.0
 
 
 class Sink(Protocol):

@@ -17,10 +17,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from agent.control import ControllerState, Prices, decide, initial_state
+from agent.control.campus_share import report_forecast_w, report_raise_w
 from agent.control.schedule import DispatchPlan
 from agent.control.state import IntervalState
 from agent.live.alarm_sync import AlarmSync
@@ -191,6 +192,14 @@ class AgentLoop:
             maintenance=op.maintenance,
             planned=planning.running(snap.t_wall.timestamp()) if planning is not None else None,
             interval_grid_wh=self.cstate.interval.grid_ws / 3600.0,
+            campus_forecast_w=report_forecast_w(
+                self.cstate,
+                snap.load_w.value - snap.pv_w.value,
+                snap.t_wall + timedelta(seconds=self.site.cycle_s),
+                self.site.cycle_s,
+                self.site.control.demand_interval_s,
+            ),
+            campus_raise_w=report_raise_w(self.cstate),
         )
         self.hub.publish(rec)
         return rec

@@ -6,6 +6,7 @@ Every key is validated; an error names the file, the table and the key.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -47,6 +48,28 @@ class DeviceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CampusPart:
+    """What a campus coordinator decided for the campus's demand target, as one feeder's agent takes it
+    (agent/campus: decided once on the campus's profile and tariff, sent in the share). With it the
+    agent's demand_target_w is its share of the campus target, and:
+    - its charge raise stays at or under that share (the feeders' own raises, each up to its own
+      feeder's billed peak, add up above the campus target: agent.control.demand);
+    - charging spends the share's credit over the time left: it is what the coordinator gives this
+      feeder now of the campus's energy left (agent.campus.allocate.split_demand), not import it saved;
+    - its demand bound is its part of the campus's (`demand_w`, W: > 0 it discharges that much, < 0
+      it may charge that much; NaN: its own against its share):
+      bounded each against its own share, a feeder whose GPU load swung up discharged while the
+      campus, where the swings cancel, needed nothing (agent/campus/bound.py);
+    - time-of-use discharge keeps back `keep_wh` (stored Wh; below 0: its own keep) for the target;
+    - it recharges for demand where no round trip pays only when the campus does (`recharge`: 1 yes,
+      0 no, -1 not decided: its own rule, agent.control.tou.demand_charge_now)."""
+
+    keep_wh: float = -1.0
+    recharge: int = -1
+    demand_w: float = math.nan
+
+
+@dataclass(frozen=True, slots=True)
 class ControlConfig:
     """Targets and limits for the control policy (SI units)."""
 
@@ -73,16 +96,9 @@ class ControlConfig:
     # Not a site-file key: True only in an offline replay of a trace sampled at the agent's cycle,
     # where the load changes exactly when the agent reads it (agent.control.ramp_reference)
     load_changes_at_readings: bool = False
-    # Not a site-file key: the stored energy time-of-use discharge keeps back for the demand target,
-    # when a campus coordinator decides it for the campus (agent/campus/keep.py; set by
-    # agent.control.campus_share.with_share); below 0 the agent keeps its own (demand.keep_wh)
-    campus_keep_wh: float = -1.0
-    # Not a site-file key: True when demand_target_w is a campus coordinator's share (set by
-    # agent.control.campus_share.with_share): a charge raise then stays at or under it, since the sum
-    # of the feeders' own raises is not the campus's; and charging spends the share's credit over the
-    # time left: it is what the coordinator gives this feeder now from the campus's energy left
-    # (agent.campus.allocate.split_demand), not import this feeder saved earlier
-    campus_target: bool = False
+    # Not a site-file key: the campus coordinator's demand decisions for this feeder, while its demand
+    # target is the campus's share (set by agent.control.campus_share.with_share); None: a site alone
+    campus: CampusPart | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,11 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from agent.campus.allocate import SHARE_WINDOW, CampusLimits, FeederState, Share, allocate, to_send
+from agent.campus.allocate import SHARE_WINDOW, UNDECIDED, CampusLimits, FeederState, Share, allocate, to_send
 from agent.campus.keep import new_day
 from agent.campus.keep import step as campus_step
+from agent.campus.recharge import campus_recharge
 from agent.control import Prices
-from agent.control.campus_share import feeder_state, with_share
+from agent.control.campus_share import feeder_state, report_forecast_w, report_raise_w, with_share
 from agent.economics.tariff import FloatArray, Tariff
 from agent.model.config import DeviceConfig, SiteConfig
 from agent.model.snapshot import SiteSnapshot
@@ -167,15 +168,27 @@ def coordinated(
     # (agent.offline.replay.day_profile: a replay has no yesterday)
     day = new_day(iv_len, day_profile(campus_trace(feeders), iv_len, tz))
 
-    def timed(states: list[FeederState], seen: int, k: int) -> dict[str, Share]:
+    recharge = (-1, UNDECIDED)  # (interval key, the campus's recharge decision for it)
+
+    def timed(states: list[FeederState], seen: int, counted: int, k: int) -> dict[str, Share]:
         # what the coordinator sends at trace step k (allocate.to_send) on the reports of the readings
-        # of step `seen`, with the campus's keep (agent/campus/keep.py) from the slot they are in
-        nonlocal day
+        # of step `seen`, with the campus's keep (agent/campus/keep.py) from the slot they are in and
+        # its recharge (agent/campus/recharge.py) for the interval of step k, decided once for it
+        nonlocal day, recharge
         a = clock()
-        left = iv_len - float(ts[k]) % iv_len
+        # the time left after what the feeders' counts cover (to step `counted`, as the agents count:
+        # allocate's bound is the campus's rate over the rest of the interval from there)
+        same = float(ts[counted]) // iv_len == float(ts[k]) // iv_len
+        left = iv_len - float(ts[counted if same else k]) % iv_len
         t = datetime.fromtimestamp(float(ts[seen]), tz)
         day, keep = campus_step(day, states, t, dt, iv_len, limits.demand_target_w)
-        recent.append(allocate(limits, states, interval_left_s=left, interval_s=iv_len, keep_wh=keep))
+        key = int(float(ts[k]) // iv_len)
+        if key != recharge[0]:
+            t_k = datetime.fromtimestamp(float(ts[k]), tz)
+            recharge = (key, campus_recharge(day, t_k, iv_len, limits.demand_target_w, prices))
+        recent.append(
+            allocate(limits, states, interval_left_s=left, interval_s=iv_len, keep_wh=keep, recharge=recharge[1])
+        )
         out = to_send(recent)
         alloc_s.append(clock() - a)
         return out
@@ -184,8 +197,13 @@ def coordinated(
         # the agent's own count of its import this interval (to step `counted`), as the live agent
         # reports it; an interval that has ended by step k, when the share is made, counts 0
         same = float(ts[counted]) // iv_len == float(ts[k]) // iv_len
-        wh = r.st.interval.grid_ws / 3600.0 if same else 0.0
-        return feeder_state(site, snap, r.cfg, r.op, interval_wh=wh)
+        iv = r.st.interval
+        wh = iv.grid_ws / 3600.0 if same else 0.0
+        # its demand forecast for its cycle at step k, and its priced raise (as the live agent reports them)
+        fc = report_forecast_w(
+            r.st, snap.load_w.value - snap.pv_w.value, datetime.fromtimestamp(float(ts[k]), tz), dt, iv_len
+        )
+        return feeder_state(site, snap, r.cfg, r.op, interval_wh=wh, forecast_w=fc, raise_w=report_raise_w(r.st))
 
     t0 = clock()
     every = progress_every(n)
@@ -193,7 +211,8 @@ def coordinated(
     for lo in range(0, n, decide_every):
         hi = min(n, lo + decide_every)
         if not late:
-            shares = timed([report(r, i, r.next_reading(lo), max(lo - 1, 0), lo) for r, i in pairs], lo, lo)
+            before = max(lo - 1, 0)
+            shares = timed([report(r, i, r.next_reading(lo), before, lo) for r, i in pairs], lo, before, lo)
         if shares is not None:
             for (r, i), b in zip(pairs, base, strict=True):
                 r.cfg = with_share(b, shares[i])
@@ -201,7 +220,7 @@ def coordinated(
             r.run(lo, hi)
         if late:  # the reports of this cycle (the snapshot each agent decided on), answered for the next
             k = min(hi, n - 1)
-            shares = timed([report(r, i, r.snap, hi - 1, k) for r, i in pairs if r.snap is not None], lo, k)
+            shares = timed([report(r, i, r.snap, hi - 1, k) for r, i in pairs if r.snap is not None], lo, hi - 1, k)
         if progress is not None and (hi >= next_progress or hi == n):
             progress(hi, n)
             next_progress = hi + every

@@ -1,0 +1,145 @@
+"""The campus's demand decisions, decided once for the campus (issue 16 fourth pass): its demand bound
+split into each feeder's part (agent/campus/bound.py), its recharge for demand
+(agent/campus/recharge.py), both on the wire (agent/campus/messages.py) and in the agent
+(ControlConfig.campus: agent.control.demand / tou). Hand-computed."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from agent.campus.allocate import NOT_SENT, UNDECIDED, CampusLimits, FeederState, Share, allocate, to_send
+from agent.campus.bound import campus_bound_w, split_bound
+from agent.campus.keep import new_day
+from agent.campus.messages import decode, parse_report, parse_share, signed_report, signed_share
+from agent.campus.recharge import campus_recharge
+from agent.control import decide, initial_state
+from agent.control.campus_share import with_share
+from agent.control.demand import CHARGE_MARGIN, MARGIN
+from agent.economics.tariff import bundled
+from agent.model.config import CampusPart
+from agent.model.operator import OperatorState
+from tests.test_control_support import CFG, SHANGHAI, TZ, snap
+
+KEY = b"unit-test-campus-key-0123456789"
+L = 900.0
+
+
+def feeder(
+    site: str, net: float, fc: float, wh: float, dis: float = 1e6, energy: float = 1e6, **kw: Any
+) -> FeederState:
+    return FeederState(site, net, net, dis, dis, energy, interval_wh=wh, forecast_w=fc, **kw)
+
+
+def test_the_bound_is_the_campus_s_own_not_the_sum_of_the_feeders() -> None:
+    """Two feeders swinging against each other: a read at 1.4 MW, b at 0.6 MW, each forecasting its
+    1.0 MW average; 600 s into the interval at exactly 1.0 MW each (166.7 kWh each). Target
+    2.02 MW: the campus's aim is 2.02 x 0.99 = 1.9998 MW; its rest forecast 2.0 MW is 0.2 kW over the
+    rate its energy left allows (1.9998 + (1.9998 x 600 - 2 x 600) / 300 = 1.9994 MW): 0.6 kW to
+    discharge, split by energy, 0.3 kW each. Split on the feeders' own shares, a (forecast 1.0 MW
+    against a reading-based share) and b would have been asked for +-0.4 MW."""
+    wh = 1e6 * 600.0 / 3600.0
+    fs = [feeder("a", 1.4e6, 1.0e6, wh), feeder("b", 0.6e6, 1.0e6, wh)]
+    aim = 2.02e6 * (1 - MARGIN)
+    rate = aim + (aim * 600.0 - 2e6 * 600.0) / 300.0
+    assert campus_bound_w(2.02e6, fs, 300.0, L) == pytest.approx(2e6 - rate)
+    assert split_bound(2e6 - rate, fs) == pytest.approx([(2e6 - rate) / 2] * 2)
+
+
+def test_under_the_target_the_bound_is_charge_room_split_by_charge_power() -> None:
+    """Campus at 2.0 MW (forecast and reading) with a 3.0 MW target, nothing imported yet (interval
+    start): charging may take the campus to 3.0 x 0.99 x 0.98 = 2.9106 MW, a room of 0.9106 MW, split
+    3:1 by charge power."""
+    fs = [feeder("a", 1.0e6, 1.0e6, 0.0, dis=3e6), feeder("b", 1.0e6, 1.0e6, 0.0, dis=1e6)]
+    room = 3.0e6 * (1 - MARGIN) * (1 - CHARGE_MARGIN) - 2.0e6
+    assert campus_bound_w(3.0e6, fs, L, L) == pytest.approx(-room)
+    assert split_bound(-room, fs) == pytest.approx([-0.75 * room, -0.25 * room])
+    # a reading above the forecast (a swing up now) narrows the room as the pooled controller's does
+    up = [feeder("a", 1.5e6, 1.0e6, 0.0), feeder("b", 1.0e6, 1.0e6, 0.0)]
+    assert campus_bound_w(3.0e6, up, L, L) == pytest.approx(-(room - 0.5e6))
+    # nothing to split where no battery can take or give it
+    assert split_bound(-room, [feeder("a", 1e6, 1e6, 0.0, dis=0.0)]) == [0.0]
+    assert split_bound(0.0, fs) == [0.0, 0.0]
+
+
+def test_the_share_carries_the_part_and_the_agent_discharges_exactly_it() -> None:
+    wh = 1e6 * 600.0 / 3600.0
+    fs = [feeder("a", 1.4e6, 1.2e6, wh), feeder("b", 0.6e6, 1.0e6, wh)]
+    shares = to_send([allocate(CampusLimits(demand_target_w=2.0e6), fs, interval_left_s=300.0, interval_s=L)])
+    bound = campus_bound_w(2.0e6, fs, 300.0, L)
+    assert bound > 0.0 and sum(s.demand_w for s in shares.values()) == pytest.approx(bound)
+    _, got = parse_share(decode(signed_share(KEY, "a", shares["a"], 1, 1.79e9)), "a")
+    assert got.demand_w == pytest.approx(shares["a"].demand_w, abs=1e-3)
+    # an agent at 12:30 on Shanghai's flat price (time-of-use holds), told to discharge 123 kW:
+    # it does, whatever its own share's level says
+    part = Share(0.0, 0.0, 5e6, NOT_SENT, UNDECIDED, 123e3)
+    st = initial_state(CFG, profile=[1.0e6] * 96)
+    t0 = datetime(2026, 7, 15, 12, 30, tzinfo=TZ)
+    plan, st = decide(
+        snap(1.0e6, t_mono=1000.0, t_wall=t0), st, with_share(CFG, part), OperatorState(), SHANGHAI, False
+    )
+    plan, st = decide(
+        snap(1.0e6, t_mono=1060.0, t_wall=t0 + timedelta(seconds=60)),
+        st,
+        with_share(CFG, part),
+        OperatorState(),
+        SHANGHAI,
+        False,
+    )
+    assert plan.site_setpoint_w == pytest.approx(123e3)
+    # in the valley (00:30, time-of-use charging toward the ceiling), told it may charge 50 kW: it
+    # charges exactly that, though its own 5 MW share would leave it 4 MW of room
+    part = Share(0.0, 0.0, 5e6, NOT_SENT, UNDECIDED, -50e3)
+    st = initial_state(CFG, profile=[1.0e6] * 96)
+    t0 = datetime(2026, 7, 15, 0, 30, tzinfo=TZ)
+    cfg = with_share(CFG, part)
+    plan, st = decide(snap(1.0e6, t_mono=1000.0, t_wall=t0), st, cfg, OperatorState(), SHANGHAI, False)
+    plan, st = decide(
+        snap(1.0e6, t_mono=1060.0, t_wall=t0 + timedelta(seconds=60)), st, cfg, OperatorState(), SHANGHAI, False
+    )
+    assert plan.site_setpoint_w == pytest.approx(-50e3)
+    # without a part (an older coordinator), none is read, and the agent bounds itself
+    msg = decode(signed_share(KEY, "a", Share(1e6, 1.0, 2e6), 1, 1.79e9))
+    assert "demand_w" not in msg and math.isnan(parse_share(msg, "a")[1].demand_w)
+    assert with_share(CFG, parse_share(msg, "a")[1]).campus == CampusPart()
+
+
+def test_the_campus_recharges_for_its_own_envelope_not_its_feeders() -> None:
+    """PG&E, a weekday at 02:00 (off-peak, the cheapest price until the afternoon): the campus's day
+    profile 180 MW all day but 190 MW over 14:00-15:00. Against a 186 MW target it recharges now;
+    against 195 MW (above every slot) it does not; without prices, or with less than half a day of
+    profile, it does not decide (each agent keeps its own rule)."""
+    pge = bundled("pge_e20_secondary_2014")
+    prof = [180e6] * 96
+    for s in range(56, 60):
+        prof[s] = 190e6
+    day = new_day(L, prof)
+    t = datetime(2026, 7, 1, 2, 0, tzinfo=pge.timezone)
+    assert campus_recharge(day, t, L, 186e6, pge) == 1
+    assert campus_recharge(day, t, L, 195e6, pge) == 0
+    assert campus_recharge(day, t, L, 186e6, None) == UNDECIDED
+    assert campus_recharge(new_day(L), t, L, 186e6, pge) == UNDECIDED
+    # in the afternoon, inside the stretch that needs it, the campus shaves, it does not recharge
+    assert campus_recharge(day, t.replace(hour=14, minute=15), L, 186e6, pge) == 0
+    # on the wire, and in the agent's config
+    sh = Share(0.0, 0.0, 3e6, NOT_SENT, 1)
+    _, got = parse_share(decode(signed_share(KEY, "a", sh, 1, 1.79e9)), "a")
+    assert got.recharge == 1 and with_share(CFG, got).campus == CampusPart(recharge=1)
+
+
+def test_no_bound_is_sent_unless_every_feeder_reported_its_forecast() -> None:
+    """A feeder without a demand forecast (a loop that does not report one): no bound for anyone, each
+    agent bounds itself against its share (a bound on the readings would chase the GPU swings).
+    The forecast and raise go on the wire in the report."""
+    wh = 1e6 * 600.0 / 3600.0
+    fs = [feeder("a", 1.4e6, 1.2e6, wh), feeder("b", 0.6e6, math.nan, wh)]
+    shares = allocate(CampusLimits(demand_target_w=2.0e6), fs, interval_left_s=300.0, interval_s=L)
+    assert all(math.isnan(s.demand_w) for s in shares.values())
+    got = parse_report(decode(signed_report(KEY, replace(fs[0], raise_w=5e5), 1.79e9)), "a")
+    assert (got.forecast_w, got.raise_w) == (1.2e6, 5e5)
+    got = parse_report(decode(signed_report(KEY, fs[1], 1.79e9)), "b")
+    assert math.isnan(got.forecast_w) and got.raise_w == 0.0
