@@ -206,25 +206,6 @@ def test_the_peak_level_holds_in_every_scenario_so_energy_is_kept_for_a_late_pea
     assert p.grid_w.max() <= 70e3 + 1e-3
 
 
-def test_the_peak_level_holds_on_the_envelope_of_the_past_days_not_only_on_each() -> None:
-    # 100 kW of power here. Two past days at 80 kW for an hour with a restart (0 kW) in a different
-    # quarter hour each, then an hour at 0 (the median: 40 kW in their restarts' quarter hours).
-    # Each day alone lets its schedule
-    # recharge in its own restart: P with 3 (80 - P) / 4 kWh out, P / 4 back in the restart and P
-    # in the last hour, ending with the 50 kWh it started with: P = 30 kW. But the coming day's
-    # restart may come in neither quarter hour (training restarts come at any hour): the plan holds
-    # its level on the envelope of the past days too, 80 kW for the whole hour: (80 - P) out, P
-    # back, P = 40 kW.
-    bat = replace(BAT, power_w=100e3)
-    a = [80e3, 0.0, 80e3, 80e3] + [0.0] * 4
-    b = [80e3, 80e3, 0.0, 80e3] + [0.0] * 4
-    median = [80e3, 40e3, 40e3, 80e3] + [0.0] * 4
-    one = solved(plan(scenario_fc(median, [a]), FLAT, bat, 50.0, (), T0))
-    np.testing.assert_allclose(one.grid_cap_w, [30e3] * 8, atol=1e-3)
-    both = solved(plan(scenario_fc(median, [a, b]), FLAT, bat, 50.0, (), T0))
-    np.testing.assert_allclose(both.grid_cap_w, [40e3] * 8, atol=1e-3)
-
-
 def test_a_scenario_over_part_of_the_horizon_ends_with_the_energy_it_started_with() -> None:
     # The late scenario covers the first two quarter hours only and, like the plan, must end them
     # with the 50 kWh it started with (the days after need them). Its 120 kW in the second can then

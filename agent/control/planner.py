@@ -14,13 +14,6 @@ with what a plan made mid-month needs on top:
   (a late peak after a long high afternoon), instead of a higher level for the spread. The peak
   rows of the median plan may add margin x (p90 - p50) (0 by default, replan.ReplanSettings);
   energy is priced on the mean over the scenarios;
-- one more scenario is their envelope, the highest of the past days at each slot: each scenario's
-  schedule knows its own day to the end, so on its own it recharges in that day's dips (a training
-  job's restarts) and holds a level it could not hold on a day whose dips come elsewhere. The
-  envelope has no dip where any past day had none: the level is one the battery holds without
-  counting on a dip at a known time (the heuristic's levels are sized on it too, envelope.py). On
-  PG&E E-20 the plan held the morning part-peak at a level it ran out of energy for by 17:45 the
-  same day (train200: 8.4 % of the optimum; 31.4 % with the envelope);
 - the SoC window is the reserve floor (or soc_min, whichever is higher) to soc_max; from a state
   of charge outside it the bound opens (see _window), so a plan always exists;
 - the plan ends with at least the energy it starts with: the month goes on after the horizon and
@@ -135,7 +128,6 @@ def plan(
     loads, peak_loads = load, peak_load
     if len(fc.scenarios_w):  # the plan is the median's; the peak level holds in every scenario too
         scen = np.maximum(fc.scenarios_w, 0.0)
-        scen = np.vstack([scen, scen.max(axis=0)])  # and their envelope (the module doc)
         loads, peak_loads = np.vstack([load, scen]), np.vstack([peak_load, scen])
     price = tariff.energy_prices(ts)
     layout = demand_layout(ts, tariff)
