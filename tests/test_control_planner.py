@@ -267,3 +267,12 @@ def test_the_plan_ends_with_at_least_the_energy_it_started_with() -> None:
     p = solved(plan(fc(T0, [100e3] * 8), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (), T0))
     assert p.battery_w.tolist() == pytest.approx([0.0] * 8, abs=1e-3)
     assert p.grid_cap_w.tolist() == pytest.approx([100e3] * 8, abs=1e-3)
+
+
+def test_the_plan_says_the_billed_level_of_each_slot_for_the_tracker() -> None:
+    # FLAT bills one charge at every hour: every slot's level is the peak already billed (0 when
+    # nothing is; track.py gives back a charge that would close an interval over it and its load)
+    f = fc(T0, [100e3] * 8)
+    assert solved(plan(f, FLAT, BAT, 50.0, (70e3,), T0)).billed_w.tolist() == [70e3] * 8
+    assert solved(plan(f, FLAT, BAT, 50.0, (), T0)).billed_w.tolist() == [0.0] * 8
+    assert solved(plan(f, VALLEY, BAT, 50.0, (), T0)).billed_w.tolist() == [math.inf] * 8  # no demand charge

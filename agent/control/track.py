@@ -9,7 +9,11 @@ replaces the heuristic economic controllers (time-of-use, balancing, demand shav
   controller's interval accounting (credit and deficit over the time left) and its margins, so a
   load above the forecast is shaved down to the cap, and charging never lifts the interval above
   the cap nor above the peak already billed this month (see track); where the plan charges up to
-  its cap, the charge fills the room there is under it, not only the planned power.
+  its cap, the charge fills the room there is under it, not only the planned power;
+- a giveback: where the energy charged in the running interval would close it above both its own
+  load's average and the peak already billed there (the plan's per-slot billed level), the excess
+  is given back over the rest of the interval, so the month's billed peak is never above the site's
+  own without the battery.
 The safety and grid-support bounds above it (device limits, outage, reserve, export, ramp) keep
 their priority: it only narrows the window they leave, and its target is clamped into it.
 """
@@ -108,8 +112,12 @@ def track(w: Window, c: Cycle) -> Window:
     # back the whole charge whenever the interval neared the billed peak cycled the battery at
     # every swing of a training load (train100 / PG&E 16.2 -> 12.6 % of the optimum).
     charged_ws = iv.grid_ws - iv.net_ws
-    if charged_ws > 0.0 and left > 0.0:
-        top = max(billed * c.iv_len, iv.net_ws + rest * left)  # as energy over the interval
+    # the billed level: the plan's (the lowest billed peak among the charges covering this slot), or
+    # this window's own billed peak (IntervalState keys peaks by the slot's total rate: on E-20 a
+    # night's is the nights' highest, under the all-hours maximum the day set)
+    lvl = float(p.billed_w[k]) if k < len(p.billed_w) else billed
+    if charged_ws > 0.0 and left > 0.0 and lvl < INF:
+        top = max(lvl * c.iv_len, iv.net_ws + rest * left)  # as energy over the interval
         give = min(charged_ws, iv.grid_ws + rest * left - top) / left
         if give > a:
             a = give
