@@ -11,9 +11,9 @@ replaces the heuristic economic controllers (time-of-use, balancing, demand shav
   the cap nor above the peak already billed this month (see track); where the plan charges up to
   its cap, the charge fills the room there is under it, not only the planned power;
 - a giveback: where the energy charged in the running interval would close it above both its own
-  load's average and the peak already billed there (the plan's per-slot billed level), the excess
-  is given back over the rest of the interval, so the month's billed peak is never above the site's
-  own without the battery.
+  load's average and the level billed there anyway (DispatchPlan.billed_w: the peak billed, or the
+  plan's level where its median forecast reaches it), the excess is given back over the rest of
+  the interval: charging does not raise the month's billed peak above what the load sets itself.
 The safety and grid-support bounds above it (device limits, outage, reserve, export, ramp) keep
 their priority: it only narrows the window they leave, and its target is clamped into it.
 """
@@ -102,17 +102,19 @@ def track(w: Window, c: Cycle) -> Window:
         if fill and a < w.target:
             w = w.decided(AUTO, a, "plan")
     why = f"plan cap {level:.0f} W on the interval average"
-    # Never a billed peak the site would not have without the battery (the issue's target), by
-    # construction: where the energy charged in this interval would close it above both the peak
-    # already billed in its window and its own load's average, the battery gives that excess back
-    # over the rest of it. Each interval's average import is then at most the higher of the two, and
-    # so, interval after interval, the month's billed peak at most the load's own. (Charging stays
-    # under the billed peak on the forecast, but a load that rose after a charge carried the
-    # interval over it: the flat HPL loop's first plateau, +2 kW on PG&E.) Only the excess: giving
-    # back the whole charge whenever the interval neared the billed peak cycled the battery at
-    # every swing of a training load (train100 / PG&E 16.2 -> 12.6 % of the optimum).
+    # Never a billed peak the site would not have without the battery (the issue's target): where
+    # the energy charged in this interval would close it above both the level billed there anyway
+    # and its own load's average, the battery gives that excess back over the rest of it. Each
+    # interval's average import is then at most the higher of the two: what is billed, what the
+    # load itself is expected to set, or its own. (Charging stays under the billed peak on the
+    # forecast, but a load that rose after a charge carried the interval over it: the flat HPL
+    # loop's first plateau, +2 kW on PG&E.) Only the excess: giving back the whole charge whenever
+    # the interval neared the billed peak cycled the battery at every swing of a training load
+    # (with the envelope scenario of BENCHMARKS' 13p section: train100 / PG&E 16.2 -> 12.6 %). The
+    # peak billed alone as the level (no forecast) held back the inference load's first night's
+    # charge under its first intervals' import, and its month was billed 119 kW higher.
     charged_ws = iv.grid_ws - iv.net_ws
-    # the billed level: the plan's (the lowest billed peak among the charges covering this slot), or
+    # the billed level: the plan's (what the charges covering this slot bill anyway), or
     # this window's own billed peak (IntervalState keys peaks by the slot's total rate: on E-20 a
     # night's is the nights' highest, under the all-hours maximum the day set)
     lvl = float(p.billed_w[k]) if k < len(p.billed_w) else billed
