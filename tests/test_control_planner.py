@@ -267,3 +267,19 @@ def test_the_plan_ends_with_at_least_the_energy_it_started_with() -> None:
     p = solved(plan(fc(T0, [100e3] * 8), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (), T0))
     assert p.battery_w.tolist() == pytest.approx([0.0] * 8, abs=1e-3)
     assert p.grid_cap_w.tolist() == pytest.approx([100e3] * 8, abs=1e-3)
+
+
+def test_the_plan_says_the_level_each_slot_is_billed_at_anyway_for_the_tracker() -> None:
+    # FLAT bills one charge at every hour. 100 kW for an hour then nothing, 50 kWh stored: the plan
+    # holds 50 kW, which the median reaches on its own: that is billed anyway, so an interval may
+    # close there (track.py gives back a charge that would close it over that level and its load).
+    # With 70 kW already billed: 70 kW. A past day at 60 kW all day (nothing to recharge in) makes
+    # the plan's level 60 kW, above the median's 30: the level is the median's highest, never more
+    # (the flat loop's plans held a level above its own plateau). No demand charge: no level.
+    shaped = fc(T0, [100e3] * 4 + [0.0] * 4)
+    assert solved(plan(shaped, FLAT, BAT, 50.0, (), T0)).billed_w.tolist() == pytest.approx([50e3] * 8)
+    assert solved(plan(shaped, FLAT, BAT, 50.0, (70e3,), T0)).billed_w.tolist() == pytest.approx([70e3] * 8)
+    high = scenario_fc([30e3] * 8, [[60e3] * 8])
+    p = solved(plan(high, FLAT, BAT, 50.0, (), T0))
+    assert p.grid_cap_w.tolist() == pytest.approx([60e3] * 8) and p.billed_w.tolist() == pytest.approx([30e3] * 8)
+    assert solved(plan(shaped, VALLEY, BAT, 50.0, (), T0)).billed_w.tolist() == [math.inf] * 8

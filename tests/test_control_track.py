@@ -5,6 +5,7 @@ heuristic economics. Fleet: 12 clusters x 418 kWh (5,016 kWh) at 50 %, 2.508 MW 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
@@ -169,3 +170,39 @@ def test_a_plateau_late_in_the_interval_is_shaved_under_the_plan_cap(step_s: int
         plan, st = decide(s, st, CFG, OP, SHANGHAI, False, schedule=p)
         battery = plan.site_setpoint_w
     assert st.month_peak(SHANGHAI.rate) == 4.4e6  # closed under the cap: nothing new billed
+
+
+@pytest.mark.parametrize(
+    ("billed_w", "give_w", "closes_w"),
+    [
+        (None, 54e6 / 840.0, 4e6),  # the plan does not say: this window's own billed peak, nothing yet
+        (3.9e6, 54e6 / 840.0, 4e6),  # the plan's billed level under the load: all of it given back
+        (4.95e6, -900e3, 4.9e6),  # above what the charge reaches (E-20's night under the day's maximum): kept
+    ],
+)
+def test_a_charge_in_an_interval_that_may_close_over_the_billed_peak_is_given_back(
+    billed_w: float | None, give_w: float, closes_w: float
+) -> None:
+    # Nothing billed yet this month and a plan charging 1 MW on a steady 4 MW load, its cap at 5 MW
+    # (planned import at the cap: the charge fills the room under 5 MW less 2 %, 900 kW). At 60 s
+    # the first cycle charges 900 kW: 54 MJ (15 kWh). From the next cycle on the interval may close
+    # above what is billed (nothing), so the battery gives that charge back over the 840 s left:
+    # 54 MJ / 840 s = 64.29 kW, and the interval closes at the load's own 4 MW. Before, it charged
+    # 900 kW to the end and billed 4.9 MW, 900 kW over the site without the battery. The same with
+    # the plan's billed level under the load; with it at 4.95 MW (a night on E-20, where only the
+    # all-hours maximum the day set is billed) the charge raises no bill and is kept.
+    t0 = T0.timestamp()
+    p = schedule(-1e6, cap_w=5e6, load_w=4e6, start=t0)
+    if billed_w is not None:
+        p = replace(p, billed_w=np.full(4, billed_w))
+    st = initial_state(CFG)
+    battery, setpoints = 0.0, []
+    for k in range(0, 901, 60):
+        clusters, pcs = fleet(soc=50.0)
+        s = snap(4e6, battery=battery, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k), clusters=clusters, pcs=pcs)
+        plan, st = decide(s, st, CFG, OP, SHANGHAI, False, schedule=p)
+        battery = plan.site_setpoint_w
+        setpoints.append(battery)
+    assert setpoints[0] == pytest.approx(-900e3)
+    assert setpoints[1:15] == pytest.approx([give_w] * 14, rel=1e-6)
+    assert st.month_peak(SHANGHAI.rate) == pytest.approx(closes_w)  # never over the load's own and the billed

@@ -23,9 +23,9 @@ import aiomqtt
 import pytest
 
 from agent.control.planner import ALARM
+from agent.control.replan import R_COLD, R_EVERY, R_FAILED_NONE, R_START
 from agent.live.plan_config import parse_planner
 from agent.live.plan_history import FILE_NAME
-from agent.live.planning import COLD, FAILED_NONE, NEW_INTERVAL, START
 from agent.model.clock import SiteClock
 from agent.model.interval import interval_bounds
 from agent.offline.replay import plan_battery
@@ -94,7 +94,7 @@ async def test_the_plan_is_shown_published_tracked_and_its_history_kept(mosquitt
         # until its own plan arrives; wait for a body read while the plan was fresh)
         body = await api_plan(h, lambda b: b["status"] == "plan" and len(b["slots"]) == 96)
         # (at x60 an interval may have closed since: then its plan is the one shown)
-        assert body["enabled"] is True and body["reason"] in (START, NEW_INTERVAL)
+        assert body["enabled"] is True and body["reason"] in (R_START, R_EVERY)
         assert body["step_s"] == STEP_S and len(body["slots"]) == 96
         first = body["slots"][0]["t"]
         assert first == interval_bounds(first, site.timezone, STEP_S)[0]  # slots on interval starts
@@ -103,7 +103,7 @@ async def test_the_plan_is_shown_published_tracked_and_its_history_kept(mosquitt
         floor = plan_battery(site).reserve_pct
         assert all(floor - 1e-6 <= s["soc_pct"] <= 95.0 + 1e-6 for s in body["slots"][1:])
         assert body["solve_ms"] > 0.0 and body["age_s"] >= 0.0 and body["failures"] == 0
-        assert body["changes"][-1]["reason"] == START  # newest first: the first plan was the start's
+        assert body["changes"][-1]["reason"] == R_START  # newest first: the first plan was the start's
 
         # decide() tracks it: the plan's target (or its grid cap) decides, and the record carries
         # the plan's running SoC target and cap (telemetry's planned_* fields)
@@ -128,7 +128,7 @@ async def test_the_plan_is_shown_published_tracked_and_its_history_kept(mosquitt
 
         # the next interval closes: its averages go to the history file, and a plan is solved for it
         await h.until(lambda: planning.history_intervals > at_start, 60.0, "an interval to close")
-        await h.until(lambda: planning.reason == NEW_INTERVAL, 20.0, "the new interval's plan")
+        await h.until(lambda: planning.reason == R_EVERY, 20.0, "the new interval's plan")
         rows = [ln.split(",") for ln in (state / FILE_NAME).read_text().splitlines() if not ln.startswith("#")]
         assert [float(r[0]) for r in rows[: len(starts)]] == starts
         closed = rows[len(starts)]
@@ -145,7 +145,7 @@ async def test_the_plan_is_shown_published_tracked_and_its_history_kept(mosquitt
         assert again is not None and again.history_intervals == kept >= len(rows)
         assert float(closed[0]) in again.replanner.hist_ts
         await h.until(lambda: again.plan is not None, 30.0, "the first plan after the restart")
-        assert again.reason == START
+        assert again.reason == R_START
 
 
 async def test_a_failing_solve_raises_the_alarm_and_the_loop_runs_on(tmp_path: Path) -> None:
@@ -157,9 +157,9 @@ async def test_a_failing_solve_raises_the_alarm_and_the_loop_runs_on(tmp_path: P
         hub = h.rt.hub
         await h.until(lambda: any(a.code == ALARM for a in hub.alarms.active()), 30.0, "the planner alarm")
         alarm = next(a for a in hub.alarms.active() if a.code == ALARM)
-        assert alarm.source == "planner" and FAILED_NONE in alarm.message
+        assert alarm.source == "planner" and R_FAILED_NONE in alarm.message
         body = await api_plan(h, lambda b: b["failures"] >= 1)
-        assert body["status"] == "none" and body["reason"] == FAILED_NONE and body["slots"] == []
+        assert body["status"] == "none" and body["reason"] == R_FAILED_NONE and body["slots"] == []
         # the loop runs on, on the heuristic: cycles keep coming and none is decided by a plan
         seq = hub.latest.snapshot.seq if hub.latest else 0
         for _ in range(5):
@@ -173,7 +173,7 @@ async def test_without_history_the_plan_says_cold_start_and_disabled_says_disabl
     site = site_with({"enabled": True})
     async with agent_on_simulators(tmp_path / "on", site, clock=SiteClock(SPEED, time.time()), demo=True) as h:
         body = await api_plan(h, lambda b: b["solves"] == 0 and b["cold_intervals"] >= 1)
-        assert body["status"] == "none" and body["reason"] == COLD and body["history_intervals"] == 0
+        assert body["status"] == "none" and body["reason"] == R_COLD and body["history_intervals"] == 0
     off = site_with({"enabled": False})
     async with agent_on_simulators(tmp_path / "off", off, demo=True) as h:
         assert h.rt.planning is None

@@ -16,12 +16,13 @@ import pytest
 
 from agent.control import decide, initial_state
 from agent.control.planner import ALARM
+from agent.control.replan import R_DEPARTURE, R_EVERY, R_FAILED_KEPT, R_START
 from agent.control.state import ControllerState
 from agent.economics.tariff import load_tariff
 from agent.live import planning
 from agent.live.plan_config import parse_planner
 from agent.live.plan_history import FILE_NAME
-from agent.live.planning import DEPARTURE, FAILED_KEPT, NEW_INTERVAL, START, LivePlanning
+from agent.live.planning import LivePlanning
 from agent.model.alarms import AlarmBook
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
@@ -89,13 +90,13 @@ def test_first_plan_departure_and_a_closed_interval(
     first = drive.cycle()  # the first cycle asks for a plan; decide() runs on the heuristic meanwhile
     assert first.decided_by not in ("plan", "plan_cap")
     plan = drive.until_version(1)
-    assert pl.reason == START and pl.plan is not None
+    assert pl.reason == R_START and pl.plan is not None
     plan = drive.cycle()
     assert plan.decided_by == "plan" or any(b.source == "plan_cap" for b in plan.bounds), plan.decided_by
 
     # the SoC 30 points above the plan: one re-plan for this interval, not one per cycle
     drive.until_version(2, soc_pct=90.0)
-    assert pl.reason.startswith(f"{DEPARTURE}: SoC 90.0 % vs planned ")
+    assert pl.reason.startswith(f"{R_DEPARTURE}: SoC 90.0 % vs planned ")
     for _ in range(20):
         drive.cycle(soc_pct=90.0)
         time.sleep(0.01)
@@ -107,12 +108,12 @@ def test_first_plan_departure_and_a_closed_interval(
     while drive.t < datetime(2026, 12, 2, 10, 15, 1, tzinfo=drive.t.tzinfo):
         drive.cycle()
     drive.until_version(3)
-    assert pl.reason == NEW_INTERVAL and pl.history_intervals == n + 1
+    assert pl.reason == R_EVERY and pl.history_intervals == n + 1
     start = datetime(2026, 12, 2, 10, 0, tzinfo=drive.t.tzinfo).timestamp()
     last = (tmp_path / FILE_NAME).read_text().splitlines()[-1]
     assert last == f"{start:.0f},3000000.0,3000000.0"
     assert pl.replanner.hist_ts[-1] == start and pl.replanner.hist_net[-1] == LOAD_W
-    assert [c[1] for c in pl.changes] == [START, pl.changes[1][1], NEW_INTERVAL]
+    assert [c[1] for c in pl.changes] == [R_START, pl.changes[1][1], R_EVERY]
     assert drive.alarms.active() == []
     # the forecasts kept are bounded (3 made, 2 kept) and scored against the interval that closed:
     # the departure's forecast had the three preloaded days' 10:00 (4.5 MW) for its first slot, the
@@ -135,7 +136,7 @@ def test_a_history_that_cannot_be_written_is_named_and_planning_goes_on(
         while drive.t < datetime(2026, 12, 2, 10, 15, 1, tzinfo=drive.t.tzinfo):
             drive.cycle()
         drive.until_version(2)
-    assert pl.reason == NEW_INTERVAL and pl.plan is not None  # planned from memory
+    assert pl.reason == R_EVERY and pl.plan is not None  # planned from memory
     assert f"planner history {path}: cannot be written (Is a directory)" in caplog.text
 
 
@@ -148,10 +149,10 @@ def test_a_failed_solve_keeps_the_last_plan_with_the_alarm_until_one_succeeds(dr
     settings = pl.replanner.settings
     pl.replanner.settings = replace(settings, time_limit_s=1e-6)
     drive.until_version(2, soc_pct=90.0)  # a departure asks for a re-plan, which fails
-    assert pl.reason == FAILED_KEPT and pl.plan is good
+    assert pl.reason == R_FAILED_KEPT and pl.plan is good
     (alarm,) = drive.alarms.active()
     assert alarm.code == ALARM and alarm.source == "planner"
-    assert alarm.message.startswith(f"{FAILED_KEPT} ({DEPARTURE}: SoC 90.0 % vs planned ")
+    assert alarm.message.startswith(f"{R_FAILED_KEPT} ({R_DEPARTURE}: SoC 90.0 % vs planned ")
     assert alarm.message.endswith("; 1 of 2 solves failed, time limit 1e-06 s)")
     plan = drive.cycle()  # the kept plan is still tracked
     assert plan.decided_by == "plan" or any(b.source == "plan_cap" for b in plan.bounds)
@@ -160,5 +161,5 @@ def test_a_failed_solve_keeps_the_last_plan_with_the_alarm_until_one_succeeds(dr
     while drive.t < datetime(2026, 12, 2, 10, 15, 1, tzinfo=drive.t.tzinfo):
         drive.cycle()
     drive.until_version(3)
-    assert pl.reason == NEW_INTERVAL and pl.plan is not good and drive.alarms.active() == []
+    assert pl.reason == R_EVERY and pl.plan is not good and drive.alarms.active() == []
     assert drive.alarms.history(1)[0].code == ALARM

@@ -100,7 +100,9 @@ def test_a_flat_load_at_one_price_never_leaves_the_site_worse_off() -> None:
     ts = START + STEP * np.arange(int(3 * 86400 / STEP), dtype=np.float64)
     load = np.full(len(ts), 3e6)
     site = replace(demo(), control=replace(demo().control, reserve_load_w=0.0))
-    rp = Replanner(flat, plan_battery(site))
+    # (a solve limit far above the 0.25 s default: on a loaded machine a solve timed out and the
+    # test's "no failed solve" failed for the machine's load, not the plan's)
+    rp = Replanner(flat, plan_battery(site), ReplanSettings(time_limit_s=10.0))
     for t in np.arange(START - 2 * 86400.0, START, 900.0):
         rp.completed(float(t), 3e6, 3e6)
     res = replay(site, flat, Trace(ts, load, source="flat"), replanner=rp)

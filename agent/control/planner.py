@@ -170,11 +170,19 @@ def plan(
         return PlanFailure(sol.status, sol.message, solve_s)
     b = sol.discharge_w - sol.charge_w
     # the cap on each interval: the lowest peak level over the demand windows that cover it
+    # and the lowest level among them that the month bills anyway (at or under it an interval raises
+    # no bill): the peak already billed, or the plan's level where the median forecast itself reaches
+    # it in the window (a level the load is expected to set on its own: on the inference load the
+    # first night charges up to the afternoon's level; on E-20 a night is billed only on the
+    # all-hours maximum the day sets), never above the median's highest (the flat loop's plans held
+    # a level above its own plateau)
     cap = np.full(n, math.inf)
+    billed_lvl = np.full(n, math.inf)
     iv_of = layout.iv_of
-    for g, p in zip(layout.groups, sol.peaks_w, strict=True):
+    for g, p, f in zip(layout.groups, sol.peaks_w, floors, strict=True):
         in_g = np.isin(iv_of, g.intervals)
         cap[in_g] = np.minimum(cap[in_g], p)
+        billed_lvl[in_g] = np.minimum(billed_lvl[in_g], max(f, min(p, float(np.max(load[in_g])))))
     return DispatchPlan(
         made_s=made_s,
         start_s=fc.start_s,
@@ -187,4 +195,5 @@ def plan(
         price=price,
         objective=sol.objective,
         solve_s=solve_s,
+        billed_w=billed_lvl,
     )

@@ -43,13 +43,21 @@ from agent.control.planner import PlanBattery, PlanFailure, plan
 from agent.control.schedule import DispatchPlan, usable
 from agent.economics.tariff import FloatArray, Tariff
 
-# why a plan was solved (ReplanStats.reasons; see the module doc)
+# Why a plan was solved or why there is none: ReplanStats.reasons (see the module doc) and the live
+# agent's read-out (agent/live/planning.py, GET /api/plan's `reason` in API.md). One definition of
+# each, here: the replay's report and the running agent name a reason alike.
+R_START: Final = "start: first plan from the stored history"  # the live agent's first solve after a start
+R_EVERY: Final = "new interval"
 R_NONE: Final = "no usable plan"
-R_EVERY: Final = "every interval"
 R_AGE: Final = "plan age"
-R_LOAD: Final = "load outside the plan's p10-p90 and scenarios"
-R_PEAK: Final = "import above the plan's cap"
-R_SOC: Final = "SoC off the plan by more than the spread of an interval"
+R_DEPARTURE: Final = "departure from plan"  # every departure: this, a colon and what departed
+R_LOAD: Final = f"{R_DEPARTURE}: load outside the plan's p10-p90 and scenarios"
+R_PEAK: Final = f"{R_DEPARTURE}: import above the plan's cap"
+R_SOC: Final = f"{R_DEPARTURE}: SoC off the plan by more than the spread of an interval"
+R_FAILED_KEPT: Final = "solve failed: last plan kept"
+R_FAILED_NONE: Final = "solve failed: no usable plan, heuristic"
+R_COLD: Final = "none: cold start, less than a day of history (heuristic)"
+R_NO_SOC: Final = "none: no cluster with a good SoC (heuristic)"
 
 
 @dataclass(frozen=True, slots=True)

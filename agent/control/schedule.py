@@ -7,8 +7,10 @@ the solver (scipy / HiGHS are the offline and planning side's).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
+
+import numpy as np
 
 from agent.economics.tariff import FloatArray
 
@@ -28,6 +30,12 @@ class DispatchPlan:
     price: FloatArray  # energy price per slot
     objective: float
     solve_s: float
+    # per slot, the lowest level the month bills anyway among the demand charges covering it: the
+    # peak already billed, or the plan's level where its median forecast reaches it (planner.py; inf:
+    # no charge covers the slot). An interval closing at or under it raises no bill beyond what the
+    # load sets on its own (track.py's giveback). Empty: not known (the tracker then reads the
+    # running window's own billed peak)
+    billed_w: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     def slot_at(self, t_s: float) -> int:
         """The slot holding `t_s`, or -1 outside the plan."""

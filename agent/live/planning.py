@@ -14,7 +14,8 @@ it returns through its `schedule` input (agent/control/track.py). What is live h
   ready (`schedule`, `after`), it never waits on one;
 - a failed solve raises planner.ALARM (the last plan is kept while schedule.usable allows, then the
   heuristic decides) and a good one clears it;
-- each change of plan is recorded with its reason: the first plan after start, a new interval,
+- each change of plan is recorded with its reason (replan.py's R_*, one definition for the replay
+  and the agent): the first plan after start, a new interval,
   a departure from the plan (SoC off its trajectory by `departure_soc_pct`), a failure (last plan
   kept / heuristic), a cold start (less than a day of history: the heuristic).
 
@@ -36,7 +37,17 @@ from typing import Any, Final
 import numpy as np
 
 from agent.control.planner import ALARM, PlanBattery
-from agent.control.replan import Replanner, forecast_accuracy
+from agent.control.replan import (
+    R_COLD,
+    R_DEPARTURE,
+    R_EVERY,
+    R_FAILED_KEPT,
+    R_FAILED_NONE,
+    R_NO_SOC,
+    R_START,
+    Replanner,
+    forecast_accuracy,
+)
 from agent.control.schedule import DispatchPlan, usable
 from agent.control.state import IntervalState
 from agent.economics.tariff import Tariff
@@ -56,15 +67,6 @@ SOURCE: Final = "planner"  # the alarm's source
 CHANGES_KEPT: Final = 20  # changes of plan (with their reasons) in the read-out
 FORECASTS_KEPT: Final = 3 * 96  # forecasts kept for the accuracy figures (the day-ahead ones need a day more)
 MIN_COVERED: Final = 0.25  # an interval seen for less than this share (a start mid-interval) is not history
-
-# reasons for a change of plan (the read-out's `reason`; a departure adds the figures)
-START: Final = "start: first plan from the stored history"
-NEW_INTERVAL: Final = "new interval"
-DEPARTURE: Final = "departure from plan"
-FAILED_KEPT: Final = "solve failed: last plan kept"
-FAILED_NONE: Final = "solve failed: no usable plan, heuristic"
-COLD: Final = "none: cold start, less than a day of history (heuristic)"
-NO_SOC: Final = "none: no cluster with a good SoC (heuristic)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,7 @@ class LivePlanning:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="planner")
         self._jobs: deque[Future[_Outcome]] = deque()
         self.plan: DispatchPlan | None = None
-        self.reason = COLD if len(rows) * self.length_s < 86400.0 else "none: first solve pending"
+        self.reason = R_COLD if len(rows) * self.length_s < 86400.0 else "none: first solve pending"
         self.changes: deque[tuple[float, str]] = deque(maxlen=CHANGES_KEPT)
         self.version = 0  # +1 on every change of plan (the MQTT topic publishes on it)
         self.stats = (0, 0, 0)  # solves, failures, cold (as of the last result)
@@ -137,14 +139,14 @@ class LivePlanning:
             if before.covered_s >= MIN_COVERED * self.length_s:
                 start = interval_bounds(prev_t, self.tz, self.length_s)[0]
                 done = Interval(start, before.net_ws / before.covered_s, before.grid_ws / before.covered_s)
-            self._ask(done, now, soc_pct, NEW_INTERVAL)
+            self._ask(done, now, soc_pct, R_EVERY)
         elif not self._asked:
-            self._ask(None, now, soc_pct, START)
+            self._ask(None, now, soc_pct, R_START)
         elif self.plan is not None and not self._jobs and now_iv.key != self._departed_key:
             gap = self._gap_pct(now, soc_pct)
             if abs(gap) > self.cfg.departure_soc_pct:
                 self._departed_key = now_iv.key
-                self._ask(None, now, soc_pct, f"{DEPARTURE}: SoC {soc_pct:.1f} % vs planned {soc_pct - gap:.1f} %")
+                self._ask(None, now, soc_pct, f"{R_DEPARTURE}: SoC {soc_pct:.1f} % vs planned {soc_pct - gap:.1f} %")
 
     def running(self, t_s: float) -> PlanTarget | None:
         """The plan's SoC target and grid cap at `t_s` (None while no plan is tracked)."""
@@ -186,7 +188,7 @@ class LivePlanning:
         self.history_intervals = o.history
         wall = datetime.fromtimestamp(now, self.tz)
         if o.failed:
-            reason = FAILED_KEPT if o.plan is not None else FAILED_NONE
+            reason = R_FAILED_KEPT if o.plan is not None else R_FAILED_NONE
             limit = self.replanner.settings.time_limit_s
             msg = f"{reason} ({o.why}; {o.failures} of {o.solves} solves failed, time limit {limit:g} s)"
             if self.alarms.raise_(ALARM, SOURCE, msg, wall):
@@ -220,7 +222,7 @@ class LivePlanning:
             rp.completed(done.start_s, done.net_w, done.grid_w)
         plan, failed = rp.plan_at(now, soc_pct)
         if plan is None and not failed:
-            why = NO_SOC if soc_pct != soc_pct else COLD
+            why = R_NO_SOC if soc_pct != soc_pct else R_COLD
         s = rp.stats
         # A running agent solves ~100 times a day: what the Replanner keeps for a replay's report
         # (every forecast, every solve time, all history) is bounded here to what the forecast and
