@@ -20,13 +20,11 @@ from datetime import datetime
 
 import pytest
 
-from agent.control import decide, initial_state
-from agent.control.state import LimitState
-from agent.model.config import ControlConfig
+from agent.control import initial_state
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
 from tests.test_control_edges import Plant
-from tests.test_control_support import CFG, NOON, TablePrices, snap
+from tests.test_control_support import CFG, TablePrices
 
 LIMIT = 4e6
 LIMITED = replace(CFG, grid_import_limit_w=LIMIT)
@@ -82,28 +80,3 @@ def test_what_the_interval_gave_may_be_taken_back() -> None:
         "at the reserve floor in a demand interval billed at 28.35 that the load reaches:"
         " charging at most the 500000 W the interval has given"
     )
-
-
-def targets(cfg: ControlConfig, limit: LimitState) -> tuple[float, ...]:
-    """The shave level of every slot of the day, as the 14:00 interval opens with the state above."""
-    profile = [3e6] * 96
-    profile[48:72] = [5.6e6] * 24
-    st = initial_state(cfg, month_peaks={PEAK: 4.5e6, MAX_DEMAND: 4.5e6}, month=(2026, 7), profile=profile)
-    st = replace(st, limit=limit)
-    _, after = decide(snap(3e6, t_wall=NOON.replace(hour=14)), st, cfg, OP, PRICES, False)
-    return after.interval.targets
-
-
-def test_the_levels_are_sized_on_the_energy_the_limit_does_not_keep() -> None:
-    # The peak window's 6 h at 5.6 MW, the month billing 4.5 MW: the level is 5.6 MW less the energy
-    # shaving may spend (through 96 %) over 6 h. A week's deepest run over the limit needed 1,881 kWh,
-    # half the 3,762 kWh between the floor and the ceiling; demand shaving may not draw on it, so the
-    # levels are those of a fleet whose SoC window is that much narrower (95 % -> 57.5 %), no limit:
-    # 5.6 MW - 1,881 kWh x 0.96 / 6 h = 5,299.04 kW (before: 5.6 MW - 3,762 x 0.96 / 6 = 4,998.08 kW,
-    # the whole window's, and the limit's recharge held under it)
-    kept = LimitState(past_max_wh=0.5 * 0.75 * 12 * 418e3, seen_s=86400.0)
-    assert targets(LIMITED, kept) == pytest.approx((5_299_040.0,) * 96)
-    assert targets(LIMITED, kept) == targets(replace(CFG, soc_max_pct=57.5), LimitState())
-    assert targets(CFG, LimitState()) == pytest.approx((4_998_080.0,) * 96)  # no limit: the whole window
-    # a fresh start keeps all of it for the limit (limit_reserve.py): nothing shaved, the load's 5.6 MW
-    assert targets(LIMITED, LimitState()) == (5.6e6,) * 96

@@ -103,8 +103,6 @@ def begin_cycle(
     imp = gv if gv > 0.0 else 0.0
     iv = st.interval
     tou = st.tou
-    limit = cfg.grid_import_limit_w
-    usable = max(0.0, ceil - floor) * 0.01 * f.capacity_wh
     if key == iv.key:
         iv = accumulate(iv, sample, imp, net, dt)
     else:
@@ -127,10 +125,7 @@ def begin_cycle(
             dt=dt,
             length_s=length,
             spd=spd,
-            # what shaving may spend: not the grid limit's reserve (demand.py does not draw on it), so
-            # the levels are not sized, nor the recharge held under them, as if it were theirs
-            # (limit_reserve.py; BENCHMARKS.md, issue-14g: train200 / PG&E E-20 emptied its battery)
-            budget_wh=(usable - (reserve_wh(st.limit, usable) if limit > 0.0 else 0.0)) * cfg.discharge_efficiency,
+            budget_wh=max(0.0, ceil - floor) * 0.01 * f.capacity_wh * cfg.discharge_efficiency,
             power_w=f.max_dis_w,
             rates=day_rates(prices, t - timedelta(seconds=into), slot, spd, length, rate),
             cost_per_kwh=shave_cost(spread),
@@ -141,7 +136,9 @@ def begin_cycle(
             tou, iv, t=t, now=now, slot=slot, into=into, length_s=length, prices=prices, cfg=cfg, f=f, ceil=ceil
         )
 
+    limit = cfg.grid_import_limit_w
     ls = st.limit
+    usable = max(0.0, ceil - floor) * 0.01 * f.capacity_wh
     if limit > 0.0:
         level = target_w(iv.peaks, iv.shave_floor_w, iv.rate, cfg.demand_target_w) * (1.0 - CHARGE_MARGIN)
         ls = advance(
