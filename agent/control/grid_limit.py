@@ -10,10 +10,10 @@ and the alarm "grid_import_limit" is raised; its bound's reason says by how much
 energy above the reserve floor lasts at the present draw.
 
 The energy it needs (limit_reserve.py) is kept out of arbitrage and demand shaving, and
-limit_recharge, after the economic controllers, recharges it whenever the fleet
-holds less, under demand shaving's bound; at the reserve floor, in a billed interval the load
-reaches, it takes back no more than the interval has given (floor_charge_w), so holding the limit
-never bills a demand window above no battery.
+limit_recharge, after the economic controllers, recharges it whenever the fleet holds less, under
+demand shaving's bound; at the reserve floor, in a billed interval the load reaches, it takes back
+no more than the interval has given (floor_charge_w), so holding the limit never bills a demand
+window above no battery.
 """
 
 from __future__ import annotations
