@@ -23,6 +23,7 @@ class Cycle:
         "cfg",
         "dt",
         "edge",
+        "edge_caps_w",
         "fleet",
         "floor",
         "grid_w",
@@ -117,3 +118,6 @@ class Cycle:
         self.limit_wh = limit_wh  # stored energy (Wh above the floor) kept for the grid limit (limit_reserve)
         self.edge = edge if edge is not None else EdgeState()  # the fleet's device limits the previous cycle
         self.meter = meter  # the grid readings of the meter's running second, this one's included
+        # the energy-aware edges' (charge cap, discharge cap), worked out on first use (edges.edge_caps):
+        # the one thing a controller writes here, a cache of a pure function of the rest
+        self.edge_caps_w: tuple[float, float] | None = None

@@ -58,7 +58,15 @@ def edge_caps(c: Cycle) -> tuple[float, float]:
     """(charge cap, discharge cap) W, the charge cap negative: the powers whose ramp-out the energy
     above one register step over the floor (or the room below the ceiling) can still take, never
     falling faster than the ramp from the last plan (in grid-power control, from the measured output:
-    there the PCS, not the plan, set it)."""
+    there the PCS, not the plan, set it). Worked out once a cycle: the edges' bound (edges) and, in
+    grid-power control, the PCS's windows (pcc.grid_control) take the same caps."""
+    caps = c.edge_caps_w
+    if caps is None:
+        caps = c.edge_caps_w = _caps(c)
+    return caps
+
+
+def _caps(c: Cycle) -> tuple[float, float]:
     cfg = c.cfg
     r = cfg.ramp_limit_w_per_s * SETPOINT_RAMP_FRACTION
     dt = counted_s(c.dt)
