@@ -18,10 +18,12 @@ from agent.campus.keep import new_day
 from agent.campus.messages import decode, parse_report, parse_share, signed_report, signed_share
 from agent.campus.recharge import campus_recharge
 from agent.control import decide, initial_state
-from agent.control.campus_share import with_share
+from agent.control.campus_share import demand_forecast_w, report_forecast_w, with_share
 from agent.control.demand import CHARGE_MARGIN, MARGIN
+from agent.control.state import ControllerState, IntervalState
 from agent.economics.tariff import bundled
 from agent.model.config import CampusPart
+from agent.model.interval import local_slot
 from agent.model.operator import OperatorState
 from tests.test_control_support import CFG, SHANGHAI, TZ, snap
 
@@ -61,6 +63,10 @@ def test_under_the_target_the_bound_is_charge_room_split_by_charge_power() -> No
     # a reading above the forecast (a swing up now) narrows the room as the pooled controller's does
     up = [feeder("a", 1.5e6, 1.0e6, 0.0), feeder("b", 1.0e6, 1.0e6, 0.0)]
     assert campus_bound_w(3.0e6, up, L, L) == pytest.approx(-(room - 0.5e6))
+    # and so does one under it (a swing down, read a cycle before the part applies: the load may then
+    # be as far above): 16f widened nothing there but charged the full room at the swing's top
+    down = [feeder("a", 0.6e6, 1.0e6, 0.0), feeder("b", 1.0e6, 1.0e6, 0.0)]
+    assert campus_bound_w(3.0e6, down, L, L) == pytest.approx(-(room - 0.4e6))
     # nothing to split where no battery can take or give it
     assert split_bound(-room, [feeder("a", 1e6, 1e6, 0.0, dis=0.0)]) == [0.0]
     assert split_bound(0.0, fs) == [0.0, 0.0]
@@ -102,6 +108,21 @@ def test_the_share_carries_the_part_and_the_agent_discharges_exactly_it() -> Non
         snap(1.0e6, t_mono=1060.0, t_wall=t0 + timedelta(seconds=60)), st, cfg, OperatorState(), SHANGHAI, False
     )
     assert plan.site_setpoint_w == pytest.approx(-50e3)
+    # the same part made on a reading of 0.95 MW: the feeder's own load rose 50 kW since, it charges
+    # nothing; made on 1.02 MW (fell 20 kW since), 70 kW
+    for at, want in ((0.95e6, 0.0), (1.02e6, -70e3)):
+        cfg = with_share(CFG, replace(part, at_net_w=at))
+        st = initial_state(CFG, profile=[1.0e6] * 96)
+        plan, st = decide(snap(1.0e6, t_mono=1000.0, t_wall=t0), st, cfg, OperatorState(), SHANGHAI, False)
+        plan, st = decide(
+            snap(1.0e6, t_mono=1060.0, t_wall=t0 + timedelta(seconds=60)), st, cfg, OperatorState(), SHANGHAI, False
+        )
+        assert plan.site_setpoint_w == pytest.approx(want)
+    # the coordinator sends the reading each part was made on, and it survives the wire
+    sent = to_send([allocate(CampusLimits(demand_target_w=2.0e6), fs, interval_left_s=300.0, interval_s=L)])
+    assert [s.at_net_w for s in sent.values()] == [1.4e6, 0.6e6]
+    _, got = parse_share(decode(signed_share(KEY, "a", sent["a"], 1, 1.79e9)), "a")
+    assert got.at_net_w == 1.4e6 and with_share(CFG, got).campus == CampusPart(-1.0, UNDECIDED, got.demand_w, 1.4e6)
     # without a part (an older coordinator), none is read, and the agent bounds itself
     msg = decode(signed_share(KEY, "a", Share(1e6, 1.0, 2e6), 1, 1.79e9))
     assert "demand_w" not in msg and math.isnan(parse_share(msg, "a")[1].demand_w)
@@ -143,3 +164,27 @@ def test_no_bound_is_sent_unless_every_feeder_reported_its_forecast() -> None:
     assert (got.forecast_w, got.raise_w) == (1.2e6, 5e5)
     got = parse_report(decode(signed_report(KEY, fs[1], 1.79e9)), "b")
     assert math.isnan(got.forecast_w) and got.raise_w == 0.0
+
+
+def test_the_forecast_reported_for_an_interval_s_first_cycle_takes_the_closing_one_as_its_prior() -> None:
+    """A feeder read 1.2 MW on average over 14 minutes of 10:00-10:15 and reads 2.0 MW now at 10:14:
+    at 10:15 its demand controller will forecast (2.0 x 60 + 1.2 x 240) / 300 = 1.36 MW (the reading for
+    the cycle it stands for, the closed interval for the rest of FORECAST_PRIOR_S:
+    demand.interval_net_forecast_w), and that is what it reports. 16f reported the reading, 2.0 MW:
+    the campus's first cycle of every interval was bounded on one reading of a swinging load."""
+    t = datetime(2026, 7, 15, 10, 14, tzinfo=TZ)
+    key, slot, _, _ = local_slot(t, L)
+    iv = IntervalState(key=key, net_ws=1.2e6 * 840.0, covered_s=840.0, profile=(1.0e6,) * 96)
+    st = ControllerState(interval=iv)
+    nxt = t + timedelta(seconds=60)
+    assert report_forecast_w(st, 2.0e6, nxt, 60.0, L) == pytest.approx(1.36e6)
+    # in the running interval, as before: 300 s seen at 1.2 MW, the next cycle 360 s in, the last
+    # interval (1.0 MW) for the rest of the prior: (1.2 x 300 + 2.0 x 60 + 1.0 x 240) / 600 = 1.2 MW
+    early = IntervalState(key=key, net_ws=1.2e6 * 300.0, covered_s=300.0, profile=(1.0e6,) * 96)
+    at = datetime(2026, 7, 15, 10, 5, tzinfo=TZ)
+    assert report_forecast_w(ControllerState(interval=early), 2.0e6, at + timedelta(seconds=60), 60.0, L) == (
+        pytest.approx(1.2e6)
+    )
+    assert demand_forecast_w(early, slot, 2.0e6, 60.0, 540.0) == pytest.approx(1.2e6)
+    # an interval that is not the next one (a gap in the readings): nothing known, the reading
+    assert report_forecast_w(st, 2.0e6, t + timedelta(minutes=20), 60.0, L) == 2.0e6

@@ -170,8 +170,9 @@ async def test_demand_shares_split_the_interval_energy_left(served: tuple[Campus
 
 async def test_shares_carry_the_campus_keep_split_by_energy(served: tuple[CampusConfig, SimulatedCampus]) -> None:
     """With a demand target the coordinator sends each feeder its part of the campus's keep
-    (agent/campus/keep.py): on a day profile 0.5 MW over the 3 MW target in every slot, the rest of
-    the day from the slot now, 0.5 MW x 15 min per slot, split by the energy each reports (equal)."""
+    (agent/campus/keep.py): on a day profile 0.53 MW over the 3 MW target's aim (1 % under it) in every
+    slot, the rest of the day from the slot now, 0.53 MW x 15 min per slot, split by the energy each
+    reports (equal)."""
     cfg, _ = served
     cfg = replace(cfg, limits=replace(cfg.limits, demand_target_w=3_000_000.0))
     length = cfg.demand_interval_s
@@ -186,7 +187,7 @@ async def test_shares_carry_the_campus_keep_split_by_energy(served: tuple[Campus
         coord.day = new_day(length, [3.5e6] * 96)
         shares = await coord.cycle()
         _, slot, _, _ = local_slot(datetime.fromtimestamp(now, cfg.timezone), length)
-        keep = (96 - slot) * 0.5e6 * length / 3600.0
+        keep = (96 - slot) * 0.53e6 * length / 3600.0
         assert coord.keep_wh == pytest.approx(keep)
         for s in shares.values():
             assert s.keep_wh == pytest.approx(keep / 3)

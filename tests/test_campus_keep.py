@@ -1,5 +1,5 @@
 """The campus's keep for its demand target (agent/campus/keep.py): the coordinator's own day profile
-of the campus net load, the energy the rest of the day needs above the target, split by energy."""
+of the campus net load, the energy the rest of the day needs above the aim under the target, split by energy."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from agent.campus.allocate import NOT_SENT, CampusLimits, FeederState, Share, allocate, to_send
-from agent.campus.keep import campus_keep_wh, new_day, observe, step
+from agent.campus.keep import CampusDay, campus_keep_wh, new_day, observe, step
 from agent.campus.messages import decode, parse_share, signed_share
 from agent.control.campus_share import with_share
+from agent.control.envelope import remember
 from agent.model.config import CampusPart, ControlConfig
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -40,13 +41,20 @@ def test_an_interval_sets_its_slot_when_the_next_begins_with_half_of_it_seen() -
     assert math.isnan(day.profile[41])  # 4 min seen of 15: not a slot value
 
 
-def test_the_keep_is_the_rest_of_the_day_above_the_target_and_waits_for_half_a_day() -> None:
+def test_the_keep_is_the_rest_of_the_day_above_the_aim_and_waits_for_half_a_day() -> None:
+    """At the aim 1 % under the target, as a site's time-of-use discharge keeps (tou.shave_keep_wh):
+    the 16f keep, at the target itself, was 750 kWh here and 0 for a load sitting at the target."""
     prof = [2e6] * 96
-    prof[76:80] = [3.5e6, 4e6, 4e6, 3.5e6]  # 19:00-20:00 above a 3 MW target by 0.5, 1, 1, 0.5 MW
+    prof[76:80] = [3.5e6, 4e6, 4e6, 3.5e6]  # 19:00-20:00 above a 3 MW target's 2.97 MW aim by 0.53, 1.03, ...
     day = new_day(L, prof)
-    assert campus_keep_wh(day, 32, 3e6, L) == pytest.approx(3e6 * 0.25)  # 3 MW x 15 min
-    assert campus_keep_wh(day, 78, 3e6, L) == pytest.approx(1.5e6 * 0.25)  # the last two slots
+    assert campus_keep_wh(day, 32, 3e6, L) == pytest.approx(3.12e6 * 0.25)  # 3.12 MW x 15 min
+    assert campus_keep_wh(day, 78, 3e6, L) == pytest.approx(1.56e6 * 0.25)  # the last two slots
     assert campus_keep_wh(day, 80, 3e6, L) == 0.0
+    at = new_day(L, [3e6] * 96)  # a campus at its target all day keeps the aim's 30 kW for each slot left
+    assert campus_keep_wh(at, 92, 3e6, L) == pytest.approx(4 * 0.03e6 * 0.25)
+    # on the envelope: yesterday's 4 MW at 19:00 counts though today's profile did not reach it
+    past = remember((), MIDNIGHT.toordinal() * 96 - 20, 96, 4e6)  # yesterday's slot 76
+    assert campus_keep_wh(CampusDay(tuple([2e6] * 96), past=past), 32, 3e6, L) == pytest.approx(1.03e6 * 0.25)
     half = new_day(L, [math.nan] * 49 + [2e6] * 47)  # 47 of 96 slots known: not half a day
     assert campus_keep_wh(half, 0, 3e6, L) == NOT_SENT
     assert campus_keep_wh(day, 0, 0.0, L) == NOT_SENT  # no campus target: nothing to keep for
@@ -58,14 +66,14 @@ def test_the_campus_keep_is_split_by_energy_and_reaches_the_agent_as_stored_ener
     day = new_day(L, prof)
     fs = [feeder("a", 1e6, 3e6), feeder("b", 1e6, 1e6)]
     day, keep = step(day, fs, MIDNIGHT + timedelta(hours=9), 60.0, L, 3e6)
-    assert keep == pytest.approx(250e3)
+    assert keep == pytest.approx(257.5e3)  # 1.03 MW over the aim
     shares = to_send([allocate(CampusLimits(demand_target_w=3e6), fs, keep_wh=keep)])
-    assert shares["a"].keep_wh == pytest.approx(187.5e3) and shares["b"].keep_wh == pytest.approx(62.5e3)
+    assert shares["a"].keep_wh == pytest.approx(187.5e3 * 1.03) and shares["b"].keep_wh == pytest.approx(62.5e3 * 1.03)
     # on the wire and back, then in the agent's config as stored energy (through the discharge efficiency)
     _, got = parse_share(decode(signed_share(KEY, "a", shares["a"], 1, 1.79e9)), "a")
-    assert got.keep_wh == pytest.approx(187.5e3)
+    assert got.keep_wh == pytest.approx(187.5e3 * 1.03, abs=1e-3)
     cfg = with_share(ControlConfig(discharge_efficiency=0.96), got)
-    assert cfg.campus is not None and cfg.campus.keep_wh == pytest.approx(187.5e3 / 0.96)
+    assert cfg.campus is not None and cfg.campus.keep_wh == pytest.approx(187.5e3 * 1.03 / 0.96, abs=1e-3)
     # a campus without a demand target, a feeder on its fallback, an old coordinator: the agent's own
     assert allocate(CampusLimits(import_limit_w=5e6), fs, keep_wh=keep)["a"].keep_wh == NOT_SENT
     assert with_share(ControlConfig(), Share(1e6, 0.0, 0.0)).campus is None

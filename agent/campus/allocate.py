@@ -139,6 +139,9 @@ class Share:
     # its part of the campus's demand bound (agent/campus/bound.py: W, > 0 discharge at least, < 0
     # charge at most); NaN: none sent, the agent bounds itself against its share
     demand_w: float = math.nan
+    # the feeder's net load its report read, which that part was made on (NaN: none): the agent
+    # charges its part less what its own load rose since (config.CampusPart.at_net_w)
+    at_net_w: float = math.nan
 
 
 def usable(f: FeederState, stale_after_s: float) -> bool:
@@ -293,6 +296,7 @@ def hold_down(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
                     sh.keep_wh,  # not limits: the newest
                     sh.recharge,
                     sh.demand_w,
+                    sh.at_net_w,
                 )
             )
     return out
@@ -356,5 +360,6 @@ def allocate(
         recharge = UNDECIDED
     keep = split_keep(keep_wh if limits.demand_target_w > 0.0 else NOT_SENT, fresh)
     for i, f in enumerate(fresh):
-        out[f.site_id] = Share(cap[i], ramp[i], demand[i], keep[i], recharge, bound[i])
+        at = f.net_load_w if math.isfinite(bound[i]) else math.nan
+        out[f.site_id] = Share(cap[i], ramp[i], demand[i], keep[i], recharge, bound[i], at)
     return out

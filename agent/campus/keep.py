@@ -1,7 +1,7 @@
 """The energy a campus keeps back from arbitrage for its demand target, decided once for the campus.
 
 Time-of-use discharge (agent.control.tou) keeps back the stored energy the rest of today's load
-profile needs to stay at or under the demand target (demand.keep_wh). An agent under a campus share
+needs to stay at the aim under the demand target (tou.shave_keep_wh). An agent under a campus share
 would compute that on its own feeder's profile against its own share of the target; the shares follow
 the feeders' loads cycle by cycle, so most feeders' profiles later in the day sit above their share of
 now, and the feeders' keeps add up to far more than the campus's: sum over feeders of max(0, p_i - d_i)
@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agent.campus.allocate import NOT_SENT, FeederState, usable
-from agent.control.demand import MIN_COVERAGE, keep_wh
-from agent.control.envelope import remember
+from agent.control.demand import MIN_COVERAGE, slot_targets
+from agent.control.envelope import envelope, remember
+from agent.control.tou import shave_keep_wh
 from agent.model.interval import local_slot, slots_per_day
 
 
@@ -76,12 +77,24 @@ def observe(day: CampusDay, t: datetime, net_w: float, dt_s: float, length_s: fl
 
 
 def campus_keep_wh(day: CampusDay, slot: int, target_w: float, length_s: float) -> float:
-    """AC energy the rest of today's campus profile needs from the batteries to stay at or under
-    `target_w` (from `slot` on); NOT_SENT while less than half the day's slots are known."""
-    known = sum(1 for v in day.profile if v == v)
-    if 2 * known < len(day.profile) or not target_w > 0.0:
+    """AC energy the rest of today's campus load needs from the batteries to stay at the aim under
+    `target_w` (from `slot` on); NOT_SENT while less than half the day's slots are known.
+
+    Counted as a site's time-of-use discharge counts its own (tou.shave_keep_wh, issue 13h): on the
+    campus's envelope (its profile and the last days', what its recharge looks ahead on too), at the
+    aim (demand.MARGIN under the target, where the campus's demand bound holds it), under the target
+    as demand.slot_targets caps it (the campus file fixes one target for every slot). Counted on the
+    profile at the target itself, a campus whose load sits at its target kept nothing: on the
+    hand-made campus of tests/test_campus_no_harm.py (Shanghai) the morning peak's arbitrage ran every
+    feeder to its floor by 11:00 and the rest of the day was held at the target, not its aim, where
+    the pooled controller of the same batteries kept 4 % for it."""
+    prof = day.profile
+    known = sum(1 for v in prof if v == v)
+    if 2 * known < len(prof) or not target_w > 0.0:
         return NOT_SENT
-    return keep_wh(day.profile, slot, target_w, length_s, 1.0)
+    env = envelope(prof, day.past)
+    targets = slot_targets((), (), (1.0,) * len(prof), math.nan, target_w, env)
+    return shave_keep_wh(env, targets, slot, length_s, 1.0)
 
 
 def step(

@@ -24,7 +24,8 @@ value is all either side uses, and a retained one would only be refused as stale
              below 0: none, the agent keeps its own; agent/campus/keep.py. "recharge": 1 / 0 the
              campus recharges for its demand target now or not, -1 or absent: not decided, the
              agent's own rule; agent/campus/recharge.py. "demand_w": its part of the campus's
-             demand bound, W, > 0 discharge, < 0 charge room; absent: none; agent/campus/bound.py)
+             demand bound, W, > 0 discharge, < 0 charge room; absent: none; agent/campus/bound.py.
+             "at_net_w": the feeder's net load, W, that part was made on; absent: the part as it is)
 """
 
 from __future__ import annotations
@@ -89,6 +90,8 @@ def signed_share(secret: bytes, site: str, share: Share, seq: int, ts: float) ->
     body["recharge"] = share.recharge
     if math.isfinite(share.demand_w):
         body["demand_w"] = round(share.demand_w, 3)
+        if math.isfinite(share.at_net_w):
+            body["at_net_w"] = round(share.at_net_w, 3)
     return json.dumps(sign(secret, body), separators=(",", ":")).encode()
 
 
@@ -155,4 +158,5 @@ def parse_share(msg: dict[str, Any], site: str) -> tuple[int, Share]:
         keep if keep >= 0.0 else NOT_SENT,
         int(recharge),
         _watts(msg, "demand_w") if "demand_w" in msg else math.nan,  # absent: none, the agent's own bound
+        _watts(msg, "at_net_w") if "at_net_w" in msg else math.nan,  # absent: the part as it is
     )

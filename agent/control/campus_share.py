@@ -51,7 +51,7 @@ def with_share(cfg: ControlConfig, share: Share) -> ControlConfig:
     part = None
     if share.demand_target_w > 0.0 and target == share.demand_target_w:  # the campus's target holds
         keep = share.keep_wh / cfg.discharge_efficiency if share.keep_wh >= 0.0 else -1.0
-        part = CampusPart(keep_wh=keep, recharge=share.recharge, demand_w=share.demand_w)
+        part = CampusPart(keep_wh=keep, recharge=share.recharge, demand_w=share.demand_w, at_net_w=share.at_net_w)
     return replace(
         cfg,
         grid_import_limit_w=_tighter(cfg.grid_import_limit_w, share.import_cap_w),
@@ -83,13 +83,25 @@ def demand_forecast_w(iv: IntervalState, slot: int, net_w: float, dt_s: float, l
 
 def report_forecast_w(st: ControllerState, net_w: float, next_wall: datetime, dt_s: float, length_s: float) -> float:
     """The forecast an agent reports (demand_forecast_w) for its next cycle at local time `next_wall`,
-    `dt_s` after this one, from its controller state `st` after this cycle; the reading alone where
-    that cycle opens a new demand interval (nothing of it counted yet)."""
+    `dt_s` after this one, from its controller state `st` after this cycle. Where that
+    cycle opens the next demand interval: nothing of it is counted yet, and the agent's controller
+    will take the interval now running, closed, as its prior (demand.interval_net_forecast_w). The
+    reading alone where that is not known.
+
+    Reporting the reading alone there (16f), the campus's first cycle of every interval was bounded on
+    one reading of a swinging load: on the hand-made campus of tests/test_campus_no_harm.py it
+    discharged 350 kW at a high reading and spent the credit charging back, the interval ending above
+    its aim where the feeders then sat at their floor."""
     iv = st.interval
-    key, _, into, iv_len = local_slot(next_wall, length_s)
-    if key != iv.key or not iv.profile:
+    key, slot, into, iv_len = local_slot(next_wall, length_s)
+    n = len(iv.profile)
+    if key == iv.key and n:
+        return demand_forecast_w(iv, iv.key % n, net_w, dt_s, iv_len - into)
+    if key != iv.key + 1 or not n or not iv.covered_s > 0.0 or not 0 <= slot < n:
         return net_w
-    return demand_forecast_w(iv, iv.key % len(iv.profile), net_w, dt_s, iv_len - into)
+    prof = list(iv.profile)
+    prof[(slot - 1) % n] = iv.net_ws / iv.covered_s  # the interval closing now, as the controller books it
+    return demand_forecast_w(IntervalState(key=key, profile=tuple(prof)), slot, net_w, dt_s, iv_len - into)
 
 
 def report_raise_w(st: ControllerState) -> float:

@@ -399,6 +399,11 @@ def demand(w: Window, c: Cycle) -> Window:
     part = c.cfg.campus
     if part is not None and part.demand_w == part.demand_w:  # the campus's bound, its part (config.CampusPart)
         a = part.demand_w
+        if a < 0.0 and net == net and part.at_net_w == part.at_net_w:
+            # A charge part was made on the reading a cycle ago: the feeders' own steps since sum to the
+            # campus's, so each answering its own charges the campus's room at its reading now (as
+            # the pooled controller does), not a cycle late (agent/campus/bound.py)
+            a = min(0.0, a + net - part.at_net_w)
     if a > 0.0 and short_of_reserve(c):
         a = 0.0  # the grid limit's reserve is not for shaving (limit_reserve.py): only the limit draws on it
     lo, hi = w.lo, w.hi

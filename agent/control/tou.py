@@ -139,15 +139,13 @@ def plan_interval(
         spread = sp.spread
     eta_d = cfg.discharge_efficiency
     targets = iv.targets
-    spd = len(targets)
     # The rest of today's shaving as the levels count it: on the week's envelope they were sized on,
     # at the aim they are held at (levels.within_energy counts the same). The energy arbitrage may
     # discharge is what that leaves. Counted on the last day's profile at the levels themselves,
     # arbitrage took energy the levels had been sized with, and the running window's level then had
     # to rise for it: at the levels without the aim, one day at 1 s on Shanghai lost 4.5 points on
     # train100 and 6.0 on train200 (the evening peak's level raised after the morning's arbitrage).
-    aims = tuple(x * (1.0 - DEMAND_MARGIN) for x in targets)
-    keep = need_wh(iv.env, aims, slot, spd - slot, length_s, eta_d)
+    keep = shave_keep_wh(iv.env, targets, slot, length_s, eta_d)
     campus = cfg.campus  # the campus coordinator's decisions, where it sent them (config.CampusPart)
     if campus is not None and campus.keep_wh >= 0.0:
         keep = campus.keep_wh
@@ -170,6 +168,17 @@ def plan_interval(
     return TouState(
         key=iv.key, role=role, end_mono=tou_end, raise_w=raise_w, price=tou_price, spread=spread, keep_wh=keep
     )
+
+
+def shave_keep_wh(
+    env: tuple[float, ...], targets: tuple[float, ...], slot: int, length_s: float, eta_d: float
+) -> float:
+    """Stored energy the rest of today's demand shaving needs as the levels count it: the load the
+    envelope `env` says may come, held at the aim (MARGIN under each slot's target) from `slot` to the
+    day's end. What time-of-use discharge keeps back (plan_interval), for a site and, on the campus's
+    envelope and target, for a campus (agent/campus/keep.py)."""
+    aims = tuple(x * (1.0 - DEMAND_MARGIN) for x in targets)
+    return need_wh(env, aims, slot, len(targets) - slot, length_s, eta_d)
 
 
 def demand_charge_now(

@@ -67,6 +67,9 @@ class CampusPart:
     keep_wh: float = -1.0
     recharge: int = -1
     demand_w: float = math.nan
+    # the feeder's net load (W) the coordinator made `demand_w` on (NaN: not sent): a charge part is
+    # cut by what the feeder's own load rose since, and grows by what it fell (agent.control.demand)
+    at_net_w: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)
