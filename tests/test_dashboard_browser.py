@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -332,8 +333,19 @@ async def test_dashboard_live_fault_and_maintenance(running: tuple[AgentOnSim, C
     await wait_for(cdp, f"{tile('c04')}.classList.contains('st-maintenance')")
     assert await call(cdp.js, f"{tile('c04')}.querySelector('.state').textContent") == "⚒ MAINT"
     await wait_for(cdp, f"{text('v-online')} === '10 / 12'")
-    rec = await h.cycles(2)  # the control loop itself leaves the cluster alone now
-    assert rec.maintenance == {"c04"} and rec.plan.cluster_setpoints_w.get("c04", 0.0) == 0.0
+    # The control loop itself leaves the cluster alone now. With ramp support on, a PCS still giving
+    # or taking power when one of its clusters is isolated ramps out at the ramp limit first (issue 14
+    # item 3, agent/control/fleet.py): c04's command only falls, cycle after cycle, to 0 W. How many
+    # cycles that takes depends on what the battery was doing (the time of day on the tariff).
+    seen: list[float] = []
+    for _ in range(60):
+        rec = await h.cycles(1)
+        assert rec.maintenance == {"c04"}
+        seen.append(abs(rec.plan.cluster_setpoints_w.get("c04", 0.0)))
+        if seen[-1] == 0.0:
+            break
+    assert seen[-1] == 0.0, seen
+    assert all(b <= a for a, b in itertools.pairwise(seen)), seen
     await call(cdp.screenshot, ARTIFACTS / "dashboard_maintenance.png")
 
     # the chart says what its smoothing figure means (issue 14 item 6)
