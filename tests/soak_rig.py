@@ -1273,27 +1273,18 @@ class Checks:
         self.observed: Counter[str] = Counter()
         self._export_run = 0
         self._last_sp: dict[tuple[str, str], tuple[int | None, float]] = {}  # (source, cluster) -> (seq, W)
-        self._held: dict[tuple[str, str], int] = {}  # (source, cluster) -> cycles in a row its ramp-out held
 
     def _ramping_out(self, src: str, cid: str, seq: int | None, sp: float) -> bool:
         """Whether a cluster's setpoint is on its way out: the same sign as in the cycle before and
         smaller by at least 1 W. An isolation (maintenance) ramps its PCS out at the ramp limit before
         the contactor opens (agent/control/fleet.py, issue 14 item 3) rather than stepping the grid;
-        the cluster shows as in maintenance meanwhile, and any other command to it is a violation.
-        One cycle may hold the command (never raise it): the ramp-out's cap starts from the PCS's
-        command read back, which can be the one from before the last write (a 0.5 s cycle reads the
-        device before the previous write has been read back), so the first step down can come a cycle
-        late. Two holds in a row are not a ramp-out."""
+        the cluster shows as in maintenance meanwhile, and any other command to it is a violation: a
+        command held or raised, or one turned round (the ramp-out steps down from the agent's own last
+        command, whatever the PCS read back, and keeps its direction)."""
         prev = self._last_sp.get((src, cid))
         if prev is None or seq is None or prev[0] != seq - 1 or prev[1] * sp <= 0.0:
-            self._held[(src, cid)] = 0
             return False
-        if abs(sp) <= abs(prev[1]) - 1.0:
-            self._held[(src, cid)] = 0
-            return True
-        held = self._held.get((src, cid), 0) + 1
-        self._held[(src, cid)] = held
-        return abs(sp) <= abs(prev[1]) + 1.0 and held <= 1
+        return abs(sp) <= abs(prev[1]) - 1.0
 
     def _bad(self, what: str, c: Cycle, src: str, detail: str) -> None:
         self.violations[what] += 1
@@ -1323,11 +1314,7 @@ class Checks:
             sp = row.get("setpoint_w") or 0.0
             prev = self._last_sp.get((src, cid))
             shown_maintenance = row.get("status") == CLUSTER_STATUS_CODE[ClusterStatus.MAINTENANCE]
-            if shown_maintenance:
-                ramping_out = self._ramping_out(src, cid, c.seq, sp)
-            else:  # the holds counted are those of one isolation's ramp-out
-                ramping_out = False
-                self._held[(src, cid)] = 0
+            ramping_out = shown_maintenance and self._ramping_out(src, cid, c.seq, sp)
             self._last_sp[(src, cid)] = (c.seq, sp)
             if abs(sp) <= 1e-6:
                 continue

@@ -45,6 +45,8 @@ class Plant:
         self.switchable: frozenset[str] = frozenset()  # clusters whose contactor the agent may open
         self.pcs_w: dict[str, float] = {f"pcs{j + 1}": battery / 4 for j in range(4)}
         self.lag_w: dict[str, float] = {}  # a PCS's output this much above its command (the setpoint read back)
+        self.stale = False  # the PCS read before the last write landed: output and read-back a command late
+        self.prev_pcs_w = dict(self.pcs_w)
         self.cfg = cfg
         self.st: ControllerState = initial_state(cfg)
         self.t = 1000.0
@@ -68,14 +70,22 @@ class Plant:
         cl = tuple(
             replace(c, soc_pct=Measured(s), switchable=c.id in self.switchable) for c, s in zip(cl, read, strict=True)
         )
-        pcs = tuple(
-            replace(
-                p, power_w=Measured(self.pcs_w[p.id] + self.lag_w.get(p.id, 0.0)), setpoint_w=Measured(self.pcs_w[p.id])
+        if self.stale:
+            pcs = tuple(
+                replace(p, power_w=Measured(self.prev_pcs_w[p.id]), setpoint_w=Measured(self.prev_pcs_w[p.id]))
+                for p in pcs
             )
-            if p.id in self.lag_w
-            else replace(p, power_w=Measured(self.pcs_w[p.id]))
-            for p in pcs
-        )
+        else:
+            pcs = tuple(
+                replace(
+                    p,
+                    power_w=Measured(self.pcs_w[p.id] + self.lag_w.get(p.id, 0.0)),
+                    setpoint_w=Measured(self.pcs_w[p.id]),
+                )
+                if p.id in self.lag_w
+                else replace(p, power_w=Measured(self.pcs_w[p.id]))
+                for p in pcs
+            )
         s = snap(
             load,
             battery=self.battery,
@@ -90,7 +100,7 @@ class Plant:
             p = plan.cluster_setpoints_w[c.id]
             stored = p / EFF if p > 0 else p * EFF
             self.soc[i] -= 100.0 * stored * dt / J / 418e3
-        self.pcs_w = dict(plan.pcs_setpoints_w)
+        self.prev_pcs_w, self.pcs_w = self.pcs_w, dict(plan.pcs_setpoints_w)
         self.t += dt
         return plan
 
@@ -191,6 +201,42 @@ def test_an_isolation_ramps_out_from_the_command_when_the_output_lags_above_it()
     held = replace(full, maintenance=frozenset({"c01"}))
     pcs1 = [plant.cycle(5e6, held).pcs_setpoints_w.get("pcs1", 0.0) for _ in range(3)]
     assert pcs1 == pytest.approx([FULL / 4 - R * k for k in range(1, 4)])
+
+
+def test_an_isolation_ramps_out_from_the_agents_own_command_when_the_readings_are_a_write_late() -> None:
+    # The same isolation with every PCS read before the agent's last write landed (a 0.5 s cycle on a
+    # slow link): output and read-back both show the command before the last. From them the cap was
+    # the same twice, and pcs1's command held a cycle (the soak: c02 in maintenance commanded 216,660 W
+    # after 216,629 W). From the agent's own last command it steps down by R every cycle.
+    plant = Plant(50.0, FULL)
+    plant.switchable = frozenset({"c01"})
+    full = OperatorState(override_w=FULL, override_until=1e9)
+    plant.cycle(5e6, full)
+    plant.stale = True
+    held = replace(full, maintenance=frozenset({"c01"}))
+    pcs1 = [plant.cycle(5e6, held).pcs_setpoints_w.get("pcs1", 0.0) for _ in range(8)]
+    assert pcs1 == pytest.approx([FULL / 4 - R * k for k in range(1, 7)] + [0.0, 0.0])
+
+
+def test_an_isolation_never_turns_its_pcs_round() -> None:
+    # Half-way through the ramp-out the load drops away (5 MW -> 0) and the operator asks to charge:
+    # no export steps the site to 0 W at once, and from there it charges at the ramp. pcs1 is still on
+    # its way out: it may only discharge less, never charge (the soak: c02 in maintenance at 116 kW one
+    # cycle, -1.4 kW the next: a command to a cluster being isolated, and a step through zero).
+    plant = Plant(50.0, FULL)
+    plant.switchable = frozenset({"c01"})
+    full = OperatorState(override_w=FULL, override_until=1e9)
+    plant.cycle(5e6, full)
+    held = replace(full, maintenance=frozenset({"c01"}))
+    plans = [plant.cycle(5e6, held) for _ in range(2)]
+    charge = replace(held, override_w=-FULL)
+    plans += [plant.cycle(0.0, charge) for _ in range(8)]
+    pcs1 = [p.pcs_setpoints_w.get("pcs1", 0.0) for p in plans]
+    assert all(w >= 0.0 for w in pcs1), pcs1
+    assert all(b <= a - R + 1e-3 or b == 0.0 for a, b in itertools.pairwise(pcs1)), pcs1
+    assert pcs1[-1] == 0.0
+    assert all(w >= 0.0 for p in plans for c, w in p.cluster_setpoints_w.items() if c in ("c01", "c02", "c03"))
+    assert plans[-1].site_setpoint_w < 0.0  # the rest of the fleet charges
 
 
 def test_no_ramp_limit_no_edges() -> None:

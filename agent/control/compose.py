@@ -186,6 +186,7 @@ def decide(
             battery_w=d.achieved_w,
             from_w=c.prev_battery_w,
             meter=c.meter,
+            pcs_w=d.pcs_w,
         ),
         interval=c.iv,
         tou=c.tou,

@@ -21,6 +21,8 @@ Callers only ever narrow a fleet through `apply_window`, which recomputes from t
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 
 from agent.model.snapshot import ClusterSnapshot, ClusterStatus, PcsSnapshot, PcsStatus, SiteSnapshot
 from drivers.reading import Quality
@@ -29,6 +31,7 @@ _GOOD = Quality.GOOD
 _ONLINE = ClusterStatus.ONLINE
 _PCS_ONLINE = PcsStatus.ONLINE
 _INF = math.inf
+_NO_COMMANDS: Mapping[str, float] = MappingProxyType({})
 
 
 class Fleet:
@@ -135,12 +138,14 @@ def build_fleet(
     memo: FleetMemo | None = None,
     derate: tuple[tuple[str, float], ...] = (),
     ramp_out_w: float = 0.0,
+    last_pcs_w: Mapping[str, float] = _NO_COMMANDS,
 ) -> Fleet:
     """The fleet of `snap` without the clusters in `maintenance`, their limits scaled by `derate`
     ((cluster id, max power %): OperatorState.derate; see pcs_factors). `ramp_out_w` > 0: a PCS held
-    for an isolation ramps out by that much a cycle from its measured output (see _build)."""
+    for an isolation ramps out by that much a cycle from the lowest of its measured output, its
+    command read back and its command the previous cycle planned (`last_pcs_w`; see _build)."""
     if memo is None or (ramp_out_w > 0.0 and _held_pcs(snap, maintenance)):  # a ramp-out follows the readings
-        return _build(snap, maintenance, derate, ramp_out_w)
+        return _build(snap, maintenance, derate, ramp_out_w, last_pcs_w)
     mf = memo.fleet
     if (
         mf is not None
@@ -187,7 +192,11 @@ def _held_pcs(snap: SiteSnapshot, maintenance: frozenset[str]) -> set[str]:
 
 
 def _build(
-    snap: SiteSnapshot, maintenance: frozenset[str], derate: tuple[tuple[str, float], ...], ramp_out_w: float = 0.0
+    snap: SiteSnapshot,
+    maintenance: frozenset[str],
+    derate: tuple[tuple[str, float], ...],
+    ramp_out_w: float = 0.0,
+    last_pcs_w: Mapping[str, float] = _NO_COMMANDS,
 ) -> Fleet:
     f = Fleet()
     f.snap_cluster_ids = tuple([c.id for c in snap.clusters])
@@ -201,24 +210,34 @@ def _build(
     # With ramp support on (`ramp_out_w`: the ramp step a cycle), a held PCS still giving or taking
     # power is ramped out first rather than dropped at once (a step of its output on the grid): it
     # stays commandable with all its clusters (the one being isolated is still on its DC bus), its
-    # rating capped at its measured output less one step, so their shares reach 0 W at the ramp and
-    # the contactor (opened only once the current has died away) follows. Without a good reading of
-    # its output it is held at once, as before.
+    # rating capped at its output less one step, so their shares reach 0 W at the ramp and the
+    # contactor (opened only once the current has died away) follows. Without a good reading of its
+    # output it is held at once, as before.
     ramping: dict[str, float] = {}
+    ramp_sign: dict[str, float] = {}
     if ramp_out_w > 0.0 and held:
         for p in snap.pcs:
             if p.id in held and p.power_w.quality is _GOOD:
-                # from the lower of its output and its last command (read back): an output still
-                # above the command (the PCS's lag, a reading from before the last write) would
-                # otherwise leave the cap above what the dispatch asks, and the command would follow
-                # the dispatch up instead of ramping out
-                base = abs(p.power_w.value)
+                # from the lowest of its output, its command read back and the command this agent
+                # planned for it the cycle before: an output or a read-back still above the last
+                # command (the PCS's lag; a read from before the last write landed) would otherwise
+                # leave the cap above what the dispatch asks, and the command would hold or rise
+                # instead of stepping down every cycle
+                pw = p.power_w.value
+                base = abs(pw)
                 sp = p.setpoint_w
                 if sp.quality is _GOOD and abs(sp.value) < base:
                     base = abs(sp.value)
+                last = last_pcs_w.get(p.id)
+                if last is not None and abs(last) < base:
+                    base = abs(last)
                 out = base - ramp_out_w
                 if out > 0.0 and out < _INF:
                     ramping[p.id] = out
+                    # the way it was going: a ramp-out never turns round (a PCS discharging at 116 kW
+                    # that the dispatch then charged at 1.4 kW, the soak: a command to a cluster
+                    # being isolated, and a step through zero)
+                    ramp_sign[p.id] = 1.0 if (last if last is not None and last != 0.0 else pw) > 0.0 else -1.0
         held = held.difference(ramping)
     factor = pcs_factors(snap, derate) if derate else {}
     raw_dis: list[float] = []  # per trusted cluster, the BMS limits before the derate (only while one applies)
@@ -260,6 +279,12 @@ def _build(
         else:
             members[slot].append(n)
         n += 1
+        if ramp_sign:
+            way = ramp_sign.get(c.pcs_id, 0.0)
+            if way > 0.0:
+                cv = 0.0
+            elif way < 0.0:
+                dv = 0.0
         if factor:
             raw_dis.append(dv if dv > 0.0 else 0.0)
             raw_chg.append(cv if cv > 0.0 else 0.0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
 from agent.model.config import ControlConfig
@@ -70,6 +71,7 @@ class MeterSecond:
 
 
 METER0: Final = MeterSecond()
+_NO_PCS_W: Final[Mapping[str, float]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -81,6 +83,9 @@ class RampState:
     # so a measured output between the two is that lag, not a discontinuity (agent.control.ramp)
     from_w: float
     meter: MeterSecond  # the grid readings of the meter's running second, this cycle's included
+    # each PCS's command the previous cycle planned (the agent's own, not read back): an isolation's
+    # ramp-out steps down from it (agent.control.fleet._build)
+    pcs_w: Mapping[str, float]
 
     def __init__(
         self,
@@ -90,12 +95,14 @@ class RampState:
         battery_w: float = NAN,
         from_w: float = NAN,
         meter: MeterSecond = METER0,
+        pcs_w: Mapping[str, float] = _NO_PCS_W,
     ) -> None:
         object.__setattr__(self, "t_mono", t_mono)
         object.__setattr__(self, "grid_w", grid_w)
         object.__setattr__(self, "battery_w", battery_w)
         object.__setattr__(self, "from_w", from_w)
         object.__setattr__(self, "meter", meter)
+        object.__setattr__(self, "pcs_w", pcs_w)
 
 
 @dataclass(frozen=True, slots=True, init=False)
