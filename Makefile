@@ -47,7 +47,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: $(STAMP) services lint
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 
 clean:
 	rm -rf $(VENV) $(FAST) build .pytest_cache .mypy_cache .ruff_cache
