@@ -201,7 +201,7 @@ async def test_a_grid_outage_is_carried_from_the_reserve_and_raises_an_alarm(tmp
 async def test_losing_the_grid_meter_falls_back_to_conservative_and_a_tripped_pcs_is_isolated(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    rig = await Rig.open(tmp_path)
+    rig = await Rig.open(tmp_path, timeout_s=None)  # the meter times out on purpose: the demo's timeout
     try:
         ramp = override(rig, 900_000.0)
         await rig.run(ramp + 2)
