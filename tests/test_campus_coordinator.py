@@ -184,7 +184,7 @@ async def test_shares_carry_the_campus_keep_split_by_energy(served: tuple[Campus
     try:
         shares = await coord.cycle()  # no day profile yet: none sent, each agent keeps its own
         assert {s.keep_wh for s in shares.values()} == {NOT_SENT} and coord.state([])["keep_wh"] == NOT_SENT
-        coord.day = new_day(length, [3.5e6] * 96)
+        coord.demand = replace(coord.demand, day=new_day(length, [3.5e6] * 96))  # the fixed target's profile
         shares = await coord.cycle()
         _, slot, _, _ = local_slot(datetime.fromtimestamp(now, cfg.timezone), length)
         keep = (96 - slot) * 0.53e6 * length / 3600.0
