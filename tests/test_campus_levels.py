@@ -21,6 +21,7 @@ over the aim, 2.8 MW / 0.99 (held at its load: nothing shaved, nothing charged a
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import datetime
 
@@ -29,8 +30,11 @@ import pytest
 
 from agent.campus.allocate import CampusLimits, FeederState
 from agent.campus.demand import start, step
+from agent.campus.levels import Pool, ahead, level, observe, pool
+from agent.campus.messages import MessageError, decode, parse_report, signed_report
 from agent.control.campus_share import feeder_state
 from agent.control.demand import target_w
+from agent.control.state import IntervalState
 from agent.economics.tariff import bundled
 from agent.offline.campus_replay import Feeder, campus_trace, pooled
 from agent.offline.replay import Replay, Trace, day_profile
@@ -39,6 +43,7 @@ from tests.test_analyze import demo
 STEP = 60.0
 N = int(2 * 86400 / STEP)
 TARIFF = "pge_e20_secondary_2014"
+KEY = b"k" * 32
 
 
 def campus() -> list[Feeder]:
@@ -85,6 +90,7 @@ def test_the_coordinator_sets_the_pooled_controllers_level_in_each_window() -> N
     e_wh = 0.75 * sum(cl.capacity_wh for cl in site.clusters) * c.discharge_efficiency
     window = (3.0e6 - e_wh / 6.0) / 0.99
     seen: dict[str, list[tuple[float, float]]] = {"morning": [], "window": [], "evening": []}
+    edges: list[float] = []
     for k in range(N):
         r.run(k, k + 1)
         assert r.snap is not None
@@ -93,6 +99,11 @@ def test_the_coordinator_sets_the_pooled_controllers_level_in_each_window() -> N
         # the coordinator's level for this interval, on the two feeders' reports of this reading
         st, lv = step(st, halves(f), t, t, STEP, length, 0.0, tariff)
         iv = r.st.interval
+        if t.day == 2 and (t.hour, t.minute) in ((11, 59), (17, 59)):
+            # the share made now applies at the next cycle, the window's first (or the first after
+            # it): its level is that interval's, not a cycle late (levels.ahead)
+            nxt = datetime.fromtimestamp(float(trace.timestamps[k + 1]), tz)
+            edges.append(level(ahead(st.iv, halves(f), nxt, length, tariff), nxt, length, tariff).target_w)
         hour = t.hour + t.minute / 60.0
         if t.day == 2 and hour < 21.5:  # the second day (the battery refilled by the rules), to 21:30
             where = "morning" if hour < 12.0 else "window" if hour < 18.0 else "evening"
@@ -104,3 +115,28 @@ def test_the_coordinator_sets_the_pooled_controllers_level_in_each_window() -> N
         assert coordinator == pytest.approx(np.full(len(coordinator), expected), rel=2e-3), where
     # the peak window shaved deep (E = 2.4 MWh: 400 kW under its 3.0 MW), the rest at the evening's load
     assert window == pytest.approx(2.625e6, rel=1e-3)
+    # (raised by levels.within_energy on the energy stored a minute before the pooled controller's: 2 kW)
+    assert edges == [pytest.approx(window, rel=2e-3), pytest.approx(2.8e6 / 0.99, rel=1e-3)]
+
+
+def test_the_pooled_battery_goes_on_the_wire_and_a_missing_feeder_is_not_the_campus() -> None:
+    """The report carries what the levels are sized on; an agent that sends none counts 0 (no energy:
+    no level below what the load itself reaches) and no spread; a negative budget is refused by name.
+    A cycle where one feeder's report is not usable adds nothing to the campus's interval (a sum
+    with one missing is not the campus's), as a site's bad reading adds nothing to its own."""
+    f = FeederState("f1", 1e6, 1e6, 4e5, 4e5, 1e6, budget_wh=2e6, power_w=8e5, spread=-0.0862)
+    got = parse_report(decode(signed_report(KEY, f, 1.79e9)), "f1")
+    assert (got.budget_wh, got.power_w, got.spread) == (2e6, 8e5, -0.0862)
+    old = parse_report(decode(signed_report(KEY, replace(f, budget_wh=0.0, spread=math.nan), 1.79e9)), "f1")
+    assert old.budget_wh == 0.0 and math.isnan(old.spread)
+    body = decode(signed_report(KEY, f, 1.79e9)) | {"budget_wh": -1.0}
+    with pytest.raises(MessageError, match="'budget_wh' must be >= 0"):
+        parse_report(body, "f1")
+    assert pool([f, replace(f, site_id="f2", spread=math.nan)]) == Pool(4e6, 1.6e6, 2e6, -0.0862)
+
+    tariff = bundled(TARIFF)
+    t = datetime(2026, 7, 1, 10, 0, 30, tzinfo=tariff.timezone)
+    iv = observe(IntervalState(), [f, replace(f, site_id="f2")], t, 30.0, 900.0, tariff)
+    iv = observe(iv, [f, replace(f, site_id="f2", fresh=False)], t.replace(second=40), 10.0, 900.0, tariff)
+    iv = observe(iv, [f, replace(f, site_id="f2")], t.replace(second=50), 10.0, 900.0, tariff)
+    assert (iv.covered_s, iv.grid_ws, iv.net_ws) == (40.0, 2e6 * 40.0, 2e6 * 40.0)
