@@ -9,7 +9,7 @@ of the pooled controller's savings on PG&E (BENCHMARKS.md, the suites on merged 
 controller shaves the peak window far deeper than the rest of the day.
 
 So with `demand_target_w = 0` the coordinator runs the site's own interval rules ONCE, on the campus
-(not a copy of them: the same interval.accumulate / interval.roll the site's begin.py calls), on:
+(not a copy of them: interval.accumulate and begin.next_interval, what the site's begin_cycle calls), on:
 - the campus's readings: the feeders' reports summed (their imports, their net loads), counted only
   where every feeder's report is usable (a sum with one missing is not the campus's);
 - the campus tariff's windows (begin.day_rates) and demand rate;
@@ -40,16 +40,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from agent.campus.allocate import NOT_SENT, UNDECIDED, FeederState, usable
-from agent.control.begin import day_rates, shave_cost
+from agent.control.begin import next_interval
 from agent.control.demand import MARGIN, target_w
-from agent.control.interval import accumulate, roll
+from agent.control.interval import accumulate
 from agent.control.prices import Prices
 from agent.control.state import IntervalState
 from agent.control.tou import demand_charge_now, shave_keep_wh
-from agent.model.interval import local_slot, slots_per_day
+from agent.model.interval import local_slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,27 +98,23 @@ def _advance(
     key, slot, into, _ = local_slot(t, length_s)
     if key == iv.key:
         return accumulate(iv, sample, imp, net, dt)
-    rate = prices.demand_rate(t) if prices is not None else 0.0  # no tariff: nothing billed, as a site
-    rate = rate if math.isfinite(rate) and rate > 0.0 else 0.0
-    spd = slots_per_day(length_s)
-    return roll(
+    return next_interval(
         iv,
+        t,
         key=key,
+        slot=slot,
         into=into,
-        month=t.year * 12 + t.month - 1,
-        rate=rate,
+        length_s=length_s,
+        prices=prices,
         sample=sample,
         imp=imp,
         net=net,
         dt=dt,
-        length_s=length_s,
-        spd=spd,
         budget_wh=p.budget_wh,
         power_w=p.power_w,
-        rates=day_rates(prices, t - timedelta(seconds=into), slot, spd, length_s, rate),
-        cost_per_kwh=shave_cost(p.spread),
-        refill=prices is not None and p.spread <= 0.0,  # as begin.py: no round trip pays
         stored_wh=p.stored_wh,
+        spread=p.spread,
+        fixed_w=0.0,  # economic: the campus's own levels
     )
 
 
