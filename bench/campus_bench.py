@@ -22,8 +22,8 @@ Per tariff, the same campus loads through agent.offline.campus_replay in four ru
 `--target-kw T --modes ''` runs the coordinated campus alone at a given T (the ideal's figures
 from an earlier run of the same commit's ideal: a quicker before/after of the coordination alone).
 `--diagnose` adds coordinated without the one-cycle delay (agent.offline.campus_replay's late=False:
-the shares allocated from the readings each cycle decides on), to tell the delay's cost from the
-split rule's.
+the shares allocated from the readings each cycle decides on), at T and with mode economic without
+T too, to tell the delay's cost from the split rule's.
 Reported: the campus bill, billed peak, savings against no battery (net of wear, the end-of-month
 stored-energy difference valued at the cheapest price through the charge efficiency) by part,
 coordinated as a share of the ideal's (target: within 2 %), every mode as a share of the pooled
@@ -191,6 +191,18 @@ def one_tariff(
             mode="coordinated_economic",
         )
         out["coordinated_economic"] = score("coordinated_economic")
+        if diagnose:
+            runs["coordinated_economic_no_delay"] = replace(
+                coordinated(
+                    feeders,
+                    CampusLimits(),
+                    tariff,
+                    late=False,
+                    progress=progress_for("coordinated, economic, no delay"),
+                ),
+                mode="coordinated_economic_no_delay",
+            )
+            out["coordinated_economic_no_delay"] = score("coordinated_economic_no_delay")
     if "uncoordinated" in modes:
         runs["uncoordinated"] = uncoordinated(feeders, tariff, progress=progress_for("uncoordinated"))
         out["uncoordinated"] = score("uncoordinated")
@@ -199,7 +211,7 @@ def one_tariff(
         if mode in out:
             out[mode]["share_of_ideal"] = out[mode]["adjusted_net_savings"] / ideal_s if ideal_s > 0 else None
     eco_s = out["ideal_economic"]["adjusted_net_savings"] if "ideal_economic" in out else math.nan
-    for mode in ("coordinated", "coordinated_economic"):
+    for mode in ("coordinated", "coordinated_economic", "coordinated_economic_no_delay"):
         if mode in out:  # against the pooled controller on its own economic rules (target: >= 98 %)
             out[mode]["share_of_ideal_economic"] = out[mode]["adjusted_net_savings"] / eco_s if eco_s > 0 else None
     for mode in (
