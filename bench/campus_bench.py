@@ -14,12 +14,16 @@ Per tariff, the same campus loads through agent.offline.campus_replay in four ru
   reached on the same month (chosen in hindsight, for both alike: the coordinator has no economic
   target of its own, so the comparison measures what splitting the campus among eight agents
   costs - the split rule and the one-cycle delay - not how a target is found);
+- coordinated (economic): the campus file's demand_target_w = 0, no T: the coordinator decides the
+  campus's level per demand window itself, by the single site's own rules run once on the campus
+  (agent/campus/levels.py), compared with the pooled controller on its own economic rules (ideal
+  (economic)): the same batteries under one brain, no target handed to either (mode "economic");
 - uncoordinated: each agent shaving its own feeder's peak alone, for contrast.
 `--target-kw T --modes ''` runs the coordinated campus alone at a given T (the ideal's figures
 from an earlier run of the same commit's ideal: a quicker before/after of the coordination alone).
 `--diagnose` adds coordinated without the one-cycle delay (agent.offline.campus_replay's late=False:
-the shares allocated from the readings each cycle decides on), to tell the delay's cost from the
-split rule's.
+the shares allocated from the readings each cycle decides on), at T and with mode economic without
+T too, to tell the delay's cost from the split rule's.
 Reported: the campus bill, billed peak, savings against no battery (net of wear, the end-of-month
 stored-energy difference valued at the cheapest price through the charge efficiency) by part,
 coordinated as a share of the ideal's (target: within 2 %), every mode as a share of the pooled
@@ -78,7 +82,7 @@ PHASE_H = 3  # each feeder's day shifted by this many hours more than the one be
 CLUSTERS_PER_PCS = 4
 PCS_RATED_W = 840e3  # 4 x 209 kW clusters
 BENCH_CLUSTERS = 12  # savings_bench.py's site, whose loads are scaled here
-ALL_MODES = ("optimum", "ideal", "uncoordinated")  # the runs besides coordinated (--modes)
+ALL_MODES = ("optimum", "ideal", "economic", "uncoordinated")  # the runs besides coordinated (--modes)
 
 
 def feeder_site(proto: SiteConfig, fid: str, clusters: int, tariff: Tariff, step_s: float) -> SiteConfig:
@@ -181,6 +185,24 @@ def one_tariff(
             mode="coordinated_no_delay",
         )
         out["coordinated_no_delay"] = score("coordinated_no_delay")
+    if "economic" in modes:  # no T: the coordinator's own level per demand window (agent/campus/levels.py)
+        runs["coordinated_economic"] = replace(
+            coordinated(feeders, CampusLimits(), tariff, progress=progress_for("coordinated, economic")),
+            mode="coordinated_economic",
+        )
+        out["coordinated_economic"] = score("coordinated_economic")
+        if diagnose:
+            runs["coordinated_economic_no_delay"] = replace(
+                coordinated(
+                    feeders,
+                    CampusLimits(),
+                    tariff,
+                    late=False,
+                    progress=progress_for("coordinated, economic, no delay"),
+                ),
+                mode="coordinated_economic_no_delay",
+            )
+            out["coordinated_economic_no_delay"] = score("coordinated_economic_no_delay")
     if "uncoordinated" in modes:
         runs["uncoordinated"] = uncoordinated(feeders, tariff, progress=progress_for("uncoordinated"))
         out["uncoordinated"] = score("uncoordinated")
@@ -188,7 +210,18 @@ def one_tariff(
     for mode in ("coordinated", "coordinated_no_delay", "uncoordinated", "ideal_economic"):
         if mode in out:
             out[mode]["share_of_ideal"] = out[mode]["adjusted_net_savings"] / ideal_s if ideal_s > 0 else None
-    for mode in ("ideal_economic", "ideal", "coordinated", "coordinated_no_delay", "uncoordinated"):
+    eco_s = out["ideal_economic"]["adjusted_net_savings"] if "ideal_economic" in out else math.nan
+    for mode in ("coordinated", "coordinated_economic", "coordinated_economic_no_delay"):
+        if mode in out:  # against the pooled controller on its own economic rules (target: >= 98 %)
+            out[mode]["share_of_ideal_economic"] = out[mode]["adjusted_net_savings"] / eco_s if eco_s > 0 else None
+    for mode in (
+        "ideal_economic",
+        "ideal",
+        "coordinated",
+        "coordinated_economic",
+        "coordinated_no_delay",
+        "uncoordinated",
+    ):
         if mode in out:
             out[mode]["share_of_optimum"] = out[mode]["adjusted_net_savings"] / opt_savings if opt_savings > 0 else None
     a = runs["coordinated"].allocate_s * 1e6
@@ -202,6 +235,9 @@ def one_tariff(
         else f"coordinated = {sh:.1%} of the ideal's savings at the same target (target: >= 98 %)"
         + (f"; uncoordinated {unc:.1%}" if unc is not None else "")
     )
+    eco = out.get("coordinated_economic", {}).get("share_of_ideal_economic")
+    if eco is not None:
+        shares += f"; coordinated economic = {eco:.1%} of the pooled economic controller's (target: >= 98 %)"
     print(
         f"  {shares}; allocate() p50 {out['allocate_us']['p50']:.0f} us,"
         f" p99 {out['allocate_us']['p99']:.0f} us over {len(a):,} cycles",

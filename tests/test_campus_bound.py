@@ -188,3 +188,27 @@ def test_the_forecast_reported_for_an_interval_s_first_cycle_takes_the_closing_o
     assert demand_forecast_w(early, slot, 2.0e6, 60.0, 540.0) == pytest.approx(1.2e6)
     # an interval that is not the next one (a gap in the readings): nothing known, the reading
     assert report_forecast_w(st, 2.0e6, t + timedelta(minutes=20), 60.0, L) == 2.0e6
+
+
+def test_a_discharge_part_follows_the_feeders_own_step_late_in_the_interval_as_the_pooled_bound_does() -> None:
+    """A discharge part of 123 kW made on a reading of 0.95 MW; the feeder reads 1.0 MW now (50 kW up).
+    At 12:30:00 (a minute into the interval, 840 s left: more than FORECAST_PRIOR_S after this cycle)
+    the pooled controller's bound does not move with the reading: 123 kW. At 12:42 (180 s left, a
+    reading 60 s old) its forecast of the rest weighs the reading 60 / 180: 123 + 50 / 3 = 139.7 kW.
+    At 12:44 (the last cycle, 60 s left) the reading is the forecast: 173 kW. A step down past the
+    part discharges nothing (it does not charge)."""
+    for minute, at, want in (
+        (30, 0.95e6, 123e3),
+        (42, 0.95e6, 123e3 + 50e3 / 3.0),
+        (44, 0.95e6, 173e3),
+        (44, 1.2e6, 0.0),
+    ):
+        part = Share(0.0, 0.0, 5e6, NOT_SENT, UNDECIDED, 123e3, at)
+        cfg = with_share(CFG, part)
+        st = initial_state(CFG, profile=[1.0e6] * 96)
+        t1 = datetime(2026, 7, 15, 12, minute, tzinfo=TZ)
+        plan, st = decide(
+            snap(1.0e6, t_mono=1000.0, t_wall=t1 - timedelta(seconds=60)), st, cfg, OperatorState(), SHANGHAI, False
+        )
+        plan, st = decide(snap(1.0e6, t_mono=1060.0, t_wall=t1), st, cfg, OperatorState(), SHANGHAI, False)
+        assert plan.site_setpoint_w == pytest.approx(want), minute

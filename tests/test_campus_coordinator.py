@@ -17,6 +17,7 @@ from agent.campus.config import CampusConfig, load_campus
 from agent.campus.coordinator import SHARE_WINDOW, Coordinator
 from agent.campus.keep import new_day
 from agent.campus.messages import parse_share, share_topic, signed_report
+from agent.economics.tariff import TARIFF_DIR
 from agent.model.config import load_site
 from agent.model.interval import local_slot
 from agent.mqtt.auth import Verifier
@@ -184,12 +185,45 @@ async def test_shares_carry_the_campus_keep_split_by_energy(served: tuple[Campus
     try:
         shares = await coord.cycle()  # no day profile yet: none sent, each agent keeps its own
         assert {s.keep_wh for s in shares.values()} == {NOT_SENT} and coord.state([])["keep_wh"] == NOT_SENT
-        coord.day = new_day(length, [3.5e6] * 96)
+        coord.demand = replace(coord.demand, day=new_day(length, [3.5e6] * 96))  # the fixed target's profile
         shares = await coord.cycle()
         _, slot, _, _ = local_slot(datetime.fromtimestamp(now, cfg.timezone), length)
         keep = (96 - slot) * 0.53e6 * length / 3600.0
         assert coord.keep_wh == pytest.approx(keep)
         for s in shares.values():
             assert s.keep_wh == pytest.approx(keep / 3)
+    finally:
+        await coord.meter.close()
+
+
+async def test_an_economic_campus_sends_the_level_of_its_own_window(
+    served: tuple[CampusConfig, SimulatedCampus],
+) -> None:
+    """demand_target_w = 0 with the campus's tariff (PG&E E-20): economic, as a site's 0 is
+    (agent/campus/levels.py). No level before the campus's first interval closes (each agent decides
+    alone, the shares carry no demand target); then, with less than half a day of profile, the highest
+    interval seen (demand.close_interval's fallback): the three feeders' 1 MW each, 3 MW, split into
+    shares that sum to it, and the state names it."""
+    cfg, _ = served
+    cfg = replace(
+        cfg, limits=replace(cfg.limits, demand_target_w=0.0), tariff_path=TARIFF_DIR / "pge_e20_secondary_2014.toml"
+    )
+    length = cfg.demand_interval_s
+    clock = [0.0]
+    now = [(time.time() // length + 1) * length + 30.0]  # 30 s into an interval
+    coord = Coordinator(cfg, clock=lambda: clock[0], epoch=lambda: now[0])
+    try:
+        for k in range(17):  # a minute apart: the interval after the first one opened is reached
+            for site in cfg.feeders:
+                assert coord.on_report(coord.report_prefix + site, report(cfg, site, 1e6, 6e5, now[0]))
+            shares = await coord.cycle()
+            if k == 0:
+                assert {s.demand_target_w for s in shares.values()} == {0.0}
+                assert coord.state([])["demand_level_w"] is None
+            clock[0] += 60.0
+            now[0] += 60.0
+        assert coord.level.target_w == pytest.approx(3e6)
+        assert sum(s.demand_target_w for s in shares.values()) == pytest.approx(3e6)
+        assert coord.state([])["demand_level_w"] == pytest.approx(3e6)
     finally:
         await coord.meter.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 import tomllib
 from collections.abc import Callable
@@ -138,6 +139,12 @@ def test_report_counts_battery_above_the_reserve_only(make_hub: Callable[..., Hu
     assert f.energy_wh == pytest.approx(12 * 0.40 * 418_000.0 * cfg.discharge_efficiency)
     held = feeder_state("demo", snap, cfg, OperatorState(maintenance=frozenset({"c01", "c02"})))
     assert held.energy_wh == pytest.approx(10 * 0.40 * 418_000.0 * cfg.discharge_efficiency)
+    # what an economic campus sizes its levels on (agent/campus/levels.py), as the site sizes its own:
+    # the usable window from full, (95 - 20) % of 418 kWh per cluster, and the power with no window
+    assert f.budget_wh == pytest.approx(12 * 0.75 * 418_000.0 * cfg.discharge_efficiency)
+    assert f.power_w == pytest.approx(12 * 200_000.0)
+    assert math.isnan(f.spread)  # not given: not known
+    assert feeder_state("demo", snap, cfg, OperatorState(), spread=-0.086).spread == -0.086
 
 
 def test_report_says_how_long_since_the_last_share(link: tuple[CampusLink, Clock]) -> None:
@@ -169,6 +176,10 @@ def test_report_carries_the_interval_import_the_loop_counted(link: tuple[CampusL
     assert (body["forecast_w"], body["raise_w"]) == (2_345_678.9, 50_000.0)
     lk.submit(rec)  # none known: none sent (the coordinator then sends no bound)
     assert lk._report is not None and "forecast_w" not in json.loads(lk._report)
+    # the round trip's value its price plan priced, for the campus's economic levels (None known: none)
+    assert "spread" not in json.loads(lk._report) and json.loads(lk._report)["budget_wh"] > 0.0
+    lk.submit(replace(rec, campus_spread=-0.0862))
+    assert lk._report is not None and json.loads(lk._report)["spread"] == -0.0862
 
 
 async def test_the_loop_records_its_interval_import(tmp_path: Path) -> None:

@@ -76,6 +76,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from agent.campus.bound import NO_BOUND, as_forecast, campus_bound_w, split_bound
+from agent.control.demand import MARGIN
 from agent.control.dispatch import fill
 
 # allocations an import cap or ramp share is the least of (hold_down): any mix of the shares sent in
@@ -121,6 +122,13 @@ class FeederState:
     # the charge raise its time-of-use plan priced (W, tou.plan_interval: charging here is worth a
     # higher peak; 0: none): where any feeder's is, the campus's charge drops its margin (bound.py)
     raise_w: float = 0.0
+    # what the campus's economic levels are sized on (agent/campus/levels.py), as a site sizes its own
+    # (begin.py): the energy its usable window holds from full (AC Wh), its discharge power with no
+    # window applied (W), and the round trip's value its time-of-use plan priced per kWh (tou.plan_slot
+    # .spread; NaN: not known)
+    budget_wh: float = 0.0
+    power_w: float = 0.0
+    spread: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +320,7 @@ def allocate(
     interval_s: float = 900.0,
     keep_wh: float = NOT_SENT,
     recharge: int = UNDECIDED,
+    margin: float = MARGIN,
 ) -> dict[str, Share]:
     """Each feeder's share of `limits`, by site id.
 
@@ -325,7 +334,8 @@ def allocate(
     target (agent/campus/keep.py), split over the fresh feeders by energy (split_keep); the campus's
     demand bound (agent/campus/bound.py) by power, where every fresh feeder reported its demand
     forecast (else none: each agent bounds itself against its share, not chasing the readings);
-    `recharge` (agent/campus/recharge.py) goes to every fresh feeder as it is.
+    `recharge` (agent/campus/recharge.py) goes to every fresh feeder as it is; `margin`: the fraction
+    under the target the campus's bound aims (agent/campus/levels.py: its economic level's own aim).
     """
     fb = fallback or {}
     ids = [f.site_id for f in feeders]
@@ -355,7 +365,7 @@ def allocate(
         left_w = rest(limits.demand_target_w, sum(s.demand_target_w for s in held))
         demand = split_demand(left_w, fresh, interval_left_s, interval_s)
         if all(math.isfinite(f.forecast_w) for f in fresh):  # the campus's forecast is known (bound.py)
-            bound = split_bound(campus_bound_w(left_w, fresh, interval_left_s, interval_s), fresh)
+            bound = split_bound(campus_bound_w(left_w, fresh, interval_left_s, interval_s, margin), fresh)
     else:
         recharge = UNDECIDED
     keep = split_keep(keep_wh if limits.demand_target_w > 0.0 else NOT_SENT, fresh)

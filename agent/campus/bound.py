@@ -55,15 +55,18 @@ def as_forecast(fs: Sequence[FeederState]) -> list[FeederState]:
     return [f if not math.isfinite(f.forecast_w) else replace(f, net_load_w=f.forecast_w) for f in fs]
 
 
-def campus_bound_w(target_w: float, fs: Sequence[FeederState], left_s: float, length_s: float) -> float:
+def campus_bound_w(
+    target_w: float, fs: Sequence[FeederState], left_s: float, length_s: float, margin: float = MARGIN
+) -> float:
     """The campus's battery bound (W) for `target_w` (> 0, the fresh feeders' part of the campus
-    target) with `left_s` of the `length_s` interval to run: > 0 discharge at least this, < 0 charge
-    at most this much (demand.demand's bound, on the campus)."""
+    target) with `left_s` of the `length_s` interval to run, aiming `margin` under it (the campus's
+    economic level's own aim, levels.py): > 0 discharge at least this, < 0 charge at most this much
+    (demand.demand's bound, on the campus)."""
     left = min(max(left_s, 1.0), length_s)
     covered = length_s - left
     used = sum(f.interval_wh * 3600.0 for f in fs)  # W s
     fc = sum(f.net_load_w for f in as_forecast(fs))
-    aim = target_w - MARGIN * target_w
+    aim = target_w - margin * target_w
     a = fc - rest_allowed_w(aim, used, covered, left)
     if a >= 0.0:
         return a

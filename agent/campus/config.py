@@ -20,7 +20,7 @@ The coordinator's file:
     cycle_s = 1.0
     import_limit_w = 9e6           # the campus's limits at its utility meter (0 = off)
     ramp_limit_w_per_s = 4e5
-    demand_target_w = 0
+    demand_target_w = 0            # 0: economic, the campus's level per demand window (levels.py)
     stale_after_s = 3              # a feeder's report older than this: its fallback share
     [mqtt]                         # host, port, topic_prefix, key_file, client_id
     [meter]                        # the campus meter: the keys of a site's grid [[meter]]

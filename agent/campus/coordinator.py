@@ -44,8 +44,9 @@ from agent.campus.allocate import (
     usable,
 )
 from agent.campus.config import CampusConfig
-from agent.campus.keep import new_day
-from agent.campus.keep import step as campus_step
+from agent.campus.demand import start as demand_start
+from agent.campus.demand import step as demand_step
+from agent.campus.levels import Level
 from agent.campus.link import finish, first_of, keep_connected, payload_bytes
 from agent.campus.messages import (
     MessageError,
@@ -56,7 +57,7 @@ from agent.campus.messages import (
     signed_share,
     state_topic,
 )
-from agent.campus.recharge import campus_recharge
+from agent.control.demand import MARGIN
 from agent.economics.tariff import load_tariff
 from agent.logs import kv
 from agent.mqtt.auth import AuthError, Verifier
@@ -87,14 +88,16 @@ class Coordinator:
         self.seq = 0
         self.shares: dict[str, Share] = {}  # what was sent this cycle
         self._recent: deque[dict[str, Share]] = deque(maxlen=SHARE_WINDOW)  # the last allocations
-        # the campus's day profile (agent/campus/keep.py): the keep for the demand target is decided
-        # once for the campus and sent in the shares; empty at start (none sent for half a day)
-        self.day = new_day(cfg.demand_interval_s)
+        # the campus's demand state (agent/campus/demand.py): its day profile for the fixed target's
+        # keep and recharge, its interval state for the economic levels; empty at start (no keep
+        # sent for half a day, no economic level before an interval closes: levels.py)
+        self.demand = demand_start(cfg.demand_interval_s)
+        self.level = Level(math.inf, MARGIN, NOT_SENT, UNDECIDED)  # the newest decisions
         self.keep_wh = NOT_SENT
-        # the campus's tariff (its feeders'): the recharge for demand is decided on it once per
-        # interval (agent/campus/recharge.py); without one each agent keeps its own rule
+        # the campus's tariff (its feeders'): the recharge for demand and the economic levels are
+        # decided on it; without one each agent keeps its own recharge rule, and an economic campus
+        # bills nothing (no campus demand target, as a site without a tariff)
         self.prices = load_tariff(cfg.tariff_path) if cfg.tariff_path is not None else None
-        self.recharge = (-1, UNDECIDED)  # (interval key, the decision for it)
         self._last_cycle = math.nan
         self.stale: set[str] = set(cfg.feeders)  # feeders on their fallback (all, until they report)
         self.campus_w = math.nan
@@ -169,26 +172,28 @@ class Coordinator:
         self._last_cycle = now
         local = datetime.fromtimestamp(epoch, self.cfg.timezone)
         lim = self.cfg.limits
-        self.day, self.keep_wh = campus_step(
-            self.day, feeders, local, dt, length, lim.demand_target_w, self.cfg.stale_after_s
+        # the campus's demand decisions (agent/campus/demand.py: at the file's fixed target, or its
+        # economic level per demand window) for the interval of the agents' next cycle, when they
+        # apply this share (an agent plans its interval at its first cycle in it: decided on the
+        # interval before, it would be one late)
+        at = datetime.fromtimestamp(epoch + self.cfg.cycle_s, self.cfg.timezone)
+        self.demand, lv = demand_step(
+            self.demand, feeders, local, at, dt, length, lim.demand_target_w, self.prices, self.cfg.stale_after_s
         )
-        # for the interval of the agents' next cycle, when they apply this share (an agent plans its
-        # interval at its first cycle in it: decided on the interval before, it would be one late)
-        ahead = epoch + self.cfg.cycle_s
-        key = int(ahead // length)
-        if key != self.recharge[0]:
-            at = datetime.fromtimestamp(ahead, self.cfg.timezone)
-            self.recharge = (key, campus_recharge(self.day, at, length, lim.demand_target_w, self.prices))
+        self.level = lv
+        self.keep_wh = lv.keep_wh
+        target = lv.target_w if lv.target_w < math.inf else 0.0  # none known yet: no campus target
         self._recent.append(
             allocate(
-                lim,
+                replace(lim, demand_target_w=target),
                 feeders,
                 fallback=self.cfg.fallback,
                 stale_after_s=self.cfg.stale_after_s,
                 interval_left_s=left,
                 interval_s=length,
-                keep_wh=self.keep_wh,
-                recharge=self.recharge[1],
+                keep_wh=lv.keep_wh,
+                recharge=lv.recharge,
+                margin=lv.margin,
             )
         )
         shares = to_send(self._recent)
@@ -237,6 +242,9 @@ class Coordinator:
                 "ramp_limit_w_per_s": lim.ramp_limit_w_per_s,
                 "demand_target_w": lim.demand_target_w,
             },
+            # the campus's demand level for the agents' next cycle (the file's fixed target, or the
+            # economic level of that interval's window: agent/campus/levels.py; None: none yet)
+            "demand_level_w": round(self.level.target_w, 1) if math.isfinite(self.level.target_w) else None,
             "keep_wh": round(self.keep_wh, 1),  # the campus's, for its demand target (< 0: none sent)
             "over_limit_cycles": self.over_limit_cycles,
             "feeders": {

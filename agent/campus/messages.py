@@ -17,7 +17,8 @@ value is all either side uses, and a retained one would only be refused as stale
              "share_age_s": ..., "interval_wh": ..., "sig": ...}   (share_age_s: since the last valid
              share it had; interval_wh: its import so far this demand interval; optional
              "forecast_w": its demand forecast for the rest of the interval, "raise_w": the charge
-             raise its time-of-use plan priced: agent/campus/bound.py)
+             raise its time-of-use plan priced: agent/campus/bound.py; "budget_wh", "power_w",
+             "spread": what the campus's economic levels are sized on, agent/campus/levels.py)
     share:  {"v": 1, "site": "f1", "seq": 17, "ts": ..., "nonce": ..., "import_cap_w": ...,
              "ramp_w_per_s": ..., "demand_target_w": ..., "keep_wh": ..., "sig": ...}
              (keep_wh: its part of the campus's keep for the demand target, AC Wh; absent or
@@ -80,6 +81,10 @@ def signed_report(secret: bytes, f: FeederState, ts: float) -> bytes:
         body["forecast_w"] = round(f.forecast_w, 3)
     if good and math.isfinite(f.raise_w) and f.raise_w > 0.0:
         body["raise_w"] = round(f.raise_w, 3)
+    if good:  # what the campus's economic levels are sized on (agent/campus/levels.py)
+        for k, v in (("budget_wh", f.budget_wh), ("power_w", f.power_w), ("spread", f.spread)):
+            if math.isfinite(v):
+                body[k] = round(v, 6)
     return json.dumps(sign(secret, body), separators=(",", ":")).encode()
 
 
@@ -134,7 +139,15 @@ def parse_report(msg: dict[str, Any], site: str) -> FeederState:
     raised = _watts(msg, "raise_w") if "raise_w" in msg else 0.0
     if raised < 0.0:
         raise MessageError(f"'raise_w' must be >= 0, got {raised!r}")
-    return FeederState(site, fresh=good, forecast_w=fc, raise_w=raised, **vals)
+    budget = _watts(msg, "budget_wh") if "budget_wh" in msg else 0.0  # absent: an agent before issue 16w
+    power = _watts(msg, "power_w") if "power_w" in msg else 0.0
+    for k, v in (("budget_wh", budget), ("power_w", power)):
+        if v < 0.0:
+            raise MessageError(f"'{k}' must be >= 0, got {v!r}")
+    spread = _watts(msg, "spread") if "spread" in msg else math.nan
+    return FeederState(
+        site, fresh=good, forecast_w=fc, raise_w=raised, budget_wh=budget, power_w=power, spread=spread, **vals
+    )
 
 
 def parse_share(msg: dict[str, Any], site: str) -> tuple[int, Share]:

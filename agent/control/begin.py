@@ -18,7 +18,7 @@ from agent.control.prices import Prices
 from agent.control.ramp_reference import BETWEEN_READINGS_RAMP_FRACTION, tally
 from agent.control.reserve import reserve_floor_pct
 from agent.control.schedule import DispatchPlan
-from agent.control.state import ControllerState
+from agent.control.state import ControllerState, IntervalState
 from agent.control.tou import plan_interval
 from agent.model.config import ControlConfig
 from agent.model.interval import local_slot, slots_per_day
@@ -64,6 +64,57 @@ def shave_cost(spread: float) -> float:
     return abs(spread) if spread != 0.0 else NAN
 
 
+def next_interval(
+    iv: IntervalState,
+    t: datetime,
+    *,
+    key: int,
+    slot: int,
+    into: float,
+    length_s: float,
+    prices: Prices | None,
+    sample: bool,
+    imp: float,
+    net: float,
+    dt: float,
+    budget_wh: float,
+    power_w: float,
+    stored_wh: float,
+    spread: float,
+    fixed_w: float,
+) -> IntervalState:
+    """`iv` closed and the interval `key` (slot `slot` of the day, `into` s old at local time `t`)
+    opened: its demand rate, today's windows (day_rates) and the levels (interval.roll) on the fleet's
+    energy from full (`budget_wh`), power and energy stored now (AC), priced at shave_cost(`spread`).
+    A site's begin_cycle, and a campus coordinator on the campus's sums (agent/campus/levels.py)."""
+    if prices is not None:
+        rate = prices.demand_rate(t)
+        rate = rate if finite(rate) and rate > 0.0 else 0.0
+    else:
+        rate = 1.0 if fixed_w > 0.0 else 0.0
+    spd = slots_per_day(length_s)
+    return roll(
+        iv,
+        key=key,
+        into=into,
+        month=t.year * 12 + t.month - 1,
+        rate=rate,
+        sample=sample,
+        imp=imp,
+        net=net,
+        dt=dt,
+        length_s=length_s,
+        spd=spd,
+        budget_wh=budget_wh,
+        power_w=power_w,
+        rates=day_rates(prices, t - timedelta(seconds=into), slot, spd, length_s, rate),
+        cost_per_kwh=shave_cost(spread),
+        fixed_w=fixed_w,
+        refill=prices is not None and spread <= 0.0,  # as tou.plan_interval's recharge for demand
+        stored_wh=stored_wh,
+    )
+
+
 def begin_cycle(
     snap: SiteSnapshot,
     st: ControllerState,
@@ -106,32 +157,23 @@ def begin_cycle(
     if key == iv.key:
         iv = accumulate(iv, sample, imp, net, dt)
     else:
-        if prices is not None:
-            rate = prices.demand_rate(t)
-            rate = rate if finite(rate) and rate > 0.0 else 0.0
-        else:
-            rate = 1.0 if cfg.demand_target_w > 0.0 else 0.0
-        spread = tou.spread  # from the previous slot's price plan (NaN on the first)
-        spd = slots_per_day(length)
-        iv = roll(
+        iv = next_interval(
             iv,
+            t,
             key=key,
+            slot=slot,
             into=into,
-            month=t.year * 12 + t.month - 1,
-            rate=rate,
+            length_s=length,
+            prices=prices,
             sample=sample,
             imp=imp,
             net=net,
             dt=dt,
-            length_s=length,
-            spd=spd,
             budget_wh=max(0.0, ceil - floor) * 0.01 * f.capacity_wh * cfg.discharge_efficiency,
             power_w=f.max_dis_w,
-            rates=day_rates(prices, t - timedelta(seconds=into), slot, spd, length, rate),
-            cost_per_kwh=shave_cost(spread),
-            fixed_w=cfg.demand_target_w,
-            refill=prices is not None and spread <= 0.0,  # as tou.plan_interval's recharge for demand
             stored_wh=max(0.0, f.energy_wh - floor * 0.01 * f.capacity_wh) * cfg.discharge_efficiency,
+            spread=tou.spread,  # from the previous slot's price plan (NaN on the first)
+            fixed_w=cfg.demand_target_w,
         )
         tou = plan_interval(
             tou, iv, t=t, now=now, slot=slot, into=into, length_s=length, prices=prices, cfg=cfg, f=f, ceil=ceil

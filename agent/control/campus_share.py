@@ -118,6 +118,7 @@ def feeder_state(
     interval_wh: float = 0.0,
     forecast_w: float = math.nan,
     raise_w: float = 0.0,
+    spread: float = math.nan,
 ) -> FeederState:
     """This cycle's campus report: net load, grid import, and the battery power and energy the
     coordinator may count on (trusted clusters, the operator's maintenance and derate, above the
@@ -127,10 +128,15 @@ def feeder_state(
     coordinator splits the campus's interval energy: agent.campus.allocate.split_demand).
     `forecast_w`: its demand controller's forecast of the rest of the interval (demand_forecast_w;
     NaN: not known, the coordinator splits on `net_load_w`); `raise_w`: the charge raise its
-    time-of-use plan priced for this interval (0: none)."""
+    time-of-use plan priced for this interval (0: none); `spread`: the round trip's value its price
+    plan priced (TouState.spread, NaN: not known). With the usable window's energy from full and the
+    discharge power with no window applied, what the campus's economic levels are sized on, as the
+    site's own are (begin.py; agent/campus/levels.py)."""
     good = all(m.quality is Quality.GOOD for m in (snap.grid_w, snap.load_w, snap.pv_w)) and snap.grid_up
     f = build_fleet(snap, op.maintenance, None, op.derate)
     floor = reserve_floor_pct(cfg, op, f.capacity_wh)
+    budget = max(0.0, cfg.soc_max_pct - floor) * 0.01 * f.capacity_wh * cfg.discharge_efficiency
+    power = f.max_dis_w  # before the window (apply_window leaves it)
     f.apply_window(floor, cfg.soc_max_pct)
     energy = 0.0
     for i in range(len(f.ids)):
@@ -147,4 +153,7 @@ def feeder_state(
         interval_wh=interval_wh,
         forecast_w=forecast_w,
         raise_w=raise_w,
+        budget_wh=budget,
+        power_w=power,
+        spread=spread,
     )

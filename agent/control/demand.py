@@ -347,6 +347,17 @@ def rest_net_forecast_w(c: Cycle, steady: float) -> float:
     return steady + (c.net - steady) * dt / left
 
 
+def reading_weight(c: Cycle) -> float:
+    """The weight rest_net_forecast_w gives the reading now in its forecast of the rest of the interval."""
+    left = c.iv_len - c.into
+    dt = c.dt if c.dt > 0.0 else 0.0  # NaN (first cycle): no reading before this one
+    if dt >= left:
+        return 1.0
+    if left - dt >= FORECAST_PRIOR_S:
+        return 0.0
+    return dt / left
+
+
 def demand(w: Window, c: Cycle) -> Window:
     """Controller 6, demand shaving: a lower bound on discharge (auto mode).
 
@@ -404,6 +415,14 @@ def demand(w: Window, c: Cycle) -> Window:
             # campus's, so each answering its own charges the campus's room at its reading now (as
             # the pooled controller does), not a cycle late (agent/campus/bound.py)
             a = min(0.0, a + net - part.at_net_w)
+        elif a > 0.0 and net == net and part.at_net_w == part.at_net_w:
+            # A discharge part too, by what the pooled controller's own bound moves with its reading:
+            # nothing while FORECAST_PRIOR_S remain after this cycle, then the reading's weight in the
+            # forecast of the rest (rest_net_forecast_w). Linear: the feeders' steps sum to the campus's,
+            # so their corrections sum to its. Without it a load stepping up in an interval's last
+            # minutes was answered a cycle late: the economic campus's peak-window intervals ended above
+            # their aim and each overshoot was billed, the next day's level with it (PG&E month at 60 s).
+            a = max(0.0, a + (net - part.at_net_w) * reading_weight(c))
     if a > 0.0 and short_of_reserve(c):
         a = 0.0  # the grid limit's reserve is not for shaving (limit_reserve.py): only the limit draws on it
     lo, hi = w.lo, w.hi

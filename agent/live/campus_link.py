@@ -124,6 +124,7 @@ class CampusLink:
             interval_wh=rec.interval_grid_wh,
             forecast_w=rec.campus_forecast_w,
             raise_w=rec.campus_raise_w,
+            spread=rec.campus_spread,
         )
         f = replace(f, share_age_s=self.clock() - self.share_t)  # inf before the first: NO_SHARE_S
         self._report = signed_report(self.cfg.broker.secret, f, self.epoch())

@@ -54,6 +54,9 @@ class CycleRecord:
     # agent.control.campus_share.report_forecast_w / report_raise_w; NaN / 0: none)
     campus_forecast_w: float = math.nan
     campus_raise_w: float = 0.0
+    # the round trip's value its price plan priced (TouState.spread; NaN: none): what a kWh spent
+    # shaving costs the campus's economic levels (agent/campus/levels.py)
+    campus_spread: float = math.nan
 
 
 class Sink(Protocol):

@@ -200,6 +200,7 @@ class AgentLoop:
                 self.site.control.demand_interval_s,
             ),
             campus_raise_w=report_raise_w(self.cstate),
+            campus_spread=self.cstate.tou.spread,
         )
         self.hub.publish(rec)
         return rec

@@ -32,10 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from agent.campus.allocate import SHARE_WINDOW, UNDECIDED, CampusLimits, FeederState, Share, allocate, to_send
-from agent.campus.keep import new_day
-from agent.campus.keep import step as campus_step
-from agent.campus.recharge import campus_recharge
+from agent.campus.allocate import SHARE_WINDOW, CampusLimits, FeederState, Share, allocate, to_send
+from agent.campus.demand import start as demand_start
+from agent.campus.demand import step as demand_step
 from agent.control import Prices
 from agent.control.campus_share import feeder_state, report_forecast_w, report_raise_w, with_share
 from agent.economics.tariff import FloatArray, Tariff
@@ -164,30 +163,34 @@ def coordinated(
     iv_len = feeders[0].site.control.demand_interval_s
     tz = feeders[0].site.timezone
     dt = float(ts[1] - ts[0]) * decide_every if n > 1 else iv_len
-    # the coordinator's campus profile, seeded with the campus's first day as each agent's own is
-    # (agent.offline.replay.day_profile: a replay has no yesterday)
-    day = new_day(iv_len, day_profile(campus_trace(feeders), iv_len, tz))
-
-    recharge = (-1, UNDECIDED)  # (interval key, the campus's recharge decision for it)
+    # the coordinator's campus state, its profile seeded with the campus's first day as each agent's
+    # own is (agent.offline.replay.day_profile: a replay has no yesterday)
+    campus = demand_start(iv_len, day_profile(campus_trace(feeders), iv_len, tz))
 
     def timed(states: list[FeederState], seen: int, counted: int, k: int) -> dict[str, Share]:
         # what the coordinator sends at trace step k (allocate.to_send) on the reports of the readings
-        # of step `seen`, with the campus's keep (agent/campus/keep.py) from the slot they are in and
-        # its recharge (agent/campus/recharge.py) for the interval of step k, decided once for it
-        nonlocal day, recharge
+        # of step `seen`, with the campus's demand decisions (agent/campus/demand.py: the level, keep
+        # and recharge) for the interval of step k
+        nonlocal campus
         a = clock()
         # the time left after what the feeders' counts cover (to step `counted`, as the agents count:
         # allocate's bound is the campus's rate over the rest of the interval from there)
         same = float(ts[counted]) // iv_len == float(ts[k]) // iv_len
         left = iv_len - float(ts[counted if same else k]) % iv_len
         t = datetime.fromtimestamp(float(ts[seen]), tz)
-        day, keep = campus_step(day, states, t, dt, iv_len, limits.demand_target_w)
-        key = int(float(ts[k]) // iv_len)
-        if key != recharge[0]:
-            t_k = datetime.fromtimestamp(float(ts[k]), tz)
-            recharge = (key, campus_recharge(day, t_k, iv_len, limits.demand_target_w, prices))
+        t_k = datetime.fromtimestamp(float(ts[k]), tz)
+        campus, lv = demand_step(campus, states, t, t_k, dt, iv_len, limits.demand_target_w, prices)
+        target = lv.target_w if lv.target_w < math.inf else 0.0  # none known yet: no campus target
         recent.append(
-            allocate(limits, states, interval_left_s=left, interval_s=iv_len, keep_wh=keep, recharge=recharge[1])
+            allocate(
+                replace(limits, demand_target_w=target),
+                states,
+                interval_left_s=left,
+                interval_s=iv_len,
+                keep_wh=lv.keep_wh,
+                recharge=lv.recharge,
+                margin=lv.margin,
+            )
         )
         out = to_send(recent)
         alloc_s.append(clock() - a)
@@ -203,7 +206,9 @@ def coordinated(
         fc = report_forecast_w(
             r.st, snap.load_w.value - snap.pv_w.value, datetime.fromtimestamp(float(ts[k]), tz), dt, iv_len
         )
-        return feeder_state(site, snap, r.cfg, r.op, interval_wh=wh, forecast_w=fc, raise_w=report_raise_w(r.st))
+        return feeder_state(
+            site, snap, r.cfg, r.op, interval_wh=wh, forecast_w=fc, raise_w=report_raise_w(r.st), spread=r.st.tou.spread
+        )
 
     t0 = clock()
     every = progress_every(n)

@@ -1,0 +1,142 @@
+"""Issue 16: an economic campus (demand_target_w = 0) decides its level per demand window as the
+pooled controller of the same batteries decides its own (agent/campus/levels.py).
+
+The campus, two weekdays at 60 s from Wednesday 1 July 2026 on PG&E E-20 (all-hours demand 11.98
+USD/kW-month, part-peak 15.54, the 12:00-18:00 peak window 28.35), two feeders each carrying half of
+a load known by hand: 2.0 MW to noon, 3.0 MW in the peak window, 2.8 MW from 18:00 to midnight.
+Each feeder has 4 clusters (demo.toml's, 20-95 % usable, 0.15 USD/kWh of wear): together
+E = 2 x 0.75 x capacity x eta_d of energy and 1.67 MW of power.
+
+By hand (agent/control/levels.py): no round trip pays (0.147 - 0.15 - 0.0763 / 0.92 = -0.086 USD/kWh
+per kWh discharged), so a kWh spent shaving costs lam = 0.086 USD and the levels are sized on the load
+over 0.99 (the battery refilled for them alone). A layer's level sits where the slots above it are
+worth that: the all-hours charge 11.98 / (30.4 x 0.086) x 4 = 18 slots, fewer than the 24 slots of
+the 3.0 MW plateau: not worth shaving (its level is the load the evening bills, 2.8 MW); the peak
+window's 16.37 more is worth 25 slots, more than its 24: as deep as the energy holds, the plateau at
+3.0 MW - E / 6 h. So the targets (the level, shaved 1 % under: the aim) are (3.0 MW - E / 6 h) / 0.99
+in 12:00-18:00 (2.625 MW here), and 2.8 MW before noon. From 18:00 the battery the window emptied
+cannot hold 1 % under 2.8 MW (levels.within_energy): the evening's level is raised to its own load
+over the aim, 2.8 MW / 0.99 (held at its load: nothing shaved, nothing charged above it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from agent.campus.allocate import CampusLimits, FeederState
+from agent.campus.demand import start, step
+from agent.campus.levels import Pool, ahead, level, observe, pool
+from agent.campus.messages import MessageError, decode, parse_report, signed_report
+from agent.control.campus_share import feeder_state
+from agent.control.demand import target_w
+from agent.control.state import IntervalState
+from agent.economics.tariff import bundled
+from agent.offline.campus_replay import Feeder, campus_trace, pooled
+from agent.offline.replay import Replay, Trace, day_profile
+from tests.test_analyze import demo
+
+STEP = 60.0
+N = int(2 * 86400 / STEP)
+TARIFF = "pge_e20_secondary_2014"
+KEY = b"k" * 32
+
+
+def campus() -> list[Feeder]:
+    tariff = bundled(TARIFF)
+    t0 = datetime(2026, 7, 1, tzinfo=tariff.timezone).timestamp()
+    ts = t0 + STEP * np.arange(N, dtype=np.float64)
+    hour = (np.arange(N) * STEP / 3600.0) % 24.0
+    load = np.where(hour < 12.0, 2.0e6, np.where(hour < 18.0, 3.0e6, 2.8e6))
+    return [
+        Feeder(
+            replace(demo(4, reserve_load_w=0.0), id=f"f{i}", timezone=tariff.timezone, cycle_s=STEP),
+            Trace(ts, load / 2.0, source=f"f{i}"),
+        )
+        for i in (1, 2)
+    ]
+
+
+def halves(f: FeederState) -> list[FeederState]:
+    """The pooled battery's report as the two feeders' (each half of its load and battery)."""
+    return [
+        replace(
+            f,
+            site_id=site,
+            net_load_w=f.net_load_w / 2.0,
+            grid_w=f.grid_w / 2.0,
+            discharge_w=f.discharge_w / 2.0,
+            charge_w=f.charge_w / 2.0,
+            energy_wh=f.energy_wh / 2.0,
+            budget_wh=f.budget_wh / 2.0,
+            power_w=f.power_w / 2.0,
+        )
+        for site in ("f1", "f2")
+    ]
+
+
+def test_the_coordinator_sets_the_pooled_controllers_level_in_each_window() -> None:
+    fs, tariff = campus(), bundled(TARIFF)
+    tz, length = tariff.timezone, 900.0
+    site = pooled(fs, CampusLimits())  # demand_target_w = 0: the pooled controller's own levels
+    trace = campus_trace(fs)
+    r = Replay(site, tariff, trace, start_soc_pct=95.0)
+    st = start(length, day_profile(trace, length, tz))
+    c = site.control
+    e_wh = 0.75 * sum(cl.capacity_wh for cl in site.clusters) * c.discharge_efficiency
+    window = (3.0e6 - e_wh / 6.0) / 0.99
+    seen: dict[str, list[tuple[float, float]]] = {"morning": [], "window": [], "evening": []}
+    edges: list[float] = []
+    for k in range(N):
+        r.run(k, k + 1)
+        assert r.snap is not None
+        t = datetime.fromtimestamp(float(trace.timestamps[k]), tz)
+        f = feeder_state("pool", r.snap, r.cfg, r.op, spread=r.st.tou.spread)
+        # the coordinator's level for this interval, on the two feeders' reports of this reading
+        st, lv = step(st, halves(f), t, t, STEP, length, 0.0, tariff)
+        iv = r.st.interval
+        if t.day == 2 and (t.hour, t.minute) in ((11, 59), (17, 59)):
+            # the share made now applies at the next cycle, the window's first (or the first after
+            # it): its level is that interval's, not a cycle late (levels.ahead)
+            nxt = datetime.fromtimestamp(float(trace.timestamps[k + 1]), tz)
+            edges.append(level(ahead(st.iv, halves(f), nxt, length, tariff), nxt, length, tariff).target_w)
+        hour = t.hour + t.minute / 60.0
+        if t.day == 2 and hour < 21.5:  # the second day (the battery refilled by the rules), to 21:30
+            where = "morning" if hour < 12.0 else "window" if hour < 18.0 else "evening"
+            seen[where].append((lv.target_w, target_w(iv.peaks, iv.shave_floor_w, iv.rate, 0.0)))
+    for where, expected in (("morning", 2.8e6), ("window", window), ("evening", 2.8e6 / 0.99)):
+        coordinator = np.array([x for x, _ in seen[where]])
+        pool = np.array([y for _, y in seen[where]])
+        assert coordinator == pytest.approx(pool, rel=1e-9), where  # the same rules on the same sums
+        assert coordinator == pytest.approx(np.full(len(coordinator), expected), rel=2e-3), where
+    # the peak window shaved deep (E = 2.4 MWh: 400 kW under its 3.0 MW), the rest at the evening's load
+    assert window == pytest.approx(2.625e6, rel=1e-3)
+    # (raised by levels.within_energy on the energy stored a minute before the pooled controller's: 2 kW)
+    assert edges == [pytest.approx(window, rel=2e-3), pytest.approx(2.8e6 / 0.99, rel=1e-3)]
+
+
+def test_the_pooled_battery_goes_on_the_wire_and_a_missing_feeder_is_not_the_campus() -> None:
+    """The report carries what the levels are sized on; an agent that sends none counts 0 (no energy:
+    no level below what the load itself reaches) and no spread; a negative budget is refused by name.
+    A cycle where one feeder's report is not usable adds nothing to the campus's interval (a sum
+    with one missing is not the campus's), as a site's bad reading adds nothing to its own."""
+    f = FeederState("f1", 1e6, 1e6, 4e5, 4e5, 1e6, budget_wh=2e6, power_w=8e5, spread=-0.0862)
+    got = parse_report(decode(signed_report(KEY, f, 1.79e9)), "f1")
+    assert (got.budget_wh, got.power_w, got.spread) == (2e6, 8e5, -0.0862)
+    old = parse_report(decode(signed_report(KEY, replace(f, budget_wh=0.0, spread=math.nan), 1.79e9)), "f1")
+    assert old.budget_wh == 0.0 and math.isnan(old.spread)
+    body = decode(signed_report(KEY, f, 1.79e9)) | {"budget_wh": -1.0}
+    with pytest.raises(MessageError, match="'budget_wh' must be >= 0"):
+        parse_report(body, "f1")
+    assert pool([f, replace(f, site_id="f2", spread=math.nan)]) == Pool(4e6, 1.6e6, 2e6, -0.0862)
+
+    tariff = bundled(TARIFF)
+    t = datetime(2026, 7, 1, 10, 0, 30, tzinfo=tariff.timezone)
+    iv = observe(IntervalState(), [f, replace(f, site_id="f2")], t, 30.0, 900.0, tariff)
+    iv = observe(iv, [f, replace(f, site_id="f2", fresh=False)], t.replace(second=40), 10.0, 900.0, tariff)
+    iv = observe(iv, [f, replace(f, site_id="f2")], t.replace(second=50), 10.0, 900.0, tariff)
+    assert (iv.covered_s, iv.grid_ws, iv.net_ws) == (40.0, 2e6 * 40.0, 2e6 * 40.0)
