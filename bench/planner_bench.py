@@ -136,12 +136,18 @@ def one(
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         rep = evaluate(s, tariff, res, econ, 0.0)
         o = rep["optimum"]
+        from policy_suite import no_harm, window_peaks  # here: policy_suite imports this module
+
+        windows = window_peaks(rep)
+        harm = no_harm(rep["baseline"]["peak_kw"], rep["battery"]["peak_kw"], rep["savings"]["net"], windows)
         out[name] = {
             "share": o["controller_share"],
             "savings": rep["savings"]["net"],
             "optimum_same_end": o["savings"],
             "end_soc_pct": o["end_soc_pct"],
             "peak_kw": {"baseline": rep["baseline"]["peak_kw"], "battery": rep["battery"]["peak_kw"]},
+            "window_peak_kw": windows,  # each demand charge's billed peak: (no battery, battery)
+            "harm": harm,  # what the battery made worse than no battery (issue 13's promise): empty
             "wall_s": wall,
             "cpu_s": cpu,  # this process's CPU time: less at the mercy of the machine's load than the wall
             "decided_by": rep["replay"]["decided_by"],
@@ -151,7 +157,7 @@ def one(
             f"  {name:9s}: {o['controller_share']:6.1%} of the optimum ending at {o['end_soc_pct']:.1f} %"
             f" ({rep['savings']['net']:,.0f} of {o['savings']:,.0f} {tariff.currency}); peak"
             f" {rep['baseline']['peak_kw']:,.1f} -> {rep['battery']['peak_kw']:,.1f} kW; {wall:.0f} s"
-            f" ({cpu:.0f} s CPU)",
+            f" ({cpu:.0f} s CPU); {'; '.join(harm) if harm else 'no harm: no window billed above no battery'}",
             flush=True,
         )
         pr = out[name]["planner"]

@@ -269,17 +269,30 @@ def test_the_plan_ends_with_at_least_the_energy_it_started_with() -> None:
     assert p.grid_cap_w.tolist() == pytest.approx([100e3] * 8, abs=1e-3)
 
 
-def test_the_plan_says_the_level_each_slot_is_billed_at_anyway_for_the_tracker() -> None:
-    # FLAT bills one charge at every hour. 100 kW for an hour then nothing, 50 kWh stored: the plan
-    # holds 50 kW, which the median reaches on its own: that is billed anyway, so an interval may
-    # close there (track.py gives back a charge that would close it over that level and its load).
-    # With 70 kW already billed: 70 kW. A past day at 60 kW all day (nothing to recharge in) makes
-    # the plan's level 60 kW, above the median's 30: the level is the median's highest, never more
-    # (the flat loop's plans held a level above its own plateau). No demand charge: no level.
+TWO_CHARGES = tariff(
+    '[prices]\np = 0.2\n[[energy]]\nhours = { "00:00-24:00" = "p" }\n'
+    '[[demand]]\nname = "max"\nrate = 10.0\n[[demand]]\nname = "first hour"\nrate = 5.0\n'
+    'hours = ["00:00-01:00"]',
+    0,
+)
+
+
+def test_the_plan_says_the_level_each_slot_is_billed_at_so_far_with_or_without_the_battery() -> None:
+    # The level the tracker may charge to (track.py): per slot, the higher of the peak billed and the
+    # site's own load's highest interval this month, over the charges covering the slot the lowest.
+    # Never a level from the forecast: the median's 100 kW is not one until the load has reached it
+    # (the plan's level where its median reached it let train200 / Shanghai bill 5.1 kW over no battery).
     shaped = fc(T0, [100e3] * 4 + [0.0] * 4)
-    assert solved(plan(shaped, FLAT, BAT, 50.0, (), T0)).billed_w.tolist() == pytest.approx([50e3] * 8)
-    assert solved(plan(shaped, FLAT, BAT, 50.0, (70e3,), T0)).billed_w.tolist() == pytest.approx([70e3] * 8)
-    high = scenario_fc([30e3] * 8, [[60e3] * 8])
-    p = solved(plan(high, FLAT, BAT, 50.0, (), T0))
-    assert p.grid_cap_w.tolist() == pytest.approx([60e3] * 8) and p.billed_w.tolist() == pytest.approx([30e3] * 8)
-    assert solved(plan(shaped, VALLEY, BAT, 50.0, (), T0)).billed_w.tolist() == [math.inf] * 8
+    assert solved(plan(shaped, FLAT, BAT, 50.0, (), T0)).billed_w.tolist() == [0.0] * 8
+    assert solved(plan(shaped, FLAT, BAT, 50.0, (70e3,), T0)).billed_w.tolist() == [70e3] * 8
+    # the site alone reached 90 kW this month (the battery held the bill at 70): up to 90 kW bills
+    # nothing the site would not have had without it
+    assert solved(plan(shaped, FLAT, BAT, 50.0, (70e3,), T0, site_w=(90e3,))).billed_w.tolist() == [90e3] * 8
+    assert solved(plan(shaped, FLAT, BAT, 50.0, (), T0, site_w=(40e3,))).billed_w.tolist() == [40e3] * 8
+    # two charges over the first hour: the lower of max(70, 80) and max(30, 50); after it only "max"
+    p = solved(plan(shaped, TWO_CHARGES, BAT, 50.0, (70e3, 30e3), T0, site_w=(80e3, 50e3)))
+    assert p.billed_w.tolist() == [50e3] * 4 + [80e3] * 4
+    # the next month has nothing billed, whatever this one has
+    cross = solved(plan(fc(MONTH_END, [100e3] * 8), FLAT, BAT, 50.0, (70e3,), MONTH_END, site_w=(90e3,)))
+    assert cross.billed_w.tolist() == [90e3] * 4 + [0.0] * 4
+    assert solved(plan(shaped, VALLEY, BAT, 50.0, (), T0)).billed_w.tolist() == [math.inf] * 8  # no demand charge

@@ -173,28 +173,30 @@ def test_a_plateau_late_in_the_interval_is_shaved_under_the_plan_cap(step_s: int
 
 
 @pytest.mark.parametrize(
-    ("billed_w", "give_w", "closes_w"),
+    ("level_w", "first_w", "then_w", "closes_w"),
     [
-        (None, 54e6 / 840.0, 4e6),  # the plan does not say: this window's own billed peak, nothing yet
-        (3.9e6, 54e6 / 840.0, 4e6),  # the plan's billed level under the load: all of it given back
-        (4.95e6, -900e3, 4.9e6),  # above what the charge reaches (E-20's night under the day's maximum): kept
+        # the plan does not say (an older plan): nothing billed in this window yet, so the plan's cap
+        # alone bounds the charge, and then all of it is given back: 54 MJ over the 840 s left
+        (None, -900e3, 54e6 / 840.0, 4e6),
+        (0.0, 0.0, 0.0, 4e6),  # the month's first interval: nothing so far, its own load the only room
+        (3.9e6, 0.0, 0.0, 4e6),  # the level under the load: no room
+        (4.95e6, -851e3, -851e3, 4.851e6),  # room under it (E-20's night under the day's maximum): 4.95 MW less 2 %
     ],
 )
-def test_a_charge_in_an_interval_that_may_close_over_the_billed_peak_is_given_back(
-    billed_w: float | None, give_w: float, closes_w: float
+def test_a_charge_never_closes_the_interval_over_its_load_and_the_level_so_far(
+    level_w: float | None, first_w: float, then_w: float, closes_w: float
 ) -> None:
-    # Nothing billed yet this month and a plan charging 1 MW on a steady 4 MW load, its cap at 5 MW
-    # (planned import at the cap: the charge fills the room under 5 MW less 2 %, 900 kW). At 60 s
-    # the first cycle charges 900 kW: 54 MJ (15 kWh). From the next cycle on the interval may close
-    # above what is billed (nothing), so the battery gives that charge back over the 840 s left:
-    # 54 MJ / 840 s = 64.29 kW, and the interval closes at the load's own 4 MW. Before, it charged
-    # 900 kW to the end and billed 4.9 MW, 900 kW over the site without the battery. The same with
-    # the plan's billed level under the load; with it at 4.95 MW (a night on E-20, where only the
-    # all-hours maximum the day set is billed) the charge raises no bill and is kept.
+    # A plan charging 1 MW on a steady 4 MW load, its cap at 5 MW (planned import at the cap: the
+    # charge fills the room under the level less 2 %, demand.CHARGE_MARGIN). The level is the plan's
+    # (DispatchPlan.billed_w: the higher of the peak billed and the site's own highest this month).
+    # Where the plan does not say, the first cycle charges 900 kW (54 MJ) under the cap, and from the
+    # next one on the interval may close above what is billed (nothing), so the battery gives it back
+    # over the 840 s left: 64.29 kW, and the interval closes at the load's own 4 MW. Before 13p it
+    # charged 900 kW to the end and billed 4.9 MW, 900 kW over the site without the battery.
     t0 = T0.timestamp()
     p = schedule(-1e6, cap_w=5e6, load_w=4e6, start=t0)
-    if billed_w is not None:
-        p = replace(p, billed_w=np.full(4, billed_w))
+    if level_w is not None:
+        p = replace(p, billed_w=np.full(4, level_w))
     st = initial_state(CFG)
     battery, setpoints = 0.0, []
     for k in range(0, 901, 60):
@@ -203,6 +205,43 @@ def test_a_charge_in_an_interval_that_may_close_over_the_billed_peak_is_given_ba
         plan, st = decide(s, st, CFG, OP, SHANGHAI, False, schedule=p)
         battery = plan.site_setpoint_w
         setpoints.append(battery)
-    assert setpoints[0] == pytest.approx(-900e3)
-    assert setpoints[1:15] == pytest.approx([give_w] * 14, rel=1e-6)
-    assert st.month_peak(SHANGHAI.rate) == pytest.approx(closes_w)  # never over the load's own and the billed
+    assert setpoints[0] == pytest.approx(first_w)
+    assert setpoints[1:15] == pytest.approx([then_w] * 14, rel=1e-6)
+    assert st.month_peak(SHANGHAI.rate) == pytest.approx(closes_w)  # never over the load's own and the level
+
+
+# train200 / Shanghai, day 12, 16:00-16:15 (60 s replay, MW): a restart's dip in the 7th-9th minutes
+RESTART_MW = [5.4, 5.5, 5.8, 5.8, 5.8, 5.65, 3.97, 2.96, 2.98, 5.77, 5.83, 5.45, 5.43, 5.5, 5.34, 5.49]
+
+
+def test_a_charge_taken_in_a_dip_is_given_back_when_the_load_comes_back_up() -> None:
+    # The level 5.19 MW (the site's own highest so far), the plan's cap 5.73 MW, a plan charging up
+    # to it. In the restart's dip the tracker charges (320 and 762 kW: 65 MJ); from the load's return
+    # the rest of the interval counts at least at the load now (5.77 MW), the interval would close
+    # over the level, and the charge is given back at once (149 kW for two minutes, then what the
+    # cap asks); the interval closes at 5.184 MW, under the level. On the rest's forecast alone (the
+    # average so far, with the dip in it) the charge was held until two minutes before the end and
+    # the interval closed at 5.2 MW, over the level. (Each cycle here reads the minute before it, so
+    # the interval's own average is 5.418 MW; in the 60 s replay, where a step's setpoint acts on
+    # that step's load, the same interval billed 5,197.5 kW over its own 5,152.6 and over the
+    # site's month, 5,196.1.)
+    t0 = T0.timestamp()
+    p = replace(schedule(-1e6, cap_w=5.73e6, load_w=4e6, start=t0), billed_w=np.full(4, 5.19e6))
+    st = initial_state(CFG)
+    battery, setpoints = 0.0, []
+    for i, k in enumerate(range(0, 901, 60)):
+        clusters, pcs = fleet(soc=50.0)
+        s = snap(
+            RESTART_MW[i] * 1e6,
+            battery=battery,
+            t_mono=1000.0 + k,
+            t_wall=T0 + timedelta(seconds=k),
+            clusters=clusters,
+            pcs=pcs,
+        )
+        plan, st = decide(s, st, CFG, OP, SHANGHAI, False, schedule=p)
+        battery = plan.site_setpoint_w
+        setpoints.append(battery)
+    assert min(setpoints[7:9]) < -700e3  # it did charge in the dip
+    assert setpoints[9:11] == pytest.approx([148.7e3] * 2, abs=100.0)  # and gave it back when the load came back
+    assert st.month_peak(SHANGHAI.rate) <= 5.19e6

@@ -16,7 +16,7 @@ from agent.control.forecast import Forecast
 from agent.control.replan import Replanner, ReplanSettings, forecast_accuracy
 from agent.economics.billing import bill
 from agent.economics.tariff import bundled, parse_tariff
-from agent.offline.replay import Trace, plan_battery, planner_report, replay
+from agent.offline.replay import ReplayResult, Trace, plan_battery, planner_report, replay
 from tests.test_analyze import demo
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -141,3 +141,62 @@ def test_a_load_with_no_daily_phase_makes_money_with_the_planner() -> None:
     stored = (res.end_wh - res.start_wh) / 1000.0 * 0.372036 / site.control.charge_efficiency  # at the valley price
     assert base.total - with_bat.total - wear + stored > 0.0
     assert max(d.peak_w for d in with_bat.months[0].demand) <= max(d.peak_w for d in base.months[0].demand)
+
+
+ONE_PRICE = parse_tariff(
+    tomllib.loads(
+        'name = "one price"\ncurrency = "CNY"\ntimezone = "Asia/Shanghai"\n[prices]\np = 0.66\n'
+        '[[energy]]\nhours = { "00:00-24:00" = "p" }\n[[demand]]\nname = "max"\nrate = 40.8\n'
+    ),
+    "one_price.toml",
+)
+
+
+def shaped(t: np.ndarray) -> np.ndarray:
+    """3 MW, and 4.5 MW from 09:00 to 18:00 local (no noise: every level checkable by hand)."""
+    hour = ((t - START) % 86400.0) / 3600.0
+    return np.where((hour >= 9) & (hour < 18), 4.5e6, 3e6)
+
+
+def planned_month(load: np.ndarray, start_soc_pct: float) -> tuple[ReplayResult, np.ndarray]:
+    """The month from START at 5-min steps, after two days of `shaped` history at no battery."""
+    site = replace(demo(), control=replace(demo().control, reserve_load_w=0.0))
+    rp = Replanner(ONE_PRICE, plan_battery(site), ReplanSettings(horizon_s=86400.0, time_limit_s=10.0))
+    for t in np.arange(START - 2 * 86400.0, START, 900.0):
+        x = float(shaped(np.array([t]))[0])
+        rp.completed(float(t), x, x)
+    ts = START + STEP * np.arange(len(load), dtype=np.float64)
+    return replay(site, ONE_PRICE, Trace(ts, load, source="month"), start_soc_pct=start_soc_pct, replanner=rp), ts
+
+
+def test_a_forecast_peak_that_does_not_come_is_never_billed() -> None:
+    # Two days at 3 MW with a 4.5 MW afternoon; then the month's first day stays at 3 MW (the
+    # afternoon's jobs did not come). At 00:00 the plan's median forecast has the 4.5 MW afternoon,
+    # above the load and above anything the month has billed (nothing): the plan charges at night
+    # for it, at its level. No interval may close above 3 MW (the site's own peak this month): with
+    # the level taken where the median forecast reached it, the month's first interval charged up
+    # to it and the month billed 4.02 MW (main 737645e).
+    res, ts = planned_month(np.full(288, 3e6), 50.0)
+    base = bill(ts, np.full(288, 3e6), ONE_PRICE, max_hold_s=STEP).months[0]
+    with_bat = bill(ts, res.grid_w, ONE_PRICE, max_hold_s=STEP).months[0]
+    assert base.demand[0].peak_w == 3e6
+    assert with_bat.demand[0].peak_w == pytest.approx(3e6, abs=1.0)
+
+
+def test_under_the_level_the_site_reached_the_battery_still_charges() -> None:
+    # The same history, and the month goes as forecast for two days, from an empty battery (20 %).
+    # The first night the month has no level above its 3 MW: nothing is charged (the room under
+    # the site's own peak so far is 0). The afternoon sets 4.5 MW; the second night charges under
+    # it (4.5 MW less demand.CHARGE_MARGIN: up to 1.41 MW) and the battery is full (95 %) before the
+    # second afternoon; the month never bills above 4.5 MW. (Under the peak billed so far with the
+    # battery, 94af238's guard, the same: no battery acted yet. Where it had shaved, the site's own
+    # highest is the higher level: test_control_planner's level test.)
+    load = shaped(START + STEP * np.arange(576, dtype=np.float64))
+    res, _ = planned_month(load, 20.0)
+    quarter = res.grid_w.reshape(-1, 3).mean(axis=1)  # the demand intervals' averages
+    assert float(np.max(quarter[:36])) == pytest.approx(3e6, abs=1.0)  # 00:00-09:00: nothing charged
+    assert float(res.soc_pct[int(9 * 3600 / STEP)]) == pytest.approx(20.0, abs=0.1)
+    night2 = quarter[72:132]  # 18:00-09:00
+    assert float(np.max(night2)) == pytest.approx(4.5e6 * 0.98, abs=1e3)  # charging up to the level less 2 %
+    assert float(res.soc_pct[int(33 * 3600 / STEP)]) == pytest.approx(95.0, abs=0.5)
+    assert float(np.max(quarter)) <= 4.5e6  # never a billed peak above the site's own

@@ -100,6 +100,11 @@ def _window(e0: float, lo: float, hi: float, n: int, step_wh_in: float) -> tuple
     return e_lo, e_hi
 
 
+def _so_far(w: tuple[float, ...], j: int) -> float:
+    """`w[j]` (a peak this month, W), or 0 where missing, NaN or negative."""
+    return w[j] if j < len(w) and w[j] > 0.0 else 0.0
+
+
 def plan(
     fc: Forecast,
     tariff: Tariff,
@@ -112,11 +117,14 @@ def plan(
     time_limit_s: float = TIME_LIMIT_S,
     scenario_s: float = SCENARIO_S,
     shared_slots: int = 1,
+    site_w: tuple[float, ...] = (),
 ) -> DispatchPlan | PlanFailure:
     """Solve the plan from the forecast's first slot at state of charge `soc_pct`.
 
     `billed_w[j]`: the peak already billed this month for tariff.demand[j] (W; missing or NaN: 0).
     `shared_slots`: the slots whose power every scenario shares (what is done before the next plan).
+    `site_w[j]`: the highest interval average the site's own net load (no battery) reached this month
+    in tariff.demand[j]'s window (W; missing or NaN: 0): with `billed_w`, the plan's `billed_w` levels.
     """
     if fc.step_s != tariff.demand_interval_s:
         raise ValueError(f"planner: forecast step {fc.step_s:g} s is not the tariff's demand interval")
@@ -140,12 +148,12 @@ def plan(
         n,
         h * bat.power_w * bat.charge_efficiency,
     )
-    floors = np.array(
-        [
-            billed_w[g.charge] if g.month == 0 and g.charge < len(billed_w) and billed_w[g.charge] > 0 else 0.0
-            for g in layout.groups
-        ]
-    )
+    floors = np.array([_so_far(billed_w, g.charge) if g.month == 0 else 0.0 for g in layout.groups])
+    # no bill above the site's own: the higher of what is billed and what the load alone reached
+    own = [
+        max(float(f), _so_far(site_w, g.charge)) if g.month == 0 else 0.0
+        for g, f in zip(layout.groups, floors, strict=True)
+    ]
     st = Storage(
         power_w=bat.power_w,
         eta_c=bat.charge_efficiency,
@@ -169,20 +177,19 @@ def plan(
     if sol.status != 0:
         return PlanFailure(sol.status, sol.message, solve_s)
     b = sol.discharge_w - sol.charge_w
-    # the cap on each interval: the lowest peak level over the demand windows that cover it
-    # and the lowest level among them that the month bills anyway (at or under it an interval raises
-    # no bill): the peak already billed, or the plan's level where the median forecast itself reaches
-    # it in the window (a level the load is expected to set on its own: on the inference load the
-    # first night charges up to the afternoon's level; on E-20 a night is billed only on the
-    # all-hours maximum the day sets), never above the median's highest (the flat loop's plans held
-    # a level above its own plateau)
+    # the cap on each interval: the lowest peak level over the demand windows that cover it; and
+    # the lowest level among them that the month bills with or without the battery (at or under it,
+    # or under its own load, an interval raises no billed peak above the site's own: track.py's
+    # guard). Only what has happened: the next month's slots start from nothing. (A level taken from
+    # the forecast, the plan's where the median reaches it, let the month's first interval charge up
+    # to a level the load had not reached: train200 / Shanghai billed 5.1 kW over no battery.)
     cap = np.full(n, math.inf)
     billed_lvl = np.full(n, math.inf)
     iv_of = layout.iv_of
-    for g, p, f in zip(layout.groups, sol.peaks_w, floors, strict=True):
+    for g, p, o in zip(layout.groups, sol.peaks_w, own, strict=True):
         in_g = np.isin(iv_of, g.intervals)
         cap[in_g] = np.minimum(cap[in_g], p)
-        billed_lvl[in_g] = np.minimum(billed_lvl[in_g], max(f, min(p, float(np.max(load[in_g])))))
+        billed_lvl[in_g] = np.minimum(billed_lvl[in_g], o)
     return DispatchPlan(
         made_s=made_s,
         start_s=fc.start_s,

@@ -95,6 +95,9 @@ class Replanner:
         self.hist_net: list[float] = []
         self.month: object = None  # billing month of `billed`
         self.billed = [0.0] * len(tariff.demand)
+        # per demand charge, the highest interval the site's own net load (no battery) reached this
+        # billing month: an interval may close up to it without a bill the site would not have had
+        self.site = [0.0] * len(tariff.demand)
         self.last: DispatchPlan | None = None
         self.last_fc: Forecast | None = None  # the forecast `last` was solved on
         self.departed: str | None = None  # a departure seen in an interval completed since `last`
@@ -113,10 +116,12 @@ class Replanner:
         month = self.tariff.billing_month(local.date())
         if month != self.month:
             self.month, self.billed = month, [0.0] * len(self.tariff.demand)
+            self.site = [0.0] * len(self.tariff.demand)
         mask = self.tariff.demand_mask(local)
         for j in range(len(self.billed)):
-            if (mask >> j) & 1 and grid_w > self.billed[j]:
-                self.billed[j] = grid_w
+            if (mask >> j) & 1:
+                self.billed[j] = max(self.billed[j], grid_w)
+                self.site[j] = max(self.site[j], net_w)
         if self.departed is None:
             self.departed = departure(self.last, self.last_fc, start_s, net_w, grid_w)
 
@@ -149,14 +154,15 @@ class Replanner:
         self.stats.reasons[why] = self.stats.reasons.get(why, 0) + 1
         self.departed = None
         now_month = self.tariff.billing_month(datetime.fromtimestamp(now_s, self.tz).date())
-        billed = tuple(self.billed) if now_month == self.month else ()
+        same = now_month == self.month
         r = plan(
             fc,
             self.tariff,
             self.bat,
             soc_pct,
-            billed,
+            tuple(self.billed) if same else (),
             now_s,
+            site_w=tuple(self.site) if same else (),
             margin=s.margin,
             time_limit_s=s.time_limit_s,
             shared_slots=self.shared_slots,

@@ -30,11 +30,12 @@ class DispatchPlan:
     price: FloatArray  # energy price per slot
     objective: float
     solve_s: float
-    # per slot, the lowest level the month bills anyway among the demand charges covering it: the
-    # peak already billed, or the plan's level where its median forecast reaches it (planner.py; inf:
-    # no charge covers the slot). An interval closing at or under it raises no bill beyond what the
-    # load sets on its own (track.py's giveback). Empty: not known (the tracker then reads the
-    # running window's own billed peak)
+    # per slot, the lowest among the demand charges covering it of the level the month bills with
+    # or without the battery so far: the higher of the peak already billed and the site's own load's
+    # highest interval this month (planner.py; inf: no charge covers the slot; 0 in the next month).
+    # An interval closing at or under it, or under its own load, bills no peak above the site's
+    # without the battery (track.py's guard). Empty: not known (the tracker then reads the running
+    # window's own billed peak)
     billed_w: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     def slot_at(self, t_s: float) -> int:
