@@ -218,6 +218,29 @@ def test_an_isolation_ramps_out_from_the_agents_own_command_when_the_readings_ar
     assert pcs1 == pytest.approx([FULL / 4 - R * k for k in range(1, 7)] + [0.0, 0.0])
 
 
+def test_an_isolation_ramps_every_cluster_on_the_bus_down_even_one_at_its_bms_limit() -> None:
+    # c02, fuller than its neighbours, carries the largest share and sits at its BMS limit, which
+    # creeps up 100 W a cycle. Capped at the PCS alone, pcs1's step came all from c01 and c03 while
+    # c02 stayed at its limit and followed it up (the soak: c02 in maintenance 215,687 -> 215,875 ->
+    # 216,048 W). Every cluster on the bus now scales down with the PCS, c02 from the first cycle.
+    plant = Plant(50.0, FULL)
+    plant.soc[1] = 80.0
+    plant.switchable = frozenset({"c02"})
+    full = OperatorState(override_w=FULL, override_until=1e9)
+    first = plant.cycle(5e6, full)
+    assert first.cluster_setpoints_w["c02"] == pytest.approx(209e3)
+    held = replace(full, maintenance=frozenset({"c02"}))
+    plans = []
+    for _ in range(8):
+        plant.bms_w += 100.0
+        plans.append(plant.cycle(5e6, held))
+    pcs1 = [p.pcs_setpoints_w.get("pcs1", 0.0) for p in plans]
+    c02 = [209e3] + [p.cluster_setpoints_w.get("c02", 0.0) for p in plans]
+    assert pcs1 == pytest.approx([FULL / 4 - R * k for k in range(1, 7)] + [0.0, 0.0])
+    assert c02[1:7] == pytest.approx([209e3 * (FULL / 4 - R * k) / (FULL / 4) for k in range(1, 7)])
+    assert all(b < a or b == 0.0 for a, b in itertools.pairwise(c02)), c02
+
+
 def test_an_isolation_never_turns_its_pcs_round() -> None:
     # Half-way through the ramp-out the load drops away (5 MW -> 0) and the operator asks to charge:
     # no export steps the site to 0 W at once, and from there it charges at the ramp. pcs1 is still on

@@ -133,7 +133,7 @@ def begin_cycle(
     ramp_out = 0.0
     if op.maintenance and cfg.ramp_limit_w_per_s > 0.0 and snap.grid_up:
         ramp_out = cfg.ramp_limit_w_per_s * BETWEEN_READINGS_RAMP_FRACTION * (dt if 0.0 < dt <= 1.0 else 1.0)
-    f = build_fleet(snap, op.maintenance, fleet_memo, op.derate, ramp_out, st.ramp.pcs_w)
+    f = build_fleet(snap, op.maintenance, fleet_memo, op.derate, ramp_out, st.ramp.pcs_w, st.ramp.cluster_w)
 
     g, ld, pv = snap.grid_w, snap.load_w, snap.pv_w
     gv, lv, pvv = g.value, ld.value, pv.value

@@ -187,6 +187,7 @@ def decide(
             from_w=c.prev_battery_w,
             meter=c.meter,
             pcs_w=d.pcs_w,
+            cluster_w=d.cluster_w,
         ),
         interval=c.iv,
         tou=c.tou,

@@ -139,13 +139,15 @@ def build_fleet(
     derate: tuple[tuple[str, float], ...] = (),
     ramp_out_w: float = 0.0,
     last_pcs_w: Mapping[str, float] = _NO_COMMANDS,
+    last_cluster_w: Mapping[str, float] = _NO_COMMANDS,
 ) -> Fleet:
     """The fleet of `snap` without the clusters in `maintenance`, their limits scaled by `derate`
     ((cluster id, max power %): OperatorState.derate; see pcs_factors). `ramp_out_w` > 0: a PCS held
     for an isolation ramps out by that much a cycle from the lowest of its measured output, its
-    command read back and its command the previous cycle planned (`last_pcs_w`; see _build)."""
+    command read back and its command the previous cycle planned (`last_pcs_w`), each of its clusters
+    from its own (`last_cluster_w`; see _build)."""
     if memo is None or (ramp_out_w > 0.0 and _held_pcs(snap, maintenance)):  # a ramp-out follows the readings
-        return _build(snap, maintenance, derate, ramp_out_w, last_pcs_w)
+        return _build(snap, maintenance, derate, ramp_out_w, last_pcs_w, last_cluster_w)
     mf = memo.fleet
     if (
         mf is not None
@@ -197,6 +199,7 @@ def _build(
     derate: tuple[tuple[str, float], ...],
     ramp_out_w: float = 0.0,
     last_pcs_w: Mapping[str, float] = _NO_COMMANDS,
+    last_cluster_w: Mapping[str, float] = _NO_COMMANDS,
 ) -> Fleet:
     f = Fleet()
     f.snap_cluster_ids = tuple([c.id for c in snap.clusters])
@@ -215,6 +218,7 @@ def _build(
     # output it is held at once, as before.
     ramping: dict[str, float] = {}
     ramp_sign: dict[str, float] = {}
+    ramp_scale: dict[str, float] = {}
     if ramp_out_w > 0.0 and held:
         for p in snap.pcs:
             if p.id in held and p.power_w.quality is _GOOD:
@@ -238,6 +242,12 @@ def _build(
                     # that the dispatch then charged at 1.4 kW, the soak: a command to a cluster
                     # being isolated, and a step through zero)
                     ramp_sign[p.id] = 1.0 if (last if last is not None and last != 0.0 else pw) > 0.0 else -1.0
+                    if last is not None and abs(last) > out:
+                        # every cluster on its DC bus scaled down alike: capped at the PCS's cap
+                        # alone, a cluster at its BMS limit kept it (and followed the limit up)
+                        # while the others took all the step (the soak: c02 in maintenance
+                        # 215,687 -> 215,875 -> 216,048 W)
+                        ramp_scale[p.id] = out / abs(last)
         held = held.difference(ramping)
     factor = pcs_factors(snap, derate) if derate else {}
     raw_dis: list[float] = []  # per trusted cluster, the BMS limits before the derate (only while one applies)
@@ -285,6 +295,14 @@ def _build(
                 cv = 0.0
             elif way < 0.0:
                 dv = 0.0
+            k = ramp_scale.get(c.pcs_id)
+            lc = last_cluster_w.get(c.id) if k is not None else None
+            if k is not None and lc is not None:
+                m = abs(lc) * k
+                if way > 0.0 and dv > m:
+                    dv = m
+                elif way < 0.0 and cv > m:
+                    cv = m
         if factor:
             raw_dis.append(dv if dv > 0.0 else 0.0)
             raw_chg.append(cv if cv > 0.0 else 0.0)

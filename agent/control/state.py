@@ -71,7 +71,7 @@ class MeterSecond:
 
 
 METER0: Final = MeterSecond()
-_NO_PCS_W: Final[Mapping[str, float]] = MappingProxyType({})
+_NO_COMMANDS: Final[Mapping[str, float]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -83,9 +83,10 @@ class RampState:
     # so a measured output between the two is that lag, not a discontinuity (agent.control.ramp)
     from_w: float
     meter: MeterSecond  # the grid readings of the meter's running second, this cycle's included
-    # each PCS's command the previous cycle planned (the agent's own, not read back): an isolation's
-    # ramp-out steps down from it (agent.control.fleet._build)
+    # each PCS's and each cluster's command the previous cycle planned (the agent's own, not read
+    # back): an isolation's ramp-out steps down from them (agent.control.fleet._build)
     pcs_w: Mapping[str, float]
+    cluster_w: Mapping[str, float]
 
     def __init__(
         self,
@@ -95,7 +96,8 @@ class RampState:
         battery_w: float = NAN,
         from_w: float = NAN,
         meter: MeterSecond = METER0,
-        pcs_w: Mapping[str, float] = _NO_PCS_W,
+        pcs_w: Mapping[str, float] = _NO_COMMANDS,
+        cluster_w: Mapping[str, float] = _NO_COMMANDS,
     ) -> None:
         object.__setattr__(self, "t_mono", t_mono)
         object.__setattr__(self, "grid_w", grid_w)
@@ -103,6 +105,7 @@ class RampState:
         object.__setattr__(self, "from_w", from_w)
         object.__setattr__(self, "meter", meter)
         object.__setattr__(self, "pcs_w", pcs_w)
+        object.__setattr__(self, "cluster_w", cluster_w)
 
 
 @dataclass(frozen=True, slots=True, init=False)
