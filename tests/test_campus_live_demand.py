@@ -42,9 +42,10 @@ import itertools
 import math
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
@@ -127,8 +128,9 @@ async def listening(port: int, seen: Seen) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running(*coros: object) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(c) for c in coros]  # type: ignore[arg-type]
+async def running(*coros: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    """`coros` run as tasks while the block runs; one that failed raises its error at the end."""
+    tasks = [asyncio.create_task(c) for c in coros]
     try:
         yield
     finally:
@@ -158,14 +160,16 @@ def campus_files(tmp: Path) -> Path:
         text = f.read_text()
         assert "[control]\n" in text and "demand_interval_s" not in text and "fallback_demand" not in text
         text = text.replace("[control]\n", f"[control]\ndemand_interval_s = {INTERVAL_S:.0f}\n", 1)
-        text = text.replace("fallback_ramp_w_per_s", f"fallback_demand_target_w = {FALLBACK_DEMAND_W:.0f}\nfallback_ramp_w_per_s")
+        text = text.replace(
+            "fallback_ramp_w_per_s", f"fallback_demand_target_w = {FALLBACK_DEMAND_W:.0f}\nfallback_ramp_w_per_s"
+        )
         f.write_text(text)
     return d
 
 
-async def wait_for(what: str, cond: object, timeout_s: float, rig: CampusRig) -> None:
+async def wait_for(what: str, cond: Callable[[], bool], timeout_s: float, rig: CampusRig) -> None:
     t0 = time.monotonic()
-    while not cond():  # type: ignore[operator]
+    while not cond():
         if time.monotonic() - t0 > timeout_s:
             logs = {n: rig.log(n)[-1500:] for n in (*FEEDERS, "coordinator")}
             raise AssertionError(f"{what}: not within {timeout_s} s; logs: {logs}")
@@ -183,8 +187,7 @@ async def test_campus_meter_demand_intervals_held_at_the_campus_target(tmp_path:
 
             def applied() -> bool:  # every agent has applied a share since one with a demand part came
                 return all(
-                    any(demand_part(s) for _, _, s in seen.shares.get(f, ()))
-                    and "campus share applied" in rig.log(f)
+                    any(demand_part(s) for _, _, s in seen.shares.get(f, ())) and "campus share applied" in rig.log(f)
                     for f in FEEDERS
                 )
 
