@@ -129,17 +129,18 @@ def _moved(text: str, ports: dict[int, int]) -> str:
 
 
 @contextlib.asynccontextmanager
-async def campus_rig(tmp: Path, broker_port: int):  # type: ignore[no-untyped-def]
+async def campus_rig(tmp: Path, broker_port: int, example: Path = EXAMPLE):  # type: ignore[no-untyped-def]
+    """The campus of `example` (a directory laid out as agent/sites/campus_demo) on loopback."""
     key = tmp / "campus.key"
     key.write_bytes(KEY)
     sim_files = {}
-    for f in sorted(EXAMPLE.glob("feeder_*.toml")):
+    for f in sorted(example.glob("feeder_*.toml")):
         text = f.read_text().replace("soc_pct = 60", "soc_pct = 60\nstart_hour = 12\nnoise = false")
         text = text.replace('key_file = "campus.key"', f'key_file = "{key}"')
         sim_files[f.stem] = tmp / f"sim_{f.name}"
         sim_files[f.stem].write_text(text)
-    campus_text = (EXAMPLE / "CAMPUS.toml").read_text().replace('key_file = "campus.key"', f'key_file = "{key}"')
-    meter = load_campus(EXAMPLE / "CAMPUS.toml").meter
+    campus_text = (example / "CAMPUS.toml").read_text().replace('key_file = "campus.key"', f'key_file = "{key}"')
+    meter = load_campus(example / "CAMPUS.toml").meter
     meter_port = meter.port
     sites = [load_site(p) for p in sim_files.values()]
     campus = SimulatedCampus(sites, meter, any_port=True)
