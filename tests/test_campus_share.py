@@ -13,8 +13,10 @@ import pytest
 
 from agent.campus.allocate import Share
 from agent.control import decide, initial_state
-from agent.control.campus_share import with_share
+from agent.control.campus_share import report_interval_wh, with_share
 from agent.control.demand import CHARGE_MARGIN, MARGIN
+from agent.control.state import ControllerState, IntervalState
+from agent.model.interval import local_slot
 from agent.model.operator import OperatorState
 from tests.test_control_support import CFG, SHANGHAI, TZ, snap
 
@@ -83,3 +85,21 @@ def test_a_share_s_credit_is_charged_over_the_time_left() -> None:
     credit = aim * 600.0 - grid_ws  # the share's rise: 291 MW s
     assert split == pytest.approx(aim + credit / 300.0 - 2.1e6, rel=1e-6)  # over the 300 s left: 1.781 MW
     assert alone == pytest.approx(aim + credit / 450.0 - 2.1e6, rel=1e-6)  # over half the interval: 1.457 MW
+
+
+def test_the_report_counts_an_interval_the_agent_joined_late_at_its_import_now() -> None:
+    # An agent started 600 s into a 900 s interval has counted 300 s of it (at 1 MW). The coordinator
+    # counts the whole elapsed interval as the reports: the 300 s it did not see read as nothing
+    # imported, and a campus whose agents all started mid-interval was sent charge room while its
+    # meter ran 0.5 MW over the target (the live demand test). They are reported at the import now
+    # (2 MW: what the feeder drew with no agent running it).
+    t = datetime(2026, 7, 15, 12, 10, 0, tzinfo=TZ)  # 600 s into 12:00-12:15
+    key = local_slot(t, 900.0)[0]
+    late = ControllerState(interval=IntervalState(key=key, grid_ws=300.0 * 1e6, covered_s=300.0))
+    assert report_interval_wh(late, t, 900.0, 2e6) == pytest.approx((300.0 * 1e6 + 300.0 * 2e6) / 3600.0)
+    # counted from the interval's start: what it counted, nothing added
+    whole = ControllerState(interval=IntervalState(key=key, grid_ws=600.0 * 1e6, covered_s=600.0))
+    assert report_interval_wh(whole, t, 900.0, 2e6) == pytest.approx(600.0 * 1e6 / 3600.0)
+    # no good reading now, or exporting: only what it counted
+    assert report_interval_wh(late, t, 900.0, float("nan")) == pytest.approx(300.0 * 1e6 / 3600.0)
+    assert report_interval_wh(late, t, 900.0, -5e5) == pytest.approx(300.0 * 1e6 / 3600.0)

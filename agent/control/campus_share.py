@@ -157,3 +157,23 @@ def feeder_state(
         power_w=power,
         spread=spread,
     )
+
+
+def report_interval_wh(st: ControllerState, t_wall: datetime, length_s: float, grid_w: float) -> float:
+    """What the feeder imported so far this demand interval, for the campus report: the import its
+    demand controller counted, plus the part of the interval it did not count (it started, or lost
+    its readings, mid-interval) at its import now.
+
+    The coordinator counts the whole elapsed interval as the feeders' reports (bound.campus_bound_w,
+    allocate.split_demand): an uncounted part read as nothing imported, so a campus whose agents
+    started mid-interval was sent charge room while its meter ran 0.5 MW over the target (the live
+    demand test's first interval: 3.13 MW against 2.6 MW). The site's own rule counts that part at
+    the target; the report has no target of its own, and the import now is what the feeder drew
+    unshaved (no agent was running it)."""
+    iv = st.interval
+    key, _, into, _ = local_slot(t_wall, length_s)
+    counted = iv.grid_ws / 3600.0
+    if key != iv.key or not math.isfinite(grid_w):
+        return counted
+    missing = into - iv.covered_s
+    return counted + missing * grid_w / 3600.0 if missing > 0.0 and grid_w > 0.0 else counted

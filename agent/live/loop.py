@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from agent.control import ControllerState, Prices, decide, initial_state
-from agent.control.campus_share import report_forecast_w, report_raise_w
+from agent.control.campus_share import report_forecast_w, report_interval_wh, report_raise_w
 from agent.control.schedule import DispatchPlan
 from agent.control.state import IntervalState
 from agent.live.alarm_sync import AlarmSync
@@ -191,7 +192,12 @@ class AgentLoop:
             overruns=self.hub.stats.overruns,
             maintenance=op.maintenance,
             planned=planning.running(snap.t_wall.timestamp()) if planning is not None else None,
-            interval_grid_wh=self.cstate.interval.grid_ws / 3600.0,
+            interval_grid_wh=report_interval_wh(
+                self.cstate,
+                snap.t_wall,
+                self.site.control.demand_interval_s,
+                snap.grid_w.value if snap.grid_w.ok else math.nan,
+            ),
             campus_forecast_w=report_forecast_w(
                 self.cstate,
                 snap.load_w.value - snap.pv_w.value,
