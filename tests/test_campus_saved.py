@@ -82,4 +82,6 @@ def test_written_when_an_interval_opens_atomically_and_loaded(tmp_path: Path) ->
     assert why is None and st is not None and st.iv.key == 6
     path.write_text("{")
     st, why = CampusStore(path).load("campus_demo", JULY, 900.0)
-    assert st is None and why is not None and why.startswith(f"{path}: not JSON")
+    assert st is None and why is not None and why.startswith(f"{path}: not a JSON object")
+    path.write_text("[]")
+    assert CampusStore(path).load("campus_demo", JULY, 900.0) == (None, f"{path}: not a JSON object (a JSON list)")

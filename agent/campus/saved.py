@@ -129,10 +129,10 @@ def parse(text: str, campus: str, month: int, interval_s: float, where: str) -> 
     if it is unreadable or from another campus, month or demand interval."""
     try:
         d = json.loads(text)
+        if not isinstance(d, dict):
+            raise ValueError(f"a JSON {type(d).__name__}")
     except ValueError as e:
-        raise SavedStateError(f"{where}: not JSON ({e})") from None
-    if not isinstance(d, dict):
-        raise SavedStateError(f"{where}: not a JSON object")
+        raise SavedStateError(f"{where}: not a JSON object ({e})") from None
     for field, want in (("version", VERSION), ("campus", campus), ("interval_s", interval_s), ("month", month)):
         if d.get(field) != want:
             raise SavedStateError(f"{where}: field {field!r} is {d.get(field)!r}, this coordinator's is {want!r}")
@@ -153,16 +153,14 @@ class CampusStore:
 
     def load(self, campus: str, month: int, interval_s: float) -> tuple[CampusDemand | None, str | None]:
         """(the state, None), (None, None) when there is no file, (None, why) when it is not used."""
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
+        if not self.path.exists():  # a first start: nothing to say
             return None, None
-        except (OSError, UnicodeDecodeError) as e:
-            return None, f"{self.path}: cannot be read ({e})"
         try:
-            st = parse(text, campus, month, interval_s, str(self.path))
+            st = parse(self.path.read_text(encoding="utf-8"), campus, month, interval_s, str(self.path))
         except SavedStateError as e:
             return None, str(e)
+        except (OSError, UnicodeDecodeError) as e:
+            return None, f"{self.path}: cannot be read ({e})"
         self._saved = (st.iv.key, st.day.key)
         return st, None
 
