@@ -75,7 +75,10 @@ class CampusRig:
             )
 
     def start_coordinator(self) -> None:
-        self.coordinator = self._spawn("coordinator", ["coordinate", "--campus", str(self.campus_file)])
+        self.coordinator = self._spawn(
+            "coordinator",
+            ["coordinate", "--campus", str(self.campus_file), "--state-dir", str(self.tmp / "state-campus")],
+        )
 
     def kill_coordinator(self) -> None:
         assert self.coordinator is not None

@@ -227,3 +227,58 @@ async def test_an_economic_campus_sends_the_level_of_its_own_window(
         assert coord.state([])["demand_level_w"] == pytest.approx(3e6)
     finally:
         await coord.meter.close()
+
+
+async def test_a_restarted_coordinator_sends_the_level_it_would_have_sent(
+    served: tuple[CampusConfig, SimulatedCampus], tmp_path: Path
+) -> None:
+    """The campus demand state kept across a restart (agent/campus/saved.py): a coordinator stopped
+    (killed) mid-month, mid-interval and started again 3 minutes later sends, at its first cycle, the level,
+    keep and recharge the one that never stopped sends, and shares that split the same target.
+    Without the file its first level is none (inf) and the peak billed at 10:15 is forgotten."""
+    cfg, _ = served
+    cfg = replace(
+        cfg, limits=replace(cfg.limits, demand_target_w=0.0), tariff_path=TARIFF_DIR / "pge_e20_secondary_2014.toml"
+    )
+    state = tmp_path / "state" / "campus_state.json"
+    clock = [0.0]
+    now = [datetime(2026, 7, 15, 10, 0, 30, tzinfo=cfg.timezone).timestamp()]  # 30 s into an interval
+
+    def make(path: Path | None) -> Coordinator:
+        return Coordinator(cfg, clock=lambda: clock[0], epoch=lambda: now[0], state_path=path)
+
+    async def step(coords: list[Coordinator]) -> None:
+        hour = datetime.fromtimestamp(now[0], cfg.timezone)
+        net = 1.4e6 if (hour.hour, hour.minute // 15) == (10, 1) else 1e6  # one high interval: 10:15-10:30
+        for c in coords:
+            for site in cfg.feeders:
+                assert c.on_report(c.report_prefix + site, report(cfg, site, net, 6e5, now[0]))
+            await c.cycle()
+        clock[0] += 60.0
+        now[0] += 60.0
+
+    steady, killed = make(None), make(state)
+    restarted = fresh = None
+    try:
+        for _ in range(125):  # to 12:05:30, in the peak window
+            await step([steady, killed])
+        assert state.exists()  # killed: what it wrote when the 12:00 interval opened is all there is
+        for _ in range(3):  # down for 3 minutes
+            await step([steady])
+        restarted, fresh = make(state), make(None)
+        await step([steady, restarted, fresh])
+        assert restarted.level == steady.level
+        # the 10:15 interval, billed: 870 s at 3 x 1.4 MW, its last 30 s booked from the 10:30:30 reading
+        assert restarted.level.target_w == pytest.approx((870 * 4.2e6 + 30 * 3e6) / 900)
+        assert {s: x.demand_target_w for s, x in restarted.shares.items()} == pytest.approx(
+            {s: x.demand_target_w for s, x in steady.shares.items()}
+        )
+        assert sum(x.demand_target_w for x in restarted.shares.values()) == pytest.approx(4.16e6)
+        assert fresh.level.target_w == float("inf")  # what a restart without the file sends: no level
+        # a file from another month is not used: the peaks it holds are not this month's
+        now[0] = datetime(2026, 8, 1, 0, 0, 30, tzinfo=cfg.timezone).timestamp()
+        assert make(state).demand == make(None).demand
+    finally:
+        for c in (steady, killed, restarted, fresh):
+            if c is not None:
+                await c.meter.close()

@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import aiomqtt
@@ -44,6 +45,7 @@ from agent.campus.allocate import (
     usable,
 )
 from agent.campus.config import CampusConfig
+from agent.campus.demand import CampusDemand
 from agent.campus.demand import start as demand_start
 from agent.campus.demand import step as demand_step
 from agent.campus.levels import Level
@@ -57,6 +59,7 @@ from agent.campus.messages import (
     signed_share,
     state_topic,
 )
+from agent.campus.saved import CampusStore, month_of
 from agent.control.demand import MARGIN
 from agent.economics.tariff import load_tariff
 from agent.logs import kv
@@ -72,8 +75,13 @@ LOG_EVERY_S = 10.0
 
 class Coordinator:
     def __init__(
-        self, cfg: CampusConfig, clock: Callable[[], float] = time.monotonic, epoch: Callable[[], float] = time.time
+        self,
+        cfg: CampusConfig,
+        clock: Callable[[], float] = time.monotonic,
+        epoch: Callable[[], float] = time.time,
+        state_path: Path | None = None,
     ) -> None:
+        """`state_path`: the campus demand state kept across a restart (agent/campus/saved.py; None: not kept)."""
         self.cfg = cfg
         self.clock = clock
         self.epoch = epoch
@@ -89,9 +97,11 @@ class Coordinator:
         self.shares: dict[str, Share] = {}  # what was sent this cycle
         self._recent: deque[dict[str, Share]] = deque(maxlen=SHARE_WINDOW)  # the last allocations
         # the campus's demand state (agent/campus/demand.py): its day profile for the fixed target's
-        # keep and recharge, its interval state for the economic levels; empty at start (no keep
-        # sent for half a day, no economic level before an interval closes: levels.py)
-        self.demand = demand_start(cfg.demand_interval_s)
+        # keep and recharge, its interval state for the economic levels; as the last run left it this
+        # month (agent/campus/saved.py), else empty (no keep sent for half a day, no economic level
+        # before an interval closes: levels.py)
+        self.store = CampusStore(state_path) if state_path is not None else None
+        self.demand = self._restored()
         self.level = Level(math.inf, MARGIN, NOT_SENT, UNDECIDED)  # the newest decisions
         self.keep_wh = NOT_SENT
         # the campus's tariff (its feeders'): the recharge for demand and the economic levels are
@@ -109,6 +119,32 @@ class Coordinator:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self.connected = False
+
+    def _month(self) -> int:
+        t = datetime.fromtimestamp(self.epoch(), self.cfg.timezone)
+        return month_of(t.year, t.month)
+
+    def _restored(self) -> CampusDemand:
+        length = self.cfg.demand_interval_s
+        if self.store is None:
+            return demand_start(length)
+        st, why = self.store.load(self.cfg.id, self._month(), length)
+        if st is not None:
+            log.info("campus demand state restored", extra=kv(campus=self.cfg.id, path=str(self.store.path)))
+            return st
+        if why is not None:
+            log.warning("campus demand state not used: starting empty", extra=kv(campus=self.cfg.id, reason=why))
+        return demand_start(length)
+
+    def save(self, force: bool = False) -> None:
+        """The campus demand state to its file when an interval has opened (or `force`); a failed
+        write is logged and the cycle goes on (the state is kept in memory)."""
+        if self.store is None:
+            return
+        try:
+            self.store.save(self.demand, self.cfg.id, self._month(), self.cfg.demand_interval_s, force)
+        except OSError as e:
+            log.warning("campus demand state not saved", extra=kv(path=str(self.store.path), error=str(e)))
 
     # --- reports in ------------------------------------------------------------------------------
     def on_report(self, topic: str, payload: bytes) -> bool:
@@ -182,6 +218,7 @@ class Coordinator:
         )
         self.level = lv
         self.keep_wh = lv.keep_wh
+        self.save()
         target = lv.target_w if lv.target_w < math.inf else 0.0  # none known yet: no campus target
         self._recent.append(
             allocate(
@@ -285,6 +322,7 @@ class Coordinator:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), timeout=max(0.0, next_t - now))
         finally:
+            self.save(force=True)
             self._stop.set()
             self._wake.set()  # the sender sends what is queued, then the session says "offline"
             await finish(link, 3.0)

@@ -28,9 +28,10 @@ next cycle, as a site books a reading that straddles the boundary), so the level
 window's edge, not a cycle after it.
 
 Restart: a site reseeds its interval state from its ledger (the month's billed peaks and the last
-day's profile: agent.live.runtime); the coordinator has no ledger, so its campus state starts empty:
-no level until its first interval closes (each agent then decides alone, as before a coordinator
-answers), the highest interval seen for half a day, then the levels.
+day's profile: agent.live.runtime); the coordinator keeps its whole campus state in a file instead
+(agent/campus/saved.py), reloaded within the same month. Without one (a first start, another month)
+its state starts empty: no level until its first interval closes (each agent then decides alone, as
+before a coordinator answers), the highest interval seen for half a day, then the levels.
 
 Pure: no I/O, no clock.
 """
