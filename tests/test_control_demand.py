@@ -302,3 +302,23 @@ def test_a_raise_stays_under_a_level_the_load_itself_billed_or_reached(
     peaks: tuple[tuple[float, float], ...], profile: tuple[float, ...], expected: float
 ) -> None:
     assert raise_cap_w(peaks, 40.8, profile) == expected
+
+
+def test_where_refilled_for_demand_alone_the_levels_are_sized_on_the_past_days() -> None:
+    """Issue 13k: four 1-hour slots at 30.4 per kW-month (a kW is worth 1 a day), a kWh shaved at 0.5:
+    a kW of level pays for 2 h above it a day. The last day (5, 2, 1, 1) MW, the week one day of
+    (5, 4, 3, 1) and six more like the last. On an average of the 8 days the hours above 2 MW are
+    (3 + 7 x 1) / 8 = 1.25, above 1 MW 2.1: 2 MW. The envelope (5, 4, 3, 1) has 3 h above 2 MW: it
+    stopped at 3 MW. The load is counted over 1 - MARGIN where refilled (the aim)."""
+    from agent.control.demand import close_interval
+
+    last, other = (5e6, 2e6, 1e6, 1e6), (5e6, 4e6, 3e6, 1e6)
+    past = other + last * 6
+    st = IntervalState(key=-1, rate=30.4, month=7, peaks=(), grid_ws=0.0, net_ws=0.0, covered_s=0.0, profile=last)
+    rates = (30.4,) * 4
+    _, _, env, targets, _ = close_interval(st, 3600.0, 4, 7, 1e12, 1e12, rates, 0.5, 0.0, past, 0, True)
+    assert env == other
+    assert targets == pytest.approx((2e6 / (1.0 - MARGIN),) * 4)
+    # where arbitrage pays (not refilled) the week's envelope stays, on the load itself
+    _, _, _, targets, _ = close_interval(st, 3600.0, 4, 7, 1e12, 1e12, rates, 0.5, 0.0, past, 0, False)
+    assert targets == pytest.approx((3e6,) * 4)
