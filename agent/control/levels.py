@@ -42,9 +42,7 @@ class _Layer:
 
     __slots__ = ("cum", "desc", "ndays", "priced", "slots", "top", "value")
 
-    def __init__(
-        self, value: float, slots: list[int], days: list[tuple[float, ...]], costs: tuple[float, ...]
-    ) -> None:
+    def __init__(self, value: float, slots: list[int], days: list[tuple[float, ...]], costs: tuple[float, ...]) -> None:
         self.value = value
         self.slots = slots
         pairs = sorted(((d[s], s) for d in days for s in slots if d[s] == d[s]), key=lambda x: -x[0])
