@@ -229,7 +229,8 @@ def close_interval(
     fleet's energy (`energy_wh`, `power_w`) across the demand windows, none deeper than pays at
     `cost_per_kwh` (levels.shave_levels). `fixed_w`: the site's fixed demand target (0: none).
     `past`: the ring of the last days' averages (envelope.py); `slot`: the new interval's slot of
-    the day; `refill`: no round trip pays, the battery is charged for demand alone.
+    the day; `refill`: no round trip pays, the battery is charged for demand alone (the levels are
+    then sized on the past days, each slot at its cost from `energy_prices`: today's by slot).
     """
     peaks = st.peaks  # they belong to st.month, the month of the interval being closed
     profile = st.profile if len(st.profile) == spd else (math.nan,) * spd
@@ -268,9 +269,9 @@ def close_interval(
         # what an average past day shaves above it, at each slot's own cost (refill_costs), and must
         # be held on each past day (issue 13k). On the week's envelope its hours above were more than
         # any real day has: PG&E at 0.15 USD/kWh, 14 days, train100 51.3 -> 58.6 % of the optimum.
-        # Where arbitrage pays, the envelope stays: sized on the days there, flat / Shanghai held a
-        # level 40 kW under its plateau, which cost its arbitrage 0.3-0.5 MWh of discharge a day
-        # (the charge held under the level; BENCHMARKS.md, issue 13k): 84.5 -> 70.5 %.
+        # Where arbitrage pays, the envelope stays: sized on the days there, flat / Shanghai held
+        # 4,461 kW every day, 76 kW under its plateau, and its battery discharged 0.6 MWh a day less
+        # (the charge held under the level; BENCHMARKS.md, issue 13k): 84.5 -> 74.2 %.
         levels = shave_levels(
             [tuple(v * scale for v in d) for d in days(profile, past)],
             rates,
