@@ -26,6 +26,7 @@ import pytest
 from agent.api import TokenStore, api_config
 from agent.api.app import ApiServer, create_app
 from agent.api.auth import digest
+from agent.api.stream import stream_router
 from agent.live.audit import AuditLog
 from agent.live.hub import Hub
 from agent.model.config import load_site
@@ -636,3 +637,21 @@ async def _until(pred: Callable[[], bool], what: str, timeout_s: float = 20.0) -
     while not pred():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
+
+
+async def test_a_cycle_published_while_a_client_subscribes_is_streamed_once(env: Env) -> None:
+    # The stream subscribes, then sends the latest cycle: one published in between is both the latest
+    # and queued, and was sent twice (a loaded CI machine streamed ids 3, 3, 4, 5).
+    await env.cycles(1)
+    route = next(r for r in stream_router(env.app.state.ctx).routes if getattr(r, "path", "") == "/api/stream")
+    sub = env.mirror.subscribe(4)
+    try:
+        await env.cycles(1)  # seq 2: queued for the new subscriber, and the latest
+        events = route.endpoint(sub)  # type: ignore[attr-defined]
+        first = await anext(events)
+        await env.cycles(1)
+        second = await asyncio.wait_for(anext(events), 5)
+        assert (first.id, second.id) == ("2", "3")
+        await events.aclose()
+    finally:
+        env.mirror.unsubscribe(sub)
