@@ -91,11 +91,11 @@ def test_shave_floor_is_the_lowest_level_the_energy_can_hold() -> None:
     profile = (4e6, 4e6, 2e6, 2e6)  # 15-min averages
     one_rate = (40.8,) * 4
     # 500 kWh over two 15-min slots at 4 MW: (4 MW - L) x 0.5 h = 500 kWh -> L = 3 MW
-    assert shave_levels([profile], one_rate, 900.0, 500e3, 2.5e6, math.nan) == pytest.approx((3e6,) * 4, rel=1e-9)
+    assert shave_levels(profile, one_rate, 900.0, 500e3, 2.5e6, math.nan) == pytest.approx((3e6,) * 4, rel=1e-9)
     # power-limited: 100 kW of power can only take 100 kW off the top
-    assert shave_levels([profile], one_rate, 900.0, 1e9, 100e3, math.nan) == pytest.approx((3.9e6,) * 4)
+    assert shave_levels(profile, one_rate, 900.0, 1e9, 100e3, math.nan) == pytest.approx((3.9e6,) * 4)
     # less than half a day of data: no floor
-    assert shave_levels([(4e6, math.nan, math.nan)], (40.8,) * 3, 900.0, 500e3, 2.5e6, math.nan) == ()
+    assert shave_levels((4e6, math.nan, math.nan), (40.8,) * 3, 900.0, 500e3, 2.5e6, math.nan) == ()
 
 
 def test_billed_peak_survives_a_restart_and_sets_the_target() -> None:
@@ -175,9 +175,9 @@ def test_economic_floor_and_energy_kept_for_shaving() -> None:
     # shaving deeper pays while the load is above the level for at most 1 h a day (four slots): a
     # kWh costs 40.8 / 30.4 per kW-day over 1 h
     one_rate = (40.8,) * 96
-    assert shave_levels([profile], one_rate, 900.0, 1e9, 1e9, 40.8 / 30.4) == (3e6,) * 96
+    assert shave_levels(profile, one_rate, 900.0, 1e9, 1e9, 40.8 / 30.4) == (3e6,) * 96
     # no price known: only the fleet's energy and power bound it (here the power: top - 1 GW)
-    assert shave_levels([profile], one_rate, 900.0, 1e12, 1e9, math.nan) == (5e6 - 1e9,) * 96
+    assert shave_levels(profile, one_rate, 900.0, 1e12, 1e9, math.nan) == (5e6 - 1e9,) * 96
     # from slot 88 on, at a 4 MW target: (1 + 0.5) MW x 0.25 h / 0.96 of stored energy
     assert keep_wh(profile, 88, 4e6, 900.0, 0.96) == pytest.approx(1.5e6 * 0.25 / 0.96)
     assert keep_wh(profile, 90, 4e6, 900.0, 0.96) == 0.0
@@ -302,23 +302,3 @@ def test_a_raise_stays_under_a_level_the_load_itself_billed_or_reached(
     peaks: tuple[tuple[float, float], ...], profile: tuple[float, ...], expected: float
 ) -> None:
     assert raise_cap_w(peaks, 40.8, profile) == expected
-
-
-def test_where_refilled_for_demand_alone_the_levels_are_sized_on_the_past_days() -> None:
-    """Issue 13k: four 1-hour slots at 30.4 per kW-month (a kW is worth 1 a day), a kWh shaved at 0.5:
-    a kW of level pays for 2 h above it a day. The last day (5, 2, 1, 1) MW, the week one day of
-    (5, 4, 3, 1) and six more like the last. On an average of the 8 days the hours above 2 MW are
-    (3 + 7 x 1) / 8 = 1.25, above 1 MW 2.1: 2 MW. The envelope (5, 4, 3, 1) has 3 h above 2 MW: it
-    stopped at 3 MW. The load is counted over 1 - MARGIN where refilled (the aim)."""
-    from agent.control.demand import close_interval
-
-    last, other = (5e6, 2e6, 1e6, 1e6), (5e6, 4e6, 3e6, 1e6)
-    past = other + last * 6
-    st = IntervalState(key=-1, rate=30.4, month=7, peaks=(), grid_ws=0.0, net_ws=0.0, covered_s=0.0, profile=last)
-    rates = (30.4,) * 4
-    _, _, env, targets, _ = close_interval(st, 3600.0, 4, 7, 1e12, 1e12, rates, 0.5, 0.0, past, 0, True)
-    assert env == other
-    assert targets == pytest.approx((2e6 / (1.0 - MARGIN),) * 4)
-    # where arbitrage pays (not refilled) the week's envelope stays, on the load itself
-    _, _, _, targets, _ = close_interval(st, 3600.0, 4, 7, 1e12, 1e12, rates, 0.5, 0.0, past, 0, False)
-    assert targets == pytest.approx((3e6,) * 4)

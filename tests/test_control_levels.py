@@ -25,7 +25,7 @@ def test_the_all_hours_charge_is_the_lowest_rate_billed_everywhere() -> None:
 
 
 def test_the_energy_goes_to_the_window_whose_kw_is_worth_the_most() -> None:
-    lv = shave_levels([PROFILE], RATES, 900.0, ENERGY_WH, POWER_W, COST)
+    lv = shave_levels(PROFILE, RATES, 900.0, ENERGY_WH, POWER_W, COST)
     # Maximum demand (11.98/kW-month): lowering it under 4 MW costs the 6 h the afternoon spends
     # there, 6 x 30.4 x 0.0859 = 15.7 > 11.98 a month: not worth it on its own, it stays at its top
     # (not shaved: inf). Part-peak (+3.56): under 3 MW it costs 7 h x 30.4 x 0.0859 = 18.3 > 3.56:
@@ -38,12 +38,12 @@ def test_the_energy_goes_to_the_window_whose_kw_is_worth_the_most() -> None:
 def test_no_level_is_deeper_than_pays() -> None:
     # at 2 per kWh no afternoon hour is worth the peak charge (16.37 / (30.4 x 2) = 0.27 h < 0.25 h
     # x 2 slots): nothing is shaved, whatever the energy
-    lv = shave_levels([PROFILE], RATES, 900.0, 1e12, POWER_W, 2.0)
+    lv = shave_levels(PROFILE, RATES, 900.0, 1e12, POWER_W, 2.0)
     assert all(math.isinf(v) for v in lv)
     # one afternoon slot at 4.5 MW, and a kWh worth shaving for one slot a day but not two: the peak
     # window is held at 4 MW (only that slot shaved), the rest of the day not at all
     spike = (*PROFILE[:50], 4.5e6, *PROFILE[51:])
-    lv = shave_levels([spike], RATES, 900.0, 1e12, 1e9, 16.37 / 30.4 / 0.25 * 0.99)
+    lv = shave_levels(spike, RATES, 900.0, 1e12, 1e9, 16.37 / 30.4 / 0.25 * 0.99)
     assert lv[48:72] == (4e6,) * 24
     assert all(math.isinf(v) for v in lv[:48] + lv[72:])
 
@@ -52,7 +52,7 @@ def test_with_one_rate_it_is_the_lowest_level_the_energy_holds() -> None:
     one = (40.8,) * 96
     # two hours at 4 MW: (4 MW - L) x 2 h = 0.5 MWh -> 3.75 MW (the rest of the day is lower)
     prof = (4e6,) * 8 + (3e6,) * 88
-    assert shave_levels([prof], one, 900.0, 0.5e6, 2.5e6, math.nan) == pytest.approx((3.75e6,) * 96)
+    assert shave_levels(prof, one, 900.0, 0.5e6, 2.5e6, math.nan) == pytest.approx((3.75e6,) * 96)
 
 
 def test_a_level_the_stored_energy_cannot_hold_at_its_aim_is_raised_evenly() -> None:
@@ -76,55 +76,3 @@ def test_a_level_the_stored_energy_holds_is_left_as_it_is() -> None:
     # never raised above a slot's own load (there it needs nothing): with nothing stored, the slot's load / 0.99
     out = within_energy(targets, PROFILE, 48, 24, 0.01, 0.0, 900.0)
     assert out[48:72] == pytest.approx((4e6 / 0.99,) * 24, rel=1e-9)
-
-
-# Issue 13k: the levels on the past days, not their envelope. Four 1-hour slots, one demand rate
-# of 30.4 per kW-month: a kW of level is worth 1 a day.
-ONE_H = 3600.0
-FLAT_RATE = (30.4,) * 4
-
-
-def test_hours_above_a_level_are_those_of_an_average_past_day() -> None:
-    day_a = (5e6, 4e6, 3e6, 1e6)
-    day_b = (5e6, 2e6, 1e6, 1e6)
-    # At 0.5 per kWh a kW of level pays for 2 hours above it a day. Average over the two days:
-    # above 3 MW 1.5 h (A: 2, B: 1), above 2 MW 2 h (A: 3, B: 1), above 1 MW 2.5 h: 2 MW.
-    assert shave_levels([day_a, day_b], FLAT_RATE, ONE_H, 1e12, 1e12, 0.5) == (2e6,) * 4
-    # The envelope (5, 4, 3, 1) has 3 h above 2 MW, more than either day: it stopped at 3 MW.
-    assert shave_levels([(5e6, 4e6, 3e6, 1e6)], FLAT_RATE, ONE_H, 1e12, 1e12, 0.5) == (3e6,) * 4
-
-
-def test_the_energy_holds_the_level_on_each_past_day() -> None:
-    day_a = (5e6, 4e6, 3e6, 1e6)
-    day_b = (5e6, 2e6, 1e6, 1e6)
-    # 2 MW needs 6 MWh on day A (3 + 2 + 1), 3 MWh on day B: with 5 MWh the level rises until
-    # day A fits: (5 - L) + (4 - L) + (3 - L) = 5 -> L = 7/3 MW (day B then needs 2.67 MWh)
-    lv = shave_levels([day_a, day_b], FLAT_RATE, ONE_H, 5e6, 1e12, 0.5)
-    assert lv == pytest.approx((7e6 / 3,) * 4, abs=1.0)
-
-
-def test_a_slot_where_shaving_avoids_cheaper_import_costs_more() -> None:
-    day = (5e6, 4e6, 4.5e6, 1e6)
-    # At 0.4 per kWh in every slot a kW of level pays for 2.5 h above it: 4 MW (2 h above).
-    assert shave_levels([day], FLAT_RATE, ONE_H, 1e12, 1e12, 0.4) == (4e6,) * 4
-    # The 4.5 MW hour is at night, where the import it avoids is 0.5 cheaper: 0.4 (the 5 MW
-    # hour) + 0.9 = 1.3 > 1 for 4 MW; 0.4 alone for 4.5 MW.
-    costs = (0.4, 0.4, 0.9, 0.9)
-    assert shave_levels([day], FLAT_RATE, ONE_H, 1e12, 1e12, 0.4, costs) == (4.5e6,) * 4
-
-
-def test_a_partly_known_day_counts_as_a_day_its_unknown_slots_none_above() -> None:
-    # Slot 3 unknown: at 0.5 per kWh a kW pays for 2 h a day: 3 MW (2 h above it), as on one whole day.
-    day = (5e6, 4e6, 3e6, math.nan)
-    assert shave_levels([day], FLAT_RATE, ONE_H, 1e12, 1e12, 0.5) == (3e6,) * 4
-    # Pooled with a whole day (5, 2, 1, 1): above 2 MW 3 h on the first, 1 h on the second: 2 MW.
-    assert shave_levels([day, (5e6, 2e6, 1e6, 1e6)], FLAT_RATE, ONE_H, 1e12, 1e12, 0.5) == (2e6,) * 4
-    assert shave_levels([(5e6, math.nan, math.nan, math.nan)], FLAT_RATE, ONE_H, 1e12, 1e12, 0.5) == ()
-
-
-def test_a_slots_shaving_cost_is_the_days_plus_what_its_cheaper_import_gives_up() -> None:
-    from agent.control.demand import refill_costs
-
-    assert refill_costs(0.0859, (0.08, 0.15, 0.12)) == pytest.approx((0.1559, 0.0859, 0.1159))
-    assert refill_costs(0.0859, (0.08, math.nan)) == ()  # a price unknown: one cost everywhere
-    assert refill_costs(0.0859, ()) == ()

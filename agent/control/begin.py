@@ -52,14 +52,6 @@ def day_rates(
     return tuple(out)
 
 
-def day_prices(prices: Prices | None, start: datetime, slot: int, spd: int, length_s: float) -> tuple[float, ...]:
-    """The energy price of each slot of today, as day_rates (the shave levels' cost by slot where the
-    battery is refilled for demand alone, demand.refill_costs); () without prices."""
-    if prices is None:
-        return ()
-    return tuple(prices.energy_price(start + timedelta(seconds=(k - slot) * length_s)) for k in range(spd))
-
-
 def shave_cost(spread: float) -> float:
     """What a kWh discharged for demand shaving costs (NaN: not known yet).
 
@@ -120,9 +112,6 @@ def next_interval(
         fixed_w=fixed_w,
         refill=prices is not None and spread <= 0.0,  # as tou.plan_interval's recharge for demand
         stored_wh=stored_wh,
-        energy_prices=day_prices(prices, t - timedelta(seconds=into), slot, spd, length_s)
-        if prices is not None and spread <= 0.0
-        else (),
     )
 
 

@@ -29,7 +29,7 @@ import math
 from typing import Final
 
 from agent.control.cycle import Cycle
-from agent.control.envelope import days, envelope
+from agent.control.envelope import envelope
 from agent.control.levels import base_rate, shave_levels
 from agent.control.limit_reserve import short_of_reserve
 from agent.control.state import ROLE_CHARGE, IntervalState, month_peak, rate_key
@@ -196,16 +196,6 @@ def slot_targets(
     return tuple(t if t < held else held for t in out) if held > 0.0 else tuple(out)
 
 
-def refill_costs(cost_per_kwh: float, energy_prices: tuple[float, ...]) -> tuple[float, ...]:
-    """What a kWh shaved in each slot of the day costs where the battery is refilled for demand alone:
-    `cost_per_kwh` (the recharge and wear less the import avoided at the day's dearest price) plus
-    what avoiding a cheaper slot's import gives up against that; () where a price is unknown."""
-    if not energy_prices or not all(p - p == 0.0 for p in energy_prices):  # NaN or inf: unknown
-        return ()
-    top = max(energy_prices)
-    return tuple(cost_per_kwh + top - p for p in energy_prices)
-
-
 def close_interval(
     st: IntervalState,
     length_s: float,
@@ -219,7 +209,6 @@ def close_interval(
     past: tuple[float, ...] = (),
     slot: int = -1,
     refill: bool = False,
-    energy_prices: tuple[float, ...] = (),
 ) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], tuple[float, ...], tuple[float, ...], float]:
     """Peaks, day profile, its envelope with `past` (envelope.py), the level each slot of the day is
     defended at after the state's running interval ends (in `month`), and the margin the new interval
@@ -229,8 +218,7 @@ def close_interval(
     fleet's energy (`energy_wh`, `power_w`) across the demand windows, none deeper than pays at
     `cost_per_kwh` (levels.shave_levels). `fixed_w`: the site's fixed demand target (0: none).
     `past`: the ring of the last days' averages (envelope.py); `slot`: the new interval's slot of
-    the day; `refill`: no round trip pays, the battery is charged for demand alone (the levels are
-    then sized on the past days, each slot at its cost from `energy_prices`: today's by slot).
+    the day; `refill`: no round trip pays, the battery is charged for demand alone.
     """
     peaks = st.peaks  # they belong to st.month, the month of the interval being closed
     profile = st.profile if len(st.profile) == spd else (math.nan,) * spd
@@ -264,25 +252,9 @@ def close_interval(
     # valley refills; sized this way there, train100 / Shanghai closed one interval 4.7 kW over the
     # no-battery peak (a charge just before a late step, 60 s replay), so it is not.
     scale = 1.0 / (1.0 - MARGIN) if refill else 1.0
-    if refill:
-        # Refilled for demand alone, a kWh kept and not used stays for the next day: a level costs
-        # what an average past day shaves above it, at each slot's own cost (refill_costs), and must
-        # be held on each past day (issue 13k). On the week's envelope its hours above were more than
-        # any real day has: PG&E at 0.15 USD/kWh, 14 days, train100 51.3 -> 58.6 % of the optimum.
-        # Where arbitrage pays, the envelope stays: sized on the days there, flat / Shanghai held
-        # 4,461 kW every day, 76 kW under its plateau, and its battery discharged 0.6 MWh a day less
-        # (the charge held under the level; BENCHMARKS.md, issue 13k): 84.5 -> 74.2 %.
-        levels = shave_levels(
-            [tuple(v * scale for v in d) for d in days(profile, past)],
-            rates,
-            length_s,
-            energy_wh * scale,
-            power_w * scale,
-            cost_per_kwh,
-            refill_costs(cost_per_kwh, energy_prices),
-        )
-    else:
-        levels = shave_levels([env], rates, length_s, energy_wh, power_w, cost_per_kwh)
+    levels = shave_levels(
+        tuple(v * scale for v in env), rates, length_s, energy_wh * scale, power_w * scale, cost_per_kwh
+    )
     fallback = math.nan
     if not levels:
         # Less than half a day of history: do not aim below the highest load seen so far, so the

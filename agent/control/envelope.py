@@ -34,12 +34,3 @@ def envelope(profile: tuple[float, ...], past: tuple[float, ...]) -> tuple[float
         if v > out[s] or (out[s] != out[s] and v == v):  # NaN compares False
             out[s] = v
     return tuple(out)
-
-
-def days(profile: tuple[float, ...], past: tuple[float, ...]) -> list[tuple[float, ...]]:
-    """The last day's profile and the days the ring holds (each a day of slots; today's: its slots
-    so far, a week-old day's after them), or the profile alone while the ring is not kept."""
-    n = len(profile)
-    if n == 0 or len(past) != ENVELOPE_DAYS * n:
-        return [profile]
-    return [profile] + [past[d * n : (d + 1) * n] for d in range(ENVELOPE_DAYS)]

@@ -60,12 +60,10 @@ def roll(
     fixed_w: float = 0.0,
     refill: bool = False,
     stored_wh: float = math.nan,
-    energy_prices: tuple[float, ...] = (),
 ) -> IntervalState:
     """A new interval `key` (`into` s old) in `month` at demand `rate`, after closing `iv`.
 
-    `budget_wh`, `power_w`: what the fleet can give; `rates`, `cost_per_kwh`, `fixed_w`, `refill`,
-    `energy_prices` (each slot's of the day, as `rates`): see
+    `budget_wh`, `power_w`: what the fleet can give; `rates`, `cost_per_kwh`, `fixed_w`, `refill`: see
     demand.close_interval; `stored_wh`: what it holds now above its floor (AC; NaN: unknown), which the
     running window's levels are raised to be held with (levels.within_energy; not a fixed target).
     """
@@ -84,19 +82,7 @@ def roll(
         past = remember(past, closing.key, spd, closing.net_ws / closing.covered_s)
     slot = key % spd
     peaks, profile, env, targets, aim = close_interval(
-        closing,
-        length_s,
-        spd,
-        month,
-        budget_wh,
-        power_w,
-        rates,
-        cost_per_kwh,
-        fixed_w,
-        past,
-        slot,
-        refill,
-        energy_prices,
+        closing, length_s, spd, month, budget_wh, power_w, rates, cost_per_kwh, fixed_w, past, slot, refill
     )
     if fixed_w <= 0.0 and 0 <= slot < len(rates):
         # Over the running demand window (its run of equal rates): each later window gets the same

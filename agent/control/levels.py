@@ -17,12 +17,6 @@ recharge less the import it avoids): no level is deeper than pays (a bound from 
 not a tuned constant). If the levels then need more energy over the day than the fleet holds,
 `lam` rises until they fit; between the last two profile corners the levels are blended to use
 the energy exactly (with one level: the lowest level the energy holds, as before issue 13e).
-
-The hours above a level are those of an average day of the days given (pooled: every day's values
-of the layer's slots, the k-th highest with k = the hours x the days), and the energy check holds
-each day (the day that needs the most). A slot may have its own cost (`slot_costs`: where the
-battery is refilled for demand alone, shaving avoids that slot's import, not the day's dearest,
-demand.refill_costs); the multiplier then adds to each slot's cost what it adds above `lam0`.
 """
 
 from __future__ import annotations
@@ -36,44 +30,24 @@ INF: Final = math.inf
 
 
 class _Layer:
-    """One demand charge as the levels see it: its value per kW-month, the slots it covers, and its
-    known values over the past days, pooled (a level's hours above it are an average day's), each
-    with what a kWh shaved in its slot costs (`costs`; none: `lam` everywhere)."""
+    """One demand charge as the levels see it: its value per kW-month and the slots it covers."""
 
-    __slots__ = ("cum", "desc", "ndays", "priced", "slots", "top", "value")
+    __slots__ = ("desc", "slots", "top", "value")
 
-    def __init__(self, value: float, slots: list[int], days: list[tuple[float, ...]], costs: tuple[float, ...]) -> None:
+    def __init__(self, value: float, slots: list[int], profile: tuple[float, ...]) -> None:
         self.value = value
         self.slots = slots
-        pairs = sorted(((d[s], s) for d in days for s in slots if d[s] == d[s]), key=lambda x: -x[0])
-        self.desc = [v for v, _ in pairs]  # the known values over all the days, highest first
-        self.top = self.desc[0] if pairs else -INF
-        # the days known there: a day partly known counts whole (its unknown slots as none above)
-        self.ndays = sum(1 for d in days if any(d[s] == d[s] for s in slots))
-        cum = [0.0]  # cum[i]: what the i highest values' slot-hours cost beyond the multiplier
-        for _, s in pairs:
-            c = costs[s] if costs else 0.0
-            cum.append(cum[-1] + (c if c > 0.0 else 0.0))
-        self.cum = cum
-        self.priced = bool(costs)
+        vals = sorted((profile[s] for s in slots if profile[s] == profile[s]), reverse=True)
+        self.desc = vals  # the layer's known profile values, highest first
+        self.top = vals[0] if vals else -INF
 
-    def level(self, lam: float, length_s: float, power_w: float, base: float) -> float:
-        """The level where the slot-hours above it on an average day cost what it is worth: each at
-        its slot's cost plus `lam - base` (without costs: at `lam`), never below what the power holds."""
+    def level(self, lam: float, length_s: float, power_w: float) -> float:
+        """The level where the hours above it are worth lam per kWh (never below what the power holds)."""
         floor = self.top - power_w
         if not lam > 0.0:
             return floor
-        worth = self.value / DAYS_PER_MONTH * self.ndays / (length_s / 3600.0)
-        mu = lam - base if self.priced else lam
-        # k: the most values whose slot-hours together cost no more than the level is worth
-        lo, hi = 0, len(self.desc)
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if self.cum[mid] + mid * mu <= worth:
-                lo = mid
-            else:
-                hi = mid - 1
-        lvl = self.desc[lo] if lo < len(self.desc) else -INF
+        k = int(self.value / (DAYS_PER_MONTH * lam) * 3600.0 / length_s)
+        lvl = self.desc[k] if k < len(self.desc) else -INF
         return lvl if lvl > floor else floor
 
 
@@ -82,12 +56,12 @@ def base_rate(rates: tuple[float, ...]) -> float:
     return min(rates) if rates and min(rates) > 0.0 else 0.0
 
 
-def _layers(days: list[tuple[float, ...]], rates: tuple[float, ...], costs: tuple[float, ...]) -> list[_Layer]:
-    n = len(rates)
+def _layers(profile: tuple[float, ...], rates: tuple[float, ...]) -> list[_Layer]:
+    n = len(profile)
     base = base_rate(rates)
-    out = [_Layer(base, list(range(n)), days, costs)] if base > 0.0 else []
+    out = [_Layer(base, list(range(n)), profile)] if base > 0.0 else []
     for v in sorted({r for r in rates if r > base}):
-        out.append(_Layer(v - base, [s for s in range(n) if rates[s] == v], days, costs))
+        out.append(_Layer(v - base, [s for s in range(n) if rates[s] == v], profile))
     return [la for la in out if la.desc]
 
 
@@ -110,49 +84,41 @@ def _need_wh(profile: tuple[float, ...], slot_levels: list[float], h: float) -> 
 
 
 def shave_levels(
-    days: list[tuple[float, ...]],
+    profile: tuple[float, ...],
     rates: tuple[float, ...],
     length_s: float,
     energy_wh: float,
     power_w: float,
     cost_per_kwh: float,
-    slot_costs: tuple[float, ...] = (),
 ) -> tuple[float, ...]:
-    """The level (W) each slot of the day is shaved to, held on each of the `days` (day profiles, a
-    value per slot of `rates`); () with no day at least half known.
+    """The level (W) each slot of the day profile is shaved to; () with less than half a day of data.
 
     `rates`: the demand rate of each slot (0: not billed, inf level); `energy_wh`: what the fleet can
-    give over a day (AC); `power_w`: at most this under each level's top; `cost_per_kwh`: what a
-    kWh discharged for shaving costs (NaN or <= 0: no economic limit, the energy alone bounds);
-    `slot_costs`: what it costs in each slot where that depends on the slot (its lowest is
-    `cost_per_kwh`); a level's hours above it are those of an average day of `days`.
+    give over the day (AC); `power_w`: at most this under each level's top; `cost_per_kwh`: what a
+    kWh discharged for shaving costs (NaN or <= 0: no economic limit, the energy alone bounds).
     """
-    n = len(rates)
-    days = [d for d in days if len(d) == n and 2 * sum(1 for v in d if v == v) >= n]
-    if n == 0 or not days:
+    n = len(profile)
+    known = sum(1 for v in profile if v == v)
+    if n == 0 or 2 * known < n or len(rates) != n:
         return ()
-    lam0 = cost_per_kwh if cost_per_kwh > 0.0 else 0.0  # NaN compares False
-    costs = slot_costs if len(slot_costs) == n and lam0 > 0.0 else ()
-    layers = _layers(days, rates, costs)
+    layers = _layers(profile, rates)
     if not layers:
         return (INF,) * n
     h = length_s / 3600.0
 
-    def need(sl: list[float]) -> float:  # held on each of the days: the one that needs the most
-        return max(_need_wh(d, sl, h) for d in days)
-
     def at(lam: float) -> list[float]:
-        return [la.level(lam, length_s, power_w, lam0) for la in layers]
+        return [la.level(lam, length_s, power_w) for la in layers]
 
+    lam0 = cost_per_kwh if cost_per_kwh > 0.0 else 0.0  # NaN compares False
     lv = at(lam0)
-    if need(_slot_levels(layers, lv, n)) <= energy_wh:
+    if _need_wh(profile, _slot_levels(layers, lv, n), h) <= energy_wh:
         return tuple(_slot_levels(layers, [_shaved(la, x) for la, x in zip(layers, lv, strict=True)], n))
     # Too deep for the energy: the multiplier rises until the levels fit. At lam_hi every level sits
     # at its layer's top (no hour above it is worth that much), which needs nothing.
-    lo, hi = lam0, max(la.value * la.ndays for la in layers) / (DAYS_PER_MONTH * h) * 2.0 + lam0
+    lo, hi = lam0, max(la.value for la in layers) / (DAYS_PER_MONTH * h) * 2.0 + lam0
     for _ in range(_BISECT_STEPS):
         mid = 0.5 * (lo + hi)
-        if need(_slot_levels(layers, at(mid), n)) <= energy_wh:
+        if _need_wh(profile, _slot_levels(layers, at(mid), n), h) <= energy_wh:
             hi = mid
         else:
             lo = mid
@@ -162,13 +128,12 @@ def shave_levels(
     for _ in range(_BISECT_STEPS):
         t = 0.5 * (t_lo + t_hi)
         blend = [a + t * (b - a) if a > -INF else b for a, b in zip(deep, fits, strict=True)]
-        if need(blend) <= energy_wh:
+        if _need_wh(profile, blend, h) <= energy_wh:
             t_hi = t
         else:
             t_lo = t
     lv = [
-        la.level(lo, length_s, power_w, lam0)
-        + t_hi * (la.level(hi, length_s, power_w, lam0) - la.level(lo, length_s, power_w, lam0))
+        la.level(lo, length_s, power_w) + t_hi * (la.level(hi, length_s, power_w) - la.level(lo, length_s, power_w))
         for la in layers
     ]
     return tuple(_slot_levels(layers, [_shaved(la, x) for la, x in zip(layers, lv, strict=True)], n))
