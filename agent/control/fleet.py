@@ -31,7 +31,7 @@ _GOOD = Quality.GOOD
 _ONLINE = ClusterStatus.ONLINE
 _PCS_ONLINE = PcsStatus.ONLINE
 _INF = math.inf
-_NO_COMMANDS: Mapping[str, float] = MappingProxyType({})
+NO_COMMANDS: Mapping[str, float] = MappingProxyType({})  # no commands known (a fresh state)
 
 
 class Fleet:
@@ -138,8 +138,8 @@ def build_fleet(
     memo: FleetMemo | None = None,
     derate: tuple[tuple[str, float], ...] = (),
     ramp_out_w: float = 0.0,
-    last_pcs_w: Mapping[str, float] = _NO_COMMANDS,
-    last_cluster_w: Mapping[str, float] = _NO_COMMANDS,
+    last_pcs_w: Mapping[str, float] = NO_COMMANDS,
+    last_cluster_w: Mapping[str, float] = NO_COMMANDS,
 ) -> Fleet:
     """The fleet of `snap` without the clusters in `maintenance`, their limits scaled by `derate`
     ((cluster id, max power %): OperatorState.derate; see pcs_factors). `ramp_out_w` > 0: a PCS held
@@ -198,8 +198,8 @@ def _build(
     maintenance: frozenset[str],
     derate: tuple[tuple[str, float], ...],
     ramp_out_w: float = 0.0,
-    last_pcs_w: Mapping[str, float] = _NO_COMMANDS,
-    last_cluster_w: Mapping[str, float] = _NO_COMMANDS,
+    last_pcs_w: Mapping[str, float] = NO_COMMANDS,
+    last_cluster_w: Mapping[str, float] = NO_COMMANDS,
 ) -> Fleet:
     f = Fleet()
     f.snap_cluster_ids = tuple([c.id for c in snap.clusters])

@@ -21,9 +21,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Final
 
+from agent.control.fleet import NO_COMMANDS
 from agent.model.config import ControlConfig
 
 NAN: Final = math.nan
@@ -71,7 +71,6 @@ class MeterSecond:
 
 
 METER0: Final = MeterSecond()
-_NO_COMMANDS: Final[Mapping[str, float]] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -96,8 +95,8 @@ class RampState:
         battery_w: float = NAN,
         from_w: float = NAN,
         meter: MeterSecond = METER0,
-        pcs_w: Mapping[str, float] = _NO_COMMANDS,
-        cluster_w: Mapping[str, float] = _NO_COMMANDS,
+        pcs_w: Mapping[str, float] = NO_COMMANDS,
+        cluster_w: Mapping[str, float] = NO_COMMANDS,
     ) -> None:
         object.__setattr__(self, "t_mono", t_mono)
         object.__setattr__(self, "grid_w", grid_w)
