@@ -539,15 +539,18 @@ async def test_sse_streams_cycles_and_a_slow_client_never_slows_publishing(env: 
             assert len(first["clusters"]) == 12 and first["operator"]["mode"] == "auto"
             assert set(first) == {"site", "clusters", "pcs", "demand", "operator", "alarms", "cycle_ms"}
             feeder.cancel()
-            # A client that connects and then never reads: publishing stays O(1) per cycle.
+            # A client that connects and then never reads holds nothing back: the API process
+            # applies every frame (its state is the newest cycle) and other clients are served.
             async with c.stream("GET", "/api/stream", headers=V):
                 await asyncio.sleep(0.1)
-                t0 = time.perf_counter()
-                for _ in range(300):
-                    env.clock.t += 1
-                    env.feed.publish()  # the Hub's side: the bridge only marks the mirror dirty
-                per_cycle_ms = (time.perf_counter() - t0) / 300 * 1000
-                assert per_cycle_ms < 25.0, per_cycle_ms  # waiting on the stuck client would take seconds
+                for _ in range(30):
+                    for _ in range(10):
+                        env.clock.t += 1
+                        last = env.feed.publish()  # the Hub's side: the bridge only marks the mirror dirty
+                    await env.sync()
+                assert env.mirror.latest is not None and env.mirror.latest.snapshot.seq == last.snapshot.seq
+                r = await c.get("/api/site", headers=V)
+                assert r.status_code == 200 and r.json()["seq"] == last.snapshot.seq
                 await asyncio.sleep(0.2)
             deadline = time.monotonic() + 10  # generous: a busy CI machine
             while env.mirror.subscribers and time.monotonic() < deadline:

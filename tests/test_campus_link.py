@@ -188,6 +188,11 @@ async def test_the_loop_records_its_interval_import(tmp_path: Path) -> None:
 
     rig = await Rig.open(tmp_path)
     try:
+        alone = await rig.run(1)  # a site without [campus] makes no report: nothing computed for one
+        assert alone[0].interval_grid_wh == 0.0 and math.isnan(alone[0].campus_forecast_w)
+        # a feeder (its fallback share "off": 0 narrows nothing, so the loop decides as before)
+        cfg = FeederConfig("campus_demo", Broker("127.0.0.1", 1883, "ems", "x", KEY), 5.0, Share(0.0, 0.0, 0.0))
+        rig.loop.control_source = CampusLink(cfg, rig.hub)
         recs = await rig.run(3)
         assert recs[-1].interval_grid_wh == rig.loop.cstate.interval.grid_ws / 3600.0
         assert recs[-1].interval_grid_wh > recs[0].interval_grid_wh >= 0.0  # it grows as the site imports

@@ -18,6 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -192,24 +193,31 @@ class AgentLoop:
             overruns=self.hub.stats.overruns,
             maintenance=op.maintenance,
             planned=planning.running(snap.t_wall.timestamp()) if planning is not None else None,
+        )
+        if source is not None:  # a campus feeder: what its report to the coordinator carries (campus_link)
+            rec = self._with_campus_report(rec)
+        self.hub.publish(rec)
+        return rec
+
+    def _with_campus_report(self, rec: CycleRecord) -> CycleRecord:
+        """`rec` with the fields a feeder's campus report is made of (agent.live.campus_link)."""
+        snap = rec.snapshot
+        iv_s = self.site.control.demand_interval_s
+        return replace(
+            rec,
             interval_grid_wh=report_interval_wh(
-                self.cstate,
-                snap.t_wall,
-                self.site.control.demand_interval_s,
-                snap.grid_w.value if snap.grid_w.ok else math.nan,
+                self.cstate, snap.t_wall, iv_s, snap.grid_w.value if snap.grid_w.ok else math.nan
             ),
             campus_forecast_w=report_forecast_w(
                 self.cstate,
                 snap.load_w.value - snap.pv_w.value,
                 snap.t_wall + timedelta(seconds=self.site.cycle_s),
                 self.site.cycle_s,
-                self.site.control.demand_interval_s,
+                iv_s,
             ),
             campus_raise_w=report_raise_w(self.cstate),
             campus_spread=self.cstate.tou.spread,
         )
-        self.hub.publish(rec)
-        return rec
 
     async def run(self) -> None:
         period = self.site.cycle_s
