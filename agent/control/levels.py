@@ -22,6 +22,7 @@ the energy exactly (with one level: the lowest level the energy holds, as before
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Final
 
 DAYS_PER_MONTH: Final = 30.4  # a demand charge is per kW-month, the energy is spent per day
@@ -83,6 +84,18 @@ def _need_wh(profile: tuple[float, ...], slot_levels: list[float], h: float) -> 
     return s * h
 
 
+def _bisect(lo: float, hi: float, fits: Callable[[float], bool]) -> tuple[float, float]:
+    """The bracket after _BISECT_STEPS halvings of [lo, hi], `fits` monotone: False at lo, True at
+    hi (the lowest that fits is within the returned pair, `hi` fitting)."""
+    for _ in range(_BISECT_STEPS):
+        mid = 0.5 * (lo + hi)
+        if fits(mid):
+            hi = mid
+        else:
+            lo = mid
+    return lo, hi
+
+
 def shave_levels(
     profile: tuple[float, ...],
     rates: tuple[float, ...],
@@ -115,23 +128,17 @@ def shave_levels(
         return tuple(_slot_levels(layers, [_shaved(la, x) for la, x in zip(layers, lv, strict=True)], n))
     # Too deep for the energy: the multiplier rises until the levels fit. At lam_hi every level sits
     # at its layer's top (no hour above it is worth that much), which needs nothing.
-    lo, hi = lam0, max(la.value for la in layers) / (DAYS_PER_MONTH * h) * 2.0 + lam0
-    for _ in range(_BISECT_STEPS):
-        mid = 0.5 * (lo + hi)
-        if _need_wh(profile, _slot_levels(layers, at(mid), n), h) <= energy_wh:
-            hi = mid
-        else:
-            lo = mid
+    lo, hi = _bisect(
+        lam0,
+        max(la.value for la in layers) / (DAYS_PER_MONTH * h) * 2.0 + lam0,
+        lambda lam: _need_wh(profile, _slot_levels(layers, at(lam), n), h) <= energy_wh,
+    )
     deep, fits = _slot_levels(layers, at(lo), n), _slot_levels(layers, at(hi), n)
     # Between those corners the energy is linear in a blend of the two: use it exactly.
-    t_lo, t_hi = 0.0, 1.0
-    for _ in range(_BISECT_STEPS):
-        t = 0.5 * (t_lo + t_hi)
-        blend = [a + t * (b - a) if a > -INF else b for a, b in zip(deep, fits, strict=True)]
-        if _need_wh(profile, blend, h) <= energy_wh:
-            t_hi = t
-        else:
-            t_lo = t
+    def blend(t: float) -> list[float]:
+        return [a + t * (b - a) if a > -INF else b for a, b in zip(deep, fits, strict=True)]
+
+    t_hi = _bisect(0.0, 1.0, lambda t: _need_wh(profile, blend(t), h) <= energy_wh)[1]
     lv = [
         la.level(lo, length_s, power_w) + t_hi * (la.level(hi, length_s, power_w) - la.level(lo, length_s, power_w))
         for la in layers
@@ -185,14 +192,7 @@ def within_energy(
 
     if not idx or need(-INF) <= stored_wh:
         return targets
-    lo = min(targets[k] for k in idx)
-    hi = max(load[k] for k in idx) / keep
-    for _ in range(_BISECT_STEPS):
-        mid = 0.5 * (lo + hi)
-        if need(mid) <= stored_wh:
-            hi = mid
-        else:
-            lo = mid
+    hi = _bisect(min(targets[k] for k in idx), max(load[k] for k in idx) / keep, lambda x: need(x) <= stored_wh)[1]
     out = list(targets)
     for k in idx:  # never above the slot's own load: there it needs nothing (nor leaves room to charge)
         x = hi if hi < load[k] / keep else load[k] / keep
