@@ -31,6 +31,7 @@ _GOOD = Quality.GOOD
 _ONLINE = ClusterStatus.ONLINE
 _PCS_ONLINE = PcsStatus.ONLINE
 _INF = math.inf
+_NOT_RAMPING: tuple[float, float | None] = (0.0, None)  # a PCS not ramping out: no way, no scale
 NO_COMMANDS: Mapping[str, float] = MappingProxyType({})  # no commands known (a fresh state)
 
 
@@ -217,8 +218,9 @@ def _build(
     # contactor (opened only once the current has died away) follows. Without a good reading of its
     # output it is held at once, as before.
     ramping: dict[str, float] = {}
-    ramp_sign: dict[str, float] = {}
-    ramp_scale: dict[str, float] = {}
+    # per PCS ramping out: the way it was going (+1 discharging, -1 charging) and the ratio its
+    # clusters are scaled down by this cycle (None: no command of its own last cycle to scale)
+    ramp_way: dict[str, tuple[float, float | None]] = {}
     if ramp_out_w > 0.0 and held:
         for p in snap.pcs:
             if p.id in held and p.power_w.quality is _GOOD:
@@ -241,13 +243,15 @@ def _build(
                     # the way it was going: a ramp-out never turns round (a PCS discharging at 116 kW
                     # that the dispatch then charged at 1.4 kW, the soak: a command to a cluster
                     # being isolated, and a step through zero)
-                    ramp_sign[p.id] = 1.0 if (last if last is not None and last != 0.0 else pw) > 0.0 else -1.0
+                    sign = 1.0 if (last if last is not None and last != 0.0 else pw) > 0.0 else -1.0
+                    scale: float | None = None
                     if last is not None and abs(last) > out:
                         # every cluster on its DC bus scaled down alike: capped at the PCS's cap
                         # alone, a cluster at its BMS limit kept it (and followed the limit up)
                         # while the others took all the step (the soak: c02 in maintenance
                         # 215,687 -> 215,875 -> 216,048 W)
-                        ramp_scale[p.id] = out / abs(last)
+                        scale = out / abs(last)
+                    ramp_way[p.id] = (sign, scale)
         held = held.difference(ramping)
     factor = pcs_factors(snap, derate) if derate else {}
     raw_dis: list[float] = []  # per trusted cluster, the BMS limits before the derate (only while one applies)
@@ -289,13 +293,12 @@ def _build(
         else:
             members[slot].append(n)
         n += 1
-        if ramp_sign:
-            way = ramp_sign.get(c.pcs_id, 0.0)
+        if ramp_way:
+            way, k = ramp_way.get(c.pcs_id, _NOT_RAMPING)
             if way > 0.0:
                 cv = 0.0
             elif way < 0.0:
                 dv = 0.0
-            k = ramp_scale.get(c.pcs_id)
             lc = last_cluster_w.get(c.id) if k is not None else None
             if k is not None and lc is not None:
                 m = abs(lc) * k
