@@ -349,13 +349,17 @@ def rest_net_forecast_w(c: Cycle, steady: float) -> float:
 
 def reading_weight(c: Cycle) -> float:
     """The weight rest_net_forecast_w gives the reading now in its forecast of the rest of the interval."""
-    left = c.iv_len - c.into
-    dt = c.dt if c.dt > 0.0 else 0.0  # NaN (first cycle): no reading before this one
-    if dt >= left:
+    return step_weight(c.iv_len - c.into, c.dt)
+
+
+def step_weight(left_s: float, dt_s: float) -> float:
+    """reading_weight for a cycle `dt_s` long (NaN or <= 0: none before it) with `left_s` of its interval left."""
+    dt = dt_s if dt_s > 0.0 else 0.0
+    if dt >= left_s:
         return 1.0
-    if left - dt >= FORECAST_PRIOR_S:
+    if left_s - dt >= FORECAST_PRIOR_S:
         return 0.0
-    return dt / left
+    return dt / left_s
 
 
 def demand(w: Window, c: Cycle) -> Window:
@@ -410,7 +414,16 @@ def demand(w: Window, c: Cycle) -> Window:
     part = c.cfg.campus
     if part is not None and part.demand_w == part.demand_w:  # the campus's bound, its part (config.CampusPart)
         a = part.demand_w
-        if a < 0.0 and net == net and part.at_net_w == part.at_net_w:
+        # Where the part is not a discharge, a step up of this feeder's own load since the part was made,
+        # weighed as the pooled controller's forecast of the rest weighs its reading (reading_weight),
+        # that alone takes the campus past its room (config.CampusPart.room_w) is discharge the campus
+        # needs now whatever the other feeders did: their steps up only add to it (so the feeders never
+        # discharge more than the campus would if the others' loads stood still). Without it a
+        # feeder whose part was a charge or 0 stopped at 0 and the campus answered a cycle late.
+        up = (net - part.at_net_w) * reading_weight(c) - part.room_w if a <= 0.0 else math.nan  # NaN: none
+        if up > 0.0:
+            a = up
+        elif a < 0.0 and net == net and part.at_net_w == part.at_net_w:
             # A charge part was made on the reading a cycle ago: the feeders' own steps since sum to the
             # campus's, so each answering its own charges the campus's room at its reading now (as
             # the pooled controller does), not a cycle late (agent/campus/bound.py)
