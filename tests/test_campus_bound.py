@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from agent.campus.allocate import NOT_SENT, UNDECIDED, CampusLimits, FeederState, Share, allocate, to_send
-from agent.campus.bound import campus_bound_w, campus_need_w, excess_w, split_bound
+from agent.campus.bound import campus_bound_w, campus_need_w, split_bound
 from agent.campus.keep import new_day
 from agent.campus.messages import MessageError, decode, parse_report, parse_share, signed_report, signed_share
 from agent.campus.recharge import campus_recharge
@@ -273,60 +273,25 @@ def test_the_coordinator_sends_the_campus_room_with_the_parts_and_it_survives_th
         parse_share(msg, "a")
 
 
-def test_what_the_feeders_discharged_beyond_the_campus_s_need_is_known_at_their_next_reports() -> None:
-    """Two feeders, parts made on readings of 1.0 MW each, 180 s left and a 60 s cycle (the reading
-    weighed 1/3). Not a discharge (parts -50 kW, room 100 kW): a steps up 600 kW (its rule: 200 - 100 =
-    100 kW) and b falls 600 kW: the campus's step is 0, it needed nothing, 100 kW too much; b still
-    (or up alone): exactly the need; both up 600 kW: 100 kW each of the 300 kW the campus needed, less,
-    not more (the rest a cycle late, as before); b falls 150 kW: the campus needed 50 kW, 50 too much.
-    Discharge parts (50 kW each, room 0), a up 300 kW, b down 300 kW: a 150 kW, b clamped at 0, the
-    campus needed its 100 kW: 50 too much."""
-    w = 1.0 / 3.0
-    for part, room, a_net, b_net, want in (
-        (-50e3, 100e3, 1.6e6, 0.4e6, 100e3),
-        (-50e3, 100e3, 1.6e6, 1.0e6, 0.0),
-        (-50e3, 100e3, 1.6e6, 1.6e6, 0.0),
-        (-50e3, 100e3, 1.6e6, 0.85e6, 50e3),
-        (50e3, 0.0, 1.3e6, 0.7e6, 50e3),
+def test_two_feeders_discharge_at_most_what_the_campus_needs_and_one_stepping_alone_exactly_it() -> None:
+    """Two agents (real decide cycles at 12:42, the reading weighed 1/3), parts -50 kW each (a charge)
+    made on readings of 1.0 MW, the campus 100 kW under needing a discharge; the campus's discharge
+    now, as one controller's bound moves with the summed reading: (steps summed / 3 - 100 kW)+.
+
+    | a's step | b's step | a | b | sum | campus needs |
+    | +600 kW  | 0        | 100 | 0 (its charge part) | 100 | 100 (exact, at once; before: 0) |
+    | +600     | +600     | 100 | 100 | 200 | 300 (less: the rest a cycle late, as before) |
+    | +600     | -600     | 100 | -650 (charges its fall) | discharged 100 | 0 (100: what a alone needs) |
+    | +300     | +300     | 0   | 0   | 0   | 100 (a cycle late, as before) |"""
+    part = Share(0.0, 0.0, 5e6, NOT_SENT, UNDECIDED, -50e3, 1.0e6, 100e3)
+    for a_net, b_net, want_a, want_b, campus in (
+        (1.6e6, 1.0e6, 100e3, -50e3, 100e3),
+        (1.6e6, 1.6e6, 100e3, 100e3, 300e3),
+        (1.6e6, 0.4e6, 100e3, -650e3, 0.0),
+        (1.3e6, 1.3e6, 0.0, 0.0, 100e3),
     ):
-        sent = {s: Share(0.0, 0.0, 1e6, NOT_SENT, UNDECIDED, part, 1.0e6, room) for s in ("a", "b")}
-        fs = [feeder("a", a_net, a_net, 0.0), feeder("b", b_net, b_net, 0.0)]
-        assert excess_w(sent, fs, w) == pytest.approx(want), (part, a_net, b_net)
-    # none where a feeder had no part made on a reading, or no room was sent (an older coordinator)
-    sent = {s: Share(0.0, 0.0, 1e6, NOT_SENT, UNDECIDED, -50e3, 1.0e6, 100e3) for s in ("a", "b")}
-    fs = [feeder("a", 1.6e6, 1.6e6, 0.0), feeder("b", 0.4e6, 0.4e6, 0.0)]
-    assert excess_w({"a": sent["a"], "b": replace(sent["b"], at_net_w=math.nan)}, fs, w) == 0.0
-    assert excess_w({s: replace(sh, room_w=math.nan) for s, sh in sent.items()}, fs, w) == 0.0
-    assert excess_w({"a": sent["a"]}, fs, w) == 0.0
-
-
-def test_the_coordinator_takes_the_excess_off_the_next_need_so_two_cycles_discharge_what_the_campus_needed() -> None:
-    """The opposite swings above (a +600 kW, b -600 kW on parts made with a 100 kW room): a discharged
-    100 kW the campus did not need. At the reports of that cycle (720 s into the interval, 200 kWh
-    each imported) the campus needs D kW now by its own forecast; the coordinator sends D - 100 kW,
-    so over the two cycles the feeders discharge 100 + (D - 100) = D, what one controller of the same
-    batteries would have. Where D is under 100 kW it sends no discharge (not a charge) and a room
-    widened by what is left. Without `sent` (or a live cycle unknown): D, as before."""
-    sent = {s: Share(0.0, 0.0, 1e6, NOT_SENT, UNDECIDED, -50e3, 1.0e6, 100e3) for s in ("a", "b")}
-    wh = 1.0e6 * 720.0 / 3600.0
-    for target in (1.96e6, 2.012e6):
-        fs = [feeder("a", 1.6e6, 1.2e6, wh), feeder("b", 0.4e6, 0.8e6, wh)]
-        lim = CampusLimits(demand_target_w=target)
-        need = campus_bound_w(target, fs, 180.0, L)
-        plain = allocate(lim, fs, interval_left_s=180.0, interval_s=L)
-        assert sum(s.demand_w for s in plain.values()) == pytest.approx(max(need, 0.0))
-        got = allocate(lim, fs, interval_left_s=180.0, interval_s=L, sent=sent, cycle_s=60.0)
-        assert sum(s.demand_w for s in got.values()) == pytest.approx(max(0.0, need - 100e3)), target
-        assert got["a"].room_w == pytest.approx(max(0.0, 100e3 - need)), target
-        assert allocate(lim, fs, interval_left_s=180.0, interval_s=L, sent=sent) == plain
-    # the campus's forecast 2.0 MW against the rate its energy left allows at the aim, (0.99 T x 900 s -
-    # 2 x 720 MJ) / 180 s: 1.96 MW needs 298 kW (198 sent); 2.012 MW 40.6 kW (none sent, a 59.4 kW room)
-    fs = [feeder("a", 1.6e6, 1.2e6, wh), feeder("b", 0.4e6, 0.8e6, wh)]
-    assert campus_bound_w(1.96e6, fs, 180.0, L) == pytest.approx(298e3)
-    assert campus_bound_w(2.012e6, fs, 180.0, L) == pytest.approx(40.6e3)
-    # where the next cycle opens an interval (the whole of it left): nothing of the last one's excess
-    nxt = [feeder("a", 1.6e6, 1.2e6, 0.0), feeder("b", 0.4e6, 0.8e6, 0.0)]
-    lim = CampusLimits(demand_target_w=1.96e6)
-    assert allocate(lim, nxt, interval_left_s=L, interval_s=L, sent=sent, cycle_s=60.0) == allocate(
-        lim, nxt, interval_left_s=L, interval_s=L
-    )
+        assert max(0.0, (a_net + b_net - 2.0e6) / 3.0 - 100e3) == pytest.approx(campus)
+        got = (_second_cycle_w(part, 42, a_net), _second_cycle_w(part, 42, b_net))
+        assert got == pytest.approx((want_a, want_b)), (a_net, b_net)
+        discharged = sum(max(0.0, x) for x in got)
+        assert discharged <= max(campus, max(0.0, (max(a_net, b_net) - 1.0e6) / 3.0 - 100e3)) + 1e-6

@@ -75,8 +75,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from agent.campus.bound import NO_BOUND, as_forecast, campus_bound_w, campus_need_w, excess_w, split_bound
-from agent.control.demand import MARGIN, step_weight
+from agent.campus.bound import NO_BOUND, as_forecast, campus_bound_w, campus_need_w, split_bound
+from agent.control.demand import MARGIN
 from agent.control.dispatch import fill
 
 # allocations an import cap or ramp share is the least of (hold_down): any mix of the shares sent in
@@ -326,8 +326,6 @@ def allocate(
     keep_wh: float = NOT_SENT,
     recharge: int = UNDECIDED,
     margin: float = MARGIN,
-    sent: Mapping[str, Share] | None = None,
-    cycle_s: float = 0.0,
 ) -> dict[str, Share]:
     """Each feeder's share of `limits`, by site id.
 
@@ -343,9 +341,6 @@ def allocate(
     forecast (else none: each agent bounds itself against its share, not chasing the readings);
     `recharge` (agent/campus/recharge.py) goes to every fresh feeder as it is; `margin`: the fraction
     under the target the campus's bound aims (agent/campus/levels.py: its economic level's own aim).
-    `sent`: the shares sent last, which the feeders' reports are of a cycle run on, and `cycle_s` the
-    agents' cycle (s): what they discharged beyond the campus's need then is taken off its next
-    (bound.excess_w; none without them).
     """
     fb = fallback or {}
     ids = [f.site_id for f in feeders]
@@ -376,9 +371,8 @@ def allocate(
         left_w = rest(limits.demand_target_w, sum(s.demand_target_w for s in held))
         demand = split_demand(left_w, fresh, interval_left_s, interval_s)
         if all(math.isfinite(f.forecast_w) for f in fresh):  # the campus's forecast is known (bound.py)
-            less = _less_w(sent, fresh, interval_left_s, cycle_s)
-            bound = split_bound(campus_bound_w(left_w, fresh, interval_left_s, interval_s, margin, less), fresh)
-            room = max(0.0, less - campus_need_w(left_w, fresh, interval_left_s, interval_s, margin))
+            bound = split_bound(campus_bound_w(left_w, fresh, interval_left_s, interval_s, margin), fresh)
+            room = max(0.0, -campus_need_w(left_w, fresh, interval_left_s, interval_s, margin))
     else:
         recharge = UNDECIDED
     keep = split_keep(keep_wh if limits.demand_target_w > 0.0 else NOT_SENT, fresh)
@@ -386,15 +380,3 @@ def allocate(
         at = f.net_load_w if math.isfinite(bound[i]) else math.nan
         out[f.site_id] = Share(cap[i], ramp[i], demand[i], keep[i], recharge, bound[i], at, room)
     return out
-
-
-def _less_w(sent: Mapping[str, Share] | None, fs: Sequence[FeederState], left_s: float, cycle_s: float) -> float:
-    """What comes off the campus's discharge need (W): the feeders' discharge beyond it in the cycle
-    whose reports `fs` are (bound.excess_w, `left_s` of the interval left at it), all of it: a cycle's
-    battery power is booked at the next reading (an agent books each reading for the time since the
-    one before), so the interval's energy accounting has not seen it yet when the next part is made.
-    Where the next cycle opens an interval, `left_s` is the whole of it, the weight 0 and so the
-    excess: what the last one discharged belongs to the interval that closed."""
-    if not sent or not cycle_s > 0.0:
-        return 0.0
-    return excess_w(sent, fs, step_weight(left_s, cycle_s))

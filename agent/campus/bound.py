@@ -26,23 +26,21 @@ The part is applied a cycle after the readings it was made on, and each feeder m
 step since (the pooled controller's bound moves with its reading: fully for a charge, by the reading's
 weight in its forecast of the rest for a discharge). The steps sum to the campus's, so the parts plus
 the steps sum to the campus's bound now, but each agent clamps its own at 0, and no split of a
-piecewise bound into functions of each feeder's own step is right for every split of the steps. The
-rule, right for ANY split of the load among feeders over two cycles:
-- the coordinator sends with the parts the campus's ROOM (campus_need_w: how far it was under needing
-  a discharge); a feeder whose part is not a discharge discharges its own weighted step past the
-  whole room (agent.control.demand). One feeder stepping up alone: exactly the pooled controller's
-  discharge, at once (16v: a cycle late, 18.4 MW against 0 on the PG&E month's costliest minute).
-  Several stepping up together: at most what the campus needs ((x - room)+ summed is at most
-  (x summed - room)+ for x >= 0), so never more than the campus would need if the others' loads
-  stood still; the rest a cycle late, as before. (16v split the room itself over the feeders by
-  power: the feeders discharged their own opposite swings every minute, 100 MWh more in the month.)
-- where the feeders' steps went opposite ways they discharged more than the campus needed (one rose
-  past the room, another fell); the coordinator knows it at their next reports (excess_w reproduces
-  each agent's rule on its report) and takes it off the campus's next need (the interval's energy
-  accounting books a cycle's battery power only at the next reading: it has not seen the excess yet),
-  so the two cycles together discharge what the pooled controller would have, where the campus
-  discharges next; it never turns it into a charge (a charge back would add the round trip it was
-  to save).
+piecewise bound into functions of each feeder's own step is right for every split of the steps. So
+the coordinator sends with the parts the campus's ROOM (campus_need_w: how far it was under needing a
+discharge), the same to every feeder, and a feeder whose part is not a discharge discharges its own
+weighted step past the WHOLE room (agent.control.demand). For any split of the load among feeders:
+- one feeder stepping up alone: exactly the pooled controller's discharge, at once (before: a cycle
+  late, 16v: 18.4 MW against 0 on the PG&E month's costliest minute);
+- several stepping up together: at most what the campus needs ((x - room)+ summed is at most
+  (x summed - room)+ for x >= 0); the rest a cycle later, as before;
+- steps going opposite ways: at most what the campus would need if the falling feeders had stood
+  still, so never more than the rising ones' own steps past the room.
+16v split the room itself over the feeders by power: the feeders discharged their own opposite
+swings every minute (100 MWh more in the PG&E month, 89.7 % of the pooled controller). Tried with
+this rule and not kept (BENCHMARKS.md, issue 16, branch issue-16x): the coordinator taking what the
+feeders discharged beyond the campus's need (known at their next reports) off its next need cost
+more demand saving than the wear it saved (PG&E 99.6 % against 102.3 % without).
 
 Pure: no I/O, no clock.
 """
@@ -50,12 +48,12 @@ Pure: no I/O, no clock.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from agent.campus.allocate import FeederState, Share
+    from agent.campus.allocate import FeederState
 from agent.control.demand import CHARGE_MARGIN, MARGIN, allowed_grid_w, rest_allowed_w
 from agent.control.dispatch import fill
 
@@ -100,20 +98,13 @@ def _need(
 
 
 def campus_bound_w(
-    target_w: float,
-    fs: Sequence[FeederState],
-    left_s: float,
-    length_s: float,
-    margin: float = MARGIN,
-    less_w: float = 0.0,
+    target_w: float, fs: Sequence[FeederState], left_s: float, length_s: float, margin: float = MARGIN
 ) -> float:
     """The campus's battery bound (W) for `target_w` (> 0, the fresh feeders' part of the campus
     target) with `left_s` of the `length_s` interval to run, aiming `margin` under it (the campus's
     economic level's own aim, levels.py): > 0 discharge at least this, < 0 charge at most this much
-    (demand.demand's bound, on the campus). `less_w` (>= 0): discharge the feeders did beyond the
-    campus's need in the cycle before (excess_w), taken off the need (never made a charge)."""
+    (demand.demand's bound, on the campus)."""
     a, fc, aim, used, covered, left = _need(target_w, fs, left_s, length_s, margin)
-    a -= less_w
     if a >= 0.0:
         return a
     net = sum(f.net_load_w for f in fs)
@@ -147,32 +138,3 @@ def split_bound(bound_w: float, fs: Sequence[FeederState]) -> list[float]:
             return [0.0] * len(fs)
         return [-x for x in fill(-bound_w, caps, [max(c, 1.0) for c in caps])]
     return [0.0] * len(fs)
-
-
-def excess_w(sent: Mapping[str, Share], fs: Sequence[FeederState], weight: float) -> float:
-    """What the feeders discharged for the campus's demand in the cycle they ran on `sent` (the shares
-    sent last) beyond what the campus needed then (W, >= 0), from their reports of that cycle `fs`
-    (all fresh), `weight` the reading weight their forecasts of the rest gave that cycle's reading
-    (demand.step_weight). 0 unless every feeder had a part made on a reading.
-
-    Each agent's own rule (agent.control.demand, the campus branch) is reproduced on its report: a
-    discharge part plus its weighted step, or, where the part is not a discharge, its weighted step
-    past the room, each at least 0 and at most its discharge power; the campus's need is the sent
-    bound (or minus the room) plus the feeders' steps summed, at least 0. Where the steps go opposite
-    ways the first sum is above the second, by at most the weighted falls."""
-    parts = [(f, sent.get(f.site_id)) for f in fs]
-    got = [(f, s) for f, s in parts if s is not None and s.demand_w == s.demand_w and s.at_net_w == s.at_net_w]
-    if not got or len(got) != len(fs):
-        return 0.0
-    room = got[0][1].room_w
-    if not room >= 0.0:  # NaN: an older share, none sent
-        return 0.0
-    disch = any(s.demand_w > 0.0 for _, s in got)
-    need = sum(s.demand_w for _, s in got) if disch else -room
-    did = step = 0.0
-    for f, s in got:
-        d = (f.net_load_w - s.at_net_w) * weight
-        step += d
-        a = s.demand_w + d if s.demand_w > 0.0 else d - room
-        did += min(max(0.0, a), f.discharge_w)
-    return max(0.0, did - max(0.0, need + step))

@@ -231,8 +231,6 @@ class Coordinator:
                 keep_wh=lv.keep_wh,
                 recharge=lv.recharge,
                 margin=lv.margin,
-                sent=self.shares,  # what the agents' cycle these reports are of ran on (bound.excess_w)
-                cycle_s=self.cfg.cycle_s,
             )
         )
         shares = to_send(self._recent)

@@ -349,17 +349,13 @@ def rest_net_forecast_w(c: Cycle, steady: float) -> float:
 
 def reading_weight(c: Cycle) -> float:
     """The weight rest_net_forecast_w gives the reading now in its forecast of the rest of the interval."""
-    return step_weight(c.iv_len - c.into, c.dt)
-
-
-def step_weight(left_s: float, dt_s: float) -> float:
-    """reading_weight for a cycle `dt_s` long (NaN or <= 0: none before it) with `left_s` of its interval left."""
-    dt = dt_s if dt_s > 0.0 else 0.0
-    if dt >= left_s:
+    left = c.iv_len - c.into
+    dt = c.dt if c.dt > 0.0 else 0.0  # NaN (first cycle): no reading before this one
+    if dt >= left:
         return 1.0
-    if left_s - dt >= FORECAST_PRIOR_S:
+    if left - dt >= FORECAST_PRIOR_S:
         return 0.0
-    return dt / left_s
+    return dt / left
 
 
 def demand(w: Window, c: Cycle) -> Window:

@@ -190,8 +190,6 @@ def coordinated(
                 keep_wh=lv.keep_wh,
                 recharge=lv.recharge,
                 margin=lv.margin,
-                sent=shares if late else None,  # what the reports' cycle ran on (bound.excess_w)
-                cycle_s=dt,
             )
         )
         out = to_send(recent)
