@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from agent.campus.allocate import NOT_SENT, UNDECIDED, CampusLimits, FeederState, Share, allocate, to_send
-from agent.campus.bound import campus_bound_w, split_bound
+from agent.campus.bound import campus_bound_w, campus_need_w, split_bound
 from agent.campus.keep import new_day
-from agent.campus.messages import decode, parse_report, parse_share, signed_report, signed_share
+from agent.campus.messages import MessageError, decode, parse_report, parse_share, signed_report, signed_share
 from agent.campus.recharge import campus_recharge
 from agent.control import decide, initial_state
 from agent.control.campus_share import demand_forecast_w, report_forecast_w, with_share
@@ -122,7 +122,9 @@ def test_the_share_carries_the_part_and_the_agent_discharges_exactly_it() -> Non
     sent = to_send([allocate(CampusLimits(demand_target_w=2.0e6), fs, interval_left_s=300.0, interval_s=L)])
     assert [s.at_net_w for s in sent.values()] == [1.4e6, 0.6e6]
     _, got = parse_share(decode(signed_share(KEY, "a", sent["a"], 1, 1.79e9)), "a")
-    assert got.at_net_w == 1.4e6 and with_share(CFG, got).campus == CampusPart(-1.0, UNDECIDED, got.demand_w, 1.4e6)
+    assert got.at_net_w == 1.4e6 and with_share(CFG, got).campus == CampusPart(
+        -1.0, UNDECIDED, got.demand_w, 1.4e6, 0.0
+    )
     # without a part (an older coordinator), none is read, and the agent bounds itself
     msg = decode(signed_share(KEY, "a", Share(1e6, 1.0, 2e6), 1, 1.79e9))
     assert "demand_w" not in msg and math.isnan(parse_share(msg, "a")[1].demand_w)
@@ -212,3 +214,84 @@ def test_a_discharge_part_follows_the_feeders_own_step_late_in_the_interval_as_t
         )
         plan, st = decide(snap(1.0e6, t_mono=1060.0, t_wall=t1), st, cfg, OperatorState(), SHANGHAI, False)
         assert plan.site_setpoint_w == pytest.approx(want), minute
+
+
+def _second_cycle_w(part: Share, minute: int, net_w: float = 1.0e6) -> float:
+    """The setpoint an agent on `part` decides at 12:`minute` (Shanghai's flat price: time-of-use holds),
+    its cycle before a minute earlier, its load `net_w` at both."""
+    cfg = with_share(CFG, part)
+    st = initial_state(CFG, profile=[1.0e6] * 96)
+    t1 = datetime(2026, 7, 15, 12, minute, tzinfo=TZ)
+    plan, st = decide(
+        snap(net_w, t_mono=1000.0, t_wall=t1 - timedelta(seconds=60)), st, cfg, OperatorState(), SHANGHAI, False
+    )
+    plan, st = decide(snap(net_w, t_mono=1060.0, t_wall=t1), st, cfg, OperatorState(), SHANGHAI, False)
+    return plan.site_setpoint_w
+
+
+def test_a_feeder_whose_part_is_not_a_discharge_discharges_its_own_step_past_the_campus_room() -> None:
+    """The campus was 100 kW under needing a discharge (room 100 kW) when the parts were made; this
+    feeder's part was a charge of 50 kW (or 0), made on its reading then. At 12:42 (180 s left, the
+    reading 60 s old) the pooled controller's forecast of the rest weighs a reading 1/3: a step up of
+    600 kW of this feeder alone takes the campus 200 kW further, 100 kW past its room, and this
+    feeder discharges those 100 kW at once (before: 0, a cycle late). A step of 300 kW (100 kW
+    weighed: not past the room) stops its charge; a fall of 20 kW widens it (70 kW). At 12:30 the
+    pooled bound does not move with the reading (more than FORECAST_PRIOR_S left): nothing. From an
+    older coordinator (no room sent): as before, 0."""
+    nan = math.nan
+    for part_w, at, room, minute, want in (
+        (-50e3, 0.4e6, 100e3, 42, 100e3),
+        (0.0, 0.4e6, 100e3, 42, 100e3),
+        (-50e3, 0.7e6, 100e3, 42, 0.0),
+        (-50e3, 1.02e6, 100e3, 42, -70e3),
+        (-50e3, 0.4e6, 100e3, 30, 0.0),
+        (-50e3, 0.4e6, nan, 42, 0.0),
+    ):
+        part = Share(0.0, 0.0, 5e6, NOT_SENT, UNDECIDED, part_w, at, room)
+        assert _second_cycle_w(part, minute) == pytest.approx(want), (part_w, at, room, minute)
+
+
+def test_the_coordinator_sends_the_campus_room_with_the_parts_and_it_survives_the_wire() -> None:
+    """Campus at 2.0 MW (forecasts and readings) under a 3.0 MW target at the interval's start: it
+    needs no discharge until its rest forecast reaches the aim, 3.0 x 0.99 = 2.97 MW: a room of
+    0.97 MW, the same for every feeder (each feeder's step alone is weighed against the whole)."""
+    fs = [feeder("a", 1.0e6, 1.0e6, 0.0), feeder("b", 1.0e6, 1.0e6, 0.0)]
+    sent = to_send([allocate(CampusLimits(demand_target_w=3.0e6), fs, interval_left_s=L, interval_s=L)])
+    want = 3.0e6 * (1 - MARGIN) - 2.0e6
+    assert [s.room_w for s in sent.values()] == pytest.approx([want, want])
+    assert campus_need_w(3.0e6, fs, L, L) == pytest.approx(-want)
+    _, got = parse_share(decode(signed_share(KEY, "a", sent["a"], 1, 1.79e9)), "a")
+    assert got.room_w == pytest.approx(want, abs=1e-3)
+    assert with_share(CFG, got).campus == CampusPart(-1.0, UNDECIDED, got.demand_w, 1.0e6, got.room_w)
+    # over the target (a discharge): no room
+    hot = [feeder("a", 1.6e6, 1.6e6, 0.0), feeder("b", 1.6e6, 1.6e6, 0.0)]
+    assert campus_need_w(3.0e6, hot, L, L) == pytest.approx(3.2e6 - 2.97e6)
+    assert [s.room_w for s in to_send([allocate(CampusLimits(demand_target_w=3.0e6), hot)]).values()] == [0.0, 0.0]
+    # a negative room on the wire is refused, naming the field
+    msg = decode(signed_share(KEY, "a", replace(sent["a"], room_w=-1.0), 1, 1.79e9))
+    with pytest.raises(MessageError, match="'room_w'"):
+        parse_share(msg, "a")
+
+
+def test_two_feeders_discharge_at_most_what_the_campus_needs_and_one_stepping_alone_exactly_it() -> None:
+    """Two agents (real decide cycles at 12:42, the reading weighed 1/3), parts -50 kW each (a charge)
+    made on readings of 1.0 MW, the campus 100 kW under needing a discharge; the campus's discharge
+    now, as one controller's bound moves with the summed reading: (steps summed / 3 - 100 kW)+.
+
+    | a's step | b's step | a | b | sum | campus needs |
+    | +600 kW  | 0        | 100 | 0 (its charge part) | 100 | 100 (exact, at once; before: 0) |
+    | +600     | +600     | 100 | 100 | 200 | 300 (less: the rest a cycle late, as before) |
+    | +600     | -600     | 100 | -650 (charges its fall) | discharged 100 | 0 (100: what a alone needs) |
+    | +300     | +300     | 0   | 0   | 0   | 100 (a cycle late, as before) |"""
+    part = Share(0.0, 0.0, 5e6, NOT_SENT, UNDECIDED, -50e3, 1.0e6, 100e3)
+    for a_net, b_net, want_a, want_b, campus in (
+        (1.6e6, 1.0e6, 100e3, -50e3, 100e3),
+        (1.6e6, 1.6e6, 100e3, 100e3, 300e3),
+        (1.6e6, 0.4e6, 100e3, -650e3, 0.0),
+        (1.3e6, 1.3e6, 0.0, 0.0, 100e3),
+    ):
+        assert max(0.0, (a_net + b_net - 2.0e6) / 3.0 - 100e3) == pytest.approx(campus)
+        got = (_second_cycle_w(part, 42, a_net), _second_cycle_w(part, 42, b_net))
+        assert got == pytest.approx((want_a, want_b)), (a_net, b_net)
+        discharged = sum(max(0.0, x) for x in got)
+        assert discharged <= max(campus, max(0.0, (max(a_net, b_net) - 1.0e6) / 3.0 - 100e3)) + 1e-6

@@ -220,6 +220,7 @@ def test_status_shows_the_share_in_force_its_age_and_the_refusals(link: tuple[Ca
             "recharge": -1,
             "demand_w": None,
             "at_net_w": None,
+            "room_w": None,
         },
     )
     assert lk.on_share(share(clock, 1_200_000.0))
@@ -235,6 +236,7 @@ def test_status_shows_the_share_in_force_its_age_and_the_refusals(link: tuple[Ca
         "recharge": -1,
         "demand_w": None,
         "at_net_w": None,
+        "room_w": None,
     }
     assert (st["accepted"], st["refused"], st["stale_after_s"]) == (1, {"unauthenticated": 1}, 5.0)
     clock.step(3.5)  # 5.5 s old: past stale_after_s

@@ -75,7 +75,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from agent.campus.bound import NO_BOUND, as_forecast, campus_bound_w, split_bound
+from agent.campus.bound import NO_BOUND, as_forecast, campus_bound_w, campus_need_w, split_bound
 from agent.control.demand import MARGIN
 from agent.control.dispatch import fill
 
@@ -150,6 +150,10 @@ class Share:
     # the feeder's net load its report read, which that part was made on (NaN: none): the agent
     # charges its part less what its own load rose since (config.CampusPart.at_net_w)
     at_net_w: float = math.nan
+    # how far the campus was under needing a discharge when that part was made (W, >= 0; NaN: not
+    # sent): where its part is not a discharge, the agent discharges what its own step up beyond the
+    # reading takes past it (agent/campus/bound.py campus_need_w, config.CampusPart.room_w)
+    room_w: float = math.nan
 
 
 def usable(f: FeederState, stale_after_s: float) -> bool:
@@ -305,6 +309,7 @@ def hold_down(recent: Sequence[Mapping[str, Share]]) -> dict[str, Share]:
                     sh.recharge,
                     sh.demand_w,
                     sh.at_net_w,
+                    sh.room_w,
                 )
             )
     return out
@@ -357,6 +362,7 @@ def allocate(
 
     cap = ramp = demand = [0.0] * len(fresh)
     bound = [NO_BOUND] * len(fresh)
+    room = NO_BOUND
     if limits.import_limit_w > 0.0:
         cap = split_cap(rest(limits.import_limit_w, sum(s.import_cap_w for s in held)), fresh)
     if limits.ramp_limit_w_per_s > 0.0:
@@ -366,10 +372,11 @@ def allocate(
         demand = split_demand(left_w, fresh, interval_left_s, interval_s)
         if all(math.isfinite(f.forecast_w) for f in fresh):  # the campus's forecast is known (bound.py)
             bound = split_bound(campus_bound_w(left_w, fresh, interval_left_s, interval_s, margin), fresh)
+            room = max(0.0, -campus_need_w(left_w, fresh, interval_left_s, interval_s, margin))
     else:
         recharge = UNDECIDED
     keep = split_keep(keep_wh if limits.demand_target_w > 0.0 else NOT_SENT, fresh)
     for i, f in enumerate(fresh):
         at = f.net_load_w if math.isfinite(bound[i]) else math.nan
-        out[f.site_id] = Share(cap[i], ramp[i], demand[i], keep[i], recharge, bound[i], at)
+        out[f.site_id] = Share(cap[i], ramp[i], demand[i], keep[i], recharge, bound[i], at, room)
     return out

@@ -22,6 +22,26 @@ its own share's room, a feeder's own step up stopped its charge at once, but the
 the lesser of each summed under the campus's room: Shanghai month 86.8 % of the pooled controller's
 savings that way, 106.2 % with the part alone; a step is answered a cycle late instead.)
 
+The part is applied a cycle after the readings it was made on, and each feeder moves it by its own
+step since (the pooled controller's bound moves with its reading: fully for a charge, by the reading's
+weight in its forecast of the rest for a discharge). The steps sum to the campus's, so the parts plus
+the steps sum to the campus's bound now, but each agent clamps its own at 0, and no split of a
+piecewise bound into functions of each feeder's own step is right for every split of the steps. So
+the coordinator sends with the parts the campus's ROOM (campus_need_w: how far it was under needing a
+discharge), the same to every feeder, and a feeder whose part is not a discharge discharges its own
+weighted step past the WHOLE room (agent.control.demand). For any split of the load among feeders:
+- one feeder stepping up alone: exactly the pooled controller's discharge, at once (before: a cycle
+  late, 16v: 18.4 MW against 0 on the PG&E month's costliest minute);
+- several stepping up together: at most what the campus needs ((x - room)+ summed is at most
+  (x summed - room)+ for x >= 0); the rest a cycle later, as before;
+- steps going opposite ways: at most what the campus would need if the falling feeders had stood
+  still, so never more than the rising ones' own steps past the room.
+16v split the room itself over the feeders by power: the feeders discharged their own opposite
+swings every minute (100 MWh more in the PG&E month, 89.7 % of the pooled controller). Tried with
+this rule and not kept (BENCHMARKS.md, issue 16, branch issue-16x): the coordinator taking what the
+feeders discharged beyond the campus's need (known at their next reports) off its next need cost
+more demand saving than the wear it saved (PG&E 99.6 % against 102.3 % without).
+
 Pure: no I/O, no clock.
 """
 
@@ -55,6 +75,28 @@ def as_forecast(fs: Sequence[FeederState]) -> list[FeederState]:
     return [f if not math.isfinite(f.forecast_w) else replace(f, net_load_w=f.forecast_w) for f in fs]
 
 
+def campus_need_w(
+    target_w: float, fs: Sequence[FeederState], left_s: float, length_s: float, margin: float = MARGIN
+) -> float:
+    """The campus's discharge need (W; campus_bound_w's arguments): its rest forecast less the import
+    its energy left allows at the aim. Below 0, how far it is under needing a discharge: the ROOM a
+    feeder's own step up, weighed as the forecast weighs a reading, must exceed before the campus
+    needs discharge from it (agent.control.demand's campus branch)."""
+    return _need(target_w, fs, left_s, length_s, margin)[0]
+
+
+def _need(
+    target_w: float, fs: Sequence[FeederState], left_s: float, length_s: float, margin: float
+) -> tuple[float, float, float, float, float, float]:
+    """campus_need_w with what it was counted on: (need, forecast, aim, used W s, covered s, left s)."""
+    left = min(max(left_s, 1.0), length_s)
+    covered = length_s - left
+    used = sum(f.interval_wh * 3600.0 for f in fs)  # W s
+    fc = sum(f.net_load_w for f in as_forecast(fs))
+    aim = target_w - margin * target_w
+    return fc - rest_allowed_w(aim, used, covered, left), fc, aim, used, covered, left
+
+
 def campus_bound_w(
     target_w: float, fs: Sequence[FeederState], left_s: float, length_s: float, margin: float = MARGIN
 ) -> float:
@@ -62,12 +104,7 @@ def campus_bound_w(
     target) with `left_s` of the `length_s` interval to run, aiming `margin` under it (the campus's
     economic level's own aim, levels.py): > 0 discharge at least this, < 0 charge at most this much
     (demand.demand's bound, on the campus)."""
-    left = min(max(left_s, 1.0), length_s)
-    covered = length_s - left
-    used = sum(f.interval_wh * 3600.0 for f in fs)  # W s
-    fc = sum(f.net_load_w for f in as_forecast(fs))
-    aim = target_w - margin * target_w
-    a = fc - rest_allowed_w(aim, used, covered, left)
+    a, fc, aim, used, covered, left = _need(target_w, fs, left_s, length_s, margin)
     if a >= 0.0:
         return a
     net = sum(f.net_load_w for f in fs)

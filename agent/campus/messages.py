@@ -26,7 +26,8 @@ value is all either side uses, and a retained one would only be refused as stale
              campus recharges for its demand target now or not, -1 or absent: not decided, the
              agent's own rule; agent/campus/recharge.py. "demand_w": its part of the campus's
              demand bound, W, > 0 discharge, < 0 charge room; absent: none; agent/campus/bound.py.
-             "at_net_w": the feeder's net load, W, that part was made on; absent: the part as it is)
+             "at_net_w": the feeder's net load, W, that part was made on; absent: the part as it is;
+             "room_w": how far the campus was under needing a discharge then, W; absent: not sent)
 """
 
 from __future__ import annotations
@@ -95,8 +96,9 @@ def signed_share(secret: bytes, site: str, share: Share, seq: int, ts: float) ->
     body["recharge"] = share.recharge
     if math.isfinite(share.demand_w):
         body["demand_w"] = round(share.demand_w, 3)
-        if math.isfinite(share.at_net_w):
-            body["at_net_w"] = round(share.at_net_w, 3)
+        for k, v in (("at_net_w", share.at_net_w), ("room_w", share.room_w)):
+            if math.isfinite(v):
+                body[k] = round(v, 3)
     return json.dumps(sign(secret, body), separators=(",", ":")).encode()
 
 
@@ -172,4 +174,15 @@ def parse_share(msg: dict[str, Any], site: str) -> tuple[int, Share]:
         int(recharge),
         _watts(msg, "demand_w") if "demand_w" in msg else math.nan,  # absent: none, the agent's own bound
         _watts(msg, "at_net_w") if "at_net_w" in msg else math.nan,  # absent: the part as it is
+        _room(msg),
     )
+
+
+def _room(msg: dict[str, Any]) -> float:
+    """The share's "room_w" (absent: NaN, not sent); MessageError if it is below 0."""
+    if "room_w" not in msg:
+        return math.nan
+    v = _watts(msg, "room_w")
+    if v < 0.0:
+        raise MessageError(f"'room_w' must be >= 0, got {v!r}")
+    return v

@@ -51,7 +51,9 @@ def with_share(cfg: ControlConfig, share: Share) -> ControlConfig:
     part = None
     if share.demand_target_w > 0.0 and target == share.demand_target_w:  # the campus's target holds
         keep = share.keep_wh / cfg.discharge_efficiency if share.keep_wh >= 0.0 else -1.0
-        part = CampusPart(keep_wh=keep, recharge=share.recharge, demand_w=share.demand_w, at_net_w=share.at_net_w)
+        part = CampusPart(
+            keep_wh=keep, recharge=share.recharge, demand_w=share.demand_w, at_net_w=share.at_net_w, room_w=share.room_w
+        )
     return replace(
         cfg,
         grid_import_limit_w=_tighter(cfg.grid_import_limit_w, share.import_cap_w),

@@ -410,7 +410,16 @@ def demand(w: Window, c: Cycle) -> Window:
     part = c.cfg.campus
     if part is not None and part.demand_w == part.demand_w:  # the campus's bound, its part (config.CampusPart)
         a = part.demand_w
-        if a < 0.0 and net == net and part.at_net_w == part.at_net_w:
+        # Where the part is not a discharge, a step up of this feeder's own load since the part was made,
+        # weighed as the pooled controller's forecast of the rest weighs its reading (reading_weight),
+        # that alone takes the campus past its room (config.CampusPart.room_w) is discharge the campus
+        # needs now whatever the other feeders did: their steps up only add to it (so the feeders never
+        # discharge more than the campus would if the others' loads stood still). Without it a
+        # feeder whose part was a charge or 0 stopped at 0 and the campus answered a cycle late.
+        up = (net - part.at_net_w) * reading_weight(c) - part.room_w if a <= 0.0 else math.nan  # NaN: none
+        if up > 0.0:
+            a = up
+        elif a < 0.0 and net == net and part.at_net_w == part.at_net_w:
             # A charge part was made on the reading a cycle ago: the feeders' own steps since sum to the
             # campus's, so each answering its own charges the campus's room at its reading now (as
             # the pooled controller does), not a cycle late (agent/campus/bound.py)
