@@ -3,6 +3,7 @@
 Run: .venv/bin/python bench/planner_bench.py [--days 30] [--step 60] [--loads train100,train200,inference,flat,pv]
          [--tariffs shanghai_ci_two_part,pge_e20_secondary_2014] [--horizon-h 48] [--history-days 7]
          [--controllers heuristic,planner] [--wear USD=0.021] [--replan-min 60] [--time-limit-s 2] [--json]
+         [--oracle] [--no-guard] [--plan-power] [--oracle-levels]
 
 For every (load, tariff): the same trace through the offline replay twice, once with the
 heuristic controllers alone and once with the planner (agent.control.replan: forecast from the
@@ -27,6 +28,20 @@ kWh of wear, no reserve). Loads (step `--step` s, means of 1 s data; savings_ben
   measured PV in /work/shared/data).
 The step is coarser than savings_bench.py's 1 s to keep a run within minutes on a busy machine;
 both controllers see the same trace, so the comparison is like for like.
+
+Diagnosis of the planner (issue 13: where it loses against the optimum), bench-only, never reachable
+from the agent or `ems-agent analyze`:
+- `--oracle`: the planner's forecaster replaced by the trace's own future (OracleForecast: the
+  month's demand-interval means the optimum is solved on, the spread zero, no scenarios), through
+  Replanner's `forecaster` argument; everything else as the agent runs it;
+- `--no-guard`: every plan handed to the tracker without its billed level (DispatchPlan.billed_w at
+  inf): the tracker charges up to the plan's cap less its margin and never gives a charge back;
+- `--plan-power`: every plan handed to the tracker without its caps either (grid_cap_w and billed_w
+  at inf): the tracker does the planned battery power, corrected towards the planned SoC, and
+  nothing else (the interval accounting, the charge bounds and the giveback off);
+- `--oracle-levels`: every plan starts from the month's billed peaks as the optimum bills them (its
+  schedule over the whole month, per demand charge), as if already billed: the level the month
+  keeps, which a 48 h plan cannot see (what its myopia costs).
 """
 
 from __future__ import annotations
@@ -34,21 +49,26 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 from savings_bench import SITE, START, site_load
 
+from agent.control.forecast import Forecast
 from agent.control.replan import Replanner, ReplanSettings
+from agent.control.schedule import DispatchPlan
 from agent.economics.optimum import resample_mean
 from agent.economics.roi import EconomicsConfig
-from agent.economics.tariff import FloatArray, bundled
+from agent.economics.tariff import FloatArray, Tariff, bundled
 from agent.model.config import SiteConfig, load_site
-from agent.offline.replay import Trace, evaluate, plan_battery, planner_report, replay
+from agent.model.interval import interval_starts
+from agent.offline.replay import Trace, evaluate, optimum_for, plan_battery, planner_report, replay
 from simulators.load import TRACE_H100_200
 from simulators.pv import ClearSkyPv
 
@@ -105,6 +125,63 @@ def local_month(trace: Trace, tariff_name: str, history_days: int) -> tuple[Trac
     return hist, month
 
 
+class OracleForecast:
+    """The trace's own future as the planner's forecast (bench-only diagnosis: `--oracle`).
+
+    At `now_s`: from the demand interval holding it, the trace's interval means of the net load (what
+    the optimum is solved on: replay.optimum_for) over the horizon, cut at the trace's end (no future
+    is known past it); p10 = p50 = p90 (the spread zero) and no scenarios (the one way the days go is
+    the one that comes). The history handed in is ignored.
+    """
+
+    def __init__(self, trace: Trace, length_s: float, horizon_s: float, tz: ZoneInfo) -> None:
+        its, inet = resample_mean(trace.timestamps, trace.net_w, length_s)
+        self.means = dict(zip(its.tolist(), inet.tolist(), strict=True))
+        self.length_s = length_s
+        self.slots = math.ceil(horizon_s / length_s)
+        self.tz = tz
+
+    def __call__(self, ts: FloatArray, net_w: FloatArray, now_s: float) -> Forecast | None:
+        start = float(interval_starts(np.array([now_s]), self.tz, self.length_s)[0])
+        out: list[float] = []
+        for k in range(self.slots):
+            x = self.means.get(start + k * self.length_s)
+            if x is None:
+                break
+            out.append(x)
+        if not out:
+            return None
+        v = np.asarray(out, dtype=np.float64)
+        return Forecast(start, self.length_s, v, v, v, (), np.zeros((0, len(v))))
+
+
+class Loosened(Replanner):
+    """The Replanner whose plans reach the tracker without their billed level (`guard` False) and/or
+    their grid caps (`caps` False), or whose plans start from the month's levels as the optimum bills
+    them (`levels`, W per tariff.demand charge): bench-only diagnosis (`--no-guard`, `--plan-power`,
+    `--oracle-levels`). The plans it keeps for itself (re-plan triggers) are the planner's own."""
+
+    def __init__(
+        self, *args: Any, guard: bool = True, caps: bool = True, levels: tuple[float, ...] = (), **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.guard, self.caps, self.levels = guard, caps, levels
+
+    def plan_at(self, now_s: float, soc_pct: float) -> tuple[DispatchPlan | None, bool]:
+        if self.levels:  # the month's levels as if billed already (the month's first interval included)
+            month = self.tariff.billing_month(datetime.fromtimestamp(now_s, self.tz).date())
+            if month != self.month:  # as completed() resets them at the month's first interval
+                self.month, self.billed, self.site = month, [0.0] * len(self.billed), [0.0] * len(self.site)
+            self.billed = [max(b, x) for b, x in zip(self.billed, self.levels, strict=True)]
+        p, failed = super().plan_at(now_s, soc_pct)
+        if p is None:
+            return p, failed
+        off = np.full(len(p.battery_w), math.inf)
+        return replace(
+            p, billed_w=p.billed_w if self.guard else off, grid_cap_w=p.grid_cap_w if self.caps else off
+        ), failed
+
+
 def warmed(rp: Replanner, history: Trace) -> Replanner:
     """The replanner with `history` behind it, as the live agent has its state dir's (no battery then:
     the grid import was the net load)."""
@@ -112,6 +189,27 @@ def warmed(rp: Replanner, history: Trace) -> Replanner:
     for t, x in zip(its.tolist(), inet.tolist(), strict=True):
         rp.completed(t, x, max(0.0, x))
     return rp
+
+
+def planner_for(
+    tariff: Tariff, site: SiteConfig, settings: ReplanSettings, history: Trace, month: Trace, diagnosis: tuple[str, ...]
+) -> Replanner:
+    """The replanner the replay runs: the agent's, or its diagnosis variants (the module doc)."""
+    oracle = OracleForecast(month, tariff.demand_interval_s, settings.horizon_s, tariff.timezone)
+    levels: tuple[float, ...] = ()
+    if "oracle-levels" in diagnosis:  # the optimum's billed peak per charge, over the whole month
+        billed = {d.name: d.peak_w for d in optimum_for(site, tariff, month).bill.months[0].demand}
+        levels = tuple(billed.get(ch.name, 0.0) for ch in tariff.demand)
+    rp = Loosened(
+        tariff,
+        plan_battery(site),
+        settings,
+        oracle if "oracle" in diagnosis else None,
+        guard="no-guard" not in diagnosis and "plan-power" not in diagnosis,
+        caps="plan-power" not in diagnosis,
+        levels=levels,
+    )
+    return warmed(rp, history)
 
 
 def one(
@@ -122,7 +220,10 @@ def one(
     settings: ReplanSettings,
     controllers: tuple[str, ...] = ("heuristic", "planner"),
     wear: dict[str, float] | None = None,
+    diagnosis: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    """The pair's replays, scored. `diagnosis`: any of "oracle", "no-guard", "plan-power", "oracle-levels"
+    (the module doc)."""
     tariff = bundled(tariff_name)
     s = replace(site, timezone=tariff.timezone)
     if wear and tariff.currency in wear:  # the site's wear figure is in its own tariff's currency
@@ -130,7 +231,7 @@ def one(
     econ = EconomicsConfig(degradation_cost_per_kwh=s.control.degradation_cost_per_kwh)
     out: dict[str, Any] = {}
     for name in controllers:
-        rp = warmed(Replanner(tariff, plan_battery(s), settings), history) if name == "planner" else None
+        rp = planner_for(tariff, s, settings, history, trace, diagnosis) if name == "planner" else None
         t0, c0 = time.perf_counter(), time.process_time()
         res = replay(s, tariff, trace, start_soc_pct=50.0, replanner=rp)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -208,8 +309,21 @@ def main() -> None:
         help="wear per kWh discharged by tariff currency, e.g. USD=0.021 (default: the site's 0.15 in every"
         " currency, as the suite has always run; demo.toml's figure is CNY)",
     )
+    ap.add_argument("--oracle", action="store_true", help="diagnosis: the planner on the trace's own future")
+    ap.add_argument("--no-guard", action="store_true", help="diagnosis: the tracker without the billed level")
+    ap.add_argument("--plan-power", action="store_true", help="diagnosis: the tracker does the planned power only")
+    ap.add_argument(
+        "--oracle-levels", action="store_true", help="diagnosis: every plan starts from the optimum's billed peaks"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    flags = (
+        ("oracle", args.oracle),
+        ("no-guard", args.no_guard),
+        ("plan-power", args.plan_power),
+        ("oracle-levels", args.oracle_levels),
+    )
+    diagnosis = tuple(d for d, on in flags if on)
     site = load_site(SITE).with_clusters(12)
     site = replace(site, control=replace(site.control, reserve_load_w=0.0))
     settings = ReplanSettings(
@@ -226,10 +340,11 @@ def main() -> None:
         t, x = resample_mean(ts, load, args.step)
         trace = Trace(t, x, None if pv is None else resample_mean(ts, pv, args.step)[1], source=load_name)
         for tariff_name in args.tariffs.split(","):
-            print(f"{load_name} / {tariff_name} ({args.days} days at {args.step:g} s):", flush=True)
+            what = f"; planner diagnosis: {', '.join(diagnosis)}" if diagnosis else ""
+            print(f"{load_name} / {tariff_name} ({args.days} days at {args.step:g} s{what}):", flush=True)
             hist, month = local_month(trace, tariff_name, args.history_days)
             results[f"{load_name}/{tariff_name}"] = one(
-                site, tariff_name, hist, month, settings, tuple(args.controllers.split(",")), wear
+                site, tariff_name, hist, month, settings, tuple(args.controllers.split(",")), wear, diagnosis
             )
     if args.json:
         print(json.dumps(results, indent=2, default=float))

@@ -200,3 +200,30 @@ def test_under_the_level_the_site_reached_the_battery_still_charges() -> None:
     assert float(np.max(night2)) == pytest.approx(4.5e6 * 0.98, abs=1e3)  # charging up to the level less 2 %
     assert float(res.soc_pct[int(33 * 3600 / STEP)]) == pytest.approx(95.0, abs=0.5)
     assert float(np.max(quarter)) <= 4.5e6  # never a billed peak above the site's own
+
+
+def test_the_plans_are_solved_on_an_injected_forecaster() -> None:
+    # bench/planner_bench.py --oracle hands the planner the trace's own future through this argument
+    # (the live agent and `analyze` never pass one: the causal forecast). With one interval of
+    # history the causal forecaster is a cold start (no plan); the injected one is asked with that
+    # history and the time, and the plan is solved on what it returns.
+    site = replace(demo(), control=replace(demo().control, reserve_load_w=0.0))
+    known = np.full(96, 3e6)
+    known[36:72] = 4.5e6  # 09:00-18:00
+    asked: list[tuple[int, float]] = []
+
+    def oracle(ts: np.ndarray, net_w: np.ndarray, now_s: float) -> Forecast:
+        asked.append((len(ts), now_s))
+        return Forecast(START, 900.0, known, known, known, ())
+
+    settings = ReplanSettings(horizon_s=86400.0, time_limit_s=10.0)
+    causal = Replanner(ONE_PRICE, plan_battery(site), settings)
+    injected = Replanner(ONE_PRICE, plan_battery(site), settings, forecaster=oracle)
+    for rp in (causal, injected):
+        rp.completed(START - 900.0, 3e6, 3e6)
+    assert causal.plan_at(START + 60.0, 50.0) == (None, False)
+    p, failed = injected.plan_at(START + 60.0, 50.0)
+    assert asked == [(1, START + 60.0)]
+    assert not failed and p is not None and p.start_s == START
+    np.testing.assert_allclose(p.grid_w + p.battery_w, known)  # the plan's load is the forecaster's
+    assert float(np.max(p.grid_cap_w)) < 4.5e6  # and it shaves the afternoon it was told of

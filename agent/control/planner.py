@@ -16,10 +16,17 @@ with what a plan made mid-month needs on top:
   energy is priced on the mean over the scenarios;
 - the SoC window is the reserve floor (or soc_min, whichever is higher) to soc_max; from a state
   of charge outside it the bound opens (see _window), so a plan always exists;
-- the plan ends with at least the energy it starts with: the month goes on after the horizon and
-  its days need the same, so a peak is shaved only as low as the battery can hold it day after
-  day (a 48 h plan free to end empty spent the battery shaving a flat load for two days, after
-  which the month's peak came back at the flat level: wear and losses for nothing);
+- the plan's last day repeats: a horizon longer than a day ends with at least the energy it had
+  24 h before its end (a day or less, and each scenario's day: with at least the energy it starts
+  with). The month goes on after the horizon and its days need the same, so a peak is shaved only
+  as low as the battery can hold it day after day (a 48 h plan free to end empty spent the battery
+  shaving a flat load for two days, after which the month's peak came back at the flat level:
+  wear and losses for nothing). Held instead to end with the energy it starts with, a plan re-made
+  inside the high hours with a nearly full battery (their first interval done) ends 48 h later
+  inside them again and may spend there only what a full battery has over its start: on the
+  HPL loop with its own future (bench/planner_bench.py --oracle) the PG&E summer-peak level rose
+  3,851 -> 3,993 kW with the battery 92 % full, and the month's level with it; the same time of
+  day is not the same state of a day that does not repeat exactly;
 - energy left at the end is worth the cheapest price in the horizon divided by the charging
   efficiency (what it would cost to put it back) and HOLD_SHARE more: energy bought at the
   cheapest price is kept rather than left unbought, since it costs nothing to hold and the peaks
@@ -54,6 +61,7 @@ from agent.control.forecast import Forecast
 from agent.control.schedule import DispatchPlan
 from agent.economics.battery_lp import Storage, demand_layout, solve_battery_lp
 from agent.economics.tariff import FloatArray, Tariff
+from agent.model.interval import DAY_S
 
 ALARM: Final = "plan_solve_failed"
 TIME_LIMIT_S: Final = 0.25  # the p99 target for a 48 h horizon
@@ -163,6 +171,7 @@ def plan(
         e_max_wh=e_hi,
         e_end_wh=None,
         e_end_min_wh=e0,
+        end_cycle_steps=round(DAY_S / fc.step_s),  # a horizon over a day: its last day repeats
         end_value_per_wh=(1.0 + HOLD_SHARE) * float(np.min(price)) / bat.charge_efficiency / 1000.0,
         # at most HOLD_SHARE of the cheapest energy over the whole horizon: never outweighs a price
         charge_delay_per_wh_step=HOLD_SHARE * float(np.min(price)) / 1000.0 / n,

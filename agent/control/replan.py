@@ -31,6 +31,7 @@ is `replan_s` old, and on a departure, the thresholds being the plan's own forec
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
@@ -82,13 +83,27 @@ class ReplanStats:
     reasons: dict[str, int] = field(default_factory=dict)  # solves by why they were due
 
 
+# What the Replanner asks for the forecast: (the completed intervals' starts and net loads, now) ->
+# the forecast from the interval holding now, or None (cold start). The live agent and `analyze` use
+# the causal forecaster (Replanner.causal); bench/planner_bench.py's --oracle injects the trace's own
+# future to measure what the forecast's error costs against the plan-and-track structure.
+Forecaster = Callable[[FloatArray, FloatArray, float], Forecast | None]
+
+
 class Replanner:
     """The plan to track, re-solved at every demand interval from the intervals completed so far."""
 
-    def __init__(self, tariff: Tariff, bat: PlanBattery, settings: ReplanSettings = ReplanSettings()) -> None:
+    def __init__(
+        self,
+        tariff: Tariff,
+        bat: PlanBattery,
+        settings: ReplanSettings = ReplanSettings(),
+        forecaster: Forecaster | None = None,
+    ) -> None:
         self.tariff = tariff
         self.bat = bat
         self.settings = settings
+        self.forecaster: Forecaster = forecaster if forecaster is not None else self.causal
         self.tz: ZoneInfo = tariff.timezone
         self.length_s = tariff.demand_interval_s
         self.hist_ts: list[float] = []
@@ -125,13 +140,12 @@ class Replanner:
         if self.departed is None:
             self.departed = departure(self.last, self.last_fc, start_s, net_w, grid_w)
 
-    def plan_at(self, now_s: float, soc_pct: float) -> tuple[DispatchPlan | None, bool]:
-        """(the plan to track from `now_s`, whether this solve failed)."""
+    def causal(self, ts: FloatArray, net_w: FloatArray, now_s: float) -> Forecast | None:
+        """The agent's forecast (forecast.py) from the completed intervals `ts`/`net_w`, at the settings'."""
         s = self.settings
-        keep = int(s.history_days * 86400.0 / self.length_s) + 1
-        fc = forecast(
-            np.asarray(self.hist_ts[-keep:], dtype=np.float64),
-            np.asarray(self.hist_net[-keep:], dtype=np.float64),
+        return forecast(
+            ts,
+            net_w,
             now_s,
             self.tz,
             self.length_s,
@@ -139,6 +153,16 @@ class Replanner:
             days=s.history_days,
             scenario_days=s.scenario_days,
             decided_slots=self.shared_slots,
+        )
+
+    def plan_at(self, now_s: float, soc_pct: float) -> tuple[DispatchPlan | None, bool]:
+        """(the plan to track from `now_s`, whether this solve failed)."""
+        s = self.settings
+        keep = int(s.history_days * 86400.0 / self.length_s) + 1
+        fc = self.forecaster(
+            np.asarray(self.hist_ts[-keep:], dtype=np.float64),
+            np.asarray(self.hist_net[-keep:], dtype=np.float64),
+            now_s,
         )
         if fc is None or soc_pct != soc_pct:  # cold start, or no trusted cluster (SoC NaN)
             self.stats.cold += 1

@@ -13,7 +13,8 @@ Grid import g_k = load_k - d_k + c_k.
     s.t.      d_k - c_k <= load_k                              no export
               e_k = e_(k-1) + h (eta_c c_k - d_k / eta_d)      e_(-1) = start
               e_min_k <= e_k <= e_max_k,  c_k, d_k <= power    (e_(N-1) = end when fixed)
-              e_(N-1) >= end_min                               (the planner: where it started)
+              e_(N-1) >= end_min                               (the planner: where it started; or,
+              e_(N-1) >= e_(N-1-C)                              over C steps, its last C repeat)
               P_g >= mean of (peak_load - d + c) over each demand interval of group g
               P_g >= floor_g                                   (a peak already billed this month)
 
@@ -95,6 +96,9 @@ class Storage:
     # on its own); 0 for the optimum
     charge_delay_per_wh_step: float = 0.0
     e_end_min_wh: float = 0.0  # the least energy at the end (the planner's: its start, see planner.py)
+    # > 0: a series longer than this many steps ends instead with at least the energy it had this many
+    # steps before its end (its last day repeats: planner.py); a shorter one keeps e_end_min_wh
+    end_cycle_steps: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +232,15 @@ def solve_battery_lp(
             r_eq += 2 * nj
         ub[ic:ie] = st.power_w
         lb[ie : ie + ln], ub[ie : ie + ln] = e_min[:ln], e_max[:ln]
-        lb[ie + ln - 1] = max(float(lb[ie + ln - 1]), min(st.e_end_min_wh, float(ub[ie + ln - 1])))
+        cyc = st.end_cycle_steps
+        if 0 < cyc < ln:  # e_(ln-1-cyc) - e_(ln-1) <= 0
+            ub_rows += [np.array([r_ub, r_ub])]
+            ub_cols += [np.array([ie + ln - 1 - cyc, ie + ln - 1])]
+            ub_vals += [np.array([1.0, -1.0])]
+            b_ub.append(np.zeros(1))
+            r_ub += 1
+        else:
+            lb[ie + ln - 1] = max(float(lb[ie + ln - 1]), min(st.e_end_min_wh, float(ub[ie + ln - 1])))
         if st.e_end_wh is not None and ln == n:
             lb[ie + n - 1] = ub[ie + n - 1] = st.e_end_wh
     cost[ip:] = [g.rate / 1000.0 for g in groups]
