@@ -7,13 +7,14 @@ alone meanwhile), then the highest interval seen for half a day, and forgot the 
 already billed, so it shaved the campus down to a level the utility bills anyway.
 
 So the whole CampusDemand is written (small: a few values per demand slot of the day and of the
-envelope's days), a temporary file then an atomic rename, each time an interval opens (the levels
-are decided then: agent/control/interval.roll) and at shutdown. It is used at start when it was
-written in the same local month (the month the peaks are billed in; another month's peaks are
-not this month's, and next_interval would drop them anyway) for the same campus and demand
-interval; otherwise, or when it is unreadable, the coordinator starts empty as before, with a log
-line naming the file and the field. A coordinator killed mid-interval loses that interval's sums
-since it opened: the interval closes on what the restarted one sees (as a restarted site's does).
+envelope's days), a temporary file fsynced then renamed over it (agent/atomic_file.py), each time an
+interval opens (the levels are decided then: agent/control/interval.roll) and at shutdown. It is
+used at start when it was written in the same local month (the month the peaks are billed in;
+another month's peaks are not this month's, and next_interval would drop them anyway) for the same
+campus and demand interval; otherwise, or when it is unreadable, the coordinator starts empty as
+before, with a log line naming the file and the field. A coordinator killed mid-interval loses that
+interval's sums since it opened: the interval closes on what the restarted one sees (as a restarted
+site's does).
 
 NaN (unknown) and inf (no level) are kept as they are: the file is JSON with Python's NaN and
 Infinity tokens, read only by this module.
@@ -23,11 +24,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, Final
 
+from agent.atomic_file import replace_text
 from agent.campus.demand import CampusDemand
 from agent.campus.keep import CampusDay
 from agent.control.state import IntervalState
@@ -171,7 +172,5 @@ class CampusStore:
             return False
         self._saved = keys  # a write that fails is tried again at the next interval, not every cycle
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(dump(st, campus, month, interval_s), encoding="utf-8")
-        os.replace(tmp, self.path)
+        replace_text(self.path, dump(st, campus, month, interval_s))
         return True

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Final
 
+from agent.atomic_file import replace_text
 from agent.control.limit_reserve import WINDOW_DAYS
 from agent.control.state import LimitState
 from agent.model.interval import DAY_S, slots_per_day
@@ -127,7 +127,5 @@ class LimitStore:
         if ls.key < 0 or (ls.key == self._saved_key and not force):
             return False
         self._saved_key = ls.key  # a write that fails (OSError) is tried again at the next interval, not every cycle
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(dump(ls, now_s, interval_s), encoding="utf-8")
-        os.replace(tmp, self.path)
+        replace_text(self.path, dump(ls, now_s, interval_s))
         return True

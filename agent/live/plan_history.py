@@ -17,10 +17,11 @@ The forecast handles gaps, NaN and clock steps in what is left (named warnings t
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from agent.atomic_file import replace_text
 
 FILE_NAME: Final = "planner_history.csv"
 HEADER: Final = "# ems-agent planner history v1: interval start (Unix s), net load (W), grid import (W)\n"
@@ -106,10 +107,5 @@ class PlanHistory:
         self._lines += 1
 
     def _rewrite(self, rows: list[Interval]) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            f.write(HEADER + "".join(_line(r) for r in rows))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        replace_text(self.path, HEADER + "".join(_line(r) for r in rows))
         self._lines = len(rows)

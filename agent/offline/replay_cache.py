@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 
 import agent
+from agent.atomic_file import replace_text
 
 FORMAT = 1
 PACKAGES = ("agent", "simulators", "drivers", "common")
@@ -94,6 +94,4 @@ def load(path: Path) -> tuple[dict[str, dict[str, Any]], str | None]:
 
 def save(path: Path, cells: dict[str, dict[str, Any]]) -> None:
     """Write atomically (a temporary file renamed over it): an interrupted run leaves the old file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({"format": FORMAT, "cells": cells}, indent=1, allow_nan=False))
-    os.replace(tmp, path)
+    replace_text(path, json.dumps({"format": FORMAT, "cells": cells}, indent=1, allow_nan=False))
