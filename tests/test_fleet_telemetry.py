@@ -42,7 +42,10 @@ def test_eight_agents_into_one_store_read_back_per_site_and_summed(
     for sid in SITES:
         state = tmp_path / sid
         state.mkdir()
-        site = replace(demo_site(tcfg(vm.url, state)), id=sid)
+        # the writes' timeout is not what is tested: a write past it is spooled, and close() leaves the spool
+        # for the next start; at tcfg's 2 s eight writers beside the store on a loaded 2-core machine may pass it
+        # (the likeliest cause of this test's one failure on a loaded run, never reproduced)
+        site = replace(demo_site(tcfg(vm.url, state, timeout_s=30.0)), id=sid)
         hub = Hub(site, AuditLog(state / "audit.jsonl"), clock=time.monotonic)
         sink = start_telemetry(site, hub, state)
         assert isinstance(sink, InfluxSink)
