@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 import pytest
 
 from agent.control import ControllerState, decide, initial_state
-from agent.control.begin import begin_cycle
+from agent.control.begin import begin_cycle, metered_w
 from agent.control.demand import (
     FORECAST_PRIOR_S,
     MARGIN,
@@ -123,9 +123,12 @@ def test_no_shaving_where_the_demand_rate_is_zero() -> None:
 def test_a_wall_clock_step_back_neither_forgets_the_billed_peak_nor_counts_time_twice() -> None:
     # NTP steps the wall clock back an hour in the middle of an interval: the policy runs on the
     # monotonic clock for time and on the wall clock only for which interval and price it is in.
+    # The load has stepped to 5 MW a second before (the interval books that second at the load read at
+    # its start, as its meter does: begin.metered_w).
     st = initial_state(NO_TOU, month_peaks={40.8: 4.5e6}, month=(2026, 7))
     for k in range(300):
-        plan, st = decide(snap(3e6, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k)), st, NO_TOU, OP, RATED, False)
+        load = 3e6 if k < 299 else 5e6
+        plan, st = decide(snap(load, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k)), st, NO_TOU, OP, RATED, False)
     covered = st.interval.covered_s
     s = snap(5e6, t_mono=1300.0, t_wall=T0 - timedelta(hours=1) + timedelta(seconds=300))
     plan, st = decide(s, st, NO_TOU, OP, RATED, False)
@@ -256,37 +259,33 @@ def test_rest_of_the_interval_is_forecast_from_the_reading_as_the_rest_shrinks(
 def run_interval(step_s: int, high: float) -> tuple[float, float]:
     """12:30-12:45 on the Shanghai tariff (charging for the evening peak), 4.4 MW billed this month, the
     last day at 2.1 MW: 780 s at 2.1 MW, then a job restart steps the load to `high` (issue 13's
-    6 July 12:43). One reading every `step_s` s, the battery doing what the last one set. Returns
-    the month's billed peak once the interval has closed and the energy (Wh) discharged in it."""
+    6 July 12:43). One reading every `step_s` s, the battery doing what the last one set, as in a
+    replay. Returns the month's billed peak once the interval has closed and the interval's average
+    import as the utility meter bills it (each setpoint acting on the load of its own step)."""
     st = initial_state(CFG, month_peaks={40.8: 4.4e6}, month=(2026, 7), profile=[2.1e6] * 96)
     t0 = datetime(2026, 7, 15, 12, 30, tzinfo=TZ)
-    battery, given_ws = 0.0, 0.0
+    battery, imported_ws = 0.0, 0.0
     for k in range(-step_s, 901, step_s):
         load = 2.1e6 if k < 780 else high  # as in a replay: the load from this reading's time on
         s = snap(load, battery=battery, t_mono=1000.0 + k, t_wall=t0 + timedelta(seconds=k))
         plan, st = decide(s, st, CFG, OP, SHANGHAI, False)
         battery = plan.site_setpoint_w
         if 0 <= k < 900:
-            given_ws += max(battery, 0.0) * step_s
-    return st.month_peak(40.8), given_ws / 3600.0
+            imported_ws += (load - battery) * step_s
+    return st.month_peak(40.8), imported_ws / 900.0
 
 
-@pytest.mark.parametrize(
-    ("step_s", "high"),
-    [
-        (60, 4.96e6),  # 60 s (the policy suite's months): two readings left to act on
-        (30, 4.96e6),
-        (1, 4.96e6),  # 1 s: the energy accounting recovers it in the time left
-    ],
-)
-def test_a_late_step_up_is_shaved_in_the_time_left(step_s: int, high: float) -> None:
-    # The excess over the aim (99 % of 4.4 MW) is 0.6 MW for 120 s, 20.1 kWh, less the credit the
-    # charge margin left (2 % of the aim for 780 s, 18.9 kWh): well within 2.5 MW and 2.5 MWh.
-    # Before the fix the whole interval's average (780 s at 2.1 MW) stood for the rest: at 60 s and
-    # 30 s the controller only stopped charging, and the interval closed over the billed peak.
-    peak, given_wh = run_interval(step_s, high)
+@pytest.mark.parametrize("step_s", [60, 30, 1])  # 60 s: the policy suite's months, two readings left to act on
+def test_a_late_step_up_is_shaved_to_the_aim_in_the_time_left(step_s: int) -> None:
+    # The excess over the aim (99 % of 4.4 MW) is 0.6 MW for 120 s, well within 2.5 MW and 2.5 MWh.
+    # Before the rest was forecast as the rest, the whole interval's average (780 s at 2.1 MW) stood
+    # for it: at 60 s and 30 s the controller only stopped charging, and the interval closed over the
+    # billed peak. Before the book counted the time between two readings as the meter does
+    # (begin.metered_w), the reading that showed the step was booked for the minute before it too: at
+    # 60 s the interval closed at 4,181 kW, 45 kWh discharged for nothing (30 s: 4,270 kW).
+    peak, billed_w = run_interval(step_s, 4.96e6)
     assert peak == 4.4e6  # the interval closed under the billed peak: nothing new billed
-    assert given_wh > (high - 0.99 * 4.4e6) * 120 / 3600 - 0.02 * 0.99 * 4.4e6 * 780 / 3600
+    assert billed_w == pytest.approx(0.99 * 4.4e6, abs=2e3)  # at the aim: what the excess needed, no more
 
 
 @pytest.mark.parametrize(
@@ -302,3 +301,23 @@ def test_a_raise_stays_under_a_level_the_load_itself_billed_or_reached(
     peaks: tuple[tuple[float, float], ...], profile: tuple[float, ...], expected: float
 ) -> None:
     assert raise_cap_w(peaks, 40.8, profile) == expected
+
+
+@pytest.mark.parametrize(
+    ("grid_w", "net_w", "before_w", "expected"),
+    [
+        # the load stepped 3 -> 5 MW at this reading, the battery gave 1 MW since the last: the meter
+        # saw 3 - 1 = 2 MW, not the 4 MW read now (which shows the new load)
+        (4e6, 5e6, 3e6, (2e6, 3e6)),
+        (-0.5e6, 1e6, 2e6, (0.5e6, 2e6)),  # exporting now after a fall: the meter imported 0.5 MW
+        (4e6, 4e6, 4e6, (4e6, 4e6)),  # a steady load: the reading itself
+        (4e6, 5e6, math.nan, (4e6, 5e6)),  # the first reading (or one after a bad one): the reading itself
+        (4e6, math.nan, 3e6, (4e6, math.nan)),  # the net load unknown now: not booked (sample is False)
+    ],
+)
+def test_the_time_between_two_readings_is_booked_as_the_meter_saw_it(
+    grid_w: float, net_w: float, before_w: float, expected: tuple[float, float]
+) -> None:
+    imp, net = metered_w(grid_w, net_w, before_w)
+    assert imp == expected[0]
+    assert net == expected[1] or (math.isnan(net) and math.isnan(expected[1]))

@@ -188,6 +188,7 @@ def decide(
             meter=c.meter,
             pcs_w=d.pcs_w,
             cluster_w=d.cluster_w,
+            net_w=c.net,
         ),
         interval=c.iv,
         tou=c.tou,

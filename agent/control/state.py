@@ -86,6 +86,9 @@ class RampState:
     # back): an isolation's ramp-out steps down from them (agent.control.fleet._build)
     pcs_w: Mapping[str, float]
     cluster_w: Mapping[str, float]
+    # the net load (load - pv) the previous cycle read (NaN: none, or not good): the interval book counts
+    # the time between two readings at the load read at its start (begin.metered_w)
+    net_w: float
 
     def __init__(
         self,
@@ -97,6 +100,7 @@ class RampState:
         meter: MeterSecond = METER0,
         pcs_w: Mapping[str, float] = NO_COMMANDS,
         cluster_w: Mapping[str, float] = NO_COMMANDS,
+        net_w: float = NAN,
     ) -> None:
         object.__setattr__(self, "t_mono", t_mono)
         object.__setattr__(self, "grid_w", grid_w)
@@ -105,6 +109,7 @@ class RampState:
         object.__setattr__(self, "meter", meter)
         object.__setattr__(self, "pcs_w", pcs_w)
         object.__setattr__(self, "cluster_w", cluster_w)
+        object.__setattr__(self, "net_w", net_w)
 
 
 @dataclass(frozen=True, slots=True, init=False)
