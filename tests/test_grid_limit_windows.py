@@ -62,19 +62,23 @@ def test_at_the_floor_a_dip_in_a_billed_window_is_not_charged_into() -> None:
     # again at 19.9 %: the interval 40 kW above the load's own 5,129 kW)
     assert battery == [0.0] * 15  # over the limit at the floor: nothing to give (the alarm says so)
     iv = plant.st.interval
-    # the import booked, the readings of 14:01-14:14 (each stands for the minute before it): the load's
-    assert iv.grid_ws / iv.covered_s == pytest.approx(sum(LOADS[1:]) / 14)
+    # the import booked, 14:00-14:14 (each minute at the load read at its start, as the meter bills
+    # it: begin.metered_w): the load's
+    assert iv.grid_ws / iv.covered_s == pytest.approx(sum(LOADS[:14]) / 14)
     assert plant.soc == [19.8] * 12
 
 
 def test_what_the_interval_gave_may_be_taken_back() -> None:
     # 13:59 at 5.5 MW gives 1.5 MW for the limit (20.6 % -> 20.08, read 20.1); 14:00 at 4.5 MW gives
     # the 0.5 MW over the limit and reaches the floor (19.91, read 19.9); 14:01 dips: at the floor,
-    # the interval has given 0.5 MW x 60 s, so the dip takes back 0.5 MW (demand shaving's allowance
-    # and the limit's 1.1 MW would take more)
+    # the interval has given 0.5 MW x 60 s, so the dip may take back 0.5 MW (the limit's 1.1 MW would
+    # take more). Demand shaving's allowance binds first, at 449 kW: the interval's first minute is
+    # booked as billed, 4.0 MW (the 4.5 MW read at 14:00 less the 0.5 MW given), not at the dip read
+    # after it (begin.metered_w).
     _, plans = day(20.6, [4.5e6, DIP])
-    assert [p.site_setpoint_w for p in plans] == [pytest.approx(0.5e6), pytest.approx(-0.5e6)]
-    assert plans[1].decided_by == "limit_recharge"
+    assert [p.site_setpoint_w for p in plans] == [pytest.approx(0.5e6), pytest.approx(-449_372.55, abs=1.0)]
+    assert plans[1].decided_by == "demand"
+    assert next(b.lo_w for b in plans[1].bounds if b.source == "limit_recharge") == pytest.approx(-0.5e6)
     why = next(b.reason for b in plans[1].bounds if b.source == "limit_recharge")
     assert why == (
         "at the reserve floor in a demand interval billed at 28.35 that the load reaches:"
