@@ -11,7 +11,13 @@ controller shaves the peak window far deeper than the rest of the day.
 So with `demand_target_w = 0` the coordinator runs the site's own interval rules ONCE, on the campus
 (not a copy of them: interval.accumulate and begin.next_interval, what the site's begin_cycle calls), on:
 - the campus's readings: the feeders' reports summed (their imports, their net loads), counted only
-  where every feeder's report is usable (a sum with one missing is not the campus's);
+  where every feeder's report is usable (a sum with one missing is not the campus's), and booked as
+  the utility meter bills them (`metered`: the load read a cycle before less the battery read now),
+  not as a site books its own readings (the load read now for the cycle before: a site's interval
+  reads over its meter by the load's change across it). On its own book the campus's peak-window
+  level ratcheted 11 times in the 4-feeder PG&E month on intervals the meter billed 0.9-2.6 MW
+  under it (BENCHMARKS.md, issue 16, four feeders); on the meter: 91.5 -> 105.0 % of the pooled
+  controller (BENCHMARKS.md, the campus book on the meter);
 - the campus tariff's windows (begin.day_rates) and demand rate;
 - the pooled battery: the feeders' reported usable energy from full, discharge power and energy
   stored now, summed (FeederState.budget_wh / power_w / energy_wh: what begin.py sizes a site's
