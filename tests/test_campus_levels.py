@@ -168,3 +168,7 @@ def test_the_campus_books_the_interval_its_meter_bills() -> None:
     fs2 = [replace(f, grid_w=1.8e6) for f in fs]
     st, _ = step(st, fs2, t0 + timedelta(seconds=960), t0 + timedelta(seconds=1020), STEP, 900.0, 0.0, tariff)
     assert st.iv.grid_ws == pytest.approx(3.6e6 * STEP, rel=1e-12)
+    # a feeder joins (f3: 1.0 MW, 0.2 MW discharged): no reading before for it, the reading's rule once
+    fs3 = [*fs2, replace(fs2[0], site_id="f3", net_load_w=1.0e6, grid_w=0.8e6)]
+    st, _ = step(st, fs3, t0 + timedelta(seconds=1020), t0 + timedelta(seconds=1080), STEP, 900.0, 0.0, tariff)
+    assert st.iv.grid_ws == pytest.approx((3.6e6 + 4.4e6) * STEP, rel=1e-12)

@@ -125,25 +125,27 @@ def _advance(
     )
 
 
-def campus_net_w(fs: Sequence[FeederState], stale_after_s: float = math.inf) -> float:
-    """The campus's net load at the reports `fs` (NaN where any feeder's report is unusable)."""
+def net_loads(fs: Sequence[FeederState], stale_after_s: float = math.inf) -> tuple[tuple[str, ...], float]:
+    """The feeders' ids (sorted) and their net loads summed at the reports `fs` (NaN where any is unusable)."""
     whole = bool(fs) and all(usable(f, stale_after_s) for f in fs)
-    return sum(f.net_load_w for f in fs) if whole else math.nan
+    return tuple(sorted(f.site_id for f in fs)), sum(f.net_load_w for f in fs) if whole else math.nan
 
 
-def metered(fs: Sequence[FeederState], before_w: float) -> tuple[float, float]:
-    """(import, net load) the utility meter saw over the cycle the reports `fs` close, the campus's
-    net load at the reports before being `before_w` (NaN: not known).
+def metered(fs: Sequence[FeederState], before: tuple[tuple[str, ...], float]) -> tuple[float, float]:
+    """(import, net load) the utility meter saw over the cycle the reports `fs` close, `before` being
+    the same feeders' net loads summed at the reports before (net_loads).
 
     A reading at t shows the load of the step starting at t and the battery of the step before it
     (each feeder's net load less its grid import: the battery it ran): the site books it whole for
     the step before (interval.accumulate), so its book runs ahead of its meter by the load's change
     over the interval (BENCHMARKS.md, issue 16, four feeders). The meter over [t - dt, t) is the
-    load read at t - dt less the battery read at t. Without the reading before, the site's rule."""
+    load read at t - dt less the battery read at t. Where the reading before is not known for the
+    same feeders (the first cycle, after a report was unusable, a feeder added): the site's rule."""
     imp = sum(f.grid_w for f in fs)
     net = sum(f.net_load_w for f in fs)
-    if before_w == before_w:  # not NaN
-        imp, net = before_w - (net - imp), before_w
+    ids, was = before
+    if was == was and ids == tuple(sorted(f.site_id for f in fs)):  # not NaN, the same feeders
+        imp, net = was - (net - imp), was
     return imp, net
 
 
@@ -155,15 +157,15 @@ def observe(
     length_s: float,
     prices: Prices | None,
     stale_after_s: float = math.inf,
-    before_w: float = math.nan,
+    before: tuple[tuple[str, ...], float] = ((), math.nan),
 ) -> IntervalState:
     """The campus's interval state after the feeders' reports of the readings at local time `t`,
-    `dt` s after the last, booked for those `dt` s as the meter saw them (`metered`; `before_w`: the
-    campus's net load at the last reports, campus_net_w)."""
+    `dt` s after the last, booked for those `dt` s as the meter saw them (`metered`; `before`: the
+    feeders' ids and net loads summed at the last reports, net_loads)."""
     fresh = [f for f in fs if usable(f, stale_after_s)]
     whole = bool(fs) and len(fresh) == len(fs)
     sample = whole and 0.0 < dt <= length_s  # False for NaN
-    imp, net = metered(fs, before_w) if whole else (0.0, math.nan)
+    imp, net = metered(fs, before) if whole else (0.0, math.nan)
     return _advance(iv, t, length_s, prices, pool(fresh), sample, imp if imp > 0.0 else 0.0, net, dt)
 
 
