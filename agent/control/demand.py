@@ -420,16 +420,10 @@ def demand(w: Window, c: Cycle) -> Window:
         if up > 0.0:
             a = up
         elif a < 0.0 and net == net and part.at_net_w == part.at_net_w:
-            # A charge part was made on the reading a cycle ago: a step up of this feeder's own load
-            # since takes the campus's room at once, so it cuts this feeder's charge (not a cycle
-            # late). A fall does not widen it: the pooled controller charges into the room its
-            # forecast leaves, never into a dip of its reading under it (demand's max(net, net_fc)),
-            # and with opposite swings the falling feeder charging its fall while the rising one
-            # stops at 0 charged the campus past its room (16x: a +600 / b -600 kW, the campus's
-            # room 100 kW, b charged 650). So the feeders' charges sum to at most their parts (the
-            # campus's room when they were made) less the rises; one feeder falling alone charges no
-            # more than the pooled controller would, the rest of any room a fall opens a cycle later.
-            a = min(0.0, a + (net - part.at_net_w if net > part.at_net_w else 0.0))
+            # A charge part was made on the reading a cycle ago: the feeders' own steps since sum to the
+            # campus's, so each answering its own charges the campus's room at its reading now (as
+            # the pooled controller does), not a cycle late (agent/campus/bound.py)
+            a = min(0.0, a + net - part.at_net_w)
         elif a > 0.0 and net == net and part.at_net_w == part.at_net_w:
             # A discharge part too, by what the pooled controller's own bound moves with its reading:
             # nothing while FORECAST_PRIOR_S remain after this cycle, then the reading's weight in the

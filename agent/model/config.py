@@ -68,7 +68,7 @@ class CampusPart:
     recharge: int = -1
     demand_w: float = math.nan
     # the feeder's net load (W) the coordinator made `demand_w` on (NaN: not sent): a charge part is
-    # cut by what the feeder's own load rose since; a fall does not grow it (agent.control.demand)
+    # cut by what the feeder's own load rose since, and grows by what it fell (agent.control.demand)
     at_net_w: float = math.nan
     # how far the campus was under needing a discharge when `demand_w` was made (W, >= 0; NaN: not
     # sent): a feeder whose part is not a discharge discharges its own step up past it
