@@ -1,7 +1,7 @@
 """Campus benchmark: 8 feeders x 64 clusters under one utility meter, coordinated vs one ideal controller.
 
 Run: .venv/bin/python bench/campus_bench.py [--days 30] [--step 60] [--feeders 8] [--clusters 64]
-         [--tariffs shanghai_ci_two_part,pge_e20_secondary_2014] [--diagnose] [--json]
+         [--tariffs shanghai_ci_two_part,pge_e20_secondary_2014] [--diagnose] [--economic-only] [--json]
      .venv/bin/python bench/campus_bench.py --quick      # 3 days, for a look (minutes, not an hour)
      .venv-fast/bin/python bench/campus_bench.py ...      # the mypyc build of the replay (`make fast`): the month
                                                           # in ~15 min per tariff on a busy 2-core machine
@@ -136,6 +136,7 @@ def one_tariff(
     diagnose: bool = False,
     target_kw: float | None = None,
     modes: tuple[str, ...] = ALL_MODES,
+    at_target: bool = True,
 ) -> dict[str, Any]:
     c = feeders[0].site.control
     runs: dict[str, CampusRun] = {}
@@ -177,9 +178,10 @@ def one_tariff(
     if "ideal" in modes:
         runs["ideal"] = ideal(feeders, limits, tariff, progress=progress_for(f"ideal, target {target / 1e3:,.0f} kW"))
         out["ideal"] = score("ideal")
-    runs["coordinated"] = coordinated(feeders, limits, tariff, progress=progress_for("coordinated"))
-    out["coordinated"] = score("coordinated")
-    if diagnose:
+    if at_target:
+        runs["coordinated"] = coordinated(feeders, limits, tariff, progress=progress_for("coordinated"))
+        out["coordinated"] = score("coordinated")
+    if diagnose and at_target:
         runs["coordinated_no_delay"] = replace(
             coordinated(feeders, limits, tariff, late=False, progress=progress_for("coordinated, no delay")),
             mode="coordinated_no_delay",
@@ -224,10 +226,11 @@ def one_tariff(
     ):
         if mode in out:
             out[mode]["share_of_optimum"] = out[mode]["adjusted_net_savings"] / opt_savings if opt_savings > 0 else None
-    a = runs["coordinated"].allocate_s * 1e6
+    a = runs["coordinated" if at_target else "coordinated_economic"].allocate_s * 1e6
     out["allocate_us"] = {"cycles": len(a), "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99))}
-    out["per_feeder"] = per_feeder(runs, target, tariff.timezone)
-    sh = out["coordinated"]["share_of_ideal"]
+    if at_target:
+        out["per_feeder"] = per_feeder(runs, target, tariff.timezone)
+    sh = out["coordinated"]["share_of_ideal"] if at_target else None
     unc = out["uncoordinated"]["share_of_ideal"] if "uncoordinated" in out else None
     shares = (
         "the ideal saved nothing at this target (or was not run): no share"
@@ -305,8 +308,15 @@ def main() -> None:
         default=",".join(ALL_MODES),
         help=f"runs besides coordinated, of {','.join(ALL_MODES)} [all]",
     )
+    ap.add_argument(
+        "--economic-only",
+        action="store_true",
+        help="skip the coordinated run at the fixed target T (with --modes economic: the economic runs alone)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.economic_only and "economic" not in args.modes.split(","):
+        ap.error("--economic-only: needs economic in --modes (else nothing is coordinated)")
     days = 3 if args.quick else args.days
     t0 = time.perf_counter()
     scale = args.clusters / BENCH_CLUSTERS
@@ -331,7 +341,7 @@ def main() -> None:
         bad = sorted(set(modes) - set(ALL_MODES))
         if bad:
             ap.error(f"--modes: unknown {bad[0]!r} (one of {', '.join(ALL_MODES)})")
-        results[name] = one_tariff(feeders, tariff, args.diagnose, args.target_kw, modes)
+        results[name] = one_tariff(feeders, tariff, args.diagnose, args.target_kw, modes, not args.economic_only)
     if args.json:
         print(json.dumps(results, indent=2, default=float))
 

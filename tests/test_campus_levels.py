@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
@@ -111,12 +111,14 @@ def test_the_coordinator_sets_the_pooled_controllers_level_in_each_window() -> N
     for where, expected in (("morning", 2.8e6), ("window", window), ("evening", 2.8e6 / 0.99)):
         coordinator = np.array([x for x, _ in seen[where]])
         pool = np.array([y for _, y in seen[where]])
-        assert coordinator == pytest.approx(pool, rel=1e-9), where  # the same rules on the same sums
+        # the same rules on the same sums, each booking its meter (begin.metered_w, levels.metered)
+        assert coordinator == pytest.approx(pool, rel=1e-9), where
         assert coordinator == pytest.approx(np.full(len(coordinator), expected), rel=2e-3), where
     # the peak window shaved deep (E = 2.4 MWh: 400 kW under its 3.0 MW), the rest at the evening's load
     assert window == pytest.approx(2.625e6, rel=1e-3)
-    # (raised by levels.within_energy on the energy stored a minute before the pooled controller's: 2 kW)
-    assert edges == [pytest.approx(window, rel=2e-3), pytest.approx(2.8e6 / 0.99, rel=1e-3)]
+    # (the evening's raised by levels.within_energy on the energy stored a minute before the pooled
+    # controller's: 3.2 kW under it)
+    assert edges == [pytest.approx(window, rel=2e-3), pytest.approx(2.8e6 / 0.99, rel=2e-3)]
 
 
 def test_the_pooled_battery_goes_on_the_wire_and_a_missing_feeder_is_not_the_campus() -> None:
@@ -140,3 +142,33 @@ def test_the_pooled_battery_goes_on_the_wire_and_a_missing_feeder_is_not_the_cam
     iv = observe(iv, [f, replace(f, site_id="f2", fresh=False)], t.replace(second=40), 10.0, 900.0, tariff)
     iv = observe(iv, [f, replace(f, site_id="f2")], t.replace(second=50), 10.0, 900.0, tariff)
     assert (iv.covered_s, iv.grid_ws, iv.net_ws) == (40.0, 2e6 * 40.0, 2e6 * 40.0)
+
+
+def test_the_campus_books_the_interval_its_meter_bills() -> None:
+    """Two feeders of 1.0 MW each, each discharging 0.2 MW all along, and the load stepping to 2.0 MW
+    each at 14:15. A reading shows the load of its own step and the battery of the step before, so
+    the reading at 14:15 (3.6 MW imported) is the new load's: a site books it whole for 14:14-14:15,
+    and its 14:00 interval reads (14 x 1.6 + 3.6) / 15 = 1.733 MW. The utility meter bills 1.6 MW
+    (2 x (1.0 - 0.2)): the campus books that, and its baseline at 2.0 MW, not 2.133."""
+    tariff = bundled("shanghai_ci_two_part")  # demand billed at every hour
+    t0 = datetime(2026, 7, 1, 14, 0, tzinfo=tariff.timezone)
+    st = start(900.0)
+    for k in range(16):  # the readings at 14:00 .. 14:15
+        net = 1.0e6 if k < 15 else 2.0e6
+        fs = [
+            FeederState(f"f{i}", net_load_w=net, grid_w=net - 0.2e6, discharge_w=0.5e6, charge_w=0.5e6, energy_wh=1e6)
+            for i in (1, 2)
+        ]
+        t = t0 + timedelta(seconds=STEP * k)
+        st, _ = step(st, fs, t, t + timedelta(seconds=STEP), STEP, 900.0, 0.0, tariff)
+    assert [v for _, v in st.iv.peaks] == [pytest.approx(1.6e6, rel=1e-12)]
+    assert st.iv.profile[14 * 4] == pytest.approx(2.0e6, rel=1e-12)
+    # what the next reading books (14:15-14:16 at 2 x (2.0 - 0.2) MW), once the step is in the load
+    assert st.iv.grid_ws == 0.0 and st.iv.covered_s == 0.0
+    fs2 = [replace(f, grid_w=1.8e6) for f in fs]
+    st, _ = step(st, fs2, t0 + timedelta(seconds=960), t0 + timedelta(seconds=1020), STEP, 900.0, 0.0, tariff)
+    assert st.iv.grid_ws == pytest.approx(3.6e6 * STEP, rel=1e-12)
+    # a feeder joins (f3: 1.0 MW, 0.2 MW discharged): no reading before for it, the reading's rule once
+    fs3 = [*fs2, replace(fs2[0], site_id="f3", net_load_w=1.0e6, grid_w=0.8e6)]
+    st, _ = step(st, fs3, t0 + timedelta(seconds=1020), t0 + timedelta(seconds=1080), STEP, 900.0, 0.0, tariff)
+    assert st.iv.grid_ws == pytest.approx((3.6e6 + 4.4e6) * STEP, rel=1e-12)

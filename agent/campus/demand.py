@@ -19,7 +19,7 @@ from datetime import datetime
 from agent.campus.allocate import UNDECIDED, FeederState
 from agent.campus.keep import CampusDay, new_day
 from agent.campus.keep import step as day_step
-from agent.campus.levels import Level, ahead, level, observe
+from agent.campus.levels import Level, ahead, level, net_loads, observe
 from agent.campus.recharge import campus_recharge
 from agent.control.demand import MARGIN
 from agent.control.prices import Prices
@@ -34,6 +34,9 @@ class CampusDemand:
     day: CampusDay  # the day profile the fixed target's keep and recharge look at (keep.py)
     iv: IntervalState = field(default_factory=IntervalState)  # the campus's interval state (economic)
     recharge: tuple[int, int] = (-1, UNDECIDED)  # (interval key, the fixed target's recharge decision)
+    # the feeders and their net loads summed at the last reports (NaN: not all usable): the load of
+    # the cycle the next reports close, which the campus's book counts as its meter does (levels.metered)
+    nets: tuple[tuple[str, ...], float] = ((), math.nan)
 
 
 def start(length_s: float, seed: Sequence[float] = ()) -> CampusDemand:
@@ -64,6 +67,6 @@ def step(
         if key != recharge[0]:  # once per interval, for the interval the shares apply in
             recharge = (key, campus_recharge(day, at, length_s, target_w, prices))
         return CampusDemand(day, st.iv, recharge), Level(target_w, MARGIN, keep, recharge[1])
-    iv = observe(st.iv, fs, seen, dt, length_s, prices, stale_after_s)
+    iv = observe(st.iv, fs, seen, dt, length_s, prices, stale_after_s, st.nets)
     lv = level(ahead(iv, fs, at, length_s, prices, stale_after_s), at, length_s, prices)
-    return CampusDemand(st.day, iv, st.recharge), lv
+    return CampusDemand(st.day, iv, st.recharge, net_loads(fs, stale_after_s)), lv

@@ -11,7 +11,13 @@ controller shaves the peak window far deeper than the rest of the day.
 So with `demand_target_w = 0` the coordinator runs the site's own interval rules ONCE, on the campus
 (not a copy of them: interval.accumulate and begin.next_interval, what the site's begin_cycle calls), on:
 - the campus's readings: the feeders' reports summed (their imports, their net loads), counted only
-  where every feeder's report is usable (a sum with one missing is not the campus's);
+  where every feeder's report is usable (a sum with one missing is not the campus's), and booked as
+  the utility meter bills them (`metered`: the load read a cycle before less the battery read now),
+  not as a site books its own readings (the load read now for the cycle before: a site's interval
+  reads over its meter by the load's change across it). On its own book the campus's peak-window
+  level ratcheted 11 times in the 4-feeder PG&E month on intervals the meter billed 0.9-2.6 MW
+  under it (BENCHMARKS.md, issue 16, four feeders); on the meter: 91.5 -> 105.0 % of the pooled
+  controller (BENCHMARKS.md, the campus book on the meter);
 - the campus tariff's windows (begin.day_rates) and demand rate;
 - the pooled battery: the feeders' reported usable energy from full, discharge power and energy
   stored now, summed (FeederState.budget_wh / power_w / energy_wh: what begin.py sizes a site's
@@ -44,7 +50,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agent.campus.allocate import NOT_SENT, UNDECIDED, FeederState, usable
-from agent.control.begin import next_interval
+from agent.control.begin import metered_w, next_interval
 from agent.control.demand import MARGIN, target_w
 from agent.control.interval import accumulate
 from agent.control.prices import Prices
@@ -119,6 +125,22 @@ def _advance(
     )
 
 
+def net_loads(fs: Sequence[FeederState], stale_after_s: float = math.inf) -> tuple[tuple[str, ...], float]:
+    """The feeders' ids (sorted) and their net loads summed at the reports `fs` (NaN where any is unusable)."""
+    whole = bool(fs) and all(usable(f, stale_after_s) for f in fs)
+    return tuple(sorted(f.site_id for f in fs)), sum(f.net_load_w for f in fs) if whole else math.nan
+
+
+def metered(fs: Sequence[FeederState], before: tuple[tuple[str, ...], float]) -> tuple[float, float]:
+    """(import, net load) the utility meter saw over the cycle the reports `fs` close, `before` being
+    the same feeders' net loads summed at the reports before (net_loads): a site's rule
+    (begin.metered_w) on the campus's sums. Where the reading before is not known for the same
+    feeders (the first cycle, after a report was unusable, a feeder added): the reading itself."""
+    ids, was = before
+    same = ids == tuple(sorted(f.site_id for f in fs))
+    return metered_w(sum(f.grid_w for f in fs), sum(f.net_load_w for f in fs), was if same else math.nan)
+
+
 def observe(
     iv: IntervalState,
     fs: Sequence[FeederState],
@@ -127,14 +149,15 @@ def observe(
     length_s: float,
     prices: Prices | None,
     stale_after_s: float = math.inf,
+    before: tuple[tuple[str, ...], float] = ((), math.nan),
 ) -> IntervalState:
     """The campus's interval state after the feeders' reports of the readings at local time `t`,
-    `dt` s after the last (a reading stands for the time since the one before, as at a site)."""
+    `dt` s after the last, booked for those `dt` s as the meter saw them (`metered`; `before`: the
+    feeders' ids and net loads summed at the last reports, net_loads)."""
     fresh = [f for f in fs if usable(f, stale_after_s)]
     whole = bool(fs) and len(fresh) == len(fs)
     sample = whole and 0.0 < dt <= length_s  # False for NaN
-    imp = sum(f.grid_w for f in fs) if whole else 0.0
-    net = sum(f.net_load_w for f in fs) if whole else math.nan
+    imp, net = metered(fs, before) if whole else (0.0, math.nan)
     return _advance(iv, t, length_s, prices, pool(fresh), sample, imp if imp > 0.0 else 0.0, net, dt)
 
 
