@@ -303,3 +303,46 @@ def test_a_charge_taken_in_a_dip_is_given_back_when_the_load_comes_back_up() -> 
     assert min(setpoints[7:9]) < -700e3  # it did charge in the dip
     assert setpoints[9:11] == pytest.approx([172.7e3] * 2, abs=100.0)  # and gave it back when the load came back
     assert st.month_peak(SHANGHAI.rate) <= 5.19e6
+
+
+# train200 / PG&E E-20, day 1, 18:45-19:00 (MW, one reading a minute): a job restart's dip in minutes 4-6
+FLOOR_RESTART_MW = [5.2, 5.4, 5.5, 5.8, 3.1, 2.9, 3.9, 5.2, 5.2, 5.7, 5.7, 5.6, 5.2, 5.4, 5.5, 5.5]
+
+
+@pytest.mark.parametrize(
+    ("soc", "dip_kw", "closes_w"),
+    [
+        # at the SoC floor the battery cannot discharge, so it cannot give a charge back: it takes
+        # none in the dip (the plan's own forecast, 5 MW, leaves no room under 5.05 MW less 2 %), and
+        # the interval closes at its own load's average, 5.04 MW as the cycles count it (each the
+        # minute before it). Before, it charged 369, 850 and 800 kW there
+        # and closed at 5.175 MW, over its own load, the level and the site without the battery.
+        (20.0, [0.0, 0.0, 0.0], 5.04e6),
+        # above the floor it charges in the dip and gives it back when the load returns: at the level
+        (50.0, [-377.7, -859.1, -809.3], 5.05e6),
+    ],
+)
+def test_at_the_floor_no_charge_is_taken_that_could_not_be_given_back(
+    soc: float, dip_kw: list[float], closes_w: float
+) -> None:
+    # A plan charging 100 kW on a 5 MW forecast up to its 5.1 MW cap (the charge fills the room), the
+    # level so far 5.05 MW (DispatchPlan.billed_w).
+    t0 = T0.timestamp()
+    p = replace(schedule(-100e3, cap_w=5.1e6, load_w=5e6, start=t0), billed_w=np.full(4, 5.05e6))
+    st = initial_state(CFG)
+    battery, setpoints = 0.0, []
+    for i, k in enumerate(range(0, 901, 60)):
+        clusters, pcs = fleet(soc=soc)
+        s = snap(
+            FLOOR_RESTART_MW[i] * 1e6,
+            battery=battery,
+            t_mono=1000.0 + k,
+            t_wall=T0 + timedelta(seconds=k),
+            clusters=clusters,
+            pcs=pcs,
+        )
+        plan, st = decide(s, st, CFG, OP, SHANGHAI, False, schedule=p)
+        battery = plan.site_setpoint_w
+        setpoints.append(battery / 1e3)
+    assert setpoints[4:7] == pytest.approx(dip_kw, abs=0.1)
+    assert st.month_peak(SHANGHAI.rate) == pytest.approx(closes_w)
