@@ -13,6 +13,7 @@ import pytest
 
 from agent.control import decide, initial_state
 from agent.control.schedule import DispatchPlan
+from agent.control.state import ControllerState
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
 from tests.test_control_demand import T0
@@ -210,6 +211,27 @@ def test_a_charge_never_closes_the_interval_over_its_load_and_the_level_so_far(
     assert st.month_peak(SHANGHAI.rate) == pytest.approx(closes_w)  # never over the load's own and the level
 
 
+def minutes(p: DispatchPlan, loads_mw: list[float], soc: float = 50.0) -> tuple[list[float], ControllerState]:
+    """The plan's first interval decided once a minute from its start, each cycle reading the next of
+    `loads_mw` with the battery where the last one set it (the fleet at `soc`): (setpoints W, state)."""
+    st = initial_state(CFG)
+    battery, setpoints = 0.0, []
+    for i, k in enumerate(range(0, 901, 60)):
+        clusters, pcs = fleet(soc=soc)
+        s = snap(
+            loads_mw[i] * 1e6,
+            battery=battery,
+            t_mono=1000.0 + k,
+            t_wall=T0 + timedelta(seconds=k),
+            clusters=clusters,
+            pcs=pcs,
+        )
+        plan, st = decide(s, st, CFG, OP, SHANGHAI, False, schedule=p)
+        battery = plan.site_setpoint_w
+        setpoints.append(battery)
+    return setpoints, st
+
+
 # train200 / Shanghai, day 12, 16:00-16:15 (60 s replay, MW): a restart's dip in the 7th-9th minutes
 RESTART_MW = [5.4, 5.5, 5.8, 5.8, 5.8, 5.65, 3.97, 2.96, 2.98, 5.77, 5.83, 5.45, 5.43, 5.5, 5.34, 5.49]
 
@@ -226,21 +248,35 @@ def test_a_charge_taken_in_a_dip_is_given_back_when_the_load_comes_back_up() -> 
     # and 762 kW in it, then gave back 149 kW: the interval closed at 5.184 MW.)
     t0 = T0.timestamp()
     p = replace(schedule(-1e6, cap_w=5.73e6, load_w=4e6, start=t0), billed_w=np.full(4, 5.19e6))
-    st = initial_state(CFG)
-    battery, setpoints = 0.0, []
-    for i, k in enumerate(range(0, 901, 60)):
-        clusters, pcs = fleet(soc=50.0)
-        s = snap(
-            RESTART_MW[i] * 1e6,
-            battery=battery,
-            t_mono=1000.0 + k,
-            t_wall=T0 + timedelta(seconds=k),
-            clusters=clusters,
-            pcs=pcs,
-        )
-        plan, st = decide(s, st, CFG, OP, SHANGHAI, False, schedule=p)
-        battery = plan.site_setpoint_w
-        setpoints.append(battery)
+    setpoints, st = minutes(p, RESTART_MW)
     assert setpoints[8] == pytest.approx(-185.7e3, abs=100.0)  # it did charge in the dip
     assert setpoints[9:11] == pytest.approx([30.9e3] * 2, abs=100.0)  # and gave it back when the load came back
     assert st.month_peak(SHANGHAI.rate) == pytest.approx(5.1536e6, abs=100.0)  # under the level
+
+
+# train200 / PG&E E-20, day 1, 18:45-19:00 (MW, one reading a minute): a job restart's dip in minutes 4-6
+FLOOR_RESTART_MW = [5.2, 5.4, 5.5, 5.8, 3.1, 2.9, 3.9, 5.2, 5.2, 5.7, 5.7, 5.6, 5.2, 5.4, 5.5, 5.5]
+
+
+@pytest.mark.parametrize(
+    ("soc", "dip_kw", "closes_w"),
+    [
+        # at the SoC floor the battery cannot discharge, so it cannot give a charge back: it takes
+        # none in the dip (the plan's own forecast, 5 MW, leaves no room under 5.05 MW less 2 %), and
+        # the interval closes at its own load's average, 5.02 MW. Before, it charged 369, 850 and
+        # 800 kW there and closed over its own load, the level and the site without the battery.
+        (20.0, [0.0, 0.0, 0.0], 5.02e6),
+        # above the floor it charges in the dip and gives it back when the load returns: under the level
+        (50.0, [0.0, -370.3, -671.9], 5_028_040.6),
+    ],
+)
+def test_at_the_floor_no_charge_is_taken_that_could_not_be_given_back(
+    soc: float, dip_kw: list[float], closes_w: float
+) -> None:
+    # A plan charging 100 kW on a 5 MW forecast up to its 5.1 MW cap (the charge fills the room), the
+    # level so far 5.05 MW (DispatchPlan.billed_w).
+    t0 = T0.timestamp()
+    p = replace(schedule(-100e3, cap_w=5.1e6, load_w=5e6, start=t0), billed_w=np.full(4, 5.05e6))
+    setpoints, st = minutes(p, FLOOR_RESTART_MW, soc)
+    assert [x / 1e3 for x in setpoints[4:7]] == pytest.approx(dip_kw, abs=0.1)
+    assert st.month_peak(SHANGHAI.rate) == pytest.approx(closes_w)

@@ -102,7 +102,21 @@ def track(w: Window, c: Cycle) -> Window:
     src, level = "plan_cap", shave_cap
     if a < 0.0:  # no shaving needed: charging only into the headroom there is now
         hi_fc = c.net if c.net > fc else fc
-        a = min(0.0, hi_fc - allowed_grid_w(charge_cap, iv.grid_ws, iv.covered_s, left, c.iv_len))
+        allowed = allowed_grid_w(charge_cap, iv.grid_ws, iv.covered_s, left, c.iv_len)
+        if not w.hi > 0.0:
+            # The battery cannot discharge now (at its floor: the reserve, the edges' last register
+            # step), so a charge taken now cannot be given back if the load comes back up (the guard
+            # below): no room from the interval's credit so far (a dip's) and none under the plan's
+            # own forecast for the interval. (train200 / PG&E, day 1, 18:45: 22 kWh charged at 19.8 %
+            # in a job restart's minutes, the load back at 5.7 MW, 10 kWh given back before the floor
+            # again: the part-peak window closed at 5,081.4 kW, over its own load, the level and no
+            # battery.)
+            p50 = planned + float(p.battery_w[k])
+            if p50 > hi_fc:
+                hi_fc = p50
+            if charge_cap < allowed:
+                allowed = charge_cap
+        a = min(0.0, hi_fc - allowed)
         level = charge_cap
         if fill and a < w.target:
             w = w.decided(AUTO, a, "plan")
