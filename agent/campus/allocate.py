@@ -75,7 +75,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from agent.campus.bound import NO_BOUND, as_forecast, campus_bound_w, campus_need_w, split_bound
+from agent.campus.bound import NO_BOUND, as_forecast, bound_and_room_w, split_bound
 from agent.control.demand import MARGIN
 from agent.control.dispatch import fill
 
@@ -371,8 +371,8 @@ def allocate(
         left_w = rest(limits.demand_target_w, sum(s.demand_target_w for s in held))
         demand = split_demand(left_w, fresh, interval_left_s, interval_s)
         if all(math.isfinite(f.forecast_w) for f in fresh):  # the campus's forecast is known (bound.py)
-            bound = split_bound(campus_bound_w(left_w, fresh, interval_left_s, interval_s, margin), fresh)
-            room = max(0.0, -campus_need_w(left_w, fresh, interval_left_s, interval_s, margin))
+            campus_w, room = bound_and_room_w(left_w, fresh, interval_left_s, interval_s, margin)
+            bound = split_bound(campus_w, fresh)
     else:
         recharge = UNDECIDED
     keep = split_keep(keep_wh if limits.demand_target_w > 0.0 else NOT_SENT, fresh)

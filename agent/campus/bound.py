@@ -104,9 +104,17 @@ def campus_bound_w(
     target) with `left_s` of the `length_s` interval to run, aiming `margin` under it (the campus's
     economic level's own aim, levels.py): > 0 discharge at least this, < 0 charge at most this much
     (demand.demand's bound, on the campus)."""
+    return bound_and_room_w(target_w, fs, left_s, length_s, margin)[0]
+
+
+def bound_and_room_w(
+    target_w: float, fs: Sequence[FeederState], left_s: float, length_s: float, margin: float = MARGIN
+) -> tuple[float, float]:
+    """(campus_bound_w, the ROOM: max(0, -campus_need_w)) on one count of the campus's need (what
+    allocate sends each feeder)."""
     a, fc, aim, used, covered, left = _need(target_w, fs, left_s, length_s, margin)
     if a >= 0.0:
-        return a
+        return a, 0.0
     net = sum(f.net_load_w for f in fs)
     # Charging is discretionary and keeps CHARGE_MARGIN further under the aim, unless a raise is
     # priced (the valley charge worth a higher peak: demand.demand drops the margin for it). The
@@ -121,7 +129,7 @@ def campus_bound_w(
     # reading (16f), the campus charged at the top of every swing, one cycle late, past its aim, and
     # where the feeders sat at their floor nothing recovered it (the hand-made campus, Shanghai: every
     # interval from 21:00 to midnight billed 3,094 kW, the load 3,080, the pooled controller 3,049).
-    return min(0.0, fc + abs(net - fc) - allow)
+    return min(0.0, fc + abs(net - fc) - allow), -a
 
 
 def split_bound(bound_w: float, fs: Sequence[FeederState]) -> list[float]:
