@@ -14,6 +14,7 @@ from agent.control.demand import (
     FORECAST_PRIOR_S,
     MARGIN,
     allowed_grid_w,
+    close_interval,
     headroom_wh,
     interval_net_forecast_w,
     keep_wh,
@@ -185,6 +186,37 @@ def test_economic_floor_and_energy_kept_for_shaving() -> None:
     assert keep_wh(profile, 88, 4e6, 900.0, 0.96) == pytest.approx(1.5e6 * 0.25 / 0.96)
     assert keep_wh(profile, 90, 4e6, 900.0, 0.96) == 0.0
     assert keep_wh(profile, 0, math.inf, 900.0, 0.96) == 0.0
+
+
+def test_a_level_is_priced_on_the_days_hours_above_its_aim() -> None:
+    """The week's days (a restart at a different hour each day: day d at 4 MW + 100 kW x d for an
+    hour, 3 MW otherwise) price the level, not their envelope (7 h at 4.0-4.6 MW, a day none was),
+    by the hours above where it is held, MARGIN under it. At 2.147 CNY/kWh a kW is worth 2.5 slots a
+    day (40.8 / 30.4 / 2.147 x 4): 16 slot-days of 28 at 1/7 each lie above 4.2 MW (2.29 a day), so
+    the aim is 4.2 MW and the level 4.2 MW / (1 - MARGIN). On the envelope no hour paid (inf)."""
+    n = 96
+    past = tuple(3e6 if not 4 * d <= s < 4 * d + 4 else 4e6 + d * 100e3 for d in range(7) for s in range(n))
+    env = tuple(max(past[d * n + s] for d in range(7)) for s in range(n))
+    st = IntervalState(
+        key=-1,
+        rate=40.8,
+        grid_ws=0.0,
+        net_ws=0.0,
+        covered_s=0.0,
+        month=0,
+        peaks=(),
+        profile=env,
+        shave_floor_w=math.nan,
+        targets=(),
+        past=past,
+        env=env,
+        margin=MARGIN,
+    )
+    lam = 40.8 * 4 / (30.4 * 2.5)
+    _, _, _, targets, _ = close_interval(st, 900.0, n, 0, 1e9, 1e9, (40.8,) * n, lam, 0.0, past, 40)
+    assert targets == pytest.approx((4.2e6 / (1 - MARGIN),) * n)
+    _, _, _, targets, _ = close_interval(st, 900.0, n, 0, 1e9, 1e9, (40.8,) * n, lam, 0.0, (), 40)
+    assert targets == (4.6e6,) * n  # without the days, priced on the envelope: at its top, nothing shaved
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,11 @@ every slot); each higher rate adds a window charge worth the difference, with it
 (held in its slots at min(M, L_k)). A single-rate tariff (Shanghai) has the one level M.
 
 Each level is set by the same marginal value, a Lagrange multiplier `lam` (currency per kWh of
-stored energy discharged): lowering a level by 1 kW costs one kWh a day for every hour the day
-profile spends above it in that level's slots, and is worth its rate / DAYS_PER_MONTH a day; so a
-level sits where its hours above equal that value / lam. `lam` starts at what a kWh spent on
+stored energy discharged): lowering a level by 1 kW costs one kWh a day for every hour a day spends
+above it in that level's slots (on average over the last days known; the day profile's own hours
+without them), and is worth its rate / DAYS_PER_MONTH a day; so a level sits where its hours above
+equal that value / lam. The energy is held on the profile (the last week's envelope: every recent
+day's load, demand.close_interval). `lam` starts at what a kWh spent on
 shaving costs (begin.py: the arbitrage it forgoes where arbitrage pays, else the wear and the
 recharge less the import it avoids): no level is deeper than pays (a bound from the bill itself,
 not a tuned constant). If the levels then need more energy over the day than the fleet holds,
@@ -22,6 +24,7 @@ the energy exactly (with one level: the lowest level the energy holds, as before
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Callable
 from typing import Final
 
@@ -31,23 +34,39 @@ INF: Final = math.inf
 
 
 class _Layer:
-    """One demand charge as the levels see it: its value per kW-month and the slots it covers."""
+    """One demand charge as the levels see it: its value per kW-month, the slots it covers, and the
+    load in them: the day profile's values (`top`: its highest) and the days' own values (`desc`)."""
 
-    __slots__ = ("desc", "slots", "top", "value")
+    __slots__ = ("cum", "desc", "slots", "top", "value")
 
-    def __init__(self, value: float, slots: list[int], profile: tuple[float, ...]) -> None:
+    def __init__(self, value: float, slots: list[int], profile: tuple[float, ...], days: tuple[float, ...]) -> None:
         self.value = value
         self.slots = slots
-        vals = sorted((profile[s] for s in slots if profile[s] == profile[s]), reverse=True)
-        self.desc = vals  # the layer's known profile values, highest first
-        self.top = vals[0] if vals else -INF
+        known = [profile[s] for s in slots if profile[s] == profile[s]]
+        self.top = max(known) if known else -INF
+        # Each slot's values on the days known (the profile's alone where none), weighing 1 / their
+        # number: a level's weight above it is the slots a day spends above it on average.
+        n = len(profile)
+        pairs: list[tuple[float, float]] = []
+        for s in slots:
+            vals = [days[i] for i in range(s, len(days), n) if days[i] == days[i]] if n else []
+            if not vals:
+                vals = [profile[s]] if profile[s] == profile[s] else []
+            for v in vals:
+                pairs.append((v, 1.0 / len(vals)))
+        pairs.sort(reverse=True)
+        self.desc = [v for v, _ in pairs]  # the layer's known values, highest first
+        cum = [0.0]
+        for _, w in pairs:
+            cum.append(cum[-1] + w)
+        self.cum = cum  # cum[i]: the slots a day spends above desc[i] on average (ties aside)
 
     def level(self, lam: float, length_s: float, power_w: float) -> float:
         """The level where the hours above it are worth lam per kWh (never below what the power holds)."""
         floor = self.top - power_w
         if not lam > 0.0:
             return floor
-        k = int(self.value / (DAYS_PER_MONTH * lam) * 3600.0 / length_s)
+        k = bisect_right(self.cum, self.value / (DAYS_PER_MONTH * lam) * 3600.0 / length_s) - 1
         lvl = self.desc[k] if k < len(self.desc) else -INF
         return lvl if lvl > floor else floor
 
@@ -57,12 +76,12 @@ def base_rate(rates: tuple[float, ...]) -> float:
     return min(rates) if rates and min(rates) > 0.0 else 0.0
 
 
-def _layers(profile: tuple[float, ...], rates: tuple[float, ...]) -> list[_Layer]:
+def _layers(profile: tuple[float, ...], rates: tuple[float, ...], days: tuple[float, ...]) -> list[_Layer]:
     n = len(profile)
     base = base_rate(rates)
-    out = [_Layer(base, list(range(n)), profile)] if base > 0.0 else []
+    out = [_Layer(base, list(range(n)), profile, days)] if base > 0.0 else []
     for v in sorted({r for r in rates if r > base}):
-        out.append(_Layer(v - base, [s for s in range(n) if rates[s] == v], profile))
+        out.append(_Layer(v - base, [s for s in range(n) if rates[s] == v], profile, days))
     return [la for la in out if la.desc]
 
 
@@ -103,18 +122,24 @@ def shave_levels(
     energy_wh: float,
     power_w: float,
     cost_per_kwh: float,
+    days: tuple[float, ...] = (),
 ) -> tuple[float, ...]:
     """The level (W) each slot of the day profile is shaved to; () with less than half a day of data.
 
     `rates`: the demand rate of each slot (0: not billed, inf level); `energy_wh`: what the fleet can
     give over the day (AC); `power_w`: at most this under each level's top; `cost_per_kwh`: what a
     kWh discharged for shaving costs (NaN or <= 0: no economic limit, the energy alone bounds).
+    `days`: the days the profile sums up, day after day by slot (envelope.py's ring; NaN: unknown):
+    a level is priced on the hours they spend above it on average, its energy held on the profile.
+    A profile that is their envelope (per slot, the highest of them) is a day none of them was: on
+    the savings bench's training fleet it had 13 slots above the level its days held 1.7 a day,
+    and a level priced on it sat ~150 kW over what pays (BENCHMARKS.md, issue 5, branch issue-5r).
     """
     n = len(profile)
     known = sum(1 for v in profile if v == v)
     if n == 0 or 2 * known < n or len(rates) != n:
         return ()
-    layers = _layers(profile, rates)
+    layers = _layers(profile, rates, days if len(days) % n == 0 else ())
     if not layers:
         return (INF,) * n
     h = length_s / 3600.0
@@ -134,6 +159,7 @@ def shave_levels(
         lambda lam: _need_wh(profile, _slot_levels(layers, at(lam), n), h) <= energy_wh,
     )
     deep, fits = _slot_levels(layers, at(lo), n), _slot_levels(layers, at(hi), n)
+
     # Between those corners the energy is linear in a blend of the two: use it exactly.
     def blend(t: float) -> list[float]:
         return [a + t * (b - a) if a > -INF else b for a, b in zip(deep, fits, strict=True)]
