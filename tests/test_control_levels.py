@@ -72,6 +72,25 @@ def test_a_level_is_priced_on_the_hours_the_days_spend_above_it_not_their_envelo
     assert shave_levels(env, one, 900.0, 1e9, 1e9, lam, (3e6,) * 5) == (math.inf,) * 96
 
 
+def test_where_the_energy_binds_it_is_priced_on_the_hours_it_is_held_for() -> None:
+    """Two charges: the maximum demand (11.98) and a 12:00-18:00 window (+16.37) where the load sits
+    at 4 MW every day; a 1 h plateau at 4.5 MW at another hour each morning (3 MW otherwise), so the
+    envelope holds 7 h of it. 1 MWh a day, wear 0.01 per kWh. On the days the plateau is cheap to
+    shave (1 h a day) and the energy binds. Where the energy gets its price on the days' hours too,
+    the maximum demand takes it all: 28 slots of the envelope above it, (4.5 MW - L) x 7 h = 1 MWh,
+    L = 4.357 MW, and the afternoon is not shaved (a kW there takes 6 h of the days). Priced on the
+    envelope's hours, where the energy is held, a kW under 4.5 MW takes 7 kWh a day for 11.98 / 30.4
+    and one in the afternoon 6 for 16.37 / 30.4: the energy goes to the afternoon, (4 MW - L) x 6 h =
+    1 MWh, L = 3.833 MW, and the maximum demand stays at its top (not shaved)."""
+    n = 96
+    rates = tuple(28.35 if 48 <= s < 72 else 11.98 for s in range(n))
+    days = tuple(4.5e6 if 4 * d <= s < 4 * d + 4 else 4e6 if 48 <= s < 72 else 3e6 for d in range(7) for s in range(n))
+    env = tuple(max(days[d * n + s] for d in range(7)) for s in range(n))
+    lv = shave_levels(env, rates, 900.0, 1e6, 1e9, 0.01, days)
+    assert lv[48:72] == pytest.approx((4e6 - 1e6 / 6.0,) * 24)
+    assert lv[:48] + lv[72:] == (math.inf,) * 72
+
+
 def test_with_one_rate_it_is_the_lowest_level_the_energy_holds() -> None:
     one = (40.8,) * 96
     # two hours at 4 MW: (4 MW - L) x 2 h = 0.5 MWh -> 3.75 MW (the rest of the day is lower)

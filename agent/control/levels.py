@@ -16,15 +16,16 @@ equal that value / lam. The energy is held on the profile (the last week's envel
 day's load, demand.close_interval). `lam` starts at what a kWh spent on
 shaving costs (begin.py: the arbitrage it forgoes where arbitrage pays, else the wear and the
 recharge less the import it avoids): no level is deeper than pays (a bound from the bill itself,
-not a tuned constant). If the levels then need more energy over the day than the fleet holds,
-`lam` rises until they fit; between the last two profile corners the levels are blended to use
+not a tuned constant). If the levels then need more energy over the day than the fleet holds on
+the profile, that energy gets a price of its own, `mu` per kWh over each level's hours above it on
+the profile, rising until they fit (with no days apart from the profile the two prices add up, as
+one `lam` rising did before); between the last two profile corners the levels are blended to use
 the energy exactly (with one level: the lowest level the energy holds, as before issue 13e).
 """
 
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
 from collections.abc import Callable
 from typing import Final
 
@@ -35,39 +36,59 @@ INF: Final = math.inf
 
 class _Layer:
     """One demand charge as the levels see it: its value per kW-month, the slots it covers, and the
-    load in them: the day profile's values (`top`: its highest) and the days' own values (`desc`)."""
+    load in them: the day profile's values (`top`: its highest) and the days' own values."""
 
-    __slots__ = ("cum", "desc", "slots", "top", "value")
+    __slots__ = ("desc", "on_days", "on_profile", "slots", "top", "value")
 
     def __init__(self, value: float, slots: list[int], profile: tuple[float, ...], days: tuple[float, ...]) -> None:
         self.value = value
         self.slots = slots
         known = [profile[s] for s in slots if profile[s] == profile[s]]
         self.top = max(known) if known else -INF
-        # Each slot's values on the days known (the profile's alone where none), weighing 1 / their
-        # number: a level's weight above it is the slots a day spends above it on average.
+        # Every value the level may sit at, with the slots a day spends there: on the days known,
+        # each slot's value on each weighing 1 / their number (the slots above a level on average),
+        # and on the profile, each slot's weighing 1 (the slots its energy is held for); a slot
+        # without days counts its profile value for both.
         n = len(profile)
-        pairs: list[tuple[float, float]] = []
+        rows: list[tuple[float, float, float]] = []
         for s in slots:
+            p = profile[s]
             vals = [days[i] for i in range(s, len(days), n) if days[i] == days[i]] if n else []
             if not vals:
-                vals = [profile[s]] if profile[s] == profile[s] else []
+                if p == p:
+                    rows.append((p, 1.0, 1.0))
+                continue
             for v in vals:
-                pairs.append((v, 1.0 / len(vals)))
-        pairs.sort(reverse=True)
-        self.desc = [v for v, _ in pairs]  # the layer's known values, highest first
-        cum = [0.0]
-        for _, w in pairs:
-            cum.append(cum[-1] + w)
-        self.cum = cum  # cum[i]: the slots a day spends above desc[i] on average (ties aside)
+                rows.append((v, 1.0 / len(vals), 0.0))
+            if p == p:
+                rows.append((p, 0.0, 1.0))
+        rows.sort(reverse=True)
+        self.desc = [v for v, _, _ in rows]  # highest first
+        on_days, on_profile = [0.0], [0.0]  # [i]: the slots a day spends above desc[i] (ties aside)
+        for _, wd, wp in rows:
+            on_days.append(on_days[-1] + wd)
+            on_profile.append(on_profile[-1] + wp)
+        self.on_days, self.on_profile = on_days, on_profile
 
-    def level(self, lam: float, length_s: float, power_w: float) -> float:
-        """The level where the hours above it are worth lam per kWh (never below what the power holds)."""
+    def level(self, lam: float, mu: float, length_s: float, power_w: float) -> float:
+        """The deepest level where a kW of it is worth what it costs: lam per kWh over the hours the
+        days spend above it, and mu per kWh over the hours the profile does (the energy's price where
+        the profile's need binds); never below what the power holds."""
         floor = self.top - power_w
-        if not lam > 0.0:
+        if not (lam > 0.0 or mu > 0.0):
             return floor
-        k = bisect_right(self.cum, self.value / (DAYS_PER_MONTH * lam) * 3600.0 / length_s) - 1
-        lvl = self.desc[k] if k < len(self.desc) else -INF
+        worth = self.value / DAYS_PER_MONTH * 3600.0 / length_s  # per kW-day, in slots x per-kWh
+        on_days, on_profile = self.on_days, self.on_profile
+        lo, hi = 0, len(on_days) - 1  # the cost at index lo is within `worth`; both sums rise with i
+        if lam * on_days[hi] + mu * on_profile[hi] <= worth:
+            lo = hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if lam * on_days[mid] + mu * on_profile[mid] <= worth:
+                lo = mid
+            else:
+                hi = mid
+        lvl = self.desc[lo] if lo < len(self.desc) else -INF
         return lvl if lvl > floor else floor
 
 
@@ -144,19 +165,22 @@ def shave_levels(
         return (INF,) * n
     h = length_s / 3600.0
 
-    def at(lam: float) -> list[float]:
-        return [la.level(lam, length_s, power_w) for la in layers]
-
     lam0 = cost_per_kwh if cost_per_kwh > 0.0 else 0.0  # NaN compares False
-    lv = at(lam0)
+
+    def at(mu: float) -> list[float]:
+        return [la.level(lam0, mu, length_s, power_w) for la in layers]
+
+    lv = at(0.0)
     if _need_wh(profile, _slot_levels(layers, lv, n), h) <= energy_wh:
         return tuple(_slot_levels(layers, [_shaved(la, x) for la, x in zip(layers, lv, strict=True)], n))
-    # Too deep for the energy: the multiplier rises until the levels fit. At lam_hi every level sits
-    # at its layer's top (no hour above it is worth that much), which needs nothing.
+    # Too deep for the energy: the energy's own price `mu` rises until the levels fit, each level
+    # charged it on the hours the profile (where the energy is held) spends above it: a level the
+    # days price cheaply but the profile holds for many hours (a plateau at another hour each day)
+    # gives way first. At mu_hi every level sits at its layer's top, which needs nothing.
     lo, hi = _bisect(
-        lam0,
-        max(la.value for la in layers) / (DAYS_PER_MONTH * h) * 2.0 + lam0,
-        lambda lam: _need_wh(profile, _slot_levels(layers, at(lam), n), h) <= energy_wh,
+        0.0,
+        max(la.value for la in layers) / (DAYS_PER_MONTH * h) * 2.0,
+        lambda mu: _need_wh(profile, _slot_levels(layers, at(mu), n), h) <= energy_wh,
     )
     deep, fits = _slot_levels(layers, at(lo), n), _slot_levels(layers, at(hi), n)
 
@@ -165,10 +189,7 @@ def shave_levels(
         return [a + t * (b - a) if a > -INF else b for a, b in zip(deep, fits, strict=True)]
 
     t_hi = _bisect(0.0, 1.0, lambda t: _need_wh(profile, blend(t), h) <= energy_wh)[1]
-    lv = [
-        la.level(lo, length_s, power_w) + t_hi * (la.level(hi, length_s, power_w) - la.level(lo, length_s, power_w))
-        for la in layers
-    ]
+    lv = [a + t_hi * (b - a) for a, b in zip(at(lo), at(hi), strict=True)]
     return tuple(_slot_levels(layers, [_shaved(la, x) for la, x in zip(layers, lv, strict=True)], n))
 
 
