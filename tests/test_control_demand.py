@@ -219,6 +219,37 @@ def test_a_level_is_priced_on_the_days_hours_above_its_aim() -> None:
     assert targets == (4.6e6,) * n  # without the days, priced on the envelope: at its top, nothing shaved
 
 
+def test_a_level_above_its_capped_target_is_held_at_the_cap_not_under_it() -> None:
+    """Refilled for demand alone (`refill`), the levels are sized on the load over 1 - MARGIN: one
+    between the load's top (4.6 MW) and that over 1 - MARGIN is capped at the top by slot_targets.
+    The level shaves nothing the load reaches, so the interval is held at the cap (aim 0) where the
+    load reaches it, as a level at its top is, not MARGIN under it (which shaved PG&E's flat load
+    under its plateau every weekend for nothing). Restarts at 4.54-4.60 MW, an hour a day; at 2.5
+    slots a day the days price the aim at 4.56 MW: the level 4.56 MW / 0.99 = 4.606 MW."""
+    n = 96
+    past = tuple(3e6 if not 4 * d <= s < 4 * d + 4 else 4.54e6 + d * 10e3 for d in range(7) for s in range(n))
+    env = tuple(max(past[d * n + s] for d in range(7)) for s in range(n))
+    st = IntervalState(
+        key=-1,
+        rate=40.8,
+        grid_ws=0.0,
+        net_ws=0.0,
+        covered_s=0.0,
+        month=0,
+        peaks=(),
+        profile=env,
+        shave_floor_w=math.nan,
+        targets=(),
+        past=past,
+        env=env,
+        margin=MARGIN,
+    )
+    lam = 40.8 * 4 / (30.4 * 2.5)
+    _, _, _, targets, aim = close_interval(st, 900.0, n, 0, 1e9, 1e9, (40.8,) * n, lam, 0.0, past, 40, True)
+    assert targets[40] == pytest.approx(4.6e6)
+    assert aim == 0.0
+
+
 @pytest.mark.parametrize(
     ("profile", "slot", "n_slots", "level", "max_w", "expected_wh"),
     [
