@@ -14,6 +14,7 @@ from agent.control.demand import (
     FORECAST_PRIOR_S,
     MARGIN,
     allowed_grid_w,
+    close_interval,
     headroom_wh,
     interval_net_forecast_w,
     keep_wh,
@@ -185,6 +186,60 @@ def test_economic_floor_and_energy_kept_for_shaving() -> None:
     assert keep_wh(profile, 88, 4e6, 900.0, 0.96) == pytest.approx(1.5e6 * 0.25 / 0.96)
     assert keep_wh(profile, 90, 4e6, 900.0, 0.96) == 0.0
     assert keep_wh(profile, 0, math.inf, 900.0, 0.96) == 0.0
+
+
+# A kW of level worth 2.5 slots a day at 40.8 CNY/kW-month: 40.8 / 30.4 / LAM_2_5 x 4 = 2.5
+LAM_2_5 = 40.8 * 4 / (30.4 * 2.5)
+
+
+def restart_week(base_w: float, step_w: float) -> tuple[IntervalState, tuple[float, ...]]:
+    """A week of days at 3 MW with a restart at a different hour each day (day d at base_w + d x
+    step_w for an hour from 0:00 + d h), and an interval state with their envelope as its profile:
+    (the state, the days' ring)."""
+    n = 96
+    past = tuple(3e6 if not 4 * d <= s < 4 * d + 4 else base_w + d * step_w for d in range(7) for s in range(n))
+    env = tuple(max(past[d * n + s] for d in range(7)) for s in range(n))
+    st = IntervalState(
+        key=-1,
+        rate=40.8,
+        grid_ws=0.0,
+        net_ws=0.0,
+        covered_s=0.0,
+        month=0,
+        peaks=(),
+        profile=env,
+        shave_floor_w=math.nan,
+        targets=(),
+        past=past,
+        env=env,
+        margin=MARGIN,
+    )
+    return st, past
+
+
+def test_a_level_is_priced_on_the_days_hours_above_its_aim() -> None:
+    """The week's days (restarts at 4 MW + 100 kW x the day) price the level, not their envelope
+    (7 h at 4.0-4.6 MW, a day none was), by the hours above where it is held, MARGIN under it. At 2.5
+    slots a day: 16 slot-days of 28 at 1/7 each lie above 4.2 MW (2.29 a day), so the aim is 4.2 MW
+    and the level 4.2 MW / (1 - MARGIN). On the envelope no hour paid."""
+    st, past = restart_week(4e6, 100e3)
+    _, _, _, targets, _ = close_interval(st, 900.0, 96, 0, 1e9, 1e9, (40.8,) * 96, LAM_2_5, 0.0, past, 40)
+    assert targets == pytest.approx((4.2e6 / (1 - MARGIN),) * 96)
+    _, _, _, targets, _ = close_interval(st, 900.0, 96, 0, 1e9, 1e9, (40.8,) * 96, LAM_2_5, 0.0, (), 40)
+    assert targets == (4.6e6,) * 96  # without the days, priced on the envelope: at its top, nothing shaved
+
+
+def test_a_level_above_its_capped_target_is_held_at_the_cap_not_under_it() -> None:
+    """Refilled for demand alone (`refill`), the levels are sized on the load over 1 - MARGIN: one
+    between the load's top (4.6 MW) and that over 1 - MARGIN is capped at the top by slot_targets.
+    The level shaves nothing the load reaches, so the interval is held at the cap (aim 0) where the
+    load reaches it, as a level at its top is, not MARGIN under it (which shaved PG&E's flat load
+    under its plateau every weekend for nothing). Restarts at 4.54-4.60 MW; at 2.5 slots a day the
+    days price the aim at 4.56 MW: the level 4.56 MW / 0.99 = 4.606 MW."""
+    st, past = restart_week(4.54e6, 10e3)
+    _, _, _, targets, aim = close_interval(st, 900.0, 96, 0, 1e9, 1e9, (40.8,) * 96, LAM_2_5, 0.0, past, 40, True)
+    assert targets[40] == pytest.approx(4.6e6)
+    assert aim == 0.0
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,49 @@ def test_no_level_is_deeper_than_pays() -> None:
     assert all(math.isinf(v) for v in lv[:48] + lv[72:])
 
 
+def test_a_level_is_priced_on_the_hours_the_days_spend_above_it_not_their_envelope() -> None:
+    """A training fleet's restarts come at a different hour each day: seven days at 3 MW, each with
+    one hour at 4 MW + 10 kW x its day, hours 0, 1, ... 6. Their envelope (the highest per slot) is
+    at 4 MW for 7 h, a day none of them was; each day spends 1 h (4 slots) above 3 MW.
+
+    At 40.8 CNY/kW-month and 2.147 CNY/kWh a kW of level is worth 40.8 / 30.4 / 2.147 = 0.625 h a
+    day, 2.5 slots. Priced on the envelope, 2 slots above its 3rd-highest value (4.06 MW, its top):
+    no hour is worth shaving (inf). On the days: the level with at most 2.5 slots a day above it on
+    average, 16 of the 28 high slot-days at 1/7 each (2.29 slots a day) above 4.02 MW."""
+    n, one = 96, (40.8,) * 96
+    days = [3e6 if not 4 * d <= s < 4 * d + 4 else 4e6 + d * 10e3 for d in range(7) for s in range(n)]
+    env = tuple(max(days[d * n + s] for d in range(7)) for s in range(n))
+    lam = 40.8 * 4 / (30.4 * 2.5)
+    assert shave_levels(env, one, 900.0, 1e9, 1e9, lam) == (math.inf,) * 96
+    assert shave_levels(env, one, 900.0, 1e9, 1e9, lam, tuple(days)) == (4.02e6,) * 96
+    # the energy is still held on the envelope: it needs 100 kWh above 4.02 MW (40, 30, 20, 10 kW for
+    # an hour each); with 50 kWh the level rises to where the envelope needs just that
+    lv = shave_levels(env, one, 900.0, 50e3, 1e9, lam, tuple(days))
+    assert sum(max(0.0, v - lv[0]) for v in env) * 0.25 == pytest.approx(50e3, rel=1e-6)
+    # no days known (or a ring of the wrong length): the envelope's own hours, as before
+    assert shave_levels(env, one, 900.0, 1e9, 1e9, lam, (math.nan,) * (7 * n)) == (math.inf,) * 96
+    assert shave_levels(env, one, 900.0, 1e9, 1e9, lam, (3e6,) * 5) == (math.inf,) * 96
+
+
+def test_where_the_energy_binds_it_is_priced_on_the_hours_it_is_held_for() -> None:
+    """Two charges: the maximum demand (11.98) and a 12:00-18:00 window (+16.37) where the load sits
+    at 4 MW every day; a 1 h plateau at 4.5 MW at another hour each morning (3 MW otherwise), so the
+    envelope holds 7 h of it. 1 MWh a day, wear 0.01 per kWh. On the days the plateau is cheap to
+    shave (1 h a day) and the energy binds. Where the energy gets its price on the days' hours too,
+    the maximum demand takes it all: 28 slots of the envelope above it, (4.5 MW - L) x 7 h = 1 MWh,
+    L = 4.357 MW, and the afternoon is not shaved (a kW there takes 6 h of the days). Priced on the
+    envelope's hours, where the energy is held, a kW under 4.5 MW takes 7 kWh a day for 11.98 / 30.4
+    and one in the afternoon 6 for 16.37 / 30.4: the energy goes to the afternoon, (4 MW - L) x 6 h =
+    1 MWh, L = 3.833 MW, and the maximum demand stays at its top (not shaved)."""
+    n = 96
+    rates = tuple(28.35 if 48 <= s < 72 else 11.98 for s in range(n))
+    days = tuple(4.5e6 if 4 * d <= s < 4 * d + 4 else 4e6 if 48 <= s < 72 else 3e6 for d in range(7) for s in range(n))
+    env = tuple(max(days[d * n + s] for d in range(7)) for s in range(n))
+    lv = shave_levels(env, rates, 900.0, 1e6, 1e9, 0.01, days)
+    assert lv[48:72] == pytest.approx((4e6 - 1e6 / 6.0,) * 24)
+    assert lv[:48] + lv[72:] == (math.inf,) * 72
+
+
 def test_with_one_rate_it_is_the_lowest_level_the_energy_holds() -> None:
     one = (40.8,) * 96
     # two hours at 4 MW: (4 MW - L) x 2 h = 0.5 MWh -> 3.75 MW (the rest of the day is lower)

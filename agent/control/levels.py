@@ -9,13 +9,17 @@ every slot); each higher rate adds a window charge worth the difference, with it
 (held in its slots at min(M, L_k)). A single-rate tariff (Shanghai) has the one level M.
 
 Each level is set by the same marginal value, a Lagrange multiplier `lam` (currency per kWh of
-stored energy discharged): lowering a level by 1 kW costs one kWh a day for every hour the day
-profile spends above it in that level's slots, and is worth its rate / DAYS_PER_MONTH a day; so a
-level sits where its hours above equal that value / lam. `lam` starts at what a kWh spent on
+stored energy discharged): lowering a level by 1 kW costs one kWh a day for every hour a day spends
+above it in that level's slots (on average over the last days known; the day profile's own hours
+without them), and is worth its rate / DAYS_PER_MONTH a day; so a level sits where its hours above
+equal that value / lam. The energy is held on the profile (the last week's envelope: every recent
+day's load, demand.close_interval). `lam` starts at what a kWh spent on
 shaving costs (begin.py: the arbitrage it forgoes where arbitrage pays, else the wear and the
 recharge less the import it avoids): no level is deeper than pays (a bound from the bill itself,
-not a tuned constant). If the levels then need more energy over the day than the fleet holds,
-`lam` rises until they fit; between the last two profile corners the levels are blended to use
+not a tuned constant). If the levels then need more energy over the day than the fleet holds on
+the profile, that energy gets a price of its own, `mu` per kWh over each level's hours above it on
+the profile, rising until they fit (with no days apart from the profile the two prices add up, as
+one `lam` rising did before); between the last two profile corners the levels are blended to use
 the energy exactly (with one level: the lowest level the energy holds, as before issue 13e).
 """
 
@@ -31,24 +35,60 @@ INF: Final = math.inf
 
 
 class _Layer:
-    """One demand charge as the levels see it: its value per kW-month and the slots it covers."""
+    """One demand charge as the levels see it: its value per kW-month, the slots it covers, and the
+    load in them: the day profile's values (`top`: its highest) and the days' own values."""
 
-    __slots__ = ("desc", "slots", "top", "value")
+    __slots__ = ("desc", "on_days", "on_profile", "slots", "top", "value")
 
-    def __init__(self, value: float, slots: list[int], profile: tuple[float, ...]) -> None:
+    def __init__(self, value: float, slots: list[int], profile: tuple[float, ...], days: tuple[float, ...]) -> None:
         self.value = value
         self.slots = slots
-        vals = sorted((profile[s] for s in slots if profile[s] == profile[s]), reverse=True)
-        self.desc = vals  # the layer's known profile values, highest first
-        self.top = vals[0] if vals else -INF
+        known = [profile[s] for s in slots if profile[s] == profile[s]]
+        self.top = max(known) if known else -INF
+        # Every value the level may sit at, with the slots a day spends there: on the days known,
+        # each slot's value on each weighing 1 / their number (the slots above a level on average),
+        # and on the profile, each slot's weighing 1 (the slots its energy is held for); a slot
+        # without days counts its profile value for both.
+        n = len(profile)
+        rows: list[tuple[float, float, float]] = []
+        for s in slots:
+            p = profile[s]
+            vals = [days[i] for i in range(s, len(days), n) if days[i] == days[i]] if n else []
+            if not vals:
+                if p == p:
+                    rows.append((p, 1.0, 1.0))
+                continue
+            for v in vals:
+                rows.append((v, 1.0 / len(vals), 0.0))
+            if p == p:
+                rows.append((p, 0.0, 1.0))
+        rows.sort(reverse=True)
+        self.desc = [v for v, _, _ in rows]  # highest first
+        on_days, on_profile = [0.0], [0.0]  # [i]: the slots a day spends above desc[i] (ties aside)
+        for _, wd, wp in rows:
+            on_days.append(on_days[-1] + wd)
+            on_profile.append(on_profile[-1] + wp)
+        self.on_days, self.on_profile = on_days, on_profile
 
-    def level(self, lam: float, length_s: float, power_w: float) -> float:
-        """The level where the hours above it are worth lam per kWh (never below what the power holds)."""
+    def level(self, lam: float, mu: float, length_s: float, power_w: float) -> float:
+        """The deepest level where a kW of it is worth what it costs: lam per kWh over the hours the
+        days spend above it, and mu per kWh over the hours the profile does (the energy's price where
+        the profile's need binds); never below what the power holds."""
         floor = self.top - power_w
-        if not lam > 0.0:
+        if not (lam > 0.0 or mu > 0.0):
             return floor
-        k = int(self.value / (DAYS_PER_MONTH * lam) * 3600.0 / length_s)
-        lvl = self.desc[k] if k < len(self.desc) else -INF
+        worth = self.value / DAYS_PER_MONTH * 3600.0 / length_s  # per kW-day, in slots x per-kWh
+        on_days, on_profile = self.on_days, self.on_profile
+        lo, hi = 0, len(on_days) - 1  # the cost at index lo is within `worth`; both sums rise with i
+        if lam * on_days[hi] + mu * on_profile[hi] <= worth:
+            lo = hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if lam * on_days[mid] + mu * on_profile[mid] <= worth:
+                lo = mid
+            else:
+                hi = mid
+        lvl = self.desc[lo] if lo < len(self.desc) else -INF
         return lvl if lvl > floor else floor
 
 
@@ -57,12 +97,12 @@ def base_rate(rates: tuple[float, ...]) -> float:
     return min(rates) if rates and min(rates) > 0.0 else 0.0
 
 
-def _layers(profile: tuple[float, ...], rates: tuple[float, ...]) -> list[_Layer]:
+def _layers(profile: tuple[float, ...], rates: tuple[float, ...], days: tuple[float, ...]) -> list[_Layer]:
     n = len(profile)
     base = base_rate(rates)
-    out = [_Layer(base, list(range(n)), profile)] if base > 0.0 else []
+    out = [_Layer(base, list(range(n)), profile, days)] if base > 0.0 else []
     for v in sorted({r for r in rates if r > base}):
-        out.append(_Layer(v - base, [s for s in range(n) if rates[s] == v], profile))
+        out.append(_Layer(v - base, [s for s in range(n) if rates[s] == v], profile, days))
     return [la for la in out if la.desc]
 
 
@@ -103,46 +143,53 @@ def shave_levels(
     energy_wh: float,
     power_w: float,
     cost_per_kwh: float,
+    days: tuple[float, ...] = (),
 ) -> tuple[float, ...]:
     """The level (W) each slot of the day profile is shaved to; () with less than half a day of data.
 
     `rates`: the demand rate of each slot (0: not billed, inf level); `energy_wh`: what the fleet can
     give over the day (AC); `power_w`: at most this under each level's top; `cost_per_kwh`: what a
     kWh discharged for shaving costs (NaN or <= 0: no economic limit, the energy alone bounds).
+    `days`: the days the profile sums up, day after day by slot (envelope.py's ring; NaN: unknown):
+    a level is priced on the hours they spend above it on average, its energy held on the profile.
+    A profile that is their envelope (per slot, the highest of them) is a day none of them was: on
+    the savings bench's training fleet it had 13 slots above the level its days held 1.7 a day,
+    and a level priced on it sat ~150 kW over what pays (BENCHMARKS.md, issue 5, branch issue-5r).
     """
     n = len(profile)
     known = sum(1 for v in profile if v == v)
     if n == 0 or 2 * known < n or len(rates) != n:
         return ()
-    layers = _layers(profile, rates)
+    layers = _layers(profile, rates, days if len(days) % n == 0 else ())
     if not layers:
         return (INF,) * n
     h = length_s / 3600.0
 
-    def at(lam: float) -> list[float]:
-        return [la.level(lam, length_s, power_w) for la in layers]
-
     lam0 = cost_per_kwh if cost_per_kwh > 0.0 else 0.0  # NaN compares False
-    lv = at(lam0)
+
+    def at(mu: float) -> list[float]:
+        return [la.level(lam0, mu, length_s, power_w) for la in layers]
+
+    lv = at(0.0)
     if _need_wh(profile, _slot_levels(layers, lv, n), h) <= energy_wh:
         return tuple(_slot_levels(layers, [_shaved(la, x) for la, x in zip(layers, lv, strict=True)], n))
-    # Too deep for the energy: the multiplier rises until the levels fit. At lam_hi every level sits
-    # at its layer's top (no hour above it is worth that much), which needs nothing.
+    # Too deep for the energy: the energy's own price `mu` rises until the levels fit, each level
+    # charged it on the hours the profile (where the energy is held) spends above it: a level the
+    # days price cheaply but the profile holds for many hours (a plateau at another hour each day)
+    # gives way first. At mu_hi every level sits at its layer's top, which needs nothing.
     lo, hi = _bisect(
-        lam0,
-        max(la.value for la in layers) / (DAYS_PER_MONTH * h) * 2.0 + lam0,
-        lambda lam: _need_wh(profile, _slot_levels(layers, at(lam), n), h) <= energy_wh,
+        0.0,
+        max(la.value for la in layers) / (DAYS_PER_MONTH * h) * 2.0,
+        lambda mu: _need_wh(profile, _slot_levels(layers, at(mu), n), h) <= energy_wh,
     )
     deep, fits = _slot_levels(layers, at(lo), n), _slot_levels(layers, at(hi), n)
+
     # Between those corners the energy is linear in a blend of the two: use it exactly.
     def blend(t: float) -> list[float]:
         return [a + t * (b - a) if a > -INF else b for a, b in zip(deep, fits, strict=True)]
 
     t_hi = _bisect(0.0, 1.0, lambda t: _need_wh(profile, blend(t), h) <= energy_wh)[1]
-    lv = [
-        la.level(lo, length_s, power_w) + t_hi * (la.level(hi, length_s, power_w) - la.level(lo, length_s, power_w))
-        for la in layers
-    ]
+    lv = [a + t_hi * (b - a) for a, b in zip(at(lo), at(hi), strict=True)]
     return tuple(_slot_levels(layers, [_shaved(la, x) for la, x in zip(layers, lv, strict=True)], n))
 
 
