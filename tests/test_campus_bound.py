@@ -295,3 +295,30 @@ def test_two_feeders_discharge_at_most_what_the_campus_needs_and_one_stepping_al
         assert got == pytest.approx((want_a, want_b)), (a_net, b_net)
         discharged = sum(max(0.0, x) for x in got)
         assert discharged <= max(campus, max(0.0, (max(a_net, b_net) - 1.0e6) / 3.0 - 100e3)) + 1e-6
+
+
+def test_the_last_cycle_s_part_asks_the_whole_excess_of_the_one_cycle_that_can_still_answer() -> None:
+    """Two feeders at 1.0 MW each (read and forecast) under a 2.0 MW target (aim 1.98 MW), their
+    counts 780 s into the interval at 1.0 MW each: the campus is 20 kW over its aim. The shares apply
+    at the agents' next cycle, 60 s later, and the cycle in flight was commanded on the shares before:
+    with no battery in flight it imports 2.0 MW, and the last 60 s must take the whole interval's
+    excess, 900 x 0.02 / 60 = 0.30 MW (before: spread over the 120 s as if the parts applied at once,
+    0.15 MW, and the interval's book ended over the level). With the in-flight cycle discharging
+    0.15 MW already, the last cycle needs 0.15 MW more: (1800 - 9 - 1782) / 60 = 0.15 MW."""
+    wh = 1e6 * 780.0 / 3600.0
+    lim = CampusLimits(demand_target_w=2.0e6)
+
+    def parts(battery_w: float, in_flight_s: float = 60.0) -> list[float]:
+        fs = [feeder(s, 1.0e6, 1.0e6, wh, battery_w=battery_w) for s in ("a", "b")]
+        sent = allocate(lim, fs, interval_left_s=120.0, interval_s=L, in_flight_s=in_flight_s)
+        return [s.demand_w for s in sent.values()]
+
+    assert parts(0.0) == pytest.approx([0.15e6, 0.15e6])
+    assert parts(0.075e6) == pytest.approx([0.075e6, 0.075e6])
+    # not reported (an agent before this change), or the cycle in flight ends the interval: as before
+    assert parts(math.nan) == pytest.approx([0.075e6, 0.075e6])
+    assert parts(0.0, in_flight_s=0.0) == pytest.approx([0.075e6, 0.075e6])
+    # the battery power survives the wire; absent it reads as not reported
+    f = feeder("a", 1.0e6, 1.0e6, wh, battery_w=-250.5)
+    assert parse_report(decode(signed_report(KEY, f, 1.79e9)), "a").battery_w == pytest.approx(-250.5)
+    assert math.isnan(parse_report(decode(signed_report(KEY, replace(f, battery_w=math.nan), 1.79e9)), "a").battery_w)

@@ -231,6 +231,8 @@ class Coordinator:
                 keep_wh=lv.keep_wh,
                 recharge=lv.recharge,
                 margin=lv.margin,
+                # the agents' cycle between the reports and this share (allocate.in_flight)
+                in_flight_s=self.cfg.cycle_s if left > self.cfg.cycle_s else 0.0,
             )
         )
         shares = to_send(self._recent)

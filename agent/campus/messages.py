@@ -18,7 +18,9 @@ value is all either side uses, and a retained one would only be refused as stale
              share it had; interval_wh: its import so far this demand interval; optional
              "forecast_w": its demand forecast for the rest of the interval, "raise_w": the charge
              raise its time-of-use plan priced: agent/campus/bound.py; "budget_wh", "power_w",
-             "spread": what the campus's economic levels are sized on, agent/campus/levels.py)
+             "spread": what the campus's economic levels are sized on, agent/campus/levels.py;
+             "battery_w": the battery power its cycle commanded, W, discharge positive:
+             agent/campus/allocate.py in_flight)
     share:  {"v": 1, "site": "f1", "seq": 17, "ts": ..., "nonce": ..., "import_cap_w": ...,
              "ramp_w_per_s": ..., "demand_target_w": ..., "keep_wh": ..., "sig": ...}
              (keep_wh: its part of the campus's keep for the demand target, AC Wh; absent or
@@ -82,6 +84,8 @@ def signed_report(secret: bytes, f: FeederState, ts: float) -> bytes:
         body["forecast_w"] = round(f.forecast_w, 3)
     if good and math.isfinite(f.raise_w) and f.raise_w > 0.0:
         body["raise_w"] = round(f.raise_w, 3)
+    if good and math.isfinite(f.battery_w):  # in flight when the coordinator answers (allocate.in_flight)
+        body["battery_w"] = round(f.battery_w, 3)
     if good:  # what the campus's economic levels are sized on (agent/campus/levels.py)
         for k, v in (("budget_wh", f.budget_wh), ("power_w", f.power_w), ("spread", f.spread)):
             if math.isfinite(v):
@@ -147,8 +151,17 @@ def parse_report(msg: dict[str, Any], site: str) -> FeederState:
         if v < 0.0:
             raise MessageError(f"'{k}' must be >= 0, got {v!r}")
     spread = _watts(msg, "spread") if "spread" in msg else math.nan
+    battery = _watts(msg, "battery_w") if "battery_w" in msg else math.nan  # absent: not reported
     return FeederState(
-        site, fresh=good, forecast_w=fc, raise_w=raised, budget_wh=budget, power_w=power, spread=spread, **vals
+        site,
+        fresh=good,
+        forecast_w=fc,
+        raise_w=raised,
+        budget_wh=budget,
+        power_w=power,
+        spread=spread,
+        battery_w=battery,
+        **vals,
     )
 
 

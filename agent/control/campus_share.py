@@ -121,6 +121,7 @@ def feeder_state(
     forecast_w: float = math.nan,
     raise_w: float = 0.0,
     spread: float = math.nan,
+    battery_w: float = math.nan,
 ) -> FeederState:
     """This cycle's campus report: net load, grid import, and the battery power and energy the
     coordinator may count on (trusted clusters, the operator's maintenance and derate, above the
@@ -133,7 +134,9 @@ def feeder_state(
     time-of-use plan priced for this interval (0: none); `spread`: the round trip's value its price
     plan priced (TouState.spread, NaN: not known). With the usable window's energy from full and the
     discharge power with no window applied, what the campus's economic levels are sized on, as the
-    site's own are (begin.py; agent/campus/levels.py)."""
+    site's own are (begin.py; agent/campus/levels.py). `battery_w`: the battery power this cycle
+    commanded (discharge positive; NaN: not known): in flight when the coordinator answers
+    (agent.campus.allocate.in_flight)."""
     good = all(m.quality is Quality.GOOD for m in (snap.grid_w, snap.load_w, snap.pv_w)) and snap.grid_up
     f = build_fleet(snap, op.maintenance, None, op.derate)
     floor = reserve_floor_pct(cfg, op, f.capacity_wh)
@@ -158,6 +161,7 @@ def feeder_state(
         budget_wh=budget,
         power_w=power,
         spread=spread,
+        battery_w=battery_w,
     )
 
 

@@ -125,6 +125,7 @@ class CampusLink:
             forecast_w=rec.campus_forecast_w,
             raise_w=rec.campus_raise_w,
             spread=rec.campus_spread,
+            battery_w=sum(rec.plan.pcs_setpoints_w.values()),  # what this cycle commanded (allocate.in_flight)
         )
         f = replace(f, share_age_s=self.clock() - self.share_t)  # inf before the first: NO_SHARE_S
         self._report = signed_report(self.cfg.broker.secret, f, self.epoch())

@@ -190,6 +190,7 @@ def coordinated(
                 keep_wh=lv.keep_wh,
                 recharge=lv.recharge,
                 margin=lv.margin,
+                in_flight_s=dt if same and left > dt else 0.0,  # the agents' cycle between (allocate.in_flight)
             )
         )
         out = to_send(recent)
@@ -206,8 +207,17 @@ def coordinated(
         fc = report_forecast_w(
             r.st, snap.load_w.value - snap.pv_w.value, datetime.fromtimestamp(float(ts[k]), tz), dt, iv_len
         )
+        # and the battery power its cycle commanded (the replay's: what it ran that step)
         return feeder_state(
-            site, snap, r.cfg, r.op, interval_wh=wh, forecast_w=fc, raise_w=report_raise_w(r.st), spread=r.st.tou.spread
+            site,
+            snap,
+            r.cfg,
+            r.op,
+            interval_wh=wh,
+            forecast_w=fc,
+            raise_w=report_raise_w(r.st),
+            spread=r.st.tou.spread,
+            battery_w=r.bat,
         )
 
     t0 = clock()
