@@ -14,7 +14,6 @@ import pytest
 from agent.control import decide, initial_state
 from agent.control.schedule import DispatchPlan
 from agent.control.state import ControllerState
-from agent.control.track import deferred_w
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
 from tests.test_control_demand import T0
@@ -175,22 +174,6 @@ def test_a_plateau_late_in_the_interval_is_shaved_under_the_plan_cap(step_s: int
 
 
 @pytest.mark.parametrize(
-    ("need_w", "left_s", "next_s", "later_w", "now_w"),
-    [
-        (300e3, 600.0, 60.0, 1.254e6, 0.0),  # 180 MJ, and 677 MJ can still be done after the next reading
-        (1.2e6, 600.0, 60.0, 1.254e6, 714e3),  # 720 MJ: the 42.84 MJ the 540 s after cannot do, now
-        (1.2e6, 60.0, 60.0, 1.254e6, 1.2e6),  # the interval's last reading: all of it
-        (1.2e6, 600.0, math.nan, 1.254e6, 1.2e6),  # no reading before (the first cycle): as it comes
-        (300e3, 600.0, 60.0, 0.0, 3e6),  # no power counted on after the next reading: all 180 MJ before it
-    ],
-)
-def test_shaving_is_put_off_to_what_the_rest_of_the_interval_can_still_do(
-    need_w: float, left_s: float, next_s: float, later_w: float, now_w: float
-) -> None:
-    assert deferred_w(need_w, left_s, next_s, later_w) == pytest.approx(now_w)
-
-
-@pytest.mark.parametrize(
     ("level_w", "first_w", "then_w", "closes_w"),
     [
         # the plan does not say (an older plan): nothing billed in this window yet, so the plan's cap
@@ -284,10 +267,7 @@ FLOOR_RESTART_MW = [5.2, 5.4, 5.5, 5.8, 3.1, 2.9, 3.9, 5.2, 5.2, 5.7, 5.7, 5.6, 
         # 800 kW there and closed over its own load, the level and the site without the battery.
         (20.0, [0.0, 0.0, 0.0], 5.02e6),
         # above the floor it charges in the dip and gives it back when the load returns: under the level
-        # (the 5.4-5.8 MW minutes before the dip no longer shaved as they come, track.deferred_w: less
-        # credit to charge into, 284 and 585 kW where it was 370 and 672, closing at 5,045.9 kW where
-        # it was 5,028.0)
-        (50.0, [0.0, -283.5, -585.1], 5_045_896.3),
+        (50.0, [0.0, -370.3, -671.9], 5_028_040.6),
     ],
 )
 def test_at_the_floor_no_charge_is_taken_that_could_not_be_given_back(
@@ -299,29 +279,4 @@ def test_at_the_floor_no_charge_is_taken_that_could_not_be_given_back(
     p = replace(schedule(-100e3, cap_w=5.1e6, load_w=5e6, start=t0), billed_w=np.full(4, 5.05e6))
     setpoints, st = minutes(p, FLOOR_RESTART_MW, soc)
     assert [x / 1e3 for x in setpoints[4:7]] == pytest.approx(dip_kw, abs=0.1)
-    assert st.month_peak(SHANGHAI.rate) == pytest.approx(closes_w)
-
-
-@pytest.mark.parametrize(
-    ("loads_mw", "setpoints_kw", "closes_w"),
-    [
-        # a job restart after 5 minutes at 5.5 MW: the interval closes at its own 3.933 MW, under the
-        # 5 MW cap, with nothing discharged (shaving each high minute as it came discharged 18-460 kW
-        # in minutes 2-7, 26.5 kWh the interval never needed: it closed at 3.828 MW, the month's bill
-        # no lower)
-        ([4.5] + [5.5] * 5 + [3.0] * 10, [0.0] * 16, 59e6 / 15.0),
-        # 5.5 MW to the end: the excess is shaved in the last 6 minutes, the same 120.8 kWh as shaving
-        # it from the 2nd minute on (18-820 kW), and the interval closes at the aim (4.95 MW)
-        ([4.5] + [5.5] * 15, [0.0] * 9 + [380.0, 1490.4, 1367.6, 1350.2, 1336.4, 1325.4, 0.0], 4.95e6),
-    ],
-)
-def test_a_load_over_the_cap_is_shaved_at_the_end_of_the_interval_not_as_it_comes(
-    loads_mw: list[float], setpoints_kw: list[float], closes_w: float
-) -> None:
-    # The plan holds 0 W on a 4.5 MW forecast, its cap 5 MW (aimed 1 % under: demand.MARGIN); one
-    # reading a minute. Only the interval's average is billed: the energy over the cap is discharged
-    # as late as half the fleet's power (1.254 MW, track.LATER_SHARE) can still do it.
-    p = schedule(0.0, cap_w=5e6, load_w=4.5e6, start=T0.timestamp())
-    setpoints, st = minutes(p, loads_mw)
-    assert [x / 1e3 for x in setpoints] == pytest.approx(setpoints_kw, abs=0.1)
     assert st.month_peak(SHANGHAI.rate) == pytest.approx(closes_w)

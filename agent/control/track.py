@@ -40,28 +40,6 @@ from agent.model.plan import Bound
 
 # a planned import this close to the cap is at it (the LP's solution, up to HiGHS's tolerance)
 FILL_TOL_W: Final = 1.0
-# The share of the fleet's discharge power the shaving counts on for the rest of the interval (see
-# deferred_w): the other half is kept for a load that rises further than the forecast says.
-LATER_SHARE: Final = 0.5
-
-
-def deferred_w(need_w: float, left_s: float, next_s: float, later_w: float) -> float:
-    """The discharge now (W) that holds the interval's cap when `need_w` over the `left_s` s left is
-    what it takes, done as late as `later_w` of discharge power from the next reading (`next_s` s
-    from now; NaN: none) on allows.
-
-    Only the interval's average import is billed, so the energy over the cap can be delivered at any
-    time before its end: put off, it is delivered only if the load is still over the cap by then. A
-    training load's job restarts drop it by megawatts for minutes, and shaving each high minute as it
-    came discharged energy the interval never needed once the restart came (train200 / PG&E E-20 over
-    30 days: 34.8 MWh discharged where the billed levels needed 5.2 MWh on interval averages, 14.8
-    MWh of it in intervals that closed more than 1 % under the cap; wear 0.15 USD/kWh: a loss).
-    """
-    if not (next_s > 0.0 and next_s < left_s):  # the last reading of the interval, or no earlier one
-        return need_w
-    later_ws = later_w * (left_s - next_s) if later_w > 0.0 else 0.0
-    now_ws = need_w * left_s - later_ws
-    return now_ws / next_s if now_ws > 0.0 else 0.0
 
 
 def track(w: Window, c: Cycle) -> Window:
@@ -142,8 +120,6 @@ def track(w: Window, c: Cycle) -> Window:
         level = charge_cap
         if fill and a < w.target:
             w = w.decided(AUTO, a, "plan")
-    else:
-        a = deferred_w(a, left, c.dt, LATER_SHARE * f.dis_w)
     why = f"plan cap {level:.0f} W on the interval average"
     # Never a billed peak the site would not have without the battery (the issue's target), by
     # construction: where the energy charged in this interval would close it above both `lvl` and
