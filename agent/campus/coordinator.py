@@ -232,7 +232,7 @@ class Coordinator:
                 recharge=lv.recharge,
                 margin=lv.margin,
                 # the agents' cycle between the reports and this share (allocate.in_flight)
-                in_flight_s=self.cfg.cycle_s if left > self.cfg.cycle_s else 0.0,
+                in_flight_s=self.cfg.cycle_s,
             )
         )
         shares = to_send(self._recent)

@@ -182,14 +182,15 @@ def shave_levels(
         max(la.value for la in layers) / (DAYS_PER_MONTH * h) * 2.0,
         lambda mu: _need_wh(profile, _slot_levels(layers, at(mu), n), h) <= energy_wh,
     )
-    deep, fits = _slot_levels(layers, at(lo), n), _slot_levels(layers, at(hi), n)
+    at_lo, at_hi = at(lo), at(hi)
+    deep, fits = _slot_levels(layers, at_lo, n), _slot_levels(layers, at_hi, n)
 
     # Between those corners the energy is linear in a blend of the two: use it exactly.
     def blend(t: float) -> list[float]:
         return [a + t * (b - a) if a > -INF else b for a, b in zip(deep, fits, strict=True)]
 
     t_hi = _bisect(0.0, 1.0, lambda t: _need_wh(profile, blend(t), h) <= energy_wh)[1]
-    lv = [a + t_hi * (b - a) for a, b in zip(at(lo), at(hi), strict=True)]
+    lv = [a + t_hi * (b - a) for a, b in zip(at_lo, at_hi, strict=True)]
     return tuple(_slot_levels(layers, [_shaved(la, x) for la, x in zip(layers, lv, strict=True)], n))
 
 

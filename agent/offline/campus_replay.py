@@ -190,7 +190,7 @@ def coordinated(
                 keep_wh=lv.keep_wh,
                 recharge=lv.recharge,
                 margin=lv.margin,
-                in_flight_s=dt if same and left > dt else 0.0,  # the agents' cycle between (allocate.in_flight)
+                in_flight_s=dt if same else 0.0,  # the agents' cycle between (allocate.in_flight)
             )
         )
         out = to_send(recent)
