@@ -376,3 +376,32 @@ def test_the_time_between_two_readings_is_booked_as_the_meter_saw_it(
     imp, net = metered_w(grid_w, net_w, before_w)
     assert imp == expected[0]
     assert net == expected[1] or (math.isnan(net) and math.isnan(expected[1]))
+
+
+@pytest.mark.parametrize(
+    ("capped_ws", "expected_w"),
+    [
+        # the interval's 600 s held at the 4.5 MW limit averaged 4.2 MW (its dips in full, its tops at
+        # the limit); the reading, 5.5 MW, is held at it too; the last interval's 3 MW is under it
+        (4.2e6 * 600.0, (4.2e6 * 600.0 + 4.5e6 * 1.0 + 4.5e6 * 1.0 + 3e6 * 299.0) / 901.0),
+        # not kept (a state from before the book was): the load's own book, the reading held at the limit
+        (math.nan, (5e6 * 600.0 + 5.5e6 * 1.0 + 4.5e6 * 1.0 + 3e6 * 299.0) / 901.0),
+    ],
+)
+def test_with_a_grid_limit_the_interval_is_forecast_as_the_import_the_limit_leaves(
+    capped_ws: float, expected_w: float
+) -> None:
+    iv = IntervalState(
+        key=KEY, rate=40.8, month=2026 * 12 + 6, peaks=((40.8, 4e6),), grid_ws=4.2e6 * 600.0, net_ws=5e6 * 600.0,
+        covered_s=600.0, capped_ws=capped_ws, profile=(3e6,) * 96,
+    )  # fmt: skip
+    cfg = replace(NO_TOU, grid_import_limit_w=4.5e6)
+    st = ControllerState(ramp=RampState(t_mono=1000.0 - 1.0), interval=iv)
+    c = begin_cycle(
+        snap(5.5e6, t_mono=1000.0, t_wall=T0 + timedelta(seconds=600.0)), st, cfg, OP, RATED, False, None, frozenset()
+    )
+    assert interval_net_forecast_w(c, 4.5e6) == pytest.approx(expected_w, rel=1e-12)
+    # the load's own forecast, for the levels and the planner: (5 MW x 600 s + 5.5 MW x 2 s + 3 MW x 299 s) / 901 s
+    assert interval_net_forecast_w(c) == pytest.approx((5e6 * 600.0 + 5.5e6 * 2.0 + 3e6 * 299.0) / 901.0, rel=1e-12)
+    # the rest, 299 s after the next cycle: the reading, held at the limit, weighs 1 s in 300
+    assert rest_net_forecast_w(c, expected_w, 4.5e6) == pytest.approx(expected_w + (4.5e6 - expected_w) / 300.0)

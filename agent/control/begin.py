@@ -82,6 +82,7 @@ def next_interval(
     stored_wh: float,
     spread: float,
     fixed_w: float,
+    cap: float = math.inf,
 ) -> IntervalState:
     """`iv` closed and the interval `key` (slot `slot` of the day, `into` s old at local time `t`)
     opened: its demand rate, today's windows (day_rates) and the levels (interval.roll) on the fleet's
@@ -112,6 +113,7 @@ def next_interval(
         fixed_w=fixed_w,
         refill=prices is not None and spread <= 0.0,  # as tou.plan_interval's recharge for demand
         stored_wh=stored_wh,
+        cap=cap,
     )
 
 
@@ -172,8 +174,10 @@ def begin_cycle(
     imp = m_imp if m_imp > 0.0 else 0.0
     iv = st.interval
     tou = st.tou
+    limit = cfg.grid_import_limit_w
+    cap = limit if limit > 0.0 else math.inf  # IntervalState.capped_ws
     if key == iv.key:
-        iv = accumulate(iv, sample, imp, m_net, dt)
+        iv = accumulate(iv, sample, imp, m_net, dt, cap)
     else:
         iv = next_interval(
             iv,
@@ -192,12 +196,12 @@ def begin_cycle(
             stored_wh=max(0.0, f.energy_wh - floor * 0.01 * f.capacity_wh) * cfg.discharge_efficiency,
             spread=tou.spread,  # from the previous slot's price plan (NaN on the first)
             fixed_w=cfg.demand_target_w,
+            cap=cap,
         )
         tou = plan_interval(
             tou, iv, t=t, now=now, slot=slot, into=into, length_s=length, prices=prices, cfg=cfg, f=f, ceil=ceil
         )
 
-    limit = cfg.grid_import_limit_w
     ls = st.limit
     usable = max(0.0, ceil - floor) * 0.01 * f.capacity_wh
     if limit > 0.0:

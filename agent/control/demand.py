@@ -31,7 +31,7 @@ from typing import Final
 from agent.control.cycle import Cycle
 from agent.control.envelope import ENVELOPE_DAYS, envelope
 from agent.control.levels import base_rate, shave_levels
-from agent.control.limit_reserve import short_of_reserve
+from agent.control.limit_reserve import drawn_down, short_of_reserve
 from agent.control.state import ROLE_CHARGE, IntervalState, month_peak, rate_key
 from agent.control.window import AUTO, Window
 from agent.model.plan import Bound
@@ -311,17 +311,29 @@ def close_interval(
     return peaks, profile, env, targets, aim
 
 
-def interval_net_forecast_w(c: Cycle) -> float:
+def interval_net_forecast_w(c: Cycle, cap: float = INF) -> float:
     """The running interval's average net load as forecast now: the load seen so far this interval,
     the reading now for the cycle it stands for, and the last interval's average for the rest of
-    FORECAST_PRIOR_S (see there). Shared with the plan tracker (track.py)."""
+    FORECAST_PRIOR_S (see there). Shared with the plan tracker (track.py).
+
+    With `cap` (the grid connection limit), the same for the load held at it: what the grid imports
+    while the battery holds the limit (IntervalState.capped_ws). A load swinging across the limit
+    imports its dips in full and the limit at its tops, on average well under both the load's
+    average and the limit (train200, limit 20 % under its peak: ~4.6 MW against 5.0 and 4.84 MW)."""
     iv, dt, net, slot = c.iv, c.dt, c.net, c.slot
     profile = iv.profile
+    book = iv.net_ws
+    if cap < INF:
+        net = net if not net > cap else cap  # NaN stays NaN
+        book = iv.capped_ws if iv.capped_ws == iv.capped_ws else book  # NaN: not kept, the load's (capped below)
     now_s = dt if 0.0 < dt < FORECAST_PRIOR_S else (FORECAST_PRIOR_S if dt >= FORECAST_PRIOR_S else 0.0)
     prior = profile[slot - 1] if 0 < slot <= len(profile) else (profile[-1] if profile else math.nan)
+    if prior > cap:  # the last interval's average held at the limit: above the limit's, never under it
+        prior = cap
     prior_s = FORECAST_PRIOR_S - now_s if prior == prior else 0.0  # NaN: no prior
     wsum = iv.covered_s + now_s + prior_s
-    return (iv.net_ws + net * now_s + (prior * prior_s if prior_s > 0.0 else 0.0)) / wsum if wsum > 0.0 else net
+    fc = (book + net * now_s + (prior * prior_s if prior_s > 0.0 else 0.0)) / wsum if wsum > 0.0 else net
+    return fc if not fc > cap else cap
 
 
 def raise_cap_w(peaks: tuple[tuple[float, float], ...], rate: float, profile: tuple[float, ...]) -> float:
@@ -343,7 +355,7 @@ def raise_cap_w(peaks: tuple[tuple[float, float], ...], rate: float, profile: tu
     return top
 
 
-def rest_net_forecast_w(c: Cycle, steady: float) -> float:
+def rest_net_forecast_w(c: Cycle, steady: float, cap: float = INF) -> float:
     """The average net load over the rest of the running interval, as forecast now.
 
     The setpoint decided now holds until the next reading, `dt` from now: for that part of the rest
@@ -358,14 +370,16 @@ def rest_net_forecast_w(c: Cycle, steady: float) -> float:
     150 kW over the no-battery peak); at 1 s the energy accounting (rest_allowed_w) recovers a
     late step within the fleet's power. Without this the whole interval's average stood for the
     rest, and a step late in the interval hardly moved it.
+    `cap`: the reading held at the grid connection limit (interval_net_forecast_w).
     """
     left = c.iv_len - c.into
     dt = c.dt if c.dt > 0.0 else 0.0  # NaN (first cycle): no reading before this one
+    net = c.net if not c.net > cap else cap
     if dt >= left:
-        return c.net
+        return net
     if left - dt >= FORECAST_PRIOR_S:
         return steady
-    return steady + (c.net - steady) * dt / left
+    return steady + (net - steady) * dt / left
 
 
 def reading_weight(c: Cycle) -> float:
@@ -395,12 +409,15 @@ def demand(w: Window, c: Cycle) -> Window:
     iv, tp = c.iv, c.tou
     net = c.net
     cov, rate = iv.covered_s, iv.rate
-    net_fc = interval_net_forecast_w(c)  # the interval's average: the level targets are set from
+    # What the interval imports without this controller: the load, held at the grid connection limit
+    # by the battery ahead of it (grid_limit.py). Forecast as the load, never above the limit.
+    lim = c.cfg.grid_import_limit_w if c.cfg.grid_import_limit_w > 0.0 else INF
+    net_fc = interval_net_forecast_w(c, lim)  # the interval's average: the level targets are set from
     tgt = target_w(iv.peaks, iv.shave_floor_w, rate, c.cfg.demand_target_w)
     rest_fc = net_fc
     if tgt < INF:
         tgt -= (iv.margin if iv.margin == iv.margin else MARGIN) * tgt  # NaN: not set (a fresh state)
-        rest_fc = rest_net_forecast_w(c, net_fc)
+        rest_fc = rest_net_forecast_w(c, net_fc, lim)
     elif rate > 0.0:
         tgt = net_fc  # nothing known yet: no shaving (the interval held at its own level), no charging above the load
     if not tgt < INF:
@@ -422,12 +439,15 @@ def demand(w: Window, c: Cycle) -> Window:
         # otherwise keep a greedy charge running until the interval's peak is set.
         # Charging is discretionary, shaving is not: it stays CHARGE_MARGIN further below
         # the target, unless the target was raised for it (that peak is priced in).
-        charge_tgt = tgt - CHARGE_MARGIN * tgt if raise_w <= 0.0 else tgt
+        # While the grid limit's run of excess draws the fleet down (limit_reserve.drawn_down), shaving
+        # gives nothing back (below) and the limit's recharge takes what room there is: no margin under the target.
+        charge_tgt = tgt - CHARGE_MARGIN * tgt if raise_w <= 0.0 and not drawn_down(c) else tgt
         if c.cfg.campus is not None:  # a campus share's credit is what the coordinator gives it now (config.py)
             allow = rest_allowed_w(charge_tgt, iv.grid_ws, cov, left)
         else:
             allow = allowed_grid_w(charge_tgt, iv.grid_ws, cov, left, iv_len)
-        a = min(0.0, (net if net > net_fc else net_fc) - allow)
+        now_w = net if not net > lim else lim
+        a = min(0.0, (now_w if now_w > net_fc else net_fc) - allow)
     part = c.cfg.campus
     if part is not None and part.demand_w == part.demand_w:  # the campus's bound, its part (config.CampusPart)
         a = part.demand_w

@@ -19,8 +19,11 @@ from agent.control.levels import within_energy
 from agent.control.state import IntervalState
 
 
-def accumulate(iv: IntervalState, sample: bool, imp: float, net: float, dt: float) -> IntervalState:
-    """The same interval, `dt` s later: import `imp` and baseline `net` W added if `sample` is good."""
+def accumulate(
+    iv: IntervalState, sample: bool, imp: float, net: float, dt: float, cap: float = math.inf
+) -> IntervalState:
+    """The same interval, `dt` s later: import `imp` and baseline `net` W added if `sample` is good
+    (`cap`: the grid connection limit, inf for none: state.IntervalState.capped_ws)."""
     if not sample:
         return iv
     return IntervalState(
@@ -29,6 +32,7 @@ def accumulate(iv: IntervalState, sample: bool, imp: float, net: float, dt: floa
         grid_ws=iv.grid_ws + imp * dt,
         net_ws=iv.net_ws + net * dt,
         covered_s=iv.covered_s + dt,
+        capped_ws=iv.capped_ws + (net if net < cap else cap) * dt,
         month=iv.month,
         peaks=iv.peaks,
         profile=iv.profile,
@@ -60,12 +64,14 @@ def roll(
     fixed_w: float = 0.0,
     refill: bool = False,
     stored_wh: float = math.nan,
+    cap: float = math.inf,
 ) -> IntervalState:
     """A new interval `key` (`into` s old) in `month` at demand `rate`, after closing `iv`.
 
     `budget_wh`, `power_w`: what the fleet can give; `rates`, `cost_per_kwh`, `fixed_w`, `refill`: see
     demand.close_interval; `stored_wh`: what it holds now above its floor (AC; NaN: unknown), which the
-    running window's levels are raised to be held with (levels.within_energy; not a fixed target).
+    running window's levels are raised to be held with (levels.within_energy; not a fixed target);
+    `cap`: the grid connection limit (inf: none), which IntervalState.capped_ws holds the readings at.
     """
     closing = iv
     new_part = into if sample and dt > into else (dt if sample else 0.0)
@@ -98,6 +104,7 @@ def roll(
         grid_ws=imp * new_part,
         net_ws=net * new_part if sample else 0.0,
         covered_s=new_part,
+        capped_ws=(net if net < cap else cap) * new_part if sample else 0.0,
         month=month,
         peaks=peaks,
         profile=profile,

@@ -137,3 +137,11 @@ def reserve_wh(ls: LimitState, usable_wh: float) -> float:
 def short_of_reserve(c: Cycle) -> bool:
     """The fleet holds no more than the limit's reserve above the floor (never with no reserve)."""
     return c.limit_wh > 0.0 and stored_above_floor_wh(c) <= c.limit_wh
+
+
+def drawn_down(c: Cycle) -> bool:
+    """The fleet holds no more above the floor than the limit has given and not yet got back (the
+    ideal battery's deficit, LimitState.deficit_wh): the run of excess now is taking the energy it
+    keeps, not just a week's deepest run that may not come again."""
+    d = c.limit.deficit_wh if c.cfg.grid_import_limit_w > 0.0 else 0.0
+    return d > 0.0 and stored_above_floor_wh(c) <= d

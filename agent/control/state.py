@@ -120,6 +120,10 @@ class IntervalState:
     grid_ws: float  # measured import energy so far (W s)
     net_ws: float  # baseline (load - pv) energy so far (W s)
     covered_s: float  # seconds of good measurements in it
+    # the baseline energy so far with each reading held at the grid connection limit (W s, the sum of
+    # min(net, limit) dt; net_ws where no limit is set; NaN: not kept): what the interval imports while
+    # the battery holds the limit, which demand shaving forecasts the rest of the interval from
+    capped_ws: float
     # --- the billing month ---
     month: int  # year x 12 + month - 1 of the peaks below (-1: unknown)
     peaks: tuple[tuple[float, float], ...]  # (rate key, highest interval average import W)
@@ -144,6 +148,7 @@ class IntervalState:
         grid_ws: float = 0.0,
         net_ws: float = 0.0,
         covered_s: float = 0.0,
+        capped_ws: float = NAN,
         month: int = -1,
         peaks: tuple[tuple[float, float], ...] = (),
         profile: tuple[float, ...] = (),
@@ -158,6 +163,7 @@ class IntervalState:
         object.__setattr__(self, "grid_ws", grid_ws)
         object.__setattr__(self, "net_ws", net_ws)
         object.__setattr__(self, "covered_s", covered_s)
+        object.__setattr__(self, "capped_ws", capped_ws)
         object.__setattr__(self, "month", month)
         object.__setattr__(self, "peaks", peaks)
         object.__setattr__(self, "profile", profile)
