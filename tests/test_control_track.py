@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 
 from agent.control import decide, initial_state
+from agent.control.begin import begin_cycle
 from agent.control.schedule import DispatchPlan
 from agent.control.state import ControllerState
+from agent.control.track import track
+from agent.control.window import Window
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
 from tests.test_control_demand import T0
@@ -280,3 +283,30 @@ def test_at_the_floor_no_charge_is_taken_that_could_not_be_given_back(
     setpoints, st = minutes(p, FLOOR_RESTART_MW, soc)
     assert [x / 1e3 for x in setpoints[4:7]] == pytest.approx(dip_kw, abs=0.1)
     assert st.month_peak(SHANGHAI.rate) == pytest.approx(closes_w)
+
+
+def test_a_discharge_bound_of_rounding_at_the_floor_is_no_power_to_give_a_charge_back() -> None:
+    # The floor test's interval (a plan charging up to its cap, the level 5.05 MW) up to the dip's
+    # first minute, the fleet at its floor; then the tracker's bound on a window that allows no
+    # discharge, and on one the edges' ramp-out leaves at 4.9e-7 W (train200 / Shanghai's 30th,
+    # 14:50, with the demo's ramp limit). The same: no charge beyond what the plan's own forecast
+    # leaves room for. Before, a bound above 0 W by rounding counted as power to give a charge back and
+    # the floor's rule did not apply: 273.5 kW of charge in the dip's second minute here; in the
+    # planner's 30-day month 29, 353 and 46 kW on the 30th, and the interval closed at 5,198.1 kW,
+    # over its own load and the month without the battery (+2.1 kW).
+    t0 = T0.timestamp()
+    p = replace(schedule(-100e3, cap_w=5.1e6, load_w=5e6, start=t0), billed_w=np.full(4, 5.05e6))
+    st = initial_state(CFG)
+    battery = 0.0
+    for i, k in enumerate(range(0, 361, 60)):
+        clusters, pcs = fleet(soc=20.0)
+        s = snap(
+            FLOOR_RESTART_MW[i] * 1e6, battery=battery, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k),
+            clusters=clusters, pcs=pcs,
+        )  # fmt: skip
+        if k >= 240:  # the dip's minutes
+            c = begin_cycle(s, st, CFG, OP, SHANGHAI, False, None, frozenset(), schedule=p)
+            lows = [track(Window(-2.508e6, hi, "reserve", "reserve", ()), c).lo for hi in (0.0, 4.9e-7)]
+            assert min(lows) >= 0.0, (k, lows)  # no charge on either (before, on the second: 273.5 kW at 300 s)
+        plan, st = decide(s, st, CFG, OP, SHANGHAI, False, schedule=p)
+        battery = plan.site_setpoint_w

@@ -40,6 +40,9 @@ from agent.model.plan import Bound
 
 # a planned import this close to the cap is at it (the LP's solution, up to HiGHS's tolerance)
 FILL_TOL_W: Final = 1.0
+# a discharge bound under this is none: at the SoC floor the edges' ramp-out leaves rounding (4.9e-7 W
+# on train200 / Shanghai's 30th, 14:50), not power to give a charge back with
+STILL_W: Final = 1.0
 
 
 def track(w: Window, c: Cycle) -> Window:
@@ -103,7 +106,8 @@ def track(w: Window, c: Cycle) -> Window:
     if a < 0.0:  # no shaving needed: charging only into the headroom there is now
         hi_fc = c.net if c.net > fc else fc
         allowed = allowed_grid_w(charge_cap, iv.grid_ws, iv.covered_s, left, c.iv_len)
-        if not w.hi > 0.0:
+        still = not w.hi > STILL_W
+        if still:
             # The battery cannot discharge now (at its floor: the reserve, the edges' last register
             # step), so a charge taken now cannot be given back if the load comes back up (the guard
             # below): no room from the interval's credit so far (a dip's) and none under the plan's
