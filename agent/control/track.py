@@ -106,8 +106,7 @@ def track(w: Window, c: Cycle) -> Window:
     if a < 0.0:  # no shaving needed: charging only into the headroom there is now
         hi_fc = c.net if c.net > fc else fc
         allowed = allowed_grid_w(charge_cap, iv.grid_ws, iv.covered_s, left, c.iv_len)
-        still = not w.hi > STILL_W
-        if still:
+        if not w.hi > STILL_W:
             # The battery cannot discharge now (at its floor: the reserve, the edges' last register
             # step), so a charge taken now cannot be given back if the load comes back up (the guard
             # below): no room from the interval's credit so far (a dip's) and none under the plan's
