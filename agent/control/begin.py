@@ -13,7 +13,7 @@ from agent.control.cycle import Cycle
 from agent.control.demand import CHARGE_MARGIN, keep_wh, target_w
 from agent.control.fleet import FleetMemo, build_fleet
 from agent.control.interval import accumulate, roll
-from agent.control.limit_reserve import advance, reserve_wh
+from agent.control.limit_reserve import advance, import_cap_w, reserve_wh, usable_wh
 from agent.control.prices import Prices
 from agent.control.ramp_reference import BETWEEN_READINGS_RAMP_FRACTION, tally
 from agent.control.reserve import reserve_floor_pct
@@ -162,6 +162,7 @@ def begin_cycle(
 
     floor = reserve_floor_pct(cfg, op, f.capacity_wh)
     ceil = cfg.soc_max_pct
+    usable = usable_wh(floor, ceil, f.capacity_wh)
 
     # --- the demand interval and the price slot (agent.model.interval aligns both) ---
     length = cfg.demand_interval_s
@@ -175,7 +176,7 @@ def begin_cycle(
     iv = st.interval
     tou = st.tou
     limit = cfg.grid_import_limit_w
-    cap = limit if limit > 0.0 else math.inf  # IntervalState.capped_ws
+    cap = import_cap_w(cfg)
     if key == iv.key:
         iv = accumulate(iv, sample, imp, m_net, dt, cap)
     else:
@@ -191,7 +192,7 @@ def begin_cycle(
             imp=imp,
             net=m_net,
             dt=dt,
-            budget_wh=max(0.0, ceil - floor) * 0.01 * f.capacity_wh * cfg.discharge_efficiency,
+            budget_wh=usable * cfg.discharge_efficiency,
             power_w=f.max_dis_w,
             stored_wh=max(0.0, f.energy_wh - floor * 0.01 * f.capacity_wh) * cfg.discharge_efficiency,
             spread=tou.spread,  # from the previous slot's price plan (NaN on the first)
@@ -203,7 +204,6 @@ def begin_cycle(
         )
 
     ls = st.limit
-    usable = max(0.0, ceil - floor) * 0.01 * f.capacity_wh
     if limit > 0.0:
         level = target_w(iv.peaks, iv.shave_floor_w, iv.rate, cfg.demand_target_w) * (1.0 - CHARGE_MARGIN)
         ls = advance(

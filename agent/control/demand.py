@@ -31,7 +31,7 @@ from typing import Final
 from agent.control.cycle import Cycle
 from agent.control.envelope import ENVELOPE_DAYS, envelope
 from agent.control.levels import base_rate, shave_levels
-from agent.control.limit_reserve import drawn_down, short_of_reserve
+from agent.control.limit_reserve import drawn_down, import_cap_w, short_of_reserve
 from agent.control.state import ROLE_CHARGE, IntervalState, month_peak, rate_key
 from agent.control.window import AUTO, Window
 from agent.model.plan import Bound
@@ -416,7 +416,7 @@ def demand(w: Window, c: Cycle) -> Window:
     cov, rate = iv.covered_s, iv.rate
     # What the interval imports without this controller: the load, held at the grid connection limit
     # by the battery ahead of it (grid_limit.py). Forecast as the load, never above the limit.
-    lim = c.cfg.grid_import_limit_w if c.cfg.grid_import_limit_w > 0.0 else INF
+    lim = import_cap_w(c.cfg)
     net_fc = interval_net_forecast_w(c, lim)  # the interval's average: the level targets are set from
     tgt = target_w(iv.peaks, iv.shave_floor_w, rate, c.cfg.demand_target_w)
     rest_fc = net_fc

@@ -38,11 +38,13 @@ target) hold where they must.
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 from agent.control.cycle import Cycle
 from agent.control.state import LimitState
 from agent.control.stored import stored_above_floor_wh
+from agent.model.config import ControlConfig
 from agent.model.interval import DAY_S
 
 S_PER_H: Final = 3600.0
@@ -137,6 +139,20 @@ def reserve_wh(ls: LimitState, usable_wh: float) -> float:
 def short_of_reserve(c: Cycle) -> bool:
     """The fleet holds no more than the limit's reserve above the floor (never with no reserve)."""
     return c.limit_wh > 0.0 and stored_above_floor_wh(c) <= c.limit_wh
+
+
+def import_cap_w(cfg: ControlConfig) -> float:
+    """The grid import the connection limit allows (W): [control] grid_import_limit_w, or none (inf).
+    The demand interval's book holds the load at it (IntervalState.capped_ws), and demand shaving
+    forecasts the interval's import from that book."""
+    limit = cfg.grid_import_limit_w
+    return limit if limit > 0.0 else math.inf
+
+
+def usable_wh(floor_pct: float, ceil_pct: float, capacity_wh: float) -> float:
+    """The fleet's energy between the reserve floor and the SoC ceiling (storage side, Wh): the most
+    the ideal battery's deficit counts (advance's `usable_wh`) and the levels' energy budget."""
+    return max(0.0, ceil_pct - floor_pct) * 0.01 * capacity_wh
 
 
 def drawn_down(c: Cycle) -> bool:
