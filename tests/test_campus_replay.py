@@ -145,6 +145,31 @@ def test_without_the_delay_the_first_cycle_already_runs_on_its_share() -> None:
     assert len(now.allocate_s) == N
 
 
+def test_without_the_delay_the_campus_books_the_cycle_in_flight_at_its_own_load() -> None:
+    """The diagnostic without the delay (late=False) must be the pooled controller split, nothing
+    else: two feeders at 1.6 and 1.5 MW from 10:00 to 14:00 (1 MW else), both falling by 1 MW in each
+    interval's 14th minute, a campus target of 2.7 MW. The coordinator reads each step's load but the
+    cycle in flight is the step before, which the agents decided on their own readings: booked at
+    the new reading, every fall was counted as 2 MW-min of import the campus did not make, and it
+    discharged 1,701 kWh where the pooled controller needs 1,417. Booked at its own load, it closes
+    every interval at the pooled controller's aim (2.7 MW less the 1 % margin) with its energy."""
+    ts = MIDNIGHT + STEP * np.arange(N, dtype=np.float64)
+    m = np.arange(N)
+    high = (m >= 600) & (m < 840)
+    falls = m % 15 == 13
+    loads = (np.where(high, np.where(falls, 0.6e6, 1.6e6), 1.0e6), np.where(high, np.where(falls, 0.5e6, 1.5e6), 1.0e6))
+    fs = [
+        Feeder(replace(demo(4, reserve_load_w=0.0), id=f"f{i + 1}"), Trace(ts, load, source=f"f{i + 1}"))
+        for i, load in enumerate(loads)
+    ]
+    limits = CampusLimits(demand_target_w=2.7e6)
+    now = coordinated(fs, limits, flat_tariff(), late=False, start_soc_pct=SOC)
+    one = ideal(fs, limits, flat_tariff(), start_soc_pct=SOC)
+    assert float(now.grid_w.reshape(-1, 15).mean(axis=1).max()) == pytest.approx(2.7e6 * 0.99, abs=1.0)
+    discharged = float(np.clip(now.battery_w, 0.0, None).sum()) * STEP / 3600.0
+    assert discharged == pytest.approx(float(np.clip(one.battery_w, 0.0, None).sum()) * STEP / 3600.0, rel=0.01)
+
+
 def test_the_keep_for_the_demand_target_is_the_campus_s_not_each_feeder_s() -> None:
     """Two feeders on Shanghai's ToU tariff, campus target 3 MW: f1 draws 1 MW with a 0.8 MW bump at
     19:00, f2 a flat 1 MW; the campus (2-2.8 MW) never reaches its target, so the pooled controller
