@@ -41,7 +41,10 @@ planner_bench.py's builders, 1 s data averaged to `--step`):
 - each feeder: `--clusters` of 418 kWh / 209 kW, 4 behind each 840 kW PCS, demo.toml's [control]
   without backup reserve, ramp limit or fast lane; every agent decides once per step.
 The step is 60 s for the savings part (a month in minutes on a busy 2-core machine): the one-cycle
-delay of the coordinator's share is then 60 s, longer than a live 1 s cycle's.
+delay of the coordinator's share is then 60 s, longer than a live 1 s cycle's, and on PG&E it costs
+the campus 2-6 points of the pooled controller's savings that it does not lose at the live cycle
+(`--step 1`: the live delay, about an hour and 3.5 GB for 4 feeders; BENCHMARKS.md, "Issue 16: the
+campus at the live cycle").
 """
 
 from __future__ import annotations
