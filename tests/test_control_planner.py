@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.control.forecast import Forecast
-from agent.control.planner import ALARM, PlanBattery, PlanFailure, plan
+from agent.control.planner import ALARM, PlanBattery, PlanFailure, charge_room, plan
 from agent.control.schedule import DispatchPlan, usable
+from agent.economics.battery_lp import demand_layout
 from agent.economics.tariff import Tariff, parse_tariff
 from agent.model.alarms import CATALOGUE
 
@@ -120,10 +121,11 @@ def test_month_boundary_the_billed_peak_resets() -> None:
 def test_reserve_is_honoured() -> None:
     # as above with a 45 % backup reserve: only 5 kWh can be given from the start, so the plan
     # buys 7.5 kWh more in January's last hour (its billed peak 7.5 kW higher: 75) to cut
-    # February's first quarter hour by the full 50 kW (300), touching the reserve and no lower
+    # February's first quarter hour by the full 50 kW (300), touching the reserve and no lower (the
+    # site's own load reached 250 kW in January: the tracker may charge there up to 0.98 x 250 kW)
     bat = replace(BAT, degradation_cost_per_kwh=0.01, reserve_pct=45.0)
     load = [200e3] * 5 + [100e3] * 3
-    p = solved(plan(fc(MONTH_END, load), FLAT, bat, 50.0, (200e3,), MONTH_END))
+    p = solved(plan(fc(MONTH_END, load), FLAT, bat, 50.0, (200e3,), MONTH_END, site_w=(250e3,)))
     assert p.battery_w.tolist() == pytest.approx([-7.5e3] * 4 + [50e3] + [-50e3] * 3, abs=1e-3)
     assert float(np.min(p.soc_pct)) == pytest.approx(45.0, abs=1e-6)
     assert p.grid_cap_w.tolist() == pytest.approx([207.5e3] * 4 + [150e3] * 4, abs=1e-3)
@@ -211,9 +213,10 @@ def test_a_scenario_over_part_of_the_horizon_ends_with_the_energy_it_started_wit
     # with the 50 kWh it started with (the days after need them). Its 120 kW in the second can then
     # only be met with what the shared first quarter hour charges: x kW charged at 100 kW of load,
     # x given back at 120: P = 100 + x = 120 - x, so x = 10 kW and P = 110 kW. Over the whole
-    # horizon, with the second hour to charge back in, the same scenario costs only P = 70 kW.
+    # horizon, with the second hour to charge back in, the same scenario costs only P = 70 kW. (The
+    # site's own load reached 200 kW this month: the tracker may charge at 100 kW.)
     sc = scenario_fc([100e3] * 4 + [0.0] * 4, [[100e3, 120e3, 100e3, 100e3] + [0.0] * 4])
-    p = solved(plan(sc, FLAT, BAT, 50.0, (), T0, scenario_s=2 * Q))
+    p = solved(plan(sc, FLAT, BAT, 50.0, (), T0, scenario_s=2 * Q, site_w=(200e3,)))
     np.testing.assert_allclose(p.grid_cap_w, [110e3] * 8, atol=1e-3)
     assert p.battery_w[0] == pytest.approx(-10e3, abs=1e-3)
     full = solved(plan(sc, FLAT, BAT, 50.0, (), T0))
@@ -315,3 +318,67 @@ def test_the_plan_says_the_level_each_slot_is_billed_at_so_far_with_or_without_t
     cross = solved(plan(fc(MONTH_END, [100e3] * 8), FLAT, BAT, 50.0, (70e3,), MONTH_END, site_w=(90e3,)))
     assert cross.billed_w.tolist() == [90e3] * 4 + [0.0] * 4
     assert solved(plan(shaped, VALLEY, BAT, 50.0, (), T0)).billed_w.tolist() == [math.inf] * 8  # no demand charge
+
+
+def test_the_plan_counts_only_on_charging_the_tracker_allows() -> None:
+    # The tracker (track.py) charges only under the level the month bills so far, the higher of the
+    # peak billed and the site's own load's highest this month, less CHARGE_MARGIN (2 %); that level
+    # rises with the load's own intervals as they come. 100 kW for an hour, then 150 kW for an hour,
+    # an empty battery, 10 per kW of peak, energy at one price.
+    load = [100e3] * 4 + [150e3] * 4
+    # Blind to it the plan charged (P - 100) kW in the first hour to give it back in the second:
+    # P = 125 kW, a charge over the month's level that the tracker refuses. The site reached 120 kW
+    # this month: 117.6 kW may be imported while charging, 17.6 kW of charge for an hour, given back
+    # over the second: P = 150 - 17.6 = 132.4 kW.
+    p = solved(plan(fc(T0, load), FLAT, BAT, 0.0, (), T0, site_w=(120e3,)))
+    assert p.battery_w.tolist() == pytest.approx([-17.6e3] * 4 + [17.6e3] * 4, abs=1e-3)
+    assert p.grid_cap_w.tolist() == pytest.approx([132.4e3] * 8, abs=1e-3)
+    # Nothing reached yet (the month's first interval): no charge under the load's own level, nothing shaved.
+    p = solved(plan(fc(T0, load), FLAT, BAT, 0.0, (), T0))
+    assert p.battery_w.tolist() == pytest.approx([0.0] * 8, abs=1e-3)
+    assert p.grid_cap_w.tolist() == pytest.approx([150e3] * 8, abs=1e-3)
+    # The level rises with each load row's own intervals (a way the load may go, each scenario its
+    # own): after a 150 kW interval, 100 kW may charge 0.98 x 150 - 100 = 47 kW; none covered by no
+    # demand charge is bounded (inf).
+    rows = np.array([[100e3, 150e3, 100e3], [100e3, 100e3, 100e3]])
+    ts = T0 + Q * np.arange(3)
+    room = charge_room(rows, demand_layout(ts, FLAT), [0.0])
+    np.testing.assert_allclose(room, [[0.0, 0.0, 47e3], [0.0, 0.0, 0.0]], atol=1e-6)
+    assert charge_room(rows, demand_layout(ts, VALLEY), []).tolist() == [[math.inf] * 3] * 2
+
+
+def test_a_full_battery_never_plans_a_higher_level_than_a_less_full_one() -> None:
+    # The days of the test above, re-planned at 09:15 inside the high hours, with one scenario (a past
+    # day as it went, here the median's own). Held to end its day with the energy it started with,
+    # the scenario ended at 09:15 the next day after that day's first quarter hour of 100 kW: with
+    # 90 kWh stored it could be full at 09:00 and give 10 kWh there (P >= 60 kW, not binding: P = 90),
+    # but full at the start it had to end full, so give nothing: P = 100 kW, no shaving at all with
+    # MORE energy (train200 / PG&E E-20: a plan made at 95.2 % raised the summer-peak level 4,866 ->
+    # 5,042 kW, where one at 94 % held it). Over the whole horizon with its last day repeating, as the
+    # median plan, the scenario settles into its own days: P = 90 kW from 90 kWh and from 100.
+    t = T0 + 9.25 * 3600.0 + Q * np.arange(192)
+    hour = (t - T0) % 86400.0 / 3600.0
+    third = t - T0 >= 2 * 86400.0
+    load = np.where((hour >= 9) & (hour < 18) | third & (hour >= 8), 100e3, 60e3)
+    sc = replace(fc(float(t[0]), load.tolist()), scenarios_w=np.array([load], dtype=np.float64))
+    for soc in (90.0, 100.0):
+        p = solved(plan(sc, FLAT, BAT, soc, (), float(t[0]), site_w=(100e3,)))
+        np.testing.assert_allclose(p.grid_cap_w, [90e3] * 192, atol=1e-3)
+    one_day = solved(plan(sc, FLAT, BAT, 100.0, (), float(t[0]), site_w=(100e3,), scenario_s=86400.0))
+    np.testing.assert_allclose(one_day.grid_cap_w, [100e3] * 192, atol=1e-3)
+
+
+def test_the_plan_says_what_a_kwh_charged_now_is_worth_to_it() -> None:
+    # The tracker charges a dip the forecast did not see where a kWh stored is worth at least its
+    # price (track.py). The hour at 100 kW and the hour at 150 kW of the test above, the battery
+    # empty, the site at 120 kW so far: the level is energy-bound (P = 132.4 kW), one kWh more lowers
+    # it 1 kW over the second hour (10) and buys 1 kWh less there (0.2): 10.2.
+    load = [100e3] * 4 + [150e3] * 4
+    p = solved(plan(fc(T0, load), FLAT, BAT, 0.0, (), T0, site_w=(120e3,)))
+    assert p.stored_value == pytest.approx(10.2, abs=1e-3)
+    # A peak the battery's power binds (the test at the top: 50 kW cut, 150 kW): one kWh more cuts
+    # nothing and is kept to the end, worth the cheapest price and HOLD_SHARE more: 0.202.
+    load = [100e3] * 3 + [200e3] + [100e3] * 4
+    p = solved(plan(fc(T0, load), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (), T0, site_w=(250e3,)))
+    assert p.grid_cap_w[0] == pytest.approx(150e3, abs=1e-3)
+    assert p.stored_value == pytest.approx(0.202, abs=1e-3)

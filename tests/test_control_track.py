@@ -122,7 +122,8 @@ def test_charging_stops_under_the_billed_peak_and_the_cap(billed: float | None, 
         (3e6, 3.2e6, -136e3),  # the load as forecast: the room under 3.2 MW less 2 % (CHARGE_MARGIN)
         (2.5e6, 3.2e6, -636e3),  # 500 kW below the forecast: that room too, not the planned 200 kW
         (3.1e6, 3.2e6, -36e3),  # above it: only the room there is (3.136 - 3.1 MW)
-        # the plan charges 200 kW with its cap at 3.5 MW, well above: the amount is its choice, kept
+        # the plan charges 200 kW with its cap and the month's level at 3.5 MW, well above (charging
+        # up to 3.43 MW): the amount is its choice, kept
         (2.5e6, 3.5e6, -200e3),
     ],
 )
@@ -131,7 +132,45 @@ def test_where_the_plan_charges_at_its_cap_the_charge_fills_the_room_there_is(
 ) -> None:
     # (a planned charge kept to its planned power was lost whenever the load ran above the forecast
     # and never made up when it ran below: on the HPL loop the battery never filled)
-    out = at(schedule(-200e3, cap_w=cap), load=load, billed=3.2e6)
+    out = at(schedule(-200e3, cap_w=cap), load=load, billed=cap)
+    assert out.site_setpoint_w == pytest.approx(expected)
+
+
+def test_where_the_plan_charges_up_to_the_charge_level_the_charge_fills_the_room_there_is() -> None:
+    # The planner charges only up to the level the tracker charges to (the month's 3.2 MW less 2 %:
+    # planner.charge_room), under its 3.5 MW cap: 136 kW on its 3 MW forecast. The level limits the
+    # charge as a cap would: a load 500 kW under the forecast leaves 636 kW of room, filled.
+    p = schedule(-136e3, cap_w=3.5e6)
+    assert at(p, load=2.5e6, billed=3.2e6).site_setpoint_w == pytest.approx(-636e3)
+    assert at(p, load=3e6, billed=3.2e6).site_setpoint_w == pytest.approx(-136e3)
+
+
+@pytest.mark.parametrize(
+    ("load", "cap", "value", "top", "expected"),
+    [
+        # the plan discharges 200 kW on its 3.4 MW forecast down to its 3.2 MW cap (import at the cap),
+        # short of energy: a kWh charged now worth 1.0 to it, the horizon's highest price 0.66
+        (3.4e6, 3.2e6, 1.0, 0.66, 200e3),  # the load as forecast: the planned discharge holds the cap
+        (3.5e6, 3.2e6, 1.0, 0.66, 300e3),  # above it: shaved to the cap
+        (2.5e6, 3.2e6, 1.0, 0.66, -636e3),  # a dip 900 kW under it: the room under 3.2 MW less 2 % filled
+        # the same dip where a kWh is worth no more than some price of the horizon (energy to trade,
+        # not short for the level; or not known): the planned discharge kept, the plan's choice
+        (2.5e6, 3.2e6, 1.0, 1.2, 200e3),
+        (2.5e6, 3.2e6, 0.5, 0.66, 200e3),
+        (2.5e6, 3.2e6, math.nan, 0.66, 200e3),
+        # the plan discharges 200 kW with its cap at 3.5 MW, well above: the amount is its choice, kept
+        (2.5e6, 3.5e6, 1.0, 0.66, 200e3),
+    ],
+)
+def test_where_the_plan_shaves_to_its_cap_short_of_energy_a_dip_is_filled(
+    load: float, cap: float, value: float, top: float, expected: float
+) -> None:
+    # (kept to the planned power, the tracker discharged into a job restart's dip and charged nothing
+    # there, where the plan's scenarios refill in theirs: the battery ran empty before the end of the
+    # month's first peak window, train200 / PG&E E-20, BENCHMARKS 13x)
+    p = schedule(200e3, cap_w=cap, load_w=3.4e6)
+    p = replace(p, stored_value=value, price=np.array([0.66, 0.66, 0.66, top]))
+    out = at(p, load=load, billed=3.2e6)
     assert out.site_setpoint_w == pytest.approx(expected)
 
 

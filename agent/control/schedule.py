@@ -37,6 +37,11 @@ class DispatchPlan:
     # without the battery (track.py's guard). Empty: not known (the tracker then reads the running
     # window's own billed peak)
     billed_w: FloatArray = field(default_factory=lambda: np.zeros(0))
+    # what a kWh charged in the first slot is worth to the plan (its currency): the marginal value of
+    # stored energy there (the programme's dual, over every scenario) times the charging efficiency.
+    # Above every price of the horizon, the plan is short of energy for its demand levels: the tracker
+    # then fills the dips the forecast did not see where the plan discharges (track.py). NaN: not known
+    stored_value: float = math.nan
 
     def slot_at(self, t_s: float) -> int:
         """The slot holding `t_s`, or -1 outside the plan."""

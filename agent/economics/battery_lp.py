@@ -11,6 +11,8 @@ Grid import g_k = load_k - d_k + c_k.
             + delay h sum_k (k c_k + (N-1-k) d_k)               tie-break: charge earliest, discharge
                                                                latest (planner)
     s.t.      d_k - c_k <= load_k                              no export
+              c_k - d_k <= room_k                              charge room (the planner: what its
+                                                               tracker lets a charge add, see below)
               e_k = e_(k-1) + h (eta_c c_k - d_k / eta_d)      e_(-1) = start
               e_min_k <= e_k <= e_max_k,  c_k, d_k <= power    (e_(N-1) = end when fixed)
               e_(N-1) >= end_min                               (the planner: where it started; or,
@@ -22,6 +24,9 @@ Grid import g_k = load_k - d_k + c_k.
 the forecast for the planner (its margin for the forecast's spread). The planner also passes
 scenarios of the load (solve_battery_lp's doc): one battery schedule per scenario under shared peak
 variables, so the peak level it plans is one the battery can hold whichever of them comes.
+`room_k` (the planner's; none for the optimum): the most a charge may add to a step's import, the
+tracker's guard (agent/control/track.py: no charge lifts an interval above the level the month bills
+so far), so that the plan counts only on energy the tracker will take in.
 """
 
 from __future__ import annotations
@@ -110,6 +115,9 @@ class LpSolution:
     objective: float  # excluding the constant energy cost of the load itself
     status: int  # run_highs's: 0 solved, 1 iteration or time limit, 2 infeasible, ...
     message: str
+    # what one Wh more stored at the start would save (currency per Wh, over every scenario: the
+    # energy balance rows' duals of the first step): the marginal value of stored energy now
+    energy_value: float = math.nan
 
 
 def solve_battery_lp(
@@ -124,6 +132,7 @@ def solve_battery_lp(
     scenario_steps: int | None = None,
     shared_steps: int = 1,
     presolve: bool = True,
+    charge_room_w: FloatArray | None = None,
 ) -> LpSolution:
     """Build and solve the programme. A status other than 0 (no optimal solution) comes with empty arrays.
 
@@ -134,16 +143,19 @@ def solve_battery_lp(
     peak variables (the month is billed on the highest); the energy and degradation costs are their
     mean. Scenarios 1.. may cover only the first `scenario_steps` steps (a whole number of demand
     intervals; the solve time grows with the variables); scenario 0 alone prices the steps after.
-    Every scenario ends with at least `e_end_min_wh` (none may spend what the days after need; held
+    Every scenario ends as scenario 0 does, on its own energy: its last `end_cycle_steps` repeat when
+    it is longer, else with at least `e_end_min_wh` (none may spend what the days after need; held
     to scenario 0's energy at its end instead, every scenario had to fill as the median plan does,
     under its own higher load, and the peak level rose for it). The solution returned is scenario 0's.
     `presolve` False: HiGHS's dual simplex from the start (the planner's: its 48 h programmes solve in
     ~17 ms of CPU so, ~25 % less than with presolve, the same objective; the month-long optimum keeps
     presolve and HiGHS's own choice of method).
+    `charge_room_w`: like `load`, per step the most the net charge c - d may be (W, >= 0; inf: none).
     """
     loads = np.atleast_2d(load)
     peaks_in = np.atleast_2d(peak_load)
     n_s, n = loads.shape
+    rooms = np.broadcast_to(np.inf if charge_room_w is None else np.atleast_2d(charge_room_w), (n_s, n))
     m = n if scenario_steps is None or n_s == 1 else max(1, min(n, scenario_steps))
     lens = [n] + [m] * (n_s - 1)
     offs = np.concatenate(([0], np.cumsum([3 * x for x in lens]))).astype(np.int64)
@@ -162,6 +174,7 @@ def solve_battery_lp(
     ub_cols: list[IntArray] = []
     ub_vals: list[FloatArray] = []
     b_ub: list[FloatArray] = []
+    lo_ub: list[FloatArray] = []  # the rows' lower bounds (-inf but where a row is ranged)
     r_ub = 0
     eq_rows: list[IntArray] = []
     eq_cols: list[IntArray] = []
@@ -171,6 +184,7 @@ def solve_battery_lp(
     e_min = np.broadcast_to(np.asarray(st.e_min_wh, dtype=np.float64), (n,))
     e_max = np.broadcast_to(np.asarray(st.e_max_wh, dtype=np.float64), (n,))
     rows_cache: dict[int, list[tuple[int, IntArray, IntArray, IntArray, FloatArray]]] = {}
+    first_rows: list[int] = []  # each scenario's first energy balance row (among the equality rows)
 
     def peak_rows(ln: int) -> list[tuple[int, IntArray, IntArray, IntArray, FloatArray]]:
         """Per demand-charge group over the first `ln` steps: (group, its steps, its intervals, each
@@ -198,11 +212,12 @@ def solve_battery_lp(
         cost[id_:ie] += w * st.charge_delay_per_wh_step * (n - 1 - k) * h
         if ln == n:
             cost[ie + n - 1] -= float(w[-1]) * st.end_value_per_wh
-        # no export
+        # no export, and the charge room: -room_k <= d_k - c_k <= load_k
         ub_rows += [r_ub + k, r_ub + k]
         ub_cols += [id_ + k, ic + k]
         ub_vals += [np.ones(ln), -np.ones(ln)]
         b_ub.append(loads[s_i, :ln])
+        lo_ub.append(-rooms[s_i, :ln])
         r_ub += ln
         # peak rows: P_g >= mean of (peak_load - d + c) over each demand interval of group g
         for g_i, sel, ivs, row_of_step, wk in peak_rows(ln):
@@ -212,8 +227,10 @@ def solve_battery_lp(
             ub_vals += [wk, -wk, -np.ones(len(ivs))]
             mean_load = np.bincount(iv_of[sel], weights=peaks_in[s_i][sel], minlength=len(counts))[ivs] / counts[ivs]
             b_ub.append(-mean_load)
+            lo_ub.append(np.full(len(ivs), -np.inf))
             r_ub += len(ivs)
         # energy balance
+        first_rows.append(r_eq)
         eq_rows += [r_eq + k, r_eq + k[1:], r_eq + k, r_eq + k]
         eq_cols += [ie + k, ie + k[1:] - 1, ic + k, id_ + k]
         eq_vals += [np.ones(ln), -np.ones(ln - 1), np.full(ln, -h * st.eta_c), np.full(ln, h / st.eta_d)]
@@ -238,6 +255,7 @@ def solve_battery_lp(
             ub_cols += [np.array([ie + ln - 1 - cyc, ie + ln - 1])]
             ub_vals += [np.array([1.0, -1.0])]
             b_ub.append(np.zeros(1))
+            lo_ub.append(np.full(1, -np.inf))
             r_ub += 1
         else:
             lb[ie + ln - 1] = max(float(lb[ie + ln - 1]), min(st.e_end_min_wh, float(ub[ie + ln - 1])))
@@ -259,10 +277,10 @@ def solve_battery_lp(
     # tie-break, a few cents of wear)
     top = float(np.max(np.abs(price))) * h / 1000.0
     scale = 1.0 / top if top > 0.0 else 1.0
-    status, message, x, fun = run_highs(
+    status, message, x, fun, dual = run_highs(
         cost * scale,
         a,
-        np.concatenate([np.full(r_ub, -np.inf), beq]),
+        np.concatenate([*lo_ub, beq]),
         np.concatenate([*b_ub, beq]),
         lb,
         ub,
@@ -271,7 +289,9 @@ def solve_battery_lp(
     )
     if status != 0 or x is None:
         return LpSolution(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), float("nan"), status, message)
-    return LpSolution(x[0:n], x[n : 2 * n], x[2 * n : 3 * n], x[ip:], fun / scale, 0, message)
+    # the rows' right-hand side is the start's energy: the objective moves by the sum of their duals
+    value = -float(np.sum(dual[r_ub + np.asarray(first_rows)])) / scale if dual is not None else math.nan
+    return LpSolution(x[0:n], x[n : 2 * n], x[2 * n : 3 * n], x[ip:], fun / scale, 0, message, value)
 
 
 # HiGHS's model status as scipy.optimize.linprog's status and message (what PlanFailure reports)
@@ -294,10 +314,11 @@ def run_highs(
     ub: FloatArray,
     presolve: bool,
     time_limit_s: float | None,
-) -> tuple[int, str, FloatArray | None, float]:
+) -> tuple[int, str, FloatArray | None, float, FloatArray | None]:
     """min cost x, row_lo <= A x <= row_hi, lb <= x <= ub, by HiGHS's dual simplex (as linprog's
     "highs-ds"; with presolve, HiGHS's own choice of method as linprog's "highs").
-    (status: 0 solved, 1 time or iteration limit, 2 infeasible, 3 unbounded, 4 other; message; x; objective)."""
+    (status: 0 solved, 1 time or iteration limit, 2 infeasible, 3 unbounded, 4 other; message; x; objective;
+    the rows' duals, d objective / d row bound)."""
     hs = _Solver()
     hs.setOptionValue("output_flag", False)
     hs.setOptionValue("simplex_strategy", 1)  # dual
@@ -318,10 +339,12 @@ def run_highs(
     ms = hs.getModelStatus()
     status, message = _STATUS.get(ms, (4, f"HiGHS: {hs.modelStatusToString(ms)}."))
     if status != 0:
-        return status, message, None, math.nan
+        return status, message, None, math.nan, None
+    sol = hs.getSolution()
     return (
         0,
         message,
-        np.asarray(hs.getSolution().col_value, dtype=np.float64),
+        np.asarray(sol.col_value, dtype=np.float64),
         float(hs.getInfo().objective_function_value),
+        np.asarray(sol.row_dual, dtype=np.float64) if sol.dual_valid else None,
     )
