@@ -355,6 +355,7 @@ def allocate(
     recharge: int = UNDECIDED,
     margin: float = MARGIN,
     in_flight_s: float = 0.0,
+    swing_w: float = math.inf,
 ) -> dict[str, Share]:
     """Each feeder's share of `limits`, by site id.
 
@@ -370,7 +371,8 @@ def allocate(
     forecast (else none: each agent bounds itself against its share, not chasing the readings);
     `recharge` (agent/campus/recharge.py) goes to every fresh feeder as it is; `margin`: the fraction
     under the target the campus's bound aims (agent/campus/levels.py: its economic level's own aim);
-    `in_flight_s`: the part of the agents' cycle in flight that falls in this interval (in_flight).
+    `in_flight_s`: the part of the agents' cycle in flight that falls in this interval (in_flight);
+    `swing_w`: how far the campus's load may move over one cycle (demand.swing_w; the bound's charge side).
     """
     fb = fallback or {}
     ids = [f.site_id for f in feeders]
@@ -402,7 +404,7 @@ def allocate(
         booked, left = in_flight(fresh, interval_left_s, in_flight_s)
         demand = split_demand(left_w, booked, left, interval_s)
         if all(math.isfinite(f.forecast_w) for f in fresh):  # the campus's forecast is known (bound.py)
-            campus_w, room = bound_and_room_w(left_w, booked, left, interval_s, margin)
+            campus_w, room = bound_and_room_w(left_w, booked, left, interval_s, margin, swing_w)
             bound = split_bound(campus_w, booked)
     else:
         recharge = UNDECIDED
