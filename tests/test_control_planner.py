@@ -376,6 +376,7 @@ def test_the_plan_says_what_a_kwh_charged_now_is_worth_to_it() -> None:
     load = [100e3] * 4 + [150e3] * 4
     p = solved(plan(fc(T0, load), FLAT, BAT, 0.0, (), T0, site_w=(120e3,)))
     assert p.stored_value == pytest.approx(10.2, abs=1e-3)
+    assert p.short_wh > 0.0  # worth more than the horizon's highest price (0.2): the plan is short
     # A peak the battery's power binds (the test at the top: 50 kW cut, 150 kW): one kWh more cuts
     # nothing and is kept to the end, worth the cheapest price and HOLD_SHARE more: 0.202.
     load = [100e3] * 3 + [200e3] + [100e3] * 4
