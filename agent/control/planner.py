@@ -229,8 +229,6 @@ def plan(
         shared_slots,
         presolve=False,
         charge_room_w=room,
-        # a Wh stored now at the horizon's highest price: how much the plan is short of (short_wh)
-        buy_per_wh=float(np.max(price)) / bat.charge_efficiency / 1000.0,
     )
     solve_s = time.perf_counter() - t0
     if sol.status != 0:
@@ -250,9 +248,6 @@ def plan(
         cap[in_g] = np.minimum(cap[in_g], p)
         billed_lvl[in_g] = np.minimum(billed_lvl[in_g], o)
     value = sol.energy_value * bat.charge_efficiency * 1000.0
-    short = sol.short_wh
-    if short != short:  # not known (no duals, or the re-solve failed): short without a bound, as the dual says
-        short = math.inf if value > float(np.max(price)) else 0.0
     return DispatchPlan(
         made_s=made_s,
         start_s=fc.start_s,
@@ -267,5 +262,5 @@ def plan(
         solve_s=solve_s,
         billed_w=billed_lvl,
         stored_value=value,
-        short_wh=short,
+        short_wh=math.inf if value > float(np.max(price)) else 0.0,
     )

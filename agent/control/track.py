@@ -98,14 +98,10 @@ def track(w: Window, c: Cycle) -> Window:
     # of the month's first peak window, which set the month's level (train200 / PG&E E-20, BENCHMARKS
     # 13x). Filled wherever the energy was worth its price now, a swinging load's dips were charged and
     # given back in the same interval at that price (flat / Shanghai 55.6 -> 35.4 % of the optimum).
-    # Short, the dip is filled only up to the energy the plan lacks (DispatchPlan.short_wh, from the
-    # programme: what it would store now at the horizon's highest price): the charge is at most what
-    # is left of it over the cycle, the state of charge's gap above the plan counted as filled; the room
-    # bounds it. The dual prices the first kWh only; filled to the whole room, the fill took whatever
-    # the dip left (BENCHMARKS 13y).
     b0 = float(p.battery_w[k])
-    short = b0 > 0.0 and planned >= shave_cap - FILL_TOL_W and p.short_wh > 0.0
-    fill = (b0 < 0.0 and planned >= charge_cap - FILL_TOL_W) or short
+    fill = (b0 < 0.0 and planned >= charge_cap - FILL_TOL_W) or (
+        b0 > 0.0 and planned >= shave_cap - FILL_TOL_W and p.short_wh > 0.0
+    )
     if not charge_cap < INF:
         return w
     left = c.iv_len - c.into
@@ -141,13 +137,7 @@ def track(w: Window, c: Cycle) -> Window:
         a = min(0.0, hi_fc - allowed)
         level = charge_cap
         if fill and a < w.target:
-            aim = a
-            if short:
-                lack = p.short_wh - (gap_pct * 0.01 * f.capacity_wh if gap_pct == gap_pct else 0.0)
-                dt = c.dt if c.dt == c.dt and c.dt > 0.0 else c.length_s
-                aim = -lack * 3600.0 / dt if lack > 0.0 else w.target
-            if aim < w.target:
-                w = w.decided(AUTO, a if a > aim else aim, "plan")
+            w = w.decided(AUTO, a, "plan")
     why = f"plan cap {level:.0f} W on the interval average"
     # Never a billed peak the site would not have without the battery (the target), by
     # construction: where the energy charged in this interval would close it above both `lvl` and

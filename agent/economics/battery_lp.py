@@ -118,10 +118,6 @@ class LpSolution:
     # what one Wh more stored at the start would save (currency per Wh, over every scenario: the
     # energy balance rows' duals of the first step): the marginal value of stored energy now
     energy_value: float = math.nan
-    # the energy (Wh, stored) the programme would add at the start at `buy_per_wh` a Wh: how far
-    # above the start each Wh more stays worth more than that (0 where the first is not; NaN: not
-    # asked, or its re-solve failed)
-    short_wh: float = math.nan
 
 
 def solve_battery_lp(
@@ -137,7 +133,6 @@ def solve_battery_lp(
     shared_steps: int = 1,
     presolve: bool = True,
     charge_room_w: FloatArray | None = None,
-    buy_per_wh: float = math.nan,
 ) -> LpSolution:
     """Build and solve the programme. A status other than 0 (no optimal solution) comes with empty arrays.
 
@@ -156,10 +151,6 @@ def solve_battery_lp(
     ~17 ms of CPU so, ~25 % less than with presolve, the same objective; the month-long optimum keeps
     presolve and HiGHS's own choice of method).
     `charge_room_w`: like `load`, per step the most the net charge c - d may be (W, >= 0; inf: none).
-    `buy_per_wh`: where the first step's stored energy is worth more than this (energy_value), the
-    programme is solved again from its optimal basis with energy on offer at the start at this price
-    (one more column, in every scenario's first energy balance row: their start energy), to read how
-    much it takes (short_wh): the solution returned stays the first solve's.
     """
     loads = np.atleast_2d(load)
     peaks_in = np.atleast_2d(peak_load)
@@ -286,8 +277,7 @@ def solve_battery_lp(
     # tie-break, a few cents of wear)
     top = float(np.max(np.abs(price))) * h / 1000.0
     scale = 1.0 / top if top > 0.0 else 1.0
-    starts = r_ub + np.asarray(first_rows, dtype=np.int64)
-    status, message, x, fun, dual, bought = run_highs(
+    status, message, x, fun, dual = run_highs(
         cost * scale,
         a,
         np.concatenate([*lo_ub, beq]),
@@ -296,13 +286,12 @@ def solve_battery_lp(
         ub,
         presolve,
         time_limit_s,
-        (buy_per_wh * scale, starts) if buy_per_wh == buy_per_wh else None,
     )
     if status != 0 or x is None:
         return LpSolution(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0), float("nan"), status, message)
     # the rows' right-hand side is the start's energy: the objective moves by the sum of their duals
-    value = -float(np.sum(dual[starts])) / scale if dual is not None else math.nan
-    return LpSolution(x[0:n], x[n : 2 * n], x[2 * n : 3 * n], x[ip:], fun / scale, 0, message, value, bought)
+    value = -float(np.sum(dual[r_ub + np.asarray(first_rows)])) / scale if dual is not None else math.nan
+    return LpSolution(x[0:n], x[n : 2 * n], x[2 * n : 3 * n], x[ip:], fun / scale, 0, message, value)
 
 
 # HiGHS's model status as scipy.optimize.linprog's status and message (what PlanFailure reports)
@@ -325,17 +314,11 @@ def run_highs(
     ub: FloatArray,
     presolve: bool,
     time_limit_s: float | None,
-    buy: tuple[float, IntArray] | None = None,
-) -> tuple[int, str, FloatArray | None, float, FloatArray | None, float]:
+) -> tuple[int, str, FloatArray | None, float, FloatArray | None]:
     """min cost x, row_lo <= A x <= row_hi, lb <= x <= ub, by HiGHS's dual simplex (as linprog's
     "highs-ds"; with presolve, HiGHS's own choice of method as linprog's "highs").
     (status: 0 solved, 1 time or iteration limit, 2 infeasible, 3 unbounded, 4 other; message; x; objective;
-    the rows' duals, d objective / d row bound; `buy`'s value, below).
-    `buy` (cost, rows): a column y >= 0 adding to those rows' bounds (-1 in each: more of what they
-    hold), of that cost: where it would lower the objective at the optimum (its reduced cost
-    negative), it is added and the programme solved again from the optimal basis (the primal simplex:
-    the basis stays primal feasible), its optimal value returned; 0 where it would not (NaN: not
-    asked, or the second solve failed). x, the objective and the duals stay the first solve's."""
+    the rows' duals, d objective / d row bound)."""
     hs = _Solver()
     hs.setOptionValue("output_flag", False)
     hs.setOptionValue("simplex_strategy", 1)  # dual
@@ -356,19 +339,12 @@ def run_highs(
     ms = hs.getModelStatus()
     status, message = _STATUS.get(ms, (4, f"HiGHS: {hs.modelStatusToString(ms)}."))
     if status != 0:
-        return status, message, None, math.nan, None, math.nan
+        return status, message, None, math.nan, None
     sol = hs.getSolution()
-    x = np.asarray(sol.col_value, dtype=np.float64)
-    fun = float(hs.getInfo().objective_function_value)
-    dual = np.asarray(sol.row_dual, dtype=np.float64) if sol.dual_valid else None
-    bought = math.nan
-    if buy is not None and dual is not None:
-        c_buy, rows = buy
-        bought = 0.0
-        if c_buy + float(np.sum(dual[rows])) < 0.0:  # its reduced cost: one more unit of the rows' bounds
-            hs.addCol(c_buy, 0.0, math.inf, len(rows), rows.astype(np.int32), np.full(len(rows), -1.0))
-            hs.setOptionValue("simplex_strategy", 4)  # primal
-            hs.run()
-            ok = hs.getModelStatus() == HighsModelStatus.kOptimal
-            bought = float(hs.getSolution().col_value[a.shape[1]]) if ok else math.nan
-    return 0, message, x, fun, dual, bought
+    return (
+        0,
+        message,
+        np.asarray(sol.col_value, dtype=np.float64),
+        float(hs.getInfo().objective_function_value),
+        np.asarray(sol.row_dual, dtype=np.float64) if sol.dual_valid else None,
+    )
