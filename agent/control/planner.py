@@ -247,6 +247,7 @@ def plan(
         in_g = np.isin(iv_of, g.intervals)
         cap[in_g] = np.minimum(cap[in_g], p)
         billed_lvl[in_g] = np.minimum(billed_lvl[in_g], o)
+    value = sol.energy_value * bat.charge_efficiency * 1000.0
     return DispatchPlan(
         made_s=made_s,
         start_s=fc.start_s,
@@ -260,5 +261,6 @@ def plan(
         objective=sol.objective,
         solve_s=solve_s,
         billed_w=billed_lvl,
-        stored_value=sol.energy_value * bat.charge_efficiency * 1000.0,
+        stored_value=value,
+        short_wh=math.inf if value > float(np.max(price)) else 0.0,
     )
