@@ -376,7 +376,7 @@ def test_the_plan_says_what_a_kwh_charged_now_is_worth_to_it() -> None:
     load = [100e3] * 4 + [150e3] * 4
     p = solved(plan(fc(T0, load), FLAT, BAT, 0.0, (), T0, site_w=(120e3,)))
     assert p.stored_value == pytest.approx(10.2, abs=1e-3)
-    assert p.short_wh > 0.0  # worth more than the horizon's highest price (0.2): the plan is short
+    assert p.short  # worth more than the horizon's highest price (0.2): the plan is short
     # A peak the battery's power binds (the test at the top: 50 kW cut, 150 kW): one kWh more cuts
     # nothing and is kept to the end, worth the cheapest price and HOLD_SHARE more: 0.202.
     load = [100e3] * 3 + [200e3] + [100e3] * 4
@@ -391,28 +391,28 @@ VALLEY_DEMAND = tariff(
 
 
 @pytest.mark.parametrize(
-    ("tar", "load", "soc", "site_w", "cap_w", "value", "short_wh"),
+    ("tar", "load", "soc", "site_w", "cap_w", "value", "short"),
     [
         # 0.1 for the first hour, 0.5 after, 10 per kW; an hour at 100 kW, one at 150, the site at 120
         # kW so far: 17.6 kW charged under 117.6 kW, given back: P = 132.4 kW, energy-bound. A kWh more
         # now is 1 kW less over the second hour (10) and 1 kWh more given at 0.5, less the 0.01 of
         # wear: 10.49, above every price: short
-        (VALLEY_DEMAND, [100e3] * 4 + [150e3] * 4, 0.0, 120e3, 132.4e3, 10.49, math.inf),
+        (VALLEY_DEMAND, [100e3] * 4 + [150e3] * 4, 0.0, 120e3, 132.4e3, 10.49, True),
         # the peak the battery's power binds (50 kW cut, 150 kW): a kWh more cuts nothing and is given
         # in the dear hours, 0.5 less the wear: 0.49, under the highest price: not short
-        (VALLEY_DEMAND, [100e3] * 3 + [200e3] + [100e3] * 4, 50.0, 250e3, 150e3, 0.49, 0.0),
+        (VALLEY_DEMAND, [100e3] * 3 + [200e3] + [100e3] * 4, 50.0, 250e3, 150e3, 0.49, False),
         # the same at a flat 0.2: kept to the end, worth the price and HOLD_SHARE more (0.202, less the
         # tie-break's sliver): above the one price, "short" with no level wanting it (BENCHMARKS 13y)
-        (FLAT, [100e3] * 3 + [200e3] + [100e3] * 4, 50.0, 250e3, 150e3, 0.20125, math.inf),
+        (FLAT, [100e3] * 3 + [200e3] + [100e3] * 4, 50.0, 250e3, 150e3, 0.20125, True),
     ],
 )
 def test_the_plan_says_once_whether_it_is_short_of_energy(
-    tar: Tariff, load: list[float], soc: float, site_w: float, cap_w: float, value: float, short_wh: float
+    tar: Tariff, load: list[float], soc: float, site_w: float, cap_w: float, value: float, short: bool
 ) -> None:
     # Short: a kWh charged now worth more to the plan than the horizon's highest price (stored_value
-    # above every price), worked out once per plan (DispatchPlan.short_wh), not on every cycle by the
+    # above every price), worked out once per plan (DispatchPlan.short), not on every cycle by the
     # tracker, which fills a dip where the plan discharges down to its cap and is short (track.py).
     p = solved(plan(fc(T0, load), tar, replace(BAT, degradation_cost_per_kwh=0.01), soc, (), T0, site_w=(site_w,)))
     assert p.grid_cap_w[0] == pytest.approx(cap_w, abs=1e-3)
     assert p.stored_value == pytest.approx(value, abs=1e-3)
-    assert p.short_wh == short_wh
+    assert p.short is short

@@ -146,28 +146,28 @@ def test_where_the_plan_charges_up_to_the_charge_level_the_charge_fills_the_room
 
 
 @pytest.mark.parametrize(
-    ("load", "cap", "short_wh", "expected"),
+    ("load", "cap", "short", "expected"),
     [
         # the plan discharges 200 kW on its 3.4 MW forecast down to its 3.2 MW cap (import at the cap),
-        # short of energy (DispatchPlan.short_wh: a kWh charged now worth more to it than the horizon's
+        # short of energy (DispatchPlan.short: a kWh charged now worth more to it than the horizon's
         # highest price)
-        (3.4e6, 3.2e6, math.inf, 200e3),  # the load as forecast: the planned discharge holds the cap
-        (3.5e6, 3.2e6, math.inf, 300e3),  # above it: shaved to the cap
-        (2.5e6, 3.2e6, math.inf, -636e3),  # a dip 900 kW under it: the room under 3.2 MW less 2 % filled
+        (3.4e6, 3.2e6, True, 200e3),  # the load as forecast: the planned discharge holds the cap
+        (3.5e6, 3.2e6, True, 300e3),  # above it: shaved to the cap
+        (2.5e6, 3.2e6, True, -636e3),  # a dip 900 kW under it: the room under 3.2 MW less 2 % filled
         # the same dip where the plan is not short (energy to trade, not short for the level; or not
         # known): the planned discharge kept, the plan's choice
-        (2.5e6, 3.2e6, 0.0, 200e3),
+        (2.5e6, 3.2e6, False, 200e3),
         # the plan discharges 200 kW with its cap at 3.5 MW, well above: the amount is its choice, kept
-        (2.5e6, 3.5e6, math.inf, 200e3),
+        (2.5e6, 3.5e6, True, 200e3),
     ],
 )
 def test_where_the_plan_shaves_to_its_cap_short_of_energy_a_dip_is_filled(
-    load: float, cap: float, short_wh: float, expected: float
+    load: float, cap: float, short: bool, expected: float
 ) -> None:
     # (kept to the planned power, the tracker discharged into a job restart's dip and charged nothing
     # there, where the plan's scenarios refill in theirs: the battery ran empty before the end of the
     # month's first peak window, train200 / PG&E E-20, BENCHMARKS 13x)
-    p = replace(schedule(200e3, cap_w=cap, load_w=3.4e6), short_wh=short_wh)
+    p = replace(schedule(200e3, cap_w=cap, load_w=3.4e6), short=short)
     out = at(p, load=load, billed=3.2e6)
     assert out.site_setpoint_w == pytest.approx(expected)
 

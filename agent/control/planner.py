@@ -262,5 +262,5 @@ def plan(
         solve_s=solve_s,
         billed_w=billed_lvl,
         stored_value=value,
-        short_wh=math.inf if value > float(np.max(price)) else 0.0,
+        short=value > float(np.max(price)),
     )

@@ -42,10 +42,9 @@ class DispatchPlan:
     # Above every price of the horizon, the plan is short of energy for its demand levels: the tracker
     # then fills the dips the forecast did not see where the plan discharges (track.py). NaN: not known
     stored_value: float = math.nan
-    # the stored energy (Wh) the plan is short of for its demand levels: how much more a kWh charged
-    # now stays worth more than every price of the horizon (stored_value above them); 0: not short,
-    # or not known. Worked out once per plan (planner.py), read on every cycle by the tracker
-    short_wh: float = 0.0
+    # short of energy for its demand levels: stored_value above every price of the horizon (False: not
+    # short, or not known). Worked out once per plan (planner.py), read on every cycle by the tracker
+    short: bool = False
 
     def slot_at(self, t_s: float) -> int:
         """The slot holding `t_s`, or -1 outside the plan."""

@@ -100,7 +100,7 @@ def track(w: Window, c: Cycle) -> Window:
     # given back in the same interval at that price (flat / Shanghai 55.6 -> 35.4 % of the optimum).
     b0 = float(p.battery_w[k])
     fill = (b0 < 0.0 and planned >= charge_cap - FILL_TOL_W) or (
-        b0 > 0.0 and planned >= shave_cap - FILL_TOL_W and p.short_wh > 0.0
+        b0 > 0.0 and planned >= shave_cap - FILL_TOL_W and p.short
     )
     if not charge_cap < INF:
         return w
