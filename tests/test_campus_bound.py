@@ -13,10 +13,7 @@ from typing import Any
 import pytest
 
 from agent.campus.allocate import NOT_SENT, UNDECIDED, CampusLimits, FeederState, Share, allocate, to_send
-from agent.campus.bound import bound_and_room_w, campus_bound_w, campus_need_w, split_bound
-from agent.campus.demand import start as demand_start
-from agent.campus.demand import step as demand_step
-from agent.campus.demand import swing_w
+from agent.campus.bound import campus_bound_w, campus_need_w, split_bound
 from agent.campus.keep import new_day
 from agent.campus.messages import MessageError, decode, parse_report, parse_share, signed_report, signed_share
 from agent.campus.recharge import campus_recharge
@@ -66,18 +63,12 @@ def test_under_the_target_the_bound_is_charge_room_split_by_charge_power() -> No
     # a reading above the forecast (a swing up now) narrows the room as the pooled controller's does
     up = [feeder("a", 1.5e6, 1.0e6, 0.0), feeder("b", 1.0e6, 1.0e6, 0.0)]
     assert campus_bound_w(3.0e6, up, L, L) == pytest.approx(-(room - 0.5e6))
-    # and so does one under it (a swing down, read a cycle before the part applies: the load may then
-    # be as far above): 16f widened nothing there but charged the full room at the swing's top
+    # one under it is counted at the forecast, as the pooled controller counts it (a dip's room is
+    # not charged: the load comes back within the interval); each agent answers its own step since at
+    # once. (16f counted it as far above the forecast: 0.4 MW less room here; on the 8-feeder PG&E
+    # month the campus charged 20 % less than the pooled controller over the first 36 hours.)
     down = [feeder("a", 0.6e6, 1.0e6, 0.0), feeder("b", 1.0e6, 1.0e6, 0.0)]
-    assert campus_bound_w(3.0e6, down, L, L) == pytest.approx(-(room - 0.4e6))
-    # but no further above than the campus's load moves in a cycle (its swing, demand.swing_w): a
-    # load 0.4 MW under its forecast that moves 0.1 MW a cycle is counted at its forecast, as the
-    # pooled controller counts it; one that moves 0.6 MW a cycle may read 0.2 MW over it next
-    assert bound_and_room_w(3.0e6, down, L, L, swing_w=0.1e6)[0] == pytest.approx(-room)
-    assert bound_and_room_w(3.0e6, down, L, L, swing_w=0.6e6)[0] == pytest.approx(-(room - 0.2e6))
-    assert bound_and_room_w(3.0e6, down, L, L, swing_w=5e6)[0] == pytest.approx(-(room - 0.4e6))
-    # a reading above the forecast is counted at the reading, whatever the swing
-    assert bound_and_room_w(3.0e6, up, L, L, swing_w=0.0)[0] == pytest.approx(-(room - 0.5e6))
+    assert campus_bound_w(3.0e6, down, L, L) == pytest.approx(-room)
     # nothing to split where no battery can take or give it
     assert split_bound(-room, [feeder("a", 1e6, 1e6, 0.0, dis=0.0)]) == [0.0]
     assert split_bound(0.0, fs) == [0.0, 0.0]
@@ -333,27 +324,3 @@ def test_the_last_cycle_s_part_asks_the_whole_excess_of_the_one_cycle_that_can_s
     f = feeder("a", 1.0e6, 1.0e6, wh, battery_w=-250.5)
     assert parse_report(decode(signed_report(KEY, f, 1.79e9)), "a").battery_w == pytest.approx(-250.5)
     assert math.isnan(parse_report(decode(signed_report(KEY, replace(f, battery_w=math.nan), 1.79e9)), "a").battery_w)
-
-
-def test_the_campus_s_swing_is_its_largest_one_cycle_change_this_interval_and_the_last() -> None:
-    """The coordinator's count of how far the campus's load moves in a cycle (bound_and_room_w's
-    swing_w): none seen is inf (the cautious count); then the largest change of the feeders' summed
-    net loads between consecutive reports in this demand interval and the one before; a change
-    across a different set of feeders does not count."""
-    st = demand_start(L)
-    t0 = datetime(2026, 7, 1, 0, 0, 0, tzinfo=TZ)
-
-    def at(s: float, nets: list[float], ids: str = "ab") -> float:
-        nonlocal st
-        fs = [feeder(i, n, n, 0.0) for i, n in zip(ids, nets, strict=True)]
-        t = t0 + timedelta(seconds=s)
-        st, _ = demand_step(st, fs, t, t + timedelta(seconds=60), 60.0, L, 5e6, None)
-        return swing_w(st)
-
-    assert at(0, [5e6, 5e6]) == math.inf  # no change seen yet
-    assert at(60, [6e6, 5e6]) == pytest.approx(1e6)
-    assert at(120, [6e6, 5.2e6]) == pytest.approx(1e6)  # 0.2 MW: the 1 MW stays the largest
-    assert at(180, [4e6, 3e6], ids="ac") == pytest.approx(1e6)  # another feeder set: not a change
-    assert at(960, [4e6, 3.3e6], ids="ac") == pytest.approx(1e6)  # next interval: the last one's still counts
-    assert at(1020, [4e6, 3.0e6], ids="ac") == pytest.approx(1e6)
-    assert at(1860, [4e6, 2.9e6], ids="ac") == pytest.approx(0.3e6)  # two intervals on: 0.3 and 0.1 MW

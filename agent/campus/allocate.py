@@ -355,7 +355,6 @@ def allocate(
     recharge: int = UNDECIDED,
     margin: float = MARGIN,
     in_flight_s: float = 0.0,
-    swing_w: float = math.inf,
 ) -> dict[str, Share]:
     """Each feeder's share of `limits`, by site id.
 
@@ -371,8 +370,7 @@ def allocate(
     forecast (else none: each agent bounds itself against its share, not chasing the readings);
     `recharge` (agent/campus/recharge.py) goes to every fresh feeder as it is; `margin`: the fraction
     under the target the campus's bound aims (agent/campus/levels.py: its economic level's own aim);
-    `in_flight_s`: the part of the agents' cycle in flight that falls in this interval (in_flight);
-    `swing_w`: how far the campus's load may move over one cycle (demand.swing_w; the bound's charge side).
+    `in_flight_s`: the part of the agents' cycle in flight that falls in this interval (in_flight).
     """
     fb = fallback or {}
     ids = [f.site_id for f in feeders]
@@ -404,7 +402,7 @@ def allocate(
         booked, left = in_flight(fresh, interval_left_s, in_flight_s)
         demand = split_demand(left_w, booked, left, interval_s)
         if all(math.isfinite(f.forecast_w) for f in fresh):  # the campus's forecast is known (bound.py)
-            campus_w, room = bound_and_room_w(left_w, booked, left, interval_s, margin, swing_w)
+            campus_w, room = bound_and_room_w(left_w, booked, left, interval_s, margin)
             bound = split_bound(campus_w, booked)
     else:
         recharge = UNDECIDED

@@ -45,7 +45,7 @@ from agent.campus.allocate import (
     usable,
 )
 from agent.campus.config import CampusConfig
-from agent.campus.demand import CampusDemand, swing_w
+from agent.campus.demand import CampusDemand
 from agent.campus.demand import start as demand_start
 from agent.campus.demand import step as demand_step
 from agent.campus.levels import Level
@@ -233,7 +233,6 @@ class Coordinator:
                 margin=lv.margin,
                 # the agents' cycle between the reports and this share (allocate.in_flight)
                 in_flight_s=self.cfg.cycle_s,
-                swing_w=swing_w(self.demand),
             )
         )
         shares = to_send(self._recent)

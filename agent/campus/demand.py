@@ -37,30 +37,6 @@ class CampusDemand:
     # the feeders and their net loads summed at the last reports (NaN: not all usable): the load of
     # the cycle the next reports close, which the campus's book counts as its meter does (levels.metered)
     nets: tuple[tuple[str, ...], float] = ((), math.nan)
-    # (interval key, the largest change of the campus's summed net load between two consecutive
-    # reports in that interval, the same in the interval before; NaN: none seen): swing_w
-    changes: tuple[int, float, float] = (-1, math.nan, math.nan)
-
-
-def swing_w(st: CampusDemand) -> float:
-    """How far the campus's load may move over one cycle (W): its largest one-cycle change in this
-    demand interval and the one before; inf while none has been seen (bound.bound_and_room_w then
-    counts a reading under its forecast as far above it)."""
-    seen = [c for c in st.changes[1:] if math.isfinite(c)]
-    return max(seen) if seen else math.inf
-
-
-def _changes(st: CampusDemand, nets: tuple[tuple[str, ...], float], key: int) -> tuple[int, float, float]:
-    """st.changes after the reports summed to `nets` in interval `key` (a change counts only between
-    reports of the same feeders, all usable)."""
-    k, cur, last = st.changes
-    if key != k:
-        cur, last = math.nan, cur
-    ids, was = st.nets
-    change = abs(nets[1] - was) if ids == nets[0] else math.nan
-    if math.isfinite(change):
-        cur = change if not math.isfinite(cur) else max(cur, change)
-    return key, cur, last
 
 
 def start(length_s: float, seed: Sequence[float] = ()) -> CampusDemand:
@@ -85,14 +61,12 @@ def step(
     the campus's demand decisions for the agents' cycle at `at` out. `target_w`: the campus file's
     (> 0 fixed, 0 economic)."""
     key = local_slot(at, length_s)[0]
-    nets = net_loads(fs, stale_after_s)
-    changes = _changes(st, nets, local_slot(seen, length_s)[0])
     if target_w > 0.0:
         day, keep = day_step(st.day, fs, seen, dt, length_s, target_w, stale_after_s)
         recharge = st.recharge
         if key != recharge[0]:  # once per interval, for the interval the shares apply in
             recharge = (key, campus_recharge(day, at, length_s, target_w, prices))
-        return CampusDemand(day, st.iv, recharge, nets, changes), Level(target_w, MARGIN, keep, recharge[1])
+        return CampusDemand(day, st.iv, recharge), Level(target_w, MARGIN, keep, recharge[1])
     iv = observe(st.iv, fs, seen, dt, length_s, prices, stale_after_s, st.nets)
     lv = level(ahead(iv, fs, at, length_s, prices, stale_after_s), at, length_s, prices)
-    return CampusDemand(st.day, iv, st.recharge, nets, changes), lv
+    return CampusDemand(st.day, iv, st.recharge, net_loads(fs, stale_after_s)), lv

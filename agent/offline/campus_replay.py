@@ -35,7 +35,6 @@ import numpy as np
 from agent.campus.allocate import SHARE_WINDOW, CampusLimits, FeederState, Share, allocate, to_send
 from agent.campus.demand import start as demand_start
 from agent.campus.demand import step as demand_step
-from agent.campus.demand import swing_w
 from agent.control import Prices
 from agent.control.campus_share import feeder_state, report_forecast_w, report_raise_w, with_share
 from agent.economics.tariff import FloatArray, Tariff
@@ -192,7 +191,6 @@ def coordinated(
                 recharge=lv.recharge,
                 margin=lv.margin,
                 in_flight_s=dt if same else 0.0,  # the agents' cycle between (allocate.in_flight)
-                swing_w=swing_w(campus),
             )
         )
         out = to_send(recent)
