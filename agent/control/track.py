@@ -79,6 +79,8 @@ def track(w: Window, c: Cycle) -> Window:
     planned = float(p.grid_w[k])
     if planned > shave_cap:
         shave_cap = planned if planned < cap else cap
+    if not charge_cap < INF:
+        return w
     # Where the plan imports at the bound it charges to (the cap or the charge level, both less the
     # charge margin: the planner's programme charges only so far, planner.charge_room) or discharges
     # down to its cap (within the margin), that bound is what the plan holds there, not the planned
@@ -102,8 +104,6 @@ def track(w: Window, c: Cycle) -> Window:
     fill = (b0 < 0.0 and planned >= charge_cap - FILL_TOL_W) or (
         b0 > 0.0 and planned >= shave_cap - FILL_TOL_W and p.short
     )
-    if not charge_cap < INF:
-        return w
     left = c.iv_len - c.into
     fc = interval_net_forecast_w(c)
     # Shaving holds the cap on the interval's ENERGY, as demand.py does: the interval's average
