@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.control.forecast import Forecast
-from agent.control.planner import ALARM, PlanBattery, PlanFailure, charge_room, plan
+from agent.control.planner import ALARM, PlanBattery, PlanFailure, charge_room, month_shares, plan
 from agent.control.schedule import DispatchPlan, usable
 from agent.economics.battery_lp import demand_layout
 from agent.economics.tariff import Tariff, parse_tariff
@@ -104,6 +104,9 @@ def test_the_margin_keeps_the_peak_below_the_forecast_spread() -> None:
 
 
 MONTH_END = datetime(2026, 1, 31, 23, 0, tzinfo=UTC).timestamp()
+# The month's last two hours: an eight-quarter-hour plan made then holds all that is left of the
+# month, so its demand charge is priced whole (planner.month_shares), as a month-long programme would
+LAST = datetime(2026, 1, 31, 22, 0, tzinfo=UTC).timestamp()
 
 
 def test_month_boundary_the_billed_peak_resets() -> None:
@@ -118,17 +121,65 @@ def test_month_boundary_the_billed_peak_resets() -> None:
     assert p.soc_pct.tolist() == pytest.approx([50] * 4 + [37.5, 50, 62.5, 75], abs=1e-6)
 
 
+WEEKDAY_AFTERNOONS = tariff(
+    '[prices]\np = 0.2\n[[energy]]\nhours = { "00:00-24:00" = "p" }\n'
+    '[[demand]]\nname = "max"\nrate = 10.0\n[[demand]]\nname = "afternoon"\nrate = 5.0\n'
+    'days = ["weekday"]\nhours = ["12:00-18:00"]',
+    0,
+)
+
+
+@pytest.mark.parametrize(
+    ("tar", "start", "n", "shares"),
+    [
+        # Monday 5 January, two hours: 8 of the 27 x 96 = 2,592 quarter hours left in January
+        (FLAT, T0, 8, [8 / 2592]),
+        # its last two hours: all that is left of it
+        (FLAT, LAST, 8, [1.0]),
+        # across midnight: January's last hour whole, 4 of February's 28 x 96 = 2,688
+        (FLAT, MONTH_END, 8, [1.0, 4 / 2688]),
+        # Friday 9 January from noon, 48 h: the all-hours charge 192 of 22.5 days x 96 = 2,160; the
+        # weekday afternoons 24 (Friday's) of the 16 left in January (Friday's and 15 more): 24 of 384
+        (WEEKDAY_AFTERNOONS, datetime(2026, 1, 9, 12, tzinfo=UTC).timestamp(), 192, [192 / 2160, 24 / 384]),
+    ],
+)
+def test_each_demand_charge_is_priced_on_the_share_of_its_month_the_plan_holds(
+    tar: Tariff, start: float, n: int, shares: list[float]
+) -> None:
+    ts = start + Q * np.arange(n, dtype=np.float64)
+    assert month_shares(ts, Q, demand_layout(ts, tar), tar).tolist() == pytest.approx(shares, rel=1e-12)
+
+
+def test_a_level_is_bought_only_where_the_month_left_pays_for_it() -> None:
+    # The 50 kW cut of the 200 kW quarter hour (test_a_known_peak_is_cut_by_the_battery_power) at 0.2
+    # a kWh of wear: 12.5 kWh discharged, 2.5 of wear (lossless: the energy bought back costs what
+    # it saved). On the month's last day the plan's two hours are all that is left of it: 50 kW x 10
+    # = 500, cut. On 5 January they stand for 8 of its 2,592 quarter hours: 50 x 10 x 8 / 2,592 =
+    # 1.54, under the wear; the level is held on every day of the month left, and a month-long
+    # programme on days like these would not buy it either (each costs 2.5 of wear).
+    load = [100e3] * 3 + [200e3] + [100e3] * 4
+    worn = replace(BAT, degradation_cost_per_kwh=0.2)
+    end = solved(plan(fc(LAST, load), FLAT, worn, 50.0, (), LAST))
+    assert end.battery_w[3] == pytest.approx(50e3, abs=1e-3)
+    assert end.grid_cap_w.tolist() == pytest.approx([150e3] * 8, abs=1e-3)
+    start = solved(plan(fc(T0, load), FLAT, worn, 50.0, (), T0))
+    assert start.battery_w[3] == pytest.approx(0.0, abs=1e-3)
+    assert start.grid_cap_w.tolist() == pytest.approx([200e3] * 8, abs=1e-3)
+
+
 def test_reserve_is_honoured() -> None:
-    # as above with a 45 % backup reserve: only 5 kWh can be given from the start, so the plan
-    # buys 7.5 kWh more in January's last hour (its billed peak 7.5 kW higher: 75) to cut
-    # February's first quarter hour by the full 50 kW (300), touching the reserve and no lower (the
-    # site's own load reached 250 kW in January: the tracker may charge there up to 0.98 x 250 kW)
+    # as above with a 45 % backup reserve: only 5 kWh can be given from the start, 20 kW over
+    # February's first quarter hour (180 kW), touching the reserve and no lower; then the battery
+    # fills at full power under that level. Buying 7.5 kWh more in January's last hour to cut the
+    # full 50 kW would raise January's billed peak 7.5 kW at the whole rate (75, its last hour: all
+    # that is left of it) for 30 kW of a February level the plan's four quarter hours stand for 4 of
+    # its 2,688 (10 x 4 / 2,688 per kW: 0.45): not bought (planner.month_shares)
     bat = replace(BAT, degradation_cost_per_kwh=0.01, reserve_pct=45.0)
     load = [200e3] * 5 + [100e3] * 3
     p = solved(plan(fc(MONTH_END, load), FLAT, bat, 50.0, (200e3,), MONTH_END, site_w=(250e3,)))
-    assert p.battery_w.tolist() == pytest.approx([-7.5e3] * 4 + [50e3] + [-50e3] * 3, abs=1e-3)
+    assert p.battery_w.tolist() == pytest.approx([0.0] * 4 + [20e3] + [-50e3] * 3, abs=1e-3)
     assert float(np.min(p.soc_pct)) == pytest.approx(45.0, abs=1e-6)
-    assert p.grid_cap_w.tolist() == pytest.approx([207.5e3] * 4 + [150e3] * 4, abs=1e-3)
+    assert p.grid_cap_w.tolist() == pytest.approx([200e3] * 4 + [180e3] * 4, abs=1e-3)
 
 
 def test_below_the_reserve_the_plan_climbs_back_and_never_goes_lower() -> None:
@@ -190,8 +241,8 @@ def test_every_plan_stays_in_the_soc_window_and_above_the_reserve(
     assert np.all(np.isfinite(p.battery_w)) and np.all(p.grid_cap_w >= p.grid_w - 1e-3)
 
 
-def scenario_fc(p50: list[float], scenarios: list[list[float]]) -> Forecast:
-    return replace(fc(T0, p50), scenarios_w=np.array(scenarios, dtype=np.float64))
+def scenario_fc(p50: list[float], scenarios: list[list[float]], start: float = T0) -> Forecast:
+    return replace(fc(start, p50), scenarios_w=np.array(scenarios, dtype=np.float64))
 
 
 def test_the_peak_level_holds_in_every_scenario_so_energy_is_kept_for_a_late_peak() -> None:
@@ -215,11 +266,11 @@ def test_a_scenario_over_part_of_the_horizon_ends_with_the_energy_it_started_wit
     # x given back at 120: P = 100 + x = 120 - x, so x = 10 kW and P = 110 kW. Over the whole
     # horizon, with the second hour to charge back in, the same scenario costs only P = 70 kW. (The
     # site's own load reached 200 kW this month: the tracker may charge at 100 kW.)
-    sc = scenario_fc([100e3] * 4 + [0.0] * 4, [[100e3, 120e3, 100e3, 100e3] + [0.0] * 4])
-    p = solved(plan(sc, FLAT, BAT, 50.0, (), T0, scenario_s=2 * Q, site_w=(200e3,)))
+    sc = scenario_fc([100e3] * 4 + [0.0] * 4, [[100e3, 120e3, 100e3, 100e3] + [0.0] * 4], LAST)
+    p = solved(plan(sc, FLAT, BAT, 50.0, (), LAST, scenario_s=2 * Q, site_w=(200e3,)))
     np.testing.assert_allclose(p.grid_cap_w, [110e3] * 8, atol=1e-3)
     assert p.battery_w[0] == pytest.approx(-10e3, abs=1e-3)
-    full = solved(plan(sc, FLAT, BAT, 50.0, (), T0))
+    full = solved(plan(sc, FLAT, BAT, 50.0, (), LAST))
     np.testing.assert_allclose(full.grid_cap_w, [70e3] * 8, atol=1e-3)
 
 
@@ -374,19 +425,21 @@ def test_the_plan_says_what_a_kwh_charged_now_is_worth_to_it() -> None:
     # empty, the site at 120 kW so far: the level is energy-bound (P = 132.4 kW), one kWh more lowers
     # it 1 kW over the second hour (10) and buys 1 kWh less there (0.2): 10.2.
     load = [100e3] * 4 + [150e3] * 4
-    p = solved(plan(fc(T0, load), FLAT, BAT, 0.0, (), T0, site_w=(120e3,)))
+    p = solved(plan(fc(LAST, load), FLAT, BAT, 0.0, (), LAST, site_w=(120e3,)))
     assert p.stored_value == pytest.approx(10.2, abs=1e-3)
     assert p.short  # worth more than the horizon's highest price (0.2): the plan is short
     # A peak the battery's power binds (the test at the top: 50 kW cut, 150 kW): one kWh more cuts
     # nothing and is kept to the end, worth the cheapest price and HOLD_SHARE more: 0.202.
     load = [100e3] * 3 + [200e3] + [100e3] * 4
-    p = solved(plan(fc(T0, load), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (), T0, site_w=(250e3,)))
+    p = solved(plan(fc(LAST, load), FLAT, replace(BAT, degradation_cost_per_kwh=0.01), 50.0, (), LAST, site_w=(250e3,)))
     assert p.grid_cap_w[0] == pytest.approx(150e3, abs=1e-3)
     assert p.stored_value == pytest.approx(0.202, abs=1e-3)
 
 
-VALLEY_DEMAND = tariff(
-    '[prices]\ncheap = 0.1\ndear = 0.5\n[[energy]]\nhours = { "00:00-01:00" = "cheap", "01:00-24:00" = "dear" }', 10.0
+VALLEY_DEMAND = tariff(  # cheap in the month's second-last hour (LAST), dear after
+    '[prices]\ncheap = 0.1\ndear = 0.5\n[[energy]]\nhours = { "00:00-22:00" = "dear", "22:00-23:00" = "cheap",'
+    ' "23:00-24:00" = "dear" }',
+    10.0,
 )
 
 
@@ -412,7 +465,7 @@ def test_the_plan_says_once_whether_it_is_short_of_energy(
     # Short: a kWh charged now worth more to the plan than the horizon's highest price (stored_value
     # above every price), worked out once per plan (DispatchPlan.short), not on every cycle by the
     # tracker, which fills a dip where the plan discharges down to its cap and is short (track.py).
-    p = solved(plan(fc(T0, load), tar, replace(BAT, degradation_cost_per_kwh=0.01), soc, (), T0, site_w=(site_w,)))
+    p = solved(plan(fc(LAST, load), tar, replace(BAT, degradation_cost_per_kwh=0.01), soc, (), LAST, site_w=(site_w,)))
     assert p.grid_cap_w[0] == pytest.approx(cap_w, abs=1e-3)
     assert p.stored_value == pytest.approx(value, abs=1e-3)
     assert p.short is short

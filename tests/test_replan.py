@@ -209,7 +209,7 @@ def test_the_plans_are_solved_on_an_injected_forecaster() -> None:
     # history and the time, and the plan is solved on what it returns.
     site = replace(demo(), control=replace(demo().control, reserve_load_w=0.0))
     known = np.full(96, 3e6)
-    known[36:72] = 4.5e6  # 09:00-18:00
+    known[48:52] = 4.5e6  # 12:00-13:00: an hour the plan's day pays to shave, month-long (month_shares)
     asked: list[tuple[int, float]] = []
 
     def oracle(ts: np.ndarray, net_w: np.ndarray, now_s: float) -> Forecast:
@@ -226,4 +226,4 @@ def test_the_plans_are_solved_on_an_injected_forecaster() -> None:
     assert asked == [(1, START + 60.0)]
     assert not failed and p is not None and p.start_s == START
     np.testing.assert_allclose(p.grid_w + p.battery_w, known)  # the plan's load is the forecaster's
-    assert float(np.max(p.grid_cap_w)) < 4.5e6  # and it shaves the afternoon it was told of
+    assert float(np.max(p.grid_cap_w)) < 4.5e6  # and it shaves the peak it was told of

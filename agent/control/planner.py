@@ -57,7 +57,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
+from datetime import time as day_start
 from typing import Final
 
 import numpy as np
@@ -145,6 +147,56 @@ def charge_room(loads: FloatArray, layout: DemandLayout, own: list[float]) -> Fl
     return room
 
 
+# Each billing month's demand windows (the programme's layout from the month's first day over two
+# months), per (tariff, month start, step): laid out once a month, not at every plan (~4 ms each)
+_MONTHS: dict[tuple[int, float, float], tuple[Tariff, DemandLayout]] = {}
+_MONTH_SPAN_S: Final = 63 * DAY_S  # two billing months from the first one's start, whatever their length
+
+
+def _month_layout(tariff: Tariff, start_s: float, step_s: float) -> DemandLayout:
+    key = (id(tariff), start_s, step_s)
+    hit = _MONTHS.get(key)
+    if hit is not None and hit[0] is tariff:
+        return hit[1]
+    if len(_MONTHS) > 8:
+        _MONTHS.clear()
+    lay = demand_layout(np.arange(start_s, start_s + _MONTH_SPAN_S, step_s), tariff)
+    _MONTHS[key] = (tariff, lay)
+    return lay
+
+
+def month_shares(ts: FloatArray, step_s: float, layout: DemandLayout, tariff: Tariff) -> FloatArray:
+    """Per demand group of the horizon's `layout`, the share of what is left of its billing month's
+    window (its charge's demand intervals from the horizon's start to that month's end) that the
+    horizon holds: the part of the month's demand charge the plan's days stand for.
+
+    A level planned now is held on every day left in the month, and the programme sees only the
+    horizon's. Priced at the whole monthly rate against two days' energy, a kW of level was worth
+    ~15 times what a month of holding it is at the month's start: the plan gave up the arbitrage of
+    every day for levels (flat / Shanghai with its own future, 30 days: -9.2 % of the optimum, a
+    loss; BENCHMARKS.md, issue 13, the month's share). Counted in the window's intervals, not in days,
+    so a weekday window seen over a weekend is priced on the weekdays left. 1 where the horizon holds
+    all that is left (the month's last two days: the whole rate, as before).
+    """
+    tz = tariff.timezone
+    first = tariff.billing_month(datetime.fromtimestamp(float(ts[0]), tz).date())
+    start_s = datetime.combine(first, day_start(), tzinfo=tz).timestamp()
+    whole = _month_layout(tariff, start_s, step_s)
+    iv0 = int(whole.iv_of[min(len(whole.iv_of) - 1, round((float(ts[0]) - start_s) / step_s))])
+    left: dict[tuple[int, int], int] = {}
+    for g in whole.groups:
+        if g.month == 0:
+            left[(g.charge, 0)] = int(np.count_nonzero(g.intervals >= iv0))
+        elif g.month == 1:
+            left[(g.charge, 1)] = len(g.intervals)
+    out = np.ones(len(layout.groups))
+    for i, g in enumerate(layout.groups):
+        n = left.get((g.charge, g.month), 0)
+        if n > len(g.intervals):
+            out[i] = len(g.intervals) / n
+    return out
+
+
 def plan(
     fc: Forecast,
     tariff: Tariff,
@@ -179,6 +231,13 @@ def plan(
         loads, peak_loads = np.vstack([load, scen]), np.vstack([peak_load, scen])
     price = tariff.energy_prices(ts)
     layout = demand_layout(ts, tariff)
+    # the demand charges priced on the share of the month the horizon stands for (month_shares); the
+    # floors and the plan's levels are the groups' own, unchanged
+    shares = month_shares(ts, fc.step_s, layout, tariff)
+    priced = replace(
+        layout,
+        groups=tuple(replace(g, rate=g.rate * float(w)) for g, w in zip(layout.groups, shares, strict=True)),
+    )
     e = bat.energy_wh / 100.0
     e0 = min(max(soc_pct, 0.0), 100.0) * e
     e_floor = max(bat.soc_min_pct, bat.reserve_pct) * e
@@ -221,7 +280,7 @@ def plan(
         peak_loads,
         price,
         h,
-        layout,
+        priced,
         st,
         floors,
         time_limit_s,
