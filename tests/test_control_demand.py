@@ -16,6 +16,7 @@ from agent.control.demand import (
     allowed_grid_w,
     close_interval,
     headroom_wh,
+    held_days,
     interval_net_forecast_w,
     keep_wh,
     raise_cap_w,
@@ -240,6 +241,24 @@ def test_a_level_above_its_capped_target_is_held_at_the_cap_not_under_it() -> No
     _, _, _, targets, aim = close_interval(st, 900.0, 96, 0, 1e9, 1e9, (40.8,) * 96, LAM_2_5, 0.0, past, 40, True)
     assert targets[40] == pytest.approx(4.6e6)
     assert aim == 0.0
+
+
+def test_the_days_the_energy_holds_are_the_ring_s_and_the_last_24_h() -> None:
+    """Issue 13z: the levels' energy is checked on each recent day (levels.shave_levels `fit`), not on
+    their envelope. The rows are the profile (the last 24 h) and each day of the ring with a value
+    known, its slots still unknown (today's to come, the ring's first week) the profile's; a day
+    with none known is left out (NaN, which levels skips)."""
+    n = 4
+    profile = (1.0, 2.0, 3.0, 4.0)
+    past = [math.nan] * (7 * n)
+    past[0:4] = [5.0, 6.0, math.nan, math.nan]  # a day half seen
+    past[4:8] = [7.0, 7.0, 7.0, 7.0]
+    rows = held_days(profile, tuple(past))
+    assert rows[:4] == profile
+    assert rows[4:12] == (5.0, 6.0, 3.0, 4.0, 7.0, 7.0, 7.0, 7.0)
+    assert all(v != v for v in rows[12:])  # days not seen
+    assert held_days(profile, ()) == profile  # no ring: the last 24 h alone
+    assert held_days((), tuple(past)) == ()
 
 
 @pytest.mark.parametrize(

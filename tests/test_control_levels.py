@@ -119,3 +119,40 @@ def test_a_level_the_stored_energy_holds_is_left_as_it_is() -> None:
     # never raised above a slot's own load (there it needs nothing): with nothing stored, the slot's load / 0.99
     out = within_energy(targets, PROFILE, 48, 24, 0.01, 0.0, 900.0)
     assert out[48:72] == pytest.approx((4e6 / 0.99,) * 24, rel=1e-9)
+
+
+# Issue 13z: a 2 h plateau at 4 MW (3 MW otherwise) 30 min later each day in a 12:00-18:00 window, as
+# the flat HPL loop's 2.25 h period shifts its plateau through the day: the envelope of the seven
+# days is at 4 MW for 5 h, a day none of them was; each day spends 2 h there.
+WINDOW = tuple(16.37 if 48 <= s < 72 else 0.0 for s in range(96))
+SHIFTED = tuple(4e6 if 48 + 2 * d <= s < 56 + 2 * d else 3e6 for d in range(7) for s in range(96))
+SHIFTED_ENV = tuple(max(SHIFTED[d * 96 + s] for d in range(7)) for s in range(96))
+
+
+def test_the_energy_is_held_on_each_day_not_on_their_envelope() -> None:
+    """0.5 MWh: on each day (4 MW - L) x 2 h = 0.5 MWh, L = 3.75 MW; on the envelope (4 MW - L) x
+    5 h, L = 3.9 MW, 150 kW of window charge the battery could hold on every one of the days."""
+    lv = shave_levels(SHIFTED_ENV, WINDOW, 900.0, 0.5e6, 1e9, math.nan, (), SHIFTED)
+    assert lv[48:72] == pytest.approx((3.75e6,) * 24, rel=1e-9)
+    assert lv[:48] + lv[72:] == (math.inf,) * 72
+    # without the days, or none known, the envelope holds it, as before
+    assert shave_levels(SHIFTED_ENV, WINDOW, 900.0, 0.5e6, 1e9, math.nan)[48] == pytest.approx(3.9e6, rel=1e-9)
+    nan_days = (math.nan,) * len(SHIFTED)
+    assert shave_levels(SHIFTED_ENV, WINDOW, 900.0, 0.5e6, 1e9, math.nan, (), nan_days)[48] == pytest.approx(3.9e6)
+    # a day's unknown slots (its afternoon still to come) are the profile's, here the envelope's: that
+    # day binds; a day with none known is left out
+    part = SHIFTED[:144] + (math.nan,) * 48 + SHIFTED[192:]
+    assert shave_levels(SHIFTED_ENV, WINDOW, 900.0, 0.5e6, 1e9, math.nan, (), part)[48] == pytest.approx(3.9e6)
+    part = SHIFTED[:96] + (math.nan,) * 96 + SHIFTED[192:]
+    assert shave_levels(SHIFTED_ENV, WINDOW, 900.0, 0.5e6, 1e9, math.nan, (), part)[48] == pytest.approx(3.75e6)
+
+
+def test_the_stored_energy_is_checked_on_each_day_not_on_their_envelope() -> None:
+    """3.7 MW held 1 % under with 0.5 MWh stored: each day needs (4 MW - 0.99 L') x 2 h = 0.5 MWh,
+    L' = 3.75 / 0.99 MW; the envelope would raise it to 3.9 / 0.99 MW."""
+    targets = tuple(3.7e6 if 48 <= s < 72 else math.inf for s in range(96))
+    out = within_energy(targets, SHIFTED_ENV, 48, 24, 0.01, 0.5e6, 900.0, SHIFTED)
+    assert out[48:68] == pytest.approx((3.75e6 / 0.99,) * 20, abs=1.0)
+    assert out[68:72] == targets[68:72]  # never at the plateau on any day: no energy, not raised
+    out = within_energy(targets, SHIFTED_ENV, 48, 24, 0.01, 0.5e6, 900.0)
+    assert out[48:68] == pytest.approx((3.9e6 / 0.99,) * 20, abs=1.0)

@@ -5,9 +5,10 @@ the wall clock), per demand window. The target is economic: a peak already bille
 costs nothing more to reach again, so the policy never spends energy shaving below it (at the
 all-hours rate, below the month's highest billed peak in any window: billed_level_w); and each
 demand window has its own level (levels.py: the fleet's energy split across the windows by one
-marginal value, none deeper than pays), sized on the last week's envelope (envelope.py) so it
-is one the fleet could have held on each recent day (with less than half a day of history, the
-highest baseline interval seen stands in for it). At every interval the running window's level
+marginal value, none deeper than pays), priced on the last week's days and sized so it is one
+the fleet could have held on each of them (held_days: not on their envelope, envelope.py, a day
+none of them was; issue 13z). With less than half a day of history, the highest baseline
+interval seen stands in for them. At every interval the running window's level
 is raised, if it must, to one the energy stored then holds at its aim to the window's end
 (levels.within_energy, in interval.roll). A fixed `demand_target_w` > 0 replaces all of these.
 Windows with a demand rate of 0 are not shaved. Where no round trip pays (or none from the slot
@@ -196,6 +197,25 @@ def slot_targets(
     return tuple(t if t < held else held for t in out) if held > 0.0 else tuple(out)
 
 
+def held_days(profile: tuple[float, ...], past: tuple[float, ...]) -> tuple[float, ...]:
+    """The days the levels' energy must hold, day after day by slot: the last days' averages (the
+    ring envelope.py keeps) and the day profile (the last 24 h). Their envelope is none of them: a
+    load whose plateau comes at another hour each day is at its plateau in every slot of it
+    (levels.shave_levels, `fit`). A day's slot not known (today's still to come, in the ring's first
+    week) is the profile's: its row is then the last 24 h, as today's is. A day with none known is
+    left out (NaN)."""
+    n = len(profile)
+    if not n:
+        return ()
+    out = list(profile)
+    if len(past) == ENVELOPE_DAYS * n:
+        for d in range(0, len(past), n):
+            row = past[d : d + n]
+            known = any(v == v for v in row)
+            out.extend(v if v == v or not known else p for v, p in zip(row, profile, strict=True))
+    return tuple(out)
+
+
 def close_interval(
     st: IntervalState,
     length_s: float,
@@ -270,6 +290,7 @@ def close_interval(
         power_w * scale,
         cost_per_kwh,
         tuple(v * over_aim for v in past) if len(past) == ENVELOPE_DAYS * spd else (),
+        tuple(v * scale for v in held_days(profile, past)),
     )
     fallback = math.nan
     if not levels:

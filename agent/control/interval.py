@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from agent.control.demand import MARGIN, MIN_COVERAGE, close_interval
+from agent.control.demand import MARGIN, MIN_COVERAGE, close_interval, held_days
 from agent.control.envelope import remember
 from agent.control.levels import within_energy
 from agent.control.state import IntervalState
@@ -97,7 +97,7 @@ def roll(
         run = 1
         while slot + run < len(rates) and rates[slot + run] == rates[slot]:
             run += 1
-        targets = within_energy(targets, env, slot, run, MARGIN, stored_wh, length_s)
+        targets = within_energy(targets, env, slot, run, MARGIN, stored_wh, length_s, held_days(profile, past))
     return IntervalState(
         key=key,
         rate=rate,

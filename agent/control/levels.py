@@ -12,8 +12,8 @@ Each level is set by the same marginal value, a Lagrange multiplier `lam` (curre
 stored energy discharged): lowering a level by 1 kW costs one kWh a day for every hour a day spends
 above it in that level's slots (on average over the last days known; the day profile's own hours
 without them), and is worth its rate / DAYS_PER_MONTH a day; so a level sits where its hours above
-equal that value / lam. The energy is held on the profile (the last week's envelope: every recent
-day's load, demand.close_interval). `lam` starts at what a kWh spent on
+equal that value / lam. The energy must hold each recent day (the last week's and the last 24 h,
+demand.held_days), not their envelope, which is none of them (issue 13z). `lam` starts at what a kWh spent on
 shaving costs (begin.py: the arbitrage it forgoes where arbitrage pays, else the wear and the
 recharge less the import it avoids): no level is deeper than pays (a bound from the bill itself,
 not a tuned constant). If the levels then need more energy over the day than the fleet holds on
@@ -124,6 +124,19 @@ def _need_wh(profile: tuple[float, ...], slot_levels: list[float], h: float) -> 
     return s * h
 
 
+def _fit_rows(profile: tuple[float, ...], fit: tuple[float, ...]) -> list[tuple[float, ...]]:
+    """The days the energy must hold, one row per day of `fit` (day after day by slot) with any value
+    known, its unknown slots at the profile's; the profile alone without such a day."""
+    n = len(profile)
+    rows: list[tuple[float, ...]] = []
+    if n and len(fit) % n == 0:
+        for d in range(0, len(fit), n):
+            row = fit[d : d + n]
+            if any(v == v for v in row):
+                rows.append(tuple(v if v == v else p for v, p in zip(row, profile, strict=True)))
+    return rows or [profile]
+
+
 def _bisect(lo: float, hi: float, fits: Callable[[float], bool]) -> tuple[float, float]:
     """The bracket after _BISECT_STEPS halvings of [lo, hi], `fits` monotone: False at lo, True at
     hi (the lowest that fits is within the returned pair, `hi` fitting)."""
@@ -144,6 +157,7 @@ def shave_levels(
     power_w: float,
     cost_per_kwh: float,
     days: tuple[float, ...] = (),
+    fit: tuple[float, ...] = (),
 ) -> tuple[float, ...]:
     """The level (W) each slot of the day profile is shaved to; () with less than half a day of data.
 
@@ -155,6 +169,12 @@ def shave_levels(
     A profile that is their envelope (per slot, the highest of them) is a day none of them was: on
     the savings bench's training fleet it had 13 slots above the level its days held 1.7 a day,
     and a level priced on it sat ~150 kW over what pays (BENCHMARKS.md, issue 5, branch issue-5r).
+    `fit`: the days the energy must hold, in the profile's units, day after day by slot (NaN: unknown,
+    the profile's value stands in; (): the profile itself): the levels need no more than the energy
+    on each of them, the worst one binding. The envelope is that bound on none of them: a load whose
+    plateau comes at another hour each day (the flat HPL loop, 2.25 h a period) is at its plateau in
+    every slot of the envelope, which needed twice what any of its days did, and PG&E's peak window
+    was held at 3,950 kW where the battery held 3,640 on each day (issue 13z).
     """
     n = len(profile)
     known = sum(1 for v in profile if v == v)
@@ -164,6 +184,10 @@ def shave_levels(
     if not layers:
         return (INF,) * n
     h = length_s / 3600.0
+    rows = _fit_rows(profile, fit)
+
+    def need_wh(slot_levels: list[float]) -> float:
+        return max(_need_wh(r, slot_levels, h) for r in rows)
 
     lam0 = cost_per_kwh if cost_per_kwh > 0.0 else 0.0  # NaN compares False
 
@@ -171,7 +195,7 @@ def shave_levels(
         return [la.level(lam0, mu, length_s, power_w) for la in layers]
 
     lv = at(0.0)
-    if _need_wh(profile, _slot_levels(layers, lv, n), h) <= energy_wh:
+    if need_wh(_slot_levels(layers, lv, n)) <= energy_wh:
         return tuple(_slot_levels(layers, [_shaved(la, x) for la, x in zip(layers, lv, strict=True)], n))
     # Too deep for the energy: the energy's own price `mu` rises until the levels fit, each level
     # charged it on the hours the profile (where the energy is held) spends above it: a level the
@@ -180,7 +204,7 @@ def shave_levels(
     lo, hi = _bisect(
         0.0,
         max(la.value for la in layers) / (DAYS_PER_MONTH * h) * 2.0,
-        lambda mu: _need_wh(profile, _slot_levels(layers, at(mu), n), h) <= energy_wh,
+        lambda mu: need_wh(_slot_levels(layers, at(mu), n)) <= energy_wh,
     )
     at_lo, at_hi = at(lo), at(hi)
     deep, fits = _slot_levels(layers, at_lo, n), _slot_levels(layers, at_hi, n)
@@ -189,7 +213,7 @@ def shave_levels(
     def blend(t: float) -> list[float]:
         return [a + t * (b - a) if a > -INF else b for a, b in zip(deep, fits, strict=True)]
 
-    t_hi = _bisect(0.0, 1.0, lambda t: _need_wh(profile, blend(t), h) <= energy_wh)[1]
+    t_hi = _bisect(0.0, 1.0, lambda t: need_wh(blend(t)) <= energy_wh)[1]
     lv = [a + t_hi * (b - a) for a, b in zip(at_lo, at_hi, strict=True)]
     return tuple(_slot_levels(layers, [_shaved(la, x) for la, x in zip(layers, lv, strict=True)], n))
 
@@ -209,10 +233,11 @@ def within_energy(
     aim: float,
     stored_wh: float,
     length_s: float,
+    days: tuple[float, ...] = (),
 ) -> tuple[float, ...]:
     """`targets` with the lowest of the `n_slots` slots from `slot` raised, just enough that the
-    energy stored now (`stored_wh`, AC) holds `load` (the day the envelope says may come) at their
-    aim, `aim` under each, to the last of them; unchanged where it does.
+    energy stored now (`stored_wh`, AC) holds `load` (the envelope of the days that may come; with
+    `days`, each of them) at their aim, `aim` under each, to the last of them; unchanged where it does.
 
     The levels are sized on a full battery and the load's interval averages; the battery holds them
     `aim` under from what it has when their slots come. On the first afternoon of a month at the
@@ -220,6 +245,9 @@ def within_energy(
     half hour, and the month billed the load's own peak there: everything spent before was wear.
     A level the energy cannot hold to the end of the day is raised now, evenly over the slots left
     (the lowest first: a kW of level costs the same energy in each slot above it), never lowered.
+    `days`: the days `load` is the envelope of, day after day by slot (NaN: unknown, `load`'s value
+    stands in; (): `load` itself): the energy must hold each of them, not their envelope, which
+    is none of them (shave_levels' `fit`).
     """
     n = len(targets)
     if n == 0 or len(load) != n or stored_wh != stored_wh:  # NaN: unknown
@@ -230,13 +258,18 @@ def within_energy(
     # charging headroom above what the month bills)
     idx = [k % n for k in range(slot, slot + min(n_slots, n)) if load[k % n] > targets[k % n] * keep]
 
+    rows = _fit_rows(load, days)
+
     def need(x: float) -> float:
-        s = 0.0
-        for k in idx:
-            t = targets[k] if targets[k] > x else x
-            if load[k] > t * keep:
-                s += load[k] - t * keep
-        return s * h
+        worst = 0.0
+        for row in rows:
+            s = 0.0
+            for k in idx:
+                t = targets[k] if targets[k] > x else x
+                if row[k] > t * keep:
+                    s += row[k] - t * keep
+            worst = s if s > worst else worst
+        return worst * h
 
     if not idx or need(-INF) <= stored_wh:
         return targets
