@@ -6,6 +6,9 @@ with what a plan made mid-month needs on top:
   demand window): each peak variable of the running billing month is bounded below by it, so
   reaching it again costs nothing; the next month's (a horizon across the month boundary)
   starts from nothing billed;
+- each demand charge is priced on the share of what is left of its billing month's window that
+  the horizon holds (month_shares): a level planned now is held on every day left in the month,
+  and the programme sees only the horizon's days of them;
 - the forecast's scenarios (the last days' errors laid on it, forecast.py) each get their own
   battery schedule over the first two days (SCENARIO_S) under the one peak level, sharing the power of
   the slots done before the next plan (`shared_slots`: the running interval when every interval
