@@ -138,9 +138,13 @@ WEEKDAY_AFTERNOONS = tariff(
         (FLAT, LAST, 8, [1.0]),
         # across midnight: January's last hour whole, 4 of February's 28 x 96 = 2,688
         (FLAT, MONTH_END, 8, [1.0, 4 / 2688]),
-        # Friday 9 January from noon, 48 h: the all-hours charge 192 of 22.5 days x 96 = 2,160; the
-        # weekday afternoons 24 (Friday's) of the 16 left in January (Friday's and 15 more): 24 of 384
-        (WEEKDAY_AFTERNOONS, datetime(2026, 1, 9, 12, tzinfo=UTC).timestamp(), 192, [192 / 2160, 24 / 384]),
+        # Friday 9 January from noon, 48 h: the weekday afternoons 24 (Friday's) of the 16 left in
+        # January (Friday's and 15 more): 24 of 384. The all-hours charge binds outside them (inside,
+        # the afternoons' own level holds the load): 192 - 24 = 168 of 22.5 days x 96 - 384 = 1,776
+        (WEEKDAY_AFTERNOONS, datetime(2026, 1, 9, 12, tzinfo=UTC).timestamp(), 192, [168 / 1776, 24 / 384]),
+        # two hours inside Friday's afternoon (14:00-16:00), where the all-hours level binds nowhere:
+        # counted over every interval instead, 8 of the 2,152 left; the afternoons 8 of 376
+        (WEEKDAY_AFTERNOONS, datetime(2026, 1, 9, 14, tzinfo=UTC).timestamp(), 8, [8 / 2152, 8 / 376]),
     ],
 )
 def test_each_demand_charge_is_priced_on_the_share_of_its_month_the_plan_holds(

@@ -71,7 +71,7 @@ from agent.control.demand import CHARGE_MARGIN
 from agent.control.forecast import Forecast
 from agent.control.schedule import DispatchPlan
 from agent.economics.battery_lp import DemandLayout, Storage, demand_layout, solve_battery_lp
-from agent.economics.tariff import FloatArray, Tariff
+from agent.economics.tariff import FloatArray, IntArray, Tariff
 from agent.model.interval import DAY_S
 
 ALARM: Final = "plan_solve_failed"
@@ -152,51 +152,84 @@ def charge_room(loads: FloatArray, layout: DemandLayout, own: list[float]) -> Fl
 
 # Each billing month's demand windows (the programme's layout from the month's first day over two
 # months), per (tariff, month start, step): laid out once a month, not at every plan (~4 ms each)
-_MONTHS: dict[tuple[int, float, float], tuple[Tariff, DemandLayout]] = {}
+@dataclass(frozen=True, slots=True)
+class _Month:
+    tariff: Tariff
+    iv_of: IntArray  # per step from the month's start: its demand interval
+    # per (charge, month index), the intervals where the charge's own level binds (see month_shares)
+    binding: dict[tuple[int, int], IntArray]
+    every: dict[tuple[int, int], IntArray]  # per (charge, month index), all its window's intervals
+    inner: dict[int, tuple[int, ...]]  # per charge, the charges whose windows lie strictly inside its own
+
+
+_MONTHS: dict[tuple[int, float, float], _Month] = {}
 _MONTH_SPAN_S: Final = 63 * DAY_S  # two billing months from the first one's start, whatever their length
 
 
-def _month_layout(tariff: Tariff, start_s: float, step_s: float) -> DemandLayout:
+def _month(tariff: Tariff, start_s: float, step_s: float) -> _Month:
     key = (id(tariff), start_s, step_s)
     hit = _MONTHS.get(key)
-    if hit is not None and hit[0] is tariff:
-        return hit[1]
+    if hit is not None and hit.tariff is tariff:
+        return hit
     if len(_MONTHS) > 8:
         _MONTHS.clear()
     lay = demand_layout(np.arange(start_s, start_s + _MONTH_SPAN_S, step_s), tariff)
-    _MONTHS[key] = (tariff, lay)
-    return lay
+    ivs = {(g.charge, g.month): g.intervals for g in lay.groups}
+    first = {j: iv for (j, m), iv in ivs.items() if m == 0}
+    inner = {
+        j: tuple(k for k, b in first.items() if k != j and len(b) < len(a) and bool(np.all(np.isin(b, a))))
+        for j, a in first.items()
+    }
+    binding = {(j, m): _outside(iv, [ivs.get((k, m), _NONE) for k in inner.get(j, ())]) for (j, m), iv in ivs.items()}
+    hit = _Month(tariff, lay.iv_of, binding, ivs, inner)
+    _MONTHS[key] = hit
+    return hit
+
+
+_NONE: Final = np.zeros(0, dtype=np.int64)
+
+
+def _outside(iv: IntArray, inside: list[IntArray]) -> IntArray:
+    """The intervals of `iv` in none of `inside`."""
+    for b in inside:
+        iv = iv[~np.isin(iv, b)]
+    return iv
 
 
 def month_shares(ts: FloatArray, step_s: float, layout: DemandLayout, tariff: Tariff) -> FloatArray:
     """Per demand group of the horizon's `layout`, the share of what is left of its billing month's
-    window (its charge's demand intervals from the horizon's start to that month's end) that the
-    horizon holds: the part of the month's demand charge the plan's days stand for.
+    window that the horizon holds, counted in the intervals where the charge's own level binds: the
+    part of the month's demand charge the plan's days stand for.
 
     A level planned now is held on every day left in the month, and the programme sees only the
     horizon's. Priced at the whole monthly rate against two days' energy, a kW of level was worth
     ~15 times what a month of holding it is at the month's start: the plan gave up the arbitrage of
     every day for levels (flat / Shanghai with its own future, 30 days: -9.2 % of the optimum, a
     loss; BENCHMARKS.md, issue 13, the month's share). Counted in the window's intervals, not in days,
-    so a weekday window seen over a weekend is priced on the weekdays left. 1 where the horizon holds
-    all that is left (the month's last two days: the whole rate, as before).
+    so a weekday window seen over a weekend is priced on the weekdays left. And only where the level
+    binds: inside a charge whose window lies within another's (PG&E's weekday peak within the
+    all-hours maximum demand), the inner one's lower level holds the load, so the outer level is
+    held on the other intervals alone (nights and weekends). Counted over every interval, a weekend
+    horizon priced the all-hours level as if each weekday left needed it too, and let it rise on a
+    Saturday with the battery 93 % full (inference / PG&E with its own future: 5,571 kW against
+    5,260 at the whole rate). 1 where the horizon holds all that is left (the month's last two
+    days: the whole rate, as before).
     """
     tz = tariff.timezone
     first = tariff.billing_month(datetime.fromtimestamp(float(ts[0]), tz).date())
     start_s = datetime.combine(first, day_start(), tzinfo=tz).timestamp()
-    whole = _month_layout(tariff, start_s, step_s)
-    iv0 = int(whole.iv_of[min(len(whole.iv_of) - 1, round((float(ts[0]) - start_s) / step_s))])
-    left: dict[tuple[int, int], int] = {}
-    for g in whole.groups:
-        if g.month == 0:
-            left[(g.charge, 0)] = int(np.count_nonzero(g.intervals >= iv0))
-        elif g.month == 1:
-            left[(g.charge, 1)] = len(g.intervals)
+    mo = _month(tariff, start_s, step_s)
+    iv0 = int(mo.iv_of[min(len(mo.iv_of) - 1, round((float(ts[0]) - start_s) / step_s))])
+    here = {(g.charge, g.month): g.intervals for g in layout.groups}
     out = np.ones(len(layout.groups))
     for i, g in enumerate(layout.groups):
-        n = left.get((g.charge, g.month), 0)
-        if n > len(g.intervals):
-            out[i] = len(g.intervals) / n
+        held = len(_outside(g.intervals, [here.get((k, g.month), _NONE) for k in mo.inner.get(g.charge, ())]))
+        # a horizon inside the inner windows alone (a few hours): counted over every interval instead
+        left = (mo.binding if held else mo.every).get((g.charge, g.month), _NONE)
+        held = held or len(g.intervals)
+        n = int(np.count_nonzero(left >= iv0)) if g.month == 0 else len(left)
+        if n > held:
+            out[i] = held / n
     return out
 
 
