@@ -163,6 +163,7 @@ class _Month:
 
 
 _MONTHS: dict[tuple[int, float, float], _Month] = {}
+_NONE: Final = np.zeros(0, dtype=np.int64)  # no intervals
 _MONTH_SPAN_S: Final = 63 * DAY_S  # two billing months from the first one's start, whatever their length
 
 
@@ -184,9 +185,6 @@ def _month(tariff: Tariff, start_s: float, step_s: float) -> _Month:
     hit = _Month(tariff, lay.iv_of, binding, ivs, inner)
     _MONTHS[key] = hit
     return hit
-
-
-_NONE: Final = np.zeros(0, dtype=np.int64)
 
 
 def _outside(iv: IntArray, inside: list[IntArray]) -> IntArray:
