@@ -194,7 +194,10 @@ async def test_a_real_agent_on_its_simulated_site_appears_in_the_fleet(mosquitto
         await fleet.start()
         try:
             body = await until(
-                fleet.url, lambda b: b["sites"][0]["status"] == "online" and b["sites"][0]["savings"] is not None
+                fleet.url,
+                # Savings, SoC and load arrive on separate topics: wait for all three, not the first.
+                lambda b: b["sites"][0]["status"] == "online"
+                and all(b["sites"][0][k] is not None for k in ("savings", "soc_pct", "load_w")),
             )
             v = body["sites"][0]
             report = h.rt.hub.read("ledger")

@@ -242,11 +242,19 @@ async def test_hostile_traffic_through_mosquitto_never_ends_the_session(
     link = await started(hub)
     try:
         wall = Wall()
-        wall.t = datetime.now(TZ)
-        payloads = [*list(hostile_payloads(wall).values()), b"\x00" * 100000, b"[" * 100000]
+
+        def stamped_now(name: str) -> bytes:
+            # Stamped as it is sent: "future ts" is 31 s ahead of a clock that keeps running, so a
+            # stamp taken once before the loop comes within the 30 s window on a slow machine.
+            wall.t = datetime.now(TZ)
+            return hostile_payloads(wall)[name]
+
+        names = list(hostile_payloads(wall))
+        payloads = [*[lambda n=n: stamped_now(n) for n in names], lambda: b"\x00" * 100000, lambda: b"[" * 100000]
         async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="hostile") as ops:
             await ops.subscribe("ems/demo/cmd/ack", qos=1)
-            for p in payloads:
+            for make in payloads:
+                p = make()
                 await ops.publish("ems/demo/cmd", p, qos=1)
                 await ops.publish("dc/rack/r1/power", p, qos=0)
                 ack = await next_msg(ops, "ems/demo/cmd/ack")
