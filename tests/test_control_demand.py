@@ -224,9 +224,10 @@ def test_a_level_is_priced_on_the_days_hours_above_its_aim() -> None:
     slots a day: 16 slot-days of 28 at 1/7 each lie above 4.2 MW (2.29 a day), so the aim is 4.2 MW
     and the level 4.2 MW / (1 - MARGIN). On the envelope no hour paid."""
     st, past = restart_week(4e6, 100e3)
-    _, _, _, targets, _ = close_interval(st, 900.0, 96, 0, 1e9, 1e9, (40.8,) * 96, LAM_2_5, 0.0, past, 40)
-    assert targets == pytest.approx((4.2e6 / (1 - MARGIN),) * 96)
-    _, _, _, targets, _ = close_interval(st, 900.0, 96, 0, 1e9, 1e9, (40.8,) * 96, LAM_2_5, 0.0, (), 40)
+    closed = close_interval(st, 900.0, 96, 0, 1e9, 1e9, (40.8,) * 96, LAM_2_5, 0.0, past, 40)
+    assert closed.targets == pytest.approx((4.2e6 / (1 - MARGIN),) * 96)
+    assert closed.days == held_days(closed.profile, past)  # unscaled: what interval.roll checks the level on
+    targets = close_interval(st, 900.0, 96, 0, 1e9, 1e9, (40.8,) * 96, LAM_2_5, 0.0, (), 40).targets
     assert targets == (4.6e6,) * 96  # without the days, priced on the envelope: at its top, nothing shaved
 
 
@@ -238,7 +239,7 @@ def test_a_level_above_its_capped_target_is_held_at_the_cap_not_under_it() -> No
     under its plateau every weekend for nothing). Restarts at 4.54-4.60 MW; at 2.5 slots a day the
     days price the aim at 4.56 MW: the level 4.56 MW / 0.99 = 4.606 MW."""
     st, past = restart_week(4.54e6, 10e3)
-    _, _, _, targets, aim = close_interval(st, 900.0, 96, 0, 1e9, 1e9, (40.8,) * 96, LAM_2_5, 0.0, past, 40, True)
+    _, _, _, targets, aim, _ = close_interval(st, 900.0, 96, 0, 1e9, 1e9, (40.8,) * 96, LAM_2_5, 0.0, past, 40, True)
     assert targets[40] == pytest.approx(4.6e6)
     assert aim == 0.0
 

@@ -27,7 +27,7 @@ stopped charging while the interval closed above the billed peak (issue 13).
 from __future__ import annotations
 
 import math
-from typing import Final
+from typing import Final, NamedTuple
 
 from agent.control.cycle import Cycle
 from agent.control.envelope import ENVELOPE_DAYS, envelope
@@ -216,6 +216,19 @@ def held_days(profile: tuple[float, ...], past: tuple[float, ...]) -> tuple[floa
     return tuple(out)
 
 
+class Closed(NamedTuple):
+    """What closing an interval leaves behind (close_interval)."""
+
+    peaks: tuple[tuple[float, float], ...]  # the month's billed peaks per rate
+    profile: tuple[float, ...]  # the day profile
+    env: tuple[float, ...]  # its envelope with the last days (envelope.py)
+    targets: tuple[float, ...]  # the level each slot of the day is defended at
+    aim: float  # the margin the new interval aims under its level
+    # held_days(profile, past), unscaled: the days within_energy (interval.roll) checks the running
+    # window's level on, built once here where the levels are fitted to them
+    days: tuple[float, ...]
+
+
 def close_interval(
     st: IntervalState,
     length_s: float,
@@ -229,10 +242,10 @@ def close_interval(
     past: tuple[float, ...] = (),
     slot: int = -1,
     refill: bool = False,
-) -> tuple[tuple[tuple[float, float], ...], tuple[float, ...], tuple[float, ...], tuple[float, ...], float]:
+) -> Closed:
     """Peaks, day profile, its envelope with `past` (envelope.py), the level each slot of the day is
-    defended at after the state's running interval ends (in `month`), and the margin the new interval
-    (`slot`) aims under its level.
+    defended at after the state's running interval ends (in `month`), the margin the new interval
+    (`slot`) aims under its level, and the days the levels were fitted to (held_days, unscaled).
 
     `rates`: the demand rate of each slot of the day over the next 24 h; the levels split the
     fleet's energy (`energy_wh`, `power_w`) across the demand windows, none deeper than pays at
@@ -282,6 +295,7 @@ def close_interval(
     # the level-priced ones. Waiting for seven known days cost the 14-day suite 2.5 points of its
     # mean and gave back only the 1-day suite's (BENCHMARKS.md, issue 5s).
     over_aim = 1.0 / (1.0 - MARGIN)
+    days = held_days(profile, past)
     levels = shave_levels(
         tuple(v * scale for v in env),
         rates,
@@ -290,7 +304,7 @@ def close_interval(
         power_w * scale,
         cost_per_kwh,
         tuple(v * over_aim for v in past) if len(past) == ENVELOPE_DAYS * spd else (),
-        tuple(v * scale for v in held_days(profile, past)),
+        tuple(v * scale for v in days),
     )
     fallback = math.nan
     if not levels:
@@ -334,7 +348,7 @@ def close_interval(
         top = max((v for v in env if v == v), default=math.nan)
         if top > targets[slot] * (1.0 - MARGIN):  # NaN compares False
             aim = 0.0
-    return peaks, profile, env, targets, aim
+    return Closed(peaks, profile, env, targets, aim, days)
 
 
 def interval_net_forecast_w(c: Cycle, cap: float = INF) -> float:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from agent.control.demand import MARGIN, MIN_COVERAGE, close_interval, held_days
+from agent.control.demand import MARGIN, MIN_COVERAGE, close_interval
 from agent.control.envelope import remember
 from agent.control.levels import within_energy
 from agent.control.state import IntervalState
@@ -87,7 +87,7 @@ def roll(
     if closing.key >= 0 and closing.covered_s >= MIN_COVERAGE * length_s:
         past = remember(past, closing.key, spd, closing.net_ws / closing.covered_s)
     slot = key % spd
-    peaks, profile, env, targets, aim = close_interval(
+    peaks, profile, env, targets, aim, days = close_interval(
         closing, length_s, spd, month, budget_wh, power_w, rates, cost_per_kwh, fixed_w, past, slot, refill
     )
     if fixed_w <= 0.0 and 0 <= slot < len(rates):
@@ -97,7 +97,8 @@ def roll(
         run = 1
         while slot + run < len(rates) and rates[slot + run] == rates[slot]:
             run += 1
-        targets = within_energy(targets, env, slot, run, MARGIN, stored_wh, length_s, held_days(profile, past))
+        # the days the levels were fitted to (close_interval built them; demand.held_days)
+        targets = within_energy(targets, env, slot, run, MARGIN, stored_wh, length_s, days)
     return IntervalState(
         key=key,
         rate=rate,
