@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.control.forecast import Forecast
-from agent.control.planner import ALARM, PlanBattery, PlanFailure, charge_room, month_shares, plan
+from agent.control.planner import ALARM, PlanBattery, PlanFailure, charge_room, group_steps, month_shares, plan
 from agent.control.schedule import DispatchPlan, usable
 from agent.economics.battery_lp import demand_layout
 from agent.economics.tariff import Tariff, parse_tariff
@@ -397,8 +397,10 @@ def test_the_plan_counts_only_on_charging_the_tracker_allows() -> None:
     # demand charge is bounded (inf).
     rows = np.array([[100e3, 150e3, 100e3], [100e3, 100e3, 100e3]])
     ts = T0 + Q * np.arange(3)
-    room = charge_room(rows, demand_layout(ts, FLAT), [0.0])
+    lay = demand_layout(ts, FLAT)
+    room = charge_room(rows, lay, [0.0])
     np.testing.assert_allclose(room, [[0.0, 0.0, 47e3], [0.0, 0.0, 0.0]], atol=1e-6)
+    assert charge_room(rows, lay, [0.0], group_steps(lay)).tolist() == room.tolist()  # the plan's way
     assert charge_room(rows, demand_layout(ts, VALLEY), []).tolist() == [[math.inf] * 3] * 2
 
 

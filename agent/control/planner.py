@@ -66,6 +66,7 @@ from datetime import time as day_start
 from typing import Final
 
 import numpy as np
+import numpy.typing as npt
 
 from agent.control.demand import CHARGE_MARGIN
 from agent.control.forecast import Forecast
@@ -126,7 +127,15 @@ def _so_far(w: tuple[float, ...], j: int) -> float:
     return w[j] if j < len(w) and w[j] > 0.0 else 0.0
 
 
-def charge_room(loads: FloatArray, layout: DemandLayout, own: list[float]) -> FloatArray:
+def group_steps(layout: DemandLayout) -> list[npt.NDArray[np.bool_]]:
+    """Per demand group of `layout`, which steps its intervals cover: built once a plan, where
+    charge_room and the plan's caps both need them."""
+    return [np.isin(layout.iv_of, g.intervals) for g in layout.groups]
+
+
+def charge_room(
+    loads: FloatArray, layout: DemandLayout, own: list[float], steps: list[npt.NDArray[np.bool_]] | None = None
+) -> FloatArray:
     """Per load row and step, the most a charge may add to the import: what the tracker allows (W).
 
     The tracker (track.py) charges only under the level the month bills so far in the windows covering
@@ -138,11 +147,12 @@ def charge_room(loads: FloatArray, layout: DemandLayout, own: list[float]) -> Fl
     first night (the month's level only as high as the night's load) the plan held its levels on a
     battery it had filled to 89 % by noon and the tracker to 46 %, and the battery ran empty at the
     end of the peak window, the month's level set there (train200 / PG&E E-20, BENCHMARKS 13x).
+    `steps`: group_steps(layout), where the caller has them already (None: built here).
     """
     rows = np.atleast_2d(loads)
     lvl = np.full(rows.shape, math.inf)
-    for g, o in zip(layout.groups, own, strict=True):
-        cols = np.flatnonzero(np.isin(layout.iv_of, g.intervals))
+    for in_g, o in zip(group_steps(layout) if steps is None else steps, own, strict=True):
+        cols = np.flatnonzero(in_g)
         if len(cols):
             run = np.maximum(np.maximum.accumulate(rows[:, cols], axis=1), o)
             lvl[:, cols] = np.minimum(lvl[:, cols], run)
@@ -303,7 +313,8 @@ def plan(
         charge_delay_per_wh_step=HOLD_SHARE * float(np.min(price)) / 1000.0 / n,
         degradation_per_kwh=bat.degradation_cost_per_kwh,
     )
-    room = charge_room(loads, layout, own)
+    steps = group_steps(layout)  # each group's steps: the charge room's and the caps' (below)
+    room = charge_room(loads, layout, own, steps)
     # under the SoC window's floor the window climbs at full power (_window): the reserve's own
     # charging, which no demand level stops
     room[:, e0 + np.arange(n) * h * bat.power_w * bat.charge_efficiency < e_floor] = math.inf
@@ -335,9 +346,7 @@ def plan(
     # to a level the load had not reached: train200 / Shanghai billed 5.1 kW over no battery.)
     cap = np.full(n, math.inf)
     billed_lvl = np.full(n, math.inf)
-    iv_of = layout.iv_of
-    for g, p, o in zip(layout.groups, sol.peaks_w, own, strict=True):
-        in_g = np.isin(iv_of, g.intervals)
+    for in_g, p, o in zip(steps, sol.peaks_w, own, strict=True):
         cap[in_g] = np.minimum(cap[in_g], p)
         billed_lvl[in_g] = np.minimum(billed_lvl[in_g], o)
     value = sol.energy_value * bat.charge_efficiency * 1000.0
