@@ -67,6 +67,9 @@ def step(
         if key != recharge[0]:  # once per interval, for the interval the shares apply in
             recharge = (key, campus_recharge(day, at, length_s, target_w, prices))
         return CampusDemand(day, st.iv, recharge), Level(target_w, MARGIN, keep, recharge[1])
-    iv = observe(st.iv, fs, seen, dt, length_s, prices, stale_after_s, st.nets)
+    # these reports' feeders (sorted once) and net loads: metered compares the ids with the last
+    # reports', and the next cycle books its meter on them
+    nets = net_loads(fs, stale_after_s)
+    iv = observe(st.iv, fs, seen, dt, length_s, prices, stale_after_s, st.nets, nets[0])
     lv = level(ahead(iv, fs, at, length_s, prices, stale_after_s), at, length_s, prices)
-    return CampusDemand(st.day, iv, st.recharge, net_loads(fs, stale_after_s)), lv
+    return CampusDemand(st.day, iv, st.recharge, nets), lv

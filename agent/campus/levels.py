@@ -131,13 +131,16 @@ def net_loads(fs: Sequence[FeederState], stale_after_s: float = math.inf) -> tup
     return tuple(sorted(f.site_id for f in fs)), sum(f.net_load_w for f in fs) if whole else math.nan
 
 
-def metered(fs: Sequence[FeederState], before: tuple[tuple[str, ...], float]) -> tuple[float, float]:
+def metered(
+    fs: Sequence[FeederState], before: tuple[tuple[str, ...], float], ids: tuple[str, ...] | None = None
+) -> tuple[float, float]:
     """(import, net load) the utility meter saw over the cycle the reports `fs` close, `before` being
     the same feeders' net loads summed at the reports before (net_loads): a site's rule
     (begin.metered_w) on the campus's sums. Where the reading before is not known for the same
-    feeders (the first cycle, after a report was unusable, a feeder added): the reading itself."""
-    ids, was = before
-    same = ids == tuple(sorted(f.site_id for f in fs))
+    feeders (the first cycle, after a report was unusable, a feeder added): the reading itself.
+    `ids`: the feeders' ids of `fs`, sorted, where the caller has them (net_loads; None: sorted here)."""
+    was_ids, was = before
+    same = was_ids == (tuple(sorted(f.site_id for f in fs)) if ids is None else ids)
     return metered_w(sum(f.grid_w for f in fs), sum(f.net_load_w for f in fs), was if same else math.nan)
 
 
@@ -150,14 +153,16 @@ def observe(
     prices: Prices | None,
     stale_after_s: float = math.inf,
     before: tuple[tuple[str, ...], float] = ((), math.nan),
+    ids: tuple[str, ...] | None = None,
 ) -> IntervalState:
     """The campus's interval state after the feeders' reports of the readings at local time `t`,
     `dt` s after the last, booked for those `dt` s as the meter saw them (`metered`; `before`: the
-    feeders' ids and net loads summed at the last reports, net_loads)."""
+    feeders' ids and net loads summed at the last reports, net_loads; `ids`: those of `fs`, sorted,
+    where the caller has them)."""
     fresh = [f for f in fs if usable(f, stale_after_s)]
     whole = bool(fs) and len(fresh) == len(fs)
     sample = whole and 0.0 < dt <= length_s  # False for NaN
-    imp, net = metered(fs, before) if whole else (0.0, math.nan)
+    imp, net = metered(fs, before, ids) if whole else (0.0, math.nan)
     return _advance(iv, t, length_s, prices, pool(fresh), sample, imp if imp > 0.0 else 0.0, net, dt)
 
 
