@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from agent.campus.allocate import FeederState, Share
-from agent.control.demand import FORECAST_PRIOR_S
+from agent.control.demand import FORECAST_PRIOR_S, rest_net_w, steady_net_w
 from agent.control.fleet import build_fleet
 from agent.control.reserve import reserve_floor_pct
 from agent.control.state import ROLE_CHARGE, ControllerState, IntervalState
@@ -71,16 +71,7 @@ def demand_forecast_w(iv: IntervalState, slot: int, net_w: float, dt_s: float, l
     more as the rest shrinks (demand.rest_net_forecast_w). The load the coordinator splits the demand
     target on (allocate.as_forecast)."""
     now_s = min(max(dt_s, 0.0), FORECAST_PRIOR_S)
-    prof = iv.profile
-    prior = prof[slot - 1] if 0 < slot <= len(prof) else (prof[-1] if prof else math.nan)
-    prior_s = FORECAST_PRIOR_S - now_s if prior == prior else 0.0
-    wsum = iv.covered_s + now_s + prior_s
-    steady = (iv.net_ws + net_w * now_s + (prior * prior_s if prior_s > 0.0 else 0.0)) / wsum if wsum > 0.0 else net_w
-    if dt_s >= left_s:
-        return net_w
-    if left_s - dt_s >= FORECAST_PRIOR_S:
-        return steady
-    return steady + (net_w - steady) * dt_s / left_s
+    return rest_net_w(steady_net_w(iv.net_ws, iv.covered_s, iv.profile, slot, net_w, now_s), net_w, dt_s, left_s)
 
 
 def report_forecast_w(st: ControllerState, net_w: float, next_wall: datetime, dt_s: float, length_s: float) -> float:

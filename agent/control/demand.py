@@ -367,11 +367,23 @@ def interval_net_forecast_w(c: Cycle, cap: float = INF) -> float:
         net = net if not net > cap else cap  # NaN stays NaN
         book = iv.capped_ws if iv.capped_ws == iv.capped_ws else book  # NaN: not kept, the load's (capped below)
     now_s = dt if 0.0 < dt < FORECAST_PRIOR_S else (FORECAST_PRIOR_S if dt >= FORECAST_PRIOR_S else 0.0)
+    return steady_net_w(book, iv.covered_s, profile, slot, net, now_s, cap)
+
+
+def steady_net_w(
+    book: float, covered_s: float, profile: tuple[float, ...], slot: int, net: float, now_s: float, cap: float = INF
+) -> float:
+    """The interval's average net load: `book` Ws over the `covered_s` seen so far, the reading `net`
+    for `now_s`, and the last interval's average (`profile` before `slot`) for the rest of
+    FORECAST_PRIOR_S; at most `cap`. The steady forecast of interval_net_forecast_w and of the one a
+    campus feeder reports (campus_share.demand_forecast_w): one rule, so the coordinator splits the
+    campus's target on the forecast each feeder's controller then acts on. Each caller clamps its
+    own `now_s` (they treat a NaN or negative time since the last reading differently)."""
     prior = profile[slot - 1] if 0 < slot <= len(profile) else (profile[-1] if profile else math.nan)
     if prior > cap:  # the last interval's average held at the limit: above the limit's, never under it
         prior = cap
     prior_s = FORECAST_PRIOR_S - now_s if prior == prior else 0.0  # NaN: no prior
-    wsum = iv.covered_s + now_s + prior_s
+    wsum = covered_s + now_s + prior_s
     fc = (book + net * now_s + (prior * prior_s if prior_s > 0.0 else 0.0)) / wsum if wsum > 0.0 else net
     return fc if not fc > cap else cap
 
@@ -415,6 +427,13 @@ def rest_net_forecast_w(c: Cycle, steady: float, cap: float = INF) -> float:
     left = c.iv_len - c.into
     dt = c.dt if c.dt > 0.0 else 0.0  # NaN (first cycle): no reading before this one
     net = c.net if not c.net > cap else cap
+    return rest_net_w(steady, net, dt, left)
+
+
+def rest_net_w(steady: float, net: float, dt: float, left: float) -> float:
+    """The average net load over the `left` s of the interval still to come: the reading `net` for the
+    `dt` s until the next one, `steady` after (rest_net_forecast_w, which clamps `dt`; shared with
+    campus_share.demand_forecast_w, which does not)."""
     if dt >= left:
         return net
     if left - dt >= FORECAST_PRIOR_S:
