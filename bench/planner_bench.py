@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/planner_bench.py [--days 30] [--step 60] [--loads train100,train200,inference,flat,pv]
          [--tariffs shanghai_ci_two_part,pge_e20_secondary_2014] [--horizon-h 48] [--history-days 7]
          [--controllers heuristic,planner] [--wear USD=0.021] [--replan-min 60] [--time-limit-s 2] [--json]
-         [--oracle] [--no-guard] [--plan-power] [--oracle-levels]
+         [--oracle] [--no-guard] [--plan-power] [--oracle-levels] [--warm]
 
 For every (load, tariff): the same trace through the offline replay twice, once with the
 heuristic controllers alone and once with the planner (agent.control.replan: forecast from the
@@ -14,7 +14,8 @@ scored as a share of the perfect-foresight optimum ending at the same SoC (agent
 The month starts on 1 July 2026 at 00:00 in the tariff's own time zone (one billing month, the
 loads' daily shapes on its local hours), after `--history-days` of the same load that the planner
 is given as its history (the live agent has its state dir's; the heuristic is seeded with the
-month's first day as "yesterday", as before).
+month's first day as "yesterday", as before; with `--warm` the controllers too start with that
+history behind them, the profile and the last days' ring a running agent has: replay's `history`).
 
 The site: savings_bench.py's (12 clusters, 5,016 kWh, 2,508 kW, 96 % each way, 20-95 %, 0.15 per
 kWh of wear, no reserve). Loads (step `--step` s, means of 1 s data; savings_bench.site_load):
@@ -221,6 +222,7 @@ def one(
     controllers: tuple[str, ...] = ("heuristic", "planner"),
     wear: dict[str, float] | None = None,
     diagnosis: tuple[str, ...] = (),
+    warm: bool = False,
 ) -> dict[str, Any]:
     """The pair's replays, scored. `diagnosis`: any of "oracle", "no-guard", "plan-power", "oracle-levels"
     (the module doc)."""
@@ -233,7 +235,10 @@ def one(
     for name in controllers:
         rp = planner_for(tariff, s, settings, history, trace, diagnosis) if name == "planner" else None
         t0, c0 = time.perf_counter(), time.process_time()
-        res = replay(s, tariff, trace, start_soc_pct=50.0, replanner=rp)
+        if warm:  # both controllers start with `history` behind them, as a running agent
+            res = replay(s, tariff, trace, start_soc_pct=50.0, replanner=rp, history=history)
+        else:
+            res = replay(s, tariff, trace, start_soc_pct=50.0, replanner=rp)
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         rep = evaluate(s, tariff, res, econ, 0.0)
         o = rep["optimum"]
@@ -315,6 +320,9 @@ def main() -> None:
     ap.add_argument(
         "--oracle-levels", action="store_true", help="diagnosis: every plan starts from the optimum's billed peaks"
     )
+    ap.add_argument("--warm", action="store_true",
+                    help="the heuristic controllers too start with the history behind them (replay's history),"
+                    " as a running agent, not the month's first day as yesterday")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     flags = (
@@ -344,7 +352,8 @@ def main() -> None:
             print(f"{load_name} / {tariff_name} ({args.days} days at {args.step:g} s{what}):", flush=True)
             hist, month = local_month(trace, tariff_name, args.history_days)
             results[f"{load_name}/{tariff_name}"] = one(
-                site, tariff_name, hist, month, settings, tuple(args.controllers.split(",")), wear, diagnosis
+                site, tariff_name, hist, month, settings, tuple(args.controllers.split(",")), wear, diagnosis,
+                args.warm,
             )
     if args.json:
         print(json.dumps(results, indent=2, default=float))

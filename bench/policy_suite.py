@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/policy_suite.py --months /tmp/months [--step 60] [--days 14] [--ramp-limit 0]
          [--grid-limit-below-peak 0] [--tariffs shanghai_ci_two_part,pge_e20_secondary_2014] [--wear USD=0.021]
-         [--json]
+         [--warm] [--json]
 
 A change to the control policy must hold on every load, trace and tariff, not on the one looked at
 while changing it. This replays the heuristic (no planner) over planner_bench.py's five months
@@ -14,6 +14,10 @@ the seconds over a ramp limit and the steps over a grid connection limit set tha
 Every (load, tariff) is also checked against the promise the battery makes whatever the load (issue
 13): the month's billed peak never above the no-battery peak, and net savings never negative. Each
 line ends PASS or FAIL, a summary line counts them, and the exit status is 1 if any failed.
+
+`--warm`: the controller starts the month with the 7 days before it behind it (the same built load's,
+planner_bench.py's history), as a running agent has them in its state (a restarted one from its
+ledger), instead of the month's first day seeded as yesterday: every month after a site's first.
 
 Same months for two trees: the first run writes them to `--months` (.npz, built with this tree's
 bench builders); a run of another tree's package reads them, e.g. against main at 19c430c:
@@ -69,6 +73,27 @@ def month(months: Path, name: str, tariff_name: str, days: int, step: float) -> 
     return Trace(d["ts"], d["load"], d["pv"] if len(d["pv"]) else None, name)
 
 
+def before(months: Path, name: str, tariff_name: str, days: int, step: float) -> Trace:
+    """The days before month()'s month, of the same built load (planner_bench.HISTORY_DAYS, the
+    planner's history): what a running agent has behind it when the month starts (`--warm`)."""
+    path = months / f"{name}-{tariff_name}-{days}d-{step:g}s-before.npz"
+    if not path.exists():
+        import planner_bench as pb
+
+        from agent.economics.optimum import resample_mean
+
+        ts, load, pv = pb.build_load(name, days + pb.HISTORY_DAYS, 7)
+        h, _ = pb.local_month(Trace(ts, load, pv, name), tariff_name, pb.HISTORY_DAYS)
+        t, w = resample_mean(h.timestamps, h.load_w, step) if step > 1.0 else (h.timestamps, h.load_w)
+        p = np.zeros(0)
+        if h.pv_w is not None:
+            p = resample_mean(h.timestamps, h.pv_w, step)[1] if step > 1.0 else h.pv_w
+        months.mkdir(parents=True, exist_ok=True)
+        np.savez(path, ts=t, load=w, pv=p)
+    d = np.load(path)
+    return Trace(d["ts"], d["load"], d["pv"] if len(d["pv"]) else None, f"{name} before")
+
+
 # Float noise only: a battery that did nothing leaves the billed peak exactly where it was.
 PEAK_TOLERANCE_KW = 1e-3
 
@@ -116,7 +141,12 @@ def parse_wear(text: str) -> dict[str, float]:
 
 
 def one(
-    trace: Trace, tariff_name: str, ramp_kw_s: float, below_pct: float, wear: dict[str, float] | None = None
+    trace: Trace,
+    tariff_name: str,
+    ramp_kw_s: float,
+    below_pct: float,
+    wear: dict[str, float] | None = None,
+    history: Trace | None = None,
 ) -> dict[str, Any]:
     site = load_site(Path(agent.__file__).parent / "sites" / "demo.toml").with_clusters(12)
     tariff = bundled(tariff_name)
@@ -129,7 +159,10 @@ def one(
         control = replace(control, grid_import_limit_w=float(trace.load_w.max()) * (1.0 - below_pct / 100.0))
     site = replace(site, control=control, timezone=tariff.timezone)
     t0 = time.perf_counter()
-    res = replay(site, tariff, trace, start_soc_pct=50.0)
+    if history is not None:  # a tree without replay's `history` fails here: --warm compares trees that have it
+        res = replay(site, tariff, trace, start_soc_pct=50.0, history=history)
+    else:
+        res = replay(site, tariff, trace, start_soc_pct=50.0)
     wall = time.perf_counter() - t0
     econ = EconomicsConfig(degradation_cost_per_kwh=control.degradation_cost_per_kwh)
     rep = evaluate(site, tariff, res, econ, 0.0)
@@ -175,14 +208,18 @@ def main() -> int:
     ap.add_argument("--wear", type=parse_wear, default={}, metavar="CURRENCY=VALUE[,...]",
                     help="wear per kWh discharged for tariffs in that currency, e.g. USD=0.021"
                     " [the site's 0.15 in every currency]")
+    ap.add_argument("--warm", action="store_true",
+                    help="start the controller with the 7 days before the month behind it, as a running agent"
+                    " (replay's history), not the month's first day as yesterday")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    out: dict[str, Any] = {"agent": agent.__file__}
+    out: dict[str, Any] = {"agent": agent.__file__, "warm": args.warm}
     failed, infeasible = [], []
     for name in args.loads.split(","):
         for tariff_name in args.tariffs.split(","):
             trace = month(args.months, name, tariff_name, args.days, args.step)
-            r = one(trace, tariff_name, args.ramp_limit, args.grid_limit_below_peak, args.wear)
+            hist = before(args.months, name, tariff_name, args.days, args.step) if args.warm else None
+            r = one(trace, tariff_name, args.ramp_limit, args.grid_limit_below_peak, args.wear, hist)
             out[f"{name}/{tariff_name}"] = r
             if r["no_harm"]:
                 failed.append(f"{name}/{tariff_name}")

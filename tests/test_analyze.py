@@ -21,7 +21,7 @@ from agent.economics.billing import bill
 from agent.economics.roi import EconomicsConfig
 from agent.economics.tariff import Tariff, bundled, parse_tariff
 from agent.model.config import ControlConfig, SiteConfig, load_site
-from agent.offline.replay import Trace, day_profile, evaluate, replay, site_for
+from agent.offline.replay import Replay, Trace, day_profile, evaluate, replay, site_for
 from common.tomlcheck import ConfigError
 from tests.test_control_support import snap
 
@@ -319,3 +319,29 @@ def test_cli_planner_reports_solves_and_forecast_accuracy(tmp_path: Path) -> Non
     r = cli(str(csv), "--quiet", "--planner")
     assert r.returncode == 0, r.stderr
     assert "planner: 96 solves (0 failed, 96 intervals before a day of history)" in r.stdout
+
+
+def test_a_replay_given_the_days_before_starts_where_running_through_them_leaves_the_controller() -> None:
+    """`history`: the controller starts the trace with the profile and the ring of the last days
+    (envelope.ring_of) it would have after running through those days, not the trace's first day."""
+    tariff = bundled("shanghai_ci_two_part")
+    # from 00:10 seven days before the month (its first interval a third seen: not counted), to two
+    # days into the month
+    ts = MIDNIGHT - 7 * 86400.0 + 600.0 + 60.0 * np.arange(9 * 1440 - 10, dtype=np.float64)
+    rng = np.random.default_rng(5)
+    load = 3e6 + 4e5 * np.sin(np.arange(len(ts)) / 97.0) + rng.normal(0.0, 5e4, len(ts))
+    month = int(np.searchsorted(ts, MIDNIGHT))
+    site = demo()
+    run = Replay(site, tariff, Trace(ts, load))
+    run.run(0, month + 1)  # the first step of the month closes the day's last interval
+    ran = run.st.interval
+    seeded = Replay(site, tariff, Trace(ts[month:], load[month:]), history=Trace(ts[:month], load[:month])).st.interval
+    assert len(seeded.past) == 7 * 96 and len(ran.past) == 7 * 96
+    assert [v != v for v in seeded.past] == [v != v for v in ran.past]
+    assert sum(v != v for v in seeded.past) == 1  # 7 days ago 00:00-00:15
+    known = [k for k, v in enumerate(ran.past) if v == v]
+    assert [seeded.past[k] for k in known] == pytest.approx([ran.past[k] for k in known], rel=1e-12)
+    assert seeded.profile == pytest.approx(ran.profile, rel=1e-12)
+    # the last day's means, not the month's first day (which the cold start's seed_profile takes)
+    cold = Replay(site, tariff, Trace(ts[month:], load[month:])).st.interval
+    assert cold.past == () and cold.profile != pytest.approx(seeded.profile, rel=1e-3)

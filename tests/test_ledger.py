@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 import tomllib
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from agent.economics.ledger import Ledger, LedgerSample, LedgerSink, sample_from_snapshot
 from agent.economics.roi import EconomicsConfig
 from agent.economics.tariff import Tariff, parse_tariff
+from agent.live.runtime import _seed_state, ledger_ring
+from agent.model.config import load_site
 from agent.model.snapshot import Measured, PcsSnapshot, PcsStatus, SiteSnapshot
 
 TARIFF = """
@@ -29,6 +33,7 @@ name = "any time"
 rate = 10.0
 """
 T0 = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+DEMO = Path(__file__).resolve().parents[1] / "agent" / "sites" / "demo.toml"
 CFG = EconomicsConfig(
     degradation_cost_per_kwh=0.02, outage_value_per_min=3.0, min_coverage=0.9, max_hold_s=5.0
 )
@@ -96,6 +101,28 @@ def test_the_last_days_baseline_per_interval_seeds_a_restarted_controller(tmp_pa
     assert (prof[0], prof[2]) == (pytest.approx(80_000.0), pytest.approx(100_000.0))
     assert all(v != v for v in prof[4:])
     assert all(v != v for v in led.day_profile(T0 + 86_400.0 + 3600.0, UTC))  # more than a day ago
+    led.close()
+
+
+def test_the_last_weeks_baseline_seeds_a_restarted_controllers_ring(tmp_path: Path) -> None:
+    """The levels are priced and held on the last days (demand.held_days): a restart takes them from
+    the ledger (runtime.ledger_ring), laid out as the running controller keeps them (envelope.ring_of)."""
+    led = Ledger(tmp_path / "l.db", tariff(), CFG)
+    for s in series():
+        led.feed(s)
+    site = replace(load_site(DEMO), timezone=ZoneInfo("UTC"))  # the ledger's tariff's zone
+    row = date(2026, 1, 1).toordinal() % 7 * 96  # the day's row of the ring
+    later = datetime.fromtimestamp(T0 + 3 * 86_400.0, UTC)
+    ring = ledger_ring(led, later, UTC)
+    assert len(ring) == 7 * 96
+    assert (ring[row], ring[row + 2]) == (pytest.approx(80_000.0), pytest.approx(100_000.0))
+    assert sum(v == v for v in ring) == 2  # the excluded interval and the outage are not the load's level
+    st = _seed_state(site, tariff(), led, later).interval
+    assert [v if v == v else None for v in st.past] == [v if v == v else None for v in ring]
+    assert st.profile == ()  # nothing in the last 24 h: no profile, the week still seeds
+    gone = datetime.fromtimestamp(T0 + 7 * 86_400.0 + 3600.0, UTC)  # the hour is more than a week ago
+    assert all(v != v for v in ledger_ring(led, gone, UTC))
+    assert _seed_state(site, tariff(), led, gone).interval.past == ()
     led.close()
 
 

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from agent.control.envelope import ENVELOPE_DAYS
 from agent.control.fleet import NO_COMMANDS
 from agent.model.config import ControlConfig
 
@@ -288,13 +289,16 @@ def initial_state(
     month_peaks: Mapping[float, float] | None = None,
     month: tuple[int, int] | None = None,
     profile: Sequence[float] | None = None,
+    past: Sequence[float] | None = None,
 ) -> ControllerState:
     """A fresh state; `month_peaks` maps demand rate -> peak W already billed in `month` (year, month).
 
     Peaks are only kept for the month they belong to: the first cycle in another month drops them.
     `profile` seeds the baseline (load - pv) average per demand interval of the day, from midnight
     (e.g. yesterday's, from the ledger), so demand shaving knows what level the fleet can hold
-    from the first interval instead of learning it over a day.
+    from the first interval instead of learning it over a day. `past` seeds the ring of the last
+    days' averages (envelope.ring_of, from the ledger's last week), which the levels are priced and
+    held on (demand.held_days): without it they learn it again over a week.
     """
     if month_peaks and month is None:
         raise ValueError("month_peaks: give the (year, month) they belong to")
@@ -310,4 +314,10 @@ def initial_state(
             f"profile: needs one value per {cfg.demand_interval_s:g} s interval of the day "
             f"({math.ceil(86400.0 / cfg.demand_interval_s)}), got {len(prof)}"
         )
-    return ControllerState(interval=IntervalState(month=m, peaks=tuple(peaks), profile=prof))
+    spd = math.ceil(86400.0 / cfg.demand_interval_s)
+    ring = tuple(float(v) for v in past) if past is not None else ()
+    if ring and len(ring) != ENVELOPE_DAYS * spd:
+        raise ValueError(
+            f"past: needs {ENVELOPE_DAYS} days of {spd} intervals ({ENVELOPE_DAYS * spd}), got {len(ring)}"
+        )
+    return ControllerState(interval=IntervalState(month=m, peaks=tuple(peaks), profile=prof, past=ring))

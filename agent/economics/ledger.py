@@ -490,14 +490,20 @@ class Ledger:
         demand profile (initial_state(profile=...)), which it otherwise learns again over a day."""
         length = self.length_s
         prof = [math.nan] * slots_per_day(length)
+        for start, w in self.baseline_intervals(now_s - DAY_S, now_s):
+            prof[local_slot(datetime.fromtimestamp(start, tz), length)[1]] = w
+        return prof
+
+    def baseline_intervals(self, since_s: float, until_s: float) -> list[tuple[float, float]]:
+        """(start, baseline average W) of every interval starting in [since_s, until_s), oldest first,
+        that counts as the load's level: valid, and the grid up all through (an outage's baseline
+        imported nothing). The restarted controller's last days (envelope.ring_of) and its profile."""
         rows = self.db.execute(
             "SELECT start, baseline_avg_w FROM intervals"
             " WHERE valid AND outage_s = 0 AND start >= ? AND start < ? ORDER BY start",
-            (now_s - DAY_S, now_s),
+            (since_s, until_s),
         ).fetchall()
-        for start, w in rows:
-            prof[local_slot(datetime.fromtimestamp(float(start), tz), length)[1]] = float(w)
-        return prof
+        return [(float(a), float(w)) for a, w in rows]
 
     def booked(self) -> Sums:
         """Everything booked so far, the interval in progress included (every interval, counted or

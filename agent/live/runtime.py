@@ -16,7 +16,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from agent.api.channel import Init
 from agent.api.process import ApiProcess
 from agent.campus.config import FeederConfig, check_reload, parse_feeder
 from agent.control import ControllerState, initial_state
+from agent.control.envelope import ENVELOPE_DAYS, ring_of
 from agent.economics.ledger import Ledger, LedgerSink
 from agent.economics.roi import economics_config
 from agent.economics.tariff import Tariff, load_tariff
@@ -43,6 +44,7 @@ from agent.live.statedir import DbFileWatch, prepare_state_dir, rescue_db
 from agent.logs import kv
 from agent.model.clock import SiteClock, accelerate
 from agent.model.config import SiteConfig, load_site
+from agent.model.interval import DAY_S, local_slot, slots_per_day
 from agent.model.operator import CommandError, OperatorState, SetMaintenance, SiteLimits, apply_command, parse_command
 from agent.mqtt import MqttLink, parse_mqtt, start_mqtt, stop_mqtt
 from agent.telemetry import InfluxSink, LocalStoreSink, parse_telemetry, start_telemetry
@@ -103,14 +105,31 @@ def _seed_state(site: SiteConfig, tariff: Tariff | None, ledger: Ledger | None, 
 
     Without the peaks a restarted agent would shave down to a peak the utility bills anyway and spend
     energy for nothing (or, worse, think the month's peak is lower than it is); without the profile
-    it sizes its shaving level and the grid limit's day need from nothing for a day.
+    it sizes its shaving level and the grid limit's day need from nothing for a day; without the last
+    week's days (ledger_ring) it prices and holds the levels on the last 24 h alone for a week.
     """
     if tariff is None or ledger is None:
         return initial_state(site.control)
     start = tariff.billing_month(now.date())
     profile = ledger.day_profile(now.timestamp(), site.timezone)
     seen = any(v == v for v in profile)  # NaN != NaN: a fresh ledger has nothing to seed
-    return initial_state(site.control, ledger.month_peaks(start), (start.year, start.month), profile if seen else None)
+    ring = ledger_ring(ledger, now, site.timezone)
+    return initial_state(
+        site.control,
+        ledger.month_peaks(start),
+        (start.year, start.month),
+        profile if seen else None,
+        ring if any(v == v for v in ring) else None,
+    )
+
+
+def ledger_ring(ledger: Ledger, now: datetime, tz: tzinfo) -> tuple[float, ...]:
+    """The last ENVELOPE_DAYS days' baseline per interval from the ledger, in the controller's ring."""
+    length = ledger.length_s
+    since = now.timestamp() - ENVELOPE_DAYS * DAY_S
+    rows = ledger.baseline_intervals(since, now.timestamp())
+    keys = ((local_slot(datetime.fromtimestamp(t, tz), length)[0], w) for t, w in rows)
+    return ring_of(keys, slots_per_day(length))
 
 
 class Runtime:

@@ -46,6 +46,8 @@ import numpy as np
 
 from agent.control import Prices, decide, initial_state, reserve_floor_pct
 from agent.control.commands import pcc_command
+from agent.control.demand import MIN_COVERAGE
+from agent.control.envelope import ENVELOPE_DAYS, ring_of
 from agent.control.fast import FAST0, fast_step, max_age_s
 from agent.control.fleet import FleetMemo
 from agent.control.planner import ALARM as PLAN_ALARM
@@ -58,7 +60,7 @@ from agent.economics.roi import EconomicsConfig, roi
 from agent.economics.tariff import FloatArray, Tariff
 from agent.model.build import cluster_record, pcs_record
 from agent.model.config import SiteConfig
-from agent.model.interval import interval_starts
+from agent.model.interval import DAY_S, interval_starts, local_slot, slots_per_day
 from agent.model.operator import OperatorState
 from agent.model.plan import FastWindow, Plan
 from agent.model.snapshot import ClusterSnapshot, Measured, SiteSnapshot
@@ -319,6 +321,32 @@ def day_profile(trace: Trace, length_s: float, tz: ZoneInfo) -> list[float]:
     return [float(v) for v in prof[:spd]]
 
 
+def history_seed(history: Trace, length_s: float, tz: ZoneInfo) -> tuple[list[float], tuple[float, ...]]:
+    """(the day profile, the ring of the last days) a controller leaves after running through
+    `history`, the days before a replayed trace: what a running agent carries into the trace's first
+    interval (a restarted one from its ledger: agent/live/runtime.py). Each demand interval's
+    baseline mean, counted where at least MIN_COVERAGE of it is in the history (as the controller
+    counts one); the profile is its last 24 h, the ring its last ENVELOPE_DAYS days."""
+    spd = slots_per_day(length_s)
+    prof = [math.nan] * spd
+    ts = history.timestamps
+    if not len(ts):
+        return prof, ring_of((), spd)
+    starts, idx = np.unique(interval_starts(ts, tz, length_s), return_inverse=True)
+    total = np.bincount(idx, weights=history.net_w, minlength=len(starts))  # a Trace is finite throughout
+    count = np.bincount(idx, minlength=len(starts))
+    end = float(ts[-1]) + history.step_s
+    counted: list[tuple[int, float]] = []
+    for a, w, c in zip(starts.tolist(), total.tolist(), count.tolist(), strict=True):
+        if c * history.step_s < MIN_COVERAGE * length_s or a < end - ENVELOPE_DAYS * DAY_S:
+            continue
+        key, slot, _, _ = local_slot(datetime.fromtimestamp(a, tz), length_s)
+        counted.append((key, w / c))
+        if a >= end - DAY_S:
+            prof[slot] = w / c
+    return prof, ring_of(counted, spd)
+
+
 def replay(
     site: SiteConfig,
     prices: Prices | None,
@@ -326,6 +354,7 @@ def replay(
     *,
     start_soc_pct: float = 50.0,
     seed_profile: bool = True,
+    history: Trace | None = None,
     op: OperatorState | None = None,
     progress: ProgressFn | None = None,
     clock: Callable[[], float] = time.perf_counter,
@@ -339,6 +368,9 @@ def replay(
 
     `seed_profile`: start the controller with the trace's first day as "yesterday's" load profile
     (`day_profile`), as the live agent starts with its ledger's; otherwise it learns it on day one.
+    `history`: the days before the trace (its net load; PV counted): the controller starts with the
+    profile and the last days a running agent has from them (history_seed), not the trace's first
+    day, which it has not seen yet (`seed_profile` then unused).
     `decide_every`: the agent's cycle in trace steps (a 0.1 s trace and 10 replay a 1 s cycle):
     decide() runs on the first step of each cycle and the PCS hold what it wrote in between.
     PCS the site runs in grid-power (PCC) control get the plan's grid target, ramp, share and limits
@@ -358,6 +390,7 @@ def replay(
         held(trace, substeps),
         start_soc_pct=start_soc_pct,
         seed_profile=seed_profile,
+        history=history,
         op=op,
         decide_every=decide_every,
         pcs_model=pcs_model,
@@ -390,6 +423,7 @@ class Replay:
         *,
         start_soc_pct: float = 50.0,
         seed_profile: bool = True,
+        history: Trace | None = None,
         op: OperatorState | None = None,
         decide_every: int = 1,
         pcs_model: PcsModel = PcsModel(),
@@ -445,7 +479,12 @@ class Replay:
         self.soc_out = [math.nan] * n
         self.by: Counter[str] = Counter()
         self.alarm_count: Counter[str] = Counter()
-        self.st = initial_state(cfg, profile=day_profile(trace, cfg.demand_interval_s, tz) if seed_profile else None)
+        length = cfg.demand_interval_s
+        if history is not None:
+            prof, ring = history_seed(history, length, tz)
+            self.st = initial_state(cfg, profile=prof, past=ring)
+        else:
+            self.st = initial_state(cfg, profile=day_profile(trace, length, tz) if seed_profile else None)
         self.zero = Measured(0.0)
 
         # predictive dispatch: the demand interval of every step, and the one running
