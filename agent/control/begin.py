@@ -11,6 +11,7 @@ from typing import Final
 
 from agent.control.cycle import Cycle
 from agent.control.demand import CHARGE_MARGIN, keep_wh, target_w
+from agent.control.envelope import ENVELOPE_DAYS
 from agent.control.fleet import FleetMemo, build_fleet
 from agent.control.interval import accumulate, roll
 from agent.control.limit_reserve import advance, import_cap_w, reserve_wh, usable_wh
@@ -20,6 +21,7 @@ from agent.control.reserve import reserve_floor_pct
 from agent.control.schedule import DispatchPlan
 from agent.control.state import ControllerState, IntervalState
 from agent.control.tou import plan_interval
+from agent.control.week_level import WeekBattery, all_hours_level_w, ring_days, uniform_day
 from agent.model.config import ControlConfig
 from agent.model.interval import local_slot, slots_per_day
 from agent.model.operator import OperatorState
@@ -50,6 +52,39 @@ def day_rates(
         r = rate if k == slot else prices.demand_rate(start + timedelta(seconds=(k - slot) * length_s))
         out[k] = r if finite(r) and r > 0.0 else 0.0
     return tuple(out)
+
+
+def day_prices(prices: Prices, start: datetime, spd: int, length_s: float) -> tuple[float, ...]:
+    """The energy price of each slot of the day from local midnight `start` (NaN where not finite)."""
+    out = [NAN] * spd
+    for k in range(spd):
+        p = prices.energy_price(start + timedelta(seconds=k * length_s))
+        out[k] = p if finite(p) else NAN
+    return tuple(out)
+
+
+def week_level(
+    iv: IntervalState, prices: Prices, today: datetime, rates: tuple[float, ...], length_s: float, bat: WeekBattery
+) -> tuple[int, float]:
+    """(today's date ordinal, the all-hours level the last week's optimum holds if today bills the
+    all-hours charge alone, else NaN: week_level.py); worked out once a day, kept in the interval state."""
+    day = today.toordinal()
+    if iv.week_day == day:
+        return day, iv.week_level_w
+    spd = len(rates)
+    midnight = today.replace(hour=0, minute=0, second=0, microsecond=0)
+    if not uniform_day(rates, day_prices(prices, midnight, spd, length_s)):
+        return day, NAN
+    loads = ring_days(iv.past, day, spd)
+    if not loads:
+        return day, NAN
+    rr: list[float] = []
+    pp: list[float] = []
+    for back in range(ENVELOPE_DAYS, 0, -1):  # oldest first, as ring_days lays them
+        start = midnight - timedelta(days=back)
+        rr.extend(day_rates(prices, start, 0, spd, length_s, prices.demand_rate(start)))
+        pp.extend(day_prices(prices, start, spd, length_s))
+    return day, all_hours_level_w(loads, tuple(rr), tuple(pp), spd, length_s, bat)
 
 
 def shave_cost(spread: float) -> float:
@@ -83,17 +118,24 @@ def next_interval(
     spread: float,
     fixed_w: float,
     cap: float = math.inf,
+    week: WeekBattery | None = None,
 ) -> IntervalState:
     """`iv` closed and the interval `key` (slot `slot` of the day, `into` s old at local time `t`)
     opened: its demand rate, today's windows (day_rates) and the levels (interval.roll) on the fleet's
     energy from full (`budget_wh`), power and energy stored now (AC), priced at shave_cost(`spread`).
-    A site's begin_cycle, and a campus coordinator on the campus's sums (agent/campus/levels.py)."""
+    A site's begin_cycle, and a campus coordinator on the campus's sums (agent/campus/levels.py).
+    `week`: the battery the all-hours level of a day that bills it alone is worked out for
+    (week_level; None: not, the campus's)."""
     if prices is not None:
         rate = prices.demand_rate(t)
         rate = rate if finite(rate) and rate > 0.0 else 0.0
     else:
         rate = 1.0 if fixed_w > 0.0 else 0.0
     spd = slots_per_day(length_s)
+    rates = day_rates(prices, t - timedelta(seconds=into), slot, spd, length_s, rate)
+    wk_day, wk_level = iv.week_day, iv.week_level_w
+    if prices is not None and week is not None and fixed_w <= 0.0:
+        wk_day, wk_level = week_level(iv, prices, t, rates, length_s, week)
     return roll(
         iv,
         key=key,
@@ -108,12 +150,14 @@ def next_interval(
         spd=spd,
         budget_wh=budget_wh,
         power_w=power_w,
-        rates=day_rates(prices, t - timedelta(seconds=into), slot, spd, length_s, rate),
+        rates=rates,
         cost_per_kwh=shave_cost(spread),
         fixed_w=fixed_w,
         refill=prices is not None and spread <= 0.0,  # as tou.plan_interval's recharge for demand
         stored_wh=stored_wh,
         cap=cap,
+        week_day=wk_day,
+        week_level_w=wk_level,
     )
 
 
@@ -198,6 +242,12 @@ def begin_cycle(
             spread=tou.spread,  # from the previous slot's price plan (NaN on the first)
             fixed_w=cfg.demand_target_w,
             cap=cap,
+            week=WeekBattery(
+                budget_wh=usable * cfg.discharge_efficiency,
+                power_w=f.max_dis_w,
+                round_trip=cfg.charge_efficiency * cfg.discharge_efficiency,
+                wear_per_kwh=cfg.degradation_cost_per_kwh,
+            ),
         )
         tou = plan_interval(
             tou, iv, t=t, now=now, slot=slot, into=into, length_s=length, prices=prices, cfg=cfg, f=f, ceil=ceil

@@ -242,6 +242,7 @@ def close_interval(
     past: tuple[float, ...] = (),
     slot: int = -1,
     refill: bool = False,
+    all_hours_w: float = math.nan,
 ) -> Closed:
     """Peaks, day profile, its envelope with `past` (envelope.py), the level each slot of the day is
     defended at after the state's running interval ends (in `month`), the margin the new interval
@@ -252,6 +253,8 @@ def close_interval(
     `cost_per_kwh` (levels.shave_levels). `fixed_w`: the site's fixed demand target (0: none).
     `past`: the ring of the last days' averages (envelope.py); `slot`: the new interval's slot of
     the day; `refill`: no round trip pays, the battery is charged for demand alone.
+    `all_hours_w`: on a day the all-hours charge alone bills, the level the last week's optimum holds
+    (week_level.py; NaN: not such a day): every slot's level, aimed at it (MARGIN under its target).
     """
     peaks = st.peaks  # they belong to st.month, the month of the interval being closed
     profile = st.profile if len(st.profile) == spd else (math.nan,) * spd
@@ -306,6 +309,8 @@ def close_interval(
         tuple(v * over_aim for v in past) if len(past) == ENVELOPE_DAYS * spd else (),
         tuple(v * scale for v in days),
     )
+    if levels and all_hours_w == all_hours_w:  # NaN compares False
+        levels = tuple(all_hours_w * over_aim if r > 0.0 else INF for r in rates)
     fallback = math.nan
     if not levels:
         # Less than half a day of history: do not aim below the highest load seen so far, so the

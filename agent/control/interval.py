@@ -41,6 +41,8 @@ def accumulate(
         past=iv.past,
         env=iv.env,
         margin=iv.margin,
+        week_day=iv.week_day,
+        week_level_w=iv.week_level_w,
     )
 
 
@@ -65,6 +67,8 @@ def roll(
     refill: bool = False,
     stored_wh: float = math.nan,
     cap: float = math.inf,
+    week_day: int = -1,
+    week_level_w: float = math.nan,
 ) -> IntervalState:
     """A new interval `key` (`into` s old) in `month` at demand `rate`, after closing `iv`.
 
@@ -72,6 +76,9 @@ def roll(
     demand.close_interval; `stored_wh`: what it holds now above its floor (AC; NaN: unknown), which the
     running window's levels are raised to be held with (levels.within_energy; not a fixed target);
     `cap`: the grid connection limit (inf: none), which IntervalState.capped_ws holds the readings at.
+    `week_level_w`: the all-hours level the last week's optimum holds, for day `week_day` (a date
+    ordinal; NaN: today is not a day the all-hours charge alone bills; week_level.py), kept with the
+    interval and, on that day, the level of every slot (demand.close_interval).
     """
     closing = iv
     new_part = into if sample and dt > into else (dt if sample else 0.0)
@@ -87,8 +94,21 @@ def roll(
     if closing.key >= 0 and closing.covered_s >= MIN_COVERAGE * length_s:
         past = remember(past, closing.key, spd, closing.net_ws / closing.covered_s)
     slot = key % spd
+    today = key // spd == week_day
     peaks, profile, env, targets, aim, days = close_interval(
-        closing, length_s, spd, month, budget_wh, power_w, rates, cost_per_kwh, fixed_w, past, slot, refill
+        closing,
+        length_s,
+        spd,
+        month,
+        budget_wh,
+        power_w,
+        rates,
+        cost_per_kwh,
+        fixed_w,
+        past,
+        slot,
+        refill,
+        week_level_w if today else math.nan,
     )
     if fixed_w <= 0.0 and 0 <= slot < len(rates):
         # Over the running demand window (its run of equal rates): each later window gets the same
@@ -114,4 +134,6 @@ def roll(
         past=past,
         env=env,
         margin=aim,
+        week_day=week_day,
+        week_level_w=week_level_w,
     )

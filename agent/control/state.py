@@ -140,6 +140,10 @@ class IntervalState:
     # next day may bring, computed once when the interval opens for the levels and the ToU recharge
     env: tuple[float, ...]
     margin: float  # the fraction the running interval aims under its target (demand.close_interval; NaN: MARGIN)
+    # the all-hours level the last week's optimum holds (week_level.py), worked out once on day
+    # `week_day` (a date ordinal; -1: never) if it bills the all-hours charge alone (NaN: not such a day)
+    week_day: int
+    week_level_w: float
 
     def __init__(
         self,
@@ -158,6 +162,8 @@ class IntervalState:
         past: tuple[float, ...] = (),
         env: tuple[float, ...] = (),
         margin: float = NAN,
+        week_day: int = -1,
+        week_level_w: float = NAN,
     ) -> None:
         object.__setattr__(self, "key", key)
         object.__setattr__(self, "rate", rate)
@@ -173,6 +179,8 @@ class IntervalState:
         object.__setattr__(self, "past", past)
         object.__setattr__(self, "env", env)
         object.__setattr__(self, "margin", margin)
+        object.__setattr__(self, "week_day", week_day)
+        object.__setattr__(self, "week_level_w", week_level_w)
 
 
 @dataclass(frozen=True, slots=True, init=False)

@@ -1,0 +1,136 @@
+"""The all-hours level of a day the all-hours charge alone bills: the last week's optimum (week_level.py)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from agent.control.begin import week_level
+from agent.control.demand import MARGIN, close_interval
+from agent.control.state import IntervalState
+from agent.control.week_level import WeekBattery, all_hours_level_w, ring_days, uniform_day
+from agent.economics.tariff import bundled
+
+ETA = 0.96 * 0.96
+BIG = WeekBattery(budget_wh=1e7, power_w=1e6, round_trip=ETA, wear_per_kwh=0.1)
+SIX_H = 6 * 3600.0  # four slots a day: small enough to work out by hand
+
+
+def test_a_day_by_hand_the_level_the_recharge_room_allows() -> None:
+    # 100 / 300 / 100 / 100 kW in four 6 h slots at 0.1 a kWh; the battery starts full and must end
+    # the day full, so what it gives in slot 1 (300 - L kW for 6 h) comes back in slots 2 and 3 under
+    # the level (L - 100 kW each, through the round trip): 2 x ETA x (L - 100) = 300 - L. A kW of
+    # level costs 6 kWh of wear (0.1) and of losses (0.1 x (1 / ETA - 1)): 0.651 a day, against
+    # rate / 30.4: at 30.4 a kW-month (1 a day) the level goes down to where the recharge room binds.
+    day = (100e3, 300e3, 100e3, 100e3)
+    low = (300e3 + 200e3 * ETA) / (1.0 + 2.0 * ETA)  # 170.34 kW
+    assert all_hours_level_w(day, (30.4,) * 4, (0.1,) * 4, 4, SIX_H, BIG) == pytest.approx(low, rel=1e-6)
+    # at half the rate (0.5 a day) no kW of it pays: the load's own peak
+    assert all_hours_level_w(day, (15.2,) * 4, (0.1,) * 4, 4, SIX_H, BIG) == pytest.approx(300e3, rel=1e-6)
+    # two such days: the first ends short and its deficit is recharged in the second's morning slot
+    # too, and the second, repeating, does the same (it ends with what it had 24 h before): three
+    # slots of room, 3 x ETA x (L - 100) = 300 - L
+    two = all_hours_level_w(day * 2, (30.4,) * 8, (0.1,) * 8, 4, SIX_H, BIG)
+    assert two == pytest.approx((300e3 + 300e3 * ETA) / (1.0 + 3.0 * ETA), rel=1e-6)  # 153.12 kW
+
+
+def test_a_window_holds_its_own_slots_and_the_all_hours_level_the_rest() -> None:
+    # slot 1 is also a window at 30.4 more (PG&E's peak in small). The all-hours level covers slot 1
+    # too, so it is no lower than what slot 1 is held at: the recharge bound of the first test
+    # (170.34 kW), with slot 0's 150 kW under it and no energy spent there
+    day = (150e3, 300e3, 100e3, 100e3)
+    rates = (30.4, 60.8, 30.4, 30.4)
+    level = all_hours_level_w(day, rates, (0.1,) * 4, 4, SIX_H, BIG)
+    assert level == pytest.approx((300e3 + 200e3 * ETA) / (1.0 + 2.0 * ETA), rel=1e-6)
+    # a day the battery cannot help (no room under the level to recharge) holds the load's peak
+    flat = all_hours_level_w((300e3,) * 4, (30.4,) * 4, (0.1,) * 4, 4, SIX_H, BIG)
+    assert flat == pytest.approx(300e3, rel=1e-6)
+
+
+def test_days_not_known_enough_are_left_out_and_none_gives_nan() -> None:
+    day = (100e3, 300e3, 100e3, 100e3)
+    holes = (math.nan, math.nan, 100e3, 100e3)  # half unknown: left out
+    assert all_hours_level_w(holes + day, (30.4,) * 8, (0.1,) * 8, 4, SIX_H, BIG) == pytest.approx(170.34e3, rel=1e-3)
+    assert math.isnan(all_hours_level_w(holes, (30.4,) * 4, (0.1,) * 4, 4, SIX_H, BIG))
+    assert math.isnan(all_hours_level_w(day, (0.0,) * 4, (0.1,) * 4, 4, SIX_H, BIG))  # no all-hours charge
+    assert math.isnan(all_hours_level_w(day[:3], (30.4,) * 3, (0.1,) * 3, 4, SIX_H, BIG))  # not whole days
+
+
+def test_the_ring_is_laid_out_oldest_day_first() -> None:
+    spd = 2
+    ring = tuple(float(10 * (i // spd) + i % spd) for i in range(7 * spd))  # row r: 10 r, 10 r + 1
+    today = 700  # 700 % 7 == 0: row 0 holds today-7
+    assert ring_days(ring, today, spd) == tuple(float(10 * r + k) for r in range(7) for k in range(2))
+    assert ring_days(ring, today + 3, spd)[:2] == (30.0, 31.0)  # today-7 is row 3
+    assert ring_days((), today, spd) == ()
+
+
+def test_only_a_day_with_one_rate_and_one_price_is_such_a_day() -> None:
+    assert uniform_day((11.98,) * 4, (0.08,) * 4)
+    assert not uniform_day((11.98, 28.35, 11.98, 11.98), (0.08,) * 4)  # a window
+    assert not uniform_day((40.8,) * 4, (0.37, 1.01, 0.66, 0.37))  # a price spread (Shanghai)
+    assert not uniform_day((0.0,) * 4, (0.08,) * 4)  # no demand charge
+
+
+@dataclass
+class Counted:
+    """PG&E E-20's own prices, counting the look-ups."""
+
+    calls: int = 0
+
+    def energy_price(self, t: datetime) -> float:
+        self.calls += 1
+        return PGE.energy_price(t)
+
+    def demand_rate(self, t: datetime) -> float:
+        self.calls += 1
+        return PGE.demand_rate(t)
+
+
+PGE = bundled("pge_e20_secondary_2014")
+LA = ZoneInfo("America/Los_Angeles")
+
+
+def test_a_weekend_day_gets_the_weeks_level_once_a_weekday_none() -> None:
+    spd = 96
+    # the week before: 4 MW, 5 MW from 12:00 to 14:00 every day
+    day = tuple(5e6 if 48 <= s < 56 else 4e6 for s in range(spd))
+    ring = day * 7
+    sat = datetime(2026, 7, 11, 0, 0, tzinfo=LA)
+    rates = tuple(PGE.demand_rate(sat + timedelta(minutes=15 * s)) for s in range(spd))
+    iv = IntervalState(past=ring)
+    bat = WeekBattery(budget_wh=3.6e6, power_w=2.5e6, round_trip=ETA, wear_per_kwh=0.15)
+    p = Counted()
+    d, level = week_level(iv, p, sat, rates, 900.0, bat)
+    assert d == sat.toordinal() and 4e6 <= level < 5e6
+    # the same programme on the same days: its prices and rates are the week's own, weekdays included
+    rr = tuple(PGE.demand_rate(sat - timedelta(days=7) + timedelta(minutes=15 * k)) for k in range(7 * spd))
+    pp = tuple(PGE.energy_price(sat - timedelta(days=7) + timedelta(minutes=15 * k)) for k in range(7 * spd))
+    assert level == all_hours_level_w(ring_days(ring, sat.toordinal(), spd), rr, pp, spd, 900.0, bat)
+    # worked out once a day: the state keeps it
+    kept = IntervalState(past=ring, week_day=d, week_level_w=level)
+    calls = p.calls
+    assert week_level(kept, p, sat + timedelta(hours=5), rates, 900.0, bat) == (d, level) and p.calls == calls
+    # a weekday (windows, a price spread) is not such a day
+    mon = datetime(2026, 7, 13, 0, 0, tzinfo=LA)
+    mrates = tuple(PGE.demand_rate(mon + timedelta(minutes=15 * s)) for s in range(spd))
+    d2, none = week_level(iv, p, mon, mrates, 900.0, bat)
+    assert d2 == mon.toordinal() and math.isnan(none)
+
+
+def test_on_such_a_day_every_slot_is_aimed_at_the_level_above_what_is_billed() -> None:
+    spd = 96
+    st = IntervalState(key=739_000 * spd, rate=11.98, profile=(4e6,) * spd, past=(4e6,) * (7 * spd), month=5)
+    closed = close_interval(
+        st, 900.0, spd, 5, 3.6e6, 2.5e6, (11.98,) * spd, 0.16, 0.0, (4e6,) * (7 * spd), 1, True, 3.9e6
+    )
+    assert closed.targets == pytest.approx((3.9e6 / (1.0 - MARGIN),) * spd)
+    billed = IntervalState(key=739_000 * spd, rate=11.98, profile=(4e6,) * spd, month=5, peaks=((11.98, 4.2e6),))
+    closed = close_interval(
+        billed, 900.0, spd, 5, 3.6e6, 2.5e6, (11.98,) * spd, 0.16, 0.0, (4e6,) * (7 * spd), 1, True, 3.9e6
+    )
+    assert closed.targets == pytest.approx((4.2e6,) * spd)  # what the month bills already stands
