@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import policy_suite as ps  # the suite's months (beside this script: on the path when run)
 
 import agent
 from agent.economics.battery_lp import Storage, demand_layout, solve_battery_lp
@@ -36,9 +36,6 @@ from agent.economics.optimum import resample_mean
 from agent.economics.tariff import bundled
 from agent.model.config import load_site
 from agent.offline.replay import battery_spec, optimum_for
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import policy_suite as ps  # the suite's months, beside this script
 
 DAYS_PER_MONTH = 30.4  # levels.py's: a demand charge is per kW-month
 

@@ -30,7 +30,6 @@ import numpy as np
 
 from agent.control.envelope import ENVELOPE_DAYS
 from agent.control.levels import DAYS_PER_MONTH
-from agent.economics.battery_lp import DemandLayout, PeakGroup, Storage, solve_battery_lp
 
 # A day's row is used if at most this share of it is unknown (its unknown slots then at its highest
 # known: a level held on them is held on the day too)
@@ -69,6 +68,10 @@ def all_hours_level_w(
     The battery starts full and ends each day with at least what it had 24 h before (its last day
     repeats: the month goes on), in its AC budget, charging at the round trip's cost.
     """
+    # the solver (scipy, highspy) is loaded on the first such day, not when the live agent starts
+    # (tests/test_imports.py: `ems-agent run` starts without the offline libraries)
+    from agent.economics.battery_lp import DemandLayout, PeakGroup, Storage, solve_battery_lp
+
     n_days = len(loads) // spd if spd > 0 else 0
     if n_days == 0 or len(loads) != n_days * spd or len(rates) != len(loads) or len(prices) != len(loads):
         return math.nan
