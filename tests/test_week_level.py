@@ -134,3 +134,27 @@ def test_on_such_a_day_every_slot_is_aimed_at_the_level_above_what_is_billed() -
         billed, 900.0, spd, 5, 3.6e6, 2.5e6, (11.98,) * spd, 0.16, 0.0, (4e6,) * (7 * spd), 1, True, 3.9e6
     )
     assert closed.targets == pytest.approx((4.2e6,) * spd)  # what the month bills already stands
+
+
+def test_a_weekend_is_held_no_lower_than_the_all_hours_level_the_weekday_before_held() -> None:
+    """The month bills the all-hours level the weekdays hold anyway: a weekend shaved under it spends
+    energy on nothing (the pooled campus lost 0.7 % so, BENCHMARKS.md)."""
+    spd = 96
+    day = tuple(5e6 if 48 <= s < 56 else 4e6 for s in range(spd))
+    sat = datetime(2026, 7, 11, 0, 0, tzinfo=LA)
+    fri = sat - timedelta(days=1)
+    fri_rates = tuple(PGE.demand_rate(fri + timedelta(minutes=15 * s)) for s in range(spd))
+    off = min(fri_rates)
+    # Friday's targets: 5.2 MW where the all-hours charge alone billed (its nights), lower in its windows,
+    # inf where nothing was defended
+    targets = tuple(5.2e6 if r == off else 4.5e6 for r in fri_rates)
+    targets = (math.inf, *targets[1:])
+    rates = tuple(PGE.demand_rate(sat + timedelta(minutes=15 * s)) for s in range(spd))
+    bat = WeekBattery(budget_wh=3.6e6, power_w=2.5e6, round_trip=ETA, wear_per_kwh=0.15)
+    alone = week_level(IntervalState(past=day * 7), PGE, sat, rates, 900.0, bat)[1]
+    assert alone < 5.2e6 * (1.0 - MARGIN)
+    held = week_level(IntervalState(past=day * 7, targets=targets), PGE, sat, rates, 900.0, bat)[1]
+    assert held == pytest.approx(5.2e6 * (1.0 - MARGIN))
+    # under the week's own level, Friday's targets change nothing
+    low = tuple(3e6 if r == off else 2.5e6 for r in fri_rates)
+    assert week_level(IntervalState(past=day * 7, targets=low), PGE, sat, rates, 900.0, bat)[1] == alone

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from agent.control.cycle import Cycle
-from agent.control.demand import CHARGE_MARGIN, keep_wh, target_w
+from agent.control.demand import CHARGE_MARGIN, MARGIN, keep_wh, target_w
 from agent.control.envelope import ENVELOPE_DAYS
 from agent.control.fleet import FleetMemo, build_fleet
 from agent.control.interval import accumulate, roll
@@ -67,7 +67,10 @@ def week_level(
     iv: IntervalState, prices: Prices, today: datetime, rates: tuple[float, ...], length_s: float, bat: WeekBattery
 ) -> tuple[int, float]:
     """(today's date ordinal, the all-hours level the last week's optimum holds if today bills the
-    all-hours charge alone, else NaN: week_level.py); worked out once a day, kept in the interval state."""
+    all-hours charge alone, else NaN: week_level.py); worked out once a day, kept in the interval state.
+    No lower than yesterday's targets held the all-hours charge at where it billed alone: the weekdays
+    hold their own levels, and a weekend shaved under what they bill buys nothing (the pooled campus,
+    BENCHMARKS.md, issue 13: 0.7 % lost so)."""
     day = today.toordinal()
     if iv.week_day == day:
         return day, iv.week_level_w
@@ -84,7 +87,16 @@ def week_level(
         start = midnight - timedelta(days=back)
         rr.extend(day_rates(prices, start, 0, spd, length_s, prices.demand_rate(start)))
         pp.extend(day_prices(prices, start, spd, length_s))
-    return day, all_hours_level_w(loads, tuple(rr), tuple(pp), spd, length_s, bat)
+    level = all_hours_level_w(loads, tuple(rr), tuple(pp), spd, length_s, bat)
+    # no lower than the all-hours level yesterday's targets held (its slots billed the all-hours
+    # charge alone, aimed MARGIN under): the month bills that anyway, and a weekend shaved under it
+    # spends energy on nothing
+    last = rr[-spd:]
+    held = [x for x, r in zip(iv.targets, last, strict=False) if r == min(last) and x < math.inf]
+    if held and level == level:
+        top = max(held) * (1.0 - MARGIN)
+        level = top if top > level else level
+    return day, level
 
 
 def shave_cost(spread: float) -> float:

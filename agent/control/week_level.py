@@ -13,6 +13,9 @@ days stand for (days / DAYS_PER_MONTH), finds it jointly, with the recharge room
 Over the last 7 days it is within 0.5 % of the month's own optimum level on every load and tariff of
 the suite from the second week (bench/hindsight_levels.py).
 
+The weekdays hold their own levels, so such a day is held no lower than the all-hours level the day
+before it held (begin.week_level): under it, the month bills the weekdays' anyway.
+
 Only on such a day: where windows or a price spread share the battery, the heuristic's own levels
 stay (a day's optimum levels need the day's own future to hold: handed the month's optimum levels,
 the heuristic held the training loads' windows 5-7 % over them, 25-69 % of the optimum).
