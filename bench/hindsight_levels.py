@@ -32,7 +32,7 @@ import policy_suite as ps  # the suite's months (beside this script: on the path
 
 import agent
 from agent.economics.battery_lp import Storage, demand_layout, solve_battery_lp
-from agent.economics.optimum import resample_mean
+from agent.economics.optimum import BatterySpec, resample_mean
 from agent.economics.tariff import bundled
 from agent.model.config import load_site
 from agent.offline.replay import battery_spec, optimum_for
@@ -41,24 +41,26 @@ DAYS_PER_MONTH = 30.4  # levels.py's: a demand charge is per kW-month
 
 
 def levels_over(
-    ts: np.ndarray, net: np.ndarray, tariff_name: str, site_soc: tuple[float, float, float], share: float
+    ts: np.ndarray,
+    net: np.ndarray,
+    tariff_name: str,
+    bat: BatterySpec,
+    share: float,
 ) -> dict[str, float]:
     """The optimum's level per demand charge (kW) over `ts`, each charge priced at `share` of its rate."""
     tariff = bundled(tariff_name)
-    site = load_site(Path(agent.__file__).parent / "sites" / "demo.toml").with_clusters(12)
-    bat = battery_spec(site, 50.0)
     e = bat.energy_wh / 100.0
     lay = demand_layout(ts, tariff)
     priced = replace(lay, groups=tuple(replace(g, rate=g.rate * share) for g in lay.groups))
     spd = round(86400.0 / tariff.demand_interval_s)
-    full = site_soc[2] * e
+    full = bat.soc_max_pct * e
     st = Storage(
         power_w=bat.power_w,
         eta_c=bat.charge_efficiency,
         eta_d=bat.discharge_efficiency,
         e0_wh=full,
-        e_min_wh=site_soc[1] * e,
-        e_max_wh=site_soc[2] * e,
+        e_min_wh=bat.soc_min_pct * e,
+        e_max_wh=full,
         e_end_wh=None,
         e_end_min_wh=full,
         end_cycle_steps=spd,  # the last day repeats: the days after need the same
@@ -89,11 +91,10 @@ def one(months: Path, load: str, tariff_name: str, days: int, window: int) -> di
     net = np.maximum(net, 0.0)
     spd = round(86400.0 / tariff.demand_interval_s)
     bat = battery_spec(site, 50.0)
-    soc = (50.0, bat.soc_min_pct, bat.soc_max_pct)
     rows = []
     for d in range(1, days):
         a, b = max(0, d - window) * spd, d * spd
-        lv = levels_over(ts[a:b], net[a:b], tariff_name, soc, (b - a) / spd / DAYS_PER_MONTH)
+        lv = levels_over(ts[a:b], net[a:b], tariff_name, bat, (b - a) / spd / DAYS_PER_MONTH)
         day = datetime.fromtimestamp(float(ts[b]), tariff.timezone).strftime("%a %d")
         rows.append({"day": day, "levels_kw": {k: v for k, v in lv.items() if k in month_kw}})
     off = {

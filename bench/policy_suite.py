@@ -54,44 +54,39 @@ from agent.offline.replay import Trace, evaluate, replay
 
 def month(months: Path, name: str, tariff_name: str, days: int, step: float) -> Trace:
     """The (load, tariff) month at `step` s, from `months` or built (this tree's bench) and saved."""
-    path = months / f"{name}-{tariff_name}-{days}d-{step:g}s.npz"
+    return _saved(months, name, tariff_name, days, step, before=False)
+
+
+def before(months: Path, name: str, tariff_name: str, days: int, step: float) -> Trace:
+    """The days before month()'s month, of the same built load (planner_bench.HISTORY_DAYS, the
+    planner's history): what a running agent has behind it when the month starts (`--warm`)."""
+    return _saved(months, name, tariff_name, days, step, before=True)
+
+
+def _saved(months: Path, name: str, tariff_name: str, days: int, step: float, before: bool) -> Trace:
+    """The month, or the days before it, from `months`; both built and saved where missing."""
+    stem = f"{name}-{tariff_name}-{days}d-{step:g}s"
+    path = months / f"{stem}{'-before' if before else ''}.npz"
     if not path.exists():
         import planner_bench as pb  # this tree's bench (beside this script): only to build the months
 
         from agent.economics.optimum import resample_mean
 
         ts, load, pv = pb.build_load(name, days + pb.HISTORY_DAYS, 7)
-        _, m = pb.local_month(Trace(ts, load, pv, name), tariff_name, pb.HISTORY_DAYS)
-        t, w = m.timestamps, m.load_w
-        p = m.pv_w if m.pv_w is not None else np.zeros(0)
-        if step > 1.0:
-            t, w = resample_mean(m.timestamps, m.load_w, step)
-            p = resample_mean(m.timestamps, m.pv_w, step)[1] if m.pv_w is not None else p
+        parts = pb.local_month(Trace(ts, load, pv, name), tariff_name, pb.HISTORY_DAYS)
         months.mkdir(parents=True, exist_ok=True)
-        np.savez(path, ts=t, load=w, pv=p)
+        for part, suffix in zip(parts, ("-before", ""), strict=True):
+            out = months / f"{stem}{suffix}.npz"
+            if out.exists():  # a month saved by an older tree stays as it is
+                continue
+            t, w = part.timestamps, part.load_w
+            p = part.pv_w if part.pv_w is not None else np.zeros(0)
+            if step > 1.0:
+                t, w = resample_mean(part.timestamps, part.load_w, step)
+                p = resample_mean(part.timestamps, part.pv_w, step)[1] if part.pv_w is not None else p
+            np.savez(out, ts=t, load=w, pv=p)
     d = np.load(path)
-    return Trace(d["ts"], d["load"], d["pv"] if len(d["pv"]) else None, name)
-
-
-def before(months: Path, name: str, tariff_name: str, days: int, step: float) -> Trace:
-    """The days before month()'s month, of the same built load (planner_bench.HISTORY_DAYS, the
-    planner's history): what a running agent has behind it when the month starts (`--warm`)."""
-    path = months / f"{name}-{tariff_name}-{days}d-{step:g}s-before.npz"
-    if not path.exists():
-        import planner_bench as pb
-
-        from agent.economics.optimum import resample_mean
-
-        ts, load, pv = pb.build_load(name, days + pb.HISTORY_DAYS, 7)
-        h, _ = pb.local_month(Trace(ts, load, pv, name), tariff_name, pb.HISTORY_DAYS)
-        t, w = resample_mean(h.timestamps, h.load_w, step) if step > 1.0 else (h.timestamps, h.load_w)
-        p = np.zeros(0)
-        if h.pv_w is not None:
-            p = resample_mean(h.timestamps, h.pv_w, step)[1] if step > 1.0 else h.pv_w
-        months.mkdir(parents=True, exist_ok=True)
-        np.savez(path, ts=t, load=w, pv=p)
-    d = np.load(path)
-    return Trace(d["ts"], d["load"], d["pv"] if len(d["pv"]) else None, f"{name} before")
+    return Trace(d["ts"], d["load"], d["pv"] if len(d["pv"]) else None, f"{name} before" if before else name)
 
 
 # Float noise only: a battery that did nothing leaves the billed peak exactly where it was.

@@ -70,10 +70,15 @@ def test_the_ring_is_laid_out_oldest_day_first() -> None:
 
 
 def test_only_a_day_with_one_rate_and_one_price_is_such_a_day() -> None:
-    assert uniform_day((11.98,) * 4, (0.08,) * 4)
-    assert not uniform_day((11.98, 28.35, 11.98, 11.98), (0.08,) * 4)  # a window
-    assert not uniform_day((40.8,) * 4, (0.37, 1.01, 0.66, 0.37))  # a price spread (Shanghai)
-    assert not uniform_day((0.0,) * 4, (0.08,) * 4)  # no demand charge
+    assert uniform_day((11.98,) * 4, lambda: (0.08,) * 4)
+    assert not uniform_day((11.98, 28.35, 11.98, 11.98), lambda: (0.08,) * 4)  # a window
+    assert not uniform_day((40.8,) * 4, lambda: (0.37, 1.01, 0.66, 0.37))  # a price spread (Shanghai)
+    assert not uniform_day((0.0,) * 4, lambda: (0.08,) * 4)  # no demand charge
+
+    def never() -> tuple[float, ...]:
+        raise AssertionError("a day with a window needs no prices looked up")
+
+    assert not uniform_day((11.98, 28.35, 11.98, 11.98), never)
 
 
 @dataclass

@@ -76,7 +76,7 @@ def week_level(
         return day, iv.week_level_w
     spd = len(rates)
     midnight = today.replace(hour=0, minute=0, second=0, microsecond=0)
-    if not uniform_day(rates, day_prices(prices, midnight, spd, length_s)):
+    if not uniform_day(rates, lambda: day_prices(prices, midnight, spd, length_s)):
         return day, NAN
     loads = ring_days(iv.past, day, spd)
     if not loads:
@@ -92,7 +92,8 @@ def week_level(
     # charge alone, aimed MARGIN under): the month bills that anyway, and a weekend shaved under it
     # spends energy on nothing
     last = rr[-spd:]
-    held = [x for x, r in zip(iv.targets, last, strict=False) if r == min(last) and x < math.inf]
+    base = min(last)
+    held = [x for x, r in zip(iv.targets, last, strict=False) if r == base and x < math.inf]
     if held and level == level:
         top = max(held) * (1.0 - MARGIN)
         level = top if top > level else level

@@ -31,7 +31,7 @@ from typing import Final, NamedTuple
 
 from agent.control.cycle import Cycle
 from agent.control.envelope import ENVELOPE_DAYS, envelope
-from agent.control.levels import base_rate, shave_levels
+from agent.control.levels import base_rate, enough, shave_levels
 from agent.control.limit_reserve import drawn_down, import_cap_w, short_of_reserve
 from agent.control.state import ROLE_CHARGE, IntervalState, month_peak, rate_key
 from agent.control.window import AUTO, Window
@@ -299,18 +299,20 @@ def close_interval(
     # mean and gave back only the 1-day suite's (BENCHMARKS.md, issue 5s).
     over_aim = 1.0 / (1.0 - MARGIN)
     days = held_days(profile, past)
-    levels = shave_levels(
-        tuple(v * scale for v in env),
-        rates,
-        length_s,
-        energy_wh * scale,
-        power_w * scale,
-        cost_per_kwh,
-        tuple(v * over_aim for v in past) if len(past) == ENVELOPE_DAYS * spd else (),
-        tuple(v * scale for v in days),
-    )
-    if levels and all_hours_w == all_hours_w:  # NaN compares False
-        levels = tuple(all_hours_w * over_aim if r > 0.0 else INF for r in rates)
+    if all_hours_w == all_hours_w:  # NaN compares False
+        # a day the all-hours charge alone bills: the week's level in every slot, no pricing needed
+        levels = tuple(all_hours_w * over_aim if r > 0.0 else INF for r in rates) if enough(env) else ()
+    else:
+        levels = shave_levels(
+            tuple(v * scale for v in env),
+            rates,
+            length_s,
+            energy_wh * scale,
+            power_w * scale,
+            cost_per_kwh,
+            tuple(v * over_aim for v in past) if len(past) == ENVELOPE_DAYS * spd else (),
+            tuple(v * scale for v in days),
+        )
     fallback = math.nan
     if not levels:
         # Less than half a day of history: do not aim below the highest load seen so far, so the

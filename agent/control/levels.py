@@ -149,6 +149,11 @@ def _bisect(lo: float, hi: float, fits: Callable[[float], bool]) -> tuple[float,
     return lo, hi
 
 
+def enough(profile: tuple[float, ...]) -> bool:
+    """At least half the day profile known: what any level is sized on (shave_levels)."""
+    return 2 * sum(1 for v in profile if v == v) >= len(profile) > 0
+
+
 def shave_levels(
     profile: tuple[float, ...],
     rates: tuple[float, ...],
@@ -177,8 +182,7 @@ def shave_levels(
     was held at 3,950 kW where the battery held 3,640 on each day (issue 13z).
     """
     n = len(profile)
-    known = sum(1 for v in profile if v == v)
-    if n == 0 or 2 * known < n or len(rates) != n:
+    if not enough(profile) or len(rates) != n:
         return ()
     layers = _layers(profile, rates, days if len(days) % n == 0 else ())
     if not layers:

@@ -26,6 +26,7 @@ Pure: a function of the last days' loads, their rates and prices, and the batter
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -48,9 +49,11 @@ class WeekBattery:
     wear_per_kwh: float  # per kWh discharged
 
 
-def uniform_day(rates: tuple[float, ...], prices: tuple[float, ...]) -> bool:
-    """One demand rate, billed, and one energy price over the whole day: the all-hours charge alone."""
-    return bool(rates) and rates[0] > 0.0 and len(set(rates)) == 1 and len(set(prices)) == 1
+def uniform_day(rates: tuple[float, ...], prices: Callable[[], tuple[float, ...]]) -> bool:
+    """One demand rate, billed, and one energy price over the whole day: the all-hours charge alone.
+    `prices` gives the day's prices, looked up only where the rates pass (most days, the weekdays,
+    stop at their windows)."""
+    return bool(rates) and rates[0] > 0.0 and len(set(rates)) == 1 and len(set(prices())) == 1
 
 
 def all_hours_level_w(
