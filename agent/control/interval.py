@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from agent.control.demand import MARGIN, MIN_COVERAGE, close_interval
 from agent.control.envelope import remember
-from agent.control.levels import within_energy
+from agent.control.levels import base_rate, within_energy
 from agent.control.state import IntervalState
 
 
@@ -117,8 +117,18 @@ def roll(
         run = 1
         while slot + run < len(rates) and rates[slot + run] == rates[slot]:
             run += 1
+        # The shoulder after the window, at lower rates above the all-hours one (PG&E's part-peak
+        # evening after the peak window), is held from what the window leaves: nothing refills the
+        # battery before the night. Spent to the last kWh in the window (5,023 kW, the optimum's
+        # 5,045), inference / PG&E billed its month's maximum demand at 18:15 (5,275 kW against 5,093):
+        # a kW of window level frees its hours above it (6) in kWh, at 28.35 USD, where the shoulder's
+        # 0.75 h freed a kWh at 4 times the price.
+        base = base_rate(rates)
+        tail = 0
+        while slot + run + tail < len(rates) and base < rates[slot + run + tail] < rates[slot]:
+            tail += 1
         # the days the levels were fitted to (close_interval built them; demand.held_days)
-        targets = within_energy(targets, env, slot, run, MARGIN, stored_wh, length_s, days)
+        targets = within_energy(targets, env, slot, run, MARGIN, stored_wh, length_s, days, tail)
     return IntervalState(
         key=key,
         rate=rate,

@@ -229,6 +229,30 @@ def _shaved(layer: _Layer, level: float) -> float:
     return INF if level >= layer.top else level
 
 
+def _worst_need(
+    rows: list[tuple[float, ...]],
+    targets: tuple[float, ...],
+    idx: list[int],
+    keep: float,
+    x: float,
+    kept: list[int],
+) -> float:
+    """The most any row needs (W x slots) above the `targets`, held `keep` times under: in the
+    slots `idx` at least `x`, in the slots `kept` as they are."""
+    worst = 0.0
+    for row in rows:
+        s = 0.0
+        for k in idx:
+            t = targets[k] if targets[k] > x else x
+            if row[k] > t * keep:
+                s += row[k] - t * keep
+        for k in kept:
+            if row[k] > targets[k] * keep:
+                s += row[k] - targets[k] * keep
+        worst = s if s > worst else worst
+    return worst
+
+
 def within_energy(
     targets: tuple[float, ...],
     load: tuple[float, ...],
@@ -238,10 +262,12 @@ def within_energy(
     stored_wh: float,
     length_s: float,
     days: tuple[float, ...] = (),
+    tail: int = 0,
 ) -> tuple[float, ...]:
     """`targets` with the lowest of the `n_slots` slots from `slot` raised, just enough that the
     energy stored now (`stored_wh`, AC) holds `load` (the envelope of the days that may come; with
-    `days`, each of them) at their aim, `aim` under each, to the last of them; unchanged where it does.
+    `days`, each of them) at their aim, `aim` under each, to the last of them, and the `tail` slots
+    after them at their own targets; unchanged where it does.
 
     The levels are sized on a full battery and the load's interval averages; the battery holds them
     `aim` under from what it has when their slots come. On the first afternoon of a month at the
@@ -252,6 +278,9 @@ def within_energy(
     `days`: the days `load` is the envelope of, day after day by slot (NaN: unknown, `load`'s value
     stands in; (): `load` itself): the energy must hold each of them, not their envelope, which
     is none of them (shave_levels' `fit`).
+    `tail`: slots after the running ones whose levels the battery must still hold from what it has
+    (interval.roll: a lower-rate shoulder after a window, before the night refills it); their need
+    is kept for them, not raised for. Where they alone need more than is stored, they are left out.
     """
     n = len(targets)
     if n == 0 or len(load) != n or stored_wh != stored_wh:  # NaN: unknown
@@ -260,24 +289,24 @@ def within_energy(
     keep = 1.0 - aim
     # the slots that need energy: only their targets are raised (a raised target elsewhere would be
     # charging headroom above what the month bills)
-    idx = [k % n for k in range(slot, slot + min(n_slots, n)) if load[k % n] > targets[k % n] * keep]
+    n_run = min(n_slots, n)
+    idx = [k % n for k in range(slot, slot + n_run) if load[k % n] > targets[k % n] * keep]
+    end = slot + n_run + max(0, min(tail, n - n_run))
+    kept = [k % n for k in range(slot + n_run, end) if load[k % n] > targets[k % n] * keep]
 
     rows = _fit_rows(load, days)
+    if not idx:
+        return targets
+    top = max(load[k] for k in idx) / keep
+    if kept and _worst_need(rows, targets, [], keep, -INF, kept) * h > stored_wh:
+        kept = []  # the shoulder alone needs more than is stored: the running window's energy is its own
 
     def need(x: float) -> float:
-        worst = 0.0
-        for row in rows:
-            s = 0.0
-            for k in idx:
-                t = targets[k] if targets[k] > x else x
-                if row[k] > t * keep:
-                    s += row[k] - t * keep
-            worst = s if s > worst else worst
-        return worst * h
+        return _worst_need(rows, targets, idx, keep, x, kept) * h
 
-    if not idx or need(-INF) <= stored_wh:
+    if need(-INF) <= stored_wh:
         return targets
-    hi = _bisect(min(targets[k] for k in idx), max(load[k] for k in idx) / keep, lambda x: need(x) <= stored_wh)[1]
+    hi = _bisect(min(targets[k] for k in idx), top, lambda x: need(x) <= stored_wh)[1]
     out = list(targets)
     for k in idx:  # never above the slot's own load: there it needs nothing (nor leaves room to charge)
         x = hi if hi < load[k] / keep else load[k] / keep
