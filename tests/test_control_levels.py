@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from agent.control.interval import window_run
 from agent.control.levels import base_rate, shave_levels, within_energy
 
 # E-20 summer weekday by 15-min slot: 11.98 all hours, + 3.56 part-peak 08-12 and 18-21, + 16.37 peak 12-18
@@ -110,6 +111,39 @@ def test_a_level_the_stored_energy_cannot_hold_at_its_aim_is_raised_evenly() -> 
     out = within_energy(targets, PROFILE, 60, 12, 0.01, 1.8e6, 900.0)
     assert out[60:72] == pytest.approx(((4e6 - 6e5) / 0.99,) * 12, abs=1.0)
     assert out[48:60] == targets[48:60]  # the slots already past are not this check's
+
+
+def test_the_window_keeps_what_its_shoulder_needs_before_the_night() -> None:
+    """PG&E's part-peak evening (18:00-21:30) after the peak window: nothing refills the battery
+    before the night, so the afternoon's level is raised until the energy stored holds both. The
+    evening at 3.1 MW over a 3 MW level held 1 % under: (3.1 - 2.97) MW x 3.5 h = 455 kWh kept
+    for it; the afternoon then has 3,600 - 455 = 3,145 kWh: (4 MW - 0.99 L') x 6 h = 3,145 kWh,
+    L' = (4 - 0.524167) / 0.99 MW = 3,510.94 kW (3,434.3 kW without the evening). The evening's own
+    level is not raised: its kW is worth 4 times less energy an hour."""
+    evening = tuple(3.1e6 if 72 <= s < 86 else v for s, v in enumerate(PROFILE))
+    targets = tuple(3.4e6 if 48 <= s < 72 else 3e6 if 72 <= s < 86 else math.inf for s in range(96))
+    out = within_energy(targets, evening, 48, 24, 0.01, ENERGY_WH, 900.0, (), 14)
+    kept_wh = (3.1e6 - 0.99 * 3e6) * 3.5
+    assert kept_wh == pytest.approx(455e3)
+    assert out[48:72] == pytest.approx(((4e6 - (ENERGY_WH - kept_wh) / 6.0) / 0.99,) * 24, abs=1.0)
+    assert out[48] == pytest.approx(3_510_943.0, abs=1.0)
+    assert out[72:] == targets[72:] and out[:48] == targets[:48]
+    # without the shoulder counted (tail 0): the window alone, as before
+    assert within_energy(targets, evening, 48, 24, 0.01, ENERGY_WH, 900.0)[48] == pytest.approx(3_434_343.4, abs=1.0)
+    # a shoulder needing more than is stored is left out: the window's energy stays its own
+    assert within_energy(targets, evening, 48, 24, 0.01, 0.4e6, 900.0, (), 14) == within_energy(
+        targets, evening, 48, 24, 0.01, 0.4e6, 900.0
+    )
+
+
+def test_a_window_s_shoulder_is_the_lower_rate_run_after_it_before_the_all_hours_one() -> None:
+    assert window_run(RATES, 48) == (24, 12)  # the peak window: the part-peak evening 18:00-21:00
+    assert window_run(RATES, 60) == (12, 12)  # from 15:00
+    assert window_run(RATES, 32) == (16, 0)  # the morning part-peak: the peak window after it is dearer
+    assert window_run(RATES, 72) == (12, 0)  # the evening itself: the night after it is the all-hours rate
+    assert window_run(RATES, 0) == (32, 0)
+    assert window_run((40.8,) * 96, 10) == (86, 0)  # one rate (Shanghai): no shoulder
+    assert window_run(RATES, 96) == (0, 0) and window_run((), 0) == (0, 0)
 
 
 def test_a_level_the_stored_energy_holds_is_left_as_it_is() -> None:

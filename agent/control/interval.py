@@ -46,6 +46,29 @@ def accumulate(
     )
 
 
+def window_run(rates: tuple[float, ...], slot: int) -> tuple[int, int]:
+    """The running demand window from `slot` (its run of equal rates to the day's end) and its
+    shoulder: the slots after it at lower rates above the all-hours one (levels.base_rate), which
+    its energy must still hold (levels.within_energy's `tail`). (0, 0) for a slot outside `rates`.
+
+    The shoulder, PG&E's part-peak evening after the peak window: nothing refills the battery before
+    the night. Spent to the last kWh in the window (5,023 kW, the optimum's 5,045), inference / PG&E
+    billed its month's maximum demand at 18:15 (5,275 kW against 5,093): a kW of window level frees
+    its 6 hours above it in kWh for 28.35 USD a month, where the shoulder's 0.75 h freed a kWh at 4
+    times the price. A window followed by a higher rate (the morning part-peak before the peak) has
+    none: that energy is the next window's own check, with what is left when it opens."""
+    if not 0 <= slot < len(rates):
+        return 0, 0
+    run = 1
+    while slot + run < len(rates) and rates[slot + run] == rates[slot]:
+        run += 1
+    base = base_rate(rates)
+    tail = 0
+    while slot + run + tail < len(rates) and base < rates[slot + run + tail] < rates[slot]:
+        tail += 1
+    return run, tail
+
+
 def roll(
     iv: IntervalState,
     *,
@@ -112,21 +135,10 @@ def roll(
     )
     if fixed_w <= 0.0 and 0 <= slot < len(rates):
         # Over the running demand window (its run of equal rates): each later window gets the same
-        # check with what is left when it opens. Over the rest of the day (the evening after it, the
-        # night the valley refills), the raise cost pv / PG&E at 0.021 USD/kWh 7.5 points of the optimum.
-        run = 1
-        while slot + run < len(rates) and rates[slot + run] == rates[slot]:
-            run += 1
-        # The shoulder after the window, at lower rates above the all-hours one (PG&E's part-peak
-        # evening after the peak window), is held from what the window leaves: nothing refills the
-        # battery before the night. Spent to the last kWh in the window (5,023 kW, the optimum's
-        # 5,045), inference / PG&E billed its month's maximum demand at 18:15 (5,275 kW against 5,093):
-        # a kW of window level frees its hours above it (6) in kWh, at 28.35 USD, where the shoulder's
-        # 0.75 h freed a kWh at 4 times the price.
-        base = base_rate(rates)
-        tail = 0
-        while slot + run + tail < len(rates) and base < rates[slot + run + tail] < rates[slot]:
-            tail += 1
+        # check with what is left when it opens. Raised over the rest of the day (the evening after it,
+        # the night the valley refills), the raise cost pv / PG&E at 0.021 USD/kWh 7.5 points of the
+        # optimum; the shoulder's need (window_run) is kept for it, never raised.
+        run, tail = window_run(rates, slot)
         # the days the levels were fitted to (close_interval built them; demand.held_days)
         targets = within_energy(targets, env, slot, run, MARGIN, stored_wh, length_s, days, tail)
     return IntervalState(
