@@ -114,25 +114,36 @@ def test_a_level_the_stored_energy_cannot_hold_at_its_aim_is_raised_evenly() -> 
 
 
 def test_the_window_keeps_what_its_shoulder_needs_before_the_night() -> None:
-    """PG&E's part-peak evening (18:00-21:30) after the peak window: nothing refills the battery
-    before the night, so the afternoon's level is raised until the energy stored holds both. The
-    evening at 3.1 MW over a 3 MW level held 1 % under: (3.1 - 2.97) MW x 3.5 h = 455 kWh kept
-    for it; the afternoon then has 3,600 - 455 = 3,145 kWh: (4 MW - 0.99 L') x 6 h = 3,145 kWh,
-    L' = (4 - 0.524167) / 0.99 MW = 3,510.94 kW (3,434.3 kW without the evening). The evening's own
-    level is not raised: its kW is worth 4 times less energy an hour."""
-    evening = tuple(3.1e6 if 72 <= s < 86 else v for s, v in enumerate(PROFILE))
-    targets = tuple(3.4e6 if 48 <= s < 72 else 3e6 if 72 <= s < 86 else math.inf for s in range(96))
-    out = within_energy(targets, evening, 48, 24, 0.01, ENERGY_WH, 900.0, (), 14)
-    kept_wh = (3.1e6 - 0.99 * 3e6) * 3.5
-    assert kept_wh == pytest.approx(455e3)
+    """PG&E's part-peak evening after the peak window: nothing refills the battery before the night,
+    so the afternoon's level is raised until the energy stored holds both. The evening's first hour
+    (then 2.9 MW) at 3.1 MW over a 3 MW level held 1 % under: (3.1 - 2.97) MW x 1 h = 130 kWh kept for it; the
+    afternoon then has 3,600 - 130 = 3,470 kWh: (4 MW - 0.99 L') x 6 h = 3,470 kWh, L' = (4 -
+    0.578333) / 0.99 MW = 3,456.23 kW (3,434.34 kW without the evening). The evening's level is not
+    raised: a kW of it frees 1 kWh for 15.54 USD, one of the afternoon's 6 kWh for 28.35."""
+    ratio = 28.35 / 15.54
+    evening = tuple(3.1e6 if 72 <= s < 76 else 2.9e6 if 76 <= s < 84 else v for s, v in enumerate(PROFILE))
+    targets = tuple(3.4e6 if 48 <= s < 72 else 3e6 if 72 <= s < 84 else math.inf for s in range(96))
+    out = within_energy(targets, evening, 48, 24, 0.01, ENERGY_WH, 900.0, (), 12, ratio)
+    kept_wh = (3.1e6 - 0.99 * 3e6) * 1.0
+    assert kept_wh == pytest.approx(130e3)
     assert out[48:72] == pytest.approx(((4e6 - (ENERGY_WH - kept_wh) / 6.0) / 0.99,) * 24, abs=1.0)
-    assert out[48] == pytest.approx(3_510_943.0, abs=1.0)
+    assert out[48] == pytest.approx(3_456_229.0, abs=1.0)
     assert out[72:] == targets[72:] and out[:48] == targets[:48]
     # without the shoulder counted (tail 0): the window alone, as before
-    assert within_energy(targets, evening, 48, 24, 0.01, ENERGY_WH, 900.0)[48] == pytest.approx(3_434_343.4, abs=1.0)
+    alone = within_energy(targets, evening, 48, 24, 0.01, ENERGY_WH, 900.0)
+    assert alone[48] == pytest.approx(3_434_343.4, abs=1.0)
     # a shoulder needing more than is stored is left out: the window's energy stays its own
-    assert within_energy(targets, evening, 48, 24, 0.01, 0.4e6, 900.0, (), 14) == within_energy(
-        targets, evening, 48, 24, 0.01, 0.4e6, 900.0
+    assert within_energy(targets, evening, 48, 24, 0.01, 0.1e6, 900.0, (), 12, ratio) == within_energy(
+        targets, evening, 48, 24, 0.01, 0.1e6, 900.0
+    )
+    # the whole 3 h evening above its level: kept at 15.54 (a kWh freed there costs 15.54 / 3 h = 5.18
+    # USD a month, the afternoon's 28.35 / 6 h = 4.73: the window gives way), 390 kWh ...
+    long = tuple(3.1e6 if 72 <= s < 84 else v for s, v in enumerate(PROFILE))
+    kept = within_energy(targets, long, 48, 24, 0.01, ENERGY_WH, 900.0, (), 12, ratio)
+    assert kept[48] == pytest.approx((4e6 - (ENERGY_WH - 390e3) / 6.0) / 0.99, abs=1.0)
+    # ... but at a 12.00 rate there (12.00 / 3 h = 4.00 USD) the evening gives way, not the window
+    assert within_energy(targets, long, 48, 24, 0.01, ENERGY_WH, 900.0, (), 12, 28.35 / 12.0) == within_energy(
+        targets, long, 48, 24, 0.01, ENERGY_WH, 900.0
     )
 
 

@@ -140,7 +140,8 @@ def roll(
         # optimum; the shoulder's need (window_run) is kept for it, never raised.
         run, tail = window_run(rates, slot)
         # the days the levels were fitted to (close_interval built them; demand.held_days)
-        targets = within_energy(targets, env, slot, run, MARGIN, stored_wh, length_s, days, tail)
+        ratio = rates[slot] / rates[slot + run] if tail else 1.0  # the shoulder's first rate, > 0
+        targets = within_energy(targets, env, slot, run, MARGIN, stored_wh, length_s, days, tail, ratio)
     return IntervalState(
         key=key,
         rate=rate,

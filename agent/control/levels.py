@@ -253,6 +253,36 @@ def _worst_need(
     return worst
 
 
+def _window_cheaper(
+    rows: list[tuple[float, ...]],
+    targets: tuple[float, ...],
+    idx: list[int],
+    kept: list[int],
+    keep: float,
+    x: float,
+    ratio: float,
+) -> bool:
+    """On the row that needs the most with the slots `idx` at least `x` (and `kept` as they are):
+    whether a kW of level in `idx` frees energy at most as dearly as one in `kept`, their rates
+    `ratio` to 1 (within_energy's `tail_ratio`): its slots above the level, at least `ratio` times
+    the kept slots above theirs."""
+    worst, above, above_kept = -1.0, 0, 0
+    for row in rows:
+        s, a, b = 0.0, 0, 0
+        for k in idx:
+            t = targets[k] if targets[k] > x else x
+            if row[k] > t * keep:
+                s += row[k] - t * keep
+                a += 1
+        for k in kept:
+            if row[k] > targets[k] * keep:
+                s += row[k] - targets[k] * keep
+                b += 1
+        if s > worst:
+            worst, above, above_kept = s, a, b
+    return above >= ratio * above_kept
+
+
 def within_energy(
     targets: tuple[float, ...],
     load: tuple[float, ...],
@@ -263,6 +293,7 @@ def within_energy(
     length_s: float,
     days: tuple[float, ...] = (),
     tail: int = 0,
+    tail_ratio: float = 1.0,
 ) -> tuple[float, ...]:
     """`targets` with the lowest of the `n_slots` slots from `slot` raised, just enough that the
     energy stored now (`stored_wh`, AC) holds `load` (the envelope of the days that may come; with
@@ -281,6 +312,10 @@ def within_energy(
     `tail`: slots after the running ones whose levels the battery must still hold from what it has
     (interval.roll: a lower-rate shoulder after a window, before the night refills it); their need
     is kept for them, not raised for. Where they alone need more than is stored, they are left out.
+    `tail_ratio`: the running slots' demand rate over the tail's. The window gives way for the tail
+    only where that is the cheaper kWh: a kW of window level frees a kWh for each of its slots above
+    it (on the day that binds), a kW of tail level one for each of the tail's, so the tail is kept
+    while the window's slots above the raised level are at least `tail_ratio` times the tail's.
     """
     n = len(targets)
     if n == 0 or len(load) != n or stored_wh != stored_wh:  # NaN: unknown
@@ -307,6 +342,11 @@ def within_energy(
     if need(-INF) <= stored_wh:
         return targets
     hi = _bisect(min(targets[k] for k in idx), top, lambda x: need(x) <= stored_wh)[1]
+    if kept and not _window_cheaper(rows, targets, idx, kept, keep, hi, tail_ratio):
+        kept = []
+        if need(-INF) <= stored_wh:
+            return targets
+        hi = _bisect(min(targets[k] for k in idx), top, lambda x: need(x) <= stored_wh)[1]
     out = list(targets)
     for k in idx:  # never above the slot's own load: there it needs nothing (nor leaves room to charge)
         x = hi if hi < load[k] / keep else load[k] / keep
