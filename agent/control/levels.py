@@ -241,7 +241,8 @@ def _worst_need(
     y: float = -INF,
 ) -> float:
     """The most any row needs (W x slots) above the `targets`, held `keep` times under: in the
-    slots `idx` at least `x`, in the slots `kept` at least `y`."""
+    slots `idx` at least `x`; in the slots `kept` at least `y`, where the row is over them (a slot the
+    battery leaves at its load under its level bills nothing more: a later window's aim is its own)."""
     worst = 0.0
     for row in rows:
         s = 0.0
@@ -249,9 +250,9 @@ def _worst_need(
             t = targets[k] if targets[k] > x else x
             if row[k] > t * keep:
                 s += row[k] - t * keep
-        for k in kept:
+        for k in kept:  # only a load over the level needs its aim there: one under it bills nothing more
             t = targets[k] if targets[k] > y else y
-            if row[k] > t * keep:
+            if row[k] > t:
                 s += row[k] - t * keep
         worst = s if s > worst else worst
     return worst
@@ -302,7 +303,7 @@ def within_energy(
     n_run = min(n_slots, n)
     idx = [k % n for k in range(slot, slot + n_run) if load[k % n] > targets[k % n] * keep]
     end = slot + n_run + max(0, min(tail, n - n_run))
-    kept = [k % n for k in range(slot + n_run, end) if load[k % n] > targets[k % n] * keep]
+    kept = [k % n for k in range(slot + n_run, end) if load[k % n] > targets[k % n]]
 
     rows = _fit_rows(load, days)
     if not idx:
