@@ -30,7 +30,7 @@ import pytest
 
 from agent.campus.allocate import CampusLimits, FeederState
 from agent.campus.demand import start, step
-from agent.campus.levels import Pool, ahead, level, observe, pool
+from agent.campus.levels import ahead, level, observe, pool
 from agent.campus.messages import MessageError, decode, parse_report, signed_report
 from agent.control.campus_share import feeder_state
 from agent.control.demand import target_w
@@ -134,7 +134,9 @@ def test_the_pooled_battery_goes_on_the_wire_and_a_missing_feeder_is_not_the_cam
     body = decode(signed_report(KEY, f, 1.79e9)) | {"budget_wh": -1.0}
     with pytest.raises(MessageError, match="'budget_wh' must be >= 0"):
         parse_report(body, "f1")
-    assert pool([f, replace(f, site_id="f2", spread=math.nan)]) == Pool(4e6, 1.6e6, 2e6, -0.0862)
+    got_pool = pool([f, replace(f, site_id="f2", spread=math.nan)])
+    assert (got_pool.budget_wh, got_pool.power_w, got_pool.stored_wh, got_pool.spread) == (4e6, 1.6e6, 2e6, -0.0862)
+    assert math.isnan(got_pool.round_trip) and math.isnan(got_pool.wear_per_kwh)  # not reported: no week's level
 
     tariff = bundled(TARIFF)
     t = datetime(2026, 7, 1, 10, 0, 30, tzinfo=tariff.timezone)
@@ -172,3 +174,48 @@ def test_the_campus_books_the_interval_its_meter_bills() -> None:
     fs3 = [*fs2, replace(fs2[0], site_id="f3", net_load_w=1.0e6, grid_w=0.8e6)]
     st, _ = step(st, fs3, t0 + timedelta(seconds=1020), t0 + timedelta(seconds=1080), STEP, 900.0, 0.0, tariff)
     assert st.iv.grid_ws == pytest.approx((3.6e6 + 4.4e6) * STEP, rel=1e-12)
+
+
+def test_a_campus_on_a_day_the_all_hours_charge_bills_alone_holds_the_week_s_level() -> None:
+    """A site works out its level of a day that bills the all-hours charge alone (PG&E's weekend)
+    from the last week's optimum (begin.week_level); the campus does the same on its pooled battery
+    once every feeder reports its round trip and wear (agent/campus/levels.py). Without them (an agent
+    before they were reported) the campus has none, as before, and holds its levels' all-hours one."""
+    tariff = bundled(TARIFF)
+    spd = 96
+    # a week behind the campus, known in every slot: 2 MW at night, 3 MW for 6 h a day
+    day = tuple(3.0e6 if 48 <= s < 72 else 2.0e6 for s in range(spd))
+    sat = datetime(2026, 7, 4, tzinfo=tariff.timezone)  # a Saturday: one rate, one price all day
+    f = FeederState("f1", 2.0e6, 2.0e6, 8e5, 8e5, 2e6, budget_wh=3e6, power_w=1.6e6, spread=-0.0862)
+    reported = replace(f, round_trip=0.9216, wear_per_kwh=0.15)
+    with_rt = [reported, replace(reported, site_id="f2")]
+    without = [f, replace(f, site_id="f2")]
+    levels = []
+    for fs in (with_rt, without):
+        st = start(900.0, day)
+        st = replace(st, iv=replace(st.iv, past=day * 7))
+        for k in range(3):  # across Saturday's first interval edge
+            t = sat - timedelta(seconds=60) + timedelta(seconds=60 * k)
+            st, _ = step(st, fs, t, t, STEP, 900.0, 0.0, tariff)
+        assert st.iv.week_day == sat.toordinal() or not math.isfinite(st.iv.week_level_w)
+        levels.append(st.iv.week_level_w)
+    # 6 MWh from full (2 x 3 MWh) over the week's 6 h plateaus at 3 MW: a level under them, over the nights
+    assert 2.0e6 < levels[0] < 3.0e6
+    assert math.isnan(levels[1])
+
+
+def test_the_feeders_round_trip_and_wear_go_on_the_wire_and_are_pooled_by_what_each_holds() -> None:
+    f = FeederState("f1", 1e6, 1e6, 4e5, 4e5, 1e6, budget_wh=2e6, power_w=8e5, round_trip=0.9, wear_per_kwh=0.1)
+    got = parse_report(decode(signed_report(KEY, f, 1.79e9)), "f1")
+    assert (got.round_trip, got.wear_per_kwh) == (0.9, 0.1)
+    body = decode(signed_report(KEY, f, 1.79e9)) | {"round_trip": 1.5}
+    with pytest.raises(MessageError, match="'round_trip' must be > 0 and <= 1"):
+        parse_report(body, "f1")
+    body = decode(signed_report(KEY, f, 1.79e9)) | {"wear_per_kwh": -0.1}
+    with pytest.raises(MessageError, match="'wear_per_kwh' must be >= 0"):
+        parse_report(body, "f1")
+    g = replace(f, site_id="f2", budget_wh=6e6, round_trip=0.8, wear_per_kwh=0.2)
+    p = pool([f, g])
+    assert p.round_trip == pytest.approx((0.9 * 2 + 0.8 * 6) / 8)
+    assert p.wear_per_kwh == pytest.approx((0.1 * 2 + 0.2 * 6) / 8)
+    assert math.isnan(pool([f, replace(g, round_trip=math.nan)]).round_trip)

@@ -132,6 +132,11 @@ class FeederState:
     # the battery power (W, discharge positive) the cycle it reports commanded: in flight while the
     # coordinator answers, its import already decided (in_flight); NaN: not reported
     battery_w: float = math.nan
+    # what the campus's all-hours level of a day that bills it alone is worked out with (begin.week_level,
+    # as a site's): the round trip (charge x discharge efficiency) and the wear per kWh discharged
+    # of its battery (NaN: not reported, an agent before they were; the campus then has no such level)
+    round_trip: float = math.nan
+    wear_per_kwh: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)

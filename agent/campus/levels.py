@@ -56,6 +56,7 @@ from agent.control.interval import accumulate
 from agent.control.prices import Prices
 from agent.control.state import IntervalState
 from agent.control.tou import demand_charge_now, shave_keep_wh
+from agent.control.week_level import WeekBattery
 from agent.model.interval import local_slot
 
 
@@ -67,6 +68,10 @@ class Pool:
     power_w: float  # discharge power, no window applied
     stored_wh: float  # AC energy above the floors now
     spread: float  # the round trip's value per kWh discharged (NaN: not known)
+    # the feeders' round trip and wear per kWh, weighed by their budgets (NaN: not every feeder
+    # reported them): the battery a day the all-hours charge bills alone is worked out for (week_level)
+    round_trip: float = math.nan
+    wear_per_kwh: float = math.nan
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,11 +87,17 @@ class Level:
 def pool(fs: Sequence[FeederState]) -> Pool:
     """The feeders' batteries summed; the spread their price plans priced, averaged (one tariff: alike)."""
     spreads = [f.spread for f in fs if math.isfinite(f.spread)]
+    budget = sum(f.budget_wh for f in fs)
+    # a battery of every feeder's, each weighing what it holds (a sum of NaN where one did not report)
+    rt = sum(f.round_trip * f.budget_wh for f in fs) / budget if budget > 0.0 else math.nan
+    wear = sum(f.wear_per_kwh * f.budget_wh for f in fs) / budget if budget > 0.0 else math.nan
     return Pool(
-        budget_wh=sum(f.budget_wh for f in fs),
+        budget_wh=budget,
         power_w=sum(f.power_w for f in fs),
         stored_wh=sum(f.energy_wh for f in fs),
         spread=sum(spreads) / len(spreads) if spreads else math.nan,
+        round_trip=rt,
+        wear_per_kwh=wear,
     )
 
 
@@ -105,6 +116,7 @@ def _advance(
     key, slot, into, _ = local_slot(t, length_s)
     if key == iv.key:
         return accumulate(iv, sample, imp, net, dt)
+    known = math.isfinite(p.round_trip) and math.isfinite(p.wear_per_kwh) and p.budget_wh > 0.0
     return next_interval(
         iv,
         t,
@@ -122,6 +134,7 @@ def _advance(
         stored_wh=p.stored_wh,
         spread=p.spread,
         fixed_w=0.0,  # economic: the campus's own levels
+        week=WeekBattery(p.budget_wh, p.power_w, p.round_trip, p.wear_per_kwh) if known else None,
     )
 
 

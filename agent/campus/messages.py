@@ -20,7 +20,9 @@ value is all either side uses, and a retained one would only be refused as stale
              raise its time-of-use plan priced: agent/campus/bound.py; "budget_wh", "power_w",
              "spread": what the campus's economic levels are sized on, agent/campus/levels.py;
              "battery_w": the battery power its cycle commanded, W, discharge positive:
-             agent/campus/allocate.py in_flight)
+             agent/campus/allocate.py in_flight; "round_trip", "wear_per_kwh": its battery's
+             charge x discharge efficiency and wear per kWh discharged, what the campus's level of
+             a day the all-hours charge bills alone is worked out with, agent/campus/levels.py)
     share:  {"v": 1, "site": "f1", "seq": 17, "ts": ..., "nonce": ..., "import_cap_w": ...,
              "ramp_w_per_s": ..., "demand_target_w": ..., "keep_wh": ..., "sig": ...}
              (keep_wh: its part of the campus's keep for the demand target, AC Wh; absent or
@@ -87,7 +89,13 @@ def signed_report(secret: bytes, f: FeederState, ts: float) -> bytes:
     if good and math.isfinite(f.battery_w):  # in flight when the coordinator answers (allocate.in_flight)
         body["battery_w"] = round(f.battery_w, 3)
     if good:  # what the campus's economic levels are sized on (agent/campus/levels.py)
-        for k, v in (("budget_wh", f.budget_wh), ("power_w", f.power_w), ("spread", f.spread)):
+        for k, v in (
+            ("budget_wh", f.budget_wh),
+            ("power_w", f.power_w),
+            ("spread", f.spread),
+            ("round_trip", f.round_trip),
+            ("wear_per_kwh", f.wear_per_kwh),
+        ):
             if math.isfinite(v):
                 body[k] = round(v, 6)
     return json.dumps(sign(secret, body), separators=(",", ":")).encode()
@@ -151,6 +159,13 @@ def parse_report(msg: dict[str, Any], site: str) -> FeederState:
         if v < 0.0:
             raise MessageError(f"'{k}' must be >= 0, got {v!r}")
     spread = _watts(msg, "spread") if "spread" in msg else math.nan
+    # absent: an agent before they were reported (the campus then works out no week's level)
+    rt = _watts(msg, "round_trip") if "round_trip" in msg else math.nan
+    if rt == rt and not 0.0 < rt <= 1.0:
+        raise MessageError(f"'round_trip' must be > 0 and <= 1, got {rt!r}")
+    wear = _watts(msg, "wear_per_kwh") if "wear_per_kwh" in msg else math.nan
+    if wear < 0.0:
+        raise MessageError(f"'wear_per_kwh' must be >= 0, got {wear!r}")
     battery = _watts(msg, "battery_w") if "battery_w" in msg else math.nan  # absent: not reported
     return FeederState(
         site,
@@ -161,6 +176,8 @@ def parse_report(msg: dict[str, Any], site: str) -> FeederState:
         power_w=power,
         spread=spread,
         battery_w=battery,
+        round_trip=rt,
+        wear_per_kwh=wear,
         **vals,
     )
 

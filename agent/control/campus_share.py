@@ -153,6 +153,8 @@ def feeder_state(
         power_w=power,
         spread=spread,
         battery_w=battery_w,
+        round_trip=cfg.charge_efficiency * cfg.discharge_efficiency,
+        wear_per_kwh=cfg.degradation_cost_per_kwh,
     )
 
 
