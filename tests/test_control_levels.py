@@ -119,8 +119,7 @@ def test_the_window_keeps_what_its_shoulder_needs_before_the_night() -> None:
     (then 2.9 MW) at 3.1 MW over a 3 MW level held 1 % under: (3.1 - 2.97) MW x 1 h = 130 kWh kept for it; the
     afternoon then has 3,600 - 130 = 3,470 kWh: (4 MW - 0.99 L') x 6 h = 3,470 kWh, L' = (4 -
     0.578333) / 0.99 MW = 3,456.23 kW (3,434.34 kW without the evening). The evening's level is not
-    raised: let go, it would bill its 3.1 MW, 100 kW more at 15.54 USD, where the afternoon's 21.9 kW
-    more cost 28.35."""
+    raised: a kW of it frees 1 kWh for 15.54 USD, one of the afternoon's 6 kWh for 28.35."""
     ratio = 28.35 / 15.54
     evening = tuple(3.1e6 if 72 <= s < 76 else 2.9e6 if 76 <= s < 84 else v for s, v in enumerate(PROFILE))
     targets = tuple(3.4e6 if 48 <= s < 72 else 3e6 if 72 <= s < 84 else math.inf for s in range(96))
@@ -137,17 +136,16 @@ def test_the_window_keeps_what_its_shoulder_needs_before_the_night() -> None:
     assert within_energy(targets, evening, 48, 24, 0.01, 0.1e6, 900.0, (), 12, ratio) == within_energy(
         targets, evening, 48, 24, 0.01, 0.1e6, 900.0
     )
-    # The whole 3 h evening at 3.1 MW over its 3 MW level, 390 kWh at its aim: kept, the afternoon
-    # rises by 390 kWh / 6 h / 0.99 = 65.7 kW at 28.35 USD (1,862 a month); let go, the evening bills
-    # its 3.1 MW, 100 kW at 15.54 (1,554): the evening gives way, the afternoon as if it had none ...
+    # the whole 3 h evening above its level: kept at 15.54 (a kWh freed there costs 15.54 / 3 h = 5.18
+    # USD a month, the afternoon's 28.35 / 6 h = 4.73: the window gives way), 390 kWh ...
     long = tuple(3.1e6 if 72 <= s < 84 else v for s, v in enumerate(PROFILE))
-    given = within_energy(targets, long, 48, 24, 0.01, ENERGY_WH, 900.0, (), 12, ratio)
-    assert given[48:72] == within_energy(targets, long, 48, 24, 0.01, ENERGY_WH, 900.0)[48:72]
-    assert all(3.1e6 <= v <= 3.1e6 / 0.99 for v in given[72:84])
-    # ... where at the afternoon's own rate (65.7 kW against 100) it is kept
-    kept = within_energy(targets, long, 48, 24, 0.01, ENERGY_WH, 900.0, (), 12, 1.0)
+    kept = within_energy(targets, long, 48, 24, 0.01, ENERGY_WH, 900.0, (), 12, ratio)
     assert kept[48] == pytest.approx((4e6 - (ENERGY_WH - 390e3) / 6.0) / 0.99, abs=1.0)
-    assert kept[72:] == targets[72:]
+    # ... but at a 12.00 rate there (12.00 / 3 h = 4.00 USD) the evening gives way, not the window:
+    # the afternoon as if it had no evening, the evening's level up to its own load (3.1 / 0.99 MW)
+    given = within_energy(targets, long, 48, 24, 0.01, ENERGY_WH, 900.0, (), 12, 28.35 / 12.0)
+    assert given[48:72] == within_energy(targets, long, 48, 24, 0.01, ENERGY_WH, 900.0)[48:72]
+    assert given[72:84] == pytest.approx((3.1e6 / 0.99,) * 12, rel=1e-9)
 
 
 def test_a_window_s_shoulder_is_the_lower_rate_run_after_it_before_the_all_hours_one() -> None:

@@ -241,8 +241,7 @@ def _worst_need(
     y: float = -INF,
 ) -> float:
     """The most any row needs (W x slots) above the `targets`, held `keep` times under: in the
-    slots `idx` at least `x`; in the slots `kept` at least `y`, where the row is over them (a slot the
-    battery leaves at its load under its level bills nothing more: a later window's aim is its own)."""
+    slots `idx` at least `x`, in the slots `kept` at least `y`."""
     worst = 0.0
     for row in rows:
         s = 0.0
@@ -250,9 +249,9 @@ def _worst_need(
             t = targets[k] if targets[k] > x else x
             if row[k] > t * keep:
                 s += row[k] - t * keep
-        for k in kept:  # only a load over the level needs its aim there: one under it bills nothing more
+        for k in kept:
             t = targets[k] if targets[k] > y else y
-            if row[k] > t:
+            if row[k] > t * keep:
                 s += row[k] - t * keep
         worst = s if s > worst else worst
     return worst
@@ -303,7 +302,7 @@ def within_energy(
     n_run = min(n_slots, n)
     idx = [k % n for k in range(slot, slot + n_run) if load[k % n] > targets[k % n] * keep]
     end = slot + n_run + max(0, min(tail, n - n_run))
-    kept = [k % n for k in range(slot + n_run, end) if load[k % n] > targets[k % n]]
+    kept = [k % n for k in range(slot + n_run, end) if load[k % n] > targets[k % n] * keep]
 
     rows = _fit_rows(load, days)
     if not idx:
