@@ -31,8 +31,6 @@ from typing import Final
 
 DAYS_PER_MONTH: Final = 30.4  # a demand charge is per kW-month, the energy is spent per day
 _BISECT_STEPS: Final = 48
-# levels of a window's shoulder tried for the cheapest split of their energy (within_energy's `tail`)
-TAIL_STEPS: Final = 8
 INF: Final = math.inf
 
 
@@ -238,10 +236,9 @@ def _worst_need(
     keep: float,
     x: float,
     kept: list[int],
-    y: float = -INF,
 ) -> float:
     """The most any row needs (W x slots) above the `targets`, held `keep` times under: in the
-    slots `idx` at least `x`, in the slots `kept` at least `y`."""
+    slots `idx` at least `x`, in the slots `kept` as they are."""
     worst = 0.0
     for row in rows:
         s = 0.0
@@ -250,11 +247,40 @@ def _worst_need(
             if row[k] > t * keep:
                 s += row[k] - t * keep
         for k in kept:
-            t = targets[k] if targets[k] > y else y
-            if row[k] > t * keep:
-                s += row[k] - t * keep
+            if row[k] > targets[k] * keep:
+                s += row[k] - targets[k] * keep
         worst = s if s > worst else worst
     return worst
+
+
+def _window_cheaper(
+    rows: list[tuple[float, ...]],
+    targets: tuple[float, ...],
+    idx: list[int],
+    kept: list[int],
+    keep: float,
+    x: float,
+    ratio: float,
+) -> bool:
+    """On the row that needs the most with the slots `idx` at least `x` (and `kept` as they are):
+    whether a kW of level in `idx` frees energy at most as dearly as one in `kept`, their rates
+    `ratio` to 1 (within_energy's `tail_ratio`): its slots above the level, at least `ratio` times
+    the kept slots above theirs."""
+    worst, above, above_kept = -1.0, 0, 0
+    for row in rows:
+        s, a, b = 0.0, 0, 0
+        for k in idx:
+            t = targets[k] if targets[k] > x else x
+            if row[k] > t * keep:
+                s += row[k] - t * keep
+                a += 1
+        for k in kept:
+            if row[k] > targets[k] * keep:
+                s += row[k] - targets[k] * keep
+                b += 1
+        if s > worst:
+            worst, above, above_kept = s, a, b
+    return above >= ratio * above_kept
 
 
 def within_energy(
@@ -286,11 +312,10 @@ def within_energy(
     `tail`: slots after the running ones whose levels the battery must still hold from what it has
     (interval.roll: a lower-rate shoulder after a window, before the night refills it); their need
     is kept for them, not raised for. Where they alone need more than is stored, they are left out.
-    `tail_ratio`: the running slots' demand rate over the tail's. What the two need together is split
-    where it costs least: the window raised by x kW costs `tail_ratio` x, the tail's level raised
-    by y kW (above its highest target: under it, the month bills it anyway) costs y; a kW of window
-    level frees a kWh for each of its slots above it, one of the tail's for each of the tail's, so a
-    long shoulder gives way before a short one (TAIL_STEPS levels of it, from kept whole to given up).
+    `tail_ratio`: the running slots' demand rate over the tail's. The window gives way for the tail
+    only where that is the cheaper kWh: a kW of window level frees a kWh for each of its slots above
+    it (on the day that binds), a kW of tail level one for each of the tail's, so the tail is kept
+    while the window's slots above the raised level are at least `tail_ratio` times the tail's.
     """
     n = len(targets)
     if n == 0 or len(load) != n or stored_wh != stored_wh:  # NaN: unknown
@@ -310,33 +335,21 @@ def within_energy(
     top = max(load[k] for k in idx) / keep
     if kept and _worst_need(rows, targets, [], keep, -INF, kept) * h > stored_wh:
         kept = []  # the shoulder alone needs more than is stored: the running window's energy is its own
-    if _worst_need(rows, targets, idx, keep, -INF, kept) * h <= stored_wh:
+
+    def need(x: float) -> float:
+        return _worst_need(rows, targets, idx, keep, x, kept) * h
+
+    if need(-INF) <= stored_wh:
         return targets
-    lo = min(targets[k] for k in idx)
-    if not kept:
-        hi, y = _bisect(lo, top, lambda x: _worst_need(rows, targets, idx, keep, x, []) * h <= stored_wh)[1], -INF
-    else:
-        t_idx = max(targets[k] for k in idx)
-        t_kept = max(targets[k] for k in kept)
-        y_top = max(load[k] for k in kept) / keep  # there the shoulder needs nothing
-        best = INF
-        hi, y = top, y_top
-        for i in range(TAIL_STEPS + 1):
-            yi = -INF if i == 0 else t_kept + (y_top - t_kept) * (i - 1) / (TAIL_STEPS - 1)
-            if _worst_need(rows, targets, idx, keep, top, kept, yi) * h > stored_wh:
-                continue  # the window given up whole leaves the shoulder too little at this level
-            fits = lambda x, yi=yi: _worst_need(rows, targets, idx, keep, x, kept, yi) * h <= stored_wh  # noqa: E731
-            xi = _bisect(lo, top, fits)[1]
-            cost = tail_ratio * max(0.0, xi - t_idx) + max(0.0, yi - t_kept)
-            if cost < best:
-                best, hi, y = cost, xi, yi
+    hi = _bisect(min(targets[k] for k in idx), top, lambda x: need(x) <= stored_wh)[1]
+    if kept and not _window_cheaper(rows, targets, idx, kept, keep, hi, tail_ratio):
+        kept = []
+        if need(-INF) <= stored_wh:
+            return targets
+        hi = _bisect(min(targets[k] for k in idx), top, lambda x: need(x) <= stored_wh)[1]
     out = list(targets)
     for k in idx:  # never above the slot's own load: there it needs nothing (nor leaves room to charge)
         x = hi if hi < load[k] / keep else load[k] / keep
-        if out[k] < x:
-            out[k] = x
-    for k in kept if y > -INF else []:
-        x = y if y < load[k] / keep else load[k] / keep
         if out[k] < x:
             out[k] = x
     return tuple(out)
