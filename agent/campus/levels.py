@@ -116,7 +116,7 @@ def _advance(
     key, slot, into, _ = local_slot(t, length_s)
     if key == iv.key:
         return accumulate(iv, sample, imp, net, dt)
-    known = math.isfinite(p.round_trip) and math.isfinite(p.wear_per_kwh) and p.budget_wh > 0.0
+    known = math.isfinite(p.round_trip) and math.isfinite(p.wear_per_kwh)  # NaN without a budget too (pool)
     return next_interval(
         iv,
         t,

@@ -229,43 +229,17 @@ def _shaved(layer: _Layer, level: float) -> float:
     return INF if level >= layer.top else level
 
 
-def _worst_need(
+def _worst_row(
     rows: list[tuple[float, ...]],
     targets: tuple[float, ...],
     idx: list[int],
     keep: float,
     x: float,
     kept: list[int],
-) -> float:
-    """The most any row needs (W x slots) above the `targets`, held `keep` times under: in the
-    slots `idx` at least `x`, in the slots `kept` as they are."""
-    worst = 0.0
-    for row in rows:
-        s = 0.0
-        for k in idx:
-            t = targets[k] if targets[k] > x else x
-            if row[k] > t * keep:
-                s += row[k] - t * keep
-        for k in kept:
-            if row[k] > targets[k] * keep:
-                s += row[k] - targets[k] * keep
-        worst = s if s > worst else worst
-    return worst
-
-
-def _window_cheaper(
-    rows: list[tuple[float, ...]],
-    targets: tuple[float, ...],
-    idx: list[int],
-    kept: list[int],
-    keep: float,
-    x: float,
-    ratio: float,
-) -> bool:
-    """On the row that needs the most with the slots `idx` at least `x` (and `kept` as they are):
-    whether a kW of level in `idx` frees energy at most as dearly as one in `kept`, their rates
-    `ratio` to 1 (within_energy's `tail_ratio`): its slots above the level, at least `ratio` times
-    the kept slots above theirs."""
+) -> tuple[float, int, int]:
+    """On the row that needs the most above the `targets`, held `keep` times under (in the slots
+    `idx` at least `x`, in the slots `kept` as they are): its need (W x slots), and its slots above
+    their level in `idx` and in `kept`."""
     worst, above, above_kept = -1.0, 0, 0
     for row in rows:
         s, a, b = 0.0, 0, 0
@@ -280,7 +254,7 @@ def _window_cheaper(
                 b += 1
         if s > worst:
             worst, above, above_kept = s, a, b
-    return above >= ratio * above_kept
+    return (worst if worst > 0.0 else 0.0), above, above_kept
 
 
 def within_energy(
@@ -332,21 +306,24 @@ def within_energy(
     rows = _fit_rows(load, days)
     if not idx:
         return targets
-    top = max(load[k] for k in idx) / keep
-    if kept and _worst_need(rows, targets, [], keep, -INF, kept) * h > stored_wh:
+    lo, top = min(targets[k] for k in idx), max(load[k] for k in idx) / keep
+    if kept and _worst_row(rows, targets, [], keep, -INF, kept)[0] * h > stored_wh:
         kept = []  # the shoulder alone needs more than is stored: the running window's energy is its own
 
-    def need(x: float) -> float:
-        return _worst_need(rows, targets, idx, keep, x, kept) * h
+    def raised(kept: list[int]) -> float:
+        """The lowest level of the running slots the energy holds with `kept`'s need kept (NaN: it
+        holds them as they are)."""
+        if _worst_row(rows, targets, idx, keep, -INF, kept)[0] * h <= stored_wh:
+            return math.nan
+        return _bisect(lo, top, lambda x: _worst_row(rows, targets, idx, keep, x, kept)[0] * h <= stored_wh)[1]
 
-    if need(-INF) <= stored_wh:
+    hi = raised(kept)
+    if kept and hi == hi:  # the window gives way for the shoulder only where its kW is the cheaper kWh
+        _, above, above_kept = _worst_row(rows, targets, idx, keep, hi, kept)
+        if above < tail_ratio * above_kept:
+            hi = raised([])
+    if hi != hi:  # NaN: held as they are
         return targets
-    hi = _bisect(min(targets[k] for k in idx), top, lambda x: need(x) <= stored_wh)[1]
-    if kept and not _window_cheaper(rows, targets, idx, kept, keep, hi, tail_ratio):
-        kept = []
-        if need(-INF) <= stored_wh:
-            return targets
-        hi = _bisect(min(targets[k] for k in idx), top, lambda x: need(x) <= stored_wh)[1]
     out = list(targets)
     for k in idx:  # never above the slot's own load: there it needs nothing (nor leaves room to charge)
         x = hi if hi < load[k] / keep else load[k] / keep
