@@ -56,7 +56,6 @@ from agent.control.interval import accumulate
 from agent.control.prices import Prices
 from agent.control.state import IntervalState
 from agent.control.tou import demand_charge_now, shave_keep_wh
-from agent.control.week_level import WeekBattery
 from agent.model.interval import local_slot
 
 
@@ -116,7 +115,6 @@ def _advance(
     key, slot, into, _ = local_slot(t, length_s)
     if key == iv.key:
         return accumulate(iv, sample, imp, net, dt)
-    known = math.isfinite(p.round_trip) and math.isfinite(p.wear_per_kwh)  # NaN without a budget too (pool)
     return next_interval(
         iv,
         t,
@@ -134,7 +132,8 @@ def _advance(
         stored_wh=p.stored_wh,
         spread=p.spread,
         fixed_w=0.0,  # economic: the campus's own levels
-        week=WeekBattery(p.budget_wh, p.power_w, p.round_trip, p.wear_per_kwh) if known else None,
+        round_trip=p.round_trip,  # NaN where a feeder did not report it: no week's level
+        wear_per_kwh=p.wear_per_kwh,
     )
 
 

@@ -36,7 +36,7 @@ from agent.control.state import IntervalState
 FILE_NAME: Final = "campus_state.json"
 VERSION: Final = 1
 
-_INTS: Final = frozenset({"key", "month"})
+_INTS: Final = frozenset({"key", "month", "week_day"})
 _SERIES: Final = frozenset({"profile", "targets", "past", "env"})
 
 

@@ -131,14 +131,16 @@ def next_interval(
     spread: float,
     fixed_w: float,
     cap: float = math.inf,
-    week: WeekBattery | None = None,
+    round_trip: float = NAN,
+    wear_per_kwh: float = NAN,
 ) -> IntervalState:
     """`iv` closed and the interval `key` (slot `slot` of the day, `into` s old at local time `t`)
     opened: its demand rate, today's windows (day_rates) and the levels (interval.roll) on the fleet's
     energy from full (`budget_wh`), power and energy stored now (AC), priced at shave_cost(`spread`).
     A site's begin_cycle, and a campus coordinator on the campus's sums (agent/campus/levels.py).
-    `week`: the battery the all-hours level of a day that bills it alone is worked out for
-    (week_level; None: not, the campus's)."""
+    `round_trip`, `wear_per_kwh`: the fleet's, with its budget and power the battery the all-hours
+    level of a day that bills it alone is worked out for (week_level; NaN: not worked out, a campus
+    whose feeders do not all report them)."""
     if prices is not None:
         rate = prices.demand_rate(t)
         rate = rate if finite(rate) and rate > 0.0 else 0.0
@@ -147,7 +149,8 @@ def next_interval(
     spd = slots_per_day(length_s)
     rates = day_rates(prices, t - timedelta(seconds=into), slot, spd, length_s, rate)
     wk_day, wk_level = iv.week_day, iv.week_level_w
-    if prices is not None and week is not None and fixed_w <= 0.0:
+    if prices is not None and finite(round_trip) and finite(wear_per_kwh) and fixed_w <= 0.0:
+        week = WeekBattery(budget_wh, power_w, round_trip, wear_per_kwh)
         wk_day, wk_level = week_level(iv, prices, t, rates, length_s, week)
     return roll(
         iv,
@@ -255,12 +258,8 @@ def begin_cycle(
             spread=tou.spread,  # from the previous slot's price plan (NaN on the first)
             fixed_w=cfg.demand_target_w,
             cap=cap,
-            week=WeekBattery(
-                budget_wh=usable * cfg.discharge_efficiency,
-                power_w=f.max_dis_w,
-                round_trip=cfg.charge_efficiency * cfg.discharge_efficiency,
-                wear_per_kwh=cfg.degradation_cost_per_kwh,
-            ),
+            round_trip=cfg.charge_efficiency * cfg.discharge_efficiency,
+            wear_per_kwh=cfg.degradation_cost_per_kwh,
         )
         tou = plan_interval(
             tou, iv, t=t, now=now, slot=slot, into=into, length_s=length, prices=prices, cfg=cfg, f=f, ceil=ceil
