@@ -11,10 +11,12 @@ import pytest
 
 from agent.campus.allocate import NOT_SENT, CampusLimits, FeederState, Share, allocate, to_send
 from agent.campus.keep import CampusDay, campus_keep_wh, new_day, observe, step
+from agent.campus.levels import pool
 from agent.campus.messages import decode, parse_share, signed_share
 from agent.control.campus_share import with_share
 from agent.control.envelope import remember
 from agent.model.config import CampusPart, ControlConfig
+from tests.test_control_support import SHANGHAI
 
 TZ = ZoneInfo("Asia/Shanghai")
 L = 900.0
@@ -91,3 +93,24 @@ def test_a_missing_report_is_not_the_campus_s_load() -> None:
         day, _ = step(day, fs, t + timedelta(minutes=k), 60.0, L, 3e6)
     day, _ = step(day, fs, t + timedelta(minutes=15), 60.0, L, 3e6)
     assert day.profile[36] == 2e6  # nothing seen in 09:00-09:15 (b stale): the slot keeps its value
+
+
+def test_the_keep_leaves_out_what_the_flat_hours_refill_before_the_evening() -> None:
+    """As a site keeps (tou.shave_keep_wh with tou.recharge_wh): from the morning peak, the flat
+    hours 11-18 charge for the evening peak (Shanghai), 0.94 MW under the 2.94 MW charge level x 15 min
+    x the 0.9216 round trip each, more than the evening's 780 kWh; from 18:00 nothing refills first."""
+    prof = [2e6] * 96
+    prof[76:80] = [3.5e6, 4e6, 4e6, 3.5e6]
+    week = CampusDay(tuple(prof), past=tuple(prof * 7))
+    fs = [
+        FeederState(f"f{i}", 2e6, 2e6, 1e6, 1e6, 1e6, budget_wh=1e6, round_trip=0.9216, wear_per_kwh=0.15)
+        for i in range(4)
+    ]
+    at8, at18 = MIDNIGHT + timedelta(hours=8), MIDNIGHT + timedelta(hours=18)
+    assert campus_keep_wh(week, 32, 3e6, L, (at8, SHANGHAI, pool(fs))) == 0.0
+    assert campus_keep_wh(week, 72, 3e6, L, (at18, SHANGHAI, pool(fs))) == pytest.approx(3.12e6 * 0.25)
+    # a feeder that reports no round trip (an older agent): nothing counted as refilled
+    old = [*fs[:3], FeederState("f3", 2e6, 2e6, 1e6, 1e6, 1e6, budget_wh=1e6)]
+    assert campus_keep_wh(week, 32, 3e6, L, (at8, SHANGHAI, pool(old))) == pytest.approx(3.12e6 * 0.25)
+    # nor where a day of the week was not seen (the first week after a start)
+    assert campus_keep_wh(new_day(L, prof), 32, 3e6, L, (at8, SHANGHAI, pool(fs))) == pytest.approx(3.12e6 * 0.25)

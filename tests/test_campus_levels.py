@@ -41,6 +41,8 @@ from agent.economics.tariff import bundled
 from agent.offline.campus_replay import Feeder, campus_trace, pooled
 from agent.offline.replay import Replay, Trace, day_profile
 from tests.test_analyze import demo
+from tests.test_control_support import SHANGHAI
+from tests.test_control_support import TZ as SHANGHAI_TZ
 
 STEP = 60.0
 N = int(2 * 86400 / STEP)
@@ -224,3 +226,22 @@ def test_the_feeders_round_trip_and_wear_go_on_the_wire_and_are_pooled_by_what_e
     assert p.round_trip == pytest.approx((0.9 * 2 + 0.8 * 6) / 8)
     assert p.wear_per_kwh == pytest.approx((0.1 * 2 + 0.2 * 6) / 8)
     assert math.isnan(pool([f, replace(g, round_trip=math.nan)]).round_trip)
+
+
+def test_an_economic_campus_keeps_what_its_charge_slots_do_not_refill_first() -> None:
+    """The campus's keep (level) counts the later charge slots' refill on the pooled batteries as a
+    site's does (tou.recharge_wh): the same evening's need as tests/test_campus_keep.py, at 3 MW
+    targets, on Shanghai's prices: none kept from the morning peak, all of it from 18:00, and all of
+    it where the pool is not given."""
+    prof = [2e6] * 96
+    prof[76:80] = [3.5e6, 4e6, 4e6, 3.5e6]
+    iv = IntervalState(targets=(3e6,) * 96, env=tuple(prof), past=tuple(prof * 7), profile=tuple(prof))
+    fs = [
+        FeederState(f"f{i}", 2e6, 2e6, 1e6, 1e6, 1e6, budget_wh=1e6, round_trip=0.9216, wear_per_kwh=0.15)
+        for i in range(4)
+    ]
+    midnight = datetime(2026, 7, 15, tzinfo=SHANGHAI_TZ)
+    at8, at18 = midnight + timedelta(hours=8), midnight + timedelta(hours=18)
+    assert level(iv, at8, 900.0, SHANGHAI, pool(fs)).keep_wh == 0.0
+    assert level(iv, at8, 900.0, SHANGHAI).keep_wh == pytest.approx(3.12e6 * 0.25)
+    assert level(iv, at18, 900.0, SHANGHAI, pool(fs)).keep_wh == pytest.approx(3.12e6 * 0.25)

@@ -4,6 +4,7 @@ balancing."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import datetime
 
@@ -11,7 +12,7 @@ import pytest
 
 from agent.control import decide, initial_state
 from agent.control.state import ROLE_CHARGE, ROLE_DISCHARGE, ROLE_HOLD
-from agent.control.tou import plan_slot
+from agent.control.tou import plan_slot, recharge_wh, shave_keep_wh
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
 from tests.test_control_support import CFG, FLAT, SHANGHAI, TZ, TablePrices, fleet, snap
@@ -197,3 +198,52 @@ def test_arbitrage_leaves_ramp_support_its_headroom() -> None:
     free = replace(CFG, ramp_headroom_w=500e3)
     p, _ = decide(s, initial_state(free, {40.8: 8e6}, (2026, 7)), free, OP, SHANGHAI, False)
     assert p.site_setpoint_w == pytest.approx(-2.508e6)
+
+
+def test_the_keep_is_the_most_the_battery_falls_short_with_the_refills_between() -> None:
+    # four 1 h slots at 1,000 W targets (aim 990 W), lossless: 500 Wh needed in slots 1 and 3
+    env, targets = (500.0, 1490.0, 500.0, 1490.0), (1000.0,) * 4
+    assert shave_keep_wh(env, targets, 0, 3600.0, 1.0) == pytest.approx(1000.0)  # the day's whole need
+    # 300 Wh refilled in slot 2 before slot 3's need: 500 + (500 - 300)
+    assert shave_keep_wh(env, targets, 0, 3600.0, 1.0, (0.0, 0.0, 300.0, 0.0)) == pytest.approx(700.0)
+    # a refill of more than slot 3 needs does not carry to slot 1, which comes before it
+    assert shave_keep_wh(env, targets, 0, 3600.0, 1.0, (0.0, 0.0, 800.0, 0.0)) == pytest.approx(500.0)
+    # nor does one after the last need
+    assert shave_keep_wh(env, targets, 0, 3600.0, 1.0, (0.0, 0.0, 0.0, 0.0)) == pytest.approx(1000.0)
+
+
+def _evening_day() -> list[float]:
+    profile = [3e6] * 96
+    profile[72:84] = [4.6e6] * 12  # 18:00-21:00, 1,135 kW over the 3,465 kW aim
+    return profile
+
+
+def test_recharge_counts_the_charge_slots_headroom_where_every_day_of_the_week_showed_it() -> None:
+    env, targets = tuple(_evening_day()), (3.5e6,) * 96
+    week = tuple(_evening_day() * 7)
+    room = recharge_wh(at_hour(8), 0.0, 900.0, SHANGHAI, 0.96 * 0.96, 0.15, 0.96, env, week, targets, 32, 2.508e6)
+    # charge slots of today after 08:00: the flat hours 11-18 (their evening peak pays) and the valley
+    # from 21:00 (the next morning's): 3,430 - 3,000 kW x 0.25 h x 0.96 each; none in the peaks
+    each = 0.43e6 * 0.25 * 0.96
+    assert room[44:72] == pytest.approx((each,) * 28)
+    assert room[84:96] == pytest.approx((each,) * 12)
+    assert sum(room[:44]) == 0.0 and sum(room[72:84]) == 0.0
+    # a day of the week not seen at 15:00: no headroom known there
+    gap = list(week)
+    gap[3 * 96 + 60] = math.nan
+    room = recharge_wh(at_hour(8), 0.0, 900.0, SHANGHAI, 0.96 * 0.96, 0.15, 0.96, env, tuple(gap), targets, 32, 2.508e6)
+    assert room[60] == 0.0 and room[59] == pytest.approx(each)
+
+
+def test_the_morning_peak_discharges_what_the_flat_hours_refill_before_the_evening() -> None:
+    # 08:00, 95 % full (3,762 kWh above the floor), a fixed 3.5 MW target. The evening 18-21 needs
+    # 12 x 1,135 kW x 0.25 h / 0.96 = 3,546.9 kWh. Without a week seen, all of it is kept: the
+    # morning peak's 3 h get (3,762 - 3,546.9) x 0.96 = 206.5 kWh, 68.8 kW. With the week seen,
+    # the flat hours refill 28 x 103.2 kWh first: 657.3 kWh kept, 2,980.5 kWh over 3 h, 993.5 kW.
+    cfg = replace(CFG, demand_target_w=3.5e6)
+    cl, pcs = fleet(soc=95.0)
+    s = snap(3e6, t_wall=at_hour(8), clusters=cl, pcs=pcs)
+    cold, _ = decide(s, initial_state(cfg, profile=_evening_day()), cfg, OP, SHANGHAI, False)
+    assert (cold.decided_by, cold.site_setpoint_w) == ("tou_discharge", pytest.approx(68_840.0))
+    warm, _ = decide(s, initial_state(cfg, profile=_evening_day(), past=_evening_day() * 7), cfg, OP, SHANGHAI, False)
+    assert (warm.decided_by, warm.site_setpoint_w) == ("tou_discharge", pytest.approx(993_512.0, rel=1e-6))

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from agent.campus.allocate import UNDECIDED, FeederState
+from agent.campus.allocate import UNDECIDED, FeederState, usable
 from agent.campus.keep import CampusDay, new_day
 from agent.campus.keep import step as day_step
-from agent.campus.levels import Level, ahead, level, net_loads, observe
+from agent.campus.levels import Level, ahead, level, net_loads, observe, pool
 from agent.campus.recharge import campus_recharge
 from agent.control.demand import MARGIN
 from agent.control.prices import Prices
@@ -62,7 +62,7 @@ def step(
     (> 0 fixed, 0 economic)."""
     key = local_slot(at, length_s)[0]
     if target_w > 0.0:
-        day, keep = day_step(st.day, fs, seen, dt, length_s, target_w, stale_after_s)
+        day, keep = day_step(st.day, fs, seen, dt, length_s, target_w, stale_after_s, prices)
         recharge = st.recharge
         if key != recharge[0]:  # once per interval, for the interval the shares apply in
             recharge = (key, campus_recharge(day, at, length_s, target_w, prices))
@@ -71,5 +71,6 @@ def step(
     # reports', and the next cycle books its meter on them
     nets = net_loads(fs, stale_after_s)
     iv = observe(st.iv, fs, seen, dt, length_s, prices, stale_after_s, st.nets, nets[0])
-    lv = level(ahead(iv, fs, at, length_s, prices, stale_after_s), at, length_s, prices)
+    bat = pool([f for f in fs if usable(f, stale_after_s)])
+    lv = level(ahead(iv, fs, at, length_s, prices, stale_after_s), at, length_s, prices, bat)
     return CampusDemand(st.day, iv, st.recharge, nets), lv

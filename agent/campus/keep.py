@@ -30,9 +30,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agent.campus.allocate import NOT_SENT, FeederState, usable
+from agent.campus.levels import Pool, pool
 from agent.control.demand import MIN_COVERAGE, slot_targets
 from agent.control.envelope import envelope, remember
-from agent.control.tou import shave_keep_wh
+from agent.control.prices import Prices
+from agent.control.tou import recharge_wh, shave_keep_wh
 from agent.model.interval import local_slot, slots_per_day
 
 
@@ -76,9 +78,17 @@ def observe(day: CampusDay, t: datetime, net_w: float, dt_s: float, length_s: fl
     return CampusDay(prof, key, slot, day.net_ws + net_w * dt_s, day.covered_s + dt_s, past)
 
 
-def campus_keep_wh(day: CampusDay, slot: int, target_w: float, length_s: float) -> float:
+def campus_keep_wh(
+    day: CampusDay,
+    slot: int,
+    target_w: float,
+    length_s: float,
+    refill: tuple[datetime, Prices, Pool] | None = None,
+) -> float:
     """AC energy the rest of today's campus load needs from the batteries to stay at the aim under
-    `target_w` (from `slot` on); NOT_SENT while less than half the day's slots are known.
+    `target_w` (from `slot` on); NOT_SENT while less than half the day's slots are known. `refill`:
+    (local time now, prices, the usable feeders' batteries): less what the later charge slots refill
+    before the need (tou.recharge_wh); None: the whole rest of the day's need.
 
     Counted as a site's time-of-use discharge counts its own (tou.shave_keep_wh, issue 13h): on the
     campus's envelope (its profile and the last days', what its recharge looks ahead on too), at the
@@ -94,7 +104,15 @@ def campus_keep_wh(day: CampusDay, slot: int, target_w: float, length_s: float) 
         return NOT_SENT
     env = envelope(prof, day.past)
     targets = slot_targets((), (), (1.0,) * len(prof), math.nan, target_w, env)
-    return shave_keep_wh(env, targets, slot, length_s, 1.0)
+    room: tuple[float, ...] = ()
+    if refill is not None:  # AC energy, as the feeders' reports: a Wh charged gives the round trip back
+        t, prices, bat = refill
+        rt = bat.round_trip
+        into = local_slot(t, length_s)[2]
+        room = recharge_wh(
+            t, into, length_s, prices, rt, bat.wear_per_kwh, rt, env, day.past, targets, slot, bat.charge_w
+        )
+    return shave_keep_wh(env, targets, slot, length_s, 1.0, room)
 
 
 def step(
@@ -105,11 +123,15 @@ def step(
     length_s: float,
     target_w: float,
     stale_after_s: float = math.inf,
+    prices: Prices | None = None,
 ) -> tuple[CampusDay, float]:
     """One coordinator cycle at local time `t`, `dt_s` after the last: the campus net load (the sum
     of the feeders' reports, counted only when every one is usable: a sum with one missing is not
-    the campus's) into the profile, and the campus's keep for `target_w` from the slot of `t` on."""
+    the campus's) into the profile, and the campus's keep for `target_w` from the slot of `t` on, less
+    what the later charge slots refill first where `prices` are known (tou.recharge_wh, at the usable
+    feeders' pooled round trip, wear and charge power)."""
     whole = all(usable(f, stale_after_s) for f in feeders)
     net = sum(f.net_load_w for f in feeders) if whole else math.nan
     day = observe(day, t, net, dt_s, length_s)
-    return day, campus_keep_wh(day, day.slot, target_w, length_s)
+    refill = (t, prices, pool([f for f in feeders if usable(f, stale_after_s)])) if prices is not None else None
+    return day, campus_keep_wh(day, day.slot, target_w, length_s, refill)

@@ -25,8 +25,9 @@ So with `demand_target_w = 0` the coordinator runs the site's own interval rules
   price plans priced, FeederState.spread).
 The running slot's level (demand.target_w, at its aim IntervalState.margin) is then the campus
 target the bound, the keep and the recharge split into parts (allocate.py); the keep
-(tou.shave_keep_wh) and the recharge (tou.demand_charge_now) are counted on the same levels and
-envelope, as tou.plan_interval counts a site's.
+(tou.shave_keep_wh, less the refills of the later charge slots: tou.recharge_wh, at the pooled
+round trip, wear and charge power) and the recharge (tou.demand_charge_now) are counted on the same
+levels and envelope, as tou.plan_interval counts a site's.
 
 The shares apply at the agents' next cycle. Where that cycle opens a new interval, the level is the
 new interval's: the state closed on what it has seen (the rest of the last reading is booked at the
@@ -55,7 +56,7 @@ from agent.control.demand import MARGIN, target_w
 from agent.control.interval import accumulate
 from agent.control.prices import Prices
 from agent.control.state import IntervalState
-from agent.control.tou import demand_charge_now, shave_keep_wh
+from agent.control.tou import demand_charge_now, recharge_wh, shave_keep_wh
 from agent.model.interval import local_slot
 
 
@@ -71,6 +72,7 @@ class Pool:
     # reported them): the battery a day the all-hours charge bills alone is worked out for (week_level)
     round_trip: float = math.nan
     wear_per_kwh: float = math.nan
+    charge_w: float = 0.0  # charge power available now, summed (the keep's refills: tou.recharge_wh)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,7 @@ def pool(fs: Sequence[FeederState]) -> Pool:
         spread=sum(spreads) / len(spreads) if spreads else math.nan,
         round_trip=rt,
         wear_per_kwh=wear,
+        charge_w=sum(f.charge_w for f in fs),
     )
 
 
@@ -195,14 +198,24 @@ def ahead(
     return _advance(iv, t, length_s, prices, pool(fresh), False, 0.0, 0.0, 0.0)
 
 
-def level(iv: IntervalState, t: datetime, length_s: float, prices: Prices | None) -> Level:
-    """The campus's demand decisions at local time `t` in `iv`'s interval (`ahead`'s state)."""
+def level(iv: IntervalState, t: datetime, length_s: float, prices: Prices | None, bat: Pool | None = None) -> Level:
+    """The campus's demand decisions at local time `t` in `iv`'s interval (`ahead`'s state); `bat`:
+    the fresh feeders' batteries (pool; None: no refill counted in the keep)."""
     _, slot, into, _ = local_slot(t, length_s)
     tgt = target_w(iv.peaks, iv.shave_floor_w, iv.rate, 0.0)
     margin = iv.margin if iv.margin == iv.margin else MARGIN  # NaN: not set (a fresh state)
     targets, env = iv.targets, iv.env
     known = 0 <= slot < len(targets) == len(env)
-    keep = shave_keep_wh(env, targets, slot, length_s, 1.0) if known else NOT_SENT
+    keep = NOT_SENT
+    if known:
+        # AC energy, as the feeders' reports: a Wh charged gives the round trip back
+        rt = bat.round_trip if bat is not None else math.nan
+        refill = (
+            recharge_wh(t, into, length_s, prices, rt, bat.wear_per_kwh, rt, env, iv.past, targets, slot, bat.charge_w)
+            if prices is not None and bat is not None
+            else ()
+        )
+        keep = shave_keep_wh(env, targets, slot, length_s, 1.0, refill)
     recharge = UNDECIDED
     if prices is not None and known:
         recharge = 1 if demand_charge_now(t, into, length_s, prices, env, targets, slot) else 0

@@ -33,8 +33,9 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from agent.control.cycle import Cycle
+from agent.control.demand import CHARGE_MARGIN, headroom_wh, need_wh, target_w
 from agent.control.demand import MARGIN as DEMAND_MARGIN
-from agent.control.demand import headroom_wh, need_wh, target_w
+from agent.control.envelope import ENVELOPE_DAYS
 from agent.control.fleet import Fleet
 from agent.control.prices import Prices
 from agent.control.state import ROLE_CHARGE, ROLE_DISCHARGE, ROLE_HOLD, ROLE_NONE, IntervalState, TouState
@@ -43,6 +44,7 @@ from agent.model.config import ControlConfig
 from agent.model.interval import DAY_S
 
 NAN: Final = math.nan
+INF: Final = math.inf
 
 
 class SlotPlan:
@@ -78,13 +80,7 @@ def plan_slot(
     end_s = (end - c) * length_s - into_slot_s
     spread = (max(q) - deg) - min(q) / eff
 
-    sell = math.nan  # the first later price that pays for charging now
-    for j in range(c + 1, len(q)):
-        if (q[j] - deg) * eff > p:
-            sell = q[j]
-            break
-        if q[j] < p:
-            break
+    sell = later_pays(q, c, len(q), eff, deg)
     if sell == sell:
         run_h = (end - start) * length_s / 3600.0
         days_left = calendar.monthrange(t.year, t.month)[1] - t.day + 1
@@ -99,6 +95,58 @@ def plan_slot(
                 break
         return SlotPlan(ROLE_DISCHARGE, end_s, False, p, spread)
     return SlotPlan(ROLE_HOLD, end_s, False, p, spread)
+
+
+def later_pays(q: list[float], c: int, stop: int, eff: float, deg: float) -> float:
+    """The first price after `q[c]` (before index `stop`) that pays for charging at `q[c]` through the
+    round trip `eff` and the wear `deg`, unless a cheaper price comes first (charge there); NaN: none."""
+    p = q[c]
+    for j in range(c + 1, stop):
+        if (q[j] - deg) * eff > p:
+            return q[j]
+        if q[j] < p:
+            break
+    return NAN
+
+
+def recharge_wh(
+    t: datetime,
+    into: float,
+    length_s: float,
+    prices: Prices,
+    round_trip: float,
+    wear_per_kwh: float,
+    gain: float,
+    env: tuple[float, ...],
+    past: tuple[float, ...],
+    targets: tuple[float, ...],
+    slot: int,
+    chg_w: float,
+) -> tuple[float, ...]:
+    """Per slot of today, the energy the battery recharges there for arbitrage, `gain` Wh counted for
+    each Wh charged (a site's stored energy: its charge efficiency; a campus's AC energy: the round
+    trip): in each later slot of today with the charge role (plan_slot: a later price within 24 h pays
+    `round_trip` and `wear_per_kwh`), the headroom of the load `env` may bring under the slot's target,
+    less the charge margin, at most `chg_w`, where every day of the ring `past` (envelope.py) was seen
+    (a day not seen there may have had none); 0 elsewhere (the running slot too: it is the one
+    deciding). NaN round trip: none anywhere."""
+    n = len(targets)
+    out = [0.0] * n
+    if n == 0 or len(env) != n or len(past) != ENVELOPE_DAYS * n or not 0 <= slot < n:
+        return tuple(out)
+    t0 = t - timedelta(seconds=into)
+    q = [prices.energy_price(t0 + timedelta(seconds=k * length_s)) for k in range(n - slot + n)]
+    h = length_s / 3600.0
+    for k in range(slot + 1, n):
+        c = k - slot
+        sell = later_pays(q, c, c + n + 1, round_trip, wear_per_kwh)
+        if sell != sell or any(past[d + k] != past[d + k] for d in range(0, len(past), n)):
+            continue  # no charge role there, or a day of the week not seen there: no headroom known
+        lvl = targets[k] * (1.0 - CHARGE_MARGIN)
+        room = lvl - env[k] if lvl < INF else chg_w
+        if room > 0.0:  # NaN load compares False: no room counted
+            out[k] = (room if room < chg_w else chg_w) * h * gain
+    return tuple(out)
 
 
 def plan_interval(
@@ -145,7 +193,28 @@ def plan_interval(
     # arbitrage took energy the levels had been sized with, and the running window's level then had
     # to rise for it: at the levels without the aim, one day at 1 s on Shanghai lost 4.5 points on
     # train100 and 6.0 on train200 (the evening peak's level raised after the morning's arbitrage).
-    keep = shave_keep_wh(iv.env, targets, slot, length_s, eta_d)
+    # energy the later charge slots of today put back before the shaving that needs it (the flat
+    # hours before Shanghai's evening peak): what arbitrage keeps is the most the battery falls
+    # short at any later point, not the day's whole need
+    refill_wh = (
+        recharge_wh(
+            t,
+            into,
+            length_s,
+            prices,
+            cfg.charge_efficiency * cfg.discharge_efficiency,
+            cfg.degradation_cost_per_kwh,
+            cfg.charge_efficiency,
+            iv.env,
+            iv.past,
+            targets,
+            slot,
+            f.max_chg_w,
+        )
+        if prices is not None and cfg.tou_enabled
+        else ()
+    )
+    keep = shave_keep_wh(iv.env, targets, slot, length_s, eta_d, refill_wh)
     campus = cfg.campus  # the campus coordinator's decisions, where it sent them (config.CampusPart)
     if campus is not None and campus.keep_wh >= 0.0:
         keep = campus.keep_wh
@@ -171,14 +240,28 @@ def plan_interval(
 
 
 def shave_keep_wh(
-    env: tuple[float, ...], targets: tuple[float, ...], slot: int, length_s: float, eta_d: float
+    env: tuple[float, ...],
+    targets: tuple[float, ...],
+    slot: int,
+    length_s: float,
+    eta_d: float,
+    room: tuple[float, ...] = (),
 ) -> float:
     """Stored energy the rest of today's demand shaving needs as the levels count it: the load the
     envelope `env` says may come, held at the aim (MARGIN under each slot's target) from `slot` to the
     day's end. What time-of-use discharge keeps back (plan_interval), for a site and, on the campus's
     envelope and target, for a campus (agent/campus/keep.py)."""
     aims = tuple(x * (1.0 - DEMAND_MARGIN) for x in targets)
-    return need_wh(env, aims, slot, len(targets) - slot, length_s, eta_d)
+    n = len(targets)
+    if len(room) != n:
+        return need_wh(env, aims, slot, n - slot, length_s, eta_d)
+    # backwards from the day's end: what must be stored before each slot so that none falls short
+    req = 0.0
+    for k in range(n - 1, slot - 1, -1):
+        req += need_wh(env, aims, k, 1, length_s, eta_d) - room[k]
+        if req < 0.0:
+            req = 0.0
+    return req
 
 
 def demand_charge_now(
