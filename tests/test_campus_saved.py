@@ -85,3 +85,17 @@ def test_written_when_an_interval_opens_atomically_and_loaded(tmp_path: Path) ->
     assert st is None and why is not None and why.startswith(f"{path}: not a JSON object")
     path.write_text("[]")
     assert CampusStore(path).load("campus_demo", JULY, 900.0) == (None, f"{path}: not a JSON object (a JSON list)")
+
+
+def test_a_file_from_before_the_week_s_level_is_read_with_none_worked_out() -> None:
+    """A coordinator upgraded mid-month reads the file its older self wrote (no week_day /
+    week_level_w): the month's billed peaks stay, the week's level is not worked out yet. Another
+    field absent is still refused by name."""
+    d = json.loads(dump(demand(), "campus_demo", JULY, 900.0))
+    del d["iv"]["week_day"], d["iv"]["week_level_w"]
+    back = parse(json.dumps(d), "campus_demo", JULY, 900.0, "f.json")
+    assert back.iv.peaks == ((11.98, 4.16e6), (28.35, 3.9e6))
+    assert back.iv.week_day == -1 and math.isnan(back.iv.week_level_w)
+    del d["iv"]["margin"]
+    with pytest.raises(SavedStateError, match=r"^f\.json: field 'iv\.margin' must be a number, got None"):
+        parse(json.dumps(d), "campus_demo", JULY, 900.0, "f.json")

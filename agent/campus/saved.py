@@ -38,6 +38,10 @@ VERSION: Final = 1
 
 _INTS: Final = frozenset({"key", "month", "week_day"})
 _SERIES: Final = frozenset({"profile", "targets", "past", "env"})
+# Fields a file written before them lacks (the week's level, issue 13, after VERSION 1 was first
+# written): absent, they take IntervalState's "not worked out" defaults, so a coordinator upgraded
+# mid-month keeps the peaks its campus already billed. Any other field absent still refuses the file.
+_ADDED: Final = frozenset({"week_day", "week_level_w"})
 
 
 class SavedStateError(ValueError):
@@ -98,6 +102,8 @@ def _interval(d: dict[str, Any], where: str, n: int) -> IntervalState:
     kw: dict[str, Any] = {}
     for f in fields(IntervalState):
         name, v = f.name, d.get(f.name)
+        if name in _ADDED and name not in d:
+            continue
         if name in _INTS:
             kw[name] = _integer(v, f"iv.{name}", where)
         elif name in _SERIES:
