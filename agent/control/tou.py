@@ -250,7 +250,9 @@ def shave_keep_wh(
     """Stored energy the rest of today's demand shaving needs as the levels count it: the load the
     envelope `env` says may come, held at the aim (MARGIN under each slot's target) from `slot` to the
     day's end. What time-of-use discharge keeps back (plan_interval), for a site and, on the campus's
-    envelope and target, for a campus (agent/campus/keep.py)."""
+    envelope and target, for a campus (agent/campus/keep.py). `room`: per slot of the day, the energy
+    charged back there (recharge_wh; (): none counted): then the most the battery falls short at any
+    later point, a need after a refill counted only for what the refill does not cover."""
     aims = tuple(x * (1.0 - DEMAND_MARGIN) for x in targets)
     n = len(targets)
     if len(room) != n:
