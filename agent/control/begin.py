@@ -5,6 +5,7 @@ Everything the controllers share is worked out here once and handed to them as a
 
 from __future__ import annotations
 
+import calendar
 import math
 from datetime import datetime, timedelta
 from typing import Final
@@ -21,7 +22,7 @@ from agent.control.reserve import reserve_floor_pct
 from agent.control.schedule import DispatchPlan
 from agent.control.state import ControllerState, IntervalState
 from agent.control.tou import plan_interval
-from agent.control.week_level import WeekBattery, all_hours_level_w, ring_days, uniform_day
+from agent.control.week_level import WeekBattery, all_hours_level_w, ring_days, uniform_day, whole_days
 from agent.model.config import ControlConfig
 from agent.model.interval import local_slot, slots_per_day
 from agent.model.operator import OperatorState
@@ -76,10 +77,11 @@ def week_level(
         return day, iv.week_level_w
     spd = len(rates)
     midnight = today.replace(hour=0, minute=0, second=0, microsecond=0)
-    if not uniform_day(rates, lambda: day_prices(prices, midnight, spd, length_s)):
+    if not (rates and rates[0] > 0.0 and len(set(rates)) == 1):
         return day, NAN
+    uniform = uniform_day(rates, lambda: day_prices(prices, midnight, spd, length_s))
     loads = ring_days(iv.past, day, spd)
-    if not loads:
+    if not loads or not (uniform or whole_days(loads, spd) == ENVELOPE_DAYS):
         return day, NAN
     rr: list[float] = []
     pp: list[float] = []
@@ -87,7 +89,9 @@ def week_level(
         start = midnight - timedelta(days=back)
         rr.extend(day_rates(prices, start, 0, spd, length_s, prices.demand_rate(start)))
         pp.extend(day_prices(prices, start, spd, length_s))
-    level = all_hours_level_w(loads, tuple(rr), tuple(pp), spd, length_s, bat)
+    left = calendar.monthrange(today.year, today.month)[1] - today.day + 1
+    billed = iv.peaks if iv.month == today.year * 12 + today.month - 1 else ()
+    level = all_hours_level_w(loads, tuple(rr), tuple(pp), spd, length_s, bat, float(left), billed)
     # no lower than the all-hours level yesterday's targets held (its slots billed the all-hours
     # charge alone, aimed MARGIN under): the month bills that anyway, and a weekend shaved under it
     # spends energy on nothing

@@ -63,6 +63,8 @@ def all_hours_level_w(
     spd: int,
     length_s: float,
     bat: WeekBattery,
+    days_left: float = DAYS_PER_MONTH,
+    billed_w: tuple[tuple[float, float], ...] = (),
 ) -> float:
     """The all-hours level (W) the optimum holds over the days `loads` (day after day, oldest first,
     `spd` slots each; NaN: unknown), each slot billed its demand `rates` (the summed rate of the
@@ -81,12 +83,7 @@ def all_hours_level_w(
     n_days = len(loads) // spd if spd > 0 else 0
     if n_days == 0 or len(loads) != n_days * spd or len(rates) != len(loads) or len(prices) != len(loads):
         return math.nan
-    keep = []
-    for d in range(n_days):
-        row = np.asarray(loads[d * spd : (d + 1) * spd], dtype=np.float64)
-        bad = ~np.isfinite(row)
-        if np.count_nonzero(bad) <= MAX_UNKNOWN * spd and not np.all(bad):
-            keep.append(d)
+    keep = _known_days(loads, spd)
     if not keep:
         return math.nan
     idx = np.concatenate([np.arange(d * spd, (d + 1) * spd) for d in keep])
@@ -102,11 +99,15 @@ def all_hours_level_w(
     base = float(np.min(rate))
     if not base > 0.0:
         return math.nan
-    share = len(keep) / DAYS_PER_MONTH
+    # the days stand for the days left of the month: a kW more of peak is billed for the whole month
+    # but buys those days' savings alone
+    share = len(keep) / (days_left if days_left > 1.0 else 1.0)
     n = len(load)
     groups = [PeakGroup(base * share, 0, 0, np.arange(n, dtype=np.int64))]
+    floors = [max((w for _, w in billed_w), default=0.0)]
     for i, v in enumerate(sorted(set(rate[rate > base].tolist()))):
         groups.append(PeakGroup((v - base) * share, i + 1, 0, np.flatnonzero(rate == v).astype(np.int64)))
+        floors.append(max((w for r, w in billed_w if r == round(v, 6)), default=0.0))  # state.rate_key
     layout = DemandLayout(np.arange(n, dtype=np.int64), np.ones(n), tuple(groups))
     full = bat.budget_wh
     st = Storage(
@@ -121,8 +122,26 @@ def all_hours_level_w(
         end_cycle_steps=spd,
         degradation_per_kwh=bat.wear_per_kwh,
     )
-    sol = solve_battery_lp(load, load, price, length_s / 3600.0, layout, st, time_limit_s=TIME_LIMIT_S)
+    sol = solve_battery_lp(
+        load, load, price, length_s / 3600.0, layout, st, np.asarray(floors), time_limit_s=TIME_LIMIT_S
+    )
     return float(sol.peaks_w[0]) if sol.status == 0 else math.nan
+
+
+def _known_days(loads: tuple[float, ...], spd: int) -> list[int]:
+    """The days of `loads` (day after day, `spd` slots each) known enough to be used (MAX_UNKNOWN)."""
+    keep = []
+    for d in range(len(loads) // spd if spd > 0 else 0):
+        row = np.asarray(loads[d * spd : (d + 1) * spd], dtype=np.float64)
+        bad = ~np.isfinite(row)
+        if np.count_nonzero(bad) <= MAX_UNKNOWN * spd and not np.all(bad):
+            keep.append(d)
+    return keep
+
+
+def whole_days(loads: tuple[float, ...], spd: int) -> int:
+    """How many days of `loads` are known enough to be used."""
+    return len(_known_days(loads, spd))
 
 
 def ring_days(past: tuple[float, ...], today: int, spd: int) -> tuple[float, ...]:
