@@ -51,6 +51,22 @@ def test_a_window_holds_its_own_slots_and_the_all_hours_level_the_rest() -> None
     assert flat == pytest.approx(300e3, rel=1e-6)
 
 
+def test_a_kw_above_what_is_billed_is_priced_on_the_days_left_and_what_is_billed_is_free() -> None:
+    # the first test's day. A kW more of peak is billed for the whole month but buys only the days
+    # left: at 15.2 a kW-month with a whole month left no kW pays (0.5 a day, the load's peak); with
+    # 15.2 days left it is 1 a day of them, as 30.4 was with the month ahead (170.34 kW)
+    day = (100e3, 300e3, 100e3, 100e3)
+    low = (300e3 + 200e3 * ETA) / (1.0 + 2.0 * ETA)
+    assert all_hours_level_w(day, (15.2,) * 4, (0.1,) * 4, 4, SIX_H, BIG, 30.4) == pytest.approx(300e3, rel=1e-6)
+    assert all_hours_level_w(day, (15.2,) * 4, (0.1,) * 4, 4, SIX_H, BIG, 15.2) == pytest.approx(low, rel=1e-6)
+    # a peak the month already bills costs nothing more to reach: under 200 kW billed no kW is
+    # shaved below it; 150 kW billed is under the level that pays, which stands
+    billed = ((30.4, 200e3),)
+    assert all_hours_level_w(day, (30.4,) * 4, (0.1,) * 4, 4, SIX_H, BIG, 30.4, billed) == pytest.approx(200e3)
+    under = ((30.4, 150e3),)
+    assert all_hours_level_w(day, (30.4,) * 4, (0.1,) * 4, 4, SIX_H, BIG, 30.4, under) == pytest.approx(low, rel=1e-6)
+
+
 def test_days_not_known_enough_are_left_out_and_none_gives_nan() -> None:
     day = (100e3, 300e3, 100e3, 100e3)
     holes = (math.nan, math.nan, 100e3, 100e3)  # half unknown: left out
@@ -115,7 +131,8 @@ def test_a_weekend_day_gets_the_weeks_level_once_a_weekday_none() -> None:
     # the same programme on the same days: its prices and rates are the week's own, weekdays included
     rr = tuple(PGE.demand_rate(sat - timedelta(days=7) + timedelta(minutes=15 * k)) for k in range(7 * spd))
     pp = tuple(PGE.energy_price(sat - timedelta(days=7) + timedelta(minutes=15 * k)) for k in range(7 * spd))
-    assert level == all_hours_level_w(ring_days(ring, sat.toordinal(), spd), rr, pp, spd, 900.0, bat)
+    # (priced on the 21 days of July left from Saturday 11, nothing billed yet)
+    assert level == all_hours_level_w(ring_days(ring, sat.toordinal(), spd), rr, pp, spd, 900.0, bat, 21.0)
     # worked out once a day: the state keeps it
     kept = IntervalState(past=ring, week_day=d, week_level_w=level)
     calls = p.calls

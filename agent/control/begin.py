@@ -98,7 +98,7 @@ def week_level(
     last = rr[-spd:]
     base = min(last)
     held = [x for x, r in zip(iv.targets, last, strict=False) if r == base and x < math.inf]
-    if held and level == level:
+    if uniform and held and level == level:
         top = max(held) * (1.0 - MARGIN)
         level = top if top > level else level
     return day, level
