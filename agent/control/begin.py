@@ -67,10 +67,11 @@ def day_prices(prices: Prices, start: datetime, spd: int, length_s: float) -> tu
 def week_level(
     iv: IntervalState, prices: Prices, today: datetime, rates: tuple[float, ...], length_s: float, bat: WeekBattery
 ) -> tuple[int, float]:
-    """(today's date ordinal, the all-hours level the last week's optimum holds if today bills the
-    all-hours charge alone, else NaN: week_level.py); worked out once a day, kept in the interval state.
-    No lower than yesterday's targets held the all-hours charge at where it billed alone: the weekdays
-    hold their own levels, and a weekend shaved under what they bill buys nothing (the pooled campus,
+    """(today's date ordinal, the all-hours level the last week's optimum holds if today bills one
+    demand charge, else NaN: week_level.py); worked out once a day, kept in the interval state. A day
+    with a price spread needs the whole week before it known. On a day of one price too, no lower
+    than yesterday's targets held the all-hours charge at where it billed alone: the weekdays hold
+    their own levels, and a weekend shaved under what they bill buys nothing (the pooled campus,
     BENCHMARKS.md, issue 13: 0.7 % lost so)."""
     day = today.toordinal()
     if iv.week_day == day:

@@ -1,4 +1,4 @@
-"""The all-hours level the last week's optimum holds: the level of a day the all-hours charge alone bills.
+"""The all-hours level the last week's optimum holds: the level of a day one demand charge bills.
 
 On a day with one demand rate and one energy price all day (PG&E E-20's weekend: no window, no
 price spread), the battery has one use, the month's maximum demand, and nothing to keep energy for.
@@ -8,19 +8,33 @@ levels hold: on inference / PG&E the weekend level sat at ~5,500 kW with the bat
 all weekend, where the month's optimum holds 5,093 at every hour (BENCHMARKS.md, issue 13, the
 all-hours level). The month's level is one number for every day of it, and each day holds it at its
 own prices and under its own windows: the perfect-foresight programme (agent/economics/battery_lp.py,
-the optimum's) over the last days known, each demand charge priced on the share of its month those
-days stand for (days / DAYS_PER_MONTH), finds it jointly, with the recharge room the level leaves.
+the optimum's) over the last days known finds it jointly, with the recharge room the level leaves.
 Over the last 7 days it is within 0.5 % of the month's own optimum level on every load and tariff of
 the suite from the second week (bench/hindsight_levels.py).
 
-The weekdays hold their own levels, so such a day is held no lower than the all-hours level the day
-before it held (begin.week_level): under it, the month bills the weekdays' anyway.
+A kW of peak above what the month already bills is billed for the whole month but buys only the days
+left of it: each demand charge is priced on the share of the days left those days stand for (days /
+days left), over a floor at the peak it already bills (free to reach again). Priced on the share of
+a whole month, the level a week's optimum found rose and fell from week to week, and the month billed
+the highest: inference / Shanghai 5,772 kW on the 27th, where the month's optimum holds 5,682.
 
-Only on such a day: where windows or a price spread share the battery, the heuristic's own levels
-stay (a day's optimum levels need the day's own future to hold: handed the month's optimum levels,
-the heuristic held the training loads' windows 5-7 % over them, 25-69 % of the optimum).
+A day of one demand rate with a price spread (Shanghai's every day) gets it too, once the whole week
+before it is known: there the level's price is the arbitrage it holds down (the charge under it, the
+energy kept for it), which levels.py does not count and the programme does. With fewer days known the
+heuristic's own level stays (from the first days of a cold start the programme's level, priced on a
+day or two of a month, was one the month then billed over: train100 / Shanghai 4,342 kW on day 3).
 
-Pure: a function of the last days' loads, their rates and prices, and the battery; no I/O, no clock.
+The weekdays hold their own levels, so a day of one rate and one price is held no lower than the
+all-hours level the day before it held (begin.week_level): under it, the month bills the weekdays'
+anyway.
+
+Not on a day with windows: there the heuristic's own levels stay (a day's optimum levels need the
+day's own future to hold: handed the month's optimum levels, the heuristic held the training loads'
+windows 5-7 % over them, 25-69 % of the optimum; handed the week's all-hours level under its own
+windows, train200 / PG&E fell 61.4 -> 40.5 %).
+
+Pure: a function of the last days' loads, their rates and prices, the battery, the days left and
+what is billed; no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -69,7 +83,9 @@ def all_hours_level_w(
     """The all-hours level (W) the optimum holds over the days `loads` (day after day, oldest first,
     `spd` slots each; NaN: unknown), each slot billed its demand `rates` (the summed rate of the
     charges covering it) and its energy `prices`; NaN with no day known enough, no all-hours charge,
-    or no solution within TIME_LIMIT_S.
+    or no solution within TIME_LIMIT_S. `days_left`: the days of the month from today's on, which the
+    days stand for; `billed_w`: (rate key, W) the peaks the month already bills (state.IntervalState
+    .peaks), each charge's floor (the all-hours one at the highest of them).
 
     The charges are laid out as levels.py's layers: the rate every slot is billed at least is the
     all-hours charge, each higher rate a window charge worth the difference, with its own level.
