@@ -182,26 +182,17 @@ def test_a_weekend_is_held_no_lower_than_the_all_hours_level_the_weekday_before_
     assert week_level(IntervalState(past=day * 7, targets=low), PGE, sat, rates, 900.0, bat)[1] == alone
 
 
-def test_a_day_of_one_rate_with_a_price_spread_gets_the_week_s_level_once_its_week_is_known() -> None:
-    """Shanghai: one demand rate, three prices. With the whole week before it known, the day gets the
-    week's optimum level, priced on the days left above what the month bills; with a day of that week
-    unknown (the first week after a cold start) the heuristic's own levels stay."""
-    sh = bundled("shanghai_ci_two_part")
+def test_a_weekend_s_level_stands_on_what_july_already_bills_not_june_s() -> None:
+    """The week's level is priced above what the month already bills (its floor, free to reach
+    again): with 4.95 MW billed in July the Saturday's level is that; June's peaks are not July's."""
     spd = 96
     day = tuple(5e6 if 48 <= s < 56 else 4e6 for s in range(spd))
-    wed = datetime(2026, 7, 15, 0, 0, tzinfo=sh.timezone)
-    rates = (40.8,) * spd
+    sat = datetime(2026, 7, 11, 0, 0, tzinfo=LA)
+    rates = tuple(PGE.demand_rate(sat + timedelta(minutes=15 * s)) for s in range(spd))
     bat = WeekBattery(budget_wh=3.6e6, power_w=2.5e6, round_trip=ETA, wear_per_kwh=0.15)
-    d, level = week_level(IntervalState(past=day * 7), sh, wed, rates, 900.0, bat)
-    rr = (40.8,) * (7 * spd)
-    pp = tuple(sh.energy_price(wed - timedelta(days=7) + timedelta(minutes=15 * k)) for k in range(7 * spd))
-    ring = ring_days(day * 7, wed.toordinal(), spd)
-    assert d == wed.toordinal() and level == all_hours_level_w(ring, rr, pp, spd, 900.0, bat, 17.0)
-    assert 4e6 < level < 5e6
-    # what July already bills stands: 4.9 MW billed, the level is no lower
-    billed = IntervalState(past=day * 7, peaks=((40.8, 4.9e6),), month=2026 * 12 + 6)
-    assert week_level(billed, sh, wed, rates, 900.0, bat)[1] == pytest.approx(4.9e6)
-    # a day of the week not known: none
-    holes = list(day * 7)
-    holes[3 * spd : 4 * spd] = [math.nan] * spd
-    assert math.isnan(week_level(IntervalState(past=tuple(holes)), sh, wed, rates, 900.0, bat)[1])
+    free = week_level(IntervalState(past=day * 7), PGE, sat, rates, 900.0, bat)[1]
+    assert free < 4.95e6
+    july = IntervalState(past=day * 7, peaks=((11.98, 4.95e6),), month=2026 * 12 + 6)
+    assert week_level(july, PGE, sat, rates, 900.0, bat)[1] == pytest.approx(4.95e6)
+    june = IntervalState(past=day * 7, peaks=((11.98, 4.95e6),), month=2026 * 12 + 5)
+    assert week_level(june, PGE, sat, rates, 900.0, bat)[1] == free

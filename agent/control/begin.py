@@ -22,7 +22,7 @@ from agent.control.reserve import reserve_floor_pct
 from agent.control.schedule import DispatchPlan
 from agent.control.state import ControllerState, IntervalState
 from agent.control.tou import plan_interval
-from agent.control.week_level import WeekBattery, all_hours_level_w, ring_days, uniform_day, whole_days
+from agent.control.week_level import WeekBattery, all_hours_level_w, ring_days, uniform_day
 from agent.model.config import ControlConfig
 from agent.model.interval import local_slot, slots_per_day
 from agent.model.operator import OperatorState
@@ -67,22 +67,21 @@ def day_prices(prices: Prices, start: datetime, spd: int, length_s: float) -> tu
 def week_level(
     iv: IntervalState, prices: Prices, today: datetime, rates: tuple[float, ...], length_s: float, bat: WeekBattery
 ) -> tuple[int, float]:
-    """(today's date ordinal, the all-hours level the last week's optimum holds if today bills one
-    demand charge, else NaN: week_level.py); worked out once a day, kept in the interval state. A day
-    with a price spread needs the whole week before it known. On a day of one price too, no lower
-    than yesterday's targets held the all-hours charge at where it billed alone: the weekdays hold
-    their own levels, and a weekend shaved under what they bill buys nothing (the pooled campus,
-    BENCHMARKS.md, issue 13: 0.7 % lost so)."""
+    """(today's date ordinal, the all-hours level the last week's optimum holds if today bills the
+    all-hours charge alone, else NaN: week_level.py); worked out once a day, kept in the interval state,
+    priced on the days left of the month above what it already bills. No lower than yesterday's
+    targets held the all-hours charge at where it billed alone: the weekdays hold their own levels,
+    and a weekend shaved under what they bill buys nothing (the pooled campus, BENCHMARKS.md, issue 13:
+    0.7 % lost so)."""
     day = today.toordinal()
     if iv.week_day == day:
         return day, iv.week_level_w
     spd = len(rates)
     midnight = today.replace(hour=0, minute=0, second=0, microsecond=0)
-    if not (rates and rates[0] > 0.0 and len(set(rates)) == 1):
+    if not uniform_day(rates, lambda: day_prices(prices, midnight, spd, length_s)):
         return day, NAN
-    uniform = uniform_day(rates, lambda: day_prices(prices, midnight, spd, length_s))
     loads = ring_days(iv.past, day, spd)
-    if not loads or not (uniform or whole_days(loads, spd) == ENVELOPE_DAYS):
+    if not loads:
         return day, NAN
     rr: list[float] = []
     pp: list[float] = []
@@ -99,7 +98,7 @@ def week_level(
     last = rr[-spd:]
     base = min(last)
     held = [x for x, r in zip(iv.targets, last, strict=False) if r == base and x < math.inf]
-    if uniform and held and level == level:
+    if held and level == level:
         top = max(held) * (1.0 - MARGIN)
         level = top if top > level else level
     return day, level

@@ -253,7 +253,7 @@ def close_interval(
     `cost_per_kwh` (levels.shave_levels). `fixed_w`: the site's fixed demand target (0: none).
     `past`: the ring of the last days' averages (envelope.py); `slot`: the new interval's slot of
     the day; `refill`: no round trip pays, the battery is charged for demand alone.
-    `all_hours_w`: on a day one demand charge bills, the level the last week's optimum holds
+    `all_hours_w`: on a day the all-hours charge alone bills, the level the last week's optimum holds
     (week_level.py; NaN: not such a day): every slot's level, aimed at it (MARGIN under its target).
     """
     peaks = st.peaks  # they belong to st.month, the month of the interval being closed
@@ -300,7 +300,7 @@ def close_interval(
     over_aim = 1.0 / (1.0 - MARGIN)
     days = held_days(profile, past)
     if all_hours_w == all_hours_w:  # NaN compares False
-        # a day one demand charge bills: the week's level in every slot, no pricing needed
+        # a day the all-hours charge alone bills: the week's level in every slot, no pricing needed
         levels = tuple(all_hours_w * over_aim if r > 0.0 else INF for r in rates) if enough(env) else ()
     else:
         levels = shave_levels(

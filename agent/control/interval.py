@@ -100,7 +100,7 @@ def roll(
     running window's levels are raised to be held with (levels.within_energy; not a fixed target);
     `cap`: the grid connection limit (inf: none), which IntervalState.capped_ws holds the readings at.
     `week_level_w`: the all-hours level the last week's optimum holds, for day `week_day` (a date
-    ordinal; NaN: today is not a day one demand charge bills; week_level.py), kept with the
+    ordinal; NaN: today is not a day the all-hours charge alone bills; week_level.py), kept with the
     interval and, on that day, the level of every slot (demand.close_interval).
     """
     closing = iv

@@ -141,7 +141,7 @@ class IntervalState:
     env: tuple[float, ...]
     margin: float  # the fraction the running interval aims under its target (demand.close_interval; NaN: MARGIN)
     # the all-hours level the last week's optimum holds (week_level.py), worked out once on day
-    # `week_day` (a date ordinal; -1: never) if one demand charge bills it (NaN: not such a day)
+    # `week_day` (a date ordinal; -1: never) if it bills the all-hours charge alone (NaN: not such a day)
     week_day: int
     week_level_w: float
 

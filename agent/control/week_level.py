@@ -1,4 +1,4 @@
-"""The all-hours level the last week's optimum holds: the level of a day one demand charge bills.
+"""The all-hours level the last week's optimum holds: the level of a day the all-hours charge alone bills.
 
 On a day with one demand rate and one energy price all day (PG&E E-20's weekend: no window, no
 price spread), the battery has one use, the month's maximum demand, and nothing to keep energy for.
@@ -15,23 +15,17 @@ the suite from the second week (bench/hindsight_levels.py).
 A kW of peak above what the month already bills is billed for the whole month but buys only the days
 left of it: each demand charge is priced on the share of the days left those days stand for (days /
 days left), over a floor at the peak it already bills (free to reach again). Priced on the share of
-a whole month, the level a week's optimum found rose and fell from week to week, and the month billed
-the highest: inference / Shanghai 5,772 kW on the 27th, where the month's optimum holds 5,682.
+a whole month (days / DAYS_PER_MONTH, before), a late weekend's week priced a kW of level at a
+quarter of what it costs (BENCHMARKS.md, issue 13, the week's level priced on the days left).
 
-A day of one demand rate with a price spread (Shanghai's every day) gets it too, once the whole week
-before it is known: there the level's price is the arbitrage it holds down (the charge under it, the
-energy kept for it), which levels.py does not count and the programme does. With fewer days known the
-heuristic's own level stays (from the first days of a cold start the programme's level, priced on a
-day or two of a month, was one the month then billed over: train100 / Shanghai 4,342 kW on day 3).
+The weekdays hold their own levels, so such a day is held no lower than the all-hours level the day
+before it held (begin.week_level): under it, the month bills the weekdays' anyway.
 
-The weekdays hold their own levels, so a day of one rate and one price is held no lower than the
-all-hours level the day before it held (begin.week_level): under it, the month bills the weekdays'
-anyway.
-
-Not on a day with windows: there the heuristic's own levels stay (a day's optimum levels need the
-day's own future to hold: handed the month's optimum levels, the heuristic held the training loads'
-windows 5-7 % over them, 25-69 % of the optimum; handed the week's all-hours level under its own
-windows, train200 / PG&E fell 61.4 -> 40.5 %).
+Only on such a day: where windows or a price spread share the battery, the heuristic's own levels
+stay (a day's optimum levels need the day's own future to hold: handed the month's optimum levels,
+the heuristic held the training loads' windows 5-7 % over them, 25-69 % of the optimum; the week's
+level on Shanghai's days, with their price spread, billed the savings bench's month at 1 s 57 kW over
+its no-battery peak, BENCHMARKS.md).
 
 Pure: a function of the last days' loads, their rates and prices, the battery, the days left and
 what is billed; no I/O, no clock.
@@ -99,7 +93,12 @@ def all_hours_level_w(
     n_days = len(loads) // spd if spd > 0 else 0
     if n_days == 0 or len(loads) != n_days * spd or len(rates) != len(loads) or len(prices) != len(loads):
         return math.nan
-    keep = _known_days(loads, spd)
+    keep = []
+    for d in range(n_days):
+        row = np.asarray(loads[d * spd : (d + 1) * spd], dtype=np.float64)
+        bad = ~np.isfinite(row)
+        if np.count_nonzero(bad) <= MAX_UNKNOWN * spd and not np.all(bad):
+            keep.append(d)
     if not keep:
         return math.nan
     idx = np.concatenate([np.arange(d * spd, (d + 1) * spd) for d in keep])
@@ -142,22 +141,6 @@ def all_hours_level_w(
         load, load, price, length_s / 3600.0, layout, st, np.asarray(floors), time_limit_s=TIME_LIMIT_S
     )
     return float(sol.peaks_w[0]) if sol.status == 0 else math.nan
-
-
-def _known_days(loads: tuple[float, ...], spd: int) -> list[int]:
-    """The days of `loads` (day after day, `spd` slots each) known enough to be used (MAX_UNKNOWN)."""
-    keep = []
-    for d in range(len(loads) // spd if spd > 0 else 0):
-        row = np.asarray(loads[d * spd : (d + 1) * spd], dtype=np.float64)
-        bad = ~np.isfinite(row)
-        if np.count_nonzero(bad) <= MAX_UNKNOWN * spd and not np.all(bad):
-            keep.append(d)
-    return keep
-
-
-def whole_days(loads: tuple[float, ...], spd: int) -> int:
-    """How many days of `loads` are known enough to be used."""
-    return len(_known_days(loads, spd))
 
 
 def ring_days(past: tuple[float, ...], today: int, spd: int) -> tuple[float, ...]:
