@@ -15,8 +15,9 @@ the suite from the second week (bench/hindsight_levels.py).
 A kW of peak above what the month already bills is billed for the whole month but buys only the days
 left of it: each demand charge is priced on the share of the days left those days stand for (days /
 days left), over a floor at the peak it already bills (free to reach again). Priced on the share of
-a whole month (days / DAYS_PER_MONTH, before), a late weekend's week priced a kW of level at a
-quarter of what it costs (BENCHMARKS.md, issue 13, the week's level priced on the days left).
+a whole month (days / DAYS_PER_MONTH, before), a kW of level on the 27th of July was priced at a sixth
+of what it costs (7 / 30.4 against 7 / 5), and nothing already billed was free (BENCHMARKS.md, issue
+13, the week's level priced on the days left).
 
 The weekdays hold their own levels, so such a day is held no lower than the all-hours level the day
 before it held (begin.week_level): under it, the month bills the weekdays' anyway.
