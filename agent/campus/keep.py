@@ -30,11 +30,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from agent.campus.allocate import NOT_SENT, FeederState, usable
-from agent.campus.levels import Pool, pool
+from agent.campus.levels import Pool, pool, refill_wh
 from agent.control.demand import MIN_COVERAGE, slot_targets
 from agent.control.envelope import envelope, remember
 from agent.control.prices import Prices
-from agent.control.tou import recharge_wh, shave_keep_wh
+from agent.control.tou import shave_keep_wh
 from agent.model.interval import local_slot, slots_per_day
 
 
@@ -105,13 +105,9 @@ def campus_keep_wh(
     env = envelope(prof, day.past)
     targets = slot_targets((), (), (1.0,) * len(prof), math.nan, target_w, env)
     room: tuple[float, ...] = ()
-    if refill is not None:  # AC energy, as the feeders' reports: a Wh charged gives the round trip back
+    if refill is not None:
         t, prices, bat = refill
-        rt = bat.round_trip
-        into = local_slot(t, length_s)[2]
-        room = recharge_wh(
-            t, into, length_s, prices, rt, bat.wear_per_kwh, rt, env, day.past, targets, slot, bat.charge_w
-        )
+        room = refill_wh(bat, t, local_slot(t, length_s)[2], length_s, prices, env, day.past, targets, slot)
     return shave_keep_wh(env, targets, slot, length_s, 1.0, room)
 
 

@@ -198,6 +198,24 @@ def ahead(
     return _advance(iv, t, length_s, prices, pool(fresh), False, 0.0, 0.0, 0.0)
 
 
+def refill_wh(
+    bat: Pool,
+    t: datetime,
+    into: float,
+    length_s: float,
+    prices: Prices,
+    env: tuple[float, ...],
+    past: tuple[float, ...],
+    targets: tuple[float, ...],
+    slot: int,
+) -> tuple[float, ...]:
+    """Per slot of today, the AC energy the pooled batteries `bat` charge back for arbitrage
+    (tou.recharge_wh): the feeders report AC energy, so a Wh charged counts the round trip. The
+    campus's keep, economic (level) or for a fixed target (keep.campus_keep_wh), less it."""
+    rt = bat.round_trip
+    return recharge_wh(t, into, length_s, prices, rt, bat.wear_per_kwh, rt, env, past, targets, slot, bat.charge_w)
+
+
 def level(iv: IntervalState, t: datetime, length_s: float, prices: Prices | None, bat: Pool | None = None) -> Level:
     """The campus's demand decisions at local time `t` in `iv`'s interval (`ahead`'s state); `bat`:
     the fresh feeders' batteries (pool; None: no refill counted in the keep)."""
@@ -208,10 +226,8 @@ def level(iv: IntervalState, t: datetime, length_s: float, prices: Prices | None
     known = 0 <= slot < len(targets) == len(env)
     keep = NOT_SENT
     if known:
-        # AC energy, as the feeders' reports: a Wh charged gives the round trip back
-        rt = bat.round_trip if bat is not None else math.nan
         refill = (
-            recharge_wh(t, into, length_s, prices, rt, bat.wear_per_kwh, rt, env, iv.past, targets, slot, bat.charge_w)
+            refill_wh(bat, t, into, length_s, prices, env, iv.past, targets, slot)
             if prices is not None and bat is not None
             else ()
         )

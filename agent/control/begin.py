@@ -38,6 +38,11 @@ def finite(x: float) -> bool:
     return x - x == 0.0
 
 
+def month_index(t: datetime) -> int:
+    """The billing month of local time `t` as IntervalState.month counts it."""
+    return t.year * 12 + t.month - 1
+
+
 def day_rates(
     prices: Prices | None, start: datetime, slot: int, spd: int, length_s: float, rate: float
 ) -> tuple[float, ...]:
@@ -90,7 +95,7 @@ def week_level(
         rr.extend(day_rates(prices, start, 0, spd, length_s, prices.demand_rate(start)))
         pp.extend(day_prices(prices, start, spd, length_s))
     left = calendar.monthrange(today.year, today.month)[1] - today.day + 1
-    billed = iv.peaks if iv.month == today.year * 12 + today.month - 1 else ()
+    billed = iv.peaks if iv.month == month_index(today) else ()
     level = all_hours_level_w(loads, tuple(rr), tuple(pp), spd, length_s, bat, float(left), billed)
     # no lower than the all-hours level yesterday's targets held (its slots billed the all-hours
     # charge alone, aimed MARGIN under): the month bills that anyway, and a weekend shaved under it
@@ -160,7 +165,7 @@ def next_interval(
         iv,
         key=key,
         into=into,
-        month=t.year * 12 + t.month - 1,
+        month=month_index(t),
         rate=rate,
         sample=sample,
         imp=imp,
