@@ -6,7 +6,9 @@ Run: .venv/bin/python bench/bill_gap.py --months /tmp/months [--days 30] [--warm
 A diagnostic for issue 13, not a controller. policy_suite.py gives one share of the optimum per
 (load, tariff); this splits the same replay's gap to the same optimum (agent.offline.replay's
 `optimum_for`, ending at the replay's own SoC) into the bill's lines: the energy charge, each demand
-charge (with the billed peak and the local time of the interval that set it, for both), and the wear.
+charge (with the billed peak and the local time of the interval that set it, for both), and the wear;
+and, per day, what the heuristic's battery gave in the highest-rate window against the least its level
+there needs (window_energy).
 A positive gap on a line is money the optimum saves there and the heuristic does not; the lines sum to
 the whole gap. What it showed first (BENCHMARKS.md, issue 13, "a window keeps what its lower-rate
 shoulder needs"): on PG&E the maximum demand, billed in the part-peak evening after an emptied peak
@@ -67,7 +69,45 @@ def gap(months: Path, name: str, tariff_name: str, days: int, warm: bool) -> dic
         "optimum": {"charge": o.degradation_cost},
         "gap": discharged_kwh * wear - o.degradation_cost,
     }
-    return {"load": name, "tariff": tariff_name, "lines": lines, "gap": sum(v["gap"] for v in lines.values())}
+    windows = window_energy(trace.timestamps, trace.net_w, np.asarray(res.grid_w), np.asarray(res.battery_w), tariff)
+    gap_total = sum(v["gap"] for v in lines.values())
+    return {"load": name, "tariff": tariff_name, "lines": lines, "gap": gap_total, "windows": windows}
+
+
+def window_energy(
+    ts: np.ndarray, net_w: np.ndarray, grid_w: np.ndarray, battery_w: np.ndarray, tariff: Tariff
+) -> list[dict[str, Any]]:
+    """Per day with a window at the tariff's highest demand rate: the level the heuristic held there (the
+    highest interval average of grid import in it), the energy that level needs on the day's load (the
+    sum over its intervals of the load's average above the level, kWh) and what the battery put out
+    there (discharge less charge, kWh, AC). Their difference is what holding the level cost over the
+    least it could (a level held exactly at each interval's end): the tracking's margin and what it
+    gives ahead of a dip that then closes the interval under the level."""
+    length = tariff.demand_interval_s
+    step = float(ts[1] - ts[0])
+    per = max(1, round(length / step))
+    n = len(ts) // per
+    load = net_w[: n * per].reshape(n, per).mean(1) / 1e3
+    grid = grid_w[: n * per].reshape(n, per).mean(1) / 1e3
+    out_kwh = battery_w[: n * per].reshape(n, per).sum(1) * step / 3.6e6
+    starts = ts[: n * per : per]
+    rates = tariff.demand_rates(starts)
+    top = float(np.max(rates)) if n else 0.0
+    if not top > 0.0 or float(np.min(rates)) == top:
+        return []
+    day = np.array([datetime.fromtimestamp(t, tariff.timezone).date().toordinal() for t in starts])
+    h = length / 3600.0
+    rows = []
+    for d in np.unique(day):
+        m = (day == d) & (rates == top)
+        if not m.any():
+            continue
+        level = float(grid[m].max())
+        need = float(np.sum(np.maximum(load[m] - level, 0.0))) * h
+        used = float(np.sum(out_kwh[m]))
+        when = datetime.fromtimestamp(float(starts[m][0]), tariff.timezone).strftime("%a %d")
+        rows.append({"day": when, "level_kw": level, "need_kwh": need, "out_kwh": used})
+    return rows
 
 
 def main() -> int:
@@ -94,6 +134,15 @@ def main() -> int:
                     peaks = f"  {h['peak_kw']:7,.0f} kW {h['set']:12s} | {o['peak_kw']:7,.0f} kW {o['set']}"
                 charges = f"heuristic {h['charge']:11,.0f}, optimum {o['charge']:11,.0f}"
                 print(f"  {k:24s} gap {v['gap']:9,.0f}  ({charges}){peaks}")
+            if g["windows"]:
+                need = sum(r["need_kwh"] for r in g["windows"])
+                used = sum(r["out_kwh"] for r in g["windows"])
+                worst = max(g["windows"], key=lambda r: r["level_kw"])
+                print(
+                    f"  highest-rate windows: their levels need {need:,.0f} kWh, the battery gave {used:,.0f} "
+                    f"({used - need:+,.0f}); the highest, {worst['level_kw']:,.0f} kW on {worst['day']}: "
+                    f"{worst['need_kwh']:,.0f} kWh needed, {worst['out_kwh']:,.0f} given"
+                )
     if a.json:
         print(json.dumps(out, indent=1))
     return 0
