@@ -1,6 +1,6 @@
 """Bill gap: where the heuristic's savings fall short of the optimum's, bill line by bill line.
 
-Run: .venv/bin/python bench/bill_gap.py --months /tmp/months [--days 30] [--warm]
+Run: .venv/bin/python bench/bill_gap.py --months /tmp/months [--days 30] [--step 60] [--warm]
          [--loads train100,train200,inference,flat,pv] [--tariffs pge_e20_secondary_2014] [--json]
 
 A diagnostic for issue 13, not a controller. policy_suite.py gives one share of the optimum per
@@ -48,13 +48,16 @@ def _lines(b: Bill, tariff: Tariff) -> dict[str, dict[str, Any]]:
     return out
 
 
-def gap(months: Path, name: str, tariff_name: str, days: int, warm: bool) -> dict[str, Any]:
+def gap(months: Path, name: str, tariff_name: str, days: int, warm: bool, step_s: float = 60.0) -> dict[str, Any]:
     """The heuristic's and the optimum's bill lines for one (load, tariff) month, and their gap."""
-    trace = ps.month(months, name, tariff_name, days, 60.0)
-    history = ps.before(months, name, tariff_name, days, 60.0) if warm else None
+    trace = ps.month(months, name, tariff_name, days, step_s)
+    history = ps.before(months, name, tariff_name, days, step_s) if warm else None
     tariff = bundled(tariff_name)
     site = load_site(Path(agent.__file__).parent / "sites" / "demo.toml").with_clusters(12)
-    site = replace(site, control=replace(site.control, reserve_load_w=0.0, fast_lane_s=0.0), timezone=tariff.timezone)
+    # the suite's site: no reserve, no ramp limit (policy_suite.one without --ramp-limit; at 60 s a ramp
+    # limit never binds, at 1 s it would)
+    control = replace(site.control, reserve_load_w=0.0, fast_lane_s=0.0, ramp_limit_w_per_s=0.0)
+    site = replace(site, control=control, timezone=tariff.timezone)
     res = replay(site, tariff, trace, start_soc_pct=50.0, history=history)
     step = float(trace.timestamps[1] - trace.timestamps[0])
     ours = bill(trace.timestamps, np.asarray(res.grid_w), tariff, max_hold_s=step)
@@ -114,6 +117,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--months", type=Path, required=True, help="policy_suite.py's months (.npz)")
     ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--step", type=float, default=60.0, help="the trace's step, s (policy_suite.py's --step)")
     ap.add_argument("--loads", default="train100,train200,inference,flat,pv")
     ap.add_argument("--tariffs", default="pge_e20_secondary_2014")
     ap.add_argument("--warm", action="store_true", help="the month with the 7 days before it behind it")
@@ -122,7 +126,7 @@ def main() -> int:
     out = []
     for tariff_name in a.tariffs.split(","):
         for name in a.loads.split(","):
-            g = gap(a.months, name, tariff_name, a.days, a.warm)
+            g = gap(a.months, name, tariff_name, a.days, a.warm, a.step)
             out.append(g)
             if a.json:
                 continue
