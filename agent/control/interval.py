@@ -13,10 +13,20 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from agent.control.demand import MARGIN, MIN_COVERAGE, close_interval
+from agent.control.demand import MARGIN, MIN_COVERAGE, PERSIST_S, close_interval
 from agent.control.envelope import remember
 from agent.control.levels import base_rate, within_energy
 from agent.control.state import IntervalState
+
+
+def moving_avg_w(avg: float, net: float, dt: float) -> float:
+    """The baseline's moving average (IntervalState.net_avg_w) after a reading `net` W that stands
+    for `dt` s: exponential over PERSIST_S; the reading itself where none is known yet (NaN)."""
+    if avg != avg:
+        return net
+    if not dt > 0.0:
+        return avg
+    return avg + (net - avg) * (1.0 - math.exp(-dt / PERSIST_S))
 
 
 def accumulate(
@@ -43,6 +53,7 @@ def accumulate(
         margin=iv.margin,
         week_day=iv.week_day,
         week_level_w=iv.week_level_w,
+        net_avg_w=moving_avg_w(iv.net_avg_w, net, dt),
     )
 
 
@@ -159,4 +170,5 @@ def roll(
         margin=aim,
         week_day=week_day,
         week_level_w=week_level_w,
+        net_avg_w=moving_avg_w(iv.net_avg_w, net, dt) if sample else iv.net_avg_w,
     )
