@@ -501,3 +501,16 @@ def test_persistence_needs_what_full_power_later_cannot_give(
 )
 def test_the_moving_average_of_the_load(avg: float, net: float, dt: float, expected: float) -> None:
     assert moving_avg_w(avg, net, dt) == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_moving_average_takes_the_reading_now() -> None:
+    # Readings 60 s apart, 4 MW (the first cycle: no time since a reading, none booked), 4 MW (the
+    # average starts at it), then 5 MW: the average moves 1 - 1/e of the way to the reading now.
+    # The meter's book of the minute between them is the 4 MW read before (begin.metered_w): averaged on
+    # that, a 60 s replay's guard acted a whole step late (the policy suite's 30 days: 86.8 -> 85.7 %).
+    st = initial_state(NO_TOU, month_peaks={40.8: 4.4e6}, month=(2026, 7), profile=[2.5e6] * 96)
+    t0 = datetime(2026, 7, 15, 14, 0, 30, tzinfo=TZ)
+    for k, load in ((0, 4e6), (60, 4e6), (120, 5e6)):
+        s = snap(load, t_mono=1000.0 + k, t_wall=t0 + timedelta(seconds=k))
+        st = decide(s, st, NO_TOU, OP, RATED, False)[1]
+    assert st.interval.net_avg_w == pytest.approx(4e6 + 1e6 * (1.0 - math.exp(-1.0)), rel=1e-9)
