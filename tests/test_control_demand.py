@@ -28,6 +28,7 @@ from agent.control.demand import (
 from agent.control.interval import moving_avg_w
 from agent.control.levels import shave_levels
 from agent.control.state import IntervalState, RampState
+from agent.model.config import ControlConfig
 from agent.model.interval import local_slot
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
@@ -333,23 +334,30 @@ def test_rest_of_the_interval_is_forecast_from_the_reading_as_the_rest_shrinks(
     assert rest_net_forecast_w(c, steady) == pytest.approx(steady + share * (5e6 - steady), rel=1e-12)
 
 
-def run_interval(step_s: int, high: float) -> tuple[float, float]:
-    """12:30-12:45 on the Shanghai tariff (charging for the evening peak), 4.4 MW billed this month, the
-    last day at 2.1 MW: 780 s at 2.1 MW, then a job restart steps the load to `high` (issue 13's
-    6 July 12:43). One reading every `step_s` s, the battery doing what the last one set, as in a
-    replay. Returns the month's billed peak once the interval has closed and the interval's average
-    import as the utility meter bills it (each setpoint acting on the load of its own step)."""
-    st = initial_state(CFG, month_peaks={40.8: 4.4e6}, month=(2026, 7), profile=[2.1e6] * 96)
-    t0 = datetime(2026, 7, 15, 12, 30, tzinfo=TZ)
+def run_steps(
+    cfg: ControlConfig, prices: TablePrices, t0: datetime, low: float, until_s: int, high: float, step_s: int
+) -> tuple[float, float]:
+    """One 900 s interval from `t0`, 4.4 MW billed this month, the last day at `low`: the load at `low`
+    until `until_s`, then at `high`. One reading every `step_s` s, the battery doing what the last one
+    set, as in a replay. Returns the month's billed peak once the interval has closed and the
+    interval's average import as the utility meter bills it (each setpoint acting on the load of its
+    own step)."""
+    st = initial_state(cfg, month_peaks={40.8: 4.4e6}, month=(2026, 7), profile=[low] * 96)
     battery, imported_ws = 0.0, 0.0
     for k in range(-step_s, 901, step_s):
-        load = 2.1e6 if k < 780 else high  # as in a replay: the load from this reading's time on
+        load = low if k < until_s else high  # as in a replay: the load from this reading's time on
         s = snap(load, battery=battery, t_mono=1000.0 + k, t_wall=t0 + timedelta(seconds=k))
-        plan, st = decide(s, st, CFG, OP, SHANGHAI, False)
+        plan, st = decide(s, st, cfg, OP, prices, False)
         battery = plan.site_setpoint_w
         if 0 <= k < 900:
             imported_ws += (load - battery) * step_s
     return st.month_peak(40.8), imported_ws / 900.0
+
+
+def run_interval(step_s: int, high: float) -> tuple[float, float]:
+    """12:30-12:45 on the Shanghai tariff (charging for the evening peak), the last day at 2.1 MW: 780 s
+    at 2.1 MW, then a job restart steps the load to `high` (issue 13's 6 July 12:43; run_steps)."""
+    return run_steps(CFG, SHANGHAI, datetime(2026, 7, 15, 12, 30, tzinfo=TZ), 2.1e6, 780, high, step_s)
 
 
 @pytest.mark.parametrize("step_s", [60, 30, 1])  # 60 s: the policy suite's months, two readings left to act on
@@ -430,21 +438,9 @@ def test_with_a_grid_limit_the_interval_is_forecast_as_the_import_the_limit_leav
 
 
 def run_plateau(step_s: int, dip_s: int, high: float) -> tuple[float, float]:
-    """14:00-14:15 on a flat rate (shaving alone), 4.4 MW billed this month, the last day at 2.5 MW: a job
-    restart's dip at 2.5 MW for `dip_s` s, then a plateau at `high` to the interval's end. One reading
-    every `step_s` s, the battery doing what the last one set. Returns the month's billed peak once the
-    interval has closed and the interval's average import."""
-    st = initial_state(NO_TOU, month_peaks={40.8: 4.4e6}, month=(2026, 7), profile=[2.5e6] * 96)
-    t0 = datetime(2026, 7, 15, 14, 0, tzinfo=TZ)
-    battery, imported_ws = 0.0, 0.0
-    for k in range(-step_s, 901, step_s):
-        load = 2.5e6 if k < dip_s else high
-        s = snap(load, battery=battery, t_mono=1000.0 + k, t_wall=t0 + timedelta(seconds=k))
-        plan, st = decide(s, st, NO_TOU, OP, RATED, False)
-        battery = plan.site_setpoint_w
-        if 0 <= k < 900:
-            imported_ws += (load - battery) * step_s
-    return st.month_peak(40.8), imported_ws / 900.0
+    """14:00-14:15 on a flat rate (shaving alone), the last day at 2.5 MW: a job restart's dip at 2.5 MW
+    for `dip_s` s, then a plateau at `high` to the interval's end (run_steps)."""
+    return run_steps(NO_TOU, RATED, datetime(2026, 7, 15, 14, 0, tzinfo=TZ), 2.5e6, dip_s, high, step_s)
 
 
 @pytest.mark.parametrize("step_s", [1, 60])
