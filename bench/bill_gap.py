@@ -33,6 +33,7 @@ import policy_suite as ps  # the suite's months (beside this script: on the path
 
 import agent
 from agent.economics.billing import Bill, bill
+from agent.economics.optimum import resample_mean
 from agent.economics.tariff import Tariff, bundled
 from agent.model.config import load_site
 from agent.offline.replay import optimum_for, replay
@@ -83,19 +84,15 @@ def window_energy(
     """Per day with a window at the tariff's highest demand rate: the level the heuristic held there (the
     highest interval average of grid import in it), the energy that level needs on the day's load (the
     sum over its intervals of the load's average above the level, kWh) and what the battery put out
-    there (discharge less charge, kWh, AC). Their difference is what holding the level cost over the
-    least it could (a level held exactly at each interval's end): the tracking's margin and what it
-    gives ahead of a dip that then closes the interval under the level."""
+    there (discharge less charge, kWh, AC). Their difference is what holding the day's level cost over
+    the least it could: the aim rising through the day as the day turns out worse than the levels were
+    sized on, and what shaving gives ahead of a dip that then closes an interval under its aim."""
     length = tariff.demand_interval_s
-    step = float(ts[1] - ts[0])
-    per = max(1, round(length / step))
-    n = len(ts) // per
-    load = net_w[: n * per].reshape(n, per).mean(1) / 1e3
-    grid = grid_w[: n * per].reshape(n, per).mean(1) / 1e3
-    out_kwh = battery_w[: n * per].reshape(n, per).sum(1) * step / 3.6e6
-    starts = ts[: n * per : per]
+    starts, load = resample_mean(ts, net_w / 1e3, length)
+    _, grid = resample_mean(ts, grid_w / 1e3, length)
+    _, out_kwh = resample_mean(ts, battery_w * (length / 3.6e6), length)
     rates = tariff.demand_rates(starts)
-    top = float(np.max(rates)) if n else 0.0
+    top = float(np.max(rates)) if len(starts) else 0.0
     if not top > 0.0 or float(np.min(rates)) == top:
         return []
     day = np.array([datetime.fromtimestamp(t, tariff.timezone).date().toordinal() for t in starts])

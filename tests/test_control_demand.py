@@ -19,13 +19,13 @@ from agent.control.demand import (
     held_days,
     interval_net_forecast_w,
     keep_wh,
+    moving_avg_w,
     persistence_w,
     raise_cap_w,
     rest_allowed_w,
     rest_net_forecast_w,
     target_w,
 )
-from agent.control.interval import moving_avg_w
 from agent.control.levels import shave_levels
 from agent.control.state import IntervalState, RampState
 from agent.model.config import ControlConfig

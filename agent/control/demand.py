@@ -455,6 +455,16 @@ def rest_net_w(steady: float, net: float, dt: float, left: float) -> float:
     return steady + (net - steady) * dt / left
 
 
+def moving_avg_w(avg: float, net: float, dt: float) -> float:
+    """The baseline's moving average (IntervalState.net_avg_w, interval.accumulate) after a reading `net` W that stands
+    for `dt` s: exponential over PERSIST_S; the reading itself where none is known yet (NaN)."""
+    if avg != avg:
+        return net
+    if not dt > 0.0:
+        return avg
+    return avg + (net - avg) * (1.0 - math.exp(-dt / PERSIST_S))
+
+
 def persistence_w(
     grid_ws: float, held: float, aim: float, iv_len: float, left: float, dt: float, power: float
 ) -> float:

@@ -13,20 +13,10 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from agent.control.demand import MARGIN, MIN_COVERAGE, PERSIST_S, close_interval
+from agent.control.demand import MARGIN, MIN_COVERAGE, close_interval, moving_avg_w
 from agent.control.envelope import remember
 from agent.control.levels import base_rate, within_energy
 from agent.control.state import IntervalState
-
-
-def moving_avg_w(avg: float, net: float, dt: float) -> float:
-    """The baseline's moving average (IntervalState.net_avg_w) after a reading `net` W that stands
-    for `dt` s: exponential over PERSIST_S; the reading itself where none is known yet (NaN)."""
-    if avg != avg:
-        return net
-    if not dt > 0.0:
-        return avg
-    return avg + (net - avg) * (1.0 - math.exp(-dt / PERSIST_S))
 
 
 def accumulate(
@@ -120,9 +110,9 @@ def roll(
     running window's levels are raised to be held with (levels.within_energy; not a fixed target);
     `cap`: the grid connection limit (inf: none), which IntervalState.capped_ws holds the readings at.
     `now_w`: the baseline read now, for the moving average (accumulate). `week_level_w`: the all-hours
-    level the last week's optimum holds, for day `week_day` (a date
-    ordinal; NaN: today is not a day the all-hours charge alone bills; week_level.py), kept with the
-    interval and, on that day, the level of every slot (demand.close_interval).
+    level the last week's optimum holds, for day `week_day` (a date ordinal; NaN: today is not a day
+    the all-hours charge alone bills; week_level.py), kept with the interval and, on that day, the
+    level of every slot (demand.close_interval).
     """
     closing = iv
     new_part = into if sample and dt > into else (dt if sample else 0.0)
