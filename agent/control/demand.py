@@ -56,13 +56,6 @@ FORECAST_PRIOR_S: Final = 300.0
 # given back if the load then steps up late in the interval, so it keeps this much further below
 # the target than shaving does (MARGIN).
 CHARGE_MARGIN: Final = 0.02
-# The time scale of "the load now" that the rest of an interval is assumed to stay at (persistence_w):
-# the baseline's moving average over about this long, not the reading of the instant. A job restart's
-# dip and a plateau after it last minutes, a GPU swing seconds. Held at the reading of the instant, the
-# guard fired on every swing's top at 1 s and spent the peak window's energy on intervals that then
-# dipped (train100 / PG&E E-20, 30 days at 1 s: 72.2 -> 66.0 % of the optimum); over a minute's
-# average it catches the plateaus (BENCHMARKS.md, issue 13, the persistence guard).
-PERSIST_S: Final = 60.0
 MIN_COVERAGE: Final = 0.5  # an interval with less good data than this does not set a peak or profile
 
 
@@ -455,34 +448,6 @@ def rest_net_w(steady: float, net: float, dt: float, left: float) -> float:
     return steady + (net - steady) * dt / left
 
 
-def moving_avg_w(avg: float, net: float, dt: float) -> float:
-    """The baseline's moving average (IntervalState.net_avg_w, interval.accumulate) after a reading `net` W that stands
-    for `dt` s: exponential over PERSIST_S; the reading itself where none is known yet (NaN)."""
-    if avg != avg:
-        return net
-    if not dt > 0.0:
-        return avg
-    return avg + (net - avg) * (1.0 - math.exp(-dt / PERSIST_S))
-
-
-def persistence_w(
-    grid_ws: float, held: float, aim: float, iv_len: float, left: float, dt: float, power: float
-) -> float:
-    """The least discharge (W) over the next `dt` s (until the next reading, at most the `left` s of the
-    interval) that still lets the fleet's `power` W close the `iv_len` s interval at `aim` if the load
-    stays at `held` for the rest of it: the import so far (`grid_ws`), plus `held` over the rest less
-    full discharge after this cycle, over what `aim` allows. -inf with no power to give or no time.
-
-    Full power is thus kept for the interval's end only as far as it still suffices: a plateau that
-    needs more than the fleet can give in the time left is shaved from the moment it would."""
-    if not power > 0.0:
-        return -INF
-    hold = dt if 0.0 < dt < left else left  # NaN dt (the first cycle) compares False: the whole rest
-    if not hold > 0.0:
-        return -INF
-    return (grid_ws + held * left - power * (left - hold) - aim * iv_len) / hold
-
-
 def reading_weight(c: Cycle) -> float:
     """The weight rest_net_forecast_w gives the reading now in its forecast of the rest of the interval."""
     left = c.iv_len - c.into
@@ -549,17 +514,6 @@ def demand(w: Window, c: Cycle) -> Window:
             allow = allowed_grid_w(charge_tgt, iv.grid_ws, cov, left, iv_len)
         now_w = net if not net > lim else lim
         a = min(0.0, (now_w if now_w > net_fc else net_fc) - allow)
-    if c.cfg.campus is None and left > 0.0:
-        # Never an interval the fleet cannot bring back to the aim if the load stays where it has been
-        # this last minute (persistence_w). The steady forecast is the interval's average so far: after a
-        # restart's dip it lags the plateau that follows, and at 1 s the battery ended such intervals at
-        # full power, too late, the billed peak ratcheting up with each (train200 / PG&E E-20, 30 days
-        # at 1 s: 5 of 660 shaved intervals over their target, all at 2.52 MW for their last minute).
-        held = iv.net_avg_w if iv.net_avg_w == iv.net_avg_w else net  # NaN: no average yet, the reading
-        held = held if not held > lim else lim
-        guard = persistence_w(iv.grid_ws, held, tgt, iv_len, left, c.dt, w.hi)
-        if guard > a:  # NaN compares False
-            a = guard
     part = c.cfg.campus
     if part is not None and part.demand_w == part.demand_w:  # the campus's bound, its part (config.CampusPart)
         a = part.demand_w
