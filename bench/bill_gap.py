@@ -30,11 +30,12 @@ from typing import Any
 
 import numpy as np
 import policy_suite as ps  # the suite's months (beside this script: on the path when run)
+from bench_tariff import tariff as tariff_named  # beside this script: on the path when run
 
 import agent
 from agent.economics.billing import Bill, bill
 from agent.economics.optimum import resample_mean
-from agent.economics.tariff import Tariff, bundled
+from agent.economics.tariff import Tariff
 from agent.model.config import load_site
 from agent.offline.replay import optimum_for, replay
 
@@ -53,7 +54,7 @@ def gap(months: Path, name: str, tariff_name: str, days: int, warm: bool, step_s
     """The heuristic's and the optimum's bill lines for one (load, tariff) month, and their gap."""
     trace = ps.month(months, name, tariff_name, days, step_s)
     history = ps.before(months, name, tariff_name, days, step_s) if warm else None
-    tariff = bundled(tariff_name)
+    tariff = tariff_named(tariff_name)
     site = load_site(Path(agent.__file__).parent / "sites" / "demo.toml").with_clusters(12)
     # the suite's site: no reserve, no ramp limit (policy_suite.one without --ramp-limit; at 60 s a ramp
     # limit never binds, at 1 s it would)

@@ -61,12 +61,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from bench_tariff import tariff as tariff_named  # beside this script: on the path when run
 from planner_bench import build_load
 from savings_bench import SITE
 
 from agent.campus.allocate import CampusLimits
 from agent.economics.optimum import resample_mean
-from agent.economics.tariff import FloatArray, Tariff, bundled
+from agent.economics.tariff import FloatArray, Tariff
 from agent.model.config import SiteConfig, load_site
 from agent.offline.campus_replay import (
     CampusRun,
@@ -332,7 +333,7 @@ def main() -> None:
     )
     results: dict[str, Any] = {"days": days, "step_s": args.step, "feeders": args.feeders, "clusters": args.clusters}
     for name in args.tariffs.split(","):
-        tariff = bundled(name)
+        tariff = tariff_named(name)
         feeders = build_campus(args.feeders, args.clusters, days, args.step, tariff, loads)
         net = np.sum([f.trace.net_w for f in feeders], axis=0)
         peaks = [float(f.trace.net_w.max()) for f in feeders]

@@ -29,11 +29,11 @@ from typing import Any
 
 import numpy as np
 import policy_suite as ps  # the suite's months (beside this script: on the path when run)
+from bench_tariff import tariff as tariff_named  # beside this script: on the path when run
 
 import agent
 from agent.economics.battery_lp import Storage, demand_layout, solve_battery_lp
 from agent.economics.optimum import BatterySpec, resample_mean
-from agent.economics.tariff import bundled
 from agent.model.config import load_site
 from agent.offline.replay import battery_spec, optimum_for
 
@@ -48,7 +48,7 @@ def levels_over(
     share: float,
 ) -> dict[str, float]:
     """The optimum's level per demand charge (kW) over `ts`, each charge priced at `share` of its rate."""
-    tariff = bundled(tariff_name)
+    tariff = tariff_named(tariff_name)
     e = bat.energy_wh / 100.0
     lay = demand_layout(ts, tariff)
     priced = replace(lay, groups=tuple(replace(g, rate=g.rate * share) for g in lay.groups))
@@ -77,7 +77,7 @@ def levels_over(
 
 
 def one(months: Path, load: str, tariff_name: str, days: int, window: int) -> dict[str, Any]:
-    tariff = bundled(tariff_name)
+    tariff = tariff_named(tariff_name)
     tr = ps.month(months, load, tariff_name, days, 60.0)
     site = load_site(Path(agent.__file__).parent / "sites" / "demo.toml").with_clusters(12)
     site = replace(site, control=replace(site.control, reserve_load_w=0.0, fast_lane_s=0.0), timezone=tariff.timezone)

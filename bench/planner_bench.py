@@ -59,6 +59,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
+from bench_tariff import tariff as tariff_named  # beside this script: on the path when run
 from savings_bench import SITE, START, site_load
 
 from agent.control.forecast import Forecast
@@ -66,7 +67,7 @@ from agent.control.replan import Replanner, ReplanSettings
 from agent.control.schedule import DispatchPlan
 from agent.economics.optimum import resample_mean
 from agent.economics.roi import EconomicsConfig
-from agent.economics.tariff import FloatArray, Tariff, bundled
+from agent.economics.tariff import FloatArray, Tariff
 from agent.model.config import SiteConfig, load_site
 from agent.model.interval import interval_starts
 from agent.offline.replay import Trace, evaluate, optimum_for, plan_battery, planner_report, replay
@@ -117,7 +118,7 @@ def local_month(trace: Trace, tariff_name: str, history_days: int) -> tuple[Trac
     1 July 2026 00:00 in the tariff's time zone. One billing month, its daily shape on the tariff's
     local hours (a trace started at Shanghai midnight would begin on 30 June in California and
     bill a one-day June in full)."""
-    start = datetime(2026, 7, 1, tzinfo=bundled(tariff_name).timezone).timestamp()
+    start = datetime(2026, 7, 1, tzinfo=tariff_named(tariff_name).timezone).timestamp()
     ts = trace.timestamps - trace.timestamps[0] - history_days * 86400.0 + start
     k = int(np.searchsorted(ts, start))
     pv = trace.pv_w
@@ -226,7 +227,7 @@ def one(
 ) -> dict[str, Any]:
     """The pair's replays, scored. `diagnosis`: any of "oracle", "no-guard", "plan-power", "oracle-levels"
     (the module doc)."""
-    tariff = bundled(tariff_name)
+    tariff = tariff_named(tariff_name)
     s = replace(site, timezone=tariff.timezone)
     if wear and tariff.currency in wear:  # the site's wear figure is in its own tariff's currency
         s = replace(s, control=replace(s.control, degradation_cost_per_kwh=wear[tariff.currency]))

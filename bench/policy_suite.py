@@ -44,10 +44,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_tariff import tariff as tariff_named  # beside this script: on the path when run
 
 import agent
 from agent.economics.roi import EconomicsConfig
-from agent.economics.tariff import bundled
 from agent.model.config import load_site
 from agent.offline.replay import Trace, evaluate, replay
 
@@ -144,7 +144,7 @@ def one(
     history: Trace | None = None,
 ) -> dict[str, Any]:
     site = load_site(Path(agent.__file__).parent / "sites" / "demo.toml").with_clusters(12)
-    tariff = bundled(tariff_name)
+    tariff = tariff_named(tariff_name)
     control = replace(site.control, reserve_load_w=0.0, ramp_limit_w_per_s=ramp_kw_s * 1e3)
     if wear and tariff.currency in wear:  # the site's wear figure is in its own tariff's currency
         control = replace(control, degradation_cost_per_kwh=wear[tariff.currency])
