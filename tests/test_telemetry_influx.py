@@ -216,3 +216,50 @@ def test_a_batch_the_database_rejects_is_parked_not_retried_forever(
     )  # kept for inspection
     alarm = next(a for a in hub.alarms.active() if a.code == "telemetry_rejected")
     assert "HTTP 400" in alarm.message
+
+
+def test_close_during_slow_writes_sends_or_spools_every_point_within_its_bound(
+    make_hub: Callable[..., Hub], tmp_path: Path
+) -> None:
+    # A database that answers every write, each after 0.3 s (within the 1 s client timeout): the
+    # writer is still sending batch after batch when the agent stops. Every point must end up sent
+    # or in the spool, and close() must return within two write timeouts and its margin. Before,
+    # close() gave up after 10 s and closed the spool under the writer: the rest was lost (the
+    # eight-agent test's read-back came up 52 values short on a loaded machine).
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    lines: list[int] = []
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(0.3)
+            lines.append(len([x for x in body.splitlines() if x.strip()]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        hub = make_hub(tcfg(f"http://127.0.0.1:{srv.server_address[1]}", tmp_path, batch_points=1, timeout_s=1.0))
+        sink = start(hub, tmp_path)
+        cyc = Cycles(hub, start_time())
+        cyc.next()
+        wait_until(lambda: sink.cycles_in == 1)  # the writer is in its first 0.3 s write
+        for _ in range(50):  # behind it, a batch per cycle (batch_points=1): 15 s of writes
+            cyc.next()
+        t0 = time.monotonic()
+        sink.close()
+        took = time.monotonic() - t0
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert took < sink.stop_wait_s() == 12.0
+    assert sink.cycles_in == 51 and sink.queue_dropped == 0
+    assert sink.sent_points + sink.spooled_points == sink.points_in
+    assert sum(lines) == sink.sent_points > 0
+    assert Spool(tmp_path / "spool.db", 10**9).stats().points == sink.spooled_points > 0

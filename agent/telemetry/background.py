@@ -11,6 +11,7 @@ costs CPU: neither may run on the control loop.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -34,6 +35,9 @@ class BackgroundSink:
         self._max = queue_records
         self._cv = threading.Condition()
         self._stop = False
+        self._stop_at = math.inf  # monotonic time close() was called (inf: running)
+        self._abandoned = False  # close() stopped waiting: the thread releases the resources itself
+        self._exited = False  # the writer thread has finished
         self.queue_dropped = 0
         self.cycles_in = 0  # cycles turned into points by the writer thread
         self.points_in = 0  # points made from them
@@ -60,20 +64,39 @@ class BackgroundSink:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"{self.name}-writer", daemon=True)
+            self._thread = threading.Thread(target=self._run_then_exit, name=f"{self.name}-writer", daemon=True)
             self._thread.start()
 
-    def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the thread after it has flushed (or spooled) everything queued."""
+    def close(self) -> None:
+        """Stop the thread after it has flushed (or spooled) everything queued: wait as long as the
+        sink's last writes may take (stop_wait_s). Resources are released after the thread, never
+        under it: a write in flight whose spool had been closed beneath it was lost, neither sent
+        nor spooled (eight writers beside one store on a loaded 2-core machine, 30 s writes)."""
         with self._cv:
             self._stop = True
+            self._stop_at = time.monotonic()
             self._cv.notify()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            if self._thread.is_alive():  # pragma: no cover - a write hung past its own timeout
-                log.error("telemetry writer did not stop in time", extra=kv(sink=self.name))
+        th = self._thread
+        if th is not None:
+            th.join(self.stop_wait_s())
+            with self._cv:  # exactly one of close() and the thread's _exit releases the resources
+                self._abandoned = not self._exited
+            if self._abandoned:
+                log.error(
+                    "telemetry writer did not stop in time: it closes when its write returns",
+                    extra=kv(sink=self.name, waited_s=round(self.stop_wait_s(), 1)),
+                )
+                return
             self._thread = None
         self.closed()
+
+    def stop_wait_s(self) -> float:
+        """How long close() waits for the writer: a flush of a local store takes well under this."""
+        return 10.0
+
+    def stopping_for_s(self) -> float:
+        """Seconds since close() was called (-inf while running): a sink's last writes are bounded by it."""
+        return time.monotonic() - self._stop_at
 
     @property
     def queue_depth(self) -> int:
@@ -82,6 +105,12 @@ class BackgroundSink:
     # --- writer thread -----------------------------------------------------------------------
     def agent_fields(self) -> dict[str, float]:
         return {"queue_depth": float(len(self._q)), "queue_dropped": float(self.queue_dropped)}
+
+    def _run_then_exit(self) -> None:
+        try:
+            self._run()
+        finally:
+            self._exit()
 
     def _run(self) -> None:
         pending: list[Point] = []
@@ -118,6 +147,14 @@ class BackgroundSink:
                 self.idle()
             except Exception:  # the writer thread must survive anything
                 log.exception("telemetry idle work failed", extra=kv(sink=self.name))
+
+    def _exit(self) -> None:
+        """The thread's last act: release the resources if close() stopped waiting for it."""
+        with self._cv:
+            self._exited = True
+            abandoned = self._abandoned
+        if abandoned:
+            self.closed()
 
     def _flush_safe(self, points: list[Point]) -> None:
         try:

@@ -83,6 +83,7 @@ class InfluxSink(BackgroundSink):
         self.parked = Spool(
             cfg.spool_path.with_name(cfg.spool_path.stem + ".rejected.db"), cfg.spool_max_bytes, None
         )
+        self._timeout_s = cfg.influx.timeout_s
         self.sent_points = 0
         self.spooled_points = 0
         self.replayed_points = 0
@@ -138,8 +139,10 @@ class InfluxSink(BackgroundSink):
     def flush(self, points: list[Point]) -> None:
         body = encode(points)
         n = len(points)
-        if not self.spool.empty or time.monotonic() < self._retry_at:
-            self.spool.put(body, n)  # behind what is already waiting: order is kept
+        # behind what is already waiting (order is kept); and once closing has taken a write timeout,
+        # to the spool at once, so close() returns within stop_wait_s with every point sent or spooled
+        if not self.spool.empty or time.monotonic() < self._retry_at or self.stopping_for_s() > self._timeout_s:
+            self.spool.put(body, n)
             self.spooled_points += n
             return
         try:
@@ -154,6 +157,11 @@ class InfluxSink(BackgroundSink):
             return
         self.sent_points += n
         self._ok()
+
+    def stop_wait_s(self) -> float:
+        """A send in flight when close() is called, and one begun just before the flushes turn to the
+        spool, each bounded by the client's timeout; then local writes only."""
+        return 2.0 * self._timeout_s + super().stop_wait_s()
 
     def idle_wait_s(self) -> float:
         if self.spool.empty:
