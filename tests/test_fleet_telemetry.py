@@ -43,8 +43,9 @@ def test_eight_agents_into_one_store_read_back_per_site_and_summed(
         state = tmp_path / sid
         state.mkdir()
         # the writes' timeout is not what is tested: a write past it is spooled, and close() leaves the spool
-        # for the next start; at tcfg's 2 s eight writers beside the store on a loaded 2-core machine may pass it
-        # (the likeliest cause of this test's one failure on a loaded run, never reproduced)
+        # for the next start; at tcfg's 2 s eight writers beside the store on a loaded 2-core machine may pass it.
+        # (This test's failures on loaded runs, values short on read-back, were close() giving up after 10 s and
+        # closing the spool under a write in flight: test_telemetry_influx's slow-writes test holds that.)
         site = replace(demo_site(tcfg(vm.url, state, timeout_s=30.0)), id=sid)
         hub = Hub(site, AuditLog(state / "audit.jsonl"), clock=time.monotonic)
         sink = start_telemetry(site, hub, state)
