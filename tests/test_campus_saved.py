@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from agent.campus.demand import CampusDemand
 from agent.campus.keep import CampusDay
-from agent.campus.saved import CampusStore, SavedStateError, dump, month_of, parse
+from agent.campus.saved import CampusStore, SavedStateError, dump, parse
+from agent.control.begin import month_index
 from agent.control.state import IntervalState
 
 N = 96  # 15-min slots
-JULY = month_of(2026, 7)
+JULY = month_index(datetime(2026, 7, 1))
 
 
 def demand(key: int = 5) -> CampusDemand:

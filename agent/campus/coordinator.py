@@ -59,7 +59,8 @@ from agent.campus.messages import (
     signed_share,
     state_topic,
 )
-from agent.campus.saved import CampusStore, month_of
+from agent.campus.saved import CampusStore
+from agent.control.begin import month_index
 from agent.control.demand import MARGIN
 from agent.economics.tariff import load_tariff
 from agent.logs import kv
@@ -122,7 +123,7 @@ class Coordinator:
 
     def _month(self) -> int:
         t = datetime.fromtimestamp(self.epoch(), self.cfg.timezone)
-        return month_of(t.year, t.month)
+        return month_index(t)
 
     def _restored(self) -> CampusDemand:
         length = self.cfg.demand_interval_s

@@ -48,13 +48,8 @@ class SavedStateError(ValueError):
     """The file cannot be used; the message names the file and the field."""
 
 
-def month_of(year: int, month: int) -> int:
-    """The month index IntervalState.month counts in (agent/control/begin.next_interval)."""
-    return year * 12 + month - 1
-
-
 def dump(st: CampusDemand, campus: str, month: int, interval_s: float) -> str:
-    """`st` as the file's JSON text, written in local month `month` (month_of)."""
+    """`st` as the file's JSON text, written in local month `month` (control.begin.month_index)."""
     iv = {f.name: getattr(st.iv, f.name) for f in fields(IntervalState)}
     iv["peaks"] = [list(p) for p in st.iv.peaks]
     day = {f.name: getattr(st.day, f.name) for f in fields(CampusDay)}
