@@ -8,7 +8,7 @@ A diagnostic for issue 13, not a controller. policy_suite.py gives one share of 
 `optimum_for`, ending at the replay's own SoC) into the bill's lines: the energy charge, each demand
 charge (with the billed peak and the local time of the interval that set it, for both), and the wear;
 and, per day, what the heuristic's battery gave in the highest-rate window against the least its level
-there needs (window_energy).
+there needs (window_energy), and what each schedule charged inside those windows (window_charge_kwh).
 A positive gap on a line is money the optimum saves there and the heuristic does not; the lines sum to
 the whole gap. What it showed first (BENCHMARKS.md, issue 13, "a window keeps what its lower-rate
 shoulder needs"): on PG&E the maximum demand, billed in the part-peak evening after an emptied peak
@@ -75,8 +75,32 @@ def gap(months: Path, name: str, tariff_name: str, days: int, warm: bool, step_s
         "gap": discharged_kwh * wear - o.degradation_cost,
     }
     windows = window_energy(trace.timestamps, trace.net_w, np.asarray(res.grid_w), np.asarray(res.battery_w), tariff)
+    starts, ours_w = resample_mean(trace.timestamps, np.asarray(res.battery_w), tariff.demand_interval_s)
+    charged = {
+        "heuristic": window_charge_kwh(starts, ours_w, tariff),
+        "optimum": window_charge_kwh(starts, np.asarray(o.battery_w), tariff),  # on the same interval means
+    }
     gap_total = sum(v["gap"] for v in lines.values())
-    return {"load": name, "tariff": tariff_name, "lines": lines, "gap": gap_total, "windows": windows}
+    return {
+        "load": name,
+        "tariff": tariff_name,
+        "lines": lines,
+        "gap": gap_total,
+        "windows": windows,
+        "window_charge_kwh": charged,
+    }
+
+
+def window_charge_kwh(starts: np.ndarray, battery_w: np.ndarray, tariff: Tariff) -> float:
+    """Energy charged (kWh, AC) in the demand intervals starting at `starts` that bill the tariff's highest
+    demand rate, from the battery's average power over each (`battery_w`, discharge positive): what a
+    schedule refills inside its windows, in the dips of the load under their level (issue 13: the
+    optimum does on the flat HPL loop, the heuristic does not)."""
+    rates = tariff.demand_rates(starts)
+    if not len(starts) or not float(np.max(rates)) > 0.0:
+        return 0.0
+    top = rates == np.max(rates)
+    return float(np.sum(np.maximum(-battery_w[top], 0.0))) * tariff.demand_interval_s / 3.6e6
 
 
 def window_energy(
@@ -145,6 +169,8 @@ def main() -> int:
                     f"({used - need:+,.0f}); the highest, {worst['level_kw']:,.0f} kW on {worst['day']}: "
                     f"{worst['need_kwh']:,.0f} kWh needed, {worst['out_kwh']:,.0f} given"
                 )
+                c = g["window_charge_kwh"]
+                print(f"  charged inside them: heuristic {c['heuristic']:,.0f} kWh, optimum {c['optimum']:,.0f} kWh")
     if a.json:
         print(json.dumps(out, indent=1))
     return 0
