@@ -19,13 +19,16 @@ from agent.control.demand import (
     held_days,
     interval_net_forecast_w,
     keep_wh,
+    persistence_w,
     raise_cap_w,
     rest_allowed_w,
     rest_net_forecast_w,
     target_w,
 )
+from agent.control.interval import moving_avg_w
 from agent.control.levels import shave_levels
 from agent.control.state import IntervalState, RampState
+from agent.model.config import ControlConfig
 from agent.model.interval import local_slot
 from agent.model.operator import OperatorState
 from agent.model.plan import Plan
@@ -331,23 +334,30 @@ def test_rest_of_the_interval_is_forecast_from_the_reading_as_the_rest_shrinks(
     assert rest_net_forecast_w(c, steady) == pytest.approx(steady + share * (5e6 - steady), rel=1e-12)
 
 
-def run_interval(step_s: int, high: float) -> tuple[float, float]:
-    """12:30-12:45 on the Shanghai tariff (charging for the evening peak), 4.4 MW billed this month, the
-    last day at 2.1 MW: 780 s at 2.1 MW, then a job restart steps the load to `high` (issue 13's
-    6 July 12:43). One reading every `step_s` s, the battery doing what the last one set, as in a
-    replay. Returns the month's billed peak once the interval has closed and the interval's average
-    import as the utility meter bills it (each setpoint acting on the load of its own step)."""
-    st = initial_state(CFG, month_peaks={40.8: 4.4e6}, month=(2026, 7), profile=[2.1e6] * 96)
-    t0 = datetime(2026, 7, 15, 12, 30, tzinfo=TZ)
+def run_steps(
+    cfg: ControlConfig, prices: TablePrices, t0: datetime, low: float, until_s: int, high: float, step_s: int
+) -> tuple[float, float]:
+    """One 900 s interval from `t0`, 4.4 MW billed this month, the last day at `low`: the load at `low`
+    until `until_s`, then at `high`. One reading every `step_s` s, the battery doing what the last one
+    set, as in a replay. Returns the month's billed peak once the interval has closed and the
+    interval's average import as the utility meter bills it (each setpoint acting on the load of its
+    own step)."""
+    st = initial_state(cfg, month_peaks={40.8: 4.4e6}, month=(2026, 7), profile=[low] * 96)
     battery, imported_ws = 0.0, 0.0
     for k in range(-step_s, 901, step_s):
-        load = 2.1e6 if k < 780 else high  # as in a replay: the load from this reading's time on
+        load = low if k < until_s else high  # as in a replay: the load from this reading's time on
         s = snap(load, battery=battery, t_mono=1000.0 + k, t_wall=t0 + timedelta(seconds=k))
-        plan, st = decide(s, st, CFG, OP, SHANGHAI, False)
+        plan, st = decide(s, st, cfg, OP, prices, False)
         battery = plan.site_setpoint_w
         if 0 <= k < 900:
             imported_ws += (load - battery) * step_s
     return st.month_peak(40.8), imported_ws / 900.0
+
+
+def run_interval(step_s: int, high: float) -> tuple[float, float]:
+    """12:30-12:45 on the Shanghai tariff (charging for the evening peak), the last day at 2.1 MW: 780 s
+    at 2.1 MW, then a job restart steps the load to `high` (issue 13's 6 July 12:43; run_steps)."""
+    return run_steps(CFG, SHANGHAI, datetime(2026, 7, 15, 12, 30, tzinfo=TZ), 2.1e6, 780, high, step_s)
 
 
 @pytest.mark.parametrize("step_s", [60, 30, 1])  # 60 s: the policy suite's months, two readings left to act on
@@ -425,3 +435,89 @@ def test_with_a_grid_limit_the_interval_is_forecast_as_the_import_the_limit_leav
     assert interval_net_forecast_w(c) == pytest.approx((5e6 * 600.0 + 5.5e6 * 2.0 + 3e6 * 299.0) / 901.0, rel=1e-12)
     # the rest, 299 s after the next cycle: the reading, held at the limit, weighs 1 s in 300
     assert rest_net_forecast_w(c, expected_w, 4.5e6) == pytest.approx(expected_w + (4.5e6 - expected_w) / 300.0)
+
+
+def run_plateau(step_s: int, dip_s: int, high: float) -> tuple[float, float]:
+    """14:00-14:15 on a flat rate (shaving alone), the last day at 2.5 MW: a job restart's dip at 2.5 MW
+    for `dip_s` s, then a plateau at `high` to the interval's end (run_steps)."""
+    return run_steps(NO_TOU, RATED, datetime(2026, 7, 15, 14, 0, tzinfo=TZ), 2.5e6, dip_s, high, step_s)
+
+
+@pytest.mark.parametrize("step_s", [1, 60])
+def test_a_plateau_after_a_dip_is_shaved_while_the_fleet_can_still_hold_the_aim(step_s: int) -> None:
+    # 300 s at 2.5 MW, then 600 s at 6 MW: the aim (99 % of 4.4 MW) allows 3,920.4 MJ, the load brings
+    # 4,350 MJ, so the plateau needs 0.72 MW on average from the fleet's 2.51 MW. The steady forecast is
+    # the interval's average so far with the dip in it: without the persistence guard the controller
+    # shaved the forecast's excess only, ended at full power too late and closed at 4,487 kW (1 s) and
+    # 4,441 kW (60 s), a new billed peak. Held to what the last minute's load needs (persistence_w),
+    # the interval closes at the aim.
+    peak, billed_w = run_plateau(step_s, 300, 6.0e6)
+    assert peak == 4.4e6
+    assert billed_w == pytest.approx(0.99 * 4.4e6, abs=1e3)
+
+
+@pytest.mark.parametrize("step_s", [1, 60])
+def test_a_higher_plateau_after_a_dip_bills_nothing_new(step_s: int) -> None:
+    # at 6.6 MW (1.32 MW needed on average) the guard, acting on a minute's average, starts later than
+    # the plateau: the interval closes between the aim and the billed peak (4,367 kW at 1 s, 4,365 kW at
+    # 60 s), where without it it billed 4,672 and 4,612 kW
+    peak, billed_w = run_plateau(step_s, 300, 6.6e6)
+    assert peak == 4.4e6
+    assert billed_w < 4.4e6
+
+
+@pytest.mark.parametrize(
+    ("grid_ws", "now", "held", "left", "dt", "power", "expected"),
+    [
+        # 600 s in at the aim (4 MW x 900 s allowed), the load held at 6 MW: 300 s left need 600 MJ
+        # over what is allowed; the fleet's 1.5 MW x 299 s after this second gives 448.5 MJ, so this
+        # second gives the other 151.5 MJ (more than the fleet has: the demand bound clamps it)
+        (2.4e9, 6e6, 6e6, 300.0, 1.0, 1.5e6, 151.5e6),
+        (2.4e9, 6e6, 6e6, 300.0, 1.0, 2.5e6, 600e6 - 2.5e6 * 299.0),  # enough power later: nothing forced now
+        (2.4e9, 6e6, 6e6, 60.0, 60.0, 2.5e6, (2.4e9 + 6e6 * 60.0 - 4e6 * 900.0) / 60.0),  # the last reading: all of it
+        # the first cycle: the whole rest
+        (2.4e9, 6e6, 6e6, 300.0, math.nan, 2.5e6, (2.4e9 + 6e6 * 300.0 - 4e6 * 900.0) / 300.0),
+        (2.4e9, 6e6, 6e6, 300.0, 1.0, 0.0, -math.inf),  # no power to give
+        (2.4e9, 6e6, 6e6, 0.0, 1.0, 2.5e6, -math.inf),  # no time left
+        # the reading counts until the next one, the average after it: a second at 5 MW, 299 s at 6 MW
+        (2.4e9, 5e6, 6e6, 300.0, 1.0, 1.5e6, 150.5e6),
+        # the last cycle at 60 s: the load read now stands for it, not the minute's average (a falling
+        # load, 5 MW against 6 MW held: nothing forced, where the average forced 15 MW)
+        (2.4e9, 5e6, 6e6, 60.0, 60.0, 2.5e6, -15e6),
+        (2.4e9, math.nan, 6e6, 60.0, 60.0, 2.5e6, math.nan),  # no good reading: no bound (NaN compares False)
+    ],
+)
+def test_persistence_needs_what_full_power_later_cannot_give(
+    grid_ws: float, now: float, held: float, left: float, dt: float, power: float, expected: float
+) -> None:
+    got = persistence_w(grid_ws, now, held, 4e6, 900.0, left, dt, power)
+    if math.isnan(expected):
+        assert math.isnan(got)
+    else:
+        assert got == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("avg", "net", "dt", "expected"),
+    [
+        (math.nan, 5e6, 1.0, 5e6),  # none yet: the reading
+        (4e6, 5e6, 60.0, 4e6 + 1e6 * (1.0 - math.exp(-1.0))),  # one time scale: 63 % of the way
+        (4e6, 5e6, 0.0, 4e6),  # no time: unchanged
+        (4e6, 5e6, math.nan, 4e6),  # the first cycle (no time since a reading): unchanged
+    ],
+)
+def test_the_moving_average_of_the_load(avg: float, net: float, dt: float, expected: float) -> None:
+    assert moving_avg_w(avg, net, dt) == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_moving_average_takes_the_reading_now() -> None:
+    # Readings 60 s apart, 4 MW (the first cycle: no time since a reading, none booked), 4 MW (the
+    # average starts at it), then 5 MW: the average moves 1 - 1/e of the way to the reading now.
+    # The meter's book of the minute between them is the 4 MW read before (begin.metered_w): averaged on
+    # that, a 60 s replay's guard acted a whole step late (the policy suite's 30 days: 86.8 -> 85.7 %).
+    st = initial_state(NO_TOU, month_peaks={40.8: 4.4e6}, month=(2026, 7), profile=[2.5e6] * 96)
+    t0 = datetime(2026, 7, 15, 14, 0, 30, tzinfo=TZ)
+    for k, load in ((0, 4e6), (60, 4e6), (120, 5e6)):
+        s = snap(load, t_mono=1000.0 + k, t_wall=t0 + timedelta(seconds=k))
+        st = decide(s, st, NO_TOU, OP, RATED, False)[1]
+    assert st.interval.net_avg_w == pytest.approx(4e6 + 1e6 * (1.0 - math.exp(-1.0)), rel=1e-9)

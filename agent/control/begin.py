@@ -142,6 +142,7 @@ def next_interval(
     cap: float = math.inf,
     round_trip: float = NAN,
     wear_per_kwh: float = NAN,
+    now_w: float = NAN,
 ) -> IntervalState:
     """`iv` closed and the interval `key` (slot `slot` of the day, `into` s old at local time `t`)
     opened: its demand rate, today's windows (day_rates) and the levels (interval.roll) on the fleet's
@@ -149,7 +150,7 @@ def next_interval(
     A site's begin_cycle, and a campus coordinator on the campus's sums (agent/campus/levels.py).
     `round_trip`, `wear_per_kwh`: the fleet's, with its budget and power the battery the all-hours
     level of a day that bills it alone is worked out for (week_level; NaN: not worked out, a campus
-    whose feeders do not all report them)."""
+    whose feeders do not all report them). `now_w`: the baseline read now (interval.accumulate)."""
     if prices is not None:
         rate = prices.demand_rate(t)
         rate = rate if finite(rate) and rate > 0.0 else 0.0
@@ -183,6 +184,7 @@ def next_interval(
         cap=cap,
         week_day=wk_day,
         week_level_w=wk_level,
+        now_w=now_w,
     )
 
 
@@ -247,7 +249,7 @@ def begin_cycle(
     limit = cfg.grid_import_limit_w
     cap = import_cap_w(cfg)
     if key == iv.key:
-        iv = accumulate(iv, sample, imp, m_net, dt, cap)
+        iv = accumulate(iv, sample, imp, m_net, dt, cap, net)
     else:
         iv = next_interval(
             iv,
@@ -269,6 +271,7 @@ def begin_cycle(
             cap=cap,
             round_trip=cfg.charge_efficiency * cfg.discharge_efficiency,
             wear_per_kwh=cfg.degradation_cost_per_kwh,
+            now_w=net,
         )
         tou = plan_interval(
             tou, iv, t=t, now=now, slot=slot, into=into, length_s=length, prices=prices, cfg=cfg, f=f, ceil=ceil

@@ -13,17 +13,35 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from agent.control.demand import MARGIN, MIN_COVERAGE, close_interval
+from agent.control.demand import MARGIN, MIN_COVERAGE, PERSIST_S, close_interval
 from agent.control.envelope import remember
 from agent.control.levels import base_rate, within_energy
 from agent.control.state import IntervalState
 
 
+def moving_avg_w(avg: float, net: float, dt: float) -> float:
+    """The baseline's moving average (IntervalState.net_avg_w) after a reading `net` W that stands
+    for `dt` s: exponential over PERSIST_S; the reading itself where none is known yet (NaN)."""
+    if avg != avg:
+        return net
+    if not dt > 0.0:
+        return avg
+    return avg + (net - avg) * (1.0 - math.exp(-dt / PERSIST_S))
+
+
 def accumulate(
-    iv: IntervalState, sample: bool, imp: float, net: float, dt: float, cap: float = math.inf
+    iv: IntervalState,
+    sample: bool,
+    imp: float,
+    net: float,
+    dt: float,
+    cap: float = math.inf,
+    now_w: float = math.nan,
 ) -> IntervalState:
     """The same interval, `dt` s later: import `imp` and baseline `net` W added if `sample` is good
-    (`cap`: the grid connection limit, inf for none: state.IntervalState.capped_ws)."""
+    (`cap`: the grid connection limit, inf for none: state.IntervalState.capped_ws). `now_w`: the
+    baseline read now, which the moving average takes (NaN: `net`; the book's `net` is the load the
+    meter saw since the last reading, begin.metered_w, a step behind the reading in a slow replay)."""
     if not sample:
         return iv
     return IntervalState(
@@ -43,6 +61,7 @@ def accumulate(
         margin=iv.margin,
         week_day=iv.week_day,
         week_level_w=iv.week_level_w,
+        net_avg_w=moving_avg_w(iv.net_avg_w, now_w if now_w == now_w else net, dt),
     )
 
 
@@ -92,6 +111,7 @@ def roll(
     cap: float = math.inf,
     week_day: int = -1,
     week_level_w: float = math.nan,
+    now_w: float = math.nan,
 ) -> IntervalState:
     """A new interval `key` (`into` s old) in `month` at demand `rate`, after closing `iv`.
 
@@ -99,7 +119,8 @@ def roll(
     demand.close_interval; `stored_wh`: what it holds now above its floor (AC; NaN: unknown), which the
     running window's levels are raised to be held with (levels.within_energy; not a fixed target);
     `cap`: the grid connection limit (inf: none), which IntervalState.capped_ws holds the readings at.
-    `week_level_w`: the all-hours level the last week's optimum holds, for day `week_day` (a date
+    `now_w`: the baseline read now, for the moving average (accumulate). `week_level_w`: the all-hours
+    level the last week's optimum holds, for day `week_day` (a date
     ordinal; NaN: today is not a day the all-hours charge alone bills; week_level.py), kept with the
     interval and, on that day, the level of every slot (demand.close_interval).
     """
@@ -159,4 +180,5 @@ def roll(
         margin=aim,
         week_day=week_day,
         week_level_w=week_level_w,
+        net_avg_w=moving_avg_w(iv.net_avg_w, now_w if now_w == now_w else net, dt) if sample else iv.net_avg_w,
     )

@@ -144,6 +144,9 @@ class IntervalState:
     # `week_day` (a date ordinal; -1: never) if it bills the all-hours charge alone (NaN: not such a day)
     week_day: int
     week_level_w: float
+    # the baseline's moving average over the last demand.PERSIST_S (W, exponential; NaN: no reading yet):
+    # the load the rest of the interval is held at by demand.persistence_w, carried across intervals
+    net_avg_w: float
 
     def __init__(
         self,
@@ -164,6 +167,7 @@ class IntervalState:
         margin: float = NAN,
         week_day: int = -1,
         week_level_w: float = NAN,
+        net_avg_w: float = NAN,
     ) -> None:
         object.__setattr__(self, "key", key)
         object.__setattr__(self, "rate", rate)
@@ -181,6 +185,7 @@ class IntervalState:
         object.__setattr__(self, "margin", margin)
         object.__setattr__(self, "week_day", week_day)
         object.__setattr__(self, "week_level_w", week_level_w)
+        object.__setattr__(self, "net_avg_w", net_avg_w)
 
 
 @dataclass(frozen=True, slots=True, init=False)
