@@ -479,8 +479,9 @@ def test_a_higher_plateau_after_a_dip_bills_nothing_new(step_s: int) -> None:
         (2.4e9, 6e6, 6e6, 300.0, math.nan, 2.5e6, (2.4e9 + 6e6 * 300.0 - 4e6 * 900.0) / 300.0),
         (2.4e9, 6e6, 6e6, 300.0, 1.0, 0.0, -math.inf),  # no power to give
         (2.4e9, 6e6, 6e6, 0.0, 1.0, 2.5e6, -math.inf),  # no time left
-        # the reading counts until the next one, the average after it: a second at 5 MW, 299 s at 6 MW
-        (2.4e9, 5e6, 6e6, 300.0, 1.0, 1.5e6, 150.5e6),
+        # before the last cycle the reading does not count: a second's swing is not the next seconds' load
+        (2.4e9, 5e6, 6e6, 300.0, 1.0, 1.5e6, 151.5e6),
+        (2.4e9, 7e6, 6e6, 300.0, 1.0, 1.5e6, 151.5e6),
         # the last cycle at 60 s: the load read now stands for it, not the minute's average (a falling
         # load, 5 MW against 6 MW held: nothing forced, where the average forced 15 MW)
         (2.4e9, 5e6, 6e6, 60.0, 60.0, 2.5e6, -15e6),

@@ -464,20 +464,24 @@ def persistence_w(
 ) -> float:
     """The least discharge (W) over the next `dt` s (until the next reading, at most the `left` s of the
     interval) that still lets the fleet's `power` W close the `iv_len` s interval at `aim` if the load
-    stays at `held` after that: the import so far (`grid_ws`), the load read now (`now_w`) until the
-    next reading, then `held` less full discharge for the rest, over what `aim` allows. -inf with no
-    power to give or no time.
+    stays at `held`: the import so far (`grid_ws`), plus `held` over the rest less full discharge after
+    this cycle, over what `aim` allows; on the interval's last cycle, the load read now (`now_w`) for
+    it. -inf with no power to give or no time.
 
     Full power is thus kept for the interval's end only as far as it still suffices: a plateau that
-    needs more than the fleet can give in the time left is shaved from the moment it would. The
-    reading counts for its own cycle as the demand bound counts it (rest_net_w): with the moving
-    average there too, the interval's last cycle at 60 s closed a falling load under its aim (the US
-    test tariff, 30 days at 60 s: inference 90.9 %, against 93.2 % counted so and without the guard)."""
+    needs more than the fleet can give in the time left is shaved from the moment it would. On the
+    last cycle the reading is all that is left to act on, as the demand bound counts it (rest_net_w):
+    with the moving average there, a 60 s replay's last cycle closed a falling load under its aim (the
+    US test tariff, 30 days at 60 s: inference 90.9 %, against 93.2 % with the reading). Before it, a
+    swing's top read now is not the load of the seconds after: counted for its cycle, the guard made
+    the grid swing more than the load alone (tests/test_do_no_harm.py, setpoints at 1 s)."""
     if not power > 0.0:
         return -INF
     hold = dt if 0.0 < dt < left else left  # NaN dt (the first cycle) compares False: the whole rest
     if not hold > 0.0:
         return -INF
+    if hold < left:  # not the last cycle: the minute's average for this one too
+        now_w = held
     return (grid_ws + now_w * hold + (held - power) * (left - hold) - aim * iv_len) / hold
 
 
