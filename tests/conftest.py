@@ -157,6 +157,19 @@ class VictoriaMetrics:
         with urllib.request.urlopen(f"{self.url}/api/v1/export?{q}", timeout=30) as r:
             return [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]
 
+    def export_settled(self, match: str, values: int, timeout_s: float = 20.0) -> list[dict[str, Any]]:
+        """export(), again until the series hold `values` values in all or `timeout_s` passes: data the
+        store acknowledged can take seconds to be searchable on a loaded machine even after a flush (a
+        new series' index entry: a CI run beside two benchmarks found one agent's series absent,
+        every write acknowledged). Returns the last answer: the caller asserts on it, so data that
+        never arrives still fails."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            rows = self.export(match)
+            if sum(len(r["values"]) for r in rows) >= values or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.2)
+
 
 @pytest.fixture
 def victoria_metrics(tmp_path: Path) -> Iterator[VictoriaMetrics]:

@@ -60,15 +60,16 @@ def test_eight_agents_into_one_store_read_back_per_site_and_summed(
         sink.close()  # flushes what is queued
     for sink, hub in zip(sinks, hubs, strict=True):
         assert sink.spool.empty and sink.spooled_points == 0, hub.site.id
+        assert sink.sent_points == sink.points_in > 0, hub.site.id  # every point acknowledged by the store
         assert not hub.alarms.active(), hub.site.id
 
     stamps = [int((t0 + timedelta(seconds=k)).timestamp() * 1000) for k in range(1, CYCLES + 1)]
     for i, sid in enumerate(SITES):
-        rows = vm.export(f'site_grid_w{{site="{sid}"}}')
+        rows = vm.export_settled(f'site_grid_w{{site="{sid}"}}', CYCLES)
         assert len(rows) == 1, sid
         assert rows[0]["values"] == [load_w(i, k) for k in range(1, CYCLES + 1)], sid  # nothing lost or doubled
         assert rows[0]["timestamps"] == stamps, sid
-        seq = vm.export(f'site_seq{{site="{sid}"}}')
+        seq = vm.export_settled(f'site_seq{{site="{sid}"}}', CYCLES)
         assert seq[0]["values"] == [float(k) for k in range(1, CYCLES + 1)], sid
     assert {r["metric"]["site"] for r in vm.export('site_grid_w{site=~"fleet-.*"}')} == set(SITES)
     assert "cannot unmarshal" not in vm.log.read_text()  # VictoriaMetrics answers 204 even to bad lines

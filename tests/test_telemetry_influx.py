@@ -261,5 +261,6 @@ def test_close_during_slow_writes_sends_or_spools_every_point_within_its_bound(
     assert took < sink.stop_wait_s() == 12.0
     assert sink.cycles_in == 51 and sink.queue_dropped == 0
     assert sink.sent_points + sink.spooled_points == sink.points_in
-    assert sum(lines) == sink.sent_points > 0
+    # the server may also have taken a write the client had timed out on (then spooled): never fewer
+    assert sum(lines) >= sink.sent_points > 0
     assert Spool(tmp_path / "spool.db", 10**9).stats().points == sink.spooled_points > 0
