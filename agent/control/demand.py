@@ -515,6 +515,7 @@ def demand(w: Window, c: Cycle) -> Window:
     # What the interval imports without this controller: the load, held at the grid connection limit
     # by the battery ahead of it (grid_limit.py). Forecast as the load, never above the limit.
     lim = import_cap_w(c.cfg)
+    now_w = net if not net > lim else lim  # the reading now, held at the limit
     net_fc = interval_net_forecast_w(c, lim)  # the interval's average: the level targets are set from
     tgt = target_w(iv.peaks, iv.shave_floor_w, rate, c.cfg.demand_target_w)
     rest_fc = net_fc
@@ -549,7 +550,6 @@ def demand(w: Window, c: Cycle) -> Window:
             allow = rest_allowed_w(charge_tgt, iv.grid_ws, cov, left)
         else:
             allow = allowed_grid_w(charge_tgt, iv.grid_ws, cov, left, iv_len)
-        now_w = net if not net > lim else lim
         a = min(0.0, (now_w if now_w > net_fc else net_fc) - allow)
     if c.cfg.campus is None and left > 0.0:
         # Never an interval the fleet cannot bring back to the aim if the load stays where it has been
@@ -557,7 +557,6 @@ def demand(w: Window, c: Cycle) -> Window:
         # restart's dip it lags the plateau that follows, and at 1 s the battery ended such intervals at
         # full power, too late, the billed peak ratcheting up with each (train200 / PG&E E-20, 30 days
         # at 1 s: 5 of 660 shaved intervals over their target, all at 2.52 MW for their last minute).
-        now_w = net if not net > lim else lim
         held = iv.net_avg_w if iv.net_avg_w == iv.net_avg_w else now_w  # NaN: no average yet, the reading
         held = held if not held > lim else lim
         guard = persistence_w(iv.grid_ws, now_w, held, tgt, iv_len, left, c.dt, w.hi)  # NaN reading: NaN, no bound

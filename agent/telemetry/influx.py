@@ -83,7 +83,6 @@ class InfluxSink(BackgroundSink):
         self.parked = Spool(
             cfg.spool_path.with_name(cfg.spool_path.stem + ".rejected.db"), cfg.spool_max_bytes, None
         )
-        self._timeout_s = cfg.influx.timeout_s
         self.sent_points = 0
         self.spooled_points = 0
         self.replayed_points = 0
@@ -141,7 +140,8 @@ class InfluxSink(BackgroundSink):
         n = len(points)
         # behind what is already waiting (order is kept); and once closing has taken a write timeout,
         # to the spool at once, so close() returns within stop_wait_s with every point sent or spooled
-        if not self.spool.empty or time.monotonic() < self._retry_at or self.stopping_for_s() > self._timeout_s:
+        closing_late = self.stopping_for_s() > self.target.cfg.timeout_s
+        if not self.spool.empty or time.monotonic() < self._retry_at or closing_late:
             self.spool.put(body, n)
             self.spooled_points += n
             return
@@ -161,7 +161,7 @@ class InfluxSink(BackgroundSink):
     def stop_wait_s(self) -> float:
         """A send in flight when close() is called, and one begun just before the flushes turn to the
         spool, each bounded by the client's timeout; then local writes only."""
-        return 2.0 * self._timeout_s + super().stop_wait_s()
+        return 2.0 * self.target.cfg.timeout_s + super().stop_wait_s()
 
     def idle_wait_s(self) -> float:
         if self.spool.empty:
