@@ -61,6 +61,7 @@ def accumulate(
         margin=iv.margin,
         week_day=iv.week_day,
         week_level_w=iv.week_level_w,
+        week_aim_w=iv.week_aim_w,
         net_avg_w=moving_avg_w(iv.net_avg_w, now_w if now_w == now_w else net, dt),
     )
 
@@ -86,6 +87,16 @@ def window_run(rates: tuple[float, ...], slot: int) -> tuple[int, int]:
     while slot + run + tail < len(rates) and base < rates[slot + run + tail] < rates[slot]:
         tail += 1
     return run, tail
+
+
+def _held_alone(iv: IntervalState, spd: int) -> bool:
+    """`iv` fell on a day the all-hours charge alone bills, held at the week's level."""
+    return iv.key >= 0 and iv.key // spd == iv.week_day and iv.week_level_w == iv.week_level_w
+
+
+def _top(peaks: tuple[tuple[float, float], ...]) -> float:
+    """The highest peak the month bills (W; 0: none): the all-hours charge's."""
+    return max((v for _, v in peaks), default=0.0)
 
 
 def roll(
@@ -163,6 +174,16 @@ def roll(
         # the days the levels were fitted to (close_interval built them; demand.held_days)
         ratio = rates[slot] / rates[slot + run] if tail else 1.0  # the shoulder's first rate, > 0
         targets = within_energy(targets, env, slot, run, MARGIN, stored_wh, length_s, days, tail, ratio)
+    # The level a day of the all-hours charge alone is held at (week_level.py), kept over the weekdays
+    # after it: what the month bills over it, that day's error at its aim (begin.week_level). Dropped
+    # where another day bills more (its peak is a level, free to reach again) and at a new month (it
+    # bills from nothing).
+    if today and week_level_w == week_level_w:
+        week_aim_w = week_level_w
+    elif iv.month != month or (not _held_alone(closing, spd) and _top(peaks) > _top(iv.peaks)):
+        week_aim_w = math.nan
+    else:
+        week_aim_w = iv.week_aim_w
     return IntervalState(
         key=key,
         rate=rate,
@@ -180,5 +201,6 @@ def roll(
         margin=aim,
         week_day=week_day,
         week_level_w=week_level_w,
+        week_aim_w=week_aim_w,
         net_avg_w=moving_avg_w(iv.net_avg_w, now_w if now_w == now_w else net, dt) if sample else iv.net_avg_w,
     )

@@ -144,6 +144,9 @@ class IntervalState:
     # `week_day` (a date ordinal; -1: never) if it bills the all-hours charge alone (NaN: not such a day)
     week_day: int
     week_level_w: float
+    # the level the last such day of this billing month was held at (W; NaN: none yet): an all-hours
+    # peak billed just over it is that day's error at its aim, not a level (begin.week_level)
+    week_aim_w: float
     # the baseline's moving average over the last demand.PERSIST_S (W, exponential; NaN: no reading yet):
     # the load the rest of the interval is held at by demand.persistence_w, carried across intervals
     net_avg_w: float
@@ -167,6 +170,7 @@ class IntervalState:
         margin: float = NAN,
         week_day: int = -1,
         week_level_w: float = NAN,
+        week_aim_w: float = NAN,
         net_avg_w: float = NAN,
     ) -> None:
         object.__setattr__(self, "key", key)
@@ -185,6 +189,7 @@ class IntervalState:
         object.__setattr__(self, "margin", margin)
         object.__setattr__(self, "week_day", week_day)
         object.__setattr__(self, "week_level_w", week_level_w)
+        object.__setattr__(self, "week_aim_w", week_aim_w)
         object.__setattr__(self, "net_avg_w", net_avg_w)
 
 
