@@ -20,7 +20,7 @@ from agent.control.prices import Prices
 from agent.control.ramp_reference import BETWEEN_READINGS_RAMP_FRACTION, tally
 from agent.control.reserve import reserve_floor_pct
 from agent.control.schedule import DispatchPlan
-from agent.control.state import ControllerState, IntervalState
+from agent.control.state import ControllerState, IntervalState, top_peak
 from agent.control.tou import plan_interval
 from agent.control.week_level import WeekBattery, all_hours_level_w, ring_days, uniform_day
 from agent.model.config import ControlConfig
@@ -112,8 +112,8 @@ def week_level(
     # billed, then holds exactly that peak: aimed at it, today's own error raises it again, day after
     # day (train200 / PG&E E-20, 30 days at 1 s: 5,040 -> 5,066 kW over the month's nine weekend days).
     # Held where the last such day was, the month bills the largest such error once, not their sum.
-    aimed = iv.week_aim_w if iv.month == month_index(today) else NAN
-    free = max((w for _, w in billed), default=NAN)
+    # (on a new month's first day nothing is billed yet, and the last month's aim stands for nothing)
+    aimed, free = iv.week_aim_w, top_peak(billed)
     if aimed < level <= free and free - aimed <= MARGIN * free:  # NaN compares False
         level = aimed
     return day, level

@@ -37,7 +37,7 @@ from agent.control.cycle import Cycle
 from agent.control.envelope import ENVELOPE_DAYS, envelope
 from agent.control.levels import base_rate, enough, shave_levels
 from agent.control.limit_reserve import drawn_down, import_cap_w, short_of_reserve
-from agent.control.state import ROLE_CHARGE, IntervalState, month_peak, rate_key
+from agent.control.state import ROLE_CHARGE, IntervalState, month_peak, rate_key, top_peak
 from agent.control.window import AUTO, Window
 from agent.model.plan import Bound
 
@@ -198,9 +198,7 @@ def slot_targets(
     # Above it a charge would set the maximum demand itself (a night charge under a high all-hours
     # level billed 5,285 kW where the day was held at 5,142: issue 13e). Shaving is unchanged: where
     # the load reaches a target, that target is at most this.
-    held = 0.0
-    for _, v in peaks:
-        held = v if v > held else held
+    held = top_peak(peaks)
     for t, v in zip(out, env, strict=True):
         x = t if t < v else v  # NaN load compares False: the target
         if held < x < INF:

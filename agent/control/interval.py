@@ -16,7 +16,7 @@ from dataclasses import replace
 from agent.control.demand import MARGIN, MIN_COVERAGE, PERSIST_S, close_interval
 from agent.control.envelope import remember
 from agent.control.levels import base_rate, within_energy
-from agent.control.state import IntervalState
+from agent.control.state import IntervalState, top_peak
 
 
 def moving_avg_w(avg: float, net: float, dt: float) -> float:
@@ -27,6 +27,12 @@ def moving_avg_w(avg: float, net: float, dt: float) -> float:
     if not dt > 0.0:
         return avg
     return avg + (net - avg) * (1.0 - math.exp(-dt / PERSIST_S))
+
+
+def _moved_avg_w(iv: IntervalState, net: float, now_w: float, dt: float) -> float:
+    """IntervalState.net_avg_w after this reading: the baseline read now (`now_w`; NaN: the metered
+    `net`) standing for `dt` s."""
+    return moving_avg_w(iv.net_avg_w, now_w if now_w == now_w else net, dt)
 
 
 def accumulate(
@@ -62,7 +68,7 @@ def accumulate(
         week_day=iv.week_day,
         week_level_w=iv.week_level_w,
         week_aim_w=iv.week_aim_w,
-        net_avg_w=moving_avg_w(iv.net_avg_w, now_w if now_w == now_w else net, dt),
+        net_avg_w=_moved_avg_w(iv, net, now_w, dt),
     )
 
 
@@ -92,11 +98,6 @@ def window_run(rates: tuple[float, ...], slot: int) -> tuple[int, int]:
 def _held_alone(iv: IntervalState, spd: int) -> bool:
     """`iv` fell on a day the all-hours charge alone bills, held at the week's level."""
     return iv.key >= 0 and iv.key // spd == iv.week_day and iv.week_level_w == iv.week_level_w
-
-
-def _top(peaks: tuple[tuple[float, float], ...]) -> float:
-    """The highest peak the month bills (W; 0: none): the all-hours charge's."""
-    return max((v for _, v in peaks), default=0.0)
 
 
 def roll(
@@ -180,7 +181,7 @@ def roll(
     # bills from nothing).
     if today and week_level_w == week_level_w:
         week_aim_w = week_level_w
-    elif iv.month != month or (not _held_alone(closing, spd) and _top(peaks) > _top(iv.peaks)):
+    elif iv.month != month or (not _held_alone(closing, spd) and top_peak(peaks) > top_peak(iv.peaks)):
         week_aim_w = math.nan
     else:
         week_aim_w = iv.week_aim_w
@@ -202,5 +203,5 @@ def roll(
         week_day=week_day,
         week_level_w=week_level_w,
         week_aim_w=week_aim_w,
-        net_avg_w=moving_avg_w(iv.net_avg_w, now_w if now_w == now_w else net, dt) if sample else iv.net_avg_w,
+        net_avg_w=_moved_avg_w(iv, net, now_w, dt) if sample else iv.net_avg_w,
     )

@@ -53,6 +53,16 @@ def month_peak(peaks: tuple[tuple[float, float], ...], rate: float) -> float:
     return 0.0
 
 
+def top_peak(peaks: tuple[tuple[float, float], ...]) -> float:
+    """The highest peak the month bills in any demand window (W; 0 if none yet): the all-hours
+    charge's, where the tariff has one."""
+    top = 0.0
+    for _, v in peaks:
+        if v > top:  # NaN compares False
+            top = v
+    return top
+
+
 @dataclass(frozen=True, slots=True, init=False)
 class MeterSecond:
     """The grid readings in the utility meter's running second (a whole second of the wall clock)

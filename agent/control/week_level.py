@@ -43,6 +43,7 @@ import numpy as np
 
 from agent.control.envelope import ENVELOPE_DAYS
 from agent.control.levels import DAYS_PER_MONTH
+from agent.control.state import top_peak
 
 # A day's row is used if at most this share of it is unknown (its unknown slots then at its highest
 # known: a level held on them is held on the day too)
@@ -120,7 +121,7 @@ def all_hours_level_w(
     share = len(keep) / (days_left if days_left > 1.0 else 1.0)
     n = len(load)
     groups = [PeakGroup(base * share, 0, 0, np.arange(n, dtype=np.int64))]
-    floors = [max((w for _, w in billed_w), default=0.0)]
+    floors = [top_peak(billed_w)]
     for i, v in enumerate(sorted(set(rate[rate > base].tolist()))):
         groups.append(PeakGroup((v - base) * share, i + 1, 0, np.flatnonzero(rate == v).astype(np.int64)))
         floors.append(max((w for r, w in billed_w if r == round(v, 6)), default=0.0))  # state.rate_key
