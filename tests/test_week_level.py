@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -112,6 +112,20 @@ class Counted:
         return PGE.demand_rate(t)
 
 
+@dataclass
+class SpreadOneRate:
+    """One demand rate all day and PG&E's prices (a spread): looked up through `counted`."""
+
+    counted: Counted
+
+    def energy_price(self, t: datetime) -> float:
+        return self.counted.energy_price(t)
+
+    def demand_rate(self, t: datetime) -> float:
+        self.counted.calls += 1
+        return 40.8
+
+
 PGE = bundled("pge_e20_secondary_2014")
 LA = ZoneInfo("America/Los_Angeles")
 
@@ -126,8 +140,8 @@ def test_a_weekend_day_gets_the_weeks_level_once_a_weekday_none() -> None:
     iv = IntervalState(past=ring)
     bat = WeekBattery(budget_wh=3.6e6, power_w=2.5e6, round_trip=ETA, wear_per_kwh=0.15)
     p = Counted()
-    d, level = week_level(iv, p, sat, rates, 900.0, bat)
-    assert d == sat.toordinal() and 4e6 <= level < 5e6
+    d, level, cap = week_level(iv, p, sat, rates, 900.0, bat)
+    assert d == sat.toordinal() and 4e6 <= level < 5e6 and math.isnan(cap)
     # the same programme on the same days: its prices and rates are the week's own, weekdays included
     rr = tuple(PGE.demand_rate(sat - timedelta(days=7) + timedelta(minutes=15 * k)) for k in range(7 * spd))
     pp = tuple(PGE.energy_price(sat - timedelta(days=7) + timedelta(minutes=15 * k)) for k in range(7 * spd))
@@ -136,12 +150,21 @@ def test_a_weekend_day_gets_the_weeks_level_once_a_weekday_none() -> None:
     # worked out once a day: the state keeps it
     kept = IntervalState(past=ring, week_day=d, week_level_w=level)
     calls = p.calls
-    assert week_level(kept, p, sat + timedelta(hours=5), rates, 900.0, bat) == (d, level) and p.calls == calls
-    # a weekday (windows, a price spread) is not such a day
+    again = week_level(kept, p, sat + timedelta(hours=5), rates, 900.0, bat)
+    assert again[:2] == (d, level) and math.isnan(again[2]) and p.calls == calls
+    # a weekday (windows, a price spread) is not such a day: the same programme's level is its windows' cap
     mon = datetime(2026, 7, 13, 0, 0, tzinfo=LA)
     mrates = tuple(PGE.demand_rate(mon + timedelta(minutes=15 * s)) for s in range(spd))
-    d2, none = week_level(iv, p, mon, mrates, 900.0, bat)
+    d2, none, cap = week_level(iv, p, mon, mrates, 900.0, bat)
     assert d2 == mon.toordinal() and math.isnan(none)
+    rr = tuple(PGE.demand_rate(mon - timedelta(days=7) + timedelta(minutes=15 * k)) for k in range(7 * spd))
+    pp = tuple(PGE.energy_price(mon - timedelta(days=7) + timedelta(minutes=15 * k)) for k in range(7 * spd))
+    assert cap == all_hours_level_w(ring_days(ring, mon.toordinal(), spd), rr, pp, spd, 900.0, bat, 19.0)
+    # one demand rate with a price spread (Shanghai's days): no window to cap, no programme solved
+    calls = p.calls
+    d3, none, cap = week_level(iv, SpreadOneRate(p), mon, (40.8,) * spd, 900.0, bat)
+    assert d3 == mon.toordinal() and math.isnan(none) and math.isnan(cap)
+    assert p.calls - calls <= spd  # the day's prices looked up once, not the week's rates and prices
 
 
 def test_on_such_a_day_every_slot_is_aimed_at_the_level_above_what_is_billed() -> None:
@@ -279,3 +302,35 @@ def test_a_peak_another_day_bills_drops_the_last_such_day_s_level() -> None:
     assert math.isnan(roll(closing(sat + 3, 4.97e6), key=(sat + 3) * spd + 41, **common).week_aim_w)
     # Tuesday's under it: kept
     assert roll(closing(sat + 3, 4.9e6), key=(sat + 3) * spd + 41, **common).week_aim_w == 4.95e6
+
+
+def test_on_a_day_with_windows_no_window_slot_is_held_above_the_weeks_level() -> None:
+    """levels.py prices the all-hours level on every hour of the day, the peak window's too, which its
+    own lower level holds anyway: the part-peak morning was left unshaved with the battery full and
+    billed the month's maximum demand there (train200 / PG&E E-20). The week's optimum holds the
+    all-hours level with the windows and the night's recharge priced together: no window slot's level
+    above it (aimed MARGIN under, as every level), and no night slot charged above it (the highest level
+    the month then bills anyway); a window already under it is as it was."""
+    spd = 96
+    # E-20 summer weekday: 11.98 all hours, + 3.56 part-peak 08-12 and 18-21, + 16.37 peak 12-18;
+    # 2.5 MW at night, 3.8 MW in part-peak, 4 MW in the peak window
+    rates = tuple(28.35 if 48 <= s < 72 else 15.54 if 32 <= s < 84 else 11.98 for s in range(spd))
+    load = tuple(4e6 if 48 <= s < 72 else 3.8e6 if 32 <= s < 84 else 2.5e6 for s in range(spd))
+    st = IntervalState(key=739_000 * spd, rate=11.98, profile=load, month=5)
+    args = (st, 900.0, spd, 5, 3.6e6, 2.52e6, rates, 0.0859, 0.0, (), 1, True)
+    own = close_interval(*args).targets
+    # its own levels: the peak window as deep as the energy goes, (4 MW - L) x 6 h = 3.6 MWh, L = 3.4 MW
+    # (the load and the energy both over 1 - MARGIN, where it is held); the part-peak and the night not
+    # worth a kW at 0.0859 per kWh
+    peak = 3.4e6 / (1.0 - MARGIN)
+    assert own[48:72] == pytest.approx((peak,) * 24)
+    # (no slot charged above the highest level the month bills anyway: the part-peak's load, unshaved)
+    assert own[:32] + own[84:] == (3.8e6,) * 44 and own[32:48] + own[72:84] == (3.8e6,) * 28
+    capped = close_interval(*args, math.nan, 3.7e6).targets
+    at = 3.7e6 / (1.0 - MARGIN)
+    assert capped[32:48] + capped[72:84] == pytest.approx((at,) * 28)
+    assert capped[48:72] == own[48:72]  # under it already
+    assert capped[:32] + capped[84:] == pytest.approx((at,) * 44)  # the highest level billed anyway now
+    # a level over what the month bills is no cap under it: the billed peak stands
+    billed = close_interval(replace(st, peaks=((15.54, 3.9e6),)), *args[1:], math.nan, 3.7e6).targets
+    assert billed[32:48] + billed[72:84] == pytest.approx((3.9e6,) * 28)

@@ -42,7 +42,7 @@ _SERIES: Final = frozenset({"profile", "targets", "past", "env"})
 # after VERSION 1 was first written): absent, they take IntervalState's "not worked out" defaults, so a
 # coordinator upgraded mid-month keeps the peaks its campus already billed. Any other field absent
 # still refuses the file.
-_ADDED: Final = frozenset({"week_day", "week_level_w", "week_aim_w", "net_avg_w"})
+_ADDED: Final = frozenset({"week_day", "week_level_w", "week_cap_w", "week_aim_w", "net_avg_w"})
 
 
 class SavedStateError(ValueError):

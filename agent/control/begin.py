@@ -71,23 +71,27 @@ def day_prices(prices: Prices, start: datetime, spd: int, length_s: float) -> tu
 
 def week_level(
     iv: IntervalState, prices: Prices, today: datetime, rates: tuple[float, ...], length_s: float, bat: WeekBattery
-) -> tuple[int, float]:
+) -> tuple[int, float, float]:
     """(today's date ordinal, the all-hours level the last week's optimum holds if today bills the
-    all-hours charge alone, else NaN: week_level.py); worked out once a day, kept in the interval state,
-    priced on the days left of the month above what it already bills. No lower than yesterday's
-    targets held the all-hours charge at where it billed alone: the weekdays hold their own levels,
-    and a weekend shaved under what they bill buys nothing (the pooled campus, BENCHMARKS.md, issue 13:
-    0.7 % lost so)."""
+    all-hours charge alone, else NaN; that level if today has demand windows, the windows' cap, else
+    NaN: week_level.py); worked out once a day, kept in the interval state, priced on the days left of
+    the month above what it already bills. A day of the all-hours charge alone is held no lower than
+    yesterday's targets held the all-hours charge at where it billed alone: the weekdays hold their
+    own levels, and a weekend shaved under what they bill buys nothing (the pooled campus,
+    BENCHMARKS.md, issue 13: 0.7 % lost so)."""
     day = today.toordinal()
     if iv.week_day == day:
-        return day, iv.week_level_w
+        return day, iv.week_level_w, iv.week_cap_w
     spd = len(rates)
     midnight = today.replace(hour=0, minute=0, second=0, microsecond=0)
-    if not uniform_day(rates, lambda: day_prices(prices, midnight, spd, length_s)):
-        return day, NAN
+    # one demand rate all day: the all-hours charge alone if one price too, else (a price spread and
+    # no window: Shanghai) the heuristic's own level
+    alone = uniform_day(rates, lambda: day_prices(prices, midnight, spd, length_s))
+    if not alone and len(set(rates)) < 2:
+        return day, NAN, NAN
     loads = ring_days(iv.past, day, spd)
     if not loads:
-        return day, NAN
+        return day, NAN, NAN
     rr: list[float] = []
     pp: list[float] = []
     for back in range(ENVELOPE_DAYS, 0, -1):  # oldest first, as ring_days lays them
@@ -97,6 +101,8 @@ def week_level(
     left = calendar.monthrange(today.year, today.month)[1] - today.day + 1
     billed = iv.peaks if iv.month == month_index(today) else ()
     level = all_hours_level_w(loads, tuple(rr), tuple(pp), spd, length_s, bat, float(left), billed)
+    if not alone:
+        return day, NAN, level
     # no lower than the all-hours level yesterday's targets held (its slots billed the all-hours
     # charge alone, aimed MARGIN under): the month bills that anyway, and a weekend shaved under it
     # spends energy on nothing
@@ -116,7 +122,7 @@ def week_level(
     aimed, free = iv.week_aim_w, top_peak(billed)
     if aimed < level <= free and free - aimed <= MARGIN * free:  # NaN compares False
         level = aimed
-    return day, level
+    return day, level, NAN
 
 
 def shave_cost(spread: float) -> float:
@@ -168,10 +174,10 @@ def next_interval(
         rate = 1.0 if fixed_w > 0.0 else 0.0
     spd = slots_per_day(length_s)
     rates = day_rates(prices, t - timedelta(seconds=into), slot, spd, length_s, rate)
-    wk_day, wk_level = iv.week_day, iv.week_level_w
+    wk_day, wk_level, wk_cap = iv.week_day, iv.week_level_w, iv.week_cap_w
     if prices is not None and finite(round_trip) and finite(wear_per_kwh) and fixed_w <= 0.0:
         week = WeekBattery(budget_wh, power_w, round_trip, wear_per_kwh)
-        wk_day, wk_level = week_level(iv, prices, t, rates, length_s, week)
+        wk_day, wk_level, wk_cap = week_level(iv, prices, t, rates, length_s, week)
     return roll(
         iv,
         key=key,
@@ -194,6 +200,7 @@ def next_interval(
         cap=cap,
         week_day=wk_day,
         week_level_w=wk_level,
+        week_cap_w=wk_cap,
         now_w=now_w,
     )
 

@@ -252,6 +252,7 @@ def close_interval(
     slot: int = -1,
     refill: bool = False,
     all_hours_w: float = math.nan,
+    window_cap_w: float = math.nan,
 ) -> Closed:
     """Peaks, day profile, its envelope with `past` (envelope.py), the level each slot of the day is
     defended at after the state's running interval ends (in `month`), the margin the new interval
@@ -264,6 +265,7 @@ def close_interval(
     the day; `refill`: no round trip pays, the battery is charged for demand alone.
     `all_hours_w`: on a day the all-hours charge alone bills, the level the last week's optimum holds
     (week_level.py; NaN: not such a day): every slot's level, aimed at it (MARGIN under its target).
+    `window_cap_w`: on a day with demand windows, that level (NaN: none): no window slot's level above it.
     """
     peaks = st.peaks  # they belong to st.month, the month of the interval being closed
     profile = st.profile if len(st.profile) == spd else (math.nan,) * spd
@@ -322,6 +324,19 @@ def close_interval(
             tuple(v * over_aim for v in past) if len(past) == ENVELOPE_DAYS * spd else (),
             tuple(v * scale for v in days),
         )
+    if levels and window_cap_w == window_cap_w:  # NaN compares False
+        # The windows' slots are billed the all-hours charge too, and levels.py prices the all-hours
+        # level on every hour of the day, the afternoon's included, which the peak window's own level
+        # holds ~600 kW lower anyway: on train200 / PG&E E-20 it sat at 5,061-5,066 kW on weekdays (the
+        # month's optimum: 4,905), so the part-peak morning was left at ~5,000 kW with the battery
+        # 93-95 % full and billed the month's maximum demand there. The week's optimum holds the
+        # all-hours level with every window and the night's recharge priced together: no window slot
+        # is held above it. The night keeps its own level, the room the battery refills under (less
+        # the charge margin; slot_targets then holds its charging under the highest level the windows
+        # bill): the week's, aimed at there too, left too little of it (train200: the summer peak
+        # 4,521 -> 4,591 kW; BENCHMARKS.md, issue 13, the windows held under the week's level).
+        base, cap_w = base_rate(rates), window_cap_w * over_aim
+        levels = tuple(x if not (r > base and x > cap_w) else cap_w for x, r in zip(levels, rates, strict=True))
     fallback = math.nan
     if not levels:
         # Less than half a day of history: do not aim below the highest load seen so far, so the

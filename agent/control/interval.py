@@ -67,6 +67,7 @@ def accumulate(
         margin=iv.margin,
         week_day=iv.week_day,
         week_level_w=iv.week_level_w,
+        week_cap_w=iv.week_cap_w,
         week_aim_w=iv.week_aim_w,
         net_avg_w=_moved_avg_w(iv, net, now_w, dt),
     )
@@ -123,6 +124,7 @@ def roll(
     cap: float = math.inf,
     week_day: int = -1,
     week_level_w: float = math.nan,
+    week_cap_w: float = math.nan,
     now_w: float = math.nan,
 ) -> IntervalState:
     """A new interval `key` (`into` s old) in `month` at demand `rate`, after closing `iv`.
@@ -134,7 +136,9 @@ def roll(
     `now_w`: the baseline read now, for the moving average (accumulate). `week_level_w`: the all-hours
     level the last week's optimum holds, for day `week_day` (a date
     ordinal; NaN: today is not a day the all-hours charge alone bills; week_level.py), kept with the
-    interval and, on that day, the level of every slot (demand.close_interval).
+    interval and, on that day, the level of every slot (demand.close_interval); `week_cap_w`: the same
+    level on a day with demand windows (NaN: not such a day), there the highest any window slot is
+    shaved to.
     """
     closing = iv
     new_part = into if sample and dt > into else (dt if sample else 0.0)
@@ -165,6 +169,7 @@ def roll(
         slot,
         refill,
         week_level_w if today else math.nan,
+        week_cap_w if today else math.nan,
     )
     if fixed_w <= 0.0 and 0 <= slot < len(rates):
         # Over the running demand window (its run of equal rates): each later window gets the same
@@ -202,6 +207,7 @@ def roll(
         margin=aim,
         week_day=week_day,
         week_level_w=week_level_w,
+        week_cap_w=week_cap_w,
         week_aim_w=week_aim_w,
         net_avg_w=_moved_avg_w(iv, net, now_w, dt) if sample else iv.net_avg_w,
     )

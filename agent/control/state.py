@@ -154,6 +154,9 @@ class IntervalState:
     # `week_day` (a date ordinal; -1: never) if it bills the all-hours charge alone (NaN: not such a day)
     week_day: int
     week_level_w: float
+    # the same level on that day if it has demand windows (NaN: not such a day): the highest level
+    # any window slot is shaved to (demand.close_interval)
+    week_cap_w: float
     # the level the last such day of this billing month was held at (W; NaN: none yet): an all-hours
     # peak billed just over it is that day's error at its aim, not a level (begin.week_level)
     week_aim_w: float
@@ -180,6 +183,7 @@ class IntervalState:
         margin: float = NAN,
         week_day: int = -1,
         week_level_w: float = NAN,
+        week_cap_w: float = NAN,
         week_aim_w: float = NAN,
         net_avg_w: float = NAN,
     ) -> None:
@@ -199,6 +203,7 @@ class IntervalState:
         object.__setattr__(self, "margin", margin)
         object.__setattr__(self, "week_day", week_day)
         object.__setattr__(self, "week_level_w", week_level_w)
+        object.__setattr__(self, "week_cap_w", week_cap_w)
         object.__setattr__(self, "week_aim_w", week_aim_w)
         object.__setattr__(self, "net_avg_w", net_avg_w)
 
