@@ -262,5 +262,8 @@ def test_close_during_slow_writes_sends_or_spools_every_point_within_its_bound(
     assert sink.cycles_in == 51 and sink.queue_dropped == 0
     assert sink.sent_points + sink.spooled_points == sink.points_in
     # the server may also have taken a write the client had timed out on (then spooled): never fewer
-    assert sum(lines) >= sink.sent_points > 0
-    assert Spool(tmp_path / "spool.db", 10**9).stats().points == sink.spooled_points > 0
+    assert sum(lines) >= sink.sent_points + sink.replayed_points and sink.sent_points > 0
+    # what was spooled is in the spool, but for what a replay between the writes delivered from it
+    # (the server answering within the timeout again: on a loaded machine it happens before close())
+    assert sink.spooled_points > 0
+    assert Spool(tmp_path / "spool.db", 10**9).stats().points == sink.spooled_points - sink.replayed_points
