@@ -44,6 +44,7 @@ services:
 
 lint: $(STAMP)
 	$(BIN)/ruff check agent drivers simulators common tests bench
+	$(BIN)/ruff format --check agent drivers simulators common
 	$(BIN)/mypy
 
 test: $(STAMP) services lint

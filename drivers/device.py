@@ -263,9 +263,7 @@ class ModbusDevice:
         points = [self._check(key, v) for key, v in values.items()]
         async with self._lock:
             if self.clock() < self._next_attempt:
-                raise WriteError(
-                    f"device {self.cfg.id}: offline (reconnect in {self.health.backoff_s:g} s backoff)"
-                )
+                raise WriteError(f"device {self.cfg.id}: offline (reconnect in {self.health.backoff_s:g} s backoff)")
             client = await self._connect()
             if client is None:
                 raise WriteError(f"device {self.cfg.id}: {self.health.last_error}")

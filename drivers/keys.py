@@ -49,7 +49,13 @@ PCC_GRID_W: Final = "pcc_grid_w"  # read: what the PCS's own meter reads (import
 PCC_REF_W: Final = "pcc_ref_w"  # read: the PCS's ramp-limited grid reference now
 PCC_SAMPLE_MS: Final = "pcc_sample_ms"  # read: the local loop's sample period
 PCC_COMMAND_KEYS: Final = (
-    PCC_ENABLE, PCC_TARGET_W, PCC_RAMP_W_PER_S, PCC_SHARE, PCC_MAX_DISCHARGE_W, PCC_MAX_CHARGE_W, PCC_GRID_MIN_W,
+    PCC_ENABLE,
+    PCC_TARGET_W,
+    PCC_RAMP_W_PER_S,
+    PCC_SHARE,
+    PCC_MAX_DISCHARGE_W,
+    PCC_MAX_CHARGE_W,
+    PCC_GRID_MIN_W,
 )
 
 # --- meters (grid, GPU rack load, PV) -------------------------------------------------------

@@ -274,15 +274,11 @@ def parse_profile(data: dict[str, Any], path: Path) -> Profile:
             sf_by_name[p.key] = p
         else:
             if p.key in by_key:
-                raise ConfigError(
-                    f"{path}: point key {p.key!r} is used by {by_key[p.key].name!r} and {p.name!r}"
-                )
+                raise ConfigError(f"{path}: point key {p.key!r} is used by {by_key[p.key].name!r} and {p.name!r}")
             by_key[p.key] = p
     for p in by_key.values():
         if p.scale_sf is not None and p.scale_sf not in sf_by_name:
-            raise ConfigError(
-                f"{path}: point {p.label}: scale_sf {p.scale_sf!r} names no sunssf point of this profile"
-            )
+            raise ConfigError(f"{path}: point {p.label}: scale_sf {p.scale_sf!r} names no sunssf point of this profile")
 
     blocks = tuple(_compile_block(b, points) for b in blocks_raw)
     return Profile(

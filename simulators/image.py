@@ -125,9 +125,7 @@ class DeviceImage:
         for p in touched:
             v, q = self.profile.value_in(p.key, RegisterImage(holding=regs))
             if not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(
-                    f"{self.device_id}: point {p.label} at register {p.addr}: unusable value ({q})"
-                )
+                raise ValueError(f"{self.device_id}: point {p.label} at register {p.addr}: unusable value ({q})")
             out[p.key] = float(v)
         return out
 

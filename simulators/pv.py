@@ -11,13 +11,10 @@ from simulators.load import Array, _times
 
 
 class ClearSkyPv:
-    def __init__(
-        self, peak_w: float, sunrise_h: float = 6.0, sunset_h: float = 18.0, day_offset_s: float = 0.0
-    ):
+    def __init__(self, peak_w: float, sunrise_h: float = 6.0, sunset_h: float = 18.0, day_offset_s: float = 0.0):
         if peak_w < 0 or not 0 <= sunrise_h < sunset_h <= 24:
             raise ValueError(
-                f"pv: need peak_w >= 0 and 0 <= sunrise_h < sunset_h <= 24, got {peak_w!r}, "
-                f"{sunrise_h!r}, {sunset_h!r}"
+                f"pv: need peak_w >= 0 and 0 <= sunrise_h < sunset_h <= 24, got {peak_w!r}, {sunrise_h!r}, {sunset_h!r}"
             )
         self.peak_w, self.sunrise_h, self.sunset_h = peak_w, sunrise_h, sunset_h
         self.day_offset_s = day_offset_s

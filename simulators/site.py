@@ -44,8 +44,7 @@ def build_model(site: SiteConfig, sim: SimulationConfig, day_offset_s: float) ->
     """The pure physics of `site` as configured by its [simulation] table."""
     eta_c, eta_d = site.control.charge_efficiency, site.control.discharge_efficiency
     params = {
-        c.id: ClusterParams(capacity_wh=c.capacity_wh, eta_charge=eta_c, eta_discharge=eta_d)
-        for c in site.clusters
+        c.id: ClusterParams(capacity_wh=c.capacity_wh, eta_charge=eta_c, eta_discharge=eta_d) for c in site.clusters
     }
     soc = {c.id: sim.soc.get(c.id, sim.soc_pct) for c in site.clusters}
     wiring = {p.id: (p.rated_w, list(p.clusters)) for p in site.pcs}
@@ -331,9 +330,7 @@ class SimulatedSite:
             "battery_w": round(m.battery_w, 1),
             "unserved_w": round(m.unserved_w, 1),
             "pcs": {p.id: {"power_w": round(p.power_w, 1), "state": p.state()} for p in m.plant.pcs.values()},
-            "clusters": {
-                c.id: {"soc_pct": round(c.soc_pct, 3), "state": c.state()} for c in m.plant.clusters.values()
-            },
+            "clusters": {c.id: {"soc_pct": round(c.soc_pct, 3), "state": c.state()} for c in m.plant.clusters.values()},
             "ports": self.ports,
             "control_port": self.control_port,
         }

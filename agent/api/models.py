@@ -131,9 +131,7 @@ class DeviceOut(BaseModel):
     role: str = Field(description="meters: grid, load, pv or rack")
     profile: str
     endpoint: str = Field(description="host:port/unit")
-    health: dict[str, Any] | None = Field(
-        description="communication health from the driver (null: not polled yet)"
-    )
+    health: dict[str, Any] | None = Field(description="communication health from the driver (null: not polled yet)")
 
 
 class AlarmOut(BaseModel):
@@ -155,9 +153,7 @@ class AlarmsOut(BaseModel):
 
 
 class DemandOut(BaseModel):
-    source: str = Field(
-        description="'provider' (billing ledger) or 'observed' (seen by the API since it started)"
-    )
+    source: str = Field(description="'provider' (billing ledger) or 'observed' (seen by the API since it started)")
     since: datetime | None = Field(description="observed: first cycle the API saw")
     interval_s: float = Field(description="s, demand interval")
     interval_start: datetime | None

@@ -32,9 +32,7 @@ NO_CYCLE = "no control cycle has completed yet"
 
 def read_router(ctx: Ctx) -> APIRouter:
     viewer = Depends(ctx.require(Role.VIEWER))
-    r = APIRouter(
-        prefix="/api", dependencies=[viewer], responses={401: {"model": Problem}, 503: {"model": Problem}}
-    )
+    r = APIRouter(prefix="/api", dependencies=[viewer], responses={401: {"model": Problem}, 503: {"model": Problem}})
     hub = ctx.hub
 
     def latest() -> CycleRecord:

@@ -171,9 +171,7 @@ def operator_out(op: OperatorState, site: SiteConfig, now_mono: float) -> Operat
         override_w=op.override_w if active else None,
         override_remaining_s=op.override_until - now_mono if active else None,
         reserve_load_w=op.reserve_load_w if op.reserve_load_w is not None else site.control.reserve_load_w,
-        reserve_minutes=(
-            op.reserve_minutes if op.reserve_minutes is not None else site.control.reserve_minutes
-        ),
+        reserve_minutes=(op.reserve_minutes if op.reserve_minutes is not None else site.control.reserve_minutes),
         reserve_from="operator" if from_operator else "site",
         maintenance=sorted(op.maintenance),
         derate=dict(op.derate),

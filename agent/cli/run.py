@@ -72,7 +72,6 @@ async def _serve(rt: Runtime) -> None:
     stopper.cancel()
 
 
-
 def _clock(speed: float, epoch: float | None) -> SiteClock:
     if not (speed > 0.0 and math.isfinite(speed)):
         raise ConfigError(f"--speed: must be a number > 0, got {speed!r}")

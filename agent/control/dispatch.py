@@ -145,9 +145,7 @@ def fill(total: float, caps: list[float], weights: list[float]) -> list[float]:
     return _fill(total, caps, weights, f)
 
 
-def dispatch_fleet(
-    site_w: float, snap: SiteSnapshot, f: Fleet, floor_pct: float, ceil_pct: float
-) -> Dispatch:
+def dispatch_fleet(site_w: float, snap: SiteSnapshot, f: Fleet, floor_pct: float, ceil_pct: float) -> Dispatch:
     """Dispatch within the fleet's current windows (f.dis / f.chg). Weights use floor/ceiling in %."""
     n = len(f.ids)
     soc, cap = f.soc, f.cap

@@ -76,9 +76,7 @@ def counted_s(dt: float) -> float:
     return dt if 0.0 < dt <= STEP_S_MAX else STEP_S_MAX
 
 
-def ramp_window(
-    net_w: float, prev_grid_w: float, dt: float, limit_w_per_s: float
-) -> tuple[float, float] | None:
+def ramp_window(net_w: float, prev_grid_w: float, dt: float, limit_w_per_s: float) -> tuple[float, float] | None:
     """Battery window [lo, hi] keeping |grid - prev_grid| <= limit x dt, or None when not applicable."""
     if limit_w_per_s <= 0 or not math.isfinite(prev_grid_w) or not 0.0 < dt <= MAX_GAP_S:
         return None

@@ -67,13 +67,7 @@ class MonthBill:
 
     @property
     def total(self) -> float:
-        return (
-            self.energy_charge
-            - self.export_credit
-            + self.demand_charge
-            + self.capacity_charge
-            + self.fixed_charge
-        )
+        return self.energy_charge - self.export_credit + self.demand_charge + self.capacity_charge + self.fixed_charge
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +158,7 @@ class Intervals:
     covered_s: FloatArray
 
 
-def interval_import(
-    ts: FloatArray, import_w: FloatArray, dt: FloatArray, length_s: float, tz: ZoneInfo
-) -> Intervals:
+def interval_import(ts: FloatArray, import_w: FloatArray, dt: FloatArray, length_s: float, tz: ZoneInfo) -> Intervals:
     """Average import per demand interval (local-midnight aligned in `tz`) over its covered time
     (samples with dt > 0)."""
     keys, inv = factorize(interval_starts(ts, tz, length_s).astype(np.int64))
@@ -188,9 +180,7 @@ def month_index(tariff: Tariff, local_day: IntArray) -> tuple[list[date], IntArr
     return uniq, per_day[inv]
 
 
-def bill(
-    timestamps: npt.ArrayLike, grid_w: npt.ArrayLike, tariff: Tariff, max_hold_s: float | None = None
-) -> Bill:
+def bill(timestamps: npt.ArrayLike, grid_w: npt.ArrayLike, tariff: Tariff, max_hold_s: float | None = None) -> Bill:
     """Bill a grid series (Unix seconds, W, positive = import) per billing month."""
     ts = np.asarray(timestamps, dtype=np.float64)
     g = np.asarray(grid_w, dtype=np.float64)
@@ -224,9 +214,7 @@ def bill(
     out = []
     for i, m in enumerate(months):
         energy = tuple(
-            EnergyLine(
-                name, tariff.period_prices[p], float(kwh[i, p]), float(kwh[i, p]) * tariff.period_prices[p]
-            )
+            EnergyLine(name, tariff.period_prices[p], float(kwh[i, p]), float(kwh[i, p]) * tariff.period_prices[p])
             for p, name in enumerate(tariff.period_names)
         )
         out.append(

@@ -65,9 +65,7 @@ class OptimumError(RuntimeError):
     """The programme could not be solved (infeasible inputs, solver failure)."""
 
 
-def optimum(
-    timestamps: npt.ArrayLike, load_w: npt.ArrayLike, tariff: Tariff, bat: BatterySpec
-) -> OptimumResult:
+def optimum(timestamps: npt.ArrayLike, load_w: npt.ArrayLike, tariff: Tariff, bat: BatterySpec) -> OptimumResult:
     """Cheapest schedule for a load series given at a uniform step (Unix s, W averages per step)."""
     ts = np.asarray(timestamps, dtype=np.float64)
     load = np.asarray(load_w, dtype=np.float64)
@@ -123,9 +121,7 @@ def optimum(
     )
 
 
-def resample_mean(
-    timestamps: npt.ArrayLike, values: npt.ArrayLike, step_s: float
-) -> tuple[FloatArray, FloatArray]:
+def resample_mean(timestamps: npt.ArrayLike, values: npt.ArrayLike, step_s: float) -> tuple[FloatArray, FloatArray]:
     """Average a series into clock-aligned steps (Unix s): (step starts, means); empty steps are dropped."""
     ts = np.asarray(timestamps, dtype=np.float64)
     v = np.asarray(values, dtype=np.float64)

@@ -46,9 +46,7 @@ def economics_config(site: SiteConfig) -> EconomicsConfig:
     t = Table(site.sections.get("economics", {}), f"{site.path} [economics]")
     db = t.text("db_path", None)
     cfg = EconomicsConfig(
-        degradation_cost_per_kwh=t.number(
-            "degradation_cost_per_kwh", site.control.degradation_cost_per_kwh, lo=0.0
-        ),
+        degradation_cost_per_kwh=t.number("degradation_cost_per_kwh", site.control.degradation_cost_per_kwh, lo=0.0),
         outage_value_per_min=t.number("outage_value_per_min", 0.0, lo=0.0),
         capex_per_cluster=t.number("capex_per_cluster", 0.0, lo=0.0),
         capex_per_pcs=t.number("capex_per_pcs", 0.0, lo=0.0),

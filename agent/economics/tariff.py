@@ -205,9 +205,7 @@ class Tariff:
     # --- structure -------------------------------------------------------------------------
     def _charge_covers_row(self, ch: DemandCharge, row: int) -> bool:
         season, day = divmod(row, len(DAY_TYPES))
-        return (not ch.seasons or self.seasons[season] in ch.seasons) and (
-            not ch.days or DAY_TYPES[day] in ch.days
-        )
+        return (not ch.seasons or self.seasons[season] in ch.seasons) and (not ch.days or DAY_TYPES[day] in ch.days)
 
     @staticmethod
     def _charge_minutes(ch: DemandCharge) -> list[int]:
@@ -256,9 +254,7 @@ class Tariff:
 
     def period_at(self, t: datetime) -> str:
         lt = self._local(t)
-        return self.period_names[
-            int(self.period_table[self.row_of_date(lt.date()), lt.hour * 60 + lt.minute])
-        ]
+        return self.period_names[int(self.period_table[self.row_of_date(lt.date()), lt.hour * 60 + lt.minute])]
 
     def demand_mask(self, t: datetime) -> int:
         """Bit j set when demand charge j (self.demand[j]) covers `t`."""
@@ -288,9 +284,7 @@ class Tariff:
         uq, inv = factorize(np.floor(t / 900.0).astype(np.int64))
         offs = np.fromiter(
             (
-                (
-                    datetime.fromtimestamp(int(x) * 900, self.timezone).utcoffset() or timedelta()
-                ).total_seconds()
+                (datetime.fromtimestamp(int(x) * 900, self.timezone).utcoffset() or timedelta()).total_seconds()
                 for x in uq
             ),
             dtype=np.float64,

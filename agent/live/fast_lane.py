@@ -208,4 +208,3 @@ def start_fast_lane(loop: AgentLoop) -> tuple[FastLane, asyncio.Task[None]] | No
         return None
     lane = FastLane(loop)
     return lane, asyncio.get_running_loop().create_task(lane.run(), name="fast-lane")
-

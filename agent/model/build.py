@@ -114,4 +114,3 @@ def pcs_record(
         pcc_active,
         pcc_grid_w,
     )
-

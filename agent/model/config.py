@@ -269,9 +269,7 @@ def _check_fast_lane(path: Path, control: ControlConfig, cycle_s: float, meters:
         raise ConfigError(f"{key} but [control] ramp_limit_w_per_s is 0: the fast lane holds the grid ramp")
     roles = {m.role for m in meters}
     if "grid" not in roles or not roles & {"load", "rack"}:
-        raise ConfigError(
-            f'{key} needs a [[meter]] with role = "grid" and one with role = "load" (or "rack") to read'
-        )
+        raise ConfigError(f'{key} needs a [[meter]] with role = "grid" and one with role = "load" (or "rack") to read')
 
 
 def check_demand_interval(path: Path | str, interval_s: float, billed_s: float, tariff: Path | str) -> None:
@@ -350,13 +348,13 @@ def parse_site(data: dict[str, Any], path: Path) -> SiteConfig:
     pcc = [p.id for p in pcs if p.grid_control == "pcc"]
     if pcc and not any(m.role == "grid" for m in meters):
         raise ConfigError(
-            f'{path}: [[pcs]] {pcc[0]!r} key \'grid_control\' is "pcc" but the site has no [[meter]] with'
+            f"{path}: [[pcs]] {pcc[0]!r} key 'grid_control' is \"pcc\" but the site has no [[meter]] with"
             ' role = "grid": the agent checks the grid import the PCS regulates on that meter'
         )
     if pcc and control.ramp_limit_w_per_s <= 0:
         raise ConfigError(
-            f'{path}: [[pcs]] {pcc[0]!r} key \'grid_control\' is "pcc" but [control] ramp_limit_w_per_s is 0:'
-            " grid-power control exists to hold the grid ramp; set the limit (W/s) or use \"setpoint\""
+            f"{path}: [[pcs]] {pcc[0]!r} key 'grid_control' is \"pcc\" but [control] ramp_limit_w_per_s is 0:"
+            ' grid-power control exists to hold the grid ramp; set the limit (W/s) or use "setpoint"'
         )
     if control.fast_lane_s > 0.0:
         _check_fast_lane(path, control, cycle_s, meters)
@@ -393,9 +391,7 @@ def _check_wiring(
     for d in meters + pcs + clusters:
         key = (d.host, d.port, d.unit)
         if key in endpoints:
-            raise ConfigError(
-                f"{path}: devices {endpoints[key]!r} and {d.id!r} share {d.host}:{d.port} unit {d.unit}"
-            )
+            raise ConfigError(f"{path}: devices {endpoints[key]!r} and {d.id!r} share {d.host}:{d.port} unit {d.unit}")
         endpoints[key] = d.id
     if sum(1 for m in meters if m.role == "grid") > 1:
         raise ConfigError(f'{path}: more than one [[meter]] has role = "grid"')

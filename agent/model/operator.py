@@ -177,9 +177,7 @@ def apply_command(state: OperatorState, cmd: Command, now_mono: float, limits: S
             return replace(state, mode=mode)
         case Override(w, dur):
             if abs(w) > limits.max_power_w:
-                raise CommandError(
-                    "setpoint_w", f"|{w:g}| W exceeds the site's PCS rating of {limits.max_power_w:g} W"
-                )
+                raise CommandError("setpoint_w", f"|{w:g}| W exceeds the site's PCS rating of {limits.max_power_w:g} W")
             if not 0 < dur <= MAX_OVERRIDE_S:
                 raise CommandError("duration_s", f"must be > 0 and <= {MAX_OVERRIDE_S:g} s, got {dur:g}")
             return replace(state, override_w=w, override_until=now_mono + dur)

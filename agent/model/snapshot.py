@@ -145,10 +145,7 @@ class ClusterSnapshot:
     def trusted(self) -> bool:
         """May this cluster be commanded at all? Online, with a good SoC and good limits."""
         return (
-            self.status is ClusterStatus.ONLINE
-            and self.soc_pct.ok
-            and self.max_charge_w.ok
-            and self.max_discharge_w.ok
+            self.status is ClusterStatus.ONLINE and self.soc_pct.ok and self.max_charge_w.ok and self.max_discharge_w.ok
         )
 
     @property

@@ -44,9 +44,7 @@ class AuthError(ValueError):
 
 def canonical(msg: dict[str, Any]) -> bytes:
     body = {k: v for k, v in msg.items() if k != "sig"}
-    return json.dumps(
-        body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
-    ).encode()
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
 
 
 def sign(secret: bytes, msg: dict[str, Any]) -> dict[str, Any]:
@@ -87,9 +85,7 @@ class Verifier:
             raise AuthError("malformed", f"'ts' must be Unix time in seconds, got {ts!r}")
         skew = float(ts) - now_epoch
         if abs(skew) > self.max_skew_s:
-            raise AuthError(
-                "stale", f"timestamp is {skew:+.1f} s from the agent's clock (limit {self.max_skew_s:g} s)"
-            )
+            raise AuthError("stale", f"timestamp is {skew:+.1f} s from the agent's clock (limit {self.max_skew_s:g} s)")
         if ts < self.not_before:
             raise AuthError("stale", "signed before the agent started (its replay memory is new); sign it again")
         nonce = msg.get("nonce")

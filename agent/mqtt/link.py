@@ -79,9 +79,7 @@ class MqttLink:
         verifier = Verifier(cfg.secret, cfg.max_skew_s, not_before=started) if cfg.secret is not None else None
         self.commands = CommandHandler(hub, verifier, self.wall)
         self.rack = (
-            RackLoad(cfg.rack_load_topic, cfg.rack_stale_s, cfg.racks)
-            if cfg.rack_load_topic is not None
-            else None
+            RackLoad(cfg.rack_load_topic, cfg.rack_stale_s, cfg.racks) if cfg.rack_load_topic is not None else None
         )
         self._out: deque[Outgoing] = deque()
         self._prio: deque[Outgoing] = deque()
@@ -263,13 +261,7 @@ class MqttLink:
         async for message in client.messages:
             topic = message.topic.value
             raw = message.payload
-            payload = (
-                raw
-                if isinstance(raw, bytes)
-                else bytes(raw)
-                if isinstance(raw, bytearray)
-                else str(raw).encode()
-            )
+            payload = raw if isinstance(raw, bytes) else bytes(raw) if isinstance(raw, bytearray) else str(raw).encode()
             try:
                 if topic == self.topics.cmd:
                     ack = self.commands.handle(payload)

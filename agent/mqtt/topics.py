@@ -176,9 +176,7 @@ def plan_payload(p: Plan, t: datetime) -> dict[str, Any]:
         "decided_by": p.decided_by,
         "reason": p.reason,
         "window_w": [lo, hi],
-        "bounds": [
-            {"source": b.source, "lo_w": b.lo_w, "hi_w": b.hi_w, "reason": b.reason} for b in p.bounds
-        ],
+        "bounds": [{"source": b.source, "lo_w": b.lo_w, "hi_w": b.hi_w, "reason": b.reason} for b in p.bounds],
         "pcs_setpoints_w": dict(p.pcs_setpoints_w),
         "grid_control": grid_control_payload(p.grid_control),
         "alarms": list(p.alarms),

@@ -233,8 +233,12 @@ def plot_report(
         ax = axes[2]
         n_cl = [r["clusters"] for r in sweep]
         # (None, a gap: a trace under a day gives no annual estimate)
-        ax.plot(n_cl, [np.nan if r["annual_savings"] is None else r["annual_savings"] for r in sweep],
-                marker="o", label="annual net savings")
+        ax.plot(
+            n_cl,
+            [np.nan if r["annual_savings"] is None else r["annual_savings"] for r in sweep],
+            marker="o",
+            label="annual net savings",
+        )
         ax.plot(n_cl, [np.nan if r["npv"] is None else r["npv"] for r in sweep], marker="s", label="NPV")
         ax.set_xlabel("clusters")
         ax.set_ylabel(report["currency"])

@@ -31,9 +31,7 @@ def start_telemetry(
     if not cfg.enabled:
         return None
     feed = Feed(hub, cfg.ledger_every_s, racks)
-    sink: InfluxSink | LocalStoreSink = (
-        InfluxSink(cfg, feed) if cfg.influx is not None else LocalStoreSink(cfg, feed)
-    )
+    sink: InfluxSink | LocalStoreSink = InfluxSink(cfg, feed) if cfg.influx is not None else LocalStoreSink(cfg, feed)
     sink.start()
     hub.sinks.append(sink)
     hub.providers["telemetry"] = sink.status

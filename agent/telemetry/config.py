@@ -90,7 +90,5 @@ def parse_telemetry(site: SiteConfig, state_dir: Path) -> TelemetryConfig:
     )
     t.done()
     if retry_max < retry_min:
-        raise ConfigError(
-            f"{t.where}: key 'retry_max_s' must be >= retry_min_s ({retry_min:g}), got {retry_max:g}"
-        )
+        raise ConfigError(f"{t.where}: key 'retry_max_s' must be >= retry_min_s ({retry_min:g}), got {retry_max:g}")
     return cfg

@@ -80,9 +80,7 @@ class InfluxSink(BackgroundSink):
         self.cfg = cfg
         self.target = target or InfluxTarget(cfg.influx)
         self.spool = Spool(cfg.spool_path, cfg.spool_max_bytes, self._on_spool_drop)
-        self.parked = Spool(
-            cfg.spool_path.with_name(cfg.spool_path.stem + ".rejected.db"), cfg.spool_max_bytes, None
-        )
+        self.parked = Spool(cfg.spool_path.with_name(cfg.spool_path.stem + ".rejected.db"), cfg.spool_max_bytes, None)
         self.sent_points = 0
         self.spooled_points = 0
         self.replayed_points = 0

@@ -137,11 +137,7 @@ class LocalStore:
         t0, t1 = t_ns(start), t_ns(end)
         out: list[Series] = []
         with self._lock:
-            cands = [
-                (sid, json.loads(tg))
-                for (m, f, tg), sid in self._ids.items()
-                if m == measurement and f == field
-            ]
+            cands = [(sid, json.loads(tg)) for (m, f, tg), sid in self._ids.items() if m == measurement and f == field]
             for sid, tg in sorted(cands, key=lambda x: sorted(x[1].items())):
                 if any(tg.get(k) != v for k, v in want.items()):
                     continue

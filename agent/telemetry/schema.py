@@ -184,11 +184,7 @@ def points_for(
                 t,
             )
         )
-    out.append(
-        Point(
-            "rack", _tags(site=site_id, rack="total"), _fields(power_w=_m(s.load_w), quality=_q(s.load_w)), t
-        )
-    )
+    out.append(Point("rack", _tags(site=site_id, rack="total"), _fields(power_w=_m(s.load_w), quality=_q(s.load_w)), t))
     for rid, m in sorted((racks or {}).items()):
         out.append(Point("rack", _tags(site=site_id, rack=rid), _fields(power_w=m.value, quality=_q(m)), t))
 

@@ -57,9 +57,7 @@ class Spool:
         )
         self._db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL)")
         self._lock = threading.Lock()
-        row = self._db.execute(
-            "SELECT count(*), coalesce(sum(n), 0), coalesce(sum(size), 0) FROM batch"
-        ).fetchone()
+        row = self._db.execute("SELECT count(*), coalesce(sum(n), 0), coalesce(sum(size), 0) FROM batch").fetchone()
         self._batches, self._points, self._bytes = int(row[0]), int(row[1]), int(row[2])
         self._dropped_points = self._meta("dropped_points")
         self._dropped_batches = self._meta("dropped_batches")
@@ -70,9 +68,7 @@ class Spool:
 
     def stats(self) -> SpoolStats:
         with self._lock:
-            return SpoolStats(
-                self._batches, self._points, self._bytes, self._dropped_points, self._dropped_batches
-            )
+            return SpoolStats(self._batches, self._points, self._bytes, self._dropped_points, self._dropped_batches)
 
     @property
     def empty(self) -> bool:
@@ -108,8 +104,7 @@ class Spool:
             if drop_batches:
                 for k, v in (("dropped_points", drop_points), ("dropped_batches", drop_batches)):
                     db.execute(
-                        "INSERT INTO meta (k, v) VALUES (?, ?)"
-                        " ON CONFLICT(k) DO UPDATE SET v = v + excluded.v",
+                        "INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = v + excluded.v",
                         (k, v),
                     )
             db.execute("COMMIT")
