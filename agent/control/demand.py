@@ -157,11 +157,7 @@ def billed_level_w(peaks: tuple[tuple[float, float], ...], rate: float, base: fl
     only the maximum demand is billed: that is the highest interval of the month in any window.
     """
     if base > 0.0 and rate == base:
-        top = 0.0
-        for _, v in peaks:
-            if v > top:
-                top = v
-        return top
+        return top_peak(peaks)
     return month_peak(peaks, rate)
 
 

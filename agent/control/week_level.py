@@ -46,7 +46,7 @@ import numpy as np
 
 from agent.control.envelope import ENVELOPE_DAYS
 from agent.control.levels import DAYS_PER_MONTH
-from agent.control.state import top_peak
+from agent.control.state import month_peak, top_peak
 
 # A day's row is used if at most this share of it is unknown (its unknown slots then at its highest
 # known: a level held on them is held on the day too)
@@ -127,7 +127,7 @@ def all_hours_level_w(
     floors = [top_peak(billed_w)]
     for i, v in enumerate(sorted(set(rate[rate > base].tolist()))):
         groups.append(PeakGroup((v - base) * share, i + 1, 0, np.flatnonzero(rate == v).astype(np.int64)))
-        floors.append(max((w for r, w in billed_w if r == round(v, 6)), default=0.0))  # state.rate_key
+        floors.append(month_peak(billed_w, v))
     layout = DemandLayout(np.arange(n, dtype=np.int64), np.ones(n), tuple(groups))
     full = bat.budget_wh
     st = Storage(
