@@ -17,6 +17,7 @@ from agent.control.demand import (
     close_interval,
     headroom_wh,
     held_days,
+    in_dip_w,
     interval_net_forecast_w,
     keep_wh,
     persistence_w,
@@ -128,11 +129,11 @@ def test_no_shaving_where_the_demand_rate_is_zero() -> None:
 def test_a_wall_clock_step_back_neither_forgets_the_billed_peak_nor_counts_time_twice() -> None:
     # NTP steps the wall clock back an hour in the middle of an interval: the policy runs on the
     # monotonic clock for time and on the wall clock only for which interval and price it is in.
-    # The load has stepped to 5 MW a second before (the interval books that second at the load read at
-    # its start, as its meter does: begin.metered_w).
+    # The load has stepped to 5 MW two minutes before (its last minute's average over the aim: no dip to
+    # wait in, demand.in_dip_w).
     st = initial_state(NO_TOU, month_peaks={40.8: 4.5e6}, month=(2026, 7))
     for k in range(300):
-        load = 3e6 if k < 299 else 5e6
+        load = 3e6 if k < 180 else 5e6
         plan, st = decide(snap(load, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k)), st, NO_TOU, OP, RATED, False)
     covered = st.interval.covered_s
     s = snap(5e6, t_mono=1300.0, t_wall=T0 - timedelta(hours=1) + timedelta(seconds=300))
@@ -298,7 +299,8 @@ def test_forecast_is_steadied_by_the_last_interval(dt: float, expected_w: float)
     profile = [4e6] * 96
     profile[55] = 5e6  # 13:45-14:00, the interval just closed
     st = initial_state(NO_TOU, month_peaks={40.8: 4e6}, month=(2026, 7), profile=profile)
-    st = replace(st, ramp=RampState(t_mono=1000.0 - dt))
+    # a running agent: the last minute's average is the last interval's load (not a dip, demand.in_dip_w)
+    st = replace(st, ramp=RampState(t_mono=1000.0 - dt), interval=replace(st.interval, net_avg_w=5e6))
     p = decide(snap(3e6, t_mono=1000.0, t_wall=T0), st, NO_TOU, OP, RATED, False)[0]
     assert p.site_setpoint_w == pytest.approx(expected_w)
 
@@ -555,3 +557,73 @@ def test_the_moving_average_takes_the_reading_now() -> None:
         s = snap(load, t_mono=1000.0 + k, t_wall=t0 + timedelta(seconds=k))
         st = decide(s, st, NO_TOU, OP, RATED, False)[1]
     assert st.interval.net_avg_w == pytest.approx(4e6 + 1e6 * (1.0 - math.exp(-1.0)), rel=1e-9)
+
+
+# --- issue 13: a job restart's dip inside a shaved interval ---
+AIM = 0.99 * 4e6  # 4 MW billed, aimed MARGIN under
+
+
+def run_dip(high: float, low: float, start_s: int, back_s: int) -> tuple[float, float, list[float]]:
+    """14:00-14:15, 4 MW billed this month, aimed 1 % under: `start_s` s in at `high`, the battery having
+    held the aim (its minute's average at `high`), then a job restart's dip at `low` until `back_s`, and
+    `high` again to the end, one reading a second. Returns the interval's average import, the energy
+    the battery gave from `start_s` (J) and its setpoint each second from `start_s`."""
+    iv = IntervalState(
+        key=KEY, rate=40.8, month=2026 * 12 + 6, peaks=((40.8, 4e6),), grid_ws=AIM * start_s, net_ws=high * start_s,
+        covered_s=float(start_s), profile=(high,) * 96, margin=MARGIN, net_avg_w=high,
+    )  # fmt: skip
+    st = ControllerState(ramp=RampState(t_mono=1000.0 + start_s - 1.0), interval=iv)
+    battery, imported_ws, given = 0.0, AIM * start_s, 0.0
+    setpoints: list[float] = []
+    for k in range(start_s, 900):
+        load = low if k < back_s else high
+        s = snap(load, battery=battery, t_mono=1000.0 + k, t_wall=T0 + timedelta(seconds=k))
+        plan, st = decide(s, st, NO_TOU, OP, RATED, False)
+        battery = plan.site_setpoint_w
+        setpoints.append(battery)
+        imported_ws += load - battery
+        given += battery
+    return imported_ws / 900.0, given, setpoints
+
+
+def test_in_a_restart_s_dip_the_battery_waits_for_the_load_to_come_back() -> None:
+    # 300 s at 5 MW (312 MJ given to hold the aim), 300 s at 2 MW, 300 s at 5 MW: the dip leaves
+    # (3.96 - 2) x 300 = 588 MJ under the aim, more than the return needs over it (1.04 x 300 = 312 MJ),
+    # so nothing more is needed. The minute's average falls under the aim 60 ln(3 / 1.96) = 25.5 s
+    # into the dip; from then on the battery gives nothing. Before, the steady forecast (the interval's
+    # average so far, ~4 MW) kept it discharging into the dip: 56.2 MJ given, closing at 3,591 kW.
+    avg, given, setpoints = run_dip(5e6, 2e6, 300, 600)
+    assert all(p == 0.0 for p in setpoints[26:])
+    assert given < 26 * 1e6  # at most ~1 MW for the 26 s before the average crossed the aim
+    assert avg < AIM
+
+
+def test_after_a_dip_the_interval_still_closes_at_its_aim() -> None:
+    # 120 s at 6 MW, a dip at 2 MW for 300 s, then 480 s at 6 MW: the return needs 391 MJ more than
+    # the dip left, which the fleet's 2.5 MW gives in ~160 s. The minute's average falls under the aim
+    # 60 ln(4 / 1.96) = 42.8 s into the dip (its 43rd reading): the battery waits from then to the
+    # load's return, and the interval closes at the aim, not over it (3,958 kW, as before the deferral).
+    avg, _, setpoints = run_dip(6e6, 2e6, 120, 420)
+    assert 0.995 * AIM < avg <= AIM + 1e3
+    assert setpoints[41] > 0.0 and all(p == 0.0 for p in setpoints[42:300])
+
+
+@pytest.mark.parametrize(
+    ("a", "top", "now", "grid_ws", "left", "expected"),
+    [
+        # 600 s in at 3 MJ/s on average (1.8 GJ), 300 s left: a top of 6 MW needs 1.8 + 6 x 0.3 - 3.6 = 0
+        # GJ over the aim that full power (1.5 MW x 299 s = 448.5 MJ) does not cover: nothing now
+        (1e6, 6e6, 2e6, 1.8e9, 300.0, 0.0),
+        # 2.4 GJ in: 600 MJ over the aim at the top, 151.5 MJ of it this second (persistence_w)
+        (2e8, 6e6, 2e6, 2.4e9, 300.0, 151.5e6),
+        (1e6, 6e6, 2e6, 2.4e9, 300.0, 1e6),  # never more than the demand bound asked for
+        (1e6, 6e6, math.nan, 2.4e9, 300.0, 1e6),  # no good reading: the bound as it was
+        (1e6, math.nan, 2e6, 2.4e9, 300.0, 1e6),  # no top yet: the steady forecast (6 MW) stands for it
+    ],
+)
+def test_the_discharge_in_a_dip_is_what_the_interval_s_top_would_need(
+    a: float, top: float, now: float, grid_ws: float, left: float, expected: float
+) -> None:
+    iv = IntervalState(key=KEY, grid_ws=grid_ws, top_w=top)
+    got = in_dip_w(a, iv, 6e6 if top != top else 3e6, now, 4e6, 900.0, left, 1.0, 1.5e6)
+    assert got == pytest.approx(expected, rel=1e-12)

@@ -38,11 +38,11 @@ VERSION: Final = 1
 
 _INTS: Final = frozenset({"key", "month", "week_day"})
 _SERIES: Final = frozenset({"profile", "targets", "past", "env"})
-# Fields a file written before them lacks (the week's level and the load's moving average, issue 13,
+# Fields a file written before them lacks (the week's level, the load's moving average and its top, issue 13,
 # after VERSION 1 was first written): absent, they take IntervalState's "not worked out" defaults, so a
 # coordinator upgraded mid-month keeps the peaks its campus already billed. Any other field absent
 # still refuses the file.
-_ADDED: Final = frozenset({"week_day", "week_level_w", "week_cap_w", "week_aim_w", "net_avg_w"})
+_ADDED: Final = frozenset({"week_day", "week_level_w", "week_cap_w", "week_aim_w", "net_avg_w", "top_w"})
 
 
 class SavedStateError(ValueError):

@@ -70,6 +70,7 @@ def accumulate(
         week_cap_w=iv.week_cap_w,
         week_aim_w=iv.week_aim_w,
         net_avg_w=_moved_avg_w(iv, net, now_w, dt),
+        top_w=net if not iv.top_w >= net else iv.top_w,  # NaN compares False: the first reading
     )
 
 
@@ -210,4 +211,5 @@ def roll(
         week_cap_w=week_cap_w,
         week_aim_w=week_aim_w,
         net_avg_w=_moved_avg_w(iv, net, now_w, dt) if sample else iv.net_avg_w,
+        top_w=net if sample else math.nan,
     )

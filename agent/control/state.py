@@ -163,6 +163,9 @@ class IntervalState:
     # the baseline's moving average over the last demand.PERSIST_S (W, exponential; NaN: no reading yet):
     # the load the rest of the interval is held at by demand.persistence_w, carried across intervals
     net_avg_w: float
+    # the highest baseline reading of the running interval (W; NaN: none yet): what the load may come
+    # back at after a job restart's dip, which demand.in_dip_w defers discharge against
+    top_w: float
 
     def __init__(
         self,
@@ -186,6 +189,7 @@ class IntervalState:
         week_cap_w: float = NAN,
         week_aim_w: float = NAN,
         net_avg_w: float = NAN,
+        top_w: float = NAN,
     ) -> None:
         object.__setattr__(self, "key", key)
         object.__setattr__(self, "rate", rate)
@@ -206,6 +210,7 @@ class IntervalState:
         object.__setattr__(self, "week_cap_w", week_cap_w)
         object.__setattr__(self, "week_aim_w", week_aim_w)
         object.__setattr__(self, "net_avg_w", net_avg_w)
+        object.__setattr__(self, "top_w", top_w)
 
 
 @dataclass(frozen=True, slots=True, init=False)
