@@ -598,9 +598,9 @@ def demand(w: Window, c: Cycle) -> Window:
         else:
             allow = allowed_grid_w(charge_tgt, iv.grid_ws, cov, left, iv_len)
         a = min(0.0, (now_w if now_w > net_fc else net_fc) - allow)
-    if c.cfg.campus is None and left > 0.0 and a > 0.0 and iv.net_avg_w < tgt:  # NaN compares False
-        a = in_dip_w(a, iv, net_fc, now_w, tgt, iv_len, left, c.dt, w.hi)
     if c.cfg.campus is None and left > 0.0:
+        if a > 0.0 and iv.net_avg_w < tgt:  # NaN compares False
+            a = in_dip_w(a, iv, net_fc, now_w, tgt, iv_len, left, c.dt, w.hi)
         # Never an interval the fleet cannot bring back to the aim if the load stays where it has been
         # this last minute (persistence_w). The steady forecast is the interval's average so far: after a
         # restart's dip it lags the plateau that follows, and at 1 s the battery ended such intervals at
